@@ -1,0 +1,260 @@
+"""Exactly-once effects from an at-least-once topic: the consumer side of ARCHITECTURE.md.
+
+A batch is applied in ONE PostgreSQL transaction together with the partition offsets it reaches;
+records at or below the stored offsets are replays and are skipped, so a redelivery after a crash,
+a rebalance or a failed Kafka commit changes nothing. Kafka's own committed offset is only a hint.
+
+Error policy:
+- a record that cannot be decoded or validated goes to `<topic>.dlq` with headers saying why, is
+  counted, and the batch goes on;
+- a transient failure (database or broker down) leaves the batch uncommitted and retries it with
+  backoff; `healthy` is false meanwhile, which turns readiness false;
+- any other exception from the handler makes the batch be re-applied one record at a time, and the
+  record that still fails is dead-lettered: one bad event never blocks a partition.
+
+This uses aiokafka's consumer directly rather than a FastStream subscriber: FastStream's batch
+parser decodes headers and JSON before a handler runs, so a malformed record would fail the whole
+batch before it could be dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from faststream.kafka import KafkaBroker
+from pydantic import BaseModel, ValidationError
+
+from shared import metrics
+from shared.cloudevents import CloudEvent, decode
+from shared.errors import InvalidMessage, TransientError
+from shared.kafka import client_kwargs
+from shared.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+TRANSIENT = (TransientError, OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+             asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError,
+             asyncpg.SerializationError, asyncpg.DeadlockDetectedError, KafkaError, TimeoutError)
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A decoded, validated record handed to a service's handler."""
+
+    topic: str
+    partition: int
+    offset: int
+    event: CloudEvent
+    data: BaseModel
+
+
+Handler = Callable[[asyncpg.Connection, Sequence[Incoming]], Awaitable[None]]
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """`field.path: message` for each problem, the form every Attain error message uses."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '(body)'}: {e['msg']}" for e in err.errors()
+    )
+
+
+async def claim(conn: asyncpg.Connection, event: CloudEvent) -> bool:
+    """Record `event` in the inbox; False when it was applied before (a duplicate delivery)."""
+    row = await conn.fetchval(
+        "INSERT INTO inbox (tenant, source, event_id) VALUES ($1, $2, $3)"
+        " ON CONFLICT DO NOTHING RETURNING 1",
+        event.tenant, event.source, event.id,
+    )
+    return row is not None
+
+
+class TransactionalConsumer:
+    """Applies batches of records with `handler`, exactly once in effect (see module docstring)."""
+
+    def __init__(self, *, pool: asyncpg.Pool, broker: KafkaBroker, group_id: str, service: str,
+                 models: Mapping[str, type[BaseModel]], handler: Handler,
+                 after_commit: Callable[[], None] = lambda: None) -> None:
+        self.pool, self.broker, self.group_id, self.service = pool, broker, group_id, service
+        self.models, self.handler, self.after_commit = models, handler, after_commit
+        self.healthy = True
+
+    def _decode(self, record: ConsumerRecord) -> Incoming:
+        event = decode(record.headers, record.value)
+        model = self.models.get(event.type)
+        if model is None:
+            raise InvalidMessage(f"ce_type {event.type!r} is not expected on {record.topic}")
+        try:
+            data = model.model_validate(event.data)
+        except ValidationError as err:
+            raise InvalidMessage(f"invalid {event.type} data: {format_validation_error(err)}") from err
+        return Incoming(record.topic, record.partition, record.offset, event, data)
+
+    async def process(self, records: Sequence[ConsumerRecord]) -> None:
+        """Apply `records` (any partitions, each in offset order), retrying transient failures."""
+        backoff = 0.2
+        while True:
+            try:
+                started = time.perf_counter()
+                await self._apply(records)
+                metrics.BATCH_SECONDS.labels(self.group_id).observe(time.perf_counter() - started)
+                self.healthy = True
+                self.after_commit()
+                return
+            except TRANSIENT as err:
+                self.healthy = False
+                metrics.TRANSIENT_ERRORS.labels(self.group_id).inc()
+                log.warning("batch not applied, will retry", extra={"group": self.group_id,
+                            "error": repr(err), "retry_in_s": backoff})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    async def _apply(self, records: Sequence[ConsumerRecord]) -> None:
+        try:
+            await self._apply_in_one_transaction(records)
+        except TRANSIENT:
+            raise
+        except Exception:  # a handler bug or unforeseen data: isolate the culprit record
+            log.exception("batch failed, applying record by record", extra={"group": self.group_id})
+            for record in records:
+                try:
+                    await self._apply_in_one_transaction([record])
+                except TRANSIENT:
+                    raise
+                except Exception as err:
+                    await self._apply_in_one_transaction([record], failure=f"handler failed: {err!r}")
+
+    async def _apply_in_one_transaction(self, records: Sequence[ConsumerRecord],
+                                        failure: str | None = None) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            stored = await self._stored_offsets(conn, {(r.topic, r.partition) for r in records})
+            fresh = [r for r in records if r.offset >= stored.get((r.topic, r.partition), 0)]
+            good: list[Incoming] = []
+            for record in fresh:
+                try:
+                    if failure:
+                        raise InvalidMessage(failure)
+                    good.append(self._decode(record))
+                except InvalidMessage as err:
+                    await self._dead_letter(record, str(err))
+            if good:
+                await self.handler(conn, good)
+            await self._store_offsets(conn, fresh)
+        for r in records:
+            outcome = "applied" if r in fresh else "skipped_replay"
+            metrics.CONSUMED.labels(self.group_id, r.topic, outcome).inc()
+
+    async def _stored_offsets(self, conn: asyncpg.Connection,
+                              tps: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        rows = await conn.fetch(
+            "SELECT topic, partition, next_offset FROM consumer_offsets"
+            " WHERE group_id = $1 AND (topic, partition) IN (SELECT * FROM unnest($2::text[], $3::int[]))"
+            " FOR UPDATE",
+            self.group_id, [t for t, _ in tps], [p for _, p in tps],
+        )
+        return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+
+    async def _store_offsets(self, conn: asyncpg.Connection, records: Sequence[ConsumerRecord]) -> None:
+        reached: dict[tuple[str, int], int] = {}
+        for r in records:
+            reached[(r.topic, r.partition)] = max(reached.get((r.topic, r.partition), 0), r.offset + 1)
+        if reached:
+            await conn.executemany(
+                "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (group_id, topic, partition) DO UPDATE"
+                " SET next_offset = GREATEST(consumer_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()",
+                [(self.group_id, t, p, o) for (t, p), o in reached.items()],
+            )
+
+    async def _dead_letter(self, record: ConsumerRecord, error: str) -> None:
+        headers = {name: raw.decode(errors="replace") for name, raw in record.headers or ()}
+        headers.update({
+            "attain_error": error[:2000], "attain_service": self.service,
+            "attain_original_topic": record.topic, "attain_original_partition": str(record.partition),
+            "attain_original_offset": str(record.offset),
+        })
+        await self.broker.publish(record.value or b"", f"{record.topic}.dlq", key=record.key, headers=headers)
+        metrics.CONSUMED.labels(self.group_id, record.topic, "dead_lettered").inc()
+        log.warning("message dead-lettered", extra={"topic": record.topic, "partition": record.partition,
+                    "offset": record.offset, "error": error})
+
+    async def stored_offsets_for(self, tps: set[TopicPartition]) -> dict[TopicPartition, int]:
+        async with self.pool.acquire() as conn:
+            found = await self._stored_offsets(conn, {(tp.topic, tp.partition) for tp in tps})
+        return {TopicPartition(t, p): o for (t, p), o in found.items()}
+
+
+class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
+    """On assignment, resume where PostgreSQL says this group stands, not where Kafka thinks."""
+
+    def __init__(self, loop: ConsumerLoop) -> None:
+        self._loop = loop
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._loop.assigned -= set(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._loop.assigned |= set(assigned)
+        self._loop.joined = True
+        if not assigned:
+            return
+        try:
+            stored = await self._loop.processor.stored_offsets_for(set(assigned))
+        except TRANSIENT as err:  # the offsets filter still protects us; seeking is an optimisation
+            log.warning("could not read stored offsets on assignment", extra={"error": repr(err)})
+            return
+        consumer = self._loop.consumer
+        assert consumer is not None
+        for tp, offset in stored.items():
+            consumer.seek(tp, offset)
+
+
+class ConsumerLoop:
+    """Polls `topics` as `group_id` and feeds batches to a `TransactionalConsumer`."""
+
+    def __init__(self, settings: ServiceSettings, topics: Sequence[str], processor: TransactionalConsumer,
+                 *, max_records: int = 500) -> None:
+        self.settings, self.topics, self.processor, self.max_records = settings, topics, processor, max_records
+        self.consumer: AIOKafkaConsumer | None = None
+        self.assigned: set[TopicPartition] = set()
+        self.joined = False
+
+    async def run(self) -> None:
+        """Consume until cancelled."""
+        instance = self.settings.kafka_group_instance_id
+        self.consumer = AIOKafkaConsumer(
+            **client_kwargs(self.settings),
+            group_id=self.processor.group_id,
+            group_instance_id=f"{instance}-{self.processor.group_id}" if instance else None,
+            client_id=self.processor.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_poll_interval_ms=300_000,
+            session_timeout_ms=30_000 if instance else 10_000,
+        )
+        self.consumer.subscribe(list(self.topics), listener=_SeekToStored(self))
+        await self.consumer.start()
+        try:
+            while True:
+                batches = await self.consumer.getmany(timeout_ms=500, max_records=self.max_records)
+                records = [r for rs in batches.values() for r in rs]
+                if not records:
+                    continue
+                await self.processor.process(records)
+                try:
+                    await self.consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items()})
+                except KafkaError as err:  # only a hint: PostgreSQL holds the truth
+                    log.warning("kafka offset commit failed", extra={"error": repr(err)})
+        finally:
+            await self.consumer.stop()
+
+    @property
+    def ready(self) -> bool:
+        return self.joined and self.processor.healthy

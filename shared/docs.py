@@ -1,0 +1,97 @@
+"""The machine-readable contract, generated from the code: `python -m shared.docs docs/api`.
+
+- `<service>.openapi.json`: each service's HTTP API (FastAPI);
+- `asyncapi.json`: every topic, who writes it, and its message schema (FastStream's AsyncAPI 3.0);
+- `schemas/<type>.json`: the JSON Schema of each event type.
+A unit test regenerates them and fails when the committed files are stale.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from faststream.kafka import KafkaBroker
+from faststream.specification import AsyncAPI
+
+from shared import topics
+from shared.events import (
+    ActivityLogged,
+    AttainmentUpdated,
+    DealDeleted,
+    DealUpserted,
+    MilestoneReached,
+    RepUpserted,
+    TargetSet,
+    TaskCreated,
+    json_schemas,
+)
+from shared.settings import ServiceSettings
+
+CHANNELS: list[tuple[topics.Topic, Any, str]] = [
+    (topics.DEALS, DealUpserted | DealDeleted,
+     "Written by ingest. ce_type deal.upserted or deal.deleted; key <tenant>:<rep_id>. Cleanup: delete."),
+    (topics.ACTIVITIES, ActivityLogged, "Written by ingest. ce_type activity.logged; key <tenant>:<rep_id>."),
+    (topics.ROSTER, RepUpserted, "Written by ingest. ce_type rep.upserted; key <tenant>:<rep_id>. Compacted."),
+    (topics.TARGETS, TargetSet, "Written by ingest. ce_type target.set; key <tenant>:<scope_id>. Compacted."),
+    (topics.ATTAINMENT, AttainmentUpdated,
+     "Written by kpi. ce_type kpi.attainment.updated; key <tenant>:<scope>:<id>:<period>:<metric>. Compacted:"
+     " the latest message per key holds the full current figures."),
+    (topics.TASKS, TaskCreated, "Written by coaching. ce_type coaching.task.created; key <tenant>:<rep_id>."),
+    (topics.CELEBRATIONS, MilestoneReached,
+     "Written by recognition. ce_type recognition.milestone.reached; key <tenant>:<scope_id>."),
+]
+HEADERS_NOTE = (
+    "CloudEvents 1.0 Kafka binding, binary mode: headers ce_id (the dedup key), ce_type, ce_source,"
+    " ce_specversion=1.0, ce_time, ce_tenant, ce_tenanttimezone; content-type application/json; the data"
+    " is the record value. Poison messages go to <topic>.dlq with attain_error, attain_service,"
+    " attain_original_topic/partition/offset headers."
+)
+
+
+def asyncapi() -> dict[str, Any]:
+    broker = KafkaBroker(ServiceSettings().kafka_bootstrap_servers)
+    for topic, schema, description in CHANNELS:
+        broker.publisher(topic.name, schema=schema, title=topic.name, description=description)
+    spec = AsyncAPI(broker, title="Attain events", version="1", schema_version="3.0.0",
+                    description=HEADERS_NOTE)
+    result: dict[str, Any] = json.loads(spec.to_specification().to_json())
+    return result
+
+
+def openapi() -> dict[str, dict[str, Any]]:
+    from services.coaching.app import SPEC as COACHING  # noqa: PLC0415 - services depend on shared, not back
+    from services.ingest.app import SPEC as INGEST  # noqa: PLC0415
+    from services.kpi.app import SPEC as KPI  # noqa: PLC0415
+    from services.recognition.app import SPEC as RECOGNITION  # noqa: PLC0415
+    from shared.service import create_app  # noqa: PLC0415
+
+    return {spec.name: create_app(spec, ServiceSettings()).openapi() for spec in (INGEST, KPI, COACHING, RECOGNITION)}
+
+
+def render() -> dict[str, str]:
+    """Relative path -> file content of every generated document."""
+    out = {f"{name}.openapi.json": _dump(doc) for name, doc in openapi().items()}
+    out["asyncapi.json"] = _dump(asyncapi())
+    out |= {f"schemas/{name}.json": _dump(schema) for name, schema in json_schemas().items()}
+    return out
+
+
+def _dump(doc: Any) -> str:
+    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+
+
+def main(folder: str) -> None:
+    root = Path(folder)
+    documents = render()
+    for relative, content in documents.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    print(f"wrote {len(documents)} documents to {root}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "docs/api")

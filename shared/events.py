@@ -1,0 +1,266 @@
+"""The contract's events as pydantic models (CONTRACT.md, sections 2 and 3).
+
+Inbound *canonical* events arrive at ingest as ``{type, id, source, time, data}``; on Kafka only
+``data`` is the message value, the rest travels in CloudEvents headers (`shared.cloudevents`).
+Derived events (attainment, tasks, celebrations) are the data of the messages the other services
+emit. Money and ratios are `Decimal` (JSON strings on the wire); every timestamp is timezone-aware.
+Unknown fields are ignored, so producers may add fields without breaking consumers.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+    model_validator,
+)
+
+from shared.periods import parse_period, validate_timezone
+
+Id = Annotated[str, Field(min_length=1, max_length=200)]
+# Decimals travel as plain strings ("90000", never "9E+4"): exact, and readable by any JSON consumer.
+Dec = Annotated[Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")]
+Money = Annotated[Dec, Field(ge=0, max_digits=20, decimal_places=4, allow_inf_nan=False)]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. EUR")]
+SourceName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.-]{0,39}$", examples=["hubspot", "api"])]
+
+
+def _check_period(value: str) -> str:
+    return parse_period(value).label
+
+
+def _check_timezone(value: str) -> str:
+    validate_timezone(value)
+    return value
+
+
+PeriodLabel = Annotated[str, AfterValidator(_check_period), Field(examples=["2026-Q4", "2026-11"])]
+TimezoneName = Annotated[str, AfterValidator(_check_timezone), Field(examples=["Europe/Berlin"])]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class DealStage(StrEnum):
+    OPEN = "open"
+    WON = "won"
+    LOST = "lost"
+
+
+class ActivityKind(StrEnum):
+    CALL = "call"
+    EMAIL = "email"
+    MEETING = "meeting"
+    DEMO = "demo"
+    TASK = "task"
+    OTHER = "other"
+
+
+class Scope(StrEnum):
+    REP = "rep"
+    TEAM = "team"
+
+
+class Metric(StrEnum):
+    WON_REVENUE = "won_revenue"
+    DEALS_WON = "deals_won"
+    WIN_RATE = "win_rate"
+    PIPELINE_CREATED = "pipeline_created"
+    AVG_DEAL_SIZE = "avg_deal_size"
+    CALLS = "calls"
+    EMAILS = "emails"
+    MEETINGS = "meetings"
+    ACTIVITIES = "activities"
+
+
+# --- inbound canonical data -------------------------------------------------------------
+
+
+class DealUpserted(_Model):
+    """A deal's full current state in the CRM; the newest `updated_at` wins."""
+
+    deal_id: Id
+    rep_id: Id = Field(description="The deal owner.")
+    amount: Money
+    currency: Currency
+    stage: DealStage
+    stage_label: str | None = Field(default=None, max_length=200)
+    created_at: AwareDatetime | None = None
+    closed_at: AwareDatetime | None = None
+    updated_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _closed_deals_have_a_close_date(self) -> Self:
+        if self.stage is not DealStage.OPEN and self.closed_at is None:
+            raise ValueError(f"closed_at is required when stage is {self.stage.value}")
+        return self
+
+
+class DealDeleted(_Model):
+    """The deal was deleted in the CRM: whatever it counted is taken back."""
+
+    deal_id: Id
+    updated_at: AwareDatetime
+
+
+class ActivityLogged(_Model):
+    """One activity (call, e-mail, meeting, ...) a rep logged."""
+
+    activity_id: Id
+    rep_id: Id
+    kind: ActivityKind
+    occurred_at: AwareDatetime
+    deal_id: Id | None = None
+    duration_s: int | None = Field(default=None, ge=0)
+
+
+class RepUpserted(_Model):
+    """A rep joined, moved team, changed manager or left (`active: false`)."""
+
+    rep_id: Id
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    team_id: Id
+    manager_id: Id | None = None
+    email: str | None = Field(default=None, max_length=320)
+    timezone: TimezoneName
+    active: bool = True
+
+
+class TargetSet(_Model):
+    """A goal for a rep or a team: `value` of `metric` in `period`."""
+
+    scope: Scope
+    scope_id: Id
+    metric: Metric
+    period: PeriodLabel
+    value: Annotated[Dec, Field(ge=0, max_digits=20, decimal_places=4, allow_inf_nan=False)]
+
+
+# --- inbound envelopes --------------------------------------------------------------------
+
+
+class _Envelope(_Model):
+    id: Id = Field(description="Unique per tenant and source: the idempotency key.")
+    source: SourceName
+    time: AwareDatetime = Field(description="When it happened in the CRM (RFC 3339).")
+
+
+class DealUpsertedEvent(_Envelope):
+    type: Literal["deal.upserted"]
+    data: DealUpserted
+
+
+class DealDeletedEvent(_Envelope):
+    type: Literal["deal.deleted"]
+    data: DealDeleted
+
+
+class ActivityLoggedEvent(_Envelope):
+    type: Literal["activity.logged"]
+    data: ActivityLogged
+
+
+class RepUpsertedEvent(_Envelope):
+    type: Literal["rep.upserted"]
+    data: RepUpserted
+
+
+class TargetSetEvent(_Envelope):
+    type: Literal["target.set"]
+    data: TargetSet
+
+
+CanonicalEvent = Annotated[
+    DealUpsertedEvent | DealDeletedEvent | ActivityLoggedEvent | RepUpsertedEvent | TargetSetEvent,
+    Field(discriminator="type"),
+]
+CANONICAL_EVENT: TypeAdapter[CanonicalEvent] = TypeAdapter(CanonicalEvent)
+
+CANONICAL_DATA: dict[str, type[_Model]] = {
+    "deal.upserted": DealUpserted,
+    "deal.deleted": DealDeleted,
+    "activity.logged": ActivityLogged,
+    "rep.upserted": RepUpserted,
+    "target.set": TargetSet,
+}
+
+
+# --- derived events -------------------------------------------------------------------------
+
+
+class AttainmentUpdated(_Model):
+    """`kpi.attainment.updated`: the full current figures of one (scope, id, period, metric)."""
+
+    scope: Scope
+    scope_id: Id
+    period: str
+    metric: Metric
+    actual: Dec
+    target: Dec | None = None
+    attainment: Dec | None = Field(default=None, description="actual / target")
+    expected: Dec | None = Field(default=None, description="target x elapsed share of the period")
+    pace: Dec | None = Field(default=None, description="actual / expected")
+    as_of: AwareDatetime
+    period_start: AwareDatetime | None = None
+    period_end: AwareDatetime | None = None
+    team_id: str | None = None
+    manager_id: str | None = None
+    name: str | None = None
+
+
+class Evidence(_Model):
+    metric: Metric
+    actual: Dec
+    expected: Dec
+    period: str
+
+
+class TaskCreated(_Model):
+    """`coaching.task.created`: a check-in a manager should hold with a rep."""
+
+    task_id: str
+    rep_id: str
+    manager_id: str | None
+    rule: str
+    severity: Literal["info", "warning", "critical"]
+    summary: str
+    evidence: Evidence
+    suggested_actions: list[str]
+    training: list[str]
+    due_at: AwareDatetime
+
+
+class MilestoneReached(_Model):
+    """`recognition.milestone.reached`: a milestone, celebrated once ever for its scope and period."""
+
+    celebration_id: str
+    scope: Scope
+    scope_id: str
+    milestone: str
+    period: str
+    value: Dec
+    headline: str
+    occurred_at: AwareDatetime
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schema of every event of the contract, keyed by event type (for docs and consumers)."""
+    schemas: dict[str, dict[str, Any]] = {
+        "canonical-event": CANONICAL_EVENT.json_schema(),
+        "kpi.attainment.updated": AttainmentUpdated.model_json_schema(),
+        "coaching.task.created": TaskCreated.model_json_schema(),
+        "recognition.milestone.reached": MilestoneReached.model_json_schema(),
+    }
+    for type_, model in CANONICAL_DATA.items():
+        schemas[type_] = model.model_json_schema()
+    return schemas

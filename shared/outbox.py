@@ -1,0 +1,105 @@
+"""The transactional outbox: events are written in the same transaction as the state that caused
+them, and a relay publishes them afterwards, in order, with an idempotent producer.
+
+A crash between publish and delete re-publishes the same `ce_id`; consumers deduplicate by it.
+Only one relay per schema publishes at a time (a transaction-scoped advisory lock), so events of
+one key keep their order even with several replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import zlib
+
+import asyncpg
+from faststream.kafka import KafkaBroker
+
+from shared import metrics
+from shared.cloudevents import CloudEvent, encode
+from shared.errors import TransientError
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+
+
+async def enqueue(conn: asyncpg.Connection, topic: str, key: bytes, event: CloudEvent) -> None:
+    """Add `event` to the outbox inside the caller's transaction."""
+    value, headers = encode(event)
+    await conn.execute(
+        "INSERT INTO outbox (topic, key, value, headers) VALUES ($1, $2, $3, $4::jsonb)",
+        topic,
+        key,
+        value,
+        json.dumps([[name, raw.decode()] for name, raw in headers]),
+    )
+
+
+class OutboxRelay:
+    """Publishes outbox rows in `seq` order; `wake()` after a commit makes it publish at once."""
+
+    def __init__(self, pool: asyncpg.Pool, broker: KafkaBroker, schema: str, poll_interval_s: float) -> None:
+        self._pool = pool
+        self._broker = broker
+        self._lock_key = zlib.crc32(f"attain-outbox:{schema}".encode())
+        self._poll = poll_interval_s
+        self._wakeup = asyncio.Event()
+        self.healthy = True
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Relay until cancelled; failures are logged, counted and retried with backoff."""
+        backoff = self._poll
+        while True:
+            try:
+                sent = await self.publish_pending()
+                self.healthy = True
+                backoff = self._poll
+            except (TransientError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+                self.healthy = False
+                metrics.TRANSIENT_ERRORS.labels("outbox").inc()
+                log.warning("outbox relay failed, retrying", extra={"error": repr(err), "retry_in_s": backoff})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            if sent == BATCH:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll)
+            self._wakeup.clear()
+
+    async def publish_pending(self) -> int:
+        """Publish one batch of unsent rows; return how many went out."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", self._lock_key):
+                return 0
+            rows = await conn.fetch(
+                "SELECT seq, topic, key, value, headers FROM outbox ORDER BY seq LIMIT $1", BATCH
+            )
+            if not rows:
+                metrics.OUTBOX_PENDING.set(0)
+                return 0
+            try:
+                futures = [
+                    await self._broker.publish(
+                        row["value"],
+                        row["topic"],
+                        key=row["key"],
+                        headers=dict(json.loads(row["headers"])),
+                        no_confirm=True,
+                    )
+                    for row in rows
+                ]
+                await asyncio.gather(*futures)
+            except Exception as err:  # aiokafka raises many types; all mean "not sent, retry"
+                raise TransientError(f"publishing outbox rows failed: {err!r}") from err
+            await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows])
+            for row in rows:
+                metrics.OUTBOX_PUBLISHED.labels(row["topic"]).inc()
+            metrics.OUTBOX_PENDING.set(await conn.fetchval("SELECT count(*) FROM outbox") - len(rows))
+            return len(rows)

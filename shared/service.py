@@ -1,0 +1,158 @@
+"""How a service runs: one process, one FastAPI app whose lifespan owns the pool, the broker, the
+outbox relay, the consumer loops and the timers; `/healthz`, `/readyz` and `/metrics` on it.
+
+A service describes its parts (`ServiceSpec`); this module wires them the same way everywhere.
+On SIGTERM uvicorn ends the lifespan: consumer loops are cancelled (an open batch transaction
+rolls back, so nothing is half-applied), the relay stops, the broker and pool close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import uvicorn
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from faststream.kafka import KafkaBroker
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from shared import db, logs, metrics
+from shared.clock import Clock, clock_from_spec
+from shared.consumer import ConsumerLoop, Handler, TransactionalConsumer
+from shared.kafka import create_broker
+from shared.outbox import OutboxRelay
+from shared.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """The live resources of a running service, handed to its handlers, routes and timers."""
+
+    settings: ServiceSettings
+    clock: Clock
+    pool: asyncpg.Pool
+    broker: KafkaBroker
+    relay: OutboxRelay
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """One consumer group of a service: which topics, which event types, which handler."""
+
+    group_id: str
+    topics: Sequence[str]
+    models: dict[str, Any]
+    handler: Callable[[Runtime], Handler]
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    schema: str
+    migrations: Path
+    routers: Sequence[APIRouter] = ()
+    subscriptions: Sequence[Subscription] = ()
+    timers: Sequence[Callable[[Runtime], Coroutine[Any, Any, None]]] = ()
+    openapi: dict[str, Any] = field(default_factory=dict)
+
+
+def runtime_of(request: Request) -> Runtime:
+    """The running service's resources, for route handlers (FastAPI dependency)."""
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None = None) -> FastAPI:
+    """The service's ASGI app; resources start in its lifespan."""
+    loops: list[ConsumerLoop] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await db.create_pool(settings.database_url, spec.schema,
+                                    min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+        await db.migrate(pool, spec.schema, spec.migrations)
+        broker = create_broker(settings, client_id=f"attain-{spec.name}")
+        await broker.start()
+        relay = OutboxRelay(pool, broker, spec.schema, settings.outbox_poll_interval_s)
+        rt = Runtime(settings, clock or clock_from_spec(settings.attain_clock), pool, broker, relay)
+        app.state.runtime = rt
+        tasks = [asyncio.create_task(relay.run(), name="outbox-relay")]
+        for sub in spec.subscriptions:
+            processor = TransactionalConsumer(pool=pool, broker=broker, group_id=sub.group_id,
+                                              service=spec.name, models=sub.models,
+                                              handler=sub.handler(rt), after_commit=relay.wake)
+            loop = ConsumerLoop(settings, sub.topics, processor)
+            loops.append(loop)
+            tasks.append(asyncio.create_task(loop.run(), name=f"consumer-{sub.group_id}"))
+        tasks += [asyncio.create_task(timer(rt), name="timer") for timer in spec.timers]
+        for task in tasks:
+            task.add_done_callback(_crash_on_failure)
+        log.info("service started", extra={"port": settings.http_port})
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await broker.stop()
+            await pool.close()
+            log.info("service stopped")
+
+    app = FastAPI(title=f"Attain {spec.name}", lifespan=lifespan, **spec.openapi)
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """Alive: the process answers. Never depends on the broker or database."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz(request: Request) -> JSONResponse:
+        """Ready: database and broker reachable, consumers joined their groups, no retry under way."""
+        rt: Runtime | None = getattr(request.app.state, "runtime", None)
+        checks = {"database": False, "broker": False, "consumers": all(lp.ready for lp in loops),
+                  "outbox": rt is not None and rt.relay.healthy}
+        if rt is not None:
+            with contextlib.suppress(Exception):
+                async with rt.pool.acquire(timeout=2) as conn:
+                    checks["database"] = await conn.fetchval("SELECT 1", timeout=2) == 1
+            with contextlib.suppress(Exception):
+                checks["broker"] = bool(await asyncio.wait_for(rt.broker.ping(timeout=2), 3))
+        ok = all(checks.values())
+        metrics.READY.set(1 if ok else 0)
+        return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["operations"])
+    async def prometheus_metrics() -> Response:
+        """Prometheus text format."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for router in spec.routers:
+        app.include_router(router)
+    return app
+
+
+def _crash_on_failure(task: asyncio.Task[Any]) -> None:
+    """A background task that dies on its own is a bug: log it and stop the process (k8s restarts it)."""
+    if task.cancelled() or task.exception() is None:
+        return
+    log.critical("background task failed, exiting", exc_info=task.exception(), extra={"task": task.get_name()})
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def serve(spec: ServiceSpec, settings: ServiceSettings) -> None:
+    """Run the service until SIGTERM/SIGINT (the `python -m services.<name>` entry point)."""
+    logs.configure(spec.name, settings.log_level, settings.log_format)
+    app = create_app(spec, settings)
+    uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_config=None,
+                access_log=False, timeout_graceful_shutdown=20)
