@@ -1,0 +1,65 @@
+"""`python -m services.ingest tenants ...`: tenant administration (CONTRACT.md, section 4)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+from services.ingest import tenants
+from services.ingest.app import SPEC
+from services.ingest.settings import IngestSettings
+from shared import db
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m services.ingest tenants", description="Manage tenants.")
+    sub = top.add_subparsers(dest="command", required=True)
+    create = sub.add_parser("create", help="create a tenant and print its token as JSON")
+    create.add_argument("slug")
+    create.add_argument("--token", help="use this token instead of a new random one")
+    create.add_argument("--timezone", default="UTC", help="IANA zone periods are computed in")
+    create.add_argument("--currency", default="EUR", help="ISO 4217 reporting currency")
+    create.add_argument("--fiscal-year-start-month", type=int, default=1, choices=range(1, 13), metavar="1-12")
+    secret = sub.add_parser("set-secret", help="set the secret a CRM's webhook scheme is verified with")
+    secret.add_argument("slug")
+    secret.add_argument("crm", choices=tenants.CRMS)
+    secret.add_argument("secret")
+    secret.add_argument("--org-id", help="Salesforce: the OrganizationId every message must carry")
+    revoke = sub.add_parser("revoke", help="revoke a tenant: its token stops working at once")
+    revoke.add_argument("slug")
+    return top
+
+
+async def _run(args: argparse.Namespace) -> dict[str, str]:
+    settings = IngestSettings()
+    pool = await db.create_pool(settings.database_url, SPEC.schema, min_size=1, max_size=2)
+    try:
+        await db.migrate(pool, SPEC.schema, SPEC.migrations)
+        async with pool.acquire() as conn:
+            if args.command == "create":
+                token = await tenants.create(conn, args.slug, token=args.token, timezone=args.timezone,
+                                             currency=args.currency,
+                                             fiscal_start_month=args.fiscal_year_start_month)
+                return {"tenant": args.slug, "token": token}
+            if args.command == "set-secret":
+                await tenants.set_secret(conn, args.slug, args.crm, args.secret, args.org_id)
+                return {"tenant": args.slug, "crm": args.crm, "status": "secret set"}
+            await tenants.revoke(conn, args.slug)
+            return {"tenant": args.slug, "status": "revoked"}
+    finally:
+        await pool.close()
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    try:
+        print(json.dumps(asyncio.run(_run(args))))
+    except tenants.TenantError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"error: cannot reach the database: {err}", file=sys.stderr)
+        return 1
+    return 0

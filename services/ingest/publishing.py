@@ -1,0 +1,49 @@
+"""Where each canonical event goes on Kafka, and how it is wrapped as a CloudEvent."""
+
+from __future__ import annotations
+
+from services.ingest.tenants import Tenant
+from shared import topics
+from shared.cloudevents import CloudEvent, encode_model, message_key
+from shared.events import (
+    ActivityLoggedEvent,
+    CanonicalEvent,
+    DealDeletedEvent,
+    DealUpsertedEvent,
+    RepUpsertedEvent,
+    TargetSetEvent,
+)
+
+TOPIC_OF: dict[type, topics.Topic] = {
+    DealUpsertedEvent: topics.DEALS,
+    DealDeletedEvent: topics.DEALS,
+    ActivityLoggedEvent: topics.ACTIVITIES,
+    RepUpsertedEvent: topics.ROSTER,
+    TargetSetEvent: topics.TARGETS,
+}
+
+
+def entity_key(event: CanonicalEvent, deal_owner: str | None) -> str:
+    """The id after `<tenant>:` in the record key: the rep (or team) the event is about."""
+    match event:
+        case DealUpsertedEvent() | ActivityLoggedEvent() | RepUpsertedEvent():
+            return event.data.rep_id
+        case DealDeletedEvent():
+            # ordered with the deal's upserts when we know its owner; kpi orders by updated_at anyway
+            return deal_owner or f"deal/{event.data.deal_id}"
+        case TargetSetEvent():
+            return event.data.scope_id if event.data.scope == "rep" else f"team/{event.data.scope_id}"
+
+
+def to_record(tenant: Tenant, event: CanonicalEvent, deal_owner: str | None) -> tuple[str, bytes, CloudEvent]:
+    """(topic, key, CloudEvent) for one accepted canonical event."""
+    cloud_event = CloudEvent(
+        id=event.id,
+        type=event.type,
+        source=event.source,
+        time=event.time,
+        tenant=tenant.slug,
+        data=encode_model(event.data),
+        extensions={"tenanttimezone": tenant.timezone, "tenantfiscalstart": str(tenant.fiscal_start_month)},
+    )
+    return TOPIC_OF[type(event)].name, message_key(tenant.slug, entity_key(event, deal_owner)), cloud_event

@@ -1,0 +1,81 @@
+"""From request body to canonical events: pure functions, no I/O.
+
+Each item gets a verdict: the validated event, or a reason naming the field that is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from shared.events import CANONICAL_EVENT, CanonicalEvent
+
+NDJSON = "application/x-ndjson"
+
+
+class BodyError(ValueError):
+    """The body as a whole cannot be read (not JSON, wrong shape, too many events)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    index: int
+    id: str | None
+    event: CanonicalEvent | None = None
+    reason: str | None = None
+
+
+def parse_body(body: bytes, content_type: str, max_events: int) -> list[Any]:
+    """The items of a JSON object, JSON array or NDJSON body; `BodyError` says where it breaks."""
+    if not body.strip():
+        raise BodyError("the body is empty: send one event object, a JSON array of them, or NDJSON")
+    try:
+        text = body.decode()
+    except UnicodeDecodeError as err:
+        raise BodyError(f"the body is not UTF-8 (byte {err.start})") from err
+    if content_type.split(";", maxsplit=1)[0].strip().lower() == NDJSON:
+        items = []
+        for number, line in enumerate(text.split("\n"), start=1):  # not splitlines(): U+2028 is valid in JSON strings
+            if line.strip():
+                try:
+                    items.append(json.loads(line, parse_float=str))
+                except json.JSONDecodeError as err:
+                    raise BodyError(f"line {number} is not valid JSON: {err.msg} (column {err.colno})") from err
+    else:
+        try:
+            parsed = json.loads(text, parse_float=str)
+        except json.JSONDecodeError as err:
+            raise BodyError(f"malformed JSON: {err.msg} at line {err.lineno} column {err.colno}") from err
+        items = parsed if isinstance(parsed, list) else [parsed]
+    if len(items) > max_events:
+        raise BodyError(f"{len(items)} events in one request; the limit is {max_events}")
+    return items
+
+
+def judge(index: int, item: Any) -> Verdict:
+    """Validate one item against the contract."""
+    event_id = item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else None
+    if not isinstance(item, dict):
+        return Verdict(index, None, reason=f"event {index} is not a JSON object")
+    try:
+        return Verdict(index, event_id, event=CANONICAL_EVENT.validate_python(item))
+    except ValidationError as err:
+        return Verdict(index, event_id, reason=_reason(err))
+
+
+def _reason(err: ValidationError) -> str:
+    for error in err.errors():
+        if error["type"] == "union_tag_invalid":
+            tag = error.get("ctx", {}).get("tag")
+            return f"type: unknown event type {tag!r}; expected one of {error['ctx']['expected_tags']}"
+        if error["type"] == "union_tag_not_found":
+            return "type: field required"
+    problems = []
+    for e in err.errors():
+        # drop the discriminator tag from the path: `data.amount`, not `deal.upserted.data.amount`
+        loc = e["loc"][1:] if e["loc"] and "." in str(e["loc"][0]) else e["loc"]
+        problems.append(f"{'.'.join(str(p) for p in loc) or '(event)'}: {e['msg']}")
+    return "; ".join(problems)

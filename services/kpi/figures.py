@@ -1,0 +1,33 @@
+"""Attainment arithmetic: pure functions, exact Decimals, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
+
+RATIO = Decimal("0.0001")
+MONEY = Decimal("0.0001")
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """What a scorecard shows for one metric in one period, at one moment."""
+
+    actual: Decimal
+    target: Decimal | None
+    attainment: Decimal | None
+    expected: Decimal | None
+    pace: Decimal | None
+
+
+def ratio(numerator: Decimal, denominator: Decimal | None) -> Decimal | None:
+    """numerator / denominator to 4 places (banker's rounding); None when undefined."""
+    if denominator is None or denominator == 0:
+        return None
+    return (numerator / denominator).quantize(RATIO, rounding=ROUND_HALF_EVEN)
+
+
+def figures(actual: Decimal, target: Decimal | None, elapsed_share: Decimal) -> Figures:
+    """Attainment = actual / target; expected = target x elapsed share; pace = actual / expected."""
+    expected = None if target is None else (target * elapsed_share).quantize(MONEY, rounding=ROUND_HALF_EVEN)
+    return Figures(actual, target, ratio(actual, target), expected, ratio(actual, expected))

@@ -1,0 +1,5 @@
+from shared.settings import ServiceSettings
+
+
+class KpiSettings(ServiceSettings):
+    http_port: int = 8002

@@ -1,0 +1,40 @@
+"""Canonical events for tests, valid unless a test breaks them on purpose."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+
+def _id() -> str:
+    return uuid.uuid4().hex
+
+
+def _t(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()
+
+
+def rep(rep_id: str, *, team: str = "team-a", manager: str = "mgr-1", name: str | None = None,
+        at: datetime | None = None) -> dict[str, Any]:
+    at = at or datetime.now(UTC)
+    return {"type": "rep.upserted", "id": _id(), "source": "api", "time": _t(at),
+            "data": {"rep_id": rep_id, "name": name or rep_id.title(), "team_id": team, "manager_id": manager,
+                     "timezone": "Europe/Berlin", "active": True}}
+
+
+def target(rep_id: str, period: str, value: str, *, at: datetime | None = None) -> dict[str, Any]:
+    at = at or datetime.now(UTC)
+    return {"type": "target.set", "id": _id(), "source": "api", "time": _t(at),
+            "data": {"scope": "rep", "scope_id": rep_id, "metric": "won_revenue", "period": period, "value": value}}
+
+
+def deal(deal_id: str, rep_id: str, amount: str, stage: str = "won", *, updated_at: datetime,
+         closed_at: datetime | None = None, event_id: str | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {"deal_id": deal_id, "rep_id": rep_id, "amount": amount, "currency": "EUR",
+                            "stage": stage, "stage_label": stage.title(), "updated_at": _t(updated_at),
+                            "created_at": _t(updated_at - timedelta(days=10))}
+    if stage != "open":
+        data["closed_at"] = _t(closed_at or updated_at)
+    return {"type": "deal.upserted", "id": event_id or _id(), "source": "hubspot", "time": _t(updated_at),
+            "data": data}

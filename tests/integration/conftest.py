@@ -1,0 +1,184 @@
+"""The real thing: Kafka and PostgreSQL from deploy/local, the four services as subprocesses.
+
+Every test makes its own tenant, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from shared.cloudevents import decode
+
+ROOT = Path(__file__).resolve().parents[2]
+LOGS = ROOT / ".local" / "test-logs"
+PORTS = {"ingest": 18001, "kpi": 18002, "coaching": 18003, "recognition": 18004}
+BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/attain")
+COACHING_GRACE_S = 3
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def stack() -> None:
+    """Kafka and PostgreSQL up (a fast no-op when they already are)."""
+    subprocess.run([sys.executable, "-m", "deploy.local.stack", "up"], cwd=ROOT, check=True)
+
+
+def _service_env(name: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "HTTP_PORT": str(PORTS[name]),
+        "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
+        "DATABASE_URL": DATABASE_URL,
+        "LOG_LEVEL": "INFO",
+        "COACHING_EVALUATION_INTERVAL_S": "1",
+        "COACHING_GRACE_S": str(COACHING_GRACE_S),
+        "OUTBOX_POLL_INTERVAL_S": "0.2",
+    }
+
+
+@pytest.fixture(scope="session")
+def services(stack: None) -> Iterator[dict[str, str]]:
+    """The four services, started with `python -m services.<name>`, ready before any test runs."""
+    LOGS.mkdir(parents=True, exist_ok=True)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    for name in PORTS:
+        log = (LOGS / f"{name}.log").open("ab")
+        procs[name] = subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=ROOT,
+                                       env=_service_env(name), stdout=log, stderr=subprocess.STDOUT)
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in PORTS.items()}
+    try:
+        deadline = time.monotonic() + 90
+        for name, url in urls.items():
+            while True:
+                if procs[name].poll() is not None:
+                    raise RuntimeError(f"{name} exited with {procs[name].returncode}; see {LOGS / (name + '.log')}")
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} not ready after 90 s; see {LOGS / (name + '.log')}")
+                time.sleep(0.3)
+        yield urls
+    finally:
+        for proc in procs.values():
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@dataclass
+class Tenant:
+    slug: str
+    token: str
+    timezone: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def create_tenant(timezone: str = "Europe/Berlin") -> Tenant:
+    slug = f"t-{uuid.uuid4().hex[:12]}"
+    out = subprocess.run(
+        [sys.executable, "-m", "services.ingest", "tenants", "create", slug, "--timezone", timezone],
+        cwd=ROOT, check=True, capture_output=True, text=True, env={**os.environ, "DATABASE_URL": DATABASE_URL},
+    )
+    created = json.loads(out.stdout)
+    return Tenant(created["tenant"], created["token"], timezone)
+
+
+@pytest.fixture
+def tenant(services: dict[str, str]) -> Tenant:
+    return create_tenant()
+
+
+@dataclass
+class Watch:
+    """Collects one tenant's records from topics, from the moment the watch started."""
+
+    tenant: str
+    consumer: AIOKafkaConsumer
+    seen: list[dict[str, Any]] = field(default_factory=list)
+
+    async def poll(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            batches = await self.consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000))
+            for records in batches.values():
+                for r in records:
+                    event = decode(r.headers, r.value)
+                    if event.tenant == self.tenant:
+                        self.seen.append({"topic": r.topic, "type": event.type, "id": event.id,
+                                          "key": r.key, "data": dict(event.data)})
+
+    async def wait_for(self, predicate: Any, timeout: float = 30) -> dict[str, Any]:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for item in self.seen:
+                if predicate(item):
+                    return item
+            await self.poll(0.5)
+        raise AssertionError(f"nothing matched within {timeout}s; saw {[(s['topic'], s['type']) for s in self.seen]}")
+
+
+async def open_watch(tenant: str, *topic_names: str) -> Watch:
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
+    await consumer.start()
+    parts = [TopicPartition(t, p) for t in topic_names for p in consumer.partitions_for_topic(t) or ()]
+    if not parts:
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - metadata for topics not yet seen
+        parts = [TopicPartition(t, p) for t in topic_names for p in consumer.partitions_for_topic(t) or ()]
+    consumer.assign(parts)
+    await consumer.seek_to_end(*parts)
+    for tp in parts:
+        await consumer.position(tp)
+    return Watch(tenant, consumer)
+
+
+@pytest.fixture
+async def watch() -> AsyncIterator[Any]:
+    opened: list[Watch] = []
+
+    async def _open(tenant: str, *topic_names: str) -> Watch:
+        w = await open_watch(tenant, *topic_names)
+        opened.append(w)
+        return w
+
+    yield _open
+    for w in opened:
+        await w.consumer.stop()
+
+
+async def post(url: str, tenant: Tenant, body: Any, **kw: Any) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=30) as client:
+        return await client.post(f"{url}/v1/events", json=body, headers=tenant.auth, **kw)
+
+
+def sleep(seconds: float) -> Any:
+    return asyncio.sleep(seconds)

@@ -1,0 +1,108 @@
+"""A CRM event goes in over HTTP and comes out as attainment, a check-in and a celebration."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import asyncpg
+
+from shared import topics
+from shared.periods import PeriodKind, period_of
+from tests.factories import deal, rep, target
+from tests.integration.conftest import COACHING_GRACE_S, DATABASE_URL, post
+
+
+def current_quarter() -> str:
+    return period_of(PeriodKind.QUARTER, datetime.now(UTC), "Europe/Berlin").label
+
+
+async def _attainment(tenant: str, rep_id: str, period: str) -> asyncpg.Record | None:
+    conn = await asyncpg.connect(DATABASE_URL)
+    try:
+        return await conn.fetchrow(
+            "SELECT actual, target, revision FROM kpi.attainment WHERE tenant = $1 AND scope_id = $2"
+            " AND period = $3 AND metric = 'won_revenue'", tenant, rep_id, period)
+    finally:
+        await conn.close()
+
+
+async def _deal_seen(tenant: str, deal_id: str) -> bool:
+    conn = await asyncpg.connect(DATABASE_URL)
+    try:
+        return await conn.fetchval("SELECT 1 FROM kpi.deals WHERE tenant = $1 AND deal_id = $2",
+                                   tenant, deal_id) is not None
+    finally:
+        await conn.close()
+
+
+async def test_a_won_deal_meeting_its_target_is_celebrated_once_however_often_it_arrives(services, tenant, watch):
+    w = await watch(tenant.slug, topics.CELEBRATIONS.name, topics.ATTAINMENT.name)
+    period, now = current_quarter(), datetime.now(UTC)
+    won = deal("d-1", "ana", "50000.50", updated_at=now - timedelta(minutes=1))
+    events = [rep("ana"), target("ana", period, "50000.50"), won]
+
+    first = await post(services["ingest"], tenant, events)
+    assert first.status_code == 200, first.text
+    assert [r["status"] for r in first.json()["results"]] == ["accepted"] * 3
+
+    celebration = await w.wait_for(lambda m: m["type"] == "recognition.milestone.reached")
+    assert celebration["data"]["scope_id"] == "ana" and celebration["data"]["milestone"] == "quota_100"
+    assert celebration["data"]["period"] == period
+    assert "Ana" in celebration["data"]["headline"]
+    figures = await _attainment(tenant.slug, "ana", period)
+    assert figures["actual"] == Decimal("50000.50") and figures["target"] == Decimal("50000.50")
+
+    # The same events again, then out of order: an older open version of the deal under a new
+    # event id, and the won version re-sent by the CRM under another id.
+    again = await post(services["ingest"], tenant, events)
+    assert [r["status"] for r in again.json()["results"]] == ["duplicate"] * 3
+    stale = deal("d-1", "ana", "10.00", "open", updated_at=now - timedelta(hours=5))
+    resent = copy.deepcopy(won)
+    resent["id"] = "crm-retry-of-d-1"
+    sentinel = deal("d-sentinel", "ana", "1.00", "open", updated_at=now)
+    later = await post(services["ingest"], tenant, [stale, resent, target("ana", period, "50000.50"), sentinel])
+    assert [r["status"] for r in later.json()["results"]] == ["accepted"] * 4
+
+    # The sentinel shares the deal partition (same rep key) and comes last: once kpi stored it,
+    # it had processed everything before it.
+    for _ in range(60):
+        if await _deal_seen(tenant.slug, "d-sentinel"):
+            break
+        await w.poll(0.5)
+    await w.poll(3)  # time for any (wrong) derived event to travel through recognition
+    assert await _attainment(tenant.slug, "ana", period) == figures
+    celebrations = [m for m in w.seen if m["type"] == "recognition.milestone.reached"]
+    assert len(celebrations) == 1
+    attainment_updates = [m for m in w.seen if m["type"] == "kpi.attainment.updated"]
+    assert [m["data"]["actual"] for m in attainment_updates][-1] == "50000.50"
+
+
+async def test_a_rep_behind_pace_who_sends_nothing_gets_a_check_in(services, tenant, watch):
+    w = await watch(tenant.slug, topics.TASKS.name, topics.ATTAINMENT.name)
+    period = current_quarter()
+    response = await post(services["ingest"], tenant, [rep("bo", manager="mgr-9"), target("bo", period, "90000")])
+    assert response.status_code == 200, response.text
+
+    update = await w.wait_for(lambda m: m["type"] == "kpi.attainment.updated")
+    assert update["data"]["actual"] == "0" and update["data"]["target"] == "90000"
+    task = await w.wait_for(lambda m: m["type"] == "coaching.task.created", timeout=30)
+    data = task["data"]
+    assert data["rep_id"] == "bo" and data["manager_id"] == "mgr-9" and data["rule"] == "behind_pace"
+    assert data["evidence"]["period"] == period and data["evidence"]["actual"] == "0"
+    assert "Bo" in data["summary"]
+
+    # It came from the timer: coaching saw the attainment first and waited out the grace.
+    conn = await asyncpg.connect(DATABASE_URL)
+    try:
+        row = await conn.fetchrow(
+            "SELECT t.created_at, a.first_seen_at FROM coaching.tasks t JOIN coaching.attainment a"
+            " ON a.tenant = t.tenant AND a.scope_id = t.rep_id WHERE t.tenant = $1", tenant.slug)
+    finally:
+        await conn.close()
+    assert row["created_at"] - row["first_seen_at"] >= timedelta(seconds=COACHING_GRACE_S)
+
+    # Inside the cool-down nothing is repeated, however often the timer runs.
+    await w.poll(3)
+    assert len([m for m in w.seen if m["type"] == "coaching.task.created"]) == 1
