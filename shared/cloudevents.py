@@ -77,18 +77,18 @@ def decode(headers: Iterable[tuple[str, bytes]], value: bytes | None) -> CloudEv
             attrs[name.lower()] = raw.decode() if raw is not None else ""
         except UnicodeDecodeError as err:
             raise InvalidMessage(f"header {name} is not UTF-8") from err
-    content_type = attrs.get(H_CONTENT_TYPE, "")
+    content_type = attrs.get(H_CONTENT_TYPE, "").lower()
     if content_type.startswith(STRUCTURED_CONTENT_TYPE):
         raise InvalidMessage("structured-mode CloudEvents are not accepted: use binary mode")
-    missing = [h for h in (H_ID, H_TYPE, H_SOURCE, H_SPECVERSION, H_TENANT) if not attrs.get(h)]
+    missing = [h for h in (H_ID, H_TYPE, H_SOURCE, H_SPECVERSION, H_TIME, H_TENANT) if not attrs.get(h)]
     if missing:
         raise InvalidMessage(f"missing CloudEvents header(s): {', '.join(missing)}")
     if attrs[H_SPECVERSION] != SPEC_VERSION:
         raise InvalidMessage(f"ce_specversion {attrs[H_SPECVERSION]!r} is not {SPEC_VERSION}")
     try:
-        time = datetime.fromisoformat(attrs.get(H_TIME, ""))
+        time = datetime.fromisoformat(attrs[H_TIME])
     except ValueError as err:
-        raise InvalidMessage(f"ce_time {attrs.get(H_TIME)!r} is not RFC 3339") from err
+        raise InvalidMessage(f"ce_time {attrs[H_TIME]!r} is not RFC 3339") from err
     if time.tzinfo is None:
         raise InvalidMessage("ce_time has no UTC offset")
     try:

@@ -90,7 +90,7 @@ def main(folder: str) -> None:
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
-    print(f"wrote {len(documents)} documents to {root}", file=sys.stderr)
+    print(f"wrote {len(documents)} documents to {root}", file=sys.stderr)  # noqa: T201 - CLI output
 
 
 if __name__ == "__main__":

@@ -9,9 +9,10 @@ Unknown fields are ignored, so producers may add fields without breaking consume
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -21,7 +22,8 @@ from pydantic import (
     Field,
     PlainSerializer,
     TypeAdapter,
-    model_validator,
+    ValidationInfo,
+    field_validator,
 )
 
 from shared.periods import parse_period, validate_timezone
@@ -96,14 +98,16 @@ class DealUpserted(_Model):
     stage: DealStage
     stage_label: str | None = Field(default=None, max_length=200)
     created_at: AwareDatetime | None = None
-    closed_at: AwareDatetime | None = None
+    closed_at: AwareDatetime | None = Field(default=None, validate_default=True)
     updated_at: AwareDatetime
 
-    @model_validator(mode="after")
-    def _closed_deals_have_a_close_date(self) -> Self:
-        if self.stage is not DealStage.OPEN and self.closed_at is None:
-            raise ValueError(f"closed_at is required when stage is {self.stage.value}")
-        return self
+    @field_validator("closed_at")
+    @classmethod
+    def _closed_deals_have_a_close_date(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        stage = info.data.get("stage")
+        if value is None and stage in (DealStage.WON, DealStage.LOST):
+            raise ValueError(f"closed_at is required when stage is {stage.value}")
+        return value
 
 
 class DealDeleted(_Model):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 from shared.events import Evidence, Metric, TaskCreated
 from shared.periods import share_between
@@ -65,7 +65,7 @@ def behind_pace(s: Snapshot, now: datetime, policy: Policy) -> TaskCreated | Non
         return None
     who = s.name or s.rep_id
     metric = s.metric.value.replace("_", " ")
-    percent = (pace * 100).quantize(Decimal("1"))
+    percent = (pace * 100).quantize(Decimal("1"), rounding=ROUND_DOWN)  # 69.5% must not read "70%"
     return TaskCreated(
         task_id=str(task_id(s.tenant, s.rep_id, BEHIND_PACE, now, policy.cooldown)),
         rep_id=s.rep_id,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 from shared.events import AttainmentUpdated, Metric, MilestoneReached
 
@@ -35,8 +35,8 @@ def headline(update: AttainmentUpdated, milestone: Milestone) -> str:
     who = update.name or update.scope_id
     percent = (update.attainment or Decimal(0)) * 100
     words = METRIC_WORDS.get(update.metric, update.metric.value.replace("_", " "))
-    return (f"{who} just hit {percent.quantize(Decimal('1'))}% of the {update.period} {words} target: "
-            f"{_amount(update.actual)} against {_amount(update.target or Decimal(0))}. Take a bow!")
+    return (f"{who} just hit {percent.quantize(Decimal('1'), rounding=ROUND_DOWN)}% of the {update.period} "
+            f"{words} target with {_amount(update.actual)} against {_amount(update.target or Decimal(0))}!")
 
 
 def reached(tenant: str, update: AttainmentUpdated, now: datetime) -> list[MilestoneReached]:

@@ -101,7 +101,7 @@ def test_the_summary_is_one_sentence_naming_the_rep_metric_period_and_numbers() 
     task = behind_pace(snapshot("30000"), HALFWAY, POLICY)
     assert task is not None
     assert task.summary == (
-        "Ann Lee is at 67% of pace on won revenue for 2026-11: 30,000.00 against 45,000.00 expected by now"
+        "Ann Lee is at 66% of pace on won revenue for 2026-11: 30,000.00 against 45,000.00 expected by now"
         " (target 90,000.00)."
     )
     assert "\n" not in task.summary
@@ -111,7 +111,7 @@ def test_the_summary_is_one_sentence_naming_the_rep_metric_period_and_numbers() 
 def test_the_summary_falls_back_to_the_rep_id_without_a_name() -> None:
     task = behind_pace(snapshot("30000", name=None), HALFWAY, POLICY)
     assert task is not None
-    assert task.summary.startswith("r1 is at 67% of pace")
+    assert task.summary.startswith("r1 is at 66% of pace")
 
 
 def test_the_task_carries_rep_manager_and_evidence() -> None:

@@ -106,7 +106,7 @@ def test_malformed_json_is_rejected_naming_line_and_column() -> None:
 
 
 def test_a_bad_ndjson_line_is_rejected_naming_its_line_number_and_column() -> None:
-    body = f"{json.dumps(deal())}\n\n{{\"id\": \n{json.dumps(rep())}".encode()
+    body = f'{json.dumps(deal())}\n\n{{"id": \n{json.dumps(rep())}'.encode()
     with pytest.raises(BodyError, match=r"^line 3 is not valid JSON: Expecting value \(column 8\)$"):
         parse_body(body, NDJSON, 10)
 
@@ -114,18 +114,20 @@ def test_a_bad_ndjson_line_is_rejected_naming_its_line_number_and_column() -> No
 def test_ndjson_lines_are_split_only_at_newlines_not_at_unicode_line_separators() -> None:
     # JSON allows U+2028 / U+2029 / U+0085 raw inside strings (JSON.stringify and
     # json.dumps(ensure_ascii=False) emit them); NDJSON separates records with "\n" only.
-    first, second = rep(name="Ann\u2028Lee"), target()
+    first, second = rep(name="Ann\u2028Lee\u2029Jr\x85"), target()
     body = f"{json.dumps(first, ensure_ascii=False)}\n{json.dumps(second)}".encode()
     try:
         items = parse_body(body, NDJSON, 10)
     except BodyError as err:
-        pytest.fail(f"BUG in services/ingest/validation.py parse_body: text.splitlines() splits inside a JSON "
-                    f"string at U+2028; valid NDJSON rejected: {err}")
+        pytest.fail(
+            f"parse_body split an NDJSON record inside a JSON string at U+2028 (splitlines() instead of "
+            f"split('\\n')); valid NDJSON rejected: {err}"
+        )
     assert items == [first, second]
 
 
 def test_a_body_with_more_events_than_the_limit_is_rejected_naming_count_and_limit() -> None:
-    with pytest.raises(BodyError, match="^3 events in one request; the limit is 2$"):
+    with pytest.raises(BodyError, match=r"^3 events in one request; the limit is 2$"):
         parse_body(_body(deal(), rep(), target()), "application/json", 2)
 
 
@@ -260,7 +262,7 @@ def test_closed_deal_without_closed_at_is_rejected_saying_closed_at_is_required(
     del item["data"]["closed_at"]
     reason = judge(0, item).reason
     assert reason is not None
-    assert reason.startswith("data:")
+    assert reason.startswith("data.closed_at: ")
     assert f"closed_at is required when stage is {stage}" in reason
 
 

@@ -112,7 +112,7 @@ def test_celebration_id_differs_when_any_part_differs(other: tuple[str, str, str
 def test_the_headline_reads_as_a_sentence_with_name_percent_period_and_amounts() -> None:
     [milestone] = reached("acme", update("1.0500", actual="94500"), NOW)
     assert milestone.headline == (
-        "Ann Lee just hit 105% of the 2026-Q4 won revenue target: 94,500.00 against 90,000.00. Take a bow!"
+        "Ann Lee just hit 105% of the 2026-Q4 won revenue target with 94,500.00 against 90,000.00!"
     )
 
 
