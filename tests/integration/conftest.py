@@ -64,7 +64,7 @@ def services(stack: None) -> Iterator[dict[str, str]]:
     LOGS.mkdir(parents=True, exist_ok=True)
     procs: dict[str, subprocess.Popen[bytes]] = {}
     for name in PORTS:
-        log = (LOGS / f"{name}.log").open("ab")
+        log = (LOGS / f"{name}.log").open("wb")
         procs[name] = subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=ROOT,
                                        env=_service_env(name), stdout=log, stderr=subprocess.STDOUT)
     urls = {name: f"http://127.0.0.1:{port}" for name, port in PORTS.items()}
