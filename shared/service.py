@@ -50,7 +50,7 @@ class Runtime:
 class Subscription:
     """One consumer group of a service: which topics, which event types, which handler."""
 
-    group_id: str
+    group: str  # the group id is "<KAFKA_CONSUMER_GROUP_PREFIX>-<group>"
     topics: Sequence[str]
     models: dict[str, Any]
     handler: Callable[[Runtime], Handler]
@@ -89,12 +89,13 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None
         app.state.runtime = rt
         tasks = [asyncio.create_task(relay.run(), name="outbox-relay")]
         for sub in spec.subscriptions:
-            processor = TransactionalConsumer(pool=pool, broker=broker, group_id=sub.group_id,
+            group_id = f"{settings.kafka_consumer_group_prefix}-{sub.group}"
+            processor = TransactionalConsumer(pool=pool, broker=broker, group_id=group_id,
                                               service=spec.name, models=sub.models,
                                               handler=sub.handler(rt), after_commit=relay.wake)
             loop = ConsumerLoop(settings, sub.topics, processor)
             loops.append(loop)
-            tasks.append(asyncio.create_task(loop.run(), name=f"consumer-{sub.group_id}"))
+            tasks.append(asyncio.create_task(loop.run(), name=f"consumer-{group_id}"))
         tasks += [asyncio.create_task(timer(rt), name="timer") for timer in spec.timers]
         for task in tasks:
             task.add_done_callback(_crash_on_failure)

@@ -32,6 +32,8 @@ class ServiceSettings(BaseSettings):
     kafka_ssl_cafile: str | None = None
     kafka_ssl_certfile: str | None = None
     kafka_ssl_keyfile: str | None = None
+    # Consumer groups are "<prefix>-<service>": deployments sharing one cluster use different prefixes.
+    kafka_consumer_group_prefix: str = Field(default="attain", pattern=r"^[A-Za-z0-9._-]+$")
     # Static group membership: set per replica (e.g. the pod name) so restarts do not rebalance.
     kafka_group_instance_id: str | None = None
 

@@ -10,7 +10,7 @@ SPEC = ServiceSpec(
     name="coaching",
     schema="coaching",
     migrations=Path(__file__).with_name("migrations"),
-    subscriptions=[Subscription("attain-coaching", [topics.ATTAINMENT.name], MODELS, make_handler)],
+    subscriptions=[Subscription("coaching", [topics.ATTAINMENT.name], MODELS, make_handler)],
     timers=[periodic_evaluation],
     openapi={"description": "Check-in tasks, action plans and reviews.", "version": "1"},
 )

@@ -12,7 +12,7 @@ SPEC = ServiceSpec(
     migrations=Path(__file__).with_name("migrations"),
     subscriptions=[
         Subscription(
-            group_id="attain-kpi",
+            group="kpi",
             topics=[topics.DEALS.name, topics.ACTIVITIES.name, topics.ROSTER.name, topics.TARGETS.name],
             models=MODELS,
             handler=make_handler,

@@ -10,6 +10,6 @@ SPEC = ServiceSpec(
     name="recognition",
     schema="recognition",
     migrations=Path(__file__).with_name("migrations"),
-    subscriptions=[Subscription("attain-recognition", [topics.ATTAINMENT.name], MODELS, make_handler)],
+    subscriptions=[Subscription("recognition", [topics.ATTAINMENT.name], MODELS, make_handler)],
     openapi={"description": "Milestone ledger and celebrations.", "version": "1"},
 )

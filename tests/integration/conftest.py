@@ -29,7 +29,9 @@ ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / ".local" / "test-logs"
 PORTS = {"ingest": 18001, "kpi": 18002, "coaching": 18003, "recognition": 18004}
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/attain")
+# Tests keep to their own database and consumer groups, so a demo running beside them is not disturbed.
+DATABASE_URL = os.environ.get("ATTAIN_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/attain_test")
+GROUP_PREFIX = "attain-test"
 COACHING_GRACE_S = 3
 
 
@@ -42,7 +44,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def stack() -> None:
     """Kafka and PostgreSQL up (a fast no-op when they already are)."""
-    subprocess.run([sys.executable, "-m", "deploy.local.stack", "up"], cwd=ROOT, check=True)
+    subprocess.run([sys.executable, "-m", "deploy.local.stack", "up"], cwd=ROOT, check=True,
+                   env={**os.environ, "DATABASE_URL": DATABASE_URL})
 
 
 def _service_env(name: str) -> dict[str, str]:
@@ -55,6 +58,7 @@ def _service_env(name: str) -> dict[str, str]:
         "COACHING_EVALUATION_INTERVAL_S": "1",
         "COACHING_GRACE_S": str(COACHING_GRACE_S),
         "OUTBOX_POLL_INTERVAL_S": "0.2",
+        "KAFKA_CONSUMER_GROUP_PREFIX": GROUP_PREFIX,
     }
 
 

@@ -1,0 +1,213 @@
+"""One demo run, start to finish: stack, tenant, services, stream, live view, summary, teardown.
+
+Exit status: 0 when the run completed, nothing died, and Attain produced at least one check-in
+and one celebration; 1 otherwise; 130 when interrupted (Ctrl-C or SIGTERM). Whatever happens,
+the services the demo started are stopped, and the local stack too if the demo started it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import signal
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+from rich.console import Console
+
+from deploy.demo.display import Board, LiveView, PlainView, View
+from deploy.demo.feed import FeedError, FeedState, KafkaFeed
+from deploy.demo.org import TENANT_TIMEZONE, Quarter
+from deploy.demo.runner import KAFKA_BOOTSTRAP, DemoError, Services, Stack, child_env, create_tenant, tail
+from deploy.demo.simulator import CURRENCY, build_scenario
+from deploy.demo.stream import EventStream, SimClock, clock_spec
+from deploy.demo.summary import RunResult, summary_text
+
+__all__ = ["Options", "run_demo"]
+
+READY_TIMEOUT_S = 60.0
+QUIET_S, MAX_SETTLE_S = 5.0, 20.0  # after the last event: wait for this much silence, at most that long
+TICK_S = 0.25
+INGEST_URL = "http://127.0.0.1:8001"
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    seed: int = 1
+    duration: float = 100.0
+    reps: int = 24
+    teams: int = 4
+    keep_running: bool = False
+
+
+class Demo:
+    def __init__(self, options: Options, console: Console) -> None:
+        self.options, self.console = options, console
+        self.result = RunResult(seed=options.seed)
+        self.stack, self.services = Stack(), Services()
+        self.feed: KafkaFeed | None = None
+        self.client: httpx.AsyncClient | None = None
+        self.board: Board | None = None
+        self.token = ""
+        self.started = time.monotonic()
+
+    def say(self, text: str) -> None:
+        self.console.print(text, highlight=False, soft_wrap=True)
+
+    async def run(self) -> int:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        if task is not None:
+            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        summary_printed = False
+        try:
+            await self.setup()
+            await self.play()
+            if self.options.keep_running and not self.services.dead():
+                self.finish()
+                summary_printed = True
+                with contextlib.suppress(asyncio.CancelledError):  # Ctrl-C ends the look-around, not the run
+                    await self.linger()
+                if task is not None and task.cancelling():
+                    task.uncancel()
+        except DemoError as err:
+            self.result.problems.append(str(err))
+        except asyncio.CancelledError:
+            self.result.interrupted = True
+            if task is not None:
+                task.uncancel()
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+            try:  # a second Ctrl-C may cut this short, never the teardown
+                if self.feed is not None:
+                    await self.feed.stop()
+                if self.client is not None:
+                    await self.client.aclose()
+                if not summary_printed:
+                    self.finish()
+            finally:
+                self.teardown()
+        if self.result.interrupted:
+            return 130
+        return 0 if self.result.ok else 1
+
+    async def setup(self) -> None:
+        o = self.options
+        self.say(f"[bold]Attain demo[/]: seed {o.seed}, {o.reps} reps in {o.teams} teams, "
+                 f"a quarter in {o.duration:.0f}s")
+        self.services.check_ports_free()
+        self.say("starting the local stack (Kafka + PostgreSQL; the first run fetches Kafka) …")
+        await self.stack.up()
+        self.say("  stack up" + (" (the demo will stop it at the end)" if self.stack.started else " (already running)"))
+        tenant = await create_tenant(f"demo-{secrets.token_hex(4)}", TENANT_TIMEZONE, CURRENCY)
+        self.token, self.result.tenant = tenant.token, tenant.slug
+        self.say(f"  tenant {tenant.slug}")
+        quarter = Quarter.containing(datetime.now(UTC))
+        scenario = build_scenario(o.seed, quarter, reps=o.reps, teams=o.teams)
+        self.result.scenario = scenario
+        rate = quarter.seconds / o.duration
+        self.services.check_ports_free()
+        self.services.start(child_env({
+            "LOG_LEVEL": "WARNING",
+            "ATTAIN_CLOCK": clock_spec(quarter.start, rate),
+            "COACHING_EVALUATION_INTERVAL_S": "1",
+            "COACHING_COOLDOWN_S": str(7 * 86400),
+            "COACHING_GRACE_S": str(14 * 86400),
+        }))  # fmt: skip
+        self.say(f"starting ingest, kpi, coaching, recognition (logs in {self.services.all[0].log.parent}) …")
+        anchor = await self.services.wait_ready(READY_TIMEOUT_S)
+        self.say(f"  services ready after {time.monotonic() - self.started:.1f}s; "
+                 f"ATTAIN_CLOCK={clock_spec(quarter.start, rate)}")
+        feed_state = FeedState(tenant.slug, quarter.label)
+        self.result.feed = feed_state
+        self.feed = KafkaFeed(KAFKA_BOOTSTRAP, feed_state)
+        try:
+            await self.feed.start()
+        except (FeedError, OSError) as err:
+            raise DemoError(f"cannot read the derived topics: {err}") from err
+        except Exception as err:  # aiokafka's own errors have no common base worth naming
+            raise DemoError(f"cannot read the derived topics: {type(err).__name__}: {err}") from err
+        clock = SimClock(quarter.start, rate, anchor)
+        self.client = httpx.AsyncClient(base_url=INGEST_URL, timeout=30.0)
+        stream = EventStream(self.client, tenant.token, scenario.schedule, clock, quarter, self.result.book)
+        self.board = Board(tenant.slug, scenario, o.duration, clock, stream, feed_state, self.result.book)
+        self.result.stats = self.board.stream.stats
+
+    async def play(self) -> None:
+        """Stream the quarter while the view shows what comes back; then let the last results arrive."""
+        assert self.board is not None and self.feed is not None
+        board = self.board
+        view: View = LiveView(board, self.console) if self.console.is_terminal else PlainView(board, self.console)
+        stream_task = asyncio.create_task(board.stream.run(), name="stream")
+        feed_task = asyncio.create_task(self.feed.run(), name="feed")
+        view.start()
+        try:
+            while not stream_task.done():
+                if self.troubled(feed_task):
+                    return
+                view.refresh()
+                await asyncio.sleep(TICK_S)
+            if (err := stream_task.exception()) is not None:
+                self.result.problems.append(f"streaming events failed: {type(err).__name__}: {err}")
+                return
+            finished = time.monotonic()
+            while (now := time.monotonic()) - finished < MAX_SETTLE_S and board.feed.quiet_for(now, finished) < QUIET_S:
+                if self.troubled(feed_task):
+                    return
+                view.refresh()
+                await asyncio.sleep(TICK_S)
+            self.judge()
+        finally:
+            for task in (stream_task, feed_task):
+                task.cancel()
+            await asyncio.gather(stream_task, feed_task, return_exceptions=True)
+            view.stop()
+
+    def troubled(self, feed_task: asyncio.Task[None]) -> bool:
+        """Record a dead service or a failed feed; True when the run cannot go on."""
+        for service in self.services.dead():
+            self.result.problems.append(f"{service.name} died (exit code {service.exit_code}); "
+                                        f"last lines of {service.log}:\n{tail(service.log, 15)}")
+        if feed_task.done() and not feed_task.cancelled() and (err := feed_task.exception()) is not None:
+            self.result.problems.append(f"reading the derived topics failed: {type(err).__name__}: {err}")
+        return bool(self.result.problems)
+
+    def judge(self) -> None:
+        """A demo that shows neither check-ins nor celebrations is broken."""
+        feed = self.result.feed
+        assert feed is not None
+        if not feed.checkins:
+            self.result.problems.append("no check-in reached coaching.tasks.v1")
+        if not feed.celebrations:
+            self.result.problems.append("no celebration reached recognition.celebrations.v1")
+
+    async def linger(self) -> None:
+        """--keep-running: leave everything up for a look around, until Ctrl-C."""
+        self.say(f"\nservices keep running: dashboard http://127.0.0.1:8002/ · ingest {INGEST_URL} · "
+                 f"tenant {self.result.tenant} · token {self.token}\nCtrl-C stops them.")  # fmt: skip
+        while not self.services.dead():  # noqa: ASYNC110 -- polling child processes, nothing to wait on
+            await asyncio.sleep(1)
+        self.result.problems += [f"{s.name} died (exit code {s.exit_code}) after the run" for s in self.services.dead()]
+        self.say("a service died; stopping")
+
+    def finish(self) -> None:
+        self.result.elapsed_s = time.monotonic() - self.started
+        self.console.print(summary_text(self.result), markup=False, highlight=False, soft_wrap=True)
+
+    def teardown(self) -> None:
+        """Stop what the demo started: the services always, the stack if it was not running before."""
+        outcome = self.services.stop()
+        if outcome:
+            self.say("services: " + ", ".join(f"{name} {how}" for name, how in outcome.items()))
+        if self.stack.started:
+            self.say("stopping the local stack (the demo started it) …")
+        if (stack := self.stack.down()) is not None:
+            self.say(f"  {stack}")
+
+
+async def run_demo(options: Options, console: Console | None = None) -> int:
+    """Run the demo; returns the process exit status."""
+    return await Demo(options, console or Console()).run()
