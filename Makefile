@@ -11,8 +11,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
-## The whole test suite: unit, then integration against the real Kafka and PostgreSQL.
-test: $(STAMP)
+## The whole test suite: the quality gate, unit tests, then integration against real Kafka and PostgreSQL.
+test: lint
 	$(BIN)/python -m deploy.local.stack up
 	$(BIN)/pytest
 
