@@ -65,6 +65,10 @@ class ServiceSpec:
     subscriptions: Sequence[Subscription] = ()
     timers: Sequence[Callable[[Runtime], Coroutine[Any, Any, None]]] = ()
     openapi: dict[str, Any] = field(default_factory=dict)
+    # Extra OpenAPI component schemas (e.g. bodies read by hand, not through a pydantic parameter).
+    schemas: Callable[[], dict[str, Any]] | None = None
+    # Per-service state built once the runtime exists; routes read it from `app.state.context`.
+    context: Callable[[Runtime], Any] | None = None
 
 
 def runtime_of(request: Request) -> Runtime:
@@ -87,6 +91,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None
         relay = OutboxRelay(pool, broker, spec.schema, settings.outbox_poll_interval_s)
         rt = Runtime(settings, clock or clock_from_spec(settings.attain_clock), pool, broker, relay)
         app.state.runtime = rt
+        app.state.context = spec.context(rt) if spec.context else None
         tasks = [asyncio.create_task(relay.run(), name="outbox-relay")]
         for sub in spec.subscriptions:
             group_id = f"{settings.kafka_consumer_group_prefix}-{sub.group}"
@@ -140,7 +145,22 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None
 
     for router in spec.routers:
         app.include_router(router)
+    if spec.schemas is not None:
+        _add_schemas(app, spec.schemas)
     return app
+
+
+def _add_schemas(app: FastAPI, schemas: Callable[[], dict[str, Any]]) -> None:
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = plain()
+            doc.setdefault("components", {}).setdefault("schemas", {}).update(schemas())
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _crash_on_failure(task: asyncio.Task[Any]) -> None:

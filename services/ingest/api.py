@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from typing import Annotated, Any, Literal
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
-from prometheus_client import Counter
 from pydantic import BaseModel
 
-from services.ingest import tenants
-from services.ingest.publishing import to_record
-from services.ingest.validation import BodyError, Verdict, judge, parse_body
-from shared.cloudevents import encode
-from shared.events import DealDeletedEvent, DealUpsertedEvent
-from shared.service import Runtime, runtime_of
+from services.ingest.auth import Context, CurrentTenant
+from services.ingest.context import IngestContext
+from services.ingest.intake import KafkaUnavailable, Outcome
+from services.ingest.tenants import Tenant
+from services.ingest.validation import NDJSON, BodyError, Verdict, judge, judge_line, parse_body
 
-log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["events"])
-
-EVENTS = Counter("attain_ingest_events_total", "Events received, by outcome.", ["outcome"])
+EVENT_REF = {"$ref": "#/components/schemas/CanonicalEvent"}
 
 
 class EventResult(BaseModel):
@@ -29,6 +25,7 @@ class EventResult(BaseModel):
     id: str | None
     status: Literal["accepted", "duplicate", "rejected"]
     reason: str | None = None
+    line: int | None = None
 
 
 class EventsResponse(BaseModel):
@@ -42,18 +39,8 @@ class Problem(BaseModel):
     detail: str
 
 
-async def current_tenant(request: Request, authorization: Annotated[str | None, Header()] = None) -> tenants.Tenant:
-    """The tenant of the bearer token (never of the body)."""
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise HTTPException(401, "missing bearer token: send 'Authorization: Bearer <token>'",
-                            headers={"WWW-Authenticate": "Bearer"})
-    rt = runtime_of(request)
-    async with rt.pool.acquire() as conn:
-        tenant = await tenants.authenticate(conn, token.strip())
-    if tenant is None:
-        raise HTTPException(401, "invalid or revoked bearer token", headers={"WWW-Authenticate": "Bearer"})
-    return tenant
+class TooLarge(Exception):
+    pass
 
 
 @router.post(
@@ -61,91 +48,95 @@ async def current_tenant(request: Request, authorization: Annotated[str | None, 
     response_model=EventsResponse,
     responses={400: {"model": Problem}, 401: {"model": Problem}, 413: {"model": Problem},
                422: {"model": EventsResponse, "description": "some events were rejected"},
+               429: {"model": Problem, "description": "rate limited; see Retry-After"},
                503: {"model": Problem, "description": "Kafka did not acknowledge; retry"}},
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"oneOf": [EVENT_REF, {"type": "array", "items": EVENT_REF}]}},
+        NDJSON: {"schema": {"type": "string", "description": "one canonical event per line"}}}}},
 )
-async def post_events(
-    request: Request,
-    tenant: Annotated[tenants.Tenant, Depends(current_tenant)],
-    rt: Annotated[Runtime, Depends(runtime_of)],
-) -> Any:
-    """Take one event, a JSON array of events, or NDJSON. Answers after every accepted event is
-    durably in Kafka. 200 when nothing was rejected; 422 (same body) when something was: the
-    accepted events of that request are published all the same and a retry reports them duplicate."""
-    settings = rt.settings
-    body = await request.body()
-    if len(body) > settings.max_body_bytes:  # type: ignore[attr-defined]
-        raise HTTPException(413, f"body of {len(body)} bytes exceeds the limit of {settings.max_body_bytes}")  # type: ignore[attr-defined]
+async def post_events(request: Request, tenant: CurrentTenant, ctx: Context) -> Any:
+    """Take one event, a JSON array of events, or NDJSON (streamed: up to `MAX_NDJSON_BYTES`).
+    Answers after every accepted event is durably in Kafka: 200 when nothing was rejected, 422
+    (same body) when something was; the accepted events are published all the same and a retry
+    reports them duplicate. NDJSON results carry the line number of each event."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    length = request.headers.get("content-length", "")
+    declared = int(length) if length.isdigit() else 0
+    limit = ctx.settings.max_ndjson_bytes if content_type == NDJSON else ctx.settings.max_body_bytes
+    if declared > limit:
+        raise HTTPException(413, f"body of {declared} bytes exceeds the limit of {limit}")
+    outcomes: list[Outcome] = []
+    lines: dict[int, int] = {}
     try:
-        items = parse_body(body, request.headers.get("content-type", ""), settings.max_events_per_request)  # type: ignore[attr-defined]
+        if content_type == NDJSON:
+            async for chunk in _ndjson_chunks(request, limit, ctx.settings.ndjson_chunk_events, len(outcomes)):
+                lines.update({v.index: v.line for v in chunk if v.line is not None})
+                outcomes += await _accept(ctx, tenant, chunk)
+        else:
+            body = await _read(request, limit)
+            try:
+                items = parse_body(body, content_type, ctx.settings.max_events_per_request)
+            except BodyError as err:
+                raise HTTPException(400, str(err)) from err
+            outcomes = await _accept(ctx, tenant, [judge(i, item) for i, item in enumerate(items)])
+    except TooLarge as err:
+        done = f"; the first {len(outcomes)} events were processed, resend the rest" if outcomes else ""
+        raise HTTPException(413, f"body exceeds the limit of {limit} bytes{done}") from err
     except BodyError as err:
         raise HTTPException(400, str(err)) from err
-    verdicts = [judge(i, item) for i, item in enumerate(items)]
-    results = await _publish_new(rt, tenant, verdicts)
-    counts = {s: sum(1 for r in results if r.status == s) for s in ("accepted", "duplicate", "rejected")}
-    for status, n in counts.items():
-        EVENTS.labels(status).inc(n)
-    response = EventsResponse(results=results, **counts)
-    return JSONResponse(response.model_dump(mode="json"), status_code=422 if counts["rejected"] else 200)
+    if not outcomes:
+        raise HTTPException(400, "the body holds no event: send one event object, a JSON array of them, or NDJSON")
+    return _respond(outcomes, lines)
 
 
-async def _publish_new(rt: Runtime, tenant: tenants.Tenant, verdicts: list[Verdict]) -> list[EventResult]:
-    valid = [v for v in verdicts if v.event is not None]
-    async with rt.pool.acquire() as conn:
-        seen = {
-            (r["source"], r["event_id"])
-            for r in await conn.fetch(
-                "SELECT source, event_id FROM accepted_events WHERE tenant = $1 AND (source, event_id) IN"
-                " (SELECT * FROM unnest($2::text[], $3::text[]))",
-                tenant.slug, [v.event.source for v in valid], [v.event.id for v in valid],  # type: ignore[union-attr]
-            )
-        }
-        owners = dict(await conn.fetch(
-            "SELECT deal_id, rep_id FROM deal_owners WHERE tenant = $1 AND deal_id = ANY($2::text[])",
-            tenant.slug, [v.event.data.deal_id for v in valid if isinstance(v.event, DealDeletedEvent)],
-        ))
-    statuses: dict[int, str] = {}
-    to_send = []
-    for v in valid:
-        assert v.event is not None
-        ident = (v.event.source, v.event.id)
-        if ident in seen:
-            statuses[v.index] = "duplicate"
-            continue
-        seen.add(ident)
-        if isinstance(v.event, DealUpsertedEvent):
-            owners[v.event.data.deal_id] = v.event.data.rep_id
-        owner = owners.get(v.event.data.deal_id) if isinstance(v.event, DealDeletedEvent) else None
-        to_send.append((v, to_record(tenant, v.event, owner)))
-        statuses[v.index] = "accepted"
-    if to_send:
-        await _send_all(rt, [record for _, record in to_send])
-        async with rt.pool.acquire() as conn, conn.transaction():
-            await conn.executemany(
-                "INSERT INTO accepted_events (tenant, source, event_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                [(tenant.slug, v.event.source, v.event.id) for v, _ in to_send],  # type: ignore[union-attr]
-            )
-            await conn.executemany(
-                "INSERT INTO deal_owners (tenant, deal_id, rep_id) VALUES ($1, $2, $3)"
-                " ON CONFLICT (tenant, deal_id) DO UPDATE SET rep_id = EXCLUDED.rep_id",
-                [(tenant.slug, v.event.data.deal_id, v.event.data.rep_id)
-                 for v, _ in to_send if isinstance(v.event, DealUpsertedEvent)],
-            )
-    return [
-        EventResult(index=v.index, id=v.id, status=statuses.get(v.index, "rejected"), reason=v.reason)
-        for v in verdicts
-    ]
-
-
-async def _send_all(rt: Runtime, records: list[Any]) -> None:
-    """Publish and wait for every ack (acks=all); any failure fails the request with 503."""
+async def _accept(ctx: IngestContext, tenant: Tenant, verdicts: list[Verdict]) -> list[Outcome]:
     try:
-        futures = []
-        for topic, key, cloud_event in records:
-            value, headers = encode(cloud_event)
-            futures.append(await rt.broker.publish(
-                value, topic, key=key, headers={k: v.decode() for k, v in headers}, no_confirm=True))
-        await asyncio.gather(*futures)
-    except Exception as err:  # any producer failure means "not durably stored": the client retries
-        log.error("publish failed", extra={"error": repr(err)})
-        raise HTTPException(503, "events could not be stored in Kafka; retry later",
+        outcomes = await ctx.intake.accept(tenant, verdicts)
+    except KafkaUnavailable as err:
+        raise HTTPException(503, f"events could not be stored in Kafka ({err}); retry later",
                             headers={"Retry-After": "5"}) from err
+    ctx.limiter.charge_events(tenant.slug, len(verdicts), time.monotonic())
+    return outcomes
+
+
+def _respond(outcomes: list[Outcome], lines: dict[int, int]) -> JSONResponse:
+    counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+    results = []
+    for o in outcomes:
+        counts[o.status] += 1
+        results.append({"index": o.index, "id": o.id, "status": o.status, "reason": o.reason,
+                        "line": lines.get(o.index)})
+    return JSONResponse({**counts, "results": results}, status_code=422 if counts["rejected"] else 200)
+
+
+async def _read(request: Request, limit: int) -> bytes:
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > limit:
+            raise TooLarge
+    return bytes(body)
+
+
+async def _ndjson_chunks(request: Request, limit: int, size: int, first_index: int) -> AsyncIterator[list[Verdict]]:
+    """Verdicts of the body's lines, `size` at a time, while the body is still arriving."""
+    received, number, index = 0, 0, first_index
+    chunk: list[Verdict] = []
+    rest = b""
+    async for part in request.stream():
+        received += len(part)
+        if received > limit:
+            raise TooLarge
+        *complete, rest = (rest + part).split(b"\n")
+        for line in complete:
+            number += 1
+            if line.strip():
+                chunk.append(judge_line(index, line, number))
+                index += 1
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+    if rest.strip():
+        chunk.append(judge_line(index, rest, number + 1))
+    if chunk:
+        yield chunk

@@ -1,9 +1,19 @@
 """Ingest: validates CRM events and publishes them to Kafka (no consumers, no outbox events)."""
 
 from pathlib import Path
+from typing import Any
 
 from services.ingest.api import router
+from services.ingest.context import make_context
+from shared.events import CANONICAL_EVENT
 from shared.service import ServiceSpec
+
+
+def _schemas() -> dict[str, Any]:
+    schema = CANONICAL_EVENT.json_schema(ref_template="#/components/schemas/{model}")
+    defs = schema.pop("$defs", {})
+    return {**defs, "CanonicalEvent": schema}
+
 
 SPEC = ServiceSpec(
     name="ingest",
@@ -12,4 +22,6 @@ SPEC = ServiceSpec(
     routers=[router],
     openapi={"description": "The only HTTP write path of Attain: canonical CRM events in, Kafka out.",
              "version": "1"},
+    schemas=_schemas,
+    context=make_context,
 )

@@ -5,5 +5,18 @@ from shared.settings import ServiceSettings
 
 class IngestSettings(ServiceSettings):
     http_port: int = 8001
-    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
-    max_events_per_request: int = Field(default=10_000, gt=0)
+    # A JSON body is parsed whole; NDJSON is streamed in chunks, so it may be much larger.
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    max_ndjson_bytes: int = Field(default=1024 * 1024 * 1024, gt=0)
+    max_events_per_request: int = Field(default=10_000, gt=0, description="for JSON bodies")
+    ndjson_chunk_events: int = Field(default=5_000, gt=0)
+    # How long a request waits for Kafka's acks before answering 503.
+    publish_timeout_s: float = Field(default=15.0, gt=0)
+    rate_limit_requests_per_s: float = Field(default=50.0, gt=0)
+    rate_limit_request_burst: float = Field(default=100.0, ge=1)
+    rate_limit_events_per_s: float = Field(default=20_000.0, gt=0)
+    rate_limit_event_burst: float = Field(default=200_000.0, ge=1)
+    # Event ids are remembered this long: a retry within it is answered "duplicate".
+    id_retention_days: int = Field(default=35, ge=1)
+    # A webhook secret replaced by `tenants set-secret` is still accepted this long.
+    secret_rotation_grace_hours: float = Field(default=24.0, ge=0)

@@ -26,6 +26,7 @@ class Verdict:
     id: str | None
     event: CanonicalEvent | None = None
     reason: str | None = None
+    line: int | None = None  # NDJSON: the line the event stood on
 
 
 def parse_body(body: bytes, content_type: str, max_events: int) -> list[Any]:
@@ -64,6 +65,23 @@ def judge(index: int, item: Any) -> Verdict:
         return Verdict(index, event_id, event=CANONICAL_EVENT.validate_python(item))
     except ValidationError as err:
         return Verdict(index, event_id, reason=_reason(err))
+
+
+def judge_line(index: int, line: bytes, number: int) -> Verdict:
+    """Validate one NDJSON line (parsed by pydantic-core straight into exact Decimals)."""
+    try:
+        return Verdict(index, None, event=CANONICAL_EVENT.validate_json(line), line=number)
+    except ValidationError as err:
+        first = err.errors()[0]
+        if first["type"] == "json_invalid":
+            return Verdict(index, None, reason=f"line {number} is not valid JSON: {first['msg']}", line=number)
+        try:
+            item = json.loads(line)
+        except ValueError:
+            item = None
+        event_id = item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else None
+        reason = f"event {index} is not a JSON object" if not isinstance(item, dict) else _reason(err)
+        return Verdict(index, event_id, reason=reason, line=number)
 
 
 def _reason(err: ValidationError) -> str:

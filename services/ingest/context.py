@@ -1,0 +1,38 @@
+"""What ingest's routes share while the service runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from services.ingest.intake import Intake
+from services.ingest.limits import RateLimiter
+from services.ingest.settings import IngestSettings
+from shared.service import Runtime
+
+
+@dataclass
+class IngestContext:
+    rt: Runtime
+    settings: IngestSettings
+    intake: Intake
+    limiter: RateLimiter
+
+
+def make_context(rt: Runtime) -> IngestContext:
+    settings = rt.settings
+    assert isinstance(settings, IngestSettings)
+    return IngestContext(
+        rt=rt,
+        settings=settings,
+        intake=Intake(rt.pool, rt.broker, settings.publish_timeout_s),
+        limiter=RateLimiter(settings.rate_limit_requests_per_s, settings.rate_limit_request_burst,
+                            settings.rate_limit_events_per_s, settings.rate_limit_event_burst),
+    )
+
+
+def context_of(request: Request) -> IngestContext:
+    """FastAPI dependency: the running ingest's context."""
+    ctx: IngestContext = request.app.state.context
+    return ctx
