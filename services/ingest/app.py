@@ -5,6 +5,8 @@ from typing import Any
 
 from services.ingest.api import router
 from services.ingest.context import make_context
+from services.ingest.crm_api import router as crm_router
+from services.ingest.webhooks import router as webhook_router
 from shared.events import CANONICAL_EVENT
 from shared.service import ServiceSpec
 
@@ -19,7 +21,7 @@ SPEC = ServiceSpec(
     name="ingest",
     schema="ingest",
     migrations=Path(__file__).with_name("migrations"),
-    routers=[router],
+    routers=[router, webhook_router, crm_router],
     openapi={"description": "The only HTTP write path of Attain: canonical CRM events in, Kafka out.",
              "version": "1"},
     schemas=_schemas,

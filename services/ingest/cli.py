@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+from datetime import timedelta
 
 from services.ingest import tenants
 from services.ingest.app import SPEC
@@ -27,6 +28,13 @@ def parser() -> argparse.ArgumentParser:
     secret.add_argument("crm", choices=tenants.CRMS)
     secret.add_argument("secret")
     secret.add_argument("--org-id", help="Salesforce: the OrganizationId every message must carry")
+    secret.add_argument("--grace-hours", type=float, default=None,
+                        help="how long the replaced secret stays valid (default SECRET_ROTATION_GRACE_HOURS, 24)")
+    api = sub.add_parser("set-api-token", help="let ingest fetch records a webhook left incomplete from the CRM's API")
+    api.add_argument("slug")
+    api.add_argument("crm", choices=tenants.CRMS)
+    api.add_argument("token")
+    api.add_argument("--base-url", required=True, help="e.g. https://api.hubapi.com")
     revoke = sub.add_parser("revoke", help="revoke a tenant: its token stops working at once")
     revoke.add_argument("slug")
     return top
@@ -44,8 +52,13 @@ async def _run(args: argparse.Namespace) -> dict[str, str]:
                                              fiscal_start_month=args.fiscal_year_start_month)
                 return {"tenant": args.slug, "token": token}
             if args.command == "set-secret":
-                await tenants.set_secret(conn, args.slug, args.crm, args.secret, args.org_id)
+                hours = settings.secret_rotation_grace_hours if args.grace_hours is None else args.grace_hours
+                await tenants.set_secret(conn, args.slug, args.crm, args.secret, args.org_id,
+                                         timedelta(hours=hours))
                 return {"tenant": args.slug, "crm": args.crm, "status": "secret set"}
+            if args.command == "set-api-token":
+                await tenants.set_api_token(conn, args.slug, args.crm, args.token, args.base_url)
+                return {"tenant": args.slug, "crm": args.crm, "status": "api token set"}
             await tenants.revoke(conn, args.slug)
             return {"tenant": args.slug, "status": "revoked"}
     finally:

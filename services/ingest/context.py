@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from services.ingest.crm.fetch import Fetcher
+from services.ingest.crm.pipeline import CrmPipeline
 from services.ingest.intake import Intake
 from services.ingest.limits import RateLimiter
 from services.ingest.settings import IngestSettings
@@ -18,15 +20,18 @@ class IngestContext:
     settings: IngestSettings
     intake: Intake
     limiter: RateLimiter
+    crm: CrmPipeline
 
 
 def make_context(rt: Runtime) -> IngestContext:
     settings = rt.settings
     assert isinstance(settings, IngestSettings)
+    intake = Intake(rt.pool, rt.broker, settings.publish_timeout_s)
     return IngestContext(
         rt=rt,
         settings=settings,
-        intake=Intake(rt.pool, rt.broker, settings.publish_timeout_s),
+        intake=intake,
+        crm=CrmPipeline(rt.pool, intake, Fetcher(rt.pool)),
         limiter=RateLimiter(settings.rate_limit_requests_per_s, settings.rate_limit_request_burst,
                             settings.rate_limit_events_per_s, settings.rate_limit_event_burst),
     )

@@ -20,3 +20,5 @@ class IngestSettings(ServiceSettings):
     id_retention_days: int = Field(default=35, ge=1)
     # A webhook secret replaced by `tenants set-secret` is still accepted this long.
     secret_rotation_grace_hours: float = Field(default=24.0, ge=0)
+    # The URL CRMs call us by (behind an ingress); HubSpot signs it. Unset: the URL the request arrived at.
+    public_base_url: str | None = None

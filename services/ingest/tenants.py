@@ -10,9 +10,11 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 import asyncpg
 
+from services.ingest.crm.model import Secret
 from shared.periods import validate_timezone
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
@@ -66,7 +68,9 @@ async def create(conn: asyncpg.Connection, slug: str, *, token: str | None, time
     return token
 
 
-async def set_secret(conn: asyncpg.Connection, slug: str, crm: str, secret: str, org_id: str | None) -> None:
+async def set_secret(conn: asyncpg.Connection, slug: str, crm: str, secret: str, org_id: str | None,
+                     grace: timedelta = timedelta(hours=24)) -> None:
+    """Set the CRM secret; the one it replaces stays valid for `grace` (rotation without downtime)."""
     if crm not in CRMS:
         raise TenantError(f"crm {crm!r} is not one of {', '.join(CRMS)}")
     if not secret:
@@ -76,9 +80,52 @@ async def set_secret(conn: asyncpg.Connection, slug: str, crm: str, secret: str,
     await conn.execute(
         "INSERT INTO tenant_secrets (tenant, crm, secret, org_id) VALUES ($1, $2, $3, $4)"
         " ON CONFLICT (tenant, crm) DO UPDATE SET secret = EXCLUDED.secret, org_id = EXCLUDED.org_id,"
+        " previous_secret = CASE WHEN tenant_secrets.secret = EXCLUDED.secret"
+        "   THEN tenant_secrets.previous_secret ELSE tenant_secrets.secret END,"
+        " previous_valid_until = CASE WHEN tenant_secrets.secret = EXCLUDED.secret"
+        "   THEN tenant_secrets.previous_valid_until ELSE now() + $5::interval END,"
         " updated_at = now()",
-        slug, crm, secret, org_id,
+        slug, crm, secret, org_id, grace,
     )
+
+
+async def set_api_token(conn: asyncpg.Connection, slug: str, crm: str, token: str, base_url: str) -> None:
+    """Let ingest fetch records from the CRM's API when a webhook lacks fields."""
+    if crm not in CRMS:
+        raise TenantError(f"crm {crm!r} is not one of {', '.join(CRMS)}")
+    if not base_url.startswith(("http://", "https://")):
+        raise TenantError(f"base url {base_url!r} must start with http:// or https://")
+    if await conn.fetchval("SELECT 1 FROM tenants WHERE slug = $1 AND revoked_at IS NULL", slug) is None:
+        raise TenantError(f"no active tenant {slug!r}")
+    await conn.execute(
+        "INSERT INTO crm_api_tokens (tenant, crm, token, base_url) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (tenant, crm) DO UPDATE SET token = EXCLUDED.token, base_url = EXCLUDED.base_url",
+        slug, crm, token, base_url.rstrip("/"),
+    )
+
+
+async def secrets_for(conn: asyncpg.Connection, slug: str, crm: str) -> list[Secret]:
+    """The secrets a webhook of `crm` for tenant `slug` may prove itself with (none: unknown tenant)."""
+    row = await conn.fetchrow(
+        "SELECT s.secret, s.org_id, s.previous_secret, s.previous_valid_until > now() AS previous_valid"
+        " FROM tenant_secrets s JOIN tenants t ON t.slug = s.tenant"
+        " WHERE s.tenant = $1 AND s.crm = $2 AND t.revoked_at IS NULL",
+        slug, crm,
+    )
+    if row is None:
+        return []
+    found = [Secret(row["secret"], row["org_id"])]
+    if row["previous_secret"] and row["previous_valid"]:
+        found.append(Secret(row["previous_secret"], row["org_id"]))
+    return found
+
+
+async def by_slug(conn: asyncpg.Connection, slug: str) -> Tenant | None:
+    row = await conn.fetchrow(
+        "SELECT slug, timezone, currency, fiscal_start_month FROM tenants WHERE slug = $1 AND revoked_at IS NULL",
+        slug,
+    )
+    return Tenant(**dict(row)) if row else None
 
 
 async def revoke(conn: asyncpg.Connection, slug: str) -> None:

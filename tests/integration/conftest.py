@@ -193,3 +193,11 @@ async def post(url: str, tenant: Tenant, body: Any, **kw: Any) -> httpx.Response
 
 def sleep(seconds: float) -> Any:
     return asyncio.sleep(seconds)
+
+
+def tenant_cli(*args: str) -> dict[str, Any]:
+    """Run `python -m services.ingest tenants ...` against the test database; its JSON answer."""
+    out = subprocess.run([sys.executable, "-m", "services.ingest", "tenants", *args], cwd=ROOT, check=True,
+                         capture_output=True, text=True, env={**os.environ, "DATABASE_URL": DATABASE_URL})
+    answer: dict[str, Any] = json.loads(out.stdout)
+    return answer

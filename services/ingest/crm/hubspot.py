@@ -1,0 +1,298 @@
+"""HubSpot webhooks: the v3 request signature and the event-array payload.
+
+Written from HubSpot's developer documentation:
+- "Validating requests" (developers.hubspot.com/docs/apps/developer-platform/build-apps/authentication/
+  request-validation, and the legacy-apps page of the same name): the `X-HubSpot-Signature-v3` steps;
+- "Introducing version 3 of webhook signatures" (developers.hubspot.com/changelog/…);
+- the Webhooks API guide and "Create generic webhook subscriptions" (developers.hubspot.com/docs/apps/legacy-apps/
+  public-apps/create-generic-webhook-subscriptions): the payload fields, `object.*` with `objectTypeId`;
+- "New subscription types for webhooks" (changelog): the merge fields;
+- "Using object APIs" (developers.hubspot.com/docs/guides/crm/using-object-apis): object type ids
+  (deals 0-3, tasks 0-27, notes 0-46, meetings 0-47, calls 0-48, emails 0-49).
+
+Decisions:
+- `event_id` is built from the fields HubSpot keeps when it retries a delivery (portal, subscription type, object
+  type, object, property, `occurredAt`, `eventId`) and leaves out `attemptNumber`, which a retry increments.
+  HubSpot documents `eventId` as "not guaranteed to be unique", so it is never the key on its own.
+- `stage` is the `dealstage` value as HubSpot sends it. Stage ids are unique within a portal across pipelines,
+  so the `pipeline` property is not needed to map a stage to open/won/lost and is ignored.
+- HubSpot sends one property per event and sends nothing else about the deal. A deal creation or restore becomes
+  a change with no fields; the pipeline waits for the properties. A property HubSpot clears (an empty value) is
+  skipped, because `DealFields` has no "cleared" value; the last known value stands.
+- An engagement (call, meeting, email, task; a note counts as `other`) is reported only when it is created, and
+  the webhook carries only its id. `occurred_at` is then `occurredAt`, and `owner` and `deal_id` are None. The
+  pipeline fills them from HubSpot's CRM API when the tenant has a token; otherwise it dead-letters the
+  activity, because it cannot be credited to a rep. Engagement property changes and deletions are skipped.
+- A deal merge deletes the merged-away deals and reports the surviving deal (`newObjectId` when HubSpot made a
+  new record, else `primaryObjectId`) as present, so attainment does not count a merged deal twice.
+- Events for objects we do not track (contacts, companies, tickets…) and subscription types we do not use
+  (association changes, privacy deletions) are skipped; they do not make the whole delivery fail.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Final, Literal, NoReturn
+
+from services.ingest.crm.model import (
+    ActivityChange,
+    Change,
+    DealChange,
+    DealFields,
+    PayloadError,
+    Secret,
+    WebhookAuthError,
+    WebhookRequest,
+)
+
+CRM: Final[Literal["hubspot"]] = "hubspot"
+
+SIGNATURE_HEADER: Final = "x-hubspot-signature-v3"
+TIMESTAMP_HEADER: Final = "x-hubspot-request-timestamp"
+MAX_AGE: Final = timedelta(minutes=5)  # HubSpot: "reject the request if the timestamp is older than 5 minutes"
+MAX_AHEAD: Final = timedelta(minutes=5)  # clock skew we tolerate the other way
+
+# The percent-encoded characters HubSpot decodes in the request URI before signing; nothing else is decoded.
+_URI_DECODED: Final = {
+    "%3A": ":", "%2F": "/", "%3F": "?", "%40": "@", "%21": "!", "%24": "$",
+    "%27": "'", "%28": "(", "%29": ")", "%2A": "*", "%2C": ",", "%3B": ";",
+}  # fmt: skip
+_URI_ENCODED: Final = re.compile("|".join(_URI_DECODED), re.IGNORECASE)  # hex digits are case-insensitive
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND: Final = timedelta(milliseconds=1)
+
+DEAL_TYPE_ID: Final = "0-3"
+ENGAGEMENT_KINDS: Final[dict[str, Literal["call", "email", "meeting", "task", "other"]]] = {
+    "0-48": "call", "0-47": "meeting", "0-49": "email", "0-27": "task", "0-46": "other",  # 0-46: notes
+}  # fmt: skip
+
+_DECIMAL: Final = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+_CURRENCY: Final = re.compile(r"[A-Z]{3}")
+_MILLIS: Final = re.compile(r"-?\d{1,15}")
+
+
+def verify(request: WebhookRequest, secrets: Sequence[Secret], now: datetime) -> None:
+    """Accept the request only if `X-HubSpot-Signature-v3` was made with one of `secrets` within five minutes.
+
+    The signed string is method + URI (HubSpot's listed characters decoded) + body + the timestamp header; the
+    signature is the base64 of its HMAC-SHA256 under the app's client secret. Raises WebhookAuthError.
+    """
+    if now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
+    signature = request.headers.get(SIGNATURE_HEADER)
+    timestamp = request.headers.get(TIMESTAMP_HEADER)
+    if not signature:
+        raise WebhookAuthError("missing X-HubSpot-Signature-v3 header")
+    if not timestamp:
+        raise WebhookAuthError("missing X-HubSpot-Request-Timestamp header")
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 15):
+        raise WebhookAuthError("X-HubSpot-Request-Timestamp is not milliseconds since the epoch")
+    age = (now - _EPOCH) // _MILLISECOND - int(timestamp)
+    if age > MAX_AGE // _MILLISECOND:
+        raise WebhookAuthError("X-HubSpot-Request-Timestamp is older than 5 minutes")
+    if -age > MAX_AHEAD // _MILLISECOND:
+        raise WebhookAuthError("X-HubSpot-Request-Timestamp is more than 5 minutes in the future")
+    keys = [secret.value for secret in secrets if secret.value]
+    if not keys:
+        raise WebhookAuthError("no HubSpot client secret is configured for this tenant")
+    sent = signature.encode()
+    if not any(hmac.compare_digest(_signature(key, request, timestamp), sent) for key in keys):
+        raise WebhookAuthError("X-HubSpot-Signature-v3 does not match the request")
+
+
+def _signature(secret: str, request: WebhookRequest, timestamp: str) -> bytes:
+    uri = _URI_ENCODED.sub(lambda match: _URI_DECODED[match.group(0).upper()], request.url)
+    signed = request.method.upper().encode() + uri.encode() + request.body + timestamp.encode()
+    return base64.b64encode(hmac.new(secret.encode(), signed, hashlib.sha256).digest())
+
+
+def parse(request: WebhookRequest) -> list[Change]:
+    """The deal and activity changes in a delivery (a JSON array of up to 100 events), in delivery order.
+
+    Raises PayloadError, naming the event and field, when the body is not what HubSpot documents.
+    """
+    try:
+        body = json.loads(request.body, parse_constant=_reject_constant)
+    except ValueError as err:
+        raise PayloadError(f"body is not JSON: {err}") from err
+    if not isinstance(body, list):
+        raise PayloadError("body is not a JSON array of events")
+    changes: list[Change] = []
+    for index, raw in enumerate(body):
+        if not isinstance(raw, dict):
+            raise PayloadError(f"event {index} is not a JSON object")
+        changes.extend(_changes(_Event(index, raw)))
+    return changes
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    """One event of a delivery, with typed access that names the event and field when it fails."""
+
+    index: int
+    raw: dict[str, object]
+
+    def fail(self, problem: str) -> PayloadError:
+        return PayloadError(f"event {self.index}: {problem}")
+
+    def integer(self, key: str) -> int:
+        value = self.raw.get(key)
+        if value is None:
+            raise self.fail(f"missing {key}")
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self.fail(f"{key} is not an integer")
+        return value
+
+    def text(self, key: str) -> str:
+        value = self.optional_text(key)
+        if value is None:
+            raise self.fail(f"missing {key}")
+        return value
+
+    def optional_text(self, key: str) -> str | None:
+        value = self.raw.get(key)
+        if value is not None and not isinstance(value, str):
+            raise self.fail(f"{key} is not a string")
+        return value
+
+    def subscription_type(self) -> str:
+        # The Webhooks guide's own example names the field `eventType`; deliveries name it `subscriptionType`.
+        if "subscriptionType" not in self.raw and "eventType" in self.raw:
+            return self.text("eventType")
+        return self.text("subscriptionType")
+
+    def changed_at(self) -> datetime:
+        return _instant(self, self.integer("occurredAt"))
+
+    def event_id(self, *suffix: object) -> str:
+        parts: list[object] = [
+            self.integer("portalId"), self.subscription_type(), self.optional_text("objectTypeId") or "",
+            self.integer("objectId") if "objectId" in self.raw else "", self.optional_text("propertyName") or "",
+            self.integer("occurredAt"),
+            self.integer("eventId"), *suffix,
+        ]  # fmt: skip
+        return ":".join(str(part) for part in parts)
+
+
+def _changes(event: _Event) -> list[Change]:
+    object_name, _, action = event.subscription_type().partition(".")
+    if object_name == "object":
+        type_id = event.text("objectTypeId")
+        if type_id == DEAL_TYPE_ID:
+            return _deal_changes(event, action)
+        if type_id in ENGAGEMENT_KINDS and action == "creation":
+            return [_activity(event, ENGAGEMENT_KINDS[type_id])]
+        return []
+    if object_name == "deal":
+        return _deal_changes(event, action)
+    return []
+
+
+def _deal_changes(event: _Event, action: str) -> list[Change]:
+    def change(deal_id: int, *, fields: DealFields | None = None, deleted: bool = False, key: str) -> DealChange:
+        return DealChange(crm=CRM, event_id=key, deal_id=str(deal_id), changed_at=event.changed_at(),
+                          fields=fields or DealFields(), deleted=deleted)  # fmt: skip
+
+    if action in {"creation", "restore"}:
+        return [change(event.integer("objectId"), key=event.event_id())]
+    if action == "deletion":
+        return [change(event.integer("objectId"), deleted=True, key=event.event_id())]
+    if action == "propertyChange":
+        fields = _deal_fields(event)
+        return [] if fields is None else [change(event.integer("objectId"), fields=fields, key=event.event_id())]
+    if action == "merge":
+        primary = event.integer("primaryObjectId")
+        survivor = event.integer("newObjectId") if event.raw.get("newObjectId") is not None else primary
+        merged = event.raw.get("mergedObjectIds")
+        if not isinstance(merged, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in merged):
+            raise event.fail("mergedObjectIds is not a list of integers")
+        losers = sorted({primary, *merged} - {survivor})
+        changes: list[Change] = [change(survivor, key=event.event_id(survivor))]
+        changes += [change(loser, deleted=True, key=event.event_id(loser)) for loser in losers]
+        return changes
+    return []  # association changes and other actions say nothing about the deal's fields
+
+
+def _deal_fields(event: _Event) -> DealFields | None:
+    read = _DEAL_PROPERTIES.get(event.text("propertyName"))
+    if read is None:
+        return None  # not a field of ours (including `pipeline`: stage ids are unique within a portal)
+    value = event.optional_text("propertyValue")
+    if not value:
+        return None  # cleared in HubSpot: DealFields cannot say "cleared", so the last known value stands
+    return read(event, value)
+
+
+_DEAL_PROPERTIES: Final[dict[str, Callable[[_Event, str], DealFields]]] = {
+    "amount": lambda event, value: DealFields(amount=_amount(event, value)),
+    "deal_currency_code": lambda event, value: DealFields(currency=_currency(event, value)),
+    "dealstage": lambda _, value: DealFields(stage=value),
+    "hubspot_owner_id": lambda _, value: DealFields(owner=value),
+    "closedate": lambda event, value: DealFields(close_date=_when(event, "closedate", value)),
+    "createdate": lambda event, value: DealFields(created_at=_created(event, value)),
+    "dealname": lambda _, value: DealFields(name=value),
+}
+
+
+def _activity(event: _Event, kind: Literal["call", "email", "meeting", "task", "other"]) -> ActivityChange:
+    changed_at = event.changed_at()
+    return ActivityChange(crm=CRM, event_id=event.event_id(), activity_id=str(event.integer("objectId")),
+                          changed_at=changed_at, kind=kind, owner=None, occurred_at=changed_at)  # fmt: skip
+
+
+def _amount(event: _Event, value: str) -> Decimal:
+    text = value.strip()
+    if not _DECIMAL.fullmatch(text):
+        raise event.fail(f"amount {value!r} is not a decimal number")
+    try:
+        return Decimal(text)
+    except InvalidOperation as err:
+        raise event.fail(f"amount {value!r} is not a decimal number") from err
+
+
+def _currency(event: _Event, value: str) -> str:
+    code = value.strip().upper()
+    if not _CURRENCY.fullmatch(code):
+        raise event.fail(f"deal_currency_code {value!r} is not an ISO 4217 code")
+    return code
+
+
+def _created(event: _Event, value: str) -> datetime:
+    created = _when(event, "createdate", value)
+    if isinstance(created, datetime):
+        return created
+    return datetime(created.year, created.month, created.day, tzinfo=UTC)
+
+
+def _when(event: _Event, name: str, value: str) -> datetime | date:
+    """HubSpot sends dates as milliseconds since the epoch; ISO 8601 is accepted too (a bare date stays a date)."""
+    text = value.strip()
+    if _MILLIS.fullmatch(text):
+        return _instant(event, int(text))
+    try:
+        if len(text) == 10:
+            return date.fromisoformat(text)
+        parsed = datetime.fromisoformat(text)
+    except ValueError as err:
+        raise event.fail(f"{name} {value!r} is neither epoch milliseconds nor ISO 8601") from err
+    return parsed.replace(tzinfo=UTC) if parsed.utcoffset() is None else parsed.astimezone(UTC)
+
+
+def _instant(event: _Event, millis: int) -> datetime:
+    try:
+        return _EPOCH + millis * _MILLISECOND
+    except OverflowError as err:
+        raise event.fail(f"{millis} milliseconds since the epoch is out of range") from err

@@ -1,0 +1,108 @@
+"""From a CRM deal's known state to a canonical `deal.upserted`: pure, per-tenant mappings.
+
+A deal becomes canonical when its amount, its stage (as open/won/lost) and its owner (as a rep)
+are known; otherwise the reasons say what is missing, and the pipeline keeps a dead-letter
+record until later deliveries (or the CRM's API) fill the gaps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+
+from services.ingest.crm.state import DealView
+from shared.events import ActivityKind, ActivityLogged, DealStage, DealUpserted
+
+IDENTITY = ("*", "=")  # a user mapping entry: every CRM user not listed is a rep of the same id
+
+# Stages every tenant gets without configuring them: the CRMs' default pipelines.
+DEFAULT_STAGES: dict[str, dict[str, str]] = {
+    "hubspot": {"appointmentscheduled": "open", "qualifiedtobuy": "open", "presentationscheduled": "open",
+                "decisionmakerboughtin": "open", "contractsent": "open", "closedwon": "won", "closedlost": "lost"},
+    "salesforce": {"Prospecting": "open", "Qualification": "open", "Needs Analysis": "open",
+                   "Value Proposition": "open", "Id. Decision Makers": "open", "Perception Analysis": "open",
+                   "Proposal/Price Quote": "open", "Negotiation/Review": "open",
+                   "Closed Won": "won", "Closed Lost": "lost"},
+    "pipedrive": {},  # Pipedrive states open/won/lost itself (`status`)
+}
+
+
+@dataclass(frozen=True)
+class TenantMaps:
+    """A tenant's mappings for one CRM."""
+
+    crm: str
+    timezone: str
+    currency: str
+    stages: dict[str, str] = field(default_factory=dict)
+    users: dict[str, str] = field(default_factory=dict)
+
+    def rep_of(self, crm_user: str | None) -> str | None:
+        if crm_user is None:
+            return None
+        if crm_user in self.users:
+            return self.users[crm_user]
+        return crm_user if self.users.get(IDENTITY[0]) == IDENTITY[1] else None
+
+    def status_of(self, view: DealView) -> str | None:
+        if view.stage is not None and view.stage in self.stages:
+            return self.stages[view.stage]
+        if view.status is not None:
+            return view.status
+        if view.stage is not None:
+            return DEFAULT_STAGES.get(self.crm, {}).get(view.stage)
+        return None
+
+
+def _instant(moment: datetime | date, tz: str) -> datetime:
+    if isinstance(moment, datetime):
+        return moment
+    return datetime.combine(moment, time.min, tzinfo=ZoneInfo(tz))
+
+
+def deal_data(deal_id: str, view: DealView, maps: TenantMaps, version: datetime) -> DealUpserted | list[str]:
+    """The canonical deal, or the reasons it cannot be made yet (each names the field or mapping)."""
+    missing: list[str] = []
+    if view.amount is None:
+        missing.append("amount: not received yet")
+    status = maps.status_of(view)
+    if status is None:
+        missing.append(f"stage: {view.stage!r} of {maps.crm} is not mapped to open/won/lost"
+                       if view.stage is not None else "stage: not received yet")
+    rep = maps.rep_of(view.owner)
+    if rep is None:
+        missing.append(f"owner: {maps.crm} user {view.owner!r} is not mapped to a rep"
+                       if view.owner is not None else "owner: not received yet")
+    if missing:
+        return missing
+    assert view.amount is not None and status is not None and rep is not None
+    closed_at = None
+    if status != "open":
+        closed_at = _instant(view.close_date, maps.timezone) if view.close_date else view.status_at
+    try:
+        return DealUpserted(
+            deal_id=deal_id, rep_id=rep, amount=view.amount, currency=view.currency or maps.currency,
+            stage=DealStage(status), stage_label=view.stage_label or view.stage, created_at=view.created_at,
+            closed_at=closed_at, updated_at=version,
+        )
+    except ValidationError as err:  # e.g. a negative amount or a malformed currency from the CRM
+        return _problems(err)
+
+
+def activity_data(activity_id: str, kind: str, owner: str | None, occurred_at: datetime, deal_id: str | None,
+                  duration_s: int | None, maps: TenantMaps) -> ActivityLogged | list[str]:
+    rep = maps.rep_of(owner)
+    if rep is None:
+        return [f"owner: {maps.crm} user {owner!r} is not mapped to a rep" if owner else "owner: not received"]
+    try:
+        return ActivityLogged(activity_id=activity_id, rep_id=rep, kind=ActivityKind(kind),
+                              occurred_at=occurred_at, deal_id=deal_id, duration_s=duration_s)
+    except ValidationError as err:
+        return _problems(err)
+
+
+def _problems(err: ValidationError) -> list[str]:
+    return [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()]

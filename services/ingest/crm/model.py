@@ -1,0 +1,98 @@
+"""What a CRM webhook delivery means, independent of the vendor's format.
+
+A vendor module (`hubspot.py`, `pipedrive.py`, `salesforce.py`) provides two pure functions:
+
+    verify(request: WebhookRequest, secrets: Sequence[Secret], now: datetime) -> None
+        raises WebhookAuthError (the sender is not who it claims) — answered 401;
+    parse(request: WebhookRequest) -> list[DealChange | ActivityChange]
+        raises PayloadError (the body is not what the vendor documents) — answered 400.
+
+Changes carry only what the delivery carried (HubSpot sends one property per event, Pipedrive's
+and Salesforce CDC's updates only what changed); the pipeline keeps each deal's last known state
+per field, ordered by the CRM's own change time, and emits a complete `deal.upserted`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Literal
+
+Crm = Literal["hubspot", "pipedrive", "salesforce"]
+
+
+class WebhookError(Exception):
+    """Base of what a vendor module raises; the message is returned to the sender."""
+
+
+class WebhookAuthError(WebhookError):
+    """Missing or wrong signature/credentials, or a stale timestamp."""
+
+
+class PayloadError(WebhookError):
+    """The body does not match the vendor's documented format; the message names what is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    """The parts of an HTTP request that vendors sign or send data in."""
+
+    method: str
+    url: str  # the full URL as the CRM called it, query string included
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+    query: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A tenant's secret for one CRM; during rotation the previous one is still offered."""
+
+    value: str
+    org_id: str | None = None  # Salesforce: the OrganizationId every message must carry
+
+
+@dataclass(frozen=True, slots=True)
+class DealFields:
+    """Deal fields a delivery may carry; None means "not in this delivery", never "cleared"."""
+
+    amount: Decimal | None = None
+    currency: str | None = None  # ISO 4217
+    stage: str | None = None  # the CRM's own stage id (mapped per tenant to open/won/lost)
+    stage_label: str | None = None  # the CRM's stage name, when sent
+    status: Literal["open", "won", "lost"] | None = None  # when the CRM states it (Pipedrive, Salesforce)
+    owner: str | None = None  # the CRM user id owning the deal (mapped per tenant to a rep)
+    close_date: datetime | date | None = None  # a date alone is read in the tenant's zone
+    created_at: datetime | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DealChange:
+    """Some fields of one deal changed (or it was deleted) at `changed_at` in the CRM."""
+
+    crm: Crm
+    event_id: str  # the vendor's id of this change/delivery: the idempotency key
+    deal_id: str
+    changed_at: datetime  # the CRM's own change time: orders changes of one deal
+    fields: DealFields = field(default_factory=DealFields)
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityChange:
+    """An activity was logged (or changed) in the CRM."""
+
+    crm: Crm
+    event_id: str
+    activity_id: str
+    changed_at: datetime
+    kind: Literal["call", "email", "meeting", "demo", "task", "other"]
+    owner: str | None  # CRM user id
+    occurred_at: datetime
+    deal_id: str | None = None  # the CRM's deal id
+    duration_s: int | None = None
+
+
+Change = DealChange | ActivityChange

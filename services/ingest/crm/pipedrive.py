@@ -1,0 +1,343 @@
+"""Pipedrive webhooks: HTTP Basic auth, and the v1 and v2 bodies.
+
+Written from Pipedrive's developer documentation:
+- "Guide for Webhooks" (pipedrive.readme.io/docs/guide-for-webhooks): the "HTTP Auth username and password" are
+  sent "as Basic Authentication credentials in the header of every HTTP request"; the v1 body (`v`, `meta` with
+  `action` added/updated/merged/deleted, `object`, `id` = "ID of the object", `timestamp`, `timestamp_micro`;
+  `retry`, `current`, `previous`, `event`); `deleted.[object]` has `current: null`;
+- "Guide for Webhooks v2" (pipedrive.readme.io/docs/guide-for-webhooks-v2): the v2 body (`meta` with `action`
+  create/change/delete, `entity`, `entity_id`, `id` = "ID of the event triggering the webhook", `attempt` = the
+  retry attempt number, `timestamp`, `version` "2.0"; `data`; `previous` with "only the fields that have changed";
+  `delete` has `data: null`);
+- "Webhooks v2 migration guide": `retry` became `meta.attempt`, `current` became `data`;
+- changelog "Bug fix in v2 user webhooks payload" (2025-05-20): v2 `meta.timestamp` is RFC 3339 (it was UNIX
+  seconds for user webhooks, and the guide's meta table still says "10 character timestamp": both are read);
+- the API reference for activities: `due_date` "YYYY-MM-DD", `due_time` "in UTC. Format: HH:MM", `duration` "HH:MM".
+
+Decisions:
+- The tenant's secret is the Basic auth password; any user name is accepted. Every configured secret is compared
+  (`hmac.compare_digest`), so the previous one keeps working during a rotation.
+- `event_id` is identical on Pipedrive's retries and differs per change. v2: `meta.id` is the id of the event, and
+  retries count up `meta.attempt` beside it, so the key is `v2:{entity}:{entity_id}:{meta.id}`. v1 has no event id
+  (`meta.id` is the object's id and `retry` counts attempts), so the key is the object, the action and
+  `meta.timestamp_micro` (the change's own time, which a retry resends unchanged):
+  `v1:{object}:{id}:{action}:{timestamp_micro}`; `meta.timestamp` (seconds) if the micro one is absent.
+- `changed_at` is the meta timestamp: it exists for deletions too (which have no `current`/`data`), and in v1 it
+  equals `current.update_time` with microseconds added, which orders two changes within one second.
+- A deal's fields are read from `current` (v1) or `data` (v2), every field present, also on v2 `change` (whose
+  `previous` only names what changed): the pipeline orders by `changed_at`, so restating a value is harmless.
+  `close_date` is `won_time` for a won deal, `lost_time` for a lost one, else `close_time`. Status `deleted`,
+  v2 `is_deleted: true`, and v1 `deleted.deal` / v2 `delete` are deletions. `merged.deal` (v1) is an update of the
+  deal merged into; the deal merged away arrives as its own deletion.
+- Activities: `kind` from the type key (call, meeting, email, task, demo; lunch, deadline and custom types are
+  `other`). `occurred_at` is `due_date` + `due_time` (UTC) — when the call or meeting was scheduled to happen; an
+  all-day activity (no `due_time`) uses `marked_as_done_time` when done, else noon UTC of `due_date`, which keeps
+  the date in every zone from UTC-11 to UTC+11; `add_time` when there is no due date. An activity counts once it
+  is done: planned ones (`done: false`) are skipped until the change that marks them done. Deleted activities are
+  skipped: `ActivityChange` cannot express a removal (a done activity deleted later keeps counting).
+- An empty string (v1 sends `""` for an unset `marked_as_done_time`, `due_time`, `duration`) reads as absent.
+- Other entities (person, organization, note, lead...) are skipped, so a `*.*` webhook does not fail.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final, Literal
+
+from services.ingest.crm.model import (
+    ActivityChange,
+    Change,
+    DealChange,
+    DealFields,
+    PayloadError,
+    Secret,
+    WebhookAuthError,
+    WebhookRequest,
+)
+
+CRM: Final[Literal["pipedrive"]] = "pipedrive"
+
+Kind = Literal["call", "email", "meeting", "demo", "task", "other"]
+_KINDS: Final[dict[str, Kind]] = {
+    "call": "call",
+    "meeting": "meeting",
+    "email": "email",
+    "task": "task",
+    "demo": "demo",
+}
+_STATUSES: Final[dict[str, Literal["open", "won", "lost"]]] = {"open": "open", "won": "won", "lost": "lost"}
+_V1_UPSERTS: Final = ("added", "updated", "merged")
+_V2_UPSERTS: Final = ("create", "change")
+_TRACKED: Final = ("deal", "activity")
+_ALL_DAY_HOUR: Final = time(12, tzinfo=UTC)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def verify(request: WebhookRequest, secrets: Sequence[Secret], now: datetime) -> None:
+    """Accept the request only if its Basic auth password is one of the tenant's secrets.
+
+    `now` is unused: Basic auth carries no timestamp to judge.
+    """
+    header = request.headers.get("authorization")
+    if header is None:
+        raise WebhookAuthError("missing Authorization header: the Pipedrive webhook must send HTTP Basic auth")
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "basic" or not token.strip():
+        raise WebhookAuthError("Authorization header is not HTTP Basic credentials")
+    try:
+        credentials = base64.b64decode(token.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise WebhookAuthError("Authorization header: Basic credentials are not valid base64") from None
+    _user, colon, password = credentials.partition(b":")
+    if not colon:
+        raise WebhookAuthError("Authorization header: Basic credentials are not user:password")
+    candidates = [secret.value.encode() for secret in secrets if secret.value]
+    if not candidates:
+        raise WebhookAuthError("no Pipedrive secret is configured for this tenant")
+    matched = False
+    for candidate in candidates:  # no early exit: every secret costs the same comparison
+        matched |= hmac.compare_digest(password, candidate)
+    if not matched:
+        raise WebhookAuthError("wrong HTTP Basic auth password")
+
+
+def parse(request: WebhookRequest) -> list[Change]:
+    """The deal and activity changes in one Pipedrive delivery (v1 or v2 body); [] for other entities."""
+    body = _load(request.body)
+    meta = _object(body.get("meta"), "meta")
+    if meta.get("version") == "2.0":
+        return _parse_v2(body, meta)
+    if body.get("v") == 1 or meta.get("v") == 1:
+        return _parse_v1(body, meta)
+    raise PayloadError('body is neither a Pipedrive webhooks v1 ("v": 1) nor v2 (meta.version "2.0") payload')
+
+
+def _parse_v1(body: dict[str, Any], meta: dict[str, Any]) -> list[Change]:
+    entity = _text(meta.get("object"), "meta.object")
+    if entity not in _TRACKED:
+        return []
+    action = _text(meta.get("action"), "meta.action")
+    object_id = _id(meta.get("id"), "meta.id")
+    micro = meta.get("timestamp_micro")
+    if micro is None:
+        changed_at = _instant(meta.get("timestamp"), "meta.timestamp")
+        moment = str(meta["timestamp"])
+    else:
+        changed_at = _from_micro(micro, "meta.timestamp_micro")
+        moment = str(micro)
+    event_id = f"v1:{entity}:{object_id}:{action}:{moment}"
+    if action == "deleted":
+        return _deleted(entity, event_id, object_id, changed_at)
+    if action not in _V1_UPSERTS:
+        raise PayloadError(f"meta.action: unknown v1 action {action!r}")
+    return _upserted(entity, _object(body.get("current"), "current"), "current", event_id, object_id, changed_at)
+
+
+def _parse_v2(body: dict[str, Any], meta: dict[str, Any]) -> list[Change]:
+    entity = _text(meta.get("entity"), "meta.entity")
+    if entity not in _TRACKED:
+        return []
+    action = _text(meta.get("action"), "meta.action")
+    object_id = _id(meta.get("entity_id"), "meta.entity_id")
+    event_id = f"v2:{entity}:{object_id}:{_id(meta.get('id'), 'meta.id')}"
+    changed_at = _instant(meta.get("timestamp"), "meta.timestamp")
+    if action == "delete":
+        return _deleted(entity, event_id, object_id, changed_at)
+    if action not in _V2_UPSERTS:
+        raise PayloadError(f"meta.action: unknown v2 action {action!r}")
+    return _upserted(entity, _object(body.get("data"), "data"), "data", event_id, object_id, changed_at)
+
+
+def _deleted(entity: str, event_id: str, object_id: str, changed_at: datetime) -> list[Change]:
+    if entity == "activity":
+        return []
+    return [DealChange(crm=CRM, event_id=event_id, deal_id=object_id, changed_at=changed_at, deleted=True)]
+
+
+def _upserted(
+    entity: str, obj: dict[str, Any], where: str, event_id: str, object_id: str, changed_at: datetime
+) -> list[Change]:
+    if entity == "activity":
+        activity = _activity(obj, where, event_id, object_id, changed_at)
+        return [] if activity is None else [activity]
+    if obj.get("status") == "deleted" or obj.get("is_deleted") is True:
+        return _deleted(entity, event_id, object_id, changed_at)
+    fields = _deal_fields(obj, where)
+    return [DealChange(crm=CRM, event_id=event_id, deal_id=object_id, changed_at=changed_at, fields=fields)]
+
+
+def _deal_fields(obj: dict[str, Any], where: str) -> DealFields:
+    status = _optional_text(obj.get("status"), f"{where}.status")
+    if status is not None and status not in _STATUSES:
+        raise PayloadError(f"{where}.status: unknown deal status {status!r}")
+    close_key = {"won": "won_time", "lost": "lost_time"}.get(status or "", "close_time")
+    if not obj.get(close_key):
+        close_key = "close_time"
+    stage = obj.get("stage_id")
+    return DealFields(
+        amount=_amount(obj.get("value"), f"{where}.value"),
+        currency=_optional_text(obj.get("currency"), f"{where}.currency"),
+        stage=None if stage is None else _id(stage, f"{where}.stage_id"),
+        status=None if status is None else _STATUSES[status],
+        owner=_owner(obj, where),
+        close_date=_optional_instant(obj.get(close_key), f"{where}.{close_key}"),
+        created_at=_optional_instant(obj.get("add_time"), f"{where}.add_time"),
+        name=_optional_text(obj.get("title"), f"{where}.title"),
+    )
+
+
+def _activity(
+    obj: dict[str, Any], where: str, event_id: str, object_id: str, changed_at: datetime
+) -> ActivityChange | None:
+    if obj.get("is_deleted") is True or obj.get("active_flag") is False or obj.get("done") in (False, 0):
+        return None  # removed, or planned and not done yet: nothing has happened to count
+    type_key = _optional_text(obj.get("type"), f"{where}.type")
+    deal = obj.get("deal_id")
+    return ActivityChange(
+        crm=CRM,
+        event_id=event_id,
+        activity_id=object_id,
+        changed_at=changed_at,
+        kind=_KINDS.get(type_key or "", "other"),
+        owner=_owner(obj, where),
+        occurred_at=_occurred_at(obj, where),
+        deal_id=None if deal is None else _id(deal, f"{where}.deal_id"),
+        duration_s=_duration(obj.get("duration"), f"{where}.duration"),
+    )
+
+
+def _occurred_at(obj: dict[str, Any], where: str) -> datetime:
+    due_date = obj.get("due_date")
+    if not due_date:
+        return _instant(obj.get("add_time"), f"{where}.add_time")
+    day = _date(due_date, f"{where}.due_date")
+    if due_time := obj.get("due_time"):
+        at = _clock(due_time, f"{where}.due_time")
+        return datetime.combine(day, at.replace(tzinfo=UTC))
+    done_at = _optional_instant(obj.get("marked_as_done_time"), f"{where}.marked_as_done_time")
+    return done_at if done_at is not None else datetime.combine(day, _ALL_DAY_HOUR)
+
+
+def _owner(obj: dict[str, Any], where: str) -> str | None:
+    """v2 names the owner `owner_id` (an id); v1 names it `user_id`, an id or a user object with `id`."""
+    key = "owner_id" if "owner_id" in obj else "user_id"
+    value = obj.get(key)
+    if isinstance(value, dict):
+        return _id(value.get("id"), f"{where}.{key}.id")
+    return None if value is None else _id(value, f"{where}.{key}")
+
+
+# ---------------------------------------------------------------------------------------------- JSON values
+
+
+def _load(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
+        raise PayloadError(f"body is not JSON: {err}") from None
+    return _object(body, "body")
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _object(value: object, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise PayloadError(f"{where}: expected an object, got {_kind(value)}")
+    return value
+
+
+def _text(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise PayloadError(f"{where}: expected a non-empty string, got {_kind(value)}")
+    return value
+
+
+def _optional_text(value: object, where: str) -> str | None:
+    return None if value is None or value == "" else _text(value, where)
+
+
+def _id(value: object, where: str) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    raise PayloadError(f"{where}: expected an id (integer or string), got {_kind(value)}")
+
+
+def _amount(value: object, where: str) -> Decimal | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | Decimal | str):
+        raise PayloadError(f"{where}: expected a number, got {_kind(value)}")
+    try:
+        amount = Decimal(value.strip() if isinstance(value, str) else value)
+    except InvalidOperation:
+        raise PayloadError(f"{where}: {value!r} is not a number") from None
+    if not amount.is_finite():
+        raise PayloadError(f"{where}: {value!r} is not a finite number")
+    return amount
+
+
+def _instant(value: object, where: str) -> datetime:
+    """An aware UTC datetime from "YYYY-MM-DD HH:MM:SS" (v1, UTC), RFC 3339 (v2) or UNIX seconds."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return _EPOCH + timedelta(seconds=value)
+        except OverflowError:
+            raise PayloadError(f"{where}: {value} is out of range") from None
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise PayloadError(f"{where}: {value!r} is not a date-time") from None
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    raise PayloadError(f"{where}: expected a date-time, got {_kind(value)}")
+
+
+def _optional_instant(value: object, where: str) -> datetime | None:
+    return None if value is None or value == "" else _instant(value, where)  # v1 sends "" for "not set"
+
+
+def _from_micro(value: object, where: str) -> datetime:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise PayloadError(f"{where}: expected integer microseconds, got {_kind(value)}")
+    try:
+        return _EPOCH + timedelta(microseconds=value)
+    except OverflowError:
+        raise PayloadError(f"{where}: {value} is out of range") from None
+
+
+def _date(value: object, where: str) -> date:
+    try:
+        return date.fromisoformat(_text(value, where))
+    except ValueError:
+        raise PayloadError(f"{where}: {value!r} is not a YYYY-MM-DD date") from None
+
+
+def _clock(value: object, where: str) -> time:
+    try:
+        return time.fromisoformat(_text(value, where))
+    except ValueError:
+        raise PayloadError(f"{where}: {value!r} is not an HH:MM time") from None
+
+
+def _duration(value: object, where: str) -> int | None:
+    if value is None or value == "":
+        return None
+    parts = _text(value, where).split(":")
+    if len(parts) not in (2, 3) or not all(part.isdigit() for part in parts):
+        raise PayloadError(f"{where}: {value!r} is not an HH:MM duration")
+    hours, minutes, seconds = (int(part) for part in [*parts, "0"][:3])
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _kind(value: object) -> str:
+    return "null" if value is None else type(value).__name__

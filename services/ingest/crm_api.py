@@ -1,0 +1,101 @@
+"""Per-tenant CRM mappings and dead letters: `/v1/crm/...` (bearer token, tenant-scoped)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Query
+from pydantic import BaseModel, Field
+
+from services.ingest.auth import Context, CurrentTenant
+
+router = APIRouter(prefix="/v1/crm", tags=["crm mappings"])
+Crm = Literal["hubspot", "pipedrive", "salesforce"]
+Key = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Reprocessed(BaseModel):
+    accepted: int
+    duplicate: int
+    still_dead_lettered: int
+
+
+class StagesOut(BaseModel):
+    stages: dict[str, Literal["open", "won", "lost"]]
+    reprocessed: Reprocessed | None = None
+
+
+class UsersOut(BaseModel):
+    users: dict[str, str]
+    reprocessed: Reprocessed | None = None
+
+
+class DeadLetter(BaseModel):
+    crm: str
+    object_type: str
+    object_id: str
+    event_id: str
+    reason: str
+    created_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+
+
+async def _replace(ctx: Context, tenant: CurrentTenant, crm: str, table: str, key: str, value: str,
+                   mapping: dict[str, str]) -> Reprocessed:
+    async with ctx.rt.pool.acquire() as conn, conn.transaction():
+        await conn.execute(f"DELETE FROM {table} WHERE tenant = $1 AND crm = $2", tenant.slug, crm)
+        await conn.executemany(f"INSERT INTO {table} (tenant, crm, {key}, {value}) VALUES ($1, $2, $3, $4)",
+                               [(tenant.slug, crm, k, v) for k, v in mapping.items()])
+    summary = await ctx.crm.reprocess(tenant, crm)
+    return Reprocessed(accepted=summary.accepted, duplicate=summary.duplicate,
+                       still_dead_lettered=summary.dead_lettered)
+
+
+async def _read(ctx: Context, tenant: CurrentTenant, crm: str, table: str, key: str, value: str) -> dict[str, Any]:
+    async with ctx.rt.pool.acquire() as conn:
+        return dict(await conn.fetch(f"SELECT {key}, {value} FROM {table} WHERE tenant = $1 AND crm = $2",
+                                     tenant.slug, crm))
+
+
+@router.get("/{crm}/stages", response_model=StagesOut)
+async def get_stages(crm: Crm, tenant: CurrentTenant, ctx: Context) -> StagesOut:
+    """The tenant's mapping of the CRM's stage ids to open/won/lost (defaults cover the standard pipelines)."""
+    return StagesOut(stages=await _read(ctx, tenant, crm, "crm_stage_map", "stage", "status"))
+
+
+@router.put("/{crm}/stages", response_model=StagesOut)
+async def put_stages(crm: Crm, tenant: CurrentTenant, ctx: Context,
+                     stages: Annotated[dict[Key, Literal["open", "won", "lost"]], Body()]) -> StagesOut:
+    """Replace the stage mapping, then retry every dead-lettered record of this CRM."""
+    done = await _replace(ctx, tenant, crm, "crm_stage_map", "stage", "status", dict(stages))
+    return StagesOut(stages=dict(stages), reprocessed=done)
+
+
+@router.get("/{crm}/users", response_model=UsersOut)
+async def get_users(crm: Crm, tenant: CurrentTenant, ctx: Context) -> UsersOut:
+    """The tenant's mapping of CRM user ids to rep ids (`"*": "="` maps every other user to the same id)."""
+    return UsersOut(users=await _read(ctx, tenant, crm, "crm_user_map", "crm_user_id", "rep_id"))
+
+
+@router.put("/{crm}/users", response_model=UsersOut)
+async def put_users(crm: Crm, tenant: CurrentTenant, ctx: Context,
+                    users: Annotated[dict[Key, Key], Body()]) -> UsersOut:
+    """Replace the user mapping, then retry every dead-lettered record of this CRM."""
+    done = await _replace(ctx, tenant, crm, "crm_user_map", "crm_user_id", "rep_id", dict(users))
+    return UsersOut(users=dict(users), reprocessed=done)
+
+
+@router.get("/dead-letters", response_model=list[DeadLetter])
+async def dead_letters(tenant: CurrentTenant, ctx: Context, crm: Crm | None = None,
+                       status: Literal["open", "resolved", "all"] = "open",
+                       limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[DeadLetter]:
+    """What could not be mapped (open), or was mapped later (resolved), newest first, with the reason."""
+    condition = {"open": "resolved_at IS NULL", "resolved": "resolved_at IS NOT NULL", "all": "true"}[status]
+    async with ctx.rt.pool.acquire() as conn:
+        rows = await conn.fetch(
+            f"SELECT crm, object_type, object_id, event_id, reason, created_at, updated_at, resolved_at"
+            f" FROM crm_dead_letters WHERE tenant = $1 AND ($2::text IS NULL OR crm = $2) AND {condition}"
+            f" ORDER BY updated_at DESC LIMIT $3", tenant.slug, crm, limit)
+    return [DeadLetter(**dict(r)) for r in rows]

@@ -1,0 +1,103 @@
+"""`POST /v1/webhooks/{crm}/{tenant}`: native CRM webhooks, proven by each CRM's own scheme.
+
+Status codes follow what each CRM's retry logic expects: 2xx when the delivery is safely handled
+(published, recognised as a duplicate, or kept as a dead-letter record with its reason), 401 for
+a sender that cannot prove itself and 400 for a body that is not the vendor's format (its fault:
+retrying will not help), 429 and 503 with Retry-After when the fault is ours or momentary (retry).
+Salesforce gets the SOAP acknowledgement it needs to stop resending, or a SOAP fault.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from types import ModuleType
+from typing import Literal
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import Counter
+
+from services.ingest import tenants
+from services.ingest.auth import Context, admit
+from services.ingest.context import IngestContext
+from services.ingest.crm import hubspot, pipedrive, salesforce
+from services.ingest.crm.model import PayloadError, WebhookAuthError, WebhookRequest
+from services.ingest.crm.pipeline import Summary
+from services.ingest.intake import KafkaUnavailable
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+VENDORS: dict[str, ModuleType] = {"hubspot": hubspot, "pipedrive": pipedrive, "salesforce": salesforce}
+DELIVERIES = Counter("attain_ingest_webhook_deliveries_total", "CRM webhook deliveries, by CRM and outcome.",
+                     ["crm", "outcome"])
+UNPROVEN = "the request could not be verified for this tenant"  # same words for unknown tenants: no enumeration
+
+
+def _request(request: Request, body: bytes, public_base_url: str | None) -> WebhookRequest:
+    url = str(request.url)
+    if public_base_url:  # behind a proxy the CRM signed the public URL, not ours
+        url = public_base_url.rstrip("/") + request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return WebhookRequest(method=request.method, url=url, body=body, query=dict(request.query_params),
+                          headers={k.lower(): v for k, v in request.headers.items()})
+
+
+def _fail(crm: str, status: int, detail: str, retry_after: int | None = None) -> Response:
+    DELIVERIES.labels(crm, str(status)).inc()
+    headers = {"Retry-After": str(retry_after)} if retry_after else None
+    if crm == "salesforce":
+        body, content_type = salesforce.nack_fault(detail)
+        return Response(body, status_code=status, media_type=content_type, headers=headers)
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+class _Refusal(Exception):
+    def __init__(self, status: int, detail: str, retry_after: int | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.retry_after = status, detail, retry_after
+
+
+@router.post("/{crm}/{tenant}", responses={400: {}, 401: {}, 413: {}, 429: {}, 503: {}})
+async def receive(crm: Literal["hubspot", "pipedrive", "salesforce"], tenant: str, request: Request,
+                  ctx: Context) -> Response:
+    """One delivery of `crm`'s webhooks for `tenant`, verified with that tenant's secret."""
+    try:
+        summary, changes = await _handle(crm, tenant, request, ctx)
+    except _Refusal as refusal:
+        return _fail(crm, refusal.status, refusal.detail, refusal.retry_after)
+    DELIVERIES.labels(crm, "200").inc()
+    if crm == "salesforce":
+        ack, content_type = salesforce.ack()
+        return Response(ack, media_type=content_type)
+    return JSONResponse({"accepted": summary.accepted, "duplicate": summary.duplicate,
+                         "dead_lettered": summary.dead_lettered, "changes": changes})
+
+
+async def _handle(crm: str, tenant: str, request: Request, ctx: IngestContext) -> tuple[Summary, int]:
+    limit = ctx.settings.max_body_bytes
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > limit:
+            raise _Refusal(413, f"body exceeds the limit of {limit} bytes")
+    vendor = VENDORS[crm]
+    webhook = _request(request, bytes(body), ctx.settings.public_base_url)
+    async with ctx.rt.pool.acquire() as conn:
+        found = await tenants.by_slug(conn, tenant)
+        secrets = await tenants.secrets_for(conn, tenant, crm) if found else []
+    if found is None or not secrets:
+        raise _Refusal(401, UNPROVEN)
+    try:
+        vendor.verify(webhook, secrets, datetime.now(UTC))
+    except WebhookAuthError as err:
+        raise _Refusal(401, str(err)) from err
+    try:
+        admit(ctx, found.slug)
+    except HTTPException as err:
+        raise _Refusal(429, str(err.detail), int((err.headers or {}).get("Retry-After", "1"))) from err
+    try:
+        changes = vendor.parse(webhook)
+    except PayloadError as err:
+        raise _Refusal(400, f"not a valid {crm} webhook body: {err}") from err
+    try:
+        return await ctx.crm.deliver(found, crm, changes), len(changes)
+    except KafkaUnavailable as err:
+        raise _Refusal(503, f"events could not be stored in Kafka ({err}); retry later", 5) from err
