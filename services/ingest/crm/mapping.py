@@ -8,7 +8,7 @@ record until later deliveries (or the CRM's API) fill the gaps.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
@@ -59,8 +59,8 @@ class TenantMaps:
 
 def _instant(moment: datetime | date, tz: str) -> datetime:
     if isinstance(moment, datetime):
-        return moment
-    return datetime.combine(moment, time.min, tzinfo=ZoneInfo(tz))
+        return moment.astimezone(UTC)
+    return datetime.combine(moment, time.min, tzinfo=ZoneInfo(tz)).astimezone(UTC)  # a date: local midnight
 
 
 def deal_data(deal_id: str, view: DealView, maps: TenantMaps, version: datetime) -> DealUpserted | list[str]:

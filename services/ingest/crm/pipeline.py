@@ -51,6 +51,7 @@ async def load_maps(conn: asyncpg.Connection, tenant: Tenant, crm: str) -> Tenan
 
 class CrmPipeline:
     def __init__(self, pool: asyncpg.Pool, intake: Intake, fetcher: Fetcher) -> None:
+        """Deals are published under ids of their own versions; activities under the vendor's change id."""
         self._pool, self._intake, self._fetcher = pool, intake, fetcher
 
     async def deliver(self, tenant: Tenant, crm: str, changes: list[Change]) -> Summary:
@@ -105,7 +106,7 @@ class CrmPipeline:
         summary.duplicate += sum(1 for o in outcomes if o.status == "duplicate")
 
     async def _deal(self, conn: asyncpg.Connection, tenant: Tenant, maps: TenantMaps, deal_id: str,
-                    changes: list[DealChange], event_id: str, summary: Summary) -> CanonicalEvent | None:
+                    changes: list[DealChange], cause: str, summary: Summary) -> CanonicalEvent | None:
         await conn.execute("INSERT INTO crm_deals (tenant, crm, deal_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                            tenant.slug, maps.crm, deal_id)
         row = await conn.fetchrow(
@@ -123,6 +124,9 @@ class CrmPipeline:
         emitted = json.loads(row["emitted"]) if row["emitted"] else None
         last: datetime | None = row["emitted_version"]
         version = max(current.latest, last + TICK) if last else current.latest
+        # One id per emitted version: a retry that changes nothing emits nothing (the view equals what was
+        # emitted), and a redelivery carrying newer data under the vendor's old id still gets published.
+        event_id = f"deal:{deal_id}:{version.isoformat()}"
         event: CanonicalEvent | None = None
         if current.deleted:
             await self._resolve(conn, tenant, maps.crm, "deal", deal_id)
@@ -133,7 +137,7 @@ class CrmPipeline:
         else:
             data = deal_data(deal_id, current, maps, version)
             if isinstance(data, list):
-                await self._dead_letter(conn, tenant, maps.crm, "deal", deal_id, event_id, "; ".join(data), state)
+                await self._dead_letter(conn, tenant, maps.crm, "deal", deal_id, cause, "; ".join(data), state)
                 summary.dead_lettered += 1
             else:
                 await self._resolve(conn, tenant, maps.crm, "deal", deal_id)
