@@ -6,6 +6,7 @@ from typing import Any
 from services.ingest.api import router
 from services.ingest.context import make_context
 from services.ingest.crm_api import router as crm_router
+from services.ingest.retention import prune_forever
 from services.ingest.webhooks import router as webhook_router
 from shared.events import CANONICAL_EVENT
 from shared.service import ServiceSpec
@@ -25,5 +26,6 @@ SPEC = ServiceSpec(
     openapi={"description": "The only HTTP write path of Attain: canonical CRM events in, Kafka out.",
              "version": "1"},
     schemas=_schemas,
+    timers=[prune_forever],
     context=make_context,
 )

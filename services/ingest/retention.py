@@ -1,0 +1,54 @@
+"""The id store stays bounded: ids older than ID_RETENTION_DAYS are forgotten, a batch at a time.
+
+A CRM retry comes within minutes or hours; after the retention window a resent event would be
+published again, and the consumers still absorb it (deal versions, activity ids, inboxes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from prometheus_client import Gauge
+
+from services.ingest.settings import IngestSettings
+from shared import metrics
+from shared.consumer import TRANSIENT
+from shared.service import Runtime
+
+log = logging.getLogger(__name__)
+ID_STORE_ROWS = Gauge("attain_ingest_id_store_rows", "Event ids remembered for deduplication (estimate).")
+INTERVAL_S = 3600
+BATCH = 10_000
+
+
+async def prune_once(rt: Runtime, retention: timedelta) -> int:
+    """Delete expired ids; return how many."""
+    removed = 0
+    while True:
+        async with rt.pool.acquire() as conn:
+            status = await conn.execute(
+                "DELETE FROM accepted_events WHERE ctid IN (SELECT ctid FROM accepted_events"
+                " WHERE accepted_at < now() - $1::interval LIMIT $2)", retention, BATCH)
+            count = int(status.split()[-1])
+            removed += count
+            if count < BATCH:
+                ID_STORE_ROWS.set(await conn.fetchval(
+                    "SELECT reltuples::bigint FROM pg_class WHERE oid = 'accepted_events'::regclass"))
+                return removed
+
+
+async def prune_forever(rt: Runtime) -> None:
+    settings = rt.settings
+    assert isinstance(settings, IngestSettings)
+    retention = timedelta(days=settings.id_retention_days)
+    while True:
+        try:
+            removed = await prune_once(rt, retention)
+            if removed:
+                log.info("expired event ids forgotten", extra={"removed": removed})
+        except TRANSIENT as err:
+            metrics.TRANSIENT_ERRORS.labels("id-retention").inc()
+            log.warning("id retention failed, will retry", extra={"error": repr(err)})
+        await asyncio.sleep(INTERVAL_S)
