@@ -28,7 +28,19 @@ from pydantic import (
 
 from shared.periods import parse_period, validate_timezone
 
-Id = Annotated[str, Field(min_length=1, max_length=200)]
+def _storable(value: str) -> str:
+    """PostgreSQL text holds no NUL and UTF-8 no lone surrogates: refuse them at the door, by name."""
+    if "\x00" in value:
+        raise ValueError("must not contain the NUL character (\\u0000)")
+    try:
+        value.encode()
+    except UnicodeEncodeError as err:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from err
+    return value
+
+
+Text = Annotated[str, AfterValidator(_storable)]
+Id = Annotated[Text, Field(min_length=1, max_length=200)]
 # Decimals travel as plain strings ("90000", never "9E+4"): exact, and readable by any JSON consumer.
 Dec = Annotated[Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")]
 Money = Annotated[Dec, Field(ge=0, max_digits=20, decimal_places=4, allow_inf_nan=False)]
@@ -96,7 +108,7 @@ class DealUpserted(_Model):
     amount: Money
     currency: Currency
     stage: DealStage
-    stage_label: str | None = Field(default=None, max_length=200)
+    stage_label: Text | None = Field(default=None, max_length=200)
     created_at: AwareDatetime | None = None
     closed_at: AwareDatetime | None = Field(default=None, validate_default=True)
     updated_at: AwareDatetime
@@ -132,10 +144,10 @@ class RepUpserted(_Model):
     """A rep joined, moved team, changed manager or left (`active: false`)."""
 
     rep_id: Id
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Annotated[Text, Field(min_length=1, max_length=200)]
     team_id: Id
     manager_id: Id | None = None
-    email: str | None = Field(default=None, max_length=320)
+    email: Text | None = Field(default=None, max_length=320)
     timezone: TimezoneName
     active: bool = True
 

@@ -9,10 +9,11 @@ from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel, Field
 
 from services.ingest.auth import Context, CurrentTenant
+from shared.events import Text
 
 router = APIRouter(prefix="/v1/crm", tags=["crm mappings"])
 Crm = Literal["hubspot", "pipedrive", "salesforce"]
-Key = Annotated[str, Field(min_length=1, max_length=200)]
+Key = Annotated[Text, Field(min_length=1, max_length=200)]
 
 
 class Reprocessed(BaseModel):

@@ -6,6 +6,7 @@ Every test makes its own tenant, so tests never see each other's data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -59,19 +60,24 @@ def _service_env(name: str) -> dict[str, str]:
         "COACHING_GRACE_S": str(COACHING_GRACE_S),
         "OUTBOX_POLL_INTERVAL_S": "0.2",
         "KAFKA_CONSUMER_GROUP_PREFIX": GROUP_PREFIX,
+        # Fuzzing sends thousands of requests: high enough that most are not throttled, low enough to test 429.
+        "RATE_LIMIT_REQUESTS_PER_S": "500",
+        "RATE_LIMIT_REQUEST_BURST": "500",
     }
 
 
-@pytest.fixture(scope="session")
-def services(stack: None) -> Iterator[dict[str, str]]:
-    """The four services, started with `python -m services.<name>`, ready before any test runs."""
+@contextlib.contextmanager
+def running(ports: dict[str, int], extra_env: dict[str, str] | None = None, log_suffix: str = "") -> Iterator[
+        dict[str, str]]:
+    """Services started with `python -m services.<name>` on `ports`, ready; stopped with SIGTERM after."""
     LOGS.mkdir(parents=True, exist_ok=True)
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    for name in PORTS:
-        log = (LOGS / f"{name}.log").open("wb")
+    for name, port in ports.items():
+        log = (LOGS / f"{name}{log_suffix}.log").open("wb")
+        env = {**_service_env(name), "HTTP_PORT": str(port), **(extra_env or {})}
         procs[name] = subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=ROOT,
-                                       env=_service_env(name), stdout=log, stderr=subprocess.STDOUT)
-    urls = {name: f"http://127.0.0.1:{port}" for name, port in PORTS.items()}
+                                       env=env, stdout=log, stderr=subprocess.STDOUT)
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     try:
         deadline = time.monotonic() + 90
         for name, url in urls.items():
@@ -95,6 +101,13 @@ def services(stack: None) -> Iterator[dict[str, str]]:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+@pytest.fixture(scope="session")
+def services(stack: None) -> Iterator[dict[str, str]]:
+    """The four services, started with `python -m services.<name>`, ready before any test runs."""
+    with running(PORTS) as urls:
+        yield urls
 
 
 @dataclass
