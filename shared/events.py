@@ -28,6 +28,7 @@ from pydantic import (
 
 from shared.periods import parse_period, validate_timezone
 
+
 def _storable(value: str) -> str:
     """PostgreSQL text holds no NUL and UTF-8 no lone surrogates: refuse them at the door, by name."""
     if "\x00" in value:

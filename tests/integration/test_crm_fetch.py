@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -21,9 +21,9 @@ API_TOKEN = "pat-na1-standin-token"
 
 
 class _HubSpotStandIn(BaseHTTPRequestHandler):
-    seen: list[dict[str, Any]] = []
+    seen: ClassVar[list[dict[str, Any]]] = []
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:
         _HubSpotStandIn.seen.append({"path": self.path, "auth": self.headers.get("Authorization")})
         if not self.path.startswith("/crm/v3/objects/deals/4711"):
             self.send_response(404)
