@@ -34,14 +34,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
-from typing import Final, Literal, NoReturn
+from decimal import Decimal
+from typing import Final, Literal
 
+from services.ingest.crm import values
 from services.ingest.crm.model import (
     ActivityChange,
     Change,
@@ -67,16 +67,11 @@ _URI_DECODED: Final = {
 }  # fmt: skip
 _URI_ENCODED: Final = re.compile("|".join(_URI_DECODED), re.IGNORECASE)  # hex digits are case-insensitive
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MILLISECOND: Final = timedelta(milliseconds=1)
-
 DEAL_TYPE_ID: Final = "0-3"
 ENGAGEMENT_KINDS: Final[dict[str, Literal["call", "email", "meeting", "task", "other"]]] = {
     "0-48": "call", "0-47": "meeting", "0-49": "email", "0-27": "task", "0-46": "other",  # 0-46: notes
 }  # fmt: skip
 
-_DECIMAL: Final = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
-_CURRENCY: Final = re.compile(r"[A-Z]{3}")
 _MILLIS: Final = re.compile(r"-?\d{1,15}")
 
 
@@ -96,10 +91,10 @@ def verify(request: WebhookRequest, secrets: Sequence[Secret], now: datetime) ->
         raise WebhookAuthError("missing X-HubSpot-Request-Timestamp header")
     if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 15):
         raise WebhookAuthError("X-HubSpot-Request-Timestamp is not milliseconds since the epoch")
-    age = (now - _EPOCH) // _MILLISECOND - int(timestamp)
-    if age > MAX_AGE // _MILLISECOND:
+    age = (now - values.EPOCH) // values.MILLISECOND - int(timestamp)
+    if age > MAX_AGE // values.MILLISECOND:
         raise WebhookAuthError("X-HubSpot-Request-Timestamp is older than 5 minutes")
-    if -age > MAX_AHEAD // _MILLISECOND:
+    if -age > MAX_AHEAD // values.MILLISECOND:
         raise WebhookAuthError("X-HubSpot-Request-Timestamp is more than 5 minutes in the future")
     keys = [secret.value for secret in secrets if secret.value]
     if not keys:
@@ -121,8 +116,8 @@ def parse(request: WebhookRequest) -> list[Change]:
     Raises PayloadError, naming the event and field, when the body is not what HubSpot documents.
     """
     try:
-        body = json.loads(request.body, parse_constant=_reject_constant)
-    except ValueError as err:
+        body = values.load_json(request.body)
+    except (ValueError, RecursionError) as err:
         raise PayloadError(f"body is not JSON: {err}") from err
     if not isinstance(body, list):
         raise PayloadError("body is not a JSON array of events")
@@ -132,10 +127,6 @@ def parse(request: WebhookRequest) -> list[Change]:
             raise PayloadError(f"event {index} is not a JSON object")
         changes.extend(_changes(_Event(index, raw)))
     return changes
-
-
-def _reject_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +143,7 @@ class _Event:
         value = self.raw.get(key)
         if value is None:
             raise self.fail(f"missing {key}")
-        if not isinstance(value, int) or isinstance(value, bool):
+        if not values.is_integer(value):
             raise self.fail(f"{key} is not an integer")
         return value
 
@@ -254,20 +245,17 @@ def _activity(event: _Event, kind: Literal["call", "email", "meeting", "task", "
 
 
 def _amount(event: _Event, value: str) -> Decimal:
-    text = value.strip()
-    if not _DECIMAL.fullmatch(text):
-        raise event.fail(f"amount {value!r} is not a decimal number")
     try:
-        return Decimal(text)
-    except InvalidOperation as err:
+        return values.decimal(value, "amount")
+    except PayloadError as err:
         raise event.fail(f"amount {value!r} is not a decimal number") from err
 
 
 def _currency(event: _Event, value: str) -> str:
-    code = value.strip().upper()
-    if not _CURRENCY.fullmatch(code):
-        raise event.fail(f"deal_currency_code {value!r} is not an ISO 4217 code")
-    return code
+    try:
+        return values.currency(value.upper(), "deal_currency_code")
+    except PayloadError as err:
+        raise event.fail(f"deal_currency_code {value!r} is not an ISO 4217 code") from err
 
 
 def _created(event: _Event, value: str) -> datetime:
@@ -283,16 +271,13 @@ def _when(event: _Event, name: str, value: str) -> datetime | date:
     if _MILLIS.fullmatch(text):
         return _instant(event, int(text))
     try:
-        if len(text) == 10:
-            return date.fromisoformat(text)
-        parsed = datetime.fromisoformat(text)
-    except ValueError as err:
+        return values.day(text, name) if len(text) == 10 else values.instant(text, name)
+    except PayloadError as err:
         raise event.fail(f"{name} {value!r} is neither epoch milliseconds nor ISO 8601") from err
-    return parsed.replace(tzinfo=UTC) if parsed.utcoffset() is None else parsed.astimezone(UTC)
 
 
 def _instant(event: _Event, millis: int) -> datetime:
     try:
-        return _EPOCH + millis * _MILLISECOND
-    except OverflowError as err:
+        return values.instant(millis, "milliseconds", unit=values.MILLISECOND)
+    except PayloadError as err:
         raise event.fail(f"{millis} milliseconds since the epoch is out of range") from err

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from pydantic import ValidationError
 
 from services.ingest.crm.state import DealView
-from shared.events import ActivityKind, ActivityLogged, DealStage, DealUpserted
+from shared.events import ActivityLogged, DealStage, DealUpserted
 
 IDENTITY = ("*", "=")  # a user mapping entry: every CRM user not listed is a rep of the same id
 
@@ -48,10 +48,12 @@ class TenantMaps:
         return crm_user if self.users.get(IDENTITY[0]) == IDENTITY[1] else None
 
     def status_of(self, view: DealView) -> str | None:
-        if view.stage is not None and view.stage in self.stages:
-            return self.stages[view.stage]
+        """What the CRM states (Pipedrive's `status`, Salesforce's IsWon/IsClosed) wins: a Pipedrive stage is a
+        pipeline step, not an outcome. Else the tenant's stage map, else the CRM's default pipeline."""
         if view.status is not None:
             return view.status
+        if view.stage is not None and view.stage in self.stages:
+            return self.stages[view.stage]
         if view.stage is not None:
             return DEFAULT_STAGES.get(self.crm, {}).get(view.stage)
         return None
@@ -98,8 +100,9 @@ def activity_data(activity_id: str, kind: str, owner: str | None, occurred_at: d
     if rep is None:
         return [f"owner: {maps.crm} user {owner!r} is not mapped to a rep" if owner else "owner: not received"]
     try:
-        return ActivityLogged(activity_id=activity_id, rep_id=rep, kind=ActivityKind(kind),
-                              occurred_at=occurred_at, deal_id=deal_id, duration_s=duration_s)
+        return ActivityLogged.model_validate({"activity_id": activity_id, "rep_id": rep, "kind": kind,
+                                              "occurred_at": occurred_at, "deal_id": deal_id,
+                                              "duration_s": duration_s})
     except ValidationError as err:
         return _problems(err)
 

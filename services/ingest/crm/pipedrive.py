@@ -44,12 +44,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
-from collections.abc import Sequence
-from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal, InvalidOperation
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, time
+from decimal import Decimal
 from typing import Any, Final, Literal
 
+from services.ingest.crm import values
 from services.ingest.crm.model import (
     ActivityChange,
     Change,
@@ -76,7 +76,6 @@ _V1_UPSERTS: Final = ("added", "updated", "merged")
 _V2_UPSERTS: Final = ("create", "change")
 _TRACKED: Final = ("deal", "activity")
 _ALL_DAY_HOUR: Final = time(12, tzinfo=UTC)
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def verify(request: WebhookRequest, secrets: Sequence[Secret], now: datetime) -> None:
@@ -119,14 +118,14 @@ def parse(request: WebhookRequest) -> list[Change]:
 
 
 def _parse_v1(body: dict[str, Any], meta: dict[str, Any]) -> list[Change]:
-    entity = _text(meta.get("object"), "meta.object")
+    entity = values.text(meta.get("object"), "meta.object")
     if entity not in _TRACKED:
         return []
-    action = _text(meta.get("action"), "meta.action")
-    object_id = _id(meta.get("id"), "meta.id")
+    action = values.text(meta.get("action"), "meta.action")
+    object_id = values.identifier(meta.get("id"), "meta.id")
     micro = meta.get("timestamp_micro")
     if micro is None:
-        changed_at = _instant(meta.get("timestamp"), "meta.timestamp")
+        changed_at = values.instant(meta.get("timestamp"), "meta.timestamp")
         moment = str(meta["timestamp"])
     else:
         changed_at = _from_micro(micro, "meta.timestamp_micro")
@@ -140,13 +139,13 @@ def _parse_v1(body: dict[str, Any], meta: dict[str, Any]) -> list[Change]:
 
 
 def _parse_v2(body: dict[str, Any], meta: dict[str, Any]) -> list[Change]:
-    entity = _text(meta.get("entity"), "meta.entity")
+    entity = values.text(meta.get("entity"), "meta.entity")
     if entity not in _TRACKED:
         return []
-    action = _text(meta.get("action"), "meta.action")
-    object_id = _id(meta.get("entity_id"), "meta.entity_id")
-    event_id = f"v2:{entity}:{object_id}:{_id(meta.get('id'), 'meta.id')}"
-    changed_at = _instant(meta.get("timestamp"), "meta.timestamp")
+    action = values.text(meta.get("action"), "meta.action")
+    object_id = values.identifier(meta.get("entity_id"), "meta.entity_id")
+    event_id = f"v2:{entity}:{object_id}:{values.identifier(meta.get('id'), 'meta.id')}"
+    changed_at = values.instant(meta.get("timestamp"), "meta.timestamp")
     if action == "delete":
         return _deleted(entity, event_id, object_id, changed_at)
     if action not in _V2_UPSERTS:
@@ -173,23 +172,28 @@ def _upserted(
 
 
 def _deal_fields(obj: dict[str, Any], where: str) -> DealFields:
-    status = _optional_text(obj.get("status"), f"{where}.status")
+    status = values.optional_text(obj.get("status"), f"{where}.status")
     if status is not None and status not in _STATUSES:
         raise PayloadError(f"{where}.status: unknown deal status {status!r}")
-    close_key = {"won": "won_time", "lost": "lost_time"}.get(status or "", "close_time")
-    if not obj.get(close_key):
-        close_key = "close_time"
+    close_key = close_time_key(obj, status)
     stage = obj.get("stage_id")
     return DealFields(
         amount=_amount(obj.get("value"), f"{where}.value"),
-        currency=_optional_text(obj.get("currency"), f"{where}.currency"),
-        stage=None if stage is None else _id(stage, f"{where}.stage_id"),
+        currency=values.optional_text(obj.get("currency"), f"{where}.currency"),
+        stage=None if stage is None else values.identifier(stage, f"{where}.stage_id"),
         status=None if status is None else _STATUSES[status],
         owner=_owner(obj, where),
         close_date=_optional_instant(obj.get(close_key), f"{where}.{close_key}"),
         created_at=_optional_instant(obj.get("add_time"), f"{where}.add_time"),
-        name=_optional_text(obj.get("title"), f"{where}.title"),
+        name=values.optional_text(obj.get("title"), f"{where}.title"),
     )
+
+
+def close_time_key(deal: Mapping[str, Any], status: str | None) -> str:
+    """Which field of a deal (webhook `current`/`data`, or API v2 `data`) says when it closed: `won_time` for a won
+    deal, `lost_time` for a lost one, `close_time` otherwise or when that one is empty."""
+    key = {"won": "won_time", "lost": "lost_time"}.get(status or "", "close_time")
+    return key if deal.get(key) else "close_time"
 
 
 def _activity(
@@ -197,7 +201,7 @@ def _activity(
 ) -> ActivityChange | None:
     if obj.get("is_deleted") is True or obj.get("active_flag") is False or obj.get("done") in (False, 0):
         return None  # removed, or planned and not done yet: nothing has happened to count
-    type_key = _optional_text(obj.get("type"), f"{where}.type")
+    type_key = values.optional_text(obj.get("type"), f"{where}.type")
     deal = obj.get("deal_id")
     return ActivityChange(
         crm=CRM,
@@ -207,7 +211,7 @@ def _activity(
         kind=_KINDS.get(type_key or "", "other"),
         owner=_owner(obj, where),
         occurred_at=_occurred_at(obj, where),
-        deal_id=None if deal is None else _id(deal, f"{where}.deal_id"),
+        deal_id=None if deal is None else values.identifier(deal, f"{where}.deal_id"),
         duration_s=_duration(obj.get("duration"), f"{where}.duration"),
     )
 
@@ -215,8 +219,8 @@ def _activity(
 def _occurred_at(obj: dict[str, Any], where: str) -> datetime:
     due_date = obj.get("due_date")
     if not due_date:
-        return _instant(obj.get("add_time"), f"{where}.add_time")
-    day = _date(due_date, f"{where}.due_date")
+        return values.instant(obj.get("add_time"), f"{where}.add_time")
+    day = values.day(due_date, f"{where}.due_date")
     if due_time := obj.get("due_time"):
         at = _clock(due_time, f"{where}.due_time")
         return datetime.combine(day, at.replace(tzinfo=UTC))
@@ -229,8 +233,8 @@ def _owner(obj: dict[str, Any], where: str) -> str | None:
     key = "owner_id" if "owner_id" in obj else "user_id"
     value = obj.get(key)
     if isinstance(value, dict):
-        return _id(value.get("id"), f"{where}.{key}.id")
-    return None if value is None else _id(value, f"{where}.{key}")
+        return values.identifier(value.get("id"), f"{where}.{key}.id")
+    return None if value is None else values.identifier(value, f"{where}.{key}")
 
 
 # ---------------------------------------------------------------------------------------------- JSON values
@@ -238,93 +242,35 @@ def _owner(obj: dict[str, Any], where: str) -> str | None:
 
 def _load(raw: bytes) -> dict[str, Any]:
     try:
-        body = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+        body = values.load_json(raw)
     except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
         raise PayloadError(f"body is not JSON: {err}") from None
     return _object(body, "body")
 
 
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def _object(value: object, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise PayloadError(f"{where}: expected an object, got {_kind(value)}")
+        raise PayloadError(f"{where}: expected an object, got {values.kind(value)}")
     return value
-
-
-def _text(value: object, where: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise PayloadError(f"{where}: expected a non-empty string, got {_kind(value)}")
-    return value
-
-
-def _optional_text(value: object, where: str) -> str | None:
-    return None if value is None or value == "" else _text(value, where)
-
-
-def _id(value: object, where: str) -> str:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    raise PayloadError(f"{where}: expected an id (integer or string), got {_kind(value)}")
 
 
 def _amount(value: object, where: str) -> Decimal | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | Decimal | str):
-        raise PayloadError(f"{where}: expected a number, got {_kind(value)}")
-    try:
-        amount = Decimal(value.strip() if isinstance(value, str) else value)
-    except InvalidOperation:
-        raise PayloadError(f"{where}: {value!r} is not a number") from None
-    if not amount.is_finite():
-        raise PayloadError(f"{where}: {value!r} is not a finite number")
-    return amount
-
-
-def _instant(value: object, where: str) -> datetime:
-    """An aware UTC datetime from "YYYY-MM-DD HH:MM:SS" (v1, UTC), RFC 3339 (v2) or UNIX seconds."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        try:
-            return _EPOCH + timedelta(seconds=value)
-        except OverflowError:
-            raise PayloadError(f"{where}: {value} is out of range") from None
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise PayloadError(f"{where}: {value!r} is not a date-time") from None
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    raise PayloadError(f"{where}: expected a date-time, got {_kind(value)}")
+    return None if value is None else values.decimal(value, where)
 
 
 def _optional_instant(value: object, where: str) -> datetime | None:
-    return None if value is None or value == "" else _instant(value, where)  # v1 sends "" for "not set"
+    return None if value is None or value == "" else values.instant(value, where)  # v1 sends "" for "not set"
 
 
 def _from_micro(value: object, where: str) -> datetime:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise PayloadError(f"{where}: expected integer microseconds, got {_kind(value)}")
-    try:
-        return _EPOCH + timedelta(microseconds=value)
-    except OverflowError:
-        raise PayloadError(f"{where}: {value} is out of range") from None
-
-
-def _date(value: object, where: str) -> date:
-    try:
-        return date.fromisoformat(_text(value, where))
-    except ValueError:
-        raise PayloadError(f"{where}: {value!r} is not a YYYY-MM-DD date") from None
+    if not values.is_integer(value):
+        raise PayloadError(f"{where}: expected integer microseconds, got {values.kind(value)}")
+    return values.instant(value, where, unit=values.MICROSECOND)
 
 
 def _clock(value: object, where: str) -> time:
     try:
-        return time.fromisoformat(_text(value, where))
+        return time.fromisoformat(values.text(value, where))
     except ValueError:
         raise PayloadError(f"{where}: {value!r} is not an HH:MM time") from None
 
@@ -332,12 +278,8 @@ def _clock(value: object, where: str) -> time:
 def _duration(value: object, where: str) -> int | None:
     if value is None or value == "":
         return None
-    parts = _text(value, where).split(":")
+    parts = values.text(value, where).split(":")
     if len(parts) not in (2, 3) or not all(part.isdigit() for part in parts):
         raise PayloadError(f"{where}: {value!r} is not an HH:MM duration")
     hours, minutes, seconds = (int(part) for part in [*parts, "0"][:3])
     return hours * 3600 + minutes * 60 + seconds
-
-
-def _kind(value: object) -> str:
-    return "null" if value is None else type(value).__name__

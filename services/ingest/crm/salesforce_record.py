@@ -1,0 +1,120 @@
+"""The fields of one Salesforce record, read alike from an Outbound Message (SOAP text) and a change event (JSON).
+
+Used by `salesforce_outbound.py` and `salesforce_cdc.py`; the rules are `values.py`'s, the wording Salesforce's
+own: "Notification 04l5g00000BmTz9AAF: Amount is not a number: 'abc'". A field that is absent or null reads as
+None, "not in this delivery". JSON numbers for date-times are epoch milliseconds and for dates epoch days (Pub/Sub
+API relays decode Avro that way); SOAP and CometD relays send text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Final, Literal, NoReturn, TypeVar
+
+from services.ingest.crm import values
+from services.ingest.crm.model import DealFields, PayloadError
+
+CRM: Final[Literal["salesforce"]] = "salesforce"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """Field values of one record or header, SOAP text or JSON values alike, read with errors naming the field."""
+
+    fields: Mapping[str, object]
+    where: str
+
+    def fail(self, name: str, problem: str) -> NoReturn:
+        raise PayloadError(f"{self.where}: {name} {problem}")
+
+    def text(self, name: str) -> str | None:
+        value = self.fields.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            self.fail(name, f"is not a string: {value!r}")
+        return value.strip() or None
+
+    def required_text(self, name: str) -> str:
+        value = self.text(name)
+        if value is None:
+            self.fail(name, "is missing")
+        return value
+
+    def currency(self, name: str) -> str | None:
+        value = self.text(name)
+        return None if value is None else self._read(name, value, values.currency, "is not an ISO 4217 code")
+
+    def boolean(self, name: str) -> bool | None:
+        value = self.fields.get(name)
+        return None if value is None else self._read(name, value, values.boolean, "is not a boolean")
+
+    def decimal(self, name: str) -> Decimal | None:
+        value = self.fields.get(name)
+        if value is None:
+            return None
+        amount = self._read(name, value, values.decimal, "is not a number")
+        exponent = amount.as_tuple().exponent
+        if isinstance(exponent, int) and exponent > 0:  # SOAP doubles may come as 1.5E7: write 15000000
+            try:
+                amount = amount.quantize(Decimal(1))
+            except InvalidOperation:
+                self.fail(name, f"is out of range: {amount}")
+        return amount
+
+    def integer(self, name: str) -> int | None:
+        value = self.fields.get(name)
+        return None if value is None else self._read(name, value, values.integer, "is not an integer")
+
+    def timestamp(self, name: str) -> datetime | None:
+        value = self.fields.get(name)
+        if value is None:
+            return None
+        try:
+            return values.instant(value, name, unit=values.MILLISECOND, naive_is_utc=False)
+        except values.NoUtcOffset:
+            self.fail(name, f"has no UTC offset: {value!r}")
+        except PayloadError:
+            self.fail(name, f"is not a date-time: {value!r}")
+
+    def day(self, name: str) -> date | None:
+        value = self.fields.get(name)
+        if value is None:
+            return None
+        return self._read(name, value, lambda day, where: values.day(day, where, epoch_days=True), "is not a date")
+
+    def _read(self, name: str, value: object, read: Callable[[object, str], T], problem: str) -> T:
+        try:
+            return read(value, name)
+        except PayloadError:
+            self.fail(name, f"{problem}: {value!r}")
+
+
+def deal_fields(record: Record) -> DealFields:
+    """An Opportunity's fields: `StageName` is both stage and label; `CloseDate` is a date."""
+    stage = record.text("StageName")
+    return DealFields(
+        amount=record.decimal("Amount"),
+        currency=record.currency("CurrencyIsoCode"),
+        stage=stage,
+        stage_label=stage,
+        status=status(record.boolean("IsWon"), record.boolean("IsClosed")),
+        owner=record.text("OwnerId"),
+        close_date=record.day("CloseDate"),
+        created_at=record.timestamp("CreatedDate"),
+        name=record.text("Name"),
+    )
+
+
+def status(is_won: bool | None, is_closed: bool | None) -> Literal["open", "won", "lost"] | None:
+    """Open, won or lost from an Opportunity's `IsWon` and `IsClosed`, or None when they do not say."""
+    if is_closed is False:
+        return "open"
+    if is_closed and is_won is not None:
+        return "won" if is_won else "lost"
+    return "won" if is_won else None  # a won opportunity is closed; IsWon false alone may be open or lost

@@ -1,0 +1,252 @@
+"""From a deal's known state to a canonical deal, and from an activity to a canonical activity, per tenant."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from services.ingest.crm.mapping import DEFAULT_STAGES, TenantMaps, activity_data, deal_data
+from services.ingest.crm.state import DealView
+from shared.events import ActivityKind, ActivityLogged, DealStage, DealUpserted
+
+VERSION = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
+STAGE_AT = datetime(2026, 11, 20, 14, 30, tzinfo=UTC)
+
+
+def deal_view(**changes: Any) -> DealView:
+    """A complete, won HubSpot deal; `changes` take fields away or alter them."""
+    known: dict[str, Any] = {
+        "amount": Decimal("90000.00"), "currency": "EUR", "stage": "closedwon", "stage_label": None, "status": None,
+        "status_at": STAGE_AT, "owner": "910901", "close_date": datetime(2026, 11, 20, 14, 0, tzinfo=UTC),
+        "created_at": datetime(2026, 10, 1, 8, 15, tzinfo=UTC), "name": "Acme renewal", "deleted": False,
+        "latest": VERSION,
+    }  # fmt: skip
+    known.update(changes)
+    return DealView(**known)
+
+
+def maps(crm: str = "hubspot", **changes: Any) -> TenantMaps:
+    base = TenantMaps(crm=crm, timezone="Europe/Berlin", currency="EUR", users={"910901": "rep-dana"})
+    return replace(base, **changes)
+
+
+def upserted(view: DealView, tenant: TenantMaps | None = None) -> DealUpserted:
+    data = deal_data("d1", view, tenant or maps(), VERSION)
+    assert isinstance(data, DealUpserted), data
+    return data
+
+
+def reasons(view: DealView, tenant: TenantMaps | None = None) -> list[str]:
+    data = deal_data("d1", view, tenant or maps(), VERSION)
+    assert isinstance(data, list), data
+    return data
+
+
+# --- complete deals ------------------------------------------------------------------------------------------------
+
+
+def test_a_complete_deal_becomes_a_canonical_deal() -> None:
+    deal = upserted(deal_view())
+    assert deal == DealUpserted(deal_id="d1", rep_id="rep-dana", amount=Decimal("90000.00"), currency="EUR",
+                                stage=DealStage.WON, stage_label="closedwon",
+                                created_at=datetime(2026, 10, 1, 8, 15, tzinfo=UTC),
+                                closed_at=datetime(2026, 11, 20, 14, 0, tzinfo=UTC), updated_at=VERSION)  # fmt: skip
+
+
+def test_the_tenant_currency_fills_in_when_the_crm_sent_none() -> None:
+    assert upserted(deal_view(currency=None), maps(currency="USD")).currency == "USD"
+
+
+def test_the_stage_label_is_preferred_to_the_stage_id() -> None:
+    assert upserted(deal_view(stage_label="Closed won")).stage_label == "Closed won"
+
+
+def test_an_open_deal_has_no_close_time_even_with_a_close_date() -> None:
+    deal = upserted(deal_view(stage="appointmentscheduled", close_date=date(2026, 12, 31)))
+    assert (deal.stage, deal.closed_at) == (DealStage.OPEN, None)
+
+
+# --- what is missing ---------------------------------------------------------------------------------------------
+
+
+def test_a_deal_without_amount_stage_and_owner_gives_one_reason_per_field() -> None:
+    assert reasons(deal_view(amount=None, stage=None, owner=None, status=None)) == [
+        "amount: not received yet",
+        "stage: not received yet",
+        "owner: not received yet",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("missing", "reason"),
+    [({"amount": None}, "amount: not received yet"), ({"stage": None}, "stage: not received yet"),
+     ({"owner": None}, "owner: not received yet")],
+)  # fmt: skip
+def test_each_missing_field_is_named_alone(missing: dict[str, Any], reason: str) -> None:
+    assert reasons(deal_view(**missing)) == [reason]
+
+
+def test_a_stage_nobody_mapped_is_reported_as_not_mapped_with_its_crm() -> None:
+    assert reasons(deal_view(stage="1234567")) == ["stage: '1234567' of hubspot is not mapped to open/won/lost"]
+
+
+def test_an_owner_nobody_mapped_is_reported_with_its_crm_user_id() -> None:
+    assert reasons(deal_view(owner="555")) == ["owner: hubspot user '555' is not mapped to a rep"]
+
+
+# --- stages ------------------------------------------------------------------------------------------------------
+
+
+def test_the_crm_status_beats_the_tenant_stage_map() -> None:
+    # a Pipedrive stage is a step of the pipeline; `status` is the outcome
+    tenant = maps("pipedrive", stages={"8": "lost"}, users={"4343": "rep-lee"})
+    deal = upserted(deal_view(stage="8", status="won", owner="4343"), tenant)
+    assert deal.stage == DealStage.WON
+
+
+def test_the_tenant_stage_map_applies_when_the_crm_states_no_status() -> None:
+    tenant = maps("hubspot", stages={"12345": "won"}, users={"7": "rep-lee"})
+    assert upserted(deal_view(stage="12345", owner="7"), tenant).stage == DealStage.WON
+
+
+def test_the_crm_status_beats_the_default_stages() -> None:
+    tenant = maps("salesforce", users={"005": "rep-kim"})
+    deal = upserted(deal_view(stage="Prospecting", status="won", owner="005"), tenant)
+    assert DEFAULT_STAGES["salesforce"]["Prospecting"] == "open"
+    assert deal.stage == DealStage.WON
+
+
+def test_the_default_stages_apply_when_neither_the_tenant_nor_the_crm_says() -> None:
+    assert upserted(deal_view(stage="closedlost")).stage == DealStage.LOST
+    assert upserted(deal_view(stage="contractsent")).stage == DealStage.OPEN
+
+
+def test_the_tenant_stage_map_beats_the_default_stages() -> None:
+    assert upserted(deal_view(stage="closedwon"), maps(stages={"closedwon": "open"})).stage == DealStage.OPEN
+
+
+def test_a_pipedrive_status_needs_no_stage_map() -> None:
+    tenant = maps("pipedrive", users={"4343": "rep-lee"})
+    assert upserted(deal_view(stage="8", status="lost", owner="4343"), tenant).stage == DealStage.LOST
+
+
+def test_default_stages_belong_to_their_crm() -> None:
+    assert reasons(deal_view(stage="closedwon"), maps("salesforce")) == [
+        "stage: 'closedwon' of salesforce is not mapped to open/won/lost"
+    ]
+
+
+# --- users -------------------------------------------------------------------------------------------------------
+
+
+def test_the_identity_mapping_makes_every_unlisted_crm_user_a_rep_of_the_same_id() -> None:
+    tenant = maps(users={"*": "=", "910901": "rep-dana"})
+    assert upserted(deal_view(owner="777"), tenant).rep_id == "777"
+    assert upserted(deal_view(owner="910901"), tenant).rep_id == "rep-dana"  # a listed user keeps their rep
+
+
+def test_a_star_mapped_to_anything_but_equals_is_not_the_identity() -> None:
+    assert maps(users={"*": "rep-x"}).rep_of("777") is None
+
+
+def test_without_an_owner_there_is_no_rep_even_with_the_identity_mapping() -> None:
+    assert maps(users={"*": "="}).rep_of(None) is None
+
+
+# --- close times -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("zone", "closed_at"),
+    [("Europe/Berlin", datetime(2026, 11, 29, 23, 0, tzinfo=UTC)),
+     ("America/New_York", datetime(2026, 11, 30, 5, 0, tzinfo=UTC)),
+     ("Asia/Tokyo", datetime(2026, 11, 29, 15, 0, tzinfo=UTC)),
+     ("UTC", datetime(2026, 11, 30, 0, 0, tzinfo=UTC))],
+)  # fmt: skip
+def test_a_close_date_is_local_midnight_in_the_tenant_zone(zone: str, closed_at: datetime) -> None:
+    deal = upserted(deal_view(close_date=date(2026, 11, 30)), maps(timezone=zone))
+    assert deal.closed_at == closed_at
+    assert deal.closed_at is not None and deal.closed_at.utcoffset() == timedelta(0)
+
+
+def test_a_close_date_in_summer_time_uses_that_day_offset() -> None:
+    deal = upserted(deal_view(close_date=date(2026, 7, 1)), maps(timezone="Europe/Berlin"))
+    assert deal.closed_at == datetime(2026, 6, 30, 22, 0, tzinfo=UTC)
+
+
+def test_a_close_datetime_is_kept_as_an_instant_in_utc() -> None:
+    close = datetime(2026, 11, 30, 18, 0, tzinfo=UTC)
+    assert upserted(deal_view(close_date=close), maps(timezone="Asia/Tokyo")).closed_at == close
+
+
+def test_a_won_deal_without_a_close_date_closes_when_its_stage_last_changed() -> None:
+    assert upserted(deal_view(close_date=None)).closed_at == STAGE_AT
+
+
+def test_a_lost_deal_without_a_close_date_closes_when_its_status_last_changed() -> None:
+    tenant = maps("pipedrive", users={"4343": "rep-lee"})
+    deal = upserted(deal_view(stage="8", status="lost", owner="4343", close_date=None), tenant)
+    assert deal.closed_at == STAGE_AT
+
+
+# --- what the contract refuses -------------------------------------------------------------------------------------
+
+
+def test_a_negative_amount_from_the_crm_is_a_reason_not_an_exception() -> None:
+    found = reasons(deal_view(amount=Decimal("-5")))
+    assert len(found) == 1
+    assert found[0].startswith("amount: ")
+
+
+def test_a_malformed_currency_from_the_crm_is_a_reason() -> None:
+    found = reasons(deal_view(currency="euro"))
+    assert len(found) == 1
+    assert found[0].startswith("currency: ")
+
+
+def test_an_amount_beyond_the_contract_precision_is_a_reason() -> None:
+    assert reasons(deal_view(amount=Decimal("1E+30")))[0].startswith("amount: ")
+
+
+# --- activities ----------------------------------------------------------------------------------------------------
+
+OCCURRED = datetime(2026, 11, 10, 9, 30, tzinfo=UTC)
+
+
+def test_an_activity_of_a_mapped_owner_becomes_a_canonical_activity() -> None:
+    data = activity_data("a1", "call", "910901", OCCURRED, "d1", 300, maps())
+    assert data == ActivityLogged(activity_id="a1", rep_id="rep-dana", kind=ActivityKind.CALL, occurred_at=OCCURRED,
+                                  deal_id="d1", duration_s=300)  # fmt: skip
+
+
+def test_an_activity_without_a_deal_or_duration_is_still_an_activity() -> None:
+    data = activity_data("a2", "meeting", "910901", OCCURRED, None, None, maps())
+    assert isinstance(data, ActivityLogged)
+    assert (data.kind, data.deal_id, data.duration_s) == (ActivityKind.MEETING, None, None)
+
+
+def test_the_identity_mapping_applies_to_activities_too() -> None:
+    data = activity_data("a3", "email", "777", OCCURRED, None, None, maps(users={"*": "="}))
+    assert isinstance(data, ActivityLogged)
+    assert data.rep_id == "777"
+
+
+def test_an_activity_of_an_unmapped_owner_names_the_crm_user() -> None:
+    assert activity_data("a4", "call", "555", OCCURRED, None, None, maps()) == [
+        "owner: hubspot user '555' is not mapped to a rep"
+    ]
+
+
+def test_an_activity_without_an_owner_says_so() -> None:
+    assert activity_data("a5", "call", None, OCCURRED, None, None, maps()) == ["owner: not received"]
+
+
+def test_a_negative_activity_duration_is_a_reason_not_an_exception() -> None:
+    found = activity_data("a6", "call", "910901", OCCURRED, None, -5, maps())
+    assert isinstance(found, list)
+    assert len(found) == 1
+    assert found[0].startswith("duration_s: ")
