@@ -26,9 +26,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
-from faststream.kafka import KafkaBroker
 from pydantic import BaseModel, ValidationError
 
 from shared import metrics
@@ -78,10 +77,10 @@ async def claim(conn: asyncpg.Connection, event: CloudEvent) -> bool:
 class TransactionalConsumer:
     """Applies batches of records with `handler`, exactly once in effect (see module docstring)."""
 
-    def __init__(self, *, pool: asyncpg.Pool, broker: KafkaBroker, group_id: str, service: str,
+    def __init__(self, *, pool: asyncpg.Pool, producer: AIOKafkaProducer, group_id: str, service: str,
                  models: Mapping[str, type[BaseModel]], handler: Handler,
                  after_commit: Callable[[], None] = lambda: None) -> None:
-        self.pool, self.broker, self.group_id, self.service = pool, broker, group_id, service
+        self.pool, self.producer, self.group_id, self.service = pool, producer, group_id, service
         self.models, self.handler, self.after_commit = models, handler, after_commit
         self.healthy = True
 
@@ -175,13 +174,15 @@ class TransactionalConsumer:
             )
 
     async def _dead_letter(self, record: ConsumerRecord, error: str) -> None:
-        headers = {name: raw.decode(errors="replace") for name, raw in record.headers or ()}
-        headers.update({
+        why = {
             "attain_error": error[:2000], "attain_service": self.service,
             "attain_original_topic": record.topic, "attain_original_partition": str(record.partition),
             "attain_original_offset": str(record.offset),
-        })
-        await self.broker.publish(record.value or b"", f"{record.topic}.dlq", key=record.key, headers=headers)
+        }
+        headers = [(name, raw) for name, raw in record.headers or () if name not in why]
+        headers += [(name, text.encode()) for name, text in why.items()]
+        await self.producer.send_and_wait(f"{record.topic}.dlq", record.value or b"", key=record.key,
+                                          headers=headers)
         metrics.CONSUMED.labels(self.group_id, record.topic, "dead_lettered").inc()
         log.warning("message dead-lettered", extra={"topic": record.topic, "partition": record.partition,
                     "offset": record.offset, "error": error})

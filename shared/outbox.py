@@ -15,7 +15,7 @@ import logging
 import zlib
 
 import asyncpg
-from faststream.kafka import KafkaBroker
+from aiokafka import AIOKafkaProducer
 
 from shared import metrics
 from shared.cloudevents import CloudEvent, encode
@@ -28,22 +28,29 @@ BATCH = 500
 
 async def enqueue(conn: asyncpg.Connection, topic: str, key: bytes, event: CloudEvent) -> None:
     """Add `event` to the outbox inside the caller's transaction."""
-    value, headers = encode(event)
+    await enqueue_many(conn, [(topic, key, event)])
+
+
+async def enqueue_many(conn: asyncpg.Connection, items: list[tuple[str, bytes, CloudEvent]]) -> None:
+    """Add events, in this order, to the outbox inside the caller's transaction (one statement)."""
+    if not items:
+        return
+    encoded = [(topic, key, *encode(event)) for topic, key, event in items]
     await conn.execute(
-        "INSERT INTO outbox (topic, key, value, headers) VALUES ($1, $2, $3, $4::jsonb)",
-        topic,
-        key,
-        value,
-        json.dumps([[name, raw.decode()] for name, raw in headers]),
+        "INSERT INTO outbox (topic, key, value, headers)"
+        " SELECT t, k, v, h::jsonb FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[])"
+        " WITH ORDINALITY AS u(t, k, v, h, n) ORDER BY n",
+        [e[0] for e in encoded], [e[1] for e in encoded], [e[2] for e in encoded],
+        [json.dumps([[name, raw.decode()] for name, raw in e[3]]) for e in encoded],
     )
 
 
 class OutboxRelay:
     """Publishes outbox rows in `seq` order; `wake()` after a commit makes it publish at once."""
 
-    def __init__(self, pool: asyncpg.Pool, broker: KafkaBroker, schema: str, poll_interval_s: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer, schema: str, poll_interval_s: float) -> None:
         self._pool = pool
-        self._broker = broker
+        self._producer = producer
         self._lock_key = zlib.crc32(f"attain-outbox:{schema}".encode())
         self._poll = poll_interval_s
         self._wakeup = asyncio.Event()
@@ -86,12 +93,11 @@ class OutboxRelay:
                 return 0
             try:
                 futures = [
-                    await self._broker.publish(
-                        row["value"],
+                    await self._producer.send(
                         row["topic"],
+                        row["value"],
                         key=row["key"],
-                        headers=dict(json.loads(row["headers"])),
-                        no_confirm=True,
+                        headers=[(name, text.encode()) for name, text in json.loads(row["headers"])],
                     )
                     for row in rows
                 ]

@@ -1,9 +1,9 @@
-"""How a service runs: one process, one FastAPI app whose lifespan owns the pool, the broker, the
+"""How a service runs: one process, one FastAPI app whose lifespan owns the pool, the producer, the
 outbox relay, the consumer loops and the timers; `/healthz`, `/readyz` and `/metrics` on it.
 
 A service describes its parts (`ServiceSpec`); this module wires them the same way everywhere.
 On SIGTERM uvicorn ends the lifespan: consumer loops are cancelled (an open batch transaction
-rolls back, so nothing is half-applied), the relay stops, the broker and pool close.
+rolls back, so nothing is half-applied), the relay stops, the producer and pool close.
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ from typing import Any
 
 import asyncpg
 import uvicorn
+from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared import db, logs, metrics
 from shared.clock import Clock, clock_from_spec
 from shared.consumer import ConsumerLoop, Handler, TransactionalConsumer
-from shared.kafka import create_broker
+from shared.kafka import broker_reachable, create_producer
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
 
@@ -42,7 +42,7 @@ class Runtime:
     settings: ServiceSettings
     clock: Clock
     pool: asyncpg.Pool
-    broker: KafkaBroker
+    producer: AIOKafkaProducer
     relay: OutboxRelay
 
 
@@ -86,16 +86,16 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None
         pool = await db.create_pool(settings.database_url, spec.schema,
                                     min_size=settings.db_pool_min, max_size=settings.db_pool_max)
         await db.migrate(pool, spec.schema, spec.migrations)
-        broker = create_broker(settings, client_id=f"attain-{spec.name}")
-        await broker.start()
-        relay = OutboxRelay(pool, broker, spec.schema, settings.outbox_poll_interval_s)
-        rt = Runtime(settings, clock or clock_from_spec(settings.attain_clock), pool, broker, relay)
+        producer = create_producer(settings, client_id=f"attain-{spec.name}")
+        await producer.start()
+        relay = OutboxRelay(pool, producer, spec.schema, settings.outbox_poll_interval_s)
+        rt = Runtime(settings, clock or clock_from_spec(settings.attain_clock), pool, producer, relay)
         app.state.runtime = rt
         app.state.context = spec.context(rt) if spec.context else None
         tasks = [asyncio.create_task(relay.run(), name="outbox-relay")]
         for sub in spec.subscriptions:
             group_id = f"{settings.kafka_consumer_group_prefix}-{sub.group}"
-            processor = TransactionalConsumer(pool=pool, broker=broker, group_id=group_id,
+            processor = TransactionalConsumer(pool=pool, producer=producer, group_id=group_id,
                                               service=spec.name, models=sub.models,
                                               handler=sub.handler(rt), after_commit=relay.wake)
             loop = ConsumerLoop(settings, sub.topics, processor)
@@ -111,7 +111,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await broker.stop()
+            await producer.stop()
             await pool.close()
             log.info("service stopped")
 
@@ -132,8 +132,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None
             with contextlib.suppress(Exception):
                 async with rt.pool.acquire(timeout=2) as conn:
                     checks["database"] = await conn.fetchval("SELECT 1", timeout=2) == 1
-            with contextlib.suppress(Exception):
-                checks["broker"] = bool(await asyncio.wait_for(rt.broker.ping(timeout=2), 3))
+            checks["broker"] = await broker_reachable(rt.producer)
         ok = all(checks.values())
         metrics.READY.set(1 if ok else 0)
         return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)

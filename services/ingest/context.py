@@ -26,7 +26,7 @@ class IngestContext:
 def make_context(rt: Runtime) -> IngestContext:
     settings = rt.settings
     assert isinstance(settings, IngestSettings)
-    intake = Intake(rt.pool, rt.broker, settings.publish_timeout_s)
+    intake = Intake(rt.pool, rt.producer, settings.publish_timeout_s)
     return IngestContext(
         rt=rt,
         settings=settings,

@@ -1,9 +1,11 @@
-"""The one way an event enters Attain: deduplicate, publish with acks from all in-sync replicas,
-then remember its id. Used by `POST /v1/events`, the CRM webhooks and the importer's API path.
+"""The one way an event enters Attain: claim its id, publish it with acks from all in-sync
+replicas, then commit the claim. Used by `POST /v1/events`, the CRM webhooks and the importer.
 
-Published first, recorded after the acks: a crash in between re-publishes the same event on the
-client's retry (consumers are idempotent), it never loses one. Nothing is answered "accepted"
-that is not in Kafka.
+The ids are claimed (`INSERT ... ON CONFLICT DO NOTHING RETURNING`) in a transaction that stays
+open while Kafka acknowledges: an id that comes back is new and is published; one that does not
+is a duplicate. A failed publish rolls the claims back, so the client's retry publishes again; a
+concurrent request with the same id waits on the row lock and then sees a duplicate. Nothing is
+answered "accepted" that is not in Kafka, and nothing is published twice by two requests.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import asyncpg
-from faststream.kafka import KafkaBroker
+from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter, Histogram
 
 from services.ingest.publishing import to_record
@@ -46,83 +48,81 @@ class Outcome:
 
 
 class Intake:
-    def __init__(self, pool: asyncpg.Pool, broker: KafkaBroker, publish_timeout_s: float) -> None:
-        self._pool, self._broker, self._timeout = pool, broker, publish_timeout_s
+    def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer, publish_timeout_s: float) -> None:
+        self._pool, self._producer, self._timeout = pool, producer, publish_timeout_s
 
     async def accept(self, tenant: Tenant, verdicts: Sequence[Verdict]) -> list[Outcome]:
         """Publish the valid, new events of `verdicts`; the outcome of each, in order."""
-        valid = [v for v in verdicts if v.event is not None]
-        seen, owners = await self._known(tenant, valid)
+        valid = [(v.index, v.event) for v in verdicts if v.event is not None]
         statuses: dict[int, Status] = {}
-        to_send = []
-        for v in valid:
-            event = v.event
-            assert event is not None
-            if (event.source, event.id) in seen:
-                statuses[v.index] = "duplicate"
-                continue
-            seen.add((event.source, event.id))
-            owner = None
-            if isinstance(event, DealUpsertedEvent):
-                owners[event.data.deal_id] = event.data.rep_id
-            elif isinstance(event, DealDeletedEvent):
-                owner = owners.get(event.data.deal_id)
-            to_send.append((event, to_record(tenant, event, owner)))
-            statuses[v.index] = "accepted"
-        if to_send:
-            await self._publish([record for _, record in to_send])
-            await self._remember(tenant, [event for event, _ in to_send])
+        if valid:
+            async with self._pool.acquire() as conn, conn.transaction():
+                new = await self._claim(conn, tenant, [event for _, event in valid])
+                owners = await self._owners(conn, tenant, [event for _, event in valid])
+                to_send: list[tuple[str, bytes, CloudEvent]] = []
+                for index, event in valid:
+                    if (event.source, event.id) not in new:
+                        statuses[index] = "duplicate"
+                        continue
+                    new.discard((event.source, event.id))  # the same id twice in one request: once
+                    owner = None
+                    if isinstance(event, DealUpsertedEvent):
+                        owners[event.data.deal_id] = event.data.rep_id
+                    elif isinstance(event, DealDeletedEvent):
+                        owner = owners.get(event.data.deal_id)
+                    to_send.append(to_record(tenant, event, owner))
+                    statuses[index] = "accepted"
+                await self._publish(to_send)
         outcomes = [Outcome(v.index, v.id, statuses.get(v.index, "rejected"), v.reason) for v in verdicts]
         for status in ("accepted", "duplicate", "rejected"):
             EVENTS.labels(status).inc(sum(1 for o in outcomes if o.status == status))
         return outcomes
 
-    async def _known(self, tenant: Tenant, valid: list[Verdict]) -> tuple[set[tuple[str, str]], dict[str, str]]:
-        events = [v.event for v in valid if v.event is not None]
+    async def _claim(self, conn: asyncpg.Connection, tenant: Tenant,
+                     events: list[CanonicalEvent]) -> set[tuple[str, str]]:
+        rows = await conn.fetch(
+            "INSERT INTO accepted_events (tenant, source, event_id)"
+            " SELECT DISTINCT $1, s, i FROM unnest($2::text[], $3::text[]) AS u(s, i)"
+            " ON CONFLICT DO NOTHING RETURNING source, event_id",
+            tenant.slug, [e.source for e in events], [e.id for e in events],
+        )
+        return {(r["source"], r["event_id"]) for r in rows}
+
+    async def _owners(self, conn: asyncpg.Connection, tenant: Tenant, events: list[CanonicalEvent]) -> dict[str, str]:
+        """Remember deal owners (for deletions, which carry none) and look up the ones deletions need."""
+        upserts = [e.data for e in events if isinstance(e, DealUpsertedEvent)]
         deleted = [e.data.deal_id for e in events if isinstance(e, DealDeletedEvent)]
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT a.source, a.event_id FROM accepted_events a"
-                " JOIN unnest($2::text[], $3::text[]) AS i(source, event_id)"
-                " ON a.source = i.source AND a.event_id = i.event_id WHERE a.tenant = $1",
-                tenant.slug, [e.source for e in events], [e.id for e in events],
-            )
+        owners: dict[str, str] = {}
+        if deleted:
             owners = dict(await conn.fetch(
                 "SELECT deal_id, rep_id FROM deal_owners WHERE tenant = $1 AND deal_id = ANY($2::text[])",
-                tenant.slug, deleted,
-            )) if deleted else {}
-        return {(r["source"], r["event_id"]) for r in rows}, owners
+                tenant.slug, deleted))
+        if upserts:
+            await conn.execute(
+                "INSERT INTO deal_owners (tenant, deal_id, rep_id)"
+                " SELECT DISTINCT ON (d) $1, d, r FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS u(d, r, n)"
+                " ORDER BY d, n DESC"
+                " ON CONFLICT (tenant, deal_id) DO UPDATE SET rep_id = EXCLUDED.rep_id"
+                " WHERE deal_owners.rep_id IS DISTINCT FROM EXCLUDED.rep_id",
+                tenant.slug, [d.deal_id for d in upserts], [d.rep_id for d in upserts])
+        return owners
 
     async def _publish(self, records: list[tuple[str, bytes, CloudEvent]]) -> None:
+        if not records:
+            return
         loop = asyncio.get_running_loop()
         started = loop.time()
-        try:
+
+        async def send_all() -> None:
             futures = []
             for topic, key, cloud_event in records:
                 value, headers = encode(cloud_event)
-                futures.append(await self._broker.publish(
-                    value, topic, key=key, headers={k: v.decode() for k, v in headers}, no_confirm=True))
-            await asyncio.wait_for(asyncio.gather(*futures), timeout=self._timeout)
-        except Exception as err:  # any producer failure or timeout: not durably stored
+                futures.append(await self._producer.send(topic, value, key=key, headers=headers))
+            await asyncio.gather(*futures)
+
+        try:  # the timeout covers waiting for metadata and buffer space too, not only the acks
+            await asyncio.wait_for(send_all(), timeout=self._timeout)
+        except Exception as err:  # any producer failure or timeout: not durably stored, roll the claims back
             log.error("publish failed", extra={"error": repr(err), "events": len(records)})
             raise KafkaUnavailable(str(err) or type(err).__name__) from err
         PUBLISH_SECONDS.observe(loop.time() - started)
-
-    async def _remember(self, tenant: Tenant, events: list[CanonicalEvent]) -> None:
-        sources = [e.source for e in events]
-        ids = [e.id for e in events]
-        upserts = [e for e in events if isinstance(e, DealUpsertedEvent)]
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO accepted_events (tenant, source, event_id)"
-                " SELECT $1, * FROM unnest($2::text[], $3::text[]) ON CONFLICT DO NOTHING",
-                tenant.slug, sources, ids,
-            )
-            if upserts:
-                await conn.execute(
-                    "INSERT INTO deal_owners (tenant, deal_id, rep_id)"
-                    " SELECT DISTINCT ON (d) $1, d, r FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS u(d, r, n)"
-                    " ORDER BY d, n DESC"
-                    " ON CONFLICT (tenant, deal_id) DO UPDATE SET rep_id = EXCLUDED.rep_id",
-                    tenant.slug, [e.data.deal_id for e in upserts], [e.data.rep_id for e in upserts],
-                )

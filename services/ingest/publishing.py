@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from services.ingest.tenants import Tenant
 from shared import topics
-from shared.cloudevents import CloudEvent, encode_model, message_key
+from shared.cloudevents import CloudEvent, message_key
 from shared.events import (
     ActivityLoggedEvent,
     CanonicalEvent,
@@ -43,7 +43,7 @@ def to_record(tenant: Tenant, event: CanonicalEvent, deal_owner: str | None) -> 
         source=event.source,
         time=event.time,
         tenant=tenant.slug,
-        data=encode_model(event.data),
+        data=event.data,
         extensions={"tenanttimezone": tenant.timezone, "tenantfiscalstart": str(tenant.fiscal_start_month)},
     )
     return TOPIC_OF[type(event)].name, message_key(tenant.slug, entity_key(event, deal_owner)), cloud_event

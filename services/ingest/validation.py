@@ -70,7 +70,8 @@ def judge(index: int, item: Any) -> Verdict:
 def judge_line(index: int, line: bytes, number: int) -> Verdict:
     """Validate one NDJSON line (parsed by pydantic-core straight into exact Decimals)."""
     try:
-        return Verdict(index, None, event=CANONICAL_EVENT.validate_json(line), line=number)
+        event = CANONICAL_EVENT.validate_json(line)
+        return Verdict(index, event.id, event=event, line=number)
     except ValidationError as err:
         first = err.errors()[0]
         if first["type"] == "json_invalid":
