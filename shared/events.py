@@ -227,6 +227,7 @@ class AttainmentUpdated(_Model):
     attainment: Dec | None = Field(default=None, description="actual / target")
     expected: Dec | None = Field(default=None, description="target x elapsed share of the period")
     pace: Dec | None = Field(default=None, description="actual / expected")
+    projected: Dec | None = Field(default=None, description="actual / elapsed share: the end-of-period figure")
     as_of: AwareDatetime
     period_start: AwareDatetime | None = None
     period_end: AwareDatetime | None = None

@@ -44,6 +44,7 @@ def to_record(tenant: Tenant, event: CanonicalEvent, deal_owner: str | None) -> 
         time=event.time,
         tenant=tenant.slug,
         data=event.data,
-        extensions={"tenanttimezone": tenant.timezone, "tenantfiscalstart": str(tenant.fiscal_start_month)},
+        extensions={"tenanttimezone": tenant.timezone, "tenantfiscalstart": str(tenant.fiscal_start_month),
+                    "tenantcurrency": tenant.currency},
     )
     return TOPIC_OF[type(event)].name, message_key(tenant.slug, entity_key(event, deal_owner)), cloud_event

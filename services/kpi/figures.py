@@ -18,6 +18,7 @@ class Figures:
     attainment: Decimal | None
     expected: Decimal | None
     pace: Decimal | None
+    projected: Decimal | None  # the end-of-period figure if the rest of the period goes as it went so far
 
 
 def ratio(numerator: Decimal, denominator: Decimal | None) -> Decimal | None:
@@ -30,4 +31,5 @@ def ratio(numerator: Decimal, denominator: Decimal | None) -> Decimal | None:
 def figures(actual: Decimal, target: Decimal | None, elapsed_share: Decimal) -> Figures:
     """Attainment = actual / target; expected = target x elapsed share; pace = actual / expected."""
     expected = None if target is None else (target * elapsed_share).quantize(MONEY, rounding=ROUND_HALF_EVEN)
-    return Figures(actual, target, ratio(actual, target), expected, ratio(actual, expected))
+    projected = (actual / elapsed_share).quantize(MONEY, rounding=ROUND_HALF_EVEN) if elapsed_share else None
+    return Figures(actual, target, ratio(actual, target), expected, ratio(actual, expected), projected)

@@ -1,8 +1,10 @@
 """kpi's consumer: sales events in, state and `kpi.attainment.updated` (via the outbox) out.
 
 Work is done per batch, not per event: deals and activities of a tenant are written with one
-statement each, and the figures of every (rep, period) the batch touched are recomputed from the
-stored state with a handful of statements, however many events touched them.
+statement each, and every metric of every (rep or team, period) the batch touched is recomputed
+from the stored state with a handful of set-based statements, however many events touched them.
+Teams follow the dated roster: a deal counts for the team its rep was in when it closed (or was
+created, for pipeline); a backdated move recomputes both teams.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
 
 import asyncpg
 
 from services.kpi import repository as repo
 from services.kpi.figures import figures
+from services.kpi.metrics import values
 from shared import topics
 from shared.cloudevents import CloudEvent, message_key
 from shared.consumer import Handler, Incoming
@@ -29,7 +34,7 @@ from shared.events import (
     TargetSet,
 )
 from shared.outbox import enqueue_many
-from shared.periods import PeriodKind, elapsed_share, period_bounds, periods_containing
+from shared.periods import elapsed_share, period_bounds, periods_containing
 from shared.service import Runtime
 
 SOURCE = "attain/kpi"
@@ -37,7 +42,7 @@ NAMESPACE = uuid.UUID("6f1e9a52-2b7c-4d2e-9d6a-6b0c1f3e8a11")
 MODELS = {"deal.upserted": DealUpserted, "deal.deleted": DealDeleted, "activity.logged": ActivityLogged,
           "rep.upserted": RepUpserted, "target.set": TargetSet}
 
-RepPeriod = tuple[str, str]  # rep_id, period label
+Key = tuple[str, str, str]  # scope, scope id, period label
 
 
 def make_handler(rt: Runtime) -> Handler:
@@ -56,59 +61,80 @@ async def _apply(conn: asyncpg.Connection, rt: Runtime, tenant: str, msgs: list[
     with_zone = next((m.event for m in reversed(msgs) if m.event.tenant_timezone), None)
     if with_zone is not None:
         await repo.remember_tenant(conn, with_zone)
-    changes = await repo.apply_deals(conn, tenant, [m.data for m in msgs if isinstance(m.data, DealUpserted)])
-    await repo.add_activities(conn, tenant, [m.data for m in msgs if isinstance(m.data, ActivityLogged)])
-    touched: set[RepPeriod] = set()
+    upserts = [(m.data, m.event.id) for m in msgs if isinstance(m.data, DealUpserted)]
+    touches = await repo.apply_deals(conn, tenant, upserts)
+    touches += await repo.add_activities(conn, tenant, [m.data for m in msgs if isinstance(m.data, ActivityLogged)])
+    keys: set[Key] = set()
+    moved: list[tuple[str, datetime]] = []  # teams whose history a roster change rewrote, from when
     for msg in msgs:
         match msg.data:
             case DealDeleted():
-                changes += await repo.delete_deal(conn, tenant, msg.data)
+                touches += await repo.delete_deal(conn, tenant, msg.data, msg.event.id)
             case RepUpserted():
                 await repo.upsert_rep(conn, tenant, msg.data, msg.event.time)
+                moved += [(team, msg.event.time) for team in await repo.add_membership(
+                    conn, tenant, msg.data, msg.event.time)]
             case TargetSet() if await repo.set_target(conn, tenant, msg.data, msg.event.time):
-                if msg.data.scope == Scope.REP and msg.data.metric == Metric.WON_REVENUE:
-                    touched.add((msg.data.scope_id, msg.data.period))
+                keys.add((msg.data.scope.value, msg.data.scope_id, msg.data.period))
     cal = await repo.calendar(conn, tenant)
-    if changes:
-        targets = await repo.targets_of(conn, tenant, sorted({c.rep_id for c in changes}), Metric.WON_REVENUE)
-        for change in changes:
-            for period in periods_containing(change.closed_at, cal.timezone, cal.fiscal_start_month):
-                if period.kind == PeriodKind.QUARTER or period.label in targets.get(change.rep_id, {}):
-                    touched.add((change.rep_id, period.label))
-    if touched:
-        await _recompute(conn, rt, tenant, cal, sorted(touched))
-
-
-async def _recompute(conn: asyncpg.Connection, rt: Runtime, tenant: str, cal: repo.TenantCalendar,
-                     keys: list[RepPeriod]) -> None:
-    """Figures of every touched (rep, period); an update goes out only where they changed."""
-    bounds = {period: period_bounds(period, cal.timezone, cal.fiscal_start_month) for _, period in keys}
-    actuals = await repo.won_revenue_of(conn, tenant, [(rep, p, *bounds[p]) for rep, p in keys])
-    reps = sorted({rep for rep, _ in keys})
-    targets = await repo.targets_of(conn, tenant, reps, Metric.WON_REVENUE)
     now = rt.clock.now()
-    rows = [(Scope.REP.value, rep, period, Metric.WON_REVENUE.value, actuals[(rep, period)],
-             targets.get(rep, {}).get(period)) for rep, period in keys]
+    for touch in touches:
+        keys |= {("rep", touch.rep_id, p.label) for p in periods_containing(touch.moment, cal.timezone,
+                                                                            cal.fiscal_start_month)}
+    for team, since in moved:
+        for moment in (since, now):
+            keys |= {("team", team, p.label) for p in periods_containing(moment, cal.timezone,
+                                                                         cal.fiscal_start_month)}
+    if keys:
+        await _recompute(conn, tenant, cal, keys, now)
+
+
+async def _recompute(conn: asyncpg.Connection, tenant: str, cal: repo.TenantCalendar, keys: set[Key],
+                     now: datetime) -> None:
+    """All metrics of every touched rep and team (and the teams of touched reps) in every touched period;
+    an update goes out only for the (scope, id, period, metric) whose figures changed."""
+    bounds = {p: period_bounds(p, cal.timezone, cal.fiscal_start_month) for _, _, p in keys}
+    rep_keys = sorted((i, p) for s, i, p in keys if s == "rep")
+    team_keys = {(i, p) for s, i, p in keys if s == "team"}
+    by_period: dict[str, list[str]] = defaultdict(list)
+    for rep, period in rep_keys:
+        by_period[period].append(rep)
+    for period, reps in by_period.items():
+        for teams in (await repo.teams_of(conn, tenant, reps, *bounds[period])).values():
+            team_keys |= {(team, period) for team in teams}
+    rows: list[tuple[str, str, str, str, Decimal, Decimal | None]] = []
+    for scope, scope_keys in (("rep", rep_keys), ("team", sorted(team_keys))):
+        if not scope_keys:
+            continue
+        tallies = await repo.tallies(conn, tenant, scope, [(i, p, *bounds[p]) for i, p in scope_keys])
+        targets = await repo.targets_of(conn, tenant, scope, sorted({i for i, _ in scope_keys}))
+        for (scope_id, period), tally in sorted(tallies.items()):
+            for metric, actual in values(tally).items():
+                if actual is not None:
+                    rows.append((scope, scope_id, period, metric.value, actual,
+                                 targets.get((scope_id, period, metric.value))))
     revisions = await repo.save_all_figures(conn, tenant, rows, now)
     if not revisions:
         return
-    profiles = await repo.profiles_of(conn, tenant, reps)
+    profiles = await repo.profiles_of(conn, tenant, sorted({i for s, i, *_ in rows if s == "rep"}))
     outgoing: list[tuple[str, bytes, CloudEvent]] = []
-    for scope, rep, period, metric, actual, target in rows:
-        revision = revisions.get((scope, rep, period, metric))
+    for scope, scope_id, period, metric_name, actual, target in rows:
+        metric = Metric(metric_name)
+        revision = revisions.get((scope, scope_id, period, metric_name))
         if revision is None:
             continue
         start, end = bounds[period]
         fig = figures(actual, target, elapsed_share(period, now, cal.timezone, cal.fiscal_start_month))
-        profile = profiles.get(rep)
+        profile = profiles.get(scope_id) if scope == "rep" else None
         data = AttainmentUpdated(
-            scope=Scope.REP, scope_id=rep, period=period, metric=Metric.WON_REVENUE, actual=fig.actual,
-            target=fig.target, attainment=fig.attainment, expected=fig.expected, pace=fig.pace, as_of=now,
-            period_start=start, period_end=end, team_id=profile["team_id"] if profile else None,
+            scope=Scope(scope), scope_id=scope_id, period=period, metric=metric, actual=fig.actual,
+            target=fig.target, attainment=fig.attainment, expected=fig.expected, pace=fig.pace,
+            projected=fig.projected, as_of=now, period_start=start, period_end=end,
+            team_id=profile["team_id"] if profile else (scope_id if scope == "team" else None),
             manager_id=profile["manager_id"] if profile else None, name=profile["name"] if profile else None,
         )
-        event_id = uuid.uuid5(NAMESPACE, f"{tenant}|{scope}|{rep}|{period}|{metric}|{revision}")
+        event_id = uuid.uuid5(NAMESPACE, f"{tenant}|{scope}|{scope_id}|{period}|{metric_name}|{revision}")
         event = CloudEvent(id=str(event_id), type="kpi.attainment.updated", source=SOURCE, time=now,
                            tenant=tenant, data=data, extensions={"tenanttimezone": cal.timezone})
-        outgoing.append((topics.ATTAINMENT.name, message_key(tenant, scope, rep, period, metric), event))
+        outgoing.append((topics.ATTAINMENT.name, message_key(tenant, scope, scope_id, period, metric_name), event))
     await enqueue_many(conn, outgoing)

@@ -5,19 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 
+from services.kpi.metrics import Tally
 from shared.cloudevents import CloudEvent
 from shared.events import ActivityLogged, DealDeleted, DealUpserted, RepUpserted, TargetSet
 
 
 @dataclass(frozen=True, slots=True)
-class WonAt:
-    """Where a deal counted as won revenue: the rep and the moment it closed."""
+class Touch:
+    """A rep's figures changed at `moment` (a deal closed or was created, an activity happened)."""
 
     rep_id: str
-    closed_at: datetime
+    moment: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,12 +32,14 @@ async def remember_tenant(conn: asyncpg.Connection, event: CloudEvent) -> None:
     tz = event.tenant_timezone
     if tz:
         fiscal = int(event.extensions.get("tenantfiscalstart", "1") or 1)
+        currency = event.extensions.get("tenantcurrency") or None
         await conn.execute(
-            "INSERT INTO tenants (tenant, timezone, fiscal_start_month) VALUES ($1, $2, $3)"
+            "INSERT INTO tenants (tenant, timezone, fiscal_start_month, currency) VALUES ($1, $2, $3, $4)"
             " ON CONFLICT (tenant) DO UPDATE SET timezone = EXCLUDED.timezone,"
-            " fiscal_start_month = EXCLUDED.fiscal_start_month WHERE (tenants.timezone,"
-            " tenants.fiscal_start_month) IS DISTINCT FROM (EXCLUDED.timezone, EXCLUDED.fiscal_start_month)",
-            event.tenant, tz, fiscal,
+            " fiscal_start_month = EXCLUDED.fiscal_start_month, currency = EXCLUDED.currency"
+            " WHERE (tenants.timezone, tenants.fiscal_start_month, tenants.currency)"
+            " IS DISTINCT FROM (EXCLUDED.timezone, EXCLUDED.fiscal_start_month, EXCLUDED.currency)",
+            event.tenant, tz, fiscal, currency,
         )
 
 
@@ -44,75 +48,103 @@ async def calendar(conn: asyncpg.Connection, tenant: str) -> TenantCalendar:
     return TenantCalendar(row["timezone"], row["fiscal_start_month"]) if row else TenantCalendar("UTC", 1)
 
 
-def _won(row: asyncpg.Record | None) -> WonAt | None:
-    if row is None or row["deleted"] or row["stage"] != "won" or row["closed_at"] is None:
-        return None
-    return WonAt(row["rep_id"], row["closed_at"])
+def _touches(row: asyncpg.Record | None) -> list[Touch]:
+    """Where a deal version counts: at its close (won/lost) and at its creation (pipeline)."""
+    if row is None or row["deleted"]:
+        return []
+    moments = [row["created_at"]] if row["created_at"] else []
+    if row["stage"] in ("won", "lost") and row["closed_at"] is not None:
+        moments.append(row["closed_at"])
+    return [Touch(row["rep_id"], m) for m in moments]
 
 
 async def _current(conn: asyncpg.Connection, tenant: str, deal_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        "SELECT rep_id, stage, closed_at, deleted, updated_at FROM deals"
+        "SELECT rep_id, stage, created_at, closed_at, deleted, updated_at, tiebreak FROM deals"
         " WHERE tenant = $1 AND deal_id = $2 FOR UPDATE",
         tenant, deal_id,
     )
 
 
-async def apply_deals(conn: asyncpg.Connection, tenant: str, deals: list[DealUpserted]) -> list[WonAt]:
-    """`a deal's newest version for a whole batch in one statement: the newest version per deal, only where newer
-    than what is stored; return where won revenue changed (the old and the new place of each)."""
+async def apply_deals(conn: asyncpg.Connection, tenant: str,
+                      deals: list[tuple[DealUpserted, str]]) -> list[Touch]:
+    """Store each deal's newest version in one statement, only where newer than what is stored.
+
+    "Newer" is (updated_at, tiebreak): equal `updated_at`s are ordered by the event id, so every
+    delivery order ends in the same state. Returns where figures changed: the moments the old and
+    the new version of each changed deal count at.
+    """
     if not deals:
         return []
-    cols = ([d.deal_id for d in deals], [d.rep_id for d in deals], [d.amount for d in deals],
-            [d.currency for d in deals], [d.stage.value for d in deals], [d.created_at for d in deals],
-            [d.closed_at for d in deals], [d.updated_at for d in deals])
+    cols = ([d.deal_id for d, _ in deals], [d.rep_id for d, _ in deals], [d.amount for d, _ in deals],
+            [d.currency for d, _ in deals], [d.stage.value for d, _ in deals], [d.created_at for d, _ in deals],
+            [d.closed_at for d, _ in deals], [d.updated_at for d, _ in deals], [t for _, t in deals])
     rows = await conn.fetch(
         "WITH incoming AS (SELECT DISTINCT ON (deal_id) * FROM unnest($2::text[], $3::text[], $4::numeric[],"
-        "   $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[])"
-        "   AS i(deal_id, rep_id, amount, currency, stage, created_at, closed_at, updated_at)"
-        "   ORDER BY deal_id, updated_at DESC),"
-        " old AS (SELECT d.deal_id, d.rep_id, d.stage, d.closed_at, d.deleted FROM deals d"
+        "   $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::text[])"
+        "   AS i(deal_id, rep_id, amount, currency, stage, created_at, closed_at, updated_at, tiebreak)"
+        "   ORDER BY deal_id, updated_at DESC, tiebreak DESC),"
+        " old AS (SELECT d.deal_id, d.rep_id, d.stage, d.created_at, d.closed_at, d.deleted FROM deals d"
         "   JOIN incoming i ON d.tenant = $1 AND d.deal_id = i.deal_id FOR UPDATE OF d),"
         " changed AS (INSERT INTO deals (tenant, deal_id, rep_id, amount, currency, stage, created_at, closed_at,"
-        "   updated_at, deleted) SELECT $1, deal_id, rep_id, amount, currency, stage, created_at, closed_at,"
-        "   updated_at, false FROM incoming"
+        "   updated_at, tiebreak, deleted) SELECT $1, deal_id, rep_id, amount, currency, stage, created_at,"
+        "   closed_at, updated_at, tiebreak, false FROM incoming"
         "   ON CONFLICT (tenant, deal_id) DO UPDATE SET rep_id = EXCLUDED.rep_id, amount = EXCLUDED.amount,"
         "   currency = EXCLUDED.currency, stage = EXCLUDED.stage, created_at = EXCLUDED.created_at,"
-        "   closed_at = EXCLUDED.closed_at, updated_at = EXCLUDED.updated_at, deleted = false"
-        "   WHERE deals.updated_at < EXCLUDED.updated_at"
-        "   RETURNING deal_id, rep_id, stage, closed_at, deleted)"
-        " SELECT o.rep_id, o.stage, o.closed_at, o.deleted FROM old o JOIN changed c USING (deal_id)"
-        " UNION ALL SELECT rep_id, stage, closed_at, deleted FROM changed",
+        "   closed_at = EXCLUDED.closed_at, updated_at = EXCLUDED.updated_at, tiebreak = EXCLUDED.tiebreak,"
+        "   deleted = false"
+        "   WHERE (deals.updated_at, deals.tiebreak) < (EXCLUDED.updated_at, EXCLUDED.tiebreak)"
+        "   RETURNING deal_id, rep_id, stage, created_at, closed_at, deleted)"
+        " SELECT o.rep_id, o.stage, o.created_at, o.closed_at, o.deleted FROM old o JOIN changed c USING (deal_id)"
+        " UNION ALL SELECT rep_id, stage, created_at, closed_at, deleted FROM changed",
         tenant, *cols,
     )
-    return [w for w in (_won(r) for r in rows) if w is not None]
+    return [touch for row in rows for touch in _touches(row)]
 
 
-async def add_activities(conn: asyncpg.Connection, tenant: str, activities: list[ActivityLogged]) -> None:
-    if activities:
-        await conn.execute(
-            "INSERT INTO activities (tenant, activity_id, rep_id, kind, occurred_at, deal_id, duration_s)"
-            " SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::int[])"
-            " ON CONFLICT DO NOTHING",
-            tenant, [a.activity_id for a in activities], [a.rep_id for a in activities],
-            [a.kind.value for a in activities], [a.occurred_at for a in activities],
-            [a.deal_id for a in activities], [a.duration_s for a in activities],
-        )
+async def add_activities(conn: asyncpg.Connection, tenant: str, activities: list[ActivityLogged]) -> list[Touch]:
+    """Insert activities not seen before (by id); return where the new ones count."""
+    if not activities:
+        return []
+    rows = await conn.fetch(
+        "INSERT INTO activities (tenant, activity_id, rep_id, kind, occurred_at, deal_id, duration_s)"
+        " SELECT DISTINCT ON (a) $1, a, r, k, o, d, s FROM unnest($2::text[], $3::text[], $4::text[],"
+        "   $5::timestamptz[], $6::text[], $7::int[]) AS u(a, r, k, o, d, s)"
+        " ON CONFLICT DO NOTHING RETURNING rep_id, occurred_at",
+        tenant, [a.activity_id for a in activities], [a.rep_id for a in activities],
+        [a.kind.value for a in activities], [a.occurred_at for a in activities],
+        [a.deal_id for a in activities], [a.duration_s for a in activities],
+    )
+    return [Touch(r["rep_id"], r["occurred_at"]) for r in rows]
 
 
-async def delete_deal(conn: asyncpg.Connection, tenant: str, deal: DealDeleted) -> list[WonAt]:
+async def delete_deal(conn: asyncpg.Connection, tenant: str, deal: DealDeleted, tiebreak: str) -> list[Touch]:
     """Tombstone the deal (even before its first upsert arrives, so a late older upsert stays dead)."""
     old = await _current(conn, tenant, deal.deal_id)
-    if old is not None and old["updated_at"] >= deal.updated_at:
+    if old is not None and (old["updated_at"], old["tiebreak"]) >= (deal.updated_at, tiebreak):
         return []
     await conn.execute(
-        "INSERT INTO deals (tenant, deal_id, rep_id, amount, currency, stage, updated_at, deleted)"
-        " VALUES ($1, $2, '', 0, 'XXX', 'open', $3, true)"
-        " ON CONFLICT (tenant, deal_id) DO UPDATE SET deleted = true, updated_at = EXCLUDED.updated_at",
-        tenant, deal.deal_id, deal.updated_at,
+        "INSERT INTO deals (tenant, deal_id, rep_id, amount, currency, stage, updated_at, tiebreak, deleted)"
+        " VALUES ($1, $2, '', 0, 'XXX', 'open', $3, $4, true)"
+        " ON CONFLICT (tenant, deal_id) DO UPDATE SET deleted = true, updated_at = EXCLUDED.updated_at,"
+        " tiebreak = EXCLUDED.tiebreak",
+        tenant, deal.deal_id, deal.updated_at, tiebreak,
     )
-    won = _won(old)
-    return [won] if won else []
+    return _touches(old)
+
+
+async def add_membership(conn: asyncpg.Connection, tenant: str, rep: RepUpserted, since: datetime) -> list[str]:
+    """Record that `rep` is in its team from `since`; return the teams whose history this changes."""
+    before = await conn.fetchval(
+        "SELECT team_id FROM memberships WHERE tenant = $1 AND rep_id = $2 AND valid_from <= $3"
+        " ORDER BY valid_from DESC LIMIT 1", tenant, rep.rep_id, since)
+    if before == rep.team_id:
+        return []
+    await conn.execute(
+        "INSERT INTO memberships (tenant, rep_id, valid_from, team_id) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (tenant, rep_id, valid_from) DO UPDATE SET team_id = EXCLUDED.team_id",
+        tenant, rep.rep_id, since, rep.team_id)
+    return [t for t in (before, rep.team_id) if t]
 
 
 async def upsert_rep(conn: asyncpg.Connection, tenant: str, rep: RepUpserted, version: datetime) -> None:
@@ -137,30 +169,88 @@ async def set_target(conn: asyncpg.Connection, tenant: str, target: TargetSet, v
     return str(status).endswith(" 1")
 
 
-async def targets_of(conn: asyncpg.Connection, tenant: str, rep_ids: list[str],
-                     metric: str) -> dict[str, dict[str, Decimal]]:
-    """Each rep's targets for `metric`, by period."""
-    found: dict[str, dict[str, Decimal]] = {}
-    for r in await conn.fetch(
-        "SELECT scope_id, period, value FROM targets WHERE tenant = $1 AND scope = 'rep'"
-        " AND scope_id = ANY($2::text[]) AND metric = $3", tenant, rep_ids, metric,
-    ):
-        found.setdefault(r["scope_id"], {})[r["period"]] = r["value"]
-    return found
-
-
-async def won_revenue_of(conn: asyncpg.Connection, tenant: str,
-                         keys: list[tuple[str, str, datetime, datetime]]) -> dict[tuple[str, str], Decimal]:
-    """Won revenue of each (rep, period) with the period's bounds, in one statement."""
+async def targets_of(conn: asyncpg.Connection, tenant: str, scope: str,
+                     scope_ids: list[str]) -> dict[tuple[str, str, str], Decimal]:
+    """Targets of the given reps or teams, by (scope id, period, metric)."""
     rows = await conn.fetch(
-        "SELECT k.rep_id, k.period, COALESCE(sum(d.amount), 0) AS actual"
-        " FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[]) AS k(rep_id, period, s, e)"
-        " LEFT JOIN deals d ON d.tenant = $1 AND d.rep_id = k.rep_id AND d.stage = 'won' AND NOT d.deleted"
-        "   AND d.closed_at >= k.s AND d.closed_at < k.e"
-        " GROUP BY k.rep_id, k.period",
-        tenant, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], [k[3] for k in keys],
-    )
-    return {(r["rep_id"], r["period"]): r["actual"] for r in rows}
+        "SELECT scope_id, period, metric, value FROM targets WHERE tenant = $1 AND scope = $2"
+        " AND scope_id = ANY($3::text[])", tenant, scope, scope_ids)
+    return {(r["scope_id"], r["period"], r["metric"]): r["value"] for r in rows}
+
+
+_KEYS = "unnest($2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[]) AS k(scope_id, period, s, e)"
+# Who a row counts for at `moment`: the rep itself, or the team the rep belonged to at that moment.
+_MEMBERS = ("(SELECT rep_id, team_id, valid_from, lead(valid_from, 1, 'infinity') OVER"
+            " (PARTITION BY rep_id ORDER BY valid_from) AS valid_to FROM memberships WHERE tenant = $1)")
+
+
+def _owner(scope: str, row: str, moment: str) -> str:
+    if scope == "rep":
+        return f"{row}.rep_id = k.scope_id"
+    return (f"EXISTS (SELECT 1 FROM members m WHERE m.rep_id = {row}.rep_id AND m.team_id = k.scope_id"
+            f" AND {row}.{moment} >= m.valid_from AND {row}.{moment} < m.valid_to)")
+
+
+def _in_base(moment: str) -> str:
+    """A deal's amount in the tenant's base currency at the rate valid on the (local) day of `moment`."""
+    return (f"d.amount * CASE WHEN t.currency IS NULL OR d.currency = t.currency THEN 1 ELSE"
+            f" (SELECT f.rate FROM fx_rates f WHERE f.tenant = d.tenant AND f.currency = d.currency"
+            f"  AND f.valid_from <= ({moment} AT TIME ZONE t.timezone)::date ORDER BY f.valid_from DESC LIMIT 1) END")
+
+
+def _tally_sql(scope: str) -> tuple[str, str, str]:
+    base = (f"WITH k AS (SELECT * FROM {_KEYS}), members AS {_MEMBERS},"
+            f" d AS (SELECT d.*, {_in_base('d.closed_at')} AS closed_base, {_in_base('d.created_at')} AS created_base"
+            f"   FROM deals d LEFT JOIN tenants t ON t.tenant = d.tenant WHERE d.tenant = $1 AND NOT d.deleted)")
+    closed = (base + " SELECT k.scope_id, k.period,"
+              " COALESCE(sum(d.closed_base) FILTER (WHERE d.stage = 'won'), 0) AS won_revenue,"
+              " count(d.deal_id) FILTER (WHERE d.stage = 'won') AS deals_won,"
+              " count(d.deal_id) FILTER (WHERE d.stage = 'lost') AS deals_lost,"
+              " count(d.deal_id) FILTER (WHERE d.stage = 'won' AND d.closed_base IS NULL) AS unconverted"
+              " FROM k LEFT JOIN d ON d.stage IN ('won', 'lost') AND d.closed_at >= k.s AND d.closed_at < k.e"
+              f" AND {_owner(scope, 'd', 'closed_at')} GROUP BY k.scope_id, k.period")
+    created = (base + " SELECT k.scope_id, k.period, COALESCE(sum(d.created_base), 0) AS pipeline_created,"
+               " count(d.deal_id) FILTER (WHERE d.created_base IS NULL) AS unconverted"
+               " FROM k LEFT JOIN d ON d.created_at >= k.s AND d.created_at < k.e"
+               f" AND {_owner(scope, 'd', 'created_at')} GROUP BY k.scope_id, k.period")
+    acts = (f"WITH k AS (SELECT * FROM {_KEYS}), members AS {_MEMBERS}"
+            " SELECT k.scope_id, k.period, count(a.activity_id) FILTER (WHERE a.kind = 'call') AS calls,"
+            " count(a.activity_id) FILTER (WHERE a.kind = 'email') AS emails,"
+            " count(a.activity_id) FILTER (WHERE a.kind = 'meeting') AS meetings,"
+            " count(a.activity_id) AS activities"
+            " FROM k LEFT JOIN activities a ON a.tenant = $1 AND a.occurred_at >= k.s AND a.occurred_at < k.e"
+            f" AND {_owner(scope, 'a', 'occurred_at')} GROUP BY k.scope_id, k.period")
+    return closed, created, acts
+
+
+TALLY_SQL = {scope: _tally_sql(scope) for scope in ("rep", "team")}
+
+
+async def tallies(conn: asyncpg.Connection, tenant: str, scope: str,
+                  keys: list[tuple[str, str, datetime, datetime]]) -> dict[tuple[str, str], Tally]:
+    """Every metric's raw counts and sums for each (scope id, period) with the period's bounds."""
+    args = (tenant, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], [k[3] for k in keys])
+    closed_sql, created_sql, acts_sql = TALLY_SQL[scope]
+    found: dict[tuple[str, str], dict[str, Any]] = {(k[0], k[1]): {} for k in keys}
+    for sql in (closed_sql, created_sql, acts_sql):
+        for row in await conn.fetch(sql, *args):
+            parts = dict(row)
+            key = (parts.pop("scope_id"), parts.pop("period"))
+            found[key]["unconverted"] = found[key].get("unconverted", 0) + parts.pop("unconverted", 0)
+            found[key].update(parts)
+    return {key: Tally(**parts) for key, parts in found.items()}
+
+
+async def teams_of(conn: asyncpg.Connection, tenant: str, rep_ids: list[str], start: datetime,
+                   end: datetime) -> dict[str, set[str]]:
+    """The teams each rep belonged to at some moment of [start, end)."""
+    rows = await conn.fetch(
+        f"SELECT m.rep_id, m.team_id FROM {_MEMBERS} m WHERE m.rep_id = ANY($2::text[])"
+        " AND m.valid_from < $4 AND m.valid_to > $3", tenant, rep_ids, start, end)
+    teams: dict[str, set[str]] = {}
+    for r in rows:
+        teams.setdefault(r["rep_id"], set()).add(r["team_id"])
+    return teams
 
 
 async def profiles_of(conn: asyncpg.Connection, tenant: str, rep_ids: list[str]) -> dict[str, asyncpg.Record]:

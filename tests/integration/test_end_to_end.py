@@ -75,7 +75,8 @@ async def test_a_won_deal_meeting_its_target_is_celebrated_once_however_often_it
     assert await _attainment(tenant.slug, "ana", period) == figures
     celebrations = [m for m in w.seen if m["type"] == "recognition.milestone.reached"]
     assert len(celebrations) == 1
-    attainment_updates = [m for m in w.seen if m["type"] == "kpi.attainment.updated"]
+    attainment_updates = [m for m in w.seen if m["type"] == "kpi.attainment.updated"
+                          and m["data"]["metric"] == "won_revenue" and m["data"]["scope"] == "rep"]
     assert [m["data"]["actual"] for m in attainment_updates][-1] == "50000.50"
 
 
@@ -85,7 +86,8 @@ async def test_a_rep_behind_pace_who_sends_nothing_gets_a_check_in(services, ten
     response = await post(services["ingest"], tenant, [rep("bo", manager="mgr-9"), target("bo", period, "90000")])
     assert response.status_code == 200, response.text
 
-    update = await w.wait_for(lambda m: m["type"] == "kpi.attainment.updated")
+    update = await w.wait_for(lambda m: m["type"] == "kpi.attainment.updated"
+                              and m["data"]["metric"] == "won_revenue" and m["data"]["scope"] == "rep")
     assert update["data"]["actual"] == "0" and update["data"]["target"] == "90000"
     task = await w.wait_for(lambda m: m["type"] == "coaching.task.created", timeout=30)
     data = task["data"]

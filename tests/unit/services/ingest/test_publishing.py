@@ -101,7 +101,7 @@ def test_the_cloud_event_carries_the_envelope_tenant_and_tenant_extensions() -> 
     assert (ce.id, ce.type, ce.source, ce.tenant) == ("id-deal.upserted", "deal.upserted", "hubspot", "acme")
     assert ce.time == datetime(2026, 11, 5, 9, tzinfo=UTC)
     assert ce.tenant_timezone == "America/New_York"
-    assert ce.extensions == {"tenanttimezone": "America/New_York", "tenantfiscalstart": "2"}
+    assert ce.extensions == {"tenanttimezone": "America/New_York", "tenantfiscalstart": "2", "tenantcurrency": "USD"}
 
 
 def test_the_cloud_event_data_is_the_json_form_of_data_only_with_decimals_as_plain_strings() -> None:

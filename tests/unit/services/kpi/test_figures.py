@@ -13,7 +13,8 @@ D = Decimal
 
 def test_half_the_target_at_half_time_is_half_attainment_and_exactly_on_pace() -> None:
     assert figures(D("45000"), D("90000"), D("0.5")) == Figures(
-        actual=D("45000"), target=D("90000"), attainment=D("0.5000"), expected=D("45000.0000"), pace=D("1.0000")
+        actual=D("45000"), target=D("90000"), attainment=D("0.5000"), expected=D("45000.0000"), pace=D("1.0000"),
+        projected=D("90000.0000"),
     )
 
 
@@ -50,7 +51,11 @@ def test_actual_is_passed_through_unchanged() -> None:
 
 
 def test_no_target_gives_no_attainment_expected_or_pace() -> None:
-    assert figures(D("5000"), None, D("0.5")) == Figures(D("5000"), None, None, None, None)
+    assert figures(D("5000"), None, D("0.5")) == Figures(D("5000"), None, None, None, None, D("10000.0000"))
+
+
+def test_nothing_is_projected_before_the_period_starts() -> None:
+    assert figures(D("0"), D("100"), D("0")).projected is None
 
 
 def test_a_zero_target_gives_no_attainment_and_no_pace() -> None:
