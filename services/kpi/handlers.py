@@ -110,9 +110,8 @@ async def _recompute(conn: asyncpg.Connection, tenant: str, cal: repo.TenantCale
         targets = await repo.targets_of(conn, tenant, scope, sorted({i for i, _ in scope_keys}))
         for (scope_id, period), tally in sorted(tallies.items()):
             for metric, actual in values(tally).items():
-                if actual is not None:
-                    rows.append((scope, scope_id, period, metric.value, actual,
-                                 targets.get((scope_id, period, metric.value))))
+                rows.append((scope, scope_id, period, metric.value, actual,
+                             targets.get((scope_id, period, metric.value))))
     revisions = await repo.save_all_figures(conn, tenant, rows, now)
     if not revisions:
         return

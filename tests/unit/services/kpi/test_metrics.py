@@ -4,9 +4,9 @@ from services.kpi.metrics import Tally, values
 from shared.events import Metric
 
 
-def test_ratios_are_undefined_until_a_deal_closed_or_was_won() -> None:
+def test_ratios_with_nothing_to_divide_by_are_zero() -> None:
     empty = values(Tally())
-    assert empty[Metric.WIN_RATE] is None and empty[Metric.AVG_DEAL_SIZE] is None
+    assert empty[Metric.WIN_RATE] == 0 and empty[Metric.AVG_DEAL_SIZE] == 0
     assert empty[Metric.WON_REVENUE] == 0 and empty[Metric.CALLS] == 0
 
 

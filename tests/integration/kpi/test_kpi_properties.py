@@ -1,0 +1,172 @@
+"""Property: whatever the CRM does and however Kafka delivers it, kpi's figures equal a simple
+reference that recomputes every metric from the final deal states.
+
+Hypothesis generates histories of deal versions (edits, owner changes, reopens, losses,
+deletions, equal `updated_at`s) and activities, delivers them shuffled, with duplicates, in random
+batches, through kpi's real handler into real PostgreSQL, and compares every stored figure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from types import SimpleNamespace
+from typing import Any
+
+import asyncpg
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from services.kpi.app import SPEC
+from services.kpi.handlers import make_handler
+from services.kpi.metrics import Tally, values
+from shared import db
+from shared.clock import FixedClock
+from shared.cloudevents import CloudEvent
+from shared.consumer import Incoming
+from shared.events import ActivityLogged, DealDeleted, DealUpserted
+from shared.periods import period_bounds, periods_containing
+from tests.integration.conftest import DATABASE_URL
+
+TZ = "America/Los_Angeles"
+NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
+DAYS = [datetime(2026, 12, 31, 23, 30, tzinfo=UTC) - timedelta(hours=8) + timedelta(days=d) for d in (-90, -40, -1, 0, 1)]
+REPS = ["ann", "bob", "cy"]
+DEALS = ["d1", "d2", "d3", "d4"]
+AMOUNTS = [Decimal("0"), Decimal("10.50"), Decimal("99.99"), Decimal("1000")]
+STAMPS = [NOW - timedelta(hours=h) for h in (5, 4, 4, 3, 2)]  # 4 twice: equal updated_at happen
+
+
+@dataclass(frozen=True)
+class Version:
+    event_id: str
+    deal_id: str
+    updated_at: datetime
+    deleted: bool
+    rep_id: str = ""
+    amount: Decimal = Decimal(0)
+    stage: str = "open"
+    created_at: datetime | None = None
+    closed_at: datetime | None = None
+
+
+versions = st.builds(
+    lambda eid, deal, stamp, deleted, rep, amount, stage, created, closed: Version(
+        eid, deal, stamp, deleted, rep, amount, stage, created, closed if stage != "open" else None),
+    st.uuids().map(str), st.sampled_from(DEALS), st.sampled_from(STAMPS), st.just(False),
+    st.sampled_from(REPS), st.sampled_from(AMOUNTS), st.sampled_from(["open", "won", "lost"]),
+    st.sampled_from(DAYS), st.sampled_from(DAYS),
+)
+deletions = st.builds(lambda eid, deal, stamp: Version(eid, deal, stamp, True),
+                      st.uuids().map(str), st.sampled_from(DEALS), st.sampled_from(STAMPS))
+activities = st.builds(lambda aid, rep, kind, day: ActivityLogged(activity_id=aid, rep_id=rep, kind=kind,
+                                                                 occurred_at=day),
+                       st.sampled_from(["a1", "a2", "a3", "a4", "a5"]), st.sampled_from(REPS),
+                       st.sampled_from(["call", "email", "meeting", "demo"]), st.sampled_from(DAYS))
+
+
+def _event(tenant: str, item: Version | ActivityLogged) -> Incoming:
+    ext = {"tenanttimezone": TZ, "tenantfiscalstart": "1"}
+    if isinstance(item, ActivityLogged):
+        ce = CloudEvent(f"act-{item.activity_id}", "activity.logged", "api", NOW, tenant, {}, ext)
+        return Incoming("t", 0, 0, ce, item)
+    if item.deleted:
+        data: Any = DealDeleted(deal_id=item.deal_id, updated_at=item.updated_at)
+        ce = CloudEvent(item.event_id, "deal.deleted", "api", NOW, tenant, {}, ext)
+    else:
+        data = DealUpserted(deal_id=item.deal_id, rep_id=item.rep_id, amount=item.amount, currency="EUR",
+                            stage=item.stage, created_at=item.created_at, closed_at=item.closed_at,
+                            updated_at=item.updated_at)
+        ce = CloudEvent(item.event_id, "deal.upserted", "api", NOW, tenant, {}, ext)
+    return Incoming("t", 0, 0, ce, data)
+
+
+def _reference(history: list[Version], acts: list[ActivityLogged]) -> dict[tuple[str, str, str], Decimal]:
+    """Every rep metric in every period, recomputed from the final states alone."""
+    final: dict[str, Version] = {}
+    for v in history:
+        known = final.get(v.deal_id)
+        if known is None or (v.updated_at, v.event_id) > (known.updated_at, known.event_id):
+            final[v.deal_id] = v
+    tallies: dict[tuple[str, str], dict[str, Any]] = defaultdict(lambda: defaultdict(lambda: Decimal(0)))
+    for deal in final.values():
+        if deal.deleted:
+            continue
+        if deal.created_at:
+            for p in periods_containing(deal.created_at, TZ):
+                tallies[(deal.rep_id, p.label)]["pipeline_created"] += deal.amount
+        if deal.stage in ("won", "lost") and deal.closed_at:
+            for p in periods_containing(deal.closed_at, TZ):
+                bucket = tallies[(deal.rep_id, p.label)]
+                bucket[f"deals_{deal.stage}"] += 1
+                if deal.stage == "won":
+                    bucket["won_revenue"] += deal.amount
+    for act in {a.activity_id: a for a in acts}.values():
+        for p in periods_containing(act.occurred_at, TZ):
+            bucket = tallies[(act.rep_id, p.label)]
+            bucket["activities"] += 1
+            if act.kind.value in ("call", "email", "meeting"):
+                bucket[f"{act.kind.value}s"] += 1
+    out: dict[tuple[str, str, str], Decimal] = {}
+    for (rep, period), b in tallies.items():
+        tally = Tally(**{k: (int(v) if k.startswith(("deals", "calls", "emails", "meetings", "activ")) else v)
+                         for k, v in b.items()})
+        for metric, value in values(tally).items():
+            out[(rep, period, metric.value)] = value
+    return out
+
+
+async def _run(history: list[Version], acts: list[ActivityLogged], order: list[int], cuts: list[int]) -> None:
+    tenant = f"prop-{uuid.uuid4().hex[:10]}"
+    pool = await db.create_pool(DATABASE_URL, SPEC.schema, min_size=1, max_size=2)
+    try:
+        await db.migrate(pool, SPEC.schema, SPEC.migrations)
+        handler = make_handler(SimpleNamespace(clock=FixedClock(NOW)))  # type: ignore[arg-type]
+        items: list[Version | ActivityLogged] = [*history, *acts]
+        delivery = [_event(tenant, items[i % len(items)]) for i in order] if items else []
+        start = 0
+        for cut in [*sorted(cuts), len(delivery)]:
+            batch = delivery[start:cut]
+            start = max(start, cut)
+            if batch:
+                async with pool.acquire() as conn, conn.transaction():
+                    await handler(conn, batch)
+        async with pool.acquire() as conn:
+            rows = await conn.fetch("SELECT scope_id, period, metric, actual FROM attainment"
+                                    " WHERE tenant = $1 AND scope = 'rep'", tenant)
+    finally:
+        await pool.close()
+    stored = {(r["scope_id"], r["period"], r["metric"]): r["actual"] for r in rows}
+    expected = _reference(history, acts)
+    for key, actual in stored.items():
+        assert actual == (expected.get(key) or 0), (key, actual, expected.get(key))
+    for key, value in expected.items():
+        if value:
+            assert stored.get(key) == value, (key, value, stored.get(key))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(history=st.lists(st.one_of(versions, versions, deletions), max_size=14),
+       acts=st.lists(activities, max_size=5, unique_by=lambda a: a.activity_id),  # an id is one activity
+       order=st.lists(st.integers(0, 60), min_size=0, max_size=40),
+       cuts=st.lists(st.integers(0, 40), max_size=4))
+def test_figures_equal_a_recomputation_from_final_deal_states(stack: None, history: list[Version],
+                                                             acts: list[ActivityLogged], order: list[int],
+                                                             cuts: list[int]) -> None:
+    items = len(history) + len(acts)
+    # every item delivered at least once, in a shuffled order, some twice (duplicates)
+    order = [i % items for i in order] + list(range(items)) if items else []
+    asyncio.run(_run(history, acts, sorted(order, key=lambda i: hash((i, len(order)))), cuts))
+
+
+def test_a_deal_won_late_on_new_years_eve_in_los_angeles_counts_in_q4() -> None:
+    late = datetime(2027, 1, 1, 7, 30, tzinfo=UTC)  # 2026-12-31 23:30 in Los Angeles
+    labels = {p.label for p in periods_containing(late, TZ)}
+    assert labels == {"2026-12", "2026-Q4", "2026-W53", "2026"}
+    start, end = period_bounds("2026-Q4", TZ)
+    assert start <= late < end
