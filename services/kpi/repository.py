@@ -79,26 +79,28 @@ async def apply_deals(conn: asyncpg.Connection, tenant: str,
     cols = ([d.deal_id for d, _ in deals], [d.rep_id for d, _ in deals], [d.amount for d, _ in deals],
             [d.currency for d, _ in deals], [d.stage.value for d, _ in deals], [d.created_at for d, _ in deals],
             [d.closed_at for d, _ in deals], [d.updated_at for d, _ in deals], [t for _, t in deals])
-    rows = await conn.fetch(
+    # Lock and read the stored versions first, in a statement of their own: a FOR UPDATE inside the
+    # upsert's own WITH would skip rows the same statement updates, and lose their old side.
+    old = {r["deal_id"]: r for r in await conn.fetch(
+        "SELECT deal_id, rep_id, stage, created_at, closed_at, deleted FROM deals"
+        " WHERE tenant = $1 AND deal_id = ANY($2::text[]) ORDER BY deal_id FOR UPDATE", tenant, cols[0])}
+    changed = await conn.fetch(
         "WITH incoming AS (SELECT DISTINCT ON (deal_id) * FROM unnest($2::text[], $3::text[], $4::numeric[],"
         "   $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::text[])"
         "   AS i(deal_id, rep_id, amount, currency, stage, created_at, closed_at, updated_at, tiebreak)"
-        "   ORDER BY deal_id, updated_at DESC, tiebreak DESC),"
-        " old AS (SELECT d.deal_id, d.rep_id, d.stage, d.created_at, d.closed_at, d.deleted FROM deals d"
-        "   JOIN incoming i ON d.tenant = $1 AND d.deal_id = i.deal_id FOR UPDATE OF d),"
-        " changed AS (INSERT INTO deals (tenant, deal_id, rep_id, amount, currency, stage, created_at, closed_at,"
+        "   ORDER BY deal_id, updated_at DESC, tiebreak COLLATE \"C\" DESC)"
+        " INSERT INTO deals (tenant, deal_id, rep_id, amount, currency, stage, created_at, closed_at,"
         "   updated_at, tiebreak, deleted) SELECT $1, deal_id, rep_id, amount, currency, stage, created_at,"
         "   closed_at, updated_at, tiebreak, false FROM incoming"
-        "   ON CONFLICT (tenant, deal_id) DO UPDATE SET rep_id = EXCLUDED.rep_id, amount = EXCLUDED.amount,"
+        " ON CONFLICT (tenant, deal_id) DO UPDATE SET rep_id = EXCLUDED.rep_id, amount = EXCLUDED.amount,"
         "   currency = EXCLUDED.currency, stage = EXCLUDED.stage, created_at = EXCLUDED.created_at,"
         "   closed_at = EXCLUDED.closed_at, updated_at = EXCLUDED.updated_at, tiebreak = EXCLUDED.tiebreak,"
         "   deleted = false"
-        "   WHERE (deals.updated_at, deals.tiebreak) < (EXCLUDED.updated_at, EXCLUDED.tiebreak)"
-        "   RETURNING deal_id, rep_id, stage, created_at, closed_at, deleted)"
-        " SELECT o.rep_id, o.stage, o.created_at, o.closed_at, o.deleted FROM old o JOIN changed c USING (deal_id)"
-        " UNION ALL SELECT rep_id, stage, created_at, closed_at, deleted FROM changed",
+        " WHERE (deals.updated_at, deals.tiebreak) < (EXCLUDED.updated_at, EXCLUDED.tiebreak COLLATE \"C\")"
+        " RETURNING deal_id, rep_id, stage, created_at, closed_at, deleted",
         tenant, *cols,
     )
+    rows = [row for new in changed for row in (old.get(new["deal_id"]), new)]
     return [touch for row in rows for touch in _touches(row)]
 
 
@@ -126,8 +128,10 @@ async def delete_deal(conn: asyncpg.Connection, tenant: str, deal: DealDeleted, 
     await conn.execute(
         "INSERT INTO deals (tenant, deal_id, rep_id, amount, currency, stage, updated_at, tiebreak, deleted)"
         " VALUES ($1, $2, '', 0, 'XXX', 'open', $3, $4, true)"
+        # a tombstone keeps nothing of the deal, so its state does not depend on what arrived before it
         " ON CONFLICT (tenant, deal_id) DO UPDATE SET deleted = true, updated_at = EXCLUDED.updated_at,"
-        " tiebreak = EXCLUDED.tiebreak",
+        " tiebreak = EXCLUDED.tiebreak, rep_id = '', amount = 0, currency = 'XXX', stage = 'open',"
+        " created_at = NULL, closed_at = NULL",
         tenant, deal.deal_id, deal.updated_at, tiebreak,
     )
     return _touches(old)

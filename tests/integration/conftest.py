@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from shared import topics
 from shared.cloudevents import decode
 from shared.errors import InvalidMessage
 
@@ -37,9 +39,12 @@ COACHING_GRACE_S = 3
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark integration tests; run the `load` tests (100k-event imports, fuzzing) last, so the backlog
+    they leave in the consumers does not delay the tests that wait for derived events."""
     for item in items:
         if "tests/integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+    items.sort(key=lambda item: item.get_closest_marker("load") is not None)
 
 
 @pytest.fixture(scope="session")
@@ -105,9 +110,36 @@ def running(ports: dict[str, int], extra_env: dict[str, str] | None = None, log_
 
 @pytest.fixture(scope="session")
 def services(stack: None) -> Iterator[dict[str, str]]:
-    """The four services, started with `python -m services.<name>`, ready before any test runs."""
+    """The four services, started with `python -m services.<name>`, ready and caught up with what the
+    topics held when they started (earlier tests' events) before any test uses them."""
     with running(PORTS) as urls:
+        asyncio.run(_caught_up(time.monotonic() + 240))
         yield urls
+
+
+async def _caught_up(deadline: float) -> None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP)
+    await consumer.start()
+    try:
+        metadata = await consumer._client.fetch_all_metadata()
+        names = [t.name for t in (topics.DEALS, topics.ACTIVITIES, topics.ROSTER, topics.TARGETS, topics.ATTAINMENT)]
+        parts = [TopicPartition(t, p) for t in names for p in metadata.partitions_for_topic(t) or ()]
+        end = await consumer.end_offsets(parts)
+    finally:
+        await consumer.stop()
+    needed = {("kpi", tp.topic, tp.partition): o for tp, o in end.items() if tp.topic != topics.ATTAINMENT.name}
+    conn = await asyncpg.connect(DATABASE_URL)
+    try:
+        while time.monotonic() < deadline:
+            rows = await conn.fetch("SELECT topic, partition, next_offset FROM kpi.consumer_offsets"
+                                    " WHERE group_id = $1", f"{GROUP_PREFIX}-kpi")
+            done = {("kpi", r["topic"], r["partition"]): r["next_offset"] for r in rows}
+            if all(done.get(key, 0) >= offset for key, offset in needed.items() if offset > 0):
+                return
+            await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
+    raise RuntimeError("kpi did not catch up with the topics' backlog within 240 s")
 
 
 @dataclass

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from shared import topics
 from tests.integration.conftest import ROOT, Tenant, Watch
@@ -79,6 +80,7 @@ async def _collect(w: Watch, expected: int, timeout: float) -> Counter[str]:  # 
     return Counter(str(m["id"]) for m in w.seen)
 
 
+@pytest.mark.load
 async def test_a_100k_event_ndjson_request_lands_every_valid_event_once_and_names_the_bad_lines(
         services: dict[str, str], tenant: Tenant, watch: Any) -> None:
     body, bad, ids = _body(f"bulk-{tenant.slug}")
@@ -139,6 +141,7 @@ async def _import(csv_file: Path, url: str, tenant: Tenant, *extra: str) -> tupl
     return proc.returncode or 0, out.decode()
 
 
+@pytest.mark.load
 async def test_the_import_cli_names_bad_rows_by_line_and_a_second_run_publishes_nothing_new(
         services: dict[str, str], tenant: Tenant, watch: Any, tmp_path: Path) -> None:
     csv_file = tmp_path / "deals.csv"
@@ -164,6 +167,7 @@ async def test_the_import_cli_names_bad_rows_by_line_and_a_second_run_publishes_
     assert w.seen == []
 
 
+@pytest.mark.load
 async def test_an_import_killed_midway_resumes_after_its_checkpoint_and_publishes_each_row_once(
         services: dict[str, str], tenant: Tenant, watch: Any, tmp_path: Path) -> None:
     csv_file, state = tmp_path / "deals.csv", tmp_path / "deals.csv.attain-import.json"

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.integration.conftest import LOGS, ROOT
 
 
+@pytest.mark.load
 def test_schemathesis_finds_no_server_error_in_the_ingest_api(services, tenant):
     st = Path(sys.executable).with_name("st")
     run = subprocess.run(

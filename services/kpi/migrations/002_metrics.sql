@@ -1,6 +1,7 @@
 -- Ties between two versions of a deal with the same updated_at are broken by the event id (larger wins),
 -- so every replay and every delivery order ends in the same state.
-ALTER TABLE deals ADD COLUMN IF NOT EXISTS tiebreak text NOT NULL DEFAULT '';
+-- Collation "C" compares code points, as every other place that orders these ids does (Python, Kafka).
+ALTER TABLE deals ADD COLUMN IF NOT EXISTS tiebreak text COLLATE "C" NOT NULL DEFAULT '';
 
 -- Dated roster: a rep belongs to `team_id` from `valid_from` until their next membership row.
 CREATE TABLE IF NOT EXISTS memberships (

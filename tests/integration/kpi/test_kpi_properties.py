@@ -17,7 +17,6 @@ from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
-import asyncpg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -34,7 +33,8 @@ from tests.integration.conftest import DATABASE_URL
 
 TZ = "America/Los_Angeles"
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
-DAYS = [datetime(2026, 12, 31, 23, 30, tzinfo=UTC) - timedelta(hours=8) + timedelta(days=d) for d in (-90, -40, -1, 0, 1)]
+NEW_YEARS_EVE_LA = datetime(2027, 1, 1, 7, 30, tzinfo=UTC)  # 23:30 on 31 December in Los Angeles
+DAYS = [NEW_YEARS_EVE_LA + timedelta(days=d) for d in (-90, -40, -1, 0, 1)]
 REPS = ["ann", "bob", "cy"]
 DEALS = ["d1", "d2", "d3", "d4"]
 AMOUNTS = [Decimal("0"), Decimal("10.50"), Decimal("99.99"), Decimal("1000")]
@@ -161,7 +161,11 @@ def test_figures_equal_a_recomputation_from_final_deal_states(stack: None, histo
     items = len(history) + len(acts)
     # every item delivered at least once, in a shuffled order, some twice (duplicates)
     order = [i % items for i in order] + list(range(items)) if items else []
-    asyncio.run(_run(history, acts, sorted(order, key=lambda i: hash((i, len(order)))), cuts))
+    delivery = sorted(order, key=lambda i: hash((i, len(order))))
+    try:
+        asyncio.run(_run(history, acts, delivery, cuts))
+    except AssertionError as err:
+        raise AssertionError(f"{err}\nhistory={history}\nacts={acts}\ndelivery={delivery}\ncuts={cuts}") from None
 
 
 def test_a_deal_won_late_on_new_years_eve_in_los_angeles_counts_in_q4() -> None:
