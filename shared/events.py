@@ -271,6 +271,18 @@ class MilestoneReached(_Model):
     occurred_at: AwareDatetime
 
 
+class TenantUpserted(_Model):
+    """`tenant.upserted` on the internal `attain.tenants.v1`: a tenant as ingest knows it (no secrets:
+    only the SHA-256 digest of its bearer token, which is all a service needs to authenticate it)."""
+
+    tenant: str
+    timezone: str
+    currency: str
+    fiscal_start_month: int
+    token_sha256: str
+    active: bool
+
+
 def json_schemas() -> dict[str, dict[str, Any]]:
     """JSON Schema of every event of the contract, keyed by event type (for docs and consumers)."""
     schemas: dict[str, dict[str, Any]] = {
@@ -278,6 +290,7 @@ def json_schemas() -> dict[str, dict[str, Any]]:
         "kpi.attainment.updated": AttainmentUpdated.model_json_schema(),
         "coaching.task.created": TaskCreated.model_json_schema(),
         "recognition.milestone.reached": MilestoneReached.model_json_schema(),
+        "tenant.upserted": TenantUpserted.model_json_schema(),
     }
     for type_, model in CANONICAL_DATA.items():
         schemas[type_] = model.model_json_schema()

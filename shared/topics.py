@@ -34,8 +34,11 @@ TARGETS = Topic("sales.targets.v1", 3, "compact")
 ATTAINMENT = Topic("kpi.attainment.v1", 6, "compact")
 TASKS = Topic("coaching.tasks.v1", 3, "delete")
 CELEBRATIONS = Topic("recognition.celebrations.v1", 3, "delete")
+# Internal (not in the contract): the tenant registry ingest owns, so the other services can
+# authenticate read API calls and know each tenant's calendar without reading ingest's tables.
+TENANTS = Topic("attain.tenants.v1", 1, "compact")
 
-ALL: tuple[Topic, ...] = (DEALS, ACTIVITIES, ROSTER, TARGETS, ATTAINMENT, TASKS, CELEBRATIONS)
+ALL: tuple[Topic, ...] = (DEALS, ACTIVITIES, ROSTER, TARGETS, ATTAINMENT, TASKS, CELEBRATIONS, TENANTS)
 
 
 def all_with_dlq() -> list[Topic]:

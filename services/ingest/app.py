@@ -7,9 +7,16 @@ from services.ingest.api import router
 from services.ingest.context import make_context
 from services.ingest.crm_api import router as crm_router
 from services.ingest.retention import prune_forever
+from services.ingest.tenants import announce_all
 from services.ingest.webhooks import router as webhook_router
 from shared.events import CANONICAL_EVENT
-from shared.service import ServiceSpec
+from shared.service import Runtime, ServiceSpec
+
+
+async def announce_tenants(rt: Runtime) -> None:
+    """Once at start-up: publish the whole tenant registry (see `tenants.announce_all`)."""
+    await announce_all(rt.pool)
+    rt.relay.wake()
 
 
 def _schemas() -> dict[str, Any]:
@@ -26,6 +33,6 @@ SPEC = ServiceSpec(
     openapi={"description": "The only HTTP write path of Attain: canonical CRM events in, Kafka out.",
              "version": "1"},
     schemas=_schemas,
-    timers=[prune_forever],
+    timers=[prune_forever, announce_tenants],
     context=make_context,
 )

@@ -45,7 +45,7 @@ async def _run(args: argparse.Namespace) -> dict[str, str]:
     pool = await db.create_pool(settings.database_url, SPEC.schema, min_size=1, max_size=2)
     try:
         await db.migrate(pool, SPEC.schema, SPEC.migrations)
-        async with pool.acquire() as conn:
+        async with pool.acquire() as conn, conn.transaction():
             if args.command == "create":
                 token = await tenants.create(conn, args.slug, token=args.token, timezone=args.timezone,
                                              currency=args.currency,

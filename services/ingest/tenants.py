@@ -9,12 +9,17 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
 from services.ingest.crm.model import Secret
+from shared import topics
+from shared.cloudevents import CloudEvent, message_key
+from shared.events import TenantUpserted
+from shared.outbox import enqueue
 from shared.periods import validate_timezone
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
@@ -65,7 +70,23 @@ async def create(conn: asyncpg.Connection, slug: str, *, token: str | None, time
         )
     except asyncpg.UniqueViolationError as err:
         raise TenantError(f"tenant {slug!r} (or that token) already exists") from err
+    await announce(conn, slug)
     return token
+
+
+async def announce(conn: asyncpg.Connection, slug: str) -> None:
+    """Put the tenant's current registry entry in the outbox (call inside the changing transaction):
+    the other services learn tenants from `attain.tenants.v1`, never from ingest's tables."""
+    row = await conn.fetchrow("SELECT slug, timezone, currency, fiscal_start_month, token_sha256, revoked_at"
+                              " FROM tenants WHERE slug = $1", slug)
+    if row is None:
+        return
+    entry = TenantUpserted(tenant=row["slug"], timezone=row["timezone"], currency=row["currency"],
+                           fiscal_start_month=row["fiscal_start_month"], token_sha256=row["token_sha256"].hex(),
+                           active=row["revoked_at"] is None)
+    event = CloudEvent(id=str(uuid.uuid4()), type="tenant.upserted", source="attain/ingest",
+                       time=datetime.now(UTC), tenant=slug, data=entry)
+    await enqueue(conn, topics.TENANTS.name, message_key(slug), event)
 
 
 async def set_secret(conn: asyncpg.Connection, slug: str, crm: str, secret: str, org_id: str | None,
@@ -132,6 +153,7 @@ async def revoke(conn: asyncpg.Connection, slug: str) -> None:
     status = await conn.execute("UPDATE tenants SET revoked_at = now() WHERE slug = $1 AND revoked_at IS NULL", slug)
     if status.endswith(" 0"):
         raise TenantError(f"no active tenant {slug!r}")
+    await announce(conn, slug)
 
 
 async def authenticate(conn: asyncpg.Connection, token: str) -> Tenant | None:
@@ -142,3 +164,13 @@ async def authenticate(conn: asyncpg.Connection, token: str) -> Tenant | None:
         token_digest(token),
     )
     return Tenant(**dict(row)) if row else None
+
+
+async def announce_all(pool: asyncpg.Pool) -> int:
+    """Re-announce every tenant (at start-up): the registry topic is compacted, so this heals a consumer
+    that lost its projection and publishes tenants created before the registry existed."""
+    async with pool.acquire() as conn, conn.transaction():
+        slugs = [r["slug"] for r in await conn.fetch("SELECT slug FROM tenants ORDER BY slug")]
+        for slug in slugs:
+            await announce(conn, slug)
+    return len(slugs)

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from services.kpi.api import router
 from services.kpi.handlers import MODELS, make_handler
 from shared import topics
 from shared.service import ServiceSpec, Subscription
@@ -13,10 +14,12 @@ SPEC = ServiceSpec(
     subscriptions=[
         Subscription(
             group="kpi",
-            topics=[topics.DEALS.name, topics.ACTIVITIES.name, topics.ROSTER.name, topics.TARGETS.name],
+            topics=[topics.DEALS.name, topics.ACTIVITIES.name, topics.ROSTER.name, topics.TARGETS.name,
+                    topics.TENANTS.name],
             models=MODELS,
             handler=make_handler,
         )
     ],
+    routers=[router],
     openapi={"description": "Attainment state per rep and team.", "version": "1"},
 )

@@ -32,6 +32,7 @@ from shared.events import (
     RepUpserted,
     Scope,
     TargetSet,
+    TenantUpserted,
 )
 from shared.outbox import enqueue_many
 from shared.periods import elapsed_share, period_bounds, periods_containing
@@ -40,7 +41,7 @@ from shared.service import Runtime
 SOURCE = "attain/kpi"
 NAMESPACE = uuid.UUID("6f1e9a52-2b7c-4d2e-9d6a-6b0c1f3e8a11")
 MODELS = {"deal.upserted": DealUpserted, "deal.deleted": DealDeleted, "activity.logged": ActivityLogged,
-          "rep.upserted": RepUpserted, "target.set": TargetSet}
+          "rep.upserted": RepUpserted, "target.set": TargetSet, "tenant.upserted": TenantUpserted}
 
 Key = tuple[str, str, str]  # scope, scope id, period label
 
@@ -74,6 +75,8 @@ async def _apply(conn: asyncpg.Connection, rt: Runtime, tenant: str, msgs: list[
                 await repo.upsert_rep(conn, tenant, msg.data, msg.event.time)
                 moved += [(team, msg.event.time) for team in await repo.add_membership(
                     conn, tenant, msg.data, msg.event.time)]
+            case TenantUpserted():
+                await repo.register_tenant(conn, msg.data)
             case TargetSet() if await repo.set_target(conn, tenant, msg.data, msg.event.time):
                 keys.add((msg.data.scope.value, msg.data.scope_id, msg.data.period))
     cal = await repo.calendar(conn, tenant)

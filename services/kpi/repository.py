@@ -11,7 +11,7 @@ import asyncpg
 
 from services.kpi.metrics import Tally
 from shared.cloudevents import CloudEvent
-from shared.events import ActivityLogged, DealDeleted, DealUpserted, RepUpserted, TargetSet
+from shared.events import ActivityLogged, DealDeleted, DealUpserted, RepUpserted, TargetSet, TenantUpserted
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,17 @@ async def remember_tenant(conn: asyncpg.Connection, event: CloudEvent) -> None:
             " IS DISTINCT FROM (EXCLUDED.timezone, EXCLUDED.fiscal_start_month, EXCLUDED.currency)",
             event.tenant, tz, fiscal, currency,
         )
+
+
+async def register_tenant(conn: asyncpg.Connection, entry: TenantUpserted) -> None:
+    """The registry's word on a tenant: its token digest, whether it is active, its calendar and currency."""
+    await conn.execute(
+        "INSERT INTO tenants (tenant, timezone, fiscal_start_month, currency, token_sha256, active)"
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant) DO UPDATE SET timezone = EXCLUDED.timezone,"
+        " fiscal_start_month = EXCLUDED.fiscal_start_month, currency = EXCLUDED.currency,"
+        " token_sha256 = EXCLUDED.token_sha256, active = EXCLUDED.active",
+        entry.tenant, entry.timezone, entry.fiscal_start_month, entry.currency,
+        bytes.fromhex(entry.token_sha256), entry.active)
 
 
 async def calendar(conn: asyncpg.Connection, tenant: str) -> TenantCalendar:

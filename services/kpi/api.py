@@ -1,0 +1,192 @@
+"""kpi's read API (CONTRACT.md, section 5): scorecards, team scorecards, leaderboards, and what each
+figure is made of. Tenant-scoped by the bearer token; responses carry `as_of` and an `ETag`, and a
+request with a matching `If-None-Match` gets `304 Not Modified`, so dashboards can poll cheaply."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from pydantic import BaseModel
+
+from services.kpi import repository as repo
+from services.kpi.figures import figures
+from shared.auth import ReadTenant
+from shared.events import Dec, Metric
+from shared.periods import PeriodError, PeriodKind, elapsed_share, parse_period, period_bounds, period_of
+from shared.service import Runtime, runtime_of
+
+router = APIRouter(prefix="/v1", tags=["read"])
+Rt = Annotated[Runtime, Depends(runtime_of)]
+
+
+class Figure(BaseModel):
+    metric: Metric
+    actual: Dec
+    target: Dec | None
+    attainment: Dec | None
+    expected: Dec | None
+    pace: Dec | None
+    projected: Dec | None
+    explain: str  # the deals or activities this figure is made of
+
+
+class Scorecard(BaseModel):
+    scope: Literal["rep", "team"]
+    scope_id: str
+    period: str
+    period_start: datetime
+    period_end: datetime
+    as_of: datetime
+    figures: list[Figure]
+    trailing: dict[str, dict[str, int]]  # activity counts over the last 7 and 30 days
+
+
+class Standing(BaseModel):
+    rank: int
+    rep_id: str
+    name: str | None
+    team_id: str | None
+    actual: Dec
+    target: Dec | None
+    attainment: Dec | None
+
+
+class Leaderboard(BaseModel):
+    period: str
+    metric: Metric
+    as_of: datetime
+    standings: list[Standing]
+    next_cursor: str | None
+
+
+class Contribution(BaseModel):
+    kind: Literal["deal", "activity"]
+    id: str  # the CRM's own id
+    amount: Dec | None
+    currency: str | None
+    stage: str | None
+    at: datetime
+
+
+def _etagged(request: Request, payload: BaseModel) -> Response:
+    body = payload.model_dump_json().encode()
+    tag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    if request.headers.get("if-none-match") == tag:
+        return Response(status_code=304, headers={"ETag": tag})
+    return Response(body, media_type="application/json", headers={"ETag": tag, "Cache-Control": "no-cache"})
+
+
+async def _period(rt: Runtime, tenant: str, period: str | None) -> tuple[str, repo.TenantCalendar]:
+    async with rt.pool.acquire() as conn:
+        cal = await repo.calendar(conn, tenant)
+    if period is None:
+        return period_of(PeriodKind.QUARTER, rt.clock.now(), cal.timezone, cal.fiscal_start_month).label, cal
+    try:
+        return parse_period(period).label, cal
+    except PeriodError as err:
+        raise HTTPException(422, f"period: {err}") from err
+
+
+async def _scorecard(request: Request, rt: Runtime, tenant: str, scope: Literal["rep", "team"], scope_id: str,
+                     period: str | None) -> Response:
+    label, cal = await _period(rt, tenant, period)
+    start, end = period_bounds(label, cal.timezone, cal.fiscal_start_month)
+    now = rt.clock.now()
+    share = elapsed_share(label, now, cal.timezone, cal.fiscal_start_month)
+    async with rt.pool.acquire() as conn:
+        rows = await conn.fetch("SELECT metric, actual, target FROM attainment WHERE tenant = $1 AND scope = $2"
+                                " AND scope_id = $3 AND period = $4 ORDER BY metric", tenant, scope, scope_id, label)
+        trailing = {}
+        for days in (7, 30):
+            counts = dict(await conn.fetch(
+                "SELECT kind, count(*) FROM activities WHERE tenant = $1 AND occurred_at >= $2 AND occurred_at < $3"
+                " AND (($4 = 'rep' AND rep_id = $5) OR ($4 = 'team' AND rep_id IN"
+                "   (SELECT rep_id FROM reps WHERE tenant = $1 AND team_id = $5))) GROUP BY kind",
+                tenant, now - timedelta(days=days), now, scope, scope_id))
+            trailing[f"last_{days}_days"] = {**counts, "activities": sum(counts.values())}
+    if not rows:
+        raise HTTPException(404, f"no figures for {scope} {scope_id!r} in {label}")
+    base = str(request.url_for("contributions", rep_id=scope_id)) if scope == "rep" else None
+    cards = []
+    for r in rows:
+        fig = figures(r["actual"], r["target"], share)
+        cards.append(Figure(metric=r["metric"], actual=fig.actual, target=fig.target, attainment=fig.attainment,
+                            expected=fig.expected, pace=fig.pace, projected=fig.projected,
+                            explain=f"{base}?period={label}&metric={r['metric']}" if base else ""))
+    return _etagged(request, Scorecard(scope=scope, scope_id=scope_id, period=label, period_start=start,
+                                       period_end=end, as_of=now, figures=cards, trailing=trailing))
+
+
+@router.get("/scorecards/{rep_id}", response_model=Scorecard, responses={304: {}, 401: {}, 404: {}})
+async def rep_scorecard(rep_id: str, request: Request, tenant: ReadTenant, rt: Rt,
+                        period: str | None = None) -> Response:
+    """Every metric of a rep in a period (default: the current quarter), with target, pace and projection."""
+    return await _scorecard(request, rt, tenant, "rep", rep_id, period)
+
+
+@router.get("/teams/{team_id}/scorecard", response_model=Scorecard, responses={304: {}, 401: {}, 404: {}})
+async def team_scorecard(team_id: str, request: Request, tenant: ReadTenant, rt: Rt,
+                         period: str | None = None) -> Response:
+    """Every metric of a team in a period: what its reps did while they were in it."""
+    return await _scorecard(request, rt, tenant, "team", team_id, period)
+
+
+@router.get("/leaderboard", response_model=Leaderboard, responses={304: {}, 401: {}})
+async def leaderboard(request: Request, tenant: ReadTenant, rt: Rt, period: str | None = None,
+                      metric: Metric = Metric.WON_REVENUE, team_id: str | None = None,
+                      limit: Annotated[int, Query(ge=1, le=200)] = 50,
+                      cursor: Annotated[str | None, Query(pattern=r"^[0-9]+$")] = None) -> Response:
+    """Reps ranked by a metric in a period (ties by rep id), `limit` at a time; `next_cursor` pages on."""
+    label, _ = await _period(rt, tenant, period)
+    offset = int(cursor or 0)
+    async with rt.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT a.scope_id, a.actual, a.target, r.name, r.team_id FROM attainment a"
+            " LEFT JOIN reps r ON r.tenant = a.tenant AND r.rep_id = a.scope_id"
+            " WHERE a.tenant = $1 AND a.scope = 'rep' AND a.period = $2 AND a.metric = $3"
+            " AND ($4::text IS NULL OR r.team_id = $4) ORDER BY a.actual DESC, a.scope_id LIMIT $5 OFFSET $6",
+            tenant, label, metric.value, team_id, limit + 1, offset)
+    standings = [Standing(rank=offset + i + 1, rep_id=r["scope_id"], name=r["name"], team_id=r["team_id"],
+                          actual=r["actual"], target=r["target"],
+                          attainment=figures(r["actual"], r["target"], Decimal(0)).attainment)
+                 for i, r in enumerate(rows[:limit])]
+    return _etagged(request, Leaderboard(period=label, metric=metric, as_of=rt.clock.now(), standings=standings,
+                                         next_cursor=str(offset + limit) if len(rows) > limit else None))
+
+
+_DEALS = {
+    Metric.WON_REVENUE: ("stage = 'won'", "closed_at"), Metric.DEALS_WON: ("stage = 'won'", "closed_at"),
+    Metric.AVG_DEAL_SIZE: ("stage = 'won'", "closed_at"), Metric.WIN_RATE: ("stage IN ('won', 'lost')", "closed_at"),
+    Metric.PIPELINE_CREATED: ("true", "created_at"),
+}
+_KINDS = {Metric.CALLS: ["call"], Metric.EMAILS: ["email"], Metric.MEETINGS: ["meeting"],
+          Metric.ACTIVITIES: ["call", "email", "meeting", "demo", "task", "other"]}
+
+
+@router.get("/scorecards/{rep_id}/contributions", response_model=list[Contribution], name="contributions")
+async def contributions(rep_id: str, tenant: ReadTenant, rt: Rt, metric: Metric, period: str | None = None,
+                        limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[Contribution]:
+    """Why a figure is what it is: the deals (or activities) that make it up, with the CRM's own ids."""
+    label, cal = await _period(rt, tenant, period)
+    start, end = period_bounds(label, cal.timezone, cal.fiscal_start_month)
+    async with rt.pool.acquire() as conn:
+        if metric in _DEALS:
+            condition, moment = _DEALS[metric]
+            rows = await conn.fetch(
+                f"SELECT deal_id, amount, currency, stage, {moment} AS at FROM deals WHERE tenant = $1"
+                f" AND rep_id = $2 AND NOT deleted AND {condition} AND {moment} >= $3 AND {moment} < $4"
+                f" ORDER BY {moment}, deal_id LIMIT $5", tenant, rep_id, start, end, limit)
+            return [Contribution(kind="deal", id=r["deal_id"], amount=r["amount"], currency=r["currency"],
+                                 stage=r["stage"], at=r["at"]) for r in rows]
+        rows = await conn.fetch(
+            "SELECT activity_id, kind, occurred_at FROM activities WHERE tenant = $1 AND rep_id = $2"
+            " AND kind = ANY($3::text[]) AND occurred_at >= $4 AND occurred_at < $5 ORDER BY occurred_at,"
+            " activity_id LIMIT $6", tenant, rep_id, _KINDS[metric], start, end, limit)
+    return [Contribution(kind="activity", id=r["activity_id"], amount=None, currency=None, stage=r["kind"],
+                         at=r["occurred_at"]) for r in rows]
+
+
