@@ -78,7 +78,7 @@ class Workload:
     def __post_init__(self) -> None:
         self._rnd = random.Random(self.seed)  # noqa: S311 - reproducible load, not secrecy
         self._reps = [f"rep-{i:03d}" for i in range(self.reps)]
-        self._extensions = {"tenanttimezone": TIMEZONE, "tenantfiscalstart": "1"}
+        self._extensions = {"tenanttimezone": TIMEZONE, "tenantfiscalstart": "1", "tenantcurrency": "EUR"}
 
     def setup(self) -> Iterator[Record]:
         """The roster (one `rep.upserted` per rep) and a `won_revenue` target per rep and quarter."""
