@@ -52,7 +52,8 @@ HEADERS_NOTE = (
 
 
 def asyncapi() -> dict[str, Any]:
-    broker = KafkaBroker(ServiceSettings().kafka_bootstrap_servers)
+    # the documented default, not this process's environment: the document must not depend on where it is made
+    broker = KafkaBroker(ServiceSettings.model_fields["kafka_bootstrap_servers"].default)
     for topic, schema, description in CHANNELS:
         broker.publisher(topic.name, schema=schema, title=topic.name, description=description)
     spec = AsyncAPI(broker, title="Attain events", version="1", schema_version="3.0.0",

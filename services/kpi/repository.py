@@ -213,10 +213,18 @@ def _in_base(moment: str) -> str:
             f"  AND f.valid_from <= ({moment} AT TIME ZONE t.timezone)::date ORDER BY f.valid_from DESC LIMIT 1) END")
 
 
+def _reps_of(scope: str, column: str) -> str:
+    """Only the rows of the reps in question (the scope ids, or the reps ever in those teams)."""
+    if scope == "rep":
+        return f"{column} = ANY($2::text[])"
+    return f"{column} IN (SELECT rep_id FROM members WHERE team_id = ANY($2::text[]))"
+
+
 def _tally_sql(scope: str) -> tuple[str, str, str]:
     base = (f"WITH k AS (SELECT * FROM {_KEYS}), members AS {_MEMBERS},"
             f" d AS (SELECT d.*, {_in_base('d.closed_at')} AS closed_base, {_in_base('d.created_at')} AS created_base"
-            f"   FROM deals d LEFT JOIN tenants t ON t.tenant = d.tenant WHERE d.tenant = $1 AND NOT d.deleted)")
+            f"   FROM deals d LEFT JOIN tenants t ON t.tenant = d.tenant WHERE d.tenant = $1 AND NOT d.deleted"
+            f"   AND {_reps_of(scope, 'd.rep_id')})")
     closed = (base + " SELECT k.scope_id, k.period,"
               " COALESCE(sum(d.closed_base) FILTER (WHERE d.stage = 'won'), 0) AS won_revenue,"
               " count(d.deal_id) FILTER (WHERE d.stage = 'won') AS deals_won,"
@@ -234,7 +242,8 @@ def _tally_sql(scope: str) -> tuple[str, str, str]:
             " count(a.activity_id) FILTER (WHERE a.kind = 'meeting') AS meetings,"
             " count(a.activity_id) AS activities"
             " FROM k LEFT JOIN activities a ON a.tenant = $1 AND a.occurred_at >= k.s AND a.occurred_at < k.e"
-            f" AND {_owner(scope, 'a', 'occurred_at')} GROUP BY k.scope_id, k.period")
+            f" AND {_reps_of(scope, 'a.rep_id')} AND {_owner(scope, 'a', 'occurred_at')}"
+            " GROUP BY k.scope_id, k.period")
     return closed, created, acts
 
 

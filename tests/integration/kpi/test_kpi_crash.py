@@ -115,6 +115,7 @@ async def _progress(url: str, group: str) -> int:
 def _start_kpi(url: str, prefix: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "DATABASE_URL": url, "KAFKA_CONSUMER_GROUP_PREFIX": prefix, "HTTP_PORT": "18021",
            "OUTBOX_POLL_INTERVAL_S": "0.2", "LOG_LEVEL": "INFO"}
+    LOGS.mkdir(parents=True, exist_ok=True)
     log = (LOGS / "kpi-crash.log").open("ab")
     return subprocess.Popen([sys.executable, "-m", "services.kpi"], cwd=ROOT, env=env, stdout=log,
                             stderr=subprocess.STDOUT)
