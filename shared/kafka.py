@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import ssl
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from shared.settings import ServiceSettings
+from shared.topics import OUTBOX_POSITIONS
 
 
 class KeyPartitioner:
@@ -35,7 +36,8 @@ class KeyPartitioner:
         return all_partitions[index]
 
 
-def create_producer(settings: ServiceSettings, client_id: str) -> AIOKafkaProducer:
+def create_producer(settings: ServiceSettings, client_id: str,
+                    transactional_id: str | None = None) -> AIOKafkaProducer:
     """The producer every service sends with: it never loses or duplicates a send it acknowledged.
 
     `enable_idempotence=True` gives acks from all in-sync replicas and sequence numbers, so a retried
@@ -51,6 +53,7 @@ def create_producer(settings: ServiceSettings, client_id: str) -> AIOKafkaProduc
         linger_ms=5,
         max_batch_size=256 * 1024,
         partitioner=KeyPartitioner(),
+        transactional_id=transactional_id,
         request_timeout_ms=30_000,
     )
 
@@ -82,3 +85,23 @@ def client_kwargs(settings: ServiceSettings) -> dict[str, object]:
         if settings.kafka_sasl_password:
             kwargs["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
     return kwargs
+
+
+async def last_position(settings: ServiceSettings, key: str) -> int | None:
+    """The last committed value for `key` on the outbox-positions topic (None: never written)."""
+    consumer = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False,
+                                isolation_level="read_committed")
+    await consumer.start()
+    try:
+        partition = TopicPartition(OUTBOX_POSITIONS.name, 0)
+        consumer.assign([partition])
+        end = (await consumer.end_offsets([partition]))[partition]
+        await consumer.seek_to_beginning(partition)
+        found: int | None = None
+        while await consumer.position(partition) < end:
+            for record in (await consumer.getmany(partition, timeout_ms=1000)).get(partition, []):
+                if record.key == key.encode() and record.value is not None:
+                    found = int(record.value)
+        return found
+    finally:
+        await consumer.stop()

@@ -1,9 +1,13 @@
-"""The transactional outbox: events are written in the same transaction as the state that caused
-them, and a relay publishes them afterwards, in order, with an idempotent producer.
+"""The transactional outbox: events are written in the same PostgreSQL transaction as the state
+that caused them, and a relay publishes them afterwards, in order, exactly once.
 
-A crash between publish and delete re-publishes the same `ce_id`; consumers deduplicate by it.
-Only one relay per schema publishes at a time (a transaction-scoped advisory lock), so events of
-one key keep their order even with several replicas.
+Each batch of rows is published in a Kafka transaction together with a record of the last outbox
+`seq` it holds (on `attain.outbox-positions.v1`, key = schema). Only then are the rows deleted. A
+relay that starts (or restarts after a crash between the Kafka commit and the delete) first reads
+its position and deletes what Kafka already has, so nothing is published twice; a batch whose
+Kafka transaction did not commit is invisible to `read_committed` consumers and is sent again.
+The transactional id fences a previous relay of the same schema, and a transaction-scoped advisory
+lock lets only one replica relay at a time, so events of one key keep their order.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import contextlib
 import json
 import logging
 import zlib
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -20,6 +25,7 @@ from aiokafka import AIOKafkaProducer
 from shared import metrics
 from shared.cloudevents import CloudEvent, encode
 from shared.errors import TransientError
+from shared.topics import OUTBOX_POSITIONS
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +54,15 @@ async def enqueue_many(conn: asyncpg.Connection, items: list[tuple[str, bytes, C
 class OutboxRelay:
     """Publishes outbox rows in `seq` order; `wake()` after a commit makes it publish at once."""
 
-    def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer, schema: str, poll_interval_s: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer, schema: str, poll_interval_s: float,
+                 position_key: str, position_reader: Callable[[], Awaitable[int | None]]) -> None:
+        """`producer` must be transactional (`transactional_id`); `position_reader()` returns the last
+        `seq` committed to Kafka under `position_key` (one per deployment and schema)."""
         self._pool = pool
         self._producer = producer
+        self._position_key = position_key
+        self._positions = position_reader
+        self._recovered = False
         self._lock_key = zlib.crc32(f"attain-outbox:{schema}".encode())
         self._poll = poll_interval_s
         self._wakeup = asyncio.Event()
@@ -85,24 +97,30 @@ class OutboxRelay:
         async with self._pool.acquire() as conn, conn.transaction():
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", self._lock_key):
                 return 0
+            if not self._recovered:
+                try:
+                    committed = await self._positions()
+                except Exception as err:
+                    raise TransientError(f"reading the outbox position failed: {err!r}") from err
+                if committed is not None:
+                    await conn.execute("DELETE FROM outbox WHERE seq <= $1", committed)
+                self._recovered = True
             rows = await conn.fetch(
                 "SELECT seq, topic, key, value, headers FROM outbox ORDER BY seq LIMIT $1", BATCH
             )
             if not rows:
                 metrics.OUTBOX_PENDING.set(0)
                 return 0
+            last = rows[-1]["seq"]
             try:
-                futures = [
-                    await self._producer.send(
-                        row["topic"],
-                        row["value"],
-                        key=row["key"],
-                        headers=[(name, text.encode()) for name, text in json.loads(row["headers"])],
-                    )
-                    for row in rows
-                ]
-                await asyncio.gather(*futures)
-            except Exception as err:  # aiokafka raises many types; all mean "not sent, retry"
+                async with self._producer.transaction():
+                    for row in rows:
+                        await self._producer.send(
+                            row["topic"], row["value"], key=row["key"],
+                            headers=[(name, text.encode()) for name, text in json.loads(row["headers"])])
+                    await self._producer.send(OUTBOX_POSITIONS.name, str(last).encode(),
+                                              key=self._position_key.encode())
+            except Exception as err:  # aiokafka raises many types; all mean "not committed, retry"
                 raise TransientError(f"publishing outbox rows failed: {err!r}") from err
             await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows])
             for row in rows:

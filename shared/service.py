@@ -28,7 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from shared import db, logs, metrics
 from shared.clock import Clock, clock_from_spec
 from shared.consumer import ConsumerLoop, Handler, TransactionalConsumer
-from shared.kafka import broker_reachable, create_producer
+from shared.kafka import broker_reachable, create_producer, last_position
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
 
@@ -71,6 +71,19 @@ class ServiceSpec:
     context: Callable[[Runtime], Any] | None = None
 
 
+async def _relay(spec: ServiceSpec, settings: ServiceSettings,
+                 pool: asyncpg.Pool) -> tuple[OutboxRelay, AIOKafkaProducer]:
+    """The outbox relay and its transactional producer: one identity per deployment and schema, which
+    fences a predecessor and keys the relay's position."""
+    identity = f"{settings.kafka_consumer_group_prefix}/{spec.schema}"
+    producer = create_producer(settings, client_id=f"attain-{spec.name}-outbox",
+                               transactional_id=f"attain-outbox:{identity}")
+    await producer.start()
+    relay = OutboxRelay(pool, producer, spec.schema, settings.outbox_poll_interval_s, identity,
+                        lambda: last_position(settings, identity))
+    return relay, producer
+
+
 def runtime_of(request: Request) -> Runtime:
     """The running service's resources, for route handlers (FastAPI dependency)."""
     rt: Runtime = request.app.state.runtime
@@ -88,7 +101,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None
         await db.migrate(pool, spec.schema, spec.migrations)
         producer = create_producer(settings, client_id=f"attain-{spec.name}")
         await producer.start()
-        relay = OutboxRelay(pool, producer, spec.schema, settings.outbox_poll_interval_s)
+        relay, relay_producer = await _relay(spec, settings, pool)
         rt = Runtime(settings, clock or clock_from_spec(settings.attain_clock), pool, producer, relay)
         app.state.runtime = rt
         app.state.context = spec.context(rt) if spec.context else None
@@ -112,6 +125,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await producer.stop()
+            await relay_producer.stop()
             await pool.close()
             log.info("service stopped")
 

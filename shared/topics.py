@@ -37,8 +37,11 @@ CELEBRATIONS = Topic("recognition.celebrations.v1", 3, "delete")
 # Internal (not in the contract): the tenant registry ingest owns, so the other services can
 # authenticate read API calls and know each tenant's calendar without reading ingest's tables.
 TENANTS = Topic("attain.tenants.v1", 1, "compact")
+# Internal: how far each outbox relay has published, written in the same Kafka transaction as the rows.
+OUTBOX_POSITIONS = Topic("attain.outbox-positions.v1", 1, "compact")
 
-ALL: tuple[Topic, ...] = (DEALS, ACTIVITIES, ROSTER, TARGETS, ATTAINMENT, TASKS, CELEBRATIONS, TENANTS)
+ALL: tuple[Topic, ...] = (DEALS, ACTIVITIES, ROSTER, TARGETS, ATTAINMENT, TASKS, CELEBRATIONS, TENANTS,
+                          OUTBOX_POSITIONS)
 
 
 def all_with_dlq() -> list[Topic]:

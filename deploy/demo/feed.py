@@ -186,6 +186,7 @@ class KafkaFeed:
             enable_auto_commit=False,
             auto_offset_reset="latest",
             client_id="attain-demo-feed",
+            isolation_level="read_committed",  # derived topics are written in Kafka transactions
         )
         self._started = False
 

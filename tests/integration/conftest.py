@@ -204,7 +204,7 @@ class Watch:
 
 
 async def open_watch(tenant: str, *topic_names: str) -> Watch:
-    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, isolation_level="read_committed")
     await consumer.start()
     parts = [TopicPartition(t, p) for t in topic_names for p in consumer.partitions_for_topic(t) or ()]
     if not parts:

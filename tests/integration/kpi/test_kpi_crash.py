@@ -93,7 +93,7 @@ def _quarter(moment: datetime) -> str:
 
 
 async def _end_offsets(names: list[str]) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP)
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, isolation_level="read_committed")
     await consumer.start()
     try:
         parts = [TopicPartition(t, p) for t in names for p in (await consumer._client.fetch_all_metadata())
@@ -179,7 +179,7 @@ async def _state(url: str, tenant: str) -> dict[str, Any]:
 
 async def _emitted(tenant: str, start: dict[TopicPartition, int]) -> list[tuple[str, bytes, dict[str, Any]]]:
     end = await _end_offsets([topics.ATTAINMENT.name])
-    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, isolation_level="read_committed")
     await consumer.start()
     out: list[tuple[str, bytes, dict[str, Any]]] = []
     try:
