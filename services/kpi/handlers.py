@@ -73,8 +73,10 @@ async def _apply(conn: asyncpg.Connection, rt: Runtime, tenant: str, msgs: list[
                 touches += await repo.delete_deal(conn, tenant, msg.data, msg.event.id)
             case RepUpserted():
                 await repo.upsert_rep(conn, tenant, msg.data, msg.event.time)
-                moved += [(team, msg.event.time) for team in await repo.add_membership(
-                    conn, tenant, msg.data, msg.event.time)]
+                if await repo.add_membership(conn, tenant, msg.data, msg.event.time):
+                    # a move rewrites team history from its date on: every period the rep counts in since
+                    touches += await repo.moments_since(conn, tenant, msg.data.rep_id, msg.event.time)
+                    moved.append((msg.data.team_id, msg.event.time))
             case TenantUpserted():
                 await repo.register_tenant(conn, msg.data)
             case TargetSet() if await repo.set_target(conn, tenant, msg.data, msg.event.time):

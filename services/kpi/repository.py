@@ -162,6 +162,18 @@ async def add_membership(conn: asyncpg.Connection, tenant: str, rep: RepUpserted
     return [t for t in (before, rep.team_id) if t]
 
 
+async def moments_since(conn: asyncpg.Connection, tenant: str, rep_id: str, since: datetime) -> list[Touch]:
+    """Every hour from `since` on in which something of the rep counts (a roster change rewrites them)."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT date_trunc('hour', m) AS m FROM ("
+        "  SELECT closed_at AS m FROM deals WHERE tenant = $1 AND rep_id = $2 AND NOT deleted AND closed_at >= $3"
+        "  UNION ALL SELECT created_at FROM deals WHERE tenant = $1 AND rep_id = $2 AND NOT deleted"
+        "    AND created_at >= $3"
+        "  UNION ALL SELECT occurred_at FROM activities WHERE tenant = $1 AND rep_id = $2 AND occurred_at >= $3"
+        ") x", tenant, rep_id, since)
+    return [Touch(rep_id, r["m"]) for r in rows]
+
+
 async def upsert_rep(conn: asyncpg.Connection, tenant: str, rep: RepUpserted, version: datetime) -> None:
     await conn.execute(
         "INSERT INTO reps (tenant, rep_id, name, team_id, manager_id, timezone, active, version)"
