@@ -30,6 +30,7 @@ from shared.topics import OUTBOX_POSITIONS
 log = logging.getLogger(__name__)
 
 BATCH = 500
+STANDBY_RETRY_S = 3.0
 
 
 async def enqueue(conn: asyncpg.Connection, topic: str, key: bytes, event: CloudEvent) -> None:
@@ -52,21 +53,28 @@ async def enqueue_many(conn: asyncpg.Connection, items: list[tuple[str, bytes, C
 
 
 class OutboxRelay:
-    """Publishes outbox rows in `seq` order; `wake()` after a commit makes it publish at once."""
+    """Publishes outbox rows in `seq` order; `wake()` after a commit makes it publish at once.
 
-    def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer, schema: str, poll_interval_s: float,
-                 position_key: str, position_reader: Callable[[], Awaitable[int | None]]) -> None:
-        """`producer` must be transactional (`transactional_id`); `position_reader()` returns the last
-        `seq` committed to Kafka under `position_key` (one per deployment and schema)."""
+    Replicas elect one relay per deployment and schema with a session-level advisory lock held on a
+    connection of its own; only the leader creates the transactional producer (whose start fences any
+    predecessor with the same transactional id). Standbys stay healthy and try again every few seconds.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, producer_factory: Callable[[], AIOKafkaProducer], schema: str,
+                 poll_interval_s: float, position_key: str,
+                 position_reader: Callable[[], Awaitable[int | None]]) -> None:
+        """`producer_factory()` makes a transactional producer; `position_reader()` returns the last `seq`
+        committed to Kafka under `position_key` (one per deployment and schema)."""
         self._pool = pool
-        self._producer = producer
+        self._factory = producer_factory
+        self._producer: AIOKafkaProducer | None = None
         self._position_key = position_key
         self._positions = position_reader
-        self._recovered = False
-        self._lock_key = zlib.crc32(f"attain-outbox:{schema}".encode())
+        self._lock_key = zlib.crc32(f"attain-outbox:{position_key}".encode())
         self._poll = poll_interval_s
         self._wakeup = asyncio.Event()
         self.healthy = True
+        self.leader = False
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -76,9 +84,7 @@ class OutboxRelay:
         backoff = self._poll
         while True:
             try:
-                sent = await self.publish_pending()
-                self.healthy = True
-                backoff = self._poll
+                await self._lead()
             except (TransientError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
                 self.healthy = False
                 metrics.TRANSIENT_ERRORS.labels("outbox").inc()
@@ -86,44 +92,65 @@ class OutboxRelay:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
-            if sent == BATCH:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll)
-            self._wakeup.clear()
+            backoff = self._poll
+            await asyncio.sleep(STANDBY_RETRY_S)
+
+    async def _lead(self) -> None:
+        """Relay for as long as this replica holds the lead; return at once when another one does."""
+        async with self._pool.acquire() as lock_conn:
+            if not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
+                self.healthy, self.leader = True, False
+                return
+            producer = self._factory()
+            try:
+                try:
+                    await producer.start()
+                    self._producer, self.leader = producer, True
+                    await self._recover()
+                except Exception as err:  # aiokafka raises many types; all mean "Kafka not usable now"
+                    raise TransientError(f"starting the outbox producer failed: {err!r}") from err
+                while True:
+                    sent = await self.publish_pending()
+                    self.healthy = True
+                    if sent == BATCH:
+                        continue
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll)
+                    self._wakeup.clear()
+            finally:
+                self._producer, self.leader = None, False
+                await producer.stop()
+                with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                    await lock_conn.execute("SELECT pg_advisory_unlock($1)", self._lock_key)
+
+    async def _recover(self) -> None:
+        """Forget the rows Kafka already has (a crash between its commit and our delete)."""
+        committed = await self._positions()
+        if committed is not None:
+            async with self._pool.acquire() as conn:
+                await conn.execute("DELETE FROM outbox WHERE seq <= $1", committed)
 
     async def publish_pending(self) -> int:
-        """Publish one batch of unsent rows; return how many went out."""
+        """Publish one batch of unsent rows in one Kafka transaction; return how many went out."""
+        producer = self._producer
+        assert producer is not None, "only the leader publishes"
         async with self._pool.acquire() as conn, conn.transaction():
-            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", self._lock_key):
-                return 0
-            if not self._recovered:
-                try:
-                    committed = await self._positions()
-                except Exception as err:
-                    raise TransientError(f"reading the outbox position failed: {err!r}") from err
-                if committed is not None:
-                    await conn.execute("DELETE FROM outbox WHERE seq <= $1", committed)
-                self._recovered = True
-            rows = await conn.fetch(
-                "SELECT seq, topic, key, value, headers FROM outbox ORDER BY seq LIMIT $1", BATCH
-            )
+            rows = await conn.fetch("SELECT seq, topic, key, value, headers FROM outbox ORDER BY seq LIMIT $1", BATCH)
             if not rows:
                 metrics.OUTBOX_PENDING.set(0)
                 return 0
             last = rows[-1]["seq"]
             try:
-                async with self._producer.transaction():
+                async with producer.transaction():
                     for row in rows:
-                        await self._producer.send(
+                        await producer.send(
                             row["topic"], row["value"], key=row["key"],
                             headers=[(name, text.encode()) for name, text in json.loads(row["headers"])])
-                    await self._producer.send(OUTBOX_POSITIONS.name, str(last).encode(),
-                                              key=self._position_key.encode())
+                    await producer.send(OUTBOX_POSITIONS.name, str(last).encode(), key=self._position_key.encode())
             except Exception as err:  # aiokafka raises many types; all mean "not committed, retry"
                 raise TransientError(f"publishing outbox rows failed: {err!r}") from err
-            await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows])
+            await conn.execute("DELETE FROM outbox WHERE seq <= $1", last)
             for row in rows:
                 metrics.OUTBOX_PUBLISHED.labels(row["topic"]).inc()
-            metrics.OUTBOX_PENDING.set(await conn.fetchval("SELECT count(*) FROM outbox") - len(rows))
+            metrics.OUTBOX_PENDING.set(await conn.fetchval("SELECT count(*) FROM outbox"))
             return len(rows)

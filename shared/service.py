@@ -71,17 +71,15 @@ class ServiceSpec:
     context: Callable[[Runtime], Any] | None = None
 
 
-async def _relay(spec: ServiceSpec, settings: ServiceSettings,
-                 pool: asyncpg.Pool) -> tuple[OutboxRelay, AIOKafkaProducer]:
-    """The outbox relay and its transactional producer: one identity per deployment and schema, which
-    fences a predecessor and keys the relay's position."""
+def _relay(spec: ServiceSpec, settings: ServiceSettings, pool: asyncpg.Pool) -> OutboxRelay:
+    """The outbox relay: one identity per deployment and schema, which names its transactional producer
+    (fencing a predecessor) and keys its position."""
     identity = f"{settings.kafka_consumer_group_prefix}/{spec.schema}"
-    producer = create_producer(settings, client_id=f"attain-{spec.name}-outbox",
-                               transactional_id=f"attain-outbox:{identity}")
-    await producer.start()
-    relay = OutboxRelay(pool, producer, spec.schema, settings.outbox_poll_interval_s, identity,
-                        lambda: last_position(settings, identity))
-    return relay, producer
+    return OutboxRelay(
+        pool,
+        lambda: create_producer(settings, client_id=f"attain-{spec.name}-outbox",
+                                transactional_id=f"attain-outbox:{identity}"),
+        spec.schema, settings.outbox_poll_interval_s, identity, lambda: last_position(settings, identity))
 
 
 def runtime_of(request: Request) -> Runtime:
@@ -101,7 +99,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None
         await db.migrate(pool, spec.schema, spec.migrations)
         producer = create_producer(settings, client_id=f"attain-{spec.name}")
         await producer.start()
-        relay, relay_producer = await _relay(spec, settings, pool)
+        relay = _relay(spec, settings, pool)
         rt = Runtime(settings, clock or clock_from_spec(settings.attain_clock), pool, producer, relay)
         app.state.runtime = rt
         app.state.context = spec.context(rt) if spec.context else None
@@ -125,7 +123,6 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await producer.stop()
-            await relay_producer.stop()
             await pool.close()
             log.info("service stopped")
 

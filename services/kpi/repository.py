@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -149,7 +149,12 @@ async def delete_deal(conn: asyncpg.Connection, tenant: str, deal: DealDeleted, 
 
 
 async def add_membership(conn: asyncpg.Connection, tenant: str, rep: RepUpserted, since: datetime) -> list[str]:
-    """Record that `rep` is in its team from `since`; return the teams whose history this changes."""
+    """Record that `rep` is in its team from `since`; return the teams whose history this changes.
+
+    A rep's first known team holds for all their history (the CRM just told us where they are);
+    later changes are moves, from the time of the event on."""
+    if not await conn.fetchval("SELECT 1 FROM memberships WHERE tenant = $1 AND rep_id = $2", tenant, rep.rep_id):
+        since = datetime.min.replace(tzinfo=UTC)
     before = await conn.fetchval(
         "SELECT team_id FROM memberships WHERE tenant = $1 AND rep_id = $2 AND valid_from <= $3"
         " ORDER BY valid_from DESC LIMIT 1", tenant, rep.rep_id, since)

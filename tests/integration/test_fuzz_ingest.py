@@ -18,7 +18,8 @@ def test_schemathesis_finds_no_server_error_in_the_ingest_api(services, tenant):
     run = subprocess.run(
         [str(st), "run", f"{services['ingest']}/openapi.json", "--checks", "not_a_server_error",
          "--header", f"Authorization: Bearer {tenant.token}", "--max-examples", "60",
-         "--phases", "examples,coverage,fuzzing", "--seed", "20261126", "--workers", "1"],
+         "--phases", "examples,coverage,fuzzing", "--seed", "20261126", "--workers", "1",
+         "--exclude-path", "/readyz"],  # 503 there means "not ready" by design, not a server error
         cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
     )
     (LOGS / "schemathesis.txt").write_text(run.stdout + run.stderr)

@@ -147,7 +147,8 @@ async def _clean_pass(url: str, start: dict[TopicPartition, int], end: dict[Topi
                 if batch:
                     async with pool.acquire() as conn, conn.transaction():
                         await handler(conn, batch)
-                if records and records[-1].offset + 1 >= end[tp]:
+            for tp in list(left):  # position, not the last record: transaction markers take offsets too
+                if await consumer.position(tp) >= end[tp]:
                     left.pop(tp, None)
     finally:
         await consumer.stop()
@@ -194,7 +195,8 @@ async def _emitted(tenant: str, start: dict[TopicPartition, int]) -> list[tuple[
                     event = decode(r.headers, r.value)
                     if event.tenant == tenant and r.offset < end[tp]:
                         out.append((event.id, r.key or b"", dict(event.data)))
-                if records and records[-1].offset + 1 >= end[tp]:
+            for tp in list(left):
+                if await consumer.position(tp) >= end[tp]:
                     left.discard(tp)
     finally:
         await consumer.stop()
