@@ -76,7 +76,8 @@ async def test_a_won_deal_meeting_its_target_is_celebrated_once_however_often_it
     celebrations = [m for m in w.seen if m["type"] == "recognition.milestone.reached"]
     assert len(celebrations) == 1
     attainment_updates = [m for m in w.seen if m["type"] == "kpi.attainment.updated"
-                          and m["data"]["metric"] == "won_revenue" and m["data"]["scope"] == "rep"]
+                          and m["data"]["metric"] == "won_revenue" and m["data"]["scope"] == "rep"
+                          and m["data"]["period"] == period]
     assert [m["data"]["actual"] for m in attainment_updates][-1] == "50000.50"
 
 
