@@ -73,9 +73,10 @@ async def _apply(conn: asyncpg.Connection, rt: Runtime, tenant: str, msgs: list[
                 touches += await repo.delete_deal(conn, tenant, msg.data, msg.event.id)
             case RepUpserted():
                 await repo.upsert_rep(conn, tenant, msg.data, msg.event.time)
-                if await repo.add_membership(conn, tenant, msg.data, msg.event.time):
+                teams, since = await repo.add_membership(conn, tenant, msg.data, msg.event.time)
+                if teams:
                     # a move rewrites team history from its date on: every period the rep counts in since
-                    touches += await repo.moments_since(conn, tenant, msg.data.rep_id, msg.event.time)
+                    touches += await repo.moments_since(conn, tenant, msg.data.rep_id, since)
                     moved.append((msg.data.team_id, msg.event.time))
             case TenantUpserted():
                 await repo.register_tenant(conn, msg.data)

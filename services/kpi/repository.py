@@ -148,8 +148,10 @@ async def delete_deal(conn: asyncpg.Connection, tenant: str, deal: DealDeleted, 
     return _touches(old)
 
 
-async def add_membership(conn: asyncpg.Connection, tenant: str, rep: RepUpserted, since: datetime) -> list[str]:
-    """Record that `rep` is in its team from `since`; return the teams whose history this changes.
+async def add_membership(conn: asyncpg.Connection, tenant: str, rep: RepUpserted,
+                         since: datetime) -> tuple[list[str], datetime]:
+    """Record that `rep` is in its team from `since`; return the teams whose history this changes, and
+    from when (the start of time for a rep's first team).
 
     A rep's first known team holds for all their history (the CRM just told us where they are);
     later changes are moves, from the time of the event on."""
@@ -159,18 +161,18 @@ async def add_membership(conn: asyncpg.Connection, tenant: str, rep: RepUpserted
         "SELECT team_id FROM memberships WHERE tenant = $1 AND rep_id = $2 AND valid_from <= $3"
         " ORDER BY valid_from DESC LIMIT 1", tenant, rep.rep_id, since)
     if before == rep.team_id:
-        return []
+        return [], since
     await conn.execute(
         "INSERT INTO memberships (tenant, rep_id, valid_from, team_id) VALUES ($1, $2, $3, $4)"
         " ON CONFLICT (tenant, rep_id, valid_from) DO UPDATE SET team_id = EXCLUDED.team_id",
         tenant, rep.rep_id, since, rep.team_id)
-    return [t for t in (before, rep.team_id) if t]
+    return [t for t in (before, rep.team_id) if t], since
 
 
 async def moments_since(conn: asyncpg.Connection, tenant: str, rep_id: str, since: datetime) -> list[Touch]:
-    """Every hour from `since` on in which something of the rep counts (a roster change rewrites them)."""
+    """Every minute from `since` on in which something of the rep counts (a roster change rewrites them)."""
     rows = await conn.fetch(
-        "SELECT DISTINCT date_trunc('hour', m) AS m FROM ("
+        "SELECT DISTINCT date_trunc('minute', m) AS m FROM ("
         "  SELECT closed_at AS m FROM deals WHERE tenant = $1 AND rep_id = $2 AND NOT deleted AND closed_at >= $3"
         "  UNION ALL SELECT created_at FROM deals WHERE tenant = $1 AND rep_id = $2 AND NOT deleted"
         "    AND created_at >= $3"

@@ -35,7 +35,8 @@ async def test_a_poison_deal_is_dead_lettered_and_later_deals_still_count(servic
     assert response.status_code == 200
 
     update = await w.wait_for(lambda m: m["type"] == "kpi.attainment.updated" and m["data"]["actual"] == "700"
-                              and m["data"]["metric"] == "won_revenue" and m["data"]["period"] == period)
+                              and m["data"]["metric"] == "won_revenue" and m["data"]["period"] == period
+                              and m["data"]["scope"] == "rep")
     assert update["data"]["attainment"] == "0.7000"
     dead = [m for m in w.seen if m["topic"] == topics.DEALS.dlq]
     while len(dead) < 2:
