@@ -171,16 +171,18 @@ async def test_the_import_cli_names_bad_rows_by_line_and_a_second_run_publishes_
 async def test_an_import_killed_midway_resumes_after_its_checkpoint_and_publishes_each_row_once(
         services: dict[str, str], tenant: Tenant, watch: Any, tmp_path: Path) -> None:
     csv_file, state = tmp_path / "deals.csv", tmp_path / "deals.csv.attain-import.json"
+    log = tmp_path / "import.log"
     csv_file.write_text(_deals_csv(3000, {}))
     w = await watch(tenant.slug, topics.DEALS.name)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "services.ingest.importer", str(csv_file), "--url", services["ingest"],
         "--token", tenant.token, "--batch", "10", "--concurrency", "1", cwd=ROOT,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        stdout=log.open("wb"), stderr=asyncio.subprocess.STDOUT)
     for _ in range(6000):  # up to a minute
         if proc.returncode is not None or (state.exists() and json.loads(state.read_text())["line"] > 500):
             break
         await asyncio.sleep(0.01)
+    assert proc.returncode is None, f"the import ended by itself ({proc.returncode}): {log.read_text()}"
     proc.send_signal(signal.SIGKILL)  # a crash: no chance to clean up
     await proc.wait()
     checkpoint = json.loads(state.read_text())["line"]
