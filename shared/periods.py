@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = [
@@ -162,6 +163,17 @@ def periods_containing(
 ) -> list[Period]:
     """Return the month, quarter, week and year (in that order) that contain ``moment``."""
     return [period_of(kind, moment, tz, fiscal_start_month) for kind in PeriodKind]
+
+
+@lru_cache(maxsize=8192)
+def labels_of_day(day: date, fiscal_start_month: int = 1) -> tuple[str, ...]:
+    """The labels of the month, quarter, week and year (in that order) holding the local calendar ``day``.
+
+    Every period starts at a local midnight, so a local day lies in exactly one period of each kind:
+    callers that bucket many moments convert each to its local day once and share these labels.
+    """
+    noon = datetime.combine(day, time(12), tzinfo=UTC)
+    return tuple(p.label for p in periods_containing(noon, "UTC", fiscal_start_month))
 
 
 def elapsed_share(

@@ -1,10 +1,11 @@
 """kpi's consumer: sales events in, state and `kpi.attainment.updated` (via the outbox) out.
 
 Work is done per batch, not per event: deals and activities of a tenant are written with one
-statement each, and every metric of every (rep or team, period) the batch touched is recomputed
-from the stored state with a handful of set-based statements, however many events touched them.
+statement each; each change becomes signed deltas of the running tallies it counts in (the old
+version out, the new one in: `contributions.py`), all applied with one statement that returns the
+new tallies; every metric of each moved (rep or team, period) is then computed from its tally.
 Teams follow the dated roster: a deal counts for the team its rep was in when it closed (or was
-created, for pipeline); a backdated move recomputes both teams.
+created, for pipeline); a move re-attributes the rep's history from its date on.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from decimal import Decimal
 import asyncpg
 
 from services.kpi import repository as repo
+from services.kpi.contributions import Books, Key, Ledger
 from services.kpi.figures import figures
-from services.kpi.metrics import values
+from services.kpi.metrics import Tally, values
 from shared import topics
 from shared.cloudevents import CloudEvent, message_key
 from shared.consumer import Handler, Incoming
@@ -35,15 +37,13 @@ from shared.events import (
     TenantUpserted,
 )
 from shared.outbox import enqueue_many
-from shared.periods import elapsed_share, period_bounds, periods_containing
+from shared.periods import elapsed_share, period_bounds
 from shared.service import Runtime
 
 SOURCE = "attain/kpi"
 NAMESPACE = uuid.UUID("6f1e9a52-2b7c-4d2e-9d6a-6b0c1f3e8a11")
 MODELS = {"deal.upserted": DealUpserted, "deal.deleted": DealDeleted, "activity.logged": ActivityLogged,
           "rep.upserted": RepUpserted, "target.set": TargetSet, "tenant.upserted": TenantUpserted}
-
-Key = tuple[str, str, str]  # scope, scope id, period label
 
 
 def make_handler(rt: Runtime) -> Handler:
@@ -60,61 +60,89 @@ def make_handler(rt: Runtime) -> Handler:
 
 async def _apply(conn: asyncpg.Connection, rt: Runtime, tenant: str, msgs: list[Incoming]) -> None:
     with_zone = next((m.event for m in reversed(msgs) if m.event.tenant_timezone), None)
+    rebuild = bool(await conn.fetchval("DELETE FROM tally_rebuilds WHERE tenant = $1 RETURNING true", tenant))
     if with_zone is not None:
-        await repo.remember_tenant(conn, with_zone)
-    upserts = [(m.data, m.event.id) for m in msgs if isinstance(m.data, DealUpserted)]
-    touches = await repo.apply_deals(conn, tenant, upserts)
-    touches += await repo.add_activities(conn, tenant, [m.data for m in msgs if isinstance(m.data, ActivityLogged)])
-    keys: set[Key] = set()
-    moved: list[tuple[str, datetime]] = []  # teams whose history a roster change rewrote, from when
+        rebuild |= await repo.remember_tenant(conn, with_zone)
+    books = await repo.books(conn, tenant)
+    ledger = Ledger(books)
+    changed = await repo.apply_deals(conn, tenant, [(m.data, m.event.id) for m in msgs
+                                                    if isinstance(m.data, DealUpserted)])
+    added = await repo.add_activities(conn, tenant, [m.data for m in msgs if isinstance(m.data, ActivityLogged)])
+    await repo.load_memberships(conn, tenant, books, {d.rep_id for pair in changed for d in pair if d}
+                                | {a.rep_id for a in added})
+    for old, new in changed:
+        if old is not None:
+            ledger.deal(old, -1)
+        if new is not None:
+            ledger.deal(new, 1)
+    for activity in added:
+        ledger.activity(activity, 1)
+    targets, recount = await _apply_in_order(conn, tenant, msgs, ledger)
+    if rebuild or recount:  # everything may have moved: recount the tenant from its stored state
+        tallies = await repo.rebuild_tallies(conn, tenant)
+        books = await repo.books(conn, tenant)
+    else:
+        tallies = await repo.add_to_tallies(conn, tenant, ledger.changed())
+    tallies |= await repo.read_tallies(conn, tenant, targets - tallies.keys())
+    if tallies:
+        await _recompute(conn, tenant, books, tallies, rt.clock.now())
+
+
+async def _apply_in_order(conn: asyncpg.Connection, tenant: str, msgs: list[Incoming],
+                          ledger: Ledger) -> tuple[set[Key], bool]:
+    """Deletions, roster, registry and target events, in their order; returns the keys whose target
+    changed, and whether the tenant's calendar or currency did (then everything is recounted)."""
+    targets: set[Key] = set()
+    recount = False
     for msg in msgs:
         match msg.data:
             case DealDeleted():
-                touches += await repo.delete_deal(conn, tenant, msg.data, msg.event.id)
+                if (gone := await repo.delete_deal(conn, tenant, msg.data, msg.event.id)) is not None:
+                    await repo.load_memberships(conn, tenant, ledger.books, [gone.rep_id])
+                    ledger.deal(gone, -1)
             case RepUpserted():
                 await repo.upsert_rep(conn, tenant, msg.data, msg.event.time)
-                teams, since = await repo.add_membership(conn, tenant, msg.data, msg.event.time)
-                if teams:
-                    # a move rewrites team history from its date on: every period the rep counts in since
-                    touches += await repo.moments_since(conn, tenant, msg.data.rep_id, since)
-                    moved.append((msg.data.team_id, msg.event.time))
+                await _move(conn, tenant, msg.data, msg.event.time, ledger)
             case TenantUpserted():
-                await repo.register_tenant(conn, msg.data)
+                recount |= await repo.register_tenant(conn, msg.data)
             case TargetSet() if await repo.set_target(conn, tenant, msg.data, msg.event.time):
-                keys.add((msg.data.scope.value, msg.data.scope_id, msg.data.period))
-    cal = await repo.calendar(conn, tenant)
-    now = rt.clock.now()
-    for touch in touches:
-        keys |= {("rep", touch.rep_id, p.label) for p in periods_containing(touch.moment, cal.timezone,
-                                                                            cal.fiscal_start_month)}
-    for team, since in moved:
-        for moment in (since, now):
-            keys |= {("team", team, p.label) for p in periods_containing(moment, cal.timezone,
-                                                                         cal.fiscal_start_month)}
-    if keys:
-        await _recompute(conn, tenant, cal, keys, now)
+                targets.add((msg.data.scope.value, msg.data.scope_id, msg.data.period))
+    return targets, recount
 
 
-async def _recompute(conn: asyncpg.Connection, tenant: str, cal: repo.TenantCalendar, keys: set[Key],
+async def _move(conn: asyncpg.Connection, tenant: str, rep: RepUpserted, at: datetime, ledger: Ledger) -> None:
+    """A roster change re-attributes the rep's history from its date on: out of the old team, into the new."""
+    await repo.load_memberships(conn, tenant, ledger.books, [rep.rep_id])
+    since = await repo.add_membership(conn, tenant, rep, at)
+    if since is None:
+        return
+    deals, activities = await repo.history_since(conn, tenant, rep.rep_id, since)
+    teams = Ledger(ledger.books, scopes=("team",), deltas=ledger.deltas)
+    for sign in (-1, 1):
+        if sign == 1:
+            ledger.books.memberships.pop(rep.rep_id)
+            await repo.load_memberships(conn, tenant, ledger.books, [rep.rep_id])
+        for deal in deals:
+            teams.deal(deal, sign)
+        for activity in activities:
+            teams.activity(activity, sign)
+
+
+async def _recompute(conn: asyncpg.Connection, tenant: str, books: Books, tallies: dict[Key, Tally],
                      now: datetime) -> None:
-    """All metrics of every touched rep and team (and the teams of touched reps) in every touched period;
-    an update goes out only for the (scope, id, period, metric) whose figures changed."""
-    bounds = {p: period_bounds(p, cal.timezone, cal.fiscal_start_month) for _, _, p in keys}
-    rep_keys = sorted((i, p) for s, i, p in keys if s == "rep")
-    team_keys = {(i, p) for s, i, p in keys if s == "team"}
-    by_period: dict[str, list[str]] = defaultdict(list)
-    for rep, period in rep_keys:
-        by_period[period].append(rep)
-    for period, reps in by_period.items():
-        for teams in (await repo.teams_of(conn, tenant, reps, *bounds[period])).values():
-            team_keys |= {(team, period) for team in teams}
+    """Every metric of each (scope, id, period) whose tally or target changed; an update goes out only for
+    the (scope, id, period, metric) whose figures changed."""
+    tz, fiscal = books.timezone, books.fiscal_start_month
+    bounds = {p: period_bounds(p, tz, fiscal) for _, _, p in tallies}
     rows: list[tuple[str, str, str, str, Decimal, Decimal | None]] = []
-    for scope, scope_keys in (("rep", rep_keys), ("team", sorted(team_keys))):
-        if not scope_keys:
+    for scope in ("rep", "team"):
+        scope_ids = sorted({i for s, i, _ in tallies if s == scope})
+        if not scope_ids:
             continue
-        tallies = await repo.tallies(conn, tenant, scope, [(i, p, *bounds[p]) for i, p in scope_keys])
-        targets = await repo.targets_of(conn, tenant, scope, sorted({i for i, _ in scope_keys}))
-        for (scope_id, period), tally in sorted(tallies.items()):
+        targets = await repo.targets_of(conn, tenant, scope, scope_ids)
+        for (s, scope_id, period), tally in sorted(tallies.items()):
+            if s != scope:
+                continue
             for metric, actual in values(tally).items():
                 rows.append((scope, scope_id, period, metric.value, actual,
                              targets.get((scope_id, period, metric.value))))
@@ -129,7 +157,7 @@ async def _recompute(conn: asyncpg.Connection, tenant: str, cal: repo.TenantCale
         if revision is None:
             continue
         start, end = bounds[period]
-        fig = figures(actual, target, elapsed_share(period, now, cal.timezone, cal.fiscal_start_month))
+        fig = figures(actual, target, elapsed_share(period, now, tz, fiscal))
         profile = profiles.get(scope_id) if scope == "rep" else None
         data = AttainmentUpdated(
             scope=Scope(scope), scope_id=scope_id, period=period, metric=metric, actual=fig.actual,
@@ -140,6 +168,6 @@ async def _recompute(conn: asyncpg.Connection, tenant: str, cal: repo.TenantCale
         )
         event_id = uuid.uuid5(NAMESPACE, f"{tenant}|{scope}|{scope_id}|{period}|{metric_name}|{revision}")
         event = CloudEvent(id=str(event_id), type="kpi.attainment.updated", source=SOURCE, time=now,
-                           tenant=tenant, data=data, extensions={"tenanttimezone": cal.timezone})
+                           tenant=tenant, data=data, extensions={"tenanttimezone": tz.key})
         outgoing.append((topics.ATTAINMENT.name, message_key(tenant, scope, scope_id, period, metric_name), event))
     await enqueue_many(conn, outgoing)

@@ -2,24 +2,62 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from services.kpi.contributions import FIELDS, MONEY, Activity, Books, Deal, Key, Ledger, Vector, tally_of
 from services.kpi.metrics import Tally
 from shared.cloudevents import CloudEvent
 from shared.events import ActivityLogged, DealDeleted, DealUpserted, RepUpserted, TargetSet, TenantUpserted
 
+EMPTY = Tally()
 
-@dataclass(frozen=True, slots=True)
-class Touch:
-    """A rep's figures changed at `moment` (a deal closed or was created, an activity happened)."""
 
-    rep_id: str
-    moment: datetime
+UNKNOWN_CALENDAR = ("UTC", 1, None)  # what kpi counts in for a tenant it has not heard of yet
+
+
+async def _calendar_before(conn: asyncpg.Connection, tenant: str) -> tuple[str, int, str | None]:
+    row = await conn.fetchrow("SELECT timezone, fiscal_start_month, currency FROM tenants WHERE tenant = $1"
+                              " FOR UPDATE", tenant)
+    return (row["timezone"], row["fiscal_start_month"], row["currency"] or None) if row else UNKNOWN_CALENDAR
+
+
+async def remember_tenant(conn: asyncpg.Connection, event: CloudEvent) -> bool:
+    """Take the tenant's calendar from an event's extensions; True when that changes what kpi counted in."""
+    tz = event.tenant_timezone
+    if not tz:
+        return False
+    calendar = (tz, int(event.extensions.get("tenantfiscalstart", "1") or 1),
+                event.extensions.get("tenantcurrency") or None)
+    if await _calendar_before(conn, event.tenant) == calendar:
+        return False
+    await conn.execute(
+        "INSERT INTO tenants (tenant, timezone, fiscal_start_month, currency) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (tenant) DO UPDATE SET timezone = EXCLUDED.timezone,"
+        " fiscal_start_month = EXCLUDED.fiscal_start_month, currency = EXCLUDED.currency",
+        event.tenant, *calendar,
+    )
+    return True
+
+
+async def register_tenant(conn: asyncpg.Connection, entry: TenantUpserted) -> bool:
+    """The registry's word on a tenant: its token digest, whether it is active, its calendar and currency.
+
+    True when that changes the calendar or base currency kpi counted the tenant in."""
+    before = await _calendar_before(conn, entry.tenant)
+    await conn.execute(
+        "INSERT INTO tenants (tenant, timezone, fiscal_start_month, currency, token_sha256, active)"
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant) DO UPDATE SET timezone = EXCLUDED.timezone,"
+        " fiscal_start_month = EXCLUDED.fiscal_start_month, currency = EXCLUDED.currency,"
+        " token_sha256 = EXCLUDED.token_sha256, active = EXCLUDED.active",
+        entry.tenant, entry.timezone, entry.fiscal_start_month, entry.currency,
+        bytes.fromhex(entry.token_sha256), entry.active)
+    return before != (entry.timezone, entry.fiscal_start_month, entry.currency)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,62 +66,53 @@ class TenantCalendar:
     fiscal_start_month: int
 
 
-async def remember_tenant(conn: asyncpg.Connection, event: CloudEvent) -> None:
-    tz = event.tenant_timezone
-    if tz:
-        fiscal = int(event.extensions.get("tenantfiscalstart", "1") or 1)
-        currency = event.extensions.get("tenantcurrency") or None
-        await conn.execute(
-            "INSERT INTO tenants (tenant, timezone, fiscal_start_month, currency) VALUES ($1, $2, $3, $4)"
-            " ON CONFLICT (tenant) DO UPDATE SET timezone = EXCLUDED.timezone,"
-            " fiscal_start_month = EXCLUDED.fiscal_start_month, currency = EXCLUDED.currency"
-            " WHERE (tenants.timezone, tenants.fiscal_start_month, tenants.currency)"
-            " IS DISTINCT FROM (EXCLUDED.timezone, EXCLUDED.fiscal_start_month, EXCLUDED.currency)",
-            event.tenant, tz, fiscal, currency,
-        )
-
-
-async def register_tenant(conn: asyncpg.Connection, entry: TenantUpserted) -> None:
-    """The registry's word on a tenant: its token digest, whether it is active, its calendar and currency."""
-    await conn.execute(
-        "INSERT INTO tenants (tenant, timezone, fiscal_start_month, currency, token_sha256, active)"
-        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant) DO UPDATE SET timezone = EXCLUDED.timezone,"
-        " fiscal_start_month = EXCLUDED.fiscal_start_month, currency = EXCLUDED.currency,"
-        " token_sha256 = EXCLUDED.token_sha256, active = EXCLUDED.active",
-        entry.tenant, entry.timezone, entry.fiscal_start_month, entry.currency,
-        bytes.fromhex(entry.token_sha256), entry.active)
-
-
 async def calendar(conn: asyncpg.Connection, tenant: str) -> TenantCalendar:
     row = await conn.fetchrow("SELECT timezone, fiscal_start_month FROM tenants WHERE tenant = $1", tenant)
     return TenantCalendar(row["timezone"], row["fiscal_start_month"]) if row else TenantCalendar("UTC", 1)
 
 
-def _touches(row: asyncpg.Record | None) -> list[Touch]:
-    """Where a deal version counts: at its close (won/lost) and at its creation (pipeline)."""
+async def books(conn: asyncpg.Connection, tenant: str) -> Books:
+    """The tenant's calendar, base currency and exchange rates (memberships are loaded per rep)."""
+    row = await conn.fetchrow("SELECT timezone, fiscal_start_month, currency FROM tenants WHERE tenant = $1", tenant)
+    rates: dict[str, list[tuple[date, Decimal]]] = {}
+    for r in await conn.fetch("SELECT currency, valid_from, rate FROM fx_rates WHERE tenant = $1"
+                              " ORDER BY currency, valid_from", tenant):
+        rates.setdefault(r["currency"], []).append((r["valid_from"], r["rate"]))
+    if row is None:
+        return Books(ZoneInfo("UTC"), rates=rates)
+    return Books(ZoneInfo(row["timezone"]), row["fiscal_start_month"], row["currency"], rates)
+
+
+async def load_memberships(conn: asyncpg.Connection, tenant: str, into: Books, rep_ids: Iterable[str]) -> None:
+    """Add the dated teams of the reps `into` does not know yet."""
+    missing = sorted(set(rep_ids) - into.memberships.keys())
+    if not missing:
+        return
+    for rep in missing:
+        into.memberships[rep] = []
+    for r in await conn.fetch("SELECT rep_id, valid_from, team_id FROM memberships WHERE tenant = $1"
+                              " AND rep_id = ANY($2::text[]) ORDER BY rep_id, valid_from", tenant, missing):
+        since = r["valid_from"]  # the start of time comes back as a naive datetime.min
+        into.memberships[r["rep_id"]].append((since if since.tzinfo else since.replace(tzinfo=UTC), r["team_id"]))
+
+
+def _deal(row: asyncpg.Record | None) -> Deal | None:
+    """What a stored version counts for; None for no version or a tombstone."""
     if row is None or row["deleted"]:
-        return []
-    moments = [row["created_at"]] if row["created_at"] else []
-    if row["stage"] in ("won", "lost") and row["closed_at"] is not None:
-        moments.append(row["closed_at"])
-    return [Touch(row["rep_id"], m) for m in moments]
+        return None
+    return Deal(row["rep_id"], row["stage"], row["amount"], row["currency"].strip(), row["created_at"],
+                row["closed_at"])
 
 
-async def _current(conn: asyncpg.Connection, tenant: str, deal_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "SELECT rep_id, stage, created_at, closed_at, deleted, updated_at, tiebreak FROM deals"
-        " WHERE tenant = $1 AND deal_id = $2 FOR UPDATE",
-        tenant, deal_id,
-    )
+_DEAL_COLUMNS = "rep_id, stage, amount, currency, created_at, closed_at, deleted"
 
 
 async def apply_deals(conn: asyncpg.Connection, tenant: str,
-                      deals: list[tuple[DealUpserted, str]]) -> list[Touch]:
+                      deals: list[tuple[DealUpserted, str]]) -> list[tuple[Deal | None, Deal | None]]:
     """Store each deal's newest version in one statement, only where newer than what is stored.
 
     "Newer" is (updated_at, tiebreak): equal `updated_at`s are ordered by the event id, so every
-    delivery order ends in the same state. Returns where figures changed: the moments the old and
-    the new version of each changed deal count at.
+    delivery order ends in the same state. Returns the (old, new) versions of each changed deal.
     """
     if not deals:
         return []
@@ -93,7 +122,7 @@ async def apply_deals(conn: asyncpg.Connection, tenant: str,
     # Lock and read the stored versions first, in a statement of their own: a FOR UPDATE inside the
     # upsert's own WITH would skip rows the same statement updates, and lose their old side.
     old = {r["deal_id"]: r for r in await conn.fetch(
-        "SELECT deal_id, rep_id, stage, created_at, closed_at, deleted FROM deals"
+        f"SELECT deal_id, {_DEAL_COLUMNS} FROM deals"
         " WHERE tenant = $1 AND deal_id = ANY($2::text[]) ORDER BY deal_id FOR UPDATE", tenant, cols[0])}
     changed = await conn.fetch(
         "WITH incoming AS (SELECT DISTINCT ON (deal_id) * FROM unnest($2::text[], $3::text[], $4::numeric[],"
@@ -108,34 +137,37 @@ async def apply_deals(conn: asyncpg.Connection, tenant: str,
         "   closed_at = EXCLUDED.closed_at, updated_at = EXCLUDED.updated_at, tiebreak = EXCLUDED.tiebreak,"
         "   deleted = false"
         " WHERE (deals.updated_at, deals.tiebreak) < (EXCLUDED.updated_at, EXCLUDED.tiebreak COLLATE \"C\")"
-        " RETURNING deal_id, rep_id, stage, created_at, closed_at, deleted",
+        f" RETURNING deal_id, {_DEAL_COLUMNS}",
         tenant, *cols,
     )
-    rows = [row for new in changed for row in (old.get(new["deal_id"]), new)]
-    return [touch for row in rows for touch in _touches(row)]
+    return [(_deal(old.get(new["deal_id"])), _deal(new)) for new in changed]
 
 
-async def add_activities(conn: asyncpg.Connection, tenant: str, activities: list[ActivityLogged]) -> list[Touch]:
-    """Insert activities not seen before (by id); return where the new ones count."""
+async def add_activities(conn: asyncpg.Connection, tenant: str,
+                         activities: list[ActivityLogged]) -> list[Activity]:
+    """Insert activities not seen before (by id); return the new ones."""
     if not activities:
         return []
     rows = await conn.fetch(
         "INSERT INTO activities (tenant, activity_id, rep_id, kind, occurred_at, deal_id, duration_s)"
         " SELECT DISTINCT ON (a) $1, a, r, k, o, d, s FROM unnest($2::text[], $3::text[], $4::text[],"
         "   $5::timestamptz[], $6::text[], $7::int[]) AS u(a, r, k, o, d, s)"
-        " ON CONFLICT DO NOTHING RETURNING rep_id, occurred_at",
+        " ON CONFLICT DO NOTHING RETURNING rep_id, kind, occurred_at",
         tenant, [a.activity_id for a in activities], [a.rep_id for a in activities],
         [a.kind.value for a in activities], [a.occurred_at for a in activities],
         [a.deal_id for a in activities], [a.duration_s for a in activities],
     )
-    return [Touch(r["rep_id"], r["occurred_at"]) for r in rows]
+    return [Activity(r["rep_id"], r["kind"], r["occurred_at"]) for r in rows]
 
 
-async def delete_deal(conn: asyncpg.Connection, tenant: str, deal: DealDeleted, tiebreak: str) -> list[Touch]:
-    """Tombstone the deal (even before its first upsert arrives, so a late older upsert stays dead)."""
-    old = await _current(conn, tenant, deal.deal_id)
+async def delete_deal(conn: asyncpg.Connection, tenant: str, deal: DealDeleted, tiebreak: str) -> Deal | None:
+    """Tombstone the deal (even before its first upsert arrives, so a late older upsert stays dead);
+    return the version it removed, if that counted for anything."""
+    old = await conn.fetchrow(
+        f"SELECT {_DEAL_COLUMNS}, updated_at, tiebreak FROM deals WHERE tenant = $1 AND deal_id = $2 FOR UPDATE",
+        tenant, deal.deal_id)
     if old is not None and (old["updated_at"], old["tiebreak"]) >= (deal.updated_at, tiebreak):
-        return []
+        return None
     await conn.execute(
         "INSERT INTO deals (tenant, deal_id, rep_id, amount, currency, stage, updated_at, tiebreak, deleted)"
         " VALUES ($1, $2, '', 0, 'XXX', 'open', $3, $4, true)"
@@ -145,13 +177,13 @@ async def delete_deal(conn: asyncpg.Connection, tenant: str, deal: DealDeleted, 
         " created_at = NULL, closed_at = NULL",
         tenant, deal.deal_id, deal.updated_at, tiebreak,
     )
-    return _touches(old)
+    return _deal(old)
 
 
 async def add_membership(conn: asyncpg.Connection, tenant: str, rep: RepUpserted,
-                         since: datetime) -> tuple[list[str], datetime]:
-    """Record that `rep` is in its team from `since`; return the teams whose history this changes, and
-    from when (the start of time for a rep's first team).
+                         since: datetime) -> datetime | None:
+    """Record that `rep` is in its team from `since`; return from when this changes the rep's team
+    history (the start of time for a rep's first team), or None if it does not.
 
     A rep's first known team holds for all their history (the CRM just told us where they are);
     later changes are moves, from the time of the event on."""
@@ -161,24 +193,24 @@ async def add_membership(conn: asyncpg.Connection, tenant: str, rep: RepUpserted
         "SELECT team_id FROM memberships WHERE tenant = $1 AND rep_id = $2 AND valid_from <= $3"
         " ORDER BY valid_from DESC LIMIT 1", tenant, rep.rep_id, since)
     if before == rep.team_id:
-        return [], since
+        return None
     await conn.execute(
         "INSERT INTO memberships (tenant, rep_id, valid_from, team_id) VALUES ($1, $2, $3, $4)"
         " ON CONFLICT (tenant, rep_id, valid_from) DO UPDATE SET team_id = EXCLUDED.team_id",
         tenant, rep.rep_id, since, rep.team_id)
-    return [t for t in (before, rep.team_id) if t], since
+    return since
 
 
-async def moments_since(conn: asyncpg.Connection, tenant: str, rep_id: str, since: datetime) -> list[Touch]:
-    """Every minute from `since` on in which something of the rep counts (a roster change rewrites them)."""
-    rows = await conn.fetch(
-        "SELECT DISTINCT date_trunc('minute', m) AS m FROM ("
-        "  SELECT closed_at AS m FROM deals WHERE tenant = $1 AND rep_id = $2 AND NOT deleted AND closed_at >= $3"
-        "  UNION ALL SELECT created_at FROM deals WHERE tenant = $1 AND rep_id = $2 AND NOT deleted"
-        "    AND created_at >= $3"
-        "  UNION ALL SELECT occurred_at FROM activities WHERE tenant = $1 AND rep_id = $2 AND occurred_at >= $3"
-        ") x", tenant, rep_id, since)
-    return [Touch(rep_id, r["m"]) for r in rows]
+async def history_since(conn: asyncpg.Connection, tenant: str, rep_id: str,
+                        since: datetime) -> tuple[list[Deal], list[Activity]]:
+    """The rep's live deals and activities with a moment from `since` on (a roster change re-attributes them)."""
+    deals = await conn.fetch(
+        f"SELECT {_DEAL_COLUMNS} FROM deals WHERE tenant = $1 AND rep_id = $2 AND NOT deleted"
+        " AND (created_at >= $3 OR closed_at >= $3)", tenant, rep_id, since)
+    acts = await conn.fetch("SELECT rep_id, kind, occurred_at FROM activities WHERE tenant = $1 AND rep_id = $2"
+                            " AND occurred_at >= $3", tenant, rep_id, since)
+    return ([d for r in deals if (d := _deal(r)) is not None],
+            [Activity(r["rep_id"], r["kind"], r["occurred_at"]) for r in acts])
 
 
 async def upsert_rep(conn: asyncpg.Connection, tenant: str, rep: RepUpserted, version: datetime) -> None:
@@ -212,88 +244,62 @@ async def targets_of(conn: asyncpg.Connection, tenant: str, scope: str,
     return {(r["scope_id"], r["period"], r["metric"]): r["value"] for r in rows}
 
 
-_KEYS = "unnest($2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[]) AS k(scope_id, period, s, e)"
-# Who a row counts for at `moment`: the rep itself, or the team the rep belonged to at that moment.
-_MEMBERS = ("(SELECT rep_id, team_id, valid_from, lead(valid_from, 1, 'infinity') OVER"
-            " (PARTITION BY rep_id ORDER BY valid_from) AS valid_to FROM memberships WHERE tenant = $1)")
+_TALLY_COLUMNS = ", ".join(FIELDS)
 
 
-def _owner(scope: str, row: str, moment: str) -> str:
-    if scope == "rep":
-        return f"{row}.rep_id = k.scope_id"
-    return (f"EXISTS (SELECT 1 FROM members m WHERE m.rep_id = {row}.rep_id AND m.team_id = k.scope_id"
-            f" AND {row}.{moment} >= m.valid_from AND {row}.{moment} < m.valid_to)")
+async def add_to_tallies(conn: asyncpg.Connection, tenant: str, deltas: dict[Key, Vector]) -> dict[Key, Tally]:
+    """Move each key's running tally by its delta in one statement; return the new tallies.
 
-
-def _in_base(moment: str) -> str:
-    """A deal's amount in the tenant's base currency at the rate valid on the (local) day of `moment`."""
-    return (f"d.amount * CASE WHEN t.currency IS NULL OR d.currency = t.currency THEN 1 ELSE"
-            f" (SELECT f.rate FROM fx_rates f WHERE f.tenant = d.tenant AND f.currency = d.currency"
-            f"  AND f.valid_from <= ({moment} AT TIME ZONE t.timezone)::date ORDER BY f.valid_from DESC LIMIT 1) END")
-
-
-def _reps_of(scope: str, column: str) -> str:
-    """Only the rows of the reps in question (the scope ids, or the reps ever in those teams)."""
-    if scope == "rep":
-        return f"{column} = ANY($2::text[])"
-    return f"{column} IN (SELECT rep_id FROM members WHERE team_id = ANY($2::text[]))"
-
-
-def _tally_sql(scope: str) -> tuple[str, str, str]:
-    base = (f"WITH k AS (SELECT * FROM {_KEYS}), members AS {_MEMBERS},"
-            f" d AS (SELECT d.*, {_in_base('d.closed_at')} AS closed_base, {_in_base('d.created_at')} AS created_base"
-            f"   FROM deals d LEFT JOIN tenants t ON t.tenant = d.tenant WHERE d.tenant = $1 AND NOT d.deleted"
-            f"   AND {_reps_of(scope, 'd.rep_id')})")
-    closed = (base + " SELECT k.scope_id, k.period,"
-              " COALESCE(sum(d.closed_base) FILTER (WHERE d.stage = 'won'), 0) AS won_revenue,"
-              " count(d.deal_id) FILTER (WHERE d.stage = 'won') AS deals_won,"
-              " count(d.deal_id) FILTER (WHERE d.stage = 'lost') AS deals_lost,"
-              " count(d.deal_id) FILTER (WHERE d.stage = 'won' AND d.closed_base IS NULL) AS unconverted"
-              " FROM k LEFT JOIN d ON d.stage IN ('won', 'lost') AND d.closed_at >= k.s AND d.closed_at < k.e"
-              f" AND {_owner(scope, 'd', 'closed_at')} GROUP BY k.scope_id, k.period")
-    created = (base + " SELECT k.scope_id, k.period, COALESCE(sum(d.created_base), 0) AS pipeline_created,"
-               " count(d.deal_id) FILTER (WHERE d.created_base IS NULL) AS unconverted"
-               " FROM k LEFT JOIN d ON d.created_at >= k.s AND d.created_at < k.e"
-               f" AND {_owner(scope, 'd', 'created_at')} GROUP BY k.scope_id, k.period")
-    acts = (f"WITH k AS (SELECT * FROM {_KEYS}), members AS {_MEMBERS}"
-            " SELECT k.scope_id, k.period, count(a.activity_id) FILTER (WHERE a.kind = 'call') AS calls,"
-            " count(a.activity_id) FILTER (WHERE a.kind = 'email') AS emails,"
-            " count(a.activity_id) FILTER (WHERE a.kind = 'meeting') AS meetings,"
-            " count(a.activity_id) AS activities"
-            " FROM k LEFT JOIN activities a ON a.tenant = $1 AND a.occurred_at >= k.s AND a.occurred_at < k.e"
-            f" AND {_reps_of(scope, 'a.rep_id')} AND {_owner(scope, 'a', 'occurred_at')}"
-            " GROUP BY k.scope_id, k.period")
-    return closed, created, acts
-
-
-TALLY_SQL = {scope: _tally_sql(scope) for scope in ("rep", "team")}
-
-
-async def tallies(conn: asyncpg.Connection, tenant: str, scope: str,
-                  keys: list[tuple[str, str, datetime, datetime]]) -> dict[tuple[str, str], Tally]:
-    """Every metric's raw counts and sums for each (scope id, period) with the period's bounds."""
-    args = (tenant, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], [k[3] for k in keys])
-    closed_sql, created_sql, acts_sql = TALLY_SQL[scope]
-    found: dict[tuple[str, str], dict[str, Any]] = {(k[0], k[1]): {} for k in keys}
-    for sql in (closed_sql, created_sql, acts_sql):
-        for row in await conn.fetch(sql, *args):
-            parts = dict(row)
-            key = (parts.pop("scope_id"), parts.pop("period"))
-            found[key]["unconverted"] = found[key].get("unconverted", 0) + parts.pop("unconverted", 0)
-            found[key].update(parts)
-    return {key: Tally(**parts) for key, parts in found.items()}
-
-
-async def teams_of(conn: asyncpg.Connection, tenant: str, rep_ids: list[str], start: datetime,
-                   end: datetime) -> dict[str, set[str]]:
-    """The teams each rep belonged to at some moment of [start, end)."""
+    Rows are written in key order, so two replicas moving the same team's tallies lock them in the
+    same order and cannot deadlock."""
+    if not deltas:
+        return {}
+    keys = sorted(deltas)
+    columns = [[deltas[k][i] for k in keys] for i in range(len(FIELDS))]
+    types = ["numeric" if i in MONEY else "bigint" for i in range(len(FIELDS))]
+    unnest = ", ".join(f"${i + 5}::{t}[]" for i, t in enumerate(types))
     rows = await conn.fetch(
-        f"SELECT m.rep_id, m.team_id FROM {_MEMBERS} m WHERE m.rep_id = ANY($2::text[])"
-        " AND m.valid_from < $4 AND m.valid_to > $3", tenant, rep_ids, start, end)
-    teams: dict[str, set[str]] = {}
-    for r in rows:
-        teams.setdefault(r["rep_id"], set()).add(r["team_id"])
-    return teams
+        f"INSERT INTO period_tallies (tenant, scope, scope_id, period, {_TALLY_COLUMNS})"
+        f" SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], {unnest}) ORDER BY 1, 2, 3"
+        " ON CONFLICT (tenant, scope, scope_id, period) DO UPDATE SET "
+        + ", ".join(f"{f} = period_tallies.{f} + EXCLUDED.{f}" for f in FIELDS)
+        + f" RETURNING scope, scope_id, period, {_TALLY_COLUMNS}",
+        tenant, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], *columns)
+    return {(r[0], r[1], r[2]): tally_of(list(r)[3:]) for r in rows}
+
+
+async def read_tallies(conn: asyncpg.Connection, tenant: str, keys: Iterable[Key]) -> dict[Key, Tally]:
+    """The running tallies of `keys` (a key nothing ever counted for has the empty tally)."""
+    wanted = sorted(set(keys))
+    found = {(r[0], r[1], r[2]): tally_of(list(r)[3:]) for r in await conn.fetch(
+        f"SELECT t.scope, t.scope_id, t.period, {_TALLY_COLUMNS} FROM period_tallies t"
+        " JOIN unnest($2::text[], $3::text[], $4::text[]) AS k(scope, scope_id, period)"
+        " USING (scope, scope_id, period) WHERE t.tenant = $1",
+        tenant, [k[0] for k in wanted], [k[1] for k in wanted], [k[2] for k in wanted])}
+    return {k: found.get(k, EMPTY) for k in wanted}
+
+
+async def rebuild_tallies(conn: asyncpg.Connection, tenant: str) -> dict[Key, Tally]:
+    """Recompute every running tally of the tenant from its stored deals and activities.
+
+    For a change that moves everything (a new time zone, fiscal year start, base currency or
+    exchange rate) and for tenants tallied before running tallies existed. Returns every key that
+    had or has a tally, with its new value."""
+    into = await books(conn, tenant)
+    await load_memberships(conn, tenant, into, [r[0] for r in await conn.fetch(
+        "SELECT DISTINCT rep_id FROM memberships WHERE tenant = $1", tenant)])
+    ledger = Ledger(into)
+    async for row in conn.cursor(f"SELECT {_DEAL_COLUMNS} FROM deals WHERE tenant = $1 AND NOT deleted",
+                                 tenant, prefetch=10_000):
+        if (deal := _deal(row)) is not None:
+            ledger.deal(deal, 1)
+    async for row in conn.cursor("SELECT rep_id, kind, occurred_at FROM activities WHERE tenant = $1",
+                                 tenant, prefetch=10_000):
+        ledger.activity(Activity(row["rep_id"], row["kind"], row["occurred_at"]), 1)
+    before = [(r[0], r[1], r[2]) for r in await conn.fetch(
+        "DELETE FROM period_tallies WHERE tenant = $1 RETURNING scope, scope_id, period", tenant)]
+    fresh = await add_to_tallies(conn, tenant, ledger.changed())
+    return {k: EMPTY for k in before} | fresh
 
 
 async def profiles_of(conn: asyncpg.Connection, tenant: str, rep_ids: list[str]) -> dict[str, asyncpg.Record]:

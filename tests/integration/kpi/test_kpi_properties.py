@@ -2,8 +2,10 @@
 reference that recomputes every metric from the final deal states.
 
 Hypothesis generates histories of deal versions (edits, owner changes, reopens, losses,
-deletions, equal `updated_at`s) and activities, delivers them shuffled, with duplicates, in random
-batches, through kpi's real handler into real PostgreSQL, and compares every stored figure.
+deletions, equal `updated_at`s), activities and roster moves, delivers them shuffled, with
+duplicates, in random batches, through kpi's real handler into real PostgreSQL, and compares every
+stored figure of every rep and team. Roster events of one rep keep their order (they share a Kafka
+key); everything else may come in any order. The reference knows nothing of deltas: it recounts.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from shared import db
 from shared.clock import FixedClock
 from shared.cloudevents import CloudEvent
 from shared.consumer import Incoming
-from shared.events import ActivityLogged, DealDeleted, DealUpserted
+from shared.events import ActivityLogged, DealDeleted, DealUpserted, RepUpserted
 from shared.periods import period_bounds, periods_containing
 from tests.integration.conftest import DATABASE_URL
 
@@ -39,6 +41,8 @@ REPS = ["ann", "bob", "cy"]
 DEALS = ["d1", "d2", "d3", "d4"]
 AMOUNTS = [Decimal("0"), Decimal("10.50"), Decimal("99.99"), Decimal("1000")]
 STAMPS = [NOW - timedelta(hours=h) for h in (5, 4, 4, 3, 2)]  # 4 twice: equal updated_at happen
+TEAMS = ["east", "west"]
+MOVES_AT = [NEW_YEARS_EVE_LA + timedelta(days=d) for d in (-100, -60, -40, -1, 0, 2)]  # on and between DAYS
 
 
 @dataclass(frozen=True)
@@ -69,8 +73,19 @@ activities = st.builds(lambda aid, rep, kind, day: ActivityLogged(activity_id=ai
                        st.sampled_from(["call", "email", "meeting", "demo"]), st.sampled_from(DAYS))
 
 
-def _event(tenant: str, item: Version | ActivityLogged) -> Incoming:
+@dataclass(frozen=True)
+class Move:
+    rep_id: str
+    team_id: str
+    at: datetime
+
+
+def _event(tenant: str, item: Version | ActivityLogged | Move) -> Incoming:
     ext = {"tenanttimezone": TZ, "tenantfiscalstart": "1"}
+    if isinstance(item, Move):
+        ce = CloudEvent(f"move-{item.rep_id}-{item.at.isoformat()}", "rep.upserted", "api", item.at, tenant, {}, ext)
+        return Incoming("t", 0, 0, ce, RepUpserted(rep_id=item.rep_id, name=item.rep_id, team_id=item.team_id,
+                                                   timezone=TZ))
     if isinstance(item, ActivityLogged):
         ce = CloudEvent(f"act-{item.activity_id}", "activity.logged", "api", NOW, tenant, {}, ext)
         return Incoming("t", 0, 0, ce, item)
@@ -85,42 +100,55 @@ def _event(tenant: str, item: Version | ActivityLogged) -> Incoming:
     return Incoming("t", 0, 0, ce, data)
 
 
-def _reference(history: list[Version], acts: list[ActivityLogged]) -> dict[tuple[str, str, str], Decimal]:
-    """Every rep metric in every period, recomputed from the final states alone."""
+def _team_at(moves: list[Move], rep: str, moment: datetime) -> str | None:
+    """A rep's first team holds for all their earlier history; each later move from its time on."""
+    mine = [m for m in moves if m.rep_id == rep]
+    if not mine:
+        return None
+    return next((m.team_id for m in reversed(mine) if m.at <= moment), mine[0].team_id)
+
+
+def _reference(history: list[Version], acts: list[ActivityLogged],
+               moves: list[Move]) -> dict[tuple[str, str, str, str], Decimal]:
+    """Every rep and team metric in every period, recomputed from the final states alone."""
     final: dict[str, Version] = {}
     for v in history:
         known = final.get(v.deal_id)
         if known is None or (v.updated_at, v.event_id) > (known.updated_at, known.event_id):
             final[v.deal_id] = v
-    tallies: dict[tuple[str, str], dict[str, Any]] = defaultdict(lambda: defaultdict(lambda: Decimal(0)))
+    tallies: dict[tuple[str, str, str], dict[str, Any]] = defaultdict(lambda: defaultdict(lambda: Decimal(0)))
+
+    def buckets(rep: str, moment: datetime) -> list[dict[str, Any]]:
+        owners = [("rep", rep)] + ([("team", team)] if (team := _team_at(moves, rep, moment)) else [])
+        return [tallies[(scope, owner, p.label)] for scope, owner in owners for p in periods_containing(moment, TZ)]
+
     for deal in final.values():
         if deal.deleted:
             continue
         if deal.created_at:
-            for p in periods_containing(deal.created_at, TZ):
-                tallies[(deal.rep_id, p.label)]["pipeline_created"] += deal.amount
+            for bucket in buckets(deal.rep_id, deal.created_at):
+                bucket["pipeline_created"] += deal.amount
         if deal.stage in ("won", "lost") and deal.closed_at:
-            for p in periods_containing(deal.closed_at, TZ):
-                bucket = tallies[(deal.rep_id, p.label)]
+            for bucket in buckets(deal.rep_id, deal.closed_at):
                 bucket[f"deals_{deal.stage}"] += 1
                 if deal.stage == "won":
                     bucket["won_revenue"] += deal.amount
     for act in {a.activity_id: a for a in acts}.values():
-        for p in periods_containing(act.occurred_at, TZ):
-            bucket = tallies[(act.rep_id, p.label)]
+        for bucket in buckets(act.rep_id, act.occurred_at):
             bucket["activities"] += 1
             if act.kind.value in ("call", "email", "meeting"):
                 bucket[f"{act.kind.value}s"] += 1
-    out: dict[tuple[str, str, str], Decimal] = {}
-    for (rep, period), b in tallies.items():
+    out: dict[tuple[str, str, str, str], Decimal] = {}
+    for (scope, owner, period), b in tallies.items():
         tally = Tally(**{k: (int(v) if k.startswith(("deals", "calls", "emails", "meetings", "activ")) else v)
                          for k, v in b.items()})
         for metric, value in values(tally).items():
-            out[(rep, period, metric.value)] = value
+            out[(scope, owner, period, metric.value)] = value
     return out
 
 
-async def _run(history: list[Version], acts: list[ActivityLogged], order: list[int], cuts: list[int]) -> None:
+async def _run(history: list[Version], acts: list[ActivityLogged], moves: list[Move], order: list[int],
+               slots: list[int], cuts: list[int]) -> None:
     tenant = f"prop-{uuid.uuid4().hex[:10]}"
     pool = await db.create_pool(DATABASE_URL, SPEC.schema, min_size=1, max_size=2)
     try:
@@ -128,6 +156,11 @@ async def _run(history: list[Version], acts: list[ActivityLogged], order: list[i
         handler = make_handler(SimpleNamespace(clock=FixedClock(NOW)))  # type: ignore[arg-type]
         items: list[Version | ActivityLogged] = [*history, *acts]
         delivery = [_event(tenant, items[i % len(items)]) for i in order] if items else []
+        at = 0
+        for move, slot in zip(moves, slots, strict=True):  # in order, somewhere among the rest
+            at = min(len(delivery), max(at, slot))
+            delivery.insert(at, _event(tenant, move))
+            at += 1
         start = 0
         for cut in [*sorted(cuts), len(delivery)]:
             batch = delivery[start:cut]
@@ -136,12 +169,12 @@ async def _run(history: list[Version], acts: list[ActivityLogged], order: list[i
                 async with pool.acquire() as conn, conn.transaction():
                     await handler(conn, batch)
         async with pool.acquire() as conn:
-            rows = await conn.fetch("SELECT scope_id, period, metric, actual FROM attainment"
-                                    " WHERE tenant = $1 AND scope = 'rep'", tenant)
+            rows = await conn.fetch("SELECT scope, scope_id, period, metric, actual FROM attainment"
+                                    " WHERE tenant = $1", tenant)
     finally:
         await pool.close()
-    stored = {(r["scope_id"], r["period"], r["metric"]): r["actual"] for r in rows}
-    expected = _reference(history, acts)
+    stored = {(r["scope"], r["scope_id"], r["period"], r["metric"]): r["actual"] for r in rows}
+    expected = _reference(history, acts, moves)
     for key, actual in stored.items():
         assert actual == (expected.get(key) or 0), (key, actual, expected.get(key))
     for key, value in expected.items():
@@ -153,19 +186,24 @@ async def _run(history: list[Version], acts: list[ActivityLogged], order: list[i
                                                                   HealthCheck.function_scoped_fixture])
 @given(history=st.lists(st.one_of(versions, versions, deletions), max_size=14),
        acts=st.lists(activities, max_size=5, unique_by=lambda a: a.activity_id),  # an id is one activity
+       moves=st.lists(st.tuples(st.sampled_from(REPS), st.sampled_from(TEAMS)), max_size=len(MOVES_AT)),
        order=st.lists(st.integers(0, 60), min_size=0, max_size=40),
-       cuts=st.lists(st.integers(0, 40), max_size=4))
+       slots=st.lists(st.integers(0, 60), min_size=len(MOVES_AT), max_size=len(MOVES_AT)),
+       cuts=st.lists(st.integers(0, 45), max_size=4))
 def test_figures_equal_a_recomputation_from_final_deal_states(stack: None, history: list[Version],
-                                                             acts: list[ActivityLogged], order: list[int],
-                                                             cuts: list[int]) -> None:
+                                                             acts: list[ActivityLogged],
+                                                             moves: list[tuple[str, str]], order: list[int],
+                                                             slots: list[int], cuts: list[int]) -> None:
+    dated = [Move(rep, team, at) for (rep, team), at in zip(moves, MOVES_AT, strict=False)]
     items = len(history) + len(acts)
     # every item delivered at least once, in a shuffled order, some twice (duplicates)
     order = [i % items for i in order] + list(range(items)) if items else []
     delivery = sorted(order, key=lambda i: hash((i, len(order))))
     try:
-        asyncio.run(_run(history, acts, delivery, cuts))
+        asyncio.run(_run(history, acts, dated, delivery, slots[:len(dated)], cuts))
     except AssertionError as err:
-        raise AssertionError(f"{err}\nhistory={history}\nacts={acts}\ndelivery={delivery}\ncuts={cuts}") from None
+        raise AssertionError(f"{err}\nhistory={history}\nacts={acts}\nmoves={dated}\ndelivery={delivery}"
+                             f"\nslots={slots}\ncuts={cuts}") from None
 
 
 def test_a_deal_won_late_on_new_years_eve_in_los_angeles_counts_in_q4() -> None:

@@ -1,0 +1,155 @@
+"""Where each deal version and activity counts: signed deltas of per-period tallies, pure.
+
+kpi keeps one running tally per (scope, scope id, period) and moves it by deltas instead of
+re-reading history: when a deal changes, its old version is taken out of every tally it counted
+in and its new version put in. The invariant, which `rebuild` recomputes from scratch and the
+property tests check, is
+
+    tally(scope, id, period) = sum of the contributions of every live deal and activity
+
+where a contribution lands in the periods (month, quarter, ISO week, year) of the tenant-local
+day of its moment, for the rep and for the team the rep belonged to at that moment:
+
+- a deal with `created_at` adds its amount to `pipeline_created` at creation;
+- a won deal adds 1 to `deals_won` and its amount to `won_revenue` at `closed_at`;
+- a lost deal adds 1 to `deals_lost` at `closed_at`;
+- an activity adds 1 to `activities` and to `calls`, `emails` or `meetings` by kind.
+
+Money is converted into the tenant's base currency at the rate valid on the local day of the
+moment (1 unit of the deal's currency = `rate` base units; the newest rate from that day or
+before). A deal whose currency has no rate yet is left out of the money metric and counted in
+`unconverted` instead, so nothing is silently mis-added. Arithmetic is exact: it raises rather
+than round.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Context, Decimal, Inexact, Rounded
+from zoneinfo import ZoneInfo
+
+from services.kpi.metrics import Tally
+from shared.periods import labels_of_day
+
+FIELDS = ("won_revenue", "deals_won", "deals_lost", "pipeline_created", "calls", "emails", "meetings",
+          "activities", "unconverted")
+WON_REVENUE, DEALS_WON, DEALS_LOST, PIPELINE, CALLS, EMAILS, MEETINGS, ACTIVITIES, UNCONVERTED = range(9)
+MONEY = (WON_REVENUE, PIPELINE)
+BY_KIND = {"call": CALLS, "email": EMAILS, "meeting": MEETINGS}
+EXACT = Context(prec=400, traps=[Inexact, Rounded])  # a result that would need rounding raises
+
+Key = tuple[str, str, str]  # scope, scope id, period label
+Vector = list[int | Decimal]  # FIELDS, in order
+
+
+@dataclass(frozen=True, slots=True)
+class Deal:
+    """The part of a stored deal version that counts."""
+
+    rep_id: str
+    stage: str
+    amount: Decimal
+    currency: str
+    created_at: datetime | None
+    closed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    rep_id: str
+    kind: str
+    occurred_at: datetime
+
+
+@dataclass(slots=True)
+class Books:
+    """What attribution needs to know of a tenant: its calendar, base currency, rates and roster."""
+
+    timezone: ZoneInfo
+    fiscal_start_month: int = 1
+    currency: str | None = None
+    rates: Mapping[str, Sequence[tuple[date, Decimal]]] = field(default_factory=dict)  # by valid_from, ascending
+    memberships: dict[str, list[tuple[datetime, str]]] = field(default_factory=dict)  # by valid_from, ascending
+
+    def team_at(self, rep_id: str, moment: datetime) -> str | None:
+        """The team the rep was in at `moment`: the membership valid from the latest time not after it."""
+        spans = self.memberships.get(rep_id)
+        if not spans:
+            return None
+        i = bisect_right(spans, moment, key=lambda span: span[0])
+        return spans[i - 1][1] if i else None
+
+    def in_base(self, amount: Decimal, currency: str, day: date) -> Decimal | None:
+        """`amount` in the base currency at the rate of `day`; None when no rate is known by then."""
+        if self.currency is None or currency == self.currency:
+            return amount
+        rates = self.rates.get(currency, ())
+        i = bisect_right(rates, day, key=lambda rate: rate[0])
+        return EXACT.multiply(amount, rates[i - 1][1]) if i else None
+
+
+def zero() -> Vector:
+    return [0] * len(FIELDS)
+
+
+@dataclass(slots=True)
+class Ledger:
+    """Accumulates signed contributions per key; `scopes` limits which tallies are touched."""
+
+    books: Books
+    scopes: tuple[str, ...] = ("rep", "team")
+    deltas: dict[Key, Vector] = field(default_factory=dict)
+
+    def deal(self, deal: Deal, sign: int) -> None:
+        """Add (sign 1) or take out (sign -1) everything a deal version counts for."""
+        if deal.created_at is not None:
+            self._money(deal, deal.created_at, PIPELINE, None, sign)
+        if deal.closed_at is not None and deal.stage == "won":
+            self._money(deal, deal.closed_at, WON_REVENUE, DEALS_WON, sign)
+        elif deal.closed_at is not None and deal.stage == "lost":
+            self._add(deal.rep_id, deal.closed_at, ((DEALS_LOST, sign),))
+
+    def activity(self, activity: Activity, sign: int) -> None:
+        kind = BY_KIND.get(activity.kind)
+        parts = ((ACTIVITIES, sign), (kind, sign)) if kind is not None else ((ACTIVITIES, sign),)
+        self._add(activity.rep_id, activity.occurred_at, parts)
+
+    def _money(self, deal: Deal, moment: datetime, money: int, count: int | None, sign: int) -> None:
+        base = self.books.in_base(deal.amount, deal.currency, self._day(moment))
+        parts: list[tuple[int, int | Decimal]] = [(count, sign)] if count is not None else []
+        parts.append((UNCONVERTED, sign) if base is None else (money, base if sign > 0 else EXACT.minus(base)))
+        self._add(deal.rep_id, moment, parts)
+
+    def _day(self, moment: datetime) -> date:
+        return moment.astimezone(self.books.timezone).date()
+
+    def _add(self, rep_id: str, moment: datetime, parts: Iterable[tuple[int, int | Decimal]]) -> None:
+        labels = labels_of_day(self._day(moment), self.books.fiscal_start_month)
+        owners = []
+        if "rep" in self.scopes:
+            owners.append(("rep", rep_id))
+        if "team" in self.scopes and (team := self.books.team_at(rep_id, moment)) is not None:
+            owners.append(("team", team))
+        parts = tuple(parts)
+        for scope, owner in owners:
+            for label in labels:
+                vector = self.deltas.get((scope, owner, label))
+                if vector is None:
+                    vector = self.deltas[(scope, owner, label)] = zero()
+                for index, value in parts:
+                    vector[index] = EXACT.add(vector[index], value) if index in MONEY else vector[index] + value
+
+    def changed(self) -> dict[Key, Vector]:
+        """The keys whose tally moves, with their deltas (contributions that cancelled are left out)."""
+        return {key: vector for key, vector in self.deltas.items() if any(vector)}
+
+
+def tally_of(values: Sequence[int | Decimal]) -> Tally:
+    """A stored or accumulated vector as the `Tally` the metrics are computed from."""
+    v = values
+    return Tally(won_revenue=Decimal(v[WON_REVENUE]), deals_won=int(v[DEALS_WON]), deals_lost=int(v[DEALS_LOST]),
+                 pipeline_created=Decimal(v[PIPELINE]), calls=int(v[CALLS]), emails=int(v[EMAILS]),
+                 meetings=int(v[MEETINGS]), activities=int(v[ACTIVITIES]), unconverted=int(v[UNCONVERTED]))
