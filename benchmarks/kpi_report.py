@@ -136,6 +136,15 @@ def _kpi_notes(run: kpi.CatchUp) -> None:
         console.print(f"[yellow]note:[/] of the {run.done_records:,} records kpi consumed until it caught up, "
                       f"{run.outside:,} were not the benchmark's: other producers wrote to the sales topics while it "
                       f"ran (per topic: {run.by_topic}). They are real work and are counted in its records/s.")
+    if run.settled:
+        out = run.settled - run.first
+        console.print(f"kpi until every figure was out too (no parked key, outbox published): {out:.1f} s = "
+                      f"{run.timed_records / max(out, 1e-9):,.0f} records/s; {run.figures:,} kpi.attainment.updated "
+                      f"events ({run.figures / max(run.timed_records, 1):.2f} per record: one per changed "
+                      f"(scope, period, metric) per flush; flushes coalesce batches under backlog)")
+    elif run.complete:
+        console.print("[yellow]note:[/] kpi's parked figures and outbox were not drained within "
+                      f"{kpi.STALL_S:.0f} s of catching up")
     if run.applied:
         console.print(f"[dim]kpi's /metrics, records applied: {run.applied}[/]")
     console.print(f"kpi records/s through the run, by fifths of its records: {_fifths(run.trace)}")

@@ -56,6 +56,8 @@ class CatchUp:
     applied: dict[str, int] = field(default_factory=dict)  # per topic, from /metrics, at done
     trace: list[tuple[float, int]] = field(default_factory=list)  # (seconds after first, records) every 5 s
     in_span: int = 0  # records of the span applied at done: all of them unless cut short
+    settled: float = 0.0  # when every figure the span moved was also out (no parked key, outbox empty)
+    figures: int = 0  # kpi.attainment.updated events enqueued by then (its /metrics)
     failure: str | None = None
 
     @property
@@ -162,6 +164,18 @@ def applied(port: str, group: str) -> dict[str, int]:
     return found
 
 
+def figures_emitted(port: str) -> int:
+    """kpi.attainment.updated events kpi enqueued so far (its Prometheus counter); 0 if unreadable."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return 0
+    for family in text_string_to_metric_families(text):
+        if family.name == "attain_kpi_figures_emitted":
+            return int(sum(s.value for s in family.samples if s.name.endswith("_total")))
+    return 0
+
+
 async def progress(conn: asyncpg.Connection, group: str, begin: Offsets, targets: Offsets) -> Progress:
     """How far `group` is: its stored offsets against where it was committed to `begin` and each target."""
     try:
@@ -214,6 +228,14 @@ async def catch_up(proc: subprocess.Popen[bytes], url: str, port: str, group: st
         run.busy_cores = busy_cores(machine0, machine_cpu(), os.cpu_count() or 1)
         run.peak_rss_kib = peak_rss_kib(proc.pid)
         run.applied = applied(port, group)
+        while time.perf_counter() - run.done < STALL_S:  # the figures: coalesced under backlog, then sent
+            owed = await conn.fetchval("SELECT (SELECT count(*) FROM kpi.pending_figures)"
+                                       " + (SELECT count(*) FROM kpi.outbox)")
+            if not owed:
+                run.settled = time.perf_counter()
+                break
+            await asyncio.sleep(POLL_S)
+        run.figures = figures_emitted(port)
         return run
     finally:
         await conn.close()

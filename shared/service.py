@@ -54,6 +54,7 @@ class Subscription:
     topics: Sequence[str]
     models: dict[str, Any]
     handler: Callable[[Runtime], Handler]
+    max_batch: int = 500  # records per transaction at most: larger amortises per-batch work under backlog
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None
             processor = TransactionalConsumer(pool=pool, producer=producer, group_id=group_id,
                                               service=spec.name, models=sub.models,
                                               handler=sub.handler(rt), after_commit=relay.wake)
-            loop = ConsumerLoop(settings, sub.topics, processor)
+            loop = ConsumerLoop(settings, sub.topics, processor, max_records=sub.max_batch)
             loops.append(loop)
             tasks.append(asyncio.create_task(loop.run(), name=f"consumer-{group_id}"))
         tasks += [asyncio.create_task(timer(rt), name="timer") for timer in spec.timers]

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from services.kpi.api import router
-from services.kpi.handlers import MODELS, make_handler
+from services.kpi.handlers import MAX_BATCH, MODELS, flush_parked, make_handler
 from shared import topics
 from shared.service import ServiceSpec, Subscription
 
@@ -18,8 +18,12 @@ SPEC = ServiceSpec(
                     topics.TENANTS.name],
             models=MODELS,
             handler=make_handler,
+            # under backlog a larger batch applies many events per transaction; figures are
+            # coalesced across batches (services/kpi/pacing.py)
+            max_batch=MAX_BATCH,
         )
     ],
     routers=[router],
+    timers=[flush_parked],
     openapi={"description": "Attainment state per rep and team.", "version": "1"},
 )

@@ -10,21 +10,28 @@ created, for pipeline); a move re-attributes the rep's history from its date on.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import Protocol
 
 import asyncpg
+from prometheus_client import Counter, Histogram
+from pydantic import BaseModel
 
 from services.kpi import repository as repo
 from services.kpi.contributions import Books, Key, Ledger
 from services.kpi.figures import figures
 from services.kpi.metrics import Tally, values
+from services.kpi.pacing import FlushPacer
 from shared import topics
+from shared.clock import Clock
 from shared.cloudevents import CloudEvent, message_key
-from shared.consumer import Handler, Incoming
+from shared.consumer import TRANSIENT, Handler, Incoming
 from shared.events import (
     ActivityLogged,
     AttainmentUpdated,
@@ -37,28 +44,90 @@ from shared.events import (
     TenantUpserted,
 )
 from shared.outbox import enqueue_many
-from shared.periods import elapsed_share, period_bounds
+from shared.periods import period_bounds, share_between
 from shared.service import Runtime
 
+log = logging.getLogger(__name__)
 SOURCE = "attain/kpi"
 NAMESPACE = uuid.UUID("6f1e9a52-2b7c-4d2e-9d6a-6b0c1f3e8a11")
-MODELS = {"deal.upserted": DealUpserted, "deal.deleted": DealDeleted, "activity.logged": ActivityLogged,
-          "rep.upserted": RepUpserted, "target.set": TargetSet, "tenant.upserted": TenantUpserted}
+MODELS: dict[str, type[BaseModel]] = {
+    "deal.upserted": DealUpserted, "deal.deleted": DealDeleted, "activity.logged": ActivityLogged,
+    "rep.upserted": RepUpserted, "target.set": TargetSet, "tenant.upserted": TenantUpserted}
 
 
-def make_handler(rt: Runtime) -> Handler:
+class HasClock(Protocol):
+    @property
+    def clock(self) -> Clock: ...
+
+
+MAX_BATCH = 10_000  # records per transaction at most (the consumer's getmany bound)
+PACER = FlushPacer(full_batch=MAX_BATCH)
+FLUSH_TICK_S = 0.5
+PARKED_CHUNK = 20_000  # parked keys per timer flush transaction
+FLUSH_SECONDS = Histogram("attain_kpi_flush_seconds", "Time to turn moved tallies into figures and enqueue them.",
+                          buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30))
+FIGURES_SENT = Counter("attain_kpi_figures_emitted_total", "kpi.attainment.updated events enqueued.")
+FIGURES_PARKED = Counter("attain_kpi_figures_parked_total",
+                         "Moved (scope, id, period) keys whose figures were deferred to a coalesced flush.")
+
+Moved = tuple[Books, dict[Key, Tally]]  # per tenant: its books, and the keys whose tallies moved
+
+
+def make_handler(rt: HasClock) -> Handler:
     async def handle(conn: asyncpg.Connection, batch: Sequence[Incoming]) -> None:
-        """Apply each tenant's events idempotently, then recompute what they touched."""
+        """Apply each tenant's events idempotently; send the figures they moved now, or park them."""
         by_tenant: dict[str, list[Incoming]] = defaultdict(list)
         for msg in batch:
             by_tenant[msg.event.tenant].append(msg)
-        for tenant, msgs in by_tenant.items():
-            await _apply(conn, rt, tenant, msgs)
+        moved = {tenant: await _apply(conn, rt, tenant, msgs) for tenant, msgs in by_tenant.items()}
+        if PACER.due(len(batch)):
+            started = PACER.start()
+            await flush(conn, rt.clock.now(), moved)
+            PACER.done(started)
+            FLUSH_SECONDS.observe(PACER.clock() - started)
+        else:
+            parked = [(tenant, key) for tenant, (_, tallies) in moved.items() for key in tallies]
+            await repo.park(conn, parked)
+            FIGURES_PARKED.inc(len(parked))
 
     return handle
 
 
-async def _apply(conn: asyncpg.Connection, rt: Runtime, tenant: str, msgs: list[Incoming]) -> None:
+async def flush(conn: asyncpg.Connection, now: datetime, moved: dict[str, Moved] | None = None,
+                parked: int = 2_000) -> int:
+    """Figures for the keys this transaction moved and up to `parked` parked keys (a live batch's figures
+    never wait for a whole backlog's); returns how many parked keys it took."""
+    moved = moved or {}
+    owed = await repo.claim_parked(conn, parked)
+    for tenant in sorted(owed.keys() | moved.keys()):
+        books, tallies = moved[tenant] if tenant in moved else (await repo.books(conn, tenant), {})
+        if extra := owed.get(tenant, set()) - tallies.keys():
+            tallies = tallies | await repo.read_tallies(conn, tenant, extra)
+        if tallies:
+            await _recompute(conn, tenant, books, tallies, now)
+    return sum(len(keys) for keys in owed.values())
+
+
+async def flush_parked(rt: Runtime) -> None:
+    """A timer: flush parked figures when a backlog ends without a small batch to carry them."""
+    while True:
+        await asyncio.sleep(FLUSH_TICK_S)
+        if not PACER.due():
+            continue
+        try:
+            taken = PARKED_CHUNK
+            while taken == PARKED_CHUNK and PACER.due():
+                started = PACER.start()
+                async with rt.pool.acquire() as conn, conn.transaction():
+                    taken = await flush(conn, rt.clock.now(), parked=PARKED_CHUNK)
+                PACER.done(started)
+                FLUSH_SECONDS.observe(PACER.clock() - started)
+                rt.relay.wake()
+        except TRANSIENT as err:
+            log.warning("parked figures not flushed, will retry", extra={"error": repr(err)})
+
+
+async def _apply(conn: asyncpg.Connection, rt: HasClock, tenant: str, msgs: list[Incoming]) -> Moved:
     with_zone = next((m.event for m in reversed(msgs) if m.event.tenant_timezone), None)
     rebuild = bool(await conn.fetchval("DELETE FROM tally_rebuilds WHERE tenant = $1 RETURNING true", tenant))
     if with_zone is not None:
@@ -84,8 +153,7 @@ async def _apply(conn: asyncpg.Connection, rt: Runtime, tenant: str, msgs: list[
     else:
         tallies = await repo.add_to_tallies(conn, tenant, ledger.changed())
     tallies |= await repo.read_tallies(conn, tenant, targets - tallies.keys())
-    if tallies:
-        await _recompute(conn, tenant, books, tallies, rt.clock.now())
+    return books, tallies
 
 
 async def _apply_in_order(conn: asyncpg.Connection, tenant: str, msgs: list[Incoming],
@@ -133,7 +201,8 @@ async def _recompute(conn: asyncpg.Connection, tenant: str, books: Books, tallie
     """Every metric of each (scope, id, period) whose tally or target changed; an update goes out only for
     the (scope, id, period, metric) whose figures changed."""
     tz, fiscal = books.timezone, books.fiscal_start_month
-    bounds = {p: period_bounds(p, tz, fiscal) for _, _, p in tallies}
+    bounds = {p: period_bounds(p, tz, fiscal) for p in {p for _, _, p in tallies}}
+    shares = {p: share_between(start, end, now) for p, (start, end) in bounds.items()}
     rows: list[tuple[str, str, str, str, Decimal, Decimal | None]] = []
     for scope in ("rep", "team"):
         scope_ids = sorted({i for s, i, _ in tallies if s == scope})
@@ -157,9 +226,9 @@ async def _recompute(conn: asyncpg.Connection, tenant: str, books: Books, tallie
         if revision is None:
             continue
         start, end = bounds[period]
-        fig = figures(actual, target, elapsed_share(period, now, tz, fiscal))
+        fig = figures(actual, target, shares[period])
         profile = profiles.get(scope_id) if scope == "rep" else None
-        data = AttainmentUpdated(
+        data = AttainmentUpdated.model_construct(  # our own computed, typed values: no re-validation
             scope=Scope(scope), scope_id=scope_id, period=period, metric=metric, actual=fig.actual,
             target=fig.target, attainment=fig.attainment, expected=fig.expected, pace=fig.pace,
             projected=fig.projected, as_of=now, period_start=start, period_end=end,
@@ -171,3 +240,4 @@ async def _recompute(conn: asyncpg.Connection, tenant: str, books: Books, tallie
                            tenant=tenant, data=data, extensions={"tenanttimezone": tz.key})
         outgoing.append((topics.ATTAINMENT.name, message_key(tenant, scope, scope_id, period, metric_name), event))
     await enqueue_many(conn, outgoing)
+    FIGURES_SENT.inc(len(outgoing))

@@ -269,14 +269,35 @@ async def add_to_tallies(conn: asyncpg.Connection, tenant: str, deltas: dict[Key
 
 
 async def read_tallies(conn: asyncpg.Connection, tenant: str, keys: Iterable[Key]) -> dict[Key, Tally]:
-    """The running tallies of `keys` (a key nothing ever counted for has the empty tally)."""
+    """The running tallies of `keys`, locked (in key order) until the transaction ends, so the figures
+    computed from them cannot be overtaken by a concurrent writer's older view (a key nothing ever
+    counted for has the empty tally)."""
     wanted = sorted(set(keys))
     found = {(r[0], r[1], r[2]): tally_of(list(r)[3:]) for r in await conn.fetch(
         f"SELECT t.scope, t.scope_id, t.period, {_TALLY_COLUMNS} FROM period_tallies t"
         " JOIN unnest($2::text[], $3::text[], $4::text[]) AS k(scope, scope_id, period)"
-        " USING (scope, scope_id, period) WHERE t.tenant = $1",
+        " USING (scope, scope_id, period) WHERE t.tenant = $1 ORDER BY 1, 2, 3 FOR UPDATE OF t",
         tenant, [k[0] for k in wanted], [k[1] for k in wanted], [k[2] for k in wanted])}
     return {k: found.get(k, EMPTY) for k in wanted}
+
+
+async def park(conn: asyncpg.Connection, keys: list[tuple[str, Key]]) -> None:
+    """Remember (tenant, key)s whose figures are owed (sent by a later flush)."""
+    if keys:
+        await conn.execute(
+            "INSERT INTO pending_figures (tenant, scope, scope_id, period)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) ON CONFLICT DO NOTHING",
+            [t for t, _ in keys], [k[0] for _, k in keys], [k[1] for _, k in keys], [k[2] for _, k in keys])
+
+
+async def claim_parked(conn: asyncpg.Connection, limit: int) -> dict[str, set[Key]]:
+    """Take up to `limit` owed keys, by tenant (ones another replica is claiming are skipped, not waited for)."""
+    owed: dict[str, set[Key]] = {}
+    for r in await conn.fetch(
+            "DELETE FROM pending_figures WHERE ctid IN (SELECT ctid FROM pending_figures LIMIT $1"
+            " FOR UPDATE SKIP LOCKED) RETURNING tenant, scope, scope_id, period", limit):
+        owed.setdefault(r[0], set()).add((r[1], r[2], r[3]))
+    return owed
 
 
 async def rebuild_tallies(conn: asyncpg.Connection, tenant: str) -> dict[Key, Tally]:

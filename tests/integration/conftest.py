@@ -117,29 +117,43 @@ def services(stack: None) -> Iterator[dict[str, str]]:
         yield urls
 
 
-async def _caught_up(deadline: float) -> None:
+async def _end_offsets(names: list[str]) -> dict[TopicPartition, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP)
     await consumer.start()
     try:
         metadata = await consumer._client.fetch_all_metadata()
-        names = [t.name for t in (topics.DEALS, topics.ACTIVITIES, topics.ROSTER, topics.TARGETS, topics.ATTAINMENT)]
         parts = [TopicPartition(t, p) for t in names for p in metadata.partitions_for_topic(t) or ()]
-        end = await consumer.end_offsets(parts)
+        return dict(await consumer.end_offsets(parts))
     finally:
         await consumer.stop()
-    needed = {("kpi", tp.topic, tp.partition): o for tp, o in end.items() if tp.topic != topics.ATTAINMENT.name}
+
+
+async def _reached(conn: asyncpg.Connection, schema: str, group: str, end: dict[TopicPartition, int]) -> bool:
+    rows = await conn.fetch(f"SELECT topic, partition, next_offset FROM {schema}.consumer_offsets"
+                            " WHERE group_id = $1", group)
+    done = {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+    return all(done.get((tp.topic, tp.partition), 0) >= offset for tp, offset in end.items() if offset > 0)
+
+
+async def _caught_up(deadline: float) -> None:
+    """kpi has applied the sales topics' backlog and sent its figures; then coaching and recognition
+    have applied every attainment update up to there (earlier tests may have left hundreds of thousands)."""
+    sales = await _end_offsets([t.name for t in (topics.DEALS, topics.ACTIVITIES, topics.ROSTER, topics.TARGETS)])
     conn = await asyncpg.connect(DATABASE_URL)
     try:
-        while time.monotonic() < deadline:
-            rows = await conn.fetch("SELECT topic, partition, next_offset FROM kpi.consumer_offsets"
-                                    " WHERE group_id = $1", f"{GROUP_PREFIX}-kpi")
-            done = {("kpi", r["topic"], r["partition"]): r["next_offset"] for r in rows}
-            if all(done.get(key, 0) >= offset for key, offset in needed.items() if offset > 0):
-                return
+        while not (await _reached(conn, "kpi", f"{GROUP_PREFIX}-kpi", sales) and not await conn.fetchval(
+                "SELECT (SELECT count(*) FROM kpi.pending_figures) + (SELECT count(*) FROM kpi.outbox)")):
+            if time.monotonic() > deadline:
+                raise RuntimeError("kpi did not catch up with the topics' backlog within 240 s")
             await asyncio.sleep(0.5)
+        figures = await _end_offsets([topics.ATTAINMENT.name])
+        for service in ("coaching", "recognition"):
+            while not await _reached(conn, service, f"{GROUP_PREFIX}-{service}", figures):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{service} did not catch up with the attainment backlog within 240 s")
+                await asyncio.sleep(0.5)
     finally:
         await conn.close()
-    raise RuntimeError("kpi did not catch up with the topics' backlog within 240 s")
 
 
 @dataclass

@@ -251,7 +251,8 @@ async def test_kpi_killed_mid_batch_restarts_to_the_state_of_one_clean_pass(stac
             assert time.monotonic() < deadline, "kpi did not catch up after the restart"
             await asyncio.sleep(0.3)
         conn = await asyncpg.connect(crashed_url, server_settings={"search_path": "kpi"})
-        while await conn.fetchval("SELECT count(*) FROM outbox"):  # noqa: ASYNC110 - polling another process
+        while await conn.fetchval(  # noqa: ASYNC110 - polling another process
+                "SELECT (SELECT count(*) FROM outbox) + (SELECT count(*) FROM pending_figures)"):
             await asyncio.sleep(0.2)
         await conn.close()
     finally:
