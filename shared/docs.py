@@ -26,6 +26,7 @@ from shared.events import (
     RepUpserted,
     TargetSet,
     TaskCreated,
+    TeamUpserted,
     json_schemas,
 )
 from shared.settings import ServiceSettings
@@ -34,7 +35,9 @@ CHANNELS: list[tuple[topics.Topic, Any, str]] = [
     (topics.DEALS, DealUpserted | DealDeleted,
      "Written by ingest. ce_type deal.upserted or deal.deleted; key <tenant>:<rep_id>. Cleanup: delete."),
     (topics.ACTIVITIES, ActivityLogged, "Written by ingest. ce_type activity.logged; key <tenant>:<rep_id>."),
-    (topics.ROSTER, RepUpserted, "Written by ingest. ce_type rep.upserted; key <tenant>:<rep_id>. Compacted."),
+    (topics.ROSTER, RepUpserted | TeamUpserted,
+     "Written by ingest. ce_type rep.upserted (key <tenant>:<rep_id>) or team.upserted (key"
+     " <tenant>:team/<team_id>: nesting teams into regions and a company). Compacted."),
     (topics.TARGETS, TargetSet, "Written by ingest. ce_type target.set; key <tenant>:<scope_id>. Compacted."),
     (topics.ATTAINMENT, AttainmentUpdated,
      "Written by kpi. ce_type kpi.attainment.updated; key <tenant>:<scope>:<id>:<period>:<metric>. Compacted:"

@@ -9,7 +9,7 @@ Unknown fields are ignored, so producers may add fields without breaking consume
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -24,6 +24,7 @@ from pydantic import (
     TypeAdapter,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from shared.periods import parse_period, validate_timezone
@@ -153,6 +154,21 @@ class RepUpserted(_Model):
     active: bool = True
 
 
+class TeamUpserted(_Model):
+    """A team and where it sits: `parent_team_id` nests it (team -> region -> company); a parent's
+    figures include every team below it."""
+
+    team_id: Id
+    name: Text | None = Field(default=None, max_length=200)
+    parent_team_id: Id | None = Field(default=None, description="The team (region, company) this one rolls up to.")
+
+    @model_validator(mode="after")
+    def _not_its_own_parent(self) -> TeamUpserted:
+        if self.parent_team_id == self.team_id:
+            raise ValueError("parent_team_id: a team cannot be its own parent")
+        return self
+
+
 class TargetSet(_Model):
     """A goal for a rep or a team: `value` of `metric` in `period`."""
 
@@ -197,8 +213,14 @@ class TargetSetEvent(_Envelope):
     data: TargetSet
 
 
+class TeamUpsertedEvent(_Envelope):
+    type: Literal["team.upserted"]
+    data: TeamUpserted
+
+
 CanonicalEvent = Annotated[
-    DealUpsertedEvent | DealDeletedEvent | ActivityLoggedEvent | RepUpsertedEvent | TargetSetEvent,
+    DealUpsertedEvent | DealDeletedEvent | ActivityLoggedEvent | RepUpsertedEvent | TargetSetEvent
+    | TeamUpsertedEvent,
     Field(discriminator="type"),
 ]
 CANONICAL_EVENT: TypeAdapter[CanonicalEvent] = TypeAdapter(CanonicalEvent)
@@ -209,6 +231,7 @@ CANONICAL_DATA: dict[str, type[_Model]] = {
     "activity.logged": ActivityLogged,
     "rep.upserted": RepUpserted,
     "target.set": TargetSet,
+    "team.upserted": TeamUpserted,
 }
 
 
@@ -225,9 +248,11 @@ class AttainmentUpdated(_Model):
     actual: Dec
     target: Dec | None = None
     attainment: Dec | None = Field(default=None, description="actual / target")
-    expected: Dec | None = Field(default=None, description="target x elapsed share of the period")
+    expected: Dec | None = Field(
+        default=None, description="target x elapsed share of the period's business days (Mon-Fri, tenant zone)")
     pace: Dec | None = Field(default=None, description="actual / expected")
-    projected: Dec | None = Field(default=None, description="actual / elapsed share: the end-of-period figure")
+    projected: Dec | None = Field(
+        default=None, description="actual / elapsed business-day share: the end-of-period figure")
     as_of: AwareDatetime
     period_start: AwareDatetime | None = None
     period_end: AwareDatetime | None = None
@@ -271,6 +296,15 @@ class MilestoneReached(_Model):
     occurred_at: AwareDatetime
 
 
+class ExchangeRate(_Model):
+    """1 unit of `currency` is `rate` units of the tenant's base currency, from `valid_from` (a local
+    date) until the currency's next rate."""
+
+    currency: Currency
+    valid_from: date
+    rate: Annotated[Dec, Field(gt=0, max_digits=24, decimal_places=12, allow_inf_nan=False)]
+
+
 class TenantUpserted(_Model):
     """`tenant.upserted` on the internal `attain.tenants.v1`: a tenant as ingest knows it (no secrets:
     only the SHA-256 digest of its bearer token, which is all a service needs to authenticate it)."""
@@ -281,6 +315,7 @@ class TenantUpserted(_Model):
     fiscal_start_month: int
     token_sha256: str
     active: bool
+    rates: list[ExchangeRate] = Field(default_factory=list, description="Every exchange rate into `currency`.")
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:

@@ -200,6 +200,42 @@ def share_between(start: datetime, end: datetime, now: datetime) -> Decimal:
     return Decimal(f"{whole}.{fraction:06d}")
 
 
+def business_share(start: datetime, end: datetime, now: datetime, tz: str | ZoneInfo) -> Decimal:
+    """Return the share of the business days (Monday to Friday, local to ``tz``) of ``[start, end)``
+    elapsed at ``now``: whole business days before today, plus the elapsed part of today when today
+    is one. Weekends add nothing, so linear pace stands still over a weekend instead of running
+    ahead of a team that does not work then. Rounded down to 6 places like ``share_between``; a
+    period without a business day falls back to ``share_between``.
+    """
+    zone = _zone(tz)
+    first, after = start.astimezone(zone).date(), end.astimezone(zone).date()
+    total = _weekdays(first, after)
+    if total == 0:
+        return share_between(start, end, now)
+    now = _aware(now, "now")
+    if now <= start:
+        return Decimal("0.000000")
+    if now >= end:
+        return Decimal("1.000000")
+    today = now.astimezone(zone).date()
+    # in micro-days: whole business days before today, and the elapsed part of today's real length
+    micro = _weekdays(first, today) * 1_000_000
+    if today.weekday() < 5:
+        midnight, next_midnight = _local_midnight(today, zone), _local_midnight(today + timedelta(days=1), zone)
+        micro += ((now - midnight) // _MICROSECOND) * 1_000_000 // ((next_midnight - midnight) // _MICROSECOND)
+    whole, fraction = divmod(micro // total, 1_000_000)
+    return Decimal(f"{whole}.{fraction:06d}")
+
+
+def _weekdays(first: date, after: date) -> int:
+    """Monday-to-Friday days in ``[first, after)``."""
+    days = (after - first).days
+    if days <= 0:
+        return 0
+    weeks, rest = divmod(days, 7)
+    return weeks * 5 + sum(1 for i in range(rest) if (first.weekday() + i) % 7 < 5)
+
+
 def _split(text: str) -> tuple[PeriodKind, int, int]:
     """Parse ``text`` into (kind, year, number); number is 0 for a year."""
     match = _LABEL.fullmatch(text)

@@ -30,11 +30,23 @@ def target(rep_id: str, period: str, value: str, *, at: datetime | None = None) 
 
 
 def deal(deal_id: str, rep_id: str, amount: str, stage: str = "won", *, updated_at: datetime,
-         closed_at: datetime | None = None, event_id: str | None = None) -> dict[str, Any]:
-    data: dict[str, Any] = {"deal_id": deal_id, "rep_id": rep_id, "amount": amount, "currency": "EUR",
+         closed_at: datetime | None = None, event_id: str | None = None, currency: str = "EUR") -> dict[str, Any]:
+    data: dict[str, Any] = {"deal_id": deal_id, "rep_id": rep_id, "amount": amount, "currency": currency,
                             "stage": stage, "stage_label": stage.title(), "updated_at": _t(updated_at),
                             "created_at": _t(updated_at - timedelta(days=10))}
     if stage != "open":
         data["closed_at"] = _t(closed_at or updated_at)
     return {"type": "deal.upserted", "id": event_id or _id(), "source": "hubspot", "time": _t(updated_at),
             "data": data}
+
+
+def activity(activity_id: str, rep_id: str, kind: str, occurred_at: datetime, *,
+             event_id: str | None = None) -> dict[str, Any]:
+    return {"type": "activity.logged", "id": event_id or _id(), "source": "api", "time": _t(occurred_at),
+            "data": {"activity_id": activity_id, "rep_id": rep_id, "kind": kind, "occurred_at": _t(occurred_at)}}
+
+
+def team(team_id: str, parent: str | None, *, at: datetime | None = None) -> dict[str, Any]:
+    at = at or datetime.now(UTC)
+    return {"type": "team.upserted", "id": _id(), "source": "api", "time": _t(at),
+            "data": {"team_id": team_id, "name": team_id.title(), "parent_team_id": parent}}

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
-from datetime import timedelta
+from datetime import date, timedelta
 
 from services.ingest import tenants
 from services.ingest.app import SPEC
@@ -35,6 +35,13 @@ def parser() -> argparse.ArgumentParser:
     api.add_argument("crm", choices=tenants.CRMS)
     api.add_argument("token")
     api.add_argument("--base-url", required=True, help="e.g. https://api.hubapi.com")
+    rate = sub.add_parser("set-rate", help="set an exchange rate into the tenant's base currency (kpi recounts)")
+    rate.add_argument("slug")
+    rate.add_argument("currency", help="ISO 4217 code of the deals' currency, e.g. USD")
+    rate.add_argument("rate", help="base-currency units per 1 unit of CURRENCY, e.g. 0.9215")
+    rate.add_argument("--from", dest="valid_from", type=date.fromisoformat, default=date(1900, 1, 1),
+                      metavar="YYYY-MM-DD", help="first local day it applies (default: all history, until a later"
+                      " rate of the same currency)")
     revoke = sub.add_parser("revoke", help="revoke a tenant: its token stops working at once")
     revoke.add_argument("slug")
     return top
@@ -59,6 +66,10 @@ async def _run(args: argparse.Namespace) -> dict[str, str]:
             if args.command == "set-api-token":
                 await tenants.set_api_token(conn, args.slug, args.crm, args.token, args.base_url)
                 return {"tenant": args.slug, "crm": args.crm, "status": "api token set"}
+            if args.command == "set-rate":
+                await tenants.set_rate(conn, args.slug, args.currency, args.rate, args.valid_from)
+                return {"tenant": args.slug, "currency": args.currency, "rate": args.rate,
+                        "from": args.valid_from.isoformat(), "status": "rate set"}
             await tenants.revoke(conn, args.slug)
             return {"tenant": args.slug, "status": "revoked"}
     finally:

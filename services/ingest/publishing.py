@@ -12,6 +12,7 @@ from shared.events import (
     DealUpsertedEvent,
     RepUpsertedEvent,
     TargetSetEvent,
+    TeamUpsertedEvent,
 )
 
 TOPIC_OF: dict[type, topics.Topic] = {
@@ -20,6 +21,7 @@ TOPIC_OF: dict[type, topics.Topic] = {
     ActivityLoggedEvent: topics.ACTIVITIES,
     RepUpsertedEvent: topics.ROSTER,
     TargetSetEvent: topics.TARGETS,
+    TeamUpsertedEvent: topics.ROSTER,
 }
 
 
@@ -33,6 +35,8 @@ def entity_key(event: CanonicalEvent, deal_owner: str | None) -> str:
             return deal_owner or f"deal/{event.data.deal_id}"
         case TargetSetEvent():
             return event.data.scope_id if event.data.scope == "rep" else f"team/{event.data.scope_id}"
+        case TeamUpsertedEvent():  # never the key of a rep with the same id: the roster topic is compacted
+            return f"team/{event.data.team_id}"
 
 
 def to_record(tenant: Tenant, event: CanonicalEvent, deal_owner: str | None) -> tuple[str, bytes, CloudEvent]:

@@ -11,14 +11,15 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
+from pydantic import ValidationError
 
 from services.ingest.crm.model import Secret
 from shared import topics
 from shared.cloudevents import CloudEvent, message_key
-from shared.events import TenantUpserted
+from shared.events import ExchangeRate, TenantUpserted
 from shared.outbox import enqueue
 from shared.periods import validate_timezone
 
@@ -81,12 +82,34 @@ async def announce(conn: asyncpg.Connection, slug: str) -> None:
                               " FROM tenants WHERE slug = $1", slug)
     if row is None:
         return
+    rates = [ExchangeRate(currency=r["currency"], valid_from=r["valid_from"], rate=r["rate"]) for r in await conn.fetch(
+        "SELECT currency, valid_from, rate FROM exchange_rates WHERE slug = $1 ORDER BY currency, valid_from", slug)]
     entry = TenantUpserted(tenant=row["slug"], timezone=row["timezone"], currency=row["currency"],
                            fiscal_start_month=row["fiscal_start_month"], token_sha256=row["token_sha256"].hex(),
-                           active=row["revoked_at"] is None)
+                           active=row["revoked_at"] is None, rates=rates)
     event = CloudEvent(id=str(uuid.uuid4()), type="tenant.upserted", source="attain/ingest",
                        time=datetime.now(UTC), tenant=slug, data=entry)
     await enqueue(conn, topics.TENANTS.name, message_key(slug), event)
+
+
+async def set_rate(conn: asyncpg.Connection, slug: str, currency: str, rate: str, valid_from: date) -> None:
+    """Set the exchange rate of `currency` into the tenant's base currency from `valid_from` on, and
+    announce it: kpi recounts the tenant's money figures with it."""
+    tenant = await by_slug(conn, slug)
+    if tenant is None:
+        raise TenantError(f"no tenant {slug!r}")
+    try:
+        entry = ExchangeRate(currency=currency, valid_from=valid_from, rate=rate)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
+        raise TenantError(f"invalid exchange rate: {problems}") from None
+    if entry.currency == tenant.currency:
+        raise TenantError(f"{currency} is {slug!r}'s base currency: its rate is 1 by definition")
+    await conn.execute(
+        "INSERT INTO exchange_rates (slug, currency, valid_from, rate) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (slug, currency, valid_from) DO UPDATE SET rate = EXCLUDED.rate",
+        slug, entry.currency, entry.valid_from, entry.rate)
+    await announce(conn, slug)
 
 
 async def set_secret(conn: asyncpg.Connection, slug: str, crm: str, secret: str, org_id: str | None,

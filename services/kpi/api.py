@@ -16,7 +16,7 @@ from services.kpi import repository as repo
 from services.kpi.figures import figures
 from shared.auth import ReadTenant
 from shared.events import Dec, Metric
-from shared.periods import PeriodError, PeriodKind, elapsed_share, parse_period, period_bounds, period_of
+from shared.periods import PeriodError, PeriodKind, business_share, parse_period, period_bounds, period_of
 from shared.service import Runtime, runtime_of
 
 router = APIRouter(prefix="/v1", tags=["read"])
@@ -96,7 +96,7 @@ async def _scorecard(request: Request, rt: Runtime, tenant: str, scope: Literal[
     label, cal = await _period(rt, tenant, period)
     start, end = period_bounds(label, cal.timezone, cal.fiscal_start_month)
     now = rt.clock.now()
-    share = elapsed_share(label, now, cal.timezone, cal.fiscal_start_month)
+    share = business_share(start, end, now, cal.timezone)
     async with rt.pool.acquire() as conn:
         rows = await conn.fetch("SELECT metric, actual, target FROM attainment WHERE tenant = $1 AND scope = $2"
                                 " AND scope_id = $3 AND period = $4 ORDER BY metric", tenant, scope, scope_id, label)

@@ -8,7 +8,8 @@ property tests check, is
     tally(scope, id, period) = sum of the contributions of every live deal and activity
 
 where a contribution lands in the periods (month, quarter, ISO week, year) of the tenant-local
-day of its moment, for the rep and for the team the rep belonged to at that moment:
+day of its moment, for the rep, for the team the rep belonged to at that moment, and for every
+team above that one (region, company: `team.upserted`'s parent, as the hierarchy stands now):
 
 - a deal with `created_at` adds its amount to `pipeline_created` at creation;
 - a won deal adds 1 to `deals_won` and its amount to `won_revenue` at `closed_at`;
@@ -73,6 +74,14 @@ class Books:
     currency: str | None = None
     rates: Mapping[str, Sequence[tuple[date, Decimal]]] = field(default_factory=dict)  # by valid_from, ascending
     memberships: dict[str, list[tuple[datetime, str]]] = field(default_factory=dict)  # by valid_from, ascending
+    parents: Mapping[str, str] = field(default_factory=dict)  # team -> the team (region, company) above it
+
+    def lineage(self, team: str) -> list[str]:
+        """The team and every team above it, nearest first (a cycle in the data stops the walk)."""
+        chain = [team]
+        while (parent := self.parents.get(chain[-1])) is not None and parent not in chain:
+            chain.append(parent)
+        return chain
 
     def team_at(self, rep_id: str, moment: datetime) -> str | None:
         """The team the rep was in at `moment`: the membership valid from the latest time not after it."""
@@ -132,7 +141,7 @@ class Ledger:
         if "rep" in self.scopes:
             owners.append(("rep", rep_id))
         if "team" in self.scopes and (team := self.books.team_at(rep_id, moment)) is not None:
-            owners.append(("team", team))
+            owners += [("team", t) for t in self.books.lineage(team)]
         parts = tuple(parts)
         for scope, owner in owners:
             for label in labels:

@@ -41,10 +41,11 @@ from shared.events import (
     RepUpserted,
     Scope,
     TargetSet,
+    TeamUpserted,
     TenantUpserted,
 )
 from shared.outbox import enqueue_many
-from shared.periods import period_bounds, share_between
+from shared.periods import business_share, period_bounds
 from shared.service import Runtime
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,8 @@ SOURCE = "attain/kpi"
 NAMESPACE = uuid.UUID("6f1e9a52-2b7c-4d2e-9d6a-6b0c1f3e8a11")
 MODELS: dict[str, type[BaseModel]] = {
     "deal.upserted": DealUpserted, "deal.deleted": DealDeleted, "activity.logged": ActivityLogged,
-    "rep.upserted": RepUpserted, "target.set": TargetSet, "tenant.upserted": TenantUpserted}
+    "rep.upserted": RepUpserted, "target.set": TargetSet, "tenant.upserted": TenantUpserted,
+    "team.upserted": TeamUpserted}
 
 
 class HasClock(Protocol):
@@ -173,6 +175,8 @@ async def _apply_in_order(conn: asyncpg.Connection, tenant: str, msgs: list[Inco
                 await _move(conn, tenant, msg.data, msg.event.time, ledger)
             case TenantUpserted():
                 recount |= await repo.register_tenant(conn, msg.data)
+            case TeamUpserted():  # a team moved in the hierarchy: every figure above it may change
+                recount |= await repo.upsert_team(conn, tenant, msg.data, msg.event.time)
             case TargetSet() if await repo.set_target(conn, tenant, msg.data, msg.event.time):
                 targets.add((msg.data.scope.value, msg.data.scope_id, msg.data.period))
     return targets, recount
@@ -202,7 +206,7 @@ async def _recompute(conn: asyncpg.Connection, tenant: str, books: Books, tallie
     the (scope, id, period, metric) whose figures changed."""
     tz, fiscal = books.timezone, books.fiscal_start_month
     bounds = {p: period_bounds(p, tz, fiscal) for p in {p for _, _, p in tallies}}
-    shares = {p: share_between(start, end, now) for p, (start, end) in bounds.items()}
+    shares = {p: business_share(start, end, now, tz) for p, (start, end) in bounds.items()}
     rows: list[tuple[str, str, str, str, Decimal, Decimal | None]] = []
     for scope in ("rep", "team"):
         scope_ids = sorted({i for s, i, _ in tallies if s == scope})

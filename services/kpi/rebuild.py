@@ -61,6 +61,7 @@ TABLES: dict[str, str] = {
     "activities": "SELECT tenant, activity_id, rep_id, kind, occurred_at, deal_id, duration_s FROM activities",
     "reps": "SELECT tenant, rep_id, name, team_id, manager_id, timezone, active, version FROM reps",
     "memberships": "SELECT tenant, rep_id, valid_from, team_id FROM memberships",
+    "teams": "SELECT tenant, team_id, name, parent_id, version FROM teams",
     "targets": "SELECT tenant, scope, scope_id, metric, period, trim_scale(value), version FROM targets",
     "period_tallies": "SELECT tenant, scope, scope_id, period, trim_scale(won_revenue), deals_won, deals_lost,"
                       " trim_scale(pipeline_created), calls, emails, meetings, activities, unconverted"

@@ -13,7 +13,15 @@ import asyncpg
 from services.kpi.contributions import FIELDS, MONEY, Activity, Books, Deal, Key, Ledger, Vector, tally_of
 from services.kpi.metrics import Tally
 from shared.cloudevents import CloudEvent
-from shared.events import ActivityLogged, DealDeleted, DealUpserted, RepUpserted, TargetSet, TenantUpserted
+from shared.events import (
+    ActivityLogged,
+    DealDeleted,
+    DealUpserted,
+    RepUpserted,
+    TargetSet,
+    TeamUpserted,
+    TenantUpserted,
+)
 
 EMPTY = Tally()
 
@@ -48,7 +56,7 @@ async def remember_tenant(conn: asyncpg.Connection, event: CloudEvent) -> bool:
 async def register_tenant(conn: asyncpg.Connection, entry: TenantUpserted) -> bool:
     """The registry's word on a tenant: its token digest, whether it is active, its calendar and currency.
 
-    True when that changes the calendar or base currency kpi counted the tenant in."""
+    True when that changes the calendar, base currency or exchange rates kpi counted the tenant in."""
     before = await _calendar_before(conn, entry.tenant)
     await conn.execute(
         "INSERT INTO tenants (tenant, timezone, fiscal_start_month, currency, token_sha256, active)"
@@ -57,7 +65,12 @@ async def register_tenant(conn: asyncpg.Connection, entry: TenantUpserted) -> bo
         " token_sha256 = EXCLUDED.token_sha256, active = EXCLUDED.active",
         entry.tenant, entry.timezone, entry.fiscal_start_month, entry.currency,
         bytes.fromhex(entry.token_sha256), entry.active)
-    return before != (entry.timezone, entry.fiscal_start_month, entry.currency)
+    rates = sorted((r.currency, r.valid_from, r.rate) for r in entry.rates)
+    stored = [(r["currency"].strip(), r["valid_from"], r["rate"]) for r in await conn.fetch(
+        "DELETE FROM fx_rates WHERE tenant = $1 RETURNING currency, valid_from, rate", entry.tenant)]
+    await conn.executemany("INSERT INTO fx_rates (tenant, currency, valid_from, rate) VALUES ($1, $2, $3, $4)",
+                           [(entry.tenant, *r) for r in rates])
+    return before != (entry.timezone, entry.fiscal_start_month, entry.currency) or sorted(stored) != rates
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +91,11 @@ async def books(conn: asyncpg.Connection, tenant: str) -> Books:
     for r in await conn.fetch("SELECT currency, valid_from, rate FROM fx_rates WHERE tenant = $1"
                               " ORDER BY currency, valid_from", tenant):
         rates.setdefault(r["currency"], []).append((r["valid_from"], r["rate"]))
+    parents = {r["team_id"]: r["parent_id"] for r in await conn.fetch(
+        "SELECT team_id, parent_id FROM teams WHERE tenant = $1 AND parent_id IS NOT NULL", tenant)}
     if row is None:
-        return Books(ZoneInfo("UTC"), rates=rates)
-    return Books(ZoneInfo(row["timezone"]), row["fiscal_start_month"], row["currency"], rates)
+        return Books(ZoneInfo("UTC"), rates=rates, parents=parents)
+    return Books(ZoneInfo(row["timezone"]), row["fiscal_start_month"], row["currency"], rates, parents=parents)
 
 
 async def load_memberships(conn: asyncpg.Connection, tenant: str, into: Books, rep_ids: Iterable[str]) -> None:
@@ -222,6 +237,19 @@ async def upsert_rep(conn: asyncpg.Connection, tenant: str, rep: RepUpserted, ve
         " version = EXCLUDED.version WHERE reps.version <= EXCLUDED.version",
         tenant, rep.rep_id, rep.name, rep.team_id, rep.manager_id, rep.timezone, rep.active, version,
     )
+
+
+async def upsert_team(conn: asyncpg.Connection, tenant: str, team: TeamUpserted, version: datetime) -> bool:
+    """Store the team's name and parent (newest event wins); True when its parent changed."""
+    before = await conn.fetchrow("SELECT parent_id, version FROM teams WHERE tenant = $1 AND team_id = $2 FOR UPDATE",
+                                 tenant, team.team_id)
+    if before is not None and before["version"] > version:
+        return False
+    await conn.execute(
+        "INSERT INTO teams (tenant, team_id, name, parent_id, version) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (tenant, team_id) DO UPDATE SET name = EXCLUDED.name, parent_id = EXCLUDED.parent_id,"
+        " version = EXCLUDED.version", tenant, team.team_id, team.name, team.parent_team_id, version)
+    return (before["parent_id"] if before else None) != team.parent_team_id
 
 
 async def set_target(conn: asyncpg.Connection, tenant: str, target: TargetSet, version: datetime) -> bool:

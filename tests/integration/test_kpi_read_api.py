@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import httpx
+import pytest
 
 from shared.periods import PeriodKind, period_of
-from tests.factories import deal, rep, target
-from tests.integration.conftest import create_tenant, post
+from tests.factories import deal, rep, target, team
+from tests.integration.conftest import create_tenant, post, tenant_cli
 
 
 async def _until_ok(client: httpx.AsyncClient, url: str, **kw: object) -> httpx.Response:
@@ -68,3 +71,68 @@ async def test_scorecards_leaderboards_and_explanations_are_tenant_scoped(servic
         assert r.status_code == 404  # another tenant's rep does not exist for it
         nope = await client.get(f"{kpi}/v1/leaderboard", headers={"Authorization": "Bearer nope"})
         assert nope.status_code == 401
+
+
+async def test_nested_teams_roll_up_into_regions_and_a_re_parented_team_moves_its_figures(services, tenant):
+    quarter = period_of(PeriodKind.QUARTER, datetime.now(UTC), "Europe/Berlin").label
+    at = datetime.now(UTC) - timedelta(hours=1)
+    events = [team("north", "emea"), team("south", "emea"), team("emea", "acme"), team("apac", "acme"),
+              rep("ana", team="north"), rep("bo", team="south"),
+              deal("n-1", "ana", "600", updated_at=at), deal("n-2", "bo", "150.25", updated_at=at)]
+    assert (await post(services["ingest"], tenant, events)).status_code == 200
+    kpi = services["kpi"]
+
+    async def won(client: httpx.AsyncClient, team_id: str, expected: str) -> None:
+        deadline = time.monotonic() + 30
+        while True:
+            response = await client.get(f"{kpi}/v1/teams/{team_id}/scorecard?period={quarter}")
+            figures = response.json().get("figures", []) if response.status_code == 200 else []
+            actual = next((f["actual"] for f in figures if f["metric"] == "won_revenue"), None)
+            if actual == expected:
+                return
+            assert time.monotonic() < deadline, f"{team_id}: won_revenue {actual}, expected {expected}"
+            await asyncio.sleep(0.3)
+
+    async with httpx.AsyncClient(timeout=10, headers=tenant.auth) as client:
+        await won(client, "north", "600")
+        await won(client, "emea", "750.25")
+        await won(client, "acme", "750.25")
+        # south moves from EMEA to APAC: its figures move with it, everywhere above
+        assert (await post(services["ingest"], tenant, [team("south", "apac")])).status_code == 200
+        await won(client, "apac", "150.25")
+        await won(client, "emea", "600")
+        await won(client, "acme", "750.25")
+
+
+async def test_an_exchange_rate_set_for_a_tenant_converts_its_foreign_deals(services, tenant):
+    quarter = period_of(PeriodKind.QUARTER, datetime.now(UTC), "Europe/Berlin").label
+    at = datetime.now(UTC) - timedelta(hours=1)
+    events = [rep("cy", team="west"), deal("fx-1", "cy", "200", updated_at=at, currency="USD"),
+              deal("fx-2", "cy", "10.50", updated_at=at)]
+    assert (await post(services["ingest"], tenant, events)).status_code == 200
+    kpi = services["kpi"]
+
+    async def won(client: httpx.AsyncClient, expected: str) -> None:
+        deadline = time.monotonic() + 30
+        while True:
+            response = await client.get(f"{kpi}/v1/scorecards/cy?period={quarter}")
+            figures = response.json().get("figures", []) if response.status_code == 200 else []
+            actual = next((f["actual"] for f in figures if f["metric"] == "won_revenue"), None)
+            if actual is not None and Decimal(actual) == Decimal(expected):
+                return
+            assert time.monotonic() < deadline, f"won_revenue {actual}, expected {expected}"
+            await asyncio.sleep(0.3)
+
+    async with httpx.AsyncClient(timeout=10, headers=tenant.auth) as client:
+        await won(client, "10.50")  # no USD rate yet: the USD deal is left out, not added as euros
+        answer = tenant_cli("set-rate", tenant.slug, "USD", "0.9215")
+        assert answer["status"] == "rate set"
+        await won(client, "194.80")  # 200 x 0.9215 + 10.50, recounted when the registry said so
+        # a later rate applies from its day on: the deal closed before keeps the old one
+        tenant_cli("set-rate", tenant.slug, "USD", "2", "--from", (datetime.now(UTC) + timedelta(days=2)).date()
+                   .isoformat())
+        await asyncio.sleep(2)
+        await won(client, "194.80")
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        tenant_cli("set-rate", tenant.slug, "EUR", "1.1")
+    assert "base currency" in refused.value.stderr

@@ -14,6 +14,7 @@ from shared.periods import (
     Period,
     PeriodError,
     PeriodKind,
+    business_share,
     elapsed_share,
     parse_period,
     period_bounds,
@@ -433,3 +434,30 @@ def test_every_moment_lies_within_the_bounds_of_the_periods_containing_it() -> N
             ).date()
             assert period_of(period.kind, start, zone, fiscal) == period
             assert period_of(period.kind, end - MICROSECOND, zone, fiscal) == period
+
+
+# --- business-day pace ----------------------------------------------------------------------------
+
+def test_business_share_counts_weekdays_only_in_the_tenants_zone() -> None:
+    start, end = period_bounds("2026-11", "Europe/Berlin")  # November 2026: 21 weekdays
+    berlin = ZoneInfo("Europe/Berlin")
+    monday = datetime(2026, 11, 2, 0, tzinfo=berlin)  # Sunday the 1st was not a business day
+    assert business_share(start, end, monday, "Europe/Berlin") == Decimal("0.000000")
+    monday_noon = datetime(2026, 11, 2, 12, tzinfo=berlin)
+    assert business_share(start, end, monday_noon, "Europe/Berlin") == Decimal("0.023809")  # half of 1/21
+    tuesday = datetime(2026, 11, 3, 0, tzinfo=berlin)
+    assert business_share(start, end, tuesday, "Europe/Berlin") == Decimal("0.047619")  # 1/21
+    friday_end = datetime(2026, 11, 7, 0, tzinfo=berlin)  # Saturday midnight: 5 of 21
+    sunday_noon = datetime(2026, 11, 8, 12, tzinfo=berlin)
+    assert business_share(start, end, friday_end, "Europe/Berlin") == Decimal("0.238095")
+    assert business_share(start, end, sunday_noon, "Europe/Berlin") == Decimal("0.238095")  # the weekend stands
+    assert business_share(start, end, end, "Europe/Berlin") == Decimal("1.000000")
+    assert business_share(start, end, start - timedelta(days=3), "Europe/Berlin") == Decimal("0.000000")
+
+
+def test_business_share_is_monotonic_and_reaches_one_only_at_the_end() -> None:
+    start, end = period_bounds("2026-Q4", "America/Los_Angeles")
+    shares = [business_share(start, end, start + timedelta(hours=h), "America/Los_Angeles")
+              for h in range(0, 92 * 24, 5)]
+    assert shares == sorted(shares) and shares[-1] < 1
+    assert business_share(start, end, end - timedelta(microseconds=1), "America/Los_Angeles") < 1

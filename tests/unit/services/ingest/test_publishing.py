@@ -123,3 +123,15 @@ def test_the_record_encodes_with_the_timezone_header_and_decodes_back() -> None:
     assert back.tenant_timezone == "America/New_York"
     assert isinstance(ce.data, BaseModel)
     assert back.data == ce.data.model_dump(mode="json")
+
+
+def test_a_team_goes_to_the_roster_topic_keyed_apart_from_any_rep_of_the_same_id() -> None:
+    team = _event("team.upserted", {"team_id": "r3", "name": "EMEA", "parent_team_id": "acme"})
+    name, key, _ = to_record(TENANT, team, None)
+    assert name == topics.ROSTER.name and key == b"acme:team/r3"
+    assert key != to_record(TENANT, rep(), None)[1]  # rep r3 keeps its own compacted record
+
+
+def test_a_team_cannot_be_its_own_parent() -> None:
+    with pytest.raises(ValueError, match="cannot be its own parent"):
+        _event("team.upserted", {"team_id": "emea", "parent_team_id": "emea"})

@@ -141,3 +141,24 @@ def test_scopes_limit_which_tallies_move(scope: str) -> None:
     ledger = Ledger(Books(ZoneInfo("UTC"), memberships={"r1": [(START, "east")]}), scopes=(scope,))
     ledger.deal(_won(), 1)
     assert {s for s, _, _ in ledger.changed()} == {scope}
+
+
+def test_nested_teams_roll_up_to_every_team_above() -> None:
+    books = Books(ZoneInfo("UTC"), memberships={"r1": [(START, "north")], "r2": [(START, "south")]},
+                  parents={"north": "emea", "south": "emea", "emea": "acme"})
+    ledger = Ledger(books)
+    ledger.deal(_won("100", rep="r1"), 1)
+    ledger.deal(_won("50", rep="r2"), 1)
+    assert _tally(ledger, "team", "north", "2026-11").won_revenue == 100
+    assert _tally(ledger, "team", "emea", "2026-11").won_revenue == 150
+    assert _tally(ledger, "team", "acme", "2026-11").won_revenue == 150
+    assert _tally(ledger, "team", "acme", "2026-11").deals_won == 2
+
+
+def test_a_cycle_in_the_hierarchy_does_not_loop_or_count_twice() -> None:
+    books = Books(ZoneInfo("UTC"), memberships={"r1": [(START, "a")]}, parents={"a": "b", "b": "a"})
+    assert books.lineage("a") == ["a", "b"]
+    ledger = Ledger(books)
+    ledger.deal(_won("10"), 1)
+    assert _tally(ledger, "team", "a", "2026-11").won_revenue == 10
+    assert _tally(ledger, "team", "b", "2026-11").won_revenue == 10
