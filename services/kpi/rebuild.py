@@ -92,8 +92,7 @@ class _Replayer(TransactionalConsumer):
 def _scoped(sql: str, tenant: str | None) -> tuple[str, list[str]]:
     if tenant is None:
         return sql, []
-    joiner = " AND " if " WHERE " in sql else " WHERE "
-    return f"{sql}{joiner}tenant = $1", [tenant]
+    return f"SELECT * FROM ({sql}) AS rows_of WHERE tenant = $1", [tenant]
 
 
 async def _digest(conn: asyncpg.Connection, sql: str, args: list[str]) -> tuple[int, str | None]:
