@@ -125,7 +125,9 @@ async def periodic_evaluation(rt: Runtime) -> None:
 async def evaluate_all(pool: asyncpg.Pool, now: datetime, policy: Policy) -> int:
     created = 0
     async with pool.acquire() as conn:
-        rows = await conn.fetch(SNAPSHOT_SQL + " AND period_start <= $1 AND period_end > $1", now)
+        # only figures with a target can be behind pace: without this filter every figure of every
+        # rep (nine metrics, four period kinds) was read and evaluated in a transaction of its own
+        rows = await conn.fetch(SNAPSHOT_SQL + " AND target > 0 AND period_start <= $1 AND period_end > $1", now)
     for row in rows:
         async with pool.acquire() as conn, conn.transaction():
             created += await evaluate(conn, _snapshot(row), now, policy)

@@ -63,7 +63,7 @@ class HasClock(Protocol):
 
 
 MAX_BATCH = 10_000  # records per transaction at most (the consumer's getmany bound)
-PACER = FlushPacer(full_batch=MAX_BATCH)
+PACER = FlushPacer()
 FLUSH_TICK_S = 0.5
 PARKED_CHUNK = 20_000  # parked keys per timer flush transaction
 FLUSH_SECONDS = Histogram("attain_kpi_flush_seconds", "Time to turn moved tallies into figures and enqueue them.",
@@ -82,7 +82,7 @@ def make_handler(rt: HasClock) -> Handler:
         for msg in batch:
             by_tenant[msg.event.tenant].append(msg)
         moved = {tenant: await _apply(conn, rt, tenant, msgs) for tenant, msgs in by_tenant.items()}
-        if PACER.due(len(batch)):
+        if PACER.due():
             started = PACER.start()
             await flush(conn, rt.clock.now(), moved)
             PACER.done(started)

@@ -1,4 +1,4 @@
-"""Figures go out with every batch while kpi keeps up, and coalesced under a backlog."""
+"""Figures go out with every batch while flushing is cheap, and coalesced while it is not."""
 
 from services.kpi.pacing import FlushPacer
 
@@ -11,31 +11,31 @@ class Ticks:
         return self.now
 
 
-def test_a_batch_smaller_than_full_always_flushes() -> None:
-    pacer = FlushPacer(full_batch=1000, clock=Ticks())
-    pacer.done(pacer.start())
-    assert pacer.due(999)
-
-
-def test_under_backlog_flushes_wait_at_least_the_minimum_gap() -> None:
+def test_the_first_flush_and_cheap_flushes_are_always_due() -> None:
     ticks = Ticks()
-    pacer = FlushPacer(full_batch=1000, min_gap_s=1.0, clock=ticks)
-    assert pacer.due(1000)  # never flushed: due
-    pacer.done(pacer.start())
-    ticks.now += 0.5
-    assert not pacer.due(1000) and not pacer.due(None)
-    ticks.now += 0.5
-    assert pacer.due(1000) and pacer.due(None)
+    pacer = FlushPacer(clock=ticks)
+    assert pacer.due()
+    pacer.done(pacer.start())  # cost 0: a quiet stream flushes every batch
+    assert pacer.due()
 
 
 def test_an_expensive_flush_spaces_the_next_so_flushing_takes_a_quarter_of_the_time() -> None:
     ticks = Ticks()
-    pacer = FlushPacer(full_batch=1000, min_gap_s=1.0, share=0.25, clock=ticks)
+    pacer = FlushPacer(share=0.25, clock=ticks)
     started = pacer.start()
     ticks.now += 4.0  # a 4 s flush
     pacer.done(started)
     ticks.now += 11.9
-    assert not pacer.due(1000)
-    ticks.now += 0.1  # 12 s of work for 4 s of flushing
-    assert pacer.due(1000)
-    assert pacer.due(10)  # and a small batch (kpi caught up) flushes at once regardless
+    assert not pacer.due()
+    ticks.now += 0.1  # 12 s of other work for 4 s of flushing
+    assert pacer.due()
+
+
+def test_a_minimum_gap_holds_even_after_cheap_flushes() -> None:
+    ticks = Ticks()
+    pacer = FlushPacer(min_gap_s=1.0, clock=ticks)
+    pacer.done(pacer.start())
+    ticks.now += 0.5
+    assert not pacer.due()
+    ticks.now += 0.5
+    assert pacer.due()
