@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import os
 import random
 import sys
 import time
@@ -204,7 +205,9 @@ def parser() -> argparse.ArgumentParser:
                                 description="Import CSV or NDJSON files through POST /v1/events, resumably.")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.add_argument("--url", required=True, help="ingest's base URL, e.g. http://127.0.0.1:8001")
-    p.add_argument("--token", required=True, help="the tenant's bearer token")
+    p.add_argument("--token", default=os.environ.get("ATTAIN_TOKEN"),
+                   help="the tenant's bearer token (default: $ATTAIN_TOKEN, which keeps it out of the process"
+                        " list); write --token=VALUE if it starts with '-'")
     p.add_argument("--kind", choices=sorted(KINDS), help="what the rows are (CSV: guessed from the header)")
     p.add_argument("--format", choices=("csv", "ndjson"), dest="fmt", help="default: from the file extension")
     p.add_argument("--source", default="import", help="the events' source when a row names none")
@@ -221,6 +224,9 @@ def main(argv: list[str]) -> int:
         args = parser().parse_args(argv)
     except SystemExit as done:  # argparse printed the usage
         return int(done.code or 0)
+    if not args.token:
+        Console(stderr=True).print("error: no token: pass --token or set ATTAIN_TOKEN")
+        return EXIT_USAGE
     if args.batch < 1 or args.concurrency < 1 or args.retries < 0:
         Console(stderr=True).print("error: --batch and --concurrency must be >= 1, --retries >= 0")
         return EXIT_USAGE

@@ -30,6 +30,7 @@ from services.ingest.importer_csv import (
     read_ndjson,
     save_checkpoint,
 )
+from services.ingest.tenants import TOKEN_PREFIX, new_token
 from shared.events import CANONICAL_EVENT
 
 NOW = datetime(2026, 11, 5, 9, 0, tzinfo=UTC)
@@ -320,3 +321,19 @@ def test_main_refuses_unknown_formats_and_bad_arguments(tmp_path: Path) -> None:
     assert importer.main([str(tmp_path / "x.txt"), "--url", "http://x", "--token", "t"]) == importer.EXIT_USAGE
     assert importer.main(["--url", "http://x"]) == importer.EXIT_USAGE
     assert importer.main([str(tmp_path / "x.txt"), "--url", "u", "--token", "t", "--batch", "0"]) == 2
+
+
+def test_the_token_comes_from_the_environment_or_the_flag_and_is_required(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "x.txt").write_text("a\n")
+    monkeypatch.delenv("ATTAIN_TOKEN", raising=False)
+    assert importer.parser().parse_args([str(tmp_path / "x.txt"), "--url", "u", "--token=-9S-p6"]).token == "-9S-p6"
+    assert importer.main([str(tmp_path / "x.txt"), "--url", "u"]) == importer.EXIT_USAGE  # none at all
+    monkeypatch.setenv("ATTAIN_TOKEN", "atn_from-env")
+    assert importer.parser().parse_args([str(tmp_path / "x.txt"), "--url", "u"]).token == "atn_from-env"
+
+
+def test_new_tokens_never_look_like_an_option() -> None:
+    tokens = {new_token() for _ in range(500)}
+    assert len(tokens) == 500
+    assert all(t.startswith(TOKEN_PREFIX) and len(t) == len(TOKEN_PREFIX) + 43 for t in tokens)
