@@ -111,7 +111,7 @@ async def flush(conn: asyncpg.Connection, now: datetime, moved: dict[str, Moved]
 
 
 async def flush_parked(rt: Runtime) -> None:
-    """A timer: flush parked figures when a backlog ends without a small batch to carry them."""
+    """A timer: flush parked figures when they are due and no batch comes along to carry them."""
     while True:
         await asyncio.sleep(FLUSH_TICK_S)
         if not PACER.due():
