@@ -21,7 +21,16 @@ from rich.console import Console
 from deploy.demo.display import Board, LiveView, PlainView, View
 from deploy.demo.feed import FeedError, FeedState, KafkaFeed
 from deploy.demo.org import TENANT_TIMEZONE, Quarter
-from deploy.demo.runner import KAFKA_BOOTSTRAP, DemoError, Services, Stack, child_env, create_tenant, tail
+from deploy.demo.runner import (
+    KAFKA_BOOTSTRAP,
+    DemoError,
+    Services,
+    Stack,
+    child_env,
+    create_tenant,
+    start_groups_at_end,
+    tail,
+)
 from deploy.demo.simulator import CURRENCY, build_scenario
 from deploy.demo.stream import EventStream, SimClock, clock_spec
 from deploy.demo.summary import RunResult, summary_text
@@ -110,7 +119,10 @@ class Demo:
         self.result.scenario = scenario
         rate = quarter.seconds / o.duration
         self.services.check_ports_free()
+        prefix = f"attain-{tenant.slug}"  # this run's own consumer groups, starting at the topics' ends
+        await start_groups_at_end(prefix)
         self.services.start(child_env({
+            "KAFKA_CONSUMER_GROUP_PREFIX": prefix,
             "LOG_LEVEL": "WARNING",
             "ATTAIN_CLOCK": clock_spec(quarter.start, rate),
             "COACHING_EVALUATION_INTERVAL_S": "1",

@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from shared import topics
 
 __all__ = [
     "DATABASE_URL",
@@ -36,6 +39,7 @@ __all__ = [
     "child_env",
     "create_tenant",
     "port_answers",
+    "start_groups_at_end",
     "tail",
 ]
 
@@ -154,6 +158,39 @@ class Stack:
 class Tenant:
     slug: str
     token: str
+
+
+# Which topics each service's consumer group reads (shared/topics.py; the apps' subscriptions).
+GROUP_TOPICS = {
+    "kpi": (topics.DEALS.name, topics.ACTIVITIES.name, topics.ROSTER.name, topics.TARGETS.name, topics.TENANTS.name),
+    "coaching": (topics.ATTAINMENT.name,),
+    "recognition": (topics.ATTAINMENT.name,),
+}
+
+
+async def start_groups_at_end(prefix: str) -> None:
+    """Commit the consumer groups `<prefix>-<service>` at the current end of their topics, before any
+    member joins: a demo run reads what happens from its start on, not what the broker holds from
+    earlier runs or test suites (hundreds of thousands of attainment updates on a developer's machine)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA_BOOTSTRAP)
+    await consumer.start()
+    try:
+        metadata = await consumer._client.fetch_all_metadata()
+        ends = {name: await consumer.end_offsets([TopicPartition(name, p) for p in
+                                                   metadata.partitions_for_topic(name) or ()])
+                for name in {t for names in GROUP_TOPICS.values() for t in names}}
+    finally:
+        await consumer.stop()
+    for service, names in GROUP_TOPICS.items():
+        group = AIOKafkaConsumer(bootstrap_servers=KAFKA_BOOTSTRAP, group_id=f"{prefix}-{service}",
+                                 enable_auto_commit=False)
+        await group.start()
+        try:
+            positions = {tp: offset for name in names for tp, offset in ends[name].items()}
+            group.assign(list(positions))
+            await group.commit(positions)
+        finally:
+            await group.stop()
 
 
 async def create_tenant(slug: str, timezone: str, currency: str) -> Tenant:
