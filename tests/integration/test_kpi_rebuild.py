@@ -8,17 +8,20 @@ import asyncio
 import subprocess
 import sys
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from services.kpi.app import SPEC
+from shared import db, topics
 from shared.periods import PeriodKind, period_of
 from tests.factories import activity, deal, rep, target
-from tests.integration.conftest import DATABASE_URL, GROUP_PREFIX, ROOT, Tenant, _service_env, post
+from tests.integration.conftest import DATABASE_URL, GROUP_PREFIX, ROOT, Tenant, _end_offsets, _service_env, post
 
 
-def _rebuild(*args: str) -> tuple[int, str]:
-    env = {**_service_env("kpi"), "KAFKA_CONSUMER_GROUP_PREFIX": GROUP_PREFIX}
+def _rebuild(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    env = {**_service_env("kpi"), "KAFKA_CONSUMER_GROUP_PREFIX": GROUP_PREFIX, **(env or {})}
     done = subprocess.run([sys.executable, "-m", "services.kpi", "rebuild", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600, check=False)
     return done.returncode, done.stdout + done.stderr
@@ -73,3 +76,45 @@ async def test_a_rebuild_from_the_topics_equals_the_live_state_and_finds_damage(
 
     code, out = _rebuild("--replace", "--tenant", tenant.slug)
     assert code == 2 and "--replace needs a full rebuild" in out, out
+
+
+async def test_replace_swaps_a_full_rebuild_in_and_keeps_the_old_schema(services: dict[str, str]) -> None:
+    """A deployment whose kpi state is lost (an empty schema) but whose group stands at the topics' ends:
+    `--replace` rebuilds everything, swaps it in, and a second check finds it equal."""
+    name = "attain_rebuild_replace"
+    admin = await asyncpg.connect(DATABASE_URL)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = DATABASE_URL.rsplit("/", 1)[0] + "/" + name
+    prefix = f"attain-replace-{uuid.uuid4().hex[:8]}"
+    ends = await _end_offsets([t.name for t in (topics.DEALS, topics.ACTIVITIES, topics.ROSTER, topics.TARGETS,
+                                                topics.TENANTS)])
+    pool = await db.create_pool(url, SPEC.schema, min_size=1, max_size=1)
+    try:
+        await db.migrate(pool, SPEC.schema, SPEC.migrations)
+        await pool.executemany("INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)"
+                               " VALUES ($1, $2, $3, $4)",
+                               [(f"{prefix}-kpi", tp.topic, tp.partition, o) for tp, o in ends.items() if o])
+        await pool.execute("INSERT INTO outbox (topic, key, value, headers) VALUES ('t', 'k', 'v', '[]')")
+    finally:
+        await pool.close()
+    env = {"DATABASE_URL": url, "KAFKA_CONSUMER_GROUP_PREFIX": prefix}
+
+    code, out = _rebuild("--replace", env=env)
+    assert code == 0, out
+    assert "differs from the live state" in out and "replaced: the rebuilt state is now schema 'kpi'" in out, out
+    conn = await asyncpg.connect(url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM kpi.deals") > 0
+        assert await conn.fetchval("SELECT count(*) FROM kpi.outbox") == 0  # the replay's figures are not resent
+        kept = await conn.fetchval("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'kpi_replaced_%'")
+        assert kept and await conn.fetchval(f'SELECT count(*) FROM "{kept}".deals') == 0
+        assert await conn.fetchval("SELECT nextval('kpi.outbox_seq_seq')") > 1  # numbering goes on
+    finally:
+        await conn.close()
+
+    code, out = _rebuild(env=env)
+    assert code == 0 and "rebuilt state equals the live state" in out, out
