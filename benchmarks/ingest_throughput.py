@@ -20,26 +20,32 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
-import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.workload import busy_cores, events, machine_cpu, ndjson, peak_rss_kib, percentile, proc_status_kib
-from deploy.local.kafka_setup import pinned_kafka_version
+from benchmarks.workload import (
+    busy_cores,
+    events,
+    free_port,
+    host_description,
+    machine_cpu,
+    ndjson,
+    peak_rss_kib,
+    percentile,
+    proc_status_kib,
+    process_cpu_s,
+    stop_process,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".local" / "bench"
@@ -64,19 +70,6 @@ def _python(*args: str, env: dict[str, str], capture: bool = False) -> subproces
                           capture_output=capture)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds a process has used so far (/proc/<pid>/stat, clock ticks)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def start_ingest(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     WORK.mkdir(parents=True, exist_ok=True)
     log = (WORK / "ingest.log").open("wb")
@@ -90,17 +83,8 @@ def start_ingest(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
                 return proc
         time.sleep(0.3)
-    stop(proc)
+    stop_process(proc, grace_s=20)
     raise SystemExit(f"ingest not ready after 60 s; see {WORK / 'ingest.log'}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 async def drive(url: str, token: str, bodies: list[bytes], concurrency: int) -> IngestRun:
@@ -139,22 +123,6 @@ async def drive(url: str, token: str, bodies: list[bytes], concurrency: int) -> 
     run.seconds = time.perf_counter() - started
     run.busy_cores = busy_cores(cpu, machine_cpu(), os.cpu_count() or 1)
     return run
-
-
-def _versions(database_url: str) -> str:
-    async def pg() -> str:
-        conn = await asyncpg.connect(database_url)
-        try:
-            return str(await conn.fetchval("SHOW server_version"))
-        finally:
-            await conn.close()
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.machine())
-    packages = ", ".join(f"{name} {metadata.version(name)}" for name in PACKAGES)
-    return (f"CPUs: {os.cpu_count()} ({len(os.sched_getaffinity(0))} usable), {cpu}\n"
-            f"Python {platform.python_version()} on {platform.platform()}; Kafka {pinned_kafka_version()}; "
-            f"PostgreSQL {asyncio.run(pg())}\n{packages}")
 
 
 def report(n: int, batch: int, concurrency: int, base: dict[str, Any], ing: IngestRun, ing_cpu: float,
@@ -208,7 +176,7 @@ def main(argv: list[str]) -> int:
                 "RATE_LIMIT_EVENTS_PER_S": "1000000000", "RATE_LIMIT_EVENT_BURST": "1000000000"}
     console.print("[dim]local stack up...[/]")
     _python("-m", "deploy.local.stack", "up", env=env)
-    console.print(_versions(args.database_url))
+    console.print(host_description(args.database_url, PACKAGES))
     run_id = uuid.uuid4().hex[:8]
     slug = json.loads(_python("-m", "services.ingest", "tenants", "create", f"bench-{run_id}", "--timezone", "UTC",
                               env=env, capture=True).stdout)
@@ -225,17 +193,17 @@ def main(argv: list[str]) -> int:
                                   "--bootstrap", args.bootstrap, env=env, capture=True).stdout)
     finally:
         events_file.unlink(missing_ok=True)
-    port = _free_port()
+    port = free_port()
     proc = start_ingest(env, port)
     try:
         url = f"http://127.0.0.1:{port}"
         asyncio.run(drive(url, slug["token"], [warmup], 1))
-        idle_rss, cpu_before = proc_status_kib(proc.pid, "VmRSS"), _cpu_s(proc.pid)
+        idle_rss, cpu_before = proc_status_kib(proc.pid, "VmRSS"), process_cpu_s(proc.pid)
         console.print(f"[dim]ingest: {len(bodies):,} requests, {args.concurrency} clients...[/]")
         ing = asyncio.run(drive(url, slug["token"], bodies, args.concurrency))
-        ing_cpu, ing_peak = _cpu_s(proc.pid) - cpu_before, peak_rss_kib(proc.pid)
+        ing_cpu, ing_peak = process_cpu_s(proc.pid) - cpu_before, peak_rss_kib(proc.pid)
     finally:
-        stop(proc)
+        stop_process(proc, grace_s=20)
     report(args.events, args.batch, args.concurrency, base, ing, ing_cpu, (ing_peak, idle_rss))
     return 0
 

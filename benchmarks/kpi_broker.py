@@ -23,6 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks.workload import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 HOME = ROOT / ".local" / "bench" / "broker"
 STATE = HOME / ".local" / "kafka" / "broker.json"
@@ -31,13 +33,6 @@ STATE = HOME / ".local" / "kafka" / "broker.json"
 def _stack(command: str, env: dict[str, str]) -> None:
     # cwd first on sys.path: `deploy` resolves to the copy, whose `.local/` is HOME/.local
     subprocess.run([sys.executable, "-m", "deploy.local.stack", command], cwd=HOME, env=env, check=True)  # noqa: S603
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def running_port() -> int | None:
@@ -60,8 +55,8 @@ def up(env: dict[str, str], port: int = 0) -> str:
     if found is None:
         if port and _answers(port):
             raise SystemExit(f"port {port} is taken by something else: the benchmark wants a broker of its own")
-        port = port or _free_port()
-        controller = _free_port()
+        port = port or free_port()
+        controller = free_port()
     else:
         port, controller = found, found + 1  # unused: the stack finds the broker answering
     for package in ("deploy", "shared"):

@@ -140,7 +140,7 @@ def _kpi_notes(run: kpi.CatchUp) -> None:
         out = run.settled - run.first
         console.print(f"kpi until every figure was out too (no parked key, outbox published): {out:.1f} s = "
                       f"{run.timed_records / max(out, 1e-9):,.0f} records/s; {run.figures:,} kpi.attainment.updated "
-                      f"events ({run.figures / max(run.timed_records, 1):.2f} per record: one per changed "
+                      f"events ({run.figures / max(run.done_records, 1):.2f} per record applied: one per changed "
                       f"(scope, period, metric) per flush; flushes coalesce batches under backlog)")
     elif run.complete:
         console.print("[yellow]note:[/] kpi's parked figures and outbox were not drained within "

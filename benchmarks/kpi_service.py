@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.kpi_kafka import Offsets
-from benchmarks.workload import busy_cores, machine_cpu, peak_rss_kib
+from benchmarks.workload import busy_cores, machine_cpu, peak_rss_kib, process_cpu_s, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 POLL_S = 0.1
@@ -116,35 +115,15 @@ def start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
             if httpx.get(url, timeout=2).status_code == 200:
                 return proc
         time.sleep(0.2)
-    stop(proc)
+    stop_process(proc)
     raise SystemExit(f"kpi not ready after 120 s; see {log}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds a process has used so far (/proc/<pid>/stat); 0 once it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def backend_cpu(conn: asyncpg.Connection) -> dict[int, float]:
     """CPU seconds so far of the other PostgreSQL backends on this database (kpi's pool), by pid."""
     pids = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
                             " AND pid <> pg_backend_pid()")
-    return {r["pid"]: cpu_s(r["pid"]) for r in pids}
+    return {r["pid"]: process_cpu_s(r["pid"]) for r in pids}
 
 
 def applied(port: str, group: str) -> dict[str, int]:
@@ -204,7 +183,7 @@ async def catch_up(proc: subprocess.Popen[bytes], url: str, port: str, group: st
             now = time.perf_counter()
             seen = await progress(conn, group, begin, targets)
             if seen.consumed and not run.first:
-                run.first, run.first_records, cpu0, pg0, machine0 = now, seen.consumed, cpu_s(proc.pid), \
+                run.first, run.first_records, cpu0, pg0, machine0 = now, seen.consumed, process_cpu_s(proc.pid), \
                     await backend_cpu(conn), machine_cpu()
             if run.first and (not run.trace or now - run.first - run.trace[-1][0] >= TRACE_S):
                 run.trace.append((now - run.first, seen.consumed - run.first_records))
@@ -223,7 +202,7 @@ async def catch_up(proc: subprocess.Popen[bytes], url: str, port: str, group: st
                 return run
             await asyncio.sleep(POLL_S)
         pg1 = await backend_cpu(conn)
-        run.cpu_s = cpu_s(proc.pid) - cpu0
+        run.cpu_s = process_cpu_s(proc.pid) - cpu0
         run.pg_cpu_s = sum(cpu - pg0.get(pid, 0.0) for pid, cpu in pg1.items())
         run.busy_cores = busy_cores(machine0, machine_cpu(), os.cpu_count() or 1)
         run.peak_rss_kib = peak_rss_kib(proc.pid)

@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -36,12 +35,9 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from importlib import metadata
 from itertools import chain
 from pathlib import Path
 from typing import TypeVar
-
-import asyncpg
 
 from benchmarks import kpi_broker
 from benchmarks import kpi_service as kpi
@@ -49,7 +45,7 @@ from benchmarks.kpi_kafka import SALES, Span, commit, delete_topics, offsets, pr
 from benchmarks.kpi_lag import measure
 from benchmarks.kpi_report import Results, console, report
 from benchmarks.kpi_workload import Workload, preload_step
-from deploy.local.kafka_setup import pinned_kafka_version
+from benchmarks.workload import host_description, stop_process
 from shared import topics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,19 +74,7 @@ def _free_port() -> int:
 
 
 def _versions(database_url: str) -> str:
-    async def pg() -> str:
-        conn = await asyncpg.connect(database_url.rsplit("/", 1)[0] + "/postgres")
-        try:
-            return str(await conn.fetchval("SHOW server_version"))
-        finally:
-            await conn.close()
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.machine())
-    packages = ", ".join(f"{name} {metadata.version(name)}" for name in PACKAGES)
-    return (f"CPUs: {os.cpu_count()} ({len(os.sched_getaffinity(0))} usable), {cpu}\n"
-            f"Python {platform.python_version()}; Kafka {pinned_kafka_version()}; PostgreSQL {asyncio.run(pg())}\n"
-            f"{packages}\n{_kpi_version()}")
+    return host_description(database_url, PACKAGES) + "\n" + _kpi_version()
 
 
 def _kpi_version() -> str:
@@ -127,7 +111,7 @@ def run_kpi(args: argparse.Namespace, env: dict[str, str], prefix: str, span: Sp
         extra = then(result) if then is not None and result.failure is None and result.complete else None
         return result, extra
     finally:
-        kpi.stop(proc)
+        stop_process(proc)
 
 
 def _arguments(argv: list[str]) -> argparse.Namespace:

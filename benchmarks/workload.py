@@ -1,4 +1,4 @@
-"""What both sides of the benchmark send, and the small measurements they share.
+"""What both sides of the benchmark send, and the small measurements the benchmarks share.
 
 `events(n)` is a deterministic mix of `deal.upserted` (30 %) and `activity.logged` (70 %) for 200
 reps, every id unique per run. `peak_rss_kib` reads VmHWM, the high-water mark of a process's
@@ -7,13 +7,23 @@ resident set, from /proc (Linux only).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import platform
 import random
+import signal
+import socket
+import subprocess
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+import asyncpg
+
+from deploy.local.kafka_setup import pinned_kafka_version
 
 REPS = 200
 DEAL_SHARE = 0.3
@@ -85,3 +95,49 @@ def busy_cores(before: tuple[float, float], after: tuple[float, float], cpus: in
     """How many cores were busy on average between two `machine_cpu()` readings."""
     total = after[1] - before[1]
     return 0.0 if total <= 0 else cpus * (after[0] - before[0]) / total
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (/proc/<pid>/stat); 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (picked by the kernel)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL after `grace_s`; nothing if it already ended."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def host_description(database_url: str, packages: Sequence[str]) -> str:
+    """CPUs, Python, Kafka and PostgreSQL versions and the packages measured: the header of a report."""
+    async def pg() -> str:
+        conn = await asyncpg.connect(database_url.rsplit("/", 1)[0] + "/postgres")
+        try:
+            return str(await conn.fetchval("SHOW server_version"))
+        finally:
+            await conn.close()
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.machine())
+    versions = ", ".join(f"{name} {metadata.version(name)}" for name in packages)
+    return (f"CPUs: {os.cpu_count()} ({len(os.sched_getaffinity(0))} usable), {cpu}\n"
+            f"Python {platform.python_version()} on {platform.platform()}; Kafka {pinned_kafka_version()}; "
+            f"PostgreSQL {asyncio.run(pg())}\n{versions}")
