@@ -29,9 +29,9 @@ EMPTY = Tally()
 UNKNOWN_CALENDAR = ("UTC", 1, None)  # what kpi counts in for a tenant it has not heard of yet
 
 
-async def _calendar_before(conn: asyncpg.Connection, tenant: str) -> tuple[str, int, str | None]:
+async def _calendar_before(conn: asyncpg.Connection, tenant: str, *, lock: bool) -> tuple[str, int, str | None]:
     row = await conn.fetchrow("SELECT timezone, fiscal_start_month, currency FROM tenants WHERE tenant = $1"
-                              " FOR UPDATE", tenant)
+                              + (" FOR UPDATE" if lock else ""), tenant)
     return (row["timezone"], row["fiscal_start_month"], row["currency"] or None) if row else UNKNOWN_CALENDAR
 
 
@@ -42,8 +42,12 @@ async def remember_tenant(conn: asyncpg.Connection, event: CloudEvent) -> bool:
         return False
     calendar = (tz, int(event.extensions.get("tenantfiscalstart", "1") or 1),
                 event.extensions.get("tenantcurrency") or None)
-    if await _calendar_before(conn, event.tenant) == calendar:
+    # every batch asks, and nearly always nothing changed: only a change takes the row's lock, so replicas
+    # applying the same tenant's partitions do not queue behind each other on it
+    if await _calendar_before(conn, event.tenant, lock=False) == calendar:
         return False
+    if await _calendar_before(conn, event.tenant, lock=True) == calendar:
+        return False  # another replica got there first
     await conn.execute(
         "INSERT INTO tenants (tenant, timezone, fiscal_start_month, currency) VALUES ($1, $2, $3, $4)"
         " ON CONFLICT (tenant) DO UPDATE SET timezone = EXCLUDED.timezone,"
@@ -57,7 +61,7 @@ async def register_tenant(conn: asyncpg.Connection, entry: TenantUpserted) -> bo
     """The registry's word on a tenant: its token digest, whether it is active, its calendar and currency.
 
     True when that changes the calendar, base currency or exchange rates kpi counted the tenant in."""
-    before = await _calendar_before(conn, entry.tenant)
+    before = await _calendar_before(conn, entry.tenant, lock=True)
     await conn.execute(
         "INSERT INTO tenants (tenant, timezone, fiscal_start_month, currency, token_sha256, active)"
         " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant) DO UPDATE SET timezone = EXCLUDED.timezone,"

@@ -117,8 +117,25 @@ def services(stack: None) -> Iterator[dict[str, str]]:
         yield urls
 
 
-async def _end_offsets(names: list[str]) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP)
+def database_url(name: str) -> str:
+    """The URL of database `name` on the test server."""
+    return DATABASE_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+async def fresh_database(name: str) -> str:
+    """Drop and create database `name` on the test server; its URL."""
+    admin = await asyncpg.connect(DATABASE_URL)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return database_url(name)
+
+
+async def end_offsets(names: list[str]) -> dict[TopicPartition, int]:
+    """Where each partition of the topics ends for a read_committed reader (past committed records)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, isolation_level="read_committed")
     await consumer.start()
     try:
         metadata = await consumer._client.fetch_all_metadata()
@@ -160,7 +177,7 @@ async def _reached(conn: asyncpg.Connection, schema: str, group: str, end: dict[
 async def _caught_up(deadline: float) -> None:
     """kpi has applied the sales topics' backlog and sent its figures; then coaching and recognition
     have applied every attainment update up to there (earlier tests may have left hundreds of thousands)."""
-    sales = await _end_offsets([t.name for t in (topics.DEALS, topics.ACTIVITIES, topics.ROSTER, topics.TARGETS)])
+    sales = await end_offsets([t.name for t in (topics.DEALS, topics.ACTIVITIES, topics.ROSTER, topics.TARGETS)])
     conn = await asyncpg.connect(DATABASE_URL)
     try:
         while not (await _reached(conn, "kpi", f"{GROUP_PREFIX}-kpi", sales) and not await conn.fetchval(
@@ -168,7 +185,7 @@ async def _caught_up(deadline: float) -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError("kpi did not catch up with the topics' backlog within 240 s")
             await asyncio.sleep(0.5)
-        figures = await _end_offsets([topics.ATTAINMENT.name])
+        figures = await end_offsets([topics.ATTAINMENT.name])
         for service in ("coaching", "recognition"):
             while not await _reached(conn, service, f"{GROUP_PREFIX}-{service}", figures):
                 if time.monotonic() > deadline:

@@ -17,7 +17,16 @@ from services.kpi.app import SPEC
 from shared import db, topics
 from shared.periods import PeriodKind, period_of
 from tests.factories import activity, deal, rep, target
-from tests.integration.conftest import DATABASE_URL, GROUP_PREFIX, ROOT, Tenant, _end_offsets, _service_env, post
+from tests.integration.conftest import (
+    DATABASE_URL,
+    GROUP_PREFIX,
+    ROOT,
+    Tenant,
+    _service_env,
+    end_offsets,
+    fresh_database,
+    post,
+)
 
 
 def _rebuild(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
@@ -81,16 +90,9 @@ async def test_a_rebuild_from_the_topics_equals_the_live_state_and_finds_damage(
 async def test_replace_swaps_a_full_rebuild_in_and_keeps_the_old_schema(services: dict[str, str]) -> None:
     """A deployment whose kpi state is lost (an empty schema) but whose group stands at the topics' ends:
     `--replace` rebuilds everything, swaps it in, and a second check finds it equal."""
-    name = "attain_rebuild_replace"
-    admin = await asyncpg.connect(DATABASE_URL)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = DATABASE_URL.rsplit("/", 1)[0] + "/" + name
+    url = await fresh_database("attain_rebuild_replace")
     prefix = f"attain-replace-{uuid.uuid4().hex[:8]}"
-    ends = await _end_offsets([t.name for t in (topics.DEALS, topics.ACTIVITIES, topics.ROSTER, topics.TARGETS,
+    ends = await end_offsets([t.name for t in (topics.DEALS, topics.ACTIVITIES, topics.ROSTER, topics.TARGETS,
                                                 topics.TENANTS)])
     pool = await db.create_pool(url, SPEC.schema, min_size=1, max_size=1)
     try:

@@ -24,31 +24,17 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.kpi.app import SPEC
-from services.kpi.handlers import MODELS, flush, make_handler
+from services.kpi.handlers import MODELS, drain, make_handler
 from shared import db, topics
 from shared.clock import SystemClock
 from shared.cloudevents import CloudEvent, decode, encode, message_key
 from shared.consumer import Incoming
-from tests.integration.conftest import BOOTSTRAP, DATABASE_URL, LOGS, ROOT
+from tests.integration.conftest import BOOTSTRAP, LOGS, ROOT, end_offsets, fresh_database
 
 # every topic kpi consumes: its stored offsets are seeded at their ends and progress counts them all
 SALES = [topics.DEALS.name, topics.ACTIVITIES.name, topics.ROSTER.name, topics.TARGETS.name, topics.TENANTS.name]
 REPS = [f"rep-{i}" for i in range(40)]
 NOW = datetime.now(UTC)
-
-
-def _url(name: str) -> str:
-    return DATABASE_URL.rsplit("/", 1)[0] + f"/{name}"
-
-
-async def _fresh_database(name: str) -> str:
-    admin = await asyncpg.connect(DATABASE_URL)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return _url(name)
 
 
 def _history(tenant: str, count: int) -> list[tuple[str, bytes, CloudEvent]]:
@@ -91,17 +77,6 @@ def _history(tenant: str, count: int) -> list[tuple[str, bytes, CloudEvent]]:
 
 def _quarter(moment: datetime) -> str:
     return f"{moment.year}-Q{(moment.month - 1) // 3 + 1}"
-
-
-async def _end_offsets(names: list[str]) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, isolation_level="read_committed")
-    await consumer.start()
-    try:
-        parts = [TopicPartition(t, p) for t in names for p in (await consumer._client.fetch_all_metadata())
-                 .partitions_for_topic(t) or ()]
-        return dict(await consumer.end_offsets(parts))
-    finally:
-        await consumer.stop()
 
 
 async def _progress(url: str, group: str) -> int:
@@ -151,10 +126,7 @@ async def _clean_pass(url: str, start: dict[TopicPartition, int], end: dict[Topi
             for tp in list(left):  # position, not the last record: transaction markers take offsets too
                 if await consumer.position(tp) >= end[tp]:
                     left.pop(tp, None)
-        while True:  # what kpi's timer does: figures the pacer held back go out
-            async with pool.acquire() as conn, conn.transaction():
-                if not await flush(conn, SystemClock().now(), parked=20_000):
-                    break
+        await drain(pool, SystemClock().now())  # what kpi's timer does: figures the pacer held back go out
     finally:
         await consumer.stop()
         await pool.close()
@@ -184,7 +156,7 @@ async def _state(url: str, tenant: str) -> dict[str, Any]:
 
 
 async def _emitted(tenant: str, start: dict[TopicPartition, int]) -> list[tuple[str, bytes, dict[str, Any]]]:
-    end = await _end_offsets([topics.ATTAINMENT.name])
+    end = await end_offsets([topics.ATTAINMENT.name])
     consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, isolation_level="read_committed")
     await consumer.start()
     out: list[tuple[str, bytes, dict[str, Any]]] = []
@@ -211,9 +183,9 @@ async def _emitted(tenant: str, start: dict[TopicPartition, int]) -> list[tuple[
 @pytest.mark.timeout(600)
 async def test_kpi_killed_mid_batch_restarts_to_the_state_of_one_clean_pass(stack: None) -> None:
     tenant, run = f"crash-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:8]
-    crashed_url, clean_url = await _fresh_database("attain_crash"), await _fresh_database("attain_clean")
-    start = await _end_offsets(SALES)
-    attainment_start = await _end_offsets([topics.ATTAINMENT.name])
+    crashed_url, clean_url = await fresh_database("attain_crash"), await fresh_database("attain_clean")
+    start = await end_offsets(SALES)
+    attainment_start = await end_offsets([topics.ATTAINMENT.name])
     history = _history(tenant, 20_000)
     producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, enable_idempotence=True, linger_ms=5)
     await producer.start()
@@ -222,7 +194,7 @@ async def test_kpi_killed_mid_batch_restarts_to_the_state_of_one_clean_pass(stac
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
-    end = await _end_offsets(SALES)
+    end = await end_offsets(SALES)
     total = sum(end[tp] - start[tp] for tp in end)
 
     # The crashed run starts where this test's events start (its stored offsets say so).

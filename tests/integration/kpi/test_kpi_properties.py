@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.kpi.app import SPEC
-from services.kpi.handlers import flush, make_handler
+from services.kpi.handlers import drain, make_handler
 from services.kpi.metrics import Tally, values
 from shared import db
 from shared.clock import FixedClock
@@ -147,13 +147,6 @@ def _reference(history: list[Version], acts: list[ActivityLogged],
     return out
 
 
-async def _flush_parked(pool: Any) -> None:
-    while True:
-        async with pool.acquire() as conn, conn.transaction():
-            if not await flush(conn, NOW, parked=20_000):
-                return
-
-
 async def _run(history: list[Version], acts: list[ActivityLogged], moves: list[Move], order: list[int],
                slots: list[int], cuts: list[int]) -> None:
     tenant = f"prop-{uuid.uuid4().hex[:10]}"
@@ -175,7 +168,7 @@ async def _run(history: list[Version], acts: list[ActivityLogged], moves: list[M
             if batch:
                 async with pool.acquire() as conn, conn.transaction():
                     await handler(conn, batch)
-        await _flush_parked(pool)  # what kpi's timer does: figures the pacer held back go out
+        await drain(pool, NOW)  # what kpi's timer does: figures the pacer held back go out
         async with pool.acquire() as conn:
             rows = await conn.fetch("SELECT scope, scope_id, period, metric, actual FROM attainment"
                                     " WHERE tenant = $1", tenant)
