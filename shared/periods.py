@@ -21,8 +21,9 @@ If a local midnight falls into a DST gap, the period starts at the first instant
 that local day (the transition). Moments in any zone are accepted; naive datetimes
 are rejected with ValueError.
 
-Business days and holidays are not modelled yet; they would plug in next to
-``elapsed_share`` as a working-time share over the same bounds.
+Elapsed time: ``elapsed_share``/``share_between`` count real seconds; ``business_share``
+counts Monday-to-Friday days in the tenant's zone (what kpi's pace uses). Holidays and time
+off are not modelled yet; they would narrow ``business_share``'s days.
 """
 
 from __future__ import annotations
