@@ -23,9 +23,13 @@ from shared.events import (
     DealDeleted,
     DealUpserted,
     MilestoneReached,
+    PlanStepSettled,
     RepUpserted,
+    ReviewPublished,
     TargetSet,
+    TaskClosed,
     TaskCreated,
+    TaskEscalated,
     TeamUpserted,
     json_schemas,
 )
@@ -42,7 +46,17 @@ CHANNELS: list[tuple[topics.Topic, Any, str]] = [
     (topics.ATTAINMENT, AttainmentUpdated,
      "Written by kpi. ce_type kpi.attainment.updated; key <tenant>:<scope>:<id>:<period>:<metric>. Compacted:"
      " the latest message per key holds the full current figures."),
-    (topics.TASKS, TaskCreated, "Written by coaching. ce_type coaching.task.created; key <tenant>:<rep_id>."),
+    (topics.TASKS, TaskCreated | TaskEscalated | TaskClosed,
+     "Written by coaching. ce_type coaching.task.created, coaching.task.escalated (unacknowledged past due, raised"
+     " to the manager's manager) or coaching.task.closed (reason completed, recovered or superseded); key"
+     " <tenant>:<rep_id>; ce_id stable per fact (a task's id; <task_id>:escalated; <task_id>:closed)."),
+    (topics.PLANS, PlanStepSettled,
+     "Written by coaching (beyond the contract's list). ce_type coaching.plan.step.completed or"
+     " coaching.plan.step.missed: an action-plan step reached its target or its due date; key <tenant>:<rep_id>."),
+    (topics.REVIEWS, ReviewPublished,
+     "Written by coaching (beyond the contract's list). ce_type coaching.review.published: the weekly scorecard"
+     " digest of a rep or a team (with its manager's scorecard); key <tenant>:<rep_id or team_id>; one per"
+     " (scope, id, ISO week)."),
     (topics.CELEBRATIONS, MilestoneReached,
      "Written by recognition. ce_type recognition.milestone.reached; key <tenant>:<scope_id>."),
 ]

@@ -281,6 +281,105 @@ class TaskCreated(_Model):
     suggested_actions: list[str]
     training: list[str]
     due_at: AwareDatetime
+    rep_name: str | None = None
+    team_id: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict, description="Rule-specific facts, e.g. stale deal ids.")
+
+
+class TaskEscalated(_Model):
+    """`coaching.task.escalated`: a check-in nobody acknowledged by its due date, raised to the manager's
+    manager (`escalated_to`; null when the roster knows nobody above the manager)."""
+
+    task_id: str
+    rep_id: str
+    manager_id: str | None
+    escalated_to: str | None
+    rule: str
+    severity: Literal["info", "warning", "critical"]
+    summary: str
+    due_at: AwareDatetime
+    escalated_at: AwareDatetime
+
+
+class TaskClosed(_Model):
+    """`coaching.task.closed`: a check-in ended: `completed` by the manager (with `outcome`), `recovered`
+    (the rule no longer finds the problem) or `superseded` (a worse finding replaced it)."""
+
+    task_id: str
+    rep_id: str
+    manager_id: str | None
+    rule: str
+    reason: Literal["completed", "recovered", "superseded"]
+    outcome: str | None = None
+    closed_at: AwareDatetime
+
+
+class PlanStepSettled(_Model):
+    """`coaching.plan.step.completed` or `coaching.plan.step.missed` on `coaching.plans.v1`: one step of
+    a rep's action plan reached its target, or its due date passed without it."""
+
+    plan_id: str
+    step_id: str
+    rep_id: str
+    manager_id: str | None
+    title: str
+    metric: Metric
+    target: Dec
+    progress: Dec
+    due_at: AwareDatetime
+    status: Literal["completed", "missed"]
+    settled_at: AwareDatetime
+    plan_status: Literal["open", "completed", "missed"] = Field(
+        description="the whole plan: completed once every step is, missed once any step is missed")
+
+
+class ReviewFigure(_Model):
+    metric: Metric
+    period: str
+    actual: Dec
+    target: Dec | None
+    attainment: Dec | None
+    pace: Dec | None
+    previous_period: str | None
+    previous_attainment: Dec | None
+    trend: Literal["up", "down", "flat", "new"]
+
+
+class ManagerCard(_Model):
+    """How a manager handles their team's check-ins: leading by example."""
+
+    manager_id: str
+    tasks: int
+    acknowledged: int
+    completed: int
+    escalated: int
+    open_overdue: int
+    median_hours_to_ack: Dec | None
+    median_hours_to_complete: Dec | None
+    team_won_revenue: Dec | None = None
+    team_target: Dec | None = None
+    team_attainment: Dec | None = None
+
+
+class ReviewPublished(_Model):
+    """`coaching.review.published` on `coaching.reviews.v1`: the weekly scorecard digest of a rep or a team,
+    ready for a notification system to send."""
+
+    review_id: str
+    scope: Scope
+    scope_id: str
+    name: str | None
+    manager_id: str | None
+    week: str = Field(description="the ISO week reviewed (the one that just ended)")
+    headline: str
+    figures: list[ReviewFigure]
+    activities_week: int
+    activities_week_before: int
+    open_tasks: int
+    overdue_tasks: int
+    members: list[str] = Field(default_factory=list, description="team digests: the reps in the team")
+    manager: ManagerCard | None = None
+    published_at: AwareDatetime
 
 
 class MilestoneReached(_Model):
@@ -324,6 +423,11 @@ def json_schemas() -> dict[str, dict[str, Any]]:
         "canonical-event": CANONICAL_EVENT.json_schema(),
         "kpi.attainment.updated": AttainmentUpdated.model_json_schema(),
         "coaching.task.created": TaskCreated.model_json_schema(),
+        "coaching.task.escalated": TaskEscalated.model_json_schema(),
+        "coaching.task.closed": TaskClosed.model_json_schema(),
+        "coaching.plan.step.completed": PlanStepSettled.model_json_schema(),
+        "coaching.plan.step.missed": PlanStepSettled.model_json_schema(),
+        "coaching.review.published": ReviewPublished.model_json_schema(),
         "recognition.milestone.reached": MilestoneReached.model_json_schema(),
         "tenant.upserted": TenantUpserted.model_json_schema(),
     }

@@ -33,6 +33,9 @@ ROSTER = Topic("sales.roster.v1", 3, "compact")
 TARGETS = Topic("sales.targets.v1", 3, "compact")
 ATTAINMENT = Topic("kpi.attainment.v1", 6, "compact")
 TASKS = Topic("coaching.tasks.v1", 3, "delete")
+# Ours (beyond the contract's list): action-plan step outcomes and the weekly review digests.
+PLANS = Topic("coaching.plans.v1", 3, "delete")
+REVIEWS = Topic("coaching.reviews.v1", 3, "delete")
 CELEBRATIONS = Topic("recognition.celebrations.v1", 3, "delete")
 # Internal (not in the contract): the tenant registry ingest owns, so the other services can
 # authenticate read API calls and know each tenant's calendar without reading ingest's tables.
@@ -40,8 +43,8 @@ TENANTS = Topic("attain.tenants.v1", 1, "compact")
 # Internal: how far each outbox relay has published, written in the same Kafka transaction as the rows.
 OUTBOX_POSITIONS = Topic("attain.outbox-positions.v1", 1, "compact")
 
-ALL: tuple[Topic, ...] = (DEALS, ACTIVITIES, ROSTER, TARGETS, ATTAINMENT, TASKS, CELEBRATIONS, TENANTS,
-                          OUTBOX_POSITIONS)
+ALL: tuple[Topic, ...] = (DEALS, ACTIVITIES, ROSTER, TARGETS, ATTAINMENT, TASKS, PLANS, REVIEWS, CELEBRATIONS,
+                          TENANTS, OUTBOX_POSITIONS)
 
 
 def all_with_dlq() -> list[Topic]:

@@ -126,7 +126,7 @@ class Demo:
             "LOG_LEVEL": "WARNING",
             "ATTAIN_CLOCK": clock_spec(quarter.start, rate),
             "COACHING_EVALUATION_INTERVAL_S": "1",
-            "COACHING_COOLDOWN_S": str(7 * 86400),
+            "COACHING_COOLDOWN_DAYS": "7",
             "COACHING_GRACE_S": str(14 * 86400),
         }))  # fmt: skip
         self.say(f"starting ingest, kpi, coaching, recognition (logs in {self.services.all[0].log.parent}) …")

@@ -31,6 +31,7 @@ __all__ = ["CURRENCY", "METRIC", "Scenario", "ScheduledEvent", "build_scenario"]
 
 CURRENCY = "EUR"
 METRIC = "won_revenue"
+CALLS_TARGET = 30  # per rep and quarter: strong and steady reps log about that many calls, slipping ones fewer
 CRM_SOURCE = "hubspot"  # deals and activities come from the CRM
 ADMIN_SOURCE = "api"  # roster and targets are set through the API
 DUPLICATE_SHARE = 0.02
@@ -163,12 +164,13 @@ class _Builder:
                 "manager_id": rep.manager_id, "email": rep.email, "timezone": rep.timezone,
                 "active": True,
             }, phase=0)  # fmt: skip
-        targets = [("rep", r.rep_id, r.target) for r in org.reps]
-        targets += [("team", t.team_id, org.team_target(t.team_id)) for t in org.teams]
-        for scope, scope_id, value in targets:
+        targets = [("rep", r.rep_id, METRIC, _money_text(r.target)) for r in org.reps]
+        targets += [("team", t.team_id, METRIC, _money_text(org.team_target(t.team_id))) for t in org.teams]
+        # an activity goal too: calls per rep per quarter (what coaching's activity-shortfall rule checks)
+        targets += [("rep", r.rep_id, "calls", str(CALLS_TARGET)) for r in org.reps]
+        for scope, scope_id, metric, value in targets:
             self.emit("target.set", ADMIN_SOURCE, start, self.q.timezone, {
-                "scope": scope, "scope_id": scope_id, "metric": METRIC, "period": period,
-                "value": _money_text(value),
+                "scope": scope, "scope_id": scope_id, "metric": metric, "period": period, "value": value,
             }, phase=1)  # fmt: skip
 
     def emit_deal(self, deal: _Deal) -> None:

@@ -1,8 +1,10 @@
-"""coaching: check-in tasks when a rep falls behind pace."""
+"""coaching: check-in tasks when reps fall behind, action plans, weekly reviews, manager scorecards."""
 
 from pathlib import Path
 
-from services.coaching.handlers import MODELS, make_handler, periodic_evaluation
+from services.coaching.api import router
+from services.coaching.handlers import MODELS, make_handler
+from services.coaching.timers import periodic_evaluation
 from shared import topics
 from shared.service import ServiceSpec, Subscription
 
@@ -10,7 +12,9 @@ SPEC = ServiceSpec(
     name="coaching",
     schema="coaching",
     migrations=Path(__file__).with_name("migrations"),
-    subscriptions=[Subscription("coaching", [topics.ATTAINMENT.name], MODELS, make_handler)],
+    subscriptions=[Subscription("coaching", [topics.ATTAINMENT.name, topics.ACTIVITIES.name, topics.DEALS.name,
+                                             topics.ROSTER.name, topics.TENANTS.name], MODELS, make_handler)],
+    routers=[router],
     timers=[periodic_evaluation],
-    openapi={"description": "Check-in tasks, action plans and reviews.", "version": "1"},
+    openapi={"description": "Check-in tasks, action plans, reviews and manager scorecards.", "version": "1"},
 )

@@ -1,134 +1,179 @@
-"""coaching: attainment in, check-in tasks out, on every update and on a timer."""
+"""coaching's consumer: sales and attainment events in; check-ins, closures and plan progress out.
+
+One batch, one transaction (with its offsets): the events are stored (figures, roster, deals,
+activities), then every rep they touched is evaluated by the pure rules (`rules.py`): a finding
+that passes the cool-down gate becomes a task (`coaching.task.created`), a live task whose rule
+no longer finds anything is closed as recovered (`coaching.task.closed`), and the rep's action
+plan steps are brought up to date. Timers (`timers.py`) evaluate every rep on the clock too.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-from collections.abc import Sequence
-from datetime import datetime
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
+from pydantic import BaseModel
 
-from services.coaching.rules import BEHIND_PACE, Policy, Snapshot, behind_pace
+from services.coaching import planning
+from services.coaching import repository as repo
+from services.coaching.checkins import compose
+from services.coaching.model import SEVERITY_RANK, Policy
+from services.coaching.rules import evaluate
 from services.coaching.settings import CoachingSettings
-from shared import metrics, topics
+from shared import topics
 from shared.cloudevents import CloudEvent, message_key
-from shared.consumer import TRANSIENT, Handler, Incoming, claim
-from shared.events import AttainmentUpdated, Metric, Scope, TaskCreated
+from shared.consumer import Handler, Incoming, claim
+from shared.events import (
+    ActivityLogged,
+    AttainmentUpdated,
+    DealDeleted,
+    DealUpserted,
+    RepUpserted,
+    Scope,
+    TaskClosed,
+    TeamUpserted,
+    TenantUpserted,
+)
 from shared.outbox import enqueue
 from shared.service import Runtime
 
 log = logging.getLogger(__name__)
 SOURCE = "attain/coaching"
-MODELS = {"kpi.attainment.updated": AttainmentUpdated}
-SNAPSHOT_SQL = (
-    "SELECT tenant, scope_id AS rep_id, name, manager_id, period, metric, actual, target, period_start,"
-    " period_end, first_seen_at FROM attainment WHERE scope = 'rep'"
-)
+MODELS: dict[str, type[BaseModel]] = {
+    "kpi.attainment.updated": AttainmentUpdated, "activity.logged": ActivityLogged, "deal.upserted": DealUpserted,
+    "deal.deleted": DealDeleted, "rep.upserted": RepUpserted, "tenant.upserted": TenantUpserted,
+    "team.upserted": TeamUpserted}  # the roster topic carries teams too: coaching has no use for them yet
 
 
-def _policy(rt: Runtime) -> Policy:
+def base_policy(rt: Runtime) -> Policy:
     settings = rt.settings
     assert isinstance(settings, CoachingSettings)
     return settings.policy()
 
 
-def _snapshot(row: asyncpg.Record) -> Snapshot:
-    return Snapshot(**{**dict(row), "metric": Metric(row["metric"])})
-
-
-async def evaluate(conn: asyncpg.Connection, snapshot: Snapshot, now: datetime, policy: Policy) -> bool:
-    """Run the rules for one snapshot; a task passes the cool-down gate and goes to the outbox."""
-    task = behind_pace(snapshot, now, policy)
-    if task is None:
-        return False
-    gate = await conn.fetchval(
-        "INSERT INTO cooldowns (tenant, rep_id, rule, last_task_at) VALUES ($1, $2, $3, $4)"
-        " ON CONFLICT (tenant, rep_id, rule) DO UPDATE SET last_task_at = EXCLUDED.last_task_at"
-        " WHERE cooldowns.last_task_at <= EXCLUDED.last_task_at - $5::interval RETURNING 1",
-        snapshot.tenant, snapshot.rep_id, BEHIND_PACE, now, policy.cooldown,
-    )
-    if gate is None:
-        return False
-    return await _store(conn, snapshot.tenant, task, now)
-
-
-async def _store(conn: asyncpg.Connection, tenant: str, task: TaskCreated, now: datetime) -> bool:
-    inserted = await conn.fetchval(
-        "INSERT INTO tasks (task_id, tenant, rep_id, manager_id, rule, severity, summary, evidence,"
-        " suggested_actions, training, created_at, due_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb,"
-        " $9::jsonb, $10::jsonb, $11, $12) ON CONFLICT DO NOTHING RETURNING 1",
-        task.task_id, tenant, task.rep_id, task.manager_id, task.rule, task.severity, task.summary,
-        task.evidence.model_dump_json(), json.dumps(task.suggested_actions), json.dumps(task.training),
-        now, task.due_at,
-    )
-    if inserted:
-        await enqueue(conn, topics.TASKS.name, message_key(tenant, task.rep_id),
-                      CloudEvent(id=task.task_id, type="coaching.task.created", source=SOURCE, time=now,
-                                 tenant=tenant, data=task.model_dump(mode="json")))
-    return inserted is not None
-
-
 def make_handler(rt: Runtime) -> Handler:
-    policy = _policy(rt)
+    defaults = base_policy(rt)
 
     async def handle(conn: asyncpg.Connection, batch: Sequence[Incoming]) -> None:
-        """Keep the latest attainment per rep key; evaluate the rules on each update."""
+        """Store what the batch says, then evaluate each rep it touched."""
         now = rt.clock.now()
-        keys = set()
+        touched: set[tuple[str, str]] = set()
         for msg in batch:
-            update = msg.data
-            assert isinstance(update, AttainmentUpdated)
-            if update.scope != Scope.REP or update.period_start is None or update.period_end is None:
-                continue
-            if not await claim(conn, msg.event):
-                continue
-            await conn.execute(
-                "INSERT INTO attainment (tenant, scope, scope_id, period, metric, actual, target, name, manager_id,"
-                " period_start, period_end, as_of, first_seen_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-                " ON CONFLICT (tenant, scope, scope_id, period, metric) DO UPDATE SET actual = EXCLUDED.actual,"
-                " target = EXCLUDED.target, name = EXCLUDED.name, manager_id = EXCLUDED.manager_id,"
-                " as_of = EXCLUDED.as_of WHERE attainment.as_of <= EXCLUDED.as_of",
-                msg.event.tenant, update.scope.value, update.scope_id, update.period, update.metric.value,
-                update.actual, update.target, update.name, update.manager_id, update.period_start,
-                update.period_end, update.as_of, now,
-            )
-            keys.add((msg.event.tenant, update.scope_id, update.period, update.metric.value))
-        for tenant, rep_id, period, metric in sorted(keys):
-            row = await conn.fetchrow(SNAPSHOT_SQL + " AND tenant = $1 AND scope_id = $2 AND period = $3"
-                                      " AND metric = $4", tenant, rep_id, period, metric)
-            await evaluate(conn, _snapshot(row), now, policy)
+            touched |= await _store(conn, msg, now)
+        for tenant, rep_id in sorted(touched):
+            await evaluate_rep(conn, tenant, rep_id, now, defaults)
+            await planning.refresh(conn, tenant, rep_id, now)
 
     return handle
 
 
-async def periodic_evaluation(rt: Runtime) -> None:
-    """Every interval, evaluate every rep in an active period, so one who sends nothing is seen too."""
-    settings = rt.settings
-    assert isinstance(settings, CoachingSettings)
-    policy = settings.policy()
-    while True:
-        await asyncio.sleep(settings.coaching_evaluation_interval_s)
-        try:
-            created = await evaluate_all(rt.pool, rt.clock.now(), policy)
-        except TRANSIENT as err:
-            metrics.TRANSIENT_ERRORS.labels("coaching-timer").inc()
-            log.warning("periodic evaluation failed, will retry", extra={"error": repr(err)})
-            continue
-        if created:
-            rt.relay.wake()
-            log.info("periodic evaluation created tasks", extra={"tasks": created})
+async def _store(conn: asyncpg.Connection, msg: Incoming, now: datetime) -> set[tuple[str, str]]:
+    """Apply one event; the (tenant, rep) whose evaluation it may change."""
+    tenant, data = msg.event.tenant, msg.data
+    touched: set[str] = set()
+    match data:
+        case TenantUpserted():
+            await repo.upsert_tenant(conn, data)
+        case RepUpserted():
+            await repo.upsert_rep(conn, tenant, data, msg.event.time)
+            touched = {data.rep_id}
+        case AttainmentUpdated() if data.period_start and data.period_end and await claim(conn, msg.event):
+            await repo.save_attainment(conn, tenant, data, now)
+            touched = {data.scope_id} if data.scope == Scope.REP else set()
+        case ActivityLogged():
+            await repo.remember_calendar(conn, tenant, msg.event.extensions)
+            await repo.seen_rep(conn, tenant, data.rep_id, data.occurred_at)
+            touched = await repo.add_activities(conn, tenant, [data])
+        case DealUpserted():
+            await repo.remember_calendar(conn, tenant, msg.event.extensions)
+            # known from now on: a deal created long ago (history imported at go-live) says nothing about
+            # whether the rep's activities were being recorded then
+            await repo.seen_rep(conn, tenant, data.rep_id, now)
+            await repo.apply_deal(conn, tenant, data, msg.event.id)
+            touched = {data.rep_id}
+        case DealDeleted():
+            await repo.delete_deal(conn, tenant, data, msg.event.id)
+    return {(tenant, rep) for rep in touched}
 
 
-async def evaluate_all(pool: asyncpg.Pool, now: datetime, policy: Policy) -> int:
+async def policy_for(conn: asyncpg.Connection, tenant: str, team_id: str | None, defaults: Policy) -> Policy:
+    layers = await repo.policy_layers(conn, tenant, team_id)
+    return defaults.with_overrides(*layers) if layers else defaults
+
+
+async def evaluate_rep(conn: asyncpg.Connection, tenant: str, rep_id: str, now: datetime, defaults: Policy) -> int:
+    """Run every rule for the rep and return the number of tasks created.
+
+    A finding becomes a check-in when no check-in of its rule is live (open or acknowledged) and the
+    cool-down gate lets it through; a worse finding than the live one's supersedes it. A live check-in
+    whose rule finds nothing any more is closed as recovered."""
+    view = await repo.rep_view(conn, tenant, rep_id, now)
+    if view is None:
+        return 0
+    policy = await policy_for(conn, tenant, view.team_id, defaults)
+    findings = evaluate(view, now, policy)
+    live = {row["rule"]: row for row in await repo.live_tasks(conn, tenant, rep_id)}
+    catalogue = await repo.catalogue(conn, tenant)
     created = 0
-    async with pool.acquire() as conn:
-        # only figures with a target can be behind pace: without this filter every figure of every
-        # rep (nine metrics, four period kinds) was read and evaluated in a transaction of its own
-        rows = await conn.fetch(SNAPSHOT_SQL + " AND target > 0 AND period_start <= $1 AND period_end > $1", now)
-    for row in rows:
-        async with pool.acquire() as conn, conn.transaction():
-            created += await evaluate(conn, _snapshot(row), now, policy)
+    for finding in findings:
+        rank = SEVERITY_RANK[finding.severity]
+        before = live.get(finding.rule)
+        if before is not None and rank <= SEVERITY_RANK[before["severity"]]:
+            continue  # still being handled (or escalated): one live check-in per rule, not one a week
+        if not await repo.pass_gate(conn, tenant, rep_id, finding.rule, finding.severity, rank, now,
+                                    timedelta(days=policy.cooldown_days)):
+            continue
+        task = compose(view, finding, now, policy, catalogue)
+        if not await repo.insert_task(conn, tenant, task, now):
+            continue
+        created += 1
+        await publish(conn, tenant, rep_id, "coaching.task.created", task.task_id, task, now)
+        if before is not None:  # a worse finding: the new task supersedes the live one
+            await close(conn, tenant, before["task_id"], "superseded", now)
+    found = {f.rule for f in findings}
+    for rule, row in live.items():
+        if rule not in found:
+            await close(conn, tenant, row["task_id"], "recovered", now)
     return created
+
+
+async def close(conn: asyncpg.Connection, tenant: str, task_id: Any, reason: str, now: datetime,
+                outcome: str | None = None) -> asyncpg.Record | None:
+    """Close a live task once and announce it (`coaching.task.closed`)."""
+    row = await repo.close_task(conn, tenant, task_id, reason, now, outcome)
+    if row is None:
+        return None
+    closed = TaskClosed(task_id=str(row["task_id"]), rep_id=row["rep_id"], manager_id=row["manager_id"],
+                        rule=row["rule"], reason=reason, outcome=outcome, closed_at=now)
+    await publish(conn, tenant, row["rep_id"], "coaching.task.closed", f"{row['task_id']}:closed", closed, now)
+    return row
+
+
+async def publish(conn: asyncpg.Connection, tenant: str, rep_id: str, type_: str, event_id: str,
+                  data: BaseModel, now: datetime, topic: topics.Topic = topics.TASKS) -> None:
+    """Into the outbox, in the caller's transaction; `event_id` is stable for the fact it announces."""
+    await enqueue(conn, topic.name, message_key(tenant, rep_id),
+                  CloudEvent(id=event_id, type=type_, source=SOURCE, time=now, tenant=tenant,
+                             data=data.model_dump(mode="json")))
+
+
+def task_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A task row as the API returns it."""
+    out = dict(row)
+    out["task_id"] = str(out["task_id"])
+    for name in ("evidence", "suggested_actions", "training", "details"):
+        if isinstance(out.get(name), str):
+            out[name] = json.loads(out[name])
+    return out
+
+
+def group_by_tenant(rows: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = defaultdict(list)
+    for tenant, rep in rows:
+        grouped[tenant].append(rep)
+    return grouped

@@ -1,85 +1,452 @@
-"""When a rep needs a check-in, and what it says: pure functions of a snapshot and `now`."""
+"""When a rep needs a check-in: five pure rules over a `RepView` and `now`.
+
+Each rule is ``(view, now, policy) -> Finding | None``; `evaluate` runs them all in `model.RULES`
+order. Every threshold comes from the `Policy`; time is the ``now`` parameter, never read here.
+Period boundaries, pace and "today" for activity counts are in the tenant's zone; silence and due
+dates are in the rep's own zone. ``view.days_off`` (holidays and time off) are not working days:
+nothing is expected of a rep on them, and they are never counted as silent days.
+
+Summaries are one sentence with the numbers: money with thousands separators and 2 places, counts
+as whole numbers, percentages rounded DOWN (69.5% never reads 70%).
+"""
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterable, Mapping
+from datetime import date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from shared.events import Evidence, Metric, TaskCreated
-from shared.periods import share_between
+from services.coaching.calendar import local_midnight, recent_working_days, working_days, working_share
+from services.coaching.model import (
+    ACTIVITY_SHORTFALL,
+    BEHIND_PACE,
+    FALLING_WIN_RATE,
+    NO_ACTIVITY,
+    RULES,
+    STALLED_PIPELINE,
+    Figure,
+    Finding,
+    OpenDeal,
+    Policy,
+    RepView,
+)
+from shared.events import Evidence, Metric
+from shared.periods import PeriodKind, period_of
 
-NAMESPACE = uuid.UUID("9a4c2e17-8d3b-4f6a-a1c5-7e2d0b9f6c34")
-BEHIND_PACE = "behind_pace"
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+__all__ = [
+    "RULE_FUNCTIONS",
+    "Rule",
+    "activity_shortfall",
+    "behind_pace",
+    "evaluate",
+    "falling_win_rate",
+    "no_activity",
+    "stalled_pipeline",
+]
+
+Rule = Callable[[RepView, datetime, Policy], Finding | None]
+
+_CENT = Decimal("0.01")
+_BASIS_POINT = Decimal("0.0001")
+_MONEY_METRICS = frozenset({Metric.WON_REVENUE, Metric.PIPELINE_CREATED, Metric.AVG_DEAL_SIZE})
+# the activity kind each activity metric counts; None counts every kind
+_ACTIVITY_KINDS: Mapping[Metric, str | None] = {
+    Metric.CALLS: "call",
+    Metric.MEETINGS: "meeting",
+    Metric.EMAILS: "email",
+    Metric.ACTIVITIES: None,
+}
+_SINGULAR: Mapping[Metric, str] = {
+    Metric.CALLS: "call",
+    Metric.MEETINGS: "meeting",
+    Metric.EMAILS: "email",
+    Metric.ACTIVITIES: "activity",
+}
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """What coaching knows of one rep's metric in one period."""
+def behind_pace(view: RepView, now: datetime, policy: Policy) -> Finding | None:
+    """The worst of the rep's pace metrics whose actual is below ``pace_threshold`` of the pace.
 
-    tenant: str
-    rep_id: str
-    name: str | None
-    manager_id: str | None
-    period: str
-    metric: Metric
-    actual: Decimal
-    target: Decimal | None
-    period_start: datetime
-    period_end: datetime
-    first_seen_at: datetime
+    For each active figure of a metric in ``pace_metrics`` with a target > 0, first seen at least
+    ``new_target_grace_s`` ago (as for every rule on targets): ``share`` is the
+    elapsed share of the period's working days (tenant zone, days off excluded); nothing is checked
+    before ``pace_grace_share``; ``expected = target x share`` (to the cent) and ``pace = actual /
+    expected``. Behind when ``pace < pace_threshold``; critical when ``pace < pace_critical_below``.
+
+    Example (defaults 0.7 / 0.4 / 0.1): won revenue for 2026-11 (21 working days in Berlin), target
+    90,000, on Monday 2026-11-16 00:00 local: share 10/21 = 0.476190, expected 42,857.10. An actual
+    of 30,000 is 0.7000 of pace: no finding; 29,999 is 0.6999: a warning "Ann Lee is at 69% of pace
+    on won revenue for 2026-11: 29,999.00 against 42,857.10 expected by now (target 90,000.00)."; 17,000
+    (0.3966) is critical. With the whole week of the 9th off, the share is 5/16 = 0.3125, expected
+    28,125.00, and 25,000 is on pace (0.8888) where without the leave it would be behind (0.5833).
+    """
+    _aware(now)
+    candidates: list[tuple[Decimal, str, str, Figure, Decimal, Decimal]] = []
+    for figure in _active(view.figures, now, policy.pace_metrics, policy):
+        assert figure.target is not None  # _active keeps only figures with a target
+        share = working_share(figure.period_start, figure.period_end, now, view.tenant_timezone, view.days_off)
+        if share < policy.pace_grace_share:
+            continue
+        expected = (figure.target * share).quantize(_CENT)
+        if expected <= 0:
+            continue
+        pace = figure.actual / expected
+        if pace < policy.pace_threshold:
+            candidates.append((pace, figure.metric.value, figure.period, figure, expected, share))
+    if not candidates:
+        return None
+    pace, _, _, figure, expected, share = min(candidates, key=lambda c: c[:3])
+    assert figure.target is not None
+    summary = (
+        f"{_who(view)} is at {_percent(pace)}% of pace on {_words(figure.metric)} for {figure.period}: "
+        f"{_amount(figure.metric, figure.actual)} against {_money(expected)} expected by now "
+        f"(target {_amount(figure.metric, figure.target)})."
+    )
+    return Finding(
+        rule=BEHIND_PACE,
+        severity="critical" if pace < policy.pace_critical_below else "warning",
+        summary=summary,
+        evidence=Evidence(metric=figure.metric, actual=figure.actual, expected=expected, period=figure.period),
+        details={"pace": str(pace.quantize(_BASIS_POINT)), "target": str(figure.target), "working_share": str(share)},
+    )
 
 
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """The knobs of the behind-pace rule (settings `COACHING_*`)."""
+def activity_shortfall(view: RepView, now: datetime, policy: Policy) -> Finding | None:
+    """The worst activity metric whose count over the last days is below ``activity_threshold`` of its pace.
 
-    threshold: Decimal = Decimal("0.7")  # below 70% of pace is behind
-    critical_below: Decimal = Decimal("0.4")
-    grace: timedelta = timedelta(days=3)  # a new target gets this long before the first check-in
-    cooldown: timedelta = timedelta(days=7)
-    due_in: timedelta = timedelta(days=2)
+    The window is the ``activity_window_days`` full local days before today (tenant zone). For each
+    active figure of a metric in ``activity_metrics`` with a target > 0: ``expected = target x
+    (working days of the window inside the period) / (working days of the period)``, to the cent;
+    nothing is checked when expected < 1, nor for a rep known for less than the window. ``actual`` is
+    the number of activities of the metric's kind (calls: "call", meetings: "meeting", emails:
+    "email", activities: any) in the window. Short when ``actual < activity_threshold x expected``;
+    critical when ``actual / expected < activity_critical_below``.
+
+    Example (defaults 7 days / 0.8 / 0.4): calls for 2026-11, target 84 over 21 working days, on
+    Monday 2026-11-23: the window 16..22 November holds 5 working days, expected 20.00. 16 calls are
+    exactly 0.8: no finding; 15 are short: "Ann Lee logged 15 calls in the last 7 days against 20.00
+    expected for 2026-11 (target 84)."; 7 (0.35) are critical. With two of those days off, expected is
+    13.26 (84 x 3 / 19) and 11 calls are enough.
+    """
+    _aware(now)
+    zone = view.tenant_timezone
+    today = now.astimezone(zone).date()
+    window_first = today - timedelta(days=policy.activity_window_days)
+    window_start, window_end = local_midnight(window_first, zone), local_midnight(today, zone)
+    if view.known_since > window_start:
+        return None
+    candidates: list[tuple[Decimal, str, str, Figure, int, Decimal, int]] = []
+    for figure in _active(view.figures, now, policy.activity_metrics, policy):
+        assert figure.target is not None
+        if figure.metric not in _ACTIVITY_KINDS:
+            continue
+        first, after = _local_dates(figure, zone)
+        period_days = working_days(first, after, view.days_off)
+        if period_days == 0:
+            continue
+        window_days = working_days(max(window_first, first), min(today, after), view.days_off)
+        expected = (figure.target * window_days / period_days).quantize(_CENT)
+        if expected < 1:
+            continue
+        kind = _ACTIVITY_KINDS[figure.metric]
+        actual = sum(1 for at, k in view.activities if window_start <= at < window_end and (kind is None or k == kind))
+        ratio = actual / expected
+        if ratio < policy.activity_threshold:
+            candidates.append((ratio, figure.metric.value, figure.period, figure, actual, expected, window_days))
+    if not candidates:
+        return None
+    ratio, _, _, figure, actual, expected, window_days = min(candidates, key=lambda c: c[:3])
+    assert figure.target is not None
+    noun = _SINGULAR[figure.metric] if actual == 1 else figure.metric.value
+    days = policy.activity_window_days
+    summary = (
+        f"{_who(view)} logged {actual} {noun} in the last {days} day{'' if days == 1 else 's'} against "
+        f"{_money(expected)} expected for {figure.period} (target {_count(figure.target)})."
+    )
+    return Finding(
+        rule=ACTIVITY_SHORTFALL,
+        severity="critical" if ratio < policy.activity_critical_below else "warning",
+        summary=summary,
+        evidence=Evidence(metric=figure.metric, actual=Decimal(actual), expected=expected, period=figure.period),
+        details={
+            "ratio": str(ratio.quantize(_BASIS_POINT)),
+            "target": str(figure.target),
+            "window_start": window_first.isoformat(),
+            "window_days": days,
+            "working_days": window_days,
+        },
+    )
 
 
-def task_id(tenant: str, rep_id: str, rule: str, now: datetime, cooldown: timedelta) -> uuid.UUID:
-    """Stable per (tenant, rep, rule, cool-down window): a unique key backs the cool-down."""
-    window = (now - EPOCH) // cooldown
-    return uuid.uuid5(NAMESPACE, f"{tenant}|{rep_id}|{rule}|{window}")
+def stalled_pipeline(view: RepView, now: datetime, policy: Policy) -> Finding | None:
+    """Open pipeline too thin for what is left to win, or open deals nobody has touched for too long.
+
+    Stale: an open deal whose last touch is at least ``stale_deal_days`` days before ``now``.
+    Coverage: of the active won-revenue figures with a target, still something to win (``remaining =
+    target - actual > 0``) and past ``pace_grace_share``, the one with the most remaining; the open
+    pipeline (deals in the tenant's base currency; all when it is unknown) is short below
+    ``coverage_multiple x remaining``: critical below ``remaining`` itself, else a warning. When
+    coverage is fine, stale deals alone are a warning, critical when every open deal (at least 3) is
+    stale.
+
+    Example (defaults 14 days, 3x): target 100,000, actual 60,000 for 2026-Q4, open deals of 50,000
+    and 40,000: remaining 40,000, pipeline 90,000 < 120,000: a warning "Ann Lee has 90,000.00 of open
+    pipeline against 40,000.00 still to win for 2026-Q4: 2.25x coverage, below the 3x needed
+    (120,000.00)." With 120,000 open: no coverage finding; if deal d-1 was last touched 14 days ago,
+    "Ann Lee has 1 open deal untouched for 14 days or more: d-1." (a warning).
+    """
+    _aware(now)
+    cutoff = now - timedelta(days=policy.stale_deal_days)
+    stale = sorted((d for d in view.open_deals if d.last_touch <= cutoff), key=lambda d: (d.last_touch, d.deal_id))
+    stale_ids = sorted(d.deal_id for d in stale)
+    pipeline = sum((d.amount for d in view.open_deals if _counted(d, view)), Decimal(0))
+    stale_amount = sum((d.amount for d in stale if _counted(d, view)), Decimal(0))
+    who = _who(view)
+    stale_clause = _stale_sentence(stale, policy.stale_deal_days) if stale else ""
+
+    coverage = _coverage_figure(view, now, policy)
+    if coverage is not None:
+        figure, remaining = coverage
+        needed = policy.coverage_multiple * remaining
+        if pipeline < needed:
+            ratio = (pipeline / remaining).quantize(_CENT, rounding=ROUND_DOWN)
+            summary = (
+                f"{who} has {_money(pipeline)} of open pipeline against {_money(remaining)} still to win for "
+                f"{figure.period}: {ratio}x coverage, below the {_count(policy.coverage_multiple)}x needed "
+                f"({_money(needed)})"
+            )
+            if stale:
+                summary += f", and {stale_clause}"
+            details: dict[str, Any] = {"coverage": str(ratio), "remaining": str(remaining)}
+            if stale:
+                details |= {
+                    "stale_deal_ids": stale_ids,
+                    "stale_amount": str(stale_amount),
+                    "days": policy.stale_deal_days,
+                }
+            return Finding(
+                rule=STALLED_PIPELINE,
+                severity="critical" if pipeline < remaining else "warning",
+                summary=summary + ".",
+                evidence=Evidence(
+                    metric=Metric.WON_REVENUE, actual=pipeline, expected=needed.quantize(_CENT), period=figure.period
+                ),
+                details=details,
+            )
+    if not stale:
+        return None
+    all_stale = len(stale) == len(view.open_deals) and len(stale) >= 3
+    return Finding(
+        rule=STALLED_PIPELINE,
+        severity="critical" if all_stale else "warning",
+        summary=f"{who} has {stale_clause}.",
+        evidence=Evidence(
+            metric=Metric.PIPELINE_CREATED,
+            actual=Decimal(len(stale)),
+            expected=Decimal(0),
+            period=_month(now, view),
+        ),
+        details={"stale_deal_ids": stale_ids, "stale_amount": str(stale_amount), "days": policy.stale_deal_days},
+    )
+
+
+def falling_win_rate(view: RepView, now: datetime, policy: Policy) -> Finding | None:
+    """The share of closed deals won recently fell well below the rep's own baseline.
+
+    Recent window ``[now - win_rate_recent_days, now)``; baseline the ``win_rate_baseline_days``
+    before it. Both need enough closed deals (``win_rate_min_recent``, ``win_rate_min_baseline``).
+    Falling when ``recent < baseline x (1 - win_rate_drop)``; critical when ``recent < baseline x (1 -
+    win_rate_critical_drop)``.
+
+    Example (defaults 30/90 days, 5/10 deals, 0.25/0.5): 6 of 10 won over the baseline (60%): the
+    line is 45%. 9 of 20 recently (45%) is no finding; 2 of 5 (40%) is a warning "Ann Lee won 2 of 5
+    deals (40%) in the last 30 days, against 60% over the 90 days before."; 1 of 5 (20%, below 30%)
+    is critical.
+    """
+    _aware(now)
+    recent_start = now - timedelta(days=policy.win_rate_recent_days)
+    baseline_start = recent_start - timedelta(days=policy.win_rate_baseline_days)
+    recent = [d.won for d in view.closed_deals if recent_start <= d.closed_at < now]
+    baseline = [d.won for d in view.closed_deals if baseline_start <= d.closed_at < recent_start]
+    if len(recent) < policy.win_rate_min_recent or len(baseline) < policy.win_rate_min_baseline:
+        return None
+    recent_rate = Decimal(sum(recent)) / len(recent)
+    baseline_rate = Decimal(sum(baseline)) / len(baseline)
+    if recent_rate >= baseline_rate * (1 - policy.win_rate_drop):
+        return None
+    critical = recent_rate < baseline_rate * (1 - policy.win_rate_critical_drop)
+    summary = (
+        f"{_who(view)} won {sum(recent)} of {len(recent)} deals ({_percent(recent_rate)}%) in the last "
+        f"{policy.win_rate_recent_days} days, against {_percent(baseline_rate)}% over the "
+        f"{policy.win_rate_baseline_days} days before."
+    )
+    return Finding(
+        rule=FALLING_WIN_RATE,
+        severity="critical" if critical else "warning",
+        summary=summary,
+        evidence=Evidence(
+            metric=Metric.WIN_RATE,
+            actual=recent_rate.quantize(_BASIS_POINT),
+            expected=baseline_rate.quantize(_BASIS_POINT),
+            period=_month(now, view),
+        ),
+        details={
+            "recent_won": sum(recent),
+            "recent_closed": len(recent),
+            "baseline_won": sum(baseline),
+            "baseline_closed": len(baseline),
+        },
+    )
+
+
+def no_activity(view: RepView, now: datetime, policy: Policy) -> Finding | None:
+    """No activity at all over the rep's last ``no_activity_days`` working days (their own zone).
+
+    The silence window starts at the local midnight of the oldest of the N most recent working days
+    before today (weekends and days off are skipped, so they never count as silent). A finding when
+    nothing was logged since then and coaching knew the rep by then; critical when the silence also
+    covers the 2N most recent working days.
+
+    Example (default 3): on Monday 2026-11-16 the last 3 working days are Wed 11, Thu 12 and Fri 13;
+    nothing logged since Wednesday 00:00 local gives "Ann Lee has logged no activity for 3 working
+    days (since 2026-11-11)." A call on Tuesday the 10th makes it a warning; nothing since Thursday
+    the 5th (6 working days) makes it critical. With Friday the 13th a holiday the window starts on
+    Tuesday the 10th instead.
+    """
+    _aware(now)
+    n = policy.no_activity_days
+    today = now.astimezone(view.timezone).date()
+    longer = recent_working_days(today, 2 * n, view.days_off)
+    since = longer[n - 1]
+    start = local_midnight(since, view.timezone)
+    if view.known_since > start or any(at >= start for at, _ in view.activities):
+        return None
+    long_since = longer[-1]
+    long_start = local_midnight(long_since, view.timezone)
+    critical = view.known_since <= long_start and not any(at >= long_start for at, _ in view.activities)
+    days, first = (2 * n, long_since) if critical else (n, since)
+    last = max((at for at, _ in view.activities), default=None)
+    return Finding(
+        rule=NO_ACTIVITY,
+        severity="critical" if critical else "warning",
+        summary=(
+            f"{_who(view)} has logged no activity for {days} working day{'' if days == 1 else 's'} "
+            f"(since {first.isoformat()})."
+        ),
+        evidence=Evidence(metric=Metric.ACTIVITIES, actual=Decimal(0), expected=Decimal(n), period=_month(now, view)),
+        details={
+            "working_days": days,
+            "since": first.isoformat(),
+            "last_activity_at": None if last is None else last.isoformat(),
+        },
+    )
+
+
+RULE_FUNCTIONS: Mapping[str, Rule] = {
+    BEHIND_PACE: behind_pace,
+    ACTIVITY_SHORTFALL: activity_shortfall,
+    STALLED_PIPELINE: stalled_pipeline,
+    FALLING_WIN_RATE: falling_win_rate,
+    NO_ACTIVITY: no_activity,
+}
+
+
+def evaluate(view: RepView, now: datetime, policy: Policy) -> list[Finding]:
+    """Every rule's finding for the rep at ``now``, in `model.RULES` order."""
+    findings = (RULE_FUNCTIONS[rule](view, now, policy) for rule in RULES)
+    return [finding for finding in findings if finding is not None]
+
+
+# --- helpers ---------------------------------------------------------------------------------------------
+
+
+def _active(figures: Iterable[Figure], now: datetime, metrics: Iterable[Metric], policy: Policy) -> list[Figure]:
+    """The figures of ``metrics`` with a target > 0 whose period holds ``now``, seen for at least
+    ``new_target_grace_s`` (a target coaching has only just learnt of is not held against the rep yet)."""
+    wanted = frozenset(metrics)
+    seen_before = now - timedelta(seconds=policy.new_target_grace_s)
+    return [
+        f
+        for f in figures
+        if f.metric in wanted
+        and f.target is not None
+        and f.target > 0
+        and f.period_start <= now < f.period_end
+        and f.first_seen_at <= seen_before
+    ]
+
+
+def _coverage_figure(view: RepView, now: datetime, policy: Policy) -> tuple[Figure, Decimal] | None:
+    """The active won-revenue figure past the grace share with the most still to win, and that amount."""
+    candidates: list[tuple[Decimal, str, Figure]] = []
+    for figure in _active(view.figures, now, (Metric.WON_REVENUE,), policy):
+        assert figure.target is not None
+        remaining = figure.target - figure.actual
+        if remaining <= 0:
+            continue
+        share = working_share(figure.period_start, figure.period_end, now, view.tenant_timezone, view.days_off)
+        if share >= policy.pace_grace_share:
+            candidates.append((-remaining, figure.period, figure))
+    if not candidates:
+        return None
+    # the most remaining wins; on a tie, the first period label, so the choice is deterministic
+    negative, _, figure = min(candidates, key=lambda c: c[:2])
+    return figure, -negative
+
+
+def _stale_sentence(stale: list[OpenDeal], days: int) -> str:
+    """The clause naming stale deals, oldest first and at most 3: '4 open deals untouched for 14 days or more:
+    d-7, d-3, d-9 and 1 more'."""
+    ids = [d.deal_id for d in stale[:3]]
+    named = ids[0] if len(ids) == 1 else f"{', '.join(ids[:-1])} and {ids[-1]}"
+    if len(stale) > 3:
+        named = f"{', '.join(ids)} and {len(stale) - 3} more"
+    noun = "deal" if len(stale) == 1 else "deals"
+    return f"{len(stale)} open {noun} untouched for {days} days or more: {named}"
+
+
+def _counted(deal: OpenDeal, view: RepView) -> bool:
+    """Only amounts in the tenant's base currency add up (all of them when it is unknown)."""
+    return view.base_currency is None or deal.currency == view.base_currency
+
+
+def _local_dates(figure: Figure, zone: ZoneInfo) -> tuple[date, date]:
+    return figure.period_start.astimezone(zone).date(), figure.period_end.astimezone(zone).date()
+
+
+def _month(now: datetime, view: RepView) -> str:
+    return period_of(PeriodKind.MONTH, now, view.tenant_timezone).label
+
+
+def _who(view: RepView) -> str:
+    return view.name or view.rep_id
+
+
+def _words(metric: Metric) -> str:
+    return metric.value.replace("_", " ")
+
+
+def _percent(ratio: Decimal) -> Decimal:
+    return (ratio * 100).quantize(Decimal(1), rounding=ROUND_DOWN)  # 69.5% must not read "70%"
 
 
 def _money(value: Decimal) -> str:
-    return f"{value.quantize(Decimal('0.01')):,}"
+    return f"{value.quantize(_CENT):,}"
 
 
-def behind_pace(s: Snapshot, now: datetime, policy: Policy) -> TaskCreated | None:
-    """A check-in when actual < threshold x (target x elapsed share), inside an active period."""
-    if not s.target or not s.period_start <= now < s.period_end or now - s.first_seen_at < policy.grace:
-        return None
-    expected = (s.target * share_between(s.period_start, s.period_end, now)).quantize(Decimal("0.01"))
-    if expected <= 0:
-        return None
-    pace = s.actual / expected
-    if pace >= policy.threshold:
-        return None
-    who = s.name or s.rep_id
-    metric = s.metric.value.replace("_", " ")
-    percent = (pace * 100).quantize(Decimal("1"), rounding=ROUND_DOWN)  # 69.5% must not read "70%"
-    return TaskCreated(
-        task_id=str(task_id(s.tenant, s.rep_id, BEHIND_PACE, now, policy.cooldown)),
-        rep_id=s.rep_id,
-        manager_id=s.manager_id,
-        rule=BEHIND_PACE,
-        severity="critical" if pace < policy.critical_below else "warning",
-        summary=(f"{who} is at {percent}% of pace on {metric} for {s.period}: {_money(s.actual)} "
-                 f"against {_money(expected)} expected by now (target {_money(s.target)})."),
-        evidence=Evidence(metric=s.metric, actual=s.actual, expected=expected, period=s.period),
-        suggested_actions=[
-            "Review the open pipeline together and pick the three deals most likely to close this period",
-            "Agree on a weekly activity goal (calls, meetings) for the rest of the period",
-            "Schedule a follow-up check-in in one week",
-        ],
-        training=["Pipeline hygiene and forecasting", "Closing techniques"],
-        due_at=now + policy.due_in,
-    )
+def _count(value: Decimal) -> str:
+    """A count or a multiple as written by hand: 50, 12.5, 1,200."""
+    if value == value.to_integral_value():
+        return f"{int(value):,}"
+    return f"{value.normalize():,f}"
+
+
+def _amount(metric: Metric, value: Decimal) -> str:
+    return _money(value) if metric in _MONEY_METRICS else _count(value)
+
+
+def _aware(now: datetime) -> None:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError(f"now must be timezone-aware, got naive {now.isoformat()}")

@@ -89,7 +89,7 @@ def _contract_problems(event: dict[str, Any]) -> list[str]:
     if type_ == "rep.upserted":
         ZoneInfo(data["timezone"])
     if type_ == "target.set":
-        if data["scope"] not in {"rep", "team"} or data["metric"] != METRIC:
+        if data["scope"] not in {"rep", "team"} or data["metric"] not in {METRIC, "calls"}:
             problems.append("scope or metric")
         if not re.match(r"^\d{4}-Q[1-4]$", data["period"]) or not DECIMAL.match(data["value"]):
             problems.append("period or value")
@@ -132,7 +132,9 @@ def test_size_follows_the_options() -> None:
 
 def test_targets_are_quarterly_won_revenue_in_decimal_and_teams_sum_their_reps(scenario: Scenario) -> None:
     targets = {
-        (e["data"]["scope"], e["data"]["scope_id"]): e["data"] for e in scenario.events if e["type"] == "target.set"
+        (e["data"]["scope"], e["data"]["scope_id"]): e["data"]
+        for e in scenario.events
+        if e["type"] == "target.set" and e["data"]["metric"] == "won_revenue"
     }
     for rep in scenario.org.reps:
         assert isinstance(rep.target, Decimal)
@@ -143,6 +145,13 @@ def test_targets_are_quarterly_won_revenue_in_decimal_and_teams_sum_their_reps(s
         assert Decimal(targets[("team", team.team_id)]["value"]) == expected
     assert {t["period"] for t in targets.values()} == {"2026-Q4"}
     assert {t["metric"] for t in targets.values()} == {"won_revenue"}
+    calls = [
+        s.event["data"]
+        for s in scenario.schedule
+        if s.delivery == "original" and s.event["type"] == "target.set" and s.event["data"]["metric"] == "calls"
+    ]
+    assert sorted(c["scope_id"] for c in calls) == sorted(r.rep_id for r in scenario.org.reps)
+    assert {(c["scope"], c["value"], c["period"]) for c in calls} == {("rep", "30", "2026-Q4")}
 
 
 def test_the_schedule_is_time_ordered_and_each_original_is_due_when_it_happened(scenario: Scenario) -> None:

@@ -1,196 +1,772 @@
-"""The behind-pace rule: when a rep needs a check-in, and what the task says."""
+"""The five coaching rules: each at, just below and just above its thresholds, over weekends, across
+zones and DST changes, with days off; and `evaluate`, which runs them in order."""
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Iterable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.coaching.rules import BEHIND_PACE, EPOCH, Policy, Snapshot, behind_pace, task_id
+from services.coaching.model import (
+    ACTIVITY_SHORTFALL,
+    BEHIND_PACE,
+    FALLING_WIN_RATE,
+    NO_ACTIVITY,
+    RULES,
+    STALLED_PIPELINE,
+    ClosedDeal,
+    Figure,
+    OpenDeal,
+    Policy,
+    RepView,
+)
+from services.coaching.rules import (
+    activity_shortfall,
+    behind_pace,
+    evaluate,
+    falling_win_rate,
+    no_activity,
+    stalled_pipeline,
+)
 from shared.events import Metric
+from shared.periods import period_bounds
 
-START = datetime(2026, 11, 1, tzinfo=UTC)
-END = datetime(2026, 12, 1, tzinfo=UTC)
-HALFWAY = datetime(2026, 11, 16, tzinfo=UTC)  # elapsed share exactly 0.5: expected = 45,000.00
+BERLIN = ZoneInfo("Europe/Berlin")
+LA = ZoneInfo("America/Los_Angeles")
 POLICY = Policy()
+LONG_AGO = datetime(2025, 1, 1, tzinfo=UTC)
 
 
-def snapshot(actual: str = "30000", target: str | None = "90000", **changes: Any) -> Snapshot:
-    base = Snapshot(
-        tenant="acme", rep_id="r1", name="Ann Lee", manager_id="m1", period="2026-11", metric=Metric.WON_REVENUE,
-        actual=Decimal(actual), target=None if target is None else Decimal(target),
-        period_start=START, period_end=END, first_seen_at=START,
+def local(tz: ZoneInfo, year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=tz).astimezone(UTC)
+
+
+def berlin(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
+    return local(BERLIN, year, month, day, hour, minute, second)
+
+
+def figure(
+    metric: Metric = Metric.WON_REVENUE, actual: str = "0", target: str | None = "10000", period: str = "2026-W47",
+    tz: ZoneInfo = BERLIN, first_seen_at: datetime = LONG_AGO,
+) -> Figure:  # fmt: skip
+    start, end = period_bounds(period, tz)
+    return Figure(
+        period=period, metric=metric, actual=Decimal(actual), target=None if target is None else Decimal(target),
+        period_start=start, period_end=end, first_seen_at=first_seen_at,
+    )  # fmt: skip
+
+
+def rep(**changes: Any) -> RepView:
+    base = RepView(
+        tenant="acme", rep_id="r1", name="Ann Lee", manager_id="m1", team_id="t1", timezone=BERLIN,
+        tenant_timezone=BERLIN, known_since=LONG_AGO,
     )  # fmt: skip
     return replace(base, **changes)
 
 
-# --- when there is no task ---------------------------------------------------------------------------
+def calls(*moments: datetime, kind: str = "call") -> tuple[tuple[datetime, str], ...]:
+    return tuple((at, kind) for at in moments)
 
 
-def test_no_task_inside_the_grace_period_after_the_target_was_first_seen() -> None:
-    first_seen = HALFWAY - POLICY.grace + timedelta(seconds=1)
-    assert behind_pace(snapshot("0", first_seen_at=first_seen), HALFWAY, POLICY) is None
+def weekdays(first: date, count: int) -> frozenset[date]:
+    return frozenset(first + timedelta(days=i) for i in range(count))
 
 
-def test_a_task_once_the_grace_period_is_over() -> None:
-    first_seen = HALFWAY - POLICY.grace
-    assert behind_pace(snapshot("0", first_seen_at=first_seen), HALFWAY, POLICY) is not None
+# --- behind_pace -------------------------------------------------------------------------------------
+# week 47 of 2026 (Mon 16 .. Fri 20 November) in Berlin: on Thursday 00:00, 3 of 5 working days have
+# passed, so a target of 10,000 expects 6,000.00 by now; 0.7 of it is 4,200, 0.4 is 2,400.
+
+THURSDAY = berlin(2026, 11, 19)
 
 
-@pytest.mark.parametrize("now", [START - timedelta(seconds=1), END, END + timedelta(days=3)])
-def test_no_task_outside_the_period(now: datetime) -> None:
-    assert behind_pace(snapshot("0", first_seen_at=START - timedelta(days=30)), now, POLICY) is None
+def pace(actual: str, now: datetime = THURSDAY, policy: Policy = POLICY, **changes: Any) -> Any:
+    return behind_pace(rep(figures=(figure(actual=actual),), **changes), now, policy)
 
 
-@pytest.mark.parametrize("target", [None, "0"])
-def test_no_task_without_a_target(target: str | None) -> None:
-    assert behind_pace(snapshot("0", target=target), HALFWAY, POLICY) is None
-
-
-def test_no_task_at_exactly_the_pace_threshold() -> None:
-    # 31,500 / 45,000 = 0.7 exactly
-    assert behind_pace(snapshot("31500"), HALFWAY, POLICY) is None
-
-
-@pytest.mark.parametrize("actual", ["45000", "90000", "200000"])
-def test_no_task_on_or_above_pace(actual: str) -> None:
-    assert behind_pace(snapshot(actual), HALFWAY, POLICY) is None
-
-
-def test_no_task_at_the_very_start_of_the_period_when_nothing_is_expected_yet() -> None:
-    policy = Policy(grace=timedelta(0))
-    assert behind_pace(snapshot("0"), START, policy) is None
-
-
-# --- the task ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("actual", ["4200", "4200.01", "6000", "20000"])
+def test_on_or_above_the_pace_threshold_is_not_behind(actual: str) -> None:
+    assert pace(actual) is None
 
 
 def test_just_below_the_pace_threshold_is_a_warning() -> None:
-    task = behind_pace(snapshot("31499.99"), HALFWAY, POLICY)
-    assert task is not None
-    assert task.severity == "warning"
-    assert task.rule == BEHIND_PACE
+    finding = pace("4199.99")
+    assert finding is not None
+    assert (finding.rule, finding.severity) == (BEHIND_PACE, "warning")
 
 
 def test_exactly_at_the_critical_line_is_still_a_warning() -> None:
-    task = behind_pace(snapshot("18000"), HALFWAY, POLICY)  # 0.4 of pace
-    assert task is not None
-    assert task.severity == "warning"
+    finding = pace("2400")
+    assert finding is not None
+    assert finding.severity == "warning"
 
 
-@pytest.mark.parametrize("actual", ["17999.99", "0"])
-def test_below_forty_percent_of_pace_is_critical(actual: str) -> None:
-    task = behind_pace(snapshot(actual), HALFWAY, POLICY)
-    assert task is not None
-    assert task.severity == "critical"
+@pytest.mark.parametrize("actual", ["2399.99", "0"])
+def test_below_the_critical_line_is_critical(actual: str) -> None:
+    finding = pace(actual)
+    assert finding is not None
+    assert finding.severity == "critical"
 
 
-def test_the_thresholds_come_from_the_policy() -> None:
-    policy = Policy(threshold=Decimal("0.5"), critical_below=Decimal("0.1"))
-    assert behind_pace(snapshot("30000"), HALFWAY, policy) is None  # 0.667 of pace
-    task = behind_pace(snapshot("20000"), HALFWAY, policy)  # 0.444 of pace
-    assert task is not None
-    assert task.severity == "warning"
-
-
-def test_the_summary_is_one_sentence_naming_the_rep_metric_period_and_numbers() -> None:
-    task = behind_pace(snapshot("30000"), HALFWAY, POLICY)
-    assert task is not None
-    assert task.summary == (
-        "Ann Lee is at 66% of pace on won revenue for 2026-11: 30,000.00 against 45,000.00 expected by now"
-        " (target 90,000.00)."
+def test_the_pace_summary_names_rep_metric_period_and_numbers_with_the_percent_rounded_down() -> None:
+    finding = pace("4199.99")
+    assert finding is not None
+    assert finding.summary == (
+        "Ann Lee is at 69% of pace on won revenue for 2026-W47: 4,199.99 against 6,000.00 expected by now"
+        " (target 10,000.00)."
     )
-    assert "\n" not in task.summary
-    assert task.summary.count(". ") == 0
+
+
+def test_the_pace_evidence_and_details() -> None:
+    finding = pace("3000")
+    assert finding is not None
+    assert finding.evidence.model_dump(mode="json") == {
+        "metric": "won_revenue", "actual": "3000", "expected": "6000.00", "period": "2026-W47",
+    }  # fmt: skip
+    assert finding.details == {"pace": "0.5000", "target": "10000", "working_share": "0.600000"}
+
+
+def test_a_count_metric_reads_as_counts() -> None:
+    view = rep(figures=(figure(Metric.DEALS_WON, actual="3", target="10"),))
+    finding = behind_pace(view, THURSDAY, POLICY)
+    assert finding is not None
+    assert finding.summary == (
+        "Ann Lee is at 50% of pace on deals won for 2026-W47: 3 against 6.00 expected by now (target 10)."
+    )
 
 
 def test_the_summary_falls_back_to_the_rep_id_without_a_name() -> None:
-    task = behind_pace(snapshot("30000", name=None), HALFWAY, POLICY)
-    assert task is not None
-    assert task.summary.startswith("r1 is at 66% of pace")
+    finding = pace("0", name=None)
+    assert finding is not None
+    assert finding.summary.startswith("r1 is at 0% of pace")
 
 
-def test_the_task_carries_rep_manager_and_evidence() -> None:
-    task = behind_pace(snapshot("20", target="100", metric=Metric.CALLS), HALFWAY, POLICY)
-    assert task is not None
-    assert task.rep_id == "r1"
-    assert task.manager_id == "m1"
-    assert task.evidence.metric is Metric.CALLS
-    assert task.evidence.actual == Decimal("20")
-    assert task.evidence.expected == Decimal("50.00")
-    assert task.evidence.period == "2026-11"
-    assert "on calls for 2026-11" in task.summary
+def test_no_pace_check_before_the_grace_share_of_the_period() -> None:
+    # half a working day of five is 0.1, the default grace share
+    assert pace("0", berlin(2026, 11, 16, 11, 59, 59)) is None
+    finding = pace("0", berlin(2026, 11, 16, 12))
+    assert finding is not None
+    assert finding.evidence.expected == Decimal("1000.00")
 
 
-def test_the_evidence_serialises_decimals_as_plain_strings() -> None:
-    task = behind_pace(snapshot("30000"), HALFWAY, POLICY)
-    assert task is not None
-    evidence = task.model_dump(mode="json")["evidence"]
-    assert evidence == {"metric": "won_revenue", "actual": "30000", "expected": "45000.00", "period": "2026-11"}
+def test_the_grace_share_comes_from_the_policy() -> None:
+    policy = POLICY.with_overrides({"pace_grace_share": "0.5"})
+    assert pace("0", berlin(2026, 11, 18, 11, 59, 59), policy) is None
+    assert pace("0", berlin(2026, 11, 18, 12), policy) is not None  # 2.5 of 5 working days
 
 
-def test_the_task_suggests_actions_and_training() -> None:
-    task = behind_pace(snapshot("30000"), HALFWAY, POLICY)
-    assert task is not None
-    assert task.suggested_actions
-    assert all(isinstance(action, str) and action for action in task.suggested_actions)
-    assert task.training
+def test_a_target_coaching_has_just_learnt_of_waits_out_the_new_target_grace() -> None:
+    grace = timedelta(seconds=POLICY.new_target_grace_s)
+    just_seen = rep(figures=(figure(actual="0", first_seen_at=THURSDAY - grace + timedelta(seconds=1)),))
+    assert behind_pace(just_seen, THURSDAY, POLICY) is None
+    seen_long_enough = rep(figures=(figure(actual="0", first_seen_at=THURSDAY - grace),))
+    assert behind_pace(seen_long_enough, THURSDAY, POLICY) is not None
+    assert behind_pace(just_seen, THURSDAY, POLICY.with_overrides({"new_target_grace_s": 0})) is not None
 
 
-def test_the_task_is_due_two_days_from_now() -> None:
-    now = HALFWAY + timedelta(hours=5, minutes=3)
-    task = behind_pace(snapshot("30000"), now, POLICY)
-    assert task is not None
-    assert task.due_at == now + timedelta(days=2)
+@pytest.mark.parametrize("now", [berlin(2026, 11, 16) - timedelta(seconds=1), berlin(2026, 11, 23)])
+def test_no_pace_check_outside_the_period(now: datetime) -> None:
+    assert pace("0", now) is None
 
 
-def test_the_task_id_is_the_rules_stable_id_for_this_cooldown_window() -> None:
-    task = behind_pace(snapshot("30000"), HALFWAY, POLICY)
-    assert task is not None
-    assert task.task_id == str(task_id("acme", "r1", BEHIND_PACE, HALFWAY, POLICY.cooldown))
-    assert uuid.UUID(task.task_id).version == 5
+@pytest.mark.parametrize("target", [None, "0"])
+def test_no_pace_check_without_a_target(target: str | None) -> None:
+    assert behind_pace(rep(figures=(figure(target=target),)), THURSDAY, POLICY) is None
 
 
-# --- task_id -----------------------------------------------------------------------------------------
-
-WEEK = timedelta(days=7)
-WINDOW_START = EPOCH + 2940 * WEEK  # a cool-down window boundary (2026-05-07)
-
-
-def test_task_id_is_stable_within_one_cooldown_window() -> None:
-    first = task_id("acme", "r1", BEHIND_PACE, WINDOW_START, WEEK)
-    assert task_id("acme", "r1", BEHIND_PACE, WINDOW_START + timedelta(days=3), WEEK) == first
-    assert task_id("acme", "r1", BEHIND_PACE, WINDOW_START + WEEK - timedelta(microseconds=1), WEEK) == first
+def test_metrics_outside_the_pace_metrics_are_not_checked() -> None:
+    view = rep(figures=(figure(Metric.CALLS, target="100"),))
+    assert behind_pace(view, THURSDAY, POLICY) is None
+    policy = POLICY.with_overrides({"pace_metrics": ["calls"]})
+    finding = behind_pace(view, THURSDAY, policy)
+    assert finding is not None
+    assert finding.evidence.metric is Metric.CALLS
+    assert behind_pace(rep(figures=(figure(),)), THURSDAY, policy) is None
 
 
-def test_task_id_changes_in_the_next_cooldown_window() -> None:
-    first = task_id("acme", "r1", BEHIND_PACE, WINDOW_START, WEEK)
-    assert task_id("acme", "r1", BEHIND_PACE, WINDOW_START + WEEK, WEEK) != first
-    assert task_id("acme", "r1", BEHIND_PACE, WINDOW_START - timedelta(microseconds=1), WEEK) != first
+def test_the_pace_thresholds_come_from_the_policy() -> None:
+    policy = POLICY.with_overrides({"pace_threshold": "0.5", "pace_critical_below": "0.1"})
+    assert pace("3000", policy=policy) is None  # exactly 0.5
+    finding = pace("2999", policy=policy)
+    assert finding is not None
+    assert finding.severity == "warning"
+    finding = pace("599", policy=policy)
+    assert finding is not None
+    assert finding.severity == "critical"
 
 
-def test_task_id_does_not_depend_on_the_zone_now_is_given_in() -> None:
-    berlin = timezone(timedelta(hours=1))
-    now = WINDOW_START + timedelta(days=1)
-    assert task_id("acme", "r1", BEHIND_PACE, now.astimezone(berlin), WEEK) == task_id(
-        "acme", "r1", BEHIND_PACE, now, WEEK
+def test_the_worst_pace_of_several_figures_is_reported() -> None:
+    view = rep(figures=(figure(actual="3000"), figure(Metric.DEALS_WON, actual="1", target="10"),
+                        figure(Metric.PIPELINE_CREATED, actual="4000")))  # fmt: skip
+    finding = behind_pace(view, THURSDAY, POLICY)
+    assert finding is not None
+    assert finding.evidence.metric is Metric.DEALS_WON  # 1/6 of pace
+
+
+def test_equal_paces_are_broken_by_metric_then_period() -> None:
+    figures = (figure(Metric.WON_REVENUE, actual="0"), figure(Metric.PIPELINE_CREATED, actual="0"),
+               figure(Metric.DEALS_WON, actual="0", target="10"))  # fmt: skip
+    for order in (figures, figures[::-1]):
+        finding = behind_pace(rep(figures=order), THURSDAY, POLICY)
+        assert finding is not None
+        assert finding.evidence.metric is Metric.DEALS_WON
+    month = figure(actual="0", period="2026-11")
+    week = figure(actual="0")
+    for pair in ((month, week), (week, month)):
+        finding = behind_pace(rep(figures=pair), THURSDAY, POLICY)
+        assert finding is not None
+        assert finding.evidence.period == "2026-11"
+
+
+def test_pace_stands_still_over_the_weekend() -> None:
+    # November 2026: 21 working days; from Friday 20 evening to Monday 23 00:00, 15 of them have passed
+    view = rep(figures=(figure(actual="30000", target="90000", period="2026-11"),))
+    found = [
+        behind_pace(view, now, POLICY) for now in (berlin(2026, 11, 21), berlin(2026, 11, 22, 15), berlin(2026, 11, 23))
+    ]
+    assert all(f is not None and f.evidence.expected == Decimal("64285.65") for f in found)  # 90,000 x 0.714285
+
+
+def test_the_documented_example_holds() -> None:
+    monday = berlin(2026, 11, 16)
+    view = rep(figures=(figure(actual="30000", target="90000", period="2026-11"),))
+    assert behind_pace(view, monday, POLICY) is None  # 0.7000 of 42,857.10
+    view = rep(figures=(figure(actual="29999", target="90000", period="2026-11"),))
+    finding = behind_pace(view, monday, POLICY)
+    assert finding is not None
+    assert finding.summary == (
+        "Ann Lee is at 69% of pace on won revenue for 2026-11: 29,999.00 against 42,857.10 expected by now"
+        " (target 90,000.00)."
     )
 
 
-@pytest.mark.parametrize(
-    ("tenant", "rep_id", "rule"), [("other", "r1", BEHIND_PACE), ("acme", "r2", BEHIND_PACE), ("acme", "r1", "x")]
-)
-def test_task_id_differs_per_tenant_rep_and_rule(tenant: str, rep_id: str, rule: str) -> None:
-    now = WINDOW_START + timedelta(days=1)
-    assert task_id(tenant, rep_id, rule, now, WEEK) != task_id("acme", "r1", BEHIND_PACE, now, WEEK)
+def test_a_rep_on_leave_is_not_held_to_pace_for_the_days_off() -> None:
+    view = rep(figures=(figure(actual="25000", target="90000", period="2026-11"),))
+    monday = berlin(2026, 11, 16)
+    assert behind_pace(view, monday, POLICY) is not None  # 25,000 of 42,857.10
+    on_leave = replace(view, days_off=weekdays(date(2026, 11, 9), 5))
+    assert behind_pace(on_leave, monday, POLICY) is None  # 25,000 of 28,125.00
 
 
-def test_task_id_windows_follow_the_cooldown_length() -> None:
-    day = timedelta(days=1)
-    now = WINDOW_START + timedelta(days=3)
-    assert task_id("acme", "r1", BEHIND_PACE, now, day) != task_id("acme", "r1", BEHIND_PACE, now + day, day)
-    assert task_id("acme", "r1", BEHIND_PACE, now, WEEK) == task_id("acme", "r1", BEHIND_PACE, now + day, WEEK)
+def test_a_rep_on_leave_all_week_is_not_behind_pace() -> None:
+    view = rep(figures=(figure(actual="0"),), days_off=weekdays(date(2026, 11, 16), 5))
+    assert behind_pace(view, berlin(2026, 11, 20, 18), POLICY) is None
+
+
+def test_pace_is_measured_in_the_tenants_zone_not_the_reps() -> None:
+    # Saturday 00:30 in Berlin, Friday 15:30 in Los Angeles: the tenant's Friday is over
+    view = rep(figures=(figure(actual="0", target="90000", period="2026-11"),), timezone=LA)
+    finding = behind_pace(view, datetime(2026, 11, 20, 23, 30, tzinfo=UTC), POLICY)
+    assert finding is not None
+    assert finding.details["working_share"] == "0.714285"  # 15/21
+
+
+def test_a_naive_now_is_refused() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        pace("0", datetime(2026, 11, 19))
+
+
+# --- activity_shortfall ------------------------------------------------------------------------------
+# calls for November 2026 (21 working days), target 84: 4 a working day. On Monday the 23rd the window
+# is the 16th..22nd, 5 working days: 20.00 expected; 0.8 of it is 16 calls, 0.4 is 8.
+
+MONDAY_23 = berlin(2026, 11, 23, 10)
+
+
+def week_of_calls(count: int, kind: str = "call") -> tuple[tuple[datetime, str], ...]:
+    return calls(*(berlin(2026, 11, 16 + i % 5, 9 + i // 5) for i in range(count)), kind=kind)
+
+
+def shortfall(count: int, now: datetime = MONDAY_23, policy: Policy = POLICY, **changes: Any) -> Any:
+    view = rep(figures=(figure(Metric.CALLS, target="84", period="2026-11"),), activities=week_of_calls(count))
+    return activity_shortfall(replace(view, **changes), now, policy)
+
+
+@pytest.mark.parametrize("count", [16, 17, 30])
+def test_enough_calls_are_no_shortfall(count: int) -> None:
+    assert shortfall(count) is None
+
+
+def test_just_below_the_activity_threshold_is_a_warning() -> None:
+    finding = shortfall(15)
+    assert finding is not None
+    assert (finding.rule, finding.severity) == (ACTIVITY_SHORTFALL, "warning")
+    assert (
+        finding.summary == "Ann Lee logged 15 calls in the last 7 days against 20.00 expected for 2026-11 (target 84)."
+    )
+    assert finding.evidence.model_dump(mode="json") == {
+        "metric": "calls", "actual": "15", "expected": "20.00", "period": "2026-11",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(("count", "severity"), [(8, "warning"), (7, "critical"), (0, "critical")])
+def test_an_activity_shortfall_is_critical_below_the_critical_line(count: int, severity: str) -> None:
+    finding = shortfall(count)
+    assert finding is not None
+    assert finding.severity == severity
+
+
+def test_one_activity_reads_in_the_singular() -> None:
+    finding = shortfall(1)
+    assert finding is not None
+    assert "logged 1 call in the last 7 days" in finding.summary
+
+
+def test_only_activities_of_the_metrics_kind_count() -> None:
+    view = rep(figures=(figure(Metric.CALLS, target="84", period="2026-11"),),
+               activities=week_of_calls(15) + week_of_calls(10, kind="email"))  # fmt: skip
+    finding = activity_shortfall(view, MONDAY_23, POLICY)
+    assert finding is not None
+    assert finding.evidence.actual == Decimal(15)
+
+
+def test_the_activities_metric_counts_every_kind() -> None:
+    policy = POLICY.with_overrides({"activity_metrics": ["activities"]})
+    view = rep(figures=(figure(Metric.ACTIVITIES, target="84", period="2026-11"),),
+               activities=week_of_calls(10) + week_of_calls(6, kind="email"))  # fmt: skip
+    assert activity_shortfall(view, MONDAY_23, policy) is None
+    assert activity_shortfall(view, MONDAY_23, POLICY) is None  # not an activity metric by default
+    finding = activity_shortfall(replace(view, activities=view.activities[:-1]), MONDAY_23, policy)
+    assert finding is not None
+    assert "logged 15 activities" in finding.summary
+
+
+def test_today_and_days_before_the_window_do_not_count() -> None:
+    view = rep(figures=(figure(Metric.CALLS, target="84", period="2026-11"),),
+               activities=week_of_calls(15) + calls(berlin(2026, 11, 23, 8), berlin(2026, 11, 15, 23, 59)))  # fmt: skip
+    finding = activity_shortfall(view, MONDAY_23, POLICY)
+    assert finding is not None
+    assert finding.evidence.actual == Decimal(15)
+
+
+def test_the_window_is_counted_in_the_tenants_zone() -> None:
+    # 23:30 UTC on Sunday is Monday 00:30 in Berlin (today: not counted) but Sunday in Los Angeles
+    sunday_night = datetime(2026, 11, 22, 23, 30, tzinfo=UTC)
+    view = rep(figures=(figure(Metric.CALLS, target="84", period="2026-11"),), timezone=LA,
+               activities=week_of_calls(15) + calls(sunday_night))  # fmt: skip
+    finding = activity_shortfall(view, MONDAY_23, POLICY)
+    assert finding is not None
+    assert finding.evidence.actual == Decimal(15)
+    # and the first Monday 00:30 of the window is inside it
+    early = replace(view, activities=week_of_calls(15) + calls(datetime(2026, 11, 15, 23, 30, tzinfo=UTC)))
+    assert activity_shortfall(early, MONDAY_23, POLICY) is None
+
+
+def test_days_off_in_the_window_lower_what_is_expected() -> None:
+    off = frozenset({date(2026, 11, 19), date(2026, 11, 20)})
+    finding = shortfall(10, days_off=off)
+    assert finding is not None
+    assert finding.evidence.expected == Decimal("13.26")  # 84 x 3/19
+    assert shortfall(11, days_off=off) is None
+
+
+def test_a_weekend_does_not_change_what_is_expected() -> None:
+    saturday, monday = berlin(2026, 11, 21, 10), berlin(2026, 11, 23, 10)
+    on_saturday = rep(figures=(figure(Metric.CALLS, target="84", period="2026-11"),),
+                      activities=calls(*(berlin(2026, 11, 16 + i % 5, 9) for i in range(10))))  # fmt: skip
+    first, second = activity_shortfall(on_saturday, saturday, POLICY), activity_shortfall(on_saturday, monday, POLICY)
+    assert first is not None
+    assert second is not None
+    assert first.evidence.expected == second.evidence.expected == Decimal("20.00")
+
+
+def test_only_the_part_of_the_window_inside_the_period_is_expected() -> None:
+    # 2026-12 has 23 working days; on Wednesday the 2nd only Tuesday the 1st of the window is in it
+    view = rep(figures=(figure(Metric.CALLS, target="92", period="2026-12"),))
+    finding = activity_shortfall(view, berlin(2026, 12, 2, 10), POLICY)
+    assert finding is not None
+    assert finding.evidence.expected == Decimal("4.00")
+
+
+def test_a_new_activity_target_waits_out_the_new_target_grace() -> None:
+    fresh = figure(Metric.CALLS, target="84", period="2026-11", first_seen_at=MONDAY_23 - timedelta(hours=1))
+    assert activity_shortfall(rep(figures=(fresh,)), MONDAY_23, POLICY) is None
+
+
+def test_nothing_is_expected_below_one_activity() -> None:
+    view = rep(figures=(figure(Metric.CALLS, target="4", period="2026-11"),))  # 4 x 5/21 = 0.95
+    assert activity_shortfall(view, MONDAY_23, POLICY) is None
+
+
+def test_a_rep_known_for_less_than_the_window_is_not_checked() -> None:
+    window_start = berlin(2026, 11, 16)
+    assert shortfall(0, known_since=window_start + timedelta(seconds=1)) is None
+    assert shortfall(0, known_since=window_start) is not None
+
+
+def test_the_activity_window_and_thresholds_come_from_the_policy() -> None:
+    policy = POLICY.with_overrides({"activity_window_days": 14})
+    finding = shortfall(20, policy=policy)
+    assert finding is not None
+    assert finding.evidence.expected == Decimal("40.00")
+    assert "in the last 14 days" in finding.summary
+    assert shortfall(15, policy=POLICY.with_overrides({"activity_threshold": "0.75"})) is None
+
+
+def test_the_window_follows_local_midnights_across_the_dst_change() -> None:
+    # Monday 2026-10-26, after the clocks went back: the window is 19..25 October, local midnights
+    view = rep(figures=(figure(Metric.CALLS, target="88", period="2026-10"),))  # 22 working days: 20.00
+    now = berlin(2026, 10, 26, 10)
+    inside = calls(datetime(2026, 10, 18, 22, 30, tzinfo=UTC), datetime(2026, 10, 25, 22, 30, tzinfo=UTC))
+    outside = calls(datetime(2026, 10, 18, 21, 30, tzinfo=UTC), datetime(2026, 10, 25, 23, 30, tzinfo=UTC))
+    finding = activity_shortfall(replace(view, activities=inside + outside), now, POLICY)
+    assert finding is not None
+    assert (finding.evidence.actual, finding.evidence.expected) == (Decimal(2), Decimal("20.00"))
+
+
+# --- stalled_pipeline --------------------------------------------------------------------------------
+
+MONDAY_16 = berlin(2026, 11, 16)
+
+
+def deal(deal_id: str, amount: str = "10000", touched_days_ago: float = 1, currency: str = "EUR",
+         now: datetime = MONDAY_16) -> OpenDeal:  # fmt: skip
+    return OpenDeal(deal_id, Decimal(amount), currency, now - timedelta(days=touched_days_ago))
+
+
+def quarter(actual: str = "60000", target: str = "100000") -> Figure:
+    return figure(actual=actual, target=target, period="2026-Q4")
+
+
+def stalled(deals: Iterable[OpenDeal], figures: Iterable[Figure] = (), policy: Policy = POLICY, **changes: Any) -> Any:
+    view = rep(open_deals=tuple(deals), figures=tuple(figures), base_currency="EUR", **changes)
+    return stalled_pipeline(view, MONDAY_16, policy)
+
+
+def test_a_deal_untouched_for_exactly_the_stale_days_is_stale() -> None:
+    finding = stalled([deal("d-1", touched_days_ago=14)])
+    assert finding is not None
+    assert (finding.rule, finding.severity) == (STALLED_PIPELINE, "warning")
+    assert finding.summary == "Ann Lee has 1 open deal untouched for 14 days or more: d-1."
+    assert finding.details == {"stale_deal_ids": ["d-1"], "stale_amount": "10000", "days": 14}
+    assert finding.evidence.model_dump(mode="json") == {
+        "metric": "pipeline_created", "actual": "1", "expected": "0", "period": "2026-11",
+    }  # fmt: skip
+
+
+def test_a_deal_touched_a_second_later_is_not_stale() -> None:
+    assert stalled([deal("d-1", touched_days_ago=14 - 1 / 86400)]) is None
+
+
+def test_the_summary_names_the_oldest_three_stale_deals() -> None:
+    deals = [deal("d-9", touched_days_ago=20), deal("d-3", touched_days_ago=30), deal("d-7", touched_days_ago=40),
+             deal("d-1", touched_days_ago=15), deal("d-2", touched_days_ago=2)]  # fmt: skip
+    finding = stalled(deals)
+    assert finding is not None
+    assert finding.summary == "Ann Lee has 4 open deals untouched for 14 days or more: d-7, d-3, d-9 and 1 more."
+    assert finding.details["stale_deal_ids"] == ["d-1", "d-3", "d-7", "d-9"]
+    assert finding.severity == "warning"  # d-2 is alive
+
+
+def test_two_stale_deals_are_named_with_and() -> None:
+    finding = stalled([deal("b", touched_days_ago=20), deal("a", touched_days_ago=30)])
+    assert finding is not None
+    assert finding.summary.endswith(": a and b.")
+    assert finding.severity == "warning"  # every deal is stale, but fewer than 3
+
+
+def test_every_open_deal_stale_from_three_on_is_critical() -> None:
+    finding = stalled([deal(f"d-{i}", touched_days_ago=20 + i) for i in range(3)])
+    assert finding is not None
+    assert finding.severity == "critical"
+
+
+def test_the_stale_days_come_from_the_policy() -> None:
+    policy = POLICY.with_overrides({"stale_deal_days": 30})
+    assert stalled([deal("d-1", touched_days_ago=29)], policy=policy) is None
+    finding = stalled([deal("d-1", touched_days_ago=30)], policy=policy)
+    assert finding is not None
+    assert finding.details["days"] == 30
+
+
+def test_the_stale_finding_period_is_the_month_in_the_tenants_zone() -> None:
+    now = datetime(2026, 11, 30, 23, 30, tzinfo=UTC)  # December in Berlin, November in Los Angeles
+    deals = (deal("d-1", touched_days_ago=20, now=now),)
+    for tz, month in [(BERLIN, "2026-12"), (LA, "2026-11")]:
+        finding = stalled_pipeline(rep(open_deals=deals, tenant_timezone=tz), now, POLICY)
+        assert finding is not None
+        assert finding.evidence.period == month
+
+
+# coverage: 40,000 still to win of 100,000 in 2026-Q4, 3x needs 120,000 of open pipeline
+
+
+@pytest.mark.parametrize("amount", ["120000", "500000"])
+def test_enough_pipeline_for_the_remaining_target_is_no_finding(amount: str) -> None:
+    assert stalled([deal("d-1", amount)], [quarter()]) is None
+
+
+def test_just_below_the_coverage_multiple_is_a_warning() -> None:
+    finding = stalled([deal("d-1", "119999.99")], [quarter()])
+    assert finding is not None
+    assert finding.severity == "warning"
+    assert finding.evidence.model_dump(mode="json") == {
+        "metric": "won_revenue", "actual": "119999.99", "expected": "120000.00", "period": "2026-Q4",
+    }  # fmt: skip
+    assert finding.details == {"coverage": "2.99", "remaining": "40000"}
+
+
+def test_the_coverage_summary_reads_as_documented() -> None:
+    finding = stalled([deal("d-1", "50000"), deal("d-2", "40000")], [quarter()])
+    assert finding is not None
+    assert finding.summary == (
+        "Ann Lee has 90,000.00 of open pipeline against 40,000.00 still to win for 2026-Q4: 2.25x coverage,"
+        " below the 3x needed (120,000.00)."
+    )
+
+
+@pytest.mark.parametrize(("amount", "severity"), [("40000", "warning"), ("39999.99", "critical"), ("0", "critical")])
+def test_pipeline_below_the_remaining_target_itself_is_critical(amount: str, severity: str) -> None:
+    finding = stalled([deal("d-1", amount)], [quarter()])
+    assert finding is not None
+    assert finding.severity == severity
+
+
+def test_no_open_deal_at_all_is_critical_coverage() -> None:
+    finding = stalled([], [quarter()])
+    assert finding is not None
+    assert finding.severity == "critical"
+    assert finding.evidence.actual == Decimal(0)
+
+
+def test_coverage_and_stale_deals_are_one_finding() -> None:
+    finding = stalled([deal("d-1", "50000", touched_days_ago=20), deal("d-2", "40000")], [quarter()])
+    assert finding is not None
+    assert finding.evidence.metric is Metric.WON_REVENUE
+    assert finding.details["stale_deal_ids"] == ["d-1"]
+    assert finding.details["stale_amount"] == "50000"
+    assert finding.summary.endswith(", and 1 open deal untouched for 14 days or more: d-1.")
+
+
+def test_deals_in_another_currency_are_not_summed() -> None:
+    finding = stalled([deal("d-1", "100000"), deal("d-2", "100000", currency="USD")], [quarter()])
+    assert finding is not None
+    assert finding.evidence.actual == Decimal("100000")
+    view = rep(open_deals=(deal("d-1", "100000"), deal("d-2", "100000", currency="USD")), figures=(quarter(),))
+    assert stalled_pipeline(view, MONDAY_16, POLICY) is None  # base currency unknown: all of them
+
+
+def test_no_coverage_check_once_the_target_is_met() -> None:
+    assert stalled([], [quarter(actual="100000")]) is None
+    assert stalled([], [quarter(actual="120000")]) is None
+
+
+def test_no_coverage_check_before_the_grace_share() -> None:
+    view = rep(figures=(quarter(),), base_currency="EUR")
+    assert stalled_pipeline(view, berlin(2026, 10, 2), POLICY) is None  # 1 of 66 working days
+    assert stalled_pipeline(view, berlin(2026, 10, 12), POLICY) is not None  # 7 of 66
+
+
+def test_coverage_is_checked_against_the_period_with_the_most_left_to_win() -> None:
+    month = figure(actual="10000", target="30000", period="2026-11")
+    finding = stalled([deal("d-1", "100000")], [month, quarter()])
+    assert finding is not None
+    assert finding.evidence.period == "2026-Q4"
+    assert finding.details["remaining"] == "40000"
+
+
+def test_a_new_revenue_target_waits_out_the_new_target_grace_before_coverage_is_checked() -> None:
+    fresh = figure(actual="60000", target="100000", period="2026-Q4", first_seen_at=MONDAY_16 - timedelta(days=1))
+    assert stalled([], [fresh]) is None
+
+
+def test_the_coverage_multiple_comes_from_the_policy() -> None:
+    assert stalled([deal("d-1", "90000")], [quarter()], POLICY.with_overrides({"coverage_multiple": "2"})) is None
+    finding = stalled([deal("d-1", "90000")], [quarter()], POLICY.with_overrides({"coverage_multiple": "2.5"}))
+    assert finding is not None
+    assert "below the 2.5x needed (100,000.00)" in finding.summary
+
+
+# --- falling_win_rate --------------------------------------------------------------------------------
+
+NOW = berlin(2026, 11, 16, 10)
+
+
+def closed(won: int, lost: int, days_ago: float) -> list[ClosedDeal]:
+    at = NOW - timedelta(days=days_ago)
+    return [ClosedDeal(True, at)] * won + [ClosedDeal(False, at)] * lost
+
+
+def win_rate(recent: tuple[int, int], baseline: tuple[int, int] = (6, 4), policy: Policy = POLICY) -> Any:
+    deals = closed(*recent, days_ago=10) + closed(*baseline, days_ago=60)
+    return falling_win_rate(rep(closed_deals=tuple(deals)), NOW, policy)
+
+
+@pytest.mark.parametrize("recent", [(9, 11), (5, 6), (3, 2)])  # 45% (the line), 45.4%, 60%
+def test_a_win_rate_on_or_above_the_line_is_not_falling(recent: tuple[int, int]) -> None:
+    assert win_rate(recent) is None
+
+
+def test_a_win_rate_just_below_the_line_is_a_warning() -> None:
+    finding = win_rate((4, 5))  # 44.4% against 60%: the line is 45%
+    assert finding is not None
+    assert (finding.rule, finding.severity) == (FALLING_WIN_RATE, "warning")
+    assert finding.summary == "Ann Lee won 4 of 9 deals (44%) in the last 30 days, against 60% over the 90 days before."
+    assert finding.evidence.model_dump(mode="json") == {
+        "metric": "win_rate", "actual": "0.4444", "expected": "0.6000", "period": "2026-11",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(("recent", "severity"), [((3, 7), "warning"), ((2, 8), "critical"), ((0, 5), "critical")])
+def test_a_win_rate_below_half_the_baseline_is_critical(recent: tuple[int, int], severity: str) -> None:
+    finding = win_rate(recent)
+    assert finding is not None
+    assert finding.severity == severity
+
+
+def test_too_few_closed_deals_in_either_window_say_nothing() -> None:
+    assert win_rate((0, 4)) is None
+    assert win_rate((0, 5), baseline=(6, 3)) is None
+    assert win_rate((0, 5), baseline=(6, 4)) is not None
+
+
+def test_the_windows_are_half_open_and_follow_the_policy() -> None:
+    deals = closed(0, 5, days_ago=30) + closed(6, 4, days_ago=120) + closed(0, 50, days_ago=0)
+    assert falling_win_rate(rep(closed_deals=tuple(deals)), NOW, POLICY) is not None
+    too_old = closed(0, 5, days_ago=30) + closed(6, 4, days_ago=120 + 1 / 86400)
+    assert falling_win_rate(rep(closed_deals=tuple(too_old)), NOW, POLICY) is None
+    policy = POLICY.with_overrides({"win_rate_recent_days": 7, "win_rate_min_recent": 1, "win_rate_min_baseline": 1})
+    assert win_rate((0, 1), baseline=(1, 0), policy=policy) is None  # the "recent" deals are 10 days old
+    assert falling_win_rate(rep(closed_deals=tuple(closed(0, 1, 3) + closed(1, 0, 10))), NOW, policy) is not None
+
+
+def test_the_drop_thresholds_come_from_the_policy() -> None:
+    policy = POLICY.with_overrides({"win_rate_drop": "0.5", "win_rate_critical_drop": "0.8"})
+    assert win_rate((3, 7), policy=policy) is None  # 30% against a line of 30%
+    finding = win_rate((2, 8), policy=policy)
+    assert finding is not None
+    assert finding.severity == "warning"  # 20% is not below 12%
+    finding = win_rate((1, 9), policy=policy)
+    assert finding is not None
+    assert finding.severity == "critical"
+    assert "(10%)" in finding.summary
+
+
+def test_win_rate_percentages_are_rounded_down() -> None:
+    finding = win_rate((1, 4), baseline=(2, 1))  # baseline 66.7%
+    assert finding is None  # too few in the baseline
+    finding = win_rate((1, 4), baseline=(8, 4))
+    assert finding is not None
+    assert "against 66% over" in finding.summary
+
+
+# --- no_activity -------------------------------------------------------------------------------------
+# On Monday 2026-11-16 the 3 most recent working days are Wed 11, Thu 12 and Fri 13: silence since
+# Wednesday 00:00 is a warning; since Friday the 6th (6 working days) it is critical.
+
+MONDAY_MORNING = berlin(2026, 11, 16, 9)
+
+
+def silence(*moments: datetime, now: datetime = MONDAY_MORNING, policy: Policy = POLICY, **changes: Any) -> Any:
+    return no_activity(rep(activities=calls(*moments), **changes), now, policy)
+
+
+def test_silence_over_the_last_working_days_is_a_warning() -> None:
+    finding = silence(berlin(2026, 11, 10, 23, 59, 59))
+    assert finding is not None
+    assert (finding.rule, finding.severity) == (NO_ACTIVITY, "warning")
+    assert finding.summary == "Ann Lee has logged no activity for 3 working days (since 2026-11-11)."
+    assert finding.evidence.model_dump(mode="json") == {
+        "metric": "activities", "actual": "0", "expected": "3", "period": "2026-11",
+    }  # fmt: skip
+
+
+def test_an_activity_at_the_start_of_the_window_is_enough() -> None:
+    assert silence(berlin(2026, 11, 11)) is None
+
+
+def test_a_silent_weekend_is_not_silence() -> None:
+    assert silence(berlin(2026, 11, 13, 16)) is None
+    assert silence(berlin(2026, 11, 13, 16), now=berlin(2026, 11, 17, 9)) is None  # Mon, Fri, Thu
+
+
+def test_a_tenant_holiday_does_not_count_as_a_silent_day() -> None:
+    tuesday = berlin(2026, 11, 10, 14)
+    assert silence(tuesday) is not None
+    assert silence(tuesday, days_off=frozenset({date(2026, 11, 13)})) is None  # Thu, Wed, Tue
+
+
+def test_a_rep_back_from_leave_is_not_silent_for_the_leave() -> None:
+    friday_before = berlin(2026, 11, 6, 15)
+    assert silence(friday_before, days_off=weekdays(date(2026, 11, 9), 5)) is None
+
+
+def test_silence_over_twice_the_working_days_is_critical() -> None:
+    finding = silence(berlin(2026, 11, 5, 15))
+    assert finding is not None
+    assert finding.severity == "critical"
+    assert finding.summary == "Ann Lee has logged no activity for 6 working days (since 2026-11-06)."
+    finding = silence(berlin(2026, 11, 6, 0))
+    assert finding is not None
+    assert finding.severity == "warning"
+
+
+def test_a_rep_who_never_logged_anything_is_critical() -> None:
+    finding = silence()
+    assert finding is not None
+    assert finding.severity == "critical"
+    assert finding.details["last_activity_at"] is None
+
+
+def test_no_silence_is_counted_before_coaching_knew_the_rep() -> None:
+    window_start = berlin(2026, 11, 11)
+    assert silence(known_since=window_start + timedelta(seconds=1)) is None
+    finding = silence(known_since=window_start)
+    assert finding is not None
+    assert finding.severity == "warning"  # not known for the 6 working days
+
+
+def test_silence_is_counted_in_the_reps_own_zone() -> None:
+    # Monday 07:00 UTC: Monday 08:00 in Berlin, still Sunday 23:00 in Los Angeles; both windows start on
+    # Wednesday the 11th, at local midnight: 23:00 UTC on the 10th in Berlin, 08:00 UTC on the 11th in LA
+    now = datetime(2026, 11, 16, 7, tzinfo=UTC)
+    activity = datetime(2026, 11, 11, 7, 30, tzinfo=UTC)
+    assert silence(activity, now=now) is None
+    finding = silence(activity, now=now, timezone=LA)
+    assert finding is not None
+    assert finding.summary.endswith("(since 2026-11-11).")
+
+
+def test_the_silence_window_starts_at_a_dst_correct_midnight() -> None:
+    # Monday 2026-10-26 (CET): the window starts Wednesday 21 October 00:00 CEST = 22:00 UTC on the 20th
+    now = berlin(2026, 10, 26, 9)
+    assert silence(datetime(2026, 10, 20, 22, 0, tzinfo=UTC), now=now) is None
+    assert silence(datetime(2026, 10, 20, 21, 59, 59, tzinfo=UTC), now=now) is not None
+
+
+def test_the_silent_days_come_from_the_policy() -> None:
+    thursday = berlin(2026, 11, 12, 15)
+    policy = POLICY.with_overrides({"no_activity_days": 1})
+    finding = silence(thursday, policy=policy)
+    assert finding is not None
+    assert finding.summary == "Ann Lee has logged no activity for 1 working day (since 2026-11-13)."
+    assert silence(thursday, policy=POLICY.with_overrides({"no_activity_days": 4})) is None
+
+
+# --- evaluate ----------------------------------------------------------------------------------------
+
+
+def test_evaluate_returns_every_finding_in_rule_order() -> None:
+    now = berlin(2026, 11, 23, 10)
+    view = rep(
+        figures=(figure(actual="0", period="2026-11"), figure(Metric.CALLS, target="84", period="2026-11")),
+        open_deals=(deal("d-1", "1000", touched_days_ago=30, now=now),),
+        closed_deals=tuple(closed(6, 4, days_ago=60) + closed(0, 5, days_ago=3)),
+        base_currency="EUR",
+    )
+    findings = evaluate(view, now, POLICY)
+    assert [f.rule for f in findings] == list(RULES)
+
+
+def test_evaluate_finds_nothing_wrong_with_a_rep_on_track() -> None:
+    now = berlin(2026, 11, 23, 10)
+    view = rep(
+        figures=(figure(actual="90000", target="90000", period="2026-11"),),
+        activities=calls(berlin(2026, 11, 20, 12)),
+        open_deals=(deal("d-1", now=now),),
+    )
+    assert evaluate(view, now, POLICY) == []

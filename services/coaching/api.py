@@ -1,0 +1,319 @@
+"""coaching's HTTP API (CONTRACT.md, section 5, and ours beyond it), tenant-scoped by the bearer token.
+
+Contract: `GET /v1/tasks?rep_id=&status=`, `POST /v1/tasks/{task_id}/ack`, `POST /v1/tasks/{task_id}/complete`,
+`GET|POST /v1/action-plans`. Ours: one task, one plan, holidays and time off (fair pace), thresholds per
+tenant and team, the catalogue of actions and training, manager scorecards, and the published reviews.
+Writes that announce something (completing a task, a plan step settled) commit with their outbox rows.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import AwareDatetime, BaseModel, Field, ValidationError
+
+from services.coaching import digests, planning
+from services.coaching import repository as repo
+from services.coaching.checkins import DEFAULT_CATALOGUE, Playbook
+from services.coaching.handlers import base_policy, close, task_json
+from services.coaching.model import RULES
+from services.coaching.plans import PLAN_METRICS, StepDraft, steps_for_task, title_of
+from shared.auth import ReadTenant
+from shared.events import ManagerCard, Metric
+from shared.periods import PeriodError, period_of
+from shared.service import Runtime, runtime_of
+
+router = APIRouter(prefix="/v1", tags=["coaching"])
+Rt = Annotated[Runtime, Depends(runtime_of)]
+TaskStatus = Literal["open", "acknowledged", "completed", "closed"]
+Text = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Outcome(BaseModel):
+    outcome: Annotated[str, Field(min_length=1, max_length=500, description="what was agreed, in a sentence")]
+
+
+class StepIn(BaseModel):
+    metric: Metric = Field(description=f"one of {', '.join(m.value for m in PLAN_METRICS)}")
+    target: Annotated[Decimal, Field(gt=0, max_digits=20, decimal_places=4)]
+    due_at: AwareDatetime
+    title: Text | None = None
+
+
+class PlanIn(BaseModel):
+    rep_id: Text | None = Field(None, description="required unless task_id is given")
+    task_id: uuid.UUID | None = Field(None, description="make the plan from this check-in")
+    title: Text | None = None
+    steps: list[StepIn] = Field(default_factory=list, max_length=20,
+                                description="omitted with a task_id: the steps the task suggests")
+
+
+class HolidayIn(BaseModel):
+    day: date
+    name: Text
+
+
+class TimeOffIn(BaseModel):
+    first_day: date
+    last_day: date
+    reason: Text | None = None
+
+
+class PlaybookIn(BaseModel):
+    suggested_actions: list[Annotated[str, Field(min_length=1, max_length=300)]] = Field(min_length=1, max_length=10)
+    training: list[Annotated[str, Field(min_length=1, max_length=300)]] = Field(max_length=10)
+
+
+def _task_uuid(task_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(task_id)
+    except ValueError as err:
+        raise HTTPException(404, f"no task {task_id!r}") from err
+
+
+@router.get("/tasks")
+async def list_tasks(rt: Rt, tenant: ReadTenant, rep_id: str | None = None, status: TaskStatus | None = None,
+                     manager_id: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                     cursor: uuid.UUID | None = None) -> dict[str, Any]:
+    """The tenant's check-ins, oldest id first; `next_cursor` pages on."""
+    async with rt.pool.acquire() as conn:
+        rows = await repo.tasks(conn, tenant, rep_id=rep_id, status=status, manager_id=manager_id, after=cursor,
+                                limit=limit)
+    items = [task_json(r) for r in rows]
+    return {"tasks": items, "next_cursor": items[-1]["task_id"] if len(items) == limit else None}
+
+
+@router.get("/tasks/{task_id}")
+async def get_task(rt: Rt, tenant: ReadTenant, task_id: str) -> dict[str, Any]:
+    async with rt.pool.acquire() as conn:
+        row = await repo.task(conn, tenant, _task_uuid(task_id))
+    if row is None:
+        raise HTTPException(404, f"no task {task_id!r}")
+    return task_json(row)
+
+
+async def _conflict(conn: Any, tenant: str, task_id: uuid.UUID, action: str) -> HTTPException:
+    row = await repo.task(conn, tenant, task_id)
+    if row is None:
+        return HTTPException(404, f"no task {task_id}")
+    return HTTPException(409, f"task {task_id} is {row['status']}: it cannot be {action}")
+
+
+@router.post("/tasks/{task_id}/ack")
+async def acknowledge(rt: Rt, tenant: ReadTenant, task_id: str) -> dict[str, Any]:
+    """The manager has seen the check-in (stops its escalation). 409 unless it is open."""
+    key = _task_uuid(task_id)
+    async with rt.pool.acquire() as conn:
+        row = await repo.acknowledge(conn, tenant, key, rt.clock.now())
+        if row is None:
+            raise await _conflict(conn, tenant, key, "acknowledged")
+    return task_json(row)
+
+
+@router.post("/tasks/{task_id}/complete")
+async def complete(rt: Rt, tenant: ReadTenant, task_id: str, body: Outcome) -> dict[str, Any]:
+    """The check-in was held: its outcome is recorded and `coaching.task.closed` (reason completed) sent."""
+    key = _task_uuid(task_id)
+    async with rt.pool.acquire() as conn, conn.transaction():
+        row = await close(conn, tenant, key, "completed", rt.clock.now(), body.outcome)
+        if row is None:
+            raise await _conflict(conn, tenant, key, "completed")
+    rt.relay.wake()
+    return task_json(row)
+
+
+@router.get("/action-plans")
+async def list_plans(rt: Rt, tenant: ReadTenant, rep_id: str | None = None,
+                     status: Literal["open", "completed", "missed"] | None = None) -> dict[str, Any]:
+    async with rt.pool.acquire() as conn:
+        return {"action_plans": await planning.plans(conn, tenant, rep_id, status)}
+
+
+@router.get("/action-plans/{plan_id}")
+async def get_plan(rt: Rt, tenant: ReadTenant, plan_id: uuid.UUID) -> dict[str, Any]:
+    async with rt.pool.acquire() as conn:
+        found = await planning.plans(conn, tenant, None, None, plan_id)
+    if not found:
+        raise HTTPException(404, f"no action plan {plan_id}")
+    return found[0]
+
+
+@router.post("/action-plans", status_code=201)
+async def create_plan(rt: Rt, tenant: ReadTenant, body: PlanIn) -> dict[str, Any]:
+    """A plan of steps for a rep, given, or suggested by a check-in (`task_id`); progress then follows the
+    rep's logged activities and won deals, and each step's completion or miss is announced."""
+    now = rt.clock.now()
+    if bad := [s.metric.value for s in body.steps if s.metric not in PLAN_METRICS]:
+        raise HTTPException(422, f"steps: metric {bad[0]!r} cannot be tracked; use one of "
+                                 f"{', '.join(m.value for m in PLAN_METRICS)}")
+    if past := [s for s in body.steps if s.due_at <= now]:
+        raise HTTPException(422, f"steps: due_at {past[0].due_at.isoformat()} is not in the future")
+    async with rt.pool.acquire() as conn, conn.transaction():
+        task = await repo.task(conn, tenant, body.task_id) if body.task_id else None
+        if body.task_id and task is None:
+            raise HTTPException(404, f"no task {body.task_id}")
+        rep_id = task["rep_id"] if task else body.rep_id
+        if rep_id is None:
+            raise HTTPException(422, "rep_id: required unless task_id is given")
+        if body.rep_id and task and body.rep_id != task["rep_id"]:
+            raise HTTPException(422, f"rep_id: task {body.task_id} is {task['rep_id']}'s, not {body.rep_id}'s")
+        view = await repo.rep_view(conn, tenant, rep_id, now)
+        zone = view.timezone if view else ZoneInfo("UTC")
+        steps = [StepDraft(s.title or title_of(s.metric, s.target, s.due_at, zone), s.metric, s.target, s.due_at)
+                 for s in body.steps]
+        if not steps and task:
+            steps = list(steps_for_task(task["rule"], json.loads(task["evidence"]), task["due_at"], zone))
+        if not steps:
+            raise HTTPException(422, "steps: give at least one step (or a task_id to take its suggestions)")
+        title = body.title or (f"Plan for: {task['summary']}" if task else f"Action plan for {rep_id}")
+        plan_id = await planning.create(conn, tenant, rep_id, title[:200], steps, now,
+                                        str(body.task_id) if body.task_id else None)
+        plan = (await planning.plans(conn, tenant, None, None, plan_id))[0]
+    rt.relay.wake()
+    return plan
+
+
+@router.get("/holidays")
+async def list_holidays(rt: Rt, tenant: ReadTenant) -> dict[str, Any]:
+    async with rt.pool.acquire() as conn:
+        rows = await conn.fetch("SELECT day, name FROM holidays WHERE tenant = $1 ORDER BY day", tenant)
+    return {"holidays": [dict(r) for r in rows]}
+
+
+@router.post("/holidays", status_code=201)
+async def add_holiday(rt: Rt, tenant: ReadTenant, body: HolidayIn) -> dict[str, Any]:
+    """A tenant-wide day off (local date): nobody is expected to produce on it, no check-in is due on it."""
+    async with rt.pool.acquire() as conn:
+        await conn.execute("INSERT INTO holidays (tenant, day, name) VALUES ($1, $2, $3) ON CONFLICT (tenant, day)"
+                           " DO UPDATE SET name = EXCLUDED.name", tenant, body.day, body.name)
+    return body.model_dump()
+
+
+@router.delete("/holidays/{day}", status_code=204)
+async def remove_holiday(rt: Rt, tenant: ReadTenant, day: date) -> None:
+    async with rt.pool.acquire() as conn:
+        await conn.execute("DELETE FROM holidays WHERE tenant = $1 AND day = $2", tenant, day)
+
+
+@router.get("/reps/{rep_id}/time-off")
+async def list_time_off(rt: Rt, tenant: ReadTenant, rep_id: str) -> dict[str, Any]:
+    async with rt.pool.acquire() as conn:
+        rows = await conn.fetch("SELECT first_day, last_day, reason FROM time_off WHERE tenant = $1 AND rep_id = $2"
+                                " ORDER BY first_day", tenant, rep_id)
+    return {"rep_id": rep_id, "time_off": [dict(r) for r in rows]}
+
+
+@router.post("/reps/{rep_id}/time-off", status_code=201)
+async def add_time_off(rt: Rt, tenant: ReadTenant, rep_id: str, body: TimeOffIn) -> dict[str, Any]:
+    """The rep's leave, first to last day inclusive (local dates): their pace is prorated around it."""
+    if body.last_day < body.first_day:
+        raise HTTPException(422, f"last_day: {body.last_day} is before first_day {body.first_day}")
+    async with rt.pool.acquire() as conn:
+        await conn.execute("INSERT INTO time_off (tenant, rep_id, first_day, last_day, reason)"
+                           " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant, rep_id, first_day)"
+                           " DO UPDATE SET last_day = EXCLUDED.last_day, reason = EXCLUDED.reason",
+                           tenant, rep_id, body.first_day, body.last_day, body.reason)
+    return {"rep_id": rep_id} | body.model_dump()
+
+
+async def _policy(rt: Runtime, tenant: str, team_id: str | None) -> dict[str, Any]:
+    async with rt.pool.acquire() as conn:
+        layers = await repo.policy_layers(conn, tenant, team_id)
+    own = await _own_overrides(rt, tenant, team_id or "")
+    effective = base_policy(rt).with_overrides(*layers)
+    return {"team_id": team_id, "overrides": own, "effective": effective.model_dump(mode="json")}
+
+
+async def _own_overrides(rt: Runtime, tenant: str, team_id: str) -> dict[str, Any]:
+    async with rt.pool.acquire() as conn:
+        raw = await conn.fetchval("SELECT overrides FROM policies WHERE tenant = $1 AND team_id = $2", tenant, team_id)
+    return json.loads(raw) if raw else {}
+
+
+async def _set_policy(rt: Runtime, tenant: str, team_id: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    try:  # the layers below must still make a valid policy with these on top
+        async with rt.pool.acquire() as conn:
+            below = await repo.policy_layers(conn, tenant, None) if team_id else []
+        base_policy(rt).with_overrides(*below, overrides)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
+        raise HTTPException(422, problems) from err
+    async with rt.pool.acquire() as conn:
+        await repo.set_policy(conn, tenant, team_id, overrides)
+    return await _policy(rt, tenant, team_id or None)
+
+
+@router.get("/policies")
+async def get_policy(rt: Rt, tenant: ReadTenant) -> dict[str, Any]:
+    """The tenant's thresholds: its own overrides and the effective values (defaults underneath)."""
+    return await _policy(rt, tenant, None)
+
+
+@router.put("/policies")
+async def put_policy(rt: Rt, tenant: ReadTenant, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Replace the tenant's overrides (any subset of the thresholds in `effective`)."""
+    return await _set_policy(rt, tenant, "", overrides)
+
+
+@router.get("/policies/teams/{team_id}")
+async def get_team_policy(rt: Rt, tenant: ReadTenant, team_id: str) -> dict[str, Any]:
+    return await _policy(rt, tenant, team_id)
+
+
+@router.put("/policies/teams/{team_id}")
+async def put_team_policy(rt: Rt, tenant: ReadTenant, team_id: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Replace one team's overrides, on top of the tenant's."""
+    return await _set_policy(rt, tenant, team_id, overrides)
+
+
+@router.get("/catalogue")
+async def get_catalogue(rt: Rt, tenant: ReadTenant) -> dict[str, Any]:
+    """Per rule, the suggested actions and training a check-in carries (the tenant's, else the defaults)."""
+    async with rt.pool.acquire() as conn:
+        own = await repo.catalogue(conn, tenant)
+    book = {**DEFAULT_CATALOGUE, **own}
+    return {rule: {"suggested_actions": list(p.suggested_actions), "training": list(p.training),
+                   "custom": rule in own} for rule, p in sorted(book.items())}
+
+
+@router.put("/catalogue/{rule}")
+async def put_playbook(rt: Rt, tenant: ReadTenant, rule: str, body: PlaybookIn) -> dict[str, Any]:
+    if rule not in RULES:
+        raise HTTPException(404, f"no rule {rule!r}; rules: {', '.join(RULES)}")
+    async with rt.pool.acquire() as conn:
+        await repo.set_playbook(conn, tenant, rule, Playbook(tuple(body.suggested_actions), tuple(body.training)))
+    return {"rule": rule} | body.model_dump()
+
+
+@router.get("/managers/{manager_id}/scorecard")
+async def manager_scorecard(rt: Rt, tenant: ReadTenant, manager_id: str,
+                            period: str | None = None) -> ManagerCard:
+    """How the manager handles their team's check-ins in `period` (default: the current quarter), and their
+    team's won revenue against target: managers are held to account too."""
+    now = rt.clock.now()
+    async with rt.pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT timezone, fiscal_start_month FROM tenants WHERE tenant = $1", tenant)
+        zone, fiscal = ZoneInfo(row["timezone"] if row else "UTC"), row["fiscal_start_month"] if row else 1
+        label = period or period_of("quarter", now, zone, fiscal).label
+        try:
+            return await digests.scorecard(conn, tenant, manager_id, label, zone, fiscal, now)
+        except PeriodError as err:
+            raise HTTPException(422, f"period: {err}") from err
+
+
+@router.get("/reviews")
+async def list_reviews(rt: Rt, tenant: ReadTenant, scope_id: str | None = None, week: str | None = None,
+                       limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
+    """The weekly digests published so far, newest week first."""
+    async with rt.pool.acquire() as conn:
+        rows = await conn.fetch("SELECT body FROM reviews WHERE tenant = $1 AND ($2::text IS NULL OR scope_id = $2)"
+                                " AND ($3::text IS NULL OR week = $3) ORDER BY week DESC, scope, scope_id LIMIT $4",
+                                tenant, scope_id, week, limit)
+    return {"reviews": [json.loads(r["body"]) for r in rows]}
+

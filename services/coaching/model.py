@@ -1,0 +1,130 @@
+"""What coaching's pure functions see and return: plain data, no I/O.
+
+The repository builds a `RepView` from coaching's own tables (the figures kpi reported, the rep's
+recent activities and deals, the roster, holidays and time off); the rules turn it and `now` into
+`Finding`s; `checkins.compose` turns a finding into a `coaching.task.created` payload. Thresholds
+are a `Policy`: defaults here, overridden per tenant and per team through the API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.events import Evidence, Metric
+
+Severity = Literal["warning", "critical"]
+SEVERITY_RANK: Mapping[str, int] = {"info": 0, "warning": 1, "critical": 2}
+
+BEHIND_PACE = "behind_pace"
+ACTIVITY_SHORTFALL = "activity_shortfall"
+STALLED_PIPELINE = "stalled_pipeline"
+FALLING_WIN_RATE = "falling_win_rate"
+NO_ACTIVITY = "no_activity"
+RULES = (BEHIND_PACE, ACTIVITY_SHORTFALL, STALLED_PIPELINE, FALLING_WIN_RATE, NO_ACTIVITY)
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """One figure of the rep as kpi last reported it (`kpi.attainment.updated`)."""
+
+    period: str
+    metric: Metric
+    actual: Decimal
+    target: Decimal | None
+    period_start: datetime  # aware, UTC; [start, end) in the tenant's zone
+    period_end: datetime
+    first_seen_at: datetime  # when coaching first saw this (rep, period, metric)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenDeal:
+    """An open deal of the rep and the last time anything happened on it."""
+
+    deal_id: str
+    amount: Decimal
+    currency: str
+    last_touch: datetime  # the latest of its `updated_at` and of the activities logged against it
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedDeal:
+    won: bool
+    closed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RepView:
+    """Everything the rules may look at for one rep, at one evaluation."""
+
+    tenant: str
+    rep_id: str
+    name: str | None
+    manager_id: str | None
+    team_id: str | None
+    timezone: ZoneInfo  # the rep's own zone (due dates, "today"); the tenant's when the rep has none
+    tenant_timezone: ZoneInfo  # period boundaries and pace are in the tenant's zone
+    known_since: datetime  # the first event coaching saw of the rep: no silence is counted before it
+    figures: tuple[Figure, ...] = ()
+    activities: tuple[tuple[datetime, str], ...] = ()  # (occurred_at, kind) of the last 120 days
+    open_deals: tuple[OpenDeal, ...] = ()
+    closed_deals: tuple[ClosedDeal, ...] = ()  # closed in the last 180 days
+    days_off: frozenset[date] = frozenset()  # tenant holidays and the rep's time off (local dates)
+    base_currency: str | None = None  # the tenant's; open deals in another currency are not summed
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing that slipped, with the numbers that show it."""
+
+    rule: str
+    severity: Severity
+    summary: str  # one human sentence with the numbers
+    evidence: Evidence
+    details: Mapping[str, Any] = field(default_factory=dict)  # extra facts (e.g. the stale deal ids)
+
+
+class Policy(BaseModel):
+    """Every threshold of the rules (defaults; a tenant and a team override any subset via the API)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pace_threshold: Decimal = Field(Decimal("0.7"), gt=0, description="behind pace below this pace")
+    pace_critical_below: Decimal = Field(Decimal("0.4"), ge=0, description="critical below this pace")
+    pace_grace_share: Decimal = Field(Decimal("0.1"), ge=0, lt=1,
+                                      description="no pace check before this share of the period's working days")
+    new_target_grace_s: int = Field(3 * 86400, ge=0, description="a newly seen target waits this long first")
+    pace_metrics: tuple[Metric, ...] = (Metric.WON_REVENUE, Metric.DEALS_WON, Metric.PIPELINE_CREATED)
+    activity_metrics: tuple[Metric, ...] = (Metric.CALLS, Metric.MEETINGS)
+    activity_window_days: int = Field(7, ge=1, le=90, description="trailing window, calendar days")
+    activity_threshold: Decimal = Field(Decimal("0.8"), gt=0, description="short below this share of the pace")
+    activity_critical_below: Decimal = Field(Decimal("0.4"), ge=0)
+    stale_deal_days: int = Field(14, ge=1, le=365, description="an open deal untouched this long is stalled")
+    coverage_multiple: Decimal = Field(Decimal("3"), ge=0,
+                                       description="open pipeline below this multiple of the remaining target")
+    win_rate_recent_days: int = Field(30, ge=1, le=365)
+    win_rate_baseline_days: int = Field(90, ge=1, le=730, description="the window before the recent one")
+    win_rate_min_recent: int = Field(5, ge=1, description="closed deals needed in the recent window")
+    win_rate_min_baseline: int = Field(10, ge=1, description="closed deals needed in the baseline window")
+    win_rate_drop: Decimal = Field(Decimal("0.25"), gt=0, lt=1,
+                                   description="falling when recent < baseline x (1 - drop)")
+    win_rate_critical_drop: Decimal = Field(Decimal("0.5"), gt=0, lt=1)
+    no_activity_days: int = Field(3, ge=1, le=60, description="working days without any activity")
+    cooldown_days: int = Field(7, ge=1, le=90, description="no repeat of a rule for a rep inside this")
+    due_working_days: int = Field(2, ge=0, le=20, description="a check-in is due this many working days on")
+    due_hour: int = Field(17, ge=0, le=23, description="local hour of the rep's day a check-in is due")
+    review_weekday: int = Field(1, ge=1, le=7, description="ISO weekday of the weekly review (1 = Monday)")
+    review_hour: int = Field(8, ge=0, le=23, description="tenant-local hour of the weekly review")
+
+    def with_overrides(self, *layers: Mapping[str, Any]) -> Policy:
+        """This policy with each layer's keys on top, in order (tenant, then team); validated."""
+        merged: dict[str, Any] = self.model_dump()
+        for layer in layers:
+            merged.update(layer)
+        return Policy.model_validate(merged)

@@ -1,0 +1,318 @@
+"""coaching's PostgreSQL state: what it keeps of the sales topics, and its tasks, plans and reviews.
+
+Every transition is guarded in SQL (newest version wins, insert-if-absent, update-where-status), so
+replicas and redeliveries cannot apply one twice; the caller commits it with the batch's offsets.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+
+from services.coaching.checkins import Playbook
+from services.coaching.model import ClosedDeal, Figure, OpenDeal, RepView
+from shared.events import (
+    ActivityLogged,
+    AttainmentUpdated,
+    DealDeleted,
+    DealUpserted,
+    Metric,
+    RepUpserted,
+    TaskCreated,
+    TenantUpserted,
+)
+
+HISTORY = timedelta(days=180)  # how far back rules look (win-rate baseline); older activities may be pruned
+TASK_COLUMNS = ("task_id, rep_id, rep_name, team_id, manager_id, rule, severity, summary, evidence, suggested_actions,"
+                " training, details, status, created_at, due_at, acknowledged_at, completed_at, outcome,"
+                " escalated_at, escalated_to, closed_at, close_reason")
+
+
+# --- what coaching keeps of the sales topics -------------------------------------------------------
+
+
+async def upsert_tenant(conn: asyncpg.Connection, entry: TenantUpserted) -> None:
+    await conn.execute(
+        "INSERT INTO tenants (tenant, timezone, fiscal_start_month, currency, token_sha256, active)"
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant) DO UPDATE SET timezone = EXCLUDED.timezone,"
+        " fiscal_start_month = EXCLUDED.fiscal_start_month, currency = EXCLUDED.currency,"
+        " token_sha256 = EXCLUDED.token_sha256, active = EXCLUDED.active",
+        entry.tenant, entry.timezone, entry.fiscal_start_month, entry.currency, bytes.fromhex(entry.token_sha256),
+        entry.active)
+
+
+async def remember_calendar(conn: asyncpg.Connection, tenant: str, extensions: Mapping[str, str]) -> None:
+    """A tenant seen on a sales event before its registry entry: keep its zone and currency from the event."""
+    if not extensions.get("tenanttimezone"):
+        return
+    await conn.execute(
+        "INSERT INTO tenants (tenant, timezone, fiscal_start_month, currency) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (tenant) DO NOTHING", tenant, extensions["tenanttimezone"],
+        int(extensions.get("tenantfiscalstart") or 1), extensions.get("tenantcurrency") or None)
+
+
+async def upsert_rep(conn: asyncpg.Connection, tenant: str, rep: RepUpserted, version: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO reps (tenant, rep_id, name, team_id, manager_id, timezone, active, version, known_since)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)"
+        " ON CONFLICT (tenant, rep_id) DO UPDATE SET name = EXCLUDED.name, team_id = EXCLUDED.team_id,"
+        " manager_id = EXCLUDED.manager_id, timezone = EXCLUDED.timezone, active = EXCLUDED.active,"
+        " version = EXCLUDED.version, known_since = LEAST(reps.known_since, EXCLUDED.known_since)"
+        " WHERE reps.version <= EXCLUDED.version",
+        tenant, rep.rep_id, rep.name, rep.team_id, rep.manager_id, rep.timezone, rep.active, version)
+
+
+async def seen_rep(conn: asyncpg.Connection, tenant: str, rep_id: str, at: datetime) -> None:
+    """A rep known from a sales event before (or without) a roster entry: known since then."""
+    await conn.execute(
+        "INSERT INTO reps (tenant, rep_id, version, known_since) VALUES ($1, $2, '-infinity', $3)"
+        " ON CONFLICT (tenant, rep_id) DO UPDATE SET known_since = LEAST(reps.known_since, EXCLUDED.known_since)"
+        " WHERE reps.known_since > EXCLUDED.known_since", tenant, rep_id, at)
+
+
+async def apply_deal(conn: asyncpg.Connection, tenant: str, deal: DealUpserted, tiebreak: str) -> None:
+    await conn.execute(
+        "INSERT INTO deals (tenant, deal_id, rep_id, stage, amount, currency, closed_at, updated_at, tiebreak)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (tenant, deal_id) DO UPDATE SET"
+        " rep_id = EXCLUDED.rep_id, stage = EXCLUDED.stage, amount = EXCLUDED.amount, currency = EXCLUDED.currency,"
+        " closed_at = EXCLUDED.closed_at, updated_at = EXCLUDED.updated_at, tiebreak = EXCLUDED.tiebreak,"
+        " deleted = false"
+        " WHERE (deals.updated_at, deals.tiebreak) < (EXCLUDED.updated_at, EXCLUDED.tiebreak COLLATE \"C\")",
+        tenant, deal.deal_id, deal.rep_id, deal.stage.value, deal.amount, deal.currency, deal.closed_at,
+        deal.updated_at, tiebreak)
+
+
+async def delete_deal(conn: asyncpg.Connection, tenant: str, deal: DealDeleted, tiebreak: str) -> None:
+    await conn.execute(
+        "INSERT INTO deals (tenant, deal_id, rep_id, stage, amount, currency, updated_at, tiebreak, deleted)"
+        " VALUES ($1, $2, '', 'open', 0, 'XXX', $3, $4, true) ON CONFLICT (tenant, deal_id) DO UPDATE SET"
+        " deleted = true, updated_at = EXCLUDED.updated_at, tiebreak = EXCLUDED.tiebreak"
+        " WHERE (deals.updated_at, deals.tiebreak) < (EXCLUDED.updated_at, EXCLUDED.tiebreak COLLATE \"C\")",
+        tenant, deal.deal_id, deal.updated_at, tiebreak)
+
+
+async def add_activities(conn: asyncpg.Connection, tenant: str, activities: Sequence[ActivityLogged]) -> set[str]:
+    """Insert the activities not seen before; their deals were touched then. Returns the reps concerned."""
+    if not activities:
+        return set()
+    rows = await conn.fetch(
+        "INSERT INTO activities (tenant, activity_id, rep_id, kind, occurred_at, deal_id)"
+        " SELECT DISTINCT ON (a) $1, a, r, k, o, d FROM unnest($2::text[], $3::text[], $4::text[],"
+        "   $5::timestamptz[], $6::text[]) AS u(a, r, k, o, d)"
+        " ON CONFLICT DO NOTHING RETURNING rep_id, deal_id, occurred_at",
+        tenant, [a.activity_id for a in activities], [a.rep_id for a in activities],
+        [a.kind.value for a in activities], [a.occurred_at for a in activities], [a.deal_id for a in activities])
+    touched = [(r["deal_id"], r["occurred_at"]) for r in rows if r["deal_id"]]
+    if touched:
+        await conn.execute(
+            "UPDATE deals SET last_activity_at = GREATEST(deals.last_activity_at, t.at)"
+            " FROM (SELECT d, max(o) AS at FROM unnest($2::text[], $3::timestamptz[]) AS u(d, o) GROUP BY d) AS t"
+            " WHERE deals.tenant = $1 AND deals.deal_id = t.d",
+            tenant, [d for d, _ in touched], [o for _, o in touched])
+    return {r["rep_id"] for r in rows}
+
+
+async def save_attainment(conn: asyncpg.Connection, tenant: str, update: AttainmentUpdated, now: datetime) -> None:
+    """Keep kpi's latest figures per (scope, id, period, metric); `first_seen_at` is coaching's own."""
+    await conn.execute(
+        "INSERT INTO attainment (tenant, scope, scope_id, period, metric, actual, target, name, manager_id,"
+        " period_start, period_end, as_of, first_seen_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        " ON CONFLICT (tenant, scope, scope_id, period, metric) DO UPDATE SET actual = EXCLUDED.actual,"
+        " target = EXCLUDED.target, name = EXCLUDED.name, manager_id = EXCLUDED.manager_id,"
+        " as_of = EXCLUDED.as_of WHERE attainment.as_of <= EXCLUDED.as_of",
+        tenant, update.scope.value, update.scope_id, update.period, update.metric.value, update.actual,
+        update.target, update.name, update.manager_id, update.period_start, update.period_end, update.as_of, now)
+
+
+# --- the rules' view of a rep ------------------------------------------------------------------------
+
+
+async def active_reps(conn: asyncpg.Connection, tenant: str | None = None) -> list[tuple[str, str]]:
+    rows = await conn.fetch("SELECT tenant, rep_id FROM reps WHERE active AND ($1::text IS NULL OR tenant = $1)"
+                            " ORDER BY tenant, rep_id", tenant)
+    return [(r["tenant"], r["rep_id"]) for r in rows]
+
+
+async def days_off(conn: asyncpg.Connection, tenant: str, rep_id: str | None, first: date,
+                   last: date) -> frozenset[date]:
+    """Tenant holidays and (for a rep) time off between `first` and `last`, as local dates."""
+    rows = await conn.fetch(
+        "SELECT day FROM holidays WHERE tenant = $1 AND day BETWEEN $3 AND $4"
+        " UNION SELECT generate_series(GREATEST(first_day, $3), LEAST(last_day, $4), '1 day')::date"
+        " FROM time_off WHERE tenant = $1 AND rep_id = $2 AND last_day >= $3 AND first_day <= $4",
+        tenant, rep_id, first, last)
+    return frozenset(r[0] for r in rows)
+
+
+async def rep_view(conn: asyncpg.Connection, tenant: str, rep_id: str, now: datetime) -> RepView | None:
+    rep = await conn.fetchrow(
+        "SELECT r.name, r.team_id, r.manager_id, r.timezone, r.known_since, t.timezone AS tenant_tz, t.currency"
+        " FROM reps r LEFT JOIN tenants t USING (tenant) WHERE r.tenant = $1 AND r.rep_id = $2", tenant, rep_id)
+    if rep is None:
+        return None
+    tenant_zone = ZoneInfo(rep["tenant_tz"] or "UTC")
+    figures = await conn.fetch(
+        "SELECT period, metric, actual, target, period_start, period_end, first_seen_at FROM attainment"
+        " WHERE tenant = $1 AND scope = 'rep' AND scope_id = $2 AND period_start <= $3 AND period_end > $3",
+        tenant, rep_id, now)
+    since = now - HISTORY
+    activities = await conn.fetch("SELECT occurred_at, kind FROM activities WHERE tenant = $1 AND rep_id = $2"
+                                  " AND occurred_at >= $3 AND occurred_at <= $4", tenant, rep_id, since, now)
+    deals = await conn.fetch(
+        "SELECT deal_id, stage, amount, currency, closed_at, GREATEST(updated_at, last_activity_at) AS touch"
+        " FROM deals WHERE tenant = $1 AND rep_id = $2 AND NOT deleted AND (stage = 'open' OR closed_at >= $3)",
+        tenant, rep_id, since)
+    today = now.astimezone(tenant_zone).date()
+    earliest = min([f["period_start"] for f in figures] + [since]).astimezone(tenant_zone).date()
+    latest = max([f["period_end"] for f in figures] + [now + timedelta(days=60)]).astimezone(tenant_zone).date()
+    return RepView(
+        tenant=tenant, rep_id=rep_id, name=rep["name"], manager_id=rep["manager_id"], team_id=rep["team_id"],
+        timezone=ZoneInfo(rep["timezone"]) if rep["timezone"] else tenant_zone, tenant_timezone=tenant_zone,
+        known_since=rep["known_since"],
+        figures=tuple(Figure(f["period"], Metric(f["metric"]), f["actual"], f["target"], f["period_start"],
+                             f["period_end"], f["first_seen_at"]) for f in figures),
+        activities=tuple(sorted((a["occurred_at"], a["kind"]) for a in activities)),
+        open_deals=tuple(OpenDeal(d["deal_id"], d["amount"], d["currency"], d["touch"])
+                         for d in deals if d["stage"] == "open"),
+        closed_deals=tuple(ClosedDeal(d["stage"] == "won", d["closed_at"]) for d in deals
+                           if d["stage"] != "open" and d["closed_at"] is not None),
+        days_off=await days_off(conn, tenant, rep_id, min(earliest, today - timedelta(days=180)), latest),
+        base_currency=rep["currency"],
+    )
+
+
+async def policy_layers(conn: asyncpg.Connection, tenant: str, team_id: str | None) -> list[dict[str, Any]]:
+    """The tenant's overrides, then the team's (each a partial `Policy`)."""
+    rows = await conn.fetch("SELECT team_id, overrides FROM policies WHERE tenant = $1 AND team_id IN ('', $2)"
+                            " ORDER BY team_id", tenant, team_id or "")
+    return [json.loads(r["overrides"]) for r in rows]
+
+
+async def set_policy(conn: asyncpg.Connection, tenant: str, team_id: str, overrides: Mapping[str, Any]) -> None:
+    await conn.execute("INSERT INTO policies (tenant, team_id, overrides) VALUES ($1, $2, $3::jsonb)"
+                       " ON CONFLICT (tenant, team_id) DO UPDATE SET overrides = EXCLUDED.overrides",
+                       tenant, team_id, json.dumps(dict(overrides), default=str))
+
+
+async def catalogue(conn: asyncpg.Connection, tenant: str) -> dict[str, Playbook]:
+    rows = await conn.fetch("SELECT rule, suggested_actions, training FROM catalogue WHERE tenant = $1", tenant)
+    return {r["rule"]: Playbook(tuple(json.loads(r["suggested_actions"])), tuple(json.loads(r["training"])))
+            for r in rows}
+
+
+async def set_playbook(conn: asyncpg.Connection, tenant: str, rule: str, playbook: Playbook) -> None:
+    await conn.execute(
+        "INSERT INTO catalogue (tenant, rule, suggested_actions, training) VALUES ($1, $2, $3::jsonb, $4::jsonb)"
+        " ON CONFLICT (tenant, rule) DO UPDATE SET suggested_actions = EXCLUDED.suggested_actions,"
+        " training = EXCLUDED.training", tenant, rule, json.dumps(list(playbook.suggested_actions)),
+        json.dumps(list(playbook.training)))
+
+
+# --- tasks -------------------------------------------------------------------------------------------
+
+
+async def pass_gate(conn: asyncpg.Connection, tenant: str, rep_id: str, rule: str, severity: str, rank: int,
+                    now: datetime, cooldown: timedelta) -> bool:
+    """The cool-down gate, atomically: True when no task of this rule went to the rep inside the cool-down,
+    or the last one was less severe (`rank` is the new severity's). Concurrent callers serialise on the row."""
+    passed = await conn.fetchval(
+        "INSERT INTO cooldowns (tenant, rep_id, rule, last_task_at, severity) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (tenant, rep_id, rule) DO UPDATE SET last_task_at = EXCLUDED.last_task_at,"
+        " severity = EXCLUDED.severity"
+        " WHERE cooldowns.last_task_at <= EXCLUDED.last_task_at - $6::interval"
+        "    OR (CASE cooldowns.severity WHEN 'critical' THEN 2 WHEN 'warning' THEN 1 ELSE 0 END) < $7"
+        " RETURNING 1", tenant, rep_id, rule, now, severity, cooldown, rank)
+    return passed is not None
+
+
+async def insert_task(conn: asyncpg.Connection, tenant: str, task: TaskCreated, now: datetime) -> bool:
+    inserted = await conn.fetchval(
+        "INSERT INTO tasks (task_id, tenant, rep_id, rep_name, team_id, manager_id, rule, severity, summary,"
+        " evidence, suggested_actions, training, details, created_at, due_at) VALUES ($1, $2, $3, $4, $5, $6, $7,"
+        " $8, $9, $10::jsonb, $11::jsonb, $12::jsonb, $13::jsonb, $14, $15) ON CONFLICT DO NOTHING RETURNING 1",
+        task.task_id, tenant, task.rep_id, task.rep_name, task.team_id, task.manager_id, task.rule, task.severity,
+        task.summary, task.evidence.model_dump_json(), json.dumps(task.suggested_actions), json.dumps(task.training),
+        json.dumps(task.details, default=str), now, task.due_at)
+    return inserted is not None
+
+
+async def live_tasks(conn: asyncpg.Connection, tenant: str, rep_id: str) -> list[asyncpg.Record]:
+    """The rep's tasks still waiting for someone (open, acknowledged)."""
+    return list(await conn.fetch(f"SELECT {TASK_COLUMNS} FROM tasks WHERE tenant = $1 AND rep_id = $2"
+                                 " AND status IN ('open', 'acknowledged') ORDER BY created_at", tenant, rep_id))
+
+
+async def close_task(conn: asyncpg.Connection, tenant: str, task_id: Any, reason: str, now: datetime,
+                     outcome: str | None = None) -> asyncpg.Record | None:
+    """Close a live task (once: a second caller gets None)."""
+    status = "completed" if reason == "completed" else "closed"
+    return await conn.fetchrow(
+        f"UPDATE tasks SET status = $3::text, closed_at = $4::timestamptz, close_reason = $5, outcome = $6,"
+        f" completed_at = CASE WHEN $3::text = 'completed' THEN $4::timestamptz END"
+        f" WHERE tenant = $1 AND task_id = $2 AND status IN ('open', 'acknowledged') RETURNING {TASK_COLUMNS}",
+        tenant, task_id, status, now, reason, outcome)
+
+
+async def acknowledge(conn: asyncpg.Connection, tenant: str, task_id: Any, now: datetime) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"UPDATE tasks SET status = 'acknowledged', acknowledged_at = $3 WHERE tenant = $1 AND task_id = $2"
+        f" AND status = 'open' RETURNING {TASK_COLUMNS}", tenant, task_id, now)
+
+
+async def task(conn: asyncpg.Connection, tenant: str, task_id: Any) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {TASK_COLUMNS} FROM tasks WHERE tenant = $1 AND task_id = $2",
+                               tenant, task_id)
+
+
+async def tasks(conn: asyncpg.Connection, tenant: str, *, rep_id: str | None, status: str | None,
+                manager_id: str | None, after: Any, limit: int) -> list[asyncpg.Record]:
+    return list(await conn.fetch(
+        f"SELECT {TASK_COLUMNS} FROM tasks WHERE tenant = $1 AND ($2::text IS NULL OR rep_id = $2)"
+        " AND ($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR manager_id = $4)"
+        " AND ($5::uuid IS NULL OR task_id > $5) ORDER BY task_id LIMIT $6",
+        tenant, rep_id, status, manager_id, after, limit))
+
+
+async def overdue_unacknowledged(conn: asyncpg.Connection, now: datetime, limit: int) -> list[asyncpg.Record]:
+    """Tasks nobody acknowledged by their due date and not escalated yet, locked for this transaction
+    (another replica skips them)."""
+    return list(await conn.fetch(
+        f"SELECT tenant, {TASK_COLUMNS} FROM tasks WHERE status = 'open' AND escalated_at IS NULL AND due_at <= $1"
+        " ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED", now, limit))
+
+
+async def manager_of(conn: asyncpg.Connection, tenant: str, rep_id: str | None) -> str | None:
+    if rep_id is None:
+        return None
+    found: str | None = await conn.fetchval("SELECT manager_id FROM reps WHERE tenant = $1 AND rep_id = $2",
+                                            tenant, rep_id)
+    return found
+
+
+async def mark_escalated(conn: asyncpg.Connection, tenant: str, task_id: Any, to: str | None, now: datetime) -> None:
+    await conn.execute("UPDATE tasks SET escalated_at = $3, escalated_to = $4 WHERE tenant = $1 AND task_id = $2",
+                       tenant, task_id, now, to)
+
+
+async def manager_tasks(conn: asyncpg.Connection, tenant: str, manager_id: str, start: datetime,
+                        end: datetime) -> list[asyncpg.Record]:
+    return list(await conn.fetch(
+        "SELECT created_at, due_at, acknowledged_at, completed_at, escalated_at, status FROM tasks"
+        " WHERE tenant = $1 AND manager_id = $2 AND created_at >= $3 AND created_at < $4",
+        tenant, manager_id, start, end))
+
+
+async def team_figure(conn: asyncpg.Connection, tenant: str, rep_ids: Sequence[str], period: str,
+                      metric: str) -> tuple[Decimal | None, Decimal | None]:
+    """The sum of actual and target of `metric` over the reps, in `period`."""
+    row = await conn.fetchrow(
+        "SELECT sum(actual) AS actual, sum(target) AS target FROM attainment WHERE tenant = $1 AND scope = 'rep'"
+        " AND scope_id = ANY($2::text[]) AND period = $3 AND metric = $4", tenant, list(rep_ids), period, metric)
+    return (row["actual"], row["target"]) if row else (None, None)

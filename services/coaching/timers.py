@@ -1,0 +1,98 @@
+"""What coaching does on the clock, so slipping by doing nothing is caught too.
+
+Every `COACHING_EVALUATION_INTERVAL_S` one pass (`tick`): evaluate every active rep, escalate check-ins
+nobody acknowledged by their due date, settle plan steps past due, publish the weekly reviews that are
+due. Each unit of work is its own transaction, guarded in SQL (cool-down gate, `FOR UPDATE SKIP
+LOCKED`, `WHERE status = ...`, unique review keys), so several replicas may tick at once and still
+issue each task, escalation, settlement and review once. The clock is the runtime's: tests move it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from services.coaching import digests, planning
+from services.coaching import repository as repo
+from services.coaching.handlers import base_policy, evaluate_rep, publish
+from services.coaching.model import Policy
+from services.coaching.settings import CoachingSettings
+from shared import metrics
+from shared.consumer import TRANSIENT
+from shared.events import TaskEscalated
+from shared.service import Runtime
+
+log = logging.getLogger(__name__)
+ESCALATION_CHUNK = 500
+
+
+@dataclass
+class Tally:
+    created: int = 0
+    escalated: int = 0
+    settled: int = 0
+    reviews: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.created or self.escalated or self.settled or self.reviews)
+
+
+async def tick(pool: asyncpg.Pool, now: datetime, defaults: Policy) -> Tally:
+    """One pass of everything time-driven, at `now`."""
+    done = Tally()
+    async with pool.acquire() as conn:
+        reps = await repo.active_reps(conn)
+    for tenant, rep_id in reps:
+        async with pool.acquire() as conn, conn.transaction():
+            done.created += await evaluate_rep(conn, tenant, rep_id, now, defaults)
+    done.escalated = await escalate_overdue(pool, now)
+    async with pool.acquire() as conn:
+        due = await planning.due_reps(conn, now)
+    for tenant, rep_id in due:
+        async with pool.acquire() as conn, conn.transaction():
+            done.settled += await planning.refresh(conn, tenant, rep_id, now)
+    done.reviews = await digests.publish_due(pool, now, defaults)
+    return done
+
+
+async def escalate_overdue(pool: asyncpg.Pool, now: datetime) -> int:
+    """Raise every check-in still unacknowledged past its due date to the manager's manager."""
+    escalated = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            rows = await repo.overdue_unacknowledged(conn, now, ESCALATION_CHUNK)
+            for row in rows:
+                tenant = row["tenant"]
+                above = await repo.manager_of(conn, tenant, row["manager_id"])
+                await repo.mark_escalated(conn, tenant, row["task_id"], above, now)
+                data = TaskEscalated(task_id=str(row["task_id"]), rep_id=row["rep_id"], manager_id=row["manager_id"],
+                                     escalated_to=above, rule=row["rule"], severity=row["severity"],
+                                     summary=row["summary"], due_at=row["due_at"], escalated_at=now)
+                await publish(conn, tenant, row["rep_id"], "coaching.task.escalated", f"{row['task_id']}:escalated",
+                              data, now)
+        escalated += len(rows)
+        if len(rows) < ESCALATION_CHUNK:
+            return escalated
+
+
+async def periodic_evaluation(rt: Runtime) -> None:
+    """The timer: `tick` every interval; a transient failure is logged and retried next time."""
+    settings = rt.settings
+    assert isinstance(settings, CoachingSettings)
+    defaults = base_policy(rt)
+    while True:
+        await asyncio.sleep(settings.coaching_evaluation_interval_s)
+        try:
+            done = await tick(rt.pool, rt.clock.now(), defaults)
+        except TRANSIENT as err:
+            metrics.TRANSIENT_ERRORS.labels("coaching-timer").inc()
+            log.warning("periodic evaluation failed, will retry", extra={"error": repr(err)})
+            continue
+        if done:
+            rt.relay.wake()
+            log.info("periodic evaluation", extra={"tasks_created": done.created, "escalated": done.escalated,
+                                                   "settled": done.settled, "reviews": done.reviews})

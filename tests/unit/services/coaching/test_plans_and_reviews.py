@@ -1,0 +1,147 @@
+"""Action-plan settlement and suggestions, the review schedule, trends and the manager scorecard: pure."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from services.coaching.plans import plan_status, settle, steps_for_task, title_of
+from services.coaching.reviews import TaskFacts, headline, manager_card, trend, week_due
+from shared.events import Metric
+
+BERLIN = ZoneInfo("Europe/Berlin")
+DUE = datetime(2026, 11, 27, 16, 0, tzinfo=UTC)  # Friday 17:00 in Berlin
+
+
+# --- plans -------------------------------------------------------------------------------------------
+
+
+def test_a_step_completes_when_progress_reaches_the_target_even_if_it_is_reported_after_the_due_date() -> None:
+    assert settle(Decimal(3), Decimal(3), DUE, DUE + timedelta(days=1)) == "completed"
+
+
+def test_a_step_is_missed_only_once_its_due_date_has_come_without_the_target() -> None:
+    assert settle(Decimal(2), Decimal(3), DUE, DUE - timedelta(seconds=1)) == "open"
+    assert settle(Decimal(2), Decimal(3), DUE, DUE) == "missed"
+
+
+@pytest.mark.parametrize(
+    ("steps", "status"),
+    [
+        (["completed", "completed"], "completed"),
+        (["completed", "open"], "open"),
+        (["open", "missed"], "missed"),
+        ([], "open"),
+    ],
+)
+def test_a_plan_is_completed_when_every_step_is_and_missed_when_any_is(steps: list[str], status: str) -> None:
+    assert plan_status(steps) == status  # type: ignore[arg-type]
+
+
+def test_an_activity_shortfall_suggests_making_up_the_gap_rounded_up() -> None:
+    [step] = steps_for_task("activity_shortfall", {"metric": "calls", "actual": "3", "expected": "12.50"}, DUE, BERLIN)
+    assert (step.metric, step.target, step.title) == (Metric.CALLS, Decimal(10), "10 calls by Fri 27 Nov")
+
+
+@pytest.mark.parametrize(
+    ("rule", "evidence", "metric", "target"),
+    [
+        ("no_activity", {"metric": "activities"}, Metric.ACTIVITIES, Decimal(5)),
+        ("stalled_pipeline", {"metric": "won_revenue"}, Metric.ACTIVITIES, Decimal(5)),
+        ("behind_pace", {"metric": "deals_won"}, Metric.DEALS_WON, Decimal(1)),
+        ("behind_pace", {"metric": "won_revenue"}, Metric.MEETINGS, Decimal(3)),
+        ("falling_win_rate", {"metric": "win_rate"}, Metric.MEETINGS, Decimal(2)),
+    ],
+)
+def test_each_rule_suggests_a_step_that_can_be_tracked(
+    rule: str, evidence: dict[str, str], metric: Metric, target: Decimal
+) -> None:
+    [step] = steps_for_task(rule, evidence, DUE, BERLIN)
+    assert (step.metric, step.target, step.due_at) == (metric, target, DUE)
+
+
+def test_a_revenue_step_reads_as_money() -> None:
+    assert title_of(Metric.WON_REVENUE, Decimal("25000"), DUE, BERLIN) == "25,000.00 won revenue by Fri 27 Nov"
+
+
+# --- the review schedule -------------------------------------------------------------------------------
+
+
+def test_the_review_of_the_week_that_ended_is_due_from_monday_eight_and_until_the_next_one() -> None:
+    before = datetime(2026, 11, 30, 6, 59, tzinfo=UTC)  # Monday 07:59 in Berlin
+    assert week_due(before, 1, 8, BERLIN) == ("2026-W47", datetime(2026, 11, 16).date())
+    at = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
+    assert week_due(at, 1, 8, BERLIN) == ("2026-W48", datetime(2026, 11, 23).date())
+
+
+def test_a_tenant_can_move_its_review_to_friday_afternoon() -> None:
+    thursday = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)  # last Friday's review (of W46) is the latest due
+    assert week_due(thursday, 5, 16, BERLIN) == ("2026-W46", datetime(2026, 11, 9).date())
+    friday = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)  # 16:00 in Berlin
+    assert week_due(friday, 5, 16, BERLIN) == ("2026-W47", datetime(2026, 11, 16).date())
+
+
+def test_the_first_week_of_the_year_is_labelled_by_its_iso_year() -> None:
+    monday = datetime(2027, 1, 4, 8, 0, tzinfo=UTC)
+    assert week_due(monday, 1, 8, BERLIN) == ("2026-W53", datetime(2026, 12, 28).date())
+
+
+@pytest.mark.parametrize(
+    ("current", "previous", "expected"),
+    [
+        (Decimal("0.80"), Decimal("0.70"), "up"),
+        (Decimal("0.70"), Decimal("0.80"), "down"),
+        (Decimal("0.705"), Decimal("0.70"), "flat"),
+        (Decimal("0.71"), Decimal("0.70"), "flat"),
+        (Decimal("0.7101"), Decimal("0.70"), "up"),
+        (Decimal("0.5"), None, "new"),
+    ],
+)
+def test_a_trend_moves_only_beyond_one_percentage_point(
+    current: Decimal, previous: Decimal | None, expected: str
+) -> None:
+    assert trend(current, previous) == expected
+
+
+# --- the manager scorecard -------------------------------------------------------------------------------
+
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+
+def _task(
+    ack_h: float | None, done_h: float | None, escalated: bool = False, status: str = "open", due_h: float = 48
+) -> TaskFacts:
+    def at(hours: float | None) -> datetime | None:
+        return None if hours is None else T0 + timedelta(hours=hours)
+
+    return TaskFacts(T0, T0 + timedelta(hours=due_h), at(ack_h), at(done_h), T0 if escalated else None, status)
+
+
+def test_the_manager_scorecard_counts_and_takes_medians_of_the_handled_tasks() -> None:
+    tasks = [
+        _task(1, 24, status="completed"),
+        _task(3, None, status="acknowledged"),
+        _task(None, None, True),
+        _task(5, 30, status="completed"),
+    ]
+    card = manager_card("mgr-1", tasks, T0 + timedelta(hours=72))
+    assert (card.tasks, card.acknowledged, card.completed, card.escalated) == (4, 3, 2, 1)
+    assert card.median_hours_to_ack == Decimal("3.0") and card.median_hours_to_complete == Decimal("27.0")
+    assert card.open_overdue == 2  # the acknowledged one and the escalated one, both past due and not done
+
+
+def test_a_manager_without_check_ins_has_no_medians() -> None:
+    card = manager_card("mgr-2", [], T0)
+    assert (card.tasks, card.median_hours_to_ack, card.median_hours_to_complete) == (0, None, None)
+
+
+def test_the_headline_is_one_sentence_with_the_numbers() -> None:
+    assert headline("Ann Lee", "2026-W47", Decimal("0.6849"), "won_revenue", "2026-Q4", 2) == (
+        "Week 2026-W47 review for Ann Lee: at 68% of won revenue target for 2026-Q4, 2 open check-ins."
+    )
+    assert headline("Bo", "2026-W47", None, "", "", 0) == (
+        "Week 2026-W47 review for Bo: without a target this period, no open check-ins."
+    )
