@@ -22,6 +22,7 @@ from shared.events import (
     AttainmentUpdated,
     DealDeleted,
     DealUpserted,
+    MilestoneCorrected,
     MilestoneReached,
     PlanStepSettled,
     RepUpserted,
@@ -57,8 +58,11 @@ CHANNELS: list[tuple[topics.Topic, Any, str]] = [
      "Written by coaching (beyond the contract's list). ce_type coaching.review.published: the weekly scorecard"
      " digest of a rep or a team (with its manager's scorecard); key <tenant>:<rep_id or team_id>; one per"
      " (scope, id, ISO week)."),
-    (topics.CELEBRATIONS, MilestoneReached,
-     "Written by recognition. ce_type recognition.milestone.reached; key <tenant>:<scope_id>."),
+    (topics.CELEBRATIONS, MilestoneReached | MilestoneCorrected,
+     "Written by recognition. ce_type recognition.milestone.reached (ce_id = celebration_id: once, ever, per"
+     " tenant, scope, id, milestone and period) or, for tenants that ask for corrections,"
+     " recognition.milestone.corrected (a celebrated quota threshold fell back below; never a second"
+     " celebration); key <tenant>:<scope_id>."),
 ]
 HEADERS_NOTE = (
     "CloudEvents 1.0 Kafka binding, binary mode: headers ce_id (the dedup key), ce_type, ce_source,"

@@ -393,6 +393,23 @@ class MilestoneReached(_Model):
     value: Dec
     headline: str
     occurred_at: AwareDatetime
+    name: str | None = Field(None, description="the rep's or team's name")
+    facts: dict[str, Any] = Field(default_factory=dict,
+                                  description="the structured facts behind the headline (amounts as strings)")
+
+
+class MilestoneCorrected(_Model):
+    """`recognition.milestone.corrected` (tenants that ask for corrections): the numbers behind a celebrated
+    quota threshold fell back below it (a deal reopened or lost). The celebration is never repeated."""
+
+    celebration_id: str
+    scope: Scope
+    scope_id: str
+    milestone: str
+    period: str
+    value: Dec
+    headline: str
+    corrected_at: AwareDatetime
 
 
 class ExchangeRate(_Model):
@@ -429,6 +446,7 @@ def json_schemas() -> dict[str, dict[str, Any]]:
         "coaching.plan.step.missed": PlanStepSettled.model_json_schema(),
         "coaching.review.published": ReviewPublished.model_json_schema(),
         "recognition.milestone.reached": MilestoneReached.model_json_schema(),
+        "recognition.milestone.corrected": MilestoneCorrected.model_json_schema(),
         "tenant.upserted": TenantUpserted.model_json_schema(),
     }
     for type_, model in CANONICAL_DATA.items():

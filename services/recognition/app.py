@@ -1,8 +1,9 @@
-"""recognition: celebrates every milestone exactly once."""
+"""recognition: celebrates every milestone exactly once, with a headline worth posting."""
 
 from pathlib import Path
 
-from services.recognition.handlers import MODELS, make_handler
+from services.recognition.api import router
+from services.recognition.handlers import MODELS, make_handler, period_closer
 from shared import topics
 from shared.service import ServiceSpec, Subscription
 
@@ -10,6 +11,9 @@ SPEC = ServiceSpec(
     name="recognition",
     schema="recognition",
     migrations=Path(__file__).with_name("migrations"),
-    subscriptions=[Subscription("recognition", [topics.ATTAINMENT.name], MODELS, make_handler)],
-    openapi={"description": "Milestone ledger and celebrations.", "version": "1"},
+    subscriptions=[Subscription("recognition", [topics.ATTAINMENT.name, topics.DEALS.name, topics.ACTIVITIES.name,
+                                                topics.ROSTER.name, topics.TENANTS.name], MODELS, make_handler)],
+    routers=[router],
+    timers=[period_closer],
+    openapi={"description": "Milestone ledger, celebrations and trophy cases.", "version": "1"},
 )

@@ -177,7 +177,7 @@ async def _reached(conn: asyncpg.Connection, schema: str, group: str, end: dict[
 async def _caught_up(deadline: float) -> None:
     """kpi has applied the sales topics' backlog and sent its figures; then coaching and recognition
     have applied every attainment update up to there (earlier tests may have left hundreds of thousands),
-    and coaching the sales events too."""
+    and the sales events too."""
     sales = await end_offsets([t.name for t in (topics.DEALS, topics.ACTIVITIES, topics.ROSTER, topics.TARGETS)])
     conn = await asyncpg.connect(DATABASE_URL)
     try:
@@ -188,9 +188,9 @@ async def _caught_up(deadline: float) -> None:
             await asyncio.sleep(0.5)
         figures = await end_offsets([topics.ATTAINMENT.name])
         for service in ("coaching", "recognition"):
-            # coaching reads the sales topics too (activities, deals, roster): caught up on those as well
+            # both read the sales topics too (activities, deals, roster): caught up on those as well
             read = {tp: o for tp, o in sales.items() if tp.topic != topics.TARGETS.name}
-            ends = figures | read if service == "coaching" else figures
+            ends = figures | read
             while not await _reached(conn, service, f"{GROUP_PREFIX}-{service}", ends):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{service} did not catch up with the attainment backlog within 240 s")

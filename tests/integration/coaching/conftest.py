@@ -3,10 +3,6 @@ the test moves: no sleeping for a due date, a cool-down or a Monday morning."""
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -14,10 +10,8 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from fastapi import FastAPI
+from aiokafka import AIOKafkaProducer
 
 from services.coaching.app import SPEC
 from services.coaching.settings import CoachingSettings
@@ -25,60 +19,23 @@ from services.coaching.timers import Tally, tick
 from shared import topics
 from shared.clock import FixedClock
 from shared.cloudevents import CloudEvent, encode, message_key
-from shared.service import create_app
+from tests.integration import inprocess
 from tests.integration.conftest import BOOTSTRAP, fresh_database, open_watch
 
 CONSUMED = [topics.ATTAINMENT.name, topics.ACTIVITIES.name, topics.DEALS.name, topics.ROSTER.name, topics.TENANTS.name]
 OUT = [topics.TASKS.name, topics.PLANS.name, topics.REVIEWS.name]
 
 
-async def start_group_at_end(group: str) -> None:
-    """The new group reads from now on, not the broker's whole history of other tests' events."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        metadata = await consumer._client.fetch_all_metadata()
-        parts = [TopicPartition(t, p) for t in CONSUMED for p in metadata.partitions_for_topic(t) or ()]
-        ends = await consumer.end_offsets(parts)
-        consumer.assign(parts)
-        await consumer.commit(dict(ends))
-    finally:
-        await consumer.stop()
-
-
-class Replica:
-    """One coaching process's worth: its app (pool, consumer, relay, API) started by its lifespan."""
+class Replica(inprocess.Replica):
+    """One coaching process's worth, and its timer's work on demand."""
 
     def __init__(self, settings: CoachingSettings, clock: FixedClock) -> None:
-        self.settings, self.clock = settings, clock
-        self.app: FastAPI = create_app(SPEC, settings, clock)
-        self._life: Any = None
-        self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://coaching")
-
-    async def start(self) -> Replica:
-        self._life = self.app.router.lifespan_context(self.app)
-        await self._life.__aenter__()
-        deadline = time.monotonic() + 60
-        while (await self.http.get("/readyz")).status_code != 200:
-            assert time.monotonic() < deadline, (await self.http.get("/readyz")).text
-            await asyncio.sleep(0.2)
-        return self
-
-    async def stop(self) -> None:
-        if self._life is not None:
-            life, self._life = self._life, None
-            task = asyncio.ensure_future(life.__aexit__(None, None, None))
-            done, _ = await asyncio.wait([task], timeout=20)
-            if not done:  # a stop that hangs says where
-                for t in asyncio.all_tasks():
-                    print("TASK", t.get_name(), file=sys.stderr)
-                    t.print_stack(file=sys.stderr)
-                await task
+        super().__init__(SPEC, settings, clock)
+        self.policy = settings.policy()
 
     async def tick(self) -> Tally:
-        rt = self.app.state.runtime
-        done = await tick(rt.pool, self.clock.now(), self.settings.policy())
-        rt.relay.wake()
+        done = await tick(self.pool, self.clock.now(), self.policy)
+        self.wake()
         return done
 
 
@@ -142,39 +99,12 @@ class Harness:
     async def org(self) -> Org:
         token = f"atn_{uuid.uuid4().hex}"
         org = Org(f"c-{uuid.uuid4().hex[:10]}", token, self.producer)
-        event = CloudEvent(
-            str(uuid.uuid4()),
-            "tenant.upserted",
-            "attain/ingest",
-            self.clock.now(),
-            org.slug,
-            {
-                "tenant": org.slug,
-                "timezone": org.timezone,
-                "currency": "EUR",
-                "fiscal_start_month": 1,
-                "token_sha256": hashlib.sha256(token.encode()).hexdigest(),
-                "active": True,
-                "rates": [],
-            },
-        )
-        value, headers = encode(event)
-        await self.producer.send_and_wait(topics.TENANTS.name, value, key=message_key(org.slug), headers=headers)
+        await inprocess.register_tenant(self.producer, org.slug, token, org.timezone, self.clock.now())
         await self.until(lambda c: c.fetchval("SELECT 1 FROM coaching.tenants WHERE tenant = $1 AND active", org.slug))
         return org
 
     async def until(self, probe: Callable[[asyncpg.Connection], Awaitable[Any]], timeout: float = 30) -> Any:  # noqa: ASYNC109
-        """Poll the database until `probe` returns something truthy (the consumer has caught up)."""
-        deadline = time.monotonic() + timeout
-        conn = await asyncpg.connect(self.db_url)
-        try:
-            while True:
-                if found := await probe(conn):
-                    return found
-                assert time.monotonic() < deadline, "coaching did not get there in time"
-                await asyncio.sleep(0.2)
-        finally:
-            await conn.close()
+        return await inprocess.until(self.db_url, probe, timeout)
 
     async def query(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         conn = await asyncpg.connect(self.db_url)
@@ -192,7 +122,7 @@ async def coaching_db(stack: None) -> str:
 @pytest.fixture
 async def harness(coaching_db: str) -> AsyncIterator[Harness]:
     prefix = f"attain-coach-{uuid.uuid4().hex[:8]}"
-    await start_group_at_end(f"{prefix}-coaching")
+    await inprocess.start_group_at_end(f"{prefix}-coaching", CONSUMED)
     producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all")
     await producer.start()
     h = Harness(coaching_db, prefix, FixedClock(datetime.fromisoformat("2026-11-18T10:00:00+00:00")), producer)

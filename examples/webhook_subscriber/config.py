@@ -1,0 +1,89 @@
+"""Settings: environment variables, overridden by command-line options."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_TOPICS = "recognition.celebrations.v1,coaching.tasks.v1"
+
+
+class Settings(BaseSettings):
+    """Each field is read from the environment variable of its name in capitals (`WEBHOOK_URL`, ...)."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    webhook_url: str = Field(min_length=1, description="Where every event is POSTed, e.g. a Slack incoming webhook.")
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="whsec_<base64>: signs each delivery; without it no webhook-signature is sent.")
+    webhook_topics: str = DEFAULT_TOPICS
+    webhook_group: str = "attain-webhooks"
+    webhook_state: Path = Path("webhook-deliveries.sqlite3")
+    webhook_start_at: Literal["latest", "earliest"] = Field(
+        default="latest", description="Where a new consumer group starts: only new events, or all the topics hold.")
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_initial_backoff_s: float = Field(default=0.5, gt=0)
+    webhook_max_backoff_s: float = Field(default=60.0, gt=0)
+    webhook_retry_after_cap_s: float = Field(default=300.0, ge=0)
+    webhook_max_attempts: int = Field(default=0, ge=0, description="0: retry until the receiver answers.")
+    webhook_keep_days: float = Field(default=30.0, gt=0, description="How long delivered ids are remembered.")
+    log_level: str = "INFO"
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _a_standard_webhooks_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        """`whsec_` and the base64 of 24 to 64 random bytes (the spec's range); the error never shows it."""
+        if value is None:
+            return None
+        secret = value.get_secret_value()
+        try:
+            key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        except binascii.Error:
+            key = b""
+        if not secret.startswith("whsec_") or not 24 <= len(key) <= 64:
+            raise ValueError("must be whsec_ followed by the base64 of 24 to 64 random bytes")
+        return value
+
+    @property
+    def topics(self) -> list[str]:
+        return [t.strip() for t in self.webhook_topics.split(",") if t.strip()]
+
+
+_OPTIONS = {  # command-line option -> settings field
+    "url": "webhook_url", "secret": "webhook_secret", "topics": "webhook_topics", "group": "webhook_group",
+    "state": "webhook_state", "bootstrap_servers": "kafka_bootstrap_servers", "start_at": "webhook_start_at",
+    "max_attempts": "webhook_max_attempts",
+}
+
+
+def parse(argv: Sequence[str] | None = None) -> Settings:
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.webhook_subscriber",
+        description="Deliver Attain's celebrations and check-in tasks to a webhook, signed (Standard Webhooks).",
+        epilog="Every option can also be set in the environment: WEBHOOK_URL, WEBHOOK_SECRET, WEBHOOK_TOPICS, "
+               "WEBHOOK_GROUP, WEBHOOK_STATE, KAFKA_BOOTSTRAP_SERVERS, WEBHOOK_START_AT, WEBHOOK_MAX_ATTEMPTS, "
+               "and WEBHOOK_TIMEOUT_S, WEBHOOK_INITIAL_BACKOFF_S, WEBHOOK_MAX_BACKOFF_S, "
+               "WEBHOOK_RETRY_AFTER_CAP_S, WEBHOOK_KEEP_DAYS, LOG_LEVEL.")
+    parser.add_argument("--url", help="the webhook URL (WEBHOOK_URL)")
+    parser.add_argument("--secret", help="whsec_<base64> signing secret (WEBHOOK_SECRET); prefer the environment")
+    parser.add_argument("--topics", help=f"comma-separated topics (default {DEFAULT_TOPICS})")
+    parser.add_argument("--group", help="Kafka consumer group (default attain-webhooks)")
+    parser.add_argument("--state", help="SQLite file of delivered ids (default ./webhook-deliveries.sqlite3)")
+    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (default 127.0.0.1:9092)")
+    parser.add_argument("--start-at", choices=("latest", "earliest"), help="where a new group starts (latest)")
+    parser.add_argument("--max-attempts", type=int, help="give up (exit 1) after this many attempts; 0: never")
+    args = vars(parser.parse_args(argv))
+    overrides = {field: args[option] for option, field in _OPTIONS.items() if args[option] is not None}
+    try:
+        return Settings(**overrides)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in err.errors())
+        parser.error(problems)  # exits with status 2

@@ -1,0 +1,87 @@
+"""What recognition's pure rules see and find: plain data and the per-tenant settings, no I/O.
+
+A rule returns `Found` milestones; the ledger (PostgreSQL, unique per tenant, scope, id, milestone and
+period) decides which are new, and only a new one is announced. Each found milestone carries the
+structured facts a headline template is filled from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.events import Metric, Scope
+
+# milestone names (the `milestone` field of recognition.milestone.reached)
+QUOTA = "quota_{percent}"  # quota_50, quota_100, quota_150: a threshold of a target crossed
+TEAM_GOAL = "team_goal"  # a team reached 100% of its won_revenue target
+FIRST_WIN_EVER = "first_win_ever"  # period "ever"
+FIRST_WIN = "first_win"  # the first won deal of the rep in a quarter (period = the quarter)
+PERSONAL_RECORD = "personal_record"  # the rep's largest won deal so far (period = the local day it closed)
+TEAM_LARGEST_DEAL = "team_largest_deal"  # at quarter close: the team's largest deal (scope team)
+STREAK = "activity_streak"  # N consecutive business days at the daily activity goal (period = first day)
+LEADERBOARD = "leaderboard_{place}"  # at period close: 1st, 2nd, 3rd in the team per metric
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A milestone a rule found (the ledger decides whether it is new)."""
+
+    scope: Scope
+    scope_id: str
+    milestone: str
+    period: str
+    value: Decimal
+    occurred_at: datetime
+    facts: Mapping[str, Any] = field(default_factory=dict)  # what the headline says: name, amounts, ranks
+
+
+@dataclass(frozen=True, slots=True)
+class WonDeal:
+    """A won deal as recognition keeps it: the amount in the tenant's base currency (None: no rate)."""
+
+    deal_id: str
+    rep_id: str
+    amount: Decimal
+    currency: str
+    closed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    rep_id: str
+    name: str | None
+    actual: Decimal
+
+
+class Settings(BaseModel):
+    """A tenant's recognition settings (defaults; `PUT /v1/recognition/settings` overrides any subset)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    quota_thresholds: tuple[Decimal, ...] = Field(
+        (Decimal("0.5"), Decimal("1"), Decimal("1.5")), min_length=1, description="attainment shares celebrated")
+    quota_metrics: tuple[Metric, ...] | None = Field(None, description="None: every metric with a target")
+    streak_days: int = Field(5, ge=2, le=60, description="consecutive business days at the daily activity goal")
+    streak_daily_activities: int = Field(5, ge=1, le=500, description="the daily activity goal of a streak")
+    leaderboard_metrics: tuple[Metric, ...] = (Metric.WON_REVENUE, Metric.DEALS_WON)
+    leaderboard_places: int = Field(3, ge=1, le=10)
+    disabled: tuple[str, ...] = Field((), description="milestone kinds switched off, e.g. ['activity_streak']")
+    corrections: bool = Field(False, description="announce recognition.milestone.corrected when numbers drop "
+                                                 "back below a celebrated threshold (never a second celebration)")
+    locale: str = Field("en", description="formats amounts and dates in headlines, e.g. 'de_DE'")
+    templates: dict[str, str] = Field(default_factory=dict,
+                                      description="headline per milestone kind, with {placeholders} from its facts")
+
+
+@dataclass(frozen=True, slots=True)
+class Day:
+    """Activities a rep logged on one local day."""
+
+    day: date
+    activities: int

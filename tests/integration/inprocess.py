@@ -1,0 +1,99 @@
+"""A service's replicas in-process, on the real broker and a PostgreSQL database of the test's own, with a
+clock the test moves (coaching's due dates and cool-downs, recognition's period closes)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from fastapi import FastAPI
+
+from shared import topics
+from shared.clock import FixedClock
+from shared.cloudevents import CloudEvent, encode, message_key
+from shared.service import ServiceSpec, create_app
+from shared.settings import ServiceSettings
+from tests.integration.conftest import BOOTSTRAP
+
+
+async def start_group_at_end(group: str, names: Sequence[str]) -> None:
+    """The new group reads from now on, not the broker's whole history of other tests' events."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        metadata = await consumer._client.fetch_all_metadata()
+        parts = [TopicPartition(t, p) for t in names for p in metadata.partitions_for_topic(t) or ()]
+        ends = await consumer.end_offsets(parts)
+        consumer.assign(parts)
+        await consumer.commit(dict(ends))
+    finally:
+        await consumer.stop()
+
+
+class Replica:
+    """One process's worth of a service: its app (pool, consumers, relay, timers, API) started by its lifespan."""
+
+    def __init__(self, spec: ServiceSpec, settings: ServiceSettings, clock: FixedClock) -> None:
+        self.settings, self.clock = settings, clock
+        self.app: FastAPI = create_app(spec, settings, clock)
+        self._life: Any = None
+        self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url=f"http://{spec.name}")
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self.app.state.runtime.pool
+
+    def wake(self) -> None:
+        self.app.state.runtime.relay.wake()
+
+    async def start(self) -> Replica:
+        self._life = self.app.router.lifespan_context(self.app)
+        await self._life.__aenter__()
+        deadline = time.monotonic() + 60
+        while (await self.http.get("/readyz")).status_code != 200:
+            assert time.monotonic() < deadline, (await self.http.get("/readyz")).text
+            await asyncio.sleep(0.2)
+        return self
+
+    async def stop(self) -> None:
+        if self._life is not None:
+            life, self._life = self._life, None
+            task = asyncio.ensure_future(life.__aexit__(None, None, None))
+            done, _ = await asyncio.wait([task], timeout=20)
+            if not done:  # a stop that hangs says where
+                for t in asyncio.all_tasks():
+                    print("TASK", t.get_name(), file=sys.stderr)
+                    t.print_stack(file=sys.stderr)
+                await task
+
+
+async def register_tenant(producer: AIOKafkaProducer, slug: str, token: str, timezone: str, at: datetime) -> None:
+    """What `ingest tenants create` announces on the registry topic, so the read APIs know the token."""
+    event = CloudEvent(str(uuid.uuid4()), "tenant.upserted", "attain/ingest", at, slug, {
+        "tenant": slug, "timezone": timezone, "currency": "EUR", "fiscal_start_month": 1,
+        "token_sha256": hashlib.sha256(token.encode()).hexdigest(), "active": True, "rates": []})
+    value, headers = encode(event)
+    await producer.send_and_wait(topics.TENANTS.name, value, key=message_key(slug), headers=headers)
+
+
+async def until(db_url: str, probe: Callable[[asyncpg.Connection], Awaitable[Any]], timeout: float = 30) -> Any:  # noqa: ASYNC109
+    """Poll the database until `probe` returns something truthy (the consumer has caught up)."""
+    deadline = time.monotonic() + timeout
+    conn = await asyncpg.connect(db_url)
+    try:
+        while True:
+            if found := await probe(conn):
+                return found
+            assert time.monotonic() < deadline, "the service did not get there in time"
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
