@@ -2,6 +2,10 @@
 replica, once shuffled across keys with duplicate deliveries to two replicas - celebrates the same
 milestones, each once; a SIGKILL mid-batch loses none and repeats none.
 
+These run before any test that starts the shared services (pytest collects this folder before the
+`test_*.py` files beside it): a shared kpi would read this test's deals and publish figures of its own
+for the tenant, and a shared recognition would celebrate them a second time in its own database.
+
 Kafka keeps one key's records in order (a rep's events share the key `<tenant>:<rep_id>`), so the
 shuffle keeps each key's order and mixes everything else, which is what partitions and replicas do.
 """
