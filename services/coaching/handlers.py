@@ -25,7 +25,7 @@ from services.coaching.checkins import compose
 from services.coaching.model import SEVERITY_RANK, Policy
 from services.coaching.rules import evaluate
 from services.coaching.settings import CoachingSettings
-from shared import topics
+from shared import registry, topics
 from shared.cloudevents import CloudEvent, message_key
 from shared.consumer import Handler, Incoming, claim
 from shared.events import (
@@ -78,7 +78,7 @@ async def _store(conn: asyncpg.Connection, msg: Incoming, now: datetime) -> set[
     touched: set[str] = set()
     match data:
         case TenantUpserted():
-            await repo.upsert_tenant(conn, data)
+            await registry.upsert_tenant(conn, data)
         case RepUpserted():
             await repo.upsert_rep(conn, tenant, data, msg.event.time)
             touched = {data.rep_id}
@@ -86,11 +86,11 @@ async def _store(conn: asyncpg.Connection, msg: Incoming, now: datetime) -> set[
             await repo.save_attainment(conn, tenant, data, now)
             touched = {data.scope_id} if data.scope == Scope.REP else set()
         case ActivityLogged():
-            await repo.remember_calendar(conn, tenant, msg.event.extensions)
+            await registry.remember_calendar(conn, tenant, msg.event.extensions)
             await repo.seen_rep(conn, tenant, data.rep_id, data.occurred_at)
             touched = await repo.add_activities(conn, tenant, [data])
         case DealUpserted():
-            await repo.remember_calendar(conn, tenant, msg.event.extensions)
+            await registry.remember_calendar(conn, tenant, msg.event.extensions)
             # known from now on: a deal created long ago (history imported at go-live) says nothing about
             # whether the rep's activities were being recorded then
             await repo.seen_rep(conn, tenant, data.rep_id, now)

@@ -25,7 +25,6 @@ from shared.events import (
     Metric,
     RepUpserted,
     TaskCreated,
-    TenantUpserted,
 )
 
 HISTORY = timedelta(days=180)  # how far back rules look (win-rate baseline); older activities may be pruned
@@ -35,26 +34,6 @@ TASK_COLUMNS = ("task_id, rep_id, rep_name, team_id, manager_id, rule, severity,
 
 
 # --- what coaching keeps of the sales topics -------------------------------------------------------
-
-
-async def upsert_tenant(conn: asyncpg.Connection, entry: TenantUpserted) -> None:
-    await conn.execute(
-        "INSERT INTO tenants (tenant, timezone, fiscal_start_month, currency, token_sha256, active)"
-        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant) DO UPDATE SET timezone = EXCLUDED.timezone,"
-        " fiscal_start_month = EXCLUDED.fiscal_start_month, currency = EXCLUDED.currency,"
-        " token_sha256 = EXCLUDED.token_sha256, active = EXCLUDED.active",
-        entry.tenant, entry.timezone, entry.fiscal_start_month, entry.currency, bytes.fromhex(entry.token_sha256),
-        entry.active)
-
-
-async def remember_calendar(conn: asyncpg.Connection, tenant: str, extensions: Mapping[str, str]) -> None:
-    """A tenant seen on a sales event before its registry entry: keep its zone and currency from the event."""
-    if not extensions.get("tenanttimezone"):
-        return
-    await conn.execute(
-        "INSERT INTO tenants (tenant, timezone, fiscal_start_month, currency) VALUES ($1, $2, $3, $4)"
-        " ON CONFLICT (tenant) DO NOTHING", tenant, extensions["tenanttimezone"],
-        int(extensions.get("tenantfiscalstart") or 1), extensions.get("tenantcurrency") or None)
 
 
 async def upsert_rep(conn: asyncpg.Connection, tenant: str, rep: RepUpserted, version: datetime) -> None:

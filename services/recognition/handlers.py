@@ -32,7 +32,7 @@ from services.recognition.rules import (
     team_largest_deal,
 )
 from services.recognition.settings import RecognitionSettings
-from shared import metrics, topics
+from shared import metrics, registry, topics
 from shared.cloudevents import CloudEvent, message_key
 from shared.consumer import TRANSIENT, Handler, Incoming, claim
 from shared.events import (
@@ -76,19 +76,19 @@ async def apply(conn: asyncpg.Connection, msg: Incoming, now: datetime) -> int:
     tenant, data = msg.event.tenant, msg.data
     match data:
         case TenantUpserted():
-            await repo.upsert_tenant(conn, data)
+            await registry.upsert_tenant(conn, data)
         case RepUpserted():
             await repo.upsert_rep(conn, tenant, data, msg.event.time)
         case AttainmentUpdated() if await claim(conn, msg.event):
             return await _attainment(conn, tenant, data, now)
         case DealUpserted():
-            await repo.remember_calendar(conn, tenant, msg.event.extensions)
+            await registry.remember_calendar(conn, tenant, msg.event.extensions)
             if await repo.apply_deal(conn, tenant, data, msg.event.id):
                 return await _won(conn, tenant, data)
         case DealDeleted():
             await repo.delete_deal(conn, tenant, data, msg.event.id)
         case ActivityLogged():
-            await repo.remember_calendar(conn, tenant, msg.event.extensions)
+            await registry.remember_calendar(conn, tenant, msg.event.extensions)
             if await repo.add_activity(conn, tenant, data):
                 return await _streak(conn, tenant, data.rep_id, data.occurred_at)
     return 0

@@ -18,28 +18,10 @@ import asyncpg
 
 from services.recognition.model import Found, Settings, Standing, WonDeal
 from services.recognition.rules import celebration_id
-from shared.events import ActivityLogged, AttainmentUpdated, DealDeleted, DealUpserted, RepUpserted, TenantUpserted
+from shared.events import ActivityLogged, AttainmentUpdated, DealDeleted, DealUpserted, RepUpserted
 
 CELEBRATION_COLUMNS = ("celebration_id, scope, scope_id, milestone, period, value, headline, occurred_at, facts,"
                        " status, corrected_at")
-
-
-async def upsert_tenant(conn: asyncpg.Connection, entry: TenantUpserted) -> None:
-    await conn.execute(
-        "INSERT INTO tenants (tenant, timezone, fiscal_start_month, currency, token_sha256, active)"
-        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant) DO UPDATE SET timezone = EXCLUDED.timezone,"
-        " fiscal_start_month = EXCLUDED.fiscal_start_month, currency = EXCLUDED.currency,"
-        " token_sha256 = EXCLUDED.token_sha256, active = EXCLUDED.active",
-        entry.tenant, entry.timezone, entry.fiscal_start_month, entry.currency, bytes.fromhex(entry.token_sha256),
-        entry.active)
-
-
-async def remember_calendar(conn: asyncpg.Connection, tenant: str, extensions: dict[str, str] | Any) -> None:
-    if extensions.get("tenanttimezone"):
-        await conn.execute(
-            "INSERT INTO tenants (tenant, timezone, fiscal_start_month, currency) VALUES ($1, $2, $3, $4)"
-            " ON CONFLICT (tenant) DO NOTHING", tenant, extensions["tenanttimezone"],
-            int(extensions.get("tenantfiscalstart") or 1), extensions.get("tenantcurrency") or None)
 
 
 async def calendar(conn: asyncpg.Connection, tenant: str) -> tuple[ZoneInfo, int, str | None]:
