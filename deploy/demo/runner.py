@@ -24,7 +24,9 @@ from pathlib import Path
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from shared import topics
+from services.coaching.app import SPEC as COACHING
+from services.kpi.app import SPEC as KPI
+from services.recognition.app import SPEC as RECOGNITION
 
 __all__ = [
     "DATABASE_URL",
@@ -161,11 +163,8 @@ class Tenant:
 
 
 # Which topics each service's consumer group reads (shared/topics.py; the apps' subscriptions).
-GROUP_TOPICS = {
-    "kpi": (topics.DEALS.name, topics.ACTIVITIES.name, topics.ROSTER.name, topics.TARGETS.name, topics.TENANTS.name),
-    "coaching": (topics.ATTAINMENT.name,),
-    "recognition": (topics.ATTAINMENT.name,),
-}
+# every consumer group of the services and the topics it reads, from the services' own specs
+GROUP_TOPICS = {sub.group: tuple(sub.topics) for spec in (KPI, COACHING, RECOGNITION) for sub in spec.subscriptions}
 
 
 async def start_groups_at_end(prefix: str) -> None:
