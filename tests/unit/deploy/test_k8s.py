@@ -1,0 +1,661 @@
+"""deploy/k8s (Kustomize) renders offline, validates against the Kubernetes and CRD schemas, and agrees
+with the code it runs.
+
+Each overlay is rendered with the real Kustomize (`kustomize build`, or the copy built into `kubectl`);
+no cluster is contacted. Built-in kinds are validated with kubernetes-validate's bundled schemas in
+strict mode (unknown fields are errors); the custom resources (KEDA, Strimzi, prometheus-operator)
+with the CRD schemas vendored in deploy/k8s/schemas. Then the objects are compared with the code:
+ports and probes with the services' settings and shared/service.py, topics with shared/topics.py,
+KEDA triggers with each service's subscriptions, alert expressions with the metrics the code defines.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import codecs
+import functools
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from services.coaching.app import SPEC as COACHING
+from services.coaching.settings import CoachingSettings
+from services.ingest.app import SPEC as INGEST
+from services.ingest.settings import IngestSettings
+from services.kpi.app import SPEC as KPI
+from services.kpi.settings import KpiSettings
+from services.recognition.app import SPEC as RECOGNITION
+from services.recognition.settings import RecognitionSettings
+from shared import db
+from shared.service import ServiceSpec
+from shared.settings import ServiceSettings
+from shared.topics import TENANTS, all_with_dlq
+
+ROOT = Path(__file__).resolve().parents[3]
+K8S = ROOT / "deploy" / "k8s"
+SCHEMAS = K8S / "schemas"
+OVERLAYS = ("base", "overlays/dev", "overlays/prod")
+
+# The contract's services (CONTRACT.md section 1): how each is described in code.
+SERVICES: dict[str, tuple[ServiceSpec, type[ServiceSettings]]] = {
+    "ingest": (INGEST, IngestSettings),
+    "kpi": (KPI, KpiSettings),
+    "coaching": (COACHING, CoachingSettings),
+    "recognition": (RECOGNITION, RecognitionSettings),
+}
+CONSUMERS = [name for name, (spec, _) in SERVICES.items() if spec.subscriptions]
+TOPICS = {topic.name: topic for topic in all_with_dlq()}
+# Topics a group reads that neither scale it nor cap its replicas (see deploy/k8s/base/kpi.yaml).
+NOT_SCALED_ON = {TENANTS.name}
+RUN_AS_USER = 10001
+
+# Kubernetes versions the built-in objects must be valid for: an old floor and the newest bundled.
+K8S_VERSIONS = ("1.30", kubernetes_validate.utils.latest_version())
+CRD_SCHEMAS = {
+    ("keda.sh/v1alpha1", "ScaledObject"): "keda.sh_v1alpha1_scaledobject.json",
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): "keda.sh_v1alpha1_triggerauthentication.json",
+    ("kafka.strimzi.io/v1beta2", "KafkaTopic"): "kafka.strimzi.io_v1beta2_kafkatopic.json",
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com_v1_servicemonitor.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "monitoring.coreos.com_v1_prometheusrule.json",
+}
+# The kafka scaler's metadata parameters (KEDA 2.x docs, "Apache Kafka"): catches a misspelt key,
+# which KEDA would silently ignore.
+KEDA_KAFKA_PARAMETERS = {
+    "bootstrapServers", "consumerGroup", "topic", "lagThreshold", "activationLagThreshold",
+    "offsetResetPolicy", "allowIdleConsumers", "scaleToZeroOnInvalidOffset", "excludePersistentLag",
+    "limitToPartitionsWithLag", "version", "partitionLimitation", "sasl", "tls", "unsafeSsl",
+}
+
+
+# --- rendering -------------------------------------------------------------------------------------
+
+
+def _kustomize() -> list[str] | None:
+    if path := shutil.which("kustomize"):
+        return [path, "build"]
+    if path := shutil.which("kubectl"):
+        return [path, "kustomize"]
+    return None
+
+
+@functools.cache
+def _render(overlay: str) -> tuple[dict[str, Any], ...]:
+    command = _kustomize()
+    if command is None:
+        pytest.fail("neither kustomize nor kubectl is installed: the manifests cannot be rendered and checked;"
+                    " install kubectl (it carries kustomize) or kustomize")
+    done = subprocess.run([*command, str(K8S / overlay)], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, f"kustomize failed for {overlay}:\n{done.stderr}"
+    return tuple(doc for doc in yaml.safe_load_all(done.stdout) if doc)
+
+
+def render(overlay: str) -> list[dict[str, Any]]:
+    return list(_render(overlay))
+
+
+def objects(overlay: str, kind: str) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o for o in render(overlay) if o["kind"] == kind}
+
+
+def one(overlay: str, kind: str, name: str) -> dict[str, Any]:
+    found = objects(overlay, kind)
+    assert name in found, f"{overlay}: no {kind} {name} (has {sorted(found)})"
+    return found[name]
+
+
+def config(overlay: str) -> dict[str, str]:
+    maps = [o for o in render(overlay)
+            if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("attain-config")]
+    assert len(maps) == 1, f"{overlay}: expected one attain-config ConfigMap"
+    data: dict[str, str] = maps[0]["data"]
+    return data
+
+
+def container(workload: dict[str, Any]) -> dict[str, Any]:
+    containers = workload["spec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["app"], f"{workload['metadata']['name']}: one container, `app`"
+    found: dict[str, Any] = containers[0]
+    return found
+
+
+def workloads(overlay: str) -> Iterator[dict[str, Any]]:
+    yield from objects(overlay, "Deployment").values()
+    yield from objects(overlay, "Job").values()
+
+
+def setting_names() -> set[str]:
+    """Every environment variable a service reads: its settings fields, upper-cased."""
+    return {field.upper() for _, settings in SERVICES.values() for field in settings.model_fields}
+
+
+def http_port(name: str) -> int:
+    port = SERVICES[name][1].model_fields["http_port"].default
+    assert isinstance(port, int)
+    return port
+
+
+# --- the code's metrics (read from the source, as Prometheus would see them) ----------------------
+
+SAMPLE_SUFFIXES = {
+    "Counter": ("_total", "_created"),
+    "Gauge": ("",),
+    "Histogram": ("_bucket", "_count", "_sum", "_created"),
+    "Summary": ("", "_count", "_sum", "_created"),
+}
+# Labels prometheus-operator adds to every series scraped through a ServiceMonitor.
+TARGET_LABELS = {"namespace", "job", "service", "pod", "container", "endpoint", "instance"}
+
+
+@functools.cache
+def _source_trees() -> tuple[ast.Module, ...]:
+    return tuple(ast.parse(path.read_text(), filename=str(path))
+                 for folder in ("shared", "services") for path in sorted((ROOT / folder).rglob("*.py")))
+
+
+@functools.cache
+def exported_metrics() -> dict[str, frozenset[str]]:
+    """Sample name -> label names, for every prometheus_client metric defined in shared/ and services/."""
+    samples: dict[str, frozenset[str]] = {}
+    for tree in _source_trees():
+        kinds = {alias.asname or alias.name: alias.name for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module == "prometheus_client"
+                 for alias in node.names if alias.name in SAMPLE_SUFFIXES}
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in kinds):
+                continue
+            kind = kinds[node.func.id]
+            name = _literal(node.args[0]) if node.args else _keyword(node, "name")
+            assert isinstance(name, str), f"a {kind} whose name is not a literal: {ast.unparse(node)}"
+            labels = _literal(node.args[2]) if len(node.args) > 2 else _keyword(node, "labelnames")
+            labelnames = frozenset(labels or ())
+            base = name.removesuffix("_total") if kind == "Counter" else name
+            for suffix in SAMPLE_SUFFIXES[kind]:
+                extra = {"le"} if suffix == "_bucket" else {"quantile"} if kind == "Summary" and not suffix else set()
+                samples[base + suffix] = labelnames | extra
+    return samples
+
+
+@functools.cache
+def code_strings() -> frozenset[str]:
+    """Every string literal in shared/ and services/ (label values the code can emit)."""
+    return frozenset(node.value for tree in _source_trees() for node in ast.walk(tree)
+                     if isinstance(node, ast.Constant) and isinstance(node.value, str))
+
+
+def _literal(node: ast.expr) -> Any:
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        return None
+
+
+def _keyword(call: ast.Call, name: str) -> Any:
+    return next((_literal(k.value) for k in call.keywords if k.arg == name), None)
+
+
+# --- PromQL, as much of it as the checks need ----------------------------------------------------------
+
+PROMQL_KEYWORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right",
+                   "bool", "offset"}
+_MATCHERS = re.compile(r"([a-zA-Z_:][\w:]*)?\s*\{([^}]*)\}")
+_MATCHER = re.compile(r'(\w+)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
+_GROUPING = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)")
+
+
+def promql_metrics(expr: str) -> set[str]:
+    """The metric names an expression selects (identifiers that are not functions, keywords or labels)."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    text = re.sub(r"\{[^}]*\}", " ", text)
+    text = re.sub(r"\[[^\]]*\]", " ", text)
+    text = _GROUPING.sub(" ", text)
+    names = re.findall(r"(?<![\w.])([a-zA-Z_:][\w:]*)\b(?!\s*\()", text)
+    return {n for n in names if n not in PROMQL_KEYWORDS}
+
+
+def promql_matchers(expr: str) -> list[tuple[str, str, str, str]]:
+    """(metric, label, operator, value) for every label matcher, the value unescaped as PromQL does."""
+    found = []
+    for metric, body in _MATCHERS.findall(expr):
+        for label, op, raw in _MATCHER.findall(body):
+            found.append((metric, label, op, codecs.decode(raw, "unicode_escape")))
+    return found
+
+
+def promql_grouping_labels(expr: str) -> set[str]:
+    return {label.strip() for _, labels in _GROUPING.findall(expr) for label in labels.split(",") if label.strip()}
+
+
+def alert_rules(overlay: str = "base") -> list[dict[str, Any]]:
+    rules = [rule for rule_set in objects(overlay, "PrometheusRule").values()
+             for group in rule_set["spec"]["groups"] for rule in group["rules"]]
+    assert rules, "no alert rules rendered"
+    return rules
+
+
+# --- schemas -----------------------------------------------------------------------------------------
+
+
+@functools.cache
+def crd_validator(api_version: str, kind: str) -> jsonschema.protocols.Validator:
+    schema = json.loads((SCHEMAS / CRD_SCHEMAS[api_version, kind]).read_text())
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    validator: jsonschema.protocols.Validator = validator_class(schema)
+    return validator
+
+
+def test_the_vendored_crd_schemas_are_valid_and_reject_what_the_operators_reject() -> None:
+    for api_version, kind in CRD_SCHEMAS:
+        crd_validator(api_version, kind)  # check_schema raises on a malformed schema
+    rejected = [
+        ("keda.sh/v1alpha1", "ScaledObject", {"scaleTargetRef": {"name": "x"}, "maxReplicas": 3,
+                                              "triggers": [{"type": "kafka", "metadata": {}}]}),
+        ("keda.sh/v1alpha1", "ScaledObject", {"scaleTargetRef": {"name": "x"},
+                                              "triggers": [{"type": "kafka", "metadata": {"lagThreshold": 5}}]}),
+        ("kafka.strimzi.io/v1beta2", "KafkaTopic", {"partitions": 0}),
+        ("kafka.strimzi.io/v1beta2", "KafkaTopic", {"partitions": 1, "replication": 3}),
+        ("monitoring.coreos.com/v1", "ServiceMonitor", {"selector": {}, "endpoints": [{"interval": "30 seconds"}]}),
+        ("monitoring.coreos.com/v1", "PrometheusRule", {"groups": [{"name": "g", "rules": [{"alert": "A"}]}]}),
+    ]
+    for api_version, kind, spec in rejected:
+        manifest = {"apiVersion": api_version, "kind": kind, "metadata": {"name": "x"}, "spec": spec}
+        assert not crd_validator(api_version, kind).is_valid(manifest), f"{kind} accepted {spec}"
+    bad_name = {"apiVersion": "kafka.strimzi.io/v1beta2", "kind": "KafkaTopic", "metadata": {"name": "Sales_Deals"}}
+    assert not crd_validator("kafka.strimzi.io/v1beta2", "KafkaTopic").is_valid(bad_name)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_built_in_objects_are_valid_kubernetes(overlay: str, version: str) -> None:
+    built_in = [o for o in render(overlay) if (o["apiVersion"], o["kind"]) not in CRD_SCHEMAS]
+    assert {o["kind"] for o in built_in} >= {"Deployment", "Service", "PodDisruptionBudget", "ServiceAccount",
+                                             "ConfigMap", "HorizontalPodAutoscaler", "Job"}
+    errors = []
+    for manifest in built_in:
+        try:
+            kubernetes_validate.validate(manifest, version, strict=True)
+        except kubernetes_validate.ValidationError as err:
+            path = ".".join(str(p) for p in err.path)
+            errors.append(f"{manifest['kind']}/{manifest['metadata']['name']} at {path}: {err.message}")
+    assert not errors, f"{overlay} (Kubernetes {version}):\n" + "\n".join(errors)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_custom_resources_are_valid_against_their_crds(overlay: str) -> None:
+    custom = [o for o in render(overlay) if (o["apiVersion"], o["kind"]) in CRD_SCHEMAS]
+    assert {o["kind"] for o in custom} == {kind for _, kind in CRD_SCHEMAS}
+    for manifest in custom:
+        errors = sorted(crd_validator(manifest["apiVersion"], manifest["kind"]).iter_errors(manifest), key=str)
+        assert not errors, f"{overlay}: {manifest['kind']}/{manifest['metadata']['name']}: " + "; ".join(
+            f"{'.'.join(map(str, e.path))}: {e.message}" for e in errors)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_object_lands_in_the_overlays_namespace(overlay: str) -> None:
+    expected = {"base": None, "overlays/dev": "attain-dev", "overlays/prod": "attain"}[overlay]
+    for manifest in render(overlay):
+        assert manifest["metadata"].get("namespace") == expected, manifest["metadata"]["name"]
+
+
+# --- the services ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_service_runs_its_module_with_both_probes_on_its_port(overlay: str, name: str) -> None:
+    port = http_port(name)
+    deployment = one(overlay, "Deployment", f"attain-{name}")
+    app = container(deployment)
+    assert app["command"] == ["python", "-m", f"services.{name}"]
+    assert app["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"}]
+    assert {"name": "HTTP_PORT", "value": str(port)} in app["env"]
+    named_ports = {p["name"]: p["containerPort"] for p in app["ports"]}
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"), ("startupProbe", "/healthz")):
+        get = app[probe]["httpGet"]
+        assert get["path"] == path, f"{name}: {probe}"
+        assert named_ports.get(get["port"], get["port"]) == port, f"{name}: {probe} on the wrong port"
+    # /readyz waits up to 2 s + 2 s for PostgreSQL and 3 s for Kafka before answering (shared/service.py).
+    assert app["readinessProbe"]["timeoutSeconds"] > 7
+
+    service = one(overlay, "Service", f"attain-{name}")
+    assert service["spec"]["ports"] == [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}]
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert deployment["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_replica_is_a_static_group_member_named_after_its_pod(overlay: str) -> None:
+    assert "KAFKA_GROUP_INSTANCE_ID" in setting_names()
+    for name in SERVICES:
+        env = {e["name"]: e for e in container(one(overlay, "Deployment", f"attain-{name}"))["env"]}
+        assert env["KAFKA_GROUP_INSTANCE_ID"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}, name
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_pods_run_as_a_fixed_non_root_user_with_a_read_only_root(overlay: str) -> None:
+    accounts = objects(overlay, "ServiceAccount")
+    found = list(workloads(overlay))
+    assert len(found) == len(SERVICES) + 1  # and the migration Job
+    for workload in found:
+        name, pod = workload["metadata"]["name"], workload["spec"]["template"]["spec"]
+        app = container(workload)
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["runAsUser"] == RUN_AS_USER, name
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        context = app["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False, name
+        assert context["readOnlyRootFilesystem"] is True, name
+        assert context["capabilities"] == {"drop": ["ALL"]}, name
+        assert context.get("runAsUser", RUN_AS_USER) == RUN_AS_USER, name
+        assert "privileged" not in context or context["privileged"] is False, name
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        tmp = [m for m in app["volumeMounts"] if m["mountPath"] == "/tmp"]
+        assert len(tmp) == 1 and "emptyDir" in volumes[tmp[0]["name"]], f"{name}: /tmp must be an emptyDir"
+        assert pod["serviceAccountName"] in accounts, name
+        assert pod["automountServiceAccountToken"] is False, name
+
+
+def test_the_termination_grace_period_outlasts_the_sigterm_drain() -> None:
+    source = (ROOT / "shared" / "service.py").read_text()
+    drain = int(re.search(r"timeout_graceful_shutdown=(\d+)", source).group(1))  # type: ignore[union-attr]
+    for overlay in OVERLAYS:
+        for name in SERVICES:
+            deployment = one(overlay, "Deployment", f"attain-{name}")
+            pod = deployment["spec"]["template"]["spec"]
+            pre_stop = container(deployment)["lifecycle"]["preStop"]["exec"]["command"]
+            pause = float(re.search(r"sleep\((\d+(?:\.\d+)?)\)", pre_stop[-1]).group(1))  # type: ignore[union-attr]
+            assert pod["terminationGracePeriodSeconds"] > drain + pause, f"{overlay}: {name}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_configuration_comes_from_a_config_map_and_a_secret_with_settings_names(overlay: str) -> None:
+    data = config(overlay)
+    assert set(data) <= setting_names(), f"not settings: {set(data) - setting_names()}"
+    required = {"KAFKA_BOOTSTRAP_SERVERS", "KAFKA_SECURITY_PROTOCOL", "KAFKA_CONSUMER_GROUP_PREFIX", "LOG_LEVEL"}
+    assert required <= data.keys()
+    config_name = next(o["metadata"]["name"] for o in render(overlay) if o["kind"] == "ConfigMap"
+                       and o["metadata"]["name"].startswith("attain-config"))
+    for workload in workloads(overlay):
+        sources = container(workload)["envFrom"]
+        assert {"configMapRef": {"name": config_name}} in sources, workload["metadata"]["name"]
+        assert {"secretRef": {"name": "attain-secrets"}} in sources, workload["metadata"]["name"]
+    secrets = objects(overlay, "Secret")
+    if overlay == "overlays/prod":  # real credentials come from outside; never render placeholders over them
+        assert "attain-secrets" not in secrets
+        return
+    placeholders = secrets["attain-secrets"]["data"]
+    assert set(placeholders) == {"DATABASE_URL", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"}
+    assert set(placeholders) <= setting_names()
+    for key, value in placeholders.items():
+        assert "CHANGE-ME" in base64.b64decode(value).decode(), f"{key} is not a placeholder"
+
+
+def test_prod_connects_to_kafka_over_sasl_ssl_like_keda() -> None:
+    data = config("overlays/prod")
+    assert data["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert data["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    for name in SERVICES:
+        deployment = one("overlays/prod", "Deployment", f"attain-{name}")
+        mounts = {m["mountPath"]: m for m in container(deployment)["volumeMounts"]}
+        assert str(Path(data["KAFKA_SSL_CAFILE"]).parent) in mounts, f"{name}: the CA file is not mounted"
+    auth = one("overlays/prod", "TriggerAuthentication", "attain-kafka")["spec"]["secretTargetRef"]
+    assert {ref["parameter"] for ref in auth} == {"sasl", "tls", "username", "password", "ca"}
+    secret = one("overlays/prod", "Secret", "attain-keda-kafka")
+    mode = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    keda_sasl = {"PLAIN": "plaintext", "SCRAM-SHA-256": "scram_sha256", "SCRAM-SHA-512": "scram_sha512"}
+    assert mode == {"sasl": keda_sasl[data["KAFKA_SASL_MECHANISM"]], "tls": "enable"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_all_workloads_run_the_one_image_with_the_overlays_tag(overlay: str) -> None:
+    images = {container(w)["image"] for w in workloads(overlay)}
+    assert len(images) == 1, images
+    image = images.pop()
+    if overlay == "overlays/dev":
+        assert image == "attain:dev"
+    if overlay == "overlays/prod":  # pinned: a release version or a digest, never a moving tag
+        assert re.fullmatch(r".+/attain(:\d+\.\d+\.\d+|@sha256:[0-9a-f]{64})", image), image
+
+
+# --- scaling and disruption --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_service_has_one_autoscaler_and_a_disruption_budget(overlay: str, name: str) -> None:
+    deployment = one(overlay, "Deployment", f"attain-{name}")
+    assert "replicas" not in deployment["spec"], f"{name}: the autoscaler owns the replica count"
+    hpas = [h for h in objects(overlay, "HorizontalPodAutoscaler").values()
+            if h["spec"]["scaleTargetRef"]["name"] == f"attain-{name}"]
+    scaled = [s for s in objects(overlay, "ScaledObject").values()
+              if s["spec"]["scaleTargetRef"]["name"] == f"attain-{name}"]
+    if name in CONSUMERS:
+        assert not hpas and len(scaled) == 1, name
+        spec = scaled[0]["spec"]
+        assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"], name  # the CRD's CEL rule
+    else:
+        assert not scaled and len(hpas) == 1, name
+        spec = hpas[0]["spec"]
+        assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": f"attain-{name}"}
+        assert [m["resource"]["name"] for m in spec["metrics"]] == ["cpu"]
+        assert 1 <= spec["minReplicas"] <= spec["maxReplicas"]
+        assert "cpu" in container(deployment)["resources"]["requests"], "CPU utilisation needs a CPU request"
+    budgets = [p for p in objects(overlay, "PodDisruptionBudget").values()
+               if p["spec"]["selector"]["matchLabels"].items()
+               <= deployment["spec"]["template"]["metadata"]["labels"].items()]
+    assert len(budgets) == 1, name
+    resources = container(deployment)["resources"]
+    assert {"cpu", "memory"} <= set(resources["requests"]) and "memory" in resources["limits"], name
+
+
+def _minimum_replicas(overlay: str, name: str) -> int:
+    for hpa in objects(overlay, "HorizontalPodAutoscaler").values():
+        if hpa["spec"]["scaleTargetRef"]["name"] == f"attain-{name}":
+            minimum: int = hpa["spec"]["minReplicas"]
+            return minimum
+    minimum = one(overlay, "ScaledObject", f"attain-{name}")["spec"]["minReplicaCount"]
+    return minimum
+
+
+def test_dev_runs_one_replica_and_prod_keeps_a_minimum_available_through_disruptions() -> None:
+    for name in SERVICES:
+        assert _minimum_replicas("overlays/dev", name) == 1
+        budget = one("overlays/dev", "PodDisruptionBudget", f"attain-{name}")["spec"]
+        assert budget.get("maxUnavailable") == 1, "one replica in dev: a drain must still be able to evict it"
+        replicas = _minimum_replicas("overlays/prod", name)
+        assert replicas >= 2, name
+        budget = one("overlays/prod", "PodDisruptionBudget", f"attain-{name}")["spec"]
+        assert "maxUnavailable" not in budget
+        assert 1 <= budget["minAvailable"] < replicas, f"{name}: a budget that allows no eviction blocks drains"
+    for kind in ("ScaledObject", "HorizontalPodAutoscaler"):
+        for scaler in objects("overlays/dev", kind).values():
+            assert scaler["spec"].get("maxReplicaCount", scaler["spec"].get("maxReplicas")) == 1
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("name", CONSUMERS)
+def test_keda_scales_each_consumer_on_its_groups_lag_within_its_partitions(overlay: str, name: str) -> None:
+    spec_of_service = SERVICES[name][0]
+    (subscription,) = spec_of_service.subscriptions
+    group = f"{config(overlay)['KAFKA_CONSUMER_GROUP_PREFIX']}-{subscription.group}"  # shared/service.py
+    scaled = one(overlay, "ScaledObject", f"attain-{name}")["spec"]
+    triggers = scaled["triggers"]
+    assert {t["type"] for t in triggers} == {"kafka"}
+    assert {t["metadata"]["consumerGroup"] for t in triggers} == {group}
+    topics = [t["metadata"]["topic"] for t in triggers]
+    assert len(topics) == len(set(topics))
+    assert set(topics) == set(subscription.topics) - NOT_SCALED_ON, f"{name}: triggers differ from the subscription"
+    assert set(subscription.topics) <= set(TOPICS)
+    cap = min(TOPICS[topic].partitions for topic in topics)
+    assert scaled["maxReplicaCount"] <= cap, f"{name}: replicas beyond {cap} partitions would idle"
+    auth = objects(overlay, "TriggerAuthentication")
+    for trigger in triggers:
+        metadata = trigger["metadata"]
+        assert set(metadata) <= KEDA_KAFKA_PARAMETERS, set(metadata) - KEDA_KAFKA_PARAMETERS
+        assert metadata["bootstrapServers"] == config(overlay)["KAFKA_BOOTSTRAP_SERVERS"]
+        assert int(metadata["lagThreshold"]) > 0
+        assert metadata["offsetResetPolicy"] == "earliest"  # as the consumers (shared/consumer.py)
+        assert trigger["authenticationRef"]["name"] in auth
+
+
+# --- topics ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_topic_of_the_code_is_a_kafka_topic_with_its_partitions_and_cleanup(overlay: str) -> None:
+    kafka_topics = {t["spec"]["topicName"]: t for t in objects(overlay, "KafkaTopic").values()}
+    assert set(kafka_topics) == set(TOPICS)
+    replicas, min_insync = (1, 1) if overlay == "overlays/dev" else (3, 2)
+    for name, topic in TOPICS.items():
+        manifest = kafka_topics[name]
+        assert manifest["metadata"]["labels"]["strimzi.io/cluster"], name
+        spec = manifest["spec"]
+        assert spec["partitions"] == topic.partitions, name
+        assert spec["config"]["cleanup.policy"] == topic.cleanup, name
+        assert spec["replicas"] == replicas, name
+        assert int(spec["config"]["min.insync.replicas"]) == min_insync, name
+        assert int(spec["config"]["min.insync.replicas"]) <= spec["replicas"], name
+
+
+# --- monitoring ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_prometheus_scrapes_metrics_of_every_service(overlay: str) -> None:
+    (monitor,) = objects(overlay, "ServiceMonitor").values()
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["path"] == "/metrics"
+    for name in SERVICES:
+        service = one(overlay, "Service", f"attain-{name}")
+        assert selector.items() <= service["metadata"]["labels"].items(), name
+        assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}, name
+
+
+def test_the_metric_scan_finds_the_shared_metrics() -> None:
+    exported = exported_metrics()
+    assert {"attain_consumed_messages_total", "attain_outbox_pending", "attain_ready",
+            "attain_consumer_batch_seconds_bucket", "attain_ingest_events_total"} <= set(exported)
+    assert exported["attain_consumed_messages_total"] == {"group", "topic", "outcome"}
+    assert promql_metrics('sum by (job) (rate(a_total{x="y"}[5m])) > on (job) group_left () b unless c') == {
+        "a_total", "b", "c"}
+    assert promql_matchers(r'm{topic=~"sales\\..+", group="g"}') == [("m", "topic", "=~", r"sales\..+"),
+                                                                     ("m", "group", "=", "g")]
+
+
+def test_every_alert_names_only_metrics_labels_and_values_the_code_exports() -> None:
+    exported = exported_metrics()
+    groups = {f"attain-{s.group}" for spec, _ in SERVICES.values() for s in spec.subscriptions}
+    values = {"topic": set(TOPICS), "group": groups}
+    for rule in alert_rules():
+        expr, alert = str(rule["expr"]), rule["alert"]
+        metrics = promql_metrics(expr)
+        assert metrics, f"{alert}: no metric found in {expr}"
+        assert metrics <= set(exported), f"{alert}: not exported by the code: {metrics - set(exported)}"
+        available = TARGET_LABELS.union(*(exported[m] for m in metrics))
+        for metric, label, op, value in promql_matchers(expr):
+            assert label in exported[metric] | TARGET_LABELS, f"{alert}: {metric} has no label {label}"
+            if label in values and op == "=":
+                assert value in values[label], f"{alert}: no {label} {value!r}"
+            elif label in values and op == "=~":
+                assert any(re.fullmatch(value, v) for v in values[label]), f"{alert}: {label}=~{value!r} matches none"
+            elif label == "outcome" and op == "=":
+                assert value in code_strings(), f"{alert}: the code never emits outcome {value!r}"
+        assert promql_grouping_labels(expr) <= available, f"{alert}: grouping by labels the metrics lack"
+        templated = set(re.findall(r"\$labels\.(\w+)", json.dumps(rule["annotations"])))
+        assert templated <= available | set(rule.get("labels", {})), f"{alert}: annotations use {templated}"
+
+
+def test_alerts_cover_lag_dead_letters_outbox_readiness_and_errors() -> None:
+    rules = alert_rules()
+    names = {rule["alert"] for rule in rules}
+    assert {"AttainConsumerLagGrowing", "AttainConsumerStalled", "AttainDeadLettersReceived", "AttainOutboxBacklog",
+            "AttainOutboxStuck", "AttainNotReady", "AttainNoReplicaReady", "AttainTransientErrors",
+            "AttainIngestWebhookErrors"} <= names
+    for rule in rules:
+        assert "record" not in rule
+        assert rule["labels"]["severity"] in {"critical", "warning", "info"}, rule["alert"]
+        assert {"summary", "description"} <= set(rule["annotations"]), rule["alert"]
+        expr = str(rule["expr"])
+        assert expr.count("(") == expr.count(")") and expr.count("{") == expr.count("}"), rule["alert"]
+    stalled = {rule["labels"]["consumer_group"] for rule in rules if rule["alert"] == "AttainConsumerStalled"}
+    assert stalled == {f"attain-{s.group}" for name in CONSUMERS for s in SERVICES[name][0].subscriptions}
+
+
+# --- the migration Job -------------------------------------------------------------------------------
+
+
+def _migration_script() -> str:
+    (job,) = (doc for doc in yaml.safe_load_all((K8S / "base" / "migrate-job.yaml").read_text()) if doc)
+    app = container(job)
+    assert app["command"] == ["python", "-c"]
+    (script,) = app["args"]
+    assert isinstance(script, str)
+    return script
+
+
+def test_the_migration_job_migrates_every_services_schema_in_its_own_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, Any]] = []
+
+    class FakePool:
+        def __init__(self, schema: str) -> None:
+            self.schema = schema
+
+        async def close(self) -> None:
+            calls.append(("close", self.schema))
+
+    async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int = 10) -> FakePool:
+        calls.append(("pool", (dsn, schema)))
+        return FakePool(schema)
+
+    async def migrate(pool: FakePool, schema: str, *folders: Path) -> list[str]:
+        assert pool.schema == schema, "a schema's migrations must run on a pool bound to that schema"
+        calls.append(("migrate", (schema, folders)))
+        return []
+
+    monkeypatch.setattr(db, "create_pool", create_pool)
+    monkeypatch.setattr(db, "migrate", migrate)
+    monkeypatch.setattr("shared.logs.configure", lambda *args, **kwargs: None)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://migrator@db/attain")
+    exec(compile(_migration_script(), "migrate-job.yaml", "exec"), {"__name__": "__main__"})
+    expected = []
+    for spec, _ in SERVICES.values():
+        expected += [("pool", ("postgresql://migrator@db/attain", spec.schema)),
+                     ("migrate", (spec.schema, (spec.migrations,))), ("close", spec.schema)]
+    assert calls == expected
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_migration_job_runs_once_with_a_deadline(overlay: str) -> None:
+    (job,) = objects(overlay, "Job").values()
+    spec = job["spec"]
+    assert spec["template"]["spec"]["restartPolicy"] == "Never"
+    assert spec["backoffLimit"] <= 3 and spec["activeDeadlineSeconds"] > 0 and spec["ttlSecondsAfterFinished"] > 0
+    assert container(job)["args"] == [_migration_script()]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_first_rollout_step_applies_what_the_job_needs_and_no_service(overlay: str) -> None:
+    """deploy/k8s/README.md: `kubectl apply -k ... -l 'app.kubernetes.io/component notin (api,consumer)'`."""
+    first = [o for o in render(overlay)
+             if o["metadata"].get("labels", {}).get("app.kubernetes.io/component") not in {"api", "consumer"}]
+    kinds = {(o["kind"], o["metadata"]["name"]) for o in first}
+    assert not {kind for kind, _ in kinds} & {"Deployment", "ScaledObject", "HorizontalPodAutoscaler"}
+    (job,) = objects(overlay, "Job").values()
+    pod = job["spec"]["template"]["spec"]
+    assert ("Job", job["metadata"]["name"]) in kinds
+    assert ("ServiceAccount", pod["serviceAccountName"]) in kinds
+    for source in container(job)["envFrom"]:
+        for kind, ref in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
+            if ref in source and not (overlay == "overlays/prod" and kind == "Secret"):  # prod: created beforehand
+                assert (kind, source[ref]["name"]) in kinds, f"{overlay}: the Job needs {kind} {source[ref]['name']}"
