@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
 from shared import topics
+from shared.docs_page import page
 from shared.events import (
     ActivityLogged,
     AttainmentUpdated,
@@ -95,9 +96,20 @@ def openapi() -> dict[str, dict[str, Any]]:
 
 def render() -> dict[str, str]:
     """Relative path -> file content of every generated document."""
-    out = {f"{name}.openapi.json": _dump(doc) for name, doc in openapi().items()}
-    out["asyncapi.json"] = _dump(asyncapi())
-    out |= {f"schemas/{name}.json": _dump(schema) for name, schema in json_schemas().items()}
+    services, topics_doc, schemas = openapi(), asyncapi(), json_schemas()
+    out = {f"{name}.openapi.json": _dump(doc) for name, doc in services.items()}
+    out["asyncapi.json"] = _dump(topics_doc)
+    out |= {f"schemas/{name}.json": _dump(schema) for name, schema in schemas.items()}
+    out["index.html"] = page(services, topics_doc, _types_by_topic(schemas))
+    return out
+
+
+def _types_by_topic(schemas: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+    """Each documented topic's event types: the types whose schema is one of the channel's models."""
+    out: dict[str, list[str]] = {}
+    for topic, model, _ in CHANNELS:
+        names = {m.__name__ for m in (get_args(model) or (model,))}
+        out[topic.name] = sorted(t for t, schema in schemas.items() if schema.get("title") in names)
     return out
 
 
