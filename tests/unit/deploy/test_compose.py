@@ -40,7 +40,6 @@ SETTINGS: dict[str, type[ServiceSettings]] = {
 
 # Mounted by compose but filled by another change: Grafana's dashboards (deploy/grafana/*.json).
 # Until that folder exists, compose creates it empty and Grafana simply shows no dashboards.
-MAY_NOT_EXIST_YET = {"deploy/grafana"}
 
 
 # --- reading the files ----------------------------------------------------------------------------
@@ -378,8 +377,6 @@ def test_every_path_compose_mounts_exists_in_the_repository() -> None:
         for source in bind_sources(svc):
             relative = Path(source).as_posix().removeprefix("./")
             assert not Path(source).is_absolute(), f"{name} mounts an absolute host path: {source}"
-            if relative in MAY_NOT_EXIST_YET and not (ROOT / relative).exists():
-                continue
             assert (ROOT / relative).exists(), f"{name} mounts {source}, which is not in the repository"
 
 
