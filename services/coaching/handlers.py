@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from services.coaching import planning
 from services.coaching import repository as repo
 from services.coaching.checkins import compose
+from services.coaching.metrics import TASK_EVENTS
 from services.coaching.model import SEVERITY_RANK, Policy
 from services.coaching.rules import evaluate
 from services.coaching.settings import CoachingSettings
@@ -132,6 +133,7 @@ async def evaluate_rep(conn: asyncpg.Connection, tenant: str, rep_id: str, now: 
         if not await repo.insert_task(conn, tenant, task, now):
             continue
         created += 1
+        TASK_EVENTS.labels("created", task.rule).inc()
         await publish(conn, tenant, rep_id, "coaching.task.created", task.task_id, task, now)
         if before is not None:  # a worse finding: the new task supersedes the live one
             await close(conn, tenant, before["task_id"], "superseded", now)
@@ -151,6 +153,7 @@ async def close(conn: asyncpg.Connection, tenant: str, task_id: Any, reason: str
     closed = TaskClosed(task_id=str(row["task_id"]), rep_id=row["rep_id"], manager_id=row["manager_id"],
                         rule=row["rule"], reason=reason, outcome=outcome, closed_at=now)
     await publish(conn, tenant, row["rep_id"], "coaching.task.closed", f"{row['task_id']}:closed", closed, now)
+    TASK_EVENTS.labels("closed", row["rule"]).inc()
     return row
 
 

@@ -19,7 +19,8 @@ import asyncpg
 from services.coaching import digests, planning
 from services.coaching import repository as repo
 from services.coaching.handlers import base_policy, evaluate_rep, publish
-from services.coaching.model import Policy
+from services.coaching.metrics import OPEN_TASKS, TASK_EVENTS
+from services.coaching.model import RULES, Policy
 from services.coaching.settings import CoachingSettings
 from shared import metrics
 from shared.consumer import TRANSIENT
@@ -56,6 +57,11 @@ async def tick(pool: asyncpg.Pool, now: datetime, defaults: Policy) -> Tally:
         async with pool.acquire() as conn, conn.transaction():
             done.settled += await planning.refresh(conn, tenant, rep_id, now)
     done.reviews = await digests.publish_due(pool, now, defaults)
+    async with pool.acquire() as conn:
+        open_by_rule = {r["rule"]: r["n"] for r in await conn.fetch(
+            "SELECT rule, count(*) AS n FROM tasks WHERE status IN ('open', 'acknowledged') GROUP BY rule")}
+    for rule in RULES:
+        OPEN_TASKS.labels(rule).set(open_by_rule.get(rule, 0))
     return done
 
 
@@ -74,6 +80,7 @@ async def escalate_overdue(pool: asyncpg.Pool, now: datetime) -> int:
                                      summary=row["summary"], due_at=row["due_at"], escalated_at=now)
                 await publish(conn, tenant, row["rep_id"], "coaching.task.escalated", f"{row['task_id']}:escalated",
                               data, now)
+                TASK_EVENTS.labels("escalated", row["rule"]).inc()
         escalated += len(rows)
         if len(rows) < ESCALATION_CHUNK:
             return escalated

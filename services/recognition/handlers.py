@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from services.recognition import repository as repo
 from services.recognition.headlines import kind_of, render
+from services.recognition.metrics import CELEBRATIONS
 from services.recognition.model import TEAM_GOAL, Found, Settings, WonDeal
 from services.recognition.rules import (
     activity_days,
@@ -159,6 +160,7 @@ async def announce(conn: asyncpg.Connection, tenant: str, found: Found, settings
                              period=found.period, value=found.value, headline=headline, occurred_at=found.occurred_at,
                              name=str(found.facts.get("name")) if found.facts.get("name") else None, facts=facts)
     await _publish(conn, tenant, found.scope_id, "recognition.milestone.reached", cid, event, found.occurred_at)
+    CELEBRATIONS.labels(kind_of(found.milestone), found.scope.value).inc()
     return 1
 
 
