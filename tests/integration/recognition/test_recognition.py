@@ -149,8 +149,16 @@ async def run(records: list[Record], tenant: str, replicas: int) -> tuple[set[tu
                                     " recognition.celebrations WHERE tenant = $1 AND status = 'celebrated'", tenant)
         finally:
             await conn.close()
-        await watch.poll(3)
-        ids = [m["id"] for m in watch.seen if m["type"] == "recognition.milestone.reached"]
+        def published() -> list[str]:
+            return [m["id"] for m in watch.seen if m["type"] == "recognition.milestone.reached"]
+
+        # the relay publishes what the ledger holds (on a loaded 2-core machine this has taken over 30 s);
+        # then any duplicate would show
+        deadline = time.monotonic() + 120
+        while len(set(published())) < len(rows) and time.monotonic() < deadline:
+            await watch.poll(0.5)
+        await watch.poll(1.5)
+        ids = published()
         return ({(r["scope"], r["scope_id"], r["milestone"], r["period"]) for r in rows},
                 sorted(str(r["celebration_id"]) for r in rows), ids)
     finally:
