@@ -87,8 +87,9 @@ def client_kwargs(settings: ServiceSettings) -> dict[str, object]:
     return kwargs
 
 
-async def last_position(settings: ServiceSettings, key: str) -> int | None:
-    """The last committed value for `key` on the outbox-positions topic (None: never written)."""
+async def last_position(settings: ServiceSettings, key: str) -> str | None:
+    """The last committed value for `key` on the outbox-positions topic: the `seq`s of the last batch
+    published, comma-separated (None: never written)."""
     consumer = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False,
                                 isolation_level="read_committed")
     await consumer.start()
@@ -97,11 +98,11 @@ async def last_position(settings: ServiceSettings, key: str) -> int | None:
         consumer.assign([partition])
         end = (await consumer.end_offsets([partition]))[partition]
         await consumer.seek_to_beginning(partition)
-        found: int | None = None
+        found: str | None = None
         while await consumer.position(partition) < end:
             for record in (await consumer.getmany(partition, timeout_ms=1000)).get(partition, []):
                 if record.key == key.encode() and record.value is not None:
-                    found = int(record.value)
+                    found = record.value.decode()
         return found
     finally:
         await consumer.stop()

@@ -1,10 +1,13 @@
 """The transactional outbox: events are written in the same PostgreSQL transaction as the state
 that caused them, and a relay publishes them afterwards, in order, exactly once.
 
-Each batch of rows is published in a Kafka transaction together with a record of the last outbox
-`seq` it holds (on `attain.outbox-positions.v1`, key = schema). Only then are the rows deleted. A
-relay that starts (or restarts after a crash between the Kafka commit and the delete) first reads
-its position and deletes what Kafka already has, so nothing is published twice; a batch whose
+Each batch of rows is published in a Kafka transaction together with the list of the outbox `seq`s
+it holds (on `attain.outbox-positions.v1`, key = deployment and schema). Only then are exactly those
+rows deleted. Not "every seq up to the last": writers commit out of `seq` order (two replicas'
+batches, a timer, the API), so a row with a smaller `seq` can become visible after a larger one was
+published, and deleting by range would drop it unpublished (seen in a two-replica test). A relay
+that starts (or restarts after a crash between the Kafka commit and the delete) first reads the
+last published list and deletes those rows, so nothing is published twice; a batch whose
 Kafka transaction did not commit is invisible to `read_committed` consumers and is sent again.
 The transactional id fences a previous relay of the same schema, and a transaction-scoped advisory
 lock lets only one replica relay at a time, so events of one key keep their order.
@@ -62,9 +65,9 @@ class OutboxRelay:
 
     def __init__(self, pool: asyncpg.Pool, producer_factory: Callable[[], AIOKafkaProducer], schema: str,
                  poll_interval_s: float, position_key: str,
-                 position_reader: Callable[[], Awaitable[int | None]]) -> None:
-        """`producer_factory()` makes a transactional producer; `position_reader()` returns the last `seq`
-        committed to Kafka under `position_key` (one per deployment and schema)."""
+                 position_reader: Callable[[], Awaitable[str | None]]) -> None:
+        """`producer_factory()` makes a transactional producer; `position_reader()` returns the last batch's
+        `seq`s committed to Kafka under `position_key` (one per deployment and schema), comma-separated."""
         self._pool = pool
         self._factory = producer_factory
         self._producer: AIOKafkaProducer | None = None
@@ -126,9 +129,10 @@ class OutboxRelay:
     async def _recover(self) -> None:
         """Forget the rows Kafka already has (a crash between its commit and our delete)."""
         committed = await self._positions()
-        if committed is not None:
+        if committed:
+            published = [int(seq) for seq in committed.split(",") if seq.strip()]
             async with self._pool.acquire() as conn:
-                await conn.execute("DELETE FROM outbox WHERE seq <= $1", committed)
+                await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", published)
 
     async def publish_pending(self) -> int:
         """Publish one batch of unsent rows in one Kafka transaction; return how many went out."""
@@ -139,17 +143,18 @@ class OutboxRelay:
             if not rows:
                 metrics.OUTBOX_PENDING.set(0)
                 return 0
-            last = rows[-1]["seq"]
+            seqs = [row["seq"] for row in rows]
             try:
                 async with producer.transaction():
                     for row in rows:
                         await producer.send(
                             row["topic"], row["value"], key=row["key"],
                             headers=[(name, text.encode()) for name, text in json.loads(row["headers"])])
-                    await producer.send(OUTBOX_POSITIONS.name, str(last).encode(), key=self._position_key.encode())
+                    await producer.send(OUTBOX_POSITIONS.name, ",".join(map(str, seqs)).encode(),
+                                        key=self._position_key.encode())
             except Exception as err:  # aiokafka raises many types; all mean "not committed, retry"
                 raise TransientError(f"publishing outbox rows failed: {err!r}") from err
-            await conn.execute("DELETE FROM outbox WHERE seq <= $1", last)
+            await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", seqs)
             for row in rows:
                 metrics.OUTBOX_PUBLISHED.labels(row["topic"]).inc()
             metrics.OUTBOX_PENDING.set(await conn.fetchval("SELECT count(*) FROM outbox"))
