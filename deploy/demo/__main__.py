@@ -5,25 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from deploy.demo.app import Options, run_demo
+from deploy.demo.args import within
 from deploy.demo.org import MAX_REPS, MAX_TEAMS, MIN_REPS, MIN_TEAMS
 
 MIN_DURATION_S, MAX_DURATION_S = 10.0, 120.0
-
-
-def _within(convert: Callable[[str], float], low: float, high: float) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text} is outside {low:g}..{high:g}")
-        return value
-
-    return parse
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Options:
@@ -33,13 +21,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         "check-ins and celebrations live. Starts the local stack and the four services; stops "
         "what it started.",
     )
-    parser.add_argument("--seed", type=_within(int, 0, 2**31), default=1,
+    parser.add_argument("--seed", type=within(int, 0, 2**31), default=1,
                         help="seed of the simulated org and its quarter (default 1)")
-    parser.add_argument("--duration", type=_within(float, MIN_DURATION_S, MAX_DURATION_S), default=100.0,
+    parser.add_argument("--duration", type=within(float, MIN_DURATION_S, MAX_DURATION_S), default=100.0,
                         help=f"real seconds the quarter takes (default 100, at most {MAX_DURATION_S:g})")
-    parser.add_argument("--reps", type=_within(int, MIN_REPS, MAX_REPS), default=24,
+    parser.add_argument("--reps", type=within(int, MIN_REPS, MAX_REPS), default=24,
                         help=f"sales reps ({MIN_REPS}..{MAX_REPS}, default 24)")
-    parser.add_argument("--teams", type=_within(int, MIN_TEAMS, MAX_TEAMS), default=4,
+    parser.add_argument("--teams", type=within(int, MIN_TEAMS, MAX_TEAMS), default=4,
                         help=f"teams, each with a manager ({MIN_TEAMS}..{MAX_TEAMS}, default 4)")
     parser.add_argument("--keep-running", action="store_true",
                         help="after the summary, leave the services up (dashboard on :8002) until Ctrl-C")

@@ -44,6 +44,7 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from rich.console import Console
 from rich.table import Table
 
+from deploy.demo.args import within
 from deploy.demo.org import MAX_REPS, MAX_TEAMS, MIN_REPS, MIN_TEAMS, Profile, Quarter
 from deploy.demo.simulator import CURRENCY, Scenario, build_scenario
 from services.coaching import handlers as coaching_handlers
@@ -679,19 +680,6 @@ def _print_verdict(console: Console, outcome: Outcome) -> None:
 # --------------------------------------------------------------------------- command line
 
 
-def _within(convert: Callable[[str], float], low: float, high: float) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text} is outside {low:g}..{high:g}")
-        return value
-
-    return parse
-
-
 def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser = argparse.ArgumentParser(
         prog="python -m deploy.demo.replay",
@@ -699,23 +687,23 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         "against fresh PostgreSQL databases (no Kafka), summarise the check-in tasks, and check that every "
         "run gives the same task stream (exit 0) or not (exit 1).",
     )
-    parser.add_argument("--seed", type=_within(int, 0, 2**31), default=7, help="simulator seed (default 7)")
+    parser.add_argument("--seed", type=within(int, 0, 2**31), default=7, help="simulator seed (default 7)")
     parser.add_argument(
         "--reps",
-        type=_within(int, MIN_REPS, MAX_REPS),
+        type=within(int, MIN_REPS, MAX_REPS),
         default=24,
         help=f"sales reps ({MIN_REPS}..{MAX_REPS}, default 24)",
     )
     parser.add_argument(
         "--teams",
-        type=_within(int, MIN_TEAMS, MAX_TEAMS),
+        type=within(int, MIN_TEAMS, MAX_TEAMS),
         default=4,
         help=f"teams, each with a manager ({MIN_TEAMS}..{MAX_TEAMS}, default 4)",
     )
     parser.add_argument(
-        "--step-hours", type=_within(float, 0.25, 24 * 7), default=3.0, help="simulated hours per step (default 3)"
+        "--step-hours", type=within(float, 0.25, 24 * 7), default=3.0, help="simulated hours per step (default 3)"
     )
-    parser.add_argument("--runs", type=_within(int, 1, 10), default=2, help="replays to compare (default 2)")
+    parser.add_argument("--runs", type=within(int, 1, 10), default=2, help="replays to compare (default 2)")
     parser.add_argument(
         "--database-url",
         default=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL),

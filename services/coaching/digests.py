@@ -19,6 +19,7 @@ import asyncpg
 from services.coaching import repository as repo
 from services.coaching.calendar import working_share
 from services.coaching.model import Policy
+from services.coaching.outbound import publish
 from services.coaching.reviews import TaskFacts, headline, manager_card, trend, week_due
 from shared import topics
 from shared.events import ManagerCard, Metric, ReviewFigure, ReviewPublished, Scope
@@ -62,8 +63,6 @@ async def publish_due(pool: asyncpg.Pool, now: datetime, defaults: Policy) -> in
                     t["tenant"], scope.value, scope_id, week, uuid.UUID(review.review_id), review.model_dump_json(),
                     now)
                 if inserted:
-                    from services.coaching.handlers import publish  # noqa: PLC0415 - handlers imports timers' peers
-
                     await publish(conn, t["tenant"], scope_id, "coaching.review.published", review.review_id, review,
                                   now, topics.REVIEWS)
                     published += 1

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,10 +23,10 @@ from services.coaching import repository as repo
 from services.coaching.checkins import compose
 from services.coaching.metrics import TASK_EVENTS
 from services.coaching.model import SEVERITY_RANK, Policy
+from services.coaching.outbound import publish
 from services.coaching.rules import evaluate
 from services.coaching.settings import CoachingSettings
-from shared import registry, topics
-from shared.cloudevents import CloudEvent, message_key
+from shared import registry
 from shared.consumer import Handler, Incoming, claim
 from shared.events import (
     ActivityLogged,
@@ -40,11 +39,9 @@ from shared.events import (
     TeamUpserted,
     TenantUpserted,
 )
-from shared.outbox import enqueue
 from shared.service import Runtime
 
 log = logging.getLogger(__name__)
-SOURCE = "attain/coaching"
 MODELS: dict[str, type[BaseModel]] = {
     "kpi.attainment.updated": AttainmentUpdated, "activity.logged": ActivityLogged, "deal.upserted": DealUpserted,
     "deal.deleted": DealDeleted, "rep.upserted": RepUpserted, "tenant.upserted": TenantUpserted,
@@ -95,10 +92,10 @@ async def _store(conn: asyncpg.Connection, msg: Incoming, now: datetime) -> set[
             # known from now on: a deal created long ago (history imported at go-live) says nothing about
             # whether the rep's activities were being recorded then
             await repo.seen_rep(conn, tenant, data.rep_id, now)
-            await repo.apply_deal(conn, tenant, data, msg.event.id)
+            await registry.store_deal(conn, tenant, data, msg.event.id)
             touched = {data.rep_id}
         case DealDeleted():
-            await repo.delete_deal(conn, tenant, data, msg.event.id)
+            await registry.tombstone_deal(conn, tenant, data, msg.event.id)
     return {(tenant, rep) for rep in touched}
 
 
@@ -157,14 +154,6 @@ async def close(conn: asyncpg.Connection, tenant: str, task_id: Any, reason: str
     return row
 
 
-async def publish(conn: asyncpg.Connection, tenant: str, rep_id: str, type_: str, event_id: str,
-                  data: BaseModel, now: datetime, topic: topics.Topic = topics.TASKS) -> None:
-    """Into the outbox, in the caller's transaction; `event_id` is stable for the fact it announces."""
-    await enqueue(conn, topic.name, message_key(tenant, rep_id),
-                  CloudEvent(id=event_id, type=type_, source=SOURCE, time=now, tenant=tenant,
-                             data=data.model_dump(mode="json")))
-
-
 def task_json(row: Mapping[str, Any]) -> dict[str, Any]:
     """A task row as the API returns it."""
     out = dict(row)
@@ -173,10 +162,3 @@ def task_json(row: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(out.get(name), str):
             out[name] = json.loads(out[name])
     return out
-
-
-def group_by_tenant(rows: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
-    grouped: dict[str, list[str]] = defaultdict(list)
-    for tenant, rep in rows:
-        grouped[tenant].append(rep)
-    return grouped

@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from services.coaching.outbound import publish
 from services.coaching.plans import KIND_OF, StepDraft, plan_status, settle
 from shared import topics
 from shared.events import Metric, PlanStepSettled
@@ -79,8 +80,6 @@ async def refresh(conn: asyncpg.Connection, tenant: str, rep_id: str, now: datet
 
 async def _announce(conn: asyncpg.Connection, tenant: str, rep_id: str, step: asyncpg.Record, progress: Decimal,
                     status: str, now: datetime) -> None:
-    from services.coaching.handlers import publish  # noqa: PLC0415 - handlers imports this module
-
     statuses = [r["status"] for r in await conn.fetch("SELECT status FROM plan_steps WHERE plan_id = $1",
                                                       step["plan_id"])]
     whole = plan_status(statuses)

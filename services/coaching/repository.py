@@ -20,8 +20,6 @@ from services.coaching.model import ClosedDeal, Figure, OpenDeal, RepView
 from shared.events import (
     ActivityLogged,
     AttainmentUpdated,
-    DealDeleted,
-    DealUpserted,
     Metric,
     RepUpserted,
     TaskCreated,
@@ -53,27 +51,6 @@ async def seen_rep(conn: asyncpg.Connection, tenant: str, rep_id: str, at: datet
         "INSERT INTO reps (tenant, rep_id, version, known_since) VALUES ($1, $2, '-infinity', $3)"
         " ON CONFLICT (tenant, rep_id) DO UPDATE SET known_since = LEAST(reps.known_since, EXCLUDED.known_since)"
         " WHERE reps.known_since > EXCLUDED.known_since", tenant, rep_id, at)
-
-
-async def apply_deal(conn: asyncpg.Connection, tenant: str, deal: DealUpserted, tiebreak: str) -> None:
-    await conn.execute(
-        "INSERT INTO deals (tenant, deal_id, rep_id, stage, amount, currency, closed_at, updated_at, tiebreak)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (tenant, deal_id) DO UPDATE SET"
-        " rep_id = EXCLUDED.rep_id, stage = EXCLUDED.stage, amount = EXCLUDED.amount, currency = EXCLUDED.currency,"
-        " closed_at = EXCLUDED.closed_at, updated_at = EXCLUDED.updated_at, tiebreak = EXCLUDED.tiebreak,"
-        " deleted = false"
-        " WHERE (deals.updated_at, deals.tiebreak) < (EXCLUDED.updated_at, EXCLUDED.tiebreak COLLATE \"C\")",
-        tenant, deal.deal_id, deal.rep_id, deal.stage.value, deal.amount, deal.currency, deal.closed_at,
-        deal.updated_at, tiebreak)
-
-
-async def delete_deal(conn: asyncpg.Connection, tenant: str, deal: DealDeleted, tiebreak: str) -> None:
-    await conn.execute(
-        "INSERT INTO deals (tenant, deal_id, rep_id, stage, amount, currency, updated_at, tiebreak, deleted)"
-        " VALUES ($1, $2, '', 'open', 0, 'XXX', $3, $4, true) ON CONFLICT (tenant, deal_id) DO UPDATE SET"
-        " deleted = true, updated_at = EXCLUDED.updated_at, tiebreak = EXCLUDED.tiebreak"
-        " WHERE (deals.updated_at, deals.tiebreak) < (EXCLUDED.updated_at, EXCLUDED.tiebreak COLLATE \"C\")",
-        tenant, deal.deal_id, deal.updated_at, tiebreak)
 
 
 async def add_activities(conn: asyncpg.Connection, tenant: str, activities: Sequence[ActivityLogged]) -> set[str]:

@@ -18,9 +18,10 @@ import asyncpg
 
 from services.coaching import digests, planning
 from services.coaching import repository as repo
-from services.coaching.handlers import base_policy, evaluate_rep, publish
+from services.coaching.handlers import base_policy, evaluate_rep
 from services.coaching.metrics import OPEN_TASKS, TASK_EVENTS
 from services.coaching.model import RULES, Policy
+from services.coaching.outbound import publish
 from services.coaching.settings import CoachingSettings
 from shared import metrics
 from shared.consumer import TRANSIENT

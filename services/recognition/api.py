@@ -78,5 +78,5 @@ async def put_settings(rt: Rt, tenant: ReadTenant, overrides: dict[str, Any]) ->
             for found in quota_crossings(Scope(r["scope"]), r["scope_id"], r["period"], Metric(r["metric"]), None,
                                          r["attainment"], r["actual"], r["target"], r["as_of"], fresh, r["name"]):
                 caught_up += await repo.record(conn, tenant, found, "(already past when switched on)",
-                                               status="baseline", metric=r["metric"])
+                                               status="baseline", metric=r["metric"]) is not None
     return {"overrides": overrides, "effective": fresh.model_dump(mode="json"), "catch_up": caught_up}

@@ -87,7 +87,7 @@ async def apply(conn: asyncpg.Connection, msg: Incoming, now: datetime) -> int:
             if await repo.apply_deal(conn, tenant, data, msg.event.id):
                 return await _won(conn, tenant, data)
         case DealDeleted():
-            await repo.delete_deal(conn, tenant, data, msg.event.id)
+            await registry.tombstone_deal(conn, tenant, data, msg.event.id)
         case ActivityLogged():
             await registry.remember_calendar(conn, tenant, msg.event.extensions)
             if await repo.add_activity(conn, tenant, data):
@@ -103,8 +103,9 @@ async def _attainment(conn: asyncpg.Connection, tenant: str, update: AttainmentU
     found = quota_crossings(update.scope, update.scope_id, update.period, update.metric, previous, update.attainment,
                             update.actual, update.target, update.as_of, settings, update.name)
     announced = 0
+    currency = (await repo.calendar(conn, tenant))[2] if found else None
     for item in found:
-        announced += await announce(conn, tenant, item, settings, metric=update.metric.value)
+        announced += await announce(conn, tenant, item, settings, currency, metric=update.metric.value)
     if settings.corrections:
         dropped = quota_drops(previous, update.attainment, settings.quota_thresholds)
         names = [f"quota_{int(t * 100)}" for t in dropped]
@@ -124,13 +125,13 @@ async def _attainment(conn: asyncpg.Connection, tenant: str, update: AttainmentU
 
 async def _won(conn: asyncpg.Connection, tenant: str, deal: DealUpserted) -> int:
     assert deal.closed_at is not None
-    tz, fiscal, _ = await repo.calendar(conn, tenant)
+    tz, fiscal, currency = await repo.calendar(conn, tenant)
     settings = await repo.settings(conn, tenant)
     profile = await repo.rep(conn, tenant, deal.rep_id)
     won = WonDeal(deal.deal_id, deal.rep_id, deal.amount, deal.currency, deal.closed_at)
     others = [d for d in await repo.won_deals(conn, tenant, [deal.rep_id]) if d.deal_id != deal.deal_id]
     found = deal_milestones(won, others, tz, fiscal, settings, profile["name"] if profile else None)
-    return sum([await announce(conn, tenant, item, settings) for item in found])
+    return sum([await announce(conn, tenant, item, settings, currency) for item in found])
 
 
 async def _streak(conn: asyncpg.Connection, tenant: str, rep_id: str, at: datetime) -> int:
@@ -141,20 +142,19 @@ async def _streak(conn: asyncpg.Connection, tenant: str, rep_id: str, at: dateti
     moments = await repo.activity_moments(conn, tenant, rep_id, at - STREAK_LOOKBACK, at + timedelta(days=1))
     found = streak(activity_days(moments, tz), at.astimezone(tz).date(), settings, rep_id=rep_id, at=at,
                    name=profile["name"] if profile else None)
-    return await announce(conn, tenant, found, settings) if found else 0
+    if found is None:
+        return 0
+    return await announce(conn, tenant, found, settings, (await repo.calendar(conn, tenant))[2])
 
 
-async def announce(conn: asyncpg.Connection, tenant: str, found: Found, settings: Settings,
+async def announce(conn: asyncpg.Connection, tenant: str, found: Found, settings: Settings, currency: str | None,
                    metric: str | None = None) -> int:
     """Ledger first; the celebration goes out only if this call created the ledger row."""
-    _, _, currency = await repo.calendar(conn, tenant)
     headline = render(kind_of(found.milestone), found.facts, locale=settings.locale, currency=currency,
                       templates=settings.templates)
-    if not await repo.record(conn, tenant, found, headline, metric=metric):
+    cid = await repo.record(conn, tenant, found, headline, metric=metric)
+    if cid is None:
         return 0
-    from services.recognition.rules import celebration_id  # noqa: PLC0415 - one id formula, in rules
-
-    cid = str(celebration_id(tenant, found.scope.value, found.scope_id, found.milestone, found.period))
     facts = {k: (format(v, "f") if hasattr(v, "as_tuple") else v) for k, v in found.facts.items()}
     event = MilestoneReached(celebration_id=cid, scope=found.scope, scope_id=found.scope_id, milestone=found.milestone,
                              period=found.period, value=found.value, headline=headline, occurred_at=found.occurred_at,
@@ -203,7 +203,7 @@ async def _settle(conn: asyncpg.Connection, tenant: str, period: str, tz: ZoneIn
             deals = await repo.won_deals(conn, tenant, members, start, end)
             if (best := team_largest_deal(team, period, deals, end, settings, currency)) is not None:
                 found.append(best)
-    return sum([await announce(conn, tenant, item, settings) for item in found])
+    return sum([await announce(conn, tenant, item, settings, currency) for item in found])
 
 
 async def period_closer(rt: Runtime) -> None:

@@ -18,7 +18,8 @@ import asyncpg
 
 from services.recognition.model import Found, Settings, Standing, WonDeal
 from services.recognition.rules import celebration_id
-from shared.events import ActivityLogged, AttainmentUpdated, DealDeleted, DealUpserted, RepUpserted
+from shared import registry
+from shared.events import ActivityLogged, AttainmentUpdated, DealUpserted, RepUpserted
 
 CELEBRATION_COLUMNS = ("celebration_id, scope, scope_id, milestone, period, value, headline, occurred_at, facts,"
                        " status, corrected_at")
@@ -81,25 +82,8 @@ async def apply_deal(conn: asyncpg.Connection, tenant: str, deal: DealUpserted, 
     """Store the version if newer; True when it made the deal won (it was not won before)."""
     before = await conn.fetchval("SELECT stage = 'won' AND NOT deleted FROM deals WHERE tenant = $1 AND deal_id = $2"
                                  " FOR UPDATE", tenant, deal.deal_id)
-    changed = await conn.fetchval(
-        "INSERT INTO deals (tenant, deal_id, rep_id, stage, amount, currency, closed_at, updated_at, tiebreak)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (tenant, deal_id) DO UPDATE SET"
-        " rep_id = EXCLUDED.rep_id, stage = EXCLUDED.stage, amount = EXCLUDED.amount, currency = EXCLUDED.currency,"
-        " closed_at = EXCLUDED.closed_at, updated_at = EXCLUDED.updated_at, tiebreak = EXCLUDED.tiebreak,"
-        " deleted = false"
-        " WHERE (deals.updated_at, deals.tiebreak) < (EXCLUDED.updated_at, EXCLUDED.tiebreak COLLATE \"C\")"
-        " RETURNING stage", tenant, deal.deal_id, deal.rep_id, deal.stage.value, deal.amount, deal.currency,
-        deal.closed_at, deal.updated_at, tiebreak)
-    return changed == "won" and not before and deal.closed_at is not None
-
-
-async def delete_deal(conn: asyncpg.Connection, tenant: str, deal: DealDeleted, tiebreak: str) -> None:
-    await conn.execute(
-        "INSERT INTO deals (tenant, deal_id, rep_id, stage, amount, currency, updated_at, tiebreak, deleted)"
-        " VALUES ($1, $2, '', 'open', 0, 'XXX', $3, $4, true) ON CONFLICT (tenant, deal_id) DO UPDATE SET"
-        " deleted = true, updated_at = EXCLUDED.updated_at, tiebreak = EXCLUDED.tiebreak"
-        " WHERE (deals.updated_at, deals.tiebreak) < (EXCLUDED.updated_at, EXCLUDED.tiebreak COLLATE \"C\")",
-        tenant, deal.deal_id, deal.updated_at, tiebreak)
+    stage = await registry.store_deal(conn, tenant, deal, tiebreak)
+    return stage == "won" and not before and deal.closed_at is not None
 
 
 async def won_deals(conn: asyncpg.Connection, tenant: str, rep_ids: Sequence[str],
@@ -124,8 +108,8 @@ async def activity_moments(conn: asyncpg.Connection, tenant: str, rep_id: str, s
 
 
 async def record(conn: asyncpg.Connection, tenant: str, found: Found, headline: str, status: str = "celebrated",
-                 metric: str | None = None) -> bool:
-    """Put a milestone in the ledger; True only for the transaction that created its row."""
+                 metric: str | None = None) -> str | None:
+    """Put a milestone in the ledger; its celebration id only for the transaction that created its row."""
     facts = json.dumps({k: (format(v, "f") if isinstance(v, Decimal) else v) for k, v in found.facts.items()},
                        default=str)
     cid = celebration_id(tenant, found.scope.value, found.scope_id, found.milestone, found.period)
@@ -134,7 +118,7 @@ async def record(conn: asyncpg.Connection, tenant: str, found: Found, headline: 
         " occurred_at, facts, status, metric) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12)"
         " ON CONFLICT DO NOTHING RETURNING 1", cid, tenant, found.scope.value, found.scope_id, found.milestone,
         found.period, found.value, headline, found.occurred_at, facts, status, metric)
-    return inserted is not None
+    return str(cid) if inserted is not None else None
 
 
 async def mark_corrected(conn: asyncpg.Connection, tenant: str, scope: str, scope_id: str, period: str,

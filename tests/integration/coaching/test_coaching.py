@@ -160,7 +160,8 @@ async def test_an_ignored_check_in_escalates_to_the_managers_manager_once(harnes
     )
     assert event["data"]["escalated_to"] == "vp-1"
 
-    # an acknowledged task is not escalated
+    # the no-activity check-in, unacknowledged and due at the same time, was escalated by the same tick
+    # (acknowledged ones are not: see the next test)
     other = next(r for r in await tasks_of(h, org) if r["rep_id"] == "bea" and r["rule"] == "no_activity")
     assert other["escalated_at"] is not None  # it was due too: escalated with the first
 
