@@ -89,15 +89,20 @@ def client_kwargs(settings: ServiceSettings) -> dict[str, object]:
 
 async def last_position(settings: ServiceSettings, key: str) -> str | None:
     """The last committed value for `key` on the outbox-positions topic: the `seq`s of the last batch
-    published, comma-separated (None: never written)."""
-    consumer = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False,
+    published, comma-separated (None: never written).
+
+    The read starts at an explicit offset: in aiokafka 0.14, `seek_to_beginning` after an `end_offsets`
+    call left the position at the end (shown in `tests/integration/test_outbox_takeover.py`), so this
+    read used to find nothing and a relay taking over re-sent the batch its predecessor had committed."""
+    consumer = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False, auto_offset_reset="earliest",
                                 isolation_level="read_committed")
     await consumer.start()
     try:
         partition = TopicPartition(OUTBOX_POSITIONS.name, 0)
         consumer.assign([partition])
-        end = (await consumer.end_offsets([partition]))[partition]
-        await consumer.seek_to_beginning(partition)
+        begin = (await consumer.beginning_offsets([partition]))[partition]
+        end = (await consumer.end_offsets([partition]))[partition]  # the last stable offset: read_committed
+        consumer.seek(partition, begin)
         found: str | None = None
         while await consumer.position(partition) < end:
             for record in (await consumer.getmany(partition, timeout_ms=1000)).get(partition, []):

@@ -108,6 +108,7 @@ class OutboxRelay:
             try:
                 try:
                     await producer.start()
+                    await self._hold_transactional_id(producer)
                     self._producer, self.leader = producer, True
                     await self._recover()
                 except Exception as err:  # aiokafka raises many types; all mean "Kafka not usable now"
@@ -125,6 +126,15 @@ class OutboxRelay:
                 await producer.stop()
                 with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
                     await lock_conn.execute("SELECT pg_advisory_unlock($1)", self._lock_key)
+
+    @staticmethod
+    async def _hold_transactional_id(producer: AIOKafkaProducer) -> None:
+        """Wait until the producer holds its transactional id. `start()` returns before that; only then
+        has the broker fenced the predecessor and finished its last transaction, commit markers written,
+        so that `_recover` reads the position that transaction carried (read_committed readers see
+        nothing past an unfinished transaction, and would re-send a batch Kafka already has)."""
+        await producer.begin_transaction()  # waits for the producer id, as the only public call that does
+        await producer.abort_transaction()  # nothing was sent in it: no request goes to the broker
 
     async def _recover(self) -> None:
         """Forget the rows Kafka already has (a crash between its commit and our delete)."""
