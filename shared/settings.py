@@ -6,9 +6,10 @@ Defaults match the local stack (`deploy/local`) and `docker-compose.yml`.
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -45,3 +46,23 @@ class ServiceSettings(BaseSettings):
 
     # Outbox relay: how often it looks for unsent rows when nothing woke it.
     outbox_poll_interval_s: float = Field(default=0.5, gt=0)
+
+    @model_validator(mode="after")
+    def _kafka_security_is_complete(self) -> Self:
+        """A half-configured security setting fails at start, naming the variables, rather than as an
+        authentication or handshake error from the broker later."""
+        protocol, problems = self.kafka_security_protocol, []
+        if protocol.startswith("SASL_") and not (self.kafka_sasl_username and self.kafka_sasl_password):
+            problems.append(f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
+        if bool(self.kafka_ssl_certfile) != bool(self.kafka_ssl_keyfile):
+            problems.append("KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together (a client certificate and its key)")
+        files = {"KAFKA_SSL_CAFILE": self.kafka_ssl_cafile, "KAFKA_SSL_CERTFILE": self.kafka_ssl_certfile,
+                 "KAFKA_SSL_KEYFILE": self.kafka_ssl_keyfile}
+        given = [name for name, path in files.items() if path]
+        if given and protocol not in ("SSL", "SASL_SSL"):
+            problems.append(f"{', '.join(given)} apply only to KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL, not {protocol}")
+        problems += [f"{name}={path}: no such file" for name, path in files.items()
+                     if path and not Path(path).is_file()]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self

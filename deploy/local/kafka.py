@@ -15,7 +15,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,27 +57,53 @@ def broker_state() -> dict[str, Any]:
         return {}
 
 
+class _Kept(logging.Handler):
+    """Keeps what aiokafka said instead of printing it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 @contextlib.contextmanager
-def _quiet_aiokafka() -> Iterator[None]:
-    """aiokafka logs every refused connection at ERROR while a broker boots: not news here."""
+def _quiet_aiokafka() -> Iterator[list[str]]:
+    """aiokafka logs every refused connection at ERROR while a broker boots: not news here. Its messages
+    are kept, though: a failed SASL authentication or TLS handshake is only said there."""
     logger = logging.getLogger("aiokafka")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
+    level, propagate, kept = logger.level, logger.propagate, _Kept()
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    logger.addHandler(kept)
     try:
-        yield
+        yield kept.messages
     finally:
+        logger.removeHandler(kept)
         logger.setLevel(level)
+        logger.propagate = propagate
 
 
-async def kafka_answers(bootstrap: str, within_s: float = 5.0) -> list[str] | None:
+async def kafka_answers(bootstrap: str, within_s: float = 5.0,
+                        security: Mapping[str, object] | None = None) -> list[str] | None:
     """The topic names when a Kafka broker answers a Metadata request at `bootstrap`, else None."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(within_s * 1000))
-    with _quiet_aiokafka():
+    names, _ = await kafka_probe(bootstrap, within_s, security)
+    return names
+
+
+async def kafka_probe(bootstrap: str, within_s: float = 5.0,
+                      security: Mapping[str, object] | None = None) -> tuple[list[str] | None, str]:
+    """(topic names, "") when a broker answers at `bootstrap`; (None, why not) otherwise. `security`:
+    the SASL/TLS options of `shared.kafka.client_kwargs`, for a secured listener."""
+    admin = AIOKafkaAdminClient(**{**(security or {}), "bootstrap_servers": bootstrap},
+                                request_timeout_ms=int(within_s * 1000))
+    with _quiet_aiokafka() as said:
         try:
             await asyncio.wait_for(admin.start(), within_s)
-            return await asyncio.wait_for(admin.list_topics(), within_s)
-        except Exception:  # any failure means "not answering (yet)"
-            return None
+            return await asyncio.wait_for(admin.list_topics(), within_s), ""
+        except Exception as err:  # any failure means "not answering (yet)"
+            return None, f"{err!r}" + (f"; {said[-1]}" if said else "")
         finally:
             with contextlib.suppress(Exception):
                 await admin.close()

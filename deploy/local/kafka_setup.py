@@ -167,7 +167,7 @@ def _write_server_properties(settings: KafkaSettings) -> None:
     KAFKA_PROPS.write_text(text)
 
 
-def jvm_args(java: str, heap: str | None = None) -> list[str]:
+def jvm_args(java: str, heap: str | None = None, logs_dir: Path = KAFKA_DIR) -> list[str]:
     heap_opts = (heap or os.environ.get("KAFKA_HEAP_OPTS") or "-Xms128m -Xmx512m").split()
     return [
         java,
@@ -180,7 +180,7 @@ def jvm_args(java: str, heap: str | None = None) -> list[str]:
         "-XX:+ExitOnOutOfMemoryError",
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}",
-        f"-Dkafka.logs.dir={KAFKA_DIR}",
+        f"-Dkafka.logs.dir={logs_dir}",
         "-cp",
         f"{KAFKA_LIBS}/*",
     ]
@@ -190,20 +190,29 @@ def _format_storage(java: str) -> None:
     if (KAFKA_DATA / "meta.properties").exists():
         return
     cluster_id = _cluster_id()
+    format_storage(java, KAFKA_PROPS, cluster_id)
+    say(f"kafka: formatted {KAFKA_DATA.relative_to(ROOT)} (cluster id {cluster_id})")
+
+
+def toolchain() -> tuple[str, str]:
+    """The java to run and the pinned Kafka version, its jars in KAFKA_LIBS (fetched once)."""
+    return _java(), _ensure_libs()
+
+
+def format_storage(java: str, props: Path, cluster_id: str, *extra: str) -> None:
+    """`kafka-storage format` for the broker configured by `props`; `extra` adds options (e.g. --add-scram)."""
     out = capture(
         [*jvm_args(java, heap="-Xmx256m"), "kafka.tools.StorageTool", "format", "--cluster-id", cluster_id,
-         "--config", str(KAFKA_PROPS), "--ignore-formatted"],
-        cwd=KAFKA_DIR,
+         "--config", str(props), "--ignore-formatted", *extra],
+        cwd=props.parent,
     )  # fmt: skip
     if out.returncode != 0:
-        raise StackError(f"formatting {KAFKA_DATA} failed (exit {out.returncode}):\n{out.stdout}{out.stderr}")
-    say(f"kafka: formatted {KAFKA_DATA.relative_to(ROOT)} (cluster id {cluster_id})")
+        raise StackError(f"formatting for {props} failed (exit {out.returncode}):\n{out.stdout}{out.stderr}")
 
 
 def prepare(settings: KafkaSettings) -> tuple[str, str]:
     """Everything the broker needs to start on `settings`' ports; returns the java to run and the Kafka version."""
-    java = _java()
-    version = _ensure_libs()
+    java, version = toolchain()
     KAFKA_DATA.mkdir(parents=True, exist_ok=True)
     _write_server_properties(settings)
     _format_storage(java)

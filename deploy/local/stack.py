@@ -22,7 +22,8 @@ the broker this script started, never a server it found running.
 
 `topics` starts nothing and writes nothing locally: it waits (up to 60 s, or --timeout) for
 a broker to answer at $KAFKA_BOOTSTRAP_SERVERS (127.0.0.1:9092) and creates the topics of
-shared/topics.py that are missing, as docker-compose's one-shot init container.
+shared/topics.py that are missing, as docker-compose's one-shot init container. A secured
+cluster is reached with the services' own KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_* and KAFKA_SSL_*.
 
 This module is the command line and the order of things; the parts are its neighbours:
 kafka.py runs the broker that kafka_setup.py prepares (java, jars, server.properties, storage),
@@ -30,7 +31,7 @@ postgres.py finds or starts the database server (pg_cluster.py: the cluster in .
 topics.py creates the contract's topics, and procs.py holds what they share.
 
 Environment: DATABASE_URL, ATTAIN_KAFKA_PORT (9092), ATTAIN_KAFKA_CONTROLLER_PORT (9093),
-KAFKA_HEAP_OPTS (-Xms128m -Xmx512m), JAVA_HOME; KAFKA_BOOTSTRAP_SERVERS for `topics` only.
+KAFKA_HEAP_OPTS (-Xms128m -Xmx512m), JAVA_HOME; KAFKA_BOOTSTRAP_SERVERS (and the security settings) for `topics` only.
 Importable: `up()`, `down()`, `status()`, `topics()` (sync; safe to call from inside a
 running event loop) and their `*_async` twins.
 """
@@ -51,6 +52,8 @@ from deploy.local.kafka import KAFKA_LOG, KAFKA_READY_TIMEOUT_S
 from deploy.local.kafka_setup import DEFAULT_CONTROLLER_PORT, DEFAULT_KAFKA_PORT, KafkaSettings, pinned_kafka_version
 from deploy.local.procs import HOST, StackError, lock, say
 from deploy.local.topics import BROKER_WAIT_S, ensure_topics, expected, wait_for_broker
+from shared.kafka import client_kwargs
+from shared.settings import ServiceSettings
 
 __all__ = [
     "KafkaSettings",
@@ -164,10 +167,12 @@ async def status_async(*, kafka_port: int | None = None) -> dict[str, Any]:
 
 async def topics_async(*, bootstrap: str | None = None, wait_s: float = BROKER_WAIT_S) -> int:
     """Wait for a broker at `bootstrap` (default $KAFKA_BOOTSTRAP_SERVERS, else the local one),
-    create the contract's missing topics there; returns how many topics the contract has."""
+    create the contract's missing topics there; returns how many topics the contract has.
+    A secured cluster is reached with the services' own settings (KAFKA_SECURITY_PROTOCOL, ...)."""
     bootstrap = bootstrap or os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() or f"{HOST}:{DEFAULT_KAFKA_PORT}"
-    await wait_for_broker(bootstrap, wait_s)
-    count = await ensure_topics(bootstrap)
+    security = client_kwargs(ServiceSettings())
+    await wait_for_broker(bootstrap, wait_s, security)
+    count = await ensure_topics(bootstrap, security=security)
     say(f"topics: {count} present on {bootstrap}")
     return count
 

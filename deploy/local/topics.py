@@ -9,34 +9,41 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import for_code
 
-from deploy.local.kafka import kafka_answers
+from deploy.local.kafka import kafka_probe
 from deploy.local.procs import StackError, say
 from shared.topics import all_with_dlq
 
 BROKER_WAIT_S = 60.0
 
 
-async def wait_for_broker(bootstrap: str, within_s: float = BROKER_WAIT_S) -> None:
-    """Return once a broker answers a Metadata request at `bootstrap`; StackError after `within_s`."""
+async def wait_for_broker(bootstrap: str, within_s: float = BROKER_WAIT_S,
+                          security: Mapping[str, object] | None = None) -> None:
+    """Return once a broker answers a Metadata request at `bootstrap`; StackError after `within_s`
+    naming the last failure (a refused connection, a failed TLS handshake or SASL authentication)."""
     deadline = time.monotonic() + within_s
     waiting = False
-    while await kafka_answers(bootstrap, within_s=min(5.0, max(0.5, deadline - time.monotonic()))) is None:
+    while True:
+        names, why = await kafka_probe(bootstrap, min(5.0, max(0.5, deadline - time.monotonic())), security)
+        if names is not None:
+            return
         if time.monotonic() >= deadline:
-            raise StackError(f"no Kafka broker answered on {bootstrap} within {within_s:.0f}s")
+            raise StackError(f"no Kafka broker answered on {bootstrap} within {within_s:.0f}s (last: {why})")
         if not waiting:
             say(f"topics: waiting for the Kafka broker on {bootstrap} (up to {within_s:.0f}s)...")
             waiting = True
         await asyncio.sleep(1.0)
 
 
-async def ensure_topics(bootstrap: str, within_s: float = 30.0) -> int:
+async def ensure_topics(bootstrap: str, within_s: float = 30.0, security: Mapping[str, object] | None = None) -> int:
     """Create every topic of shared/topics.py that is missing; grow any with too few partitions."""
     wanted = {topic.name: topic for topic in all_with_dlq()}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(within_s * 1000))
+    admin = AIOKafkaAdminClient(**{**(security or {}), "bootstrap_servers": bootstrap},
+                                request_timeout_ms=int(within_s * 1000))
     try:
         await admin.start()
         existing = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics() if not t["error_code"]}

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import ssl
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_TOPICS = "recognition.celebrations.v1,coaching.tasks.v1"
@@ -21,6 +22,14 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # The same names and meaning as Attain's services (CONTRACT.md): a subscriber of a secured cluster.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
     webhook_url: str = Field(min_length=1, description="Where every event is POSTed, e.g. a Slack incoming webhook.")
     webhook_secret: SecretStr | None = Field(
         default=None, description="whsec_<base64>: signs each delivery; without it no webhook-signature is sent.")
@@ -52,6 +61,29 @@ class Settings(BaseSettings):
             raise ValueError("must be whsec_ followed by the base64 of 24 to 64 random bytes")
         return value
 
+    @model_validator(mode="after")
+    def _sasl_has_credentials(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL_") and not (self.kafka_sasl_username
+                                                                     and self.kafka_sasl_password):
+            raise ValueError(f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs KAFKA_SASL_USERNAME "
+                             "and KAFKA_SASL_PASSWORD")
+        return self
+
+    def kafka_options(self) -> dict[str, object]:
+        """aiokafka's connection options: bootstrap servers, and SASL and TLS when the cluster wants them."""
+        options: dict[str, object] = {"bootstrap_servers": self.kafka_bootstrap_servers,
+                                      "security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            context = ssl.create_default_context(cafile=self.kafka_ssl_cafile)
+            if self.kafka_ssl_certfile:
+                context.load_cert_chain(self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
+            options["ssl_context"] = context
+        if self.kafka_security_protocol.startswith("SASL_"):
+            assert self.kafka_sasl_password is not None  # the validator saw to it
+            options |= {"sasl_mechanism": self.kafka_sasl_mechanism, "sasl_plain_username": self.kafka_sasl_username,
+                        "sasl_plain_password": self.kafka_sasl_password.get_secret_value()}
+        return options
+
     @property
     def topics(self) -> list[str]:
         return [t.strip() for t in self.webhook_topics.split(",") if t.strip()]
@@ -71,7 +103,9 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
         epilog="Every option can also be set in the environment: WEBHOOK_URL, WEBHOOK_SECRET, WEBHOOK_TOPICS, "
                "WEBHOOK_GROUP, WEBHOOK_STATE, KAFKA_BOOTSTRAP_SERVERS, WEBHOOK_START_AT, WEBHOOK_MAX_ATTEMPTS, "
                "and WEBHOOK_TIMEOUT_S, WEBHOOK_INITIAL_BACKOFF_S, WEBHOOK_MAX_BACKOFF_S, "
-               "WEBHOOK_RETRY_AFTER_CAP_S, WEBHOOK_KEEP_DAYS, LOG_LEVEL.")
+               "WEBHOOK_RETRY_AFTER_CAP_S, WEBHOOK_KEEP_DAYS, LOG_LEVEL; a secured cluster: KAFKA_SECURITY_PROTOCOL, "
+               "KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD, KAFKA_SSL_CAFILE, "
+               "KAFKA_SSL_CERTFILE, KAFKA_SSL_KEYFILE.")
     parser.add_argument("--url", help="the webhook URL (WEBHOOK_URL)")
     parser.add_argument("--secret", help="whsec_<base64> signing secret (WEBHOOK_SECRET); prefer the environment")
     parser.add_argument("--topics", help=f"comma-separated topics (default {DEFAULT_TOPICS})")

@@ -142,7 +142,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> int:
                                    max_attempts=settings.webhook_max_attempts, sleep=interruptible_sleep(stop))
             consumer = AIOKafkaConsumer(
                 *settings.topics,
-                bootstrap_servers=settings.kafka_bootstrap_servers,
+                **settings.kafka_options(),
                 group_id=settings.webhook_group,
                 client_id="attain-webhook-subscriber",
                 enable_auto_commit=False,  # an offset is committed only once its event is dealt with

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import ssl
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -306,3 +307,19 @@ def test_settings_from_options_over_the_environment(monkeypatch: pytest.MonkeyPa
                                                                                 ["a", "b"])
     with pytest.raises(SystemExit):
         parse(["--url", "http://x", "--secret", "not-a-whsec"])
+
+
+def test_kafka_security_comes_from_the_services_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert parse(["--url", "http://hook"]).kafka_options() == {"bootstrap_servers": "127.0.0.1:9092",
+                                                              "security_protocol": "PLAINTEXT"}
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("KAFKA_SASL_USERNAME", "notifier")
+    with pytest.raises(SystemExit):  # no password: a usage error naming it, before any connection
+        parse(["--url", "http://hook"])
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "pw")
+    options = parse(["--url", "http://hook"]).kafka_options()
+    assert isinstance(options.pop("ssl_context"), ssl.SSLContext)
+    assert options == {"bootstrap_servers": "127.0.0.1:9092", "security_protocol": "SASL_SSL",
+                       "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "notifier",
+                       "sasl_plain_password": "pw"}
