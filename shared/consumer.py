@@ -20,18 +20,20 @@ batch before it could be dead-lettered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalStateError, KafkaError
 from pydantic import BaseModel, ValidationError
 
 from shared import metrics
-from shared.cloudevents import CloudEvent, decode
+from shared.cloudevents import H_TYPE, CloudEvent, decode
 from shared.errors import InvalidMessage, TransientError
 from shared.kafka import client_kwargs
 from shared.settings import ServiceSettings
@@ -131,6 +133,7 @@ class TransactionalConsumer:
 
     async def _apply_in_one_transaction(self, records: Sequence[ConsumerRecord],
                                         failure: str | None = None) -> None:
+        dead: list[ConsumerRecord] = []
         async with self.pool.acquire() as conn, conn.transaction():
             stored = await self._stored_offsets(conn, {(r.topic, r.partition) for r in records})
             fresh = [r for r in records if r.offset >= stored.get((r.topic, r.partition), 0)]
@@ -142,14 +145,36 @@ class TransactionalConsumer:
                     good.append(self._decode(record))
                 except InvalidMessage as err:
                     await self._dead_letter(record, str(err))
+                    dead.append(record)
             if good:
                 await self.handler(conn, good)
             await self._store_offsets(conn, fresh)
-        replays = len(records) - len(fresh)
+        self._count(records, fresh, dead)
+
+    def _count(self, records: Sequence[ConsumerRecord], fresh: Sequence[ConsumerRecord],
+               dead: Sequence[ConsumerRecord]) -> None:
+        """Metrics of a committed batch: each record once, by type and outcome; the age of the newest."""
+        outcome = dict.fromkeys(map(id, records), "skipped_replay")
+        outcome.update(dict.fromkeys(map(id, fresh), "applied"))
+        outcome.update(dict.fromkeys(map(id, dead), "dead_lettered"))
+        counts = Counter((r.topic, self._type_of(r), outcome[id(r)]) for r in records)
+        for (topic, type_, result), n in counts.items():
+            metrics.CONSUMED.labels(self.group_id, topic, type_, result).inc(n)
+        newest: dict[tuple[str, int], ConsumerRecord] = {}
         for r in fresh:
-            metrics.CONSUMED.labels(self.group_id, r.topic, "applied").inc()
-        if replays:
-            metrics.CONSUMED.labels(self.group_id, records[0].topic, "skipped_replay").inc(replays)
+            newest[(r.topic, r.partition)] = r
+        now_ms = time.time() * 1000
+        for r in newest.values():
+            metrics.EVENT_AGE_SECONDS.labels(self.group_id, r.topic).observe(max(0.0, now_ms - r.timestamp) / 1000)
+
+    def _type_of(self, record: ConsumerRecord) -> str:
+        """The record's ce_type when it is one this consumer expects, else "unknown": a label value never
+        comes from whatever a producer wrote."""
+        for name, raw in record.headers or ():
+            if name == H_TYPE:
+                text = raw.decode(errors="replace") if raw else ""
+                return text if text in self.models else "unknown"
+        return "unknown"
 
     async def _stored_offsets(self, conn: asyncpg.Connection,
                               tps: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
@@ -183,7 +208,6 @@ class TransactionalConsumer:
         headers += [(name, text.encode()) for name, text in why.items()]
         await self.producer.send_and_wait(f"{record.topic}.dlq", record.value or b"", key=record.key,
                                           headers=headers)
-        metrics.CONSUMED.labels(self.group_id, record.topic, "dead_lettered").inc()
         log.warning("message dead-lettered", extra={"topic": record.topic, "partition": record.partition,
                     "offset": record.offset, "error": error})
 
@@ -201,6 +225,9 @@ class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         self._loop.assigned -= set(revoked)
+        for tp in revoked:
+            with contextlib.suppress(KeyError):  # never measured
+                metrics.CONSUMER_LAG.remove(self._loop.processor.group_id, tp.topic, str(tp.partition))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._loop.assigned |= set(assigned)
@@ -248,15 +275,30 @@ class ConsumerLoop:
             while True:
                 batches = await self.consumer.getmany(timeout_ms=500, max_records=self.max_records)
                 records = [r for rs in batches.values() for r in rs]
-                if not records:
-                    continue
-                await self.processor.process(records)
-                try:
-                    await self.consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items()})
-                except KafkaError as err:  # only a hint: PostgreSQL holds the truth
-                    log.warning("kafka offset commit failed", extra={"error": repr(err)})
+                if records:
+                    await self.processor.process(records)
+                    try:
+                        await self.consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items()})
+                    except KafkaError as err:  # only a hint: PostgreSQL holds the truth
+                        log.warning("kafka offset commit failed", extra={"error": repr(err)})
+                await self._measure_lag(self.consumer)
         finally:
             await self.consumer.stop()
+
+    async def _measure_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Lag per assigned partition: the partition's end as the last fetch reported it (the last stable
+        offset, as this consumer reads committed records only) minus where this consumer stands. No
+        request goes to the broker; a partition not fetched yet, or still seeking, is left out."""
+        for tp in consumer.assignment():
+            end = consumer.last_stable_offset(tp)
+            if end is None or end < 0:
+                continue
+            try:
+                position = await asyncio.wait_for(consumer.position(tp), 0.05)
+            except (TimeoutError, IllegalStateError):
+                continue
+            lag = metrics.CONSUMER_LAG.labels(self.processor.group_id, tp.topic, str(tp.partition))
+            lag.set(max(0, end - position))
 
     @property
     def ready(self) -> bool:

@@ -4,8 +4,28 @@ from prometheus_client import Counter, Gauge, Histogram
 
 CONSUMED = Counter(
     "attain_consumed_messages_total",
-    "Kafka messages a consumer handled, by outcome (applied, skipped_replay, dead_lettered).",
-    ["group", "topic", "outcome"],
+    "Kafka messages a consumer handled, by event type (ce_type; 'unknown' when absent) and outcome "
+    "(applied, skipped_replay, dead_lettered).",
+    ["group", "topic", "type", "outcome"],
+)
+CONSUMER_LAG = Gauge(
+    "attain_consumer_lag",
+    "Records of an assigned partition not yet consumed (last stable offset - position), measured by the "
+    "consumer itself after each poll; a partition's series goes when the partition is revoked.",
+    ["group", "topic", "partition"],
+)
+EVENT_AGE_SECONDS = Histogram(
+    "attain_consumer_event_age_seconds",
+    "Processing latency: from a record's append to Kafka until its batch committed (newest record of each "
+    "partition in a batch).",
+    ["group", "topic"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
+)
+HTTP_SECONDS = Histogram(
+    "attain_http_request_duration_seconds",
+    "HTTP request latency by route template (\"unmatched\" for no route), method and status code.",
+    ["route", "method", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 BATCH_SECONDS = Histogram(
     "attain_consumer_batch_seconds",
@@ -19,7 +39,8 @@ TRANSIENT_ERRORS = Counter(
     ["component"],
 )
 OUTBOX_PUBLISHED = Counter(
-    "attain_outbox_published_total", "Outbox rows published to Kafka.", ["topic"]
+    "attain_outbox_published_total", "Events published to Kafka from the outbox, by topic and event type.",
+    ["topic", "type"]
 )
 OUTBOX_PENDING = Gauge("attain_outbox_pending", "Outbox rows not yet published (last seen).")
 READY = Gauge("attain_ready", "1 while /readyz answers 200.")

@@ -20,13 +20,14 @@ import contextlib
 import json
 import logging
 import zlib
+from collections import Counter
 from collections.abc import Awaitable, Callable
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from shared import metrics
-from shared.cloudevents import CloudEvent, encode
+from shared.cloudevents import H_TYPE, CloudEvent, encode
 from shared.errors import TransientError
 from shared.topics import OUTBOX_POSITIONS
 
@@ -154,18 +155,20 @@ class OutboxRelay:
                 metrics.OUTBOX_PENDING.set(0)
                 return 0
             seqs = [row["seq"] for row in rows]
+            headers = [json.loads(row["headers"]) for row in rows]
             try:
                 async with producer.transaction():
-                    for row in rows:
-                        await producer.send(
-                            row["topic"], row["value"], key=row["key"],
-                            headers=[(name, text.encode()) for name, text in json.loads(row["headers"])])
+                    for row, pairs in zip(rows, headers, strict=True):
+                        await producer.send(row["topic"], row["value"], key=row["key"],
+                                            headers=[(name, text.encode()) for name, text in pairs])
                     await producer.send(OUTBOX_POSITIONS.name, ",".join(map(str, seqs)).encode(),
                                         key=self._position_key.encode())
             except Exception as err:  # aiokafka raises many types; all mean "not committed, retry"
                 raise TransientError(f"publishing outbox rows failed: {err!r}") from err
             await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", seqs)
-            for row in rows:
-                metrics.OUTBOX_PUBLISHED.labels(row["topic"]).inc()
+            published = Counter((row["topic"], dict(pairs).get(H_TYPE, "unknown"))
+                                for row, pairs in zip(rows, headers, strict=True))
+            for (topic, type_), n in published.items():
+                metrics.OUTBOX_PUBLISHED.labels(topic, type_).inc(n)
             metrics.OUTBOX_PENDING.set(await conn.fetchval("SELECT count(*) FROM outbox"))
             return len(rows)

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import db, logs, metrics
 from shared.clock import Clock, clock_from_spec
@@ -89,6 +91,32 @@ def runtime_of(request: Request) -> Runtime:
     return rt
 
 
+class RequestMetrics:
+    """Observes every HTTP request's latency by route template (never the raw path: a tenant or rep id in
+    a label would grow without bound), method and status code. Plain ASGI: nothing is buffered."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            metrics.HTTP_SECONDS.labels(route, scope["method"], str(status)).observe(time.perf_counter() - started)
+
+
 def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None = None) -> FastAPI:
     """The service's ASGI app; resources start in its lifespan."""
     loops: list[ConsumerLoop] = []
@@ -128,6 +156,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None
             log.info("service stopped")
 
     app = FastAPI(title=f"Attain {spec.name}", lifespan=lifespan, **spec.openapi)
+    app.add_middleware(RequestMetrics)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

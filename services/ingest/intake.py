@@ -11,6 +11,7 @@ answered "accepted" that is not in Kafka, and nothing is published twice by two 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +29,9 @@ from shared.events import CanonicalEvent, DealDeletedEvent, DealUpsertedEvent
 
 log = logging.getLogger(__name__)
 
-EVENTS = Counter("attain_ingest_events_total", "Events received, by outcome.", ["outcome"])
+EVENTS = Counter("attain_ingest_events_total",
+                 "Events received, by outcome and event type (\"unknown\" for a rejected event whose type "
+                 "is not one of the contract's).", ["outcome", "type"])
 PUBLISH_SECONDS = Histogram("attain_ingest_publish_seconds", "Time until Kafka acknowledged a chunk of events.",
                             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 
@@ -74,8 +77,10 @@ class Intake:
                     statuses[index] = "accepted"
                 await self._publish(to_send)
         outcomes = [Outcome(v.index, v.id, statuses.get(v.index, "rejected"), v.reason) for v in verdicts]
-        for status in ("accepted", "duplicate", "rejected"):
-            EVENTS.labels(status).inc(sum(1 for o in outcomes if o.status == status))
+        counted = collections.Counter((o.status, v.event.type if v.event is not None else "unknown")
+                                      for o, v in zip(outcomes, verdicts, strict=True))
+        for (status, type_), n in counted.items():
+            EVENTS.labels(status, type_).inc(n)
         return outcomes
 
     async def _claim(self, conn: asyncpg.Connection, tenant: Tenant,

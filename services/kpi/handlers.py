@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Protocol
 
 import asyncpg
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from pydantic import BaseModel
 
 from services.kpi import repository as repo
@@ -71,6 +71,24 @@ FLUSH_SECONDS = Histogram("attain_kpi_flush_seconds", "Time to turn moved tallie
 FIGURES_SENT = Counter("attain_kpi_figures_emitted_total", "kpi.attainment.updated events enqueued.")
 FIGURES_PARKED = Counter("attain_kpi_figures_parked_total",
                          "Moved (scope, id, period) keys whose figures were deferred to a coalesced flush.")
+TEAM_ATTAINMENT = Gauge("attain_kpi_team_attainment_ratio",
+                        "A team's attainment (actual / target) of each targeted metric in each period running "
+                        "now, as last computed by the kpi replica that owns the team's partition.",
+                        ["tenant", "team", "metric", "period"])
+_TEAM_SERIES: dict[tuple[str, str, str, str], datetime] = {}  # the series set, and when each period ends
+
+
+def watch_team(tenant: str, team: str, period: str, metric: str, attainment: Decimal | None,
+               end: datetime, now: datetime) -> None:
+    """Keep the team gauge to the periods running now: a closed period's series go (a team's figures for
+    a past quarter are in the API, not in a dashboard's "now")."""
+    for key in [key for key, ends in _TEAM_SERIES.items() if ends <= now]:
+        del _TEAM_SERIES[key]
+        TEAM_ATTAINMENT.remove(*key)
+    if attainment is None or end <= now:
+        return
+    _TEAM_SERIES[(tenant, team, metric, period)] = end
+    TEAM_ATTAINMENT.labels(tenant, team, metric, period).set(float(attainment))
 
 Moved = tuple[Books, dict[Key, Tally]]  # per tenant: its books, and the keys whose tallies moved
 
@@ -240,6 +258,8 @@ async def _recompute(conn: asyncpg.Connection, tenant: str, books: Books, tallie
         start, end = bounds[period]
         fig = figures(actual, target, shares[period])
         profile = profiles.get(scope_id) if scope == "rep" else None
+        if scope == "team" and start <= now:
+            watch_team(tenant, scope_id, period, metric_name, fig.attainment, end, now)
         data = AttainmentUpdated.model_construct(  # our own computed, typed values: no re-validation
             scope=Scope(scope), scope_id=scope_id, period=period, metric=metric, actual=fig.actual,
             target=fig.target, attainment=fig.attainment, expected=fig.expected, pace=fig.pace,

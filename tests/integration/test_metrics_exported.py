@@ -31,3 +31,15 @@ async def test_every_metric_of_the_dashboards_and_alerts_is_exported_by_a_runnin
     samples |= {family.removesuffix("_total") + "_total" for family in exported}
     assert named, "no metric found in the dashboards and alerts"
     assert sorted(named - samples) == [], f"named in dashboards or alerts but not exported: {sorted(named - samples)}"
+
+
+async def test_consumers_measure_their_lag_per_partition_and_requests_are_timed_by_route(services):
+    async with httpx.AsyncClient(timeout=10) as client:
+        await client.get(f"{services['kpi']}/v1/scorecards/nobody?period=2026-Q4")  # 401: no token
+        kpi = (await client.get(f"{services['kpi']}/metrics")).text
+    lag = [line for line in kpi.splitlines() if line.startswith("attain_consumer_lag{")]
+    partitions = {line.split('partition="')[1].split('"')[0] for line in lag if 'topic="sales.deals.v1"' in line}
+    assert partitions, f"no lag measured for kpi's sales.deals.v1 partitions: {lag[:5]}"
+    assert all(float(line.rsplit(" ", 1)[1]) >= 0 for line in lag)
+    assert any('route="/v1/scorecards/{rep_id}"' in line and 'status="401"' in line for line in kpi.splitlines()
+               if line.startswith("attain_http_request_duration_seconds_count"))

@@ -546,7 +546,7 @@ def test_the_metric_scan_finds_the_shared_metrics() -> None:
     exported = exported_metrics()
     assert {"attain_consumed_messages_total", "attain_outbox_pending", "attain_ready",
             "attain_consumer_batch_seconds_bucket", "attain_ingest_events_total"} <= set(exported)
-    assert exported["attain_consumed_messages_total"] == {"group", "topic", "outcome"}
+    assert exported["attain_consumed_messages_total"] == {"group", "topic", "type", "outcome"}
     assert promql_metrics('sum by (job) (rate(a_total{x="y"}[5m])) > on (job) group_left () b unless c') == {
         "a_total", "b", "c"}
     assert promql_matchers(r'm{topic=~"sales\\..+", group="g"}') == [("m", "topic", "=~", r"sales\..+"),
