@@ -33,11 +33,12 @@ def test_client_options_carry_sasl_and_tls_from_the_settings(tmp_path: Path) -> 
             .sign(key, hashes.SHA256()))
     ca = tmp_path / "ca.pem"
     ca.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    got = client_kwargs(ServiceSettings(kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism="SCRAM-SHA-256",
+    got = client_kwargs(ServiceSettings(kafka_bootstrap_servers="k:9093", kafka_security_protocol="SASL_SSL",
+                                        kafka_sasl_mechanism="SCRAM-SHA-256",
                                         kafka_sasl_username="attain", kafka_sasl_password="pw",  # type: ignore[arg-type]
                                         kafka_ssl_cafile=str(ca)))
     context = got.pop("ssl_context")
     assert isinstance(context, ssl.SSLContext) and context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
     assert [c["subject"] for c in context.get_ca_certs()] == [((("commonName", "test-ca"),),)]
-    assert got == {"bootstrap_servers": "127.0.0.1:9092", "security_protocol": "SASL_SSL",
+    assert got == {"bootstrap_servers": "k:9093", "security_protocol": "SASL_SSL",
                    "sasl_mechanism": "SCRAM-SHA-256", "sasl_plain_username": "attain", "sasl_plain_password": "pw"}
