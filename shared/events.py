@@ -432,6 +432,8 @@ class TenantUpserted(_Model):
     token_sha256: str
     active: bool
     rates: list[ExchangeRate] = Field(default_factory=list, description="Every exchange rate into `currency`.")
+    locale: str = Field("en", description="The Babel locale identifier the tenant's figures are formatted in, e.g."
+                        " 'en', 'de_DE' (1.234,50 €) or 'fr_FR'; entries from before it existed mean 'en'.")
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:

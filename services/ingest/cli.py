@@ -14,6 +14,14 @@ from services.ingest.settings import IngestSettings
 from shared import db
 
 
+def _locale(name: str) -> str:
+    """An argparse type: the locale as Babel spells it, or a usage error naming it (exit status 2)."""
+    try:
+        return tenants.normalise_locale(name)
+    except tenants.TenantError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m services.ingest tenants", description="Manage tenants.")
     sub = top.add_subparsers(dest="command", required=True)
@@ -23,6 +31,8 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--timezone", default="UTC", help="IANA zone periods are computed in")
     create.add_argument("--currency", default="EUR", help="ISO 4217 reporting currency")
     create.add_argument("--fiscal-year-start-month", type=int, default=1, choices=range(1, 13), metavar="1-12")
+    create.add_argument("--locale", type=_locale, default=tenants.DEFAULT_LOCALE,
+                        help="Babel locale the tenant's figures are formatted in, e.g. de_DE (default: en)")
     secret = sub.add_parser("set-secret", help="set the secret a CRM's webhook scheme is verified with")
     secret.add_argument("slug")
     secret.add_argument("crm", choices=tenants.CRMS)
@@ -42,6 +52,9 @@ def parser() -> argparse.ArgumentParser:
     rate.add_argument("--from", dest="valid_from", type=date.fromisoformat, default=date(1900, 1, 1),
                       metavar="YYYY-MM-DD", help="first local day it applies (default: all history, until a later"
                       " rate of the same currency)")
+    locale = sub.add_parser("locale", help="set the locale the tenant's figures are formatted in (announced)")
+    locale.add_argument("slug")
+    locale.add_argument("locale", type=_locale, help="a Babel locale such as en, de_DE or fr_FR (de-DE also reads)")
     revoke = sub.add_parser("revoke", help="revoke a tenant: its token stops working at once")
     revoke.add_argument("slug")
     return top
@@ -56,7 +69,7 @@ async def _run(args: argparse.Namespace) -> dict[str, str]:
             if args.command == "create":
                 token = await tenants.create(conn, args.slug, token=args.token, timezone=args.timezone,
                                              currency=args.currency,
-                                             fiscal_start_month=args.fiscal_year_start_month)
+                                             fiscal_start_month=args.fiscal_year_start_month, locale=args.locale)
                 return {"tenant": args.slug, "token": token}
             if args.command == "set-secret":
                 hours = settings.secret_rotation_grace_hours if args.grace_hours is None else args.grace_hours
@@ -70,6 +83,9 @@ async def _run(args: argparse.Namespace) -> dict[str, str]:
                 await tenants.set_rate(conn, args.slug, args.currency, args.rate, args.valid_from)
                 return {"tenant": args.slug, "currency": args.currency, "rate": args.rate,
                         "from": args.valid_from.isoformat(), "status": "rate set"}
+            if args.command == "locale":
+                locale = await tenants.set_locale(conn, args.slug, args.locale)
+                return {"tenant": args.slug, "locale": locale, "status": "locale set"}
             await tenants.revoke(conn, args.slug)
             return {"tenant": args.slug, "status": "revoked"}
     finally:

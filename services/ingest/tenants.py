@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
+from babel import Locale, UnknownLocaleError
 from pydantic import ValidationError
 
 from services.ingest.crm.model import Secret
@@ -25,6 +26,7 @@ from shared.periods import validate_timezone
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 CRMS = ("hubspot", "pipedrive", "salesforce")
+DEFAULT_LOCALE = "en"
 
 
 class TenantError(ValueError):
@@ -37,6 +39,15 @@ class Tenant:
     timezone: str
     currency: str
     fiscal_start_month: int
+
+
+def normalise_locale(name: str) -> str:
+    """`name` as Babel spells the locale ("de-DE" and "de_de" give "de_DE"); TenantError naming it when
+    Babel knows no such locale, so a tenant is never announced with one the read side cannot format in."""
+    try:
+        return str(Locale.parse(name.replace("-", "_")))
+    except (ValueError, UnknownLocaleError) as err:
+        raise TenantError(f"unknown locale {name!r}: expected a Babel locale such as en, de_DE or fr_FR") from err
 
 
 def token_digest(token: str) -> bytes:
@@ -53,7 +64,7 @@ def new_token() -> str:
 
 
 async def create(conn: asyncpg.Connection, slug: str, *, token: str | None, timezone: str,
-                 currency: str, fiscal_start_month: int = 1) -> str:
+                 currency: str, fiscal_start_month: int = 1, locale: str = DEFAULT_LOCALE) -> str:
     """Create tenant `slug`; return its bearer token (a new random one unless given)."""
     if not SLUG.match(slug):
         raise TenantError(f"tenant slug {slug!r} must be 2-63 lowercase letters, digits or '-'")
@@ -65,14 +76,15 @@ async def create(conn: asyncpg.Connection, slug: str, *, token: str | None, time
         raise TenantError(f"currency {currency!r} is not an ISO 4217 code such as EUR")
     if not 1 <= fiscal_start_month <= 12:
         raise TenantError("fiscal year start month must be 1-12")
+    locale = normalise_locale(locale)
     if token is not None and len(token) < 16:
         raise TenantError("a token must be at least 16 characters")
     token = token or new_token()
     try:
         await conn.execute(
-            "INSERT INTO tenants (slug, token_sha256, timezone, currency, fiscal_start_month)"
-            " VALUES ($1, $2, $3, $4, $5)",
-            slug, token_digest(token), timezone, currency, fiscal_start_month,
+            "INSERT INTO tenants (slug, token_sha256, timezone, currency, fiscal_start_month, locale)"
+            " VALUES ($1, $2, $3, $4, $5, $6)",
+            slug, token_digest(token), timezone, currency, fiscal_start_month, locale,
         )
     except asyncpg.UniqueViolationError as err:
         raise TenantError(f"tenant {slug!r} (or that token) already exists") from err
@@ -83,15 +95,15 @@ async def create(conn: asyncpg.Connection, slug: str, *, token: str | None, time
 async def announce(conn: asyncpg.Connection, slug: str) -> None:
     """Put the tenant's current registry entry in the outbox (call inside the changing transaction):
     the other services learn tenants from `attain.tenants.v1`, never from ingest's tables."""
-    row = await conn.fetchrow("SELECT slug, timezone, currency, fiscal_start_month, token_sha256, revoked_at"
-                              " FROM tenants WHERE slug = $1", slug)
+    row = await conn.fetchrow("SELECT slug, timezone, currency, fiscal_start_month, token_sha256, revoked_at,"
+                              " locale FROM tenants WHERE slug = $1", slug)
     if row is None:
         return
     rates = [ExchangeRate(currency=r["currency"], valid_from=r["valid_from"], rate=r["rate"]) for r in await conn.fetch(
         "SELECT currency, valid_from, rate FROM exchange_rates WHERE slug = $1 ORDER BY currency, valid_from", slug)]
     entry = TenantUpserted(tenant=row["slug"], timezone=row["timezone"], currency=row["currency"],
                            fiscal_start_month=row["fiscal_start_month"], token_sha256=row["token_sha256"].hex(),
-                           active=row["revoked_at"] is None, rates=rates)
+                           active=row["revoked_at"] is None, rates=rates, locale=row["locale"])
     event = CloudEvent(id=str(uuid.uuid4()), type="tenant.upserted", source="attain/ingest",
                        time=datetime.now(UTC), tenant=slug, data=entry)
     await enqueue(conn, topics.TENANTS.name, message_key(slug), event)
@@ -115,6 +127,16 @@ async def set_rate(conn: asyncpg.Connection, slug: str, currency: str, rate: str
         " ON CONFLICT (slug, currency, valid_from) DO UPDATE SET rate = EXCLUDED.rate",
         slug, entry.currency, entry.valid_from, entry.rate)
     await announce(conn, slug)
+
+
+async def set_locale(conn: asyncpg.Connection, slug: str, locale: str) -> str:
+    """Set the locale the tenant's figures are formatted in and announce it; return it as Babel spells it."""
+    locale = normalise_locale(locale)
+    status = await conn.execute("UPDATE tenants SET locale = $2 WHERE slug = $1 AND revoked_at IS NULL", slug, locale)
+    if status.endswith(" 0"):
+        raise TenantError(f"no active tenant {slug!r}")
+    await announce(conn, slug)
+    return locale
 
 
 async def set_secret(conn: asyncpg.Connection, slug: str, crm: str, secret: str, org_id: str | None,

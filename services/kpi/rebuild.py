@@ -55,7 +55,7 @@ _ZERO_TALLY = " AND ".join(f"{c} = 0" for c in ("won_revenue", "deals_won", "dea
 # A figure or tally of nothing is the same as no row: a key that rose and fell back within one
 # rebuilt batch never got a row.
 TABLES: dict[str, str] = {
-    "tenants": "SELECT tenant, timezone, fiscal_start_month, currency, token_sha256, active FROM tenants",
+    "tenants": "SELECT tenant, timezone, fiscal_start_month, currency, token_sha256, active, locale FROM tenants",
     "deals": "SELECT tenant, deal_id, rep_id, trim_scale(amount), currency, stage, created_at, closed_at,"
              " updated_at, tiebreak, deleted FROM deals",
     "activities": "SELECT tenant, activity_id, rep_id, kind, occurred_at, deal_id, duration_s FROM activities",

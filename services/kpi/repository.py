@@ -58,17 +58,17 @@ async def remember_tenant(conn: asyncpg.Connection, event: CloudEvent) -> bool:
 
 
 async def register_tenant(conn: asyncpg.Connection, entry: TenantUpserted) -> bool:
-    """The registry's word on a tenant: its token digest, whether it is active, its calendar and currency.
+    """The registry's word on a tenant: its token digest, whether it is active, its calendar, currency and locale.
 
     True when that changes the calendar, base currency or exchange rates kpi counted the tenant in."""
     before = await _calendar_before(conn, entry.tenant, lock=True)
     await conn.execute(
-        "INSERT INTO tenants (tenant, timezone, fiscal_start_month, currency, token_sha256, active)"
-        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant) DO UPDATE SET timezone = EXCLUDED.timezone,"
+        "INSERT INTO tenants (tenant, timezone, fiscal_start_month, currency, token_sha256, active, locale)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant) DO UPDATE SET timezone = EXCLUDED.timezone,"
         " fiscal_start_month = EXCLUDED.fiscal_start_month, currency = EXCLUDED.currency,"
-        " token_sha256 = EXCLUDED.token_sha256, active = EXCLUDED.active",
+        " token_sha256 = EXCLUDED.token_sha256, active = EXCLUDED.active, locale = EXCLUDED.locale",
         entry.tenant, entry.timezone, entry.fiscal_start_month, entry.currency,
-        bytes.fromhex(entry.token_sha256), entry.active)
+        bytes.fromhex(entry.token_sha256), entry.active, entry.locale)
     rates = sorted((r.currency, r.valid_from, r.rate) for r in entry.rates)
     stored = [(r["currency"].strip(), r["valid_from"], r["rate"]) for r in await conn.fetch(
         "DELETE FROM fx_rates WHERE tenant = $1 RETURNING currency, valid_from, rate", entry.tenant)]
@@ -81,11 +81,14 @@ async def register_tenant(conn: asyncpg.Connection, entry: TenantUpserted) -> bo
 class TenantCalendar:
     timezone: str
     fiscal_start_month: int
+    locale: str = "en"  # Babel identifier the tenant's figures are formatted in (tenant.upserted.locale)
 
 
 async def calendar(conn: asyncpg.Connection, tenant: str) -> TenantCalendar:
-    row = await conn.fetchrow("SELECT timezone, fiscal_start_month FROM tenants WHERE tenant = $1", tenant)
-    return TenantCalendar(row["timezone"], row["fiscal_start_month"]) if row else TenantCalendar("UTC", 1)
+    row = await conn.fetchrow("SELECT timezone, fiscal_start_month, locale FROM tenants WHERE tenant = $1", tenant)
+    if row is None:
+        return TenantCalendar("UTC", 1)
+    return TenantCalendar(row["timezone"], row["fiscal_start_month"], row["locale"])
 
 
 async def books(conn: asyncpg.Connection, tenant: str) -> Books:

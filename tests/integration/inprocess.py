@@ -76,11 +76,16 @@ class Replica:
                 await task
 
 
-async def register_tenant(producer: AIOKafkaProducer, slug: str, token: str, timezone: str, at: datetime) -> None:
-    """What `ingest tenants create` announces on the registry topic, so the read APIs know the token."""
-    event = CloudEvent(str(uuid.uuid4()), "tenant.upserted", "attain/ingest", at, slug, {
+async def register_tenant(producer: AIOKafkaProducer, slug: str, token: str, timezone: str, at: datetime,
+                          locale: str | None = None) -> None:
+    """What `ingest tenants create` announces on the registry topic, so the read APIs know the token
+    (without `locale`, an entry as ingest announced them before tenants had one)."""
+    data: dict[str, Any] = {
         "tenant": slug, "timezone": timezone, "currency": "EUR", "fiscal_start_month": 1,
-        "token_sha256": hashlib.sha256(token.encode()).hexdigest(), "active": True, "rates": []})
+        "token_sha256": hashlib.sha256(token.encode()).hexdigest(), "active": True, "rates": []}
+    if locale is not None:
+        data["locale"] = locale
+    event = CloudEvent(str(uuid.uuid4()), "tenant.upserted", "attain/ingest", at, slug, data)
     value, headers = encode(event)
     await producer.send_and_wait(topics.TENANTS.name, value, key=message_key(slug), headers=headers)
 

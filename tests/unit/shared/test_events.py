@@ -23,6 +23,7 @@ from shared.events import (
     RepUpserted,
     TargetSet,
     TaskCreated,
+    TenantUpserted,
     json_schemas,
 )
 
@@ -223,3 +224,24 @@ def test_the_canonical_adapter_picks_the_model_by_type() -> None:
     event = CANONICAL_EVENT.validate_python({"type": "deal.upserted", "id": "e", "source": "api", "time": AT,
                                              "data": deal().model_dump()})  # fmt: skip
     assert isinstance(event, DealUpsertedEvent)
+
+
+REGISTRY_ENTRY: dict[str, Any] = {"tenant": "acme", "timezone": "Europe/Berlin", "currency": "EUR",
+                                  "fiscal_start_month": 1, "token_sha256": "ab" * 32, "active": True}
+
+
+def test_a_registry_entry_from_before_tenants_had_a_locale_reads_as_english() -> None:
+    assert TenantUpserted.model_validate(REGISTRY_ENTRY).locale == "en"
+
+
+def test_a_registry_entry_carries_the_tenants_locale() -> None:
+    entry = TenantUpserted.model_validate({**REGISTRY_ENTRY, "locale": "de_DE"})
+    assert entry.locale == "de_DE"
+    assert json.loads(entry.model_dump_json())["locale"] == "de_DE"
+
+
+def test_the_published_registry_schema_documents_the_locale_and_its_default() -> None:
+    field = json_schemas()["tenant.upserted"]["properties"]["locale"]
+    assert field["default"] == "en"
+    assert "Babel" in field["description"]
+    assert "locale" not in json_schemas()["tenant.upserted"].get("required", [])
