@@ -24,7 +24,7 @@ from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from string import Formatter
 from typing import Any
 
-from babel import Locale, UnknownLocaleError
+from babel import Locale
 from babel.dates import format_date
 from babel.numbers import format_currency, format_decimal, format_percent
 
@@ -37,6 +37,7 @@ from services.recognition.model import (
     TEAM_LARGEST_DEAL,
 )
 from shared.events import Metric
+from shared.formatting import locale_of
 
 __all__ = ["DEFAULT_TEMPLATES", "GENERIC_TEMPLATE", "kind_of", "render"]
 
@@ -60,7 +61,6 @@ _MONEY_METRICS = frozenset({Metric.WON_REVENUE, Metric.PIPELINE_CREATED, Metric.
 _SHARE_METRICS = frozenset({Metric.WIN_RATE})
 _METRIC_WORDS: Mapping[str, str] = {m.value: m.value.replace("_", " ") for m in Metric}
 _DATE_FACTS = ("first_day", "last_day")
-_FALLBACK_LOCALE = "en"
 
 
 def kind_of(milestone: str) -> str:
@@ -91,7 +91,7 @@ def render(
     100% of the 2026-Q4 won revenue target: €90,000.00 of €90,000.00!"; locale "de_DE" gives
     "90.000,00 €" for the amounts.
     """
-    values = _values(facts, _locale(locale), currency)
+    values = _values(facts, locale_of(locale), currency)
     for template in ((templates or {}).get(kind), DEFAULT_TEMPLATES.get(kind), GENERIC_TEMPLATE):
         if template is not None and (text := _fill(template, values)) is not None and text.strip():
             return text
@@ -116,13 +116,6 @@ def _fill(template: str, values: Mapping[str, str]) -> str | None:
     except ValueError:  # unbalanced braces
         return None
     return "".join(parts)
-
-
-def _locale(name: str) -> Locale:
-    try:
-        return Locale.parse(name.replace("-", "_"))
-    except (ValueError, UnknownLocaleError, TypeError):
-        return Locale.parse(_FALLBACK_LOCALE)
 
 
 def _values(facts: Mapping[str, Any], locale: Locale, currency: str | None) -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""The kpi service's server-rendered sales dashboard: queries, live updates and pure view helpers."""
