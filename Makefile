@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 ## The whole test suite: the quality gate, unit tests, then integration against real Kafka and PostgreSQL.
 test: lint
 	$(BIN)/python -m deploy.local.stack up
+	$(BIN)/python -m deploy.local.browser
 	$(BIN)/pytest
 
 ## The demo: local stack, the four services, a simulated sales org streamed through ingest.

@@ -46,6 +46,7 @@ class Runtime:
     pool: asyncpg.Pool
     producer: AIOKafkaProducer
     relay: OutboxRelay
+    context: Any = None  # the spec's per-service state (`ServiceSpec.context`), for routes and timers
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None
         relay = _relay(spec, settings, pool)
         rt = Runtime(settings, clock or clock_from_spec(settings.attain_clock), pool, producer, relay)
         app.state.runtime = rt
-        app.state.context = spec.context(rt) if spec.context else None
+        rt.context = app.state.context = spec.context(rt) if spec.context else None
         tasks = [asyncio.create_task(relay.run(), name="outbox-relay")]
         for sub in spec.subscriptions:
             group_id = f"{settings.kafka_consumer_group_prefix}-{sub.group}"

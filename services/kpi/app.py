@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from services.kpi.api import router
+from services.kpi.dashboard import live, pages
 from services.kpi.handlers import MAX_BATCH, MODELS, flush_parked, make_handler
 from shared import topics
 from shared.service import ServiceSpec, Subscription
@@ -23,7 +24,8 @@ SPEC = ServiceSpec(
             max_batch=MAX_BATCH,
         )
     ],
-    routers=[router],
-    timers=[flush_parked],
+    routers=[router, pages.router],
+    timers=[flush_parked, live.run],
+    context=pages.make_context,
     openapi={"description": "Attainment state per rep and team.", "version": "1"},
 )

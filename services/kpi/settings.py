@@ -3,3 +3,6 @@ from shared.settings import ServiceSettings
 
 class KpiSettings(ServiceSettings):
     http_port: int = 8002
+    # The dashboard shows check-ins, action plans and celebrations from these read APIs (same token).
+    dashboard_coaching_url: str = "http://127.0.0.1:8003"
+    dashboard_recognition_url: str = "http://127.0.0.1:8004"

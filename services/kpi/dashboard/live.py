@@ -1,0 +1,149 @@
+"""Live updates for the dashboard: attainment changes and celebrations, pushed to browsers as
+server-sent events.
+
+One Kafka consumer per kpi process reads `kpi.attainment.v1` and `recognition.celebrations.v1` from
+their ends (no consumer group: every replica shows every update to the browsers connected to it),
+read_committed like every subscriber. It runs only while someone watches: the first browser starts
+it, and it stops a minute after the last one left. Records are routed by their `ce_tenant` header
+and decoded only when a browser of that tenant is connected; each browser gets a bounded queue, so a
+slow one loses old updates (the page re-reads its view on the next one) instead of holding memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client import Gauge
+
+from shared import topics
+from shared.cloudevents import H_TENANT, H_TYPE
+from shared.kafka import client_kwargs
+from shared.service import Runtime
+
+log = logging.getLogger(__name__)
+
+TOPICS = (topics.ATTAINMENT.name, topics.CELEBRATIONS.name)
+KINDS = {"kpi.attainment.updated": "attainment", "recognition.milestone.reached": "celebration"}
+QUEUE_SIZE = 100
+IDLE_STOP_S = 60.0
+HEARTBEAT_S = 15.0
+WATCHERS = Gauge("attain_kpi_dashboard_streams", "Browsers connected to the dashboard's live stream.")
+
+
+@dataclass
+class Hub:
+    """Who is watching which tenant, and the queues their updates go to."""
+
+    watchers: dict[str, set[asyncio.Queue[tuple[str, str]]]] = field(default_factory=dict)
+    wanted: asyncio.Event = field(default_factory=asyncio.Event)
+    running: bool = False
+
+    def count(self) -> int:
+        return sum(len(queues) for queues in self.watchers.values())
+
+    def subscribe(self, tenant: str) -> asyncio.Queue[tuple[str, str]]:
+        queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue(QUEUE_SIZE)
+        self.watchers.setdefault(tenant, set()).add(queue)
+        self.wanted.set()
+        WATCHERS.set(self.count())
+        return queue
+
+    def unsubscribe(self, tenant: str, queue: asyncio.Queue[tuple[str, str]]) -> None:
+        queues = self.watchers.get(tenant, set())
+        queues.discard(queue)
+        if not queues:
+            self.watchers.pop(tenant, None)
+        WATCHERS.set(self.count())
+
+    def publish(self, tenant: str, kind: str, payload: str) -> None:
+        """Hand an update to every browser of `tenant`; a full queue drops its oldest update."""
+        for queue in self.watchers.get(tenant, ()):
+            if queue.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+            queue.put_nowait((kind, payload))
+
+
+def route(hub: Hub, headers: Any, value: bytes | None) -> None:
+    """One record off the topics: to the browsers of its tenant, if any are connected."""
+    attrs = {name: raw for name, raw in headers or ()}
+    tenant = (attrs.get(H_TENANT) or b"").decode(errors="replace")
+    kind = KINDS.get((attrs.get(H_TYPE) or b"").decode(errors="replace"))
+    if kind is None or tenant not in hub.watchers or value is None:
+        return
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return  # not ours to judge: the consumers of the topic dead-letter it
+    fields: tuple[str, ...] = (("scope", "scope_id", "period", "metric", "actual", "target", "attainment")
+                               if kind == "attainment"
+                               else ("celebration_id", "milestone", "scope", "scope_id", "period", "headline"))
+    hub.publish(tenant, kind, json.dumps({k: data.get(k) for k in fields}))
+
+
+async def run(rt: Runtime) -> None:
+    """A kpi timer: consume the live topics whenever a browser watches."""
+    hub: Hub = rt.context.hub
+    while True:
+        await hub.wanted.wait()
+        consumer = AIOKafkaConsumer(**client_kwargs(rt.settings), enable_auto_commit=False,
+                                    isolation_level="read_committed", client_id="attain-kpi-dashboard")
+        try:
+            await consumer.start()
+            parts = [TopicPartition(t, p) for t in TOPICS for p in consumer.partitions_for_topic(t) or ()]
+            if not parts:
+                await consumer._client.force_metadata_update()
+                parts = [TopicPartition(t, p) for t in TOPICS for p in consumer.partitions_for_topic(t) or ()]
+            consumer.assign(parts)
+            await consumer.seek_to_end(*parts)
+            hub.running = True
+            idle_since: float | None = None
+            while True:
+                batches = await consumer.getmany(timeout_ms=500, max_records=1000)
+                for records in batches.values():
+                    for record in records:
+                        route(hub, record.headers, record.value)
+                if hub.count():
+                    idle_since = None
+                elif idle_since is None:
+                    idle_since = time.monotonic()
+                elif time.monotonic() - idle_since > IDLE_STOP_S:
+                    hub.wanted.clear()
+                    break
+        except Exception as err:  # Kafka away: say so, wait, try again (browsers keep their page)
+            log.warning("dashboard live feed failed, retrying", extra={"error": repr(err)})
+            await asyncio.sleep(2.0)
+        finally:
+            hub.running = False
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+
+
+async def stream(hub: Hub, tenant: str) -> AsyncIterator[str]:
+    """Server-sent events for one browser: `attainment` and `celebration` updates, and a comment every
+    few seconds so proxies keep the connection open and a closed one is noticed."""
+    queue = hub.subscribe(tenant)
+    try:
+        yield "retry: 2000\n\n"
+        for _ in range(200):  # "hello" once the feed reads the topics: from then on nothing is missed
+            if hub.running:
+                break
+            await asyncio.sleep(0.1)
+        yield "event: hello\ndata: {}\n\n"
+        while True:
+            try:
+                kind, payload = await asyncio.wait_for(queue.get(), HEARTBEAT_S)
+            except TimeoutError:
+                yield ": keep-alive\n\n"
+                continue
+            yield f"event: {kind}\ndata: {payload}\n\n"
+    finally:
+        hub.unsubscribe(tenant, queue)

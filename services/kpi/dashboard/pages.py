@@ -1,0 +1,429 @@
+"""The sales floor dashboard, served by kpi at `/` (CONTRACT.md): server-rendered pages with a little
+JavaScript for live updates, TV rotation and PNG export; no build step.
+
+Sign-in stores the tenant's bearer token in an HttpOnly cookie (SameSite=Lax, Secure behind HTTPS):
+every page is scoped to that tenant exactly as the read API is. Check-ins, action plans, celebrations
+and manager scorecards come from coaching's and recognition's read APIs with the same token (kpi does
+not read their tables); when one does not answer, the page says so and shows the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import parse_qs, quote, urlencode
+
+import httpx
+import jinja2
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+
+from services.kpi.dashboard import live, queries, view
+from services.kpi.figures import figures
+from services.kpi.settings import KpiSettings
+from shared.events import Metric
+from shared.periods import PeriodError, PeriodKind, business_share, parse_period, period_bounds, period_of
+from shared.service import Runtime, runtime_of
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+COOKIE = "attain_dashboard"
+COOKIE_DAYS = 30
+SERVICE_TIMEOUT_S = 2.0
+STATIC = {"dashboard.css": "text/css; charset=utf-8", "dashboard.js": "text/javascript; charset=utf-8"}
+METRIC_NAMES = {Metric.WON_REVENUE: "Won revenue", Metric.DEALS_WON: "Deals won", Metric.WIN_RATE: "Win rate",
+                Metric.PIPELINE_CREATED: "Pipeline created", Metric.AVG_DEAL_SIZE: "Average deal size",
+                Metric.CALLS: "Calls", Metric.EMAILS: "E-mails", Metric.MEETINGS: "Meetings",
+                Metric.ACTIVITIES: "Activities"}
+TREND_WORDS = {"up": ("▲", "ahead of the pace needed this week"), "flat": ("▶", "on the pace needed this week"),
+               "down": ("▼", "behind the pace needed this week")}
+BAR_SCALE = Decimal("1.5")  # bars run to 150 % of target
+
+router = APIRouter(include_in_schema=False)
+Rt = Annotated[Runtime, Depends(runtime_of)]
+TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
+                               trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+
+
+@dataclass
+class Dashboard:
+    """kpi's per-process dashboard state (`ServiceSpec.context`)."""
+
+    hub: live.Hub = field(default_factory=live.Hub)
+
+
+def make_context(_rt: Runtime) -> Dashboard:
+    return Dashboard()
+
+
+async def session_tenant(request: Request, rt: Rt) -> str:
+    """The tenant of the token the sign-in page stored; to the sign-in page without one."""
+    token = request.cookies.get(COOKIE, "").strip()
+    if token:
+        async with rt.pool.acquire() as conn:
+            found = await queries.tenant_of_token(conn, hashlib.sha256(token.encode()).digest())
+        if found is not None:
+            return found
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    raise HTTPException(303, "sign in first", headers={"Location": f"/signin?next={quote(here)}"})
+
+
+Tenant = Annotated[str, Depends(session_tenant)]
+
+
+@dataclass(frozen=True)
+class Fmt:
+    """Numbers, money and times as the tenant reads them: its locale, currency and time zone."""
+
+    t: queries.Tenant
+
+    def money(self, value: Decimal | None) -> str:
+        return "–" if value is None else view.money(value, self.t.currency, self.t.locale)
+
+    def value(self, metric: str, value: Decimal | None) -> str:
+        if value is None:
+            return "–"
+        if metric == Metric.WIN_RATE.value:
+            return view.percent(value, self.t.locale)
+        return self.money(value) if Metric(metric) in queries.MONEY else view.number(value, self.t.locale)
+
+    def estimate(self, metric: str, value: Decimal | None) -> str:
+        """A projection: counts as whole numbers (1.6054 calls reads as 2), money to the cent; none for a ratio
+        (a win rate or an average deal size does not grow with time, so extrapolating it says nothing)."""
+        if metric in (Metric.WIN_RATE.value, Metric.AVG_DEAL_SIZE.value):
+            return "–"
+        if value is not None and Metric(metric) not in queries.MONEY and metric != Metric.WIN_RATE.value:
+            value = value.quantize(Decimal(1), ROUND_HALF_EVEN)
+        return self.value(metric, value)
+
+    def money_in(self, amount: Decimal | None, currency: str | None) -> str:
+        """An amount in its own currency (a deal as the CRM has it), in the tenant's locale."""
+        return "–" if amount is None else view.money(amount, (currency or "").strip() or None, self.t.locale)
+
+    def pct(self, ratio: Decimal | None) -> str:
+        return view.percent(ratio, self.t.locale)
+
+    def when(self, moment: datetime | str | None) -> str:
+        if moment is None:
+            return "–"
+        at = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+        return at.astimezone(self.t.timezone).strftime("%Y-%m-%d %H:%M")
+
+    def day(self, moment: datetime | str | None) -> str:
+        return self.when(moment)[:10]
+
+
+@dataclass(frozen=True)
+class Period:
+    label: str
+    start: datetime
+    end: datetime
+    share: Decimal  # of its business days elapsed now
+
+
+def _period(t: queries.Tenant, label: str | None, now: datetime) -> Period:
+    if label is None:
+        label = period_of(PeriodKind.QUARTER, now, t.timezone, t.fiscal_start_month).label
+    try:
+        label = parse_period(label).label
+    except PeriodError as err:
+        raise HTTPException(422, f"period: {err}") from err
+    start, end = period_bounds(label, t.timezone, t.fiscal_start_month)
+    return Period(label, start, end, business_share(start, end, now, t.timezone))
+
+
+def _period_choices(t: queries.Tenant, now: datetime) -> list[str]:
+    """The periods running now, and the quarter and month before them."""
+    out = [period_of(kind, now, t.timezone, t.fiscal_start_month).label
+           for kind in (PeriodKind.MONTH, PeriodKind.QUARTER, PeriodKind.YEAR)]
+    for kind in (PeriodKind.QUARTER, PeriodKind.MONTH):
+        start, _ = period_bounds(period_of(kind, now, t.timezone, t.fiscal_start_month).label, t.timezone,
+                                 t.fiscal_start_month)
+        out.append(period_of(kind, start - timedelta(microseconds=1), t.timezone, t.fiscal_start_month).label)
+    return out
+
+
+def _metric(name: str | None) -> Metric:
+    try:
+        return Metric(name or Metric.WON_REVENUE.value)
+    except ValueError as err:
+        raise HTTPException(422, f"metric: unknown metric {name!r}") from err
+
+
+def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    """A whole page, or only its <main> for the live refresh and the TV rotation (`?partial=1`)."""
+    partial = request.query_params.get("partial") == "1"
+    body = TEMPLATES.get_template(template).render(partial=partial, path=request.url.path,
+                                                    query=request.url.query, **context)
+    return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store",
+                                                           "Content-Security-Policy": CSP,
+                                                           "X-Content-Type-Options": "nosniff",
+                                                           "Referrer-Policy": "same-origin"})
+
+
+CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+       "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+
+
+async def _base(rt: Runtime, tenant: str) -> tuple[queries.Tenant, Fmt, datetime]:
+    async with rt.pool.acquire() as conn:
+        t = await queries.tenant(conn, tenant)
+    return t, Fmt(t), rt.clock.now()
+
+
+def _bar(attainment: Decimal | None, share: Decimal) -> dict[str, Any]:
+    """Widths (in % of the bar) of the attainment and of the pace marker (where the rep should be now)."""
+    def width(x: Decimal) -> str:
+        return format(min(max(x, Decimal(0)), BAR_SCALE) / BAR_SCALE * 100, ".1f")
+    return {"fill": width(attainment) if attainment is not None else None, "marker": width(share),
+            "state": None if attainment is None else ("ahead" if attainment >= share else "behind")}
+
+
+# --- sign-in --------------------------------------------------------------------------------------
+
+
+def _safe_next(value: str | None) -> str:
+    return value if value and value.startswith("/") and not value.startswith("//") else "/leaderboard"
+
+
+@router.get("/signin")
+async def signin_page(request: Request, next: str | None = None) -> HTMLResponse:
+    return render(request, "signin.html", title="Sign in", next=_safe_next(next), error=None)
+
+
+@router.post("/signin")
+async def signin(request: Request, rt: Rt) -> Response:
+    form = parse_qs((await request.body()).decode(errors="replace"))
+    token = (form.get("token") or [""])[0].strip()
+    next_path = _safe_next((form.get("next") or [""])[0])
+    async with rt.pool.acquire() as conn:
+        tenant = await queries.tenant_of_token(conn, hashlib.sha256(token.encode()).digest()) if token else None
+    if tenant is None:
+        return render(request, "signin.html", status=401, title="Sign in", next=next_path,
+                      error="That token is not valid (or was revoked). Ask your Attain administrator for the "
+                            "tenant's read token.")
+    response = RedirectResponse(next_path, status_code=303)
+    secure = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
+    response.set_cookie(COOKIE, token, max_age=COOKIE_DAYS * 86400, httponly=True, samesite="lax", secure=secure,
+                        path="/")
+    return response
+
+
+@router.post("/signout")
+async def signout() -> Response:
+    response = RedirectResponse("/signin", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+@router.get("/")
+async def home(tenant: Tenant) -> Response:
+    return RedirectResponse("/leaderboard", status_code=303)
+
+
+# --- leaderboard ----------------------------------------------------------------------------------
+
+
+async def _standings(rt: Runtime, t: queries.Tenant, p: Period, metric: Metric, team_id: str | None,
+                     now: datetime) -> list[dict[str, Any]]:
+    async with rt.pool.acquire() as conn:
+        rows = await queries.standings(conn, t.slug, p.label, metric, team_id)
+        gains: dict[str, Decimal] = {}
+        if metric in queries.ADDITIVE and rows and p.start <= now < p.end:
+            books = await queries.books_of(conn, t.slug)
+            since = max(p.start, now - timedelta(days=7))
+            for rep_id, _, amount in await queries.points(conn, t.slug, books, [r["rep_id"] for r in rows],
+                                                           metric, since, now):
+                gains[rep_id] = gains.get(rep_id, Decimal(0)) + amount
+    out = []
+    for rank, r in enumerate(rows, 1):
+        fig = figures(r["actual"], r["target"], p.share)
+        direction = (view.trend(gains.get(r["rep_id"], Decimal(0)), r["target"], p.start, p.end, now, t.timezone)
+                     if metric in queries.ADDITIVE and p.start <= now < p.end else None)
+        out.append({"rank": rank, "rep_id": r["rep_id"], "name": r["name"] or r["rep_id"], "team_id": r["team_id"],
+                    "actual": r["actual"], "target": r["target"], "attainment": fig.attainment, "pace": fig.pace,
+                    "bar": _bar(fig.attainment, p.share), "trend": direction,
+                    "trend_words": TREND_WORDS.get(direction or "")})
+    return out
+
+
+@router.get("/leaderboard")
+async def leaderboard(request: Request, rt: Rt, tenant: Tenant, period: str | None = None,
+                      metric: str | None = None, team: str | None = None) -> HTMLResponse:
+    t, fmt, now = await _base(rt, tenant)
+    p, m = _period(t, period, now), _metric(metric)
+    rows = await _standings(rt, t, p, m, team or None, now)
+    async with rt.pool.acquire() as conn:
+        team_rows = await queries.teams(conn, t.slug, p.label)
+    csv_query = {"period": p.label, "metric": m.value} | ({"team": team} if team else {})
+    csv_link = "/leaderboard.csv?" + urlencode(csv_query)
+    return render(request, "leaderboard.html", title=f"Leaderboard · {METRIC_NAMES[m]} · {p.label}", fmt=fmt,
+                  tenant=t, period=p, metric=m, metric_names=METRIC_NAMES, rows=rows, team=team or "",
+                  teams=team_rows, periods=_period_choices(t, now), csv_link=csv_link, now=now, live_period=p.label)
+
+
+@router.get("/leaderboard.csv")
+async def leaderboard_csv(rt: Rt, tenant: Tenant, period: str | None = None, metric: str | None = None,
+                          team: str | None = None) -> Response:
+    t, _, now = await _base(rt, tenant)
+    p, m = _period(t, period, now), _metric(metric)
+    rows = await _standings(rt, t, p, m, team or None, now)
+    body = view.leaderboard_csv(rows, m.value, p.label)
+    name = f"leaderboard-{t.slug}-{p.label}-{m.value}.csv"
+    return Response(body, media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
+
+
+# --- rep scorecard --------------------------------------------------------------------------------
+
+
+def _kpi(rt: Runtime) -> KpiSettings:
+    return rt.settings if isinstance(rt.settings, KpiSettings) else KpiSettings()
+
+
+async def _from(client: httpx.AsyncClient, url: str, token: str) -> dict[str, Any] | None:
+    """A read from coaching or recognition with the viewer's token; None when it did not answer well."""
+    try:
+        response = await client.get(url, headers={"Authorization": f"Bearer {token}"})
+    except httpx.HTTPError as err:
+        log.info("dashboard: a service did not answer", extra={"url": url, "error": repr(err)})
+        return None
+    if response.status_code != 200:
+        log.info("dashboard: a service refused", extra={"url": url, "status": response.status_code})
+        return None
+    body: dict[str, Any] = response.json()
+    return body
+
+
+@router.get("/reps/{rep_id}")
+async def rep_scorecard(request: Request, rt: Rt, tenant: Tenant, rep_id: str,
+                        period: str | None = None) -> HTMLResponse:
+    t, fmt, now = await _base(rt, tenant)
+    p = _period(t, period, now)
+    async with rt.pool.acquire() as conn:
+        who = await queries.profile(conn, t.slug, rep_id)
+        rows = await queries.figures_of(conn, t.slug, "rep", rep_id, p.label)
+        books = await queries.books_of(conn, t.slug)
+        cards: list[dict[str, Any]] = []
+        for r in rows:
+            m = Metric(r["metric"])
+            fig = figures(r["actual"], r["target"], p.share)
+            chart = None
+            if m in queries.ADDITIVE and r["target"] is not None:
+                pts = await queries.points(conn, t.slug, books, [rep_id], m, p.start, p.end)
+                actual = view.cumulative_series([(at, v) for _, at, v in pts], p.start, p.end, now, t.timezone)
+                expected = view.expected_series(r["target"], p.start, p.end, t.timezone)
+                chart = view.svg_chart(
+                    actual, expected, chart_id=f"chart-{m.value}",
+                    title=f"{METRIC_NAMES[m]}: actual against expected pace, {p.label}",
+                    description=f"Cumulative {METRIC_NAMES[m].lower()} through {p.label}: "
+                                f"{fmt.value(m.value, fig.actual)} so far against "
+                                f"{fmt.value(m.value, fig.expected)} expected by now "
+                                f"(target {fmt.value(m.value, fig.target)}).",
+                    value_label=functools.partial(fmt.value, m.value))
+            deals = await queries.contributions(conn, t.slug, rep_id, m, p.start, p.end)
+            cards.append({"metric": m, "fig": fig, "bar": _bar(fig.attainment, p.share), "chart": chart,
+                          "behind": deals})
+    if who is None and not rows:
+        raise HTTPException(404, f"no rep {rep_id!r} in this tenant")
+    targeted = [c for c in cards if c["fig"].target is not None]
+    others = [c for c in cards if c["fig"].target is None]
+    token = request.cookies.get(COOKIE, "")
+    coaching, recognition = _kpi(rt).dashboard_coaching_url, _kpi(rt).dashboard_recognition_url
+    async with httpx.AsyncClient(timeout=SERVICE_TIMEOUT_S) as client:
+        open_tasks, acked_tasks, plans, cheers = await asyncio.gather(
+            _from(client, f"{coaching}/v1/tasks?" + urlencode({"rep_id": rep_id, "status": "open"}), token),
+            _from(client, f"{coaching}/v1/tasks?" + urlencode({"rep_id": rep_id, "status": "acknowledged"}), token),
+            _from(client, f"{coaching}/v1/action-plans?" + urlencode({"rep_id": rep_id, "status": "open"}), token),
+            _from(client, f"{recognition}/v1/celebrations?" + urlencode({"scope_id": rep_id, "limit": 10}), token))
+    tasks = None if open_tasks is None or acked_tasks is None else open_tasks["tasks"] + acked_tasks["tasks"]
+    name = (who["name"] if who else None) or rep_id
+    return render(request, "scorecard.html", title=f"{name} · {p.label}", fmt=fmt, tenant=t, period=p,
+                  periods=_period_choices(t, now), rep=who, rep_id=rep_id, name=name, cards=targeted, others=others,
+                  metric_names=METRIC_NAMES, tasks=tasks, plans=None if plans is None else plans["action_plans"],
+                  celebrations=None if cheers is None else cheers["celebrations"], now=now, live_period=p.label)
+
+
+# --- teams ----------------------------------------------------------------------------------------
+
+
+@router.get("/teams")
+async def teams_page(request: Request, rt: Rt, tenant: Tenant, period: str | None = None) -> HTMLResponse:
+    t, fmt, now = await _base(rt, tenant)
+    p = _period(t, period, now)
+    async with rt.pool.acquire() as conn:
+        rows = await queries.teams(conn, t.slug, p.label)
+    out = [dict(r) | {"fig": figures(r["actual"], r["target"], p.share) if r["actual"] is not None else None}
+           for r in rows]
+    for row in out:
+        row["bar"] = _bar(row["fig"].attainment if row["fig"] else None, p.share)
+    return render(request, "teams.html", title=f"Teams · {p.label}", fmt=fmt, tenant=t, period=p, teams=out,
+                  periods=_period_choices(t, now), now=now, live_period=p.label)
+
+
+@router.get("/teams/{team_id}")
+async def team_page(request: Request, rt: Rt, tenant: Tenant, team_id: str, period: str | None = None) -> HTMLResponse:
+    t, fmt, now = await _base(rt, tenant)
+    p = _period(t, period, now)
+    async with rt.pool.acquire() as conn:
+        info = await queries.team(conn, t.slug, team_id)
+        rows = await queries.figures_of(conn, t.slug, "team", team_id, p.label)
+    cards = [{"metric": Metric(r["metric"]), "fig": (fig := figures(r["actual"], r["target"], p.share)),
+              "bar": _bar(fig.attainment, p.share)} for r in rows]
+    reps = await _standings(rt, t, p, Metric.WON_REVENUE, team_id, now)
+    manager_id = info["manager_id"] if info else None
+    card = None
+    if manager_id:
+        async with httpx.AsyncClient(timeout=SERVICE_TIMEOUT_S) as client:
+            card = await _from(client, f"{_kpi(rt).dashboard_coaching_url}/v1/managers/"
+                               f"{quote(manager_id, safe='')}/scorecard?" + urlencode({"period": p.label}),
+                               request.cookies.get(COOKIE, ""))
+    if not rows and not reps:
+        raise HTTPException(404, f"no team {team_id!r} in this tenant")
+    name = (info["name"] if info else None) or team_id
+    return render(request, "team.html", title=f"Team {name} · {p.label}", fmt=fmt, tenant=t, period=p,
+                  periods=_period_choices(t, now), team_id=team_id, name=name, cards=cards, reps=reps,
+                  manager_id=manager_id, manager=card, metric_names=METRIC_NAMES, now=now, live_period=p.label)
+
+
+# --- TV, live stream, static files ----------------------------------------------------------------
+
+
+@router.get("/tv")
+async def tv(request: Request, rt: Rt, tenant: Tenant, every: int = 20) -> HTMLResponse:
+    """Full screen, no navigation: the leaderboards of the targeted metrics and every team, in turn; a
+    celebration takes the screen when it arrives."""
+    t, fmt, now = await _base(rt, tenant)
+    p = _period(t, None, now)
+    async with rt.pool.acquire() as conn:
+        targeted = [Metric(r["metric"]) for r in await conn.fetch(
+            "SELECT DISTINCT metric FROM attainment WHERE tenant = $1 AND period = $2 AND target IS NOT NULL"
+            " ORDER BY metric", t.slug, p.label)] or [Metric.WON_REVENUE]
+        team_ids = [r["team_id"] for r in await queries.teams(conn, t.slug, p.label)]
+    views = [f"/leaderboard?{urlencode({'metric': m.value, 'period': p.label})}" for m in targeted]
+    views += [f"/teams/{quote(team_id, safe='')}?{urlencode({'period': p.label})}" for team_id in team_ids]
+    return render(request, "tv.html", title=f"Attain · {t.slug}", fmt=fmt, tenant=t, views=views,
+                  every=max(5, min(every, 600)), now=now)
+
+
+@router.get("/dashboard/stream")
+async def stream(rt: Rt, tenant: Tenant) -> StreamingResponse:
+    """Server-sent events: `attainment` and `celebration` updates for the signed-in tenant."""
+    return StreamingResponse(live.stream(rt.context.hub, tenant), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+@router.get("/static/{name}")
+async def static(name: str) -> Response:
+    if name not in STATIC:
+        raise HTTPException(404, "no such file")
+    return Response((HERE / "static" / name).read_bytes(), media_type=STATIC[name],
+                    headers={"Cache-Control": "public, max-age=300"})

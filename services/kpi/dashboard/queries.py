@@ -1,0 +1,152 @@
+"""What the dashboard pages read from kpi's own tables: the figures the read API serves, and the
+deals and activities behind them (money converted into the base currency exactly as the tallies do,
+through `Books.in_base`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+
+from services.kpi import repository as repo
+from services.kpi.contributions import Books
+from shared.events import Metric
+
+# Metrics a cumulative chart and a recent gain make sense for (a ratio has no running sum).
+ADDITIVE = {Metric.WON_REVENUE, Metric.DEALS_WON, Metric.PIPELINE_CREATED, Metric.CALLS, Metric.EMAILS,
+            Metric.MEETINGS, Metric.ACTIVITIES}
+MONEY = {Metric.WON_REVENUE, Metric.PIPELINE_CREATED, Metric.AVG_DEAL_SIZE}
+KINDS = {Metric.CALLS: ["call"], Metric.EMAILS: ["email"], Metric.MEETINGS: ["meeting"],
+         Metric.ACTIVITIES: ["call", "email", "meeting", "demo", "task", "other"]}
+
+
+@dataclass(frozen=True)
+class Tenant:
+    slug: str
+    timezone: ZoneInfo
+    fiscal_start_month: int
+    currency: str | None
+    locale: str
+
+
+async def tenant(conn: asyncpg.Connection, slug: str) -> Tenant:
+    row = await conn.fetchrow("SELECT timezone, fiscal_start_month, currency, locale FROM tenants WHERE tenant = $1",
+                              slug)
+    if row is None:
+        return Tenant(slug, ZoneInfo("UTC"), 1, None, "en")
+    return Tenant(slug, ZoneInfo(row["timezone"]), row["fiscal_start_month"],
+                  row["currency"].strip() if row["currency"] else None, row["locale"])
+
+
+async def tenant_of_token(conn: asyncpg.Connection, digest: bytes) -> str | None:
+    found: str | None = await conn.fetchval("SELECT tenant FROM tenants WHERE token_sha256 = $1 AND active", digest)
+    return found
+
+
+async def standings(conn: asyncpg.Connection, tenant: str, period: str, metric: Metric,
+                    team_id: str | None = None, limit: int = 200) -> list[asyncpg.Record]:
+    """Reps ranked by `metric` in `period`, as the read API's leaderboard (ties by rep id)."""
+    return list(await conn.fetch(
+        "SELECT a.scope_id AS rep_id, a.actual, a.target, r.name, r.team_id FROM attainment a"
+        " LEFT JOIN reps r ON r.tenant = a.tenant AND r.rep_id = a.scope_id"
+        " WHERE a.tenant = $1 AND a.scope = 'rep' AND a.period = $2 AND a.metric = $3"
+        " AND ($4::text IS NULL OR r.team_id = $4) ORDER BY a.actual DESC, a.scope_id LIMIT $5",
+        tenant, period, metric.value, team_id, limit))
+
+
+async def figures_of(conn: asyncpg.Connection, tenant: str, scope: str, scope_id: str,
+                     period: str) -> list[asyncpg.Record]:
+    return list(await conn.fetch("SELECT metric, actual, target FROM attainment WHERE tenant = $1 AND scope = $2"
+                                 " AND scope_id = $3 AND period = $4 ORDER BY metric", tenant, scope, scope_id,
+                                 period))
+
+
+async def profile(conn: asyncpg.Connection, tenant: str, rep_id: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT r.rep_id, r.name, r.team_id, r.manager_id, t.name AS team_name FROM reps r"
+        " LEFT JOIN teams t ON t.tenant = r.tenant AND t.team_id = r.team_id"
+        " WHERE r.tenant = $1 AND r.rep_id = $2", tenant, rep_id)
+    return row
+
+
+async def teams(conn: asyncpg.Connection, tenant: str, period: str) -> list[asyncpg.Record]:
+    """Every team with reps or figures, its name, head count, manager (the one most of its reps report
+    to) and won revenue in `period`."""
+    return list(await conn.fetch(
+        "WITH ids AS (SELECT team_id FROM reps WHERE tenant = $1 AND active UNION"
+        "  SELECT scope_id FROM attainment WHERE tenant = $1 AND scope = 'team' AND period = $2)"
+        " SELECT i.team_id, t.name, t.parent_id,"
+        "  (SELECT count(*) FROM reps r WHERE r.tenant = $1 AND r.team_id = i.team_id AND r.active) AS reps,"
+        "  (SELECT r.manager_id FROM reps r WHERE r.tenant = $1 AND r.team_id = i.team_id AND r.active"
+        "    AND r.manager_id IS NOT NULL GROUP BY r.manager_id ORDER BY count(*) DESC, r.manager_id LIMIT 1)"
+        "    AS manager_id,"
+        "  a.actual, a.target FROM ids i"
+        " LEFT JOIN teams t ON t.tenant = $1 AND t.team_id = i.team_id"
+        " LEFT JOIN attainment a ON a.tenant = $1 AND a.scope = 'team' AND a.scope_id = i.team_id"
+        "  AND a.period = $2 AND a.metric = 'won_revenue'"
+        " ORDER BY i.team_id", tenant, period))
+
+
+async def team(conn: asyncpg.Connection, tenant: str, team_id: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT $2::text AS team_id, t.name, t.parent_id,"
+        " (SELECT r.manager_id FROM reps r WHERE r.tenant = $1 AND r.team_id = $2 AND r.active"
+        "   AND r.manager_id IS NOT NULL GROUP BY r.manager_id ORDER BY count(*) DESC, r.manager_id LIMIT 1)"
+        "   AS manager_id"
+        " FROM (SELECT 1) one LEFT JOIN teams t ON t.tenant = $1 AND t.team_id = $2", tenant, team_id)
+    return row
+
+
+async def points(conn: asyncpg.Connection, tenant: str, books: Books, rep_ids: list[str], metric: Metric,
+                 start: datetime, end: datetime) -> list[tuple[str, datetime, Decimal]]:
+    """(rep, moment, amount) of everything that adds to an additive `metric` in [start, end), money in the
+    base currency at the rate of the local day (a deal without a rate is left out, as in the tallies)."""
+    if metric in KINDS:
+        rows = await conn.fetch(
+            "SELECT rep_id, occurred_at FROM activities WHERE tenant = $1 AND rep_id = ANY($2::text[])"
+            " AND kind = ANY($3::text[]) AND occurred_at >= $4 AND occurred_at < $5",
+            tenant, rep_ids, KINDS[metric], start, end)
+        return [(r["rep_id"], r["occurred_at"], Decimal(1)) for r in rows]
+    moment = "created_at" if metric is Metric.PIPELINE_CREATED else "closed_at"
+    won = "true" if metric is Metric.PIPELINE_CREATED else "stage = 'won'"
+    rows = await conn.fetch(
+        f"SELECT rep_id, amount, currency, {moment} AS at FROM deals WHERE tenant = $1"
+        f" AND rep_id = ANY($2::text[]) AND NOT deleted AND {won} AND {moment} >= $3 AND {moment} < $4",
+        tenant, rep_ids, start, end)
+    out: list[tuple[str, datetime, Decimal]] = []
+    for r in rows:
+        if metric is Metric.DEALS_WON:
+            out.append((r["rep_id"], r["at"], Decimal(1)))
+            continue
+        base = books.in_base(r["amount"], r["currency"].strip(), r["at"].astimezone(books.timezone).date())
+        if base is not None:
+            out.append((r["rep_id"], r["at"], base))
+    return out
+
+
+async def contributions(conn: asyncpg.Connection, tenant: str, rep_id: str, metric: Metric, start: datetime,
+                        end: datetime, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest deals (or activities) behind a figure, with the CRM's own ids."""
+    if metric in KINDS:
+        rows = await conn.fetch(
+            "SELECT activity_id AS id, kind AS detail, occurred_at AS at, NULL::numeric AS amount,"
+            " NULL::text AS currency FROM activities WHERE tenant = $1 AND rep_id = $2 AND kind = ANY($3::text[])"
+            " AND occurred_at >= $4 AND occurred_at < $5 ORDER BY occurred_at DESC, activity_id LIMIT $6",
+            tenant, rep_id, KINDS[metric], start, end, limit)
+    else:
+        moment = "created_at" if metric is Metric.PIPELINE_CREATED else "closed_at"
+        condition = {Metric.WIN_RATE: "stage IN ('won', 'lost')", Metric.PIPELINE_CREATED: "true"}.get(
+            metric, "stage = 'won'")
+        rows = await conn.fetch(
+            f"SELECT deal_id AS id, stage AS detail, {moment} AS at, amount, currency FROM deals"
+            f" WHERE tenant = $1 AND rep_id = $2 AND NOT deleted AND {condition} AND {moment} >= $3"
+            f" AND {moment} < $4 ORDER BY {moment} DESC, deal_id LIMIT $5", tenant, rep_id, start, end, limit)
+    return [dict(r) for r in rows]
+
+
+async def books_of(conn: asyncpg.Connection, tenant: str) -> Books:
+    return await repo.books(conn, tenant)

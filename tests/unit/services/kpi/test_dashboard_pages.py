@@ -1,0 +1,36 @@
+"""The dashboard's small rules: where a bar and its pace marker end, where sign-in may send you back to,
+and numbers in the tenant's locale and currency."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from services.kpi.dashboard.pages import Fmt, _bar, _safe_next
+from services.kpi.dashboard.queries import Tenant
+
+
+def test_a_bar_runs_to_150_percent_of_target_and_says_whether_the_rep_is_ahead_of_pace() -> None:
+    assert _bar(Decimal("0.75"), Decimal("0.5")) == {"fill": "50.0", "marker": "33.3", "state": "ahead"}
+    assert _bar(Decimal("0.25"), Decimal("0.5"))["state"] == "behind"
+    assert _bar(Decimal("3"), Decimal("0"))["fill"] == "100.0"  # capped at the end of the bar
+    assert _bar(Decimal("-0.1"), Decimal("0"))["fill"] == "0.0"  # a reopened deal: not below zero
+    assert _bar(None, Decimal("0.5")) == {"fill": None, "marker": "33.3", "state": None}  # no target
+
+
+def test_sign_in_only_returns_to_a_page_of_this_site() -> None:
+    assert _safe_next("/reps/ana?period=2026-Q4") == "/reps/ana?period=2026-Q4"
+    for elsewhere in ("https://evil.example", "//evil.example/x", "", None, "javascript:alert(1)"):
+        assert _safe_next(elsewhere) == "/leaderboard"
+
+
+def test_figures_read_in_the_tenants_locale_currency_and_zone() -> None:
+    de = Fmt(Tenant("t", ZoneInfo("Europe/Berlin"), 1, "EUR", "de_DE"))
+    assert de.value("won_revenue", Decimal("1234.5")) == "1.234,50\xa0€"
+    assert de.value("calls", Decimal("1200")) == "1.200"
+    assert de.value("win_rate", Decimal("0.5")) == "50\xa0%"
+    assert de.value("won_revenue", None) == "–"
+    assert de.when("2026-10-25T01:30:00+00:00") == "2026-10-25 02:30"  # after the clocks went back
+    en = Fmt(Tenant("t", ZoneInfo("America/New_York"), 1, "USD", "en"))
+    assert en.money(Decimal("7500")) == "$7,500.00"
+    assert en.pct(Decimal("0.7512")) == "75%"
