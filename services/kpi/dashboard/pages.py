@@ -128,6 +128,11 @@ class Period:
     end: datetime
     share: Decimal  # of its business days elapsed now
 
+    @property
+    def last(self) -> datetime:
+        """The period's last moment: `end` is exclusive (the next period's first midnight)."""
+        return self.end - timedelta(microseconds=1)
+
 
 def _period(t: queries.Tenant, label: str | None, now: datetime) -> Period:
     if label is None:

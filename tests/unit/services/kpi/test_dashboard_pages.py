@@ -3,10 +3,11 @@ and numbers in the tenant's locale and currency."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from services.kpi.dashboard.pages import Fmt, _bar, _safe_next
+from services.kpi.dashboard.pages import Fmt, _bar, _period, _safe_next
 from services.kpi.dashboard.queries import Tenant
 
 
@@ -34,3 +35,10 @@ def test_figures_read_in_the_tenants_locale_currency_and_zone() -> None:
     en = Fmt(Tenant("t", ZoneInfo("America/New_York"), 1, "USD", "en"))
     assert en.money(Decimal("7500")) == "$7,500.00"
     assert en.pct(Decimal("0.7512")) == "75%"
+
+
+def test_a_period_is_shown_from_its_first_to_its_last_local_day() -> None:
+    berlin = Tenant("t", ZoneInfo("Europe/Berlin"), 1, "EUR", "en")
+    quarter = _period(berlin, "2026-Q4", datetime(2026, 11, 27, 12, tzinfo=UTC))
+    assert (Fmt(berlin).day(quarter.start), Fmt(berlin).day(quarter.last)) == ("2026-10-01", "2026-12-31")
+    assert Decimal(0) < quarter.share < Decimal(1)
