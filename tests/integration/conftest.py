@@ -44,7 +44,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
-    items.sort(key=lambda item: item.get_closest_marker("load") is not None)
+    # Tests that run their own replicas of a service (in-process, own groups) go before the first test
+    # that starts the suite's shared services: those consume the same topics under another group and would
+    # answer the in-process tests' events too (two deployments on one cluster), doubling what they publish.
+    items.sort(key=lambda item: (item.get_closest_marker("load") is not None,
+                                 "services" in getattr(item, "fixturenames", ())))
 
 
 @pytest.fixture(scope="session")
