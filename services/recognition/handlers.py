@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from services.recognition import repository as repo
 from services.recognition.headlines import kind_of, render
 from services.recognition.metrics import CELEBRATIONS
-from services.recognition.model import TEAM_GOAL, Found, Settings, WonDeal
+from services.recognition.model import TEAM_GOAL, Found, Settings, WonDeal, quota_milestone
 from services.recognition.rules import (
     activity_days,
     closed_periods,
@@ -108,7 +108,7 @@ async def _attainment(conn: asyncpg.Connection, tenant: str, update: AttainmentU
         announced += await announce(conn, tenant, item, settings, currency, metric=update.metric.value)
     if settings.corrections:
         dropped = quota_drops(previous, update.attainment, settings.quota_thresholds)
-        names = [f"quota_{int(t * 100)}" for t in dropped]
+        names = [quota_milestone(int(t * 100), update.metric.value) for t in dropped]
         if update.scope is Scope.TEAM and update.metric is Metric.WON_REVENUE and "quota_100" in names:
             names.append(TEAM_GOAL)
         for row in await repo.mark_corrected(conn, tenant, update.scope.value, update.scope_id, update.period,

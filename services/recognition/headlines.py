@@ -55,7 +55,7 @@ DEFAULT_TEMPLATES: Mapping[str, str] = {
 GENERIC_TEMPLATE = "{name} reached a new milestone!"
 
 _KINDS = (TEAM_GOAL, FIRST_WIN_EVER, FIRST_WIN, PERSONAL_RECORD, TEAM_LARGEST_DEAL, STREAK)
-_QUOTA = re.compile(r"quota_[0-9]+")
+_QUOTA = re.compile(r"quota_[0-9]+(_[a-z_]+)?")
 _LEADERBOARD = re.compile(r"leaderboard_[0-9]+(?:_[a-z_]+)?")
 _MONEY_METRICS = frozenset({Metric.WON_REVENUE, Metric.PIPELINE_CREATED, Metric.AVG_DEAL_SIZE})
 _SHARE_METRICS = frozenset({Metric.WIN_RATE})
@@ -64,8 +64,9 @@ _DATE_FACTS = ("first_day", "last_day")
 
 
 def kind_of(milestone: str) -> str:
-    """The template kind of a milestone name: ``quota_150`` -> ``quota``, ``leaderboard_2_won_revenue``
-    -> ``leaderboard``, ``first_win`` -> ``first_win``; an unknown name is its own kind."""
+    """The template kind of a milestone name: ``quota_150`` or ``quota_100_calls`` -> ``quota``,
+    ``leaderboard_2_won_revenue`` -> ``leaderboard``, ``first_win`` -> ``first_win``; an unknown name is
+    its own kind."""
     if _QUOTA.fullmatch(milestone):
         return "quota"
     if _LEADERBOARD.fullmatch(milestone):

@@ -19,6 +19,14 @@ from shared.events import Metric, Scope
 
 # milestone names (the `milestone` field of recognition.milestone.reached)
 QUOTA = "quota_{percent}"  # quota_50, quota_100, quota_150: a threshold of a target crossed
+
+
+def quota_milestone(percent: int, metric: str) -> str:
+    """The milestone of a quota threshold: ``quota_100`` for won revenue (the name celebrations had before
+    other metrics could have one, so none is repeated after an upgrade), ``quota_100_calls`` for any other
+    metric, so that each target metric is celebrated on its own: the ledger's key holds the milestone."""
+    name = QUOTA.format(percent=percent)
+    return name if metric == "won_revenue" else f"{name}_{metric}"
 TEAM_GOAL = "team_goal"  # a team reached 100% of its won_revenue target
 FIRST_WIN_EVER = "first_win_ever"  # period "ever"
 FIRST_WIN = "first_win"  # the first won deal of the rep in a quarter (period = the quarter)

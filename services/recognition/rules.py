@@ -23,7 +23,6 @@ from services.recognition.model import (
     FIRST_WIN,
     FIRST_WIN_EVER,
     PERSONAL_RECORD,
-    QUOTA,
     STREAK,
     TEAM_GOAL,
     TEAM_LARGEST_DEAL,
@@ -32,6 +31,7 @@ from services.recognition.model import (
     Settings,
     Standing,
     WonDeal,
+    quota_milestone,
 )
 from shared.events import Metric, Scope
 from shared.periods import PeriodKind, period_bounds, period_of
@@ -92,8 +92,9 @@ def quota_crossings(
     we had no figure (or no target) before, so it counts as 0: the first figure we see that already
     stands above a threshold fires it. Nothing fires without a target (None or 0), for a metric not
     in ``settings.quota_metrics`` (when that is set), or when ``quota`` is disabled (that switches
-    off the team goal too). The milestone is ``quota_<percent>``; a team's won revenue at ``t == 1``
-    is ``team_goal`` instead, unless ``team_goal`` is disabled, when it stays ``quota_100``.
+    off the team goal too). The milestone is ``quota_<percent>`` for won revenue and
+    ``quota_<percent>_<metric>`` for any other metric (each metric celebrated on its own); a team's won
+    revenue at ``t == 1`` is ``team_goal`` instead, unless ``team_goal`` is disabled, when it stays ``quota_100``.
 
     Example, thresholds 0.5 / 1 / 1.5, target 90,000: 0.40 -> 1.05 (actual 94,500) finds quota_50
     and quota_100; 1.05 -> 1.20 finds nothing (it stays above); 1.20 -> 0.95 finds nothing (see
@@ -110,7 +111,7 @@ def quota_crossings(
         if not before < threshold <= current:
             continue
         percent = int(threshold * 100)
-        milestone = QUOTA.format(percent=percent)
+        milestone = quota_milestone(percent, metric.value)
         if scope is Scope.TEAM and metric is Metric.WON_REVENUE and threshold == 1 and (
                 "team_goal" not in settings.disabled):
             milestone = TEAM_GOAL

@@ -141,8 +141,15 @@ def test_a_team_reaching_its_won_revenue_target_reaches_its_team_goal() -> None:
     assert crossings("0.4", "1.2", scope=Scope.TEAM) == ["quota_50", "team_goal"]
 
 
-def test_a_team_reaching_another_metrics_target_is_a_plain_quota() -> None:
-    assert crossings("0.9", "1", scope=Scope.TEAM, metric=Metric.DEALS_WON) == ["quota_100"]
+def test_a_team_reaching_another_metrics_target_is_a_quota_of_that_metric() -> None:
+    assert crossings("0.9", "1", scope=Scope.TEAM, metric=Metric.DEALS_WON) == ["quota_100_deals_won"]
+
+
+def test_each_target_metric_is_celebrated_on_its_own() -> None:
+    """A rep at 100 % of calls and of won revenue reached two milestones, not one: the ledger's key holds the
+    milestone name, so the names differ (won revenue keeps the name it always had)."""
+    assert crossings("0.9", "1", metric=Metric.WON_REVENUE) == ["quota_100"]
+    assert crossings("0.9", "1", metric=Metric.CALLS) == ["quota_100_calls"]
 
 
 def test_with_team_goal_disabled_a_team_reaching_its_target_is_a_plain_quota() -> None:
