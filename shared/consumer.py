@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from aiokafka.errors import IllegalStateError, KafkaError
+from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ValidationError
 
 from shared import metrics
@@ -226,6 +226,8 @@ class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         self._loop.assigned -= set(revoked)
         for tp in revoked:
+            self._loop.next_offsets.pop(tp, None)
+        for tp in revoked:
             with contextlib.suppress(KeyError):  # never measured
                 metrics.CONSUMER_LAG.remove(self._loop.processor.group_id, tp.topic, str(tp.partition))
 
@@ -243,6 +245,8 @@ class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
         assert consumer is not None
         for tp, offset in stored.items():
             consumer.seek(tp, offset)
+            self._loop.next_offsets[tp] = offset
+
 
 
 class ConsumerLoop:
@@ -253,6 +257,7 @@ class ConsumerLoop:
         self.settings, self.topics, self.processor, self.max_records = settings, topics, processor, max_records
         self.consumer: AIOKafkaConsumer | None = None
         self.assigned: set[TopicPartition] = set()
+        self.next_offsets: dict[TopicPartition, int] = {}  # where this loop stands, per partition (for lag)
         self.joined = False
 
     async def run(self) -> None:
@@ -277,28 +282,27 @@ class ConsumerLoop:
                 records = [r for rs in batches.values() for r in rs]
                 if records:
                     await self.processor.process(records)
+                    self.next_offsets.update({tp: rs[-1].offset + 1 for tp, rs in batches.items()})
                     try:
                         await self.consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items()})
                     except KafkaError as err:  # only a hint: PostgreSQL holds the truth
                         log.warning("kafka offset commit failed", extra={"error": repr(err)})
-                await self._measure_lag(self.consumer)
+                self._measure_lag(self.consumer)
         finally:
             await self.consumer.stop()
 
-    async def _measure_lag(self, consumer: AIOKafkaConsumer) -> None:
+    def _measure_lag(self, consumer: AIOKafkaConsumer) -> None:
         """Lag per assigned partition: the partition's end as the last fetch reported it (the last stable
-        offset, as this consumer reads committed records only) minus where this consumer stands. No
-        request goes to the broker; a partition not fetched yet, or still seeking, is left out."""
-        for tp in consumer.assignment():
-            end = consumer.last_stable_offset(tp)
-            if end is None or end < 0:
-                continue
-            try:
-                position = await asyncio.wait_for(consumer.position(tp), 0.05)
-            except (TimeoutError, IllegalStateError):
+        offset, as this consumer reads committed records only) minus the next offset this loop applies
+        (known once it applied a batch there, or sought to the stored offset). No request to the broker,
+        and nothing awaited: an `asyncio.wait_for` here could swallow the loop's cancellation (Python 3.11)
+        and keep a stopping service alive, as a fresh-clone run showed."""
+        for tp in list(self.assigned):
+            end, at = consumer.last_stable_offset(tp), self.next_offsets.get(tp)
+            if end is None or end < 0 or at is None:
                 continue
             lag = metrics.CONSUMER_LAG.labels(self.processor.group_id, tp.topic, str(tp.partition))
-            lag.set(max(0, end - position))
+            lag.set(max(0, end - at))
 
     @property
     def ready(self) -> bool:

@@ -119,8 +119,11 @@ class OutboxRelay:
                     self.healthy = True
                     if sent == BATCH:
                         continue
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the task's own
+                    # cancellation when the event is set at that moment, and the relay would not stop
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll)
+                        async with asyncio.timeout(self._poll):
+                            await self._wakeup.wait()
                     self._wakeup.clear()
             finally:
                 self._producer, self.leader = None, False

@@ -140,7 +140,8 @@ async def stream(hub: Hub, tenant: str) -> AsyncIterator[str]:
         yield "event: hello\ndata: {}\n\n"
         while True:
             try:
-                kind, payload = await asyncio.wait_for(queue.get(), HEARTBEAT_S)
+                async with asyncio.timeout(HEARTBEAT_S):  # not wait_for: it may swallow a cancellation (3.11)
+                    kind, payload = await queue.get()
             except TimeoutError:
                 yield ": keep-alive\n\n"
                 continue
