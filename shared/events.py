@@ -9,7 +9,7 @@ Unknown fields are ignored, so producers may add fields without breaking consume
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from shared.periods import parse_period, validate_timezone
+from shared.periods import MAX_YEAR, MIN_YEAR, parse_period, validate_timezone
 
 
 def _storable(value: str) -> str:
@@ -45,6 +45,15 @@ Text = Annotated[str, AfterValidator(_storable)]
 Id = Annotated[Text, Field(min_length=1, max_length=200)]
 # Decimals travel as plain strings ("90000", never "9E+4"): exact, and readable by any JSON consumer.
 Dec = Annotated[Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")]
+def _countable(moment: datetime) -> datetime:
+    """A moment periods can be computed for: a CRM date in year 281 (a typo, a fuzzer) is refused at the edge
+    with its reason, instead of being accepted and then failing in every service that counts it."""
+    if not MIN_YEAR <= moment.astimezone(UTC).year <= MAX_YEAR - 1:
+        raise ValueError(f"must be a moment between {MIN_YEAR} and {MAX_YEAR - 1}")
+    return moment
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(_countable)]
 Money = Annotated[Dec, Field(ge=0, max_digits=20, decimal_places=4, allow_inf_nan=False)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. EUR")]
 SourceName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.-]{0,39}$", examples=["hubspot", "api"])]
@@ -111,9 +120,9 @@ class DealUpserted(_Model):
     currency: Currency
     stage: DealStage
     stage_label: Text | None = Field(default=None, max_length=200)
-    created_at: AwareDatetime | None = None
-    closed_at: AwareDatetime | None = Field(default=None, validate_default=True)
-    updated_at: AwareDatetime
+    created_at: Moment | None = None
+    closed_at: Moment | None = Field(default=None, validate_default=True)
+    updated_at: Moment
 
     @field_validator("closed_at")
     @classmethod
@@ -128,7 +137,7 @@ class DealDeleted(_Model):
     """The deal was deleted in the CRM: whatever it counted is taken back."""
 
     deal_id: Id
-    updated_at: AwareDatetime
+    updated_at: Moment
 
 
 class ActivityLogged(_Model):
@@ -137,7 +146,7 @@ class ActivityLogged(_Model):
     activity_id: Id
     rep_id: Id
     kind: ActivityKind
-    occurred_at: AwareDatetime
+    occurred_at: Moment
     deal_id: Id | None = None
     duration_s: int | None = Field(default=None, ge=0)
 
@@ -185,7 +194,7 @@ class TargetSet(_Model):
 class _Envelope(_Model):
     id: Id = Field(description="Unique per tenant and source: the idempotency key.")
     source: SourceName
-    time: AwareDatetime = Field(description="When it happened in the CRM (RFC 3339).")
+    time: Moment = Field(description="When it happened in the CRM (RFC 3339).")
 
 
 class DealUpsertedEvent(_Envelope):

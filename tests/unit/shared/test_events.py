@@ -245,3 +245,14 @@ def test_the_published_registry_schema_documents_the_locale_and_its_default() ->
     assert field["default"] == "en"
     assert "Babel" in field["description"]
     assert "locale" not in json_schemas()["tenant.upserted"].get("required", [])
+
+
+def test_a_moment_periods_cannot_be_computed_for_is_refused_at_the_edge() -> None:
+    """A deal closed in year 281 would be accepted and then fail in every service that counts it."""
+    event = {"type": "deal.upserted", "id": "e-1", "source": "api", "time": "2026-11-01T00:00:00Z",
+             "data": {"deal_id": "d", "rep_id": "r", "amount": "1", "currency": "EUR", "stage": "won",
+                      "closed_at": "0281-03-01T00:00:00Z", "updated_at": "2026-11-01T00:00:00Z"}}
+    with pytest.raises(ValidationError, match="closed_at\n  Value error, must be a moment between 1970 and 9998"):
+        CANONICAL_EVENT.validate_python(event)
+    event["data"]["closed_at"] = "1970-01-01T00:00:00Z"
+    assert CANONICAL_EVENT.validate_python(event).data.closed_at.year == 1970
