@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: test demo up down status lint docs clean
+.PHONY: test demo up down status lint docs clean chaos soak
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -16,6 +16,15 @@ test: lint
 	$(BIN)/python -m deploy.local.stack up
 	$(BIN)/python -m deploy.local.browser
 	$(BIN)/pytest
+
+## The fault suite: every scenario (SIGKILLs, broker and PostgreSQL restarts, rebalance storm, zombie,
+## SIGTERM drain, poison) against the whole stack, compared with an independent oracle; prints a table.
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos
+
+## Load and soak: the highest steady rate the stack holds, for 10 minutes; latency and memory.
+soak: $(STAMP)
+	$(BIN)/python -m tests.chaos.soak
 
 ## The demo: local stack, the four services, a simulated sales org streamed through ingest.
 demo: $(STAMP)

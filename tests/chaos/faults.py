@@ -1,0 +1,144 @@
+"""The faults, each an async function that runs while the scenario streams through ingest.
+
+Each acts on the run's own service processes (`Fleet`), or on the local broker and PostgreSQL cluster
+this checkout started (`deploy/local`): a broker or database someone else runs is never touched (the
+fault notes that it was skipped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+from deploy.local import kafka, pg_cluster
+from deploy.local.kafka_setup import KafkaSettings
+from deploy.local.postgres import Url
+from tests.chaos.fleet import CONSUMERS, GRACE_S, SERVICES
+from tests.chaos.run import Context, Fault
+from tests.integration.conftest import DATABASE_URL
+
+SESSION_TIMEOUT_S = 10.0  # the consumers' session.timeout.ms without static membership (shared/consumer.py)
+
+
+async def nothing(ctx: Context) -> None:
+    """Poison only: the malformed records every run injects, and no other fault."""
+
+
+async def _restart(ctx: Context, service: str, index: int = 0) -> None:
+    replica = ctx.fleet.start(service, index)
+    await asyncio.to_thread(ctx.fleet.wait_ready, [replica])
+
+
+async def sigkill_each(ctx: Context, rounds: int = 2) -> None:
+    """SIGKILL every service at random moments, `rounds` times each, and restart it."""
+    plan = [s for _ in range(rounds) for s in SERVICES]
+    ctx.rng.shuffle(plan)
+    for i, service in enumerate(plan):
+        await ctx.until_streamed((i + ctx.rng.random()) / (len(plan) + 1))
+        ctx.fleet.kill(ctx.fleet.replica(service), signal.SIGKILL)
+        await asyncio.sleep(ctx.rng.uniform(0.2, 1.5))
+        await _restart(ctx, service)
+
+
+async def sigterm_drain(ctx: Context) -> None:
+    """SIGTERM each consumer service in the middle of the stream: it drains, commits what it applied and
+    exits 0 inside its grace period; then it is started again."""
+    for i, service in enumerate(CONSUMERS):
+        await ctx.until_streamed((i + 1) / (len(CONSUMERS) + 1))
+        replica = ctx.fleet.replica(service)
+        began = time.monotonic()
+        await asyncio.to_thread(ctx.fleet.kill, replica, signal.SIGTERM)
+        took = time.monotonic() - began
+        code = replica.exit_codes[-1] if replica.exit_codes else None
+        if code != 0 or took > GRACE_S:
+            ctx.notes.append(f"SIGTERM {service}: exit {code} after {took:.1f}s (want 0 within {GRACE_S:.0f}s)")
+            ctx.failures += 1
+        await _restart(ctx, service)
+
+
+async def broker_restart(ctx: Context) -> None:
+    """Stop the local Kafka broker mid-stream, start it again a few seconds later."""
+    await ctx.until_streamed(0.4)
+    if kafka.broker_pid() is None:
+        ctx.notes.append("broker restart skipped: the broker is not one this checkout started")
+        return
+    await asyncio.to_thread(kafka.stop)
+    await asyncio.sleep(3)
+    launched = await asyncio.to_thread(kafka.launch, KafkaSettings.from_env())
+    await kafka.wait_until_up(launched, 90)
+
+
+def _pg_port() -> int:
+    return Url.parse(DATABASE_URL).port
+
+
+async def _postgres_down(ctx: Context, seconds: float) -> None:
+    if pg_cluster.local_pid() is None:
+        ctx.notes.append("PostgreSQL fault skipped: the server is not the cluster this checkout started")
+        return
+    await asyncio.to_thread(pg_cluster.stop)
+    await asyncio.sleep(seconds)
+    await asyncio.to_thread(pg_cluster.start, _pg_port())
+
+
+async def postgres_restart(ctx: Context) -> None:
+    """Restart PostgreSQL mid-stream (down for about a second)."""
+    await ctx.until_streamed(0.4)
+    await _postgres_down(ctx, 1.0)
+
+
+async def postgres_away_30s(ctx: Context) -> None:
+    """PostgreSQL unavailable for 30 s mid-stream."""
+    await ctx.until_streamed(0.3)
+    await _postgres_down(ctx, 30.0)
+
+
+async def rebalance_storm(ctx: Context, rounds: int = 5) -> None:
+    """Second replicas of kpi, coaching and recognition started and stopped again and again."""
+    for i in range(rounds):
+        await ctx.until_streamed(i / (rounds + 1))
+        extra = [ctx.fleet.start(s, 1) for s in CONSUMERS]
+        await asyncio.sleep(ctx.rng.uniform(2, 5))
+        for replica in extra:
+            await asyncio.to_thread(ctx.fleet.kill, replica, ctx.rng.choice([signal.SIGTERM, signal.SIGKILL]))
+        await asyncio.sleep(ctx.rng.uniform(1, 3))
+
+
+async def zombie(ctx: Context) -> None:
+    """kpi paused (SIGSTOP) longer than its session timeout while a second replica takes its partitions
+    over, then resumed: the zombie's late writes must be fenced off and change nothing."""
+    second = ctx.fleet.start("kpi", 1)
+    await asyncio.to_thread(ctx.fleet.wait_ready, [second])
+    await ctx.until_streamed(0.3)
+    first = ctx.fleet.replica("kpi")
+    ctx.fleet.pause(first)
+    await asyncio.sleep(SESSION_TIMEOUT_S * 1.5)
+    ctx.fleet.resume(first)
+    await ctx.until_streamed(0.8)
+    await asyncio.to_thread(ctx.fleet.kill, second, signal.SIGTERM)
+
+
+async def short(ctx: Context) -> None:
+    """The test suite's version: every service SIGKILLed once at a random moment, then kpi SIGTERMed in the
+    middle of a batch (it must drain and exit 0); poison in every input topic, as in every run."""
+    await sigkill_each(ctx, rounds=1)
+    replica = ctx.fleet.replica("kpi")
+    began = time.monotonic()
+    await asyncio.to_thread(ctx.fleet.kill, replica, signal.SIGTERM)
+    if replica.exit_codes[-1:] != [0] or time.monotonic() - began > GRACE_S:
+        ctx.notes.append(f"SIGTERM kpi: exit {replica.exit_codes[-1:]} after {time.monotonic() - began:.1f}s")
+        ctx.failures += 1
+    await _restart(ctx, "kpi")
+
+
+SCENARIOS: dict[str, Fault] = {
+    "poison": nothing,
+    "sigkill": sigkill_each,
+    "sigterm-drain": sigterm_drain,
+    "broker-restart": broker_restart,
+    "postgres-restart": postgres_restart,
+    "postgres-away-30s": postgres_away_30s,
+    "rebalance-storm": rebalance_storm,
+    "zombie": zombie,
+}

@@ -1,0 +1,125 @@
+"""The four services as real processes (`python -m services.<name>`), each replica on a port of its own,
+all on one database and one consumer-group prefix of the run's own, so that a fault can kill, stop,
+pause or restart any of them, and their memory can be read."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+LOGS = ROOT / ".local" / "chaos-logs"
+SERVICES = ("ingest", "kpi", "coaching", "recognition")
+CONSUMERS = ("kpi", "coaching", "recognition")
+GRACE_S = 30.0  # what Kubernetes gives them (terminationGracePeriodSeconds in deploy/k8s)
+
+
+@dataclass
+class Replica:
+    service: str
+    index: int
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+    exit_codes: list[int] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def rss_kib(self) -> int | None:
+        """Resident memory now, from /proc (None when not running)."""
+        if not self.alive or self.proc is None:
+            return None
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return None
+
+
+class Fleet:
+    """Replicas of the services for one run; `env` is what every one of them gets on top of os.environ."""
+
+    def __init__(self, run: str, env: dict[str, str], base_port: int = 18100) -> None:
+        self.run, self.env, self.base_port = run, env, base_port
+        self.replicas: dict[tuple[str, int], Replica] = {}
+        LOGS.mkdir(parents=True, exist_ok=True)
+
+    def replica(self, service: str, index: int = 0) -> Replica:
+        key = (service, index)
+        if key not in self.replicas:
+            self.replicas[key] = Replica(service, index, self.base_port + 10 * index + SERVICES.index(service))
+        return self.replicas[key]
+
+    def start(self, service: str, index: int = 0) -> Replica:
+        r = self.replica(service, index)
+        if r.alive:
+            return r
+        r.starts += 1
+        log = (LOGS / f"{self.run}-{service}-{index}.log").open("ab")
+        env = {**os.environ, **self.env, "HTTP_PORT": str(r.port)}
+        r.proc = subprocess.Popen([sys.executable, "-m", f"services.{service}"], cwd=ROOT, env=env, stdout=log,
+                                  stderr=subprocess.STDOUT)
+        return r
+
+    def wait_ready(self, replicas: list[Replica], timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        for r in replicas:
+            while True:
+                assert r.proc is not None
+                if r.proc.poll() is not None:
+                    raise RuntimeError(f"{r.service}#{r.index} exited with {r.proc.returncode}; see {LOGS}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"{r.url}/readyz", timeout=2).status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{r.service}#{r.index} not ready after {timeout:.0f}s; see {LOGS}")
+                time.sleep(0.3)
+
+    def start_all(self) -> None:
+        self.wait_ready([self.start(s) for s in SERVICES])
+
+    def kill(self, r: Replica, sig: int = signal.SIGKILL) -> None:
+        if r.alive and r.proc is not None:
+            r.proc.send_signal(sig)
+            if sig in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
+                code = r.proc.wait(timeout=GRACE_S + 5)
+                r.exit_codes.append(code)
+
+    def pause(self, r: Replica) -> None:
+        if r.alive and r.proc is not None:
+            r.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self, r: Replica) -> None:
+        if r.alive and r.proc is not None:
+            r.proc.send_signal(signal.SIGCONT)
+
+    def stop_all(self) -> None:
+        for r in self.replicas.values():
+            if r.alive and r.proc is not None:
+                r.proc.send_signal(signal.SIGCONT)
+                r.proc.send_signal(signal.SIGTERM)
+        for r in self.replicas.values():
+            if r.proc is not None and r.proc.returncode is None:
+                try:
+                    r.exit_codes.append(r.proc.wait(timeout=GRACE_S + 5))
+                except subprocess.TimeoutExpired:
+                    r.proc.kill()
+                    r.exit_codes.append(r.proc.wait())
+
+    def memory(self) -> dict[str, int]:
+        """KiB resident per running replica ("kpi#0": 81234)."""
+        return {f"{r.service}#{r.index}": kib for r in self.replicas.values() if (kib := r.rss_kib()) is not None}

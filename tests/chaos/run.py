@@ -1,0 +1,351 @@
+"""One chaos run: the scenario streams through ingest at a steady rate while a fault does its worst;
+when the stack has settled, every figure, celebration, check-in and dead letter is compared with the
+oracle's answer.
+
+Pass: every figure equals the oracle's; every threshold the oracle says was crossed was celebrated,
+once (no celebration id or `ce_id` twice on the topic); no check-in created twice for the same rep,
+rule and severity; every malformed record in its `.dlq` topic; no event lost (each acknowledged by
+ingest, each deal's final version in kpi).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from shared import topics
+from tests.chaos import oracle, scenario
+from tests.chaos.fleet import CONSUMERS, ROOT, Fleet
+from tests.integration.conftest import BOOTSTRAP, _reached, end_offsets, fresh_database
+from tests.integration.inprocess import start_group_at_end
+
+SALES = [t.name for t in (topics.DEALS, topics.ACTIVITIES, topics.ROSTER, topics.TARGETS)]
+OUTPUT = [topics.ATTAINMENT.name, topics.TASKS.name, topics.CELEBRATIONS.name]
+DLQ = [f"{name}.dlq" for name in SALES]
+BATCH = 200
+SETTLE_TIMEOUT_S = 420.0
+
+
+@dataclass
+class Context:
+    """What a fault may touch while the stream flows."""
+
+    fleet: Fleet
+    rng: random.Random
+    streamed: int = 0  # events acknowledged so far
+    total: int = 0
+    done: asyncio.Event = field(default_factory=asyncio.Event)  # the stream has ended
+    notes: list[str] = field(default_factory=list)
+    failures: int = 0  # what a fault itself found wrong (e.g. a SIGTERM that did not exit 0 in time)
+
+    async def until_streamed(self, share: float) -> None:
+        """Wait until `share` of the stream went through (or it ended)."""
+        while self.streamed < share * self.total and not self.done.is_set():  # noqa: ASYNC110 - a threshold
+            await asyncio.sleep(0.1)
+
+
+Fault = Callable[[Context], Awaitable[None]]
+
+
+@dataclass
+class Outcome:
+    scenario: str
+    events: int
+    lost: int
+    duplicated: int
+    mismatched: int
+    uncelebrated: int
+    undead: int  # malformed records not in a .dlq topic
+    faulty: int  # what the fault itself found wrong
+    recover_s: float
+    elapsed_s: float
+    notes: list[str] = field(default_factory=list)
+    compared: dict[str, int] = field(default_factory=dict)  # how much was checked: figures, milestones, ...
+    memory_kib: dict[str, tuple[int, int]] = field(default_factory=dict)  # replica: (at start, at end)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.lost or self.duplicated or self.mismatched or self.uncelebrated or self.undead
+                    or self.faulty)
+
+
+def _create_tenant(plan: scenario.TenantPlan, slug: str, env: dict[str, str]) -> str:
+    out = subprocess.run([sys.executable, "-m", "services.ingest", "tenants", "create", slug, "--timezone",
+                          plan.timezone, "--currency", plan.currency], cwd=ROOT, check=True, capture_output=True,
+                         text=True, env={**os.environ, **env})
+    token: str = json.loads(out.stdout)["token"]
+    return token
+
+
+async def _stream(ingest: str, tokens: dict[str, str], stream: list[tuple[str, dict[str, Any]]], rate: float,
+                  ctx: Context, acknowledged: dict[tuple[str, str], str]) -> None:
+    """POST the stream in per-tenant batches at `rate` events/s; retry a batch until ingest answers it
+    (a killed ingest, a broker away: 5xx, connection refused) — the same ids again are 'duplicate'."""
+    batches: list[tuple[str, list[dict[str, Any]]]] = []
+    for slug, event in stream:
+        if batches and batches[-1][0] == slug and len(batches[-1][1]) < BATCH:
+            batches[-1][1].append(event)
+        else:
+            batches.append((slug, [event]))
+    started = time.monotonic()
+    sent = 0
+    async with httpx.AsyncClient(timeout=30) as client:
+        for slug, events in batches:
+            delay = started + sent / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            backoff = 0.2
+            while True:
+                try:
+                    response = await client.post(f"{ingest}/v1/events", json=events,
+                                                 headers={"Authorization": f"Bearer {tokens[slug]}"})
+                    if response.status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 3.0)
+            for event, result in zip(events, response.json()["results"], strict=True):
+                previous = acknowledged.get((slug, event["id"]))
+                if previous != "accepted":
+                    acknowledged[(slug, event["id"])] = result["status"]
+            sent += len(events)
+            ctx.streamed = sent
+    ctx.done.set()
+
+
+async def _inject(malformed: dict[str, list[scenario.Record]]) -> int:
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all")
+    await producer.start()
+    try:
+        count = 0
+        for topic, records in malformed.items():
+            for key, value, headers in records:
+                await producer.send_and_wait(topic, value, key=key, headers=headers)
+                count += 1
+        return count
+    finally:
+        await producer.stop()
+
+
+async def _read(names: list[str], since: dict[TopicPartition, int]) -> list[Any]:
+    """Every committed record of `names` after `since`, up to their ends now."""
+    ends = await end_offsets(names)
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, isolation_level="read_committed")
+    await consumer.start()
+    out: list[Any] = []
+    try:
+        todo = {tp: end for tp, end in ends.items() if end > since.get(tp, 0)}
+        if not todo:
+            return out
+        consumer.assign(list(todo))
+        for tp in todo:
+            consumer.seek(tp, since.get(tp, 0))
+        deadline = time.monotonic() + 120
+        while todo and time.monotonic() < deadline:
+            for tp, records in (await consumer.getmany(timeout_ms=500, max_records=5000)).items():
+                out += [r for r in records if r.offset < ends[tp]]
+            for tp in list(todo):
+                if await consumer.position(tp) >= todo[tp]:
+                    del todo[tp]
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def _settled(db: str, prefix: str) -> bool:
+    """Every group applied everything on its topics, nothing waits in an outbox or is parked."""
+    conn = await asyncpg.connect(db)
+    try:
+        sales = await end_offsets(SALES)
+        if not await _reached(conn, "kpi", f"{prefix}-kpi", sales):
+            return False
+        waiting = await conn.fetchval("SELECT (SELECT count(*) FROM kpi.pending_figures) + (SELECT count(*) FROM"
+                                      " kpi.outbox) + (SELECT count(*) FROM coaching.outbox) + (SELECT count(*)"
+                                      " FROM recognition.outbox)")
+        if waiting:
+            return False
+        figures = await end_offsets([topics.ATTAINMENT.name])
+        read = {tp: o for tp, o in sales.items() if tp.topic != topics.TARGETS.name}
+        for service in ("coaching", "recognition"):
+            if not await _reached(conn, service, f"{prefix}-{service}", figures | read):
+                return False
+        return True
+    finally:
+        await conn.close()
+
+
+def _milestone(scope: str, metric: str, threshold: int) -> str:
+    if scope == "team" and metric == "won_revenue" and threshold == 100:
+        return "team_goal"
+    return f"quota_{threshold}" if metric == "won_revenue" else f"quota_{threshold}_{metric}"
+
+
+def _final_deals(events: list[dict[str, Any]]) -> dict[str, tuple[datetime, bool]]:
+    """Each deal's newest version (by updated_at, then event id): when, and whether it is a deletion."""
+    best: dict[str, tuple[datetime, str, bool]] = {}
+    for e in events:
+        if e["type"] not in ("deal.upserted", "deal.deleted"):
+            continue
+        at = datetime.fromisoformat(e["data"]["updated_at"])
+        mine = (at, e["id"], e["type"] == "deal.deleted")
+        if e["data"]["deal_id"] not in best or mine[:2] > best[e["data"]["deal_id"]][:2]:
+            best[e["data"]["deal_id"]] = mine
+    return {deal: (at, deleted) for deal, (at, _, deleted) in best.items()}
+
+
+async def run(name: str, fault: Fault, settings: scenario.Settings, rate: float = 400.0,
+              base_port: int = 18100, seed: int = 1) -> Outcome:
+    started = time.monotonic()
+    plan = scenario.generate(settings)
+    run_id = f"{name}-{uuid.uuid4().hex[:6]}"
+    db = await fresh_database(f"chaos_{run_id.replace('-', '_')}")
+    prefix = f"attain-chaos-{run_id}"
+    for group in CONSUMERS:
+        await start_group_at_end(f"{prefix}-{group}", [t.name for t in topics.ALL])
+    since = await end_offsets(OUTPUT + DLQ)
+    env = {"KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP, "DATABASE_URL": db, "KAFKA_CONSUMER_GROUP_PREFIX": prefix,
+           "COACHING_EVALUATION_INTERVAL_S": "2", "COACHING_GRACE_S": "0", "RECOGNITION_INTERVAL_S": "2",
+           "OUTBOX_POLL_INTERVAL_S": "0.2", "LOG_LEVEL": "INFO", "RATE_LIMIT_REQUESTS_PER_S": "1000",
+           "RATE_LIMIT_REQUEST_BURST": "1000", "RATE_LIMIT_EVENTS_PER_S": "100000",
+           "RATE_LIMIT_EVENT_BURST": "1000000"}
+    fleet = Fleet(run_id, env, base_port)
+    ctx = Context(fleet, random.Random(seed), total=len(plan.stream))
+    acknowledged: dict[tuple[str, str], str] = {}
+    slugs = {p.slug: f"{p.slug}-{run_id}"[:63] for p in plan.tenants}
+    try:
+        await asyncio.to_thread(fleet.start_all)
+        tokens = {p.slug: await asyncio.to_thread(_create_tenant, p, slugs[p.slug], env) for p in plan.tenants}
+        memory_start = fleet.memory()
+        poisoned = await _inject(plan.malformed)
+        fault_task = asyncio.create_task(fault(ctx))
+        await _stream(fleet.replica("ingest").url, tokens, plan.stream, rate, ctx, acknowledged)
+        await fault_task
+        fault_over = time.monotonic()
+        for r in list(fleet.replicas.values()):  # whatever a fault left down comes back
+            if r.index == 0 and not r.alive:
+                fleet.start(r.service)
+        deadline = time.monotonic() + SETTLE_TIMEOUT_S
+        calm = 0
+        while calm < 2:
+            calm = calm + 1 if await _settled(db, prefix) else 0
+            if time.monotonic() > deadline:
+                ctx.notes.append(f"did not settle within {SETTLE_TIMEOUT_S:.0f}s")
+                break
+            await asyncio.sleep(1.0)
+        recover_s = time.monotonic() - fault_over
+        memory_end = fleet.memory()
+        outcome = await _compare(name, plan, slugs, db, since, acknowledged, poisoned, ctx)
+        outcome.recover_s, outcome.elapsed_s = recover_s, time.monotonic() - started
+        outcome.memory_kib = {k: (memory_start.get(k, 0), v) for k, v in memory_end.items()}
+        return outcome
+    finally:
+        await asyncio.to_thread(fleet.stop_all)
+
+
+async def _compare(name: str, plan: scenario.Scenario, slugs: dict[str, str], db: str,
+                   since: dict[TopicPartition, int], acknowledged: dict[tuple[str, str], str], poisoned: int,
+                   ctx: Context) -> Outcome:
+    notes = ctx.notes
+    by_run_slug = {v: k for k, v in slugs.items()}
+    lost = sum(1 for p in plan.tenants for e in plan.events[p.slug]
+               if acknowledged.get((p.slug, e["id"])) not in ("accepted", "duplicate"))
+    mismatched = compared_figures = 0
+    expected_cheers: set[tuple[str, str, str, str, str]] = set()
+    conn = await asyncpg.connect(db)
+    try:
+        for p in plan.tenants:
+            slug, events = slugs[p.slug], plan.events[p.slug]
+            config = oracle.TenantConfig(slug, p.timezone, p.currency, p.fiscal_start_month)
+            want = oracle.final_figures(config, events)
+            targets = oracle.final_targets(config, events)
+            rows = await conn.fetch("SELECT scope, scope_id, period, metric, actual, target FROM kpi.attainment"
+                                    " WHERE tenant = $1", slug)
+            have = {(r["scope"], r["scope_id"], r["period"], r["metric"]): (r["actual"], r["target"]) for r in rows}
+            compared_figures += len(set(want) | set(have))
+            for key in set(want) | set(have):
+                actual, target = have.get(key, (Decimal(0), None))
+                if actual != want.get(key, Decimal(0)) or target != targets.get(key):
+                    mismatched += 1
+                    if mismatched <= 5:
+                        notes.append(f"{slug} {key}: kpi {actual}/{target}, oracle {want.get(key)}/{targets.get(key)}")
+            stored = {r["deal_id"]: (r["updated_at"], r["deleted"]) for r in await conn.fetch(
+                "SELECT deal_id, updated_at, deleted FROM kpi.deals WHERE tenant = $1", slug)}
+            final = _final_deals(events)
+            missing = [d for d, v in final.items() if stored.get(d) != v]
+            if missing:
+                notes.append(f"{slug}: {len(missing)} deals not at their final version, e.g. {missing[:3]}")
+            lost += len(missing)
+            expected_cheers |= {(slug, scope, scope_id, _milestone(scope, metric, t), period)
+                                for scope, scope_id, period, metric, t in oracle.thresholds_crossed(config, events)}
+    finally:
+        await conn.close()
+
+    records = await _read(OUTPUT, since)
+    ours = [r for r in records if dict(r.headers).get("ce_tenant", b"").decode() in by_run_slug]
+    ids = Counter(dict(r.headers)["ce_id"] for r in ours)
+    duplicated = sum(n - 1 for n in ids.values() if n > 1)
+    celebrated: Counter[tuple[str, str, str, str, str]] = Counter()
+    created: Counter[tuple[str, str, str, str]] = Counter()
+    seen_cheers: set[str] = set()
+    for r in ours:
+        kind, tenant = dict(r.headers)["ce_type"].decode(), dict(r.headers)["ce_tenant"].decode()
+        data = json.loads(r.value)
+        if kind == "recognition.milestone.reached" and data["celebration_id"] not in seen_cheers:
+            seen_cheers.add(data["celebration_id"])
+            celebrated[(tenant, data["scope"], data["scope_id"], data["milestone"], data["period"])] += 1
+        elif kind == "recognition.milestone.reached":
+            duplicated += 1
+            notes.append(f"celebration {data['celebration_id']} published twice")
+        if kind == "coaching.task.created":
+            created[(tenant, data["rep_id"], data["rule"], data["severity"])] += 1
+    twice = {k: n for k, n in created.items() if n > 1}
+    duplicated += sum(n - 1 for n in twice.values())
+    if twice:
+        notes.append(f"check-ins created twice: {list(twice)[:3]}")
+    uncelebrated = len(expected_cheers - set(celebrated))
+    if uncelebrated:
+        notes.append(f"not celebrated: {sorted(expected_cheers - set(celebrated))[:3]}")
+    dead = {(dict(r.headers).get("attain_original_topic"), r.key) for r in await _read(DLQ, since)
+            if scenario.MALFORMED_HEADER in dict(r.headers or ())}
+    undead = max(0, poisoned - len(dead))
+    outcome = Outcome(name, len(plan.stream), lost, duplicated, mismatched, uncelebrated, undead, ctx.failures, 0.0,
+                      0.0, notes)
+    outcome.compared = {"figures": compared_figures, "milestones": len(expected_cheers),
+                        "celebrations": sum(celebrated.values()), "check-ins": sum(created.values()),
+                        "poison": poisoned, "dead-lettered": len(dead),
+                        "output records": len(ours)}
+    return outcome
+
+
+def table(outcomes: list[Outcome]) -> str:
+    head = ("scenario", "events", "lost", "duplicated", "mismatched", "uncelebrated", "not in DLQ", "recover s",
+            "total s", "result")
+    rows = [head] + [(o.scenario, str(o.events), str(o.lost), str(o.duplicated), str(o.mismatched),
+                      str(o.uncelebrated), str(o.undead), f"{o.recover_s:.1f}", f"{o.elapsed_s:.0f}",
+                      "PASS" if o.ok else "FAIL") for o in outcomes]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(r, widths, strict=True)))
+             for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
