@@ -99,6 +99,7 @@ async def soak(rate: float, duration: float, probe_target: str = "1000") -> int:
     seen: dict[str, dict[str, float]] = {"attainment": {}, "celebration": {}}
     accepted = 0
     samples: list[tuple[float, dict[str, int]]] = []
+    lags: list[tuple[float, dict[str, int]]] = []  # each group's lag, every minute: does it grow?
     try:
         await asyncio.to_thread(fleet.start_all)
         token = await asyncio.to_thread(_create_tenant, tenant, slug, env)
@@ -152,6 +153,7 @@ async def soak(rate: float, duration: float, probe_target: str = "1000") -> int:
                         if time.monotonic() - last_sample >= 60:
                             last_sample = time.monotonic()
                             samples.append((last_sample - started, _memory(fleet)))
+                            lags.append((last_sample - started, await _lag(db, prefix)))
                     loop += 1
 
             await asyncio.gather(probes(), load())
@@ -159,8 +161,8 @@ async def soak(rate: float, duration: float, probe_target: str = "1000") -> int:
         await asyncio.sleep(20)  # the last probes' updates and celebrations
         samples.append((time.monotonic() - started, _memory(fleet)))
         watcher.cancel()
-        lag = await _lag(db, prefix)
-        _report(rate, duration, accepted, streamed_s, sent_at, seen, samples, lag)
+        lags.append((time.monotonic() - started, await _lag(db, prefix)))
+        _report(rate, duration, accepted, streamed_s, sent_at, seen, samples, lags)
         return 0
     finally:
         await asyncio.to_thread(fleet.stop_all)
@@ -226,7 +228,7 @@ async def _lag(db: str, prefix: str) -> dict[str, int]:
 
 def _report(rate: float, duration: float, accepted: int, streamed_s: float, sent_at: dict[str, float],
             seen: dict[str, dict[str, float]], samples: list[tuple[float, dict[str, int]]],
-            lag: dict[str, int]) -> None:
+            lags: list[tuple[float, dict[str, int]]]) -> None:
     to_fig = [seen["attainment"][r] - t for r, t in sent_at.items() if r in seen["attainment"]]
     to_cheer = [seen["celebration"][r] - t for r, t in sent_at.items() if r in seen["celebration"]]
     print(f"\nsoak: {duration:.0f} s asked at {rate:.0f} events/s; ingest accepted {accepted} events in "
@@ -234,7 +236,9 @@ def _report(rate: float, duration: float, accepted: int, streamed_s: float, sent
     print(f"probes: {len(sent_at)} sent, {len(to_fig)} attainment updates seen, {len(to_cheer)} celebrations seen")
     print(f"ingest accepted -> attainment on its topic:   {_percentiles(to_fig)}")
     print(f"ingest accepted -> celebration on its topic:  {_percentiles(to_cheer)}")
-    print("consumer lag at the end (records not yet applied): " + ", ".join(f"{k} {v}" for k, v in lag.items()))
+    print("\nconsumer lag (records not yet applied) over time:")
+    for at, lag in lags:
+        print(f"  {at:5.0f} s  " + ", ".join(f"{k} {v}" for k, v in lag.items()))
     names = sorted({n for _, m in samples for n in m})
     print("\nmemory (RSS, MiB) over time:")
     print("  t (s)  " + "  ".join(f"{n:>13}" for n in names))
