@@ -22,6 +22,17 @@ CONSUMERS = ("kpi", "coaching", "recognition")
 GRACE_S = 30.0  # what Kubernetes gives them (terminationGracePeriodSeconds in deploy/k8s)
 
 
+def rss_kib(pid: int | None) -> int | None:
+    """A process's resident memory in KiB, from /proc (None when there is no such process)."""
+    if pid is None:
+        return None
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return None
+
+
 @dataclass
 class Replica:
     service: str
@@ -40,14 +51,8 @@ class Replica:
         return self.proc is not None and self.proc.poll() is None
 
     def rss_kib(self) -> int | None:
-        """Resident memory now, from /proc (None when not running)."""
-        if not self.alive or self.proc is None:
-            return None
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return None
+        """Resident memory now (None when not running)."""
+        return rss_kib(self.proc.pid) if self.alive and self.proc is not None else None
 
 
 class Fleet:

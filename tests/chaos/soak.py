@@ -21,7 +21,6 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -32,7 +31,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from deploy.local import kafka, pg_cluster
 from shared import topics
 from tests.chaos import scenario
-from tests.chaos.fleet import CONSUMERS, ROOT, Fleet
+from tests.chaos.fleet import CONSUMERS, ROOT, Fleet, rss_kib
 from tests.chaos.run import BATCH, SALES, _create_tenant
 from tests.integration.conftest import BOOTSTRAP, end_offsets, fresh_database
 from tests.integration.inprocess import start_group_at_end
@@ -40,20 +39,10 @@ from tests.integration.inprocess import start_group_at_end
 PROBE_EVERY_S = 0.5
 
 
-def _rss(pid: int | None) -> int | None:
-    if pid is None:
-        return None
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return None
-
-
 def _memory(fleet: Fleet) -> dict[str, int]:
     out = fleet.memory()
     for name, pid in (("kafka", kafka.broker_pid()), ("postgres", pg_cluster.local_pid())):
-        if (kib := _rss(pid)) is not None:
+        if (kib := rss_kib(pid)) is not None:
             out[name] = kib
     return out
 
