@@ -43,12 +43,15 @@ __all__ = [
     "PeriodError",
     "PeriodKind",
     "elapsed_share",
+    "local_midnight",
     "parse_period",
     "period_bounds",
     "period_of",
     "periods_containing",
+    "require_aware",
     "share_between",
     "validate_timezone",
+    "weekdays",
 ]
 
 MIN_YEAR = 1970
@@ -134,7 +137,7 @@ def period_bounds(
             first, after = _month_start(index), _month_start(index + months)
     except (ValueError, OverflowError) as exc:
         raise PeriodError(f"period {label!r} ends after year {MAX_YEAR}") from exc
-    return _local_midnight(first, zone), _local_midnight(after, zone)
+    return local_midnight(first, zone), local_midnight(after, zone)
 
 
 def period_of(
@@ -147,7 +150,7 @@ def period_of(
     kind = _kind(kind)
     zone = _zone(tz)
     shift = _fiscal_shift(fiscal_start_month)
-    day = _aware(moment, "moment").astimezone(zone).date()
+    day = require_aware(moment, "moment").astimezone(zone).date()
     if kind is PeriodKind.WEEK:
         iso = day.isocalendar()
         return Period(kind, f"{iso.year:04d}-W{iso.week:02d}")
@@ -195,7 +198,7 @@ def elapsed_share(
 
 def share_between(start: datetime, end: datetime, now: datetime) -> Decimal:
     """Return the share of ``[start, end)`` elapsed at ``now`` (as ``elapsed_share`` does)."""
-    elapsed = min(max(_aware(now, "now") - start, timedelta(0)), end - start)
+    elapsed = min(max(require_aware(now, "now") - start, timedelta(0)), end - start)
     micro = (elapsed // _MICROSECOND) * 1_000_000 // ((end - start) // _MICROSECOND)
     whole, fraction = divmod(micro, 1_000_000)
     return Decimal(f"{whole}.{fraction:06d}")
@@ -210,25 +213,25 @@ def business_share(start: datetime, end: datetime, now: datetime, tz: str | Zone
     """
     zone = _zone(tz)
     first, after = start.astimezone(zone).date(), end.astimezone(zone).date()
-    total = _weekdays(first, after)
+    total = weekdays(first, after)
     if total == 0:
         return share_between(start, end, now)
-    now = _aware(now, "now")
+    now = require_aware(now, "now")
     if now <= start:
         return Decimal("0.000000")
     if now >= end:
         return Decimal("1.000000")
     today = now.astimezone(zone).date()
     # in micro-days: whole business days before today, and the elapsed part of today's real length
-    micro = _weekdays(first, today) * 1_000_000
+    micro = weekdays(first, today) * 1_000_000
     if today.weekday() < 5:
-        midnight, next_midnight = _local_midnight(today, zone), _local_midnight(today + timedelta(days=1), zone)
+        midnight, next_midnight = local_midnight(today, zone), local_midnight(today + timedelta(days=1), zone)
         micro += ((now - midnight) // _MICROSECOND) * 1_000_000 // ((next_midnight - midnight) // _MICROSECOND)
     whole, fraction = divmod(micro // total, 1_000_000)
     return Decimal(f"{whole}.{fraction:06d}")
 
 
-def _weekdays(first: date, after: date) -> int:
+def weekdays(first: date, after: date) -> int:
     """Monday-to-Friday days in ``[first, after)``."""
     days = (after - first).days
     if days <= 0:
@@ -284,7 +287,8 @@ def _fiscal_shift(fiscal_start_month: int) -> int:
     return 0 if fiscal_start_month == 1 else fiscal_start_month - 13
 
 
-def _aware(moment: datetime, name: str) -> datetime:
+def require_aware(moment: datetime, name: str) -> datetime:
+    """`moment`, when it is timezone-aware; ValueError naming it otherwise."""
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(
             f"{name} must be timezone-aware, got naive {moment.isoformat()}"
@@ -297,6 +301,7 @@ def _month_start(index: int) -> date:
     return date(index // 12, index % 12 + 1, 1)
 
 
-def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
+def local_midnight(day: date, zone: ZoneInfo) -> datetime:
+    """The first instant of the local ``day``, in UTC."""
     # fold=0: a midnight inside a DST gap maps to the transition, the day's first instant.
     return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)

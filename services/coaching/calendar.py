@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from shared.periods import share_between
+from shared.periods import local_midnight, require_aware, share_between, weekdays
 
 __all__ = [
     "due_at",
@@ -37,10 +37,10 @@ def is_working_day(day: date, days_off: frozenset[date]) -> bool:
 
 def working_days(first: date, after: date, days_off: frozenset[date]) -> int:
     """The working days in ``[first, after)``: Monday to Friday dates not in ``days_off``."""
-    weekdays = _weekdays(first, after)
-    if weekdays == 0:
+    total = weekdays(first, after)
+    if total == 0:
         return 0
-    return weekdays - sum(1 for day in days_off if first <= day < after and day.weekday() < 5)
+    return total - sum(1 for day in days_off if first <= day < after and day.weekday() < 5)
 
 
 def next_working_day(day: date, days_off: frozenset[date]) -> date:
@@ -66,11 +66,6 @@ def recent_working_days(today: date, count: int, days_off: frozenset[date]) -> l
     return days
 
 
-def local_midnight(day: date, tz: ZoneInfo) -> datetime:
-    """The first instant of the local ``day`` in ``tz``, in UTC (a midnight in a DST gap maps to the transition)."""
-    return _local_at(day, 0, tz)
-
-
 def working_share(start: datetime, end: datetime, now: datetime, tz: ZoneInfo, days_off: frozenset[date]) -> Decimal:
     """The share of the working days of ``[start, end)`` (local dates in ``tz``) elapsed at ``now``.
 
@@ -84,11 +79,11 @@ def working_share(start: datetime, end: datetime, now: datetime, tz: ZoneInfo, d
     Example: November 2026 in Europe/Berlin has 21 weekdays; with Friday the 13th off it has 20
     working days. At Monday the 16th, 00:00 local, 9 of them have passed: 9/20 = 0.450000.
     """
-    _aware(start, "start")
-    _aware(end, "end")
-    _aware(now, "now")
+    require_aware(start, "start")
+    require_aware(end, "end")
+    require_aware(now, "now")
     first, after = start.astimezone(tz).date(), end.astimezone(tz).date()
-    if _weekdays(first, after) == 0:
+    if weekdays(first, after) == 0:
         return share_between(start, end, now)
     if now <= start:
         return _ZERO
@@ -118,7 +113,7 @@ def due_at(now: datetime, tz: ZoneInfo, days_off: frozenset[date], working_days_
     Example (Europe/Berlin, 2 working days, 17:00): raised Friday 2026-11-13 at 10:00, due Tuesday
     2026-11-17 at 17:00 local (16:00 UTC); with Monday the 16th off, Wednesday the 18th.
     """
-    _aware(now, "now")
+    require_aware(now, "now")
     if working_days_ahead < 0:
         raise ValueError(f"working_days_ahead must be >= 0, got {working_days_ahead}")
     if not 0 <= hour <= 23:
@@ -142,16 +137,3 @@ def _local_at(day: date, hour: int, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, time(hour), tzinfo=tz).astimezone(UTC)
 
 
-def _weekdays(first: date, after: date) -> int:
-    """Monday-to-Friday days in ``[first, after)``."""
-    days = (after - first).days
-    if days <= 0:
-        return 0
-    weeks, rest = divmod(days, 7)
-    return weeks * 5 + sum(1 for i in range(rest) if (first.weekday() + i) % 7 < 5)
-
-
-def _aware(moment: datetime, name: str) -> datetime:
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"{name} must be timezone-aware, got naive {moment.isoformat()}")
-    return moment

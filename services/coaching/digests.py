@@ -23,7 +23,7 @@ from services.coaching.outbound import publish
 from services.coaching.reviews import TaskFacts, headline, manager_card, trend, week_due
 from shared import topics
 from shared.events import ManagerCard, Metric, ReviewFigure, ReviewPublished, Scope
-from shared.periods import _local_midnight, period_bounds, period_of
+from shared.periods import local_midnight, period_bounds, period_of
 
 NAMESPACE = uuid.UUID("c2d35a8e-1f44-4b9e-8f0d-7b6a3e91c5d4")
 KINDS = ("month", "quarter")
@@ -112,7 +112,7 @@ async def build(conn: asyncpg.Connection, tenant: str, scope: Scope, scope_id: s
         members = [r["rep_id"] for r in rows]
         managers = Counter(r["manager_id"] for r in rows if r["manager_id"])
         name, manager = scope_id, (managers.most_common(1)[0][0] if managers else None)
-    start, end = _local_midnight(monday, zone), _local_midnight(monday + timedelta(days=7), zone)
+    start, end = local_midnight(monday, zone), local_midnight(monday + timedelta(days=7), zone)
     counts = await conn.fetchrow(
         "SELECT count(*) FILTER (WHERE occurred_at >= $3) AS week, count(*) FILTER (WHERE occurred_at < $3)"
         " AS before FROM activities WHERE tenant = $1 AND rep_id = ANY($2::text[]) AND occurred_at >= $4"

@@ -24,7 +24,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from shared.events import ManagerCard
-from shared.periods import _local_midnight
+from shared.periods import local_midnight
 
 Trend = Literal["up", "down", "flat", "new"]
 FLAT_WITHIN = Decimal("0.01")  # one percentage point of attainment
@@ -46,7 +46,7 @@ class TaskFacts:
 def review_moment(week_start: date, weekday: int, hour: int, zone: ZoneInfo) -> datetime:
     """The instant of the review in the ISO week starting `week_start` (a Monday)."""
     day = week_start + timedelta(days=weekday - 1)
-    return _local_midnight(day, zone) + timedelta(hours=hour)
+    return local_midnight(day, zone) + timedelta(hours=hour)
 
 
 def week_due(now: datetime, weekday: int, hour: int, zone: ZoneInfo) -> tuple[str, date]:

@@ -13,7 +13,7 @@ import html
 import io
 import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from babel.numbers import format_currency, format_decimal, format_percent
 
 from shared.formatting import locale_of
-from shared.periods import business_share
+from shared.periods import business_share, local_midnight, require_aware
 
 __all__ = [
     "CSV_COLUMNS",
@@ -63,7 +63,7 @@ def cumulative_series(
     that day, so the line the chart draws stops at today instead of running flat into the future.
     Points outside ``[start, end)`` are ignored; before the period starts the series is empty.
     """
-    _require_aware(start=start, end=end, now=now)
+    _check_aware(start=start, end=end, now=now)
     if now < start:
         return []
     per_day: dict[date, Decimal] = {}
@@ -86,10 +86,10 @@ def expected_series(target: Decimal, start: datetime, end: datetime, tz: ZoneInf
     next local midnight, or ``end``), to the cent (half-even): flat over weekends, like kpi's own
     expected figure. The last day's value is ``target`` itself, unrounded, so the line ends on the goal.
     """
-    _require_aware(start=start, end=end)
+    _check_aware(start=start, end=end)
     series: list[tuple[date, Decimal]] = []
     for day in _days(_local_day(start, tz), _local_day(end - _MICROSECOND, tz)):
-        day_end = min(_local_midnight(day + timedelta(days=1), tz), end)
+        day_end = min(local_midnight(day + timedelta(days=1), tz), end)
         share = business_share(start, end, day_end, tz)
         series.append((day, (target * share).quantize(_CENT, rounding=ROUND_HALF_EVEN)))
     if series:
@@ -121,7 +121,7 @@ def trend(
     """
     if days < 1:
         raise ValueError(f"days must be at least 1, got {days}")
-    _require_aware(start=start, end=end, now=now)
+    _check_aware(start=start, end=end, now=now)
     if target is None or target <= 0:
         return None
     since = max(start, (now.astimezone(tz) - timedelta(days=days)).astimezone(UTC))
@@ -239,20 +239,13 @@ def svg_chart(
     return "\n".join(parts)
 
 
-def _require_aware(**moments: datetime) -> None:
+def _check_aware(**moments: datetime) -> None:
     for name, moment in moments.items():
-        if moment.utcoffset() is None:
-            raise ValueError(f"{name} must be timezone-aware, got naive {moment.isoformat()}")
+        require_aware(moment, name)
 
 
 def _local_day(moment: datetime, tz: ZoneInfo) -> date:
     return moment.astimezone(tz).date()
-
-
-def _local_midnight(day: date, tz: ZoneInfo) -> datetime:
-    # in UTC: subtracting datetimes of one ZoneInfo uses wall-clock time. fold=0 maps a midnight in a
-    # DST gap to the transition, as `shared.periods` does for period bounds.
-    return datetime.combine(day, time(), tzinfo=tz).astimezone(UTC)
 
 
 def _days(first: date, last: date) -> list[date]:
