@@ -9,9 +9,17 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated
 
+import asyncpg
 from fastapi import Depends, Header, HTTPException
 
 from shared.service import Runtime, runtime_of
+
+
+async def tenant_of_token(conn: asyncpg.Connection, token: str) -> str | None:
+    """The active tenant whose token this is (by its SHA-256 digest), or None."""
+    found: str | None = await conn.fetchval("SELECT tenant FROM tenants WHERE token_sha256 = $1 AND active",
+                                           hashlib.sha256(token.strip().encode()).digest())
+    return found
 
 
 async def read_tenant(rt: Annotated[Runtime, Depends(runtime_of)],
@@ -21,10 +29,8 @@ async def read_tenant(rt: Annotated[Runtime, Depends(runtime_of)],
     if scheme.lower() != "bearer" or not token.strip():
         raise HTTPException(401, "missing bearer token: send 'Authorization: Bearer <token>'",
                             headers={"WWW-Authenticate": "Bearer"})
-    digest = hashlib.sha256(token.strip().encode()).digest()
     async with rt.pool.acquire() as conn:
-        tenant: str | None = await conn.fetchval(
-            "SELECT tenant FROM tenants WHERE token_sha256 = $1 AND active", digest)
+        tenant = await tenant_of_token(conn, token)
     if tenant is None:
         raise HTTPException(401, "invalid or revoked bearer token", headers={"WWW-Authenticate": "Bearer"})
     return tenant

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,6 +27,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from services.kpi.dashboard import live, queries, view
 from services.kpi.figures import figures
 from services.kpi.settings import KpiSettings
+from shared.auth import tenant_of_token
 from shared.events import Metric
 from shared.periods import PeriodError, PeriodKind, business_share, parse_period, period_bounds, period_of
 from shared.service import Runtime, runtime_of
@@ -69,7 +69,7 @@ async def session_tenant(request: Request, rt: Rt) -> str:
     token = request.cookies.get(COOKIE, "").strip()
     if token:
         async with rt.pool.acquire() as conn:
-            found = await queries.tenant_of_token(conn, hashlib.sha256(token.encode()).digest())
+            found = await tenant_of_token(conn, token)
         if found is not None:
             return found
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -210,7 +210,7 @@ async def signin(request: Request, rt: Rt) -> Response:
     token = (form.get("token") or [""])[0].strip()
     next_path = _safe_next((form.get("next") or [""])[0])
     async with rt.pool.acquire() as conn:
-        tenant = await queries.tenant_of_token(conn, hashlib.sha256(token.encode()).digest()) if token else None
+        tenant = await tenant_of_token(conn, token) if token else None
     if tenant is None:
         return render(request, "signin.html", status=401, title="Sign in", next=next_path,
                       error="That token is not valid (or was revoked). Ask your Attain administrator for the "

@@ -1,6 +1,6 @@
-"""What the dashboard pages read from kpi's own tables: the figures the read API serves, and the
-deals and activities behind them (money converted into the base currency exactly as the tallies do,
-through `Books.in_base`)."""
+"""What kpi's read side (the API and the dashboard pages) reads from kpi's own tables: figures, standings,
+and the deals and activities behind them (money converted into the base currency exactly as the tallies
+do, through `Books.in_base`)."""
 
 from __future__ import annotations
 
@@ -42,20 +42,16 @@ async def tenant(conn: asyncpg.Connection, slug: str) -> Tenant:
                   row["currency"].strip() if row["currency"] else None, row["locale"])
 
 
-async def tenant_of_token(conn: asyncpg.Connection, digest: bytes) -> str | None:
-    found: str | None = await conn.fetchval("SELECT tenant FROM tenants WHERE token_sha256 = $1 AND active", digest)
-    return found
-
-
 async def standings(conn: asyncpg.Connection, tenant: str, period: str, metric: Metric,
-                    team_id: str | None = None, limit: int = 200) -> list[asyncpg.Record]:
-    """Reps ranked by `metric` in `period`, as the read API's leaderboard (ties by rep id)."""
+                    team_id: str | None = None, limit: int = 200, offset: int = 0) -> list[asyncpg.Record]:
+    """Reps ranked by `metric` in `period` (ties by rep id), `limit` from `offset`: the read API's leaderboard
+    and the dashboard's."""
     return list(await conn.fetch(
         "SELECT a.scope_id AS rep_id, a.actual, a.target, r.name, r.team_id FROM attainment a"
         " LEFT JOIN reps r ON r.tenant = a.tenant AND r.rep_id = a.scope_id"
         " WHERE a.tenant = $1 AND a.scope = 'rep' AND a.period = $2 AND a.metric = $3"
-        " AND ($4::text IS NULL OR r.team_id = $4) ORDER BY a.actual DESC, a.scope_id LIMIT $5",
-        tenant, period, metric.value, team_id, limit))
+        " AND ($4::text IS NULL OR r.team_id = $4) ORDER BY a.actual DESC, a.scope_id LIMIT $5 OFFSET $6",
+        tenant, period, metric.value, team_id, limit, offset))
 
 
 async def figures_of(conn: asyncpg.Connection, tenant: str, scope: str, scope_id: str,
