@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel
 
 from services.kpi import repository as repo
+from services.kpi.dashboard import queries
 from services.kpi.figures import figures
 from shared.auth import ReadTenant
 from shared.events import Dec, Metric
@@ -98,8 +99,7 @@ async def _scorecard(request: Request, rt: Runtime, tenant: str, scope: Literal[
     now = rt.clock.now()
     share = business_share(start, end, now, cal.timezone)
     async with rt.pool.acquire() as conn:
-        rows = await conn.fetch("SELECT metric, actual, target FROM attainment WHERE tenant = $1 AND scope = $2"
-                                " AND scope_id = $3 AND period = $4 ORDER BY metric", tenant, scope, scope_id, label)
+        rows = await queries.figures_of(conn, tenant, scope, scope_id, label)
         trailing = {}
         for days in (7, 30):
             counts = dict(await conn.fetch(
@@ -144,13 +144,8 @@ async def leaderboard(request: Request, tenant: ReadTenant, rt: Rt, period: str 
     label, _ = await _period(rt, tenant, period)
     offset = int(cursor or 0)
     async with rt.pool.acquire() as conn:
-        rows = await conn.fetch(
-            "SELECT a.scope_id, a.actual, a.target, r.name, r.team_id FROM attainment a"
-            " LEFT JOIN reps r ON r.tenant = a.tenant AND r.rep_id = a.scope_id"
-            " WHERE a.tenant = $1 AND a.scope = 'rep' AND a.period = $2 AND a.metric = $3"
-            " AND ($4::text IS NULL OR r.team_id = $4) ORDER BY a.actual DESC, a.scope_id LIMIT $5 OFFSET $6",
-            tenant, label, metric.value, team_id, limit + 1, offset)
-    standings = [Standing(rank=offset + i + 1, rep_id=r["scope_id"], name=r["name"], team_id=r["team_id"],
+        rows = await queries.standings(conn, tenant, label, metric, team_id, limit + 1, offset)
+    standings = [Standing(rank=offset + i + 1, rep_id=r["rep_id"], name=r["name"], team_id=r["team_id"],
                           actual=r["actual"], target=r["target"],
                           attainment=figures(r["actual"], r["target"], Decimal(0)).attainment)
                  for i, r in enumerate(rows[:limit])]
@@ -163,8 +158,6 @@ _DEALS = {
     Metric.AVG_DEAL_SIZE: ("stage = 'won'", "closed_at"), Metric.WIN_RATE: ("stage IN ('won', 'lost')", "closed_at"),
     Metric.PIPELINE_CREATED: ("true", "created_at"),
 }
-_KINDS = {Metric.CALLS: ["call"], Metric.EMAILS: ["email"], Metric.MEETINGS: ["meeting"],
-          Metric.ACTIVITIES: ["call", "email", "meeting", "demo", "task", "other"]}
 
 
 @router.get("/scorecards/{rep_id}/contributions", response_model=list[Contribution], name="contributions")
@@ -185,7 +178,7 @@ async def contributions(rep_id: str, tenant: ReadTenant, rt: Rt, metric: Metric,
         rows = await conn.fetch(
             "SELECT activity_id, kind, occurred_at FROM activities WHERE tenant = $1 AND rep_id = $2"
             " AND kind = ANY($3::text[]) AND occurred_at >= $4 AND occurred_at < $5 ORDER BY occurred_at,"
-            " activity_id LIMIT $6", tenant, rep_id, _KINDS[metric], start, end, limit)
+            " activity_id LIMIT $6", tenant, rep_id, queries.KINDS[metric], start, end, limit)
     return [Contribution(kind="activity", id=r["activity_id"], amount=None, currency=None, stage=r["kind"],
                          at=r["occurred_at"]) for r in rows]
 
