@@ -76,18 +76,22 @@ TEAM_ATTAINMENT = Gauge("attain_kpi_team_attainment_ratio",
                         "now, as last computed by the kpi replica that owns the team's partition.",
                         ["tenant", "team", "metric", "period"])
 _TEAM_SERIES: dict[tuple[str, str, str, str], datetime] = {}  # the series set, and when each period ends
+_NEXT_END: list[datetime] = []  # the earliest end among them: nothing to prune before it
 
 
 def watch_team(tenant: str, team: str, period: str, metric: str, attainment: Decimal | None,
                end: datetime, now: datetime) -> None:
     """Keep the team gauge to the periods running now: a closed period's series go (a team's figures for
     a past quarter are in the API, not in a dashboard's "now")."""
-    for key in [key for key, ends in _TEAM_SERIES.items() if ends <= now]:
-        del _TEAM_SERIES[key]
-        TEAM_ATTAINMENT.remove(*key)
+    if _NEXT_END and _NEXT_END[0] <= now:  # a period ended: one scan, not one per figure
+        for key in [key for key, ends in _TEAM_SERIES.items() if ends <= now]:
+            del _TEAM_SERIES[key]
+            TEAM_ATTAINMENT.remove(*key)
+        _NEXT_END[:] = [min(_TEAM_SERIES.values())] if _TEAM_SERIES else []
     if attainment is None or end <= now:
         return
     _TEAM_SERIES[(tenant, team, metric, period)] = end
+    _NEXT_END[:] = [min(end, _NEXT_END[0])] if _NEXT_END else [end]
     TEAM_ATTAINMENT.labels(tenant, team, metric, period).set(float(attainment))
 
 Moved = tuple[Books, dict[Key, Tally]]  # per tenant: its books, and the keys whose tallies moved
