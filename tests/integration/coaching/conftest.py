@@ -20,7 +20,7 @@ from shared import topics
 from shared.clock import FixedClock
 from shared.cloudevents import CloudEvent, encode, message_key
 from tests.integration import inprocess
-from tests.integration.conftest import BOOTSTRAP, fresh_database, open_watch
+from tests.integration.conftest import BOOTSTRAP, fresh_database
 
 CONSUMED = [topics.ATTAINMENT.name, topics.ACTIVITIES.name, topics.DEALS.name, topics.ROSTER.name, topics.TENANTS.name]
 OUT = [topics.TASKS.name, topics.PLANS.name, topics.REVIEWS.name]
@@ -136,14 +136,6 @@ async def harness(coaching_db: str) -> AsyncIterator[Harness]:
 
 
 @pytest.fixture
-async def out_watch() -> AsyncIterator[Callable[[str], Awaitable[Any]]]:
-    opened: list[Any] = []
-
-    async def _open(tenant: str) -> Any:
-        w = await open_watch(tenant, *OUT)
-        opened.append(w)
-        return w
-
-    yield _open
-    for w in opened:
-        await w.consumer.stop()
+def out_watch(watch: Callable[..., Awaitable[Any]]) -> Callable[[str], Awaitable[Any]]:
+    """A watch on coaching's output topics (the suite's `watch` fixture, which stops it after the test)."""
+    return lambda tenant: watch(tenant, *OUT)
