@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -28,6 +29,18 @@ async def _attainment(tenant: str, rep_id: str, period: str) -> asyncpg.Record |
         await conn.close()
 
 
+async def _until_known(tenant: str, rep_id: str) -> None:
+    conn = await asyncpg.connect(DATABASE_URL)
+    try:
+        for _ in range(120):
+            if await conn.fetchval("SELECT 1 FROM kpi.reps WHERE tenant = $1 AND rep_id = $2", tenant, rep_id):
+                return
+            await asyncio.sleep(0.25)
+        raise AssertionError(f"kpi never learned rep {rep_id}")
+    finally:
+        await conn.close()
+
+
 async def _deal_seen(tenant: str, deal_id: str) -> bool:
     conn = await asyncpg.connect(DATABASE_URL)
     try:
@@ -43,6 +56,10 @@ async def test_a_won_deal_meeting_its_target_is_celebrated_once_however_often_it
     won = deal("d-1", "ana", "50000.50", updated_at=now - timedelta(minutes=1))
     events = [rep("ana"), target("ana", period, "50000.50"), won]
 
+    # The roster, the targets and the deals are three topics: nothing orders them against each other. Let kpi
+    # know Ana first, so that the figure its celebration is made from carries her name.
+    assert (await post(services["ingest"], tenant, [rep("ana")])).status_code == 200
+    await _until_known(tenant.slug, "ana")
     first = await post(services["ingest"], tenant, events)
     assert first.status_code == 200, first.text
     assert [r["status"] for r in first.json()["results"]] == ["accepted"] * 3
