@@ -20,21 +20,20 @@ from pydantic import BaseModel
 
 from services.coaching import planning
 from services.coaching import repository as repo
-from services.coaching.checkins import compose
+from services.coaching.checkins import Playbook, compose
 from services.coaching.metrics import TASK_EVENTS
 from services.coaching.model import SEVERITY_RANK, Policy
 from services.coaching.outbound import publish
 from services.coaching.rules import evaluate
 from services.coaching.settings import CoachingSettings
 from shared import registry
-from shared.consumer import Handler, Incoming, claim
+from shared.consumer import Handler, Incoming
 from shared.events import (
     ActivityLogged,
     AttainmentUpdated,
     DealDeleted,
     DealUpserted,
     RepUpserted,
-    Scope,
     TaskClosed,
     TeamUpserted,
     TenantUpserted,
@@ -61,11 +60,20 @@ def make_handler(rt: Runtime) -> Handler:
         """Store what the batch says, then evaluate each rep it touched."""
         now = rt.clock.now()
         touched: set[tuple[str, str]] = set()
+        figures: list[tuple[str, AttainmentUpdated]] = []
         for msg in batch:
+            if isinstance(msg.data, AttainmentUpdated):  # most of the traffic: stored together below
+                if msg.data.period_start and msg.data.period_end:
+                    figures.append((msg.event.tenant, msg.data))
+                continue
             touched |= await _store(conn, msg, now)
+        touched |= await repo.save_attainments(conn, figures, now)
+        by_tenant: dict[str, list[str]] = {}
         for tenant, rep_id in sorted(touched):
-            await evaluate_rep(conn, tenant, rep_id, now, defaults)
-            await planning.refresh(conn, tenant, rep_id, now)
+            by_tenant.setdefault(tenant, []).append(rep_id)
+        for tenant, rep_ids in by_tenant.items():
+            await evaluate_reps(conn, tenant, rep_ids, now, defaults)
+            await planning.refresh_reps(conn, tenant, rep_ids, now)
 
     return handle
 
@@ -80,9 +88,6 @@ async def _store(conn: asyncpg.Connection, msg: Incoming, now: datetime) -> set[
         case RepUpserted():
             await repo.upsert_rep(conn, tenant, data, msg.event.time)
             touched = {data.rep_id}
-        case AttainmentUpdated() if data.period_start and data.period_end and await claim(conn, msg.event):
-            await repo.save_attainment(conn, tenant, data, now)
-            touched = {data.scope_id} if data.scope == Scope.REP else set()
         case ActivityLogged():
             await registry.remember_calendar(conn, tenant, msg.event.extensions)
             await repo.seen_rep(conn, tenant, data.rep_id, data.occurred_at)
@@ -99,45 +104,52 @@ async def _store(conn: asyncpg.Connection, msg: Incoming, now: datetime) -> set[
     return {(tenant, rep) for rep in touched}
 
 
-async def policy_for(conn: asyncpg.Connection, tenant: str, team_id: str | None, defaults: Policy) -> Policy:
-    layers = await repo.policy_layers(conn, tenant, team_id)
-    return defaults.with_overrides(*layers) if layers else defaults
-
-
-async def evaluate_rep(conn: asyncpg.Connection, tenant: str, rep_id: str, now: datetime, defaults: Policy) -> int:
-    """Run every rule for the rep and return the number of tasks created.
+async def evaluate_reps(conn: asyncpg.Connection, tenant: str, rep_ids: Sequence[str], now: datetime,
+                        defaults: Policy) -> int:
+    """Run every rule for each rep (in rep id order) and return the number of tasks created.
 
     A finding becomes a check-in when no check-in of its rule is live (open or acknowledged) and the
     cool-down gate lets it through; a worse finding than the live one's supersedes it. A live check-in
-    whose rule finds nothing any more is closed as recovered."""
-    view = await repo.rep_view(conn, tenant, rep_id, now)
-    if view is None:
+    whose rule finds nothing any more is closed as recovered. What the rules read is fetched for all
+    the reps at once (`repo.rep_views`); only findings and recoveries cost a statement each."""
+    views = await repo.rep_views(conn, tenant, rep_ids, now)
+    if not views:
         return 0
-    policy = await policy_for(conn, tenant, view.team_id, defaults)
-    findings = evaluate(view, now, policy)
-    live = {row["rule"]: row for row in await repo.live_tasks(conn, tenant, rep_id)}
-    catalogue = await repo.catalogue(conn, tenant)
+    layers = await repo.tenant_policy_layers(conn, tenant)
+    policies: dict[str | None, Policy] = {}
+    live_of = await repo.live_tasks(conn, tenant, list(views))
+    catalogue: dict[str, Playbook] | None = None
     created = 0
-    for finding in findings:
-        rank = SEVERITY_RANK[finding.severity]
-        before = live.get(finding.rule)
-        if before is not None and rank <= SEVERITY_RANK[before["severity"]]:
-            continue  # still being handled (or escalated): one live check-in per rule, not one a week
-        if not await repo.pass_gate(conn, tenant, rep_id, finding.rule, finding.severity, rank, now,
-                                    timedelta(days=policy.cooldown_days)):
-            continue
-        task = compose(view, finding, now, policy, catalogue)
-        if not await repo.insert_task(conn, tenant, task, now):
-            continue
-        created += 1
-        TASK_EVENTS.labels("created", task.rule).inc()
-        await publish(conn, tenant, rep_id, "coaching.task.created", task.task_id, task, now)
-        if before is not None:  # a worse finding: the new task supersedes the live one
-            await close(conn, tenant, before["task_id"], "superseded", now)
-    found = {f.rule for f in findings}
-    for rule, row in live.items():
-        if rule not in found:
-            await close(conn, tenant, row["task_id"], "recovered", now)
+    for rep_id in sorted(views):
+        view = views[rep_id]
+        if view.team_id not in policies:
+            mine = [layers[k] for k in sorted({"", view.team_id or ""}) if k in layers]
+            policies[view.team_id] = defaults.with_overrides(*mine) if mine else defaults
+        policy = policies[view.team_id]
+        findings = evaluate(view, now, policy)
+        live = {row["rule"]: row for row in live_of.get(rep_id, [])}
+        for finding in findings:
+            rank = SEVERITY_RANK[finding.severity]
+            before = live.get(finding.rule)
+            if before is not None and rank <= SEVERITY_RANK[before["severity"]]:
+                continue  # still being handled (or escalated): one live check-in per rule, not one a week
+            if not await repo.pass_gate(conn, tenant, rep_id, finding.rule, finding.severity, rank, now,
+                                        timedelta(days=policy.cooldown_days)):
+                continue
+            if catalogue is None:
+                catalogue = await repo.catalogue(conn, tenant)
+            task = compose(view, finding, now, policy, catalogue)
+            if not await repo.insert_task(conn, tenant, task, now):
+                continue
+            created += 1
+            TASK_EVENTS.labels("created", task.rule).inc()
+            await publish(conn, tenant, rep_id, "coaching.task.created", task.task_id, task, now)
+            if before is not None:  # a worse finding: the new task supersedes the live one
+                await close(conn, tenant, before["task_id"], "superseded", now)
+        found = {f.rule for f in findings}
+        for rule, row in live.items():
+            if rule not in found:
+                await close(conn, tenant, row["task_id"], "recovered", now)
     return created
 
 

@@ -55,13 +55,20 @@ async def _progress(conn: asyncpg.Connection, tenant: str, rep_id: str, step: as
 
 
 async def refresh(conn: asyncpg.Connection, tenant: str, rep_id: str, now: datetime) -> int:
-    """Recount the rep's open steps; settle and announce those now completed or missed. Returns how many."""
+    """`refresh_reps` for one rep."""
+    return await refresh_reps(conn, tenant, [rep_id], now)
+
+
+async def refresh_reps(conn: asyncpg.Connection, tenant: str, rep_ids: Sequence[str], now: datetime) -> int:
+    """Recount the reps' open steps; settle and announce those now completed or missed. Returns how many.
+    One query finds the open steps of all the reps (most have none)."""
     steps = await conn.fetch(
-        f"SELECT s.{STEP_COLUMNS.replace(', ', ', s.')} FROM plan_steps s JOIN action_plans p USING (plan_id)"
-        " WHERE p.tenant = $1 AND p.rep_id = $2 AND s.status = 'open' ORDER BY s.plan_id, s.position",
-        tenant, rep_id)
+        f"SELECT p.rep_id, s.{STEP_COLUMNS.replace(', ', ', s.')} FROM plan_steps s JOIN action_plans p"
+        " USING (plan_id) WHERE p.tenant = $1 AND p.rep_id = ANY($2::text[]) AND s.status = 'open'"
+        " ORDER BY p.rep_id, s.plan_id, s.position", tenant, sorted(set(rep_ids)))
     settled = 0
     for step in steps:
+        rep_id = step["rep_id"]
         progress = await _progress(conn, tenant, rep_id, step)
         status = settle(progress, step["target"], step["due_at"], now)
         if status == "open":

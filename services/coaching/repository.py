@@ -74,17 +74,33 @@ async def add_activities(conn: asyncpg.Connection, tenant: str, activities: Sequ
     return {r["rep_id"] for r in rows}
 
 
-async def save_attainment(conn: asyncpg.Connection, tenant: str, update: AttainmentUpdated, now: datetime) -> None:
-    """Keep kpi's latest figures per (scope, id, period, metric); `first_seen_at` is coaching's own."""
-    await conn.execute(
+async def save_attainments(conn: asyncpg.Connection, updates: Sequence[tuple[str, AttainmentUpdated]],
+                           now: datetime) -> set[tuple[str, str]]:
+    """Keep kpi's latest figures per (scope, id, period, metric), newest `as_of` winning (so redeliveries and
+    replays change nothing), in one statement; `first_seen_at` is coaching's own. Returns the (tenant, rep)
+    whose figures were written."""
+    newest: dict[tuple[str, str, str, str, str], AttainmentUpdated] = {}
+    for tenant, u in updates:  # one row per key and statement; in batch order, a later equal as_of wins
+        key = (tenant, u.scope.value, u.scope_id, u.period, u.metric.value)
+        if key not in newest or newest[key].as_of <= u.as_of:
+            newest[key] = u
+    if not newest:
+        return set()
+    keys, rows = list(newest), list(newest.values())
+    written = await conn.fetch(
         "INSERT INTO attainment (tenant, scope, scope_id, period, metric, actual, target, name, manager_id,"
         " period_start, period_end, as_of, first_seen_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        " SELECT t, s, i, p, m, a, g, n, mg, ps, pe, ao, $13 FROM unnest($1::text[], $2::text[], $3::text[],"
+        " $4::text[], $5::text[], $6::numeric[], $7::numeric[], $8::text[], $9::text[], $10::timestamptz[],"
+        " $11::timestamptz[], $12::timestamptz[]) AS u(t, s, i, p, m, a, g, n, mg, ps, pe, ao)"
         " ON CONFLICT (tenant, scope, scope_id, period, metric) DO UPDATE SET actual = EXCLUDED.actual,"
         " target = EXCLUDED.target, name = EXCLUDED.name, manager_id = EXCLUDED.manager_id,"
-        " as_of = EXCLUDED.as_of WHERE attainment.as_of <= EXCLUDED.as_of",
-        tenant, update.scope.value, update.scope_id, update.period, update.metric.value, update.actual,
-        update.target, update.name, update.manager_id, update.period_start, update.period_end, update.as_of, now)
+        " as_of = EXCLUDED.as_of WHERE attainment.as_of <= EXCLUDED.as_of RETURNING tenant, scope, scope_id",
+        [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], [k[3] for k in keys],
+        [k[4] for k in keys], [u.actual for u in rows], [u.target for u in rows], [u.name for u in rows],
+        [u.manager_id for u in rows], [u.period_start for u in rows], [u.period_end for u in rows],
+        [u.as_of for u in rows], now)
+    return {(r["tenant"], r["scope_id"]) for r in written if r["scope"] == "rep"}
 
 
 # --- the rules' view of a rep ------------------------------------------------------------------------
@@ -108,40 +124,85 @@ async def days_off(conn: asyncpg.Connection, tenant: str, rep_id: str | None, fi
 
 
 async def rep_view(conn: asyncpg.Connection, tenant: str, rep_id: str, now: datetime) -> RepView | None:
-    rep = await conn.fetchrow(
-        "SELECT r.name, r.team_id, r.manager_id, r.timezone, r.known_since, t.timezone AS tenant_tz, t.currency"
-        " FROM reps r LEFT JOIN tenants t USING (tenant) WHERE r.tenant = $1 AND r.rep_id = $2", tenant, rep_id)
-    if rep is None:
-        return None
-    tenant_zone = ZoneInfo(rep["tenant_tz"] or "UTC")
-    figures = await conn.fetch(
-        "SELECT period, metric, actual, target, period_start, period_end, first_seen_at FROM attainment"
-        " WHERE tenant = $1 AND scope = 'rep' AND scope_id = $2 AND period_start <= $3 AND period_end > $3",
-        tenant, rep_id, now)
+    return (await rep_views(conn, tenant, [rep_id], now)).get(rep_id)
+
+
+def _group(rows: Sequence[asyncpg.Record], key: str = "rep_id") -> dict[str, list[asyncpg.Record]]:
+    out: dict[str, list[asyncpg.Record]] = {}
+    for row in rows:
+        out.setdefault(row[key], []).append(row)
+    return out
+
+
+async def rep_views(conn: asyncpg.Connection, tenant: str, rep_ids: Sequence[str],
+                    now: datetime) -> dict[str, RepView]:
+    """The rules' view of each rep of `rep_ids` known to coaching: six queries whatever their number."""
+    ids = sorted(set(rep_ids))
+    reps = await conn.fetch(
+        "SELECT r.rep_id, r.name, r.team_id, r.manager_id, r.timezone, r.known_since, t.timezone AS tenant_tz,"
+        " t.currency FROM reps r LEFT JOIN tenants t USING (tenant) WHERE r.tenant = $1 AND r.rep_id = ANY($2::text[])",
+        tenant, ids)
+    if not reps:
+        return {}
+    ids = [r["rep_id"] for r in reps]
+    figures = _group(await conn.fetch(
+        "SELECT scope_id AS rep_id, period, metric, actual, target, period_start, period_end, first_seen_at"
+        " FROM attainment WHERE tenant = $1 AND scope = 'rep' AND scope_id = ANY($2::text[])"
+        " AND period_start <= $3 AND period_end > $3", tenant, ids, now))
     since = now - HISTORY
-    activities = await conn.fetch("SELECT occurred_at, kind FROM activities WHERE tenant = $1 AND rep_id = $2"
-                                  " AND occurred_at >= $3 AND occurred_at <= $4", tenant, rep_id, since, now)
-    deals = await conn.fetch(
-        "SELECT deal_id, stage, amount, currency, closed_at, GREATEST(updated_at, last_activity_at) AS touch"
-        " FROM deals WHERE tenant = $1 AND rep_id = $2 AND NOT deleted AND (stage = 'open' OR closed_at >= $3)",
-        tenant, rep_id, since)
+    activities = _group(await conn.fetch(
+        "SELECT rep_id, occurred_at, kind FROM activities WHERE tenant = $1 AND rep_id = ANY($2::text[])"
+        " AND occurred_at >= $3 AND occurred_at <= $4", tenant, ids, since, now))
+    deals = _group(await conn.fetch(
+        "SELECT rep_id, deal_id, stage, amount, currency, closed_at, GREATEST(updated_at, last_activity_at) AS touch"
+        " FROM deals WHERE tenant = $1 AND rep_id = ANY($2::text[]) AND NOT deleted"
+        " AND (stage = 'open' OR closed_at >= $3)", tenant, ids, since))
+    tenant_zone = ZoneInfo(reps[0]["tenant_tz"] or "UTC")
     today = now.astimezone(tenant_zone).date()
-    earliest = min([f["period_start"] for f in figures] + [since]).astimezone(tenant_zone).date()
-    latest = max([f["period_end"] for f in figures] + [now + timedelta(days=60)]).astimezone(tenant_zone).date()
-    return RepView(
-        tenant=tenant, rep_id=rep_id, name=rep["name"], manager_id=rep["manager_id"], team_id=rep["team_id"],
-        timezone=ZoneInfo(rep["timezone"]) if rep["timezone"] else tenant_zone, tenant_timezone=tenant_zone,
-        known_since=rep["known_since"],
-        figures=tuple(Figure(f["period"], Metric(f["metric"]), f["actual"], f["target"], f["period_start"],
-                             f["period_end"], f["first_seen_at"]) for f in figures),
-        activities=tuple(sorted((a["occurred_at"], a["kind"]) for a in activities)),
-        open_deals=tuple(OpenDeal(d["deal_id"], d["amount"], d["currency"], d["touch"])
-                         for d in deals if d["stage"] == "open"),
-        closed_deals=tuple(ClosedDeal(d["stage"] == "won", d["closed_at"]) for d in deals
-                           if d["stage"] != "open" and d["closed_at"] is not None),
-        days_off=await days_off(conn, tenant, rep_id, min(earliest, today - timedelta(days=180)), latest),
-        base_currency=rep["currency"],
-    )
+    ranges: dict[str, tuple[date, date]] = {}
+    for rep_id in ids:
+        mine = figures.get(rep_id, [])
+        earliest = min([f["period_start"] for f in mine] + [since]).astimezone(tenant_zone).date()
+        latest = max([f["period_end"] for f in mine] + [now + timedelta(days=60)]).astimezone(tenant_zone).date()
+        ranges[rep_id] = (min(earliest, today - timedelta(days=180)), latest)
+    first, last = min(a for a, _ in ranges.values()), max(b for _, b in ranges.values())
+    holidays = [r["day"] for r in await conn.fetch(
+        "SELECT day FROM holidays WHERE tenant = $1 AND day BETWEEN $2 AND $3", tenant, first, last)]
+    time_off = _group(await conn.fetch(
+        "SELECT rep_id, first_day, last_day FROM time_off WHERE tenant = $1 AND rep_id = ANY($2::text[])"
+        " AND last_day >= $3 AND first_day <= $4", tenant, ids, first, last))
+    views = {}
+    for rep in reps:
+        rep_id = rep["rep_id"]
+        lo, hi = ranges[rep_id]
+        off = {d for d in holidays if lo <= d <= hi}
+        for leave in time_off.get(rep_id, []):
+            day = max(leave["first_day"], lo)
+            while day <= min(leave["last_day"], hi):
+                off.add(day)
+                day += timedelta(days=1)
+        mine_deals = deals.get(rep_id, [])
+        views[rep_id] = RepView(
+            tenant=tenant, rep_id=rep_id, name=rep["name"], manager_id=rep["manager_id"], team_id=rep["team_id"],
+            timezone=ZoneInfo(rep["timezone"]) if rep["timezone"] else tenant_zone, tenant_timezone=tenant_zone,
+            known_since=rep["known_since"],
+            figures=tuple(Figure(f["period"], Metric(f["metric"]), f["actual"], f["target"], f["period_start"],
+                                 f["period_end"], f["first_seen_at"]) for f in figures.get(rep_id, [])),
+            activities=tuple(sorted((a["occurred_at"], a["kind"]) for a in activities.get(rep_id, []))),
+            open_deals=tuple(OpenDeal(d["deal_id"], d["amount"], d["currency"], d["touch"])
+                             for d in mine_deals if d["stage"] == "open"),
+            closed_deals=tuple(ClosedDeal(d["stage"] == "won", d["closed_at"]) for d in mine_deals
+                               if d["stage"] != "open" and d["closed_at"] is not None),
+            days_off=frozenset(off),
+            base_currency=rep["currency"],
+        )
+    return views
+
+
+async def tenant_policy_layers(conn: asyncpg.Connection, tenant: str) -> dict[str, dict[str, Any]]:
+    """Every override of the tenant, by team id ('' for the tenant's own)."""
+    rows = await conn.fetch("SELECT team_id, overrides FROM policies WHERE tenant = $1", tenant)
+    return {r["team_id"]: json.loads(r["overrides"]) for r in rows}
 
 
 async def policy_layers(conn: asyncpg.Connection, tenant: str, team_id: str | None) -> list[dict[str, Any]]:
@@ -199,10 +260,11 @@ async def insert_task(conn: asyncpg.Connection, tenant: str, task: TaskCreated, 
     return inserted is not None
 
 
-async def live_tasks(conn: asyncpg.Connection, tenant: str, rep_id: str) -> list[asyncpg.Record]:
-    """The rep's tasks still waiting for someone (open, acknowledged)."""
-    return list(await conn.fetch(f"SELECT {TASK_COLUMNS} FROM tasks WHERE tenant = $1 AND rep_id = $2"
-                                 " AND status IN ('open', 'acknowledged') ORDER BY created_at", tenant, rep_id))
+async def live_tasks(conn: asyncpg.Connection, tenant: str, rep_ids: Sequence[str]) -> dict[str, list[asyncpg.Record]]:
+    """Each rep's tasks still waiting for someone (open, acknowledged), oldest first."""
+    return _group(await conn.fetch(f"SELECT {TASK_COLUMNS} FROM tasks WHERE tenant = $1 AND rep_id = ANY($2::text[])"
+                                   " AND status IN ('open', 'acknowledged') ORDER BY created_at", tenant,
+                                   list(rep_ids)))
 
 
 async def close_task(conn: asyncpg.Connection, tenant: str, task_id: Any, reason: str, now: datetime,

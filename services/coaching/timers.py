@@ -2,15 +2,17 @@
 
 Every `COACHING_EVALUATION_INTERVAL_S` one pass (`tick`): evaluate every active rep, escalate check-ins
 nobody acknowledged by their due date, settle plan steps past due, publish the weekly reviews that are
-due. Each unit of work is its own transaction, guarded in SQL (cool-down gate, `FOR UPDATE SKIP
-LOCKED`, `WHERE status = ...`, unique review keys), so several replicas may tick at once and still
-issue each task, escalation, settlement and review once. The clock is the runtime's: tests move it.
+due. Each unit of work (up to 100 reps of one tenant, an escalation chunk, a review) is its own
+transaction, guarded in SQL (cool-down gate, `FOR UPDATE SKIP LOCKED`, `WHERE status = ...`, unique
+review keys), so several replicas may tick at once and still issue each task, escalation, settlement
+and review once. The clock is the runtime's: tests move it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,7 +20,7 @@ import asyncpg
 
 from services.coaching import digests, planning
 from services.coaching import repository as repo
-from services.coaching.handlers import base_policy, evaluate_rep
+from services.coaching.handlers import base_policy, evaluate_reps
 from services.coaching.metrics import OPEN_TASKS, TASK_EVENTS
 from services.coaching.model import RULES, Policy
 from services.coaching.outbound import publish
@@ -30,6 +32,7 @@ from shared.service import Runtime
 
 log = logging.getLogger(__name__)
 ESCALATION_CHUNK = 500
+EVALUATION_CHUNK = 100  # reps evaluated per transaction (their views fetched together)
 
 
 @dataclass
@@ -48,15 +51,15 @@ async def tick(pool: asyncpg.Pool, now: datetime, defaults: Policy) -> Tally:
     done = Tally()
     async with pool.acquire() as conn:
         reps = await repo.active_reps(conn)
-    for tenant, rep_id in reps:
+    for tenant, chunk in _chunks(reps):
         async with pool.acquire() as conn, conn.transaction():
-            done.created += await evaluate_rep(conn, tenant, rep_id, now, defaults)
+            done.created += await evaluate_reps(conn, tenant, chunk, now, defaults)
     done.escalated = await escalate_overdue(pool, now)
     async with pool.acquire() as conn:
         due = await planning.due_reps(conn, now)
-    for tenant, rep_id in due:
+    for tenant, chunk in _chunks(due):
         async with pool.acquire() as conn, conn.transaction():
-            done.settled += await planning.refresh(conn, tenant, rep_id, now)
+            done.settled += await planning.refresh_reps(conn, tenant, chunk, now)
     done.reviews = await digests.publish_due(pool, now, defaults)
     async with pool.acquire() as conn:
         open_by_rule = {r["rule"]: r["n"] for r in await conn.fetch(
@@ -64,6 +67,16 @@ async def tick(pool: asyncpg.Pool, now: datetime, defaults: Policy) -> Tally:
     for rule in RULES:
         OPEN_TASKS.labels(rule).set(open_by_rule.get(rule, 0))
     return done
+
+
+def _chunks(reps: Sequence[tuple[str, str]]) -> Iterator[tuple[str, list[str]]]:
+    """(tenant, up to `EVALUATION_CHUNK` of its reps) in order: one transaction each."""
+    by_tenant: dict[str, list[str]] = {}
+    for tenant, rep_id in reps:
+        by_tenant.setdefault(tenant, []).append(rep_id)
+    for tenant, rep_ids in by_tenant.items():
+        for i in range(0, len(rep_ids), EVALUATION_CHUNK):
+            yield tenant, rep_ids[i:i + EVALUATION_CHUNK]
 
 
 async def escalate_overdue(pool: asyncpg.Pool, now: datetime) -> int:

@@ -129,8 +129,9 @@ def database_url(name: str) -> str:
 
 
 async def fresh_database(name: str) -> str:
-    """Drop and create database `name` on the test server; its URL."""
-    admin = await asyncpg.connect(DATABASE_URL)
+    """Drop and create database `name` on the test server; its URL. Done from the server's maintenance
+    database, so it works before the test database exists (`make chaos` and `make soak` on a fresh machine)."""
+    admin = await asyncpg.connect(database_url("postgres"))
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.execute(f'CREATE DATABASE "{name}"')
