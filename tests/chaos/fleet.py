@@ -33,6 +33,46 @@ def rss_kib(pid: int | None) -> int | None:
     return None
 
 
+def _children(pid: int) -> list[int]:
+    with contextlib.suppress(OSError):
+        return [int(c) for t in Path(f"/proc/{pid}/task").iterdir()
+                for c in (t / "children").read_text().split()]
+    return []
+
+
+def _stat(pid: int) -> list[str] | None:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return None
+
+
+def cpu_s(pid: int | None, *, tree: bool = False) -> float | None:
+    """CPU seconds (user + system) the process used so far; with `tree`, its children's too: the live ones'
+    and those it already waited for (PostgreSQL's backends come and go)."""
+    if pid is None or (fields := _stat(pid)) is None:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    if tree:
+        total += int(fields[13]) + int(fields[14])  # cutime, cstime: children already reaped
+        total += sum(int(f[11]) + int(f[12]) for c in _children(pid) if (f := _stat(c)) is not None)
+    return total / ticks
+
+
+def pss_kib(pid: int | None) -> int | None:
+    """Proportional memory of the process and its children in KiB (shared pages divided among those who
+    map them): the honest figure for PostgreSQL, whose backends share its buffers."""
+    if pid is None:
+        return None
+    total = 0
+    for p in [pid, *_children(pid)]:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+    return total or None
+
+
 @dataclass
 class Replica:
     service: str
@@ -128,3 +168,8 @@ class Fleet:
     def memory(self) -> dict[str, int]:
         """KiB resident per running replica ("kpi#0": 81234)."""
         return {f"{r.service}#{r.index}": kib for r in self.replicas.values() if (kib := r.rss_kib()) is not None}
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far per running replica."""
+        return {f"{r.service}#{r.index}": s for r in self.replicas.values()
+                if r.alive and r.proc is not None and (s := cpu_s(r.proc.pid)) is not None}

@@ -19,7 +19,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -60,7 +60,7 @@ class Context:
             await asyncio.sleep(0.1)
 
 
-Fault = Callable[[Context], Awaitable[None]]
+Fault = Callable[[Context], Coroutine[Any, Any, None]]
 
 
 @dataclass

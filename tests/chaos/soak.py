@@ -4,9 +4,14 @@ load for a long time, on loopback, bounded in time and count.
 A seeded quarter's events stream through ingest at `--rate` events/s, looped with fresh ids for as long
 as the run lasts. Every half second a probe rep wins a deal worth exactly its target; the time from
 ingest's answer to the probe's `kpi.attainment.updated` on its topic (attainment committed and
-published) and to its `quota_100` celebration is its end-to-end latency. Memory (RSS) of every service
-process, the broker and PostgreSQL is read at the start, every minute, and at the end. Printed: the
-throughput ingest took and each consumer group kept up with, latency percentiles, and memory.
+published) and to its `quota_100` celebration is its end-to-end latency. Memory of every service
+process, the broker (RSS) and PostgreSQL (PSS of all its processes) is read at the start, every minute,
+and at the end; each consumer group's lag every 15 s; CPU time per process over the load.
+
+When the load stops, the run waits (up to 5 minutes) until every group has applied everything on its
+topics. The stack HOLDS the rate when each group caught up within 60 s of the end of the load: a group
+short of the rate by even a tenth piles up a minute of backlog in ten minutes. Printed: throughput, the
+verdict, latency percentiles, the lag series, CPU, and memory with its change over the second half.
 """
 
 from __future__ import annotations
@@ -15,12 +20,14 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -31,20 +38,39 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from deploy.local import kafka, pg_cluster
 from shared import topics
 from tests.chaos import scenario
-from tests.chaos.fleet import CONSUMERS, ROOT, Fleet, rss_kib
+from tests.chaos.fleet import CONSUMERS, ROOT, Fleet, cpu_s, pss_kib, rss_kib
 from tests.chaos.run import BATCH, SALES, _create_tenant
 from tests.integration.conftest import BOOTSTRAP, end_offsets, fresh_database
 from tests.integration.inprocess import start_group_at_end
 
 PROBE_EVERY_S = 0.5
+LAG_EVERY_S, MEMORY_EVERY_S = 15.0, 60.0
+DRAIN_LIMIT_S, DRAIN_WAIT_S = 60.0, 300.0  # caught up within DRAIN_LIMIT_S = holds; give up after DRAIN_WAIT_S
 
 
 def _memory(fleet: Fleet) -> dict[str, int]:
     out = fleet.memory()
-    for name, pid in (("kafka", kafka.broker_pid()), ("postgres", pg_cluster.local_pid())):
-        if (kib := rss_kib(pid)) is not None:
-            out[name] = kib
+    if (kib := rss_kib(kafka.broker_pid())) is not None:
+        out["kafka"] = kib
+    if (kib := pss_kib(pg_cluster.local_pid())) is not None:
+        out["postgres"] = kib
     return out
+
+
+def _cpu(fleet: Fleet) -> dict[str, float]:
+    out = fleet.cpu()
+    for name, seconds in (("kafka", cpu_s(kafka.broker_pid())), ("postgres", cpu_s(pg_cluster.local_pid(), tree=True)),
+                          ("soak driver", cpu_s(os.getpid()))):
+        if seconds is not None:
+            out[name] = seconds
+    return out
+
+
+def _machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all cores since boot, from /proc/stat."""
+    fields = [float(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
 
 
 def _looped(events: list[dict[str, Any]], loop: int) -> list[dict[str, Any]]:
@@ -87,14 +113,15 @@ async def soak(rate: float, duration: float, probe_target: str = "1000") -> int:
     sent_at: dict[str, float] = {}
     seen: dict[str, dict[str, float]] = {"attainment": {}, "celebration": {}}
     accepted = 0
-    samples: list[tuple[float, dict[str, int]]] = []
-    lags: list[tuple[float, dict[str, int]]] = []  # each group's lag, every minute: does it grow?
+    samples: list[tuple[float, dict[str, int]]] = []  # memory, every minute: does it grow?
+    lags: list[tuple[float, dict[str, int]]] = []  # each group's lag, every 15 s: does it grow?
     try:
         await asyncio.to_thread(fleet.start_all)
         token = await asyncio.to_thread(_create_tenant, tenant, slug, env)
         watcher = asyncio.create_task(_watch(slug, seen))
         started = time.monotonic()
         samples.append((0.0, _memory(fleet)))
+        cpu_start, busy_start = _cpu(fleet), _machine_busy()
         async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {token}"}) as client:
             ingest = fleet.replica("ingest").url
 
@@ -127,7 +154,7 @@ async def soak(rate: float, duration: float, probe_target: str = "1000") -> int:
 
             async def load() -> None:
                 nonlocal accepted
-                sent, loop, last_sample = 0, 0, 0.0
+                sent, loop = 0, 0
                 while time.monotonic() - started < duration:
                     events = _looped(plan.events[tenant.slug], loop)
                     for j in range(0, len(events), BATCH):
@@ -139,22 +166,51 @@ async def soak(rate: float, duration: float, probe_target: str = "1000") -> int:
                         chunk = events[j:j + BATCH]
                         accepted += await post(chunk)
                         sent += len(chunk)
-                        if time.monotonic() - last_sample >= 60:
-                            last_sample = time.monotonic()
-                            samples.append((last_sample - started, _memory(fleet)))
-                            lags.append((last_sample - started, await _lag(db, prefix)))
                     loop += 1
 
+            async def monitor() -> None:
+                last_memory = time.monotonic()
+                while True:
+                    await asyncio.sleep(LAG_EVERY_S)
+                    lags.append((time.monotonic() - started, (await _lag(db, prefix))[0]))
+                    if time.monotonic() - last_memory >= MEMORY_EVERY_S - 1:
+                        last_memory = time.monotonic()
+                        samples.append((last_memory - started, _memory(fleet)))
+
+            monitoring = asyncio.create_task(monitor())
             await asyncio.gather(probes(), load())
+            monitoring.cancel()
         streamed_s = time.monotonic() - started
-        await asyncio.sleep(20)  # the last probes' updates and celebrations
-        samples.append((time.monotonic() - started, _memory(fleet)))
+        cpu_end, busy_end = _cpu(fleet), _machine_busy()
+        samples.append((streamed_s, _memory(fleet)))
+        caught_up = await _drain(db, prefix, started, lags)
+        await asyncio.sleep(5)  # the last probes' updates and celebrations, if the groups just caught up
         watcher.cancel()
-        lags.append((time.monotonic() - started, await _lag(db, prefix)))
-        _report(rate, duration, accepted, streamed_s, sent_at, seen, samples, lags)
-        return 0
+        cpu = {name: (cpu_end[name] - seconds) / streamed_s for name, seconds in cpu_start.items() if name in cpu_end}
+        machine = (busy_end[0] - busy_start[0]) / (busy_end[1] - busy_start[1]) * (os.cpu_count() or 1)
+        holds = _report(rate, duration, accepted, streamed_s, sent_at, seen, samples, lags, caught_up, cpu, machine)
+        return 0 if holds else 3
     finally:
         await asyncio.to_thread(fleet.stop_all)
+
+
+async def _drain(db: str, prefix: str, started: float, lags: list[tuple[float, dict[str, int]]]) -> dict[str, float]:
+    """Seconds after the end of the load at which each group had applied everything on its topics (a group
+    not there after DRAIN_WAIT_S is left out). Caught up = at most one record per partition left: a
+    transaction's commit marker, which takes an offset but is never delivered."""
+    stopped = time.monotonic()
+    caught: dict[str, float] = {}
+    while len(caught) < len(CONSUMERS) and time.monotonic() - stopped < DRAIN_WAIT_S:
+        lag, partitions = await _lag(db, prefix)
+        now = time.monotonic()
+        for group, behind in lag.items():
+            if group not in caught and behind <= partitions[group]:
+                caught[group] = now - stopped
+        if now - (lags[-1][0] + started if lags else 0) >= LAG_EVERY_S:
+            lags.append((now - started, lag))
+        await asyncio.sleep(1)
+    lags.append((time.monotonic() - started, (await _lag(db, prefix))[0]))
+    return caught
 
 
 def _t(at: datetime) -> str:
@@ -200,39 +256,55 @@ async def _watch(slug: str, seen: dict[str, dict[str, float]]) -> None:
         await consumer.stop()
 
 
-async def _lag(db: str, prefix: str) -> dict[str, int]:
+async def _lag(db: str, prefix: str) -> tuple[dict[str, int], dict[str, int]]:
+    """Per group: records on its topics it has not applied, and the partitions it applied some of."""
     ends = await end_offsets([*SALES, topics.ATTAINMENT.name])
     conn = await asyncpg.connect(db)
     try:
-        out = {}
+        lag, partitions = {}, {}
         for service in CONSUMERS:
             rows = await conn.fetch(f"SELECT topic, partition, next_offset FROM {service}.consumer_offsets"
                                     " WHERE group_id = $1", f"{prefix}-{service}")
             done = {TopicPartition(r["topic"], r["partition"]): r["next_offset"] for r in rows}
-            out[service] = sum(max(0, end - done[tp]) for tp, end in ends.items() if tp in done)
-        return out
+            lag[service] = sum(max(0, end - done[tp]) for tp, end in ends.items() if tp in done)
+            partitions[service] = sum(tp in done for tp in ends)
+        return lag, partitions
     finally:
         await conn.close()
 
 
 def _report(rate: float, duration: float, accepted: int, streamed_s: float, sent_at: dict[str, float],
             seen: dict[str, dict[str, float]], samples: list[tuple[float, dict[str, int]]],
-            lags: list[tuple[float, dict[str, int]]]) -> None:
+            lags: list[tuple[float, dict[str, int]]], caught_up: dict[str, float], cpu: dict[str, float],
+            machine: float) -> bool:
+    """Print the figures; whether the stack held the rate."""
     to_fig = [seen["attainment"][r] - t for r, t in sent_at.items() if r in seen["attainment"]]
     to_cheer = [seen["celebration"][r] - t for r, t in sent_at.items() if r in seen["celebration"]]
+    holds = all(caught_up.get(g, DRAIN_WAIT_S + 1) <= DRAIN_LIMIT_S for g in CONSUMERS)
     print(f"\nsoak: {duration:.0f} s asked at {rate:.0f} events/s; ingest accepted {accepted} events in "
           f"{streamed_s:.0f} s = {accepted / streamed_s:.0f} events/s")
+    print("caught up after the load: " + ", ".join(
+        f"{g} {caught_up[g]:.0f} s" if g in caught_up else f"{g} NOT within {DRAIN_WAIT_S:.0f} s" for g in CONSUMERS))
+    print(f"verdict: the stack {'HOLDS' if holds else 'does NOT hold'} {rate:.0f} events/s "
+          f"(every group caught up within {DRAIN_LIMIT_S:.0f} s of the end of the load)")
     print(f"probes: {len(sent_at)} sent, {len(to_fig)} attainment updates seen, {len(to_cheer)} celebrations seen")
     print(f"ingest accepted -> attainment on its topic:   {_percentiles(to_fig)}")
     print(f"ingest accepted -> celebration on its topic:  {_percentiles(to_cheer)}")
-    print("\nconsumer lag (records not yet applied) over time:")
+    print(f"\nconsumer lag (records not yet applied), every {LAG_EVERY_S:.0f} s:")
     for at, lag in lags:
         print(f"  {at:5.0f} s  " + ", ".join(f"{k} {v}" for k, v in lag.items()))
+    print(f"\nCPU over the load (% of one core; the machine has {os.cpu_count()}, busy {machine * 100:.0f} %): "
+          + ", ".join(f"{name} {share * 100:.0f}" for name, share in sorted(cpu.items(), key=lambda c: -c[1])))
     names = sorted({n for _, m in samples for n in m})
-    print("\nmemory (RSS, MiB) over time:")
+    print("\nmemory (MiB; RSS, PostgreSQL: PSS of all its processes) over time:")
     print("  t (s)  " + "  ".join(f"{n:>13}" for n in names))
     for at, m in samples:
         print(f"  {at:5.0f}  " + "  ".join(f"{m.get(n, 0) / 1024:13.1f}" for n in names))
+    if len(samples) >= 3:
+        mid, last = samples[len(samples) // 2][1], samples[-1][1]
+        print("  change over the second half (MiB): " + ", ".join(
+            f"{n} {(last.get(n, 0) - mid.get(n, 0)) / 1024:+.1f}" for n in names))
+    return holds
 
 
 if __name__ == "__main__":
