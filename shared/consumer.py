@@ -4,6 +4,10 @@ A batch is applied in ONE PostgreSQL transaction together with the partition off
 records at or below the stored offsets are replays and are skipped, so a redelivery after a crash,
 a rebalance or a failed Kafka commit changes nothing. Kafka's own committed offset is only a hint.
 
+Row-level security (shared/db.py): inside the batch's one transaction, each tenant's records go to the
+handler in turn, with the transaction scoped to that tenant, so a handler can only read and write the
+rows of the tenant whose events it is applying.
+
 Error policy:
 - a record that cannot be decoded or validated goes to `<topic>.dlq` with headers saying why, is
   counted, and the batch goes on;
@@ -34,6 +38,7 @@ from pydantic import BaseModel, ValidationError
 
 from shared import metrics
 from shared.cloudevents import H_TYPE, CloudEvent, decode
+from shared.db import set_tenant
 from shared.errors import InvalidMessage, TransientError
 from shared.kafka import client_kwargs
 from shared.settings import ServiceSettings
@@ -74,6 +79,15 @@ async def claim(conn: asyncpg.Connection, event: CloudEvent) -> bool:
         event.tenant, event.source, event.id,
     )
     return row is not None
+
+
+def _by_tenant(msgs: Sequence[Incoming]) -> list[tuple[str, list[Incoming]]]:
+    """The batch's records per tenant, tenants in order of first appearance, each tenant's in batch order
+    (so each key's order, which is a tenant's, is kept)."""
+    parts: dict[str, list[Incoming]] = {}
+    for msg in msgs:
+        parts.setdefault(msg.event.tenant, []).append(msg)
+    return list(parts.items())
 
 
 class TransactionalConsumer:
@@ -146,8 +160,9 @@ class TransactionalConsumer:
                 except InvalidMessage as err:
                     await self._dead_letter(record, str(err))
                     dead.append(record)
-            if good:
-                await self.handler(conn, good)
+            for tenant, part in _by_tenant(good):  # row-level security: each tenant's part in its own scope
+                await set_tenant(conn, tenant)
+                await self.handler(conn, part)
             await self._store_offsets(conn, fresh)
         self._count(records, fresh, dead)
 

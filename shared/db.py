@@ -1,49 +1,133 @@
-"""PostgreSQL access: one asyncpg pool per service, bound to the service's own schema, and the
-migration runner that brings that schema up to date at start-up.
+"""PostgreSQL access: one asyncpg pool per service, bound to the service's own schema, the
+migration runner that brings that schema up to date at start-up, and tenant isolation enforced by
+PostgreSQL itself (row-level security).
 
 Each service owns one schema (ARCHITECTURE.md) and sets it as the pool's `search_path`, so its SQL
 never names a schema. Migrations are plain `.sql` files applied in name order, each in its own
 transaction, under an advisory lock so replicas starting together do not race.
+
+Tenant isolation: after its migrations, every table of the schema that holds tenant data gets row-level
+security, FORCEd (so it binds the tables' owner too), with one policy: a row is visible and writable
+only when its tenant equals the transaction's `attain.tenant` setting. A service runs migrations as the
+owner (`DATABASE_URL`) and does its work on a second pool that connects as its own role
+(`attain_<service>`, or `DATABASE_APP_URL`'s), which owns nothing, is no superuser and has no
+BYPASSRLS. Every transaction says whose data it touches (`tenant_tx`, `set_tenant`): a request its
+caller's tenant, a consumer batch each tenant's part in turn. Without a setting nothing is visible.
+Work that spans tenants by nature (timers: evaluation, pruning, period closes, the outbox relay's
+table has no tenant rows) sets the all-tenants scope `*` explicitly (`all_tenants_tx`); admin pools
+(migrations, CLIs, tests) default to it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import asyncpg
 
 log = logging.getLogger(__name__)
 
 SHARED_MIGRATIONS = Path(__file__).with_name("migrations")
+TENANT_SETTING = "attain.tenant"
+ALL_TENANTS = "*"  # the scope of work that spans tenants by nature; no tenant slug can be "*"
+# Tables without tenant rows: bookkeeping no endpoint serves (the outbox holds encoded events on their way
+# to Kafka; offsets and migrations hold no tenant data).
+UNSCOPED = frozenset({"outbox", "consumer_offsets", "schema_migrations"})
+# Where a table's tenant is not a `tenant` column: another column, or its parent's row (USING-clause SQL).
+TENANT_COLUMN = {"tenants": "slug", "exchange_rates": "slug"}  # when there is no `tenant` column (ingest's)
+VIA_PARENT = {"plan_steps": "(EXISTS (SELECT 1 FROM action_plans p WHERE p.plan_id = plan_steps.plan_id))"}
+# The tenant registry is readable in every scope: a bearer token is looked up before its tenant is known.
+REGISTRY = frozenset({"tenants"})
 
 
-async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """A pool whose connections see `schema` first (created if missing)."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-    except asyncpg.UniqueViolationError:
-        pass  # two replicas created it at the same moment
-    finally:
-        await conn.close()
-    pool = await asyncpg.create_pool(
-        dsn,
-        min_size=min_size,
-        max_size=max_size,
-        server_settings={"search_path": schema, "application_name": f"attain-{schema}"},
-    )
+async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int = 10,
+                      scope: str | None = ALL_TENANTS, create_schema: bool = True) -> asyncpg.Pool:
+    """A pool whose connections see `schema` first (created if missing, with `create_schema`).
+
+    `scope` is the session's default tenant scope: admin pools (migrations, CLIs, tests) see every
+    tenant; a service's working pool passes None, so each transaction must say whose data it touches."""
+    if create_schema:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        except asyncpg.UniqueViolationError:
+            pass  # two replicas created it at the same moment
+        finally:
+            await conn.close()
+    settings = {"search_path": schema, "application_name": f"attain-{schema}"}
+    if scope is not None:
+        settings[TENANT_SETTING] = scope
+    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, server_settings=settings)
     assert pool is not None
     return pool
+
+
+def app_role(service: str) -> str:
+    """The role a service works as when `DATABASE_APP_URL` does not name one."""
+    return f"attain_{service}"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkingRole:
+    """Who a service works as: its connection URL, the role's name, and the password to create it with."""
+
+    url: str
+    name: str
+    password: str | None
+
+
+def working_role(owner_dsn: str, app_url: str | None, service: str) -> WorkingRole:
+    """`app_url` (DATABASE_APP_URL) when given, else `attain_<service>` on the owner's server."""
+    url = app_url or app_dsn(owner_dsn, app_role(service))
+    parts = urlsplit(url)
+    return WorkingRole(url, unquote(parts.username or ""), unquote(parts.password) if parts.password else None)
+
+
+def app_dsn(owner_dsn: str, role: str) -> str:
+    """`owner_dsn` with `role` as the user (same host, database, options and password): the local stack and
+    docker-compose need no second secret; a real deployment sets `DATABASE_APP_URL` instead."""
+    parts = urlsplit(owner_dsn)
+    password = parts.password
+    host = parts.netloc.rsplit("@", 1)[-1]
+    userinfo = quote(role, safe="") + (f":{quote(unquote(password), safe='')}" if password else "")
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
+
+
+async def set_tenant(conn: asyncpg.Connection, tenant: str) -> None:
+    """Scope the current transaction to `tenant` (row-level security), until it ends or is scoped again."""
+    await conn.execute("SELECT set_config('attain.tenant', $1, true)", tenant)
+
+
+@contextlib.asynccontextmanager
+async def tenant_tx(pool: asyncpg.Pool, tenant: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection in a transaction that sees and writes `tenant`'s rows only."""
+    async with pool.acquire() as conn, conn.transaction():
+        await set_tenant(conn, tenant)
+        yield conn
+
+
+@contextlib.asynccontextmanager
+async def all_tenants_tx(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A connection in a transaction that spans tenants: for timers and sweeps, never for a request."""
+    async with pool.acquire() as conn, conn.transaction():
+        await set_tenant(conn, ALL_TENANTS)
+        yield conn
 
 
 def _lock_key(schema: str) -> int:
     return zlib.crc32(f"attain-migrations:{schema}".encode())
 
 
-async def migrate(pool: asyncpg.Pool, schema: str, *folders: Path) -> list[str]:
-    """Apply the shared migrations, then the service's own; return the versions applied now."""
+async def migrate(pool: asyncpg.Pool, schema: str, *folders: Path, grant_to: str | None = None,
+                  grant_password: str | None = None) -> list[str]:
+    """Apply the shared migrations, then the service's own, then row-level security (`secure`); return
+    the versions applied now. With `grant_to`, that role (created if missing, with `grant_password`)
+    may read and write the schema's tables, through the policies."""
     applied_now: list[str] = []
     async with pool.acquire() as conn:
         await conn.execute("SELECT pg_advisory_lock($1)", _lock_key(schema))
@@ -64,6 +148,91 @@ async def migrate(pool: asyncpg.Pool, schema: str, *folders: Path) -> list[str]:
                         await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
                     applied_now.append(version)
                     log.info("migration applied", extra={"schema": schema, "version": version})
+            await secure(conn, schema)
+            if grant_to is not None:
+                await grant(conn, schema, grant_to, grant_password)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _lock_key(schema))
     return applied_now
+
+
+def _policy(table: str, has_tenant: bool) -> str:
+    """The USING/WITH CHECK expression of `table`'s tenant policy."""
+    if not has_tenant and table in VIA_PARENT:
+        return VIA_PARENT[table]
+    setting = "(SELECT current_setting('attain.tenant', true))"  # an InitPlan: read once per statement
+    column = "tenant" if has_tenant else TENANT_COLUMN[table]
+    return f"({column} = {setting} OR {setting} = '{ALL_TENANTS}')"
+
+
+async def secure(conn: asyncpg.Connection, schema: str) -> list[str]:
+    """Row-level security, forced, with the tenant policy on every table of `schema` but `UNSCOPED`; a
+    table with no way to tell its tenant fails here, at start-up, rather than leak. Idempotent, and no
+    DDL when nothing is missing (a restart takes no table locks). Returns the tables changed."""
+    rows = await conn.fetch(
+        "SELECT c.relname AS name, c.relrowsecurity AS enabled, c.relforcerowsecurity AS forced,"
+        " EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant'"
+        "         AND NOT a.attisdropped) AS has_tenant,"
+        " array(SELECT polname FROM pg_policy WHERE polrelid = c.oid) AS policies"
+        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ORDER BY c.relname", schema)
+    changed = []
+    for row in rows:
+        table = row["name"]
+        if table in UNSCOPED:
+            continue
+        if not (row["has_tenant"] or table in TENANT_COLUMN or table in VIA_PARENT):
+            raise RuntimeError(f"table {schema}.{table} has no tenant column and no tenant rule in shared/db.py:"
+                               " add one (or list it as UNSCOPED) so row-level security covers it")
+        statements = []
+        if not row["enabled"]:
+            statements.append(f'ALTER TABLE "{table}" ENABLE ROW LEVEL SECURITY')
+        if not row["forced"]:
+            statements.append(f'ALTER TABLE "{table}" FORCE ROW LEVEL SECURITY')
+        if "attain_tenant" not in row["policies"]:
+            check = _policy(table, row["has_tenant"])
+            statements.append(f'CREATE POLICY attain_tenant ON "{table}" USING {check} WITH CHECK {check}')
+        if table in REGISTRY and "attain_registry_read" not in row["policies"]:
+            statements.append(f'CREATE POLICY attain_registry_read ON "{table}" FOR SELECT USING (true)')
+        if statements:
+            async with conn.transaction():
+                for statement in statements:
+                    await conn.execute(statement)
+            changed.append(table)
+    if changed:
+        log.info("row-level security applied", extra={"schema": schema, "tables": changed})
+    return changed
+
+
+async def grant(conn: asyncpg.Connection, schema: str, role: str, password: str | None = None) -> None:
+    """Let `role` (created when missing: LOGIN, no superuser, no BYPASSRLS) read and write `schema`'s
+    tables; ownership stays with the migrating role, so the policies bind it."""
+    exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
+    if not exists:
+        statement = await conn.fetchval(
+            "SELECT format('CREATE ROLE %I LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE' ||"
+            " CASE WHEN $2::text IS NULL THEN '' ELSE format(' PASSWORD %L', $2::text) END, $1::text)",
+            role, password)
+        with contextlib.suppress(asyncpg.DuplicateObjectError, asyncpg.UniqueViolationError):
+            await conn.execute(statement)  # another replica may create it at the same moment
+    quoted = await conn.fetchval("SELECT quote_ident($1)", role)
+    for statement in (f'GRANT USAGE ON SCHEMA "{schema}" TO {quoted}',
+                      f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "{schema}" TO {quoted}',
+                      f'GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA "{schema}" TO {quoted}'):
+        await conn.execute(statement)
+
+
+async def check_app_role(pool: asyncpg.Pool, schema: str) -> str:
+    """Refuse to work as a role that row-level security would not bind: a superuser, a BYPASSRLS role, or
+    the owner of a table of `schema`. Returns the role's name."""
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT current_user AS name, r.rolsuper AS super, r.rolbypassrls AS bypass,"
+            " (SELECT count(*) FROM pg_tables WHERE schemaname = $1 AND tableowner = current_user) AS owned"
+            " FROM pg_roles r WHERE r.rolname = current_user", schema)
+    problems = [text for flag, text in ((row["super"], "is a superuser"), (row["bypass"], "has BYPASSRLS"),
+                                        (row["owned"], f"owns {row['owned']} table(s) of schema {schema}")) if flag]
+    if problems:
+        raise RuntimeError(f"the service's database role {row['name']!r} {' and '.join(problems)}: row-level"
+                           " security would not bind it; point DATABASE_APP_URL at a role that owns nothing")
+    return str(row["name"])

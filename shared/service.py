@@ -118,15 +118,33 @@ class RequestMetrics:
             metrics.HTTP_SECONDS.labels(route, scope["method"], str(status)).observe(time.perf_counter() - started)
 
 
+async def _working_pool(spec: ServiceSpec, settings: ServiceSettings) -> asyncpg.Pool:
+    """Migrate as the owner (`DATABASE_URL`), then open the pool the service works with, as a role that
+    row-level security binds (`DATABASE_APP_URL`, or `attain_<service>` on DATABASE_URL's server)."""
+    role = db.working_role(settings.database_url, settings.database_app_url.get_secret_value()
+                           if settings.database_app_url else None, spec.name)
+    owner = await db.create_pool(settings.database_url, spec.schema, min_size=1, max_size=1)
+    try:
+        await db.migrate(owner, spec.schema, spec.migrations, grant_to=role.name, grant_password=role.password)
+    finally:
+        await owner.close()
+    pool = await db.create_pool(role.url, spec.schema, min_size=settings.db_pool_min, max_size=settings.db_pool_max,
+                                scope=None, create_schema=False)
+    try:
+        await db.check_app_role(pool, spec.schema)
+    except BaseException:
+        await pool.close()
+        raise
+    return pool
+
+
 def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None = None) -> FastAPI:
     """The service's ASGI app; resources start in its lifespan."""
     loops: list[ConsumerLoop] = []
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await db.create_pool(settings.database_url, spec.schema,
-                                    min_size=settings.db_pool_min, max_size=settings.db_pool_max)
-        await db.migrate(pool, spec.schema, spec.migrations)
+        pool = await _working_pool(spec, settings)
         producer = create_producer(settings, client_id=f"attain-{spec.name}")
         await producer.start()
         relay = _relay(spec, settings, pool)

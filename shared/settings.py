@@ -20,6 +20,9 @@ class ServiceSettings(BaseSettings):
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     database_url: str = "postgresql://postgres@127.0.0.1:5432/attain"
+    # The role the service works as (row-level security binds it; it must own nothing). Unset: DATABASE_URL
+    # with the user `attain_<service>`, created by the service with DATABASE_URL's password (shared/db.py).
+    database_app_url: SecretStr | None = None
     http_host: str = "0.0.0.0"  # noqa: S104 - containers must listen beyond loopback
     http_port: int = 8000
     log_level: str = "INFO"

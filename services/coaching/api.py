@@ -25,6 +25,7 @@ from services.coaching.handlers import base_policy, close, task_json
 from services.coaching.model import RULES
 from services.coaching.plans import PLAN_METRICS, StepDraft, steps_for_task, title_of
 from shared.auth import ReadTenant
+from shared.db import tenant_tx
 from shared.events import ManagerCard, Metric
 from shared.periods import PeriodError, period_of
 from shared.service import Runtime, runtime_of
@@ -82,7 +83,7 @@ async def list_tasks(rt: Rt, tenant: ReadTenant, rep_id: str | None = None, stat
                      manager_id: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 100,
                      cursor: uuid.UUID | None = None) -> dict[str, Any]:
     """The tenant's check-ins, oldest id first; `next_cursor` pages on."""
-    async with rt.pool.acquire() as conn:
+    async with tenant_tx(rt.pool, tenant) as conn:
         rows = await repo.tasks(conn, tenant, rep_id=rep_id, status=status, manager_id=manager_id, after=cursor,
                                 limit=limit)
     items = [task_json(r) for r in rows]
@@ -91,7 +92,7 @@ async def list_tasks(rt: Rt, tenant: ReadTenant, rep_id: str | None = None, stat
 
 @router.get("/tasks/{task_id}")
 async def get_task(rt: Rt, tenant: ReadTenant, task_id: str) -> dict[str, Any]:
-    async with rt.pool.acquire() as conn:
+    async with tenant_tx(rt.pool, tenant) as conn:
         row = await repo.task(conn, tenant, _task_uuid(task_id))
     if row is None:
         raise HTTPException(404, f"no task {task_id!r}")
@@ -109,7 +110,7 @@ async def _conflict(conn: Any, tenant: str, task_id: uuid.UUID, action: str) -> 
 async def acknowledge(rt: Rt, tenant: ReadTenant, task_id: str) -> dict[str, Any]:
     """The manager has seen the check-in (stops its escalation). 409 unless it is open."""
     key = _task_uuid(task_id)
-    async with rt.pool.acquire() as conn:
+    async with tenant_tx(rt.pool, tenant) as conn:
         row = await repo.acknowledge(conn, tenant, key, rt.clock.now())
         if row is None:
             raise await _conflict(conn, tenant, key, "acknowledged")
@@ -120,7 +121,7 @@ async def acknowledge(rt: Rt, tenant: ReadTenant, task_id: str) -> dict[str, Any
 async def complete(rt: Rt, tenant: ReadTenant, task_id: str, body: Outcome) -> dict[str, Any]:
     """The check-in was held: its outcome is recorded and `coaching.task.closed` (reason completed) sent."""
     key = _task_uuid(task_id)
-    async with rt.pool.acquire() as conn, conn.transaction():
+    async with tenant_tx(rt.pool, tenant) as conn:
         row = await close(conn, tenant, key, "completed", rt.clock.now(), body.outcome)
         if row is None:
             raise await _conflict(conn, tenant, key, "completed")
@@ -131,13 +132,13 @@ async def complete(rt: Rt, tenant: ReadTenant, task_id: str, body: Outcome) -> d
 @router.get("/action-plans")
 async def list_plans(rt: Rt, tenant: ReadTenant, rep_id: str | None = None,
                      status: Literal["open", "completed", "missed"] | None = None) -> dict[str, Any]:
-    async with rt.pool.acquire() as conn:
+    async with tenant_tx(rt.pool, tenant) as conn:
         return {"action_plans": await planning.plans(conn, tenant, rep_id, status)}
 
 
 @router.get("/action-plans/{plan_id}")
 async def get_plan(rt: Rt, tenant: ReadTenant, plan_id: uuid.UUID) -> dict[str, Any]:
-    async with rt.pool.acquire() as conn:
+    async with tenant_tx(rt.pool, tenant) as conn:
         found = await planning.plans(conn, tenant, None, None, plan_id)
     if not found:
         raise HTTPException(404, f"no action plan {plan_id}")
@@ -154,7 +155,7 @@ async def create_plan(rt: Rt, tenant: ReadTenant, body: PlanIn) -> dict[str, Any
                                  f"{', '.join(m.value for m in PLAN_METRICS)}")
     if past := [s for s in body.steps if s.due_at <= now]:
         raise HTTPException(422, f"steps: due_at {past[0].due_at.isoformat()} is not in the future")
-    async with rt.pool.acquire() as conn, conn.transaction():
+    async with tenant_tx(rt.pool, tenant) as conn:
         task = await repo.task(conn, tenant, body.task_id) if body.task_id else None
         if body.task_id and task is None:
             raise HTTPException(404, f"no task {body.task_id}")
@@ -181,7 +182,7 @@ async def create_plan(rt: Rt, tenant: ReadTenant, body: PlanIn) -> dict[str, Any
 
 @router.get("/holidays")
 async def list_holidays(rt: Rt, tenant: ReadTenant) -> dict[str, Any]:
-    async with rt.pool.acquire() as conn:
+    async with tenant_tx(rt.pool, tenant) as conn:
         rows = await conn.fetch("SELECT day, name FROM holidays WHERE tenant = $1 ORDER BY day", tenant)
     return {"holidays": [dict(r) for r in rows]}
 
@@ -189,7 +190,7 @@ async def list_holidays(rt: Rt, tenant: ReadTenant) -> dict[str, Any]:
 @router.post("/holidays", status_code=201)
 async def add_holiday(rt: Rt, tenant: ReadTenant, body: HolidayIn) -> dict[str, Any]:
     """A tenant-wide day off (local date): nobody is expected to produce on it, no check-in is due on it."""
-    async with rt.pool.acquire() as conn:
+    async with tenant_tx(rt.pool, tenant) as conn:
         await conn.execute("INSERT INTO holidays (tenant, day, name) VALUES ($1, $2, $3) ON CONFLICT (tenant, day)"
                            " DO UPDATE SET name = EXCLUDED.name", tenant, body.day, body.name)
     return body.model_dump()
@@ -197,13 +198,13 @@ async def add_holiday(rt: Rt, tenant: ReadTenant, body: HolidayIn) -> dict[str, 
 
 @router.delete("/holidays/{day}", status_code=204)
 async def remove_holiday(rt: Rt, tenant: ReadTenant, day: date) -> None:
-    async with rt.pool.acquire() as conn:
+    async with tenant_tx(rt.pool, tenant) as conn:
         await conn.execute("DELETE FROM holidays WHERE tenant = $1 AND day = $2", tenant, day)
 
 
 @router.get("/reps/{rep_id}/time-off")
 async def list_time_off(rt: Rt, tenant: ReadTenant, rep_id: str) -> dict[str, Any]:
-    async with rt.pool.acquire() as conn:
+    async with tenant_tx(rt.pool, tenant) as conn:
         rows = await conn.fetch("SELECT first_day, last_day, reason FROM time_off WHERE tenant = $1 AND rep_id = $2"
                                 " ORDER BY first_day", tenant, rep_id)
     return {"rep_id": rep_id, "time_off": [dict(r) for r in rows]}
@@ -214,7 +215,7 @@ async def add_time_off(rt: Rt, tenant: ReadTenant, rep_id: str, body: TimeOffIn)
     """The rep's leave, first to last day inclusive (local dates): their pace is prorated around it."""
     if body.last_day < body.first_day:
         raise HTTPException(422, f"last_day: {body.last_day} is before first_day {body.first_day}")
-    async with rt.pool.acquire() as conn:
+    async with tenant_tx(rt.pool, tenant) as conn:
         await conn.execute("INSERT INTO time_off (tenant, rep_id, first_day, last_day, reason)"
                            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant, rep_id, first_day)"
                            " DO UPDATE SET last_day = EXCLUDED.last_day, reason = EXCLUDED.reason",
@@ -223,7 +224,7 @@ async def add_time_off(rt: Rt, tenant: ReadTenant, rep_id: str, body: TimeOffIn)
 
 
 async def _policy(rt: Runtime, tenant: str, team_id: str | None) -> dict[str, Any]:
-    async with rt.pool.acquire() as conn:
+    async with tenant_tx(rt.pool, tenant) as conn:
         layers = await repo.policy_layers(conn, tenant, team_id)
     own = await _own_overrides(rt, tenant, team_id or "")
     effective = base_policy(rt).with_overrides(*layers)
@@ -231,20 +232,20 @@ async def _policy(rt: Runtime, tenant: str, team_id: str | None) -> dict[str, An
 
 
 async def _own_overrides(rt: Runtime, tenant: str, team_id: str) -> dict[str, Any]:
-    async with rt.pool.acquire() as conn:
+    async with tenant_tx(rt.pool, tenant) as conn:
         raw = await conn.fetchval("SELECT overrides FROM policies WHERE tenant = $1 AND team_id = $2", tenant, team_id)
     return json.loads(raw) if raw else {}
 
 
 async def _set_policy(rt: Runtime, tenant: str, team_id: str, overrides: dict[str, Any]) -> dict[str, Any]:
     try:  # the layers below must still make a valid policy with these on top
-        async with rt.pool.acquire() as conn:
+        async with tenant_tx(rt.pool, tenant) as conn:
             below = await repo.policy_layers(conn, tenant, None) if team_id else []
         base_policy(rt).with_overrides(*below, overrides)
     except ValidationError as err:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
         raise HTTPException(422, problems) from err
-    async with rt.pool.acquire() as conn:
+    async with tenant_tx(rt.pool, tenant) as conn:
         await repo.set_policy(conn, tenant, team_id, overrides)
     return await _policy(rt, tenant, team_id or None)
 
@@ -275,7 +276,7 @@ async def put_team_policy(rt: Rt, tenant: ReadTenant, team_id: str, overrides: d
 @router.get("/catalogue")
 async def get_catalogue(rt: Rt, tenant: ReadTenant) -> dict[str, Any]:
     """Per rule, the suggested actions and training a check-in carries (the tenant's, else the defaults)."""
-    async with rt.pool.acquire() as conn:
+    async with tenant_tx(rt.pool, tenant) as conn:
         own = await repo.catalogue(conn, tenant)
     book = {**DEFAULT_CATALOGUE, **own}
     return {rule: {"suggested_actions": list(p.suggested_actions), "training": list(p.training),
@@ -286,7 +287,7 @@ async def get_catalogue(rt: Rt, tenant: ReadTenant) -> dict[str, Any]:
 async def put_playbook(rt: Rt, tenant: ReadTenant, rule: str, body: PlaybookIn) -> dict[str, Any]:
     if rule not in RULES:
         raise HTTPException(404, f"no rule {rule!r}; rules: {', '.join(RULES)}")
-    async with rt.pool.acquire() as conn:
+    async with tenant_tx(rt.pool, tenant) as conn:
         await repo.set_playbook(conn, tenant, rule, Playbook(tuple(body.suggested_actions), tuple(body.training)))
     return {"rule": rule} | body.model_dump()
 
@@ -297,7 +298,7 @@ async def manager_scorecard(rt: Rt, tenant: ReadTenant, manager_id: str,
     """How the manager handles their team's check-ins in `period` (default: the current quarter), and their
     team's won revenue against target: managers are held to account too."""
     now = rt.clock.now()
-    async with rt.pool.acquire() as conn:
+    async with tenant_tx(rt.pool, tenant) as conn:
         row = await conn.fetchrow("SELECT timezone, fiscal_start_month FROM tenants WHERE tenant = $1", tenant)
         zone, fiscal = ZoneInfo(row["timezone"] if row else "UTC"), row["fiscal_start_month"] if row else 1
         label = period or period_of("quarter", now, zone, fiscal).label
@@ -311,7 +312,7 @@ async def manager_scorecard(rt: Rt, tenant: ReadTenant, manager_id: str,
 async def list_reviews(rt: Rt, tenant: ReadTenant, scope_id: str | None = None, week: str | None = None,
                        limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
     """The weekly digests published so far, newest week first."""
-    async with rt.pool.acquire() as conn:
+    async with tenant_tx(rt.pool, tenant) as conn:
         rows = await conn.fetch("SELECT body FROM reviews WHERE tenant = $1 AND ($2::text IS NULL OR scope_id = $2)"
                                 " AND ($3::text IS NULL OR week = $3) ORDER BY week DESC, scope, scope_id LIMIT $4",
                                 tenant, scope_id, week, limit)

@@ -22,6 +22,7 @@ from services.coaching.model import Policy
 from services.coaching.outbound import publish
 from services.coaching.reviews import TaskFacts, headline, manager_card, trend, week_due
 from shared import topics
+from shared.db import tenant_tx
 from shared.events import ManagerCard, Metric, ReviewFigure, ReviewPublished, Scope
 from shared.periods import local_midnight, period_bounds, period_of
 
@@ -36,11 +37,11 @@ async def _tenants(conn: asyncpg.Connection) -> list[asyncpg.Record]:
 async def publish_due(pool: asyncpg.Pool, now: datetime, defaults: Policy) -> int:
     """Publish every review due at `now` that nobody published yet; returns how many this call did."""
     published = 0
-    async with pool.acquire() as conn:
+    async with pool.acquire() as conn:  # the registry: readable in every scope
         tenants = await _tenants(conn)
     for t in tenants:
         zone = ZoneInfo(t["timezone"])
-        async with pool.acquire() as conn:
+        async with tenant_tx(pool, t["tenant"]) as conn:
             layers = await repo.policy_layers(conn, t["tenant"], None)
             policy = defaults.with_overrides(*layers) if layers else defaults
             due = week_due(now, policy.review_weekday, policy.review_hour, zone)
@@ -54,7 +55,7 @@ async def publish_due(pool: asyncpg.Pool, now: datetime, defaults: Policy) -> in
         for scope, scope_id in subjects:
             if (scope.value, scope_id) in done:
                 continue  # the common case, every tick of the week: one query per tenant says so
-            async with pool.acquire() as conn, conn.transaction():
+            async with tenant_tx(pool, t["tenant"]) as conn:
                 review = await build(conn, t["tenant"], scope, scope_id, week, monday, zone,
                                      t["fiscal_start_month"], now)
                 inserted = await conn.fetchval(

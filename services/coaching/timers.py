@@ -27,6 +27,7 @@ from services.coaching.outbound import publish
 from services.coaching.settings import CoachingSettings
 from shared import metrics
 from shared.consumer import TRANSIENT
+from shared.db import all_tenants_tx, set_tenant, tenant_tx
 from shared.events import TaskEscalated
 from shared.service import Runtime
 
@@ -49,19 +50,19 @@ class Tally:
 async def tick(pool: asyncpg.Pool, now: datetime, defaults: Policy) -> Tally:
     """One pass of everything time-driven, at `now`."""
     done = Tally()
-    async with pool.acquire() as conn:
+    async with all_tenants_tx(pool) as conn:
         reps = await repo.active_reps(conn)
     for tenant, chunk in _chunks(reps):
-        async with pool.acquire() as conn, conn.transaction():
+        async with tenant_tx(pool, tenant) as conn:
             done.created += await evaluate_reps(conn, tenant, chunk, now, defaults)
     done.escalated = await escalate_overdue(pool, now)
-    async with pool.acquire() as conn:
+    async with all_tenants_tx(pool) as conn:
         due = await planning.due_reps(conn, now)
     for tenant, chunk in _chunks(due):
-        async with pool.acquire() as conn, conn.transaction():
+        async with tenant_tx(pool, tenant) as conn:
             done.settled += await planning.refresh_reps(conn, tenant, chunk, now)
     done.reviews = await digests.publish_due(pool, now, defaults)
-    async with pool.acquire() as conn:
+    async with all_tenants_tx(pool) as conn:
         open_by_rule = {r["rule"]: r["n"] for r in await conn.fetch(
             "SELECT rule, count(*) AS n FROM tasks WHERE status IN ('open', 'acknowledged') GROUP BY rule")}
     for rule in RULES:
@@ -83,10 +84,11 @@ async def escalate_overdue(pool: asyncpg.Pool, now: datetime) -> int:
     """Raise every check-in still unacknowledged past its due date to the manager's manager."""
     escalated = 0
     while True:
-        async with pool.acquire() as conn, conn.transaction():
+        async with all_tenants_tx(pool) as conn:
             rows = await repo.overdue_unacknowledged(conn, now, ESCALATION_CHUNK)
             for row in rows:
                 tenant = row["tenant"]
+                await set_tenant(conn, tenant)  # this row's tenant for the rest of its work
                 above = await repo.manager_of(conn, tenant, row["manager_id"])
                 await repo.mark_escalated(conn, tenant, row["task_id"], above, now)
                 data = TaskEscalated(task_id=str(row["task_id"]), rep_id=row["rep_id"], manager_id=row["manager_id"],

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel, Field
 
 from services.ingest.auth import Context, CurrentTenant
+from shared.db import tenant_tx
 from shared.events import Text
 
 router = APIRouter(prefix="/v1/crm", tags=["crm mappings"])
@@ -45,7 +46,7 @@ class DeadLetter(BaseModel):
 
 async def _replace(ctx: Context, tenant: CurrentTenant, crm: str, table: str, key: str, value: str,
                    mapping: dict[str, str]) -> Reprocessed:
-    async with ctx.rt.pool.acquire() as conn, conn.transaction():
+    async with tenant_tx(ctx.rt.pool, tenant.slug) as conn:
         await conn.execute(f"DELETE FROM {table} WHERE tenant = $1 AND crm = $2", tenant.slug, crm)
         await conn.executemany(f"INSERT INTO {table} (tenant, crm, {key}, {value}) VALUES ($1, $2, $3, $4)",
                                [(tenant.slug, crm, k, v) for k, v in mapping.items()])
@@ -55,7 +56,7 @@ async def _replace(ctx: Context, tenant: CurrentTenant, crm: str, table: str, ke
 
 
 async def _read(ctx: Context, tenant: CurrentTenant, crm: str, table: str, key: str, value: str) -> dict[str, Any]:
-    async with ctx.rt.pool.acquire() as conn:
+    async with tenant_tx(ctx.rt.pool, tenant.slug) as conn:
         return dict(await conn.fetch(f"SELECT {key}, {value} FROM {table} WHERE tenant = $1 AND crm = $2",
                                      tenant.slug, crm))
 
@@ -94,7 +95,7 @@ async def dead_letters(tenant: CurrentTenant, ctx: Context, crm: Crm | None = No
                        limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[DeadLetter]:
     """What could not be mapped (open), or was mapped later (resolved), newest first, with the reason."""
     condition = {"open": "resolved_at IS NULL", "resolved": "resolved_at IS NOT NULL", "all": "true"}[status]
-    async with ctx.rt.pool.acquire() as conn:
+    async with tenant_tx(ctx.rt.pool, tenant.slug) as conn:
         rows = await conn.fetch(
             f"SELECT crm, object_type, object_id, event_id, reason, created_at, updated_at, resolved_at"
             f" FROM crm_dead_letters WHERE tenant = $1 AND ($2::text IS NULL OR crm = $2) AND {condition}"

@@ -25,6 +25,7 @@ from services.ingest.publishing import to_record
 from services.ingest.tenants import Tenant
 from services.ingest.validation import Verdict
 from shared.cloudevents import CloudEvent, encode
+from shared.db import tenant_tx
 from shared.events import CanonicalEvent, DealDeletedEvent, DealUpsertedEvent
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class Intake:
         valid = [(v.index, v.event) for v in verdicts if v.event is not None]
         statuses: dict[int, Status] = {}
         if valid:
-            async with self._pool.acquire() as conn, conn.transaction():
+            async with tenant_tx(self._pool, tenant.slug) as conn:
                 new = await self._claim(conn, tenant, [event for _, event in valid])
                 owners = await self._owners(conn, tenant, [event for _, event in valid])
                 to_send: list[tuple[str, bytes, CloudEvent]] = []

@@ -15,6 +15,7 @@ from prometheus_client import Gauge
 from services.ingest.settings import IngestSettings
 from shared import metrics
 from shared.consumer import TRANSIENT
+from shared.db import all_tenants_tx
 from shared.service import Runtime
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ async def prune_once(rt: Runtime, retention: timedelta) -> int:
     """Delete expired ids; return how many."""
     removed = 0
     while True:
-        async with rt.pool.acquire() as conn:
+        async with all_tenants_tx(rt.pool) as conn:  # expiry is the same for every tenant
             status = await conn.execute(
                 "DELETE FROM accepted_events WHERE ctid IN (SELECT ctid FROM accepted_events"
                 " WHERE accepted_at < now() - $1::interval LIMIT $2)", retention, BATCH)

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from services.ingest.crm.model import Secret
 from shared import topics
 from shared.cloudevents import CloudEvent, message_key
+from shared.db import all_tenants_tx
 from shared.events import ExchangeRate, TenantUpserted
 from shared.outbox import enqueue
 from shared.periods import validate_timezone
@@ -219,7 +220,7 @@ async def authenticate(conn: asyncpg.Connection, token: str) -> Tenant | None:
 async def announce_all(pool: asyncpg.Pool) -> int:
     """Re-announce every tenant (at start-up): the registry topic is compacted, so this heals a consumer
     that lost its projection and publishes tenants created before the registry existed."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with all_tenants_tx(pool) as conn:
         slugs = [r["slug"] for r in await conn.fetch("SELECT slug FROM tenants ORDER BY slug")]
         for slug in slugs:
             await announce(conn, slug)

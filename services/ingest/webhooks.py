@@ -24,6 +24,7 @@ from services.ingest.crm import hubspot, pipedrive, salesforce
 from services.ingest.crm.model import PayloadError, WebhookAuthError, WebhookRequest
 from services.ingest.crm.pipeline import Summary
 from services.ingest.intake import KafkaUnavailable
+from shared.db import tenant_tx
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 VENDORS: dict[str, ModuleType] = {"hubspot": hubspot, "pipedrive": pipedrive, "salesforce": salesforce}
@@ -80,7 +81,7 @@ async def _handle(crm: str, tenant: str, request: Request, ctx: IngestContext) -
             raise _Refusal(413, f"body exceeds the limit of {limit} bytes")
     vendor = VENDORS[crm]
     webhook = _request(request, bytes(body), ctx.settings.public_base_url)
-    async with ctx.rt.pool.acquire() as conn:
+    async with tenant_tx(ctx.rt.pool, tenant) as conn:  # the path's tenant: its secrets only
         found = await tenants.by_slug(conn, tenant)
         secrets = await tenants.secrets_for(conn, tenant, crm) if found else []
     if found is None or not secrets:

@@ -16,6 +16,7 @@ from services.kpi import repository as repo
 from services.kpi.dashboard import queries
 from services.kpi.figures import figures
 from shared.auth import ReadTenant
+from shared.db import tenant_tx
 from shared.events import Dec, Metric
 from shared.periods import PeriodError, PeriodKind, business_share, parse_period, period_bounds, period_of
 from shared.service import Runtime, runtime_of
@@ -82,7 +83,7 @@ def _etagged(request: Request, payload: BaseModel) -> Response:
 
 
 async def _period(rt: Runtime, tenant: str, period: str | None) -> tuple[str, repo.TenantCalendar]:
-    async with rt.pool.acquire() as conn:
+    async with tenant_tx(rt.pool, tenant) as conn:
         cal = await repo.calendar(conn, tenant)
     if period is None:
         return period_of(PeriodKind.QUARTER, rt.clock.now(), cal.timezone, cal.fiscal_start_month).label, cal
@@ -98,7 +99,7 @@ async def _scorecard(request: Request, rt: Runtime, tenant: str, scope: Literal[
     start, end = period_bounds(label, cal.timezone, cal.fiscal_start_month)
     now = rt.clock.now()
     share = business_share(start, end, now, cal.timezone)
-    async with rt.pool.acquire() as conn:
+    async with tenant_tx(rt.pool, tenant) as conn:
         rows = await queries.figures_of(conn, tenant, scope, scope_id, label)
         trailing = {}
         for days in (7, 30):
@@ -143,7 +144,7 @@ async def leaderboard(request: Request, tenant: ReadTenant, rt: Rt, period: str 
     """Reps ranked by a metric in a period (ties by rep id), `limit` at a time; `next_cursor` pages on."""
     label, _ = await _period(rt, tenant, period)
     offset = int(cursor or 0)
-    async with rt.pool.acquire() as conn:
+    async with tenant_tx(rt.pool, tenant) as conn:
         rows = await queries.standings(conn, tenant, label, metric, team_id, limit + 1, offset)
     standings = [Standing(rank=offset + i + 1, rep_id=r["rep_id"], name=r["name"], team_id=r["team_id"],
                           actual=r["actual"], target=r["target"],
@@ -166,7 +167,7 @@ async def contributions(rep_id: str, tenant: ReadTenant, rt: Rt, metric: Metric,
     """Why a figure is what it is: the deals (or activities) that make it up, with the CRM's own ids."""
     label, cal = await _period(rt, tenant, period)
     start, end = period_bounds(label, cal.timezone, cal.fiscal_start_month)
-    async with rt.pool.acquire() as conn:
+    async with tenant_tx(rt.pool, tenant) as conn:
         if metric in _DEALS:
             condition, moment = _DEALS[metric]
             rows = await conn.fetch(

@@ -32,6 +32,7 @@ from shared import topics
 from shared.clock import Clock
 from shared.cloudevents import CloudEvent, message_key
 from shared.consumer import TRANSIENT, Handler, Incoming
+from shared.db import all_tenants_tx, set_tenant
 from shared.events import (
     ActivityLogged,
     AttainmentUpdated,
@@ -124,6 +125,7 @@ async def flush(conn: asyncpg.Connection, now: datetime, moved: dict[str, Moved]
     moved = moved or {}
     owed = await repo.claim_parked(conn, parked)
     for tenant in sorted(owed.keys() | moved.keys()):
+        await set_tenant(conn, tenant)  # row-level security: this tenant's rows only, whatever the caller's scope
         books, tallies = moved[tenant] if tenant in moved else (await repo.books(conn, tenant), {})
         if extra := owed.get(tenant, set()) - tallies.keys():
             tallies = tallies | await repo.read_tallies(conn, tenant, extra)
@@ -135,7 +137,7 @@ async def flush(conn: asyncpg.Connection, now: datetime, moved: dict[str, Moved]
 async def drain(pool: asyncpg.Pool, now: datetime) -> None:
     """Flush every parked figure, now, whatever the pacer says (a replay's end, a test's)."""
     while True:
-        async with pool.acquire() as conn, conn.transaction():
+        async with all_tenants_tx(pool) as conn:
             if not await flush(conn, now, parked=PARKED_CHUNK):
                 return
 
@@ -150,7 +152,7 @@ async def flush_parked(rt: Runtime) -> None:
             taken = PARKED_CHUNK
             while taken == PARKED_CHUNK and PACER.due():
                 started = PACER.start()
-                async with rt.pool.acquire() as conn, conn.transaction():
+                async with all_tenants_tx(rt.pool) as conn:
                     taken = await flush(conn, rt.clock.now(), parked=PARKED_CHUNK)
                 PACER.done(started)
                 FLUSH_SECONDS.observe(PACER.clock() - started)

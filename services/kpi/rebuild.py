@@ -200,7 +200,9 @@ async def run(args: argparse.Namespace, settings: KpiSettings, console: Console)
     pool = await db.create_pool(settings.database_url, schema, min_size=1, max_size=2)
     live = await db.create_pool(settings.database_url, live_schema, min_size=1, max_size=1)
     try:
-        await db.migrate(pool, schema, SPEC.migrations)
+        role = db.working_role(settings.database_url, settings.database_app_url.get_secret_value()
+                               if settings.database_app_url else None, SPEC.name)
+        await db.migrate(pool, schema, SPEC.migrations, grant_to=role.name, grant_password=role.password)
         async with live.acquire() as snapshot, snapshot.transaction(isolation="repeatable_read", readonly=True):
             target = {TopicPartition(r["topic"], r["partition"]): r["next_offset"] for r in await snapshot.fetch(
                 "SELECT topic, partition, next_offset FROM consumer_offsets WHERE group_id = $1", group)}

@@ -14,6 +14,7 @@ from services.recognition import repository as repo
 from services.recognition.model import Settings
 from services.recognition.rules import quota_crossings
 from shared.auth import ReadTenant
+from shared.db import tenant_tx
 from shared.events import Metric, Scope
 from shared.service import Runtime, runtime_of
 
@@ -35,7 +36,7 @@ async def list_celebrations(rt: Rt, tenant: ReadTenant, scope_id: str | None = N
                             limit: Annotated[int, Query(ge=1, le=500)] = 100,
                             before: datetime | None = None) -> dict[str, Any]:
     """Celebrations, newest first; `before` (an `occurred_at`) pages back."""
-    async with rt.pool.acquire() as conn:
+    async with tenant_tx(rt.pool, tenant) as conn:
         rows = await repo.celebrations(conn, tenant, scope_id=scope_id, period=period, limit=limit, before=before)
     items = [_celebration(r) for r in rows]
     return {"celebrations": items, "next_before": items[-1]["occurred_at"] if len(items) == limit else None}
@@ -44,7 +45,7 @@ async def list_celebrations(rt: Rt, tenant: ReadTenant, scope_id: str | None = N
 @router.get("/reps/{rep_id}/trophies")
 async def trophy_case(rt: Rt, tenant: ReadTenant, rep_id: str) -> dict[str, Any]:
     """Every milestone the rep has reached, newest first, with what each headline said."""
-    async with rt.pool.acquire() as conn:
+    async with tenant_tx(rt.pool, tenant) as conn:
         rows = await repo.celebrations(conn, tenant, scope_id=rep_id, period=None, limit=1000)
         profile = await repo.rep(conn, tenant, rep_id)
     trophies = [_celebration(r) for r in rows if r["scope"] == Scope.REP.value]
@@ -54,7 +55,7 @@ async def trophy_case(rt: Rt, tenant: ReadTenant, rep_id: str) -> dict[str, Any]
 
 @router.get("/recognition/settings")
 async def get_settings(rt: Rt, tenant: ReadTenant) -> dict[str, Any]:
-    async with rt.pool.acquire() as conn:
+    async with tenant_tx(rt.pool, tenant) as conn:
         own = await repo.overrides(conn, tenant)
     return {"overrides": own, "effective": Settings.model_validate(own).model_dump(mode="json")}
 
@@ -70,7 +71,7 @@ async def put_settings(rt: Rt, tenant: ReadTenant, overrides: dict[str, Any]) ->
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
         raise HTTPException(422, problems) from err
     caught_up = 0
-    async with rt.pool.acquire() as conn, conn.transaction():
+    async with tenant_tx(rt.pool, tenant) as conn:
         await repo.set_overrides(conn, tenant, overrides)
         rows = await conn.fetch("SELECT scope, scope_id, period, metric, actual, target, attainment, name, as_of"
                                 " FROM attainment WHERE tenant = $1 AND target > 0", tenant)

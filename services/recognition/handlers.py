@@ -36,6 +36,7 @@ from services.recognition.settings import RecognitionSettings
 from shared import metrics, registry, topics
 from shared.cloudevents import CloudEvent, message_key
 from shared.consumer import TRANSIENT, Handler, Incoming, claim
+from shared.db import tenant_tx
 from shared.events import (
     ActivityLogged,
     AttainmentUpdated,
@@ -177,10 +178,10 @@ async def _publish(conn: asyncpg.Connection, tenant: str, key: str, type_: str, 
 async def settle_closed_periods(pool: asyncpg.Pool, now: datetime) -> int:
     """Leaderboard finishes and each team's largest deal, for every period that has closed; once each."""
     announced = 0
-    async with pool.acquire() as conn:
+    async with pool.acquire() as conn:  # the registry: readable in every scope
         tenants = [r["tenant"] for r in await conn.fetch("SELECT tenant FROM tenants WHERE active ORDER BY tenant")]
     for tenant in tenants:
-        async with pool.acquire() as conn, conn.transaction():
+        async with tenant_tx(pool, tenant) as conn:
             tz, fiscal, currency = await repo.calendar(conn, tenant)
             for period in closed_periods(now, tz, fiscal):
                 if not await conn.fetchval("INSERT INTO period_closes (tenant, period, settled_at) VALUES ($1, $2, $3)"

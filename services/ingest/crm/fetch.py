@@ -21,6 +21,7 @@ from services.ingest.crm import values
 from services.ingest.crm.model import ActivityChange, DealChange, DealFields, PayloadError
 from services.ingest.crm.pipedrive import close_time_key
 from services.ingest.crm.salesforce_record import status as salesforce_status
+from shared.db import tenant_tx
 
 log = logging.getLogger(__name__)
 HUBSPOT_DEAL_PROPERTIES = "amount,deal_currency_code,dealstage,hubspot_owner_id,closedate,createdate,dealname"
@@ -139,7 +140,7 @@ class Fetcher:
         self._timeout = timeout_s
 
     async def _token(self, tenant: str, crm: str) -> tuple[str, str] | None:
-        async with self._pool.acquire() as conn:
+        async with tenant_tx(self._pool, tenant) as conn:
             row = await conn.fetchrow("SELECT token, base_url FROM crm_api_tokens WHERE tenant = $1 AND crm = $2",
                                       tenant, crm)
         return (row["token"], row["base_url"]) if row else None

@@ -26,6 +26,7 @@ from services.ingest.crm.state import FieldState, merge, view
 from services.ingest.intake import Intake
 from services.ingest.tenants import Tenant
 from services.ingest.validation import Verdict
+from shared.db import tenant_tx
 from shared.events import ActivityLoggedEvent, CanonicalEvent, DealDeleted, DealDeletedEvent, DealUpsertedEvent
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class CrmPipeline:
         for change in changes:
             if isinstance(change, DealChange):
                 deals[change.deal_id].append(change)
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with tenant_tx(self._pool, tenant.slug) as conn:
             maps = await load_maps(conn, tenant, crm)
             summary = Summary()
             events: list[CanonicalEvent] = []
@@ -80,7 +81,7 @@ class CrmPipeline:
     async def reprocess(self, tenant: Tenant, crm: str) -> Summary:
         """Retry every open dead letter of `crm` (after a mapping changed)."""
         summary = Summary()
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with tenant_tx(self._pool, tenant.slug) as conn:
             maps = await load_maps(conn, tenant, crm)
             rows = await conn.fetch(
                 "SELECT object_type, object_id, event_id, payload FROM crm_dead_letters"

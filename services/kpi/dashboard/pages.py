@@ -28,6 +28,7 @@ from services.kpi.dashboard import live, queries, view
 from services.kpi.figures import figures
 from services.kpi.settings import KpiSettings
 from shared.auth import tenant_of_token
+from shared.db import tenant_tx
 from shared.events import Metric
 from shared.periods import PeriodError, PeriodKind, business_share, parse_period, period_bounds, period_of
 from shared.service import Runtime, runtime_of
@@ -68,7 +69,7 @@ async def session_tenant(request: Request, rt: Rt) -> str:
     """The tenant of the token the sign-in page stored; to the sign-in page without one."""
     token = request.cookies.get(COOKIE, "").strip()
     if token:
-        async with rt.pool.acquire() as conn:
+        async with rt.pool.acquire() as conn:  # the registry is readable before the tenant is known
             found = await tenant_of_token(conn, token)
         if found is not None:
             return found
@@ -179,7 +180,7 @@ CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script
 
 
 async def _base(rt: Runtime, tenant: str) -> tuple[queries.Tenant, Fmt, datetime]:
-    async with rt.pool.acquire() as conn:
+    async with tenant_tx(rt.pool, tenant) as conn:
         t = await queries.tenant(conn, tenant)
     return t, Fmt(t), rt.clock.now()
 
@@ -209,7 +210,7 @@ async def signin(request: Request, rt: Rt) -> Response:
     form = parse_qs((await request.body()).decode(errors="replace"))
     token = (form.get("token") or [""])[0].strip()
     next_path = _safe_next((form.get("next") or [""])[0])
-    async with rt.pool.acquire() as conn:
+    async with rt.pool.acquire() as conn:  # the registry is readable before the tenant is known
         tenant = await tenant_of_token(conn, token) if token else None
     if tenant is None:
         return render(request, "signin.html", status=401, title="Sign in", next=next_path,
@@ -239,7 +240,7 @@ async def home(tenant: Tenant) -> Response:
 
 async def _standings(rt: Runtime, t: queries.Tenant, p: Period, metric: Metric, team_id: str | None,
                      now: datetime) -> list[dict[str, Any]]:
-    async with rt.pool.acquire() as conn:
+    async with tenant_tx(rt.pool, t.slug) as conn:
         rows = await queries.standings(conn, t.slug, p.label, metric, team_id)
         gains: dict[str, Decimal] = {}
         if metric in queries.ADDITIVE and rows and p.start <= now < p.end:
@@ -266,7 +267,7 @@ async def leaderboard(request: Request, rt: Rt, tenant: Tenant, period: str | No
     t, fmt, now = await _base(rt, tenant)
     p, m = _period(t, period, now), _metric(metric)
     rows = await _standings(rt, t, p, m, team or None, now)
-    async with rt.pool.acquire() as conn:
+    async with tenant_tx(rt.pool, tenant) as conn:
         team_rows = await queries.teams(conn, t.slug, p.label)
     csv_query = {"period": p.label, "metric": m.value} | ({"team": team} if team else {})
     csv_link = "/leaderboard.csv?" + urlencode(csv_query)
@@ -313,7 +314,7 @@ async def rep_scorecard(request: Request, rt: Rt, tenant: Tenant, rep_id: str,
                         period: str | None = None) -> HTMLResponse:
     t, fmt, now = await _base(rt, tenant)
     p = _period(t, period, now)
-    async with rt.pool.acquire() as conn:
+    async with tenant_tx(rt.pool, tenant) as conn:
         who = await queries.profile(conn, t.slug, rep_id)
         rows = await queries.figures_of(conn, t.slug, "rep", rep_id, p.label)
         books = await queries.books_of(conn, t.slug)
@@ -364,7 +365,7 @@ async def rep_scorecard(request: Request, rt: Rt, tenant: Tenant, rep_id: str,
 async def teams_page(request: Request, rt: Rt, tenant: Tenant, period: str | None = None) -> HTMLResponse:
     t, fmt, now = await _base(rt, tenant)
     p = _period(t, period, now)
-    async with rt.pool.acquire() as conn:
+    async with tenant_tx(rt.pool, tenant) as conn:
         rows = await queries.teams(conn, t.slug, p.label)
     out = [dict(r) | {"fig": figures(r["actual"], r["target"], p.share) if r["actual"] is not None else None}
            for r in rows]
@@ -378,7 +379,7 @@ async def teams_page(request: Request, rt: Rt, tenant: Tenant, period: str | Non
 async def team_page(request: Request, rt: Rt, tenant: Tenant, team_id: str, period: str | None = None) -> HTMLResponse:
     t, fmt, now = await _base(rt, tenant)
     p = _period(t, period, now)
-    async with rt.pool.acquire() as conn:
+    async with tenant_tx(rt.pool, tenant) as conn:
         info = await queries.team(conn, t.slug, team_id)
         rows = await queries.figures_of(conn, t.slug, "team", team_id, p.label)
     cards = [{"metric": Metric(r["metric"]), "fig": (fig := figures(r["actual"], r["target"], p.share)),
@@ -408,7 +409,7 @@ async def tv(request: Request, rt: Rt, tenant: Tenant, every: int = 20) -> HTMLR
     celebration takes the screen when it arrives."""
     t, fmt, now = await _base(rt, tenant)
     p = _period(t, None, now)
-    async with rt.pool.acquire() as conn:
+    async with tenant_tx(rt.pool, tenant) as conn:
         targeted = [Metric(r["metric"]) for r in await conn.fetch(
             "SELECT DISTINCT metric FROM attainment WHERE tenant = $1 AND period = $2 AND target IS NOT NULL"
             " ORDER BY metric", t.slug, p.label)] or [Metric.WON_REVENUE]

@@ -26,6 +26,7 @@ from services.kpi.app import SPEC as KPI
 from services.kpi.settings import KpiSettings
 from shared import topics
 from shared.clock import FixedClock
+from shared.db import tenant_tx
 from tests.integration import inprocess
 from tests.integration.conftest import BOOTSTRAP, ROOT, fresh_database
 
@@ -68,7 +69,7 @@ async def stored_locale(kpi: inprocess.Replica, tenant: str, expected: str) -> r
     """Wait until kpi's tenants table holds `expected` for the tenant; what `calendar()` then says."""
     await inprocess.until(kpi.settings.database_url, lambda c: c.fetchval(
         "SELECT 1 FROM kpi.tenants WHERE tenant = $1 AND locale = $2", tenant, expected))
-    async with kpi.pool.acquire() as conn:
+    async with tenant_tx(kpi.pool, tenant) as conn:  # kpi's working pool: scoped to one tenant
         return await repo.calendar(conn, tenant)
 
 

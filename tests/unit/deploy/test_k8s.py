@@ -618,20 +618,22 @@ def test_the_migration_job_migrates_every_services_schema_in_its_own_pool(monkey
         calls.append(("pool", (dsn, schema)))
         return FakePool(schema)
 
-    async def migrate(pool: FakePool, schema: str, *folders: Path) -> list[str]:
+    async def migrate(pool: FakePool, schema: str, *folders: Path, grant_to: str | None = None,
+                      grant_password: str | None = None) -> list[str]:
         assert pool.schema == schema, "a schema's migrations must run on a pool bound to that schema"
-        calls.append(("migrate", (schema, folders)))
+        calls.append(("migrate", (schema, folders, grant_to, grant_password)))
         return []
 
     monkeypatch.setattr(db, "create_pool", create_pool)
     monkeypatch.setattr(db, "migrate", migrate)
     monkeypatch.setattr("shared.logs.configure", lambda *args, **kwargs: None)
-    monkeypatch.setenv("DATABASE_URL", "postgresql://migrator@db/attain")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://migrator:s3cret@db/attain")
     exec(compile(_migration_script(), "migrate-job.yaml", "exec"), {"__name__": "__main__"})
     expected = []
     for spec, _ in SERVICES.values():
-        expected += [("pool", ("postgresql://migrator@db/attain", spec.schema)),
-                     ("migrate", (spec.schema, (spec.migrations,))), ("close", spec.schema)]
+        expected += [("pool", ("postgresql://migrator:s3cret@db/attain", spec.schema)),
+                     ("migrate", (spec.schema, (spec.migrations,), f"attain_{spec.name}", "s3cret")),
+                     ("close", spec.schema)]
     assert calls == expected
 
 
