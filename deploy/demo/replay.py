@@ -13,7 +13,8 @@ publishes them). The clock moves in steps of `--step-hours`; at each step `now`:
    answers "duplicate" and publishes nothing), then `drain` flushes every figure it parked, so the state
    at the end of a step does not depend on kpi's wall-clock flush pacer;
 2. kpi's new outbox rows become `kpi.attainment.v1` records;
-3. coaching gets the step's sales records and those attainment records as one batch;
+3. coaching gets the step's sales records and those attainment records as one batch, and evaluates the
+   reps they touched (`evaluate_owed`, its evaluator's pass);
 4. coaching's timer pass (`tick`) runs once at `now`.
 
 The steps go on, without new events, to the quarter's end, so escalations and reviews happen too.
@@ -51,7 +52,7 @@ from services.coaching import handlers as coaching_handlers
 from services.coaching.app import SPEC as COACHING
 from services.coaching.model import RULES
 from services.coaching.settings import CoachingSettings
-from services.coaching.timers import tick
+from services.coaching.timers import evaluate_owed, tick
 from services.ingest.publishing import to_record
 from services.ingest.tenants import Tenant
 from services.kpi import handlers as kpi_handlers
@@ -458,6 +459,7 @@ async def replay_once(
             batch = [r for r in due if r.topic in COACHING_TOPICS] + figures
             if batch:
                 await coaching.process(batch)
+            await evaluate_owed(coaching_pool, now, policy)  # what coaching's evaluator does a second later
             await tick(coaching_pool, now, policy)
             kpi_count += sum(r.topic in KPI_TOPICS for r in due)
             attainment_count += len(figures)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from services.coaching.api import router
 from services.coaching.handlers import MODELS, make_handler
-from services.coaching.timers import periodic_evaluation
+from services.coaching.timers import evaluator, periodic_evaluation
 from shared import topics
 from shared.service import ServiceSpec, Subscription
 
@@ -15,6 +15,6 @@ SPEC = ServiceSpec(
     subscriptions=[Subscription("coaching", [topics.ATTAINMENT.name, topics.ACTIVITIES.name, topics.DEALS.name,
                                              topics.ROSTER.name, topics.TENANTS.name], MODELS, make_handler)],
     routers=[router],
-    timers=[periodic_evaluation],
+    timers=[evaluator, periodic_evaluation],
     openapi={"description": "Check-in tasks, action plans, reviews and manager scorecards.", "version": "1"},
 )

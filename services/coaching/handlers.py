@@ -1,10 +1,14 @@
 """coaching's consumer: sales and attainment events in; check-ins, closures and plan progress out.
 
 One batch, one transaction (with its offsets): the events are stored (figures, roster, deals,
-activities), then every rep they touched is evaluated by the pure rules (`rules.py`): a finding
-that passes the cool-down gate becomes a task (`coaching.task.created`), a live task whose rule
-no longer finds anything is closed as recovered (`coaching.task.closed`), and the rep's action
-plan steps are brought up to date. Timers (`timers.py`) evaluate every rep on the clock too.
+activities) and every rep they touched is remembered as owed an evaluation (`owed_evaluations`).
+The evaluator (`timers.evaluate_owed`, about every `COACHING_EVALUATION_DELAY_S`) takes the owed reps
+and runs the pure rules (`rules.py`, `evaluate_reps` here) for each once, however many batches
+touched it meanwhile: a finding that passes the cool-down gate becomes a task
+(`coaching.task.created`), a live task whose rule no longer finds anything is closed as recovered
+(`coaching.task.closed`), and the rep's action plan steps are brought up to date. Under load a
+busy rep is evaluated once per pass instead of once per batch, so coaching's work follows its reps,
+not its input rate. The periodic pass (`timers.tick`) evaluates every rep on the clock too.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel
 
-from services.coaching import planning
 from services.coaching import repository as repo
 from services.coaching.checkins import Playbook, compose
 from services.coaching.metrics import TASK_EVENTS
@@ -54,10 +57,9 @@ def base_policy(rt: Runtime) -> Policy:
 
 
 def make_handler(rt: Runtime) -> Handler:
-    defaults = base_policy(rt)
-
     async def handle(conn: asyncpg.Connection, batch: Sequence[Incoming]) -> None:
-        """Store what the batch says, then evaluate each rep it touched."""
+        """Store what the batch says; owe an evaluation to each rep it touched (`timers.evaluate_owed` runs
+        it soon after, once however many batches touched the rep meanwhile)."""
         now = rt.clock.now()
         touched: set[tuple[str, str]] = set()
         figures: list[tuple[str, AttainmentUpdated]] = []
@@ -68,12 +70,7 @@ def make_handler(rt: Runtime) -> Handler:
                 continue
             touched |= await _store(conn, msg, now)
         touched |= await repo.save_attainments(conn, figures, now)
-        by_tenant: dict[str, list[str]] = {}
-        for tenant, rep_id in sorted(touched):
-            by_tenant.setdefault(tenant, []).append(rep_id)
-        for tenant, rep_ids in by_tenant.items():
-            await evaluate_reps(conn, tenant, rep_ids, now, defaults)
-            await planning.refresh_reps(conn, tenant, rep_ids, now)
+        await repo.owe_evaluation(conn, sorted(touched), now)
 
     return handle
 

@@ -103,6 +103,23 @@ async def save_attainments(conn: asyncpg.Connection, updates: Sequence[tuple[str
     return {(r["tenant"], r["scope_id"]) for r in written if r["scope"] == "rep"}
 
 
+async def owe_evaluation(conn: asyncpg.Connection, reps: Sequence[tuple[str, str]], now: datetime) -> None:
+    """Remember that these (tenant, rep)s must be evaluated; a rep already owed keeps its older `since`."""
+    if reps:
+        await conn.execute(
+            "INSERT INTO owed_evaluations (tenant, rep_id, since) SELECT t, r, $3 FROM unnest($1::text[], $2::text[])"
+            " AS u(t, r) ON CONFLICT DO NOTHING", [t for t, _ in reps], [r for _, r in reps], now)
+
+
+async def take_owed(conn: asyncpg.Connection, limit: int) -> list[tuple[str, str]]:
+    """Up to `limit` owed evaluations, oldest first, deleted in this transaction (another replica skips the
+    rows this one holds); (tenant, rep) in tenant and rep order."""
+    rows = await conn.fetch(
+        "DELETE FROM owed_evaluations WHERE (tenant, rep_id) IN (SELECT tenant, rep_id FROM owed_evaluations"
+        " ORDER BY since LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING tenant, rep_id", limit)
+    return sorted((r["tenant"], r["rep_id"]) for r in rows)
+
+
 # --- the rules' view of a rep ------------------------------------------------------------------------
 
 

@@ -12,6 +12,8 @@ class CoachingSettings(ServiceSettings):
 
     http_port: int = 8003
     coaching_evaluation_interval_s: float = Field(default=60.0, gt=0)
+    # how soon the reps new events touched are evaluated (meanwhile, touches of one rep are coalesced)
+    coaching_evaluation_delay_s: float = Field(default=1.0, gt=0)
     coaching_pace_threshold: Decimal = Field(default=Decimal("0.7"), gt=0)
     coaching_grace_s: int = Field(default=3 * 86400, ge=0)
     coaching_cooldown_days: int = Field(default=7, ge=1)

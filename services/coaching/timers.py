@@ -21,7 +21,7 @@ import asyncpg
 from services.coaching import digests, planning
 from services.coaching import repository as repo
 from services.coaching.handlers import base_policy, evaluate_reps
-from services.coaching.metrics import OPEN_TASKS, TASK_EVENTS
+from services.coaching.metrics import EVALUATIONS, OPEN_TASKS, OWED_EVALUATIONS, TASK_EVENTS
 from services.coaching.model import RULES, Policy
 from services.coaching.outbound import publish
 from services.coaching.settings import CoachingSettings
@@ -34,6 +34,7 @@ from shared.service import Runtime
 log = logging.getLogger(__name__)
 ESCALATION_CHUNK = 500
 EVALUATION_CHUNK = 100  # reps evaluated per transaction (their views fetched together)
+OWED_CHUNK = 200  # owed evaluations taken per transaction
 
 
 @dataclass
@@ -70,14 +71,15 @@ async def tick(pool: asyncpg.Pool, now: datetime, defaults: Policy) -> Tally:
     return done
 
 
-def _chunks(reps: Sequence[tuple[str, str]]) -> Iterator[tuple[str, list[str]]]:
-    """(tenant, up to `EVALUATION_CHUNK` of its reps) in order: one transaction each."""
+def _chunks(reps: Sequence[tuple[str, str]], size: int = 0) -> Iterator[tuple[str, list[str]]]:
+    """(tenant, up to `size` (`EVALUATION_CHUNK`) of its reps) in order: one transaction each."""
+    size = size or EVALUATION_CHUNK
     by_tenant: dict[str, list[str]] = {}
     for tenant, rep_id in reps:
         by_tenant.setdefault(tenant, []).append(rep_id)
     for tenant, rep_ids in by_tenant.items():
-        for i in range(0, len(rep_ids), EVALUATION_CHUNK):
-            yield tenant, rep_ids[i:i + EVALUATION_CHUNK]
+        for i in range(0, len(rep_ids), size):
+            yield tenant, rep_ids[i:i + size]
 
 
 async def escalate_overdue(pool: asyncpg.Pool, now: datetime) -> int:
@@ -100,6 +102,76 @@ async def escalate_overdue(pool: asyncpg.Pool, now: datetime) -> int:
         escalated += len(rows)
         if len(rows) < ESCALATION_CHUNK:
             return escalated
+
+
+async def evaluate_owed(pool: asyncpg.Pool, now: datetime, defaults: Policy) -> int:
+    """Evaluate every rep owed an evaluation (new events touched it), `OWED_CHUNK` reps per transaction,
+    each rep once; returns how many. The owed rows are deleted in the transaction that evaluates them, so
+    a crash leaves them owed. A chunk that fails on something else than a transient error is redone one
+    rep at a time, and a rep that fails alone is dropped (logged, counted): it never blocks the others,
+    and the periodic pass or its next event tries it again."""
+    evaluated = 0
+    while True:
+        try:
+            async with all_tenants_tx(pool) as conn:
+                owed = await repo.take_owed(conn, OWED_CHUNK)
+                await _evaluate(conn, owed, now, defaults)
+        except TRANSIENT:
+            raise
+        except Exception:
+            log.exception("evaluation failed, evaluating its reps one by one")
+            owed = await _evaluate_one_by_one(pool, now, defaults)
+        evaluated += len(owed)
+        EVALUATIONS.labels("evaluated").inc(len(owed))
+        if len(owed) < OWED_CHUNK:
+            return evaluated
+
+
+async def _evaluate(conn: asyncpg.Connection, owed: Sequence[tuple[str, str]], now: datetime,
+                    defaults: Policy) -> None:
+    """Each tenant's reps of `owed` in that tenant's scope: rules, then plan progress."""
+    for tenant, reps in _chunks(owed, len(owed) or 1):
+        await set_tenant(conn, tenant)
+        await evaluate_reps(conn, tenant, reps, now, defaults)
+        await planning.refresh_reps(conn, tenant, reps, now)
+
+
+async def _evaluate_one_by_one(pool: asyncpg.Pool, now: datetime, defaults: Policy) -> list[tuple[str, str]]:
+    async with all_tenants_tx(pool) as conn:  # the chunk that failed (it is still owed): each on its own below
+        owed = [(r["tenant"], r["rep_id"]) for r in await conn.fetch(
+            "SELECT tenant, rep_id FROM owed_evaluations ORDER BY since, tenant, rep_id LIMIT $1", OWED_CHUNK)]
+    done = []
+    for tenant, rep_id in owed:
+        try:
+            async with tenant_tx(pool, tenant) as conn:
+                await conn.execute("DELETE FROM owed_evaluations WHERE tenant = $1 AND rep_id = $2", tenant, rep_id)
+                await _evaluate(conn, [(tenant, rep_id)], now, defaults)
+            done.append((tenant, rep_id))
+        except TRANSIENT:
+            raise
+        except Exception:
+            log.exception("evaluation of one rep failed, dropped", extra={"tenant": tenant, "rep_id": rep_id})
+            EVALUATIONS.labels("failed").inc()
+            async with tenant_tx(pool, tenant) as conn:
+                await conn.execute("DELETE FROM owed_evaluations WHERE tenant = $1 AND rep_id = $2", tenant, rep_id)
+    return done
+
+
+async def evaluator(rt: Runtime) -> None:
+    """The timer: every `COACHING_EVALUATION_DELAY_S`, evaluate the reps new events touched."""
+    settings = rt.settings
+    assert isinstance(settings, CoachingSettings)
+    defaults = base_policy(rt)
+    while True:
+        await asyncio.sleep(settings.coaching_evaluation_delay_s)
+        try:
+            if await evaluate_owed(rt.pool, rt.clock.now(), defaults):
+                rt.relay.wake()
+            async with all_tenants_tx(rt.pool) as conn:
+                OWED_EVALUATIONS.set(await conn.fetchval("SELECT count(*) FROM owed_evaluations"))
+        except TRANSIENT as err:
+            metrics.TRANSIENT_ERRORS.labels("coaching-evaluator").inc()
+            log.warning("evaluation of touched reps failed, will retry", extra={"error": repr(err)})
 
 
 async def periodic_evaluation(rt: Runtime) -> None:

@@ -170,7 +170,7 @@ async def _read(names: list[str], since: dict[TopicPartition, int]) -> list[Any]
 
 
 async def _settled(db: str, prefix: str) -> bool:
-    """Every group applied everything on its topics, nothing waits in an outbox or is parked."""
+    """Every group applied everything on its topics, nothing waits in an outbox, is parked or owed."""
     conn = await asyncpg.connect(db)
     try:
         sales = await end_offsets(SALES)
@@ -178,7 +178,7 @@ async def _settled(db: str, prefix: str) -> bool:
             return False
         waiting = await conn.fetchval("SELECT (SELECT count(*) FROM kpi.pending_figures) + (SELECT count(*) FROM"
                                       " kpi.outbox) + (SELECT count(*) FROM coaching.outbox) + (SELECT count(*)"
-                                      " FROM recognition.outbox)")
+                                      " FROM coaching.owed_evaluations) + (SELECT count(*) FROM recognition.outbox)")
         if waiting:
             return False
         figures = await end_offsets([topics.ATTAINMENT.name])
