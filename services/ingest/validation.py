@@ -45,11 +45,15 @@ def parse_body(body: bytes, content_type: str, max_events: int) -> list[Any]:
                     items.append(json.loads(line, parse_float=str))
                 except json.JSONDecodeError as err:
                     raise BodyError(f"line {number} is not valid JSON: {err.msg} (column {err.colno})") from err
+                except RecursionError as err:
+                    raise BodyError(f"line {number} is JSON nested too deeply to read") from err
     else:
         try:
             parsed = json.loads(text, parse_float=str)
         except json.JSONDecodeError as err:
             raise BodyError(f"malformed JSON: {err.msg} at line {err.lineno} column {err.colno}") from err
+        except RecursionError as err:  # not a JSONDecodeError: uncaught, it was a 500
+            raise BodyError("the body is JSON nested too deeply to read") from err
         items = parsed if isinstance(parsed, list) else [parsed]
     if len(items) > max_events:
         raise BodyError(f"{len(items)} events in one request; the limit is {max_events}")
@@ -75,10 +79,11 @@ def judge_line(index: int, line: bytes, number: int) -> Verdict:
     except ValidationError as err:
         first = err.errors()[0]
         if first["type"] == "json_invalid":
-            return Verdict(index, None, reason=f"line {number} is not valid JSON: {first['msg']}", line=number)
+            problem = "is JSON nested too deeply to read" if "recursion" in first["msg"] else "is not valid JSON"
+            return Verdict(index, None, reason=f"line {number} {problem}: {first['msg']}", line=number)
         try:
             item = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             item = None
         event_id = item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else None
         reason = f"event {index} is not a JSON object" if not isinstance(item, dict) else _reason(err)
