@@ -21,7 +21,7 @@ from services.ingest import tenants
 from services.ingest.auth import Context, admit
 from services.ingest.context import IngestContext
 from services.ingest.crm import hubspot, pipedrive, salesforce
-from services.ingest.crm.model import PayloadError, WebhookAuthError, WebhookRequest
+from services.ingest.crm.model import PayloadError, WebhookAuthError, WebhookRequest, storable
 from services.ingest.crm.pipeline import Summary
 from services.ingest.intake import KafkaUnavailable
 from shared.db import tenant_tx
@@ -81,6 +81,8 @@ async def _handle(crm: str, tenant: str, request: Request, ctx: IngestContext) -
             raise _Refusal(413, f"body exceeds the limit of {limit} bytes")
     vendor = VENDORS[crm]
     webhook = _request(request, bytes(body), ctx.settings.public_base_url)
+    if not tenants.SLUG.fullmatch(tenant):  # no such tenant can exist; and PostgreSQL refuses a NUL in a lookup
+        raise _Refusal(401, UNPROVEN)
     async with tenant_tx(ctx.rt.pool, tenant) as conn:  # the path's tenant: its secrets only
         found = await tenants.by_slug(conn, tenant)
         secrets = await tenants.secrets_for(conn, tenant, crm) if found else []
@@ -96,6 +98,7 @@ async def _handle(crm: str, tenant: str, request: Request, ctx: IngestContext) -
         raise _Refusal(429, str(err.detail), int((err.headers or {}).get("Retry-After", "1"))) from err
     try:
         changes = vendor.parse(webhook)
+        storable(changes)
     except PayloadError as err:
         raise _Refusal(400, f"not a valid {crm} webhook body: {err}") from err
     try:

@@ -14,7 +14,7 @@ per field, ordered by the CRM's own change time, and emits a complete `deal.upse
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal
@@ -96,3 +96,14 @@ class ActivityChange:
 
 
 Change = DealChange | ActivityChange
+
+
+def storable(changes: list[Change]) -> None:
+    """Raise PayloadError naming the fields of `changes` that hold a NUL: PostgreSQL text and JSON cannot store
+    one, so it is the sender's fault (400), not a failure of ours (500)."""
+    for change in changes:
+        parts = (change, change.fields) if isinstance(change, DealChange) else (change,)
+        named = [f.name for part in parts for f in fields(part)
+                 if isinstance(value := getattr(part, f.name), str) and "\x00" in value]
+        if named:
+            raise PayloadError(f"{', '.join(named)}: must not contain the NUL character (\\u0000)")
