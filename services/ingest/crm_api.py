@@ -2,17 +2,49 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from services.ingest.auth import Context, CurrentTenant
+from services.ingest.context import context_of
 from shared.db import tenant_tx
 from shared.events import Text
 
-router = APIRouter(prefix="/v1/crm", tags=["crm mappings"])
+
+class LimitedBody(APIRoute):
+    """A route whose body is read here before FastAPI reads it whole (of any size): refused with 413 as soon as
+    it passes MAX_BODY_BYTES, and with a 400 that says so when its JSON is nested deeper than the parser goes
+    (FastAPI says only that the body could not be parsed)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def limited(request: Request) -> Response:
+            limit = context_of(request).settings.max_body_bytes
+            body = bytearray()
+            async for part in request.stream():
+                body += part
+                if len(body) > limit:
+                    raise HTTPException(413, f"body exceeds the limit of {limit} bytes")
+            request._body = bytes(body)  # what FastAPI's own `request.body()` returns next
+            try:
+                json.loads(body or b"null")
+            except RecursionError as err:
+                raise HTTPException(400, "the body is JSON nested too deeply to read") from err
+            except ValueError:
+                pass  # not JSON: FastAPI answers that itself, saying where
+            return await handler(request)
+
+        return limited
+
+
+router = APIRouter(prefix="/v1/crm", tags=["crm mappings"], route_class=LimitedBody)
 Crm = Literal["hubspot", "pipedrive", "salesforce"]
 Key = Annotated[Text, Field(min_length=1, max_length=200)]
 
