@@ -1,0 +1,217 @@
+"""SQL in every query and path parameter: refused with a 422 naming the parameter where its format forbids the
+characters, and otherwise matching nothing: no filter widens (`%` and `_` are not wildcards, `' OR '1'='1`
+matches nothing although the caller has rows every wildcard would match), no row of any tenant changes, no
+table is dropped. SQL in body fields and stored text: `test_injection_bodies.py`.
+
+The parameters are read from each service's app: a parameter added later without a case here fails
+`test_every_parameter_of_every_route_has_a_case`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from services.ingest.webhooks import UNPROVEN
+from tests.integration.security.injections import INJECTIONS, NUL
+from tests.integration.security.outside import Org, Outside
+from tests.integration.security.records import Records
+from tests.integration.security.routes import SPECS, app_of, routes
+
+Check = Callable[[httpx.Response, Org], None]
+
+
+def empty(key: str | None) -> Check:
+    """200 and nothing at `key` (the whole answer when None): the filter matched no row of the caller's."""
+    def check(r: httpx.Response, a: Org) -> None:
+        assert r.status_code == 200, r.text
+        found = r.json() if key is None else r.json()[key]
+        assert found in ([], {}), r.text
+    return check
+
+
+def missing(r: httpx.Response, a: Org) -> None:
+    assert r.status_code == 404, r.text
+
+
+def typed(name: str) -> Check:
+    """422 naming the parameter: its format forbids the value."""
+    def check(r: httpx.Response, a: Org) -> None:
+        assert r.status_code == 422 and name in r.text, r.text
+    return check
+
+
+def no_rep_listed(r: httpx.Response, a: Org) -> None:
+    assert r.status_code == 200 and a.name not in r.text and a.rep not in r.text, r.text
+
+
+def no_csv_rows(r: httpx.Response, a: Org) -> None:
+    assert r.status_code == 200 and len(r.text.splitlines()) == 1, r.text
+
+
+def no_tasks(r: httpx.Response, a: Org) -> None:
+    assert r.status_code == 200 and r.json()["tasks"] == 0, r.text
+
+
+def unproven(r: httpx.Response, a: Org) -> None:
+    assert (r.status_code, r.json()) == (401, {"detail": UNPROVEN})
+
+
+@dataclass(frozen=True)
+class Param:
+    service: str
+    method: str
+    route: str
+    name: str
+    check: Check  # what A's request gets with an injection in this parameter (the others valid)
+    where: str = "query"
+
+    def __str__(self) -> str:
+        return f"{self.service} {self.method} {self.route} {self.name}"
+
+
+def _routes_params(service: str, method: str, route: str, *params: tuple[str, Check, str]) -> list[Param]:
+    return [Param(service, method, route, name, check, where) for name, check, where in params]
+
+
+Q, P = "query", "path"
+PARAMS = [
+    *_routes_params("kpi", "GET", "/v1/scorecards/{rep_id}", ("rep_id", missing, P), ("period", typed("period"), Q)),
+    *_routes_params("kpi", "GET", "/v1/teams/{team_id}/scorecard", ("team_id", missing, P),
+                    ("period", typed("period"), Q)),
+    *_routes_params("kpi", "GET", "/v1/leaderboard", ("period", typed("period"), Q), ("metric", typed("metric"), Q),
+                    ("team_id", empty("standings"), Q), ("limit", typed("limit"), Q), ("cursor", typed("cursor"), Q)),
+    *_routes_params("kpi", "GET", "/v1/scorecards/{rep_id}/contributions", ("rep_id", empty(None), P),
+                    ("metric", typed("metric"), Q), ("period", typed("period"), Q), ("limit", typed("limit"), Q)),
+    *_routes_params("kpi", "GET", "/leaderboard", ("period", typed("period"), Q), ("metric", typed("metric"), Q),
+                    ("team", no_rep_listed, Q)),
+    *_routes_params("kpi", "GET", "/leaderboard.csv", ("period", typed("period"), Q), ("metric", typed("metric"), Q),
+                    ("team", no_csv_rows, Q)),
+    *_routes_params("kpi", "GET", "/reps/{rep_id}", ("rep_id", missing, P), ("period", typed("period"), Q)),
+    *_routes_params("kpi", "GET", "/teams", ("period", typed("period"), Q)),
+    *_routes_params("kpi", "GET", "/teams/{team_id}", ("team_id", missing, P), ("period", typed("period"), Q)),
+    *_routes_params("kpi", "GET", "/tv", ("every", typed("every"), Q)),
+    *_routes_params("coaching", "GET", "/v1/tasks", ("rep_id", empty("tasks"), Q), ("status", typed("status"), Q),
+                    ("manager_id", empty("tasks"), Q), ("limit", typed("limit"), Q), ("cursor", typed("cursor"), Q)),
+    *_routes_params("coaching", "GET", "/v1/tasks/{task_id}", ("task_id", missing, P)),
+    *_routes_params("coaching", "POST", "/v1/tasks/{task_id}/ack", ("task_id", missing, P)),
+    *_routes_params("coaching", "POST", "/v1/tasks/{task_id}/complete", ("task_id", missing, P)),
+    *_routes_params("coaching", "GET", "/v1/action-plans", ("rep_id", empty("action_plans"), Q),
+                    ("status", typed("status"), Q)),
+    *_routes_params("coaching", "GET", "/v1/action-plans/{plan_id}", ("plan_id", typed("plan_id"), P)),
+    *_routes_params("coaching", "DELETE", "/v1/holidays/{day}", ("day", typed("day"), P)),
+    *_routes_params("coaching", "GET", "/v1/reps/{rep_id}/time-off", ("rep_id", empty("time_off"), P)),
+    *_routes_params("coaching", "GET", "/v1/policies/teams/{team_id}", ("team_id", empty("overrides"), P)),
+    *_routes_params("coaching", "PUT", "/v1/catalogue/{rule}", ("rule", missing, P)),
+    *_routes_params("coaching", "GET", "/v1/managers/{manager_id}/scorecard", ("manager_id", no_tasks, P),
+                    ("period", typed("period"), Q)),
+    *_routes_params("coaching", "GET", "/v1/reviews", ("scope_id", empty("reviews"), Q),
+                    ("week", empty("reviews"), Q), ("limit", typed("limit"), Q)),
+    *_routes_params("recognition", "GET", "/v1/celebrations", ("scope_id", empty("celebrations"), Q),
+                    ("period", empty("celebrations"), Q), ("limit", typed("limit"), Q),
+                    ("before", typed("before"), Q)),
+    *_routes_params("recognition", "GET", "/v1/reps/{rep_id}/trophies", ("rep_id", empty("trophies"), P)),
+    *_routes_params("ingest", "GET", "/v1/crm/{crm}/stages", ("crm", typed("crm"), P)),
+    *_routes_params("ingest", "PUT", "/v1/crm/{crm}/stages", ("crm", typed("crm"), P)),
+    *_routes_params("ingest", "GET", "/v1/crm/{crm}/users", ("crm", typed("crm"), P)),
+    *_routes_params("ingest", "PUT", "/v1/crm/{crm}/users", ("crm", typed("crm"), P)),
+    *_routes_params("ingest", "GET", "/v1/crm/dead-letters", ("crm", typed("crm"), Q), ("status", typed("status"), Q),
+                    ("limit", typed("limit"), Q)),
+    *_routes_params("ingest", "POST", "/v1/webhooks/{crm}/{tenant}", ("crm", typed("crm"), P),
+                    ("tenant", unproven, P)),
+]
+# Parameters that write what they are given into the caller's own scope: test_injection_bodies.py stores
+# SQL through them and reads it back.
+STORED = {("coaching", "POST", "/v1/reps/{rep_id}/time-off", "rep_id"),
+          ("coaching", "PUT", "/v1/policies/teams/{team_id}", "team_id")}
+# Parameters that reach no database (the dashboard's static files, the sign-in form's next page).
+INERT = {("kpi", "GET", "/static/{name}", "name"), ("kpi", "GET", "/signin", "next")}
+
+
+def test_every_parameter_of_every_route_has_a_case() -> None:
+    """Every query and path parameter of the four services is a case here, stored, or inert."""
+    for name in SPECS:
+        declared = {(name, r.method, r.path, alias) for r in routes(app_of(name))
+                    for alias in (*r.parameters(Q), *r.parameters(P))}
+        cased = {(p.service, p.method, p.route, p.name) for p in PARAMS if p.service == name}
+        assert declared == cased | {s for s in STORED | INERT if s[0] == name}, name
+
+
+def _valid(a: Org, quarter: str, route: str) -> dict[str, str]:
+    """A value for every parameter, one that matches A's data, so only the one under test is wrong."""
+    return {"rep_id": a.laggard if route == "/v1/tasks" else a.rep, "team_id": a.team, "team": a.team,
+            "manager_id": a.manager, "period": quarter,
+            "metric": "won_revenue", "limit": "10", "status": "open", "task_id": a.task_id, "plan_id": a.plan_id,
+            "day": a.holiday.isoformat(), "rule": "behind_pace", "crm": "hubspot", "tenant": a.slug,
+            "scope_id": a.team if route == "/v1/reviews" else a.rep, "week": "2026-W47", "every": "20"}
+
+
+def _request(param: Param, value: str, a: Org, quarter: str) -> tuple[str, dict[str, str]]:
+    """The path and query of `param`'s route with `value` in the parameter and A's own values in the others
+    (so that, but for the one under test, the filters would find A's rows)."""
+    route = next(r for r in routes(app_of(param.service)) if r.method == param.method and r.path == param.route)
+    valid = _valid(a, quarter, param.route)
+    path = param.route
+    for alias in route.parameters(P):
+        path = path.replace("{" + alias + "}", quote(value if alias == param.name else valid[alias], safe=""))
+    query = {alias: value if alias == param.name else valid[alias] for alias in route.parameters(Q)
+             if alias == param.name or alias in valid}
+    return path, query
+
+
+BODIES: dict[tuple[str, str], Any] = {  # a valid body where the route needs one, so the parameter decides
+    ("coaching", "/v1/tasks/{task_id}/complete"): {"outcome": "held"},
+    ("coaching", "/v1/catalogue/{rule}"): {"suggested_actions": ["call"], "training": []},
+    ("ingest", "/v1/crm/{crm}/stages"): {}, ("ingest", "/v1/crm/{crm}/users"): {}}
+
+
+@pytest.mark.parametrize("param", PARAMS, ids=str)
+async def test_sql_in_a_parameter_matches_nothing_and_changes_nothing(outside: Outside, tenant_a: Org, records: Records,
+                                                                      param: Param) -> None:
+    """Each SQL fragment and LIKE wildcard in the parameter: the answer its format or its filter gives (422
+    naming it, 404, or nothing of A's although A has rows every wildcard would match), and no row of any
+    tenant changes."""
+    before = await outside.snapshot()
+    async with outside.client(param.service, tenant_a) as client:
+        for value in INJECTIONS:
+            path, query = _request(param, value, tenant_a, outside.quarter)
+            body = BODIES.get((param.service, param.route))
+            answer = await client.request(param.method, path, params=query,
+                                          json=body if param.method in ("POST", "PUT") else None)
+            param.check(answer, tenant_a)
+    assert await outside.snapshot() == before
+    assert await records.new() == []
+    assert await outside.table_names() == outside.initial_tables
+
+
+KNOWN_NUL = {  # a NUL reaches PostgreSQL, which refuses it: an unhandled error, answered 500
+    "kpi": "kpi passes a NUL in a path or query parameter on to PostgreSQL: 500",
+    "coaching": "coaching passes a NUL in a path or query parameter on to PostgreSQL: 500",
+    "recognition": "recognition passes a NUL in a path or query parameter on to PostgreSQL: 500",
+}
+
+
+@pytest.mark.parametrize("service", [pytest.param(s, marks=[pytest.mark.xfail(strict=True, reason=KNOWN_NUL[s])]
+                                                  if s in KNOWN_NUL else []) for s in SPECS])
+async def test_a_nul_in_a_parameter_is_a_client_error(outside: Outside, tenant_a: Org, records: Records,
+                                                     service: str) -> None:
+    """A NUL can be in no stored id (PostgreSQL text holds none): every parameter with one gets a 4xx or
+    matches nothing, never a 500."""
+    before = await outside.snapshot()
+    failures = []
+    async with outside.client(service, tenant_a) as client:
+        for param in (p for p in PARAMS if p.service == service):
+            path, query = _request(param, NUL, tenant_a, outside.quarter)
+            body = BODIES.get((param.service, param.route))
+            answer = await client.request(param.method, path, params=query,
+                                          json=body if param.method in ("POST", "PUT") else None)
+            if answer.status_code >= 500 or (answer.status_code == 200 and tenant_a.secret in answer.text):
+                failures.append(f"{param}: {answer.status_code} {answer.text[:80]}")
+    assert failures == []
+    assert await outside.snapshot() == before
+    assert await records.new() == []
