@@ -18,11 +18,12 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import asyncpg
 import uvicorn
 from aiokafka import AIOKafkaProducer
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -73,6 +74,9 @@ class ServiceSpec:
     schemas: Callable[[], dict[str, Any]] | None = None
     # Per-service state built once the runtime exists; routes read it from `app.state.context`.
     context: Callable[[Runtime], Any] | None = None
+    # Refuse request bodies past MAX_BODY_BYTES for every route (413). ingest limits its own routes (its
+    # NDJSON imports have a limit of their own, streamed), so it says False.
+    limit_bodies: bool = True
 
 
 def _relay(spec: ServiceSpec, settings: ServiceSettings, pool: asyncpg.Pool) -> OutboxRelay:
@@ -138,6 +142,71 @@ async def _working_pool(spec: ServiceSpec, settings: ServiceSettings) -> asyncpg
     return pool
 
 
+class EdgeGuards:
+    """What no route should have to remember: a path or query parameter holding a NUL (no id or text in
+    PostgreSQL can) is a 422 naming it, and with `limit` a body past it is a 413 - by its Content-Length,
+    or counted as it streams in."""
+
+    def __init__(self, app: ASGIApp, limit: int | None) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if problem := _nul_in(scope):
+            await JSONResponse({"detail": problem}, status_code=422)(scope, receive, send)
+            return
+        limit = self.limit
+        if limit is None:
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._too_large(scope, receive, send)
+            return
+        seen, started = 0, False
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:  # FastAPI re-raises its own HTTPException from a body read (others become a 400)
+                    raise HTTPException(413, f"body exceeds the limit of {limit} bytes (MAX_BODY_BYTES)")
+            return message
+
+        async def noting(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, noting)
+        except HTTPException as err:  # read outside a route's body parsing: answer it here
+            if started or err.status_code != 413:
+                raise
+            await self._too_large(scope, receive, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await JSONResponse({"detail": f"body exceeds the limit of {self.limit} bytes (MAX_BODY_BYTES)"},
+                           status_code=413)(scope, receive, send)
+
+
+def _nul_in(scope: Scope) -> str | None:
+    if "\x00" in scope.get("path", ""):
+        return "path: must not contain the NUL character (\\u0000)"
+    for name, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
+        if "\x00" in name or "\x00" in value:
+            return f"query parameter {name.replace(chr(0), '?')!r}: must not contain the NUL character (\\u0000)"
+    return None
+
+
+async def _unstorable(request: Request, exc: Exception) -> JSONResponse:
+    """The last line behind the models' own checks: a value PostgreSQL cannot store is the client's 422."""
+    return JSONResponse({"detail": f"a value cannot be stored: {exc}"}, status_code=422)
+
+
 def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None = None) -> FastAPI:
     """The service's ASGI app; resources start in its lifespan."""
     loops: list[ConsumerLoop] = []
@@ -175,7 +244,10 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None
             log.info("service stopped")
 
     app = FastAPI(title=f"Attain {spec.name}", lifespan=lifespan, **spec.openapi)
+    app.add_middleware(EdgeGuards, limit=settings.max_body_bytes if spec.limit_bodies else None)
     app.add_middleware(RequestMetrics)
+    for unstorable in (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError):
+        app.add_exception_handler(unstorable, _unstorable)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

@@ -41,6 +41,9 @@ class ServiceSettings(BaseSettings):
     # Static group membership: set per replica (e.g. the pod name) so restarts do not rebalance.
     kafka_group_instance_id: str | None = None
 
+    # The largest request body a service reads (413 beyond); ingest's default is larger (IngestSettings).
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+
     db_pool_min: int = Field(default=1, ge=1)
     db_pool_max: int = Field(default=10, ge=1)
 

@@ -27,17 +27,18 @@ from services.coaching.plans import PLAN_METRICS, StepDraft, steps_for_task, tit
 from shared.auth import ReadTenant
 from shared.db import tenant_tx
 from shared.events import ManagerCard, Metric
+from shared.events import Text as StoredText
 from shared.periods import PeriodError, period_of
 from shared.service import Runtime, runtime_of
 
 router = APIRouter(prefix="/v1", tags=["coaching"])
 Rt = Annotated[Runtime, Depends(runtime_of)]
 TaskStatus = Literal["open", "acknowledged", "completed", "closed"]
-Text = Annotated[str, Field(min_length=1, max_length=200)]
+Text = Annotated[StoredText, Field(min_length=1, max_length=200)]
 
 
 class Outcome(BaseModel):
-    outcome: Annotated[str, Field(min_length=1, max_length=500, description="what was agreed, in a sentence")]
+    outcome: Annotated[StoredText, Field(min_length=1, max_length=500, description="what was agreed, in a sentence")]
 
 
 class StepIn(BaseModel):
@@ -67,8 +68,9 @@ class TimeOffIn(BaseModel):
 
 
 class PlaybookIn(BaseModel):
-    suggested_actions: list[Annotated[str, Field(min_length=1, max_length=300)]] = Field(min_length=1, max_length=10)
-    training: list[Annotated[str, Field(min_length=1, max_length=300)]] = Field(max_length=10)
+    suggested_actions: list[Annotated[StoredText, Field(min_length=1, max_length=300)]] = Field(min_length=1,
+                                                                                               max_length=10)
+    training: list[Annotated[StoredText, Field(min_length=1, max_length=300)]] = Field(max_length=10)
 
 
 def _task_uuid(task_id: str) -> uuid.UUID:

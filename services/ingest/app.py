@@ -35,4 +35,5 @@ SPEC = ServiceSpec(
     schemas=_schemas,
     timers=[prune_forever, announce_tenants],
     context=make_context,
+    limit_bodies=False,  # each route limits its own body (MAX_BODY_BYTES; NDJSON: MAX_NDJSON_BYTES, streamed)
 )

@@ -11,11 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.events import Metric, Scope
+from shared.events import Metric, Scope, Text
 
 # milestone names (the `milestone` field of recognition.milestone.reached)
 QUOTA = "quota_{percent}"  # quota_50, quota_100, quota_150: a threshold of a target crossed
@@ -67,6 +67,10 @@ class Standing:
     actual: Decimal
 
 
+Kind = Annotated[Text, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")]  # a milestone kind's name
+Template = Annotated[Text, Field(min_length=1, max_length=500)]  # a headline, with {placeholders}
+
+
 class Settings(BaseModel):
     """A tenant's recognition settings (defaults; `PUT /v1/recognition/settings` overrides any subset)."""
 
@@ -79,12 +83,14 @@ class Settings(BaseModel):
     streak_daily_activities: int = Field(5, ge=1, le=500, description="the daily activity goal of a streak")
     leaderboard_metrics: tuple[Metric, ...] = (Metric.WON_REVENUE, Metric.DEALS_WON)
     leaderboard_places: int = Field(3, ge=1, le=10)
-    disabled: tuple[str, ...] = Field((), description="milestone kinds switched off, e.g. ['activity_streak']")
+    disabled: tuple[Kind, ...] = Field((), max_length=32,
+                                       description="milestone kinds switched off, e.g. ['activity_streak']")
     corrections: bool = Field(False, description="announce recognition.milestone.corrected when numbers drop "
                                                  "back below a celebrated threshold (never a second celebration)")
-    locale: str = Field("en", description="formats amounts and dates in headlines, e.g. 'de_DE'")
-    templates: dict[str, str] = Field(default_factory=dict,
-                                      description="headline per milestone kind, with {placeholders} from its facts")
+    locale: str = Field("en", pattern=r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8}){0,3}$",
+                        description="formats amounts and dates in headlines, e.g. 'de_DE'")
+    templates: dict[Kind, Template] = Field(default_factory=dict, max_length=32,
+                                            description="headline per milestone kind, {placeholders} from its facts")
 
 
 @dataclass(frozen=True, slots=True)

@@ -343,9 +343,10 @@ async def start() -> Outside:
     since = await end_offsets(sorted({t for consumed in CONSUMED.values() for t in consumed}))
     clock = FixedClock(datetime.now(UTC))
     common: dict[str, Any] = {"database_url": db, "kafka_bootstrap_servers": BOOTSTRAP, "log_format": "text",
-                              "kafka_consumer_group_prefix": prefix, "outbox_poll_interval_s": 0.2}
+                              "kafka_consumer_group_prefix": prefix, "outbox_poll_interval_s": 0.2,
+                              "max_body_bytes": MAX_BODY_BYTES}
     ingest = await serve("ingest", INGEST, IngestSettings(
-        **common, max_body_bytes=MAX_BODY_BYTES, max_ndjson_bytes=MAX_NDJSON_BYTES,
+        **common, max_ndjson_bytes=MAX_NDJSON_BYTES,
         rate_limit_requests_per_s=100_000, rate_limit_request_burst=100_000), clock)
     coaching, recognition = await asyncio.gather(
         serve("coaching", COACHING, CoachingSettings(**common, coaching_evaluation_interval_s=3600,

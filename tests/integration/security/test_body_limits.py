@@ -2,9 +2,9 @@
 still ready afterwards, and nothing written or published.
 
 "The limit" is the deployment's request limit, `MAX_BODY_BYTES` (128 KiB in this run; NDJSON has its own,
-`MAX_NDJSON_BYTES`). Only ingest enforces it and answers 413; coaching, recognition and kpi have no limit of
-their own, so a body past it must at least be refused for what it holds (422 naming the field). Nested 10,000
-levels deep, JSON is deeper than any parser here goes: 400 or 422, naming the problem where the route is ours.
+`MAX_NDJSON_BYTES`): every service answers 413 past it (ingest per route, the others for every route, by the
+Content-Length or counted as a chunked body streams in). Nested 10,000 levels deep, JSON is deeper than any
+parser here goes: 400 or 422, naming the problem where the route is ours.
 
 The routes are read from each service's app: a POST or PUT route added later without a case here fails
 `test_every_route_that_reads_a_body_has_a_case`.
@@ -52,7 +52,7 @@ class Case:
     route: str
     oversized: Request
     nested: Request | None  # None: the route does not read JSON
-    limit: int | None = MAX_BODY_BYTES  # None: the service has no limit (the body is judged by what it holds)
+    limit: int = MAX_BODY_BYTES
     label: str = ""
 
     def __str__(self) -> str:
@@ -122,45 +122,31 @@ CASES = [
          lambda o, a: (f"/v1/tasks/{ANY_TASK}/complete", padded('{"outcome": "PAD"}', MAX_BODY_BYTES + 1),
                        {"content-type": JSON}),
          lambda o, a: (f"/v1/tasks/{ANY_TASK}/complete", ('{"outcome": ' + deep() + "}").encode(),
-                       {"content-type": JSON}), limit=None),
+                       {"content-type": JSON})),
     Case("coaching", "POST", "/v1/action-plans", _json("/v1/action-plans", '{"rep_id": "r", "title": "PAD"}'),
-         _nested("/v1/action-plans", '{"rep_id": "r", "steps": [{}]}'), limit=None),
+         _nested("/v1/action-plans", '{"rep_id": "r", "steps": [{}]}')),
     Case("coaching", "POST", "/v1/holidays", _json("/v1/holidays", '{"day": "2027-12-24", "name": "PAD"}'),
-         _nested("/v1/holidays", '{"day": "2027-12-24", "name": {}}'), limit=None),
+         _nested("/v1/holidays", '{"day": "2027-12-24", "name": {}}')),
     Case("coaching", "POST", "/v1/reps/{rep_id}/time-off",
          _json("/v1/reps/r/time-off", '{"first_day": "2027-03-01", "last_day": "2027-03-02", "reason": "PAD"}'),
-         _nested("/v1/reps/r/time-off", '{"first_day": "2027-03-01", "last_day": "2027-03-02", "reason": {}}'),
-         limit=None),
+         _nested("/v1/reps/r/time-off", '{"first_day": "2027-03-01", "last_day": "2027-03-02", "reason": {}}')),
     Case("coaching", "PUT", "/v1/policies", _json("/v1/policies", '{"pace_metrics": ["PAD"]}'),
-         _nested("/v1/policies", '{"pace_metrics": {}}'), limit=None),
+         _nested("/v1/policies", '{"pace_metrics": {}}')),
     Case("coaching", "PUT", "/v1/policies/teams/{team_id}", _json("/v1/policies/teams/t", '{"pace_metrics": ["PAD"]}'),
-         _nested("/v1/policies/teams/t", '{"pace_metrics": {}}'), limit=None),
+         _nested("/v1/policies/teams/t", '{"pace_metrics": {}}')),
     Case("coaching", "PUT", "/v1/catalogue/{rule}",
          _json("/v1/catalogue/behind_pace", '{"suggested_actions": ["PAD"], "training": []}'),
-         _nested("/v1/catalogue/behind_pace", '{"suggested_actions": [{}], "training": []}'), limit=None),
+         _nested("/v1/catalogue/behind_pace", '{"suggested_actions": [{}], "training": []}')),
     Case("recognition", "PUT", "/v1/recognition/settings",
          _json("/v1/recognition/settings", '{"templates": {"quota": "PAD"}}'),
-         _nested("/v1/recognition/settings", '{"templates": {}}'), limit=None),
+         _nested("/v1/recognition/settings", '{"templates": {}}')),
     Case("kpi", "POST", "/signin",
          lambda o, a: ("/signin", padded("token=PAD", MAX_BODY_BYTES + 1), {
              "content-type": "application/x-www-form-urlencoded"}),
-         None, limit=None),  # a form, not JSON
+         None),  # a form, not JSON
 ]
 # Routes that read no body: nothing to oversize or nest.
 NO_BODY = {("coaching", "POST", "/v1/tasks/{task_id}/ack"), ("kpi", "POST", "/signout")}
-# Where a case is known to fail today, outside the files these tests may fix (see the report of issue 9).
-KNOWN: dict[str, str] = {
-    "recognition PUT /v1/recognition/settings": (
-        "recognition has no body limit and Settings bounds neither `templates` nor `disabled` nor `locale`: "
-        "a 128 KiB headline template is stored and answered 200"),
-}
-
-
-def _expected_failure(case: Case) -> list[pytest.MarkDecorator]:
-    reason = KNOWN.get(str(case))
-    return [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-
-
 def test_every_route_that_reads_a_body_has_a_case() -> None:
     """Every POST and PUT route of the four services is a case here or on the no-body list."""
     for name in SPECS:
@@ -194,19 +180,16 @@ async def _send(outside: Outside, case: Case, request: Request, org: Org) -> htt
     return answer
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, marks=_expected_failure(c)) for c in CASES], ids=str)
+@pytest.mark.parametrize("case", CASES, ids=str)
 async def test_a_body_past_the_limit_is_refused(outside: Outside, tenant_c: Org, records: Records,
                                                 case: Case) -> None:
-    """Past the limit: 413 naming it where the service has one; otherwise a 4xx naming what is wrong."""
+    """Past the limit: 413 naming it."""
     async with nothing_written(outside, records):
         answer = await _send(outside, case, case.oversized, tenant_c)
-        if case.limit is not None:
-            assert answer.status_code == 413 and f"limit of {case.limit}" in answer.text, answer.text[:300]
-        else:
-            assert 400 <= answer.status_code < 500 and answer.text, answer.text[:300]
+        assert answer.status_code == 413 and f"limit of {case.limit}" in answer.text, answer.text[:300]
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c.limit is not None], ids=str)
+@pytest.mark.parametrize("case", CASES, ids=str)
 async def test_a_streamed_body_past_the_limit_is_refused(outside: Outside, tenant_c: Org, records: Records,
                                                          case: Case) -> None:
     """The same body sent chunked, without a Content-Length to refuse it by: counted as it arrives, 413."""

@@ -189,15 +189,7 @@ async def test_sql_in_a_parameter_matches_nothing_and_changes_nothing(outside: O
     assert await outside.table_names() == outside.initial_tables
 
 
-KNOWN_NUL = {  # a NUL reaches PostgreSQL, which refuses it: an unhandled error, answered 500
-    "kpi": "kpi passes a NUL in a path or query parameter on to PostgreSQL: 500",
-    "coaching": "coaching passes a NUL in a path or query parameter on to PostgreSQL: 500",
-    "recognition": "recognition passes a NUL in a path or query parameter on to PostgreSQL: 500",
-}
-
-
-@pytest.mark.parametrize("service", [pytest.param(s, marks=[pytest.mark.xfail(strict=True, reason=KNOWN_NUL[s])]
-                                                  if s in KNOWN_NUL else []) for s in SPECS])
+@pytest.mark.parametrize("service", SPECS)
 async def test_a_nul_in_a_parameter_is_a_client_error(outside: Outside, tenant_a: Org, records: Records,
                                                      service: str) -> None:
     """A NUL can be in no stored id (PostgreSQL text holds none): every parameter with one gets a 4xx or

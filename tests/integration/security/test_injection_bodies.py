@@ -188,14 +188,8 @@ NUL_TEXT = [
     ("ingest", "PUT", "/v1/crm/hubspot/users", {NUL: "rep"}),
     ("ingest", "PUT", "/v1/crm/hubspot/stages", {NUL: "won"}),
 ]
-KNOWN_NUL_TEXT = {s: f"{s} stores its free text without refusing a NUL: PostgreSQL does, and the answer is 500"
-                  for s in ("coaching", "recognition")}
-
-
 @pytest.mark.parametrize(("service", "method", "path", "body"), [
-    pytest.param(*case, id=f"{case[0]} {case[1]} {case[2]}".replace(quote(NUL), "NUL"),
-                 marks=[pytest.mark.xfail(strict=True, reason=KNOWN_NUL_TEXT[case[0]])]
-                 if case[0] in KNOWN_NUL_TEXT else []) for case in NUL_TEXT])
+    pytest.param(*case, id=f"{case[0]} {case[1]} {case[2]}".replace(quote(NUL), "NUL")) for case in NUL_TEXT])
 async def test_a_nul_in_stored_free_text_is_a_client_error(outside: Outside, tenant_a: Org, records: Records,
                                                            service: str, method: str, path: str, body: Any) -> None:
     """A NUL in a free-text field or id that would be stored: a 4xx naming the problem, nothing written."""
