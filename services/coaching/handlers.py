@@ -120,7 +120,7 @@ async def evaluate_reps(conn: asyncpg.Connection, tenant: str, rep_ids: Sequence
     for rep_id in sorted(views):
         view = views[rep_id]
         if view.team_id not in policies:
-            mine = [layers[k] for k in sorted({"", view.team_id or ""}) if k in layers]
+            mine = repo.layers_for(layers, view.team_id)
             policies[view.team_id] = defaults.with_overrides(*mine) if mine else defaults
         policy = policies[view.team_id]
         findings = evaluate(view, now, policy)

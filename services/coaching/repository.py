@@ -224,9 +224,12 @@ async def tenant_policy_layers(conn: asyncpg.Connection, tenant: str) -> dict[st
 
 async def policy_layers(conn: asyncpg.Connection, tenant: str, team_id: str | None) -> list[dict[str, Any]]:
     """The tenant's overrides, then the team's (each a partial `Policy`)."""
-    rows = await conn.fetch("SELECT team_id, overrides FROM policies WHERE tenant = $1 AND team_id IN ('', $2)"
-                            " ORDER BY team_id", tenant, team_id or "")
-    return [json.loads(r["overrides"]) for r in rows]
+    return layers_for(await tenant_policy_layers(conn, tenant), team_id)
+
+
+def layers_for(layers: Mapping[str, dict[str, Any]], team_id: str | None) -> list[dict[str, Any]]:
+    """Of a tenant's overrides by team id (`tenant_policy_layers`), the tenant's own, then the team's."""
+    return [layers[k] for k in ["", *([team_id] if team_id else [])] if k in layers]
 
 
 async def set_policy(conn: asyncpg.Connection, tenant: str, team_id: str, overrides: Mapping[str, Any]) -> None:

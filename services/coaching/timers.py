@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -162,32 +162,38 @@ async def evaluator(rt: Runtime) -> None:
     settings = rt.settings
     assert isinstance(settings, CoachingSettings)
     defaults = base_policy(rt)
-    while True:
-        await asyncio.sleep(settings.coaching_evaluation_delay_s)
-        try:
-            if await evaluate_owed(rt.pool, rt.clock.now(), defaults):
-                rt.relay.wake()
-            async with all_tenants_tx(rt.pool) as conn:
-                OWED_EVALUATIONS.set(await conn.fetchval("SELECT count(*) FROM owed_evaluations"))
-        except TRANSIENT as err:
-            metrics.TRANSIENT_ERRORS.labels("coaching-evaluator").inc()
-            log.warning("evaluation of touched reps failed, will retry", extra={"error": repr(err)})
+
+    async def work() -> None:
+        if await evaluate_owed(rt.pool, rt.clock.now(), defaults):
+            rt.relay.wake()
+        async with all_tenants_tx(rt.pool) as conn:
+            OWED_EVALUATIONS.set(await conn.fetchval("SELECT count(*) FROM owed_evaluations"))
+
+    await _every(settings.coaching_evaluation_delay_s, work, "coaching-evaluator")
 
 
 async def periodic_evaluation(rt: Runtime) -> None:
-    """The timer: `tick` every interval; a transient failure is logged and retried next time."""
+    """The timer: `tick` every interval."""
     settings = rt.settings
     assert isinstance(settings, CoachingSettings)
     defaults = base_policy(rt)
-    while True:
-        await asyncio.sleep(settings.coaching_evaluation_interval_s)
-        try:
-            done = await tick(rt.pool, rt.clock.now(), defaults)
-        except TRANSIENT as err:
-            metrics.TRANSIENT_ERRORS.labels("coaching-timer").inc()
-            log.warning("periodic evaluation failed, will retry", extra={"error": repr(err)})
-            continue
+
+    async def work() -> None:
+        done = await tick(rt.pool, rt.clock.now(), defaults)
         if done:
             rt.relay.wake()
             log.info("periodic evaluation", extra={"tasks_created": done.created, "escalated": done.escalated,
                                                    "settled": done.settled, "reviews": done.reviews})
+
+    await _every(settings.coaching_evaluation_interval_s, work, "coaching-timer")
+
+
+async def _every(interval_s: float, work: Callable[[], Awaitable[None]], component: str) -> None:
+    """Run `work` every `interval_s`; a transient failure is counted, logged and retried next time."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await work()
+        except TRANSIENT as err:
+            metrics.TRANSIENT_ERRORS.labels(component).inc()
+            log.warning(f"{component} failed, will retry", extra={"error": repr(err)})
