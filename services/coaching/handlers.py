@@ -109,10 +109,10 @@ async def evaluate_reps(conn: asyncpg.Connection, tenant: str, rep_ids: Sequence
     cool-down gate lets it through; a worse finding than the live one's supersedes it. A live check-in
     whose rule finds nothing any more is closed as recovered. What the rules read is fetched for all
     the reps at once (`repo.rep_views`); only findings and recoveries cost a statement each."""
-    views = await repo.rep_views(conn, tenant, rep_ids, now)
+    layers = await repo.tenant_policy_layers(conn, tenant)
+    views = await repo.rep_views(conn, tenant, rep_ids, now, repo.activity_days(defaults, layers))
     if not views:
         return 0
-    layers = await repo.tenant_policy_layers(conn, tenant)
     policies: dict[str | None, Policy] = {}
     live_of = await repo.live_tasks(conn, tenant, list(views))
     catalogue: dict[str, Playbook] | None = None

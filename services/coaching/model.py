@@ -8,7 +8,8 @@ are a `Policy`: defaults here, overridden per tenant and per team through the AP
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -60,6 +61,32 @@ class ClosedDeal:
 
 
 @dataclass(frozen=True, slots=True)
+class ActivityLog:
+    """A rep's logged activities as the rules read them: how many of each kind fell on each local day
+    of the tenant's zone, and the moment of the last one.
+
+    Its size follows days and kinds, not activities: a rep who logs a hundred e-mails a day costs what
+    one who logs three does. `repository.rep_views` counts in PostgreSQL, per day of the longest
+    activity window any policy of the tenant uses; `of` counts a list in Python, the same way.
+    """
+
+    days: tuple[tuple[date, str, int], ...] = ()  # (local day, kind, how many), in order
+    last_at: datetime | None = None  # the last activity's moment (the day counts may not reach it)
+
+    @classmethod
+    def of(cls, activities: Iterable[tuple[datetime, str]], zone: ZoneInfo) -> ActivityLog:
+        """The log of `(occurred_at, kind)` pairs, days taken in `zone`."""
+        moments = list(activities)
+        counts = Counter((at.astimezone(zone).date(), kind) for at, kind in moments)
+        return cls(tuple(sorted((day, kind, n) for (day, kind), n in counts.items())),
+                   max((at for at, _ in moments), default=None))
+
+    def count(self, first: date, after: date, kind: str | None = None) -> int:
+        """Activities of `kind` (any kind when None) on the local days `first` .. `after` - 1."""
+        return sum(n for day, k, n in self.days if first <= day < after and (kind is None or k == kind))
+
+
+@dataclass(frozen=True, slots=True)
 class RepView:
     """Everything the rules may look at for one rep, at one evaluation."""
 
@@ -72,7 +99,7 @@ class RepView:
     tenant_timezone: ZoneInfo  # period boundaries and pace are in the tenant's zone
     known_since: datetime  # the first event coaching saw of the rep: no silence is counted before it
     figures: tuple[Figure, ...] = ()
-    activities: tuple[tuple[datetime, str], ...] = ()  # (occurred_at, kind) of the last 120 days
+    activities: ActivityLog = ActivityLog()  # day counts in the tenant's zone, and the last activity
     open_deals: tuple[OpenDeal, ...] = ()
     closed_deals: tuple[ClosedDeal, ...] = ()  # closed in the last 180 days
     days_off: frozenset[date] = frozenset()  # tenant holidays and the rep's time off (local dates)

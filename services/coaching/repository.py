@@ -15,8 +15,9 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from services.coaching.calendar import local_midnight
 from services.coaching.checkins import Playbook
-from services.coaching.model import ClosedDeal, Figure, OpenDeal, RepView
+from services.coaching.model import ActivityLog, ClosedDeal, Figure, OpenDeal, Policy, RepView
 from shared.events import (
     ActivityLogged,
     AttainmentUpdated,
@@ -26,6 +27,8 @@ from shared.events import (
 )
 
 HISTORY = timedelta(days=180)  # how far back rules look (win-rate baseline); older activities may be pruned
+# the longest activity window a policy may set: how many days of activity counts a view holds at most
+ACTIVITY_DAYS_MAX: int = next(m.le for m in Policy.model_fields["activity_window_days"].metadata if hasattr(m, "le"))
 TASK_COLUMNS = ("task_id, rep_id, rep_name, team_id, manager_id, rule, severity, summary, evidence, suggested_actions,"
                 " training, details, status, created_at, due_at, acknowledged_at, completed_at, outcome,"
                 " escalated_at, escalated_to, closed_at, close_reason")
@@ -140,8 +143,15 @@ async def days_off(conn: asyncpg.Connection, tenant: str, rep_id: str | None, fi
     return frozenset(r[0] for r in rows)
 
 
-async def rep_view(conn: asyncpg.Connection, tenant: str, rep_id: str, now: datetime) -> RepView | None:
-    return (await rep_views(conn, tenant, [rep_id], now)).get(rep_id)
+async def rep_view(conn: asyncpg.Connection, tenant: str, rep_id: str, now: datetime,
+                   activity_days: int = ACTIVITY_DAYS_MAX) -> RepView | None:
+    return (await rep_views(conn, tenant, [rep_id], now, activity_days)).get(rep_id)
+
+
+def _activity_log(rows: Sequence[asyncpg.Record], days: Sequence[date]) -> ActivityLog:
+    """A rep's `ActivityLog` from `rep_views`' counts by (kind, day bucket) over the local `days`."""
+    counts = sorted((days[r["day"] - 1], r["kind"], r["n"]) for r in rows if 1 <= r["day"] < len(days))
+    return ActivityLog(tuple(counts), max((r["last"] for r in rows), default=None))
 
 
 def _group(rows: Sequence[asyncpg.Record], key: str = "rep_id") -> dict[str, list[asyncpg.Record]]:
@@ -151,9 +161,21 @@ def _group(rows: Sequence[asyncpg.Record], key: str = "rep_id") -> dict[str, lis
     return out
 
 
-async def rep_views(conn: asyncpg.Connection, tenant: str, rep_ids: Sequence[str],
-                    now: datetime) -> dict[str, RepView]:
-    """The rules' view of each rep of `rep_ids` known to coaching: six queries whatever their number."""
+def activity_days(defaults: Policy, layers: Mapping[str, Mapping[str, Any]]) -> int:
+    """The longest activity window any rep of a tenant is judged over: the defaults' or an override's."""
+    return max([defaults.activity_window_days]
+               + [defaults.with_overrides(layer).activity_window_days for layer in layers.values()
+                  if "activity_window_days" in layer])
+
+
+async def rep_views(conn: asyncpg.Connection, tenant: str, rep_ids: Sequence[str], now: datetime,
+                    activity_days: int = ACTIVITY_DAYS_MAX) -> dict[str, RepView]:
+    """The rules' view of each rep of `rep_ids` known to coaching: six queries whatever their number.
+
+    Activities arrive counted, per rep, kind and local day of the tenant's zone over the last
+    `activity_days` days and today, with each rep's last one (`ActivityLog`): what a batch of reps
+    holds in memory follows their number, not how much they logged. The day boundaries are computed
+    here, with the zone database the rules use, and PostgreSQL only sorts instants between them."""
     ids = sorted(set(rep_ids))
     reps = await conn.fetch(
         "SELECT r.rep_id, r.name, r.team_id, r.manager_id, r.timezone, r.known_since, t.timezone AS tenant_tz,"
@@ -167,15 +189,19 @@ async def rep_views(conn: asyncpg.Connection, tenant: str, rep_ids: Sequence[str
         " FROM attainment WHERE tenant = $1 AND scope = 'rep' AND scope_id = ANY($2::text[])"
         " AND period_start <= $3 AND period_end > $3", tenant, ids, now))
     since = now - HISTORY
+    tenant_zone = ZoneInfo(reps[0]["tenant_tz"] or "UTC")
+    today = now.astimezone(tenant_zone).date()
+    days = [today - timedelta(days=activity_days - i) for i in range(activity_days + 2)]  # .. today, tomorrow
+    # width_bucket: 0 before the first day, i for the i-th day (its midnight <= occurred_at < the next's)
     activities = _group(await conn.fetch(
-        "SELECT rep_id, occurred_at, kind FROM activities WHERE tenant = $1 AND rep_id = ANY($2::text[])"
-        " AND occurred_at >= $3 AND occurred_at <= $4", tenant, ids, since, now))
+        "SELECT rep_id, kind, width_bucket(occurred_at, $5::timestamptz[]) AS day, count(*) AS n,"
+        " max(occurred_at) AS last FROM activities WHERE tenant = $1 AND rep_id = ANY($2::text[])"
+        " AND occurred_at >= $3 AND occurred_at <= $4 GROUP BY 1, 2, 3",
+        tenant, ids, since, now, [local_midnight(day, tenant_zone) for day in days]))
     deals = _group(await conn.fetch(
         "SELECT rep_id, deal_id, stage, amount, currency, closed_at, GREATEST(updated_at, last_activity_at) AS touch"
         " FROM deals WHERE tenant = $1 AND rep_id = ANY($2::text[]) AND NOT deleted"
         " AND (stage = 'open' OR closed_at >= $3)", tenant, ids, since))
-    tenant_zone = ZoneInfo(reps[0]["tenant_tz"] or "UTC")
-    today = now.astimezone(tenant_zone).date()
     ranges: dict[str, tuple[date, date]] = {}
     for rep_id in ids:
         mine = figures.get(rep_id, [])
@@ -205,7 +231,7 @@ async def rep_views(conn: asyncpg.Connection, tenant: str, rep_ids: Sequence[str
             known_since=rep["known_since"],
             figures=tuple(Figure(f["period"], Metric(f["metric"]), f["actual"], f["target"], f["period_start"],
                                  f["period_end"], f["first_seen_at"]) for f in figures.get(rep_id, [])),
-            activities=tuple(sorted((a["occurred_at"], a["kind"]) for a in activities.get(rep_id, []))),
+            activities=_activity_log(activities.get(rep_id, []), days),
             open_deals=tuple(OpenDeal(d["deal_id"], d["amount"], d["currency"], d["touch"])
                              for d in mine_deals if d["stage"] == "open"),
             closed_deals=tuple(ClosedDeal(d["stage"] == "won", d["closed_at"]) for d in mine_deals

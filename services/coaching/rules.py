@@ -134,8 +134,7 @@ def activity_shortfall(view: RepView, now: datetime, policy: Policy) -> Finding 
     zone = view.tenant_timezone
     today = now.astimezone(zone).date()
     window_first = today - timedelta(days=policy.activity_window_days)
-    window_start, window_end = local_midnight(window_first, zone), local_midnight(today, zone)
-    if view.known_since > window_start:
+    if view.known_since > local_midnight(window_first, zone):
         return None
     candidates: list[tuple[Decimal, str, str, Figure, int, Decimal, int]] = []
     for figure in _active(view.figures, now, policy.activity_metrics, policy):
@@ -151,7 +150,8 @@ def activity_shortfall(view: RepView, now: datetime, policy: Policy) -> Finding 
         if expected < 1:
             continue
         kind = _ACTIVITY_KINDS[figure.metric]
-        actual = sum(1 for at, k in view.activities if window_start <= at < window_end and (kind is None or k == kind))
+        # the window runs from window_first's local midnight to today's: its local days, counted per day
+        actual = view.activities.count(window_first, today, kind)
         ratio = actual / expected
         if ratio < policy.activity_threshold:
             candidates.append((ratio, figure.metric.value, figure.period, figure, actual, expected, window_days))
@@ -321,13 +321,13 @@ def no_activity(view: RepView, now: datetime, policy: Policy) -> Finding | None:
     longer = recent_working_days(today, 2 * n, view.days_off)
     since = longer[n - 1]
     start = local_midnight(since, view.timezone)
-    if view.known_since > start or any(at >= start for at, _ in view.activities):
+    last = view.activities.last_at
+    if view.known_since > start or (last is not None and last >= start):
         return None
     long_since = longer[-1]
     long_start = local_midnight(long_since, view.timezone)
-    critical = view.known_since <= long_start and not any(at >= long_start for at, _ in view.activities)
+    critical = view.known_since <= long_start and (last is None or last < long_start)
     days, first = (2 * n, long_since) if critical else (n, since)
-    last = max((at for at, _ in view.activities), default=None)
     return Finding(
         rule=NO_ACTIVITY,
         severity="critical" if critical else "warning",

@@ -19,6 +19,7 @@ from services.coaching.model import (
     NO_ACTIVITY,
     RULES,
     STALLED_PIPELINE,
+    ActivityLog,
     ClosedDeal,
     Figure,
     OpenDeal,
@@ -62,11 +63,18 @@ def figure(
 
 
 def rep(**changes: Any) -> RepView:
+    """A view of Ann Lee; `activities` may be given as `(occurred_at, kind)` pairs (`calls`)."""
+    if isinstance(changes.get("activities"), tuple):
+        changes["activities"] = log(changes["activities"], changes.get("tenant_timezone", BERLIN))
     base = RepView(
         tenant="acme", rep_id="r1", name="Ann Lee", manager_id="m1", team_id="t1", timezone=BERLIN,
         tenant_timezone=BERLIN, known_since=LONG_AGO,
     )  # fmt: skip
     return replace(base, **changes)
+
+
+def log(activities: tuple[tuple[datetime, str], ...], zone: ZoneInfo = BERLIN) -> ActivityLog:
+    return ActivityLog.of(activities, zone)
 
 
 def calls(*moments: datetime, kind: str = "call") -> tuple[tuple[datetime, str], ...]:
@@ -330,7 +338,8 @@ def test_the_activities_metric_counts_every_kind() -> None:
                activities=week_of_calls(10) + week_of_calls(6, kind="email"))  # fmt: skip
     assert activity_shortfall(view, MONDAY_23, policy) is None
     assert activity_shortfall(view, MONDAY_23, POLICY) is None  # not an activity metric by default
-    finding = activity_shortfall(replace(view, activities=view.activities[:-1]), MONDAY_23, policy)
+    fewer = log(week_of_calls(10) + week_of_calls(5, kind="email"))
+    finding = activity_shortfall(replace(view, activities=fewer), MONDAY_23, policy)
     assert finding is not None
     assert "logged 15 activities" in finding.summary
 
@@ -352,7 +361,7 @@ def test_the_window_is_counted_in_the_tenants_zone() -> None:
     assert finding is not None
     assert finding.evidence.actual == Decimal(15)
     # and the first Monday 00:30 of the window is inside it
-    early = replace(view, activities=week_of_calls(15) + calls(datetime(2026, 11, 15, 23, 30, tzinfo=UTC)))
+    early = replace(view, activities=log(week_of_calls(15) + calls(datetime(2026, 11, 15, 23, 30, tzinfo=UTC))))
     assert activity_shortfall(early, MONDAY_23, POLICY) is None
 
 
@@ -413,7 +422,7 @@ def test_the_window_follows_local_midnights_across_the_dst_change() -> None:
     now = berlin(2026, 10, 26, 10)
     inside = calls(datetime(2026, 10, 18, 22, 30, tzinfo=UTC), datetime(2026, 10, 25, 22, 30, tzinfo=UTC))
     outside = calls(datetime(2026, 10, 18, 21, 30, tzinfo=UTC), datetime(2026, 10, 25, 23, 30, tzinfo=UTC))
-    finding = activity_shortfall(replace(view, activities=inside + outside), now, POLICY)
+    finding = activity_shortfall(replace(view, activities=log(inside + outside)), now, POLICY)
     assert finding is not None
     assert (finding.evidence.actual, finding.evidence.expected) == (Decimal(2), Decimal("20.00"))
 
