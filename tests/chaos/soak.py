@@ -1,12 +1,13 @@
 """`python -m tests.chaos.soak [--rate N] [--duration S]` (`make soak`): the whole stack under a steady
 load for a long time, on loopback, bounded in time and count.
 
-A seeded quarter's events stream through ingest at `--rate` events/s, looped with fresh ids for as long
-as the run lasts. Every half second a probe rep wins a deal worth exactly its target; the time from
-ingest's answer to the probe's `kpi.attainment.updated` on its topic (attainment committed and
-published) and to its `quota_100` celebration is its end-to-end latency. Memory of every service
-process, the broker (RSS) and PostgreSQL (PSS of all its processes) is read at the start, every minute,
-and at the end; each consumer group's lag every 15 s; CPU time per process over the load.
+A seeded quarter's events (200 reps) stream through ingest at `--rate` events/s, looped for as long as
+the run lasts, each loop as a fresh part of the org (`_looped`). Every half second a probe rep wins a
+deal worth exactly its target; the time from ingest's answer to the probe's `kpi.attainment.updated`
+on its topic (attainment committed and published) and to its `quota_100` celebration is its end-to-end
+latency. Memory of every service process, the broker (RSS) and PostgreSQL (PSS of all its processes) is
+read at the start, every minute, and at the end; each consumer group's lag every 15 s; CPU time per
+process over the load.
 
 The stack HOLDS the rate when, for every consumer group, both:
 - its lag has no upward trend: over the second half of the load, the least-squares line through its lag
@@ -78,19 +79,29 @@ def _machine_busy() -> tuple[float, float]:
     return sum(fields) - idle, sum(fields)
 
 
+_RENAMED = ("rep_id", "team_id", "parent_team_id", "manager_id", "deal_id", "activity_id")
+
+
 def _looped(events: list[dict[str, Any]], loop: int) -> list[dict[str, Any]]:
-    """The scenario's deals and activities again, as new ones (fresh ids): the roster and targets once."""
+    """The scenario again as another part of the same org: every rep, team, manager, deal and activity
+    under a fresh id (`-l<loop>`), so each loop's 200 reps live one quarter, as real reps do.
+
+    Looping the same reps instead gave each of them another quarter's deals and activities every loop
+    (a quarter every 100 s at 400 events/s): a rep's history, and with it whatever reads it, grew
+    without bound, which no sales org does. Here the data grows the way a deployment's does: more reps,
+    more deals, more history in the database; never more per rep than a quarter holds."""
     if loop == 0:
         return events
+    suffix = f"-l{loop}"
     out = []
     for e in events:
-        if e["type"] not in ("deal.upserted", "deal.deleted", "activity.logged"):
-            continue
         data = dict(e["data"])
-        for key in ("deal_id", "activity_id"):
-            if key in data:
-                data[key] = f"{data[key]}-l{loop}"
-        out.append({**e, "id": f"{e['id']}-l{loop}", "data": data})
+        for key in _RENAMED:
+            if data.get(key):
+                data[key] = f"{data[key]}{suffix}"
+        if e["type"] == "target.set" and data.get("scope") in ("rep", "team"):
+            data["scope_id"] = f"{data['scope_id']}{suffix}"
+        out.append({**e, "id": f"{e['id']}{suffix}", "data": data})
     return out
 
 

@@ -1,6 +1,8 @@
-"""The soak's verdict on a lag series: a steady rise is a trend, spikes that come and go are not."""
+"""The soak's verdict on a lag series (a steady rise is a trend, spikes that come and go are not), and its loops."""
 
-from tests.chaos.soak import CONSUMERS, TREND_LIMIT, _trends
+from tests.chaos import scenario
+from tests.chaos.fleet import CONSUMERS
+from tests.chaos.soak import TREND_LIMIT, _looped, _trends
 
 
 def series(values: dict[str, list[int]], every: float = 15.0) -> list[tuple[float, dict[str, int]]]:
@@ -37,3 +39,19 @@ def test_samples_after_the_load_are_not_part_of_the_trend() -> None:
 
 def test_a_group_without_samples_is_not_measured() -> None:
     assert _trends(series({"kpi": [1, 2, 3]}), arrivals(10, 3), streamed_s=45) == {}
+
+
+def test_each_loop_is_a_fresh_part_of_the_org_and_the_first_is_the_scenario() -> None:
+    events = scenario.generate(scenario.Settings(tenants=1, reps_per_tenant=5, deals_per_rep=3)).events
+    quarter = next(iter(events.values()))
+    assert _looped(quarter, 0) is quarter
+    again = _looped(quarter, 3)
+    assert [e["type"] for e in again] == [e["type"] for e in quarter]
+    ids = {e["id"] for e in quarter}
+    assert not ids & {e["id"] for e in again}
+    for before, after in zip(quarter, again, strict=True):
+        for key in ("rep_id", "team_id", "deal_id", "activity_id"):
+            if before["data"].get(key):
+                assert after["data"][key] == before["data"][key] + "-l3"
+        if before["type"] == "target.set" and before["data"]["scope"] in ("rep", "team"):
+            assert after["data"]["scope_id"] == before["data"]["scope_id"] + "-l3"
