@@ -3,6 +3,7 @@ the test moves: no sleeping for a due date, a cool-down or a Monday morning."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 from services.coaching.app import SPEC
 from services.coaching.settings import CoachingSettings
 from services.coaching.timers import Tally, tick
-from shared import topics
+from shared import db, topics
 from shared.clock import FixedClock
 from shared.cloudevents import CloudEvent, encode, message_key
 from tests.integration import inprocess
@@ -24,6 +25,17 @@ from tests.integration.conftest import BOOTSTRAP, fresh_database
 
 CONSUMED = [topics.ATTAINMENT.name, topics.ACTIVITIES.name, topics.DEALS.name, topics.ROSTER.name, topics.TENANTS.name]
 OUT = [topics.TASKS.name, topics.PLANS.name, topics.REVIEWS.name]
+
+
+@contextlib.asynccontextmanager
+async def migrated_pool(prefix: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on a fresh database with coaching's schema, for tests of its SQL without a replica."""
+    pool = await db.create_pool(await fresh_database(f"{prefix}_{uuid.uuid4().hex[:8]}"), SPEC.schema, max_size=2)
+    try:
+        await db.migrate(pool, SPEC.schema, SPEC.migrations)
+        yield pool
+    finally:
+        await pool.close()
 
 
 class Replica(inprocess.Replica):

@@ -13,24 +13,17 @@ import asyncpg
 import pytest
 
 from services.coaching import repository as repo
-from services.coaching.app import SPEC
 from services.coaching.calendar import local_midnight
 from services.coaching.model import ActivityLog
-from shared import db
-from tests.integration.conftest import fresh_database
+from tests.integration.coaching.conftest import migrated_pool
 
 US = timedelta(microseconds=1)
 
 
 @pytest.fixture(scope="module")
 async def pool(stack: None) -> AsyncIterator[asyncpg.Pool]:
-    url = await fresh_database(f"activity_counts_{uuid.uuid4().hex[:8]}")
-    pool = await db.create_pool(url, SPEC.schema, max_size=2)
-    await db.migrate(pool, SPEC.schema, SPEC.migrations)
-    try:
+    async with migrated_pool("activity_counts") as pool:
         yield pool
-    finally:
-        await pool.close()
 
 
 def _moments(zone: ZoneInfo, now: datetime, days: int) -> list[tuple[datetime, str]]:

@@ -4,7 +4,6 @@ its own is dropped instead of blocking the others."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
@@ -13,23 +12,16 @@ import pytest
 
 from services.coaching import repository as repo
 from services.coaching import timers
-from services.coaching.app import SPEC
 from services.coaching.model import Policy
-from shared import db
-from tests.integration.conftest import fresh_database
+from tests.integration.coaching.conftest import migrated_pool
 
 NOW = datetime(2026, 11, 2, 9, tzinfo=UTC)
 
 
 @pytest.fixture
 async def pool(stack: None) -> AsyncIterator[asyncpg.Pool]:
-    url = await fresh_database(f"owed_{uuid.uuid4().hex[:8]}")
-    pool = await db.create_pool(url, SPEC.schema, max_size=2)
-    await db.migrate(pool, SPEC.schema, SPEC.migrations)
-    try:
+    async with migrated_pool("owed") as pool:
         yield pool
-    finally:
-        await pool.close()
 
 
 async def _owe(pool: asyncpg.Pool, reps: Sequence[tuple[str, str]], at: datetime) -> None:
