@@ -166,8 +166,7 @@ async def create_plan(rt: Rt, tenant: ReadTenant, body: PlanIn) -> dict[str, Any
             raise HTTPException(422, "rep_id: required unless task_id is given")
         if body.rep_id and task and body.rep_id != task["rep_id"]:
             raise HTTPException(422, f"rep_id: task {body.task_id} is {task['rep_id']}'s, not {body.rep_id}'s")
-        view = await repo.rep_view(conn, tenant, rep_id, now, activity_days=1)  # its zone is all we read
-        zone = view.timezone if view else ZoneInfo("UTC")
+        zone = await repo.rep_zone(conn, tenant, rep_id) or ZoneInfo("UTC")
         steps = [StepDraft(s.title or title_of(s.metric, s.target, s.due_at, zone), s.metric, s.target, s.due_at)
                  for s in body.steps]
         if not steps and task:

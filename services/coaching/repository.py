@@ -27,8 +27,6 @@ from shared.events import (
 )
 
 HISTORY = timedelta(days=180)  # how far back rules look (win-rate baseline); older activities may be pruned
-# the longest activity window a policy may set: how many days of activity counts a view holds at most
-ACTIVITY_DAYS_MAX: int = next(m.le for m in Policy.model_fields["activity_window_days"].metadata if hasattr(m, "le"))
 TASK_COLUMNS = ("task_id, rep_id, rep_name, team_id, manager_id, rule, severity, summary, evidence, suggested_actions,"
                 " training, details, status, created_at, due_at, acknowledged_at, completed_at, outcome,"
                 " escalated_at, escalated_to, closed_at, close_reason")
@@ -143,9 +141,11 @@ async def days_off(conn: asyncpg.Connection, tenant: str, rep_id: str | None, fi
     return frozenset(r[0] for r in rows)
 
 
-async def rep_view(conn: asyncpg.Connection, tenant: str, rep_id: str, now: datetime,
-                   activity_days: int = ACTIVITY_DAYS_MAX) -> RepView | None:
-    return (await rep_views(conn, tenant, [rep_id], now, activity_days)).get(rep_id)
+async def rep_zone(conn: asyncpg.Connection, tenant: str, rep_id: str) -> ZoneInfo | None:
+    """The rep's own zone, else the tenant's (as in `RepView.timezone`); None for a rep coaching does not know."""
+    zone = await conn.fetchval("SELECT coalesce(r.timezone, t.timezone, 'UTC') FROM reps r LEFT JOIN tenants t"
+                               " USING (tenant) WHERE r.tenant = $1 AND r.rep_id = $2", tenant, rep_id)
+    return ZoneInfo(zone) if zone else None
 
 
 def _activity_log(rows: Sequence[asyncpg.Record], days: Sequence[date]) -> ActivityLog:
@@ -169,7 +169,7 @@ def activity_days(defaults: Policy, layers: Mapping[str, Mapping[str, Any]]) -> 
 
 
 async def rep_views(conn: asyncpg.Connection, tenant: str, rep_ids: Sequence[str], now: datetime,
-                    activity_days: int = ACTIVITY_DAYS_MAX) -> dict[str, RepView]:
+                    activity_days: int) -> dict[str, RepView]:
     """The rules' view of each rep of `rep_ids` known to coaching: six queries whatever their number.
 
     Activities arrive counted, per rep, kind and local day of the tenant's zone over the last

@@ -190,8 +190,9 @@ async def soak(rate: float, duration: float, probe_target: str = "1000") -> int:
                 while True:
                     await asyncio.sleep(LAG_EVERY_S)
                     lag, _, arrived = await _lag(db, prefix)
-                    lags.append((time.monotonic() - started, lag))
-                    inputs.append((time.monotonic() - started, arrived))
+                    at = time.monotonic() - started
+                    lags.append((at, lag))
+                    inputs.append((at, arrived))
                     if time.monotonic() - last_memory >= MEMORY_EVERY_S - 1:
                         last_memory = time.monotonic()
                         samples.append((last_memory - started, _memory(fleet)))
