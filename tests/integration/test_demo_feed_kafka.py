@@ -14,9 +14,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from deploy.demo.feed import FeedState, KafkaFeed
-from deploy.demo.runner import KAFKA_BOOTSTRAP
 from shared import topics
 from shared.cloudevents import CloudEvent, encode, message_key
+from tests.integration.conftest import BOOTSTRAP
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("stack")]
 
@@ -30,7 +30,7 @@ def _celebration(tenant: str, event_id: str) -> CloudEvent:
 
 async def test_the_feed_reads_only_new_messages_of_its_tenant_each_once() -> None:
     tenant, other = f"demo-test-{secrets.token_hex(4)}", f"other-{secrets.token_hex(4)}"
-    producer = AIOKafkaProducer(bootstrap_servers=KAFKA_BOOTSTRAP, acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all")
     await producer.start()
     try:
         async def send(event: CloudEvent) -> None:
@@ -40,7 +40,7 @@ async def test_the_feed_reads_only_new_messages_of_its_tenant_each_once() -> Non
 
         await send(_celebration(tenant, f"{tenant}-before"))  # before the feed starts: not seen
         state = FeedState(tenant, "2026-Q4")
-        feed = KafkaFeed(KAFKA_BOOTSTRAP, state)
+        feed = KafkaFeed(BOOTSTRAP, state)
         await feed.start(within_s=15)
         reader = asyncio.create_task(feed.run())
         try:
