@@ -129,6 +129,23 @@ def _deal(row: asyncpg.Record | None) -> Deal | None:
 _DEAL_COLUMNS = "rep_id, stage, amount, currency, created_at, closed_at, deleted"
 
 
+async def _claim_deals(conn: asyncpg.Connection, tenant: str, deal_ids: list[str]) -> None:
+    """Make sure every deal of `deal_ids` has a row, so that `SELECT ... FOR UPDATE` locks it.
+
+    A deal whose owner changes travels on two partitions, so two replicas may apply versions of one deal at
+    the same time. Reading "no stored version" of a deal another transaction is inserting, and then
+    overwriting that insert once it commits, would take nothing out and put the new version in: the first
+    version would stay counted (the `zombie` double count, tests/integration/kpi/test_kpi_concurrent_replicas.py).
+    Inserting a placeholder (a tombstone older than any version) first makes this transaction wait for the
+    other's insert and then see it; the placeholder never outlives the statement that follows it, since any
+    version or deletion is newer. Rows are taken in deal order, so two batches cannot deadlock on them.
+    """
+    await conn.execute(
+        "INSERT INTO deals (tenant, deal_id, rep_id, amount, currency, stage, updated_at, tiebreak, deleted)"
+        " SELECT $1, d, '', 0, 'XXX', 'open', '-infinity', '', true FROM unnest($2::text[]) AS d ORDER BY d"
+        " ON CONFLICT (tenant, deal_id) DO NOTHING", tenant, sorted(set(deal_ids)))
+
+
 async def apply_deals(conn: asyncpg.Connection, tenant: str,
                       deals: list[tuple[DealUpserted, str]]) -> list[tuple[Deal | None, Deal | None]]:
     """Store each deal's newest version in one statement, only where newer than what is stored.
@@ -143,6 +160,7 @@ async def apply_deals(conn: asyncpg.Connection, tenant: str,
             [d.closed_at for d, _ in deals], [d.updated_at for d, _ in deals], [t for _, t in deals])
     # Lock and read the stored versions first, in a statement of their own: a FOR UPDATE inside the
     # upsert's own WITH would skip rows the same statement updates, and lose their old side.
+    await _claim_deals(conn, tenant, cols[0])
     old = {r["deal_id"]: r for r in await conn.fetch(
         f"SELECT deal_id, {_DEAL_COLUMNS} FROM deals"
         " WHERE tenant = $1 AND deal_id = ANY($2::text[]) ORDER BY deal_id FOR UPDATE", tenant, cols[0])}
@@ -185,10 +203,11 @@ async def add_activities(conn: asyncpg.Connection, tenant: str,
 async def delete_deal(conn: asyncpg.Connection, tenant: str, deal: DealDeleted, tiebreak: str) -> Deal | None:
     """Tombstone the deal (even before its first upsert arrives, so a late older upsert stays dead);
     return the version it removed, if that counted for anything."""
+    await _claim_deals(conn, tenant, [deal.deal_id])
     old = await conn.fetchrow(
-        f"SELECT {_DEAL_COLUMNS}, updated_at, tiebreak FROM deals WHERE tenant = $1 AND deal_id = $2 FOR UPDATE",
-        tenant, deal.deal_id)
-    if old is not None and (old["updated_at"], old["tiebreak"]) >= (deal.updated_at, tiebreak):
+        f"SELECT {_DEAL_COLUMNS}, (updated_at, tiebreak COLLATE \"C\") >= ($3, $4) AS not_older FROM deals"
+        " WHERE tenant = $1 AND deal_id = $2 FOR UPDATE", tenant, deal.deal_id, deal.updated_at, tiebreak)
+    if old is not None and old["not_older"]:
         return None
     await conn.execute(
         "INSERT INTO deals (tenant, deal_id, rep_id, amount, currency, stage, updated_at, tiebreak, deleted)"
