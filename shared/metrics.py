@@ -43,4 +43,9 @@ OUTBOX_PUBLISHED = Counter(
     ["topic", "type"]
 )
 OUTBOX_PENDING = Gauge("attain_outbox_pending", "Outbox rows not yet published (last seen).")
+OUTBOX_DEAD = Counter(
+    "attain_outbox_dead_total",
+    "Outbox rows Kafka refused for good (too large, invalid, unknown or forbidden topic), moved to outbox_dead.",
+    ["topic", "error"],
+)
 READY = Gauge("attain_ready", "1 while /readyz answers 200.")

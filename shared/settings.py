@@ -51,7 +51,7 @@ class ServiceSettings(BaseSettings):
     attain_clock: str = "system"
 
     # Outbox relay: how often it looks for unsent rows when nothing woke it.
-    outbox_poll_interval_s: float = Field(default=0.5, gt=0)
+    outbox_poll_interval_s: float = Field(default=5.0, gt=0)
 
     @model_validator(mode="after")
     def _kafka_security_is_complete(self) -> Self:

@@ -5,9 +5,7 @@ with it. Found as a celebration missing from the topic in a two-replica fresh-cl
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,23 +15,44 @@ from shared.outbox import OutboxRelay, enqueue
 from tests.integration.conftest import fresh_database
 
 
+class Batch:
+    """Stands in for aiokafka's BatchBuilder: takes every record."""
+
+    def __init__(self) -> None:
+        self.values: list[bytes] = []
+
+    def append(self, *, key: bytes, value: bytes, timestamp: None, headers: Any) -> Batch:
+        self.values.append(value)
+        return self
+
+
 class HeldProducer:
     """Stands in for the transactional producer: records what is sent and, once, holds the batch inside
-    its Kafka transaction until the test lets it go."""
+    its Kafka transaction (at its commit) until the test lets it go."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes]] = []
         self.sending, self.release = asyncio.Event(), asyncio.Event()
 
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
-        yield
+    async def begin_transaction(self) -> None:
+        pass
+
+    async def commit_transaction(self) -> None:
         if not self.release.is_set():
             self.sending.set()
             await self.release.wait()
 
-    async def send(self, topic: str, value: bytes, key: bytes | None = None, headers: Any = None) -> None:
-        self.sent.append((topic, value))
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0}
+
+    def create_batch(self) -> Batch:
+        return Batch()
+
+    async def send_batch(self, batch: Batch, topic: str, *, partition: int) -> asyncio.Future[None]:
+        self.sent += [(topic, value) for value in batch.values]
+        delivered = asyncio.get_running_loop().create_future()
+        delivered.set_result(None)
+        return delivered
 
 
 def _event(name: str) -> CloudEvent:

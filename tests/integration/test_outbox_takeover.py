@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,10 +36,8 @@ class CrashAfterCommit:
     def __init__(self, real: AIOKafkaProducer) -> None:
         self.real = real
 
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
-        async with self.real.transaction():
-            yield
+    async def commit_transaction(self) -> None:
+        await self.real.commit_transaction()
         raise RuntimeError("killed after the Kafka commit, before the outbox delete")
 
     def __getattr__(self, name: str) -> Any:

@@ -275,9 +275,6 @@ class Outside:
             elif name == "coaching.plan_steps":
                 self.tables[name] = ("plan_id IN (SELECT plan_id FROM coaching.action_plans"
                                      " WHERE tenant = ANY($1::text[]))")
-            elif "headers" in columns:  # an outbox: CloudEvents headers as [name, value] pairs
-                self.tables[name] = ("EXISTS (SELECT 1 FROM jsonb_array_elements(headers) h"
-                                     " WHERE h->>0 = 'ce_tenant' AND h->>1 = ANY($1::text[]))")
             else:
                 raise AssertionError(f"{name}: no way to tell its tenant; add it to BOOKKEEPING with a reason")
 
@@ -300,7 +297,7 @@ class Outside:
         them (a soak at hundreds of events a second) need not be applied first."""
         slugs = [o.slug for o in self.orgs]
         waiting = " + ".join(f"(SELECT count(*) FROM {table} t WHERE {self.tables[table]})" for table in (
-            "kpi.pending_figures", "coaching.owed_evaluations", "ingest.outbox", "kpi.outbox", "coaching.outbox",
+            "coaching.owed_evaluations", "ingest.outbox", "kpi.outbox", "coaching.outbox",
             "recognition.outbox"))
         for _ in range(2):
             last = await self._last_of_run()
