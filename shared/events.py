@@ -48,7 +48,11 @@ Dec = Annotated[Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=s
 def _countable(moment: datetime) -> datetime:
     """A moment periods can be computed for: a CRM date in year 281 (a typo, a fuzzer) is refused at the edge
     with its reason, instead of being accepted and then failing in every service that counts it."""
-    if not MIN_YEAR <= moment.astimezone(UTC).year <= MAX_YEAR - 1:
+    try:
+        year = moment.astimezone(UTC).year
+    except OverflowError as err:  # e.g. 9999-12-31T23:00-05:00 is past the last datetime Python has
+        raise ValueError(f"must be a moment between {MIN_YEAR} and {MAX_YEAR - 1}") from err
+    if not MIN_YEAR <= year <= MAX_YEAR - 1:
         raise ValueError(f"must be a moment between {MIN_YEAR} and {MAX_YEAR - 1}")
     return moment
 
