@@ -170,6 +170,7 @@ def periods_containing(
 
 
 @lru_cache(maxsize=8192)
+@lru_cache(maxsize=8192)  # pure, and a stream's moments fall on few days: kpi asks once per contribution
 def labels_of_day(day: date, fiscal_start_month: int = 1) -> tuple[str, ...]:
     """The labels of the month, quarter, week and year (in that order) holding the local calendar ``day``.
 

@@ -59,6 +59,7 @@ class Subscription:
     models: dict[str, Any]
     handler: Callable[[Runtime], Handler]
     max_batch: int = 500  # records per transaction at most: larger amortises per-batch work under backlog
+    linger_s: float = 0.0  # once records came, wait this long for more before applying (ConsumerLoop)
 
 
 @dataclass(frozen=True)
@@ -226,7 +227,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None
             processor = TransactionalConsumer(pool=pool, producer=producer, group_id=group_id,
                                               service=spec.name, models=sub.models,
                                               handler=sub.handler(rt), after_commit=relay.wake)
-            loop = ConsumerLoop(settings, sub.topics, processor, max_records=sub.max_batch)
+            loop = ConsumerLoop(settings, sub.topics, processor, max_records=sub.max_batch, linger_s=sub.linger_s)
             loops.append(loop)
             tasks.append(asyncio.create_task(loop.run(), name=f"consumer-{group_id}"))
         tasks += [asyncio.create_task(timer(rt), name="timer") for timer in spec.timers]

@@ -10,8 +10,8 @@ No Kafka: the records Kafka would carry are built in-process and handed to the s
 publishes them). The clock moves in steps of `--step-hours`; at each step `now`:
 
 1. kpi gets every canonical event due by `now` as one batch (ingest's duplicates left out, as ingest
-   answers "duplicate" and publishes nothing), then `drain` flushes every figure it parked, so the state
-   at the end of a step does not depend on kpi's wall-clock flush pacer;
+   answers "duplicate" and publishes nothing); its figures are saved and published in that batch's
+   own transaction;
 2. kpi's new outbox rows become `kpi.attainment.v1` records;
 3. coaching gets the step's sales records and those attainment records as one batch, and evaluates the
    reps they touched (`evaluate_owed`, its evaluator's pass);
@@ -63,6 +63,7 @@ from shared.cloudevents import CloudEvent, encode, message_key
 from shared.consumer import TransactionalConsumer
 from shared.db import create_pool, migrate
 from shared.events import CANONICAL_EVENT, DealDeletedEvent, DealUpsertedEvent, TenantUpserted
+from shared.outbox import row_headers
 from shared.service import Runtime
 
 __all__ = [
@@ -202,7 +203,7 @@ def steps(quarter: Quarter, step: timedelta) -> list[datetime]:
 
 def outbox_record(offsets: Offsets, row: asyncpg.Record | dict[str, Any], at: datetime) -> ConsumerRecord:
     """An outbox row as `OutboxRelay` publishes it: topic, key, value and the stored headers, encoded."""
-    headers = [(name, text.encode()) for name, text in json.loads(row["headers"])]
+    headers = row_headers(row.get("header_pack"), row.get("headers"))
     return offsets.record(row["topic"], bytes(row["key"]), bytes(row["value"]), headers, at)
 
 
@@ -362,7 +363,7 @@ class _Runtime:
 async def _new_outbox_rows(pool: asyncpg.Pool) -> list[asyncpg.Record]:
     """kpi's unsent rows in `seq` order, deleted as the relay deletes what Kafka took."""
     async with pool.acquire() as conn, conn.transaction():
-        rows = list(await conn.fetch("SELECT seq, topic, key, value, headers FROM outbox ORDER BY seq"))
+        rows = list(await conn.fetch("SELECT seq, topic, key, value, header_pack, headers FROM outbox ORDER BY seq"))
         if rows:
             await conn.execute("DELETE FROM outbox WHERE seq <= $1", rows[-1]["seq"])
     return rows
@@ -395,8 +396,8 @@ async def _read_tasks(pool: asyncpg.Pool, tenant: str) -> list[TaskRow]:
 
 async def _outbox_types(pool: asyncpg.Pool) -> Counter[str]:
     async with pool.acquire() as conn:
-        rows = await conn.fetch("SELECT headers FROM outbox")
-    return Counter(dict(json.loads(r["headers"])).get("ce_type", "?") for r in rows)
+        rows = await conn.fetch("SELECT header_pack, headers FROM outbox")
+    return Counter(dict(row_headers(r["header_pack"], r["headers"])).get("ce_type", b"?").decode() for r in rows)
 
 
 async def replay_once(
@@ -454,7 +455,6 @@ async def replay_once(
             due, pending = [d.record for d in pending[:cut]], pending[cut:]
             if due:
                 await kpi.process([r for r in due if r.topic in KPI_TOPICS])
-            await kpi_handlers.drain(kpi_pool, now)
             figures = [outbox_record(attainment_offsets, row, now) for row in await _new_outbox_rows(kpi_pool)]
             batch = [r for r in due if r.topic in COACHING_TOPICS] + figures
             if batch:

@@ -103,11 +103,7 @@ async def _scorecard(request: Request, rt: Runtime, tenant: str, scope: Literal[
         rows = await queries.figures_of(conn, tenant, scope, scope_id, label)
         trailing = {}
         for days in (7, 30):
-            counts = dict(await conn.fetch(
-                "SELECT kind, count(*) FROM activities WHERE tenant = $1 AND occurred_at >= $2 AND occurred_at < $3"
-                " AND (($4 = 'rep' AND rep_id = $5) OR ($4 = 'team' AND rep_id IN"
-                "   (SELECT rep_id FROM reps WHERE tenant = $1 AND team_id = $5))) GROUP BY kind",
-                tenant, now - timedelta(days=days), now, scope, scope_id))
+            counts = await queries.activity_counts(conn, tenant, scope, scope_id, now - timedelta(days=days), now)
             trailing[f"last_{days}_days"] = {**counts, "activities": sum(counts.values())}
     if not rows:
         raise HTTPException(404, f"no figures for {scope} {scope_id!r} in {label}")
@@ -154,11 +150,6 @@ async def leaderboard(request: Request, tenant: ReadTenant, rt: Rt, period: str 
                                          next_cursor=str(offset + limit) if len(rows) > limit else None))
 
 
-_DEALS = {
-    Metric.WON_REVENUE: ("stage = 'won'", "closed_at"), Metric.DEALS_WON: ("stage = 'won'", "closed_at"),
-    Metric.AVG_DEAL_SIZE: ("stage = 'won'", "closed_at"), Metric.WIN_RATE: ("stage IN ('won', 'lost')", "closed_at"),
-    Metric.PIPELINE_CREATED: ("true", "created_at"),
-}
 
 
 @router.get("/scorecards/{rep_id}/contributions", response_model=list[Contribution], name="contributions")
@@ -168,18 +159,11 @@ async def contributions(rep_id: str, tenant: ReadTenant, rt: Rt, metric: Metric,
     label, cal = await _period(rt, tenant, period)
     start, end = period_bounds(label, cal.timezone, cal.fiscal_start_month)
     async with tenant_tx(rt.pool, tenant) as conn:
-        if metric in _DEALS:
-            condition, moment = _DEALS[metric]
-            rows = await conn.fetch(
-                f"SELECT deal_id, amount, currency, stage, {moment} AS at FROM deals WHERE tenant = $1"
-                f" AND rep_id = $2 AND NOT deleted AND {condition} AND {moment} >= $3 AND {moment} < $4"
-                f" ORDER BY {moment}, deal_id LIMIT $5", tenant, rep_id, start, end, limit)
+        if metric in queries.DEAL_METRICS:
+            rows = await queries.contributing_deals(conn, tenant, rep_id, metric, start, end, limit)
             return [Contribution(kind="deal", id=r["deal_id"], amount=r["amount"], currency=r["currency"],
                                  stage=r["stage"], at=r["at"]) for r in rows]
-        rows = await conn.fetch(
-            "SELECT activity_id, kind, occurred_at FROM activities WHERE tenant = $1 AND rep_id = $2"
-            " AND kind = ANY($3::text[]) AND occurred_at >= $4 AND occurred_at < $5 ORDER BY occurred_at,"
-            " activity_id LIMIT $6", tenant, rep_id, queries.KINDS[metric], start, end, limit)
+        rows = await queries.contributing_activities(conn, tenant, rep_id, metric, start, end, limit)
     return [Contribution(kind="activity", id=r["activity_id"], amount=None, currency=None, stage=r["kind"],
                          at=r["occurred_at"]) for r in rows]
 

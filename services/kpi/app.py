@@ -4,7 +4,7 @@ from pathlib import Path
 
 from services.kpi.api import router
 from services.kpi.dashboard import live, pages
-from services.kpi.handlers import MAX_BATCH, MODELS, flush_parked, make_handler
+from services.kpi.handlers import LINGER_S, MAX_BATCH, MODELS, make_handler
 from shared import topics
 from shared.service import ServiceSpec, Subscription
 
@@ -19,13 +19,14 @@ SPEC = ServiceSpec(
                     topics.TENANTS.name],
             models=MODELS,
             handler=make_handler,
-            # under backlog a larger batch applies many events per transaction; figures are
-            # coalesced across batches (services/kpi/pacing.py)
+            # under backlog a larger batch applies many events per transaction, and each figure it
+            # moves is saved and published once for the whole batch
             max_batch=MAX_BATCH,
+            linger_s=LINGER_S,
         )
     ],
     routers=[router, pages.router],
-    timers=[flush_parked, live.run],
+    timers=[live.run],
     context=pages.make_context,
     openapi={"description": "Attainment state per rep and team.", "version": "1"},
 )

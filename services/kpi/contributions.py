@@ -32,7 +32,7 @@ from datetime import date, datetime
 from decimal import Context, Decimal, Inexact, Rounded
 from zoneinfo import ZoneInfo
 
-from services.kpi.metrics import Tally
+from services.kpi.tally import Tally
 from shared.periods import labels_of_day
 
 FIELDS = ("won_revenue", "deals_won", "deals_lost", "pipeline_created", "calls", "emails", "meetings",

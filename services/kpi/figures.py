@@ -33,3 +33,10 @@ def figures(actual: Decimal, target: Decimal | None, elapsed_share: Decimal) -> 
     expected = None if target is None else (target * elapsed_share).quantize(MONEY, rounding=ROUND_HALF_EVEN)
     projected = (actual / elapsed_share).quantize(MONEY, rounding=ROUND_HALF_EVEN) if elapsed_share else None
     return Figures(actual, target, ratio(actual, target), expected, ratio(actual, expected), projected)
+
+
+def published(target: Decimal | None, *, publish_all: bool = False) -> bool:
+    """Does a changed figure go out on `kpi.attainment.v1`? A target is what makes a figure tracked and what
+    subscribers act on (CONTRACT.md section 3); an operator may opt in to every figure
+    (`KPI_PUBLISH_ALL_FIGURES=true`). Untargeted figures stay exact in kpi's state and read API either way."""
+    return publish_all or target is not None

@@ -10,7 +10,6 @@ created, for pipeline); a move re-attributes the rep's history from its date on.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections import defaultdict
@@ -20,19 +19,17 @@ from decimal import Decimal
 from typing import Protocol
 
 import asyncpg
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge
 from pydantic import BaseModel
 
-from services.kpi import repository as repo
 from services.kpi.contributions import Books, Key, Ledger
-from services.kpi.figures import figures
-from services.kpi.metrics import Tally, values
-from services.kpi.pacing import FlushPacer
+from services.kpi.figures import figures, published
+from services.kpi.ports import Figure, Outgoing, PgRepository, Repository, RepositoryFactory
+from services.kpi.tally import values
 from shared import topics
 from shared.clock import Clock
 from shared.cloudevents import CloudEvent, message_key
-from shared.consumer import TRANSIENT, Handler, Incoming
-from shared.db import all_tenants_tx, set_tenant
+from shared.consumer import Handler, Incoming
 from shared.events import (
     ActivityLogged,
     AttainmentUpdated,
@@ -45,9 +42,7 @@ from shared.events import (
     TeamUpserted,
     TenantUpserted,
 )
-from shared.outbox import enqueue_many
 from shared.periods import business_share, period_bounds
-from shared.service import Runtime
 
 log = logging.getLogger(__name__)
 SOURCE = "attain/kpi"
@@ -64,14 +59,10 @@ class HasClock(Protocol):
 
 
 MAX_BATCH = 10_000  # records per transaction at most (the consumer's getmany bound)
-PACER = FlushPacer()
-FLUSH_TICK_S = 0.5
-PARKED_CHUNK = 20_000  # parked keys per timer flush transaction
-FLUSH_SECONDS = Histogram("attain_kpi_flush_seconds", "Time to turn moved tallies into figures and enqueue them.",
-                          buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30))
+# At live load a batch gathers what arrives within this time of its first record, so a figure that moves
+# several times in it is saved and published once; under backlog batches fill up at once.
+LINGER_S = 0.1
 FIGURES_SENT = Counter("attain_kpi_figures_emitted_total", "kpi.attainment.updated events enqueued.")
-FIGURES_PARKED = Counter("attain_kpi_figures_parked_total",
-                         "Moved (scope, id, period) keys whose figures were deferred to a coalesced flush.")
 TEAM_ATTAINMENT = Gauge("attain_kpi_team_attainment_ratio",
                         "A team's attainment (actual / target) of each targeted metric in each period running "
                         "now, as last computed by the kpi replica that owns the team's partition.",
@@ -95,83 +86,41 @@ def watch_team(tenant: str, team: str, period: str, metric: str, attainment: Dec
     _NEXT_END[:] = [min(end, _NEXT_END[0])] if _NEXT_END else [end]
     TEAM_ATTAINMENT.labels(tenant, team, metric, period).set(float(attainment))
 
-Moved = tuple[Books, dict[Key, Tally]]  # per tenant: its books, and the keys whose tallies moved
+Moved = tuple[Books, set[Key]]  # a tenant's books, and the keys whose tallies or targets moved
 
 
-def make_handler(rt: HasClock) -> Handler:
+def make_handler(rt: HasClock, repository: RepositoryFactory = PgRepository) -> Handler:
+    """The batch handler; `repository` gives the state of the batch's connection (the handler tests pass
+    an in-memory fake)."""
+    publish_all = bool(getattr(getattr(rt, "settings", None), "kpi_publish_all_figures", False))
+
     async def handle(conn: asyncpg.Connection, batch: Sequence[Incoming]) -> None:
-        """Apply each tenant's events idempotently; send the figures they moved now, or park them."""
+        """Apply each tenant's events idempotently, then save the figures they moved and publish the
+        targeted ones, all in the batch's transaction: the batch is the unit of coalescing."""
+        store = repository(conn)
         by_tenant: dict[str, list[Incoming]] = defaultdict(list)
         for msg in batch:
             by_tenant[msg.event.tenant].append(msg)
-        moved = {tenant: await _apply(conn, rt, tenant, msgs) for tenant, msgs in by_tenant.items()}
-        if PACER.due():
-            started = PACER.start()
-            await flush(conn, rt.clock.now(), moved)
-            PACER.done(started)
-            FLUSH_SECONDS.observe(PACER.clock() - started)
-        else:
-            parked = [(tenant, key) for tenant, (_, tallies) in moved.items() for key in tallies]
-            await repo.park(conn, parked)
-            FIGURES_PARKED.inc(len(parked))
+        now = rt.clock.now()
+        for tenant, msgs in by_tenant.items():
+            books, moved = await _apply(store, tenant, msgs)
+            if moved:
+                await _recompute(store, tenant, books, moved, now, publish_all=publish_all)
 
     return handle
 
 
-async def flush(conn: asyncpg.Connection, now: datetime, moved: dict[str, Moved] | None = None,
-                parked: int = 2_000) -> int:
-    """Figures for the keys this transaction moved and up to `parked` parked keys (a live batch's figures
-    never wait for a whole backlog's); returns how many parked keys it took."""
-    moved = moved or {}
-    owed = await repo.claim_parked(conn, parked)
-    for tenant in sorted(owed.keys() | moved.keys()):
-        await set_tenant(conn, tenant)  # row-level security: this tenant's rows only, whatever the caller's scope
-        books, tallies = moved[tenant] if tenant in moved else (await repo.books(conn, tenant), {})
-        if extra := owed.get(tenant, set()) - tallies.keys():
-            tallies = tallies | await repo.read_tallies(conn, tenant, extra)
-        if tallies:
-            await _recompute(conn, tenant, books, tallies, now)
-    return sum(len(keys) for keys in owed.values())
-
-
-async def drain(pool: asyncpg.Pool, now: datetime) -> None:
-    """Flush every parked figure, now, whatever the pacer says (a replay's end, a test's)."""
-    while True:
-        async with all_tenants_tx(pool) as conn:
-            if not await flush(conn, now, parked=PARKED_CHUNK):
-                return
-
-
-async def flush_parked(rt: Runtime) -> None:
-    """A timer: flush parked figures when they are due and no batch comes along to carry them."""
-    while True:
-        await asyncio.sleep(FLUSH_TICK_S)
-        if not PACER.due():
-            continue
-        try:
-            taken = PARKED_CHUNK
-            while taken == PARKED_CHUNK and PACER.due():
-                started = PACER.start()
-                async with all_tenants_tx(rt.pool) as conn:
-                    taken = await flush(conn, rt.clock.now(), parked=PARKED_CHUNK)
-                PACER.done(started)
-                FLUSH_SECONDS.observe(PACER.clock() - started)
-                rt.relay.wake()
-        except TRANSIENT as err:
-            log.warning("parked figures not flushed, will retry", extra={"error": repr(err)})
-
-
-async def _apply(conn: asyncpg.Connection, rt: HasClock, tenant: str, msgs: list[Incoming]) -> Moved:
+async def _apply(store: Repository, tenant: str, msgs: list[Incoming]) -> Moved:
     with_zone = next((m.event for m in reversed(msgs) if m.event.tenant_timezone), None)
-    rebuild = bool(await conn.fetchval("DELETE FROM tally_rebuilds WHERE tenant = $1 RETURNING true", tenant))
+    rebuild = await store.take_rebuild(tenant)
     if with_zone is not None:
-        rebuild |= await repo.remember_tenant(conn, with_zone)
-    books = await repo.books(conn, tenant)
+        rebuild |= await store.remember_tenant(with_zone)
+    books = await store.books(tenant)
     ledger = Ledger(books)
-    changed = await repo.apply_deals(conn, tenant, [(m.data, m.event.id) for m in msgs
+    changed = await store.apply_deals(tenant, [(m.data, m.event.id) for m in msgs
                                                     if isinstance(m.data, DealUpserted)])
-    added = await repo.add_activities(conn, tenant, [m.data for m in msgs if isinstance(m.data, ActivityLogged)])
-    await repo.load_memberships(conn, tenant, books, {d.rep_id for pair in changed for d in pair if d}
+    added = await store.add_activities(tenant, [m.data for m in msgs if isinstance(m.data, ActivityLogged)])
+    await store.load_memberships(tenant, books, {d.rep_id for pair in changed for d in pair if d}
                                 | {a.rep_id for a in added})
     for old, new in changed:
         if old is not None:
@@ -180,17 +129,18 @@ async def _apply(conn: asyncpg.Connection, rt: HasClock, tenant: str, msgs: list
             ledger.deal(new, 1)
     for activity in added:
         ledger.activity(activity, 1)
-    targets, recount = await _apply_in_order(conn, tenant, msgs, ledger)
+    targets, recount = await _apply_in_order(store, tenant, msgs, ledger)
     if rebuild or recount:  # everything may have moved: recount the tenant from its stored state
-        tallies = await repo.rebuild_tallies(conn, tenant)
-        books = await repo.books(conn, tenant)
+        moved = await store.rebuild_tallies(tenant)
+        books = await store.books(tenant)
     else:
-        tallies = await repo.add_to_tallies(conn, tenant, ledger.changed())
-    tallies |= await repo.read_tallies(conn, tenant, targets - tallies.keys())
-    return books, tallies
+        moved = await store.add_to_tallies(tenant, ledger.changed())
+    if targets:
+        await store.ensure_tallies(tenant, targets)
+    return books, moved | targets
 
 
-async def _apply_in_order(conn: asyncpg.Connection, tenant: str, msgs: list[Incoming],
+async def _apply_in_order(store: Repository, tenant: str, msgs: list[Incoming],
                           ledger: Ledger) -> tuple[set[Key], bool]:
     """Deletions, roster, registry and target events, in their order; returns the keys whose target
     changed, and whether the tenant's calendar or currency did (then everything is recounted)."""
@@ -199,83 +149,81 @@ async def _apply_in_order(conn: asyncpg.Connection, tenant: str, msgs: list[Inco
     for msg in msgs:
         match msg.data:
             case DealDeleted():
-                if (gone := await repo.delete_deal(conn, tenant, msg.data, msg.event.id)) is not None:
-                    await repo.load_memberships(conn, tenant, ledger.books, [gone.rep_id])
+                if (gone := await store.delete_deal(tenant, msg.data, msg.event.id)) is not None:
+                    await store.load_memberships(tenant, ledger.books, [gone.rep_id])
                     ledger.deal(gone, -1)
             case RepUpserted():
-                await repo.upsert_rep(conn, tenant, msg.data, msg.event.time)
-                await _move(conn, tenant, msg.data, msg.event.time, ledger)
+                await store.upsert_rep(tenant, msg.data, msg.event.time)
+                await _move(store, tenant, msg.data, msg.event.time, ledger)
             case TenantUpserted():
-                recount |= await repo.register_tenant(conn, msg.data)
+                recount |= await store.register_tenant(msg.data)
             case TeamUpserted():  # a team moved in the hierarchy: every figure above it may change
-                recount |= await repo.upsert_team(conn, tenant, msg.data, msg.event.time)
-            case TargetSet() if await repo.set_target(conn, tenant, msg.data, msg.event.time):
+                recount |= await store.upsert_team(tenant, msg.data, msg.event.time)
+            case TargetSet() if await store.set_target(tenant, msg.data, msg.event.time):
                 targets.add((msg.data.scope.value, msg.data.scope_id, msg.data.period))
     return targets, recount
 
 
-async def _move(conn: asyncpg.Connection, tenant: str, rep: RepUpserted, at: datetime, ledger: Ledger) -> None:
+async def _move(store: Repository, tenant: str, rep: RepUpserted, at: datetime, ledger: Ledger) -> None:
     """A roster change re-attributes the rep's history from its date on: out of the old team, into the new."""
-    await repo.load_memberships(conn, tenant, ledger.books, [rep.rep_id])
-    since = await repo.add_membership(conn, tenant, rep, at)
+    await store.load_memberships(tenant, ledger.books, [rep.rep_id])
+    since = await store.add_membership(tenant, rep, at)
     if since is None:
         return
-    deals, activities = await repo.history_since(conn, tenant, rep.rep_id, since)
+    deals, activities = await store.history_since(tenant, rep.rep_id, since)
     teams = Ledger(ledger.books, scopes=("team",), deltas=ledger.deltas)
     for sign in (-1, 1):
         if sign == 1:
             ledger.books.memberships.pop(rep.rep_id)
-            await repo.load_memberships(conn, tenant, ledger.books, [rep.rep_id])
+            await store.load_memberships(tenant, ledger.books, [rep.rep_id])
         for deal in deals:
             teams.deal(deal, sign)
         for activity in activities:
             teams.activity(activity, sign)
 
 
-async def _recompute(conn: asyncpg.Connection, tenant: str, books: Books, tallies: dict[Key, Tally],
-                     now: datetime) -> None:
-    """Every metric of each (scope, id, period) whose tally or target changed; an update goes out only for
-    the (scope, id, period, metric) whose figures changed."""
-    tz, fiscal = books.timezone, books.fiscal_start_month
-    bounds = {p: period_bounds(p, tz, fiscal) for p in {p for _, _, p in tallies}}
-    shares = {p: business_share(start, end, now, tz) for p, (start, end) in bounds.items()}
-    rows: list[tuple[str, str, str, str, Decimal, Decimal | None]] = []
-    for scope in ("rep", "team"):
-        scope_ids = sorted({i for s, i, _ in tallies if s == scope})
-        if not scope_ids:
-            continue
-        targets = await repo.targets_of(conn, tenant, scope, scope_ids)
-        for (s, scope_id, period), tally in sorted(tallies.items()):
-            if s != scope:
-                continue
-            for metric, actual in values(tally).items():
-                rows.append((scope, scope_id, period, metric.value, actual,
-                             targets.get((scope_id, period, metric.value))))
-    revisions = await repo.save_all_figures(conn, tenant, rows, now)
+async def _recompute(store: Repository, tenant: str, books: Books, moved: set[Key],
+                     now: datetime, *, publish_all: bool = False) -> None:
+    """The figures of each (scope, id, period) whose tally or target changed: those with a target (every one
+    with `publish_all`) are published when their (actual, target) changed. Every figure, published or not,
+    is read from the tallies by the `attainment` view, so nothing more is written for the others. The
+    dashboard's live view hears of the periods that moved."""
+    await store.announce_figures(tenant, sorted({p for _, _, p in moved}))
+    targets = await store.targets_of(tenant, sorted({(s, i) for s, i, _ in moved}))
+    tracked = moved if publish_all else moved & {(s, i, p) for s, i, p, _ in targets}
+    tallies = await store.read_tallies(tenant, tracked)
+    rows: list[Figure] = []
+    for (scope, scope_id, period), tally in sorted(tallies.items()):
+        for metric, actual in values(tally).items():
+            target = targets.get((scope, scope_id, period, metric.value))
+            if published(target, publish_all=publish_all):
+                rows.append((scope, scope_id, period, metric.value, actual, target))
+    revisions = await store.save_published(tenant, rows, now)
     if not revisions:
         return
-    profiles = await repo.profiles_of(conn, tenant, sorted({i for s, i, *_ in rows if s == "rep"}))
-    outgoing: list[tuple[str, bytes, CloudEvent]] = []
-    for scope, scope_id, period, metric_name, actual, target in rows:
-        metric = Metric(metric_name)
-        revision = revisions.get((scope, scope_id, period, metric_name))
-        if revision is None:
-            continue
+    tz, fiscal = books.timezone, books.fiscal_start_month
+    bounds = {p: period_bounds(p, tz, fiscal) for p in {key[2] for key in revisions}}
+    shares = {p: business_share(start, end, now, tz) for p, (start, end) in bounds.items()}
+    chosen = [row for row in rows if row[:4] in revisions]
+    profiles = await store.profiles_of(tenant, sorted({r[1] for r in chosen if r[0] == "rep"}))
+    outgoing: list[Outgoing] = []
+    for scope, scope_id, period, metric_name, actual, target in chosen:
         start, end = bounds[period]
         fig = figures(actual, target, shares[period])
         profile = profiles.get(scope_id) if scope == "rep" else None
         if scope == "team" and start <= now:
             watch_team(tenant, scope_id, period, metric_name, fig.attainment, end, now)
         data = AttainmentUpdated.model_construct(  # our own computed, typed values: no re-validation
-            scope=Scope(scope), scope_id=scope_id, period=period, metric=metric, actual=fig.actual,
+            scope=Scope(scope), scope_id=scope_id, period=period, metric=Metric(metric_name), actual=fig.actual,
             target=fig.target, attainment=fig.attainment, expected=fig.expected, pace=fig.pace,
             projected=fig.projected, as_of=now, period_start=start, period_end=end,
             team_id=profile["team_id"] if profile else (scope_id if scope == "team" else None),
             manager_id=profile["manager_id"] if profile else None, name=profile["name"] if profile else None,
         )
+        revision = revisions[(scope, scope_id, period, metric_name)]
         event_id = uuid.uuid5(NAMESPACE, f"{tenant}|{scope}|{scope_id}|{period}|{metric_name}|{revision}")
         event = CloudEvent(id=str(event_id), type="kpi.attainment.updated", source=SOURCE, time=now,
                            tenant=tenant, data=data, extensions={"tenanttimezone": tz.key})
         outgoing.append((topics.ATTAINMENT.name, message_key(tenant, scope, scope_id, period, metric_name), event))
-    await enqueue_many(conn, outgoing)
+    await store.enqueue(outgoing)
     FIGURES_SENT.inc(len(outgoing))

@@ -38,7 +38,7 @@ from rich import progress as rp
 from rich.console import Console
 
 from services.kpi.app import SPEC
-from services.kpi.handlers import MODELS, drain, make_handler
+from services.kpi.handlers import MODELS, make_handler
 from services.kpi.settings import KpiSettings
 from shared import db
 from shared.clock import SystemClock
@@ -164,7 +164,6 @@ async def _replay(settings: KpiSettings, pool: asyncpg.Pool, group: str, target:
                 elif time.monotonic() - last_move > STALL_S:
                     raise RuntimeError(f"no progress for {STALL_S:.0f} s at {position:,} of {total:,} offsets")
                 bar.update(task, completed=position)
-        await drain(pool, SystemClock().now())  # the figures kpi's pacer held back, as its timer sends them
     finally:
         await consumer.stop()
     return applied, replayer.invalid

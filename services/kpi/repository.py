@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -9,9 +10,10 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import asyncpg
+import msgspec
 
 from services.kpi.contributions import FIELDS, MONEY, Activity, Books, Deal, Key, Ledger, Vector, tally_of
-from services.kpi.metrics import Tally
+from services.kpi.tally import Tally
 from shared.cloudevents import CloudEvent
 from shared.events import (
     ActivityLogged,
@@ -289,37 +291,42 @@ async def set_target(conn: asyncpg.Connection, tenant: str, target: TargetSet, v
     return str(status).endswith(" 1")
 
 
-async def targets_of(conn: asyncpg.Connection, tenant: str, scope: str,
-                     scope_ids: list[str]) -> dict[tuple[str, str, str], Decimal]:
-    """Targets of the given reps or teams, by (scope id, period, metric)."""
+async def targets_of(conn: asyncpg.Connection, tenant: str,
+                     owners: list[tuple[str, str]]) -> dict[tuple[str, str, str, str], Decimal]:
+    """Targets of the given (scope, scope id)s, by (scope, scope id, period, metric)."""
+    if not owners:
+        return {}
     rows = await conn.fetch(
-        "SELECT scope_id, period, metric, value FROM targets WHERE tenant = $1 AND scope = $2"
-        " AND scope_id = ANY($3::text[])", tenant, scope, scope_ids)
-    return {(r["scope_id"], r["period"], r["metric"]): r["value"] for r in rows}
+        "SELECT t.scope, t.scope_id, t.period, t.metric, t.value FROM targets t"
+        " JOIN unnest($2::text[], $3::text[]) AS o(scope, scope_id) USING (scope, scope_id) WHERE t.tenant = $1",
+        tenant, [o[0] for o in owners], [o[1] for o in owners])
+    return {(r[0], r[1], r[2], r[3]): r[4] for r in rows}
 
 
 _TALLY_COLUMNS = ", ".join(FIELDS)
+_JSON = msgspec.json.Encoder()  # Decimal as its exact string
 
 
-async def add_to_tallies(conn: asyncpg.Connection, tenant: str, deltas: dict[Key, Vector]) -> dict[Key, Tally]:
-    """Move each key's running tally by its delta in one statement; return the new tallies.
+async def add_to_tallies(conn: asyncpg.Connection, tenant: str, deltas: dict[Key, Vector]) -> set[Key]:
+    """Move each key's running tally by its delta in one statement; return the keys it moved.
 
     Rows are written in key order, so two replicas moving the same team's tallies lock them in the
     same order and cannot deadlock."""
     if not deltas:
-        return {}
+        return set()
     keys = sorted(deltas)
-    columns = [[deltas[k][i] for k in keys] for i in range(len(FIELDS))]
-    types = ["numeric" if i in MONEY else "bigint" for i in range(len(FIELDS))]
-    unnest = ", ".join(f"${i + 5}::{t}[]" for i, t in enumerate(types))
-    rows = await conn.fetch(
+    # One JSON parameter rather than an array per column: asyncpg encodes arrays element by element (about
+    # 6 µs of this process's CPU per row here), msgspec writes the JSON in C (0.6 µs); PostgreSQL casts each
+    # field back exactly (money as a decimal string).
+    payload = _JSON.encode([[*key, *deltas[key]] for key in keys]).decode()
+    fields = ", ".join(f"(x->>{i + 3})::{'numeric' if i in MONEY else 'bigint'}" for i in range(len(FIELDS)))
+    await conn.execute(
         f"INSERT INTO period_tallies (tenant, scope, scope_id, period, {_TALLY_COLUMNS})"
-        f" SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], {unnest}) ORDER BY 1, 2, 3"
+        f" SELECT $1, x->>0, x->>1, x->>2, {fields} FROM json_array_elements($2::json) AS x ORDER BY 2, 3, 4"
         " ON CONFLICT (tenant, scope, scope_id, period) DO UPDATE SET "
-        + ", ".join(f"{f} = period_tallies.{f} + EXCLUDED.{f}" for f in FIELDS)
-        + f" RETURNING scope, scope_id, period, {_TALLY_COLUMNS}",
-        tenant, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], *columns)
-    return {(r[0], r[1], r[2]): tally_of(list(r)[3:]) for r in rows}
+        + ", ".join(f"{f} = period_tallies.{f} + EXCLUDED.{f}" for f in FIELDS),
+        tenant, payload)
+    return set(keys)
 
 
 async def read_tallies(conn: asyncpg.Connection, tenant: str, keys: Iterable[Key]) -> dict[Key, Tally]:
@@ -335,31 +342,27 @@ async def read_tallies(conn: asyncpg.Connection, tenant: str, keys: Iterable[Key
     return {k: found.get(k, EMPTY) for k in wanted}
 
 
-async def park(conn: asyncpg.Connection, keys: list[tuple[str, Key]]) -> None:
-    """Remember (tenant, key)s whose figures are owed (sent by a later flush)."""
-    if keys:
-        await conn.execute(
-            "INSERT INTO pending_figures (tenant, scope, scope_id, period)"
-            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) ON CONFLICT DO NOTHING",
-            [t for t, _ in keys], [k[0] for _, k in keys], [k[1] for _, k in keys], [k[2] for _, k in keys])
+FIGURES_CHANNEL = "attain_kpi_figures"  # NOTIFY payload: {"tenant": ..., "periods": [...]}
 
 
-async def claim_parked(conn: asyncpg.Connection, limit: int) -> dict[str, set[Key]]:
-    """Take up to `limit` owed keys, by tenant (ones another replica is claiming are skipped, not waited for)."""
-    owed: dict[str, set[Key]] = {}
-    for r in await conn.fetch(
-            "DELETE FROM pending_figures WHERE ctid IN (SELECT ctid FROM pending_figures LIMIT $1"
-            " FOR UPDATE SKIP LOCKED) RETURNING tenant, scope, scope_id, period", limit):
-        owed.setdefault(r[0], set()).add((r[1], r[2], r[3]))
-    return owed
+async def announce_figures(conn: asyncpg.Connection, tenant: str, periods: list[str]) -> None:
+    """Tell every kpi replica's dashboard feed, at commit, which of a tenant's periods have new figures
+    (targeted or not: the dashboard shows both; the topic carries only targeted ones)."""
+    await conn.execute("SELECT pg_notify($1, $2)", FIGURES_CHANNEL,
+                       json.dumps({"tenant": tenant, "periods": periods[:50]}, separators=(",", ":")))
 
 
-async def rebuild_tallies(conn: asyncpg.Connection, tenant: str) -> dict[Key, Tally]:
+async def take_rebuild(conn: asyncpg.Connection, tenant: str) -> bool:
+    """Whether the tenant's tallies are owed a full recount (migrations ask for it), taking the request."""
+    return bool(await conn.fetchval("DELETE FROM tally_rebuilds WHERE tenant = $1 RETURNING true", tenant))
+
+
+async def rebuild_tallies(conn: asyncpg.Connection, tenant: str) -> set[Key]:
     """Recompute every running tally of the tenant from its stored deals and activities.
 
     For a change that moves everything (a new time zone, fiscal year start, base currency or
     exchange rate) and for tenants tallied before running tallies existed. Returns every key that
-    had or has a tally, with its new value."""
+    had or has a tally."""
     into = await books(conn, tenant)
     await load_memberships(conn, tenant, into, [r[0] for r in await conn.fetch(
         "SELECT DISTINCT rep_id FROM memberships WHERE tenant = $1", tenant)])
@@ -374,7 +377,10 @@ async def rebuild_tallies(conn: asyncpg.Connection, tenant: str) -> dict[Key, Ta
     before = [(r[0], r[1], r[2]) for r in await conn.fetch(
         "DELETE FROM period_tallies WHERE tenant = $1 RETURNING scope, scope_id, period", tenant)]
     fresh = await add_to_tallies(conn, tenant, ledger.changed())
-    return {k: EMPTY for k in before} | fresh
+    await conn.execute(  # a key with a target keeps its row, zeros and all (the attainment view shows it)
+        "INSERT INTO period_tallies (tenant, scope, scope_id, period) SELECT DISTINCT tenant, scope, scope_id,"
+        " period FROM targets WHERE tenant = $1 ON CONFLICT DO NOTHING", tenant)
+    return set(before) | fresh
 
 
 async def profiles_of(conn: asyncpg.Connection, tenant: str, rep_ids: list[str]) -> dict[str, asyncpg.Record]:
@@ -383,17 +389,31 @@ async def profiles_of(conn: asyncpg.Connection, tenant: str, rep_ids: list[str])
     return {r["rep_id"]: r for r in rows}
 
 
-async def save_all_figures(conn: asyncpg.Connection, tenant: str, figures: list[tuple[str, str, str, str,
-                           Decimal, Decimal | None]], at: datetime) -> dict[tuple[str, str, str, str], int]:
-    """`save_figures` for many keys at once: the new revision of each key whose figures changed."""
+async def save_published(conn: asyncpg.Connection, tenant: str, figures: list[tuple[str, str, str, str,
+                         Decimal, Decimal | None]], at: datetime) -> dict[tuple[str, str, str, str], int]:
+    """Remember the figures about to be published; the new revision of each key whose (actual, target)
+    differ from what was last published (the others are left out: nothing new to say)."""
+    if not figures:
+        return {}
     rows = await conn.fetch(
-        "INSERT INTO attainment (tenant, scope, scope_id, period, metric, actual, target, updated_at)"
+        "INSERT INTO published_figures (tenant, scope, scope_id, period, metric, actual, target, updated_at)"
         " SELECT $1, * , $8::timestamptz FROM unnest($2::text[], $3::text[], $4::text[], $5::text[],"
-        "   $6::numeric[], $7::numeric[])"
+        "   $6::numeric[], $7::numeric[]) ORDER BY 1, 2, 3, 4, 5"
         " ON CONFLICT (tenant, scope, scope_id, period, metric) DO UPDATE SET actual = EXCLUDED.actual,"
-        " target = EXCLUDED.target, updated_at = EXCLUDED.updated_at, revision = attainment.revision + 1"
-        " WHERE (attainment.actual, attainment.target) IS DISTINCT FROM (EXCLUDED.actual, EXCLUDED.target)"
+        " target = EXCLUDED.target, updated_at = EXCLUDED.updated_at, revision = published_figures.revision + 1"
+        " WHERE (published_figures.actual, published_figures.target)"
+        "   IS DISTINCT FROM (EXCLUDED.actual, EXCLUDED.target)"
         " RETURNING scope, scope_id, period, metric, revision",
         tenant, *([f[i] for f in figures] for i in range(6)), at,
     )
     return {(r["scope"], r["scope_id"], r["period"], r["metric"]): r["revision"] for r in rows}
+
+
+async def ensure_tallies(conn: asyncpg.Connection, tenant: str, keys: Iterable[Key]) -> None:
+    """A tally row for each key (zeros where nothing counted yet), so a key with a target shows its figures."""
+    wanted = sorted(set(keys))
+    if wanted:
+        await conn.execute(
+            "INSERT INTO period_tallies (tenant, scope, scope_id, period)"
+            " SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[]) ORDER BY 1, 2, 3 ON CONFLICT DO NOTHING",
+            tenant, [k[0] for k in wanted], [k[1] for k in wanted], [k[2] for k in wanted])

@@ -6,3 +6,5 @@ class KpiSettings(ServiceSettings):
     # The dashboard shows check-ins, action plans and celebrations from these read APIs (same token).
     dashboard_coaching_url: str = "http://127.0.0.1:8003"
     dashboard_recognition_url: str = "http://127.0.0.1:8004"
+    # Publish every changed figure on kpi.attainment.v1, not only those with a target (CONTRACT.md section 3).
+    kpi_publish_all_figures: bool = False

@@ -10,7 +10,7 @@ last deal goes back to 0 instead of keeping a stale value.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Context, Decimal
 
 from shared.events import Metric
 
@@ -31,15 +31,39 @@ class Tally:
     unconverted: int = 0  # deals left out: no exchange rate into the base currency
 
 
+_WIDE = Context(prec=400)  # integer quotients of money x 10,000 never need rounding here
+_SCALE = Decimal(10_000)
+
+
+def ratio4(numerator: Decimal | int, denominator: Decimal | int) -> Decimal:
+    """numerator / denominator rounded half to even at four decimal places, computed exactly (an integer
+    quotient and its remainder, no inexact division first); 0 when there is nothing to divide by.
+
+    PostgreSQL computes the same with `attain_ratio4` (migration 009) for the `attainment` view: the figures
+    kpi publishes and the ones its read side shows are the same numbers to the last digit.
+
+    >>> ratio4(2, 3), ratio4(1, 20_000), ratio4(3, 20_000), ratio4(Decimal("10.5"), 0)
+    (Decimal('0.6667'), Decimal('0.0000'), Decimal('0.0002'), Decimal('0'))
+    """
+    if not denominator:
+        return ZERO
+    scaled, d = _WIDE.multiply(Decimal(numerator), _SCALE), Decimal(denominator)
+    q, r = _WIDE.divmod(scaled, d)
+    twice = _WIDE.multiply(r, 2)
+    if twice > d or (twice == d and q % 2):
+        q += 1
+    return _WIDE.divide(q, _SCALE).quantize(CENT)
+
+
 def values(t: Tally) -> dict[Metric, Decimal]:
     """Every metric's actual value for the tally."""
     closed = t.deals_won + t.deals_lost
     return {
         Metric.WON_REVENUE: t.won_revenue,
         Metric.DEALS_WON: Decimal(t.deals_won),
-        Metric.WIN_RATE: (Decimal(t.deals_won) / closed).quantize(CENT, ROUND_HALF_EVEN) if closed else ZERO,
+        Metric.WIN_RATE: ratio4(t.deals_won, closed),
         Metric.PIPELINE_CREATED: t.pipeline_created,
-        Metric.AVG_DEAL_SIZE: (t.won_revenue / t.deals_won).quantize(CENT, ROUND_HALF_EVEN) if t.deals_won else ZERO,
+        Metric.AVG_DEAL_SIZE: ratio4(t.won_revenue, t.deals_won),
         Metric.CALLS: Decimal(t.calls),
         Metric.EMAILS: Decimal(t.emails),
         Metric.MEETINGS: Decimal(t.meetings),

@@ -11,7 +11,7 @@ import asyncpg
 
 from shared import topics
 from shared.periods import PeriodKind, period_of
-from tests.factories import deal, rep, target
+from tests.factories import deal, rep, target, this_quarter
 from tests.integration.conftest import COACHING_GRACE_S, DATABASE_URL, post
 
 
@@ -23,7 +23,7 @@ async def _attainment(tenant: str, rep_id: str, period: str) -> asyncpg.Record |
     conn = await asyncpg.connect(DATABASE_URL)
     try:
         return await conn.fetchrow(
-            "SELECT actual, target, revision FROM kpi.attainment WHERE tenant = $1 AND scope_id = $2"
+            "SELECT actual, target, revision FROM kpi.published_figures WHERE tenant = $1 AND scope_id = $2"
             " AND period = $3 AND metric = 'won_revenue'", tenant, rep_id, period)
     finally:
         await conn.close()
@@ -52,8 +52,8 @@ async def _deal_seen(tenant: str, deal_id: str) -> bool:
 
 async def test_a_won_deal_meeting_its_target_is_celebrated_once_however_often_it_arrives(services, tenant, watch):
     w = await watch(tenant.slug, topics.CELEBRATIONS.name, topics.ATTAINMENT.name)
-    period, now = current_quarter(), datetime.now(UTC)
-    won = deal("d-1", "ana", "50000.50", updated_at=now - timedelta(minutes=1))
+    (period, won_at), now = this_quarter(timedelta(minutes=1)), datetime.now(UTC)  # won in this quarter, always
+    won = deal("d-1", "ana", "50000.50", updated_at=won_at)
     events = [rep("ana"), target("ana", period, "50000.50"), won]
 
     # The roster, the targets and the deals are three topics: nothing orders them against each other. Let kpi

@@ -1,12 +1,15 @@
 """Live updates for the dashboard: attainment changes and celebrations, pushed to browsers as
 server-sent events.
 
-One Kafka consumer per kpi process reads `kpi.attainment.v1` and `recognition.celebrations.v1` from
-their ends (no consumer group: every replica shows every update to the browsers connected to it),
-read_committed like every subscriber. It runs only while someone watches: the first browser starts
-it, and it stops a minute after the last one left. Records are routed by their `ce_tenant` header
-and decoded only when a browser of that tenant is connected; each browser gets a bounded queue, so a
-slow one loses old updates (the page re-reads its view on the next one) instead of holding memory.
+Figures come from kpi's own state: every batch that changes a tenant's figures (targeted or not; only
+targeted ones go out on `kpi.attainment.v1`) NOTIFYs the periods it moved at commit
+(`repository.FIGURES_CHANNEL`), and every kpi replica LISTENs. Celebrations come from one Kafka consumer
+per kpi process reading `recognition.celebrations.v1` from its end (no consumer group: every replica
+shows every update to the browsers connected to it), read_committed like every subscriber. Both run
+only while someone watches: the first browser starts them, and they stop a minute after the last one
+left. Updates are routed by tenant and decoded only when a browser of that tenant is connected; each
+browser gets a bounded queue, so a slow one loses old updates (the page re-reads its view on the next
+one) instead of holding memory.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import Gauge
 
+from services.kpi.repository import FIGURES_CHANNEL
 from shared import topics
 from shared.cloudevents import H_TENANT, H_TYPE
 from shared.kafka import client_kwargs
@@ -30,8 +35,9 @@ from shared.service import Runtime
 
 log = logging.getLogger(__name__)
 
-TOPICS = (topics.ATTAINMENT.name, topics.CELEBRATIONS.name)
-KINDS = {"kpi.attainment.updated": "attainment", "recognition.milestone.reached": "celebration"}
+TOPICS = (topics.CELEBRATIONS.name,)
+KINDS = {"recognition.milestone.reached": "celebration"}
+CELEBRATION_FIELDS = ("celebration_id", "milestone", "scope", "scope_id", "period", "headline")
 QUEUE_SIZE = 100
 IDLE_STOP_S = 60.0
 HEARTBEAT_S = 15.0
@@ -72,6 +78,19 @@ class Hub:
             queue.put_nowait((kind, payload))
 
 
+def route_figures(hub: Hub, payload: str) -> None:
+    """One NOTIFY from a kpi batch: each moved period of the tenant, to its browsers (they re-read their view)."""
+    try:
+        moved = json.loads(payload)
+        tenant, periods = str(moved["tenant"]), [str(p) for p in moved["periods"]]
+    except (ValueError, KeyError, TypeError):
+        return
+    if tenant not in hub.watchers:
+        return
+    for period in periods:
+        hub.publish(tenant, "attainment", json.dumps({"period": period}))
+
+
 def route(hub: Hub, headers: Any, value: bytes | None) -> None:
     """One record off the topics: to the browsers of its tenant, if any are connected."""
     attrs = {name: raw for name, raw in headers or ()}
@@ -83,10 +102,7 @@ def route(hub: Hub, headers: Any, value: bytes | None) -> None:
         data = json.loads(value)
     except ValueError:
         return  # not ours to judge: the consumers of the topic dead-letter it
-    fields: tuple[str, ...] = (("scope", "scope_id", "period", "metric", "actual", "target", "attainment")
-                               if kind == "attainment"
-                               else ("celebration_id", "milestone", "scope", "scope_id", "period", "headline"))
-    hub.publish(tenant, kind, json.dumps({k: data.get(k) for k in fields}))
+    hub.publish(tenant, kind, json.dumps({k: data.get(k) for k in CELEBRATION_FIELDS}))
 
 
 async def run(rt: Runtime) -> None:
@@ -96,7 +112,14 @@ async def run(rt: Runtime) -> None:
         await hub.wanted.wait()
         consumer = AIOKafkaConsumer(**client_kwargs(rt.settings), enable_auto_commit=False,
                                     isolation_level="read_committed", client_id="attain-kpi-dashboard")
+        listener: asyncpg.Connection | None = None
+
+        def on_figures(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+            route_figures(hub, payload)
+
         try:
+            listener = await rt.pool.acquire()
+            await listener.add_listener(FIGURES_CHANNEL, on_figures)
             await consumer.start()
             parts = [TopicPartition(t, p) for t in TOPICS for p in consumer.partitions_for_topic(t) or ()]
             if not parts:
@@ -125,6 +148,11 @@ async def run(rt: Runtime) -> None:
             hub.running = False
             with contextlib.suppress(Exception):
                 await consumer.stop()
+            if listener is not None:
+                with contextlib.suppress(Exception):
+                    await listener.remove_listener(FIGURES_CHANNEL, on_figures)
+                with contextlib.suppress(Exception):
+                    await rt.pool.release(listener)
 
 
 async def stream(hub: Hub, tenant: str) -> AsyncIterator[str]:

@@ -410,9 +410,7 @@ async def tv(request: Request, rt: Rt, tenant: Tenant, every: int = 20) -> HTMLR
     t, fmt, now = await _base(rt, tenant)
     p = _period(t, None, now)
     async with tenant_tx(rt.pool, tenant) as conn:
-        targeted = [Metric(r["metric"]) for r in await conn.fetch(
-            "SELECT DISTINCT metric FROM attainment WHERE tenant = $1 AND period = $2 AND target IS NOT NULL"
-            " ORDER BY metric", t.slug, p.label)] or [Metric.WON_REVENUE]
+        targeted = await queries.targeted_metrics(conn, t.slug, p.label) or [Metric.WON_REVENUE]
         team_ids = [r["team_id"] for r in await queries.teams(conn, t.slug, p.label)]
     views = [f"/leaderboard?{urlencode({'metric': m.value, 'period': p.label})}" for m in targeted]
     views += [f"/teams/{quote(team_id, safe='')}?{urlencode({'period': p.label})}" for team_id in team_ids]

@@ -146,3 +146,46 @@ async def contributions(conn: asyncpg.Connection, tenant: str, rep_id: str, metr
 
 async def books_of(conn: asyncpg.Connection, tenant: str) -> Books:
     return await repo.books(conn, tenant)
+
+
+# Where a deal metric's contributions are: which deals count, and at which of their moments.
+DEAL_METRICS: dict[Metric, tuple[str, str]] = {
+    Metric.WON_REVENUE: ("stage = 'won'", "closed_at"), Metric.DEALS_WON: ("stage = 'won'", "closed_at"),
+    Metric.AVG_DEAL_SIZE: ("stage = 'won'", "closed_at"), Metric.WIN_RATE: ("stage IN ('won', 'lost')", "closed_at"),
+    Metric.PIPELINE_CREATED: ("true", "created_at"),
+}
+
+
+async def contributing_deals(conn: asyncpg.Connection, tenant: str, rep_id: str, metric: Metric, start: datetime,
+                             end: datetime, limit: int) -> list[asyncpg.Record]:
+    """The rep's live deals that count for `metric` in [start, end), by their moment (`at`)."""
+    condition, moment = DEAL_METRICS[metric]
+    return list(await conn.fetch(
+        f"SELECT deal_id, amount, currency, stage, {moment} AS at FROM deals WHERE tenant = $1"
+        f" AND rep_id = $2 AND NOT deleted AND {condition} AND {moment} >= $3 AND {moment} < $4"
+        f" ORDER BY {moment}, deal_id LIMIT $5", tenant, rep_id, start, end, limit))
+
+
+async def contributing_activities(conn: asyncpg.Connection, tenant: str, rep_id: str, metric: Metric,
+                                  start: datetime, end: datetime, limit: int) -> list[asyncpg.Record]:
+    """The rep's activities that count for `metric` in [start, end)."""
+    return list(await conn.fetch(
+        "SELECT activity_id, kind, occurred_at FROM activities WHERE tenant = $1 AND rep_id = $2"
+        " AND kind = ANY($3::text[]) AND occurred_at >= $4 AND occurred_at < $5 ORDER BY occurred_at,"
+        " activity_id LIMIT $6", tenant, rep_id, KINDS[metric], start, end, limit))
+
+
+async def activity_counts(conn: asyncpg.Connection, tenant: str, scope: str, scope_id: str, since: datetime,
+                          until: datetime) -> dict[str, int]:
+    """Activities per kind in [since, until) of a rep, or of the reps of a team as the roster has it now."""
+    return dict(await conn.fetch(
+        "SELECT kind, count(*) FROM activities WHERE tenant = $1 AND occurred_at >= $2 AND occurred_at < $3"
+        " AND (($4 = 'rep' AND rep_id = $5) OR ($4 = 'team' AND rep_id IN"
+        "   (SELECT rep_id FROM reps WHERE tenant = $1 AND team_id = $5))) GROUP BY kind",
+        tenant, since, until, scope, scope_id))
+
+
+async def targeted_metrics(conn: asyncpg.Connection, tenant: str, period: str) -> list[Metric]:
+    """The metrics someone set a target for in `period`."""
+    return [Metric(r["metric"]) for r in await conn.fetch(
+        "SELECT DISTINCT metric FROM targets WHERE tenant = $1 AND period = $2 ORDER BY metric", tenant, period)]

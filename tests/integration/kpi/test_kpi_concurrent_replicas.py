@@ -26,7 +26,7 @@ import asyncpg
 import pytest
 
 from services.kpi.app import SPEC
-from services.kpi.handlers import drain, make_handler
+from services.kpi.handlers import make_handler
 from shared import db
 from shared.clock import FixedClock
 from shared.cloudevents import CloudEvent
@@ -108,7 +108,6 @@ async def _race(first: list[Incoming], second: list[Incoming], *, deadlock_first
         finally:
             await pool.release(a)
             await pool.release(b)
-        await drain(pool, NOW)
         async with pool.acquire() as conn:
             rows = await conn.fetch("SELECT scope, scope_id, period, metric, actual FROM attainment"
                                     " WHERE tenant = $1 AND metric = 'pipeline_created'", tenant)

@@ -247,7 +247,7 @@ def test_the_operations_dashboard_charts_every_part_of_the_pipeline() -> None:
                          for _, expr, _ in expressions(load("operations.json"))))
     assert {"attain_ready", "attain_consumed_messages_total", "attain_consumer_batch_seconds_bucket",
             "attain_transient_errors_total", "attain_outbox_pending", "attain_outbox_published_total",
-            "attain_kpi_flush_seconds_bucket", "attain_kpi_figures_parked_total", "attain_ingest_events_total",
+            "attain_kpi_figures_emitted_total", "attain_ingest_events_total",
             "attain_ingest_publish_seconds_bucket", "attain_ingest_webhook_deliveries_total"} <= used
     exprs = " ".join(expr for _, expr, _ in expressions(load("operations.json")))
     assert 'outcome="dead_lettered"' in exprs

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from services.kpi.contributions import Activity, Books, Deal, Ledger, tally_of
-from services.kpi.metrics import Tally
+from services.kpi.tally import Tally
 
 LA = ZoneInfo("America/Los_Angeles")
 START = datetime.min.replace(tzinfo=UTC)

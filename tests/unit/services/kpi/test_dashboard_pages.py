@@ -3,10 +3,13 @@ and numbers in the tenant's locale and currency."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from services.kpi.dashboard.live import Hub, route_figures
 from services.kpi.dashboard.pages import Fmt, _bar, _period, _safe_next
 from services.kpi.dashboard.queries import Tenant
 
@@ -42,3 +45,18 @@ def test_a_period_is_shown_from_its_first_to_its_last_local_day() -> None:
     quarter = _period(berlin, "2026-Q4", datetime(2026, 11, 27, 12, tzinfo=UTC))
     assert (Fmt(berlin).day(quarter.start), Fmt(berlin).day(quarter.last)) == ("2026-10-01", "2026-12-31")
     assert Decimal(0) < quarter.share < Decimal(1)
+
+
+def test_a_kpi_batch_s_notify_refreshes_the_periods_it_moved_for_that_tenant_s_browsers_only() -> None:
+    async def run() -> tuple[list[tuple[str, str]], int]:
+        hub = Hub()
+        mine, other = hub.subscribe("acme"), hub.subscribe("globex")
+        route_figures(hub, json.dumps({"tenant": "acme", "periods": ["2026-10", "2026-Q4"]}))
+        route_figures(hub, "not json")  # ignored, not raised
+        route_figures(hub, json.dumps({"tenant": "nobody-watching", "periods": ["2026"]}))
+        got = [mine.get_nowait() for _ in range(mine.qsize())]
+        return got, other.qsize()
+
+    got, others = asyncio.run(run())
+    assert got == [("attainment", '{"period": "2026-10"}'), ("attainment", '{"period": "2026-Q4"}')]
+    assert others == 0

@@ -1,6 +1,7 @@
 from decimal import Decimal
 
-from services.kpi.metrics import Tally, values
+from services.kpi.figures import published
+from services.kpi.tally import Tally, ratio4, values
 from shared.events import Metric
 
 
@@ -15,3 +16,20 @@ def test_win_rate_and_average_deal_size_are_exact() -> None:
     assert figures[Metric.WIN_RATE] == Decimal("0.4286")
     assert figures[Metric.AVG_DEAL_SIZE] == Decimal("333.3367")
     assert figures[Metric.DEALS_WON] == 3 and figures[Metric.CALLS] == 2
+
+
+def test_ratios_round_half_to_even_at_four_places_exactly() -> None:
+    assert ratio4(1, 20_000) == Decimal("0.0000")  # 0.00005: a tie, to the even 0
+    assert ratio4(3, 20_000) == Decimal("0.0002")  # 0.00015: a tie, to the even 2
+    assert ratio4(Decimal("100.00005"), 1) == Decimal("100.0000")
+    assert ratio4(Decimal("100.00015"), 1) == Decimal("100.0002")
+    assert ratio4(Decimal("100.000150001"), 1) == Decimal("100.0002")  # past the tie: up
+    assert ratio4(2, 3) == Decimal("0.6667") and ratio4(1, 3) == Decimal("0.3333")
+    assert str(ratio4(1, 2)) == "0.5000" and str(ratio4(5, 0)) == "0"
+
+
+def test_a_figure_is_published_when_it_has_a_target_or_the_operator_asks_for_all() -> None:
+    assert published(Decimal("100"))
+    assert published(Decimal("0"))
+    assert not published(None)
+    assert published(None, publish_all=True)

@@ -1,0 +1,153 @@
+"""What kpi's handler needs of its state, as a protocol: the PostgreSQL repository honours it, and so does
+the in-memory fake of the handler tests (tests/unit/services/kpi/fake.py).
+
+The connection is hidden: the handler gets a `Repository` for the batch's connection from a factory
+(`PgRepository` by default), so every call it makes runs in the batch's one transaction. The SQL stays in
+`repository.py`; `PgRepository` only binds its functions to a connection. Every method takes the tenant
+whose records are being applied (a batch holds several).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+import asyncpg
+
+from services.kpi import repository as repo
+from services.kpi.contributions import Activity, Books, Deal, Key, Vector
+from services.kpi.tally import Tally
+from shared.cloudevents import CloudEvent
+from shared.events import (
+    ActivityLogged,
+    DealDeleted,
+    DealUpserted,
+    RepUpserted,
+    TargetSet,
+    TeamUpserted,
+    TenantUpserted,
+)
+from shared.outbox import enqueue_many
+
+Figure = tuple[str, str, str, str, Decimal, Decimal | None]  # scope, scope id, period, metric, actual, target
+FigureKey = tuple[str, str, str, str]  # scope, scope id, period, metric
+Outgoing = tuple[str, bytes, CloudEvent]  # topic, record key, event
+
+
+class Repository(Protocol):
+    """kpi's state as its handler sees it (see `repository.py` for what each transition means)."""
+
+    # the tenant's calendar, registry entry and roster
+    async def take_rebuild(self, tenant: str) -> bool: ...
+    async def remember_tenant(self, event: CloudEvent) -> bool: ...
+    async def register_tenant(self, entry: TenantUpserted) -> bool: ...
+    async def books(self, tenant: str) -> Books: ...
+    async def load_memberships(self, tenant: str, into: Books, rep_ids: Iterable[str]) -> None: ...
+    async def upsert_rep(self, tenant: str, rep: RepUpserted, version: datetime) -> None: ...
+    async def add_membership(self, tenant: str, rep: RepUpserted, since: datetime) -> datetime | None: ...
+    async def upsert_team(self, tenant: str, team: TeamUpserted, version: datetime) -> bool: ...
+    async def profiles_of(self, tenant: str, rep_ids: list[str]) -> Mapping[str, Mapping[str, Any]]: ...
+
+    # deals and activities: newest version wins
+    async def apply_deals(self, tenant: str,
+                          deals: list[tuple[DealUpserted, str]]) -> list[tuple[Deal | None, Deal | None]]: ...
+    async def delete_deal(self, tenant: str, deal: DealDeleted, tiebreak: str) -> Deal | None: ...
+    async def add_activities(self, tenant: str, activities: list[ActivityLogged]) -> list[Activity]: ...
+    async def history_since(self, tenant: str, rep_id: str,
+                            since: datetime) -> tuple[list[Deal], list[Activity]]: ...
+
+    # targets, running tallies and published figures
+    async def set_target(self, tenant: str, target: TargetSet, version: datetime) -> bool: ...
+    async def targets_of(self, tenant: str, owners: list[tuple[str, str]]) -> dict[FigureKey, Decimal]: ...
+    async def add_to_tallies(self, tenant: str, deltas: dict[Key, Vector]) -> set[Key]: ...
+    async def rebuild_tallies(self, tenant: str) -> set[Key]: ...
+    async def ensure_tallies(self, tenant: str, keys: Iterable[Key]) -> None: ...
+    async def read_tallies(self, tenant: str, keys: Iterable[Key]) -> dict[Key, Tally]: ...
+    async def save_published(self, tenant: str, figures: list[Figure], at: datetime) -> dict[FigureKey, int]: ...
+    async def announce_figures(self, tenant: str, periods: list[str]) -> None: ...
+
+    # outgoing events, in the same transaction (the outbox)
+    async def enqueue(self, items: list[Outgoing]) -> None: ...
+
+
+RepositoryFactory = Callable[[asyncpg.Connection], Repository]
+
+
+class PgRepository:
+    """`Repository` on one PostgreSQL connection (inside the batch's transaction): each method is the
+    `repository.py` function of the same name."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def take_rebuild(self, tenant: str) -> bool:
+        return await repo.take_rebuild(self.conn, tenant)
+
+    async def remember_tenant(self, event: CloudEvent) -> bool:
+        return await repo.remember_tenant(self.conn, event)
+
+    async def register_tenant(self, entry: TenantUpserted) -> bool:
+        return await repo.register_tenant(self.conn, entry)
+
+    async def books(self, tenant: str) -> Books:
+        return await repo.books(self.conn, tenant)
+
+    async def load_memberships(self, tenant: str, into: Books, rep_ids: Iterable[str]) -> None:
+        await repo.load_memberships(self.conn, tenant, into, rep_ids)
+
+    async def upsert_rep(self, tenant: str, rep: RepUpserted, version: datetime) -> None:
+        await repo.upsert_rep(self.conn, tenant, rep, version)
+
+    async def add_membership(self, tenant: str, rep: RepUpserted, since: datetime) -> datetime | None:
+        return await repo.add_membership(self.conn, tenant, rep, since)
+
+    async def upsert_team(self, tenant: str, team: TeamUpserted, version: datetime) -> bool:
+        return await repo.upsert_team(self.conn, tenant, team, version)
+
+    async def profiles_of(self, tenant: str, rep_ids: list[str]) -> Mapping[str, Mapping[str, Any]]:
+        return await repo.profiles_of(self.conn, tenant, rep_ids)
+
+    async def apply_deals(self, tenant: str,
+                          deals: list[tuple[DealUpserted, str]]) -> list[tuple[Deal | None, Deal | None]]:
+        return await repo.apply_deals(self.conn, tenant, deals)
+
+    async def delete_deal(self, tenant: str, deal: DealDeleted, tiebreak: str) -> Deal | None:
+        return await repo.delete_deal(self.conn, tenant, deal, tiebreak)
+
+    async def add_activities(self, tenant: str, activities: list[ActivityLogged]) -> list[Activity]:
+        return await repo.add_activities(self.conn, tenant, activities)
+
+    async def history_since(self, tenant: str, rep_id: str,
+                            since: datetime) -> tuple[list[Deal], list[Activity]]:
+        return await repo.history_since(self.conn, tenant, rep_id, since)
+
+    async def set_target(self, tenant: str, target: TargetSet, version: datetime) -> bool:
+        return await repo.set_target(self.conn, tenant, target, version)
+
+    async def targets_of(self, tenant: str, owners: list[tuple[str, str]]) -> dict[FigureKey, Decimal]:
+        return await repo.targets_of(self.conn, tenant, owners)
+
+    async def add_to_tallies(self, tenant: str, deltas: dict[Key, Vector]) -> set[Key]:
+        return await repo.add_to_tallies(self.conn, tenant, deltas)
+
+    async def rebuild_tallies(self, tenant: str) -> set[Key]:
+        return await repo.rebuild_tallies(self.conn, tenant)
+
+    async def ensure_tallies(self, tenant: str, keys: Iterable[Key]) -> None:
+        await repo.ensure_tallies(self.conn, tenant, keys)
+
+    async def read_tallies(self, tenant: str, keys: Iterable[Key]) -> dict[Key, Tally]:
+        return await repo.read_tallies(self.conn, tenant, keys)
+
+    async def save_published(self, tenant: str, figures: list[Figure], at: datetime) -> dict[FigureKey, int]:
+        return await repo.save_published(self.conn, tenant, figures, at)
+
+    async def announce_figures(self, tenant: str, periods: list[str]) -> None:
+        await repo.announce_figures(self.conn, tenant, periods)
+
+    async def enqueue(self, items: list[Outgoing]) -> None:
+        await enqueue_many(self.conn, items)

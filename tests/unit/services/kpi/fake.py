@@ -1,0 +1,257 @@
+"""An in-memory `Repository` (services/kpi/ports.py) for kpi's handler tests: no PostgreSQL, same transitions.
+
+Each method does in dicts what the function of the same name in `services/kpi/repository.py` does in SQL:
+deals are stored newest version wins, "newer" being (updated_at, tiebreak = event id) with a tombstone for
+a deletion; activities are inserted once by id; memberships are dated; targets, reps and teams keep the
+newest version; tallies are vectors of `contributions.FIELDS`; published figures carry a revision that
+moves only when (actual, target) does; the outbox is a list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from services.kpi.contributions import EXACT, MONEY, Activity, Books, Deal, Key, Ledger, Vector, tally_of, zero
+from services.kpi.ports import Figure, FigureKey, Outgoing
+from services.kpi.repository import UNKNOWN_CALENDAR
+from services.kpi.tally import Tally
+from shared.cloudevents import CloudEvent
+from shared.events import (
+    ActivityLogged,
+    DealDeleted,
+    DealUpserted,
+    RepUpserted,
+    TargetSet,
+    TeamUpserted,
+    TenantUpserted,
+)
+
+START = datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass
+class StoredDeal:
+    updated_at: datetime
+    tiebreak: str
+    deal: Deal | None  # None: a tombstone
+
+
+@dataclass
+class TenantState:
+    calendar: tuple[str, int, str | None] | None = None  # (timezone, fiscal start month, currency)
+    rates: list[tuple[str, date, Decimal]] = field(default_factory=list)
+    deals: dict[str, StoredDeal] = field(default_factory=dict)
+    activities: dict[str, Activity] = field(default_factory=dict)
+    memberships: dict[str, dict[datetime, str]] = field(default_factory=dict)  # rep -> valid_from -> team
+    reps: dict[str, tuple[datetime, dict[str, Any]]] = field(default_factory=dict)  # version, profile
+    teams: dict[str, tuple[datetime, str | None]] = field(default_factory=dict)  # version, parent
+    targets: dict[FigureKey, tuple[datetime, Decimal]] = field(default_factory=dict)  # version, value
+    tallies: dict[Key, Vector] = field(default_factory=dict)
+    published: dict[FigureKey, tuple[Decimal, Decimal | None, int]] = field(default_factory=dict)  # ..., revision
+    rebuild_owed: bool = False
+
+
+class FakeRepository:
+    """kpi's state in memory; `outbox` and `announced` are what a batch sent out."""
+
+    def __init__(self) -> None:
+        self.tenants: dict[str, TenantState] = {}
+        self.outbox: list[Outgoing] = []
+        self.announced: list[tuple[str, list[str]]] = []
+
+    def of(self, tenant: str) -> TenantState:
+        return self.tenants.setdefault(tenant, TenantState())
+
+    def tally(self, tenant: str, scope: str, scope_id: str, period: str) -> Tally:
+        vector = self.of(tenant).tallies.get((scope, scope_id, period))
+        return tally_of(vector) if vector is not None else Tally()
+
+    # the tenant's calendar, registry entry and roster
+
+    async def take_rebuild(self, tenant: str) -> bool:
+        state = self.of(tenant)
+        owed, state.rebuild_owed = state.rebuild_owed, False
+        return owed
+
+    async def remember_tenant(self, event: CloudEvent) -> bool:
+        tz = event.tenant_timezone
+        if not tz:
+            return False
+        calendar = (tz, int(event.extensions.get("tenantfiscalstart", "1") or 1),
+                    event.extensions.get("tenantcurrency") or None)
+        state = self.of(event.tenant)
+        if (state.calendar or UNKNOWN_CALENDAR) == calendar:
+            return False
+        state.calendar = calendar
+        return True
+
+    async def register_tenant(self, entry: TenantUpserted) -> bool:
+        state = self.of(entry.tenant)
+        before = state.calendar or UNKNOWN_CALENDAR
+        state.calendar = (entry.timezone, entry.fiscal_start_month, entry.currency)
+        rates = sorted((r.currency, r.valid_from, r.rate) for r in entry.rates)
+        stored, state.rates = sorted(state.rates), rates
+        return before != state.calendar or stored != rates
+
+    async def books(self, tenant: str) -> Books:
+        state = self.of(tenant)
+        rates: dict[str, list[tuple[date, Decimal]]] = {}
+        for currency, valid_from, rate in sorted(state.rates):
+            rates.setdefault(currency, []).append((valid_from, rate))
+        parents = {team: parent for team, (_, parent) in state.teams.items() if parent is not None}
+        if state.calendar is None:
+            return Books(ZoneInfo("UTC"), rates=rates, parents=parents)
+        tz, fiscal, base = state.calendar
+        return Books(ZoneInfo(tz), fiscal, base, rates, parents=parents)
+
+    async def load_memberships(self, tenant: str, into: Books, rep_ids: Iterable[str]) -> None:
+        spans = self.of(tenant).memberships
+        for rep in sorted(set(rep_ids) - into.memberships.keys()):
+            into.memberships[rep] = sorted(spans.get(rep, {}).items())
+
+    async def upsert_rep(self, tenant: str, rep: RepUpserted, version: datetime) -> None:
+        reps = self.of(tenant).reps
+        if rep.rep_id not in reps or reps[rep.rep_id][0] <= version:
+            reps[rep.rep_id] = (version, {"rep_id": rep.rep_id, "name": rep.name, "team_id": rep.team_id,
+                                          "manager_id": rep.manager_id})
+
+    async def add_membership(self, tenant: str, rep: RepUpserted, since: datetime) -> datetime | None:
+        spans = self.of(tenant).memberships.setdefault(rep.rep_id, {})
+        if not spans:
+            since = START
+        before = [team for valid_from, team in sorted(spans.items()) if valid_from <= since]
+        if before and before[-1] == rep.team_id:
+            return None
+        spans[since] = rep.team_id
+        return since
+
+    async def upsert_team(self, tenant: str, team: TeamUpserted, version: datetime) -> bool:
+        teams = self.of(tenant).teams
+        before = teams.get(team.team_id)
+        if before is not None and before[0] > version:
+            return False
+        teams[team.team_id] = (version, team.parent_team_id)
+        return (before[1] if before else None) != team.parent_team_id
+
+    async def profiles_of(self, tenant: str, rep_ids: list[str]) -> Mapping[str, Mapping[str, Any]]:
+        reps = self.of(tenant).reps
+        return {rep: reps[rep][1] for rep in rep_ids if rep in reps}
+
+    # deals and activities: newest version wins
+
+    async def apply_deals(self, tenant: str,
+                          deals: list[tuple[DealUpserted, str]]) -> list[tuple[Deal | None, Deal | None]]:
+        newest: dict[str, tuple[DealUpserted, str]] = {}
+        for deal, tiebreak in deals:
+            seen = newest.get(deal.deal_id)
+            if seen is None or (deal.updated_at, tiebreak) > (seen[0].updated_at, seen[1]):
+                newest[deal.deal_id] = (deal, tiebreak)
+        stored = self.of(tenant).deals
+        changed: list[tuple[Deal | None, Deal | None]] = []
+        for deal_id, (deal, tiebreak) in sorted(newest.items()):
+            old = stored.get(deal_id)
+            if old is not None and (old.updated_at, old.tiebreak) >= (deal.updated_at, tiebreak):
+                continue
+            new = Deal(deal.rep_id, deal.stage.value, deal.amount, deal.currency, deal.created_at, deal.closed_at)
+            stored[deal_id] = StoredDeal(deal.updated_at, tiebreak, new)
+            changed.append((old.deal if old else None, new))
+        return changed
+
+    async def delete_deal(self, tenant: str, deal: DealDeleted, tiebreak: str) -> Deal | None:
+        stored = self.of(tenant).deals
+        old = stored.get(deal.deal_id)
+        if old is not None and (old.updated_at, old.tiebreak) >= (deal.updated_at, tiebreak):
+            return None
+        stored[deal.deal_id] = StoredDeal(deal.updated_at, tiebreak, None)
+        return old.deal if old else None
+
+    async def add_activities(self, tenant: str, activities: list[ActivityLogged]) -> list[Activity]:
+        stored = self.of(tenant).activities
+        added = []
+        for a in activities:
+            if a.activity_id not in stored:
+                stored[a.activity_id] = Activity(a.rep_id, a.kind.value, a.occurred_at)
+                added.append(stored[a.activity_id])
+        return added
+
+    async def history_since(self, tenant: str, rep_id: str,
+                            since: datetime) -> tuple[list[Deal], list[Activity]]:
+        state = self.of(tenant)
+        deals = [s.deal for s in state.deals.values() if s.deal is not None and s.deal.rep_id == rep_id
+                 and any(moment is not None and moment >= since for moment in (s.deal.created_at,
+                                                                                 s.deal.closed_at))]
+        acts = [a for a in state.activities.values() if a.rep_id == rep_id and a.occurred_at >= since]
+        return deals, acts
+
+    # targets, running tallies and published figures
+
+    async def set_target(self, tenant: str, target: TargetSet, version: datetime) -> bool:
+        targets = self.of(tenant).targets
+        key = (target.scope.value, target.scope_id, target.period, target.metric.value)
+        if key in targets and targets[key][0] > version:
+            return False
+        targets[key] = (version, target.value)
+        return True
+
+    async def targets_of(self, tenant: str, owners: list[tuple[str, str]]) -> dict[FigureKey, Decimal]:
+        wanted = set(owners)
+        return {key: value for key, (_, value) in self.of(tenant).targets.items() if key[:2] in wanted}
+
+    async def add_to_tallies(self, tenant: str, deltas: dict[Key, Vector]) -> set[Key]:
+        tallies = self.of(tenant).tallies
+        for key, delta in deltas.items():
+            vector = tallies.setdefault(key, zero())
+            for i, value in enumerate(delta):
+                vector[i] = EXACT.add(vector[i], value) if i in MONEY else vector[i] + value
+        return set(deltas)
+
+    async def rebuild_tallies(self, tenant: str) -> set[Key]:
+        state = self.of(tenant)
+        into = await self.books(tenant)
+        await self.load_memberships(tenant, into, state.memberships)
+        ledger = Ledger(into)
+        for stored in state.deals.values():
+            if stored.deal is not None:
+                ledger.deal(stored.deal, 1)
+        for activity in state.activities.values():
+            ledger.activity(activity, 1)
+        before = set(state.tallies)
+        state.tallies.clear()
+        fresh = await self.add_to_tallies(tenant, ledger.changed())
+        await self.ensure_tallies(tenant, {key[:3] for key in state.targets})
+        return before | fresh
+
+    async def ensure_tallies(self, tenant: str, keys: Iterable[Key]) -> None:
+        tallies = self.of(tenant).tallies
+        for key in keys:
+            tallies.setdefault(key, zero())
+
+    async def read_tallies(self, tenant: str, keys: Iterable[Key]) -> dict[Key, Tally]:
+        return {key: self.tally(tenant, *key) for key in sorted(set(keys))}
+
+    async def save_published(self, tenant: str, figures: list[Figure], at: datetime) -> dict[FigureKey, int]:
+        keys = [f[:4] for f in figures]
+        assert len(set(keys)) == len(keys), "one statement cannot update a row twice (ON CONFLICT)"
+        published = self.of(tenant).published
+        revisions: dict[FigureKey, int] = {}
+        for scope, scope_id, period, metric, actual, target in figures:
+            key = (scope, scope_id, period, metric)
+            before = published.get(key)
+            if before is not None and (before[0], before[1]) == (actual, target):
+                continue
+            revisions[key] = before[2] + 1 if before else 1
+            published[key] = (actual, target, revisions[key])
+        return revisions
+
+    async def announce_figures(self, tenant: str, periods: list[str]) -> None:
+        self.announced.append((tenant, periods[:50]))
+
+    # outgoing events
+
+    async def enqueue(self, items: list[Outgoing]) -> None:
+        self.outbox.extend(items)

@@ -1,0 +1,200 @@
+"""kpi's handler on an in-memory repository (fake.py): which tallies a batch moves and which figures it publishes.
+
+No PostgreSQL: the handler tier of STYLE.md rule 7. The integration tests (tests/integration/kpi) pin the
+same behaviour on the real repository.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from types import SimpleNamespace
+from typing import cast
+
+import asyncpg
+from pydantic import BaseModel
+
+from services.kpi.handlers import NAMESPACE, make_handler
+from shared import topics
+from shared.clock import FixedClock
+from shared.cloudevents import CloudEvent
+from shared.consumer import Incoming
+from shared.events import ActivityLogged, AttainmentUpdated, DealDeleted, DealUpserted, RepUpserted, TargetSet
+from tests.unit.services.kpi.fake import FakeRepository
+
+TZ = "Europe/Berlin"
+NOW = datetime(2026, 10, 20, 12, tzinfo=UTC)  # fixed: never today's date
+EXT = {"tenanttimezone": TZ, "tenantfiscalstart": "1"}
+NO_CONNECTION = cast(asyncpg.Connection, None)  # the fake repository needs none
+ANN_Q4_WON = ("rep", "ann", "2026-Q4", "won_revenue")
+
+
+class Kpi:
+    """kpi's handler over a fresh tenant and a fake repository."""
+
+    def __init__(self, *, publish_all: bool = False, repository: FakeRepository | None = None) -> None:
+        self.tenant = f"kpi-{uuid.uuid4().hex[:10]}"
+        self.repo = repository or FakeRepository()
+        rt = SimpleNamespace(clock=FixedClock(NOW), settings=SimpleNamespace(kpi_publish_all_figures=publish_all))
+        self.handle = make_handler(rt, repository=lambda _conn: self.repo)
+
+    async def apply(self, *records: Incoming) -> list[CloudEvent]:
+        """Apply one batch; the events it published (and clear the outbox)."""
+        await self.handle(NO_CONNECTION, list(records))
+        sent, self.repo.outbox[:] = list(self.repo.outbox), []
+        assert all(topic == topics.ATTAINMENT.name for topic, _, _ in sent)
+        return [event for _, _, event in sent]
+
+    def msg(self, data: BaseModel, type_: str, at: datetime = NOW, event_id: str | None = None) -> Incoming:
+        return Incoming("t", 0, 0, CloudEvent(event_id or str(uuid.uuid4()), type_, "api", at, self.tenant, {}, EXT),
+                        data)
+
+    def rep(self, team: str, at: datetime = NOW, rep: str = "ann") -> Incoming:
+        return self.msg(RepUpserted(rep_id=rep, name=rep.title(), team_id=team, timezone=TZ), "rep.upserted", at)
+
+    def target(self, value: str, scope: str = "rep", scope_id: str = "ann", metric: str = "won_revenue",
+               period: str = "2026-Q4") -> Incoming:
+        return self.msg(TargetSet(scope=scope, scope_id=scope_id, metric=metric, period=period,
+                                  value=Decimal(value)), "target.set")
+
+    def deal(self, deal: str, amount: str, day: int, stage: str = "won", version: int = 0,
+             event_id: str | None = None) -> Incoming:
+        closed = datetime(2026, 10, day, 10, tzinfo=UTC)
+        return self.msg(DealUpserted(deal_id=deal, rep_id="ann", amount=Decimal(amount), currency="EUR",
+                                     stage=stage, created_at=closed - timedelta(days=3), closed_at=closed,
+                                     updated_at=closed + timedelta(minutes=version)),
+                        "deal.upserted", event_id=event_id)
+
+    def delete(self, deal: str, at: datetime) -> Incoming:
+        return self.msg(DealDeleted(deal_id=deal, updated_at=at), "deal.deleted")
+
+    def call(self, activity: str, day: int) -> Incoming:
+        return self.msg(ActivityLogged(activity_id=activity, rep_id="ann", kind="call",
+                                       occurred_at=datetime(2026, 10, day, 9, tzinfo=UTC)), "activity.logged")
+
+    def won(self, scope: str, scope_id: str, period: str) -> Decimal:
+        return self.repo.tally(self.tenant, scope, scope_id, period).won_revenue
+
+
+def figures(events: list[CloudEvent]) -> list[tuple[str, str, str, str, Decimal, Decimal | None]]:
+    out = []
+    for event in events:
+        data = cast(AttainmentUpdated, event.data)
+        out.append((data.scope.value, data.scope_id, data.period, data.metric.value, data.actual, data.target))
+    return out
+
+
+async def _ann_in_east_with_a_target(kpi: Kpi, value: str = "10000") -> None:
+    await kpi.apply(kpi.rep("east"), kpi.target(value))
+
+
+async def test_a_won_deal_moves_the_reps_and_the_teams_won_revenue_and_publishes_only_the_targeted_figure() -> None:
+    kpi = Kpi()
+    await _ann_in_east_with_a_target(kpi)
+    events = await kpi.apply(kpi.deal("d1", "1000.50", 5))
+    for scope, owner in (("rep", "ann"), ("team", "east")):
+        for period in ("2026-10", "2026-Q4", "2026"):
+            assert kpi.won(scope, owner, period) == Decimal("1000.50")
+    assert figures(events) == [(*ANN_Q4_WON, Decimal("1000.50"), Decimal("10000"))]
+    data = cast(AttainmentUpdated, events[0].data)
+    assert data.attainment == Decimal("0.1000") and data.team_id == "east" and data.name == "Ann"
+
+
+async def test_an_edit_takes_the_old_version_out_and_puts_the_new_one_in() -> None:
+    kpi = Kpi()
+    await _ann_in_east_with_a_target(kpi)
+    await kpi.apply(kpi.deal("d1", "1000", 5))
+    events = await kpi.apply(kpi.deal("d1", "1500", 5, version=1))
+    assert kpi.won("rep", "ann", "2026-Q4") == kpi.won("team", "east", "2026-Q4") == Decimal("1500")
+    assert figures(events) == [(*ANN_Q4_WON, Decimal("1500"), Decimal("10000"))]
+    await kpi.apply(kpi.deal("d1", "1500", 5, stage="lost", version=2))
+    tally = kpi.repo.tally(kpi.tenant, "rep", "ann", "2026-Q4")
+    assert (tally.won_revenue, tally.deals_won, tally.deals_lost) == (Decimal(0), 0, 1)
+
+
+async def test_a_duplicate_or_a_stale_version_changes_nothing() -> None:
+    kpi = Kpi()
+    await _ann_in_east_with_a_target(kpi)
+    first = kpi.deal("d1", "1000", 5, version=1)
+    await kpi.apply(first)
+    stored = {key: list(vector) for key, vector in kpi.repo.of(kpi.tenant).tallies.items()}
+    assert await kpi.apply(first) == []  # the same record delivered again
+    assert await kpi.apply(kpi.deal("d1", "9999", 5, version=0)) == []  # an older version, arriving late
+    same_time = kpi.deal("d1", "7777", 5, version=1, event_id="0")  # same updated_at, lower event id
+    assert await kpi.apply(same_time) == []
+    assert kpi.repo.of(kpi.tenant).tallies == stored
+    assert len(kpi.repo.announced) == 2  # nothing moved: nothing announced
+
+
+async def test_a_deletion_takes_the_deal_out_and_a_late_older_version_stays_dead() -> None:
+    kpi = Kpi()
+    await _ann_in_east_with_a_target(kpi)
+    await kpi.apply(kpi.deal("d1", "1000", 5), kpi.deal("d2", "250", 6))
+    events = await kpi.apply(kpi.delete("d1", datetime(2026, 10, 8, tzinfo=UTC)))
+    assert kpi.won("rep", "ann", "2026-Q4") == kpi.won("team", "east", "2026") == Decimal("250")
+    assert figures(events) == [(*ANN_Q4_WON, Decimal("250"), Decimal("10000"))]
+    assert await kpi.apply(kpi.deal("d1", "1000", 5, version=1)) == []  # older than the deletion
+    assert kpi.won("rep", "ann", "2026-Q4") == Decimal("250")
+
+
+async def test_a_rep_move_re_attributes_their_history_from_the_move_on() -> None:
+    kpi = Kpi()
+    await kpi.apply(kpi.rep("east", at=datetime(2026, 9, 1, tzinfo=UTC)),
+                    kpi.target("5000", scope="team", scope_id="west"))
+    await kpi.apply(kpi.deal("d1", "1000", 5), kpi.deal("d2", "2000", 15), kpi.call("a1", 16))
+    assert kpi.won("team", "east", "2026-10") == Decimal("3000")
+    events = await kpi.apply(kpi.rep("west", at=datetime(2026, 10, 10, tzinfo=UTC)))
+    assert kpi.won("team", "east", "2026-10") == Decimal("1000")  # closed before the move: stays
+    assert kpi.won("team", "west", "2026-10") == Decimal("2000")  # closed after it: follows the rep
+    assert kpi.repo.tally(kpi.tenant, "team", "west", "2026-10").calls == 1
+    assert kpi.repo.tally(kpi.tenant, "team", "east", "2026-10").calls == 0
+    assert kpi.won("rep", "ann", "2026-10") == Decimal("3000")  # the rep's own figures do not move
+    assert figures(events) == [("team", "west", "2026-Q4", "won_revenue", Decimal("2000"), Decimal("5000"))]
+
+
+async def test_setting_a_target_publishes_that_figure() -> None:
+    kpi = Kpi()
+    await kpi.apply(kpi.rep("east"), kpi.deal("d1", "1000", 5), kpi.call("a1", 6))
+    events = await kpi.apply(kpi.target("4", metric="calls", period="2026-10"))
+    assert figures(events) == [("rep", "ann", "2026-10", "calls", Decimal(1), Decimal(4))]
+    assert cast(AttainmentUpdated, events[0].data).attainment == Decimal("0.2500")
+
+
+async def test_two_records_moving_one_key_in_a_batch_publish_it_once_with_the_latest_figures() -> None:
+    kpi = Kpi()
+    await _ann_in_east_with_a_target(kpi)
+    events = await kpi.apply(kpi.deal("d1", "1000.50", 5), kpi.deal("d2", "2000.25", 6), kpi.call("a1", 7))
+    assert figures(events) == [(*ANN_Q4_WON, Decimal("3000.75"), Decimal("10000"))]
+    assert cast(AttainmentUpdated, events[0].data).attainment == Decimal("0.3001")
+
+
+async def test_publish_all_publishes_the_untargeted_figures_too_once_each() -> None:
+    kpi = Kpi(publish_all=True)
+    await _ann_in_east_with_a_target(kpi)
+    published = figures(await kpi.apply(kpi.deal("d1", "1000", 5), kpi.deal("d2", "500", 6), kpi.call("a1", 7)))
+    by_key = {f[:4]: f[4:] for f in published}
+    assert len(by_key) == len(published)
+    assert by_key[ANN_Q4_WON] == (Decimal("1500"), Decimal("10000"))
+    assert by_key[("rep", "ann", "2026-10", "calls")] == (Decimal(1), None)
+    assert by_key[("team", "east", "2026", "deals_won")] == (Decimal(2), None)
+    assert ("team", "east", "2026-10", "avg_deal_size") in by_key
+
+
+async def test_the_event_id_is_stable_and_changes_only_with_the_revision() -> None:
+    def ce_id(tenant: str, revision: int) -> str:
+        return str(uuid.uuid5(NAMESPACE, f"{tenant}|rep|ann|2026-Q4|won_revenue|{revision}"))
+
+    kpi = Kpi()
+    setup = [kpi.rep("east"), kpi.target("10000")]
+    won, edit = kpi.deal("d1", "1000", 5), kpi.deal("d1", "2000", 5, version=1)
+    back = kpi.deal("d1", "1000", 5, version=2)
+    batches = (setup, [won], [won], [edit], [back])
+    ids = [[e.id for e in await kpi.apply(*batch)] for batch in batches]
+    # the target's first figure, the win, nothing new (a duplicate), the edit, and the same figures as
+    # the win again: a new revision, so a new id (a subscriber must not drop it as a replay)
+    assert ids == [[ce_id(kpi.tenant, 1)], [ce_id(kpi.tenant, 2)], [], [ce_id(kpi.tenant, 3)], [ce_id(kpi.tenant, 4)]]
+    again = Kpi()  # the same records applied from nothing again: the same ids
+    again.tenant = kpi.tenant
+    replayed = [[e.id for e in await again.apply(*batch)] for batch in batches]
+    assert replayed == ids
