@@ -10,19 +10,21 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import ValidationError
 
-from services.recognition import repository as repo
-from services.recognition.model import Settings
-from services.recognition.rules import quota_crossings
+from services.recognition.batch import baseline, first_sightings
+from services.recognition.config import ConfigCache
+from services.recognition.model import Entry, Settings
+from services.recognition.repository import PgRepository
 from shared.auth import ReadTenant
 from shared.db import tenant_tx
-from shared.events import Metric, Scope
+from shared.events import Scope
 from shared.service import Runtime, runtime_of
 
 router = APIRouter(prefix="/v1", tags=["recognition"])
 Rt = Annotated[Runtime, Depends(runtime_of)]
+BASELINE_HEADLINE = "(already past when switched on)"
 
 
-def _celebration(row: Any) -> dict[str, Any]:
+def _celebration(row: dict[str, Any]) -> dict[str, Any]:
     out = dict(row)
     out["celebration_id"] = str(out["celebration_id"])
     out["value"] = format(out["value"], "f")
@@ -37,7 +39,8 @@ async def list_celebrations(rt: Rt, tenant: ReadTenant, scope_id: str | None = N
                             before: datetime | None = None) -> dict[str, Any]:
     """Celebrations, newest first; `before` (an `occurred_at`) pages back."""
     async with tenant_tx(rt.pool, tenant) as conn:
-        rows = await repo.celebrations(conn, tenant, scope_id=scope_id, period=period, limit=limit, before=before)
+        rows = await PgRepository(conn).celebrations(tenant, scope_id=scope_id, period=period, limit=limit,
+                                                     before=before)
     items = [_celebration(r) for r in rows]
     return {"celebrations": items, "next_before": items[-1]["occurred_at"] if len(items) == limit else None}
 
@@ -46,17 +49,18 @@ async def list_celebrations(rt: Rt, tenant: ReadTenant, scope_id: str | None = N
 async def trophy_case(rt: Rt, tenant: ReadTenant, rep_id: str) -> dict[str, Any]:
     """Every milestone the rep has reached, newest first, with what each headline said."""
     async with tenant_tx(rt.pool, tenant) as conn:
-        rows = await repo.celebrations(conn, tenant, scope_id=rep_id, period=None, limit=1000)
-        profile = await repo.rep(conn, tenant, rep_id)
+        repo = PgRepository(conn)
+        rows = await repo.celebrations(tenant, scope_id=rep_id, period=None, limit=1000)
+        profile = (await repo.profiles(tenant, [rep_id])).get(rep_id)
     trophies = [_celebration(r) for r in rows if r["scope"] == Scope.REP.value]
-    return {"rep_id": rep_id, "name": profile["name"] if profile else None, "count": len(trophies),
+    return {"rep_id": rep_id, "name": profile.name if profile else None, "count": len(trophies),
             "trophies": trophies}
 
 
 @router.get("/recognition/settings")
 async def get_settings(rt: Rt, tenant: ReadTenant) -> dict[str, Any]:
     async with tenant_tx(rt.pool, tenant) as conn:
-        own = await repo.overrides(conn, tenant)
+        own = await PgRepository(conn).overrides(tenant)
     return {"overrides": own, "effective": Settings.model_validate(own).model_dump(mode="json")}
 
 
@@ -64,20 +68,20 @@ async def get_settings(rt: Rt, tenant: ReadTenant) -> dict[str, Any]:
 async def put_settings(rt: Rt, tenant: ReadTenant, overrides: dict[str, Any]) -> dict[str, Any]:
     """Replace the tenant's overrides. A quota threshold or kind switched on now does not fire for figures
     already past it: those are put in the ledger quietly (`catch_up` counts them) and are never celebrated,
-    so only genuine crossings from now on are."""
+    so only genuine crossings from now on are. Every replica's consumer uses the new settings from its next
+    batch on (the settings row's version moves; see `config.py`)."""
     try:
         fresh = Settings.model_validate(overrides)
     except ValidationError as err:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
         raise HTTPException(422, problems) from err
-    caught_up = 0
     async with tenant_tx(rt.pool, tenant) as conn:
-        await repo.set_overrides(conn, tenant, overrides)
-        rows = await conn.fetch("SELECT scope, scope_id, period, metric, actual, target, attainment, name, as_of"
-                                " FROM attainment WHERE tenant = $1 AND target > 0", tenant)
-        for r in rows:
-            for found in quota_crossings(Scope(r["scope"]), r["scope_id"], r["period"], Metric(r["metric"]), None,
-                                         r["attainment"], r["actual"], r["target"], r["as_of"], fresh, r["name"]):
-                caught_up += await repo.record(conn, tenant, found, "(already past when switched on)",
-                                               status="baseline", metric=r["metric"]) is not None
-    return {"overrides": overrides, "effective": fresh.model_dump(mode="json"), "catch_up": caught_up}
+        repo = PgRepository(conn)
+        await repo.set_overrides(tenant, overrides)
+        sightings = first_sightings(baseline(await repo.targeted_figures(tenant), fresh))
+        created = await repo.record(tenant, [Entry(s.found, BASELINE_HEADLINE, s.metric, "baseline")
+                                             for s in sightings])
+    if isinstance(rt.context, ConfigCache):
+        rt.context.forget(tenant)
+    return {"overrides": overrides, "effective": fresh.model_dump(mode="json"),
+            "catch_up": sum(cid is not None for cid in created)}

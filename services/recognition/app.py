@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from services.recognition.api import router
+from services.recognition.config import ConfigCache
 from services.recognition.handlers import MODELS, make_handler, period_closer
 from shared import topics
 from shared.service import ServiceSpec, Subscription
@@ -15,5 +16,6 @@ SPEC = ServiceSpec(
                                                 topics.ROSTER.name, topics.TENANTS.name], MODELS, make_handler)],
     routers=[router],
     timers=[period_closer],
+    context=lambda rt: ConfigCache(),  # each tenant's settings and calendar, shared by consumer, timer and API
     openapi={"description": "Milestone ledger, celebrations and trophy cases.", "version": "1"},
 )

@@ -1,9 +1,12 @@
 """recognition's consumer and timer: attainment, deals and activities in; each milestone celebrated once.
 
-Per event: the figure, deal or activity is stored; the pure rules (`rules.py`) say which milestones it
-reached; each goes into the ledger, and only the insert that created its row puts the celebration in
-the outbox, in the batch's own transaction with its offsets. Replays, duplicates, late events and
-several replicas therefore never celebrate a milestone twice. The timer settles finishes once a
+Per batch (one tenant's records of it, `shared/consumer.py`): the registry and roster entries are stored,
+the tenant's configuration comes from the process cache (`config.py`: one version check per batch), the
+state the records need is loaded once (set-based), the pure folds (`batch.py`, over the rules of
+`rules.py`) replay the records on it in batch order, the outcome is written once, and the milestones go
+into the ledger in one insert; only the rows that insert created get their celebration in the outbox
+(one `enqueue_many`), in the batch's own transaction with its offsets. Replays, duplicates, late events
+and several replicas therefore never celebrate a milestone twice. The timer settles finishes once a
 period has closed in the tenant's zone (leaderboards, each team's largest deal).
 """
 
@@ -11,31 +14,47 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 
 import asyncpg
 from pydantic import BaseModel
 
-from services.recognition import repository as repo
-from services.recognition.headlines import kind_of, render
-from services.recognition.metrics import CELEBRATIONS
-from services.recognition.model import TEAM_GOAL, Found, Settings, WonDeal, quota_milestone
-from services.recognition.rules import (
-    activity_days,
-    closed_periods,
-    deal_milestones,
-    leaderboard_finishes,
-    quota_crossings,
-    quota_drops,
-    streak,
-    team_largest_deal,
+from services.recognition.batch import (
+    AttainmentOutcome,
+    DealBook,
+    due_corrections,
+    figure_key,
+    first_sightings,
+    fold_attainment,
+    fold_deals,
+    fold_streaks,
+    ledger_key,
+    streak_windows,
+    zone_of,
 )
+from services.recognition.config import ConfigCache
+from services.recognition.headlines import kind_of
+from services.recognition.metrics import CELEBRATIONS
+from services.recognition.model import (
+    STREAK,
+    Drop,
+    Found,
+    Moment,
+    Profile,
+    Sighting,
+    StoredDeal,
+    TenantConfig,
+    Tombstone,
+)
+from services.recognition.outgoing import celebration, correction, entry
+from services.recognition.repository import PgRepository, Repository
+from services.recognition.rules import closed_periods, leaderboard_finishes, team_largest_deal
 from services.recognition.settings import RecognitionSettings
-from shared import metrics, registry, topics
-from shared.cloudevents import CloudEvent, message_key
-from shared.consumer import TRANSIENT, Handler, Incoming, claim
+from services.recognition.standings import rep_figures, standings_by_team, teams_of, won_in
+from shared import metrics
+from shared.consumer import TRANSIENT, Handler, Incoming
 from shared.db import tenant_tx
 from shared.events import (
     ActivityLogged,
@@ -43,178 +62,212 @@ from shared.events import (
     DealDeleted,
     DealUpserted,
     Metric,
-    MilestoneCorrected,
-    MilestoneReached,
     RepUpserted,
-    Scope,
     TeamUpserted,
     TenantUpserted,
 )
-from shared.outbox import enqueue
 from shared.periods import period_bounds
 from shared.service import Runtime
 
 log = logging.getLogger(__name__)
-SOURCE = "attain/recognition"
-STREAK_LOOKBACK = timedelta(days=90)
 MODELS: dict[str, type[BaseModel]] = {
     "kpi.attainment.updated": AttainmentUpdated, "deal.upserted": DealUpserted, "deal.deleted": DealDeleted,
     "activity.logged": ActivityLogged, "rep.upserted": RepUpserted, "team.upserted": TeamUpserted,
     "tenant.upserted": TenantUpserted}
+ACTIVITY_METRICS = frozenset({Metric.CALLS, Metric.EMAILS, Metric.MEETINGS, Metric.ACTIVITIES})
+Repositories = Callable[[asyncpg.Connection], Repository]
 
 
-def make_handler(rt: Runtime) -> Handler:
+@dataclass(slots=True)
+class Parts:
+    """One tenant's records of a batch, by what they are, each kind in batch order."""
+
+    registry: list[TenantUpserted] = field(default_factory=list)
+    calendar: Mapping[str, str] | None = None  # the first sales event's calendar (a tenant not yet registered)
+    reps: list[tuple[RepUpserted, datetime]] = field(default_factory=list)
+    figures: list[Incoming] = field(default_factory=list)
+    deals: list[StoredDeal | Tombstone] = field(default_factory=list)
+    activities: dict[str, Moment] = field(default_factory=dict)  # by id, the first delivery of each
+
+    @property
+    def rep_ids(self) -> list[str]:
+        """The reps whose names and zones the batch's milestones need."""
+        return sorted({d.rep_id for d in self.deals if isinstance(d, StoredDeal)}
+                      | {m.rep_id for m in self.activities.values()})
+
+
+def split(batch: Sequence[Incoming]) -> Parts:
+    """Sort a batch's records by kind, each kind in batch order (an activity delivered twice counts once)."""
+    parts = Parts()
+    for msg in batch:
+        match msg.data:
+            case TenantUpserted() as registered:
+                parts.registry.append(registered)
+            case RepUpserted() as rep:
+                parts.reps.append((rep, msg.event.time))
+            case AttainmentUpdated():
+                parts.figures.append(msg)
+            case DealUpserted() as d:
+                parts.deals.append(StoredDeal(d.deal_id, d.rep_id, d.stage.value, d.amount, d.currency, d.created_at,
+                                              d.closed_at, d.updated_at, msg.event.id))
+            case DealDeleted() as d:
+                parts.deals.append(Tombstone(d.deal_id, d.updated_at, msg.event.id))
+            case ActivityLogged() as a:
+                parts.activities.setdefault(a.activity_id, Moment(a.rep_id, a.occurred_at, a.kind.value))
+        if parts.calendar is None and isinstance(msg.data, DealUpserted | ActivityLogged) and (
+                msg.event.extensions.get("tenanttimezone")):
+            parts.calendar = msg.event.extensions
+    return parts
+
+
+def make_handler(rt: Runtime, repositories: Repositories = PgRepository) -> Handler:
+    cache = rt.context if isinstance(rt.context, ConfigCache) else ConfigCache()
+
     async def handle(conn: asyncpg.Connection, batch: Sequence[Incoming]) -> None:
-        """Store each event and celebrate the milestones it reached (the ledger keeps it once)."""
-        now = rt.clock.now()
-        for msg in batch:
-            await apply(conn, msg, now)
+        """One tenant's records of a batch: stored, judged by the rules, each new milestone celebrated once."""
+        await handle_batch(repositories(conn), cache, batch, rt.clock.now())
 
     return handle
 
 
-async def apply(conn: asyncpg.Connection, msg: Incoming, now: datetime) -> int:
-    """One event; returns how many celebrations it announced."""
-    tenant, data = msg.event.tenant, msg.data
-    match data:
-        case TenantUpserted():
-            await registry.upsert_tenant(conn, data)
-        case RepUpserted():
-            await repo.upsert_rep(conn, tenant, data, msg.event.time)
-        case AttainmentUpdated() if await claim(conn, msg.event):
-            return await _attainment(conn, tenant, data, now)
-        case DealUpserted():
-            await registry.remember_calendar(conn, tenant, msg.event.extensions)
-            if await repo.apply_deal(conn, tenant, data, msg.event.id):
-                return await _won(conn, tenant, data)
-        case DealDeleted():
-            await registry.tombstone_deal(conn, tenant, data, msg.event.id)
-        case ActivityLogged():
-            await registry.remember_calendar(conn, tenant, msg.event.extensions)
-            if await repo.add_activity(conn, tenant, data):
-                return await _streak(conn, tenant, data.rep_id, data.occurred_at)
-    return 0
-
-
-async def _attainment(conn: asyncpg.Connection, tenant: str, update: AttainmentUpdated, now: datetime) -> int:
-    newer, previous = await repo.save_attainment(conn, tenant, update)
-    if not newer:
+async def handle_batch(repo: Repository, cache: ConfigCache, batch: Sequence[Incoming], now: datetime) -> int:
+    """One tenant's records of a batch in: `tenant.upserted`, `rep.upserted`, `kpi.attainment.updated`,
+    `deal.upserted`, `deal.deleted`, `activity.logged`. Effects: the projections updated, each milestone the
+    records reached put in the ledger, `recognition.milestone.reached` in the outbox for each row created now
+    (and `recognition.milestone.corrected` for a due correction). Returns how many celebrations it announced."""
+    tenant, parts = batch[0].event.tenant, split(batch)
+    if parts.calendar is not None and not cache.registered(tenant):
+        await repo.remember_calendar(tenant, parts.calendar)
+    if parts.registry:
+        await repo.upsert_tenants(parts.registry)
+    if parts.reps:
+        await repo.upsert_reps(tenant, parts.reps)
+    if not (parts.figures or parts.deals or parts.activities):
         return 0
-    settings = await repo.settings(conn, tenant)
-    found = quota_crossings(update.scope, update.scope_id, update.period, update.metric, previous, update.attainment,
-                            update.actual, update.target, update.as_of, settings, update.name)
-    announced = 0
-    currency = (await repo.calendar(conn, tenant))[2] if found else None
-    for item in found:
-        announced += await announce(conn, tenant, item, settings, currency, metric=update.metric.value)
-    if settings.corrections:
-        dropped = quota_drops(previous, update.attainment, settings.quota_thresholds)
-        names = [quota_milestone(int(t * 100), update.metric.value) for t in dropped]
-        if update.scope is Scope.TEAM and update.metric is Metric.WON_REVENUE and "quota_100" in names:
-            names.append(TEAM_GOAL)
-        for row in await repo.mark_corrected(conn, tenant, update.scope.value, update.scope_id, update.period,
-                                             names, now):
-            corrected = MilestoneCorrected(
-                celebration_id=str(row["celebration_id"]), scope=Scope(row["scope"]), scope_id=row["scope_id"],
-                milestone=row["milestone"], period=row["period"], value=update.actual,
-                headline=f"Correction: {update.name or update.scope_id} is back at {update.actual} for"
-                         f" {update.period} ({row['milestone']} was celebrated before)", corrected_at=now)
-            await _publish(conn, tenant, row["scope_id"], "recognition.milestone.corrected",
-                           f"{row['celebration_id']}:corrected", corrected, now)
-    return announced
+    config = await cache.get(repo, tenant)
+    roster = await repo.profiles(tenant, parts.rep_ids) if parts.rep_ids else {}
+    outcome = await _figures(repo, tenant, parts.figures, config)
+    sightings = [*outcome.sightings, *await _deals(repo, tenant, parts, config, roster),
+                 *await _streaks(repo, tenant, parts, config, roster)]
+    return await announce(repo, tenant, config, sightings, outcome.drops, now)
 
 
-async def _won(conn: asyncpg.Connection, tenant: str, deal: DealUpserted) -> int:
-    assert deal.closed_at is not None
-    tz, fiscal, currency = await repo.calendar(conn, tenant)
-    settings = await repo.settings(conn, tenant)
-    profile = await repo.rep(conn, tenant, deal.rep_id)
-    won = WonDeal(deal.deal_id, deal.rep_id, deal.amount, deal.currency, deal.closed_at)
-    others = [d for d in await repo.won_deals(conn, tenant, [deal.rep_id]) if d.deal_id != deal.deal_id]
-    found = deal_milestones(won, others, tz, fiscal, settings, profile["name"] if profile else None)
-    return sum([await announce(conn, tenant, item, settings, currency) for item in found])
+async def _figures(repo: Repository, tenant: str, msgs: Sequence[Incoming], config: TenantConfig) -> AttainmentOutcome:
+    """kpi's figures: new deliveries only (the inbox), replayed on the stored figures of their keys."""
+    claimed = await repo.claim([m.event for m in msgs]) if msgs else []
+    updates = [m.data for m, new in zip(msgs, claimed, strict=True) if new and isinstance(m.data, AttainmentUpdated)]
+    if not updates:
+        return AttainmentOutcome([], [], [])
+    stored = await repo.figures(tenant, sorted({figure_key(u) for u in updates}))
+    outcome = fold_attainment(stored, updates, config.settings)
+    await repo.save_figures(tenant, outcome.latest)
+    return outcome
 
 
-async def _streak(conn: asyncpg.Connection, tenant: str, rep_id: str, at: datetime) -> int:
-    settings = await repo.settings(conn, tenant)
-    profile = await repo.rep(conn, tenant, rep_id)
-    tz = ZoneInfo(profile["timezone"]) if profile and profile["timezone"] else (await repo.calendar(conn, tenant))[0]
-    # as of the activity's own local day: the same events give the same streaks whenever they are applied
-    moments = await repo.activity_moments(conn, tenant, rep_id, at - STREAK_LOOKBACK, at + timedelta(days=1))
-    found = streak(activity_days(moments, tz), at.astimezone(tz).date(), settings, rep_id=rep_id, at=at,
-                   name=profile["name"] if profile else None)
-    if found is None:
-        return 0
-    return await announce(conn, tenant, found, settings, (await repo.calendar(conn, tenant))[2])
+async def _deals(repo: Repository, tenant: str, parts: Parts, config: TenantConfig,
+                 roster: Mapping[str, Profile]) -> list[Sighting]:
+    """Deal versions and deletions, replayed on the stored deals and the won deals of their reps."""
+    if not parts.deals:
+        return []
+    rep_ids = sorted({d.rep_id for d in parts.deals if isinstance(d, StoredDeal)})
+    book = DealBook(await repo.deals(tenant, sorted({d.deal_id for d in parts.deals}), rep_ids))
+    sightings = fold_deals(book, parts.deals, config.calendar, config.settings, _names(roster))
+    if book.changed:
+        await repo.save_deals(tenant, list(book.changed.values()))
+    return sightings
 
 
-async def announce(conn: asyncpg.Connection, tenant: str, found: Found, settings: Settings, currency: str | None,
-                   metric: str | None = None) -> int:
-    """Ledger first; the celebration goes out only if this call created the ledger row."""
-    headline = render(kind_of(found.milestone), found.facts, locale=settings.locale, currency=currency,
-                      templates=settings.templates)
-    cid = await repo.record(conn, tenant, found, headline, metric=metric)
-    if cid is None:
-        return 0
-    facts = {k: (format(v, "f") if hasattr(v, "as_tuple") else v) for k, v in found.facts.items()}
-    event = MilestoneReached(celebration_id=cid, scope=found.scope, scope_id=found.scope_id, milestone=found.milestone,
-                             period=found.period, value=found.value, headline=headline, occurred_at=found.occurred_at,
-                             name=str(found.facts.get("name")) if found.facts.get("name") else None, facts=facts)
-    await _publish(conn, tenant, found.scope_id, "recognition.milestone.reached", cid, event, found.occurred_at)
-    CELEBRATIONS.labels(kind_of(found.milestone), found.scope.value).inc()
-    return 1
+async def _streaks(repo: Repository, tenant: str, parts: Parts, config: TenantConfig,
+                   roster: Mapping[str, Profile]) -> list[Sighting]:
+    """Activities: stored by id; each new one judged for its rep's streak."""
+    if not parts.activities:
+        return []
+    judged = STREAK not in config.settings.disabled
+    stored = await repo.activity_moments(tenant, streak_windows(list(parts.activities.values()))) if judged else {}
+    new = await repo.add_activities(tenant, list(parts.activities.items()))
+    fresh = [m for activity_id, m in parts.activities.items() if activity_id in new]
+    zones = {m.rep_id: zone_of(roster.get(m.rep_id), config.calendar) for m in fresh}
+    return fold_streaks(stored, fresh, zones, config.settings, _names(roster))
 
 
-async def _publish(conn: asyncpg.Connection, tenant: str, key: str, type_: str, event_id: str, data: BaseModel,
-                   at: datetime) -> None:
-    await enqueue(conn, topics.CELEBRATIONS.name, message_key(tenant, key),
-                  CloudEvent(id=event_id, type=type_, source=SOURCE, time=at, tenant=tenant,
-                             data=data.model_dump(mode="json")))
+async def announce(repo: Repository, tenant: str, config: TenantConfig, sightings: Sequence[Sighting],
+                   drops: Sequence[Drop], now: datetime) -> int:
+    """Ledger first, in one insert; a celebration only for the rows it created; then the due corrections."""
+    firsts = first_sightings(sightings)
+    entries = [entry(s.found, config, s.metric) for s in firsts]
+    cids = await repo.record(tenant, entries)
+    created = {ledger_key(s): s.position for s, cid in zip(firsts, cids, strict=True) if cid}
+    due = {ledger_key(d): d for d in due_corrections(drops, created)}
+    corrected = await repo.mark_corrected(tenant, list(due.values()), now) if due else []
+    items = [celebration(tenant, e, cid) for e, cid in zip(entries, cids, strict=True) if cid]
+    items += [correction(tenant, row, due[(row.scope.value, row.scope_id, row.milestone, row.period)], now)
+              for row in corrected]
+    if items:
+        await repo.enqueue(items)
+    for e, cid in zip(entries, cids, strict=True):
+        if cid:
+            CELEBRATIONS.labels(kind_of(e.found.milestone), e.found.scope.value).inc()
+    return len(created)
+
+
+def _names(roster: Mapping[str, Profile]) -> dict[str, str | None]:
+    return {rep_id: profile.name for rep_id, profile in roster.items()}
 
 
 # --- period closes --------------------------------------------------------------------------------------
 
 
-async def settle_closed_periods(pool: asyncpg.Pool, now: datetime) -> int:
+async def settle_closed_periods(pool: asyncpg.Pool, now: datetime, cache: ConfigCache | None = None,
+                                repositories: Repositories = PgRepository) -> int:
     """Leaderboard finishes and each team's largest deal, for every period that has closed; once each."""
-    announced = 0
+    cache = cache or ConfigCache()
     async with pool.acquire() as conn:  # the registry: readable in every scope
-        tenants = [r["tenant"] for r in await conn.fetch("SELECT tenant FROM tenants WHERE active ORDER BY tenant")]
+        tenants = await repositories(conn).active_tenants()
+    announced = 0
     for tenant in tenants:
         async with tenant_tx(pool, tenant) as conn:
-            tz, fiscal, currency = await repo.calendar(conn, tenant)
-            for period in closed_periods(now, tz, fiscal):
-                if not await conn.fetchval("INSERT INTO period_closes (tenant, period, settled_at) VALUES ($1, $2, $3)"
-                                           " ON CONFLICT DO NOTHING RETURNING 1", tenant, period, now):
-                    continue
-                announced += await _settle(conn, tenant, period, tz, fiscal, currency)
+            announced += await settle_tenant(repositories(conn), cache, tenant, now)
     return announced
 
 
-async def _settle(conn: asyncpg.Connection, tenant: str, period: str, tz: ZoneInfo, fiscal: int,
-                  currency: str | None) -> int:
-    settings = await repo.settings(conn, tenant)
-    start, end = period_bounds(period, tz, fiscal)
+async def settle_tenant(repo: Repository, cache: ConfigCache, tenant: str, now: datetime) -> int:
+    """The tenant's closed periods not settled before: their finishes, celebrated once."""
+    config = await cache.get(repo, tenant)
+    found: list[Found] = []
+    for period in closed_periods(now, config.calendar.timezone, config.calendar.fiscal_start_month):
+        if await repo.claim_period_close(tenant, period, now):
+            found += await _finishes(repo, tenant, period, config)
+    return await announce(repo, tenant, config, [Sighting(f, 0) for f in found], [], now) if found else 0
+
+
+async def _finishes(repo: Repository, tenant: str, period: str, config: TenantConfig) -> list[Found]:
+    """Leaderboards from recognition's own deals and activities (`standings.py`); a quarter's largest deals."""
+    settings, cal = config.settings, config.calendar
+    start, end = period_bounds(period, cal.timezone, cal.fiscal_start_month)
+    roster, deals = await repo.profiles(tenant), await repo.period_deals(tenant, start, end)
+    counted = ACTIVITY_METRICS & set(settings.leaderboard_metrics)
+    counts = await repo.activity_counts(tenant, start, end) if counted else {}
     found: list[Found] = []
     for metric in settings.leaderboard_metrics:
-        for team, standings in sorted((await repo.standings(conn, tenant, period, metric.value)).items()):
+        teams = standings_by_team(rep_figures(metric, deals, counts, cal, start, end), roster)
+        for team, standings in sorted(teams.items()):
             found += leaderboard_finishes(team, period, metric, standings, end, settings)
     if "Q" in period:
-        for team, members in sorted((await repo.team_members(conn, tenant)).items()):
-            deals = await repo.won_deals(conn, tenant, members, start, end)
-            if (best := team_largest_deal(team, period, deals, end, settings, currency)) is not None:
-                found.append(best)
-    return sum([await announce(conn, tenant, item, settings, currency) for item in found])
+        for team, members in sorted(teams_of(roster).items()):
+            best = team_largest_deal(team, period, won_in(deals, members, start, end), end, settings, cal.currency)
+            found += [best] if best is not None else []
+    return found
 
 
 async def period_closer(rt: Runtime) -> None:
     """The timer: settle closed periods every interval."""
     settings = rt.settings
     assert isinstance(settings, RecognitionSettings)
+    cache = rt.context if isinstance(rt.context, ConfigCache) else ConfigCache()
     while True:
         await asyncio.sleep(settings.recognition_interval_s)
         try:
-            if announced := await settle_closed_periods(rt.pool, rt.clock.now()):
+            if announced := await settle_closed_periods(rt.pool, rt.clock.now(), cache):
                 rt.relay.wake()
                 log.info("period closes settled", extra={"celebrations": announced})
         except TRANSIENT as err:

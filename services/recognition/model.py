@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -99,3 +100,121 @@ class Day:
 
     day: date
     activities: int
+
+
+@dataclass(frozen=True, slots=True)
+class Calendar:
+    """A tenant's calendar as the registry gives it: zone, fiscal year start, base currency and the exchange
+    rates into it (per currency, ``(valid_from, rate)`` ascending; 1 unit of the currency = ``rate`` base units)."""
+
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    fiscal_start_month: int = 1
+    currency: str | None = None
+    rates: Mapping[str, tuple[tuple[date, Decimal], ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TenantConfig:
+    """What a batch needs of its tenant, and the versions it was read at (`None`: no row yet)."""
+
+    settings: Settings
+    calendar: Calendar
+    version: tuple[int | None, int | None]  # (settings row, registry row)
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """The attainment projection's word on one key: the share and the moment kpi computed it."""
+
+    attainment: Decimal | None
+    as_of: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """A rep as the roster has it."""
+
+    name: str | None
+    team_id: str | None
+    timezone: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDeal:
+    """A deal as recognition keeps it (the newest ``(updated_at, tiebreak)`` wins; a tombstone is ``deleted``)."""
+
+    deal_id: str
+    rep_id: str
+    stage: str
+    amount: Decimal
+    currency: str
+    created_at: datetime | None
+    closed_at: datetime | None
+    updated_at: datetime
+    tiebreak: str
+    deleted: bool = False
+
+    @property
+    def won(self) -> bool:
+        return self.stage == "won" and not self.deleted and self.closed_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """A deal's deletion."""
+
+    deal_id: str
+    updated_at: datetime
+    tiebreak: str
+
+
+@dataclass(frozen=True, slots=True)
+class Moment:
+    """A stored activity as streaks and leaderboards see it."""
+
+    rep_id: str
+    occurred_at: datetime
+    kind: str | None = None  # None: stored before kinds were kept
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """A milestone found at ``position`` of its batch (the first sighting of a key is the one the ledger keeps)."""
+
+    found: Found
+    position: int
+    metric: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """A celebrated threshold the figure fell back below, at ``position`` of its batch (a correction is due)."""
+
+    scope: Scope
+    scope_id: str
+    milestone: str
+    period: str
+    position: int
+    actual: Decimal
+    name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Corrected:
+    """A ledger row that now gets its one correction."""
+
+    celebration_id: str
+    scope: Scope
+    scope_id: str
+    milestone: str
+    period: str
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A milestone on its way into the ledger: what was found, the headline it carries, its status."""
+
+    found: Found
+    headline: str
+    metric: str | None = None
+    status: str = "celebrated"  # or "baseline": already past when its kind was switched on, never announced

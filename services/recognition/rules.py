@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from services.recognition.model import (
@@ -167,9 +168,8 @@ def deal_milestones(
     if not earlier and FIRST_WIN_EVER not in settings.disabled:
         found.append(Found(Scope.REP, deal.rep_id, FIRST_WIN_EVER, EVER, deal.amount, deal.closed_at,
                            {**facts, "period": EVER}))
-    quarter = period_of(PeriodKind.QUARTER, deal.closed_at, tz, fiscal_start_month).label
-    in_quarter = [d for d in earlier
-                  if period_of(PeriodKind.QUARTER, d.closed_at, tz, fiscal_start_month).label == quarter]
+    quarter = _quarter(deal.closed_at, tz, fiscal_start_month)
+    in_quarter = [d for d in earlier if _quarter(d.closed_at, tz, fiscal_start_month) == quarter]
     if not in_quarter and FIRST_WIN not in settings.disabled:
         found.append(Found(Scope.REP, deal.rep_id, FIRST_WIN, quarter, deal.amount, deal.closed_at,
                            {**facts, "period": quarter}))
@@ -179,6 +179,12 @@ def deal_milestones(
         found.append(Found(Scope.REP, deal.rep_id, PERSONAL_RECORD, day, deal.amount, deal.closed_at,
                            {**facts, "period": day, "previous_record": max(comparable)}))
     return found
+
+
+@lru_cache(maxsize=65536)
+def _quarter(at: datetime, tz: ZoneInfo, fiscal_start_month: int) -> str:
+    """The fiscal quarter of ``at`` in ``tz`` (remembered: a batch asks it of the same deals again and again)."""
+    return period_of(PeriodKind.QUARTER, at, tz, fiscal_start_month).label
 
 
 def activity_days(moments: Iterable[datetime], tz: ZoneInfo) -> list[Day]:

@@ -46,7 +46,8 @@ Record = tuple[str, str, CloudEvent]  # topic, key part, event
 
 
 def quarter(tenant: str) -> list[Record]:
-    """Six reps in two teams over 2026-Q3: rising won revenue, won deals, one rep's activity streak."""
+    """Six reps in two teams over 2026-Q3: rising won revenue, won deals, one rep's activity streak. kpi
+    publishes figures with a target only (CONTRACT.md section 3): rep-5 has none, so no figure of hers comes."""
     rnd = random.Random(5)
     out: list[Record] = []
 
@@ -68,6 +69,8 @@ def quarter(tenant: str) -> list[Record]:
                     "updated_at": at.isoformat()}
             deals.append(deal)
             add(topics.DEALS.name, rep, "deal.upserted", deal, at)
+            if rep == "rep-5":
+                continue
             add(topics.ATTAINMENT.name, rep, "kpi.attainment.updated", {
                 "scope": "rep", "scope_id": rep, "period": "2026-Q3", "metric": "won_revenue", "actual": str(actual),
                 "target": str(60_000 + 10_000 * i), "attainment": str((actual / (60_000 + 10_000 * i)).quantize(
@@ -83,6 +86,25 @@ def quarter(tenant: str) -> list[Record]:
             add(topics.ACTIVITIES.name, "rep-0", "activity.logged", {
                 "activity_id": f"a-{d}-{k}", "rep_id": "rep-0", "kind": "call",
                 "occurred_at": (day + timedelta(days=d, minutes=10 * k)).isoformat()}, day + timedelta(days=d))
+    return out
+
+
+def leaderboards(records: list[Record]) -> set[tuple[str, str, str, str]]:
+    """The 2026-Q3 finishes the deals of `quarter` make: top 3 per team in won revenue and in deals won."""
+    revenue: dict[str, Decimal] = {}
+    won: dict[str, int] = {}
+    for topic, _, event in records:
+        if topic == topics.DEALS.name:
+            assert isinstance(event.data, dict)
+            rep = str(event.data["rep_id"])
+            revenue[rep] = revenue.get(rep, Decimal(0)) + Decimal(str(event.data["amount"]))
+            won[rep] = won.get(rep, 0) + 1
+    out = set()
+    for team in ("team-0", "team-1"):
+        members = [r for r in revenue if int(r.split("-")[1]) % 2 == int(team[-1])]
+        for metric, figures in (("won_revenue", revenue), ("deals_won", won)):
+            ranked = sorted(members, key=lambda r: (-figures[r], r))[:3]
+            out |= {("rep", r, f"leaderboard_{place}_{metric}", "2026-Q3") for place, r in enumerate(ranked, 1)}
     return out
 
 
@@ -186,6 +208,10 @@ async def test_the_same_quarter_twice_shuffled_with_duplicates_and_two_replicas_
     assert ("team", "team-1", "team_goal", "2026-Q3") in first
     assert ("team", "team-0", "team_goal", "2026-Q3") not in first
     assert ("rep", "rep-0", "activity_streak", "2026-08-03") in first
+    # leaderboards rank every rep from recognition's own deals, rep-5 too, who has no figure at all
+    assert {m for m in first if m[2].startswith("leaderboard")} == leaderboards(in_order)
+    assert any(m[1] == "rep-5" and m[2].startswith("leaderboard") for m in first)
+    assert not any(m[1] == "rep-5" and m[2].startswith("quota") for m in first)
     for ids, sent in ((first_ids, first_sent), (second_ids, second_sent)):
         assert len(sent) == len(set(sent)), "a celebration went out twice"
         assert sorted(sent) == ids

@@ -1,0 +1,260 @@
+"""recognition's handler tier: the batch handler and the period-close timer on an in-memory repository
+(`fake.FakeRepository`, honouring `repository.Repository`): no PostgreSQL, no broker, fixed instants."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from services.recognition.config import ConfigCache
+from services.recognition.handlers import handle_batch, settle_tenant
+from services.recognition.outgoing import REACHED
+from shared.consumer import Incoming
+from shared.events import (
+    ActivityLogged,
+    AttainmentUpdated,
+    DealDeleted,
+    DealUpserted,
+    ExchangeRate,
+    TenantUpserted,
+)
+from tests.unit.services.recognition.fake import FakeRepository
+from tests.unit.services.recognition.streams import (
+    NOW,
+    batches_of,
+    figure,
+    incoming,
+    mixed_stream,
+    rep,
+    tenant_id,
+    week_of_calls,
+    won,
+)
+
+
+async def run(repo: FakeRepository, batches: Sequence[Sequence[Incoming]], cache: ConfigCache | None = None,
+              now: datetime = NOW) -> int:
+    cache = cache or ConfigCache()
+    return sum([await handle_batch(repo, cache, batch, now) for batch in batches])
+
+
+def ledger(repo: FakeRepository, tenant: str) -> dict[tuple[str, str, str], Any]:
+    """(scope id, milestone, period) -> (value, headline, facts) of every celebrated row."""
+    return {(k[2], k[3], k[4]): (r.entry.found.value, r.entry.headline, dict(r.entry.found.facts))
+            for k, r in repo.ledger.items() if k[0] == tenant and r.entry.status == "celebrated"}
+
+
+def sent(repo: FakeRepository, type_: str = REACHED) -> list[str]:
+    return [event.id for _, _, event in repo.outbox if event.type == type_]
+
+
+# --- deals ----------------------------------------------------------------------------------------------
+
+
+async def test_second_delivery_of_a_won_deal_celebrates_nothing_more() -> None:
+    repo, t = FakeRepository(), tenant_id()
+    deal = won(t, "d1", "rep-1", "50000", datetime(2026, 10, 5, 9, tzinfo=UTC))
+    assert await run(repo, [[rep(t, "rep-1"), deal, deal], [deal], [deal]]) == 2
+    assert set(ledger(repo, t)) == {("rep-1", "first_win_ever", "ever"), ("rep-1", "first_win", "2026-Q4")}
+    earlier = won(t, "d0", "rep-1", "20000", datetime(2026, 10, 1, 9, tzinfo=UTC))  # finds both again
+    assert await run(repo, [[earlier]]) == 0
+    assert len(sent(repo)) == len(set(sent(repo))) == 2
+
+
+async def test_an_open_deal_that_is_won_later_is_celebrated_when_it_is_won() -> None:
+    repo, t = FakeRepository(), tenant_id()
+    closed = datetime(2026, 10, 5, 9, tzinfo=UTC)
+    opened = won(t, "d1", "rep-1", "50000", closed, stage="open", updated=closed - timedelta(days=3))
+    assert await run(repo, [[rep(t, "rep-1"), opened]]) == 0
+    assert await run(repo, [[won(t, "d1", "rep-1", "50000", closed)]]) == 2
+    edited = won(t, "d1", "rep-1", "55000", closed, updated=closed + timedelta(hours=1))  # still won: nothing new
+    assert await run(repo, [[edited]]) == 0
+
+
+async def test_a_personal_record_is_judged_against_the_deals_before_it_in_the_same_batch() -> None:
+    repo, t = FakeRepository(), tenant_id()
+    deals = [won(t, "d1", "rep-1", "50000", datetime(2026, 10, 5, 9, tzinfo=UTC)),
+             won(t, "d2", "rep-1", "80000", datetime(2026, 11, 2, 9, tzinfo=UTC)),
+             won(t, "d3", "rep-1", "60000", datetime(2026, 11, 10, 9, tzinfo=UTC)),
+             won(t, "d4", "rep-1", "120000", datetime(2026, 11, 20, 9, tzinfo=UTC))]
+    await run(repo, [[rep(t, "rep-1"), *deals]])
+    records = {k: v for k, v in ledger(repo, t).items() if k[1] == "personal_record"}
+    assert set(records) == {("rep-1", "personal_record", "2026-11-02"), ("rep-1", "personal_record", "2026-11-20")}
+    assert records[("rep-1", "personal_record", "2026-11-20")][2]["previous_record"] == Decimal(80000)
+
+
+async def test_a_deal_won_then_lost_in_one_batch_is_celebrated_as_one_record_at_a_time_would() -> None:
+    repo, t = FakeRepository(), tenant_id()
+    closed = datetime(2026, 10, 5, 9, tzinfo=UTC)
+    lost = won(t, "d1", "rep-1", "50000", closed, stage="lost", updated=closed + timedelta(hours=1))
+    deleted = incoming(t, "deal.deleted", DealDeleted(deal_id="d1", updated_at=closed + timedelta(hours=2)), closed)
+    await run(repo, [[rep(t, "rep-1"), won(t, "d1", "rep-1", "50000", closed), lost, deleted]])
+    assert ("rep-1", "first_win_ever", "ever") in ledger(repo, t)
+    assert repo.deal_rows[(t, "d1")].deleted and repo.deal_rows[(t, "d1")].stage == "lost"
+
+
+async def test_an_older_deal_version_arriving_late_changes_nothing() -> None:
+    repo, t = FakeRepository(), tenant_id()
+    closed = datetime(2026, 10, 5, 9, tzinfo=UTC)
+    newer = won(t, "d1", "rep-1", "50000", closed, stage="lost", updated=closed + timedelta(hours=1))
+    await run(repo, [[rep(t, "rep-1"), newer], [won(t, "d1", "rep-1", "50000", closed)]])
+    assert ledger(repo, t) == {}
+    assert repo.deal_rows[(t, "d1")].stage == "lost"
+
+
+# --- figures --------------------------------------------------------------------------------------------
+
+
+async def test_quota_thresholds_crossed_inside_one_batch_are_each_celebrated_once() -> None:
+    repo, t = FakeRepository(), tenant_id()
+    at = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    batch = [figure(t, "rep-1", "0.4", at), figure(t, "rep-1", "1.05", at + timedelta(minutes=5)),
+             figure(t, "rep-1", "0.7", at + timedelta(minutes=1)),  # older: arrives late, changes nothing
+             figure(t, "rep-1", "1.6", at + timedelta(minutes=7)),
+             figure(t, "rep-1", "0.8", at + timedelta(minutes=6))]  # older again
+    assert await run(repo, [batch]) == 3
+    assert {k[1] for k in ledger(repo, t)} == {"quota_50", "quota_100", "quota_150"}
+    stored = repo.attainment[(t, ("rep", "rep-1", "2026-Q4", "won_revenue"))]
+    assert stored.attainment == Decimal("1.6")
+    assert await run(repo, [batch, batch[::-1]]) == 0  # redeliveries: the inbox knows them
+    assert await run(repo, [[figure(t, "rep-1", "1.7", at + timedelta(minutes=9))]]) == 0
+    assert len(sent(repo)) == 3
+
+
+async def test_a_figure_that_drops_and_rises_again_in_one_batch_is_celebrated_once() -> None:
+    repo, t = FakeRepository(), tenant_id()
+    at = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    steps = ["0.4", "1.1", "0.9", "1.2", "0.3", "1.3"]
+    await run(repo, [[figure(t, "rep-1", s, at + timedelta(minutes=i)) for i, s in enumerate(steps)]])
+    assert Counter(k[1] for k in ledger(repo, t)) == {"quota_50": 1, "quota_100": 1}
+    assert ledger(repo, t)[("rep-1", "quota_100", "2026-Q4")][0] == Decimal("110000.0")  # the first crossing's
+
+
+async def test_a_correction_is_due_only_for_a_celebration_made_before_the_drop() -> None:
+    repo, t = FakeRepository(), tenant_id()
+    await repo.set_overrides(t, {"corrections": True})
+    at = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    await run(repo, [[figure(t, "rep-1", s, at + timedelta(minutes=i)) for i, s in enumerate(["0.4", "1.1", "0.9"])]])
+    assert len(sent(repo, "recognition.milestone.corrected")) == 1  # quota_100: celebrated at 1.1, dropped at 0.9
+    # a team that stood past 100 % before any celebration (say, switched on later): its drop corrects nothing,
+    # and the crossing after it is celebrated without a correction
+    stood = figure(t, "team-1", "1.2", at, scope="team").data
+    assert isinstance(stood, AttainmentUpdated)
+    await repo.save_figures(t, [stood])
+    await run(repo, [[figure(t, "team-1", "0.9", at + timedelta(minutes=1), scope="team"),
+                      figure(t, "team-1", "1.1", at + timedelta(minutes=2), scope="team")]])
+    assert ("team-1", "team_goal", "2026-Q4") in ledger(repo, t)
+    assert len(sent(repo, "recognition.milestone.corrected")) == 1
+    await run(repo, [[figure(t, "team-1", "0.8", at + timedelta(minutes=3), scope="team")]])
+    assert len(sent(repo, "recognition.milestone.corrected")) == 2  # team_goal, once
+
+
+# --- activities -----------------------------------------------------------------------------------------
+
+
+async def test_an_activity_streak_is_celebrated_once_however_the_activities_are_batched() -> None:
+    expected = {("rep-1", "activity_streak", "2026-11-02")}
+    for cut in (1, 3, 25):
+        repo, t = FakeRepository(), tenant_id()
+        calls = week_of_calls(t, "rep-1")
+        stream = [rep(t, "rep-1"), *calls, *calls[:7]]  # with redeliveries
+        await run(repo, [stream[i:i + cut] for i in range(0, len(stream), cut)])
+        assert set(ledger(repo, t)) == expected, cut
+        assert len(sent(repo)) == 1
+
+
+async def test_a_day_short_of_the_goal_breaks_the_streak() -> None:
+    repo, t = FakeRepository(), tenant_id()
+    calls = week_of_calls(t, "rep-1")
+    wednesday_short = [c for c in calls
+                       if not (isinstance(c.data, ActivityLogged) and c.data.activity_id == "rep-1-2-4")]
+    await run(repo, [[rep(t, "rep-1"), *wednesday_short]])
+    assert ledger(repo, t) == {}
+
+
+# --- the whole stream -----------------------------------------------------------------------------------
+
+
+async def test_one_batch_and_one_record_at_a_time_and_random_batches_give_the_same_ledger() -> None:
+    rnd = random.Random(15)
+    results = []
+    for how in ("one batch", "one at a time", "random"):
+        repo, t = FakeRepository(), "same-tenant"
+        stream = mixed_stream(t, random.Random(7))
+        cut = {"one batch": [stream], "one at a time": [[m] for m in stream], "random": batches_of(stream, rnd)}[how]
+        await run(repo, cut)
+        assert len(sent(repo)) == len(set(sent(repo))), how
+        results.append((ledger(repo, t), sorted(sent(repo)), dict(repo.attainment)))
+    assert results[0] == results[1] == results[2]
+    assert {m for _, m, _ in results[0][0]} >= {"first_win_ever", "first_win", "personal_record", "quota_100",
+                                               "activity_streak"}
+
+
+async def test_a_batch_reads_and_writes_with_one_call_per_kind_of_state() -> None:
+    repo, t = FakeRepository(), tenant_id()
+    stream = mixed_stream(t, random.Random(3))
+    await run(repo, [stream])
+    assert len(stream) > 100
+    for name in ("claim", "figures", "save_figures", "deals", "save_deals", "add_activities", "activity_moments",
+                 "profiles", "record", "enqueue", "tenant_config"):
+        assert repo.calls.get(name) == 1, (name, repo.calls)
+
+
+# --- configuration --------------------------------------------------------------------------------------
+
+
+async def test_settings_are_read_once_and_a_change_by_another_replica_applies_from_the_next_batch() -> None:
+    repo, t, cache = FakeRepository(), tenant_id(), ConfigCache()
+    at = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    for n in range(3):
+        await run(repo, [[figure(t, f"rep-{n}", "0.3", at)]], cache)
+    assert (cache.loads, repo.calls["config_version"]) == (1, 2)
+    await repo.set_overrides(t, {"quota_thresholds": ["0.4"]})  # through the other replica's API
+    await run(repo, [[figure(t, "rep-0", "0.45", at + timedelta(minutes=1))]], cache)
+    assert cache.loads == 2
+    assert ("rep-0", "quota_40", "2026-Q4") in ledger(repo, t)
+
+
+async def test_a_registry_entry_changes_the_calendar_the_next_records_are_judged_in() -> None:
+    repo, t, cache = FakeRepository(), tenant_id(), ConfigCache()
+    closed = datetime(2026, 9, 30, 23, 30, tzinfo=UTC)  # 2026-Q3 in UTC, 2026-Q4 in Tokyo
+    entry = TenantUpserted(tenant=t, timezone="UTC", currency="EUR", fiscal_start_month=1, token_sha256="ab" * 32,
+                           active=True)
+    await run(repo, [[incoming(t, "tenant.upserted", entry, closed)], [rep(t, "rep-9")]], cache)
+    tokyo = entry.model_copy(update={"timezone": "Asia/Tokyo"})
+    solo = DealUpserted(deal_id="d9", rep_id="rep-9", amount=Decimal(1), currency="EUR", stage="won",
+                        closed_at=closed, updated_at=closed)
+    # the rep's zone is Berlin, but a quarter is the tenant's
+    await run(repo, [[incoming(t, "tenant.upserted", tokyo, closed), incoming(t, "deal.upserted", solo, closed)]],
+              cache)
+    assert ("rep-9", "first_win", "2026-Q4") in ledger(repo, t)
+
+
+# --- period closes --------------------------------------------------------------------------------------
+
+
+async def test_leaderboards_at_a_period_close_come_from_deals_when_kpi_publishes_no_figure() -> None:
+    repo, t, cache = FakeRepository(), tenant_id(), ConfigCache()
+    entry = TenantUpserted(tenant=t, timezone="Europe/Berlin", currency="EUR", fiscal_start_month=1,
+                           token_sha256="ab" * 32, active=True,
+                           rates=[ExchangeRate(currency="USD", valid_from=date(2026, 1, 1), rate=Decimal("0.9"))])
+    october = datetime(2026, 10, 10, 9, tzinfo=UTC)
+    await run(repo, [[incoming(t, "tenant.upserted", entry, october), rep(t, "rep-1"), rep(t, "rep-2"),
+                      rep(t, "rep-3"), rep(t, "rep-4", team="team-2"),
+                      won(t, "a", "rep-1", "50000", october), won(t, "b", "rep-2", "30000", october),
+                      won(t, "c", "rep-2", "30000", october, currency="USD"),  # 27,000 EUR: 57,000 in all
+                      won(t, "d", "rep-3", "10000", october), won(t, "e", "rep-4", "5000", october)]], cache)
+    assert not repo.attainment  # no figure at all
+    assert await settle_tenant(repo, cache, t, NOW) > 0
+    finishes = {(k[0], k[1]): v for k, v in ledger(repo, t).items() if k[1].startswith("leaderboard") and
+                k[2] == "2026-10"}
+    assert finishes[("rep-2", "leaderboard_1_won_revenue")][0] == Decimal("57000.0")
+    assert ("rep-1", "leaderboard_2_won_revenue") in finishes
+    assert ("rep-3", "leaderboard_3_won_revenue") in finishes
+    assert ("rep-4", "leaderboard_1_won_revenue") in finishes  # the only rep of team-2
+    assert ("rep-2", "leaderboard_1_deals_won") in finishes
+    assert await settle_tenant(repo, cache, t, NOW) == 0  # settled once
