@@ -18,12 +18,12 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
-from services.coaching import digests, planning
+from services.coaching import action_plans, digests
 from services.coaching import repository as repo
 from services.coaching.checkins import DEFAULT_CATALOGUE, Playbook
 from services.coaching.handlers import base_policy, close, task_json
 from services.coaching.model import RULES
-from services.coaching.plans import PLAN_METRICS, StepDraft, steps_for_task, title_of
+from services.coaching.plan_rules import PLAN_METRICS, StepDraft, steps_for_task, title_of
 from shared.auth import ReadTenant
 from shared.db import tenant_tx
 from shared.events import ManagerCard, Metric
@@ -135,13 +135,13 @@ async def complete(rt: Rt, tenant: ReadTenant, task_id: str, body: Outcome) -> d
 async def list_plans(rt: Rt, tenant: ReadTenant, rep_id: str | None = None,
                      status: Literal["open", "completed", "missed"] | None = None) -> dict[str, Any]:
     async with tenant_tx(rt.pool, tenant) as conn:
-        return {"action_plans": await planning.plans(conn, tenant, rep_id, status)}
+        return {"action_plans": await action_plans.plans(conn, tenant, rep_id, status)}
 
 
 @router.get("/action-plans/{plan_id}")
 async def get_plan(rt: Rt, tenant: ReadTenant, plan_id: uuid.UUID) -> dict[str, Any]:
     async with tenant_tx(rt.pool, tenant) as conn:
-        found = await planning.plans(conn, tenant, None, None, plan_id)
+        found = await action_plans.plans(conn, tenant, None, None, plan_id)
     if not found:
         raise HTTPException(404, f"no action plan {plan_id}")
     return found[0]
@@ -174,9 +174,9 @@ async def create_plan(rt: Rt, tenant: ReadTenant, body: PlanIn) -> dict[str, Any
         if not steps:
             raise HTTPException(422, "steps: give at least one step (or a task_id to take its suggestions)")
         title = body.title or (f"Plan for: {task['summary']}" if task else f"Action plan for {rep_id}")
-        plan_id = await planning.create(conn, tenant, rep_id, title[:200], steps, now,
+        plan_id = await action_plans.create(conn, tenant, rep_id, title[:200], steps, now,
                                         str(body.task_id) if body.task_id else None)
-        plan = (await planning.plans(conn, tenant, None, None, plan_id))[0]
+        plan = (await action_plans.plans(conn, tenant, None, None, plan_id))[0]
     rt.relay.wake()
     return plan
 
@@ -184,7 +184,7 @@ async def create_plan(rt: Rt, tenant: ReadTenant, body: PlanIn) -> dict[str, Any
 @router.get("/holidays")
 async def list_holidays(rt: Rt, tenant: ReadTenant) -> dict[str, Any]:
     async with tenant_tx(rt.pool, tenant) as conn:
-        rows = await conn.fetch("SELECT day, name FROM holidays WHERE tenant = $1 ORDER BY day", tenant)
+        rows = await repo.holidays(conn, tenant)
     return {"holidays": [dict(r) for r in rows]}
 
 
@@ -192,22 +192,20 @@ async def list_holidays(rt: Rt, tenant: ReadTenant) -> dict[str, Any]:
 async def add_holiday(rt: Rt, tenant: ReadTenant, body: HolidayIn) -> dict[str, Any]:
     """A tenant-wide day off (local date): nobody is expected to produce on it, no check-in is due on it."""
     async with tenant_tx(rt.pool, tenant) as conn:
-        await conn.execute("INSERT INTO holidays (tenant, day, name) VALUES ($1, $2, $3) ON CONFLICT (tenant, day)"
-                           " DO UPDATE SET name = EXCLUDED.name", tenant, body.day, body.name)
+        await repo.add_holiday(conn, tenant, body.day, body.name)
     return body.model_dump()
 
 
 @router.delete("/holidays/{day}", status_code=204)
 async def remove_holiday(rt: Rt, tenant: ReadTenant, day: date) -> None:
     async with tenant_tx(rt.pool, tenant) as conn:
-        await conn.execute("DELETE FROM holidays WHERE tenant = $1 AND day = $2", tenant, day)
+        await repo.remove_holiday(conn, tenant, day)
 
 
 @router.get("/reps/{rep_id}/time-off")
 async def list_time_off(rt: Rt, tenant: ReadTenant, rep_id: str) -> dict[str, Any]:
     async with tenant_tx(rt.pool, tenant) as conn:
-        rows = await conn.fetch("SELECT first_day, last_day, reason FROM time_off WHERE tenant = $1 AND rep_id = $2"
-                                " ORDER BY first_day", tenant, rep_id)
+        rows = await repo.time_off(conn, tenant, rep_id)
     return {"rep_id": rep_id, "time_off": [dict(r) for r in rows]}
 
 
@@ -217,10 +215,7 @@ async def add_time_off(rt: Rt, tenant: ReadTenant, rep_id: str, body: TimeOffIn)
     if body.last_day < body.first_day:
         raise HTTPException(422, f"last_day: {body.last_day} is before first_day {body.first_day}")
     async with tenant_tx(rt.pool, tenant) as conn:
-        await conn.execute("INSERT INTO time_off (tenant, rep_id, first_day, last_day, reason)"
-                           " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant, rep_id, first_day)"
-                           " DO UPDATE SET last_day = EXCLUDED.last_day, reason = EXCLUDED.reason",
-                           tenant, rep_id, body.first_day, body.last_day, body.reason)
+        await repo.add_time_off(conn, tenant, rep_id, body.first_day, body.last_day, body.reason)
     return {"rep_id": rep_id} | body.model_dump()
 
 
@@ -234,8 +229,7 @@ async def _policy(rt: Runtime, tenant: str, team_id: str | None) -> dict[str, An
 
 async def _own_overrides(rt: Runtime, tenant: str, team_id: str) -> dict[str, Any]:
     async with tenant_tx(rt.pool, tenant) as conn:
-        raw = await conn.fetchval("SELECT overrides FROM policies WHERE tenant = $1 AND team_id = $2", tenant, team_id)
-    return json.loads(raw) if raw else {}
+        return await repo.own_overrides(conn, tenant, team_id)
 
 
 async def _set_policy(rt: Runtime, tenant: str, team_id: str, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -300,8 +294,7 @@ async def manager_scorecard(rt: Rt, tenant: ReadTenant, manager_id: str,
     team's won revenue against target: managers are held to account too."""
     now = rt.clock.now()
     async with tenant_tx(rt.pool, tenant) as conn:
-        row = await conn.fetchrow("SELECT timezone, fiscal_start_month FROM tenants WHERE tenant = $1", tenant)
-        zone, fiscal = ZoneInfo(row["timezone"] if row else "UTC"), row["fiscal_start_month"] if row else 1
+        zone, fiscal = await repo.calendar_of(conn, tenant)
         label = period or period_of("quarter", now, zone, fiscal).label
         try:
             return await digests.scorecard(conn, tenant, manager_id, label, zone, fiscal, now)
@@ -314,8 +307,5 @@ async def list_reviews(rt: Rt, tenant: ReadTenant, scope_id: str | None = None, 
                        limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
     """The weekly digests published so far, newest week first."""
     async with tenant_tx(rt.pool, tenant) as conn:
-        rows = await conn.fetch("SELECT body FROM reviews WHERE tenant = $1 AND ($2::text IS NULL OR scope_id = $2)"
-                                " AND ($3::text IS NULL OR week = $3) ORDER BY week DESC, scope, scope_id LIMIT $4",
-                                tenant, scope_id, week, limit)
-    return {"reviews": [json.loads(r["body"]) for r in rows]}
+        return {"reviews": await repo.reviews(conn, tenant, scope_id, week, limit)}
 

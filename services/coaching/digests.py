@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -18,8 +17,10 @@ import asyncpg
 
 from services.coaching import repository as repo
 from services.coaching.calendar import working_share
+from services.coaching.config import CONFIGS
 from services.coaching.model import Policy
 from services.coaching.outbound import publish
+from services.coaching.repository import PgStore
 from services.coaching.reviews import TaskFacts, headline, manager_card, trend, week_due
 from shared import topics
 from shared.db import tenant_tx
@@ -30,26 +31,19 @@ NAMESPACE = uuid.UUID("c2d35a8e-1f44-4b9e-8f0d-7b6a3e91c5d4")
 KINDS = ("month", "quarter")
 
 
-async def _tenants(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    return list(await conn.fetch("SELECT tenant, timezone, fiscal_start_month FROM tenants WHERE active"))
-
-
 async def publish_due(pool: asyncpg.Pool, now: datetime, defaults: Policy) -> int:
     """Publish every review due at `now` that nobody published yet; returns how many this call did."""
     published = 0
     async with pool.acquire() as conn:  # the registry: readable in every scope
-        tenants = await _tenants(conn)
+        tenants = await repo.active_tenants(conn)
     for t in tenants:
         zone = ZoneInfo(t["timezone"])
         async with tenant_tx(pool, t["tenant"]) as conn:
-            layers = await repo.policy_layers(conn, t["tenant"], None)
-            policy = defaults.with_overrides(*layers) if layers else defaults
-            due = week_due(now, policy.review_weekday, policy.review_hour, zone)
-            reps = await conn.fetch("SELECT rep_id, team_id FROM reps WHERE tenant = $1 AND active"
-                                    " AND name IS NOT NULL ORDER BY rep_id", t["tenant"])
-            week, monday = due
-            done = {(r["scope"], r["scope_id"]) for r in await conn.fetch(
-                "SELECT scope, scope_id FROM reviews WHERE tenant = $1 AND week = $2", t["tenant"], week)}
+            config = await CONFIGS.get(PgStore(conn), t["tenant"])
+            policy = config.policy(defaults, None)
+            week, monday = week_due(now, policy.review_weekday, policy.review_hour, zone)
+            reps = await repo.named_reps(conn, t["tenant"])
+            done = await repo.reviewed(conn, t["tenant"], week)
         subjects = [(Scope.REP, r["rep_id"]) for r in reps]
         subjects += [(Scope.TEAM, team) for team in sorted({r["team_id"] for r in reps if r["team_id"]})]
         for scope, scope_id in subjects:
@@ -58,12 +52,8 @@ async def publish_due(pool: asyncpg.Pool, now: datetime, defaults: Policy) -> in
             async with tenant_tx(pool, t["tenant"]) as conn:
                 review = await build(conn, t["tenant"], scope, scope_id, week, monday, zone,
                                      t["fiscal_start_month"], now)
-                inserted = await conn.fetchval(
-                    "INSERT INTO reviews (tenant, scope, scope_id, week, review_id, body, published_at)"
-                    " VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7) ON CONFLICT DO NOTHING RETURNING 1",
-                    t["tenant"], scope.value, scope_id, week, uuid.UUID(review.review_id), review.model_dump_json(),
-                    now)
-                if inserted:
+                if await repo.insert_review(conn, t["tenant"], scope.value, scope_id, week, uuid.UUID(review.review_id),
+                                            review.model_dump_json(), now):
                     await publish(conn, t["tenant"], scope_id, "coaching.review.published", review.review_id, review,
                                   now, topics.REVIEWS)
                     published += 1
@@ -76,18 +66,18 @@ def _previous_label(kind: str, start: datetime, zone: ZoneInfo, fiscal: int) -> 
 
 async def _figures(conn: asyncpg.Connection, tenant: str, scope: Scope, scope_id: str, now: datetime,
                    zone: ZoneInfo, fiscal: int, days_off: frozenset[date]) -> list[ReviewFigure]:
-    labels = [period_of(kind, now, zone, fiscal).label for kind in KINDS]
-    rows = await conn.fetch(
-        "SELECT period, metric, actual, target FROM attainment WHERE tenant = $1 AND scope = $2 AND scope_id = $3"
-        " AND period = ANY($4::text[]) AND target > 0 ORDER BY period, metric", tenant, scope.value, scope_id, labels)
+    """The scope's targeted figures of the current month and quarter, each with the period before (one query)."""
+    current = {period_of(kind, now, zone, fiscal).label: kind for kind in KINDS}
+    bounds = {label: period_bounds(label, zone, fiscal) for label in current}
+    before = {label: _previous_label(kind, bounds[label][0], zone, fiscal) for label, kind in current.items()}
+    rows = await repo.figures_of(conn, tenant, scope.value, scope_id, [*current, *before.values()])
+    found = {(r["period"], r["metric"]): r for r in rows}
     out = []
     for row in rows:
-        kind = "quarter" if "Q" in row["period"] else "month"
-        start, end = period_bounds(row["period"], zone, fiscal)
-        before = _previous_label(kind, start, zone, fiscal)
-        prev = await conn.fetchrow("SELECT actual, target FROM attainment WHERE tenant = $1 AND scope = $2"
-                                   " AND scope_id = $3 AND period = $4 AND metric = $5",
-                                   tenant, scope.value, scope_id, before, row["metric"])
+        if row["period"] not in current or row["target"] is None or row["target"] <= 0:
+            continue
+        start, end = bounds[row["period"]]
+        prev = found.get((before[row["period"]], row["metric"]))
         attainment = (row["actual"] / row["target"]).quantize(Decimal("0.0001"))
         share = working_share(start, end, now, zone, days_off)
         expected = row["target"] * share
@@ -95,7 +85,8 @@ async def _figures(conn: asyncpg.Connection, tenant: str, scope: Scope, scope_id
         out.append(ReviewFigure(
             metric=Metric(row["metric"]), period=row["period"], actual=row["actual"], target=row["target"],
             attainment=attainment, pace=(row["actual"] / expected).quantize(Decimal("0.0001")) if expected else None,
-            previous_period=before if prev else None, previous_attainment=previous, trend=trend(attainment, previous)))
+            previous_period=before[row["period"]] if prev else None, previous_attainment=previous,
+            trend=trend(attainment, previous)))
     return out
 
 
@@ -103,24 +94,17 @@ async def build(conn: asyncpg.Connection, tenant: str, scope: Scope, scope_id: s
                 zone: ZoneInfo, fiscal: int, now: datetime) -> ReviewPublished:
     """The digest of one rep or team for the ISO week starting `monday`."""
     if scope is Scope.REP:
-        profile = await conn.fetchrow("SELECT name, manager_id FROM reps WHERE tenant = $1 AND rep_id = $2",
-                                      tenant, scope_id)
+        profile = await repo.profile(conn, tenant, scope_id)
         members = [scope_id]
         name, manager = (profile["name"], profile["manager_id"]) if profile else (None, None)
     else:
-        rows = await conn.fetch("SELECT rep_id, manager_id FROM reps WHERE tenant = $1 AND team_id = $2 AND active"
-                                " ORDER BY rep_id", tenant, scope_id)
+        rows = await repo.team_members(conn, tenant, scope_id)
         members = [r["rep_id"] for r in rows]
         managers = Counter(r["manager_id"] for r in rows if r["manager_id"])
         name, manager = scope_id, (managers.most_common(1)[0][0] if managers else None)
     start, end = local_midnight(monday, zone), local_midnight(monday + timedelta(days=7), zone)
-    counts = await conn.fetchrow(
-        "SELECT count(*) FILTER (WHERE occurred_at >= $3) AS week, count(*) FILTER (WHERE occurred_at < $3)"
-        " AS before FROM activities WHERE tenant = $1 AND rep_id = ANY($2::text[]) AND occurred_at >= $4"
-        " AND occurred_at < $5", tenant, members, start, start - (end - start), end)
-    tasks = await conn.fetchrow(
-        "SELECT count(*) AS open, count(*) FILTER (WHERE due_at <= $3) AS overdue FROM tasks WHERE tenant = $1"
-        " AND rep_id = ANY($2::text[]) AND status IN ('open', 'acknowledged')", tenant, members, now)
+    week_count, before_count = await repo.activity_weeks(conn, tenant, members, start, end)
+    open_count, overdue_count = await repo.live_task_counts(conn, tenant, members, now)
     off = await repo.days_off(conn, tenant, scope_id if scope is Scope.REP else None,
                               now.date() - timedelta(days=200), now.date() + timedelta(days=200))
     figures = await _figures(conn, tenant, scope, scope_id, now, zone, fiscal, off)
@@ -133,9 +117,9 @@ async def build(conn: asyncpg.Connection, tenant: str, scope: Scope, scope_id: s
         review_id=str(uuid.uuid5(NAMESPACE, f"{tenant}|{scope.value}|{scope_id}|{week}")), scope=scope,
         scope_id=scope_id, name=name, manager_id=manager, week=week,
         headline=headline(name or scope_id, week, lead.attainment if lead else None,
-                          lead.metric.value if lead else "", lead.period if lead else "", tasks["open"]),
-        figures=figures, activities_week=counts["week"], activities_week_before=counts["before"],
-        open_tasks=tasks["open"], overdue_tasks=tasks["overdue"], members=members if scope is Scope.TEAM else [],
+                          lead.metric.value if lead else "", lead.period if lead else "", open_count),
+        figures=figures, activities_week=week_count, activities_week_before=before_count,
+        open_tasks=open_count, overdue_tasks=overdue_count, members=members if scope is Scope.TEAM else [],
         manager=card, published_at=now)
 
 
@@ -146,8 +130,7 @@ async def scorecard(conn: asyncpg.Connection, tenant: str, manager_id: str, peri
     rows = await repo.manager_tasks(conn, tenant, manager_id, start, end)
     card = manager_card(manager_id, [TaskFacts(r["created_at"], r["due_at"], r["acknowledged_at"],
                                                r["completed_at"], r["escalated_at"], r["status"]) for r in rows], now)
-    reps: Sequence[str] = [r[0] for r in await conn.fetch(
-        "SELECT rep_id FROM reps WHERE tenant = $1 AND manager_id = $2 AND active", tenant, manager_id)]
+    reps = await repo.managed_reps(conn, tenant, manager_id)
     actual, target = await repo.team_figure(conn, tenant, reps, period, Metric.WON_REVENUE.value)
     return card.model_copy(update={
         "team_won_revenue": actual, "team_target": target,

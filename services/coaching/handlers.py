@@ -1,14 +1,17 @@
-"""coaching's consumer: sales and attainment events in; check-ins, closures and plan progress out.
+"""coaching's consumer and evaluation: sales and attainment events in; check-ins, closures and plan
+progress out.
 
-One batch, one transaction (with its offsets): the events are stored (figures, roster, deals,
-activities) and every rep they touched is remembered as owed an evaluation (`owed_evaluations`).
-The evaluator (`timers.evaluate_owed`, about every `COACHING_EVALUATION_DELAY_S`) takes the owed reps
-and runs the pure rules (`rules.py`, `evaluate_reps` here) for each once, however many batches
-touched it meanwhile: a finding that passes the cool-down gate becomes a task
-(`coaching.task.created`), a live task whose rule no longer finds anything is closed as recovered
-(`coaching.task.closed`), and the rep's action plan steps are brought up to date. Under load a
-busy rep is evaluated once per pass instead of once per batch, so coaching's work follows its reps,
-not its input rate. The periodic pass (`timers.tick`) evaluates every rep on the clock too.
+One batch, one transaction (with its offsets): each tenant's part is folded into what it changes
+(`intake.reduce_batch`, pure) and written with one statement per table (`store_batch`); every rep it
+touched is remembered as owed an evaluation (`owed_evaluations`). The evaluator
+(`timers.evaluate_owed`, about every `COACHING_EVALUATION_DELAY_S`) takes the owed reps and runs
+`evaluate` for each once, however many batches touched it meanwhile: the tenant's configuration from
+the process cache (`config.py`, one version read), the rules (`rules.evaluate`), the verdict on the live
+check-ins (`rules.verdict`), then the cool-down gate, the new tasks (`coaching.task.created`), the
+superseded and recovered ones (`coaching.task.closed`) and the announcements, one statement each for
+all the reps. Under load a busy rep is evaluated once per pass instead of once per batch, so coaching's
+work follows its reps, not its input rate. The periodic pass (`timers.tick`) evaluates every rep on the
+clock too. The handlers depend on the `store.Store` protocol only (PostgreSQL: `repository.PgStore`).
 """
 
 from __future__ import annotations
@@ -16,20 +19,25 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 from pydantic import BaseModel
 
 from services.coaching import repository as repo
-from services.coaching.checkins import Playbook, compose
+from services.coaching.checkins import compose
+from services.coaching.config import CONFIGS, ConfigCache
+from services.coaching.intake import reduce_batch
 from services.coaching.metrics import TASK_EVENTS
-from services.coaching.model import SEVERITY_RANK, Policy
+from services.coaching.model import Policy, RepView
 from services.coaching.outbound import publish
-from services.coaching.rules import evaluate
+from services.coaching.repository import PgStore
+from services.coaching.rules import LiveTask, Verdict, verdict
+from services.coaching.rules import evaluate as rules_evaluate
 from services.coaching.settings import CoachingSettings
-from shared import registry
+from services.coaching.store import Close, Gate, Outgoing, Store
 from shared.consumer import Handler, Incoming
 from shared.events import (
     ActivityLogged,
@@ -38,6 +46,7 @@ from shared.events import (
     DealUpserted,
     RepUpserted,
     TaskClosed,
+    TaskCreated,
     TeamUpserted,
     TenantUpserted,
 )
@@ -58,96 +67,113 @@ def base_policy(rt: Runtime) -> Policy:
 
 def make_handler(rt: Runtime) -> Handler:
     async def handle(conn: asyncpg.Connection, batch: Sequence[Incoming]) -> None:
-        """Store what the batch says; owe an evaluation to each rep it touched (`timers.evaluate_owed` runs
-        it soon after, once however many batches touched the rep meanwhile)."""
-        now = rt.clock.now()
-        touched: set[tuple[str, str]] = set()
-        figures: list[tuple[str, AttainmentUpdated]] = []
-        for msg in batch:
-            if isinstance(msg.data, AttainmentUpdated):  # most of the traffic: stored together below
-                if msg.data.period_start and msg.data.period_end:
-                    figures.append((msg.event.tenant, msg.data))
-                continue
-            touched |= await _store(conn, msg, now)
-        touched |= await repo.save_attainments(conn, figures, now)
-        await repo.owe_evaluation(conn, sorted(touched), now)
+        """One tenant's part of a batch (the consumer hands each tenant's records on their own, in the
+        tenant's scope): stored set-based (`store_batch`); `timers.evaluate_owed` evaluates the reps it
+        touched soon after, once however many batches touched them meanwhile."""
+        if batch:
+            await store_batch(PgStore(conn), batch[0].event.tenant, batch, rt.clock.now())
 
     return handle
 
 
-async def _store(conn: asyncpg.Connection, msg: Incoming, now: datetime) -> set[tuple[str, str]]:
-    """Apply one event; the (tenant, rep) whose evaluation it may change."""
-    tenant, data = msg.event.tenant, msg.data
-    touched: set[str] = set()
-    match data:
-        case TenantUpserted():
-            await registry.upsert_tenant(conn, data)
-        case RepUpserted():
-            await repo.upsert_rep(conn, tenant, data, msg.event.time)
-            touched = {data.rep_id}
-        case ActivityLogged():
-            await registry.remember_calendar(conn, tenant, msg.event.extensions)
-            await repo.seen_rep(conn, tenant, data.rep_id, data.occurred_at)
-            touched = await repo.add_activities(conn, tenant, [data])
-        case DealUpserted():
-            await registry.remember_calendar(conn, tenant, msg.event.extensions)
-            # known from now on: a deal created long ago (history imported at go-live) says nothing about
-            # whether the rep's activities were being recorded then
-            await repo.seen_rep(conn, tenant, data.rep_id, now)
-            await registry.store_deal(conn, tenant, data, msg.event.id)
-            touched = {data.rep_id}
-        case DealDeleted():
-            await registry.tombstone_deal(conn, tenant, data, msg.event.id)
-    return {(tenant, rep) for rep in touched}
+async def store_batch(store: Store, tenant: str, batch: Sequence[Incoming], now: datetime) -> list[str]:
+    """Store what `batch` (one tenant's records, in order) says, a statement per table whatever its size,
+    leaving the state the records would have left one by one (`intake`); owe an evaluation to each rep
+    it touched, and return them."""
+    changes = reduce_batch(batch, now)
+    if changes.calendar is not None:
+        await store.remember_calendar(tenant, changes.calendar)
+    await store.upsert_tenants(changes.tenants)
+    for reps in changes.rep_rounds:
+        await store.upsert_reps(tenant, reps)
+    await store.seen_reps(tenant, changes.seen)
+    new = await store.insert_activities(tenant, [a.activity for a in changes.activities])
+    early = {a.activity.activity_id for a in changes.activities if a.before_deal}
+    touches = [(n.activity_id in early, n.deal_id, n.occurred_at) for n in new if n.deal_id]
+    await store.touch_deals(tenant, [(d, at) for first, d, at in touches if first])  # deals stored before the batch
+    await store.store_deals(tenant, changes.deal_upserts)
+    await store.tombstone_deals(tenant, changes.deal_deletions)
+    await store.touch_deals(tenant, [(d, at) for first, d, at in touches if not first])
+    figured = await store.save_attainments(tenant, changes.figures, now)
+    touched = sorted({r.rep_id for reps in changes.rep_rounds for r, _ in reps} | changes.deal_reps
+                     | {n.rep_id for n in new} | figured)
+    await store.owe_evaluation(tenant, touched, now)
+    return touched
 
 
 async def evaluate_reps(conn: asyncpg.Connection, tenant: str, rep_ids: Sequence[str], now: datetime,
-                        defaults: Policy) -> int:
+                        defaults: Policy, configs: ConfigCache = CONFIGS) -> int:
+    """`evaluate` on PostgreSQL, in the caller's transaction."""
+    return await evaluate(PgStore(conn), tenant, rep_ids, now, defaults, configs)
+
+
+async def evaluate(store: Store, tenant: str, rep_ids: Sequence[str], now: datetime, defaults: Policy,
+                   configs: ConfigCache = CONFIGS) -> int:
     """Run every rule for each rep (in rep id order) and return the number of tasks created.
 
-    A finding becomes a check-in when no check-in of its rule is live (open or acknowledged) and the
-    cool-down gate lets it through; a worse finding than the live one's supersedes it. A live check-in
-    whose rule finds nothing any more is closed as recovered. What the rules read is fetched for all
-    the reps at once (`repo.rep_views`); only findings and recoveries cost a statement each."""
-    layers = await repo.tenant_policy_layers(conn, tenant)
-    views = await repo.rep_views(conn, tenant, rep_ids, now, repo.activity_days(defaults, layers))
+    A finding becomes a check-in when `rules.verdict` raises it and the cool-down gate lets it through;
+    a worse finding than the live one's supersedes it; a live check-in whose rule finds nothing any more
+    is closed as recovered. The tenant's configuration comes from the cache (one version read), what the
+    rules read is fetched for all the reps at once, and every write is one statement for all of them."""
+    config = await configs.get(store, tenant)
+    views = await store.rep_views(config, rep_ids, now, config.activity_days(defaults))
     if not views:
         return 0
-    policies: dict[str | None, Policy] = {}
-    live_of = await repo.live_tasks(conn, tenant, list(views))
-    catalogue: dict[str, Playbook] | None = None
-    created = 0
-    for rep_id in sorted(views):
-        view = views[rep_id]
-        if view.team_id not in policies:
-            mine = repo.layers_for(layers, view.team_id)
-            policies[view.team_id] = defaults.with_overrides(*mine) if mine else defaults
-        policy = policies[view.team_id]
-        findings = evaluate(view, now, policy)
-        live = {row["rule"]: row for row in live_of.get(rep_id, [])}
-        for finding in findings:
-            rank = SEVERITY_RANK[finding.severity]
-            before = live.get(finding.rule)
-            if before is not None and rank <= SEVERITY_RANK[before["severity"]]:
-                continue  # still being handled (or escalated): one live check-in per rule, not one a week
-            if not await repo.pass_gate(conn, tenant, rep_id, finding.rule, finding.severity, rank, now,
-                                        timedelta(days=policy.cooldown_days)):
+    live = await store.live_tasks(tenant, sorted(views))
+    judged = [_judge(views[rep], now, config.policy(defaults, views[rep].team_id), live.get(rep, []))
+              for rep in sorted(views)]
+    gates = [Gate(j.view.rep_id, f.rule, f.severity, j.policy.cooldown_days)
+             for j in judged for f, _ in j.verdict.raise_]
+    passed = await store.pass_gates(tenant, gates, now)
+    drafts = {(j.view.rep_id, f.rule): compose(j.view, f, now, j.policy, config.catalogue)
+              for j in judged for f, _ in j.verdict.raise_ if (j.view.rep_id, f.rule) in passed}
+    created = await store.insert_tasks(tenant, list(drafts.values()), now)
+    closed = await store.close_tasks(tenant, _closes(judged, drafts, created), now)
+    await store.publish(tenant, _announcements(judged, drafts, created, closed), now)
+    return len(created)
+
+
+@dataclass(frozen=True, slots=True)
+class _Judged:
+    view: RepView
+    policy: Policy
+    verdict: Verdict
+
+
+def _judge(view: RepView, now: datetime, policy: Policy, live: Sequence[LiveTask]) -> _Judged:
+    return _Judged(view, policy, verdict(rules_evaluate(view, now, policy), live))
+
+
+def _closes(judged: Sequence[_Judged], drafts: Mapping[tuple[str, str], TaskCreated],
+            created: set[str]) -> list[Close]:
+    """Live check-ins superseded by a check-in just created, then those recovered."""
+    superseded = [Close(before.task_id, "superseded") for j in judged for f, before in j.verdict.raise_
+                  if before is not None and (task := drafts.get((j.view.rep_id, f.rule))) and task.task_id in created]
+    return superseded + [Close(t.task_id, "recovered") for j in judged for t in j.verdict.recovered]
+
+
+def _announcements(judged: Sequence[_Judged], drafts: Mapping[tuple[str, str], TaskCreated], created: set[str],
+                   closed: Sequence[TaskClosed]) -> list[Outgoing]:
+    """What to announce, in the order one rep at a time gave: per rep, each check-in created and the one it
+    superseded, then its recoveries."""
+    closes = {c.task_id: c for c in closed}
+    out: list[Outgoing] = []
+    for j in judged:
+        for finding, before in j.verdict.raise_:
+            task = drafts.get((j.view.rep_id, finding.rule))
+            if task is None or task.task_id not in created:
                 continue
-            if catalogue is None:
-                catalogue = await repo.catalogue(conn, tenant)
-            task = compose(view, finding, now, policy, catalogue)
-            if not await repo.insert_task(conn, tenant, task, now):
-                continue
-            created += 1
+            out.append(Outgoing(j.view.rep_id, "coaching.task.created", task.task_id, task))
             TASK_EVENTS.labels("created", task.rule).inc()
-            await publish(conn, tenant, rep_id, "coaching.task.created", task.task_id, task, now)
-            if before is not None:  # a worse finding: the new task supersedes the live one
-                await close(conn, tenant, before["task_id"], "superseded", now)
-        found = {f.rule for f in findings}
-        for rule, row in live.items():
-            if rule not in found:
-                await close(conn, tenant, row["task_id"], "recovered", now)
-    return created
+            if before is not None and (gone := closes.get(before.task_id)):
+                out.append(_closed(gone))
+        out += [_closed(closes[t.task_id]) for t in j.verdict.recovered if t.task_id in closes]
+    return out
+
+
+def _closed(closed: TaskClosed) -> Outgoing:
+    TASK_EVENTS.labels("closed", closed.rule).inc()
+    return Outgoing(closed.rep_id, "coaching.task.closed", f"{closed.task_id}:closed", closed)
 
 
 async def close(conn: asyncpg.Connection, tenant: str, task_id: Any, reason: str, now: datetime,

@@ -1,4 +1,5 @@
 """coaching's PostgreSQL state: what it keeps of the sales topics, and its tasks, plans and reviews.
+Every SQL statement of the service is here; `PgStore` is the `store.Store` the handlers use.
 
 Every transition is guarded in SQL (newest version wins, insert-if-absent, update-where-status), so
 replicas and redeliveries cannot apply one twice; the caller commits it with the batch's offsets.
@@ -11,20 +12,32 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import asyncpg
 
 from services.coaching.calendar import local_midnight
 from services.coaching.checkins import Playbook
-from services.coaching.model import ActivityLog, ClosedDeal, Figure, OpenDeal, Policy, RepView
+from services.coaching.config import TenantConfig
+from services.coaching.intake import Calendar
+from services.coaching.model import ActivityLog, ClosedDeal, Figure, OpenDeal, RepView
+from services.coaching.outbound import SOURCE
+from services.coaching.rules import LiveTask
+from services.coaching.store import Close, Gate, NewActivity, Outgoing
+from shared.cloudevents import CloudEvent, message_key
 from shared.events import (
     ActivityLogged,
     AttainmentUpdated,
+    DealDeleted,
+    DealUpserted,
     Metric,
     RepUpserted,
+    TaskClosed,
     TaskCreated,
+    TenantUpserted,
 )
+from shared.outbox import enqueue_many
 
 HISTORY = timedelta(days=180)  # how far back rules look (win-rate baseline); older activities may be pruned
 TASK_COLUMNS = ("task_id, rep_id, rep_name, team_id, manager_id, rule, severity, summary, evidence, suggested_actions,"
@@ -35,44 +48,109 @@ TASK_COLUMNS = ("task_id, rep_id, rep_name, team_id, manager_id, rule, severity,
 # --- what coaching keeps of the sales topics -------------------------------------------------------
 
 
-async def upsert_rep(conn: asyncpg.Connection, tenant: str, rep: RepUpserted, version: datetime) -> None:
+async def upsert_tenants(conn: asyncpg.Connection, entries: Sequence[TenantUpserted]) -> None:
+    """The registry's word on each tenant (one entry per tenant): calendar, currency, token digest, active."""
+    if not entries:
+        return
+    await conn.execute(
+        "INSERT INTO tenants (tenant, timezone, fiscal_start_month, currency, token_sha256, active)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::bytea[], $6::bool[])"
+        " ON CONFLICT (tenant) DO UPDATE SET timezone = EXCLUDED.timezone,"
+        " fiscal_start_month = EXCLUDED.fiscal_start_month, currency = EXCLUDED.currency,"
+        " token_sha256 = EXCLUDED.token_sha256, active = EXCLUDED.active",
+        [e.tenant for e in entries], [e.timezone for e in entries], [e.fiscal_start_month for e in entries],
+        [e.currency for e in entries], [bytes.fromhex(e.token_sha256) for e in entries], [e.active for e in entries])
+
+
+async def remember_calendar(conn: asyncpg.Connection, tenant: str, calendar: Calendar) -> None:
+    """A tenant seen on a sales event before its registry entry: keep its zone and currency from the event."""
+    await conn.execute(
+        "INSERT INTO tenants (tenant, timezone, fiscal_start_month, currency) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (tenant) DO NOTHING", tenant, calendar.timezone, calendar.fiscal_start_month,
+        calendar.currency)
+
+
+async def upsert_reps(conn: asyncpg.Connection, tenant: str, reps: Sequence[tuple[RepUpserted, datetime]]) -> None:
+    """Roster entries (at most one per rep), each applied when its version is at least the stored one."""
+    if not reps:
+        return
     await conn.execute(
         "INSERT INTO reps (tenant, rep_id, name, team_id, manager_id, timezone, active, version, known_since)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)"
+        " SELECT $1, r, n, t, m, z, a, v, v FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"
+        " $7::bool[], $8::timestamptz[]) AS u(r, n, t, m, z, a, v)"
         " ON CONFLICT (tenant, rep_id) DO UPDATE SET name = EXCLUDED.name, team_id = EXCLUDED.team_id,"
         " manager_id = EXCLUDED.manager_id, timezone = EXCLUDED.timezone, active = EXCLUDED.active,"
         " version = EXCLUDED.version, known_since = LEAST(reps.known_since, EXCLUDED.known_since)"
         " WHERE reps.version <= EXCLUDED.version",
-        tenant, rep.rep_id, rep.name, rep.team_id, rep.manager_id, rep.timezone, rep.active, version)
+        tenant, [r.rep_id for r, _ in reps], [r.name for r, _ in reps], [r.team_id for r, _ in reps],
+        [r.manager_id for r, _ in reps], [r.timezone for r, _ in reps], [r.active for r, _ in reps],
+        [v for _, v in reps])
 
 
-async def seen_rep(conn: asyncpg.Connection, tenant: str, rep_id: str, at: datetime) -> None:
-    """A rep known from a sales event before (or without) a roster entry: known since then."""
+async def seen_reps(conn: asyncpg.Connection, tenant: str, seen: Mapping[str, datetime]) -> None:
+    """Reps known from a sales event before (or without) a roster entry: known since then (earliest wins)."""
+    if not seen:
+        return
     await conn.execute(
-        "INSERT INTO reps (tenant, rep_id, version, known_since) VALUES ($1, $2, '-infinity', $3)"
+        "INSERT INTO reps (tenant, rep_id, version, known_since)"
+        " SELECT $1, r, '-infinity', k FROM unnest($2::text[], $3::timestamptz[]) AS u(r, k)"
         " ON CONFLICT (tenant, rep_id) DO UPDATE SET known_since = LEAST(reps.known_since, EXCLUDED.known_since)"
-        " WHERE reps.known_since > EXCLUDED.known_since", tenant, rep_id, at)
+        " WHERE reps.known_since > EXCLUDED.known_since", tenant, list(seen), list(seen.values()))
 
 
-async def add_activities(conn: asyncpg.Connection, tenant: str, activities: Sequence[ActivityLogged]) -> set[str]:
-    """Insert the activities not seen before; their deals were touched then. Returns the reps concerned."""
+async def insert_activities(conn: asyncpg.Connection, tenant: str,
+                            activities: Sequence[ActivityLogged]) -> list[asyncpg.Record]:
+    """Insert the activities (distinct ids) not seen before; the new ones (activity_id, rep_id, deal_id,
+    occurred_at)."""
     if not activities:
-        return set()
-    rows = await conn.fetch(
+        return []
+    return list(await conn.fetch(
         "INSERT INTO activities (tenant, activity_id, rep_id, kind, occurred_at, deal_id)"
-        " SELECT DISTINCT ON (a) $1, a, r, k, o, d FROM unnest($2::text[], $3::text[], $4::text[],"
-        "   $5::timestamptz[], $6::text[]) AS u(a, r, k, o, d)"
-        " ON CONFLICT DO NOTHING RETURNING rep_id, deal_id, occurred_at",
+        " SELECT $1, a, r, k, o, d FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])"
+        " AS u(a, r, k, o, d) ON CONFLICT DO NOTHING RETURNING activity_id, rep_id, deal_id, occurred_at",
         tenant, [a.activity_id for a in activities], [a.rep_id for a in activities],
-        [a.kind.value for a in activities], [a.occurred_at for a in activities], [a.deal_id for a in activities])
-    touched = [(r["deal_id"], r["occurred_at"]) for r in rows if r["deal_id"]]
-    if touched:
+        [a.kind.value for a in activities], [a.occurred_at for a in activities], [a.deal_id for a in activities]))
+
+
+async def touch_deals(conn: asyncpg.Connection, tenant: str, touches: Sequence[tuple[str, datetime]]) -> None:
+    """Move each stored deal's last touch to the latest of its (deal_id, moment) pairs."""
+    if touches:
         await conn.execute(
             "UPDATE deals SET last_activity_at = GREATEST(deals.last_activity_at, t.at)"
             " FROM (SELECT d, max(o) AS at FROM unnest($2::text[], $3::timestamptz[]) AS u(d, o) GROUP BY d) AS t"
             " WHERE deals.tenant = $1 AND deals.deal_id = t.d",
-            tenant, [d for d, _ in touched], [o for _, o in touched])
-    return {r["rep_id"] for r in rows}
+            tenant, [d for d, _ in touches], [o for _, o in touches])
+
+
+_NEWER = " WHERE (deals.updated_at, deals.tiebreak) < (EXCLUDED.updated_at, EXCLUDED.tiebreak COLLATE \"C\")"
+
+
+async def store_deals(conn: asyncpg.Connection, tenant: str, deals: Sequence[tuple[DealUpserted, str]]) -> None:
+    """Keep each version (one per deal; tiebreak: its event id) that is newer than the stored one."""
+    if not deals:
+        return
+    await conn.execute(
+        "INSERT INTO deals (tenant, deal_id, rep_id, stage, amount, currency, closed_at, updated_at, tiebreak)"
+        " SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::numeric[], $6::text[],"
+        " $7::timestamptz[], $8::timestamptz[], $9::text[]) ON CONFLICT (tenant, deal_id) DO UPDATE SET"
+        " rep_id = EXCLUDED.rep_id, stage = EXCLUDED.stage, amount = EXCLUDED.amount, currency = EXCLUDED.currency,"
+        " closed_at = EXCLUDED.closed_at, updated_at = EXCLUDED.updated_at, tiebreak = EXCLUDED.tiebreak,"
+        " deleted = false" + _NEWER,
+        tenant, [d.deal_id for d, _ in deals], [d.rep_id for d, _ in deals], [d.stage.value for d, _ in deals],
+        [d.amount for d, _ in deals], [d.currency for d, _ in deals], [d.closed_at for d, _ in deals],
+        [d.updated_at for d, _ in deals], [t for _, t in deals])
+
+
+async def tombstone_deals(conn: asyncpg.Connection, tenant: str, deals: Sequence[tuple[DealDeleted, str]]) -> None:
+    """Mark deals deleted (even before their first version arrives, so a late older one stays dead)."""
+    if not deals:
+        return
+    await conn.execute(
+        "INSERT INTO deals (tenant, deal_id, rep_id, stage, amount, currency, updated_at, tiebreak, deleted)"
+        " SELECT $1, d, '', 'open', 0, 'XXX', u, t, true FROM unnest($2::text[], $3::timestamptz[], $4::text[])"
+        " AS x(d, u, t) ON CONFLICT (tenant, deal_id) DO UPDATE SET"
+        " deleted = true, updated_at = EXCLUDED.updated_at, tiebreak = EXCLUDED.tiebreak" + _NEWER,
+        tenant, [d.deal_id for d, _ in deals], [d.updated_at for d, _ in deals], [t for _, t in deals])
 
 
 async def save_attainments(conn: asyncpg.Connection, updates: Sequence[tuple[str, AttainmentUpdated]],
@@ -161,14 +239,7 @@ def _group(rows: Sequence[asyncpg.Record], key: str = "rep_id") -> dict[str, lis
     return out
 
 
-def activity_days(defaults: Policy, layers: Mapping[str, Mapping[str, Any]]) -> int:
-    """The longest activity window any rep of a tenant is judged over: the defaults' or an override's."""
-    return max([defaults.activity_window_days]
-               + [defaults.with_overrides(layer).activity_window_days for layer in layers.values()
-                  if "activity_window_days" in layer])
-
-
-async def rep_views(conn: asyncpg.Connection, tenant: str, rep_ids: Sequence[str], now: datetime,
+async def rep_views(conn: asyncpg.Connection, tenant: str | TenantConfig, rep_ids: Sequence[str], now: datetime,
                     activity_days: int) -> dict[str, RepView]:
     """The rules' view of each rep of `rep_ids` known to coaching: six queries whatever their number.
 
@@ -176,11 +247,12 @@ async def rep_views(conn: asyncpg.Connection, tenant: str, rep_ids: Sequence[str
     `activity_days` days and today, with each rep's last one (`ActivityLog`): what a batch of reps
     holds in memory follows their number, not how much they logged. The day boundaries are computed
     here, with the zone database the rules use, and PostgreSQL only sorts instants between them."""
+    config = tenant if isinstance(tenant, TenantConfig) else await load_config(conn, tenant, None)
+    tenant = config.tenant
     ids = sorted(set(rep_ids))
     reps = await conn.fetch(
-        "SELECT r.rep_id, r.name, r.team_id, r.manager_id, r.timezone, r.known_since, t.timezone AS tenant_tz,"
-        " t.currency FROM reps r LEFT JOIN tenants t USING (tenant) WHERE r.tenant = $1 AND r.rep_id = ANY($2::text[])",
-        tenant, ids)
+        "SELECT rep_id, name, team_id, manager_id, timezone, known_since FROM reps"
+        " WHERE tenant = $1 AND rep_id = ANY($2::text[])", tenant, ids)
     if not reps:
         return {}
     ids = [r["rep_id"] for r in reps]
@@ -189,7 +261,7 @@ async def rep_views(conn: asyncpg.Connection, tenant: str, rep_ids: Sequence[str
         " FROM attainment WHERE tenant = $1 AND scope = 'rep' AND scope_id = ANY($2::text[])"
         " AND period_start <= $3 AND period_end > $3", tenant, ids, now))
     since = now - HISTORY
-    tenant_zone = ZoneInfo(reps[0]["tenant_tz"] or "UTC")
+    tenant_zone = config.timezone
     today = now.astimezone(tenant_zone).date()
     days = [today - timedelta(days=activity_days - i) for i in range(activity_days + 2)]  # .. today, tomorrow
     # width_bucket: 0 before the first day, i for the i-th day (its midnight <= occurred_at < the next's)
@@ -209,8 +281,7 @@ async def rep_views(conn: asyncpg.Connection, tenant: str, rep_ids: Sequence[str
         latest = max([f["period_end"] for f in mine] + [now + timedelta(days=60)]).astimezone(tenant_zone).date()
         ranges[rep_id] = (min(earliest, today - timedelta(days=180)), latest)
     first, last = min(a for a, _ in ranges.values()), max(b for _, b in ranges.values())
-    holidays = [r["day"] for r in await conn.fetch(
-        "SELECT day FROM holidays WHERE tenant = $1 AND day BETWEEN $2 AND $3", tenant, first, last)]
+    holidays = sorted(config.holidays)
     time_off = _group(await conn.fetch(
         "SELECT rep_id, first_day, last_day FROM time_off WHERE tenant = $1 AND rep_id = ANY($2::text[])"
         " AND last_day >= $3 AND first_day <= $4", tenant, ids, first, last))
@@ -237,9 +308,33 @@ async def rep_views(conn: asyncpg.Connection, tenant: str, rep_ids: Sequence[str
             closed_deals=tuple(ClosedDeal(d["stage"] == "won", d["closed_at"]) for d in mine_deals
                                if d["stage"] != "open" and d["closed_at"] is not None),
             days_off=frozenset(off),
-            base_currency=rep["currency"],
+            base_currency=config.currency,
         )
     return views
+
+
+async def config_version(conn: asyncpg.Connection, tenant: str) -> UUID | None:
+    """The tenant's configuration version (`config.py`); None before anything of it was written."""
+    found: UUID | None = await conn.fetchval("SELECT version FROM config_versions WHERE tenant = $1", tenant)
+    return found
+
+
+async def load_config(conn: asyncpg.Connection, tenant: str, version: UUID | None) -> TenantConfig:
+    """Everything a `TenantConfig` holds, read in one statement (tagged with `version`, read just before)."""
+    row = await conn.fetchrow(
+        "SELECT t.timezone, t.fiscal_start_month, t.currency,"
+        " (SELECT coalesce(jsonb_object_agg(team_id, overrides), '{}') FROM policies WHERE tenant = $1) AS layers,"
+        " (SELECT coalesce(jsonb_object_agg(rule, jsonb_build_array(suggested_actions, training)), '{}')"
+        "  FROM catalogue WHERE tenant = $1) AS catalogue,"
+        " (SELECT coalesce(array_agg(day), '{}') FROM holidays WHERE tenant = $1) AS holidays"
+        " FROM (SELECT $1::text AS tenant) AS k LEFT JOIN tenants t USING (tenant)", tenant)
+    book = json.loads(row["catalogue"])
+    return TenantConfig(
+        tenant=tenant, version=version, timezone=ZoneInfo(row["timezone"] or "UTC"),
+        fiscal_start_month=row["fiscal_start_month"] or 1, currency=row["currency"],
+        layers=json.loads(row["layers"]),
+        catalogue={rule: Playbook(tuple(actions), tuple(training)) for rule, (actions, training) in book.items()},
+        holidays=frozenset(row["holidays"]))
 
 
 async def tenant_policy_layers(conn: asyncpg.Connection, tenant: str) -> dict[str, dict[str, Any]]:
@@ -281,36 +376,78 @@ async def set_playbook(conn: asyncpg.Connection, tenant: str, rule: str, playboo
 # --- tasks -------------------------------------------------------------------------------------------
 
 
-async def pass_gate(conn: asyncpg.Connection, tenant: str, rep_id: str, rule: str, severity: str, rank: int,
-                    now: datetime, cooldown: timedelta) -> bool:
-    """The cool-down gate, atomically: True when no task of this rule went to the rep inside the cool-down,
-    or the last one was less severe (`rank` is the new severity's). Concurrent callers serialise on the row."""
-    passed = await conn.fetchval(
-        "INSERT INTO cooldowns (tenant, rep_id, rule, last_task_at, severity) VALUES ($1, $2, $3, $4, $5)"
-        " ON CONFLICT (tenant, rep_id, rule) DO UPDATE SET last_task_at = EXCLUDED.last_task_at,"
-        " severity = EXCLUDED.severity"
-        " WHERE cooldowns.last_task_at <= EXCLUDED.last_task_at - $6::interval"
-        "    OR (CASE cooldowns.severity WHEN 'critical' THEN 2 WHEN 'warning' THEN 1 ELSE 0 END) < $7"
-        " RETURNING 1", tenant, rep_id, rule, now, severity, cooldown, rank)
-    return passed is not None
+async def pass_gates(conn: asyncpg.Connection, tenant: str, gates: Sequence[Gate],
+                     now: datetime) -> set[tuple[str, str]]:
+    """The cool-down gate, atomically, for many (rep, rule)s (each at most once): the (rep, rule)s for which
+    no task of the rule went to the rep inside its cool-down, or the last one was less severe. Rows are
+    taken in the given order (callers sort by rep), so concurrent evaluations queue instead of deadlocking;
+    one statement per distinct cool-down."""
+    passed: set[tuple[str, str]] = set()
+    for days in sorted({g.cooldown_days for g in gates}):
+        mine = [g for g in gates if g.cooldown_days == days]
+        rows = await conn.fetch(
+            "INSERT INTO cooldowns (tenant, rep_id, rule, last_task_at, severity)"
+            " SELECT $1, r, u, $2, s FROM unnest($3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS x(r, u, s, n)"
+            " ORDER BY n ON CONFLICT (tenant, rep_id, rule) DO UPDATE SET last_task_at = EXCLUDED.last_task_at,"
+            " severity = EXCLUDED.severity WHERE cooldowns.last_task_at <= EXCLUDED.last_task_at - $6::interval"
+            "    OR (CASE cooldowns.severity WHEN 'critical' THEN 2 WHEN 'warning' THEN 1 ELSE 0 END)"
+            "     < (CASE EXCLUDED.severity WHEN 'critical' THEN 2 WHEN 'warning' THEN 1 ELSE 0 END)"
+            " RETURNING rep_id, rule", tenant, now, [g.rep_id for g in mine], [g.rule for g in mine],
+            [g.severity for g in mine], timedelta(days=days))
+        passed |= {(r["rep_id"], r["rule"]) for r in rows}
+    return passed
 
 
-async def insert_task(conn: asyncpg.Connection, tenant: str, task: TaskCreated, now: datetime) -> bool:
-    inserted = await conn.fetchval(
+async def insert_tasks(conn: asyncpg.Connection, tenant: str, tasks: Sequence[TaskCreated], now: datetime) -> set[str]:
+    """Insert the tasks (in order) whose id is new; their ids."""
+    if not tasks:
+        return set()
+    rows = await conn.fetch(
         "INSERT INTO tasks (task_id, tenant, rep_id, rep_name, team_id, manager_id, rule, severity, summary,"
-        " evidence, suggested_actions, training, details, created_at, due_at) VALUES ($1, $2, $3, $4, $5, $6, $7,"
-        " $8, $9, $10::jsonb, $11::jsonb, $12::jsonb, $13::jsonb, $14, $15) ON CONFLICT DO NOTHING RETURNING 1",
-        task.task_id, tenant, task.rep_id, task.rep_name, task.team_id, task.manager_id, task.rule, task.severity,
-        task.summary, task.evidence.model_dump_json(), json.dumps(task.suggested_actions), json.dumps(task.training),
-        json.dumps(task.details, default=str), now, task.due_at)
-    return inserted is not None
+        " evidence, suggested_actions, training, details, created_at, due_at)"
+        " SELECT i, $1, r, rn, tm, m, u, s, su, e, sa, tr, d, $2, du FROM unnest($3::uuid[], $4::text[], $5::text[],"
+        " $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::jsonb[], $13::jsonb[],"
+        " $14::jsonb[], $15::timestamptz[]) WITH ORDINALITY AS x(i, r, rn, tm, m, u, s, su, e, sa, tr, d, du, n)"
+        " ORDER BY n ON CONFLICT DO NOTHING RETURNING task_id",
+        tenant, now, [UUID(t.task_id) for t in tasks], [t.rep_id for t in tasks], [t.rep_name for t in tasks],
+        [t.team_id for t in tasks], [t.manager_id for t in tasks], [t.rule for t in tasks],
+        [t.severity for t in tasks], [t.summary for t in tasks], [t.evidence.model_dump_json() for t in tasks],
+        [json.dumps(t.suggested_actions) for t in tasks], [json.dumps(t.training) for t in tasks],
+        [json.dumps(t.details, default=str) for t in tasks], [t.due_at for t in tasks])
+    return {str(r["task_id"]) for r in rows}
 
 
-async def live_tasks(conn: asyncpg.Connection, tenant: str, rep_ids: Sequence[str]) -> dict[str, list[asyncpg.Record]]:
+async def live_tasks(conn: asyncpg.Connection, tenant: str, rep_ids: Sequence[str]) -> dict[str, list[LiveTask]]:
     """Each rep's tasks still waiting for someone (open, acknowledged), oldest first."""
-    return _group(await conn.fetch(f"SELECT {TASK_COLUMNS} FROM tasks WHERE tenant = $1 AND rep_id = ANY($2::text[])"
-                                   " AND status IN ('open', 'acknowledged') ORDER BY created_at", tenant,
-                                   list(rep_ids)))
+    rows = await conn.fetch("SELECT rep_id, task_id, rule, severity FROM tasks WHERE tenant = $1"
+                            " AND rep_id = ANY($2::text[]) AND status IN ('open', 'acknowledged') ORDER BY created_at",
+                            tenant, list(rep_ids))
+    out: dict[str, list[LiveTask]] = {}
+    for r in rows:
+        out.setdefault(r["rep_id"], []).append(LiveTask(str(r["task_id"]), r["rule"], r["severity"]))
+    return out
+
+
+async def close_tasks(conn: asyncpg.Connection, tenant: str, closes: Sequence[Close],
+                      now: datetime) -> list[TaskClosed]:
+    """Close live tasks (each once: one closed before is left out), locked in task id order; what to announce,
+    in the order of `closes`."""
+    if not closes:
+        return []
+    rows = await conn.fetch(
+        "WITH x AS (SELECT * FROM unnest($3::uuid[], $4::text[], $5::text[]) AS x(id, reason, outcome)),"
+        " locked AS (SELECT task_id FROM tasks WHERE tenant = $1 AND task_id IN (SELECT id FROM x)"
+        "  AND status IN ('open', 'acknowledged') ORDER BY task_id FOR UPDATE)"
+        " UPDATE tasks SET status = CASE WHEN x.reason = 'completed' THEN 'completed' ELSE 'closed' END,"
+        " closed_at = $2, close_reason = x.reason, outcome = x.outcome,"
+        " completed_at = CASE WHEN x.reason = 'completed' THEN $2::timestamptz END"
+        " FROM x WHERE tasks.task_id = x.id AND tasks.task_id IN (SELECT task_id FROM locked)"
+        " RETURNING tasks.task_id, tasks.rep_id, tasks.manager_id, tasks.rule",
+        tenant, now, [UUID(c.task_id) for c in closes], [c.reason for c in closes], [c.outcome for c in closes])
+    found = {str(r["task_id"]): r for r in rows}
+    return [TaskClosed(task_id=c.task_id, rep_id=r["rep_id"], manager_id=r["manager_id"], rule=r["rule"],
+                       reason=c.reason, outcome=c.outcome, closed_at=now)
+            for c in closes if (r := found.get(c.task_id)) is not None]
 
 
 async def close_task(conn: asyncpg.Connection, tenant: str, task_id: Any, reason: str, now: datetime,
@@ -352,17 +489,13 @@ async def overdue_unacknowledged(conn: asyncpg.Connection, now: datetime, limit:
         " ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED", now, limit))
 
 
-async def manager_of(conn: asyncpg.Connection, tenant: str, rep_id: str | None) -> str | None:
-    if rep_id is None:
-        return None
-    found: str | None = await conn.fetchval("SELECT manager_id FROM reps WHERE tenant = $1 AND rep_id = $2",
-                                            tenant, rep_id)
-    return found
-
-
-async def mark_escalated(conn: asyncpg.Connection, tenant: str, task_id: Any, to: str | None, now: datetime) -> None:
-    await conn.execute("UPDATE tasks SET escalated_at = $3, escalated_to = $4 WHERE tenant = $1 AND task_id = $2",
-                       tenant, task_id, now, to)
+async def mark_escalated_many(conn: asyncpg.Connection, tenant: str, escalations: Sequence[tuple[Any, str | None]],
+                              now: datetime) -> None:
+    """Mark tasks escalated, each to the given manager (None: nobody above)."""
+    if escalations:
+        await conn.execute("UPDATE tasks SET escalated_at = $2, escalated_to = u.m FROM unnest($3::uuid[], $4::text[])"
+                           " AS u(t, m) WHERE tenant = $1 AND task_id = u.t", tenant, now,
+                           [t for t, _ in escalations], [m for _, m in escalations])
 
 
 async def manager_tasks(conn: asyncpg.Connection, tenant: str, manager_id: str, start: datetime,
@@ -375,8 +508,324 @@ async def manager_tasks(conn: asyncpg.Connection, tenant: str, manager_id: str, 
 
 async def team_figure(conn: asyncpg.Connection, tenant: str, rep_ids: Sequence[str], period: str,
                       metric: str) -> tuple[Decimal | None, Decimal | None]:
-    """The sum of actual and target of `metric` over the reps, in `period`."""
+    """The sum of actual and target of `metric` over those of the reps that have a target for it in `period`
+    (kpi publishes targeted figures only, CONTRACT.md section 3: a rep without a target adds nothing to
+    either sum, so their ratio compares like with like)."""
     row = await conn.fetchrow(
         "SELECT sum(actual) AS actual, sum(target) AS target FROM attainment WHERE tenant = $1 AND scope = 'rep'"
         " AND scope_id = ANY($2::text[]) AND period = $3 AND metric = $4", tenant, list(rep_ids), period, metric)
     return (row["actual"], row["target"]) if row else (None, None)
+
+
+# --- the API's own reads and writes ---------------------------------------------------------------
+
+
+async def holidays(conn: asyncpg.Connection, tenant: str) -> list[asyncpg.Record]:
+    return list(await conn.fetch("SELECT day, name FROM holidays WHERE tenant = $1 ORDER BY day", tenant))
+
+
+async def add_holiday(conn: asyncpg.Connection, tenant: str, day: date, name: str) -> None:
+    await conn.execute("INSERT INTO holidays (tenant, day, name) VALUES ($1, $2, $3) ON CONFLICT (tenant, day)"
+                       " DO UPDATE SET name = EXCLUDED.name", tenant, day, name)
+
+
+async def remove_holiday(conn: asyncpg.Connection, tenant: str, day: date) -> None:
+    await conn.execute("DELETE FROM holidays WHERE tenant = $1 AND day = $2", tenant, day)
+
+
+async def time_off(conn: asyncpg.Connection, tenant: str, rep_id: str) -> list[asyncpg.Record]:
+    return list(await conn.fetch("SELECT first_day, last_day, reason FROM time_off WHERE tenant = $1"
+                                 " AND rep_id = $2 ORDER BY first_day", tenant, rep_id))
+
+
+async def add_time_off(conn: asyncpg.Connection, tenant: str, rep_id: str, first_day: date, last_day: date,
+                       reason: str | None) -> None:
+    await conn.execute("INSERT INTO time_off (tenant, rep_id, first_day, last_day, reason)"
+                       " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant, rep_id, first_day)"
+                       " DO UPDATE SET last_day = EXCLUDED.last_day, reason = EXCLUDED.reason",
+                       tenant, rep_id, first_day, last_day, reason)
+
+
+async def own_overrides(conn: asyncpg.Connection, tenant: str, team_id: str) -> dict[str, Any]:
+    """The overrides stored for the tenant ('') or one team, alone."""
+    raw = await conn.fetchval("SELECT overrides FROM policies WHERE tenant = $1 AND team_id = $2", tenant, team_id)
+    return json.loads(raw) if raw else {}
+
+
+async def calendar_of(conn: asyncpg.Connection, tenant: str) -> tuple[ZoneInfo, int]:
+    """The tenant's zone and fiscal start month (UTC and January when coaching does not know it)."""
+    row = await conn.fetchrow("SELECT timezone, fiscal_start_month FROM tenants WHERE tenant = $1", tenant)
+    return (ZoneInfo(row["timezone"]), row["fiscal_start_month"]) if row else (ZoneInfo("UTC"), 1)
+
+
+async def reviews(conn: asyncpg.Connection, tenant: str, scope_id: str | None, week: str | None,
+                  limit: int) -> list[dict[str, Any]]:
+    rows = await conn.fetch("SELECT body FROM reviews WHERE tenant = $1 AND ($2::text IS NULL OR scope_id = $2)"
+                            " AND ($3::text IS NULL OR week = $3) ORDER BY week DESC, scope, scope_id LIMIT $4",
+                            tenant, scope_id, week, limit)
+    return [json.loads(r["body"]) for r in rows]
+
+
+# --- weekly reviews and scorecards (digests.py) ------------------------------------------------------
+
+
+async def active_tenants(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return list(await conn.fetch("SELECT tenant, timezone, fiscal_start_month FROM tenants WHERE active"))
+
+
+async def named_reps(conn: asyncpg.Connection, tenant: str) -> list[asyncpg.Record]:
+    """The tenant's active reps with a roster entry (rep_id, team_id), in rep order: who gets a review."""
+    return list(await conn.fetch("SELECT rep_id, team_id FROM reps WHERE tenant = $1 AND active"
+                                 " AND name IS NOT NULL ORDER BY rep_id", tenant))
+
+
+async def reviewed(conn: asyncpg.Connection, tenant: str, week: str) -> set[tuple[str, str]]:
+    """The (scope, id)s whose review of `week` is out."""
+    return {(r["scope"], r["scope_id"]) for r in await conn.fetch(
+        "SELECT scope, scope_id FROM reviews WHERE tenant = $1 AND week = $2", tenant, week)}
+
+
+async def insert_review(conn: asyncpg.Connection, tenant: str, scope: str, scope_id: str, week: str,
+                        review_id: UUID, body: str, now: datetime) -> bool:
+    """Insert a review unless one of that (scope, id, week) exists; True when this call inserted it."""
+    inserted = await conn.fetchval(
+        "INSERT INTO reviews (tenant, scope, scope_id, week, review_id, body, published_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7) ON CONFLICT DO NOTHING RETURNING 1",
+        tenant, scope, scope_id, week, review_id, body, now)
+    return inserted is not None
+
+
+async def figures_of(conn: asyncpg.Connection, tenant: str, scope: str, scope_id: str,
+                     periods: Sequence[str]) -> list[asyncpg.Record]:
+    """The scope's figures (period, metric, actual, target) of `periods`, by period and metric."""
+    return list(await conn.fetch(
+        "SELECT period, metric, actual, target FROM attainment WHERE tenant = $1 AND scope = $2 AND scope_id = $3"
+        " AND period = ANY($4::text[]) ORDER BY period, metric", tenant, scope, scope_id, list(periods)))
+
+
+async def profile(conn: asyncpg.Connection, tenant: str, rep_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT name, manager_id FROM reps WHERE tenant = $1 AND rep_id = $2", tenant, rep_id)
+
+
+async def team_members(conn: asyncpg.Connection, tenant: str, team_id: str) -> list[asyncpg.Record]:
+    return list(await conn.fetch("SELECT rep_id, manager_id FROM reps WHERE tenant = $1 AND team_id = $2 AND active"
+                                 " ORDER BY rep_id", tenant, team_id))
+
+
+async def managed_reps(conn: asyncpg.Connection, tenant: str, manager_id: str) -> list[str]:
+    return [r[0] for r in await conn.fetch(
+        "SELECT rep_id FROM reps WHERE tenant = $1 AND manager_id = $2 AND active", tenant, manager_id)]
+
+
+async def activity_weeks(conn: asyncpg.Connection, tenant: str, rep_ids: Sequence[str], start: datetime,
+                         end: datetime) -> tuple[int, int]:
+    """Activities of the reps in [start, end), and in the as long span before it."""
+    row = await conn.fetchrow(
+        "SELECT count(*) FILTER (WHERE occurred_at >= $3) AS week, count(*) FILTER (WHERE occurred_at < $3)"
+        " AS before FROM activities WHERE tenant = $1 AND rep_id = ANY($2::text[]) AND occurred_at >= $4"
+        " AND occurred_at < $5", tenant, list(rep_ids), start, start - (end - start), end)
+    return row["week"], row["before"]
+
+
+async def live_task_counts(conn: asyncpg.Connection, tenant: str, rep_ids: Sequence[str],
+                           now: datetime) -> tuple[int, int]:
+    """The reps' live check-ins, and how many of them are past due."""
+    row = await conn.fetchrow(
+        "SELECT count(*) AS open, count(*) FILTER (WHERE due_at <= $3) AS overdue FROM tasks WHERE tenant = $1"
+        " AND rep_id = ANY($2::text[]) AND status IN ('open', 'acknowledged')", tenant, list(rep_ids), now)
+    return row["open"], row["overdue"]
+
+
+# --- action plans (action_plans.py) ---------------------------------------------------------------
+
+
+PLAN_COLUMNS = "plan_id, rep_id, task_id, title, status, created_at"
+STEP_COLUMNS = "step_id, plan_id, position, title, metric, target, starts_at, due_at, progress, status, settled_at"
+ACTIVITY_KINDS = {"calls": "call", "emails": "email", "meetings": "meeting", "activities": None}
+
+
+async def insert_plan(conn: asyncpg.Connection, tenant: str, plan_id: UUID, rep_id: str, task_id: str | None,
+                      title: str, steps: Sequence[tuple[UUID, int, str, str, Decimal, datetime]],
+                      now: datetime) -> None:
+    """A plan and its steps (step_id, position, title, metric, target, due_at), each starting `now`."""
+    await conn.execute("INSERT INTO action_plans (plan_id, tenant, rep_id, task_id, title, created_at)"
+                       " VALUES ($1, $2, $3, $4, $5, $6)", plan_id, tenant, rep_id, task_id, title, now)
+    await conn.execute(
+        "INSERT INTO plan_steps (step_id, plan_id, position, title, metric, target, starts_at, due_at)"
+        " SELECT s, $1, p, t, m, g, $2, d FROM unnest($3::uuid[], $4::int[], $5::text[], $6::text[],"
+        " $7::numeric[], $8::timestamptz[]) AS u(s, p, t, m, g, d)",
+        plan_id, now, *([s[i] for s in steps] for i in range(6)))
+
+
+async def open_steps(conn: asyncpg.Connection, tenant: str, rep_ids: Sequence[str]) -> list[asyncpg.Record]:
+    """The reps' open steps, each with its progress recounted now (`counted`) from coaching's own activities
+    and deals (activities of the metric's kind; deals won, or their amount), in one statement."""
+    return list(await conn.fetch(
+        f"SELECT p.rep_id, s.{STEP_COLUMNS.replace(', ', ', s.')},"
+        " CASE WHEN s.metric = ANY($3::text[]) THEN (SELECT count(*) FROM activities a WHERE a.tenant = $1"
+        "   AND a.rep_id = p.rep_id AND a.occurred_at >= s.starts_at AND a.occurred_at < s.due_at"
+        "   AND (k.kind IS NULL OR a.kind = k.kind))"
+        " WHEN s.metric = 'deals_won' THEN (SELECT count(*) FROM deals d WHERE d.tenant = $1 AND d.rep_id = p.rep_id"
+        "   AND NOT d.deleted AND d.stage = 'won' AND d.closed_at >= s.starts_at AND d.closed_at < s.due_at)"
+        " ELSE (SELECT coalesce(sum(amount), 0) FROM deals d WHERE d.tenant = $1 AND d.rep_id = p.rep_id"
+        "   AND NOT d.deleted AND d.stage = 'won' AND d.closed_at >= s.starts_at AND d.closed_at < s.due_at) END"
+        " AS counted"
+        " FROM plan_steps s JOIN action_plans p USING (plan_id)"
+        " LEFT JOIN unnest($3::text[], $4::text[]) AS k(metric, kind) ON k.metric = s.metric"
+        " WHERE p.tenant = $1 AND p.rep_id = ANY($2::text[]) AND s.status = 'open'"
+        " ORDER BY p.rep_id, s.plan_id, s.position", tenant, sorted(set(rep_ids)), list(ACTIVITY_KINDS),
+        list(ACTIVITY_KINDS.values())))
+
+
+async def set_progress(conn: asyncpg.Connection, progress: Sequence[tuple[UUID, Decimal]]) -> None:
+    """New progress of steps still open."""
+    if progress:
+        await conn.execute("UPDATE plan_steps SET progress = u.p FROM unnest($1::uuid[], $2::numeric[]) AS u(s, p)"
+                           " WHERE step_id = u.s AND status = 'open'",
+                           [s for s, _ in progress], [p for _, p in progress])
+
+
+async def settle_steps(conn: asyncpg.Connection, settled: Sequence[tuple[UUID, Decimal, str]],
+                       now: datetime) -> set[UUID]:
+    """Settle steps (step_id, progress, status) still open, each once; the ones this call settled."""
+    if not settled:
+        return set()
+    rows = await conn.fetch(
+        "UPDATE plan_steps SET progress = u.p, status = u.st, settled_at = $4 FROM unnest($1::uuid[],"
+        " $2::numeric[], $3::text[]) AS u(s, p, st) WHERE step_id = u.s AND status = 'open' RETURNING step_id",
+        [s for s, _, _ in settled], [p for _, p, _ in settled], [st for _, _, st in settled], now)
+    return {r["step_id"] for r in rows}
+
+
+async def plan_step_statuses(conn: asyncpg.Connection, plan_ids: Sequence[UUID]) -> dict[UUID, list[tuple[UUID, Any]]]:
+    """Each plan's (step_id, status)s, in step order."""
+    rows = await conn.fetch("SELECT plan_id, step_id, status FROM plan_steps WHERE plan_id = ANY($1::uuid[])"
+                            " ORDER BY plan_id, position", list(plan_ids))
+    out: dict[UUID, list[tuple[UUID, Any]]] = {}
+    for r in rows:
+        out.setdefault(r["plan_id"], []).append((r["step_id"], r["status"]))
+    return out
+
+
+async def set_plan_statuses(conn: asyncpg.Connection, statuses: Mapping[UUID, str]) -> None:
+    if statuses:
+        await conn.execute("UPDATE action_plans SET status = u.st FROM unnest($1::uuid[], $2::text[]) AS u(p, st)"
+                           " WHERE plan_id = u.p", list(statuses), list(statuses.values()))
+
+
+async def managers_of(conn: asyncpg.Connection, tenant: str, rep_ids: Sequence[str]) -> dict[str, str | None]:
+    return {r["rep_id"]: r["manager_id"] for r in await conn.fetch(
+        "SELECT rep_id, manager_id FROM reps WHERE tenant = $1 AND rep_id = ANY($2::text[])", tenant, list(rep_ids))}
+
+
+async def plans(conn: asyncpg.Connection, tenant: str, rep_id: str | None, status: str | None,
+                plan_id: UUID | None = None) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
+    """Up to 500 plans (oldest first) and their steps."""
+    rows = await conn.fetch(
+        f"SELECT {PLAN_COLUMNS} FROM action_plans WHERE tenant = $1 AND ($2::text IS NULL OR rep_id = $2)"
+        " AND ($3::text IS NULL OR status = $3) AND ($4::uuid IS NULL OR plan_id = $4)"
+        " ORDER BY created_at, plan_id LIMIT 500", tenant, rep_id, status, plan_id)
+    steps = await conn.fetch(f"SELECT {STEP_COLUMNS} FROM plan_steps WHERE plan_id = ANY($1::uuid[])"
+                             " ORDER BY plan_id, position", [r["plan_id"] for r in rows])
+    return list(rows), list(steps)
+
+
+async def due_plan_reps(conn: asyncpg.Connection, now: datetime) -> list[tuple[str, str]]:
+    """Reps with an open step past its due date (the timer settles them)."""
+    rows = await conn.fetch("SELECT DISTINCT p.tenant, p.rep_id FROM plan_steps s JOIN action_plans p USING"
+                            " (plan_id) WHERE s.status = 'open' AND s.due_at <= $1", now)
+    return [(r["tenant"], r["rep_id"]) for r in rows]
+
+
+# --- the timers' bookkeeping ----------------------------------------------------------------------
+
+
+async def live_tasks_by_rule(conn: asyncpg.Connection) -> dict[str, int]:
+    """Live check-ins of every tenant, by rule (a gauge)."""
+    return {r["rule"]: r["n"] for r in await conn.fetch(
+        "SELECT rule, count(*) AS n FROM tasks WHERE status IN ('open', 'acknowledged') GROUP BY rule")}
+
+
+async def owed_count(conn: asyncpg.Connection) -> int:
+    found: int = await conn.fetchval("SELECT count(*) FROM owed_evaluations")
+    return found
+
+
+async def peek_owed(conn: asyncpg.Connection, limit: int) -> list[tuple[str, str]]:
+    """The oldest owed evaluations, left in place."""
+    return [(r["tenant"], r["rep_id"]) for r in await conn.fetch(
+        "SELECT tenant, rep_id FROM owed_evaluations ORDER BY since, tenant, rep_id LIMIT $1", limit)]
+
+
+async def drop_owed(conn: asyncpg.Connection, tenant: str, rep_id: str) -> None:
+    await conn.execute("DELETE FROM owed_evaluations WHERE tenant = $1 AND rep_id = $2", tenant, rep_id)
+
+
+# --- the handlers' view: `store.Store` over one connection ------------------------------------------
+
+
+class PgStore:
+    """`store.Store` on PostgreSQL, inside the caller's transaction (`conn`)."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def upsert_tenants(self, entries: Sequence[TenantUpserted]) -> None:
+        await upsert_tenants(self.conn, entries)
+
+    async def remember_calendar(self, tenant: str, calendar: Calendar) -> None:
+        await remember_calendar(self.conn, tenant, calendar)
+
+    async def upsert_reps(self, tenant: str, reps: Sequence[tuple[RepUpserted, datetime]]) -> None:
+        await upsert_reps(self.conn, tenant, reps)
+
+    async def seen_reps(self, tenant: str, seen: Mapping[str, datetime]) -> None:
+        await seen_reps(self.conn, tenant, seen)
+
+    async def insert_activities(self, tenant: str, activities: Sequence[ActivityLogged]) -> list[NewActivity]:
+        rows = await insert_activities(self.conn, tenant, activities)
+        return [NewActivity(r["activity_id"], r["rep_id"], r["deal_id"], r["occurred_at"]) for r in rows]
+
+    async def touch_deals(self, tenant: str, touches: Sequence[tuple[str, datetime]]) -> None:
+        await touch_deals(self.conn, tenant, touches)
+
+    async def store_deals(self, tenant: str, deals: Sequence[tuple[DealUpserted, str]]) -> None:
+        await store_deals(self.conn, tenant, deals)
+
+    async def tombstone_deals(self, tenant: str, deals: Sequence[tuple[DealDeleted, str]]) -> None:
+        await tombstone_deals(self.conn, tenant, deals)
+
+    async def save_attainments(self, tenant: str, figures: Sequence[AttainmentUpdated], now: datetime) -> set[str]:
+        return {rep for _, rep in await save_attainments(self.conn, [(tenant, f) for f in figures], now)}
+
+    async def owe_evaluation(self, tenant: str, rep_ids: Sequence[str], now: datetime) -> None:
+        await owe_evaluation(self.conn, [(tenant, rep) for rep in rep_ids], now)
+
+    async def config_version(self, tenant: str) -> UUID | None:
+        return await config_version(self.conn, tenant)
+
+    async def load_config(self, tenant: str, version: UUID | None) -> TenantConfig:
+        return await load_config(self.conn, tenant, version)
+
+    async def rep_views(self, config: TenantConfig, rep_ids: Sequence[str], now: datetime,
+                        activity_days: int) -> dict[str, RepView]:
+        return await rep_views(self.conn, config, rep_ids, now, activity_days)
+
+    async def live_tasks(self, tenant: str, rep_ids: Sequence[str]) -> dict[str, list[LiveTask]]:
+        return await live_tasks(self.conn, tenant, rep_ids)
+
+    async def pass_gates(self, tenant: str, gates: Sequence[Gate], now: datetime) -> set[tuple[str, str]]:
+        return await pass_gates(self.conn, tenant, gates, now)
+
+    async def insert_tasks(self, tenant: str, tasks: Sequence[TaskCreated], now: datetime) -> set[str]:
+        return await insert_tasks(self.conn, tenant, tasks, now)
+
+    async def close_tasks(self, tenant: str, closes: Sequence[Close], now: datetime) -> list[TaskClosed]:
+        return await close_tasks(self.conn, tenant, closes, now)
+
+    async def publish(self, tenant: str, events: Sequence[Outgoing], now: datetime) -> None:
+        await enqueue_many(self.conn, [
+            (e.topic.name, message_key(tenant, e.key_id),
+             CloudEvent(id=e.event_id, type=e.type, source=SOURCE, time=now, tenant=tenant,
+                        data=e.data.model_dump(mode="json")))
+            for e in events])

@@ -12,7 +12,8 @@ as whole numbers, percentages rounded DOWN (69.5% never reads 70%).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
@@ -25,6 +26,7 @@ from services.coaching.model import (
     FALLING_WIN_RATE,
     NO_ACTIVITY,
     RULES,
+    SEVERITY_RANK,
     STALLED_PIPELINE,
     Figure,
     Finding,
@@ -37,13 +39,16 @@ from shared.periods import PeriodKind, period_of
 
 __all__ = [
     "RULE_FUNCTIONS",
+    "LiveTask",
     "Rule",
+    "Verdict",
     "activity_shortfall",
     "behind_pace",
     "evaluate",
     "falling_win_rate",
     "no_activity",
     "stalled_pipeline",
+    "verdict",
 ]
 
 Rule = Callable[[RepView, datetime, Policy], Finding | None]
@@ -450,3 +455,43 @@ def _amount(metric: Metric, value: Decimal) -> str:
 def _aware(now: datetime) -> None:
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError(f"now must be timezone-aware, got naive {now.isoformat()}")
+
+
+# --- from findings to check-ins (pure) ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LiveTask:
+    """A check-in still waiting for someone (open or acknowledged)."""
+
+    task_id: str
+    rule: str
+    severity: str
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What one rep's findings do to their check-ins, before the cool-down gate has its say."""
+
+    raise_: tuple[tuple[Finding, LiveTask | None], ...]  # a finding to raise, and the live task it would supersede
+    recovered: tuple[LiveTask, ...]  # live check-ins whose rule found nothing: closed as recovered
+
+
+def verdict(findings: Sequence[Finding], live: Sequence[LiveTask]) -> Verdict:
+    """One live check-in per rule: a finding is raised when its rule has no live check-in, or a worse one
+    than the live one (which the new check-in then supersedes, once it is created); a live check-in whose
+    rule finds nothing any more is recovered. `live` oldest first: of two live check-ins of a rule (a race
+    of old), the newest is the one compared and closed.
+
+    Example: live warning `behind_pace` and live `no_activity`; findings: critical `behind_pace`, warning
+    `stalled_pipeline` -> raise both (the first superseding the live `behind_pace`), `no_activity` recovered.
+    """
+    by_rule = {task.rule: task for task in live}
+    raised: list[tuple[Finding, LiveTask | None]] = []
+    for finding in findings:
+        before = by_rule.get(finding.rule)
+        if before is not None and SEVERITY_RANK[finding.severity] <= SEVERITY_RANK[before.severity]:
+            continue  # still being handled (or escalated): one live check-in per rule, not one a week
+        raised.append((finding, before))
+    found = {f.rule for f in findings}
+    return Verdict(tuple(raised), tuple(task for rule, task in by_rule.items() if rule not in found))

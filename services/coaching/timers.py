@@ -5,7 +5,9 @@ nobody acknowledged by their due date, settle plan steps past due, publish the w
 due. Each unit of work (up to 100 reps of one tenant, an escalation chunk, a review) is its own
 transaction, guarded in SQL (cool-down gate, `FOR UPDATE SKIP LOCKED`, `WHERE status = ...`, unique
 review keys), so several replicas may tick at once and still issue each task, escalation, settlement
-and review once. The clock is the runtime's: tests move it.
+and review once. Each unit reads the tenant's configuration through the cache (`config.py`: one version
+read) and writes set-based (escalations: one update and one outbox insert per tenant and chunk). The
+clock is the runtime's: tests move it.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from datetime import datetime
 
 import asyncpg
 
-from services.coaching import digests, planning
+from services.coaching import action_plans, digests
 from services.coaching import repository as repo
 from services.coaching.handlers import base_policy, evaluate_reps
 from services.coaching.metrics import EVALUATIONS, OPEN_TASKS, OWED_EVALUATIONS, TASK_EVENTS
 from services.coaching.model import RULES, Policy
-from services.coaching.outbound import publish
+from services.coaching.repository import PgStore
 from services.coaching.settings import CoachingSettings
+from services.coaching.store import Outgoing
 from shared import metrics
 from shared.consumer import TRANSIENT
 from shared.db import all_tenants_tx, set_tenant, tenant_tx
@@ -58,14 +61,13 @@ async def tick(pool: asyncpg.Pool, now: datetime, defaults: Policy) -> Tally:
             done.created += await evaluate_reps(conn, tenant, chunk, now, defaults)
     done.escalated = await escalate_overdue(pool, now)
     async with all_tenants_tx(pool) as conn:
-        due = await planning.due_reps(conn, now)
+        due = await repo.due_plan_reps(conn, now)
     for tenant, chunk in _chunks(due):
         async with tenant_tx(pool, tenant) as conn:
-            done.settled += await planning.refresh_reps(conn, tenant, chunk, now)
+            done.settled += await action_plans.refresh_reps(conn, tenant, chunk, now)
     done.reviews = await digests.publish_due(pool, now, defaults)
     async with all_tenants_tx(pool) as conn:
-        open_by_rule = {r["rule"]: r["n"] for r in await conn.fetch(
-            "SELECT rule, count(*) AS n FROM tasks WHERE status IN ('open', 'acknowledged') GROUP BY rule")}
+        open_by_rule = await repo.live_tasks_by_rule(conn)
     for rule in RULES:
         OPEN_TASKS.labels(rule).set(open_by_rule.get(rule, 0))
     return done
@@ -88,20 +90,31 @@ async def escalate_overdue(pool: asyncpg.Pool, now: datetime) -> int:
     while True:
         async with all_tenants_tx(pool) as conn:
             rows = await repo.overdue_unacknowledged(conn, now, ESCALATION_CHUNK)
-            for row in rows:
-                tenant = row["tenant"]
-                await set_tenant(conn, tenant)  # this row's tenant for the rest of its work
-                above = await repo.manager_of(conn, tenant, row["manager_id"])
-                await repo.mark_escalated(conn, tenant, row["task_id"], above, now)
-                data = TaskEscalated(task_id=str(row["task_id"]), rep_id=row["rep_id"], manager_id=row["manager_id"],
-                                     escalated_to=above, rule=row["rule"], severity=row["severity"],
-                                     summary=row["summary"], due_at=row["due_at"], escalated_at=now)
-                await publish(conn, tenant, row["rep_id"], "coaching.task.escalated", f"{row['task_id']}:escalated",
-                              data, now)
-                TASK_EVENTS.labels("escalated", row["rule"]).inc()
+            for tenant, mine in _by_tenant(rows):
+                await set_tenant(conn, tenant)  # these rows' tenant for the rest of their work
+                above = await repo.managers_of(conn, tenant, sorted({r["manager_id"] for r in mine if r["manager_id"]}))
+                to = [above.get(r["manager_id"]) if r["manager_id"] else None for r in mine]
+                await repo.mark_escalated_many(conn, tenant, [(r["task_id"], t) for r, t in zip(mine, to, strict=True)],
+                                               now)
+                await PgStore(conn).publish(tenant, [_escalated(r, t, now) for r, t in zip(mine, to, strict=True)], now)
         escalated += len(rows)
         if len(rows) < ESCALATION_CHUNK:
             return escalated
+
+
+def _by_tenant(rows: Sequence[asyncpg.Record]) -> list[tuple[str, list[asyncpg.Record]]]:
+    out: dict[str, list[asyncpg.Record]] = {}
+    for row in rows:
+        out.setdefault(row["tenant"], []).append(row)
+    return list(out.items())
+
+
+def _escalated(row: asyncpg.Record, to: str | None, now: datetime) -> Outgoing:
+    TASK_EVENTS.labels("escalated", row["rule"]).inc()
+    data = TaskEscalated(task_id=str(row["task_id"]), rep_id=row["rep_id"], manager_id=row["manager_id"],
+                         escalated_to=to, rule=row["rule"], severity=row["severity"], summary=row["summary"],
+                         due_at=row["due_at"], escalated_at=now)
+    return Outgoing(row["rep_id"], "coaching.task.escalated", f"{row['task_id']}:escalated", data)
 
 
 async def evaluate_owed(pool: asyncpg.Pool, now: datetime, defaults: Policy) -> int:
@@ -133,18 +146,17 @@ async def _evaluate(conn: asyncpg.Connection, owed: Sequence[tuple[str, str]], n
     for tenant, reps in _chunks(owed, len(owed) or 1):
         await set_tenant(conn, tenant)
         await evaluate_reps(conn, tenant, reps, now, defaults)
-        await planning.refresh_reps(conn, tenant, reps, now)
+        await action_plans.refresh_reps(conn, tenant, reps, now)
 
 
 async def _evaluate_one_by_one(pool: asyncpg.Pool, now: datetime, defaults: Policy) -> list[tuple[str, str]]:
     async with all_tenants_tx(pool) as conn:  # the chunk that failed (it is still owed): each on its own below
-        owed = [(r["tenant"], r["rep_id"]) for r in await conn.fetch(
-            "SELECT tenant, rep_id FROM owed_evaluations ORDER BY since, tenant, rep_id LIMIT $1", OWED_CHUNK)]
+        owed = await repo.peek_owed(conn, OWED_CHUNK)
     done = []
     for tenant, rep_id in owed:
         try:
             async with tenant_tx(pool, tenant) as conn:
-                await conn.execute("DELETE FROM owed_evaluations WHERE tenant = $1 AND rep_id = $2", tenant, rep_id)
+                await repo.drop_owed(conn, tenant, rep_id)
                 await _evaluate(conn, [(tenant, rep_id)], now, defaults)
             done.append((tenant, rep_id))
         except TRANSIENT:
@@ -153,7 +165,7 @@ async def _evaluate_one_by_one(pool: asyncpg.Pool, now: datetime, defaults: Poli
             log.exception("evaluation of one rep failed, dropped", extra={"tenant": tenant, "rep_id": rep_id})
             EVALUATIONS.labels("failed").inc()
             async with tenant_tx(pool, tenant) as conn:
-                await conn.execute("DELETE FROM owed_evaluations WHERE tenant = $1 AND rep_id = $2", tenant, rep_id)
+                await repo.drop_owed(conn, tenant, rep_id)
     return done
 
 
@@ -167,7 +179,7 @@ async def evaluator(rt: Runtime) -> None:
         if await evaluate_owed(rt.pool, rt.clock.now(), defaults):
             rt.relay.wake()
         async with all_tenants_tx(rt.pool) as conn:
-            OWED_EVALUATIONS.set(await conn.fetchval("SELECT count(*) FROM owed_evaluations"))
+            OWED_EVALUATIONS.set(await repo.owed_count(conn))
 
     await _every(settings.coaching_evaluation_delay_s, work, "coaching-evaluator")
 

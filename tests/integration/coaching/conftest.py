@@ -104,7 +104,8 @@ class Harness:
         """A replica named like a pod: static group membership, so a restart under the same name takes
         its partitions back without a rebalance (and a stop sends no LeaveGroup that a rebalance in
         flight could hold up)."""
-        started = await Replica(self.settings(name), self.clock).start()
+        started = Replica(self.settings(name), self.clock)
+        await started.start()
         self.replicas.append(started)
         return started
 

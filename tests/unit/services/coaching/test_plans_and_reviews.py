@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.coaching.plans import plan_status, settle, steps_for_task, title_of
+from services.coaching.plan_rules import plan_status, settle, steps_for_task, title_of
 from services.coaching.reviews import TaskFacts, headline, manager_card, trend, week_due
 from shared.events import Metric
 

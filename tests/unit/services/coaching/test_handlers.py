@@ -1,0 +1,200 @@
+"""coaching's handlers on an in-memory store (`fake.FakeStore`, the `store.Store` protocol): a batch is
+written with one call per table whatever its size, and leaves the state its records would have left
+one by one; evaluations raise, supersede and recover check-ins once; the tenant's configuration is read
+again only when its version changed."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from services.coaching.config import ConfigCache
+from services.coaching.handlers import evaluate, store_batch
+from services.coaching.intake import reduce_batch
+from services.coaching.model import Policy
+from shared.cloudevents import CloudEvent
+from shared.consumer import Incoming
+from shared.events import ActivityLogged, AttainmentUpdated, DealDeleted, DealUpserted, RepUpserted
+from tests.unit.services.coaching.fake import FakeStore
+
+T = "acme"
+NOW = datetime(2026, 11, 18, 10, tzinfo=UTC)  # a Wednesday
+Q4 = (datetime(2026, 9, 30, 22, tzinfo=UTC), datetime(2026, 12, 31, 23, tzinfo=UTC))
+LONG_AGO = datetime(2026, 9, 1, tzinfo=UTC)
+POLICY = Policy(new_target_grace_s=0)
+EXT = {"tenanttimezone": "Europe/Berlin", "tenantfiscalstart": "1", "tenantcurrency": "EUR"}
+
+
+def msg(type_: str, data: Any, at: datetime = NOW, event_id: str | None = None) -> Incoming:
+    event = CloudEvent(event_id or str(uuid.uuid4()), type_, "api", at, T, {}, EXT)
+    return Incoming("topic", 0, 0, event, data)
+
+
+def rep(rep_id: str, at: datetime = LONG_AGO, name: str | None = None, team: str = "a") -> Incoming:
+    data = RepUpserted(rep_id=rep_id, name=name or rep_id.title(), team_id=team, manager_id="mgr",
+                       timezone="Europe/Berlin", active=True)
+    return msg("rep.upserted", data, at)
+
+
+def call(activity_id: str, rep_id: str, at: datetime, deal_id: str | None = None) -> Incoming:
+    return msg("activity.logged", ActivityLogged(activity_id=activity_id, rep_id=rep_id, kind="call",
+                                                 occurred_at=at, deal_id=deal_id))
+
+
+def deal(deal_id: str, rep_id: str, updated: datetime, amount: str = "1000", event_id: str | None = None) -> Incoming:
+    data = DealUpserted(deal_id=deal_id, rep_id=rep_id, amount=Decimal(amount), currency="EUR", stage="open",
+                        updated_at=updated)
+    return msg("deal.upserted", data, event_id=event_id)
+
+
+def figure(rep_id: str, actual: str, target: str = "90000", as_of: datetime = NOW) -> Incoming:
+    data = AttainmentUpdated(scope="rep", scope_id=rep_id, period="2026-Q4", metric="won_revenue",
+                             actual=Decimal(actual), target=Decimal(target), as_of=as_of,
+                             period_start=Q4[0], period_end=Q4[1])
+    return msg("kpi.attainment.updated", data)
+
+
+async def test_a_batch_costs_one_call_per_table_whatever_its_size() -> None:
+    small, large = FakeStore(), FakeStore()
+    await store_batch(small, T, [rep("ann"), call("a-1", "ann", NOW), deal("d-1", "ann", NOW), figure("ann", "1")],
+                      NOW)
+    batch = [rep(f"r{i}") for i in range(50)] + [call(f"a-{i}", f"r{i % 50}", NOW) for i in range(400)]
+    batch += [deal(f"d-{i}", f"r{i % 50}", NOW) for i in range(100)] + [figure(f"r{i}", "1") for i in range(50)]
+    touched = await store_batch(large, T, batch, NOW)
+    assert large.calls == small.calls
+    assert max(large.calls.values()) <= 2  # touch_deals: before and after the deals are written
+    assert len(touched) == 50 and len(large.activities) == 400 and set(large.owed) == set(touched)
+
+
+async def test_a_second_delivery_of_a_batch_changes_nothing() -> None:
+    store = FakeStore()
+    batch = [rep("ann"), call("a-1", "ann", NOW - timedelta(hours=1), "d-1"), deal("d-1", "ann", NOW, event_id="e1"),
+             figure("ann", "5")]
+    await store_batch(store, T, batch, NOW)
+    before = (dict(store.reps), dict(store.activities), {k: (v.version, v.deleted) for k, v in store.deals.items()},
+              dict(store.figures))
+    await store_batch(store, T, batch, NOW + timedelta(minutes=5))
+    after = (dict(store.reps), dict(store.activities), {k: (v.version, v.deleted) for k, v in store.deals.items()},
+             dict(store.figures))
+    assert after == before
+
+
+async def test_the_newest_deal_version_wins_inside_a_batch_in_any_order() -> None:
+    t1, t2, t3 = (NOW - timedelta(hours=h) for h in (3, 2, 1))
+    for order in ([0, 1, 2], [2, 1, 0], [1, 2, 0]):
+        events = [deal("d-1", "ann", t1, "100", "e1"), deal("d-1", "ann", t3, "300", "e3"),
+                  msg("deal.deleted", DealDeleted(deal_id="d-1", updated_at=t2), event_id="e2")]
+        store = FakeStore()
+        await store_batch(store, T, [events[i] for i in order], NOW)
+        stored = store.deals["d-1"]
+        assert stored.deal is not None and stored.deal.amount == Decimal(300) and not stored.deleted
+
+
+async def test_a_deletion_newer_than_every_version_leaves_the_deal_deleted() -> None:
+    store = FakeStore()
+    await store_batch(store, T, [deal("d-1", "ann", NOW - timedelta(hours=2)),
+                                 msg("deal.deleted", DealDeleted(deal_id="d-1", updated_at=NOW))], NOW)
+    assert store.deals["d-1"].deleted
+
+
+async def test_an_activity_logged_before_its_deal_first_arrives_does_not_touch_it() -> None:
+    """One at a time, the activity's update found no deal row yet; the batch must not differ."""
+    early, late = NOW - timedelta(hours=5), NOW - timedelta(hours=1)
+    store = FakeStore()
+    await store_batch(store, T, [call("a-1", "ann", early, "d-1"), deal("d-1", "ann", NOW - timedelta(days=30)),
+                                 call("a-2", "ann", late, "d-2"), deal("d-2", "ann", NOW - timedelta(days=30)),
+                                 call("a-3", "ann", late, "d-2")], NOW)
+    assert store.deals["d-1"].last_activity_at is None
+    assert store.deals["d-2"].last_activity_at == late  # a-3 came after d-2's first event
+
+
+async def test_a_rep_is_known_since_their_earliest_applied_roster_entry_or_sales_event() -> None:
+    store = FakeStore()
+    older, old, new = (datetime(2026, 8, d, tzinfo=UTC) for d in (1, 10, 20))
+    await store_batch(store, T, [rep("ann", new, "Ann B"), rep("ann", older, "Stale"), rep("bob", old),
+                                 call("a-1", "bob", older)], NOW)
+    assert store.reps["ann"].name == "Ann B" and store.reps["ann"].known_since == new  # the older one never applied
+    assert store.reps["bob"].known_since == older
+    await store_batch(store, T, [rep("ann", old, "Older")], NOW)  # an older entry in a later batch: ignored
+    assert store.reps["ann"].name == "Ann B"
+
+
+async def test_an_evaluation_raises_each_rule_once_then_supersedes_and_recovers() -> None:
+    store, configs = FakeStore(), ConfigCache()
+    await store_batch(store, T, [rep("ann"), figure("ann", "0")], NOW)
+    assert await evaluate(store, T, ["ann"], NOW, POLICY, configs) == 3
+    created = [e for e in store.outbox if e.type == "coaching.task.created"]
+    assert sorted(e.data.rule for e in created) == ["behind_pace", "no_activity", "stalled_pipeline"]  # type: ignore[attr-defined]
+    assert await evaluate(store, T, ["ann"], NOW + timedelta(hours=1), POLICY, configs) == 0  # live: nothing new
+
+    await store_batch(store, T, [figure("ann", "85000", as_of=NOW + timedelta(hours=2)),
+                                 call("a-1", "ann", NOW + timedelta(hours=2))], NOW + timedelta(hours=2))
+    assert await evaluate(store, T, ["ann"], NOW + timedelta(hours=3), POLICY, configs) == 0
+    closed = {e.data.rule: e.data.reason for e in store.outbox if e.type == "coaching.task.closed"}  # type: ignore[attr-defined]
+    assert closed == {"behind_pace": "recovered", "no_activity": "recovered"}
+    assert [t["status"] for t in store.tasks.values()].count("open") == 1  # stalled pipeline: still nothing open
+
+
+async def test_a_worse_finding_supersedes_the_live_check_in_and_announces_both_in_order() -> None:
+    store, configs = FakeStore(), ConfigCache()
+    await store_batch(store, T, [rep("ann"), figure("ann", "25000"), call("a-1", "ann", NOW - timedelta(hours=1)),
+                                 deal("d-1", "ann", NOW, "500000")], NOW)
+    assert await evaluate(store, T, ["ann"], NOW, POLICY, configs) == 1  # behind pace: a warning (0.53 of pace)
+    await store_batch(store, T, [figure("ann", "10000", as_of=NOW + timedelta(hours=1))], NOW)
+    assert await evaluate(store, T, ["ann"], NOW + timedelta(hours=1), POLICY, configs) == 1  # now critical
+    kinds = [(e.type, e.data.severity if e.type.endswith("created") else e.data.reason)  # type: ignore[attr-defined]
+             for e in store.outbox]
+    assert kinds == [("coaching.task.created", "warning"), ("coaching.task.created", "critical"),
+                     ("coaching.task.closed", "superseded")]
+
+
+async def test_the_tenant_configuration_is_read_again_only_when_its_version_changes() -> None:
+    store, configs = FakeStore(), ConfigCache()
+    await store_batch(store, T, [rep("ann"), figure("ann", "0"), call("a-0", "ann", LONG_AGO)], NOW)  # calendar
+    for hour in range(3):
+        await evaluate(store, T, ["ann"], NOW + timedelta(hours=hour), POLICY, configs)
+    assert store.calls["config_version"] == 3 and store.calls["load_config"] == 1
+    store.config["layers"] = {"": {"pace_threshold": "0.5"}}
+    store.bump(T)  # what a policy written through any replica's API does (migration 004's trigger)
+    other = ConfigCache()  # a second replica's cache
+    await evaluate(store, T, ["ann"], NOW, POLICY, other)
+    await evaluate(store, T, ["ann"], NOW, POLICY, configs)
+    assert store.calls["load_config"] == 3
+    assert (await configs.get(store, T)).policy(POLICY, "a").pace_threshold == Decimal("0.5")
+
+
+async def test_a_tenant_never_configured_is_not_cached() -> None:
+    store, configs = FakeStore(), ConfigCache()
+    for _ in range(2):
+        await configs.get(store, "nobody")
+    assert store.calls["load_config"] == 2
+
+
+@pytest.mark.parametrize("size", [1, 500])
+async def test_an_empty_part_of_a_batch_writes_nothing_but_the_owed_list(size: int) -> None:
+    store = FakeStore()
+    await store_batch(store, T, [msg("team.upserted", object())] * size, NOW)
+    assert store.owed == {} and store.reps == {}
+
+
+async def test_an_activity_on_a_deal_stored_before_moves_its_last_touch() -> None:
+    store = FakeStore()
+    await store_batch(store, T, [deal("d-1", "ann", NOW - timedelta(days=30))], NOW)
+    await store_batch(store, T, [call("a-1", "ann", NOW - timedelta(hours=2), "d-1")], NOW)
+    assert store.deals["d-1"].last_activity_at == NOW - timedelta(hours=2)
+
+
+async def test_the_first_delivery_of_an_activity_id_in_a_batch_is_the_one_kept() -> None:
+    store = FakeStore()
+    await store_batch(store, T, [call("a-1", "ann", NOW - timedelta(hours=3)), call("a-1", "bob", NOW)], NOW)
+    assert store.activities["a-1"].rep_id == "ann"
+
+
+def test_only_roster_entries_that_raise_a_reps_newest_version_are_written() -> None:
+    older, newer = datetime(2026, 8, 1, tzinfo=UTC), datetime(2026, 8, 20, tzinfo=UTC)
+    assert len(reduce_batch([rep("ann", newer), rep("ann", older)], NOW).rep_rounds) == 1
+    assert len(reduce_batch([rep("ann", older), rep("ann", newer), rep("bob", older)], NOW).rep_rounds) == 2
