@@ -1,8 +1,9 @@
 """The faults, each an async function that runs while the scenario streams through ingest.
 
 Each acts on the run's own service processes (`Fleet`), or on the local broker and PostgreSQL cluster
-this checkout started (`deploy/local`): a broker or database someone else runs is never touched (the
-fault notes that it was skipped).
+this checkout started (`deploy/local`): a broker or database someone else runs is never touched. A fault
+that cannot be applied (that broker or database, a replica that is not running when it should be signalled)
+says so with `Context.skip`, and the run fails: it did not show what it was meant to show.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from deploy.local import kafka, pg_cluster
 from deploy.local.kafka_setup import KafkaSettings
 from deploy.local.postgres import Url
-from tests.chaos.fleet import CONSUMERS, GRACE_S, SERVICES
+from tests.chaos.fleet import CONSUMERS, GRACE_S, SERVICES, Replica
 from tests.chaos.run import Context, Fault
 from tests.integration.conftest import DATABASE_URL
 
@@ -23,6 +24,21 @@ SESSION_TIMEOUT_S = 10.0  # the consumers' session.timeout.ms without static mem
 
 async def nothing(ctx: Context) -> None:
     """Poison only: the malformed records every run injects, and no other fault."""
+
+
+def _signal(ctx: Context, replica: Replica, sig: int) -> bool:
+    """Send `sig` to a running replica (and wait for it to exit when the signal ends it); False, and the fault
+    marked as skipped, when it is not running."""
+    if not replica.alive:
+        ctx.skip(f"{signal.Signals(sig).name} {replica.service}#{replica.index}: not running")
+        return False
+    if sig == signal.SIGSTOP:
+        ctx.fleet.pause(replica)
+    elif sig == signal.SIGCONT:
+        ctx.fleet.resume(replica)
+    else:
+        ctx.fleet.kill(replica, sig)
+    return True
 
 
 async def _restart(ctx: Context, service: str, index: int = 0) -> None:
@@ -36,7 +52,7 @@ async def sigkill_each(ctx: Context, rounds: int = 2) -> None:
     ctx.rng.shuffle(plan)
     for i, service in enumerate(plan):
         await ctx.until_streamed((i + ctx.rng.random()) / (len(plan) + 1))
-        ctx.fleet.kill(ctx.fleet.replica(service), signal.SIGKILL)
+        _signal(ctx, ctx.fleet.replica(service), signal.SIGKILL)
         await asyncio.sleep(ctx.rng.uniform(0.2, 1.5))
         await _restart(ctx, service)
 
@@ -48,7 +64,8 @@ async def sigterm_drain(ctx: Context) -> None:
         await ctx.until_streamed((i + 1) / (len(CONSUMERS) + 1))
         replica = ctx.fleet.replica(service)
         began = time.monotonic()
-        await asyncio.to_thread(ctx.fleet.kill, replica, signal.SIGTERM)
+        if not await asyncio.to_thread(_signal, ctx, replica, signal.SIGTERM):
+            continue
         took = time.monotonic() - began
         code = replica.exit_codes[-1] if replica.exit_codes else None
         if code != 0 or took > GRACE_S:
@@ -61,7 +78,7 @@ async def broker_restart(ctx: Context) -> None:
     """Stop the local Kafka broker mid-stream, start it again a few seconds later."""
     await ctx.until_streamed(0.4)
     if kafka.broker_pid() is None:
-        ctx.notes.append("broker restart skipped: the broker is not one this checkout started")
+        ctx.skip("broker restart: the broker is not one this checkout started")
         return
     await asyncio.to_thread(kafka.stop)
     await asyncio.sleep(3)
@@ -75,7 +92,7 @@ def _pg_port() -> int:
 
 async def _postgres_down(ctx: Context, seconds: float) -> None:
     if pg_cluster.local_pid() is None:
-        ctx.notes.append("PostgreSQL fault skipped: the server is not the cluster this checkout started")
+        ctx.skip("PostgreSQL down: the server is not the cluster this checkout started")
         return
     await asyncio.to_thread(pg_cluster.stop)
     await asyncio.sleep(seconds)
@@ -101,7 +118,7 @@ async def rebalance_storm(ctx: Context, rounds: int = 5) -> None:
         extra = [ctx.fleet.start(s, 1) for s in CONSUMERS]
         await asyncio.sleep(ctx.rng.uniform(2, 5))
         for replica in extra:
-            await asyncio.to_thread(ctx.fleet.kill, replica, ctx.rng.choice([signal.SIGTERM, signal.SIGKILL]))
+            await asyncio.to_thread(_signal, ctx, replica, ctx.rng.choice([signal.SIGTERM, signal.SIGKILL]))
         await asyncio.sleep(ctx.rng.uniform(1, 3))
 
 
@@ -112,11 +129,11 @@ async def zombie(ctx: Context) -> None:
     await asyncio.to_thread(ctx.fleet.wait_ready, [second])
     await ctx.until_streamed(0.3)
     first = ctx.fleet.replica("kpi")
-    ctx.fleet.pause(first)
-    await asyncio.sleep(SESSION_TIMEOUT_S * 1.5)
-    ctx.fleet.resume(first)
+    if _signal(ctx, first, signal.SIGSTOP):
+        await asyncio.sleep(SESSION_TIMEOUT_S * 1.5)
+        _signal(ctx, first, signal.SIGCONT)
     await ctx.until_streamed(0.8)
-    await asyncio.to_thread(ctx.fleet.kill, second, signal.SIGTERM)
+    await asyncio.to_thread(_signal, ctx, second, signal.SIGTERM)
 
 
 async def short(ctx: Context) -> None:
@@ -125,8 +142,8 @@ async def short(ctx: Context) -> None:
     await sigkill_each(ctx, rounds=1)
     replica = ctx.fleet.replica("kpi")
     began = time.monotonic()
-    await asyncio.to_thread(ctx.fleet.kill, replica, signal.SIGTERM)
-    if replica.exit_codes[-1:] != [0] or time.monotonic() - began > GRACE_S:
+    if await asyncio.to_thread(_signal, ctx, replica, signal.SIGTERM) and (
+            replica.exit_codes[-1:] != [0] or time.monotonic() - began > GRACE_S):
         ctx.notes.append(f"SIGTERM kpi: exit {replica.exit_codes[-1:]} after {time.monotonic() - began:.1f}s")
         ctx.failures += 1
     await _restart(ctx, "kpi")

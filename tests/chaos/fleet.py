@@ -1,6 +1,8 @@
 """The four services as real processes (`python -m services.<name>`), each replica on a port of its own,
 all on one database and one consumer-group prefix of the run's own, so that a fault can kill, stop,
-pause or restart any of them, and their memory can be read."""
+pause or restart any of them, and their memory can be read. Given a clock, every replica runs on it: each
+start sets `ATTAIN_CLOCK=scaled:<the clock's now>@1`, so a restarted service does not go back in time (it lags
+the clock by its own start-up, the moment between spawning and building its clock)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from shared.clock import Clock
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / ".local" / "chaos-logs"
@@ -98,8 +102,8 @@ class Replica:
 class Fleet:
     """Replicas of the services for one run; `env` is what every one of them gets on top of os.environ."""
 
-    def __init__(self, run: str, env: dict[str, str], base_port: int = 18100) -> None:
-        self.run, self.env, self.base_port = run, env, base_port
+    def __init__(self, run: str, env: dict[str, str], base_port: int = 18100, clock: Clock | None = None) -> None:
+        self.run, self.env, self.base_port, self.clock = run, env, base_port, clock
         self.replicas: dict[tuple[str, int], Replica] = {}
         LOGS.mkdir(parents=True, exist_ok=True)
 
@@ -116,6 +120,8 @@ class Fleet:
         r.starts += 1
         log = (LOGS / f"{self.run}-{service}-{index}.log").open("ab")
         env = {**os.environ, **self.env, "HTTP_PORT": str(r.port)}
+        if self.clock is not None:
+            env["ATTAIN_CLOCK"] = f"scaled:{self.clock.now().isoformat()}@1"
         r.proc = subprocess.Popen([sys.executable, "-m", f"services.{service}"], cwd=ROOT, env=env, stdout=log,
                                   stderr=subprocess.STDOUT)
         return r

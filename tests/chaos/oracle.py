@@ -14,6 +14,10 @@ What it computes
 - `final_targets`: every target's value (kpi's ``attainment.target``).
 - `thresholds_crossed`: the quota thresholds reached by the final figures (recognition's ``quota_*``).
 - `behind_pace`: the (rep, period, metric) coaching's ``behind_pace`` rule finds at an instant.
+- `thresholds_reachable`: the quota thresholds some figure kpi may have reported while the events streamed
+  in could have reached (a bound: a celebration outside it was never earned, even for a moment).
+- `behind_pace_possible`: which claims "rep behind pace on (period, metric) at instant t" coaching could
+  have made on some figure kpi may have reported while the events streamed in.
 
 The semantics re-implemented, and where each was read
 
@@ -99,9 +103,11 @@ __all__ = [
     "OracleError",
     "TenantConfig",
     "behind_pace",
+    "behind_pace_possible",
     "final_figures",
     "final_targets",
     "thresholds_crossed",
+    "thresholds_reachable",
 ]
 
 Key = tuple[str, str, str, str]  # (scope "rep"|"team", scope_id, period label, metric)
@@ -118,6 +124,7 @@ _CENT = Decimal("0.01")
 _EXACT = Context(prec=400, traps=[Inexact, Rounded])  # sums: raise rather than round
 _WIDE = Context(prec=100)  # ratios: far more digits than the 4 kept, so rounding them once is exact
 _ACTIVITY_METRIC = {"call": "calls", "email": "emails", "meeting": "meetings"}
+_RATIO_METRICS = ("win_rate", "avg_deal_size")
 _MICRO = 1_000_000
 
 _V = TypeVar("_V", bound=Hashable)
@@ -456,6 +463,49 @@ def _figures(tenant: TenantConfig, facts: _Facts) -> dict[Key, Decimal]:
     return figures
 
 
+def _ceilings(tenant: TenantConfig, facts: _Facts) -> dict[Key, Decimal]:
+    """Per (scope, id, period, metric) of the summed metrics, the most kpi may ever have held: each deal at its
+    most favourable version (see `thresholds_reachable`), every activity."""
+    zone = ZoneInfo(tenant.timezone)
+    roster = _roster(facts)
+    teams_ever: dict[str, set[str]] = {}
+    for rep_id, moves in roster.moves.items():
+        teams_ever[rep_id] = set()
+        for _, team in moves:
+            chain = [team]
+            while (parent := roster.parents.get(chain[-1])) is not None and parent not in chain:
+                chain.append(parent)
+            teams_ever[rep_id] |= set(chain)
+
+    def keys(rep_id: str, moment: datetime, metric: str) -> set[Key]:
+        labels = _labels_of_day(moment.astimezone(zone).date(), tenant.fiscal_start_month)
+        owners = [("rep", rep_id)] + [("team", team) for team in sorted(teams_ever.get(rep_id, ()))]
+        return {(scope, owner, label, metric) for scope, owner in owners for label in labels}
+
+    ceilings: defaultdict[Key, Decimal] = defaultdict(lambda: _ZERO)
+    for versions in facts.deals.values():
+        best: dict[Key, Decimal] = {}  # this deal's largest contribution to each figure, over its versions
+        for _, deal in versions:
+            if deal is None:
+                continue
+            contributions: list[tuple[Key, Decimal]] = []
+            if deal.created_at is not None:
+                contributions += [(k, deal.amount) for k in keys(deal.rep_id, deal.created_at, "pipeline_created")]
+            if deal.closed_at is not None and deal.stage == "won":
+                contributions += [(k, deal.amount) for k in keys(deal.rep_id, deal.closed_at, "won_revenue")]
+                contributions += [(k, Decimal(1)) for k in keys(deal.rep_id, deal.closed_at, "deals_won")]
+            for key, value in contributions:
+                best[key] = max(best.get(key, _ZERO), value)
+        for key, value in best.items():
+            ceilings[key] = _EXACT.add(ceilings[key], value)
+    for activity in _final_activities(facts):
+        metric = _ACTIVITY_METRIC.get(activity.kind)
+        for name in ("activities", metric) if metric is not None else ("activities",):
+            for key in keys(activity.rep_id, activity.occurred_at, name):
+                ceilings[key] += 1
+    return dict(ceilings)
+
+
 # --- the public questions -------------------------------------------------------------------------------
 
 
@@ -484,6 +534,66 @@ def thresholds_crossed(tenant: TenantConfig, events: Iterable[Mapping[str, Any]]
         attainment = _ratio(figures[key], target)
         crossed |= {(*key, t) for t in percents if attainment >= Decimal(t) / 100}
     return crossed
+
+
+def thresholds_reachable(tenant: TenantConfig, events: Iterable[Mapping[str, Any]],
+                         thresholds: Iterable[int] = (50, 100, 150)) -> set[tuple[str, str, str, str, int]]:
+    """(scope, id, period, metric, threshold) that a figure kpi may have reported at SOME moment while the
+    events streamed in could have reached: every `thresholds_crossed` one, and those a transient state
+    reached (a won deal later reopened, lost or deleted; an amount corrected down; a stale edit applied
+    before the newer version arrived; a deal counted for its first owner or a rep's former team).
+
+    An upper bound, sound for any delivery order and any interleaving of kpi's partitions: kpi holds each
+    deal at one of its versions or not at all, so a figure is at most the sum, over its deals, of the
+    contribution of the deal's most favourable version (counted for every team the rep was ever stated in,
+    and the teams above it as the hierarchy stands at the end), plus every activity; its attainment at most
+    that over the smallest positive target ever set for it. Ratio metrics (win_rate, avg_deal_size) have no
+    such bound: any of their thresholds with a positive target counts as reachable."""
+    facts = _read(events)
+    ceilings = _ceilings(tenant, facts)
+    percents = tuple(thresholds)
+    reachable = set()
+    for key, values in sorted(facts.targets.items()):
+        positive = [value for _, value in values if value > 0]
+        if not positive:
+            continue
+        metric = key[3]
+        if metric in _RATIO_METRICS:
+            reachable |= {(*key, t) for t in percents}
+            continue
+        attainment = _ratio(ceilings.get(key, _ZERO), min(positive))
+        reachable |= {(*key, t) for t in percents if attainment >= Decimal(t) / 100}
+    return reachable
+
+
+def behind_pace_possible(tenant: TenantConfig, events: Iterable[Mapping[str, Any]],
+                         findings: Iterable[tuple[str, str, str, datetime]],
+                         pace_threshold: Decimal = Decimal("0.7"), grace_share: Decimal = DEFAULT_GRACE_SHARE,
+                         metrics: Iterable[str] = PACE_METRICS) -> set[tuple[str, str, str, datetime]]:
+    """Of `findings`, (rep_id, period, metric, at) claims that a rep was behind pace at the instant `at`, those
+    coaching could have found on SOME figure kpi may have reported while the events streamed in.
+
+    kpi may apply a rep's target before any of the rep's deals (they are on other topics and partitions), so
+    each rep with a target can stand at 0 for a while: a claim is possible exactly when the rep has a target >
+    0 for that period and metric (any value ever set), the metric is one of `metrics`, the period holds `at`,
+    at least `grace_share` of its working days have elapsed at `at` and the expected figure (target x share,
+    to the cent) is above 0 (then 0 < pace_threshold x expected)."""
+    facts = _read(events)
+    wanted = set(metrics)
+    possible = set()
+    for rep_id, period, metric, claimed_at in findings:
+        at = _moment(claimed_at, "at")
+        targets = [value for _, value in facts.targets.get(("rep", rep_id, period, metric), []) if value > 0]
+        if metric not in wanted or not targets:
+            continue
+        start, end = _bounds(period, tenant)
+        share = _working_share(period, tenant, at)
+        if not start <= at < end or share < grace_share:
+            continue
+        expected = _EXACT.multiply(max(targets), share).quantize(_CENT, rounding=ROUND_HALF_EVEN)
+        if _EXACT.multiply(pace_threshold, expected) > _ZERO:
+            possible.add((rep_id, period, metric, claimed_at))
+    return possible
 
 
 def behind_pace(tenant: TenantConfig, events: Iterable[Mapping[str, Any]], at: datetime,

@@ -1,10 +1,15 @@
 """A seeded, realistic quarter of CRM events: what the chaos suite streams through ingest.
 
-`generate` is a pure function of its `Settings`: it never reads the clock, and the same seed gives the same
-bytes whatever the hash seed. Per tenant: a roster (a region, teams under it, reps, a few mid-quarter moves),
-targets, deals with their whole history (edits, wins, losses, reopenings, deletions, owner changes, stale
-edits) and activities, as the JSON dicts `POST /v1/events` takes (`tests/factories.py`). The dicts are shared
-between `Scenario.events` and `Scenario.stream` (a duplicate is the very same dict): treat them as read-only.
+`generate(settings, now)` is a pure function of its arguments: it never reads the clock, and the same settings
+and `now` give the same bytes whatever the hash seed. `now` is the run's clock (`run.py` passes the moment the
+run starts, the unit tests a fixed instant): the scenario is the quarter containing `now`, from its start up to
+`now`, so whatever the date, the targets name the quarter the services are living in and coaching's pace
+rules apply to it (a scenario pinned to one quarter would leave them nothing to check once it is over).
+
+Per tenant: a roster (a region, teams under it, reps, a few mid-quarter moves), targets, deals with their whole
+history (edits, wins, losses, reopenings, deletions, owner changes, stale edits) and activities, as the JSON
+dicts `POST /v1/events` takes (`tests/factories.py`). The dicts are shared between `Scenario.events` and
+`Scenario.stream` (a duplicate is the very same dict): treat them as read-only.
 """
 
 from __future__ import annotations
@@ -28,9 +33,9 @@ Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
 
 SOURCE = "chaos"
 CURRENCY = "EUR"
-DEFAULT_NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
-# `Settings.quarter_start` left at this sentinel means "the start of the quarter that contains `now`".
-CURRENT_QUARTER = datetime.min.replace(tzinfo=UTC)
+# The shortest quarter-so-far a scenario is generated for: its deals need a couple of days to be created, edited
+# and closed in, and a rep's team move must fall strictly after their first roster event.
+MIN_SPAN = timedelta(days=3)
 # Tenant zones in turn (a half-hour offset included), each with the zones its reps work in.
 ZONES: dict[str, tuple[str, ...]] = {
     "Europe/Berlin": ("Europe/Berlin", "Europe/Berlin", "Europe/London", "Europe/Madrid", "Europe/Warsaw"),
@@ -70,8 +75,9 @@ _BANDS = ((110, 160), (55, 95), (20, 45))
 
 @dataclass(frozen=True)
 class Settings:
-    """How big and how messy the scenario is. `quarter_start` defaults to the latest local start of the
-    quarter containing `now` among the tenants' zones, so the window is inside that quarter for every tenant."""
+    """How big and how messy the scenario is. The moment it is generated for is `generate`'s `now`;
+    `quarter_start` (None: the latest local start of the quarter containing `now` among the tenants' zones, so
+    the window is inside that quarter for every tenant) is where its events begin."""
 
     seed: int = 7
     tenants: int = 2
@@ -82,25 +88,37 @@ class Settings:
     duplicate_rate: float = 0.02
     disorder_window: int = 50
     malformed_per_topic: int = 3
-    quarter_start: datetime = CURRENT_QUARTER
-    now: datetime = DEFAULT_NOW
+    quarter_start: datetime | None = None
 
     def __post_init__(self) -> None:
-        if self.now.tzinfo is None or self.quarter_start.tzinfo is None:
-            raise ValueError("now and quarter_start must be timezone-aware")
+        if self.quarter_start is not None and self.quarter_start.utcoffset() is None:
+            raise ValueError("quarter_start must be timezone-aware")
         if (min(self.tenants, self.teams_per_tenant, self.deals_per_rep, self.activities_per_rep,
                 self.disorder_window) < 1 or self.reps_per_tenant < 2 or self.malformed_per_topic < 0
                 or not 0 <= self.duplicate_rate <= 1):
             raise ValueError("need two reps and at least one tenant, team, deal and activity per rep; a disorder"
                              " window of 1 or more; malformed_per_topic >= 0; a duplicate_rate between 0 and 1")
+
+    def window(self, now: datetime) -> tuple[datetime, datetime]:
+        """(quarter start, now): where the scenario generated at `now` begins and ends.
+
+        Raises ValueError for a naive `now`, a `quarter_start` after `now` or in another quarter than `now` in
+        some tenant's zone, and a window shorter than `MIN_SPAN` (the first days of a quarter: pin the run's
+        clock to a later moment, `python -m tests.chaos --now`)."""
+        if now.utcoffset() is None:
+            raise ValueError("now must be timezone-aware")
         zones = [_zone_of(i) for i in range(self.tenants)]
-        if self.quarter_start == CURRENT_QUARTER:
-            start = max(period_bounds(period_of(PeriodKind.QUARTER, self.now, z), z)[0] for z in zones)
-            object.__setattr__(self, "quarter_start", start)
-        if self.quarter_start > self.now or any(
-                period_of(PeriodKind.QUARTER, self.quarter_start, z) != period_of(PeriodKind.QUARTER, self.now, z)
-                for z in zones):
-            raise ValueError("quarter_start must precede now, in the same quarter in every tenant's zone")
+        start = self.quarter_start
+        if start is None:
+            start = max(period_bounds(period_of(PeriodKind.QUARTER, now, z), z)[0] for z in zones)
+        if start > now or any(period_of(PeriodKind.QUARTER, start, z) != period_of(PeriodKind.QUARTER, now, z)
+                              for z in zones):
+            raise ValueError(f"quarter_start {start.isoformat()} must precede now {now.isoformat()}, in the same"
+                             " quarter in every tenant's zone")
+        if now - start < MIN_SPAN:
+            raise ValueError(f"the quarter of {now.isoformat()} began {now - start} before it (at"
+                             f" {start.isoformat()}): a scenario needs at least {MIN_SPAN.days} days of it")
+        return start, now
 
 
 @dataclass(frozen=True)
@@ -183,14 +201,14 @@ class _Rep:
 class _Tenant:
     """Plans one tenant's quarter; `out` collects (sent at, sequence, event)."""
 
-    def __init__(self, settings: Settings, plan: TenantPlan, index: int) -> None:
+    def __init__(self, settings: Settings, plan: TenantPlan, index: int, start: datetime, now: datetime) -> None:
         self.s, self.plan = settings, plan
         self.rng = random.Random(f"attain-chaos/{settings.seed}/{index}")
         self.ids = random.Random(f"attain-chaos/{settings.seed}/{index}/ids")
-        self.start, self.now = int(settings.quarter_start.timestamp()), int(settings.now.timestamp())
+        self.start, self.now = int(start.timestamp()), int(now.timestamp())
         self.work = min(self.start + 3600, self.now)  # CRM work begins once the roster and targets are in
         self.hours = {z: _Hours(z, self.work, self.now) for z in ZONES[plan.timezone]}
-        self.period = period_of(PeriodKind.QUARTER, settings.now, plan.timezone, plan.fiscal_start_month).label
+        self.period = period_of(PeriodKind.QUARTER, now, plan.timezone, plan.fiscal_start_month).label
         self.out: list[tuple[int, int, Event]] = []
         self.won: dict[str, int] = {}  # final won cents by owner
         self.calls: dict[str, int] = {}
@@ -389,10 +407,12 @@ def _malformed(rng: random.Random, settings: Settings, plans: list[TenantPlan],
     return out
 
 
-def generate(settings: Settings = Settings()) -> Scenario:
-    """The scenario `settings` describe; a pure function of them (never reads the clock)."""
+def generate(settings: Settings, now: datetime) -> Scenario:
+    """The scenario `settings` describe, for the quarter so far at `now` (the run's clock); a pure function of
+    the two (it never reads the clock). Raises ValueError when `Settings.window` refuses `now`."""
+    start, now = settings.window(now)
     plans = [TenantPlan(f"chaos-{settings.seed}-{i}", _zone_of(i), CURRENCY, 1) for i in range(settings.tenants)]
-    sent = {plan.slug: _Tenant(settings, plan, i).build() for i, plan in enumerate(plans)}
+    sent = {plan.slug: _Tenant(settings, plan, i, start, now).build() for i, plan in enumerate(plans)}
     events = {slug: [event for _, event in evs] for slug, evs in sent.items()}
     stream = _deliver(random.Random(f"attain-chaos/{settings.seed}/delivery"), settings, sent)
     malformed = _malformed(random.Random(f"attain-chaos/{settings.seed}/malformed"), settings, plans, events)

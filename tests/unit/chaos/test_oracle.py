@@ -13,9 +13,11 @@ from tests.chaos.oracle import (
     OracleError,
     TenantConfig,
     behind_pace,
+    behind_pace_possible,
     final_figures,
     final_targets,
     thresholds_crossed,
+    thresholds_reachable,
 )
 
 BERLIN = TenantConfig("acme", "Europe/Berlin")
@@ -293,6 +295,52 @@ def test_no_threshold_without_a_positive_target() -> None:
     assert thresholds_crossed(BERLIN, events) == set()
 
 
+def test_a_threshold_reached_only_for_a_moment_is_reachable_but_not_crossed() -> None:
+    events = [_target("t1", "rep", "ann", "won_revenue", "2026-Q1", "1000", _at(2026, 1, 1)),
+              _won("e1", "d1", "ann", "600", _at(2026, 2, 3)),
+              _won("e2", "d2", "ann", "500", _at(2026, 2, 4)),
+              _deal("e3", "d2", "ann", "500", "open", updated=_at(2026, 2, 20))]  # reopened: back to 600
+    key = ("rep", "ann", "2026-Q1", "won_revenue")
+    assert thresholds_crossed(BERLIN, events) == {(*key, 50)}
+    assert thresholds_reachable(BERLIN, events) == {(*key, 50), (*key, 100)}  # 1,100 before the reopen
+
+
+def test_each_deal_counts_at_its_most_favourable_version_for_each_owner() -> None:
+    events = [_target("t1", "rep", "ann", "won_revenue", "2026-Q1", "1000", _at(2026, 1, 1)),
+              _target("t2", "rep", "bob", "won_revenue", "2026-Q1", "1000", _at(2026, 1, 1)),
+              _won("e1", "d1", "ann", "900", _at(2026, 2, 3)),
+              _won("e2", "d1", "ann", "400", _at(2026, 2, 3), updated=_at(2026, 2, 5)),  # corrected down
+              _won("e3", "d1", "bob", "400", _at(2026, 2, 3), updated=_at(2026, 2, 6)),  # then handed over
+              _deleted("e4", "d1", updated=_at(2026, 2, 7)),
+              _won("e5", "d2", "bob", "700", _at(2026, 2, 8))]
+    ann, bob = ("rep", "ann", "2026-Q1", "won_revenue"), ("rep", "bob", "2026-Q1", "won_revenue")
+    assert thresholds_crossed(BERLIN, events) == {(*bob, 50)}  # 700
+    # ann: 900 at most (one deal, never both versions at once); bob: 400 + 700
+    assert thresholds_reachable(BERLIN, events) == {(*ann, 50), (*bob, 50), (*bob, 100)}
+
+
+def test_a_team_may_have_counted_a_deal_of_any_team_the_rep_was_ever_in() -> None:
+    events = [_team("g1", "north", "all", _at(2026, 1, 1)), _team("g2", "south", "all", _at(2026, 1, 1)),
+              _rep("r1", "ann", "north", _at(2026, 1, 1)), _rep("r2", "ann", "south", _at(2026, 3, 1)),
+              _target("t1", "team", "north", "won_revenue", "2026-Q1", "1000", _at(2026, 1, 1)),
+              _target("t2", "team", "south", "won_revenue", "2026-Q1", "1000", _at(2026, 1, 1)),
+              _target("t3", "team", "all", "won_revenue", "2026-Q1", "1000", _at(2026, 1, 1)),
+              _won("e1", "d1", "ann", "1000", _at(2026, 2, 3))]  # in north when it closed
+    north, south, whole = (("team", t, "2026-Q1", "won_revenue") for t in ("north", "south", "all"))
+    assert thresholds_crossed(BERLIN, events) == {(*north, 50), (*north, 100), (*whole, 50), (*whole, 100)}
+    # before the roster arrived in order, kpi may have put the deal in south; "all" counts it once either way
+    assert thresholds_reachable(BERLIN, events) == {(*k, t) for k in (north, south, whole) for t in (50, 100)}
+
+
+def test_nothing_is_reachable_without_a_positive_target_and_activities_count_in_full() -> None:
+    events = [_target("t1", "rep", "ann", "won_revenue", "2026-Q1", "0", _at(2026, 1, 1)),
+              _target("t2", "rep", "ann", "calls", "2026-Q1", "2", _at(2026, 1, 1)),
+              _won("e1", "d1", "ann", "600", _at(2026, 2, 3)),
+              _activity("a1", "x1", "ann", "call", _at(2026, 2, 3)),
+              _activity("a2", "x2", "ann", "email", _at(2026, 2, 3))]
+    assert thresholds_reachable(BERLIN, events) == {("rep", "ann", "2026-Q1", "calls", 50)}
+
+
 # --- behind pace ---------------------------------------------------------------------------------------------
 
 MONDAY_16_NOV_BERLIN = _at(2026, 11, 15, 23)  # 00:00 local: 10 of November's 21 weekdays have passed
@@ -324,6 +372,25 @@ def test_behind_pace_waits_for_the_grace_share_and_honours_the_threshold_given()
 def test_behind_pace_needs_an_aware_instant() -> None:
     with pytest.raises(OracleError):
         behind_pace(BERLIN, [], datetime(2026, 11, 16))  # naive on purpose
+
+
+def test_any_rep_with_a_target_may_be_found_behind_while_the_quarter_streams_in() -> None:
+    # ann ends far above pace, yet kpi may report her target before her deal: 0 against 42,857.10 expected
+    events = _pace_events("90000")
+    assert behind_pace(BERLIN, events, MONDAY_16_NOV_BERLIN) == set()
+    claims = [("ann", "2026-11", "won_revenue", MONDAY_16_NOV_BERLIN)]
+    assert behind_pace_possible(BERLIN, events, claims) == set(claims)
+
+
+@pytest.mark.parametrize(("claim", "why"), [
+    (("bob", "2026-11", "won_revenue", MONDAY_16_NOV_BERLIN), "no target for bob"),
+    (("ann", "2026-11", "calls", MONDAY_16_NOV_BERLIN), "calls is not a pace metric"),
+    (("ann", "2026-10", "won_revenue", MONDAY_16_NOV_BERLIN), "October is over"),
+    (("ann", "2026-12", "won_revenue", MONDAY_16_NOV_BERLIN), "no target for December"),
+    (("ann", "2026-11", "won_revenue", _at(2026, 11, 2, 11)), "before the grace share"),
+])
+def test_a_claim_the_rule_could_never_make_is_not_possible(claim: tuple[str, str, str, datetime], why: str) -> None:
+    assert behind_pace_possible(BERLIN, _pace_events("0"), [claim]) == set(), why
 
 
 # --- what the oracle refuses -----------------------------------------------------------------------------------

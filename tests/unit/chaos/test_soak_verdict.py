@@ -1,5 +1,7 @@
 """The soak's verdict on a lag series (a steady rise is a trend, spikes that come and go are not), and its loops."""
 
+from datetime import UTC, datetime
+
 from tests.chaos import scenario
 from tests.chaos.fleet import CONSUMERS
 from tests.chaos.soak import TREND_LIMIT, _looped, _trends
@@ -42,7 +44,8 @@ def test_a_group_without_samples_is_not_measured() -> None:
 
 
 def test_each_loop_is_a_fresh_part_of_the_org_and_the_first_is_the_scenario() -> None:
-    events = scenario.generate(scenario.Settings(tenants=1, reps_per_tenant=5, deals_per_rep=3)).events
+    settings = scenario.Settings(tenants=1, reps_per_tenant=5, deals_per_rep=3)
+    events = scenario.generate(settings, datetime(2026, 11, 20, 12, tzinfo=UTC)).events
     quarter = next(iter(events.values()))
     assert _looped(quarter, 0) is quarter
     again = _looped(quarter, 3)
