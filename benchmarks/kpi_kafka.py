@@ -12,10 +12,11 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from benchmarks.kpi_workload import Record
 from shared import topics
@@ -125,3 +126,39 @@ async def delete_topics(bootstrap: str, prefix: str) -> list[str]:
         return doomed
     finally:
         await admin.close()
+
+
+async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    """A topic of `partitions` partitions (replication 1, the local broker's); nothing if it exists."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        if name not in await admin.list_topics():
+            await admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        await admin.close()
+
+
+async def read_figures(bootstrap: str, topic: str, tenant: str) -> tuple[int, dict[tuple[str, str], Decimal]]:
+    """Every committed record of `topic` (a `read_committed` consumer, from the first offset to the end):
+    (records of `tenant`, the last `actual` per (scope_id, period) of those), as Quix Streams wrote them."""
+    tps = [TopicPartition(t, p) for t, p in await offsets(bootstrap, [topic])]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                isolation_level="read_committed")
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)  # read_committed: the last stable offset
+        prefix, count, last = f"{tenant}:".encode(), 0, {}
+        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+            for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
+                for record in records:
+                    if record.key is None or not record.key.startswith(prefix) or record.value is None:
+                        continue
+                    figure = json.loads(record.value)
+                    count += 1
+                    last[(figure["scope_id"], figure["period"])] = Decimal(figure["actual"])
+        return count, last
+    finally:
+        await consumer.stop()

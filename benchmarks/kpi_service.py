@@ -45,6 +45,7 @@ class CatchUp:
     ready_s: float = 0.0  # until /readyz answered 200
     first: float = 0.0  # when progress was first seen in kpi.consumer_offsets
     first_records: int = 0  # records consumed by then (not timed)
+    first_by_topic: dict[str, int] = field(default_factory=dict)  # the same, per topic
     done: float = 0.0  # when every partition had reached the span's last record
     done_records: int = 0  # records consumed by then, the span's and any others
     by_topic: dict[str, int] = field(default_factory=dict)  # records consumed by then, per topic
@@ -70,6 +71,10 @@ class CatchUp:
     @property
     def timed_records(self) -> int:
         return self.done_records - self.first_records
+
+    def timed_of(self, topic: str) -> int:
+        """Records of `topic` consumed in the timed interval (after the first committed batch)."""
+        return self.by_topic.get(topic, 0) - self.first_by_topic.get(topic, 0)
 
     @property
     def outside(self) -> int:
@@ -101,10 +106,11 @@ async def fresh_database(url: str) -> None:
         await conn.close()
 
 
-def start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """`python -m services.kpi`, ready (its consumers joined) or SystemExit with where to look."""
+def start(env: dict[str, str], log: Path, cwd: Path = ROOT, python: str = sys.executable) -> subprocess.Popen[bytes]:
+    """`python -m services.kpi` run in `cwd` (a checkout: its own `services` and `shared` are imported), ready
+    (its consumers joined) or SystemExit with where to look."""
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "services.kpi"], cwd=ROOT, env=env,
+        proc = subprocess.Popen([python, "-m", "services.kpi"], cwd=cwd, env=env,  # noqa: S603 - ours
                                 stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{env['HTTP_PORT']}/readyz"
     deadline = time.monotonic() + 120
@@ -185,6 +191,7 @@ async def catch_up(proc: subprocess.Popen[bytes], url: str, port: str, group: st
             if seen.consumed and not run.first:
                 run.first, run.first_records, cpu0, pg0, machine0 = now, seen.consumed, process_cpu_s(proc.pid), \
                     await backend_cpu(conn), machine_cpu()
+                run.first_by_topic = seen.by_topic
             if run.first and (not run.trace or now - run.first - run.trace[-1][0] >= TRACE_S):
                 run.trace.append((now - run.first, seen.consumed - run.first_records))
             if seen.complete or (run.first and now - run.first > limit_s):
@@ -208,8 +215,7 @@ async def catch_up(proc: subprocess.Popen[bytes], url: str, port: str, group: st
         run.peak_rss_kib = peak_rss_kib(proc.pid)
         run.applied = applied(port, group)
         while time.perf_counter() - run.done < STALL_S:  # the figures: coalesced under backlog, then sent
-            owed = await conn.fetchval("SELECT (SELECT count(*) FROM kpi.pending_figures)"
-                                       " + (SELECT count(*) FROM kpi.outbox)")
+            owed = await owed_figures(conn)
             if not owed:
                 run.settled = time.perf_counter()
                 break
@@ -218,6 +224,15 @@ async def catch_up(proc: subprocess.Popen[bytes], url: str, port: str, group: st
         return run
     finally:
         await conn.close()
+
+
+async def owed_figures(conn: asyncpg.Connection) -> int:
+    """Figures kpi still owes the topic: its outbox, plus the parked figures of a kpi that parks them
+    (the pacer's `kpi.pending_figures`, gone since kpi publishes each batch's figures with the batch)."""
+    parked = await conn.fetchval("SELECT to_regclass('kpi.pending_figures') IS NOT NULL")
+    query = "SELECT (SELECT count(*) FROM kpi.outbox)" + (" + (SELECT count(*) FROM kpi.pending_figures)"
+                                                          if parked else "")
+    return int(await conn.fetchval(query))
 
 
 async def won_revenue(url: str, tenant: str) -> dict[tuple[str, str], Decimal] | str:

@@ -1,24 +1,27 @@
-"""How fast kpi applies the sales topics, beside a bare consumer and Quix Streams, in one run.
+"""How fast kpi applies the sales topics, beside a bare consumer and Quix Streams, like with like.
 
-    .venv/bin/python -m benchmarks.kpi_throughput [--events 1000000] [--reps 500] [--lag-seconds 30]
+    .venv/bin/python -m benchmarks.kpi_throughput [--events 1000000] [--reps 500] [--runs 3] [--lag-seconds 30]
 
-Needs Quix Streams (`pip install -e '.[bench]'`). Brings the local stack up, then:
+Needs Quix Streams (`pip install -e '.[bench]'`). Starts a broker of its own, then:
 
   pre-load  one new tenant `bench-kpi-<run>`: a roster of R reps, a won_revenue target per rep and
             quarter, and N deal (with edits, duplicates, older versions) and activity records, sent
             straight to the sales topics as ingest publishes them, as fast as the producer goes;
-  raw       a bare aiokafka consumer reads those records (count only; + CloudEvent decode;
-            + pydantic validation), each pass in its own process (`benchmarks.kpi_raw`);
-  quix      Quix Streams keeps won_revenue per rep and quarter in RocksDB from the deals
-            (`benchmarks.kpi_quix`);
-  kpi       `python -m services.kpi` on a fresh database, cold, its group committed at the start of
-            the pre-load: once on the deals only (activities skipped by committing their end), once
-            on everything, timed until its committed offsets reach the last record; then a paced
-            live stream (2,000 events/s) timed from publish to the deal's row in kpi.deals.
+  rounds    `--runs` times, alternating the contenders:
+    raw       a bare aiokafka consumer reads those records, counting them (round 1 also decodes the
+              CloudEvent, and validates with pydantic, each pass in its own process: `benchmarks.kpi_raw`);
+    kpi deals `python -m services.kpi` on a fresh database, its group committed at the span's start for
+              deals, roster and targets and at its end for activities: the deals-only workload;
+    quix      Quix Streams, exactly-once, keeps won revenue per rep and quarter in RocksDB from the deals
+              and writes each changed figure to a topic (`benchmarks.kpi_quix`);
+    kpi full  kpi again on a fresh database, on all four topics (in the last round, followed by a paced
+              live stream timed from publish to the deal's row in kpi.deals).
+  Every clock stops at the last committed record: kpi's stored offsets in PostgreSQL at the span's end,
+  Quix's committed offsets (its output committed in the same transaction) at the span's end.
 
-Prints a table (records, seconds, records/s, CPU, peak RSS), the ratios kpi / raw (goal >= 25 %) and
-kpi / Quix Streams (goal > 1), the lag and a check of every won_revenue figure against the
-workload's own. Not a test: nothing fails; see benchmarks/README.md for how to read it.
+Prints every run and the medians: kpi deals ÷ Quix Streams exactly-once (goal >= 1.5), kpi catch-up ÷ raw
+consume on the same records in the same round (goal >= 25 %), the lag, and a check of every won_revenue
+figure against the workload's own. Not a test: nothing fails; see benchmarks/README.md for how to read it.
 """
 
 from __future__ import annotations
@@ -37,14 +40,15 @@ import uuid
 from collections.abc import Callable
 from itertools import chain
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from benchmarks import kpi_broker
 from benchmarks import kpi_service as kpi
-from benchmarks.kpi_kafka import SALES, Span, commit, delete_topics, offsets, preload
+from benchmarks.kpi_kafka import SALES, Span, commit, create_topic, delete_topics, offsets, preload, read_figures
 from benchmarks.kpi_lag import measure
-from benchmarks.kpi_report import Results, console, report
+from benchmarks.kpi_report import Results, Won, console, report
 from benchmarks.kpi_workload import Workload, preload_step
+from benchmarks.stack import Checkout
 from benchmarks.workload import host_description, stop_process
 from shared import topics
 
@@ -73,19 +77,10 @@ def _free_port() -> int:
         return port
 
 
-def _versions(database_url: str) -> str:
-    return host_description(database_url, PACKAGES) + "\n" + _kpi_version()
-
-
-def _kpi_version() -> str:
-    """Which kpi is measured: others may be changing it, so the commit and any uncommitted files."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True,  # noqa: S603, S607
-                              check=False).stdout.strip()
-
-    dirty = git("status", "--short", "--", "services/kpi", "shared").split()[1::2]
-    return f"kpi at commit {git('rev-parse', '--short', 'HEAD') or '?'}" + (
-        f", with uncommitted changes to {' '.join(dirty)}" if dirty else "")
+def _versions(database_url: str, checkout: Checkout) -> str:
+    """The host, the packages, and which kpi is measured (others may be changing it: the commit and how many
+    files are uncommitted)."""
+    return host_description(database_url, PACKAGES) + "\nkpi of " + checkout.describe()
 
 
 def run_kpi(args: argparse.Namespace, env: dict[str, str], prefix: str, span: Span, tight: Span,
@@ -101,7 +96,7 @@ def run_kpi(args: argparse.Namespace, env: dict[str, str], prefix: str, span: Sp
     started = time.perf_counter()
     try:
         proc = kpi.start({**env, "HTTP_PORT": port, "HTTP_HOST": "127.0.0.1", "DATABASE_URL": args.database_url,
-                          "KAFKA_CONSUMER_GROUP_PREFIX": prefix}, log)
+                          "KAFKA_CONSUMER_GROUP_PREFIX": prefix}, log, args.checkout.root, args.checkout.python)
     except SystemExit as err:
         return kpi.CatchUp(records=records, failure=str(err)), None
     try:
@@ -124,11 +119,16 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
                    help="events/s of the live stream, at most half of kpi's catch-up rate unless --lag-uncapped")
     p.add_argument("--lag-uncapped", action="store_true", help="stream at --lag-rate even beyond kpi's pace")
     p.add_argument("--lag-samples", type=int, default=2000, help="deal versions timed in the live stream")
+    p.add_argument("--runs", type=int, default=3,
+                   help="rounds, each: raw consume, kpi on the deals, Quix Streams, kpi on everything (medians)")
     p.add_argument("--skip-deals-run", action="store_true", help="no kpi run on the deals alone")
+    p.add_argument("--skip-full-run", action="store_true", help="no kpi run on all four topics (and no lag)")
     p.add_argument("--kpi-limit", type=float, default=float("inf"), metavar="SECONDS",
                    help="stop each kpi run this long after its first batch, caught up or not, and report that part")
     p.add_argument("--from-beginning", action="store_true",
                    help="every contender reads the topics from their first offset, other tenants' records too")
+    p.add_argument("--checkout", type=Path, default=ROOT, help="the project checkout whose kpi is measured")
+    p.add_argument("--python", help="the Python that runs it (default: the checkout's .venv, else this one)")
     p.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/attain_bench_kpi")
     p.add_argument("--broker-port", type=int, default=0,
                    help="port of the benchmark's own broker (default: a free one; a kept broker's is found)")
@@ -140,26 +140,37 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def baselines(args: argparse.Namespace, env: dict[str, str], res: Results, span: Span, span_file: Path,
-              group: str, tenant: str, work: Path) -> Span:
-    """The raw consumer passes and Quix Streams; returns the span ending at each partition's last record."""
-    for mode in ("count", "decode", "validate"):
-        console.print(f"[dim]raw aiokafka consumer ({mode})...[/]")
-        res.raw[mode] = json.loads(_python("-m", "benchmarks.kpi_raw", str(span_file), mode, "--bootstrap",
-                                           args.bootstrap, env=env))
-    tight = Span(span.start, {(t, p): o + 1 for t, p, o in res.raw["count"]["last"]})
-    tight.dump(span_file)
-    console.print("[dim]Quix Streams...[/]")
+def raw_pass(args: argparse.Namespace, env: dict[str, str], span_file: Path, mode: str) -> dict[str, Any]:
+    """One bare aiokafka consumer pass over the span, in its own process (`benchmarks.kpi_raw`)."""
+    console.print(f"[dim]raw aiokafka consumer ({mode})...[/]")
+    result: dict[str, Any] = json.loads(_python("-m", "benchmarks.kpi_raw", str(span_file), mode, "--bootstrap",
+                                                args.bootstrap, env=env))
+    return result
+
+
+def quix_run(args: argparse.Namespace, env: dict[str, str], span: Span, span_file: Path, name: str, tenant: str,
+             work: Path) -> dict[str, Any]:
+    """Quix Streams, exactly-once, from the span's start to its committed end, writing its figures to a topic
+    of its own; then that topic read back (read_committed) to check them. Its topics and state are deleted."""
+    console.print("[dim]Quix Streams (exactly-once)...[/]")
+    group, output, state = f"{name}-quix", f"{name}-quix-won", work / f"{name}-quix-state"
     asyncio.run(commit(args.bootstrap, group, {tp: o for tp, o in span.start.items() if tp[0] == topics.DEALS.name}))
-    res.quix = json.loads(_python("-m", "benchmarks.kpi_quix", str(span_file), group, str(work / "quix-state"),
-                                  tenant, "--bootstrap", args.bootstrap, env=env))
-    asyncio.run(delete_topics(args.bootstrap, f"changelog__{group}"))  # its state's changelogs: this run's only
-    shutil.rmtree(work / "quix-state", ignore_errors=True)
-    return tight
+    asyncio.run(create_topic(args.bootstrap, output, sum(1 for t, _ in span.end if t == topics.DEALS.name)))
+    try:
+        result: dict[str, Any] = json.loads(_python("-m", "benchmarks.kpi_quix", str(span_file), group, str(state),
+                                                    output, "--bootstrap", args.bootstrap, env=env))
+        result["figures_read"], won = asyncio.run(read_figures(args.bootstrap, output, tenant))
+        result["won"] = [[rep, quarter, format(total, "f")] for (rep, quarter), total in sorted(won.items())]
+        return result
+    finally:
+        asyncio.run(delete_topics(args.bootstrap, f"changelog__{group}"))  # its state's changelogs
+        asyncio.run(delete_topics(args.bootstrap, output))
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def main(argv: list[str]) -> int:
     args = _arguments(argv)
+    args.checkout = Checkout.at(args.checkout, args.python)
     # SIGTERM (as SIGINT) unwinds through the finally blocks: kpi stopped, the broker down
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     env = {**os.environ, "DATABASE_URL": args.database_url, "LOG_LEVEL": "WARNING"}
@@ -179,7 +190,7 @@ def main(argv: list[str]) -> int:
 
 
 def measure_all(args: argparse.Namespace, env: dict[str, str]) -> int:
-    console.print(_versions(args.database_url))
+    console.print(_versions(args.database_url, args.checkout))
     run_id = uuid.uuid4().hex[:8]
     tenant, work = f"bench-kpi-{run_id}", WORK / f"kpi-{run_id}"
     work.mkdir(parents=True, exist_ok=True)
@@ -193,16 +204,15 @@ def measure_all(args: argparse.Namespace, env: dict[str, str]) -> int:
     res = Results(args.events, args.reps, dict(workload.counts), workload.expected_won(), sent, preload_s)
     span_file = work / "span.json"
     span.dump(span_file)
-    tight = baselines(args, env, res, span, span_file, f"bench-kpi-{run_id}-quix", tenant, work)
-    by_topic: dict[str, int] = res.raw["count"]["by_topic"]
+    tight = span
 
-    if not args.skip_deals_run:
-        console.print("[dim]kpi, deals (+ roster, targets) only...[/]")
-        res.deals_run, _ = run_kpi(args, env, f"bench-kpi-{run_id}-deals", span, tight, DEALS_RUN,
-                                   sum(by_topic.get(t, 0) for t in DEALS_RUN), work / "kpi-deals.log")
+    def check(into: list[Won | str]) -> Callable[[kpi.CatchUp], None]:
+        def read(_: kpi.CatchUp) -> None:
+            into.append(asyncio.run(kpi.won_revenue(args.database_url, tenant)))
+        return read
 
     def live(caught_up: kpi.CatchUp) -> None:
-        res.figures = asyncio.run(kpi.won_revenue(args.database_url, tenant))
+        check(res.full_figures)(caught_up)
         if args.lag_seconds <= 0:
             return
         kpi_rate = caught_up.timed_records / max(caught_up.seconds, 1e-9)
@@ -214,9 +224,27 @@ def measure_all(args: argparse.Namespace, env: dict[str, str]) -> int:
                                       args.lag_samples, drain))
         res.lag_asked = args.lag_rate
 
-    console.print("[dim]kpi, all sales topics...[/]")
-    res.full, _ = run_kpi(args, env, f"bench-kpi-{run_id}", span, tight, SALES, sum(by_topic.values()),
-                          work / "kpi.log", then=live)
+    for r in range(1, args.runs + 1):
+        console.print(f"[bold]round {r} of {args.runs}[/]")
+        res.raw_count.append(raw_pass(args, env, span_file, "count"))
+        if r == 1:  # the span ending at each partition's last record (compacted topics may end in a gap)
+            tight = Span(span.start, {(t, p): o + 1 for t, p, o in res.raw_count[0]["last"]})
+            tight.dump(span_file)
+            for mode in ("decode", "validate"):
+                res.raw[mode] = raw_pass(args, env, span_file, mode)
+        by_topic: dict[str, int] = res.raw_count[0]["by_topic"]
+        if not args.skip_deals_run:
+            console.print("[dim]kpi, deals (+ roster, targets) only...[/]")
+            run, _ = run_kpi(args, env, f"bench-kpi-{run_id}-deals{r}", span, tight, DEALS_RUN,
+                             sum(by_topic.get(t, 0) for t in DEALS_RUN), work / f"kpi-deals{r}.log",
+                             then=check(res.deals_figures))
+            res.deals_runs.append(run)
+        res.quix.append(quix_run(args, env, span, span_file, f"bench-kpi-{run_id}-{r}", tenant, work))
+        if not args.skip_full_run:
+            console.print("[dim]kpi, all sales topics...[/]")
+            run, _ = run_kpi(args, env, f"bench-kpi-{run_id}-full{r}", span, tight, SALES, sum(by_topic.values()),
+                             work / f"kpi-full{r}.log", then=live if r == args.runs else check(res.full_figures))
+            res.full_runs.append(run)
     report(res)
     console.print(f"[dim]logs and span: {work}[/]")
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import platform
 import random
@@ -60,12 +61,13 @@ def ndjson(items: Sequence[dict[str, Any]]) -> bytes:
 
 
 def percentile(values: Sequence[float], share: float) -> float:
-    """The nearest-rank percentile (`share` in 0..1) of `values`; 0 for none."""
+    """The nearest-rank percentile (`share` in 0..1) of `values`: the smallest value with at least that
+    share of the values at or below it (rank ceil(share * n)); 0 for none."""
     if not values:
         return 0.0
     ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(share * len(ordered) + 0.5) - 1))
-    return ordered[rank]
+    rank = math.ceil(share * len(ordered) - 1e-9)  # 1e-9: 0.07 * 100 is 7.000000000000001 in floating point
+    return ordered[max(0, min(len(ordered), rank) - 1)]
 
 
 def proc_status_kib(pid: int | str, field: str) -> int:
