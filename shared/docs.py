@@ -44,10 +44,14 @@ CHANNELS: list[tuple[topics.Topic, Any, str]] = [
     (topics.ROSTER, RepUpserted | TeamUpserted,
      "Written by ingest. ce_type rep.upserted (key <tenant>:<rep_id>) or team.upserted (key"
      " <tenant>:team/<team_id>: nesting teams into regions and a company). Compacted."),
-    (topics.TARGETS, TargetSet, "Written by ingest. ce_type target.set; key <tenant>:<scope_id>. Compacted."),
+    (topics.TARGETS, TargetSet,
+     "Written by ingest. ce_type target.set; key <tenant>:<rep_id> (scope rep) or <tenant>:team/<team_id>"
+     " (scope team). Compacted."),
     (topics.ATTAINMENT, AttainmentUpdated,
      "Written by kpi. ce_type kpi.attainment.updated; key <tenant>:<scope>:<id>:<period>:<metric>. Compacted:"
-     " the latest message per key holds the full current figures."),
+     " the latest message per key holds the full current figures. Only figures with a target are published, at"
+     " most one message per key per processed batch; figures without a target stay exact in kpi's read API and"
+     " dashboard. KPI_PUBLISH_ALL_FIGURES=true publishes every changed figure (docs/contract.md, section 3)."),
     (topics.TASKS, TaskCreated | TaskEscalated | TaskClosed,
      "Written by coaching. ce_type coaching.task.created, coaching.task.escalated (unacknowledged past due, raised"
      " to the manager's manager) or coaching.task.closed (reason completed, recovered or superseded); key"

@@ -1,6 +1,6 @@
 """Kafka topic names and their layout: the one place a topic is spelled.
 
-The names are fixed by the external contract (CONTRACT.md, section 3). Partition counts
+The names are fixed by the external contract (docs/contract.md, section 3). Partition counts
 are ours: they cap the parallelism of each consumer group, so they are sized for a few
 replicas per service; raise them before a tenant outgrows them (they can only grow).
 """

@@ -6,6 +6,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.periods import PeriodKind, period_bounds, period_of
+
 
 def _id() -> str:
     return uuid.uuid4().hex
@@ -13,6 +15,17 @@ def _id() -> str:
 
 def _t(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat()
+
+
+def this_quarter(back: timedelta, tz: str = "Europe/Berlin") -> tuple[str, datetime]:
+    """The current quarter's label and an instant `back` ago, but never before the quarter's first moment.
+
+    `now - back` alone falls in the previous quarter during the first `back` of a quarter: the deals would then
+    count for another period than the test's target and scorecard.
+    """
+    now = datetime.now(UTC)
+    quarter = period_of(PeriodKind.QUARTER, now, tz)
+    return quarter.label, max(now - back, period_bounds(quarter, tz)[0])
 
 
 def rep(rep_id: str, *, team: str = "team-a", manager: str = "mgr-1", name: str | None = None,

@@ -11,8 +11,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from shared.periods import PeriodKind, period_of
-from tests.factories import deal, rep, target, team
+from tests.factories import deal, rep, target, team, this_quarter
 from tests.integration.conftest import create_tenant, post, tenant_cli
 
 
@@ -26,8 +25,7 @@ async def _until_ok(client: httpx.AsyncClient, url: str, **kw: object) -> httpx.
 
 
 async def test_scorecards_leaderboards_and_explanations_are_tenant_scoped(services, tenant):
-    quarter = period_of(PeriodKind.QUARTER, datetime.now(UTC), "Europe/Berlin").label
-    at = datetime.now(UTC) - timedelta(hours=1)
+    quarter, at = this_quarter(timedelta(hours=1))
     events = [rep("ana", team="north"), rep("bo", team="north"), target("ana", quarter, "1000"),
               deal("crm-17", "ana", "600", updated_at=at), deal("crm-18", "ana", "150", updated_at=at),
               deal("crm-19", "bo", "900", updated_at=at)]
@@ -74,8 +72,7 @@ async def test_scorecards_leaderboards_and_explanations_are_tenant_scoped(servic
 
 
 async def test_nested_teams_roll_up_into_regions_and_a_re_parented_team_moves_its_figures(services, tenant):
-    quarter = period_of(PeriodKind.QUARTER, datetime.now(UTC), "Europe/Berlin").label
-    at = datetime.now(UTC) - timedelta(hours=1)
+    quarter, at = this_quarter(timedelta(hours=1))
     events = [team("north", "emea"), team("south", "emea"), team("emea", "acme"), team("apac", "acme"),
               rep("ana", team="north"), rep("bo", team="south"),
               deal("n-1", "ana", "600", updated_at=at), deal("n-2", "bo", "150.25", updated_at=at)]
@@ -105,8 +102,7 @@ async def test_nested_teams_roll_up_into_regions_and_a_re_parented_team_moves_it
 
 
 async def test_an_exchange_rate_set_for_a_tenant_converts_its_foreign_deals(services, tenant):
-    quarter = period_of(PeriodKind.QUARTER, datetime.now(UTC), "Europe/Berlin").label
-    at = datetime.now(UTC) - timedelta(hours=1)
+    quarter, at = this_quarter(timedelta(hours=1))
     events = [rep("cy", team="west"), deal("fx-1", "cy", "200", updated_at=at, currency="USD"),
               deal("fx-2", "cy", "10.50", updated_at=at)]
     assert (await post(services["ingest"], tenant, events)).status_code == 200

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from shared import topics
-from shared.periods import PeriodKind, period_of
-from tests.factories import deal, rep, target
+from tests.factories import deal, rep, target, this_quarter
 from tests.integration.conftest import BOOTSTRAP, DATABASE_URL, post
 
 
@@ -30,8 +29,8 @@ async def test_a_poison_deal_is_dead_lettered_and_later_deals_still_count(servic
     finally:
         await producer.stop()
 
-    period = period_of(PeriodKind.QUARTER, datetime.now(UTC), "Europe/Berlin").label
-    good = deal("d-good", "dee", "700", updated_at=datetime.now(UTC) - timedelta(minutes=1))
+    period, at = this_quarter(timedelta(minutes=1))
+    good = deal("d-good", "dee", "700", updated_at=at)
     response = await post(services["ingest"], tenant, [rep("dee"), target("dee", period, "1000"), good])
     assert response.status_code == 200
 

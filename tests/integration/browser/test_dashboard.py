@@ -21,8 +21,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from deploy.local.browser import CHROMIUM_ARGS, chromium
 from deploy.local.procs import LOCAL
-from shared.periods import PeriodKind, period_of
-from tests.factories import activity, deal, rep, target, team
+from tests.factories import activity, deal, rep, target, team, this_quarter
 from tests.integration.conftest import Tenant, post, running
 
 SHOTS = LOCAL / "test-artifacts" / "dashboard"
@@ -78,8 +77,7 @@ async def _accessible(page: Page, name: str) -> None:
 
 
 async def test_the_sales_floor_live_in_a_browser(services: dict[str, str], tenant: Tenant, browser: Browser) -> None:
-    quarter = period_of(PeriodKind.QUARTER, datetime.now(UTC), "Europe/Berlin").label
-    at = datetime.now(UTC) - timedelta(hours=2)
+    quarter, at = this_quarter(timedelta(hours=2))
     events = [team("north", None), rep("ana", team="north", manager="mgr-1"), rep("bo", team="north", manager="mgr-1"),
               target("ana", quarter, "10000"), target("bo", quarter, "10000"),
               deal("crm-a1", "ana", "4000", updated_at=at), deal("crm-b1", "bo", "2500", updated_at=at),

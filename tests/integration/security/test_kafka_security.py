@@ -12,7 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -24,9 +24,8 @@ from deploy.local.procs import ROOT
 from deploy.local.topics import ensure_topics
 from shared import topics
 from shared.kafka import broker_reachable, client_kwargs, create_producer, last_position
-from shared.periods import PeriodKind, period_of
 from shared.settings import ServiceSettings
-from tests.factories import deal, rep, target
+from tests.factories import deal, rep, target, this_quarter
 from tests.integration.conftest import Tenant, database_url, fresh_database, post, running
 from tests.integration.security.broker import SecureBroker, free_ports, issue, pem, secure_broker
 
@@ -149,8 +148,7 @@ async def test_the_four_services_run_end_to_end_on_sasl_ssl_with_scram(broker: S
     tenant = await asyncio.to_thread(_tenant_on, env)
     ports = dict(zip(("ingest", "kpi", "coaching", "recognition"), free_ports(4), strict=True))
     with running(ports, extra_env=env, log_suffix="-sasl-ssl") as urls:
-        quarter = period_of(PeriodKind.QUARTER, datetime.now(UTC), "Europe/Berlin").label
-        at = datetime.now(UTC) - timedelta(minutes=5)
+        quarter, at = this_quarter(timedelta(minutes=5))
         events = [rep("ana", manager="mgr-1"), rep("bo", manager="mgr-1"), target("ana", quarter, "1000"),
                   target("bo", quarter, "90000"), deal("crm-1", "ana", "1000", updated_at=at)]
         accepted = await post(urls["ingest"], tenant, events)
