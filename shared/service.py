@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -307,10 +308,26 @@ def _exit_cleanly(_sig: int, _frame: object) -> None:
     raise SystemExit(0)
 
 
+# A young-generation collection every 50,000 net allocations instead of 700. A batch of records allocates
+# hundreds of thousands of short-lived objects (records, headers, events, parameters), and with CPython's
+# default a collection runs every few records and walks whatever survived: measured, decoding a record took
+# 14.0 µs while the batch was kept against 8.6 µs with this threshold (benchmarks/README.md, "GC").
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def tune_gc() -> None:
+    """Fewer, larger cyclic-GC passes; what was loaded at start (modules, settings, app) is frozen out of
+    them: it lives as long as the process (`gc.freeze`)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def serve(spec: ServiceSpec, settings: ServiceSettings) -> None:
     """Run the service until SIGTERM/SIGINT (the `python -m services.<name>` entry point)."""
     logs.configure(spec.name, settings.log_level, settings.log_format)
     app = create_app(spec, settings)
+    tune_gc()
     # uvicorn drains on SIGTERM, then raises the signal again under the handler it found, so that the
     # process ends "killed by SIGTERM" (exit status 143). A clean drain is a clean exit: 0, as Kubernetes and
     # the chaos suite expect. The handler found is this one (before uvicorn starts, it simply exits).

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 from services.kpi.contributions import Books, Key, Ledger
 from services.kpi.figures import figures, published
-from services.kpi.ports import Figure, Outgoing, PgRepository, Repository, RepositoryFactory
+from services.kpi.ports import Figure, Outgoing, PgRepository, Repository, RepositoryFactory, Tracked
 from services.kpi.tally import values
 from shared import topics
 from shared.clock import Clock
@@ -86,7 +86,9 @@ def watch_team(tenant: str, team: str, period: str, metric: str, attainment: Dec
     _NEXT_END[:] = [min(end, _NEXT_END[0])] if _NEXT_END else [end]
     TEAM_ATTAINMENT.labels(tenant, team, metric, period).set(float(attainment))
 
-Moved = tuple[Books, set[Key]]  # a tenant's books, and the keys whose tallies or targets moved
+# a tenant's books, the keys whose tallies or targets moved, and (unless the batch recounted the tenant or set
+# targets) the new tally and targets of each moved key that figures are published for
+Moved = tuple[Books, set[Key], dict[Key, Tracked] | None]
 
 
 def make_handler(rt: HasClock, repository: RepositoryFactory = PgRepository) -> Handler:
@@ -103,14 +105,14 @@ def make_handler(rt: HasClock, repository: RepositoryFactory = PgRepository) -> 
             by_tenant[msg.event.tenant].append(msg)
         now = rt.clock.now()
         for tenant, msgs in by_tenant.items():
-            books, moved = await _apply(store, tenant, msgs)
+            books, moved, tracked = await _apply(store, tenant, msgs, publish_all=publish_all)
             if moved:
-                await _recompute(store, tenant, books, moved, now, publish_all=publish_all)
+                await _recompute(store, tenant, books, moved, tracked, now, publish_all=publish_all)
 
     return handle
 
 
-async def _apply(store: Repository, tenant: str, msgs: list[Incoming]) -> Moved:
+async def _apply(store: Repository, tenant: str, msgs: list[Incoming], *, publish_all: bool) -> Moved:
     with_zone = next((m.event for m in reversed(msgs) if m.event.tenant_timezone), None)
     rebuild = await store.take_rebuild(tenant)
     if with_zone is not None:
@@ -130,14 +132,18 @@ async def _apply(store: Repository, tenant: str, msgs: list[Incoming]) -> Moved:
     for activity in added:
         ledger.activity(activity, 1)
     targets, recount = await _apply_in_order(store, tenant, msgs, ledger)
+    tracked: dict[Key, Tracked] | None = None
     if rebuild or recount:  # everything may have moved: recount the tenant from its stored state
         moved = await store.rebuild_tallies(tenant)
         books = await store.books(tenant)
     else:
-        moved = await store.add_to_tallies(tenant, ledger.changed())
-    if targets:
+        deltas = ledger.changed()
+        tracked = await store.move_tallies(tenant, deltas, every=publish_all)
+        moved = set(deltas)
+    if targets:  # (rare) keys whose target changed: read with the rest in `_recompute`
         await store.ensure_tallies(tenant, targets)
-    return books, moved | targets
+        tracked = None
+    return books, moved | targets, tracked
 
 
 async def _apply_in_order(store: Repository, tenant: str, msgs: list[Incoming],
@@ -182,20 +188,33 @@ async def _move(store: Repository, tenant: str, rep: RepUpserted, at: datetime, 
             teams.activity(activity, sign)
 
 
+async def _read_tracked(store: Repository, tenant: str, moved: set[Key], *,
+                        publish_all: bool) -> dict[Key, Tracked]:
+    """The tally and targets of each moved key with a target (every moved key with `publish_all`), read
+    after a recount or a target change (otherwise `move_tallies` returned them with the move)."""
+    targets = await store.targets_of(tenant, sorted({(s, i) for s, i, _ in moved}))
+    by_key: dict[Key, dict[str, Decimal]] = defaultdict(dict)
+    for (scope, scope_id, period, metric), value in targets.items():
+        if (scope, scope_id, period) in moved:
+            by_key[(scope, scope_id, period)][metric] = value
+    keys = moved if publish_all else set(by_key)
+    tallies = await store.read_tallies(tenant, keys)
+    return {key: (tally, by_key.get(key, {})) for key, tally in tallies.items()}
+
+
 async def _recompute(store: Repository, tenant: str, books: Books, moved: set[Key],
-                     now: datetime, *, publish_all: bool = False) -> None:
+                     tracked: dict[Key, Tracked] | None, now: datetime, *, publish_all: bool = False) -> None:
     """The figures of each (scope, id, period) whose tally or target changed: those with a target (every one
     with `publish_all`) are published when their (actual, target) changed. Every figure, published or not,
     is read from the tallies by the `attainment` view, so nothing more is written for the others. The
     dashboard's live view hears of the periods that moved."""
     await store.announce_figures(tenant, sorted({p for _, _, p in moved}))
-    targets = await store.targets_of(tenant, sorted({(s, i) for s, i, _ in moved}))
-    tracked = moved if publish_all else moved & {(s, i, p) for s, i, p, _ in targets}
-    tallies = await store.read_tallies(tenant, tracked)
+    if tracked is None:
+        tracked = await _read_tracked(store, tenant, moved, publish_all=publish_all)
     rows: list[Figure] = []
-    for (scope, scope_id, period), tally in sorted(tallies.items()):
+    for (scope, scope_id, period), (tally, targets) in sorted(tracked.items()):
         for metric, actual in values(tally).items():
-            target = targets.get((scope, scope_id, period, metric.value))
+            target = targets.get(metric.value)
             if published(target, publish_all=publish_all):
                 rows.append((scope, scope_id, period, metric.value, actual, target))
     revisions = await store.save_published(tenant, rows, now)

@@ -34,6 +34,7 @@ from shared.outbox import enqueue_many
 Figure = tuple[str, str, str, str, Decimal, Decimal | None]  # scope, scope id, period, metric, actual, target
 FigureKey = tuple[str, str, str, str]  # scope, scope id, period, metric
 Outgoing = tuple[str, bytes, CloudEvent]  # topic, record key, event
+Tracked = repo.Tracked  # a key's new tally and its targets by metric
 
 
 class Repository(Protocol):
@@ -62,6 +63,8 @@ class Repository(Protocol):
     async def set_target(self, tenant: str, target: TargetSet, version: datetime) -> bool: ...
     async def targets_of(self, tenant: str, owners: list[tuple[str, str]]) -> dict[FigureKey, Decimal]: ...
     async def add_to_tallies(self, tenant: str, deltas: dict[Key, Vector]) -> set[Key]: ...
+    async def move_tallies(self, tenant: str, deltas: dict[Key, Vector], *,
+                           every: bool = False) -> dict[Key, Tracked]: ...
     async def rebuild_tallies(self, tenant: str) -> set[Key]: ...
     async def ensure_tallies(self, tenant: str, keys: Iterable[Key]) -> None: ...
     async def read_tallies(self, tenant: str, keys: Iterable[Key]) -> dict[Key, Tally]: ...
@@ -133,6 +136,10 @@ class PgRepository:
 
     async def add_to_tallies(self, tenant: str, deltas: dict[Key, Vector]) -> set[Key]:
         return await repo.add_to_tallies(self.conn, tenant, deltas)
+
+    async def move_tallies(self, tenant: str, deltas: dict[Key, Vector], *,
+                           every: bool = False) -> dict[Key, Tracked]:
+        return await repo.move_tallies(self.conn, tenant, deltas, every=every)
 
     async def rebuild_tallies(self, tenant: str) -> set[Key]:
         return await repo.rebuild_tallies(self.conn, tenant)

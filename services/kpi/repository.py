@@ -329,6 +329,47 @@ async def add_to_tallies(conn: asyncpg.Connection, tenant: str, deltas: dict[Key
     return set(keys)
 
 
+Tracked = tuple[Tally, dict[str, Decimal]]  # a key's new tally and its targets by metric
+
+
+def _delta_columns(keys: list[Key], deltas: dict[Key, Vector]) -> list[str]:
+    """The deltas as one comma-separated text per field, in key order: PostgreSQL splits each into an array
+    (`string_to_array`) far more cheaply than it takes apart a JSON document field by field, and a number's
+    text never holds a comma. Ids go as text arrays (an id may hold anything)."""
+    return [",".join(map(str, (deltas[key][i] for key in keys))) for i in range(len(FIELDS))]
+
+
+_MOVE = (
+    "WITH d AS (SELECT * FROM unnest($2::text[], $3::text[], $4::text[], "
+    + ", ".join(f"string_to_array(${i + 6}, ',')::{'numeric' if i in MONEY else 'bigint'}[]"
+                for i in range(len(FIELDS)))
+    + f") AS d(scope, scope_id, period, {_TALLY_COLUMNS})),"
+    f" up AS (INSERT INTO period_tallies (tenant, scope, scope_id, period, {_TALLY_COLUMNS})"
+    "   SELECT $1, * FROM d ORDER BY 1, 2, 3"
+    "   ON CONFLICT (tenant, scope, scope_id, period) DO UPDATE SET "
+    + ", ".join(f"{f} = period_tallies.{f} + EXCLUDED.{f}" for f in FIELDS)
+    + f"   RETURNING scope, scope_id, period, {_TALLY_COLUMNS})"
+    " SELECT up.*, g.metrics, g.targets FROM up CROSS JOIN LATERAL ("
+    "   SELECT array_agg(g.metric) AS metrics, array_agg(g.value) AS targets FROM targets g"
+    "   WHERE g.tenant = $1 AND g.scope = up.scope AND g.scope_id = up.scope_id AND g.period = up.period) g"
+    " WHERE $5 OR g.metrics IS NOT NULL"
+)
+
+
+async def move_tallies(conn: asyncpg.Connection, tenant: str, deltas: dict[Key, Vector],
+                       *, every: bool = False) -> dict[Key, Tracked]:
+    """`add_to_tallies`, and in the same statement (one round trip, the rows already locked by the update)
+    the new tally and the targets of each moved key that has a target (of every moved key with `every`):
+    what the figures to publish are computed from."""
+    if not deltas:
+        return {}
+    keys = sorted(deltas)
+    rows = await conn.fetch(_MOVE, tenant, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
+                            every, *_delta_columns(keys, deltas))
+    return {(r[0], r[1], r[2]): (tally_of(list(r)[3:3 + len(FIELDS)]), dict(zip(r[-2] or (), r[-1] or (), strict=True)))
+            for r in rows}
+
+
 async def read_tallies(conn: asyncpg.Connection, tenant: str, keys: Iterable[Key]) -> dict[Key, Tally]:
     """The running tallies of `keys`, locked (in key order) until the transaction ends, so the figures
     computed from them cannot be overtaken by a concurrent writer's older view (a key nothing ever

@@ -17,7 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from services.kpi.contributions import EXACT, MONEY, Activity, Books, Deal, Key, Ledger, Vector, tally_of, zero
-from services.kpi.ports import Figure, FigureKey, Outgoing
+from services.kpi.ports import Figure, FigureKey, Outgoing, Tracked
 from services.kpi.repository import UNKNOWN_CALENDAR
 from services.kpi.tally import Tally
 from shared.cloudevents import CloudEvent
@@ -209,6 +209,16 @@ class FakeRepository:
             for i, value in enumerate(delta):
                 vector[i] = EXACT.add(vector[i], value) if i in MONEY else vector[i] + value
         return set(deltas)
+
+    async def move_tallies(self, tenant: str, deltas: dict[Key, Vector], *,
+                           every: bool = False) -> dict[Key, Tracked]:
+        await self.add_to_tallies(tenant, deltas)
+        targets: dict[Key, dict[str, Decimal]] = {}
+        for (scope, scope_id, period, metric), (_, value) in self.of(tenant).targets.items():
+            if (scope, scope_id, period) in deltas:
+                targets.setdefault((scope, scope_id, period), {})[metric] = value
+        return {key: (self.tally(tenant, *key), targets.get(key, {})) for key in sorted(deltas)
+                if every or key in targets}
 
     async def rebuild_tallies(self, tenant: str) -> set[Key]:
         state = self.of(tenant)
