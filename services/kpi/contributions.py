@@ -28,7 +28,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Context, Decimal, Inexact, Rounded
 from zoneinfo import ZoneInfo
 
@@ -44,6 +44,7 @@ EXACT = Context(prec=400, traps=[Inexact, Rounded])  # a result that would need 
 
 Key = tuple[str, str, str]  # scope, scope id, period label
 Vector = list[int | Decimal]  # FIELDS, in order
+START_OF_TIME = datetime.min.replace(tzinfo=UTC)  # a rep's first team holds from here (memberships)
 
 
 @dataclass(frozen=True, slots=True)

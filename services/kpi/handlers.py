@@ -22,7 +22,7 @@ import asyncpg
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel
 
-from services.kpi.contributions import Books, Key, Ledger
+from services.kpi.contributions import START_OF_TIME, Books, Key, Ledger, zero
 from services.kpi.figures import figures, published
 from services.kpi.ports import Figure, Outgoing, PgRepository, Repository, RepositoryFactory, Tracked
 from services.kpi.tally import values
@@ -136,21 +136,28 @@ async def _apply(store: Repository, tenant: str, msgs: list[Incoming], *, publis
     if rebuild or recount:  # everything may have moved: recount the tenant from its stored state
         moved = await store.rebuild_tallies(tenant)
         books = await store.books(tenant)
-    else:
+    else:  # a key whose target changed moves by nothing: its row is made if missing and read back with the rest
         deltas = ledger.changed()
+        for key in targets:
+            deltas.setdefault(key, zero())
         tracked = await store.move_tallies(tenant, deltas, every=publish_all)
         moved = set(deltas)
-    if targets:  # (rare) keys whose target changed: read with the rest in `_recompute`
+    if tracked is None and targets:  # (rare) after a recount: read with the rest in `_recompute`
         await store.ensure_tallies(tenant, targets)
-        tracked = None
     return books, moved | targets, tracked
 
 
 async def _apply_in_order(store: Repository, tenant: str, msgs: list[Incoming],
                           ledger: Ledger) -> tuple[set[Key], bool]:
-    """Deletions, roster, registry and target events, in their order; returns the keys whose target
-    changed, and whether the tenant's calendar or currency did (then everything is recounted)."""
-    targets: set[Key] = set()
+    """Roster, deletions, registry and target events; returns the keys whose target changed, and whether the
+    tenant's calendar or currency did (then everything is recounted).
+
+    What does not depend on order goes in one statement each: the reps' rows, the targets (newest version
+    wins either way) and the first team of reps who had none (it holds from the start of time, wherever the
+    event falls in the batch). The rest (moves between teams, deletions, the hierarchy) in order."""
+    reps = [(m.data, m.event.time) for m in msgs if isinstance(m.data, RepUpserted)]
+    await store.upsert_reps(tenant, reps)
+    newcomers = await _join_first_teams(store, tenant, [rep for rep, _ in reps], ledger)
     recount = False
     for msg in msgs:
         match msg.data:
@@ -158,16 +165,38 @@ async def _apply_in_order(store: Repository, tenant: str, msgs: list[Incoming],
                 if (gone := await store.delete_deal(tenant, msg.data, msg.event.id)) is not None:
                     await store.load_memberships(tenant, ledger.books, [gone.rep_id])
                     ledger.deal(gone, -1)
-            case RepUpserted():
-                await store.upsert_rep(tenant, msg.data, msg.event.time)
+            case RepUpserted() if newcomers.pop(msg.data.rep_id, None) is None:
                 await _move(store, tenant, msg.data, msg.event.time, ledger)
             case TenantUpserted():
                 recount |= await store.register_tenant(msg.data)
             case TeamUpserted():  # a team moved in the hierarchy: every figure above it may change
                 recount |= await store.upsert_team(tenant, msg.data, msg.event.time)
-            case TargetSet() if await store.set_target(tenant, msg.data, msg.event.time):
-                targets.add((msg.data.scope.value, msg.data.scope_id, msg.data.period))
+    targets = await store.set_targets(tenant, [(m.data, m.event.time) for m in msgs if isinstance(m.data, TargetSet)])
     return targets, recount
+
+
+async def _join_first_teams(store: Repository, tenant: str, reps: list[RepUpserted],
+                            ledger: Ledger) -> dict[str, RepUpserted]:
+    """Reps with no team yet join the team of their first roster event from the start of time, all at once:
+    their history (counted for them alone until now) is counted for that team too. Returns them by rep id
+    (their first event is done; a later one in the batch is a move)."""
+    await store.load_memberships(tenant, ledger.books, {rep.rep_id for rep in reps})
+    newcomers: dict[str, RepUpserted] = {}
+    for rep in reps:
+        if not ledger.books.memberships[rep.rep_id]:
+            newcomers.setdefault(rep.rep_id, rep)
+    if not newcomers:
+        return newcomers
+    await store.join_first_teams(tenant, {rep_id: rep.team_id for rep_id, rep in newcomers.items()})
+    for rep_id, rep in newcomers.items():
+        ledger.books.memberships[rep_id] = [(START_OF_TIME, rep.team_id)]
+    deals, activities = await store.histories(tenant, sorted(newcomers))
+    teams = Ledger(ledger.books, scopes=("team",), deltas=ledger.deltas)
+    for deal in deals:
+        teams.deal(deal, 1)
+    for activity in activities:
+        teams.activity(activity, 1)
+    return newcomers
 
 
 async def _move(store: Repository, tenant: str, rep: RepUpserted, at: datetime, ledger: Ledger) -> None:

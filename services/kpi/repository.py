@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 import asyncpg
 import msgspec
 
-from services.kpi.contributions import FIELDS, MONEY, Activity, Books, Deal, Key, Ledger, Vector, tally_of
+from services.kpi.contributions import (
+    FIELDS,
+    MONEY,
+    START_OF_TIME,
+    Activity,
+    Books,
+    Deal,
+    Key,
+    Ledger,
+    Vector,
+    tally_of,
+)
 from services.kpi.tally import Tally
 from shared.cloudevents import CloudEvent
 from shared.events import (
@@ -26,6 +38,7 @@ from shared.events import (
 )
 
 EMPTY = Tally()
+_V = TypeVar("_V")
 
 
 UNKNOWN_CALENDAR = ("UTC", 1, None)  # what kpi counts in for a tenant it has not heard of yet
@@ -231,7 +244,7 @@ async def add_membership(conn: asyncpg.Connection, tenant: str, rep: RepUpserted
     A rep's first known team holds for all their history (the CRM just told us where they are);
     later changes are moves, from the time of the event on."""
     if not await conn.fetchval("SELECT 1 FROM memberships WHERE tenant = $1 AND rep_id = $2", tenant, rep.rep_id):
-        since = datetime.min.replace(tzinfo=UTC)
+        since = START_OF_TIME
     before = await conn.fetchval(
         "SELECT team_id FROM memberships WHERE tenant = $1 AND rep_id = $2 AND valid_from <= $3"
         " ORDER BY valid_from DESC LIMIT 1", tenant, rep.rep_id, since)
@@ -244,6 +257,31 @@ async def add_membership(conn: asyncpg.Connection, tenant: str, rep: RepUpserted
     return since
 
 
+async def join_first_teams(conn: asyncpg.Connection, tenant: str, teams: dict[str, str]) -> None:
+    """Put each rep of `teams` (rep id → team id), none of whom has a team yet, in their team from the start
+    of time: `add_membership` for a batch of newcomers, in one statement."""
+    if teams:
+        reps = sorted(teams)
+        await conn.execute(
+            "INSERT INTO memberships (tenant, rep_id, valid_from, team_id)"
+            " SELECT $1, r, $2, t FROM unnest($3::text[], $4::text[]) AS m(r, t) ORDER BY r"
+            " ON CONFLICT (tenant, rep_id, valid_from) DO UPDATE SET team_id = EXCLUDED.team_id",
+            tenant, START_OF_TIME, reps, [teams[r] for r in reps])
+
+
+async def histories(conn: asyncpg.Connection, tenant: str,
+                    rep_ids: list[str]) -> tuple[list[Deal], list[Activity]]:
+    """The live deals and activities of the reps, all of them (`history_since` the start of time, for many)."""
+    if not rep_ids:
+        return [], []
+    deals = await conn.fetch(f"SELECT {_DEAL_COLUMNS} FROM deals WHERE tenant = $1 AND rep_id = ANY($2::text[])"
+                             " AND NOT deleted AND (created_at IS NOT NULL OR closed_at IS NOT NULL)", tenant, rep_ids)
+    acts = await conn.fetch("SELECT rep_id, kind, occurred_at FROM activities WHERE tenant = $1"
+                            " AND rep_id = ANY($2::text[])", tenant, rep_ids)
+    return ([d for r in deals if (d := _deal(r)) is not None],
+            [Activity(r["rep_id"], r["kind"], r["occurred_at"]) for r in acts])
+
+
 async def history_since(conn: asyncpg.Connection, tenant: str, rep_id: str,
                         since: datetime) -> tuple[list[Deal], list[Activity]]:
     """The rep's live deals and activities with a moment from `since` on (a roster change re-attributes them)."""
@@ -254,17 +292,6 @@ async def history_since(conn: asyncpg.Connection, tenant: str, rep_id: str,
                             " AND occurred_at >= $3", tenant, rep_id, since)
     return ([d for r in deals if (d := _deal(r)) is not None],
             [Activity(r["rep_id"], r["kind"], r["occurred_at"]) for r in acts])
-
-
-async def upsert_rep(conn: asyncpg.Connection, tenant: str, rep: RepUpserted, version: datetime) -> None:
-    await conn.execute(
-        "INSERT INTO reps (tenant, rep_id, name, team_id, manager_id, timezone, active, version)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-        " ON CONFLICT (tenant, rep_id) DO UPDATE SET name = EXCLUDED.name, team_id = EXCLUDED.team_id,"
-        " manager_id = EXCLUDED.manager_id, timezone = EXCLUDED.timezone, active = EXCLUDED.active,"
-        " version = EXCLUDED.version WHERE reps.version <= EXCLUDED.version",
-        tenant, rep.rep_id, rep.name, rep.team_id, rep.manager_id, rep.timezone, rep.active, version,
-    )
 
 
 async def upsert_team(conn: asyncpg.Connection, tenant: str, team: TeamUpserted, version: datetime) -> bool:
@@ -280,15 +307,48 @@ async def upsert_team(conn: asyncpg.Connection, tenant: str, team: TeamUpserted,
     return (before["parent_id"] if before else None) != team.parent_team_id
 
 
-async def set_target(conn: asyncpg.Connection, tenant: str, target: TargetSet, version: datetime) -> bool:
-    status = await conn.execute(
+def _newest(items: list[tuple[_V, datetime]], key: Callable[[_V], tuple[str, ...]]) -> list[tuple[_V, datetime]]:
+    """Of several versions of one row, the one that applying them in order would leave: the newest, the last
+    of equals (each applies when the stored version is not newer), in the rows' key order."""
+    newest: dict[tuple[str, ...], tuple[_V, datetime]] = {}
+    for item, version in items:
+        k = key(item)
+        if k not in newest or newest[k][1] <= version:
+            newest[k] = (item, version)
+    return [newest[k] for k in sorted(newest)]
+
+
+async def upsert_reps(conn: asyncpg.Connection, tenant: str, reps: list[tuple[RepUpserted, datetime]]) -> None:
+    """Each rep's row (name, team, manager, zone, active), the newest version winning, in one statement."""
+    rows = _newest(reps, lambda r: (r.rep_id,))
+    if rows:
+        await conn.execute(
+            "INSERT INTO reps (tenant, rep_id, name, team_id, manager_id, timezone, active, version)"
+            " SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[],"
+            " $8::timestamptz[])"
+            " ON CONFLICT (tenant, rep_id) DO UPDATE SET name = EXCLUDED.name, team_id = EXCLUDED.team_id,"
+            " manager_id = EXCLUDED.manager_id, timezone = EXCLUDED.timezone, active = EXCLUDED.active,"
+            " version = EXCLUDED.version WHERE reps.version <= EXCLUDED.version",
+            tenant, [r.rep_id for r, _ in rows], [r.name for r, _ in rows], [r.team_id for r, _ in rows],
+            [r.manager_id for r, _ in rows], [r.timezone for r, _ in rows], [r.active for r, _ in rows],
+            [v for _, v in rows])
+
+
+async def set_targets(conn: asyncpg.Connection, tenant: str,
+                      targets: list[tuple[TargetSet, datetime]]) -> set[Key]:
+    """Each target, the newest version winning, in one statement; the (scope, scope id, period)s whose
+    target it wrote."""
+    rows = _newest(targets, lambda t: (t.scope.value, t.scope_id, t.metric.value, t.period))
+    if not rows:
+        return set()
+    written = await conn.fetch(
         "INSERT INTO targets (tenant, scope, scope_id, metric, period, value, version)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        " SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::numeric[], $7::timestamptz[])"
         " ON CONFLICT (tenant, scope, scope_id, metric, period) DO UPDATE SET value = EXCLUDED.value,"
-        " version = EXCLUDED.version WHERE targets.version <= EXCLUDED.version",
-        tenant, target.scope.value, target.scope_id, target.metric.value, target.period, target.value, version,
-    )
-    return str(status).endswith(" 1")
+        " version = EXCLUDED.version WHERE targets.version <= EXCLUDED.version RETURNING scope, scope_id, period",
+        tenant, [t.scope.value for t, _ in rows], [t.scope_id for t, _ in rows], [t.metric.value for t, _ in rows],
+        [t.period for t, _ in rows], [t.value for t, _ in rows], [v for _, v in rows])
+    return {(r[0], r[1], r[2]) for r in written}
 
 
 async def targets_of(conn: asyncpg.Connection, tenant: str,

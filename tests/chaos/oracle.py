@@ -54,7 +54,7 @@ The semantics re-implemented, and where each was read
 8. Nesting (``repository.upsert_team``, ``Books.lineage``): a team's parent is the ``parent_team_id`` of its
    ``team.upserted`` with the latest envelope ``time`` (ties with different parents: `OracleError`); the
    walk up stops at a team without a parent or at one already on the chain (a cycle in the data).
-9. Targets (``repository.set_target``): per (scope, scope_id, metric, period) the ``target.set`` with the
+9. Targets (``repository.set_targets``): per (scope, scope_id, metric, period) the ``target.set`` with the
    latest envelope ``time`` wins (ties with different values: `OracleError`).
 10. Metrics (``services/kpi/metrics.py`` ``values``): deals_won, calls, emails, meetings, activities are the
     counts; won_revenue and pipeline_created the sums; win_rate = won / (won + lost) and avg_deal_size =

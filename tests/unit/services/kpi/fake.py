@@ -114,11 +114,16 @@ class FakeRepository:
         for rep in sorted(set(rep_ids) - into.memberships.keys()):
             into.memberships[rep] = sorted(spans.get(rep, {}).items())
 
-    async def upsert_rep(self, tenant: str, rep: RepUpserted, version: datetime) -> None:
-        reps = self.of(tenant).reps
-        if rep.rep_id not in reps or reps[rep.rep_id][0] <= version:
-            reps[rep.rep_id] = (version, {"rep_id": rep.rep_id, "name": rep.name, "team_id": rep.team_id,
-                                          "manager_id": rep.manager_id})
+    async def upsert_reps(self, tenant: str, reps: list[tuple[RepUpserted, datetime]]) -> None:
+        stored = self.of(tenant).reps
+        for rep, version in reps:  # in order, as one statement of the newest versions leaves them
+            if rep.rep_id not in stored or stored[rep.rep_id][0] <= version:
+                stored[rep.rep_id] = (version, {"rep_id": rep.rep_id, "name": rep.name, "team_id": rep.team_id,
+                                                "manager_id": rep.manager_id})
+
+    async def join_first_teams(self, tenant: str, teams: dict[str, str]) -> None:
+        for rep_id, team_id in teams.items():
+            self.of(tenant).memberships.setdefault(rep_id, {})[START] = team_id
 
     async def add_membership(self, tenant: str, rep: RepUpserted, since: datetime) -> datetime | None:
         spans = self.of(tenant).memberships.setdefault(rep.rep_id, {})
@@ -188,15 +193,26 @@ class FakeRepository:
         acts = [a for a in state.activities.values() if a.rep_id == rep_id and a.occurred_at >= since]
         return deals, acts
 
+    async def histories(self, tenant: str, rep_ids: list[str]) -> tuple[list[Deal], list[Activity]]:
+        deals: list[Deal] = []
+        activities: list[Activity] = []
+        for rep_id in rep_ids:
+            d, a = await self.history_since(tenant, rep_id, START)
+            deals += d
+            activities += a
+        return deals, activities
+
     # targets, running tallies and published figures
 
-    async def set_target(self, tenant: str, target: TargetSet, version: datetime) -> bool:
-        targets = self.of(tenant).targets
-        key = (target.scope.value, target.scope_id, target.period, target.metric.value)
-        if key in targets and targets[key][0] > version:
-            return False
-        targets[key] = (version, target.value)
-        return True
+    async def set_targets(self, tenant: str, targets: list[tuple[TargetSet, datetime]]) -> set[Key]:
+        stored = self.of(tenant).targets
+        written: set[Key] = set()
+        for target, version in targets:
+            key = (target.scope.value, target.scope_id, target.period, target.metric.value)
+            if key not in stored or stored[key][0] <= version:
+                stored[key] = (version, target.value)
+                written.add(key[:3])
+        return written
 
     async def targets_of(self, tenant: str, owners: list[tuple[str, str]]) -> dict[FigureKey, Decimal]:
         wanted = set(owners)

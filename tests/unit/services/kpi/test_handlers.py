@@ -54,9 +54,9 @@ class Kpi:
         return self.msg(RepUpserted(rep_id=rep, name=rep.title(), team_id=team, timezone=TZ), "rep.upserted", at)
 
     def target(self, value: str, scope: str = "rep", scope_id: str = "ann", metric: str = "won_revenue",
-               period: str = "2026-Q4") -> Incoming:
+               period: str = "2026-Q4", at: datetime = NOW) -> Incoming:
         return self.msg(TargetSet(scope=scope, scope_id=scope_id, metric=metric, period=period,
-                                  value=Decimal(value)), "target.set")
+                                  value=Decimal(value)), "target.set", at)
 
     def deal(self, deal: str, amount: str, day: int, stage: str = "won", version: int = 0,
              event_id: str | None = None) -> Incoming:
@@ -151,6 +151,34 @@ async def test_a_rep_move_re_attributes_their_history_from_the_move_on() -> None
     assert kpi.repo.tally(kpi.tenant, "team", "east", "2026-10").calls == 0
     assert kpi.won("rep", "ann", "2026-10") == Decimal("3000")  # the rep's own figures do not move
     assert figures(events) == [("team", "west", "2026-Q4", "won_revenue", Decimal("2000"), Decimal("5000"))]
+
+
+async def test_a_newcomer_in_a_batch_with_their_deals_a_deletion_and_a_move_counts_as_if_one_at_a_time() -> None:
+    # the rep's first team is joined before the batch's other roster and deletion events (it holds from the
+    # start of time wherever its event falls); the result must equal applying the records one by one
+    records = lambda kpi: [kpi.deal("d1", "1000", 5), kpi.deal("d2", "500", 6),  # noqa: E731
+                           kpi.delete("d1", datetime(2026, 10, 8, tzinfo=UTC)),
+                           kpi.rep("east", at=datetime(2026, 10, 1, tzinfo=UTC)),
+                           kpi.rep("west", at=datetime(2026, 10, 5, 23, tzinfo=UTC)), kpi.call("a1", 4)]
+    batched, one_by_one = Kpi(), Kpi()
+    await batched.apply(*records(batched))
+    for record in records(one_by_one):
+        await one_by_one.apply(record)
+    assert batched.won("rep", "ann", "2026-10") == Decimal("500")
+    assert batched.won("team", "west", "2026-10") == Decimal("500")  # d2 closed after the move
+    assert batched.won("team", "east", "2026-10") == Decimal(0)  # d1, before it, is deleted
+    assert batched.repo.tally(batched.tenant, "team", "east", "2026-10").calls == 1  # the call, before the move
+    nonzero = lambda kpi: {k: v for k, v in kpi.repo.of(kpi.tenant).tallies.items() if any(v)}  # noqa: E731
+    assert nonzero(batched) == nonzero(one_by_one)
+
+
+async def test_targets_set_twice_in_a_batch_the_newest_version_wins_whatever_the_order() -> None:
+    kpi = Kpi()
+    await kpi.apply(kpi.rep("east"), kpi.deal("d1", "1000", 5))
+    events = await kpi.apply(kpi.target("8000", at=NOW), kpi.target("2000", at=NOW - timedelta(hours=1)))
+    assert figures(events) == [(*ANN_Q4_WON, Decimal("1000"), Decimal("8000"))]
+    events = await kpi.apply(kpi.target("4000", at=NOW), kpi.target("5000", at=NOW))  # equal versions: the last
+    assert figures(events) == [(*ANN_Q4_WON, Decimal("1000"), Decimal("5000"))]
 
 
 async def test_setting_a_target_publishes_that_figure() -> None:
