@@ -51,8 +51,12 @@ from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
-TRANSIENT = (TransientError, OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
-             asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError,
+# InternalClientError ("cannot switch to state N; another operation (2) is in progress") is how asyncpg
+# fails on a connection the server terminated while it sat in the pool (a PostgreSQL restart): a lost
+# connection, not a bad record (MagicStack/asyncpg#784, #1069; sqlalchemy/sqlalchemy#13241). The pool
+# terminates it when it comes back; the retry gets a fresh one. Found by `make chaos` postgres-restart.
+TRANSIENT = (TransientError, OSError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+             asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError,
              asyncpg.SerializationError, asyncpg.DeadlockDetectedError, KafkaError, TimeoutError)
 
 

@@ -260,7 +260,8 @@ class OutboxRelay:
         while True:
             try:
                 again = await self._lead()
-            except (TransientError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+            except (TransientError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                    asyncpg.InternalClientError) as err:  # the last: a connection the server dropped (consumer.py)
                 self.healthy = False
                 metrics.TRANSIENT_ERRORS.labels("outbox").inc()
                 log.warning("outbox relay failed, retrying", extra={"error": repr(err), "retry_in_s": backoff})
@@ -291,7 +292,7 @@ class OutboxRelay:
                 self.leader = True
                 try:
                     await self._recover()
-                except (asyncpg.PostgresError, asyncpg.InterfaceError):
+                except (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError):
                     raise
                 except Exception as err:  # aiokafka raises many types; all mean "Kafka not usable now"
                     raise TransientError(f"reading the outbox position failed: {err!r}") from err
@@ -318,7 +319,8 @@ class OutboxRelay:
                         await producer.stop()
                 with contextlib.suppress(asyncpg.InterfaceError):  # the connection is gone already
                     lock_conn.remove_termination_listener(on_drop)
-                with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+                                         OSError):
                     await lock_conn.remove_listener(self._channel, self._notified)
                     await lock_conn.execute("SELECT pg_advisory_unlock($1)", self._lock_key)
 

@@ -62,6 +62,7 @@ OUTBOXES = ("kpi.outbox", "coaching.outbox", "recognition.outbox")
 # Work a service parks for later, where it has such a table (kpi's pacer may go: then it is not waited for).
 PARKED = ("kpi.pending_figures", "coaching.owed_evaluations")
 SETTLE_TIMEOUT_S = 420.0
+INGEST_GIVE_UP_S = 120.0  # a batch ingest keeps refusing this long ends the stream: the run fails, not hangs
 EVALUATION_INTERVAL_S = 2.0  # coaching's periodic pass (COACHING_EVALUATION_INTERVAL_S) during a run
 # After the stack settled, long enough for coaching to start and finish a periodic pass on the final figures.
 CHECK_IN_WAIT_S = 3 * EVALUATION_INTERVAL_S + 4
@@ -120,7 +121,7 @@ async def _stream(ingest: str, tokens: dict[str, str], stream: list[tuple[str, d
             delay = started + sent / rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            backoff = 0.2
+            backoff, refused_since = 0.2, time.monotonic()
             while True:
                 try:
                     response = await client.post(f"{ingest}/v1/events", json=events,
@@ -129,6 +130,11 @@ async def _stream(ingest: str, tokens: dict[str, str], stream: list[tuple[str, d
                         break
                 except httpx.HTTPError:
                     pass
+                if time.monotonic() - refused_since > INGEST_GIVE_UP_S:  # e.g. ingest exited: never hang
+                    ctx.notes.append(f"ingest accepted nothing for {INGEST_GIVE_UP_S:.0f}s; streaming stopped"
+                                     f" after {sent:,} events (the rest count as lost)")
+                    ctx.done.set()
+                    return
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 3.0)
             for event, result in zip(events, response.json()["results"], strict=True):
