@@ -21,7 +21,9 @@ After each rate's load the benchmark waits (at most `--drain` seconds) until eve
 everything on its topics, every outbox is empty and every probe was seen; the CPU window is from the first
 request of the rate to then. CPU (user + system, /proc) of each process over that window ÷ the events ingest
 accepted in it: the four services, the Kafka JVM, PostgreSQL (every process of the cluster; and of those, the
-backends on the benchmark's database) and this driver. Prints a table per rate; `--json FILE` writes it all.
+backends on the benchmark's database) and this driver. Also per rate: how many offsets the window added to
+`kpi.attainment.v1` per event accepted (records plus transaction markers: an upper bound on the attainment
+events per input event at that live load). Prints a table per rate; `--json FILE` writes it all.
 Loopback only; bounded: each rate ends after `--seconds` + `--drain`. Not a test: nothing fails.
 """
 
@@ -232,6 +234,7 @@ async def _step(args: argparse.Namespace, rate: int, seconds: float, client: htt
     mine: list[str] = []
     conn, cpu0, ledger = observer.conn, _cpu(pids), CpuLedger()
     ledger.start(await backend_cpu(conn))
+    attainment0 = await _end_offsets(observer.kafka, topics.ATTAINMENT)
     started = time.monotonic()
     monitor = asyncio.create_task(_monitor(args.database_url, ledger))
     await asyncio.gather(load(args, rate, seconds, client, stream, step, started),
@@ -254,7 +257,14 @@ async def _step(args: argparse.Namespace, rate: int, seconds: float, client: htt
     step.cpu_s = {name: cpu1[name] - seconds for name, seconds in cpu0.items() if name in cpu1}
     step.cpu_s[SUBSET] = ledger.total()
     step.to_attainment, step.to_celebration = probes.latencies(mine)
+    step.attainment_offsets = await _end_offsets(observer.kafka, topics.ATTAINMENT) - attainment0
     return step
+
+
+async def _end_offsets(client: AIOKafkaConsumer, topic: topics.Topic) -> int:
+    """The sum of `topic`'s end offsets (records and transaction markers written to it so far)."""
+    ends = await client.end_offsets([TopicPartition(topic.name, p) for p in range(topic.partitions)])
+    return sum(int(o) for o in ends.values())
 
 
 async def _idle(conn: asyncpg.Connection, pids: dict[str, tuple[int | None, bool]], seconds: float) -> dict[str, float]:

@@ -42,6 +42,9 @@ class Step:
     settled_after_s: float | None = None  # after the load ended; None: not within --drain
     cpu_s: dict[str, float] = field(default_factory=dict)  # per process, over the window
     behind_at_end: dict[str, int] = field(default_factory=dict)
+    # offsets the window added to kpi.attainment.v1: its records plus one transaction marker per partition and
+    # transaction (an upper bound on the records; ÷ accepted: attainment events per input event, at most)
+    attainment_offsets: int = 0
 
 
 

@@ -55,6 +55,11 @@ def report(results: dict[str, Any]) -> None:
                 *([_idle(idle, stack(idle["cpu_s"]))] if idle else []), *(_cpu(s, stack(s["cpu_s"])) for s in steps))
     console.print(cpu)
     for s in steps:
+        if s.get("attainment_offsets"):
+            console.print(f"at {s['rate']:,}/s: kpi.attainment.v1 grew by {s['attainment_offsets']:,} offsets (records"
+                          f" and transaction markers) for {s['accepted']:,} events accepted: at most"
+                          f" {s['attainment_offsets'] / max(s['accepted'], 1):.3f} attainment events per input event")
+    for s in steps:
         behind = {k: v for k, v in s["behind_at_end"].items() if v}
         if s["settled_after_s"] is None:
             console.print(f"[yellow]note:[/] at {s['rate']:,}/s the stack had not settled when the drain ended: "
