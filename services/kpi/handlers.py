@@ -205,7 +205,7 @@ async def _move(store: Repository, tenant: str, rep: RepUpserted, at: datetime, 
     since = await store.add_membership(tenant, rep, at)
     if since is None:
         return
-    deals, activities = await store.history_since(tenant, rep.rep_id, since)
+    deals, activities = await store.histories(tenant, [rep.rep_id], since)
     teams = Ledger(ledger.books, scopes=("team",), deltas=ledger.deltas)
     for sign in (-1, 1):
         if sign == 1:

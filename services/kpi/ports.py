@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from services.kpi import repository as repo
-from services.kpi.contributions import Activity, Books, Deal, Key, Vector
+from services.kpi.contributions import START_OF_TIME, Activity, Books, Deal, Key, Vector
 from services.kpi.tally import Tally
 from shared.cloudevents import CloudEvent
 from shared.events import (
@@ -57,14 +57,12 @@ class Repository(Protocol):
                           deals: list[tuple[DealUpserted, str]]) -> list[tuple[Deal | None, Deal | None]]: ...
     async def delete_deal(self, tenant: str, deal: DealDeleted, tiebreak: str) -> Deal | None: ...
     async def add_activities(self, tenant: str, activities: list[ActivityLogged]) -> list[Activity]: ...
-    async def history_since(self, tenant: str, rep_id: str,
-                            since: datetime) -> tuple[list[Deal], list[Activity]]: ...
-    async def histories(self, tenant: str, rep_ids: list[str]) -> tuple[list[Deal], list[Activity]]: ...
+    async def histories(self, tenant: str, rep_ids: list[str],
+                        since: datetime = ...) -> tuple[list[Deal], list[Activity]]: ...
 
     # targets, running tallies and published figures
     async def set_targets(self, tenant: str, targets: list[tuple[TargetSet, datetime]]) -> set[Key]: ...
     async def targets_of(self, tenant: str, owners: list[tuple[str, str]]) -> dict[FigureKey, Decimal]: ...
-    async def add_to_tallies(self, tenant: str, deltas: dict[Key, Vector]) -> set[Key]: ...
     async def move_tallies(self, tenant: str, deltas: dict[Key, Vector], *,
                            every: bool = False) -> dict[Key, Tracked]: ...
     async def rebuild_tallies(self, tenant: str) -> set[Key]: ...
@@ -129,21 +127,15 @@ class PgRepository:
     async def add_activities(self, tenant: str, activities: list[ActivityLogged]) -> list[Activity]:
         return await repo.add_activities(self.conn, tenant, activities)
 
-    async def history_since(self, tenant: str, rep_id: str,
-                            since: datetime) -> tuple[list[Deal], list[Activity]]:
-        return await repo.history_since(self.conn, tenant, rep_id, since)
-
-    async def histories(self, tenant: str, rep_ids: list[str]) -> tuple[list[Deal], list[Activity]]:
-        return await repo.histories(self.conn, tenant, rep_ids)
+    async def histories(self, tenant: str, rep_ids: list[str],
+                        since: datetime = START_OF_TIME) -> tuple[list[Deal], list[Activity]]:
+        return await repo.histories(self.conn, tenant, rep_ids, since)
 
     async def set_targets(self, tenant: str, targets: list[tuple[TargetSet, datetime]]) -> set[Key]:
         return await repo.set_targets(self.conn, tenant, targets)
 
     async def targets_of(self, tenant: str, owners: list[tuple[str, str]]) -> dict[FigureKey, Decimal]:
         return await repo.targets_of(self.conn, tenant, owners)
-
-    async def add_to_tallies(self, tenant: str, deltas: dict[Key, Vector]) -> set[Key]:
-        return await repo.add_to_tallies(self.conn, tenant, deltas)
 
     async def move_tallies(self, tenant: str, deltas: dict[Key, Vector], *,
                            every: bool = False) -> dict[Key, Tracked]:

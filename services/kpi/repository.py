@@ -269,27 +269,17 @@ async def join_first_teams(conn: asyncpg.Connection, tenant: str, teams: dict[st
             tenant, START_OF_TIME, reps, [teams[r] for r in reps])
 
 
-async def histories(conn: asyncpg.Connection, tenant: str,
-                    rep_ids: list[str]) -> tuple[list[Deal], list[Activity]]:
-    """The live deals and activities of the reps, all of them (`history_since` the start of time, for many)."""
+async def histories(conn: asyncpg.Connection, tenant: str, rep_ids: list[str],
+                    since: datetime = START_OF_TIME) -> tuple[list[Deal], list[Activity]]:
+    """The reps' live deals and activities with a moment from `since` on: what a roster change re-attributes
+    (a move, from its time; a newcomer's first team, from the start of time)."""
     if not rep_ids:
         return [], []
-    deals = await conn.fetch(f"SELECT {_DEAL_COLUMNS} FROM deals WHERE tenant = $1 AND rep_id = ANY($2::text[])"
-                             " AND NOT deleted AND (created_at IS NOT NULL OR closed_at IS NOT NULL)", tenant, rep_ids)
-    acts = await conn.fetch("SELECT rep_id, kind, occurred_at FROM activities WHERE tenant = $1"
-                            " AND rep_id = ANY($2::text[])", tenant, rep_ids)
-    return ([d for r in deals if (d := _deal(r)) is not None],
-            [Activity(r["rep_id"], r["kind"], r["occurred_at"]) for r in acts])
-
-
-async def history_since(conn: asyncpg.Connection, tenant: str, rep_id: str,
-                        since: datetime) -> tuple[list[Deal], list[Activity]]:
-    """The rep's live deals and activities with a moment from `since` on (a roster change re-attributes them)."""
     deals = await conn.fetch(
-        f"SELECT {_DEAL_COLUMNS} FROM deals WHERE tenant = $1 AND rep_id = $2 AND NOT deleted"
-        " AND (created_at >= $3 OR closed_at >= $3)", tenant, rep_id, since)
-    acts = await conn.fetch("SELECT rep_id, kind, occurred_at FROM activities WHERE tenant = $1 AND rep_id = $2"
-                            " AND occurred_at >= $3", tenant, rep_id, since)
+        f"SELECT {_DEAL_COLUMNS} FROM deals WHERE tenant = $1 AND rep_id = ANY($2::text[]) AND NOT deleted"
+        " AND (created_at >= $3 OR closed_at >= $3)", tenant, rep_ids, since)
+    acts = await conn.fetch("SELECT rep_id, kind, occurred_at FROM activities WHERE tenant = $1"
+                            " AND rep_id = ANY($2::text[]) AND occurred_at >= $3", tenant, rep_ids, since)
     return ([d for r in deals if (d := _deal(r)) is not None],
             [Activity(r["rep_id"], r["kind"], r["occurred_at"]) for r in acts])
 

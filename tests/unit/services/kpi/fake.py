@@ -184,23 +184,14 @@ class FakeRepository:
                 added.append(stored[a.activity_id])
         return added
 
-    async def history_since(self, tenant: str, rep_id: str,
-                            since: datetime) -> tuple[list[Deal], list[Activity]]:
-        state = self.of(tenant)
-        deals = [s.deal for s in state.deals.values() if s.deal is not None and s.deal.rep_id == rep_id
+    async def histories(self, tenant: str, rep_ids: list[str],
+                        since: datetime = START) -> tuple[list[Deal], list[Activity]]:
+        state, reps = self.of(tenant), set(rep_ids)
+        deals = [s.deal for s in state.deals.values() if s.deal is not None and s.deal.rep_id in reps
                  and any(moment is not None and moment >= since for moment in (s.deal.created_at,
                                                                                  s.deal.closed_at))]
-        acts = [a for a in state.activities.values() if a.rep_id == rep_id and a.occurred_at >= since]
+        acts = [a for a in state.activities.values() if a.rep_id in reps and a.occurred_at >= since]
         return deals, acts
-
-    async def histories(self, tenant: str, rep_ids: list[str]) -> tuple[list[Deal], list[Activity]]:
-        deals: list[Deal] = []
-        activities: list[Activity] = []
-        for rep_id in rep_ids:
-            d, a = await self.history_since(tenant, rep_id, START)
-            deals += d
-            activities += a
-        return deals, activities
 
     # targets, running tallies and published figures
 
