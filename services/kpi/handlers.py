@@ -86,8 +86,8 @@ def watch_team(tenant: str, team: str, period: str, metric: str, attainment: Dec
     _NEXT_END[:] = [min(end, _NEXT_END[0])] if _NEXT_END else [end]
     TEAM_ATTAINMENT.labels(tenant, team, metric, period).set(float(attainment))
 
-# a tenant's books, the keys whose tallies or targets moved, and (unless the batch recounted the tenant or set
-# targets) the new tally and targets of each moved key that figures are published for
+# a tenant's books, the keys whose tallies or targets moved, and (unless the batch recounted the tenant) the
+# new tally and targets of each moved key that figures are published for
 Moved = tuple[Books, set[Key], dict[Key, Tracked] | None]
 
 
@@ -220,7 +220,7 @@ async def _move(store: Repository, tenant: str, rep: RepUpserted, at: datetime, 
 async def _read_tracked(store: Repository, tenant: str, moved: set[Key], *,
                         publish_all: bool) -> dict[Key, Tracked]:
     """The tally and targets of each moved key with a target (every moved key with `publish_all`), read
-    after a recount or a target change (otherwise `move_tallies` returned them with the move)."""
+    after a recount (otherwise `move_tallies` returned them with the move)."""
     targets = await store.targets_of(tenant, sorted({(s, i) for s, i, _ in moved}))
     by_key: dict[Key, dict[str, Decimal]] = defaultdict(dict)
     for (scope, scope_id, period, metric), value in targets.items():
