@@ -111,3 +111,19 @@ async def last_position(settings: ServiceSettings, key: str) -> str | None:
         return found
     finally:
         await consumer.stop()
+
+
+async def partitions_of(consumer: AIOKafkaConsumer, names: list[str] | tuple[str, ...],
+                        timeout_s: float = 30.0) -> list[TopicPartition]:
+    """Every partition of every topic named, asking the broker until its metadata knows them all.
+
+    A started client may know some topics and not yet others; assigning what it happens to know leaves a
+    topic out without a word (a live stream or a watch that never sees one kind of record). Raises
+    `KafkaError` naming the topics still unknown after `timeout_s`."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while missing := [t for t in names if not consumer.partitions_for_topic(t)]:
+        if asyncio.get_running_loop().time() > deadline:
+            raise KafkaError(f"no partitions known for topics {missing} after {timeout_s:.0f} s")
+        await consumer._client.set_topics(list(names))  # ask the broker about exactly these, now
+        await asyncio.sleep(0.1)
+    return [TopicPartition(t, p) for t in names for p in sorted(consumer.partitions_for_topic(t) or ())]

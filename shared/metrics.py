@@ -43,6 +43,10 @@ OUTBOX_PUBLISHED = Counter(
     ["topic", "type"]
 )
 OUTBOX_PENDING = Gauge("attain_outbox_pending", "Outbox rows not yet published (last seen).")
+OUTBOX_ABORTED_ON_STOP = Counter(
+    "attain_outbox_aborted_on_stop_total",
+    "Open outbox transactions a stopping relay aborted, so that read_committed readers are not held back.",
+)
 OUTBOX_DEAD = Counter(
     "attain_outbox_dead_total",
     "Outbox rows Kafka refused for good (too large, invalid, unknown or forbidden topic), moved to outbox_dead.",

@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from shared import topics
 from shared.cloudevents import decode
 from shared.errors import InvalidMessage
+from shared.kafka import partitions_of
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / ".local" / "test-logs"
@@ -270,10 +271,11 @@ class Watch:
 async def open_watch(tenant: str, *topic_names: str) -> Watch:
     consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, isolation_level="read_committed")
     await consumer.start()
-    parts = [TopicPartition(t, p) for t in topic_names for p in consumer.partitions_for_topic(t) or ()]
-    if not parts:
-        await consumer._client.force_metadata_update()
-        parts = [TopicPartition(t, p) for t in topic_names for p in consumer.partitions_for_topic(t) or ()]
+    try:
+        parts = await partitions_of(consumer, topic_names)  # every topic, or a loud error: never a silent gap
+    except BaseException:
+        await consumer.stop()
+        raise
     consumer.assign(parts)
     await consumer.seek_to_end(*parts)
     for tp in parts:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import REGISTRY
 
@@ -248,3 +248,46 @@ async def test_rows_for_a_topic_that_does_not_exist_go_to_outbox_dead_and_the_ot
             dead = await conn.fetch("SELECT topic, error FROM outbox_dead")
         assert [row["topic"] for row in dead] == [missing]
         assert "UnknownTopicOrPartitionError" in dead[0]["error"]
+
+
+async def _ends(topic: str, isolation: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, isolation_level=isolation)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        return int((await consumer.end_offsets([tp]))[tp])
+    finally:
+        await consumer.stop()
+
+
+async def test_a_relay_stopped_between_its_sends_and_its_commit_leaves_no_open_transaction(stack: None) -> None:
+    """Readers downstream (read_committed) must not be held back for the broker's transaction timeout by a
+    relay that stopped mid-batch: it aborts what it has open."""
+    async with _box() as box:
+        reached = asyncio.Event()
+        made = box.relay._factory
+
+        def stalling() -> AIOKafkaProducer:
+            producer = made()
+
+            async def commit_never() -> None:  # the batch is sent; the stop comes before its commit
+                reached.set()
+                await asyncio.Event().wait()
+            producer.commit_transaction = commit_never  # type: ignore[method-assign]
+            return producer
+
+        box.relay._factory = stalling
+        async with box.pool.acquire() as conn, conn.transaction():
+            await enqueue_many(conn, [(box.topic, b"k", _event("mid", box.tenant))])
+        async with _running(box.relay):
+            async with asyncio.timeout(WITHIN_S):
+                await reached.wait()
+            assert await _ends(box.topic, "read_uncommitted") > await _ends(box.topic, "read_committed")
+        # stopped: the open transaction was aborted, so the last stable offset is the end again at once
+        await _until(lambda: _same_ends(box.topic), "the aborted transaction frees the partition", within_s=5)
+        async with box.pool.acquire() as conn:  # and the row is still there for the next leader
+            assert await conn.fetchval("SELECT count(*) FROM outbox") == 1
+
+
+async def _same_ends(topic: str) -> bool:
+    return await _ends(topic, "read_committed") == await _ends(topic, "read_uncommitted")

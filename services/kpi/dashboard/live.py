@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from prometheus_client import Gauge
 
 from services.kpi.repository import FIGURES_CHANNEL
 from shared import topics
 from shared.cloudevents import H_TENANT, H_TYPE
-from shared.kafka import client_kwargs
+from shared.kafka import client_kwargs, partitions_of
 from shared.service import Runtime
 
 log = logging.getLogger(__name__)
@@ -121,10 +121,7 @@ async def run(rt: Runtime) -> None:
             listener = await rt.pool.acquire()
             await listener.add_listener(FIGURES_CHANNEL, on_figures)
             await consumer.start()
-            parts = [TopicPartition(t, p) for t in TOPICS for p in consumer.partitions_for_topic(t) or ()]
-            if not parts:
-                await consumer._client.force_metadata_update()
-                parts = [TopicPartition(t, p) for t in TOPICS for p in consumer.partitions_for_topic(t) or ()]
+            parts = await partitions_of(consumer, TOPICS)
             consumer.assign(parts)
             await consumer.seek_to_end(*parts)
             hub.running = True
