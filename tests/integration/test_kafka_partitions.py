@@ -20,7 +20,7 @@ from tests.integration.conftest import BOOTSTRAP
 pytestmark = pytest.mark.integration
 
 
-async def test_a_topic_the_client_did_not_know_at_start_is_assigned_too() -> None:
+async def test_a_topic_the_client_did_not_know_at_start_is_assigned_too(stack: None) -> None:
     consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
     await consumer.start()
     admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
@@ -40,7 +40,7 @@ async def test_a_topic_the_client_did_not_know_at_start_is_assigned_too() -> Non
         await consumer.stop()
 
 
-async def test_a_topic_that_does_not_exist_is_named_in_the_error() -> None:
+async def test_a_topic_that_does_not_exist_is_named_in_the_error(stack: None) -> None:
     consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
     await consumer.start()
     try:

@@ -37,6 +37,7 @@ from shared.clock import FixedClock
 from shared.cloudevents import CloudEvent, encode, message_key
 from tests.integration import inprocess
 from tests.integration.conftest import BOOTSTRAP, LOGS, ROOT, _reached, end_offsets, fresh_database, open_watch
+from tests.integration.security.broker import free_ports
 
 CONSUMED = [topics.ATTAINMENT.name, topics.DEALS.name, topics.ACTIVITIES.name, topics.ROSTER.name, topics.TENANTS.name]
 Q3_START, Q3_END = datetime(2026, 6, 30, 22, tzinfo=UTC), datetime(2026, 9, 30, 22, tzinfo=UTC)  # Berlin
@@ -219,11 +220,9 @@ async def test_the_same_quarter_twice_shuffled_with_duplicates_and_two_replicas_
 
 # --- SIGKILL ----------------------------------------------------------------------------------------------
 
-PORT = 18024
-
-
 def _start(db: str, prefix: str, log_name: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "HTTP_PORT": str(PORT), "DATABASE_URL": db, "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
+    port = free_ports(1)[0]  # never a fixed port: another run (or anything else) may hold it
+    env = {**os.environ, "HTTP_PORT": str(port), "DATABASE_URL": db, "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
            "KAFKA_CONSUMER_GROUP_PREFIX": prefix, "OUTBOX_POLL_INTERVAL_S": "0.2", "RECOGNITION_INTERVAL_S": "3600"}
     LOGS.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen([sys.executable, "-m", "services.recognition"], cwd=ROOT, env=env,
@@ -232,7 +231,7 @@ def _start(db: str, prefix: str, log_name: str) -> subprocess.Popen[bytes]:
     while True:
         assert proc.poll() is None, f"recognition exited; see {LOGS / log_name}"
         try:
-            if httpx.get(f"http://127.0.0.1:{PORT}/readyz", timeout=2).status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
                 return proc
         except httpx.HTTPError:
             pass
@@ -262,15 +261,20 @@ async def test_recognition_killed_mid_batch_loses_no_celebration_and_repeats_non
     await producer.start()
     proc = _start(db, prefix, "recognition-kill-1.log")
     try:
-        await send(producer, tenant, records)
+        # Half the backlog before the kill, the rest after it: a replica faster than the test's polling
+        # used to finish all 4,000 records before the kill landed (CI: `assert 1200 < 1200`), and the
+        # run then showed nothing about a kill. The kill still lands as soon as the first batch commits.
+        half = len(records) // 2
+        await send(producer, tenant, records[:half])
         conn = await asyncpg.connect(db)
         try:
             deadline = time.monotonic() + 60
             while not (done := await conn.fetchval("SELECT count(*) FROM recognition.celebrations")):
                 assert time.monotonic() < deadline
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.01)
             proc.send_signal(signal.SIGKILL)  # in the middle of the backlog
             proc.wait()
+            await send(producer, tenant, records[half:])
             killed_at = await conn.fetchval("SELECT count(*) FROM recognition.celebrations")
             assert 0 < killed_at < len(expected), killed_at
             proc = _start(db, prefix, "recognition-kill-2.log")
