@@ -124,6 +124,9 @@ async def partitions_of(consumer: AIOKafkaConsumer, names: list[str] | tuple[str
     while missing := [t for t in names if not consumer.partitions_for_topic(t)]:
         if asyncio.get_running_loop().time() > deadline:
             raise KafkaError(f"no partitions known for topics {missing} after {timeout_s:.0f} s")
-        await consumer._client.set_topics(list(names))  # ask the broker about exactly these, now
+        # `set_topics` refreshes only when the set grows: a refresh that raced a topic's creation (the broker
+        # not knowing it yet) would never be repeated, so every round forces one (CI, December 2026).
+        await consumer._client.set_topics(list(names))
+        await consumer._client.force_metadata_update()
         await asyncio.sleep(0.1)
     return [TopicPartition(t, p) for t in names for p in sorted(consumer.partitions_for_topic(t) or ())]
