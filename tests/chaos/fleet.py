@@ -1,8 +1,9 @@
-"""The four services as real processes (`python -m services.<name>`), each replica on a port of its own,
-all on one database and one consumer-group prefix of the run's own, so that a fault can kill, stop,
-pause or restart any of them, and their memory can be read. Given a clock, every replica runs on it: each
-start sets `ATTAIN_CLOCK=scaled:<the clock's now>@1`, so a restarted service does not go back in time (it lags
-the clock by its own start-up, the moment between spawning and building its clock)."""
+"""The four services as real processes (`python -m services.<name>`), each replica on a port of its own (a
+free one, found when the replica is first named), all on one database and one consumer-group prefix of the
+run's own, so that a fault can kill, stop, pause or restart any of them, and their memory can be read.
+Given a clock, every replica runs on it: each start sets `ATTAIN_CLOCK=scaled:<the clock's now>@1`, so a
+restarted service does not go back in time (it lags the clock by its own start-up, the moment between
+spawning and building its clock)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from shared.clock import Clock
+from tests.ports import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / ".local" / "chaos-logs"
@@ -102,15 +104,15 @@ class Replica:
 class Fleet:
     """Replicas of the services for one run; `env` is what every one of them gets on top of os.environ."""
 
-    def __init__(self, run: str, env: dict[str, str], base_port: int = 18100, clock: Clock | None = None) -> None:
-        self.run, self.env, self.base_port, self.clock = run, env, base_port, clock
+    def __init__(self, run: str, env: dict[str, str], clock: Clock | None = None) -> None:
+        self.run, self.env, self.clock = run, env, clock
         self.replicas: dict[tuple[str, int], Replica] = {}
         LOGS.mkdir(parents=True, exist_ok=True)
 
     def replica(self, service: str, index: int = 0) -> Replica:
         key = (service, index)
         if key not in self.replicas:
-            self.replicas[key] = Replica(service, index, self.base_port + 10 * index + SERVICES.index(service))
+            self.replicas[key] = Replica(service, index, free_ports(1)[0])
         return self.replicas[key]
 
     def start(self, service: str, index: int = 0) -> Replica:

@@ -121,7 +121,7 @@ async def soak(rate: float, duration: float, probe_target: str = "1000") -> int:
     env = {"KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP, "DATABASE_URL": db, "KAFKA_CONSUMER_GROUP_PREFIX": prefix,
            "OUTBOX_POLL_INTERVAL_S": "0.2", "LOG_LEVEL": "WARNING", "RATE_LIMIT_REQUESTS_PER_S": "1000",
            "RATE_LIMIT_REQUEST_BURST": "1000", "RATE_LIMIT_EVENTS_PER_S": "100000", "RATE_LIMIT_EVENT_BURST": "1000000"}
-    fleet = Fleet(run_id, env, base_port=18500)
+    fleet = Fleet(run_id, env)
     plan = scenario.generate(scenario.Settings(tenants=1, reps_per_tenant=200, deals_per_rep=30), datetime.now(UTC))
     tenant = plan.tenants[0]
     slug = f"soak-{run_id}"

@@ -28,10 +28,12 @@ from shared import topics
 from shared.cloudevents import decode
 from shared.errors import InvalidMessage
 from shared.kafka import partitions_of
+from tests.ports import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / ".local" / "test-logs"
-PORTS = {"ingest": 18001, "kpi": 18002, "coaching": 18003, "recognition": 18004}
+# The suite's services listen on free ports, chosen once per run: never numbers another run may hold.
+PORTS = dict(zip(("ingest", "kpi", "coaching", "recognition"), free_ports(4), strict=True))
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 # Tests keep to their own database and consumer groups, so a demo running beside them is not disturbed.
 DATABASE_URL = os.environ.get("ATTAIN_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/attain_test")

@@ -8,6 +8,7 @@ today's date: on the system clock, the first days of a quarter leave coaching's 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 from tests.chaos.__main__ import SIZES
@@ -16,10 +17,15 @@ from tests.chaos.run import run, table
 
 # A Wednesday about two thirds into 2026-Q4: a third of the scenario's reps end below half their target.
 NOW = datetime(2026, 11, 18, 10, tzinfo=UTC)
+RUN_TIMEOUT_S = 240.0
 
 
 async def test_a_short_chaos_run_matches_the_oracle(stack: None) -> None:
-    outcome = await run("short", short, SIZES["small"], rate=300.0, base_port=18300, seed=3, now=NOW)
+    # Inside the test's own timeout (pytest's, 300 s), so that a run that overruns is cancelled and its
+    # `finally` stops the fleet: a fleet left running by pytest-timeout kept consuming the shared topics and
+    # published the next tests' celebrations a second time (CI, December 2026).
+    async with asyncio.timeout(RUN_TIMEOUT_S):
+        outcome = await run("short", short, SIZES["small"], rate=300.0, seed=3, now=NOW)
     print(table([outcome]), outcome.compared, *outcome.notes, sep="\n")
     assert outcome.compared["figures"] > 1000 and outcome.compared["milestones"] > 10, outcome.compared
     assert outcome.compared["behind pace at the end"] > 0, outcome.compared  # missed check-ins were looked for

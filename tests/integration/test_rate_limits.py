@@ -9,13 +9,14 @@ import httpx
 import pytest
 
 from tests.integration.conftest import create_tenant, running
+from tests.ports import free_ports
 
 
 @pytest.fixture(scope="module")
 def strict_ingest(services: dict[str, str]) -> Iterator[str]:
     """A second ingest with a tight limit: 5 requests/s, bursts of 10."""
     limits = {"RATE_LIMIT_REQUESTS_PER_S": "5", "RATE_LIMIT_REQUEST_BURST": "10"}
-    with running({"ingest": 18011}, limits, log_suffix="-strict") as urls:
+    with running({"ingest": free_ports(1)[0]}, limits, log_suffix="-strict") as urls:
         yield urls["ingest"]
 
 

@@ -33,10 +33,10 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from shared import topics
 from shared.cloudevents import CloudEvent, encode, message_key
 from shared.events import Evidence, MilestoneReached, TaskCreated
-from tests.integration.conftest import BOOTSTRAP, LOGS, ROOT, end_offsets
+from tests.integration.conftest import BOOTSTRAP, LOGS, PORTS, ROOT, end_offsets
 
 SECRET = "whsec_" + base64.b64encode(uuid.uuid4().bytes * 2).decode()
-RESERVED_PORTS = {18001, 18002, 18003, 18004, 39092, 57432}  # other test runs' services and stack
+RESERVED_PORTS = {*PORTS.values(), 9092, 5432}  # the suite's services and stack
 
 
 @dataclass

@@ -23,11 +23,12 @@ from deploy.local.browser import CHROMIUM_ARGS, chromium
 from deploy.local.procs import LOCAL
 from tests.factories import activity, deal, rep, target, team, this_quarter
 from tests.integration.conftest import Tenant, post, running
+from tests.ports import free_ports
 
 SHOTS = LOCAL / "test-artifacts" / "dashboard"
 SIZES = {"desktop": {"width": 1366, "height": 900}, "phone": {"width": 390, "height": 844}}
 SERIOUS = {"serious", "critical"}
-DASHBOARD_PORT = 18012  # a second kpi replica of the suite's, which this test restarts
+DASHBOARD_PORT = free_ports(1)[0]  # a second kpi replica of the suite's, which this test restarts (same port)
 
 
 @pytest.fixture(scope="module")

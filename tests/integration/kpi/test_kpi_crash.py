@@ -30,6 +30,7 @@ from shared.clock import SystemClock
 from shared.cloudevents import CloudEvent, decode, encode, message_key
 from shared.consumer import Incoming
 from tests.integration.conftest import BOOTSTRAP, LOGS, ROOT, end_offsets, fresh_database
+from tests.ports import free_ports
 
 # every topic kpi consumes: its stored offsets are seeded at their ends and progress counts them all
 SALES = [topics.DEALS.name, topics.ACTIVITIES.name, topics.ROSTER.name, topics.TARGETS.name, topics.TENANTS.name]
@@ -89,7 +90,7 @@ async def _progress(url: str, group: str) -> int:
 
 
 def _start_kpi(url: str, prefix: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DATABASE_URL": url, "KAFKA_CONSUMER_GROUP_PREFIX": prefix, "HTTP_PORT": "18021",
+    env = {**os.environ, "DATABASE_URL": url, "KAFKA_CONSUMER_GROUP_PREFIX": prefix, "HTTP_PORT": str(free_ports(1)[0]),
            "OUTBOX_POLL_INTERVAL_S": "0.2", "LOG_LEVEL": "INFO"}
     LOGS.mkdir(parents=True, exist_ok=True)
     log = (LOGS / "kpi-crash.log").open("ab")

@@ -29,6 +29,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from deploy.local.kafka_setup import format_storage, jvm_args, toolchain
 from deploy.local.procs import HOST, LOCAL
+from tests.ports import free_ports
 
 # One user per mechanism: the broker knows PLAIN users from its JAAS line, SCRAM users from the
 # credentials `kafka-storage format --add-scram` writes into the cluster metadata.
@@ -57,17 +58,6 @@ class SecureBroker:
         return {"KAFKA_BOOTSTRAP_SERVERS": f"{HOST}:{self.sasl_ssl_port}", "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
                 "KAFKA_SASL_MECHANISM": mechanism, "KAFKA_SASL_USERNAME": user,
                 "KAFKA_SASL_PASSWORD": password or secret, "KAFKA_SSL_CAFILE": str(self.ca_file)}
-
-
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind((HOST, 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def pem(cert: x509.Certificate) -> bytes:
