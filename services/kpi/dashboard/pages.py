@@ -197,7 +197,7 @@ def _bar(attainment: Decimal | None, share: Decimal) -> dict[str, Any]:
 
 
 def _safe_next(value: str | None) -> str:
-    return value if value and value.startswith("/") and not value.startswith("//") else "/leaderboard"
+    return view.safe_next(value)  # a path of this site, never another site (no open redirect)
 
 
 @router.get("/signin")

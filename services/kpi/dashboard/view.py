@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 from babel.numbers import format_currency, format_decimal, format_percent
@@ -32,6 +33,7 @@ __all__ = [
     "money",
     "number",
     "percent",
+    "safe_next",
     "svg_chart",
     "trend",
 ]
@@ -45,12 +47,41 @@ _UP, _DOWN = Decimal("1.1"), Decimal("0.9")  # gain within ±10 % of the needed 
 # OWASP's CSV injection list: a spreadsheet runs a cell starting with these as a formula.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+HOME = "/leaderboard"  # where sign-in lands when it was given nowhere (or nowhere safe) to go
 
 # Chart geometry, in viewBox units. Colours have at least 4.5:1 contrast on white.
 _WIDTH, _HEIGHT = 640, 260
 _LEFT, _RIGHT, _TOP, _BOTTOM = 104, 624, 44, 220  # the plot area; y labels sit left of _LEFT
 _TEXT, _ACTUAL, _EXPECTED, _GRID, _AXIS = "#1f2937", "#1d4ed8", "#6b7280", "#e5e7eb", "#6b7280"
 _MANTISSAS = (Decimal(1), Decimal(2), Decimal("2.5"), Decimal(5))
+
+
+def safe_next(value: str | None, home: str = HOME) -> str:
+    """Where sign-in may send the browser after it: ``value`` when it is a path of this site, else ``home``.
+
+    A path of this site starts with one ``/`` followed by anything but ``/`` or ``\\`` (``//host`` and
+    ``/\\host`` are other sites to a browser, which reads ``\\`` as ``/``), judged after percent-decoding
+    (as often as it decodes, so ``/%255Chost`` is judged as ``/\\host``), and holds no backslash, control
+    character or whitespace but the plain space anywhere (browsers drop tabs and newlines from a URL, so a
+    tab between two slashes makes ``//host``).
+
+    >>> safe_next("/reps/ana?period=2026-Q4"), safe_next("/\\evil.example"), safe_next("/%5Cevil.example")
+    ('/reps/ana?period=2026-Q4', '/leaderboard', '/leaderboard')
+    """
+    if not value:
+        return home
+    decoded = value
+    for _ in range(len(value)):  # each pass that changes the text shortens it: this ends
+        once = unquote(decoded)
+        if once == decoded:
+            break
+        decoded = once
+    if len(decoded) < 2 or decoded[0] != "/" or decoded[1] in "/\\":
+        return home
+    if "\\" in decoded or any((c.isspace() and c != " ") or not c.isprintable() for c in decoded):
+        return home
+    parts = urlsplit(decoded)
+    return value if not parts.scheme and not parts.netloc else home
 
 
 def cumulative_series(
