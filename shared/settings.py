@@ -23,7 +23,10 @@ class ServiceSettings(BaseSettings):
     # The role the service works as (row-level security binds it; it must own nothing). Unset: DATABASE_URL
     # with the user `attain_<service>`, created by the service with DATABASE_URL's password (shared/db.py).
     database_app_url: SecretStr | None = None
-    http_host: str = "0.0.0.0"  # noqa: S104 - containers must listen beyond loopback
+    # Loopback unless told otherwise: a process started by hand (the demo, a developer's shell) is not reachable
+    # from the network. The image (deploy/Dockerfile, so docker-compose.yml and deploy/k8s too) sets
+    # HTTP_HOST=0.0.0.0, as a container must.
+    http_host: str = "127.0.0.1"
     http_port: int = 8000
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"

@@ -438,3 +438,14 @@ def test_dockerignore_lets_the_sources_in_and_keeps_the_checkout_out() -> None:
 
 def test_the_image_has_one_recipe() -> None:
     assert not (ROOT / "Dockerfile").exists(), "deploy/Dockerfile is the image's recipe; a root Dockerfile would drift"
+
+
+def test_a_service_listens_on_the_loopback_unless_it_runs_in_the_image() -> None:
+    """Started by hand (the demo, a shell) a service is not reachable from the network; in a container it
+    must listen on the container's interfaces, which the image says (so compose and Kubernetes do too)."""
+    assert ServiceSettings.model_fields["http_host"].default == "127.0.0.1"
+    runtime = stages()[-1]
+    env = " ".join(rest for keyword, rest in runtime if keyword == "ENV")
+    assert re.search(r"(^|\s)HTTP_HOST=0\.0\.0\.0(\s|$)", env), env
+    for name in SETTINGS:
+        assert environment(service(name)).get("HTTP_HOST") == "0.0.0.0", name
