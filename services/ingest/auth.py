@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Annotated
 
@@ -11,14 +12,18 @@ from prometheus_client import Counter
 from services.ingest import tenants
 from services.ingest.context import IngestContext, context_of
 
-THROTTLED = Counter("attain_ingest_throttled_total", "Requests refused with 429, by tenant.", ["tenant"])
+# No tenant label: /metrics answers anyone who reaches the port, and a label would list the tenants (issue 16).
+# Which tenant was throttled is in the log line.
+THROTTLED = Counter("attain_ingest_throttled_total", "Requests refused with 429 (the tenant: in the log).")
+log = logging.getLogger(__name__)
 
 
 def admit(ctx: IngestContext, tenant: str) -> None:
     """Raise 429 with Retry-After when the tenant is over its rate limit."""
     wait = ctx.limiter.admit(tenant, time.monotonic())
     if wait:
-        THROTTLED.labels(tenant).inc()
+        THROTTLED.inc()
+        log.warning("request throttled", extra={"tenant": tenant, "retry_after_s": wait})
         raise HTTPException(429, f"rate limit exceeded for tenant {tenant}; retry in {wait} s",
                             headers={"Retry-After": str(wait)})
 

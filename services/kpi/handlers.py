@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Protocol
 
 import asyncpg
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter
 from pydantic import BaseModel
 
 from services.kpi.contributions import START_OF_TIME, Books, Key, Ledger, zero
@@ -63,28 +63,8 @@ MAX_BATCH = 10_000  # records per transaction at most (the consumer's getmany bo
 # several times in it is saved and published once; under backlog batches fill up at once.
 LINGER_S = 0.1
 FIGURES_SENT = Counter("attain_kpi_figures_emitted_total", "kpi.attainment.updated events enqueued.")
-TEAM_ATTAINMENT = Gauge("attain_kpi_team_attainment_ratio",
-                        "A team's attainment (actual / target) of each targeted metric in each period running "
-                        "now, as last computed by the kpi replica that owns the team's partition.",
-                        ["tenant", "team", "metric", "period"])
-_TEAM_SERIES: dict[tuple[str, str, str, str], datetime] = {}  # the series set, and when each period ends
-_NEXT_END: list[datetime] = []  # the earliest end among them: nothing to prune before it
-
-
-def watch_team(tenant: str, team: str, period: str, metric: str, attainment: Decimal | None,
-               end: datetime, now: datetime) -> None:
-    """Keep the team gauge to the periods running now: a closed period's series go (a team's figures for
-    a past quarter are in the API, not in a dashboard's "now")."""
-    if _NEXT_END and _NEXT_END[0] <= now:  # a period ended: one scan, not one per figure
-        for key in [key for key, ends in _TEAM_SERIES.items() if ends <= now]:
-            del _TEAM_SERIES[key]
-            TEAM_ATTAINMENT.remove(*key)
-        _NEXT_END[:] = [min(_TEAM_SERIES.values())] if _TEAM_SERIES else []
-    if attainment is None or end <= now:
-        return
-    _TEAM_SERIES[(tenant, team, metric, period)] = end
-    _NEXT_END[:] = [min(end, _NEXT_END[0])] if _NEXT_END else [end]
-    TEAM_ATTAINMENT.labels(tenant, team, metric, period).set(float(attainment))
+# No figure of a tenant's is a Prometheus series: /metrics answers anyone who reaches the port, and its label
+# values would name tenants and teams (issue 16). Figures are read through the API, with a tenant's token.
 
 # a tenant's books, the keys whose tallies or targets moved, and (unless the batch recounted the tenant) the
 # new tally and targets of each moved key that figures are published for
@@ -259,8 +239,6 @@ async def _recompute(store: Repository, tenant: str, books: Books, moved: set[Ke
         start, end = bounds[period]
         fig = figures(actual, target, shares[period])
         profile = profiles.get(scope_id) if scope == "rep" else None
-        if scope == "team" and start <= now:
-            watch_team(tenant, scope_id, period, metric_name, fig.attainment, end, now)
         data = AttainmentUpdated.model_construct(  # our own computed, typed values: no re-validation
             scope=Scope(scope), scope_id=scope_id, period=period, metric=Metric(metric_name), actual=fig.actual,
             target=fig.target, attainment=fig.attainment, expected=fig.expected, pace=fig.pace,
