@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from fastapi import Request
 
@@ -26,7 +27,8 @@ class IngestContext:
 def make_context(rt: Runtime) -> IngestContext:
     settings = rt.settings
     assert isinstance(settings, IngestSettings)
-    intake = Intake(rt.pool, rt.producer, settings.publish_timeout_s)
+    intake = Intake(rt.pool, rt.producer, settings.publish_timeout_s, clock=rt.clock,
+                    max_ahead=timedelta(seconds=settings.max_event_ahead_s))
     return IngestContext(
         rt=rt,
         settings=settings,

@@ -15,6 +15,7 @@ import collections
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Literal
 
 import asyncpg
@@ -23,7 +24,8 @@ from prometheus_client import Counter, Histogram
 
 from services.ingest.publishing import to_record
 from services.ingest.tenants import Tenant
-from services.ingest.validation import Verdict
+from services.ingest.validation import Verdict, refuse_future
+from shared.clock import Clock, SystemClock
 from shared.cloudevents import CloudEvent, encode
 from shared.db import tenant_tx
 from shared.events import CanonicalEvent, DealDeletedEvent, DealUpsertedEvent
@@ -52,11 +54,16 @@ class Outcome:
 
 
 class Intake:
-    def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer, publish_timeout_s: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer, publish_timeout_s: float, *,
+                 clock: Clock | None = None, max_ahead: timedelta = timedelta(days=1)) -> None:
         self._pool, self._producer, self._timeout = pool, producer, publish_timeout_s
+        self._clock, self._max_ahead = clock or SystemClock(), max_ahead
 
     async def accept(self, tenant: Tenant, verdicts: Sequence[Verdict]) -> list[Outcome]:
-        """Publish the valid, new events of `verdicts`; the outcome of each, in order."""
+        """Publish the valid, new events of `verdicts`; the outcome of each, in order. An event dated more
+        than `max_ahead` past ingest's clock is rejected here, whichever way it came in (`refuse_future`):
+        services order versions by those moments, so one from far ahead would beat every correction."""
+        verdicts = refuse_future(verdicts, self._clock.now() + self._max_ahead)
         valid = [(v.index, v.event) for v in verdicts if v.event is not None]
         statuses: dict[int, Status] = {}
         if valid:

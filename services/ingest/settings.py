@@ -22,3 +22,6 @@ class IngestSettings(ServiceSettings):
     secret_rotation_grace_hours: float = Field(default=24.0, ge=0)
     # The URL CRMs call us by (behind an ingress); HubSpot signs it. Unset: the URL the request arrived at.
     public_base_url: str | None = None
+    # An event whose `time` (or a deal's `updated_at`) is more than this past ingest's clock is rejected (422):
+    # services order versions by those moments, so one from far in the future would beat every correction.
+    max_event_ahead_s: float = Field(default=86_400.0, gt=0)

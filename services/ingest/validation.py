@@ -6,12 +6,14 @@ Each item gets a verdict: the validated event, or a reason naming the field that
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
-from shared.events import CANONICAL_EVENT, CanonicalEvent
+from shared.events import CANONICAL_EVENT, CanonicalEvent, DealDeletedEvent, DealUpsertedEvent
 
 NDJSON = "application/x-ndjson"
 
@@ -88,6 +90,33 @@ def judge_line(index: int, line: bytes, number: int) -> Verdict:
         event_id = item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else None
         reason = f"event {index} is not a JSON object" if not isinstance(item, dict) else _reason(err)
         return Verdict(index, event_id, reason=reason, line=number)
+
+
+def too_far_ahead(event: CanonicalEvent, latest: datetime) -> str | None:
+    """Why `event` is refused for a moment past `latest` (ingest's clock plus `MAX_EVENT_AHEAD_S`), or None.
+
+    The moments checked are the ones services order versions by: `time` (a rep's, target's or team's version)
+    and a deal's `updated_at`. One far in the future would win over every later correction, forever.
+    Example: with `latest` 2026-11-19T10:00:00Z, a target.set with time 2099-01-01T00:00:00Z is refused with
+    "time: must not be later than 2026-11-19T10:00:00+00:00 (ingest's clock plus MAX_EVENT_AHEAD_S); got
+    2099-01-01T00:00:00+00:00"."""
+    moments = [("time", event.time)]
+    if isinstance(event, DealUpsertedEvent | DealDeletedEvent):
+        moments.append(("data.updated_at", event.data.updated_at))
+    for name, moment in moments:
+        if moment > latest:
+            return (f"{name}: must not be later than {latest.isoformat()} (ingest's clock plus MAX_EVENT_AHEAD_S);"
+                    f" got {moment.isoformat()}")
+    return None
+
+
+def refuse_future(verdicts: Sequence[Verdict], latest: datetime) -> list[Verdict]:
+    """`verdicts`, each valid event dated past `latest` turned into a rejection (`too_far_ahead`)."""
+    judged = []
+    for verdict in verdicts:
+        reason = too_far_ahead(verdict.event, latest) if verdict.event is not None else None
+        judged.append(verdict if reason is None else replace(verdict, event=None, reason=reason))
+    return judged
 
 
 def _reason(err: ValidationError) -> str:
