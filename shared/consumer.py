@@ -57,7 +57,8 @@ log = logging.getLogger(__name__)
 # terminates it when it comes back; the retry gets a fresh one. Found by `make chaos` postgres-restart.
 TRANSIENT = (TransientError, OSError, asyncpg.InterfaceError, asyncpg.InternalClientError,
              asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError,
-             asyncpg.SerializationError, asyncpg.DeadlockDetectedError, KafkaError, TimeoutError)
+             asyncpg.SerializationError, asyncpg.DeadlockDetectedError, asyncpg.QueryCanceledError,
+             asyncpg.LockNotAvailableError, KafkaError, TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)

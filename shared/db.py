@@ -23,12 +23,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import asyncpg
+
+from shared.errors import TransientError
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +48,78 @@ VIA_PARENT = {"plan_steps": "(EXISTS (SELECT 1 FROM action_plans p WHERE p.plan_
 REGISTRY = frozenset({"tenants"})
 
 
+class PoolExhausted(TransientError, TimeoutError):
+    """No connection of the pool came free within its acquire timeout: the service is busy (or stuck) for
+    now. Transient: an HTTP request answers 503 with Retry-After, a consumer retries its batch."""
+
+
+class _TimedAcquire:
+    """`pool.acquire()` as asyncpg's, with its timeout turned into `PoolExhausted`."""
+
+    __slots__ = ("_inner", "_timeout")
+
+    def __init__(self, inner: Any, timeout: float | None) -> None:
+        self._inner, self._timeout = inner, timeout
+
+    def _exhausted(self) -> PoolExhausted:
+        return PoolExhausted(f"no database connection came free within {self._timeout} s")
+
+    async def __aenter__(self) -> Any:
+        try:
+            return await self._inner.__aenter__()
+        except TimeoutError as err:
+            raise self._exhausted() from err
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._inner.__aexit__(*exc)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._acquired().__await__()
+
+    async def _acquired(self) -> Any:
+        try:
+            return await self._inner
+        except TimeoutError as err:
+            raise self._exhausted() from err
+
+
+class TimedPool(asyncpg.Pool):  # type: ignore[misc]  # asyncpg ships no type information
+    """asyncpg's pool whose `acquire` waits at most `acquire_timeout_s` when the caller names no timeout, so a
+    request never queues for a connection for ever (`PoolExhausted` instead)."""
+
+    def __init__(self, *args: Any, acquire_timeout_s: float | None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.acquire_timeout_s = acquire_timeout_s
+
+    def acquire(self, *, timeout: float | None = None) -> _TimedAcquire:
+        timeout = self.acquire_timeout_s if timeout is None else timeout
+        return _TimedAcquire(super().acquire(timeout=timeout), timeout)
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """How long a working pool's callers wait: for a connection (`acquire_s`), for one statement (PostgreSQL's
+    `statement_timeout`; the client gives up `CLIENT_MARGIN_S` later, should the server not answer at all), for
+    a row or table lock (`lock_timeout`). None: no limit (admin pools: a migration may take long)."""
+
+    acquire_s: float | None = None
+    statement_s: float | None = None
+    lock_s: float | None = None
+
+
+CLIENT_MARGIN_S = 5.0
+
+
 async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int = 10,
-                      scope: str | None = ALL_TENANTS, create_schema: bool = True) -> asyncpg.Pool:
+                      scope: str | None = ALL_TENANTS, create_schema: bool = True,
+                      timeouts: Timeouts = Timeouts()) -> asyncpg.Pool:
     """A pool whose connections see `schema` first (created if missing, with `create_schema`).
 
     `scope` is the session's default tenant scope: admin pools (migrations, CLIs, tests) see every
-    tenant; a service's working pool passes None, so each transaction must say whose data it touches."""
+    tenant; a service's working pool passes None, so each transaction must say whose data it touches.
+    `timeouts` bound every acquire, statement and lock wait (a service's working pool: the DB_*_TIMEOUT_S
+    settings); a statement or lock wait past them fails with asyncpg's QueryCanceledError or
+    LockNotAvailableError, an acquire with `PoolExhausted`."""
     if create_schema:
         conn = await asyncpg.connect(dsn)
         try:
@@ -62,8 +131,16 @@ async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int
     settings = {"search_path": schema, "application_name": f"attain-{schema}"}
     if scope is not None:
         settings[TENANT_SETTING] = scope
-    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, server_settings=settings)
-    assert pool is not None
+    if timeouts.statement_s is not None:
+        settings["statement_timeout"] = str(int(timeouts.statement_s * 1000))
+    if timeouts.lock_s is not None:
+        settings["lock_timeout"] = str(int(timeouts.lock_s * 1000))
+    command_timeout = timeouts.statement_s + CLIENT_MARGIN_S if timeouts.statement_s is not None else None
+    pool = TimedPool(dsn, acquire_timeout_s=timeouts.acquire_s, min_size=min_size, max_size=max_size,
+                     max_queries=50_000, max_inactive_connection_lifetime=300.0, loop=None,
+                     connection_class=asyncpg.Connection, record_class=asyncpg.Record, server_settings=settings,
+                     command_timeout=command_timeout)
+    await pool  # connects the first `min_size` connections, as `asyncpg.create_pool` does
     return pool
 
 

@@ -35,6 +35,7 @@ from shared.consumer import ConsumerLoop, Handler, TransactionalConsumer
 from shared.kafka import broker_reachable, create_producer, last_position
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
+from shared.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +135,9 @@ async def _working_pool(spec: ServiceSpec, settings: ServiceSettings) -> asyncpg
         await db.migrate(owner, spec.schema, spec.migrations, grant_to=role.name, grant_password=role.password)
     finally:
         await owner.close()
+    timeouts = db.Timeouts(settings.db_acquire_timeout_s, settings.db_statement_timeout_s, settings.db_lock_timeout_s)
     pool = await db.create_pool(role.url, spec.schema, min_size=settings.db_pool_min, max_size=settings.db_pool_max,
-                                scope=None, create_schema=False)
+                                scope=None, create_schema=False, timeouts=timeouts)
     try:
         await db.check_app_role(pool, spec.schema)
     except BaseException:
@@ -204,6 +206,37 @@ def _nul_in(scope: Scope) -> str | None:
     return None
 
 
+def _watchdog(app: FastAPI, settings: ServiceSettings, pool: asyncpg.Pool) -> Watchdog:
+    """The liveness watchdog of the app's working pool, kept where `/healthz` finds it."""
+    watchdog = app.state.watchdog = Watchdog(
+        pool, interval_s=settings.liveness_interval_s, acquire_timeout_s=settings.db_acquire_timeout_s,
+        stall_s=settings.liveness_stall_s, max_lag_s=settings.liveness_max_loop_lag_s)
+    return watchdog
+
+
+async def _healthz(request: Request) -> JSONResponse:
+    """Alive: the process answers and makes progress (shared/watchdog.py): 503 with the reason once no pooled
+    connection came free for LIVENESS_STALL_S, or the event loop lags. An outage of the broker or the database
+    does not fail it (that is /readyz)."""
+    watchdog: Watchdog | None = getattr(request.app.state, "watchdog", None)
+    reason = watchdog.verdict() if watchdog is not None else None
+    if reason is not None:
+        return JSONResponse({"status": "stuck", "reason": reason}, status_code=503)
+    return JSONResponse({"status": "ok"})
+
+
+# A wait on PostgreSQL that ran out (shared/db.py `Timeouts`): the service is busy now, the client retries.
+BUSY = (db.PoolExhausted, asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError)
+BUSY_RETRY_AFTER_S = 2
+
+
+async def _busy(request: Request, exc: Exception) -> JSONResponse:
+    """A timed-out wait for a connection, a statement or a lock: 503 with Retry-After, never a hang."""
+    log.warning("database wait timed out", extra={"path": request.url.path, "error": repr(exc)})
+    return JSONResponse({"detail": f"the service is busy ({exc}); retry later"}, status_code=503,
+                        headers={"Retry-After": str(BUSY_RETRY_AFTER_S)})
+
+
 async def _unstorable(request: Request, exc: Exception) -> JSONResponse:
     """The last line behind the models' own checks: a value PostgreSQL cannot store is the client's 422."""
     return JSONResponse({"detail": f"a value cannot be stored: {exc}"}, status_code=422)
@@ -222,7 +255,8 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None
         rt = Runtime(settings, clock or clock_from_spec(settings.attain_clock), pool, producer, relay)
         app.state.runtime = rt
         rt.context = app.state.context = spec.context(rt) if spec.context else None
-        tasks = [asyncio.create_task(relay.run(), name="outbox-relay")]
+        tasks = [asyncio.create_task(relay.run(), name="outbox-relay"),
+                 asyncio.create_task(_watchdog(app, settings, pool).run(), name="watchdog")]
         for sub in spec.subscriptions:
             group_id = f"{settings.kafka_consumer_group_prefix}-{sub.group}"
             processor = TransactionalConsumer(pool=pool, producer=producer, group_id=group_id,
@@ -250,11 +284,11 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None
     app.add_middleware(RequestMetrics)
     for unstorable in (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError):
         app.add_exception_handler(unstorable, _unstorable)
+    for busy in BUSY:
+        app.add_exception_handler(busy, _busy)
 
-    @app.get("/healthz", tags=["operations"])
-    async def healthz() -> dict[str, str]:
-        """Alive: the process answers. Never depends on the broker or database."""
-        return {"status": "ok"}
+    app.add_api_route("/healthz", _healthz, methods=["GET"], tags=["operations"],
+                      responses={503: {"description": "stuck: no progress (see shared/watchdog.py); restart"}})
 
     @app.get("/readyz", tags=["operations"])
     async def readyz(request: Request) -> JSONResponse:

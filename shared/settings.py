@@ -49,6 +49,17 @@ class ServiceSettings(BaseSettings):
 
     db_pool_min: int = Field(default=1, ge=1)
     db_pool_max: int = Field(default=10, ge=1)
+    # Every wait on PostgreSQL is bounded (shared/db.py `Timeouts`): for a pooled connection (past it: 503 with
+    # Retry-After, a consumer retries), for one statement (PostgreSQL's statement_timeout), for a lock.
+    db_acquire_timeout_s: float = Field(default=10.0, gt=0)
+    db_statement_timeout_s: float = Field(default=30.0, gt=0)
+    db_lock_timeout_s: float = Field(default=10.0, gt=0)
+    # Liveness (shared/watchdog.py): every LIVENESS_INTERVAL_S a pooled connection is asked `SELECT 1`; /healthz
+    # answers 503 once none could be had for LIVENESS_STALL_S because all were held (a stuck process, not a
+    # database outage), or when the event loop was late by more than LIVENESS_MAX_LOOP_LAG_S.
+    liveness_interval_s: float = Field(default=5.0, gt=0)
+    liveness_stall_s: float = Field(default=60.0, gt=0)
+    liveness_max_loop_lag_s: float = Field(default=10.0, gt=0)
 
     # "system", "scaled:<RFC3339 start>@<rate>" (demos, replays) or "fixed:<RFC3339>".
     attain_clock: str = "system"

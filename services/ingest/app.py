@@ -1,5 +1,7 @@
 """Ingest: validates CRM events and publishes them to Kafka (no consumers, no outbox events)."""
 
+import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -9,13 +11,25 @@ from services.ingest.crm_api import router as crm_router
 from services.ingest.retention import prune_forever
 from services.ingest.tenants import announce_all
 from services.ingest.webhooks import router as webhook_router
+from shared.consumer import TRANSIENT
 from shared.events import CANONICAL_EVENT
 from shared.service import Runtime, ServiceSpec
 
+log = logging.getLogger(__name__)
+
 
 async def announce_tenants(rt: Runtime) -> None:
-    """Once at start-up: publish the whole tenant registry (see `tenants.announce_all`)."""
-    await announce_all(rt.pool)
+    """Once at start-up: publish the whole tenant registry (see `tenants.announce_all`). A database that is
+    busy or away for a moment (no connection within DB_ACQUIRE_TIMEOUT_S, a lock timeout) is waited out."""
+    backoff = 0.5
+    while True:
+        try:
+            await announce_all(rt.pool)
+            break
+        except TRANSIENT as err:
+            log.warning("announcing the tenants failed, will retry", extra={"error": repr(err), "retry_in_s": backoff})
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
     rt.relay.wake()
 
 

@@ -33,7 +33,8 @@ def make_context(rt: Runtime) -> IngestContext:
         rt=rt,
         settings=settings,
         intake=intake,
-        crm=CrmPipeline(rt.pool, intake, Fetcher(rt.pool)),
+        crm=CrmPipeline(rt.pool, intake, Fetcher(settings.crm_api_timeout_s, settings.crm_api_max_response_bytes,
+                                                 settings.crm_api_allowed_hosts.split(","))),
         limiter=RateLimiter(settings.rate_limit_requests_per_s, settings.rate_limit_request_burst,
                             settings.rate_limit_events_per_s, settings.rate_limit_event_burst),
     )

@@ -59,37 +59,49 @@ class Intake:
         self._pool, self._producer, self._timeout = pool, producer, publish_timeout_s
         self._clock, self._max_ahead = clock or SystemClock(), max_ahead
 
-    async def accept(self, tenant: Tenant, verdicts: Sequence[Verdict]) -> list[Outcome]:
+    async def accept(self, tenant: Tenant, verdicts: Sequence[Verdict],
+                     conn: asyncpg.Connection | None = None) -> list[Outcome]:
         """Publish the valid, new events of `verdicts`; the outcome of each, in order. An event dated more
         than `max_ahead` past ingest's clock is rejected here, whichever way it came in (`refuse_future`):
-        services order versions by those moments, so one from far ahead would beat every correction."""
+        services order versions by those moments, so one from far ahead would beat every correction.
+
+        With `conn` (a connection in a transaction scoped to `tenant`, e.g. a CRM delivery's), the ids are
+        claimed in that transaction and the caller's commit makes them final; without it, on a connection
+        of its own. Never both: a caller that holds a connection passes it, so no request waits for a
+        second connection while it holds one (a pool of N would deadlock under N such requests)."""
         verdicts = refuse_future(verdicts, self._clock.now() + self._max_ahead)
         valid = [(v.index, v.event) for v in verdicts if v.event is not None]
         statuses: dict[int, Status] = {}
-        if valid:
-            async with tenant_tx(self._pool, tenant.slug) as conn:
-                new = await self._claim(conn, tenant, [event for _, event in valid])
-                owners = await self._owners(conn, tenant, [event for _, event in valid])
-                to_send: list[tuple[str, bytes, CloudEvent]] = []
-                for index, event in valid:
-                    if (event.source, event.id) not in new:
-                        statuses[index] = "duplicate"
-                        continue
-                    new.discard((event.source, event.id))  # the same id twice in one request: once
-                    owner = None
-                    if isinstance(event, DealUpsertedEvent):
-                        owners[event.data.deal_id] = event.data.rep_id
-                    elif isinstance(event, DealDeletedEvent):
-                        owner = owners.get(event.data.deal_id)
-                    to_send.append(to_record(tenant, event, owner))
-                    statuses[index] = "accepted"
-                await self._publish(to_send)
+        if valid and conn is not None:
+            await self._accept_on(conn, tenant, valid, statuses)
+        elif valid:
+            async with tenant_tx(self._pool, tenant.slug) as own:
+                await self._accept_on(own, tenant, valid, statuses)
         outcomes = [Outcome(v.index, v.id, statuses.get(v.index, "rejected"), v.reason) for v in verdicts]
         counted = collections.Counter((o.status, v.event.type if v.event is not None else "unknown")
                                       for o, v in zip(outcomes, verdicts, strict=True))
         for (status, type_), n in counted.items():
             EVENTS.labels(status, type_).inc(n)
         return outcomes
+
+    async def _accept_on(self, conn: asyncpg.Connection, tenant: Tenant, valid: list[tuple[int, CanonicalEvent]],
+                         statuses: dict[int, Status]) -> None:
+        new = await self._claim(conn, tenant, [event for _, event in valid])
+        owners = await self._owners(conn, tenant, [event for _, event in valid])
+        to_send: list[tuple[str, bytes, CloudEvent]] = []
+        for index, event in valid:
+            if (event.source, event.id) not in new:
+                statuses[index] = "duplicate"
+                continue
+            new.discard((event.source, event.id))  # the same id twice in one request: once
+            owner = None
+            if isinstance(event, DealUpsertedEvent):
+                owners[event.data.deal_id] = event.data.rep_id
+            elif isinstance(event, DealDeletedEvent):
+                owner = owners.get(event.data.deal_id)
+            to_send.append(to_record(tenant, event, owner))
+            statuses[index] = "accepted"
+        await self._publish(to_send)
 
     async def _claim(self, conn: asyncpg.Connection, tenant: Tenant,
                      events: list[CanonicalEvent]) -> set[tuple[str, str]]:

@@ -25,3 +25,11 @@ class IngestSettings(ServiceSettings):
     # An event whose `time` (or a deal's `updated_at`) is more than this past ingest's clock is rejected (422):
     # services order versions by those moments, so one from far in the future would beat every correction.
     max_event_ahead_s: float = Field(default=86_400.0, gt=0)
+    # A CRM webhook body is read streamed and refused (413) past this: vendors send at most a few hundred KB.
+    max_webhook_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    # Reading a record from a tenant's CRM API (services/ingest/crm/fetch.py): the whole call's time, the
+    # largest answer read, and hosts (comma-separated) exempt from the public-address and https checks, for
+    # local stand-ins in tests and development only - never in production.
+    crm_api_timeout_s: float = Field(default=10.0, gt=0)
+    crm_api_max_response_bytes: int = Field(default=1024 * 1024, gt=0)
+    crm_api_allowed_hosts: str = ""

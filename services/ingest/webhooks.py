@@ -3,8 +3,13 @@
 Status codes follow what each CRM's retry logic expects: 2xx when the delivery is safely handled
 (published, recognised as a duplicate, or kept as a dead-letter record with its reason), 401 for
 a sender that cannot prove itself and 400 for a body that is not the vendor's format (its fault:
-retrying will not help), 429 and 503 with Retry-After when the fault is ours or momentary (retry).
+retrying will not help), 429 and 503 with Retry-After when the fault is ours or momentary (retry:
+Kafka did not acknowledge, or a wait for a database connection, statement or lock timed out).
 Salesforce gets the SOAP acknowledgement it needs to stop resending, or a SOAP fault.
+
+A body is limited before it is read in full: a Content-Length past MAX_WEBHOOK_BODY_BYTES is refused
+(413) before a byte is read, and a body without one is counted as it streams in and refused as soon as
+it passes the limit; nothing is verified or parsed before that.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from datetime import UTC, datetime
 from types import ModuleType
 from typing import Literal
 
+import asyncpg
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
@@ -25,6 +31,7 @@ from services.ingest.crm.model import PayloadError, WebhookAuthError, WebhookReq
 from services.ingest.crm.pipeline import Summary
 from services.ingest.intake import KafkaUnavailable
 from shared.db import tenant_tx
+from shared.service import BUSY, BUSY_RETRY_AFTER_S
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 VENDORS: dict[str, ModuleType] = {"hubspot": hubspot, "pipedrive": pipedrive, "salesforce": salesforce}
@@ -64,6 +71,8 @@ async def receive(crm: Literal["hubspot", "pipedrive", "salesforce"], tenant: st
         summary, changes = await _handle(crm, tenant, request, ctx)
     except _Refusal as refusal:
         return _fail(crm, refusal.status, refusal.detail, refusal.retry_after)
+    except (*BUSY, asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as err:
+        return _fail(crm, 503, f"the delivery could not be stored now ({err}); retry later", BUSY_RETRY_AFTER_S)
     DELIVERIES.labels(crm, "200").inc()
     if crm == "salesforce":
         ack, content_type = salesforce.ack()
@@ -73,7 +82,10 @@ async def receive(crm: Literal["hubspot", "pipedrive", "salesforce"], tenant: st
 
 
 async def _handle(crm: str, tenant: str, request: Request, ctx: IngestContext) -> tuple[Summary, int]:
-    limit = ctx.settings.max_body_bytes
+    limit = min(ctx.settings.max_webhook_body_bytes, ctx.settings.max_body_bytes)  # the stricter of the two
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _Refusal(413, f"body of {declared} bytes exceeds the limit of {limit} bytes")
     body = bytearray()
     async for part in request.stream():
         body += part

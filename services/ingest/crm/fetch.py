@@ -3,16 +3,32 @@
 Only for tenants that gave ingest an API token (`tenants set-api-token`). Each vendor's documented
 read endpoint is called with a short timeout; any failure means "not fetched" and the record
 waits for later deliveries, as without a token.
+
+The base URL is the tenant's to choose, so a call is guarded as if it came from outside: the host is
+resolved first and refused when any of its addresses is not public (loopback, private, link-local,
+multicast, reserved, unspecified, and the same inside IPv4-mapped, 6to4, Teredo or NAT64 forms); the
+connection then goes to the address that was checked (no second lookup, no DNS rebinding), with the
+name kept for the Host header and TLS. Plain http, redirects and proxies from the environment are
+refused. Ids are percent-encoded as one path segment each, and a body is read streamed up to
+`CRM_API_MAX_RESPONSE_BYTES`, all within `CRM_API_TIMEOUT_S` in total. `CRM_API_ALLOWED_HOSTS` names
+hosts exempt from the address and https checks: local stand-ins in tests and development only.
+
+No database connection is held while the CRM answers: the caller reads the token (`load_access`)
+in a transaction of its own, ends it, fetches, and only then locks what the answer changes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import logging
-from collections.abc import Callable
-from dataclasses import replace
+import socket
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
+from urllib.parse import quote
 
 import asyncpg
 import httpx
@@ -21,7 +37,6 @@ from services.ingest.crm import values
 from services.ingest.crm.model import ActivityChange, DealChange, DealFields, PayloadError
 from services.ingest.crm.pipedrive import close_time_key
 from services.ingest.crm.salesforce_record import status as salesforce_status
-from shared.db import tenant_tx
 
 log = logging.getLogger(__name__)
 HUBSPOT_DEAL_PROPERTIES = "amount,deal_currency_code,dealstage,hubspot_owner_id,closedate,createdate,dealname"
@@ -132,55 +147,157 @@ def _converted(convert: Callable[[str, dict[str, Any]], DealChange], deal_id: st
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class CrmAccess:
+    """What a tenant gave ingest to read its CRM: the API token and the API's base URL."""
+
+    token: str
+    base_url: str
+
+
+async def load_access(conn: asyncpg.Connection, tenant: str, crm: str) -> CrmAccess | None:
+    """The tenant's API access to `crm`, or None when it gave no token (read in the caller's transaction)."""
+    row = await conn.fetchrow("SELECT token, base_url FROM crm_api_tokens WHERE tenant = $1 AND crm = $2",
+                              tenant, crm)
+    return CrmAccess(row["token"], row["base_url"]) if row else None
+
+
+class FetchRefused(Exception):
+    """A call the fetcher will not make (an internal address, plain http, an id that is no path segment)."""
+
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def is_public(address: str) -> bool:
+    """Whether `address` (an IP literal) is one the fetcher may connect to: a global unicast address,
+    also when an IPv4 address hides inside an IPv6 one (IPv4-mapped, 6to4, Teredo, NAT64).
+
+    >>> [is_public(a) for a in ("93.184.216.34", "127.0.0.1", "::ffff:10.0.0.1", "169.254.169.254")]
+    [True, False, False, False]
+    """
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
+        if ip in _NAT64:
+            inner.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+        if any(v4 is not None and not is_public(str(v4)) for v4 in inner):
+            return False
+    return ip.is_global and not (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast
+                                 or ip.is_reserved or ip.is_unspecified)
+
+
+def segment(value: str) -> str:
+    """`value` as exactly one URL path segment: every reserved character percent-encoded (`/`, `?`, `#`, `%`),
+    and the dot segments refused, which a URL would resolve away.
+
+    >>> segment("../../admin")
+    '..%2F..%2Fadmin'
+    """
+    if value in ("", ".", ".."):
+        raise FetchRefused(f"id {value!r} cannot be a path segment")
+    return quote(value, safe="")
+
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def resolve(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to (an IP literal resolves to itself)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
 class Fetcher:
     """Reads records from a tenant's CRM API, when the tenant gave a token."""
 
-    def __init__(self, pool: asyncpg.Pool, timeout_s: float = 5.0) -> None:
-        self._pool = pool
-        self._timeout = timeout_s
-
-    async def _token(self, tenant: str, crm: str) -> tuple[str, str] | None:
-        async with tenant_tx(self._pool, tenant) as conn:
-            row = await conn.fetchrow("SELECT token, base_url FROM crm_api_tokens WHERE tenant = $1 AND crm = $2",
-                                      tenant, crm)
-        return (row["token"], row["base_url"]) if row else None
+    def __init__(self, timeout_s: float = 10.0, max_bytes: int = 1024 * 1024,
+                 allowed_hosts: Iterable[str] = (), resolver: Resolver = resolve) -> None:
+        self._timeout, self._max_bytes = timeout_s, max_bytes
+        self._allowed = frozenset(h.strip().lower() for h in allowed_hosts if h.strip())
+        self._resolve = resolver
 
     async def _get(self, url: str, headers: dict[str, str], params: dict[str, str] | None = None) -> Any:
+        """The JSON body at `url`, or None (refused, failed, too large, too slow: logged)."""
         try:
-            async with httpx.AsyncClient(timeout=self._timeout) as client:
-                response = await client.get(url, headers=headers, params=params)
-            response.raise_for_status()
-            return values.load_json(response.content)
-        except (httpx.HTTPError, ValueError, RecursionError) as err:
+            async with asyncio.timeout(self._timeout):  # the whole call: lookup, connect, every byte
+                raw = await self._read(httpx.URL(url, params=params), headers)
+            return values.load_json(raw)
+        except (httpx.HTTPError, FetchRefused, TimeoutError, OSError, ValueError, RecursionError) as err:
             log.warning("crm api fetch failed", extra={"url": url, "error": repr(err)})
             return None
 
-    async def deal(self, tenant: str, crm: str, deal_id: str) -> DealChange | None:
-        """The deal's full current record from the CRM, or None (no token, not found, failure)."""
-        access = await self._token(tenant, crm)
-        if access is None:
+    async def _read(self, url: httpx.URL, headers: dict[str, str]) -> bytes:
+        host = url.host.lower()
+        allowed = host in self._allowed
+        if url.scheme != "https" and not (allowed and url.scheme == "http"):
+            raise FetchRefused(f"{url.scheme}:// is not allowed (https only)")
+        port = url.port or (443 if url.scheme == "https" else 80)
+        addresses = await self._resolve(host, port)
+        refused = [a for a in addresses if not is_public(a)]
+        if not addresses or (refused and not allowed):
+            raise FetchRefused(f"{host} resolves to an address that is not public: {refused or 'none'}")
+        failure: httpx.ConnectError | None = None
+        for address in addresses:  # in the resolver's order, as a browser would; each was checked above
+            try:
+                return await self._read_from(address, url, headers)
+            except httpx.ConnectError as err:
+                failure = err
+        assert failure is not None
+        raise failure
+
+    async def _read_from(self, address: str, url: httpx.URL, headers: dict[str, str]) -> bytes:
+        pinned = url.copy_with(host=address.split("%", 1)[0])  # the address checked: no second lookup
+        sent = {**headers, "Host": url.netloc.decode("ascii"), "Accept-Encoding": "identity"}
+        extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
+        async with httpx.AsyncClient(timeout=self._timeout, trust_env=False, follow_redirects=False) as client, \
+                client.stream("GET", pinned, headers=sent, extensions=extensions) as response:
+            if response.status_code != 200:
+                raise httpx.HTTPStatusError(f"status {response.status_code}", request=response.request,
+                                            response=response)
+            if response.headers.get("content-encoding", "identity").lower() != "identity":
+                raise FetchRefused("the answer is compressed although identity was asked for")
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self._max_bytes:
+                raise FetchRefused(f"the answer declares {declared} bytes, more than {self._max_bytes}")
+            body = bytearray()
+            async for chunk in response.aiter_raw():
+                body += chunk
+                if len(body) > self._max_bytes:
+                    raise FetchRefused(f"the answer exceeds {self._max_bytes} bytes")
+        return bytes(body)
+
+    async def deal(self, access: CrmAccess, crm: str, deal_id: str) -> DealChange | None:
+        """The deal's full current record from the CRM, or None (not found, refused, failure)."""
+        try:
+            path = segment(deal_id)
+        except FetchRefused as err:
+            log.warning("crm api fetch refused", extra={"deal": deal_id, "error": str(err)})
             return None
-        token, base = access
+        token, base = access.token, access.base_url
         if crm == "hubspot":
-            body = await self._get(f"{base}/crm/v3/objects/deals/{deal_id}", {"Authorization": f"Bearer {token}"},
+            body = await self._get(f"{base}/crm/v3/objects/deals/{path}", {"Authorization": f"Bearer {token}"},
                                    {"properties": HUBSPOT_DEAL_PROPERTIES})
             return _converted(hubspot_deal, deal_id, body)
         if crm == "pipedrive":
-            body = await self._get(f"{base}/api/v2/deals/{deal_id}", {"x-api-token": token})
+            body = await self._get(f"{base}/api/v2/deals/{path}", {"x-api-token": token})
             return _converted(pipedrive_deal, deal_id, body) if isinstance(body, dict) and body.get("success") else None
-        body = await self._get(f"{base}/services/data/{SALESFORCE_API}/sobjects/Opportunity/{deal_id}",
+        body = await self._get(f"{base}/services/data/{SALESFORCE_API}/sobjects/Opportunity/{path}",
                                {"Authorization": f"Bearer {token}"})
         return _converted(salesforce_deal, deal_id, body)
 
-    async def activity(self, tenant: str, crm: str, change: ActivityChange) -> ActivityChange | None:
+    async def activity(self, access: CrmAccess, crm: str, change: ActivityChange) -> ActivityChange | None:
         """HubSpot engagements arrive as bare ids: their owner, time and deal come from the API."""
-        access = await self._token(tenant, crm) if crm == "hubspot" else None
-        if access is None:
+        if crm != "hubspot":
             return None
-        token, base = access
+        try:
+            path = segment(change.activity_id)
+        except FetchRefused as err:
+            log.warning("crm api fetch refused", extra={"activity": change.activity_id, "error": str(err)})
+            return None
         objects = HUBSPOT_ENGAGEMENTS[change.kind]
-        body = await self._get(f"{base}/crm/v3/objects/{objects}/{change.activity_id}",
-                               {"Authorization": f"Bearer {token}"},
+        body = await self._get(f"{access.base_url}/crm/v3/objects/{objects}/{path}",
+                               {"Authorization": f"Bearer {access.token}"},
                                {"properties": HUBSPOT_ENGAGEMENT_PROPERTIES, "associations": "deals"})
         if not isinstance(body, dict):
             return None

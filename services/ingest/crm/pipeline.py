@@ -5,6 +5,14 @@ what can be published is published (acks=all) before the transaction commits, so
 rolls the merge back and the CRM's retry does it again. What cannot be mapped is kept as an open
 dead-letter record with the reason, and published as soon as a later delivery, a mapping change
 or the CRM's API completes it.
+
+One connection per unit of work, and no lock held across a network call: what a delivery needs
+from the CRM's API is fetched first (`_prefetch`: the token and the stored states are read in a
+short transaction of their own, then the connection goes back to the pool while the CRM answers);
+the transaction that locks, merges and publishes then runs on one connection, which it hands to
+`Intake.accept`, so the event ids are claimed in that same transaction. A delivery therefore never
+waits for a second connection while it holds one: any number of concurrent deliveries get through
+a pool of any size (the wait for the one connection is bounded by DB_ACQUIRE_TIMEOUT_S).
 """
 
 from __future__ import annotations
@@ -12,14 +20,14 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 from prometheus_client import Counter
 
-from services.ingest.crm.fetch import Fetcher
+from services.ingest.crm.fetch import CrmAccess, Fetcher, load_access
 from services.ingest.crm.mapping import TenantMaps, activity_data, deal_data
 from services.ingest.crm.model import ActivityChange, Change, DealChange
 from services.ingest.crm.state import FieldState, merge, view
@@ -42,6 +50,20 @@ class Summary:
     unchanged: int = 0
 
 
+@dataclass
+class Fetched:
+    """What the CRM's API answered before the transaction began: deals by id, activities by change id."""
+
+    deals: dict[str, DealChange] = field(default_factory=dict)
+    activities: dict[str, ActivityChange] = field(default_factory=dict)
+
+
+def needs_fetch(deal_id: str, state: FieldState, maps: TenantMaps) -> bool:
+    """A deal that is not deleted and cannot be mapped yet: its record may be completed from the CRM's API."""
+    current = view(state)
+    return not current.deleted and isinstance(deal_data(deal_id, current, maps, current.latest), list)
+
+
 async def load_maps(conn: asyncpg.Connection, tenant: Tenant, crm: str) -> TenantMaps:
     stages = dict(await conn.fetch("SELECT stage, status FROM crm_stage_map WHERE tenant = $1 AND crm = $2",
                                    tenant.slug, crm))
@@ -62,25 +84,63 @@ class CrmPipeline:
         for change in changes:
             if isinstance(change, DealChange):
                 deals[change.deal_id].append(change)
+        ordered = {deal_id: sorted(deals[deal_id], key=lambda c: c.changed_at) for deal_id in sorted(deals)}
+        fetched = await self._prefetch(tenant, crm, ordered, activities)
         async with tenant_tx(self._pool, tenant.slug) as conn:
             maps = await load_maps(conn, tenant, crm)
             summary = Summary()
             events: list[CanonicalEvent] = []
-            for deal_id in sorted(deals):
-                ordered = sorted(deals[deal_id], key=lambda c: c.changed_at)
-                event = await self._deal(conn, tenant, maps, deal_id, ordered, ordered[-1].event_id, summary)
+            for deal_id, deal_changes in ordered.items():
+                event = await self._deal(conn, tenant, maps, deal_id, deal_changes, deal_changes[-1].event_id,
+                                         summary, fetched.deals.get(deal_id))
                 if event is not None:
                     events.append(event)
             for activity in activities:
-                event = await self._activity(conn, tenant, maps, activity, summary)
+                event = await self._activity(conn, tenant, maps, fetched.activities.get(activity.event_id, activity),
+                                             summary)
                 if event is not None:
                     events.append(event)
-            await self._publish(tenant, events, summary)
+            await self._publish(conn, tenant, events, summary)
         return summary
+
+    async def _prefetch(self, tenant: Tenant, crm: str, deals: dict[str, list[DealChange]],
+                        activities: list[ActivityChange]) -> Fetched:
+        """Ask the CRM's API for the deals these changes leave incomplete and the activities without an owner,
+        holding no connection and no lock meanwhile. The locking transaction merges what came back (a field
+        only wins when it is newer, so a change that landed meanwhile is never undone)."""
+        bare = [a for a in activities if a.owner is None]
+        if not deals and not bare:
+            return Fetched()
+        async with tenant_tx(self._pool, tenant.slug) as conn:
+            access = await load_access(conn, tenant.slug, crm)
+            if access is None:
+                return Fetched()
+            maps = await load_maps(conn, tenant, crm)
+            stored = dict(await conn.fetch(
+                "SELECT deal_id, fields FROM crm_deals WHERE tenant = $1 AND crm = $2 AND deal_id = ANY($3::text[])",
+                tenant.slug, crm, list(deals)))
+        fetched = Fetched()
+        for deal_id, changes in deals.items():
+            state: FieldState = json.loads(stored[deal_id]) if deal_id in stored else {}
+            for change in changes:
+                state = merge(state, change)
+            if needs_fetch(deal_id, state, maps):
+                await self._fetch_deal(access, crm, deal_id, fetched)
+        for activity in bare:
+            completed = await self._fetcher.activity(access, crm, activity)
+            if completed is not None:
+                fetched.activities[activity.event_id] = completed
+        return fetched
+
+    async def _fetch_deal(self, access: CrmAccess, crm: str, deal_id: str, into: Fetched) -> None:
+        record = await self._fetcher.deal(access, crm, deal_id)
+        if record is not None:
+            into.deals[deal_id] = record
 
     async def reprocess(self, tenant: Tenant, crm: str) -> Summary:
         """Retry every open dead letter of `crm` (after a mapping changed)."""
         summary = Summary()
+        fetched = await self._prefetch_dead_letters(tenant, crm)
         async with tenant_tx(self._pool, tenant.slug) as conn:
             maps = await load_maps(conn, tenant, crm)
             rows = await conn.fetch(
@@ -91,23 +151,54 @@ class CrmPipeline:
             events: list[CanonicalEvent] = []
             for row in rows:
                 if row["object_type"] == "deal":
-                    event = await self._deal(conn, tenant, maps, row["object_id"], [], row["event_id"], summary)
+                    event = await self._deal(conn, tenant, maps, row["object_id"], [], row["event_id"], summary,
+                                             fetched.deals.get(row["object_id"]))
                 else:
-                    event = await self._activity(conn, tenant, maps, _activity_from(row["payload"]), summary)
+                    activity = _activity_from(row["payload"])
+                    event = await self._activity(conn, tenant, maps,
+                                                 fetched.activities.get(activity.event_id, activity), summary)
                 if event is not None:
                     events.append(event)
-            await self._publish(tenant, events, summary)
+            await self._publish(conn, tenant, events, summary)
         return summary
 
-    async def _publish(self, tenant: Tenant, events: list[CanonicalEvent], summary: Summary) -> None:
+    async def _prefetch_dead_letters(self, tenant: Tenant, crm: str) -> Fetched:
+        """`_prefetch` for the open dead letters: what the API may complete, fetched before they are locked."""
+        async with tenant_tx(self._pool, tenant.slug) as conn:
+            access = await load_access(conn, tenant.slug, crm)
+            if access is None:
+                return Fetched()
+            maps = await load_maps(conn, tenant, crm)
+            rows = await conn.fetch(
+                "SELECT l.object_type, l.object_id, l.payload, d.fields FROM crm_dead_letters l"
+                " LEFT JOIN crm_deals d ON d.tenant = l.tenant AND d.crm = l.crm AND d.deal_id = l.object_id"
+                " AND l.object_type = 'deal'"
+                " WHERE l.tenant = $1 AND l.crm = $2 AND l.resolved_at IS NULL ORDER BY l.id", tenant.slug, crm)
+        fetched = Fetched()
+        for row in rows:
+            if row["object_type"] == "deal":
+                state: FieldState = json.loads(row["fields"]) if row["fields"] else {}
+                if needs_fetch(row["object_id"], state, maps):
+                    await self._fetch_deal(access, crm, row["object_id"], fetched)
+                continue
+            activity = _activity_from(row["payload"])
+            if activity.owner is None and (completed := await self._fetcher.activity(access, crm, activity)):
+                fetched.activities[activity.event_id] = completed
+        return fetched
+
+    async def _publish(self, conn: asyncpg.Connection, tenant: Tenant, events: list[CanonicalEvent],
+                       summary: Summary) -> None:
+        """Claim and publish on the delivery's own connection, in its transaction (never a second connection)."""
         if not events:
             return
-        outcomes = await self._intake.accept(tenant, [Verdict(i, e.id, event=e) for i, e in enumerate(events)])
+        outcomes = await self._intake.accept(tenant, [Verdict(i, e.id, event=e) for i, e in enumerate(events)],
+                                             conn=conn)
         summary.accepted += sum(1 for o in outcomes if o.status == "accepted")
         summary.duplicate += sum(1 for o in outcomes if o.status == "duplicate")
 
     async def _deal(self, conn: asyncpg.Connection, tenant: Tenant, maps: TenantMaps, deal_id: str,
-                    changes: list[DealChange], cause: str, summary: Summary) -> CanonicalEvent | None:
+                    changes: list[DealChange], cause: str, summary: Summary,
+                    fetched: DealChange | None) -> CanonicalEvent | None:
         await conn.execute("INSERT INTO crm_deals (tenant, crm, deal_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                            tenant.slug, maps.crm, deal_id)
         row = await conn.fetchrow(
@@ -117,11 +208,9 @@ class CrmPipeline:
         for change in changes:
             state = merge(state, change)
         current = view(state)
-        if not current.deleted and isinstance(deal_data(deal_id, current, maps, current.latest), list):
-            fetched = await self._fetcher.deal(tenant.slug, maps.crm, deal_id)
-            if fetched is not None:
-                state = merge(state, fetched)
-                current = view(state)
+        if fetched is not None and needs_fetch(deal_id, state, maps):  # fetched before the lock (`_prefetch`)
+            state = merge(state, fetched)
+            current = view(state)
         emitted = json.loads(row["emitted"]) if row["emitted"] else None
         last: datetime | None = row["emitted_version"]
         version = max(current.latest, last + TICK) if last else current.latest
@@ -159,8 +248,6 @@ class CrmPipeline:
 
     async def _activity(self, conn: asyncpg.Connection, tenant: Tenant, maps: TenantMaps, change: ActivityChange,
                         summary: Summary) -> CanonicalEvent | None:
-        if change.owner is None:
-            change = await self._fetcher.activity(tenant.slug, maps.crm, change) or change
         data = activity_data(change.activity_id, change.kind, change.owner, change.occurred_at, change.deal_id,
                              change.duration_s, maps)
         if isinstance(data, list):

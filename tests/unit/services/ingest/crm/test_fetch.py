@@ -16,13 +16,19 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
-import asyncpg
 import pytest
 
 from services.ingest.crm import values
-from services.ingest.crm.fetch import Fetcher, hubspot_deal, hubspot_engagement, pipedrive_deal, salesforce_deal
+from services.ingest.crm.fetch import (
+    CrmAccess,
+    Fetcher,
+    hubspot_deal,
+    hubspot_engagement,
+    pipedrive_deal,
+    salesforce_deal,
+)
 from services.ingest.crm.model import ActivityChange, DealChange, DealFields, PayloadError
 
 HUBSPOT_DEAL = """{
@@ -227,31 +233,31 @@ def test_a_salesforce_close_date_that_is_not_a_date_makes_the_record_unreadable(
 # --- Fetcher: an unreadable record counts as not fetched -----------------------------------------------------------
 
 
+ACCESS = CrmAccess("token", "https://crm.example")
+
+
 class _CannedFetcher(Fetcher):
-    """A Fetcher whose token store and HTTP calls answer from memory."""
+    """A Fetcher whose HTTP calls answer from memory."""
 
     def __init__(self, body: Any) -> None:
-        super().__init__(pool=cast(asyncpg.Pool, None))
+        super().__init__()
         self.body = body
-
-    async def _token(self, tenant: str, crm: str) -> tuple[str, str] | None:
-        return "token", "https://crm.example"
 
     async def _get(self, url: str, headers: dict[str, str], params: dict[str, str] | None = None) -> Any:
         return self.body
 
 
 async def test_the_fetcher_returns_the_converted_record() -> None:
-    fetched = await _CannedFetcher(loaded(SALESFORCE_OPPORTUNITY)).deal("acme", "salesforce", "0065g00000Xk1AaAAJ")
+    fetched = await _CannedFetcher(loaded(SALESFORCE_OPPORTUNITY)).deal(ACCESS, "salesforce", "0065g00000Xk1AaAAJ")
     assert fetched is not None
     assert fetched.fields.status == "won"
 
 
 async def test_an_unreadable_record_is_not_fetched_rather_than_an_error() -> None:
     body = loaded(SALESFORCE_OPPORTUNITY, CreatedDate="yesterday")
-    assert await _CannedFetcher(body).deal("acme", "salesforce", "0065g00000Xk1AaAAJ") is None
+    assert await _CannedFetcher(body).deal(ACCESS, "salesforce", "0065g00000Xk1AaAAJ") is None
 
 
 async def test_a_pipedrive_answer_without_success_is_not_fetched() -> None:
     body = json.loads(PIPEDRIVE_DEAL.replace('"success": true', '"success": false'))
-    assert await _CannedFetcher(body).deal("acme", "pipedrive", "315") is None
+    assert await _CannedFetcher(body).deal(ACCESS, "pipedrive", "315") is None
