@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared import db, logs, metrics
+from shared import db, logs, metrics, ratelimit
 from shared.clock import Clock, clock_from_spec
 from shared.consumer import ConsumerLoop, Handler, TransactionalConsumer
 from shared.kafka import broker_reachable, create_producer, last_position
@@ -80,6 +80,9 @@ class ServiceSpec:
     # Refuse request bodies past MAX_BODY_BYTES for every route (413). ingest limits its own routes (its
     # NDJSON imports have a limit of their own, streamed), so it says False.
     limit_bodies: bool = True
+    # A cookie that carries a credential as the Authorization header does (kpi's dashboard): its reads are
+    # rate-limited per credential too (shared/ratelimit.py).
+    credential_cookie: str | None = None
 
 
 def _relay(spec: ServiceSpec, settings: ServiceSettings, pool: asyncpg.Pool) -> OutboxRelay:
@@ -242,6 +245,12 @@ async def _unstorable(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": f"a value cannot be stored: {exc}"}, status_code=422)
 
 
+# How the app answers errors no route translated: a value PostgreSQL cannot store (422), a timed-out wait (503).
+ERROR_ANSWERS: tuple[tuple[type[Exception], Callable[[Request, Exception], Coroutine[Any, Any, Response]]], ...] = (
+    (asyncpg.CharacterNotInRepertoireError, _unstorable), (asyncpg.UntranslatableCharacterError, _unstorable),
+    *((busy, _busy) for busy in BUSY))
+
+
 def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None = None) -> FastAPI:
     """The service's ASGI app; resources start in its lifespan."""
     loops: list[ConsumerLoop] = []
@@ -281,11 +290,13 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None
 
     app = FastAPI(title=f"Attain {spec.name}", lifespan=lifespan, **spec.openapi)
     app.add_middleware(EdgeGuards, limit=settings.max_body_bytes if spec.limit_bodies else None)
+    app.add_middleware(ratelimit.EdgeLimits, failure_rate=settings.auth_failure_rate_per_s,
+                       failure_burst=settings.auth_failure_burst, read_rate=settings.read_rate_per_s,
+                       read_burst=settings.read_burst, cookie=spec.credential_cookie,
+                       trusted_proxies=ratelimit.parse_networks(settings.trusted_proxies))
     app.add_middleware(RequestMetrics)
-    for unstorable in (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError):
-        app.add_exception_handler(unstorable, _unstorable)
-    for busy in BUSY:
-        app.add_exception_handler(busy, _busy)
+    for error, answer in ERROR_ANSWERS:
+        app.add_exception_handler(error, answer)
 
     app.add_api_route("/healthz", _healthz, methods=["GET"], tags=["operations"],
                       responses={503: {"description": "stuck: no progress (see shared/watchdog.py); restart"}})
@@ -366,5 +377,7 @@ def serve(spec: ServiceSpec, settings: ServiceSettings) -> None:
     # process ends "killed by SIGTERM" (exit status 143). A clean drain is a clean exit: 0, as Kubernetes and
     # the chaos suite expect. The handler found is this one (before uvicorn starts, it simply exits).
     signal.signal(signal.SIGTERM, _exit_cleanly)
+    # proxy_headers=False: who the client is behind a proxy is TRUSTED_PROXIES' to say (shared/ratelimit.py),
+    # not uvicorn's FORWARDED_ALLOW_IPS.
     uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_config=None,
-                access_log=False, timeout_graceful_shutdown=20)
+                access_log=False, timeout_graceful_shutdown=20, proxy_headers=False)

@@ -6,10 +6,11 @@ Defaults match the local stack (`deploy/local`) and `docker-compose.yml`.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -43,6 +44,27 @@ class ServiceSettings(BaseSettings):
     kafka_consumer_group_prefix: str = Field(default="attain", pattern=r"^[A-Za-z0-9._-]+$")
     # Static group membership: set per replica (e.g. the pod name) so restarts do not rebalance.
     kafka_group_instance_id: str | None = None
+
+    # Rate limits at the HTTP edge (shared/ratelimit.py), per replica. A request that fails authentication
+    # (401/403) costs its client address a token: past the burst the address gets 429 until it refilled.
+    auth_failure_rate_per_s: float = Field(default=0.5, gt=0)
+    auth_failure_burst: float = Field(default=20.0, ge=1)
+    # Reads (GET, HEAD) per credential (bearer token, the dashboard's cookie) that authenticated before.
+    read_rate_per_s: float = Field(default=20.0, gt=0)
+    read_burst: float = Field(default=100.0, ge=1)
+    # Reverse proxies whose X-Forwarded-For names the client: addresses or networks, comma-separated. Empty:
+    # the client is the TCP peer, whatever the header says.
+    trusted_proxies: str = ""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: str) -> str:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError as err:
+                raise ValueError(f"TRUSTED_PROXIES: {part!r} is not an address or network") from err
+        return value
 
     # The largest request body a service reads (413 beyond); ingest's default is larger (IngestSettings).
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)

@@ -28,5 +28,6 @@ SPEC = ServiceSpec(
     routers=[router, pages.router],
     timers=[live.run],
     context=pages.make_context,
+    credential_cookie=pages.COOKIE,  # the dashboard's reads are rate-limited per token too
     openapi={"description": "Attainment state per rep and team.", "version": "1"},
 )

@@ -75,6 +75,11 @@ def _service_env(name: str) -> dict[str, str]:
         # Fuzzing sends thousands of requests: high enough that most are not throttled, low enough to test 429.
         "RATE_LIMIT_REQUESTS_PER_S": "500",
         "RATE_LIMIT_REQUEST_BURST": "500",
+        # Every test calls from 127.0.0.1: one client address, and a few tokens read hard, for the whole session.
+        # The edge limits' own tests run apps of their own (tests/integration/exposure, tests/unit/shared).
+        "AUTH_FAILURE_BURST": "1000",
+        "READ_RATE_PER_S": "1000",
+        "READ_BURST": "1000",
         # test_crm_fetch's stand-in CRM API listens on loopback, which the fetcher refuses unless allowed.
         "CRM_API_ALLOWED_HOSTS": "127.0.0.1",
         "DASHBOARD_COACHING_URL": f"http://127.0.0.1:{PORTS['coaching']}",

@@ -27,6 +27,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from services.kpi.dashboard import live, queries, view
 from services.kpi.figures import figures
 from services.kpi.settings import KpiSettings
+from shared import ratelimit
 from shared.auth import tenant_of_token
 from shared.db import tenant_tx
 from shared.events import Metric
@@ -73,6 +74,7 @@ async def session_tenant(request: Request, rt: Rt) -> str:
             found = await tenant_of_token(conn, token)
         if found is not None:
             return found
+        ratelimit.note_failed_authentication(request.scope)  # a guessed token counts as a bad bearer token does
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     raise HTTPException(303, "sign in first", headers={"Location": f"/signin?next={quote(here)}"})
 
