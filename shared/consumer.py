@@ -8,13 +8,18 @@ Row-level security (shared/db.py): inside the batch's one transaction, each tena
 handler in turn, with the transaction scoped to that tenant, so a handler can only read and write the
 rows of the tenant whose events it is applying.
 
-Error policy:
+Error policy (`transient`):
 - a record that cannot be decoded or validated goes to `<topic>.dlq` with headers saying why, is
   counted, and the batch goes on;
-- a transient failure (database or broker down) leaves the batch uncommitted and retries it with
-  backoff; `healthy` is false meanwhile, which turns readiness false;
+- a transient failure leaves the batch uncommitted and retries it with backoff; `healthy` is false
+  meanwhile, which turns readiness false. Transient: the broker or the database down, and every
+  PostgreSQL error that is not about the data (a full disk, out of memory, too many connections, an
+  administrator's shutdown, a serialization failure or deadlock, a statement or lock timeout, an
+  internal error, even a missing column): anything but SQLSTATE classes 22 (data exception) and 23
+  (integrity constraint violation);
 - any other exception from the handler makes the batch be re-applied one record at a time, and the
-  record that still fails is dead-lettered: one bad event never blocks a partition.
+  record that still fails on its own is dead-lettered: one bad event never blocks a partition, and a
+  valid event is never dead-lettered for a fault of the database.
 
 Cost per record (issue 15): the loop fetches and decodes the next batch while the current one's
 transaction runs (decoding never holds a connection); a batch may linger (`linger_s`) for more records
@@ -59,6 +64,25 @@ TRANSIENT = (TransientError, OSError, asyncpg.InterfaceError, asyncpg.InternalCl
              asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError,
              asyncpg.SerializationError, asyncpg.DeadlockDetectedError, asyncpg.QueryCanceledError,
              asyncpg.LockNotAvailableError, KafkaError, TimeoutError)
+# The SQLSTATE classes of errors about the data a statement was given: the only database errors a record can
+# cause on its own (22: data exception, 23: integrity constraint violation). Every other class says
+# something about the database (08 connection, 40 rollback, 53 insufficient resources such as 53100 disk
+# full, 55P03 lock not available, 57 operator intervention, 58 system error, XX internal, 42 a statement the
+# schema does not match): retried, never dead-lettered.
+RECORD_SQLSTATE_CLASSES = ("22", "23")
+
+
+def transient(err: BaseException) -> bool:
+    """Whether `err` is a failure of a dependency (retry the batch) rather than possibly of a record.
+
+    >>> transient(asyncpg.DiskFullError("could not extend file")), transient(asyncpg.UniqueViolationError())
+    (True, False)
+    """
+    if isinstance(err, TRANSIENT):
+        return True
+    if isinstance(err, asyncpg.PostgresError):
+        return not (err.sqlstate or "").startswith(RECORD_SQLSTATE_CLASSES)
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +175,9 @@ class TransactionalConsumer:
                 self.healthy = True
                 self.after_commit()
                 return
-            except TRANSIENT as err:
+            except Exception as err:
+                if not transient(err):
+                    raise
                 self.healthy = False
                 metrics.TRANSIENT_ERRORS.labels(self.group_id).inc()
                 log.warning("batch not applied, will retry", extra={"group": self.group_id,
@@ -162,17 +188,17 @@ class TransactionalConsumer:
     async def _apply(self, records: Sequence[ConsumerRecord], decoded: dict[int, Incoming | str] | None) -> None:
         try:
             await self._apply_in_one_transaction(records, decoded=decoded)
-        except TRANSIENT:
-            raise
-        except Exception:  # a handler bug or unforeseen data: isolate the culprit record
+        except Exception as err:  # a handler bug or unforeseen data: isolate the culprit record
+            if transient(err):
+                raise
             log.exception("batch failed, applying record by record", extra={"group": self.group_id})
             for record in records:
                 try:
                     await self._apply_in_one_transaction([record])
-                except TRANSIENT:
-                    raise
-                except Exception as err:
-                    await self._apply_in_one_transaction([record], failure=f"handler failed: {err!r}")
+                except Exception as alone:
+                    if transient(alone):
+                        raise
+                    await self._apply_in_one_transaction([record], failure=f"handler failed: {alone!r}")
 
     async def _apply_in_one_transaction(self, records: Sequence[ConsumerRecord], failure: str | None = None,
                                         decoded: dict[int, Incoming | str] | None = None) -> None:

@@ -1,6 +1,10 @@
 """Prometheus metrics common to every service; each service adds its own next to its code."""
 
+import logging
+
 from prometheus_client import Counter, Gauge, Histogram
+
+_log = logging.getLogger("attain.timers")
 
 CONSUMED = Counter(
     "attain_consumed_messages_total",
@@ -38,6 +42,11 @@ TRANSIENT_ERRORS = Counter(
     "Retries after a dependency (database, broker) failed; the batch was not committed.",
     ["component"],
 )
+TIMER_FAILURES = Counter(
+    "attain_timer_failures_total",
+    "Passes of a periodic job (timer) that failed on something else than a dependency; it runs again next time.",
+    ["component"],
+)
 OUTBOX_PUBLISHED = Counter(
     "attain_outbox_published_total", "Events published to Kafka from the outbox, by topic and event type.",
     ["topic", "type"]
@@ -53,3 +62,14 @@ OUTBOX_DEAD = Counter(
     ["topic", "error"],
 )
 READY = Gauge("attain_ready", "1 while /readyz answers 200.")
+
+
+def count_timer_failure(component: str, err: BaseException, is_transient: bool) -> None:
+    """A periodic job's failed pass: a dependency's (`attain_transient_errors_total`, a warning) or anything
+    else (`attain_timer_failures_total`, logged with its traceback). Either way the job runs again."""
+    if is_transient:
+        TRANSIENT_ERRORS.labels(component).inc()
+        _log.warning("%s failed, will retry", component, extra={"error": repr(err)})
+    else:
+        TIMER_FAILURES.labels(component).inc()
+        _log.error("%s failed, will run again next time", component, exc_info=err, extra={"error": repr(err)})

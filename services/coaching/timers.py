@@ -29,7 +29,7 @@ from services.coaching.repository import PgStore
 from services.coaching.settings import CoachingSettings
 from services.coaching.store import Outgoing
 from shared import metrics
-from shared.consumer import TRANSIENT
+from shared.consumer import transient
 from shared.db import all_tenants_tx, set_tenant, tenant_tx
 from shared.events import TaskEscalated
 from shared.service import Runtime
@@ -129,9 +129,9 @@ async def evaluate_owed(pool: asyncpg.Pool, now: datetime, defaults: Policy) -> 
             async with all_tenants_tx(pool) as conn:
                 owed = await repo.take_owed(conn, OWED_CHUNK)
                 await _evaluate(conn, owed, now, defaults)
-        except TRANSIENT:
-            raise
-        except Exception:
+        except Exception as err:
+            if transient(err):
+                raise
             log.exception("evaluation failed, evaluating its reps one by one")
             owed = await _evaluate_one_by_one(pool, now, defaults)
         evaluated += len(owed)
@@ -159,9 +159,9 @@ async def _evaluate_one_by_one(pool: asyncpg.Pool, now: datetime, defaults: Poli
                 await repo.drop_owed(conn, tenant, rep_id)
                 await _evaluate(conn, [(tenant, rep_id)], now, defaults)
             done.append((tenant, rep_id))
-        except TRANSIENT:
-            raise
-        except Exception:
+        except Exception as err:
+            if transient(err):
+                raise
             log.exception("evaluation of one rep failed, dropped", extra={"tenant": tenant, "rep_id": rep_id})
             EVALUATIONS.labels("failed").inc()
             async with tenant_tx(pool, tenant) as conn:
@@ -201,11 +201,11 @@ async def periodic_evaluation(rt: Runtime) -> None:
 
 
 async def _every(interval_s: float, work: Callable[[], Awaitable[None]], component: str) -> None:
-    """Run `work` every `interval_s`; a transient failure is counted, logged and retried next time."""
+    """Run `work` every `interval_s`; a failure is counted, logged and retried next time: a timer never dies
+    (a dead task would stop check-ins for good, without a word)."""
     while True:
         await asyncio.sleep(interval_s)
         try:
             await work()
-        except TRANSIENT as err:
-            metrics.TRANSIENT_ERRORS.labels(component).inc()
-            log.warning(f"{component} failed, will retry", extra={"error": repr(err)})
+        except Exception as err:
+            metrics.count_timer_failure(component, err, transient(err))

@@ -54,7 +54,7 @@ from services.recognition.rules import closed_periods, leaderboard_finishes, tea
 from services.recognition.settings import RecognitionSettings
 from services.recognition.standings import rep_figures, standings_by_team, teams_of, won_in
 from shared import metrics
-from shared.consumer import TRANSIENT, Handler, Incoming
+from shared.consumer import Handler, Incoming, transient
 from shared.db import tenant_tx
 from shared.events import (
     ActivityLogged,
@@ -270,6 +270,5 @@ async def period_closer(rt: Runtime) -> None:
             if announced := await settle_closed_periods(rt.pool, rt.clock.now(), cache):
                 rt.relay.wake()
                 log.info("period closes settled", extra={"celebrations": announced})
-        except TRANSIENT as err:
-            metrics.TRANSIENT_ERRORS.labels("recognition-timer").inc()
-            log.warning("period closes not settled, will retry", extra={"error": repr(err)})
+        except Exception as err:  # never dies: a dead timer would stop period celebrations for good
+            metrics.count_timer_failure("recognition-timer", err, transient(err))
