@@ -4,11 +4,14 @@ clock the test moves (coaching's due dates and cool-downs, recognition's period 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import json
+import os
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,12 +20,16 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from fastapi import FastAPI
 
+from services.ingest.app import SPEC as INGEST
+from services.ingest.settings import IngestSettings
+from services.kpi.app import SPEC as KPI
+from services.kpi.settings import KpiSettings
 from shared import topics
 from shared.clock import FixedClock
 from shared.cloudevents import CloudEvent, encode, message_key
 from shared.service import ServiceSpec, create_app
 from shared.settings import ServiceSettings
-from tests.integration.conftest import BOOTSTRAP
+from tests.integration.conftest import BOOTSTRAP, ROOT
 
 
 async def start_group_at_end(group: str, names: Sequence[str]) -> None:
@@ -102,3 +109,40 @@ async def until(db_url: str, probe: Callable[[asyncpg.Connection], Awaitable[Any
             await asyncio.sleep(0.2)
     finally:
         await conn.close()
+
+
+# What kpi consumes: a kpi replica started "at the end" of these sees only what its test sends.
+KPI_CONSUMES = [topics.DEALS.name, topics.ACTIVITIES.name, topics.ROSTER.name, topics.TARGETS.name,
+                topics.TENANTS.name]
+
+
+@contextlib.asynccontextmanager
+async def ingest_and_kpi(database_url: str, prefix: str, clock: FixedClock,
+                         **kpi_settings: Any) -> AsyncIterator[tuple[Replica, Replica]]:
+    """ingest and kpi in-process on `database_url`, kpi's group (`<prefix>-kpi`) starting at the topics' end;
+    `kpi_settings` on top of kpi's. Stopped on exit."""
+    await start_group_at_end(f"{prefix}-kpi", KPI_CONSUMES)
+    common: dict[str, Any] = {"database_url": database_url, "kafka_bootstrap_servers": BOOTSTRAP,
+                              "kafka_consumer_group_prefix": prefix, "outbox_poll_interval_s": 0.2,
+                              "log_format": "text"}
+    ingest = await Replica(INGEST, IngestSettings(**common), clock).start()
+    kpi = await Replica(KPI, KpiSettings(**common, **kpi_settings), clock).start()
+    try:
+        yield ingest, kpi
+    finally:
+        for replica in (kpi, ingest):
+            await replica.stop()
+            await replica.http.aclose()
+
+
+async def create_tenant(database_url: str, prefix: str, timezone: str = "Europe/Berlin") -> tuple[str, str]:
+    """`python -m services.ingest tenants create` on `database_url`, as an operator runs it: slug and token."""
+    slug = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.ingest", "tenants", "create", slug, "--timezone", timezone, cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": database_url}, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    created: dict[str, str] = json.loads(out)
+    return created["tenant"], created["token"]

@@ -9,10 +9,7 @@ is every metric of this process, both services' included.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import re
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -22,17 +19,11 @@ from typing import Any
 import httpx
 import pytest
 
-from services.ingest.app import SPEC as INGEST
-from services.ingest.settings import IngestSettings
-from services.kpi.app import SPEC as KPI
-from services.kpi.settings import KpiSettings
-from shared import topics
 from shared.clock import FixedClock
 from tests.factories import deal, rep, target, this_quarter
 from tests.integration import inprocess
-from tests.integration.conftest import BOOTSTRAP, ROOT, fresh_database
+from tests.integration.conftest import fresh_database
 
-CONSUMED = [topics.DEALS.name, topics.ACTIVITIES.name, topics.ROSTER.name, topics.TARGETS.name, topics.TENANTS.name]
 # Amounts no histogram bucket or counter would show by chance; the attainment is 7319.47 / 12345.67.
 WON, TEAM_TARGET, ATTAINMENT = "7319.47", "12345.67", "0.5929"
 BUSINESS_LABELS = {"tenant", "team", "team_id", "rep", "rep_id", "manager", "manager_id", "scope_id"}
@@ -41,32 +32,9 @@ BUSINESS_LABELS = {"tenant", "team", "team_id", "rep", "rep_id", "manager", "man
 @pytest.fixture(scope="module")
 async def pair(stack: None) -> AsyncIterator[tuple[inprocess.Replica, inprocess.Replica]]:
     db = await fresh_database(f"exposure_m_{uuid.uuid4().hex[:8]}")
-    prefix = f"attain-exposure-{uuid.uuid4().hex[:8]}"
-    await inprocess.start_group_at_end(f"{prefix}-kpi", CONSUMED)
-    common: dict[str, Any] = {"database_url": db, "kafka_bootstrap_servers": BOOTSTRAP, "log_format": "text",
-                              "kafka_consumer_group_prefix": prefix, "outbox_poll_interval_s": 0.2}
-    clock = FixedClock(datetime.now(UTC))
-    ingest = await inprocess.Replica(INGEST, IngestSettings(**common), clock).start()
-    kpi = await inprocess.Replica(KPI, KpiSettings(**common), clock).start()
-    try:
-        yield ingest, kpi
-    finally:
-        for replica in (kpi, ingest):
-            await replica.stop()
-            await replica.http.aclose()
-
-
-async def create_tenant(db_url: str) -> tuple[str, str]:
-    """`python -m services.ingest tenants create` on the test's database: the slug and its token."""
-    slug = f"x-{uuid.uuid4().hex[:10]}"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.ingest", "tenants", "create", slug, "--timezone", "Europe/Berlin",
-        cwd=ROOT, env={**os.environ, "DATABASE_URL": db_url}, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    created = json.loads(out)
-    return created["tenant"], created["token"]
+    async with inprocess.ingest_and_kpi(db, f"attain-exposure-{uuid.uuid4().hex[:8]}",
+                                        FixedClock(datetime.now(UTC))) as replicas:
+        yield replicas
 
 
 def team_target(team_id: str, period: str, value: str) -> dict[str, Any]:
@@ -78,7 +46,7 @@ def team_target(team_id: str, period: str, value: str) -> dict[str, Any]:
 async def test_metrics_name_no_tenant_team_or_rep_and_carry_no_figure(
         pair: tuple[inprocess.Replica, inprocess.Replica]) -> None:
     ingest, kpi = pair
-    tenant, token = await create_tenant(kpi.settings.database_url)
+    tenant, token = await inprocess.create_tenant(kpi.settings.database_url, "x")
     auth = {"Authorization": f"Bearer {token}"}
     quarter, moment = this_quarter(timedelta(hours=1))
     team_id, rep_id = f"team-{uuid.uuid4().hex[:8]}", f"rep-{uuid.uuid4().hex[:8]}"

@@ -6,10 +6,6 @@ ingest and kpi run in-process on the real broker and a database of their own, on
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -17,18 +13,12 @@ from decimal import Decimal
 
 import pytest
 
-from services.ingest.app import SPEC as INGEST
-from services.ingest.settings import IngestSettings
-from services.kpi.app import SPEC as KPI
-from services.kpi.settings import KpiSettings
-from shared import topics
 from shared.clock import FixedClock
 from tests.factories import target
 from tests.integration import inprocess
-from tests.integration.conftest import BOOTSTRAP, ROOT, fresh_database
+from tests.integration.conftest import fresh_database
 
 NOW = datetime(2026, 11, 18, 10, tzinfo=UTC)
-CONSUMED = [topics.DEALS.name, topics.ACTIVITIES.name, topics.ROSTER.name, topics.TARGETS.name, topics.TENANTS.name]
 
 
 @pytest.fixture(scope="module")
@@ -39,35 +29,15 @@ async def database(stack: None) -> str:
 @pytest.fixture
 async def replicas(database: str) -> AsyncIterator[tuple[inprocess.Replica, inprocess.Replica]]:
     prefix = f"attain-future-{uuid.uuid4().hex[:8]}"
-    await inprocess.start_group_at_end(f"{prefix}-kpi", CONSUMED)
-    common = {"database_url": database, "kafka_bootstrap_servers": BOOTSTRAP, "kafka_consumer_group_prefix": prefix,
-              "outbox_poll_interval_s": 0.2, "log_format": "text"}
-    kpi = await inprocess.Replica(KPI, KpiSettings(**common, kafka_group_instance_id=f"{prefix}-a"),  # type: ignore[arg-type]
-                                  FixedClock(NOW)).start()
-    ingest = await inprocess.Replica(INGEST, IngestSettings(**common), FixedClock(NOW)).start()  # type: ignore[arg-type]
-    try:
-        yield ingest, kpi
-    finally:
-        for replica in (ingest, kpi):
-            await replica.stop()
-            await replica.http.aclose()
-
-
-async def new_tenant(db_url: str) -> tuple[str, str]:
-    """`python -m services.ingest tenants create`: the slug and its token."""
-    slug = f"f-{uuid.uuid4().hex[:10]}"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.ingest", "tenants", "create", slug, "--timezone", "Europe/Berlin", cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": db_url}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    return slug, json.loads(out)["token"]
+    async with inprocess.ingest_and_kpi(database, prefix, FixedClock(NOW),
+                                        kafka_group_instance_id=f"{prefix}-a") as replicas:
+        yield replicas
 
 
 async def test_a_target_dated_2099_is_refused_and_the_correction_that_follows_applies(
         database: str, replicas: tuple[inprocess.Replica, inprocess.Replica]) -> None:
     ingest, kpi = replicas
-    slug, token = await new_tenant(database)
+    slug, token = await inprocess.create_tenant(database, "f")
     auth = {"authorization": f"Bearer {token}"}
 
     future = target("rep-1", "2026-Q4", "999999", at=datetime(2099, 1, 1, tzinfo=UTC))
