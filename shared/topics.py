@@ -12,6 +12,9 @@ from typing import Literal
 
 Cleanup = Literal["delete", "compact"]
 
+FOREVER = -1  # retention.ms: never delete by age
+DLQ_RETENTION_MS = 14 * 24 * 3600 * 1000  # dead letters wait for a human: twice the broker's default week
+
 
 @dataclass(frozen=True, slots=True)
 class Topic:
@@ -20,6 +23,17 @@ class Topic:
     name: str
     partitions: int
     cleanup: Cleanup
+    # None: the broker's default (log.retention.ms, 7 days). The source topics keep everything: `kpi rebuild`
+    # replays them from the beginning (docs/architecture.md, "How far back a rebuild reaches").
+    retention_ms: int | None = None
+
+    @property
+    def configs(self) -> dict[str, str]:
+        """The topic-level configs it is created (and reconciled) with; min.insync.replicas is the cluster's."""
+        out: dict[str, str] = {"cleanup.policy": self.cleanup}
+        if self.retention_ms is not None:
+            out["retention.ms"] = str(self.retention_ms)
+        return out
 
     @property
     def dlq(self) -> str:
@@ -27,10 +41,14 @@ class Topic:
         return f"{self.name}.dlq"
 
 
-DEALS = Topic("sales.deals.v1", 6, "delete")
-ACTIVITIES = Topic("sales.activities.v1", 6, "delete")
-ROSTER = Topic("sales.roster.v1", 3, "compact")
-TARGETS = Topic("sales.targets.v1", 3, "compact")
+# The source topics are the system of record a rebuild replays: kept forever. Deals and activities are keyed
+# per rep (`<tenant>:<rep_id>`, docs/contract.md), so compacting them would keep one deal per rep: they keep
+# every record instead. Roster and targets are compacted (the latest version per key); retention.ms is stated
+# so that no `compact,delete` policy ever ages them out.
+DEALS = Topic("sales.deals.v1", 6, "delete", FOREVER)
+ACTIVITIES = Topic("sales.activities.v1", 6, "delete", FOREVER)
+ROSTER = Topic("sales.roster.v1", 3, "compact", FOREVER)
+TARGETS = Topic("sales.targets.v1", 3, "compact", FOREVER)
 ATTAINMENT = Topic("kpi.attainment.v1", 6, "compact")
 TASKS = Topic("coaching.tasks.v1", 3, "delete")
 # Ours (beyond the contract's list): action-plan step outcomes and the weekly review digests.
@@ -48,9 +66,9 @@ ALL: tuple[Topic, ...] = (DEALS, ACTIVITIES, ROSTER, TARGETS, ATTAINMENT, TASKS,
 
 
 def all_with_dlq() -> list[Topic]:
-    """Every topic of the contract plus its `.dlq` (dead letters are never compacted)."""
+    """Every topic of the contract plus its `.dlq` (dead letters are never compacted, and kept 14 days)."""
     out: list[Topic] = []
     for topic in ALL:
         out.append(topic)
-        out.append(Topic(topic.dlq, 1, "delete"))
+        out.append(Topic(topic.dlq, 1, "delete", DLQ_RETENTION_MS))
     return out

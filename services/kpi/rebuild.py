@@ -1,6 +1,6 @@
 """Rebuild kpi's state from the topics, from the beginning, and check it against the live state.
 
-    python -m services.kpi rebuild [--tenant SLUG] [--schema kpi_rebuild] [--replace]
+    python -m services.kpi rebuild [--tenant SLUG] [--schema kpi_rebuild] [--replace [--force]]
 
 1. A fresh schema (`kpi_rebuild`) gets kpi's migrations.
 2. A read-only REPEATABLE READ snapshot of the live schema fixes the point to rebuild to: the
@@ -14,9 +14,13 @@
    with the snapshot, by a digest first and row by row where the digests differ. Exit status 0
    when equal, 1 when not (the differences are printed), 2 on a usage or connection problem.
 
-`--replace` then swaps the rebuilt schema in for the live one, equal or not (the old one is kept,
-renamed `kpi_replaced_<time>`); it needs a full rebuild and refuses while the kpi group has
-members: stop kpi first. Figures that do not depend on the order of batches are compared; a figure's
+`--replace` then swaps the rebuilt schema in for the live one (the old one is kept, renamed
+`kpi_replaced_<time>`); it needs a full rebuild and refuses while the kpi group has members: stop kpi
+first. When the rebuilt state differs from the live state it refuses too (exit 1, the differences
+printed, nothing swapped) unless `--force` is given: a difference is either damage in the live state
+(what `--force` repairs) or history the topics no longer hold (records older than a topic's retention,
+versions compacted away: docs/architecture.md, "How far back a rebuild reaches"), which a swap would
+lose for good. Figures that do not depend on the order of batches are compared; a figure's
 revision and time stamp do (they count and date the batches), so they are left out.
 """
 
@@ -191,6 +195,9 @@ async def run(args: argparse.Namespace, settings: KpiSettings, console: Console)
     if args.replace and tenant is not None:
         console.print("error: --replace needs a full rebuild (without --tenant)")
         return EXIT_PROBLEM
+    if args.force and not args.replace:
+        console.print("error: --force only applies to --replace")
+        return EXIT_PROBLEM
     admin = await asyncpg.connect(settings.database_url)
     try:
         await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
@@ -228,7 +235,12 @@ async def run(args: argparse.Namespace, settings: KpiSettings, console: Console)
         console.print(f"rebuilt state differs from the live state in {len(differences)} table(s)")
     else:
         console.print(f"rebuilt state equals the live state ({len(TABLES)} tables compared)")
-    if args.replace:  # the operator wants the recount, whatever the live state was
+    if args.replace and differences and not args.force:
+        console.print("refusing to --replace: the rebuilt state differs from the live state (see above); the live"
+                      " schema is unchanged. If the live state is the damaged one, and the topics still hold all"
+                      " of its history, run again with --replace --force")
+        return EXIT_DIFFERENT
+    if args.replace:
         return await _replace(settings, schema, live_schema, group, console)
     return EXIT_DIFFERENT if differences else EXIT_SAME
 
@@ -258,7 +270,10 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m services.kpi rebuild", description=__doc__.split("\n\n")[0])
     p.add_argument("--tenant", help="rebuild and compare only this tenant")
     p.add_argument("--schema", default="kpi_rebuild", help="where to rebuild (dropped first; default kpi_rebuild)")
-    p.add_argument("--replace", action="store_true", help="swap the rebuilt schema in when equal (kpi stopped)")
+    p.add_argument("--replace", action="store_true",
+                   help="swap the rebuilt schema in (kpi stopped); refused when it differs, unless --force")
+    p.add_argument("--force", action="store_true",
+                   help="with --replace: swap even when the rebuilt state differs from the live state")
     return p
 
 

@@ -1,6 +1,6 @@
 """`python -m services.kpi rebuild`: replays the topics into a fresh schema, with kpi's own code, and
 finds the live state equal; when the live state was damaged, it says where, and `--replace` is refused
-while kpi runs."""
+while kpi runs, and when the rebuilt state differs unless `--force` is given."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import uuid
 from datetime import timedelta
 
 import asyncpg
+import pytest
 
 from services.kpi.app import SPEC
 from shared import db, topics
@@ -84,9 +85,11 @@ async def test_a_rebuild_from_the_topics_equals_the_live_state_and_finds_damage(
     assert code == 2 and "--replace needs a full rebuild" in out, out
 
 
-async def test_replace_swaps_a_full_rebuild_in_and_keeps_the_old_schema(services: dict[str, str]) -> None:
+@pytest.mark.timeout(900)  # three full replays of the shared broker's topics (refused, forced, checked)
+async def test_replace_swaps_a_full_rebuild_in_and_keeps_the_old_schema(stack: None) -> None:
     """A deployment whose kpi state is lost (an empty schema) but whose group stands at the topics' ends:
-    `--replace` rebuilds everything, swaps it in, and a second check finds it equal."""
+    `--replace` refuses the different rebuilt state; `--replace --force` rebuilds everything, swaps it in,
+    and a second check finds it equal."""
     url = await fresh_database("attain_rebuild_replace")
     prefix = f"attain-replace-{uuid.uuid4().hex[:8]}"
     ends = await end_offsets([t.name for t in (topics.DEALS, topics.ACTIVITIES, topics.ROSTER, topics.TARGETS,
@@ -102,7 +105,18 @@ async def test_replace_swaps_a_full_rebuild_in_and_keeps_the_old_schema(services
         await pool.close()
     env = {"DATABASE_URL": url, "KAFKA_CONSUMER_GROUP_PREFIX": prefix}
 
+    # a difference is refused without --force: the live schema stays, nothing is swapped
     code, out = _rebuild("--replace", env=env)
+    assert code == 1, out
+    assert "differs from the live state" in out and "refusing to --replace" in out and "replaced:" not in out, out
+    conn = await asyncpg.connect(url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM kpi.deals") == 0
+        assert await conn.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'kpi_replaced_%'") == 0
+    finally:
+        await conn.close()
+
+    code, out = _rebuild("--replace", "--force", env=env)
     assert code == 0, out
     assert "differs from the live state" in out and "replaced: the rebuilt state is now schema 'kpi'" in out, out
     conn = await asyncpg.connect(url)
