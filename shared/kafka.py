@@ -60,8 +60,9 @@ def create_producer(settings: ServiceSettings, client_id: str,
 
 async def broker_reachable(producer: AIOKafkaProducer, timeout_s: float = 3.0) -> bool:
     """True when the cluster answered a metadata request within `timeout_s`."""
-    try:
-        await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout_s)
+    try:  # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the caller's cancellation
+        async with asyncio.timeout(timeout_s):
+            await producer.client.fetch_all_metadata()
     except (KafkaError, TimeoutError, OSError):
         return False
     return True

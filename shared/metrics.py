@@ -47,6 +47,10 @@ TIMER_FAILURES = Counter(
     "Passes of a periodic job (timer) that failed on something else than a dependency; it runs again next time.",
     ["component"],
 )
+STOP_ABANDONED = Counter(
+    "attain_stop_abandoned_tasks_total",
+    "Background tasks a stopping service went on without after cancelling them for STOP_GIVE_UP_S (a bug).",
+)
 OUTBOX_PUBLISHED = Counter(
     "attain_outbox_published_total", "Events published to Kafka from the outbox, by topic and event type.",
     ["topic", "type"]

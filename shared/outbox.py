@@ -265,8 +265,15 @@ class OutboxRelay:
         self.healthy = True
         self.leader = False
         self.idle = False  # the leader waits for a notification, a wake() or the safety poll
+        self._closed = False
 
     def wake(self) -> None:
+        self._wakeup.set()
+
+    def close(self) -> None:
+        """The service stops: end the relay at its next turn even if a cancellation is lost on the way
+        (the stop cancels it too; this makes the loop end should a library swallow that)."""
+        self._closed = True
         self._wakeup.set()
 
     def _notified(self, *_: object) -> None:
@@ -275,7 +282,7 @@ class OutboxRelay:
     async def run(self) -> None:
         """Relay until cancelled; failures are logged, counted and retried with backoff."""
         backoff = RETRY_S
-        while True:
+        while not self._closed:
             try:
                 again = await self._lead()
             except (TransientError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
@@ -287,7 +294,7 @@ class OutboxRelay:
                 backoff = min(backoff * 2, RETRY_MAX_S)
                 continue
             backoff = RETRY_S
-            if not again:
+            if not again and not self._closed:
                 await asyncio.sleep(STANDBY_RETRY_S)
 
     async def _lead(self) -> bool:
@@ -314,7 +321,7 @@ class OutboxRelay:
                     raise
                 except Exception as err:  # aiokafka raises many types; all mean "Kafka not usable now"
                     raise TransientError(f"reading the outbox position failed: {err!r}") from err
-                while not dropped.is_set():
+                while not dropped.is_set() and not self._closed:
                     self._wakeup.clear()
                     fetched, _ = await self._publish_batch()
                     self.healthy = True
@@ -327,6 +334,8 @@ class OutboxRelay:
                         async with asyncio.timeout(self._poll):
                             await self._wakeup.wait()
                     self.idle = False
+                if self._closed:
+                    return False
                 log.warning("the outbox relay's database connection dropped; standing for the lead again")
                 return True
             finally:
@@ -351,9 +360,12 @@ class OutboxRelay:
         try:
             await producer.start()
             await self._hold_transactional_id(producer)
-        except Exception as err:  # aiokafka raises many types; all mean "Kafka not usable now"
+        except BaseException as err:  # a cancellation too: a half-started producer keeps tasks and sockets
             with contextlib.suppress(Exception):
                 await producer.stop()
+            if not isinstance(err, Exception):
+                raise
+            # aiokafka raises many types; all mean "Kafka not usable now"
             raise TransientError(f"starting the outbox producer failed: {err!r}") from err
         self._producer = producer
         return producer

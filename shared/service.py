@@ -281,9 +281,8 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            relay.close()
+            await stop_tasks(tasks)
             await producer.stop()
             await pool.close()
             log.info("service stopped")
@@ -339,6 +338,35 @@ def _add_schemas(app: FastAPI, schemas: Callable[[], dict[str, Any]]) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+# A stop cancels every background task, and again every RECANCEL_S while one is still running: a library that
+# swallows a cancellation (aiokafka's client.close() does, when it is cancelled while awaiting its own
+# metadata task) must not hang the stop. Cleanup in `finally` blocks (aborting an open Kafka transaction,
+# at most outbox.ABORT_ON_STOP_S) gets that long before it is interrupted. Past STOP_GIVE_UP_S the stop goes
+# on without the task, and says so.
+RECANCEL_S = 6.0
+STOP_GIVE_UP_S = 30.0
+
+
+async def stop_tasks(tasks: Sequence[asyncio.Task[Any]], recancel_s: float = RECANCEL_S,
+                     give_up_s: float = STOP_GIVE_UP_S) -> None:
+    """Cancel `tasks` and wait until they end, cancelling again those still running every `recancel_s`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + give_up_s
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=min(recancel_s, max(deadline - loop.time(), 0)))
+        if pending and loop.time() >= deadline:
+            metrics.STOP_ABANDONED.inc(len(pending))
+            log.error("background tasks did not stop; going on without them",
+                      extra={"tasks": sorted(task.get_name() for task in pending), "waited_s": give_up_s})
+            return
+        if pending:
+            log.warning("background tasks still running after a cancellation; cancelling again",
+                        extra={"tasks": sorted(task.get_name() for task in pending)})
 
 
 def _crash_on_failure(task: asyncio.Task[Any]) -> None:

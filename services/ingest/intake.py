@@ -145,8 +145,10 @@ class Intake:
                 futures.append(await self._producer.send(topic, value, key=key, headers=headers))
             await asyncio.gather(*futures)
 
-        try:  # the timeout covers waiting for metadata and buffer space too, not only the acks
-            await asyncio.wait_for(send_all(), timeout=self._timeout)
+        try:  # the timeout covers waiting for metadata and buffer space too, not only the acks; asyncio.timeout,
+            # not wait_for, which on Python 3.11 can swallow the request's own cancellation
+            async with asyncio.timeout(self._timeout):
+                await send_all()
         except Exception as err:  # any producer failure or timeout: not durably stored, roll the claims back
             log.error("publish failed", extra={"error": repr(err), "events": len(records)})
             raise KafkaUnavailable(str(err) or type(err).__name__) from err

@@ -46,6 +46,20 @@ async def start_group_at_end(group: str, names: Sequence[str]) -> None:
         await consumer.stop()
 
 
+def awaiting(task: asyncio.Task[Any]) -> list[str]:
+    """Where `task` waits: file, line and function of every coroutine down its chain of awaits."""
+    chain: list[str] = []
+    coro: Any = task.get_coro()
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is None:
+            chain.append(repr(coro)[:200])
+            break
+        chain.append(f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+    return chain
+
+
 class Replica:
     """One process's worth of a service: its app (pool, consumers, relay, timers, API) started by its lifespan."""
 
@@ -76,10 +90,9 @@ class Replica:
             life, self._life = self._life, None
             task = asyncio.ensure_future(life.__aexit__(None, None, None))
             done, _ = await asyncio.wait([task], timeout=20)
-            if not done:  # a stop that hangs says where
+            if not done:  # a stop that hangs says where: each task's whole chain of awaits, not its top frame
                 for t in asyncio.all_tasks():
-                    print("TASK", t.get_name(), file=sys.stderr)
-                    t.print_stack(file=sys.stderr)
+                    print("TASK", t.get_name(), t, *awaiting(t), sep="\n    ", file=sys.stderr)
                 await task
 
 
