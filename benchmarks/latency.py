@@ -69,7 +69,7 @@ from benchmarks.stack import (
     postmaster_pid,
     process_cpu,
 )
-from deploy.local import kafka
+from deploy.local import crm_keys, kafka
 from shared import topics
 from tests.chaos import scenario
 from tests.chaos.fleet import CONSUMERS
@@ -165,7 +165,8 @@ async def measure(args: argparse.Namespace, checkout: Checkout, broker: int | No
     for group in CONSUMERS:  # every group starts at the topics' end: never the broker's history
         await commit(args.bootstrap, f"{prefix}-{group}", ends)
     extra = dict(item.split("=", 1) for item in args.env)
-    env = {**SERVICE_ENV, **extra, "KAFKA_BOOTSTRAP_SERVERS": args.bootstrap, "DATABASE_URL": args.database_url,
+    env = {**SERVICE_ENV, **crm_keys.env(), **extra, "KAFKA_BOOTSTRAP_SERVERS": args.bootstrap,
+           "DATABASE_URL": args.database_url,
            "KAFKA_CONSUMER_GROUP_PREFIX": prefix}
     services = Services(run_id, env, checkout, WORK / f"latency-{run_id}")
     plan = scenario.generate(scenario.Settings(tenants=1, reps_per_tenant=args.reps, deals_per_rep=30),

@@ -13,9 +13,11 @@ owner (`DATABASE_URL`) and does its work on a second pool that connects as its o
 (`attain_<service>`, or `DATABASE_APP_URL`'s), which owns nothing, is no superuser and has no
 BYPASSRLS. Every transaction says whose data it touches (`tenant_tx`, `set_tenant`): a request its
 caller's tenant, a consumer batch each tenant's part in turn. Without a setting nothing is visible.
-Work that spans tenants by nature (timers: evaluation, pruning, period closes, the outbox relay's
-table has no tenant rows) sets the all-tenants scope `*` explicitly (`all_tenants_tx`); admin pools
-(migrations, CLIs, tests) default to it.
+Work that spans tenants by nature (timers: evaluation, escalation, pruning; the outbox relay burying a
+refused row) cannot set the all-tenants scope `*` on itself: the policy honours `*` only for the table's
+owner. It calls its schema's `sweep_*` functions (SECURITY DEFINER, owned by the owner, search_path pinned,
+EXECUTE granted to the working role only), each of which returns or changes only what its timer needs.
+Admin pools (migrations, CLIs, tests), which connect as the owner, default to `*`.
 """
 
 from __future__ import annotations
@@ -190,9 +192,20 @@ async def tenant_tx(pool: asyncpg.Pool, tenant: str) -> AsyncIterator[asyncpg.Co
 
 @contextlib.asynccontextmanager
 async def all_tenants_tx(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
-    """A connection in a transaction that spans tenants: for timers and sweeps, never for a request."""
+    """A connection in a transaction that spans tenants, for the owner's pools (CLIs, tools, tests): a
+    working role's scope `*` shows it nothing (`_policy`); its timers use `sweep_tx` and `sweep_*`."""
     async with pool.acquire() as conn, conn.transaction():
         await set_tenant(conn, ALL_TENANTS)
+        yield conn
+
+
+@contextlib.asynccontextmanager
+async def sweep_tx(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A connection in a transaction in no tenant's scope, for a timer's cross-tenant work: it reaches every
+    tenant only through its schema's `sweep_*` functions (SECURITY DEFINER, each returning only what its
+    timer needs), then scopes itself to each tenant in turn (`set_tenant`) for the rest."""
+    async with pool.acquire() as conn, conn.transaction():
+        await set_tenant(conn, "")
         yield conn
 
 
@@ -233,13 +246,23 @@ async def migrate(pool: asyncpg.Pool, schema: str, *folders: Path, grant_to: str
     return applied_now
 
 
+# What marks a tenant policy that honours `*` for the table's owner only (policies made before test for it).
+OWNER_ONLY_MARK = "relowner"
+
+
 def _policy(table: str, has_tenant: bool) -> str:
-    """The USING/WITH CHECK expression of `table`'s tenant policy."""
+    """The USING/WITH CHECK expression of `table`'s tenant policy: the transaction's tenant, or every tenant
+    when the scope is `*` and the role at work owns the table - the migrating owner, or a `sweep_*`
+    function running as it (SECURITY DEFINER). A working role that sets `*` on itself sees nothing."""
     if not has_tenant and table in VIA_PARENT:
         return VIA_PARENT[table]
     setting = "(SELECT current_setting('attain.tenant', true))"  # an InitPlan: read once per statement
     column = "tenant" if has_tenant else TENANT_COLUMN[table]
-    return f"({column} = {setting} OR {setting} = '{ALL_TENANTS}')"
+    # uncorrelated, so an InitPlan too, and evaluated only when the scope is `*` (never on a tenant's work);
+    # the table's name is resolved to its oid when the policy is made
+    owner = (f"(SELECT c.{OWNER_ONLY_MARK} = r.oid FROM pg_class c JOIN pg_roles r ON r.rolname = current_user"
+             f" WHERE c.oid = '\"{table}\"'::regclass)")
+    return f"({column} = {setting} OR ({setting} = '{ALL_TENANTS}' AND {owner}))"
 
 
 async def secure(conn: asyncpg.Connection, schema: str) -> list[str]:
@@ -250,7 +273,9 @@ async def secure(conn: asyncpg.Connection, schema: str) -> list[str]:
         "SELECT c.relname AS name, c.relrowsecurity AS enabled, c.relforcerowsecurity AS forced,"
         " EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant'"
         "         AND NOT a.attisdropped) AS has_tenant,"
-        " array(SELECT polname FROM pg_policy WHERE polrelid = c.oid) AS policies"
+        " array(SELECT polname FROM pg_policy WHERE polrelid = c.oid) AS policies,"
+        " (SELECT pg_get_expr(polqual, polrelid) FROM pg_policy WHERE polrelid = c.oid"
+        "  AND polname = 'attain_tenant') AS tenant_policy"
         " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ORDER BY c.relname", schema)
     changed = []
@@ -266,9 +291,12 @@ async def secure(conn: asyncpg.Connection, schema: str) -> list[str]:
             statements.append(f'ALTER TABLE "{table}" ENABLE ROW LEVEL SECURITY')
         if not row["forced"]:
             statements.append(f'ALTER TABLE "{table}" FORCE ROW LEVEL SECURITY')
+        check = _policy(table, row["has_tenant"])
         if "attain_tenant" not in row["policies"]:
-            check = _policy(table, row["has_tenant"])
             statements.append(f'CREATE POLICY attain_tenant ON "{table}" USING {check} WITH CHECK {check}')
+        elif table not in VIA_PARENT and OWNER_ONLY_MARK not in (row["tenant_policy"] or ""):
+            # made before `*` was the owner's alone: any working role could widen its own scope
+            statements.append(f'ALTER POLICY attain_tenant ON "{table}" USING {check} WITH CHECK {check}')
         if table in REGISTRY and "attain_registry_read" not in row["policies"]:
             statements.append(f'CREATE POLICY attain_registry_read ON "{table}" FOR SELECT USING (true)')
         if statements:
@@ -276,8 +304,37 @@ async def secure(conn: asyncpg.Connection, schema: str) -> list[str]:
                 for statement in statements:
                     await conn.execute(statement)
             changed.append(table)
+    changed += await _pin_sweeps(conn, schema)
     if changed:
         log.info("row-level security applied", extra={"schema": schema, "tables": changed})
+    return changed
+
+
+async def _pin_sweeps(conn: asyncpg.Connection, schema: str) -> list[str]:
+    """Every SECURITY DEFINER function of `schema` (the `sweep_*` functions: cross-tenant work, run as the
+    owner) gets a fixed `search_path` (the schema, then pg_temp: no object a caller creates can stand in
+    for one it names) and loses PUBLIC's EXECUTE; `grant` gives EXECUTE to the working role. Returns the
+    functions changed."""
+    rows = await conn.fetch(
+        "SELECT p.oid::regprocedure::text AS signature, p.proconfig AS config,"
+        " has_function_privilege('public', p.oid, 'EXECUTE') AS public"
+        " FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+        " WHERE n.nspname = $1 AND p.prosecdef ORDER BY 1", schema)
+    pinned = await conn.fetchval("SELECT format('search_path=%I, pg_temp', $1::text)", schema)
+    changed = []
+    for row in rows:
+        statements = []
+        if pinned not in (row["config"] or []):
+            statements.append(await conn.fetchval(
+                "SELECT format('ALTER FUNCTION %s SET search_path = %I, pg_temp', $1::text, $2::text)",
+                row["signature"], schema))
+        if row["public"]:
+            statements.append(f"REVOKE ALL ON FUNCTION {row['signature']} FROM PUBLIC")
+        if statements:
+            async with conn.transaction():
+                for statement in statements:
+                    await conn.execute(statement)
+            changed.append(row["signature"])
     return changed
 
 
@@ -295,8 +352,31 @@ async def grant(conn: asyncpg.Connection, schema: str, role: str, password: str 
     quoted = await conn.fetchval("SELECT quote_ident($1)", role)
     for statement in (f'GRANT USAGE ON SCHEMA "{schema}" TO {quoted}',
                       f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "{schema}" TO {quoted}',
-                      f'GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA "{schema}" TO {quoted}'):
+                      f'GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA "{schema}" TO {quoted}',
+                      f'GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA "{schema}" TO {quoted}'):
         await conn.execute(statement)
+
+
+def shipped_versions(schema: str, *folders: Path) -> list[str]:
+    """The migration versions this code ships for `schema`, in the order `migrate` applies them."""
+    return [f"{'shared' if folder == SHARED_MIGRATIONS else schema}:{path.stem}"
+            for folder in (SHARED_MIGRATIONS, *folders) for path in sorted(folder.glob("*.sql"))]
+
+
+class SchemaBehind(RuntimeError):
+    """The schema misses migrations this code needs, and the service was told not to migrate."""
+
+
+async def check_migrated(pool: asyncpg.Pool, schema: str, *folders: Path) -> None:
+    """Refuse to work on a schema that misses a migration this code ships (DB_MIGRATE_ON_START=false: the
+    migration Job must run first), naming what is missing and the command that applies it."""
+    async with pool.acquire() as conn:
+        exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")} if exists else set()
+    missing = [version for version in shipped_versions(schema, *folders) if version not in done]
+    if missing:
+        raise SchemaBehind(f"schema {schema} misses {len(missing)} migration(s) {missing}: run `python -m"
+                           " shared.migrate` as the schemas' owner (the Kubernetes Job attain-migrate) first")
 
 
 async def check_app_role(pool: asyncpg.Pool, schema: str) -> str:

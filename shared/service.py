@@ -129,20 +129,27 @@ class RequestMetrics:
 
 
 async def _working_pool(spec: ServiceSpec, settings: ServiceSettings) -> asyncpg.Pool:
-    """Migrate as the owner (`DATABASE_URL`), then open the pool the service works with, as a role that
-    row-level security binds (`DATABASE_APP_URL`, or `attain_<service>` on DATABASE_URL's server)."""
-    role = db.working_role(settings.database_url, settings.database_app_url.get_secret_value()
-                           if settings.database_app_url else None, spec.name)
-    owner = await db.create_pool(settings.database_url, spec.schema, min_size=1, max_size=1)
-    try:
-        await db.migrate(owner, spec.schema, spec.migrations, grant_to=role.name, grant_password=role.password)
-    finally:
-        await owner.close()
+    """Migrate as the owner (`DATABASE_URL`) unless DB_MIGRATE_ON_START is false, then open the pool the
+    service works with, as a role that row-level security binds (`DATABASE_APP_URL`, or `attain_<service>`
+    on DATABASE_URL's server); without migrating, refuse a schema that misses a migration this code ships."""
+    app_url = settings.database_app_url.get_secret_value() if settings.database_app_url else None
+    if not settings.db_migrate_on_start and app_url is None:
+        raise RuntimeError("DB_MIGRATE_ON_START=false needs DATABASE_APP_URL: the service's working role, the"
+                           " only database credential its pod should hold")
+    role = db.working_role(settings.database_url, app_url, spec.name)
+    if settings.db_migrate_on_start:
+        owner = await db.create_pool(settings.database_url, spec.schema, min_size=1, max_size=1)
+        try:
+            await db.migrate(owner, spec.schema, spec.migrations, grant_to=role.name, grant_password=role.password)
+        finally:
+            await owner.close()
     timeouts = db.Timeouts(settings.db_acquire_timeout_s, settings.db_statement_timeout_s, settings.db_lock_timeout_s)
     pool = await db.create_pool(role.url, spec.schema, min_size=settings.db_pool_min, max_size=settings.db_pool_max,
                                 scope=None, create_schema=False, timeouts=timeouts)
     try:
         await db.check_app_role(pool, spec.schema)
+        if not settings.db_migrate_on_start:
+            await db.check_migrated(pool, spec.schema, spec.migrations)
     except BaseException:
         await pool.close()
         raise

@@ -24,6 +24,10 @@ class ServiceSettings(BaseSettings):
     # The role the service works as (row-level security binds it; it must own nothing). Unset: DATABASE_URL
     # with the user `attain_<service>`, created by the service with DATABASE_URL's password (shared/db.py).
     database_app_url: SecretStr | None = None
+    # Migrate at start as DATABASE_URL's owner (development, compose, the demo). False: the pod holds only its
+    # working role (DATABASE_APP_URL, required), migrations run beforehand as the owner (`python -m
+    # shared.migrate`, the Kubernetes Job), and the service refuses to start on a schema that is behind.
+    db_migrate_on_start: bool = True
     # Loopback unless told otherwise: a process started by hand (the demo, a developer's shell) is not reachable
     # from the network. The image (deploy/Dockerfile, so docker-compose.yml and deploy/k8s too) sets
     # HTTP_HOST=0.0.0.0, as a container must.

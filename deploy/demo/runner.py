@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from deploy.local import crm_keys
 from services.coaching.app import SPEC as COACHING
 from services.kpi.app import SPEC as KPI
 from services.recognition.app import SPEC as RECOGNITION
@@ -84,9 +85,12 @@ def tail(path: Path, lines: int = 30) -> str:
 
 
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of every child: ours, the local stack's addresses, then `extra`."""
+    """The environment of every child: ours, the local stack's addresses and (unless ours names keys) the
+    local CRM_SECRET_KEYS, which ingest and its CLI refuse to start without, then `extra`."""
     env = dict(os.environ)
     env.setdefault("DATABASE_URL", DATABASE_URL)
+    if not env.get(crm_keys.VARIABLE):
+        env.update(crm_keys.env())
     env["KAFKA_BOOTSTRAP_SERVERS"] = KAFKA_BOOTSTRAP
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})

@@ -193,9 +193,7 @@ async def owe_evaluation(conn: asyncpg.Connection, reps: Sequence[tuple[str, str
 async def take_owed(conn: asyncpg.Connection, limit: int) -> list[tuple[str, str]]:
     """Up to `limit` owed evaluations, oldest first, deleted in this transaction (another replica skips the
     rows this one holds); (tenant, rep) in tenant and rep order."""
-    rows = await conn.fetch(
-        "DELETE FROM owed_evaluations WHERE (tenant, rep_id) IN (SELECT tenant, rep_id FROM owed_evaluations"
-        " ORDER BY since LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING tenant, rep_id", limit)
+    rows = await conn.fetch("SELECT tenant, rep_id FROM sweep_take_owed($1)", limit)  # every tenant's: 005_sweeps.sql
     return sorted((r["tenant"], r["rep_id"]) for r in rows)
 
 
@@ -203,8 +201,11 @@ async def take_owed(conn: asyncpg.Connection, limit: int) -> list[tuple[str, str
 
 
 async def active_reps(conn: asyncpg.Connection, tenant: str | None = None) -> list[tuple[str, str]]:
-    rows = await conn.fetch("SELECT tenant, rep_id FROM reps WHERE active AND ($1::text IS NULL OR tenant = $1)"
-                            " ORDER BY tenant, rep_id", tenant)
+    """The tenant's active reps, or (None) every tenant's, through the owner's sweep (005_sweeps.sql)."""
+    if tenant is None:
+        rows = await conn.fetch("SELECT tenant, rep_id FROM sweep_active_reps()")
+    else:
+        rows = await conn.fetch("SELECT tenant, rep_id FROM reps WHERE active AND tenant = $1 ORDER BY rep_id", tenant)
     return [(r["tenant"], r["rep_id"]) for r in rows]
 
 
@@ -484,9 +485,7 @@ async def tasks(conn: asyncpg.Connection, tenant: str, *, rep_id: str | None, st
 async def overdue_unacknowledged(conn: asyncpg.Connection, now: datetime, limit: int) -> list[asyncpg.Record]:
     """Tasks nobody acknowledged by their due date and not escalated yet, locked for this transaction
     (another replica skips them)."""
-    return list(await conn.fetch(
-        f"SELECT tenant, {TASK_COLUMNS} FROM tasks WHERE status = 'open' AND escalated_at IS NULL AND due_at <= $1"
-        " ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED", now, limit))
+    return list(await conn.fetch(f"SELECT tenant, {TASK_COLUMNS} FROM sweep_overdue($1, $2)", now, limit))
 
 
 async def mark_escalated_many(conn: asyncpg.Connection, tenant: str, escalations: Sequence[tuple[Any, str | None]],
@@ -732,8 +731,7 @@ async def plans(conn: asyncpg.Connection, tenant: str, rep_id: str | None, statu
 
 async def due_plan_reps(conn: asyncpg.Connection, now: datetime) -> list[tuple[str, str]]:
     """Reps with an open step past its due date (the timer settles them)."""
-    rows = await conn.fetch("SELECT DISTINCT p.tenant, p.rep_id FROM plan_steps s JOIN action_plans p USING"
-                            " (plan_id) WHERE s.status = 'open' AND s.due_at <= $1", now)
+    rows = await conn.fetch("SELECT tenant, rep_id FROM sweep_due_plan_reps($1)", now)
     return [(r["tenant"], r["rep_id"]) for r in rows]
 
 
@@ -742,19 +740,18 @@ async def due_plan_reps(conn: asyncpg.Connection, now: datetime) -> list[tuple[s
 
 async def live_tasks_by_rule(conn: asyncpg.Connection) -> dict[str, int]:
     """Live check-ins of every tenant, by rule (a gauge)."""
-    return {r["rule"]: r["n"] for r in await conn.fetch(
-        "SELECT rule, count(*) AS n FROM tasks WHERE status IN ('open', 'acknowledged') GROUP BY rule")}
+    return {r["rule"]: r["n"] for r in await conn.fetch("SELECT rule, n FROM sweep_live_tasks_by_rule()")}
 
 
 async def owed_count(conn: asyncpg.Connection) -> int:
-    found: int = await conn.fetchval("SELECT count(*) FROM owed_evaluations")
+    found: int = await conn.fetchval("SELECT sweep_owed_count()")
     return found
 
 
 async def peek_owed(conn: asyncpg.Connection, limit: int) -> list[tuple[str, str]]:
     """The oldest owed evaluations, left in place."""
-    return [(r["tenant"], r["rep_id"]) for r in await conn.fetch(
-        "SELECT tenant, rep_id FROM owed_evaluations ORDER BY since, tenant, rep_id LIMIT $1", limit)]
+    return [(r["tenant"], r["rep_id"]) for r in await conn.fetch("SELECT tenant, rep_id FROM sweep_peek_owed($1)",
+                                                                  limit)]
 
 
 async def drop_owed(conn: asyncpg.Connection, tenant: str, rep_id: str) -> None:

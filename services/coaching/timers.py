@@ -30,7 +30,7 @@ from services.coaching.settings import CoachingSettings
 from services.coaching.store import Outgoing
 from shared import metrics
 from shared.consumer import transient
-from shared.db import all_tenants_tx, set_tenant, tenant_tx
+from shared.db import set_tenant, sweep_tx, tenant_tx
 from shared.events import TaskEscalated
 from shared.service import Runtime
 
@@ -54,19 +54,19 @@ class Tally:
 async def tick(pool: asyncpg.Pool, now: datetime, defaults: Policy) -> Tally:
     """One pass of everything time-driven, at `now`."""
     done = Tally()
-    async with all_tenants_tx(pool) as conn:
+    async with sweep_tx(pool) as conn:
         reps = await repo.active_reps(conn)
     for tenant, chunk in _chunks(reps):
         async with tenant_tx(pool, tenant) as conn:
             done.created += await evaluate_reps(conn, tenant, chunk, now, defaults)
     done.escalated = await escalate_overdue(pool, now)
-    async with all_tenants_tx(pool) as conn:
+    async with sweep_tx(pool) as conn:
         due = await repo.due_plan_reps(conn, now)
     for tenant, chunk in _chunks(due):
         async with tenant_tx(pool, tenant) as conn:
             done.settled += await action_plans.refresh_reps(conn, tenant, chunk, now)
     done.reviews = await digests.publish_due(pool, now, defaults)
-    async with all_tenants_tx(pool) as conn:
+    async with sweep_tx(pool) as conn:
         open_by_rule = await repo.live_tasks_by_rule(conn)
     for rule in RULES:
         OPEN_TASKS.labels(rule).set(open_by_rule.get(rule, 0))
@@ -88,7 +88,7 @@ async def escalate_overdue(pool: asyncpg.Pool, now: datetime) -> int:
     """Raise every check-in still unacknowledged past its due date to the manager's manager."""
     escalated = 0
     while True:
-        async with all_tenants_tx(pool) as conn:
+        async with sweep_tx(pool) as conn:
             rows = await repo.overdue_unacknowledged(conn, now, ESCALATION_CHUNK)
             for tenant, mine in _by_tenant(rows):
                 await set_tenant(conn, tenant)  # these rows' tenant for the rest of their work
@@ -126,7 +126,7 @@ async def evaluate_owed(pool: asyncpg.Pool, now: datetime, defaults: Policy) -> 
     evaluated = 0
     while True:
         try:
-            async with all_tenants_tx(pool) as conn:
+            async with sweep_tx(pool) as conn:
                 owed = await repo.take_owed(conn, OWED_CHUNK)
                 await _evaluate(conn, owed, now, defaults)
         except Exception as err:
@@ -150,7 +150,7 @@ async def _evaluate(conn: asyncpg.Connection, owed: Sequence[tuple[str, str]], n
 
 
 async def _evaluate_one_by_one(pool: asyncpg.Pool, now: datetime, defaults: Policy) -> list[tuple[str, str]]:
-    async with all_tenants_tx(pool) as conn:  # the chunk that failed (it is still owed): each on its own below
+    async with sweep_tx(pool) as conn:  # the chunk that failed (it is still owed): each on its own below
         owed = await repo.peek_owed(conn, OWED_CHUNK)
     done = []
     for tenant, rep_id in owed:
@@ -178,7 +178,7 @@ async def evaluator(rt: Runtime) -> None:
     async def work() -> None:
         if await evaluate_owed(rt.pool, rt.clock.now(), defaults):
             rt.relay.wake()
-        async with all_tenants_tx(rt.pool) as conn:
+        async with sweep_tx(rt.pool) as conn:
             OWED_EVALUATIONS.set(await repo.owed_count(conn))
 
     await _every(settings.coaching_evaluation_delay_s, work, "coaching-evaluator")

@@ -2,10 +2,12 @@
 
 import sys
 
+from pydantic import ValidationError
+
 from services.ingest.app import SPEC
 from services.ingest.cli import main as tenants_main
 from services.ingest.importer import main as import_main
-from services.ingest.settings import IngestSettings
+from services.ingest.settings import IngestSettings, problems
 from shared.service import serve
 
 
@@ -14,7 +16,12 @@ def main() -> int:
         return tenants_main(sys.argv[2:])
     if sys.argv[1:2] == ["import"]:
         return import_main(sys.argv[2:])
-    serve(SPEC, IngestSettings())
+    try:
+        settings = IngestSettings()
+    except ValidationError as err:  # a setting missing or wrong (CRM_SECRET_KEYS, say): its message, no traceback
+        print(f"error: {problems(err)}", file=sys.stderr)  # noqa: T201 - before logging is configured
+        return 2
+    serve(SPEC, settings)
     return 0
 
 

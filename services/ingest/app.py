@@ -2,13 +2,15 @@
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from services.ingest.api import router
-from services.ingest.context import make_context
+from services.ingest.context import IngestContext, make_context
 from services.ingest.crm_api import router as crm_router
 from services.ingest.retention import prune_forever
+from services.ingest.secret_store import seal_legacy
 from services.ingest.tenants import announce_all
 from services.ingest.webhooks import router as webhook_router
 from shared.consumer import TRANSIENT
@@ -18,19 +20,32 @@ from shared.service import Runtime, ServiceSpec
 log = logging.getLogger(__name__)
 
 
-async def announce_tenants(rt: Runtime) -> None:
-    """Once at start-up: publish the whole tenant registry (see `tenants.announce_all`). A database that is
-    busy or away for a moment (no connection within DB_ACQUIRE_TIMEOUT_S, a lock timeout) is waited out."""
+async def _until_done(what: str, step: Callable[[], Awaitable[int]]) -> int:
+    """Run a start-up step until it succeeds: a database that is busy or away for a moment (no connection within
+    DB_ACQUIRE_TIMEOUT_S, a lock timeout) is waited out."""
     backoff = 0.5
     while True:
         try:
-            await announce_all(rt.pool)
-            break
+            return await step()
         except TRANSIENT as err:
-            log.warning("announcing the tenants failed, will retry", extra={"error": repr(err), "retry_in_s": backoff})
+            log.warning(f"{what} failed, will retry", extra={"error": repr(err), "retry_in_s": backoff})
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 30.0)
+
+
+async def announce_tenants(rt: Runtime) -> None:
+    """Once at start-up: publish the whole tenant registry (see `tenants.announce_all`)."""
+    await _until_done("announcing the tenants", lambda: announce_all(rt.pool))
     rt.relay.wake()
+
+
+async def seal_legacy_secrets(rt: Runtime) -> None:
+    """Once at start-up: encrypt the CRM secrets and API tokens still stored in plain text, written before ingest
+    encrypted them (`secret_store.seal_legacy`; idempotent). Until it is done they are read as they are."""
+    ctx: IngestContext = rt.context
+    sealed = await _until_done("sealing the stored crm secrets", lambda: seal_legacy(rt.pool, ctx.box))
+    if sealed:
+        log.info("crm secrets stored in plain text were encrypted", extra={"values": sealed})
 
 
 def _schemas() -> dict[str, Any]:
@@ -47,7 +62,7 @@ SPEC = ServiceSpec(
     openapi={"description": "The only HTTP write path of Attain: canonical CRM events in, Kafka out.",
              "version": "1"},
     schemas=_schemas,
-    timers=[prune_forever, announce_tenants],
+    timers=[prune_forever, announce_tenants, seal_legacy_secrets],
     context=make_context,
     limit_bodies=False,  # each route limits its own body (MAX_BODY_BYTES; NDJSON: MAX_NDJSON_BYTES, streamed)
 )

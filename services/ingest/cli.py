@@ -1,17 +1,64 @@
-"""`python -m services.ingest tenants ...`: tenant administration (CONTRACT.md, section 4)."""
+"""`python -m services.ingest tenants ...`: tenant administration (CONTRACT.md, section 4).
+
+Secrets never come on the command line, where `ps` shows them to every user of the machine and shells keep
+them in their history: a CRM secret, an API token or a chosen bearer token is read from standard input (one
+line; a trailing newline is dropped; typed without echo at a terminal) or from a file named by an option.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import sys
 from datetime import date, timedelta
+from pathlib import Path
+from typing import TextIO
 
-from services.ingest import tenants
+import asyncpg
+from pydantic import ValidationError
+
+from services.ingest import secret_store, tenants
 from services.ingest.app import SPEC
-from services.ingest.settings import IngestSettings
+from services.ingest.secret_box import SecretBox
+from services.ingest.settings import IngestSettings, problems
 from shared import db
+
+NOT_ON_ARGV = "{what} is not taken on the command line, where `ps` shows it: {how}"
+
+
+class UsageError(Exception):
+    """The command line or the secret given is not usable; the message says why (exit status 2)."""
+
+
+def one_line(text: str, what: str) -> str:
+    """`text` as one secret: without its trailing newline, and neither empty nor of several lines.
+
+    >>> one_line("s3cret\\n", "the secret")
+    's3cret'
+    """
+    value = text.removesuffix("\n").removesuffix("\r")
+    if not value:
+        raise UsageError(f"{what} is empty")
+    if "\n" in value or "\r" in value:
+        raise UsageError(f"{what} must be one line")
+    return value
+
+
+def read_secret(what: str, path: Path | None, stdin: TextIO) -> str:
+    """The secret in the file at `path`, else on `stdin` (asked for without echo when it is a terminal)."""
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as err:
+            raise UsageError(f"cannot read {what} from {path}: {err.strerror or type(err).__name__}") from None
+        except UnicodeError:  # its message would quote a byte of the file
+            raise UsageError(f"{what} in {path} is not UTF-8 text") from None
+        return one_line(text, f"{what} in {path}")
+    if stdin.isatty():
+        return one_line(getpass.getpass(f"{what}: "), what)
+    return one_line(stdin.read(), f"{what} on standard input")
 
 
 def _locale(name: str) -> str:
@@ -27,23 +74,34 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True)
     create = sub.add_parser("create", help="create a tenant and print its token as JSON")
     create.add_argument("slug")
-    create.add_argument("--token", help="use this token instead of a new random one")
+    chosen = create.add_mutually_exclusive_group()
+    chosen.add_argument("--token-file", type=Path, metavar="PATH",
+                        help="use the token in this file (one line) instead of a new random one")
+    chosen.add_argument("--token-stdin", action="store_true",
+                        help="read the token from standard input (one line) instead of making a new random one")
+    create.add_argument("--token", dest="token_on_argv", help=argparse.SUPPRESS)  # refused, with how instead
     create.add_argument("--timezone", default="UTC", help="IANA zone periods are computed in")
     create.add_argument("--currency", default="EUR", help="ISO 4217 reporting currency")
     create.add_argument("--fiscal-year-start-month", type=int, default=1, choices=range(1, 13), metavar="1-12")
     create.add_argument("--locale", type=_locale, default=tenants.DEFAULT_LOCALE,
                         help="Babel locale the tenant's figures are formatted in, e.g. de_DE (default: en)")
-    secret = sub.add_parser("set-secret", help="set the secret a CRM's webhook scheme is verified with")
+    secret = sub.add_parser("set-secret", help="set the secret a CRM's webhook scheme is verified with",
+                            description="The secret is read from standard input (one line), or from --secret-file.")
     secret.add_argument("slug")
     secret.add_argument("crm", choices=tenants.CRMS)
-    secret.add_argument("secret")
+    secret.add_argument("secret_on_argv", nargs="?", help=argparse.SUPPRESS)  # refused, with how instead
+    secret.add_argument("--secret-file", type=Path, metavar="PATH",
+                        help="read the secret from this file (one line) instead of standard input")
     secret.add_argument("--org-id", help="Salesforce: the OrganizationId every message must carry")
     secret.add_argument("--grace-hours", type=float, default=None,
                         help="how long the replaced secret stays valid (default SECRET_ROTATION_GRACE_HOURS, 24)")
-    api = sub.add_parser("set-api-token", help="let ingest fetch records a webhook left incomplete from the CRM's API")
+    api = sub.add_parser("set-api-token", help="let ingest fetch records a webhook left incomplete from the CRM's API",
+                         description="The token is read from standard input (one line), or from --token-file.")
     api.add_argument("slug")
     api.add_argument("crm", choices=tenants.CRMS)
-    api.add_argument("token")
+    api.add_argument("token_on_argv", nargs="?", help=argparse.SUPPRESS)  # refused, with how instead
+    api.add_argument("--token-file", type=Path, metavar="PATH",
+                     help="read the token from this file (one line) instead of standard input")
     api.add_argument("--base-url", required=True, help="e.g. https://api.hubapi.com")
     rate = sub.add_parser("set-rate", help="set an exchange rate into the tenant's base currency (kpi recounts)")
     rate.add_argument("slug")
@@ -57,28 +115,65 @@ def parser() -> argparse.ArgumentParser:
     locale.add_argument("locale", type=_locale, help="a Babel locale such as en, de_DE or fr_FR (de-DE also reads)")
     revoke = sub.add_parser("revoke", help="revoke a tenant: its token stops working at once")
     revoke.add_argument("slug")
+    sub.add_parser("rotate-secrets", help="re-encrypt every stored CRM secret and API token under the first key of"
+                   " CRM_SECRET_KEYS (then the other keys may be dropped)")
     return top
 
 
-async def _run(args: argparse.Namespace) -> dict[str, str]:
-    settings = IngestSettings()
+def refuse_secret_on_argv(args: argparse.Namespace) -> None:
+    """UsageError, saying how to give it instead, when a secret came on the command line (it is not repeated)."""
+    if args.command == "create" and args.token_on_argv is not None:
+        raise UsageError(NOT_ON_ARGV.format(what="--token", how="use --token-file PATH or --token-stdin"))
+    if args.command == "set-secret" and args.secret_on_argv is not None:
+        raise UsageError(NOT_ON_ARGV.format(what="the secret",
+                                            how="pipe it on standard input or use --secret-file PATH"))
+    if args.command == "set-api-token" and args.token_on_argv is not None:
+        raise UsageError(NOT_ON_ARGV.format(what="the api token",
+                                            how="pipe it on standard input or use --token-file PATH"))
+
+
+def secret_of(args: argparse.Namespace, stdin: TextIO) -> str | None:
+    """The secret the command needs, read as the module's docstring says; None when it takes none (`create`
+    without --token-file or --token-stdin makes a token itself)."""
+    if args.command == "create":
+        chosen = args.token_file is not None or args.token_stdin
+        return read_secret("the token", args.token_file, stdin) if chosen else None
+    if args.command == "set-secret":
+        return read_secret("the secret", args.secret_file, stdin)
+    if args.command == "set-api-token":
+        return read_secret("the api token", args.token_file, stdin)
+    return None
+
+
+async def _secrets(conn: asyncpg.Connection, args: argparse.Namespace, settings: IngestSettings,
+                   secret: str | None) -> dict[str, str | int]:
+    """The commands that store CRM secrets (sealed with CRM_SECRET_KEYS' first key) or re-seal them."""
+    box: SecretBox = settings.crm_secret_box()
+    if args.command == "rotate-secrets":
+        done = await secret_store.reseal(conn, box, legacy_only=False)
+        return {"status": "secrets re-encrypted under the first key", "secrets": done.secrets,
+                "api_tokens": done.tokens, "expired_secrets_forgotten": done.expired}
+    assert secret is not None
+    if args.command == "set-secret":
+        hours = settings.secret_rotation_grace_hours if args.grace_hours is None else args.grace_hours
+        await tenants.set_secret(conn, args.slug, args.crm, secret, args.org_id, timedelta(hours=hours), box=box)
+        return {"tenant": args.slug, "crm": args.crm, "status": "secret set"}
+    await tenants.set_api_token(conn, args.slug, args.crm, secret, args.base_url, box=box)
+    return {"tenant": args.slug, "crm": args.crm, "status": "api token set"}
+
+
+async def _run(args: argparse.Namespace, settings: IngestSettings, secret: str | None) -> dict[str, str | int]:
     pool = await db.create_pool(settings.database_url, SPEC.schema, min_size=1, max_size=2)
     try:
         await db.migrate(pool, SPEC.schema, SPEC.migrations)
         async with pool.acquire() as conn, conn.transaction():
             if args.command == "create":
-                token = await tenants.create(conn, args.slug, token=args.token, timezone=args.timezone,
+                token = await tenants.create(conn, args.slug, token=secret, timezone=args.timezone,
                                              currency=args.currency,
                                              fiscal_start_month=args.fiscal_year_start_month, locale=args.locale)
                 return {"tenant": args.slug, "token": token}
-            if args.command == "set-secret":
-                hours = settings.secret_rotation_grace_hours if args.grace_hours is None else args.grace_hours
-                await tenants.set_secret(conn, args.slug, args.crm, args.secret, args.org_id,
-                                         timedelta(hours=hours))
-                return {"tenant": args.slug, "crm": args.crm, "status": "secret set"}
-            if args.command == "set-api-token":
-                await tenants.set_api_token(conn, args.slug, args.crm, args.token, args.base_url)
-                return {"tenant": args.slug, "crm": args.crm, "status": "api token set"}
+            if args.command in ("set-secret", "set-api-token", "rotate-secrets"):
+                return await _secrets(conn, args, settings, secret)
             if args.command == "set-rate":
                 await tenants.set_rate(conn, args.slug, args.currency, args.rate, args.valid_from)
                 return {"tenant": args.slug, "currency": args.currency, "rate": args.rate,
@@ -92,10 +187,20 @@ async def _run(args: argparse.Namespace) -> dict[str, str]:
         await pool.close()
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], stdin: TextIO | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        print(json.dumps(asyncio.run(_run(args))))
+        refuse_secret_on_argv(args)
+        settings = IngestSettings()  # CRM_SECRET_KEYS unset, say, fails before a secret is asked for
+        secret = secret_of(args, sys.stdin if stdin is None else stdin)
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ValidationError as err:
+        print(f"error: {problems(err)}", file=sys.stderr)
+        return 2
+    try:
+        print(json.dumps(asyncio.run(_run(args, settings, secret))))
     except tenants.TenantError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ from services.ingest.crm.fetch import Fetcher
 from services.ingest.crm.pipeline import CrmPipeline
 from services.ingest.intake import Intake
 from services.ingest.limits import RateLimiter
+from services.ingest.secret_box import SecretBox
 from services.ingest.settings import IngestSettings
 from shared.service import Runtime
 
@@ -22,6 +23,7 @@ class IngestContext:
     intake: Intake
     limiter: RateLimiter
     crm: CrmPipeline
+    box: SecretBox  # seals and opens the tenants' stored CRM secrets and API tokens (CRM_SECRET_KEYS)
 
 
 def make_context(rt: Runtime) -> IngestContext:
@@ -29,12 +31,14 @@ def make_context(rt: Runtime) -> IngestContext:
     assert isinstance(settings, IngestSettings)
     intake = Intake(rt.pool, rt.producer, settings.publish_timeout_s, clock=rt.clock,
                     max_ahead=timedelta(seconds=settings.max_event_ahead_s))
+    box = settings.crm_secret_box()
     return IngestContext(
         rt=rt,
         settings=settings,
         intake=intake,
         crm=CrmPipeline(rt.pool, intake, Fetcher(settings.crm_api_timeout_s, settings.crm_api_max_response_bytes,
-                                                 settings.crm_api_allowed_hosts.split(","))),
+                                                 settings.crm_api_allowed_hosts.split(",")), box),
+        box=box,
         limiter=RateLimiter(settings.rate_limit_requests_per_s, settings.rate_limit_request_burst,
                             settings.rate_limit_events_per_s, settings.rate_limit_event_burst),
     )

@@ -15,7 +15,7 @@ from prometheus_client import Gauge
 from services.ingest.settings import IngestSettings
 from shared import metrics
 from shared.consumer import transient
-from shared.db import all_tenants_tx
+from shared.db import sweep_tx
 from shared.service import Runtime
 
 log = logging.getLogger(__name__)
@@ -28,11 +28,8 @@ async def prune_once(rt: Runtime, retention: timedelta) -> int:
     """Delete expired ids; return how many."""
     removed = 0
     while True:
-        async with all_tenants_tx(rt.pool) as conn:  # expiry is the same for every tenant
-            status = await conn.execute(
-                "DELETE FROM accepted_events WHERE ctid IN (SELECT ctid FROM accepted_events"
-                " WHERE accepted_at < now() - $1::interval LIMIT $2)", retention, BATCH)
-            count = int(status.split()[-1])
+        async with sweep_tx(rt.pool) as conn:  # expiry is the same for every tenant (006_sweeps.sql)
+            count = int(await conn.fetchval("SELECT sweep_expired_ids($1::interval, $2)", retention, BATCH))
             removed += count
             if count < BATCH:
                 ID_STORE_ROWS.set(await conn.fetchval(

@@ -1,9 +1,14 @@
-from pydantic import Field
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import SettingsConfigDict
 
+from services.ingest import secret_box
 from shared.settings import ServiceSettings
 
 
 class IngestSettings(ServiceSettings):
+    # An invalid value is never echoed in an error (a traceback, a log): CRM_SECRET_KEYS holds keys.
+    model_config = SettingsConfigDict(hide_input_in_errors=True)
+
     http_port: int = 8001
     # A JSON body is parsed whole; NDJSON is streamed in chunks, so it may be much larger.
     max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
@@ -33,3 +38,28 @@ class IngestSettings(ServiceSettings):
     crm_api_timeout_s: float = Field(default=10.0, gt=0)
     crm_api_max_response_bytes: int = Field(default=1024 * 1024, gt=0)
     crm_api_allowed_hosts: str = ""
+    # The Fernet keys tenants' CRM secrets and API tokens are encrypted with at rest (services/ingest/secret_box.py),
+    # comma-separated: the first encrypts, every one decrypts. Required: without it ingest and its CLI refuse to
+    # start, saying how to make a key. Empty here only so that the message below, not pydantic's, says so.
+    crm_secret_keys: SecretStr = SecretStr("")
+
+    @field_validator("crm_secret_keys")
+    @classmethod
+    def _crm_secret_keys_are_fernet_keys(cls, value: SecretStr) -> SecretStr:
+        secret_box.parse_keys(value.get_secret_value())  # BadKeys (a ValueError) says what is wrong, keys unsaid
+        return value
+
+    def crm_secret_box(self) -> secret_box.SecretBox:
+        """The box CRM secrets and API tokens are sealed and unsealed with (keys checked at construction)."""
+        return secret_box.SecretBox.from_setting(self.crm_secret_keys.get_secret_value())
+
+
+def problems(err: ValidationError) -> str:
+    """A settings error as one line for an operator: what is wrong with each setting, under its variable's name,
+    without pydantic's decoration and without any value (IngestSettings hides inputs)."""
+    lines = []
+    for error in err.errors(include_input=False):
+        name = "_".join(str(part) for part in error["loc"]).upper()
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(message if not name or message.startswith(name) else f"{name}: {message}")
+    return "; ".join(lines)

@@ -1,12 +1,14 @@
 """Tenants: who may send events, with which token, and in which time zone their periods run.
 
 Tokens are stored as SHA-256 digests only; a token is 32 random bytes, so a fast hash is enough
-and a lookup by digest does not leak timing about the token.
+and a lookup by digest does not leak timing about the token. CRM webhook secrets and API tokens must be
+used as they are (HMAC, a bearer header), so they are stored encrypted instead (`secret_box`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import secrets
 import uuid
@@ -18,13 +20,15 @@ from babel import Locale, UnknownLocaleError
 from pydantic import ValidationError
 
 from services.ingest.crm.model import Secret
+from services.ingest.secret_box import SecretBox, Undecryptable, is_sealed
 from shared import topics
 from shared.cloudevents import CloudEvent, message_key
-from shared.db import all_tenants_tx
+from shared.db import set_tenant, sweep_tx
 from shared.events import ExchangeRate, TenantUpserted
 from shared.outbox import enqueue
 from shared.periods import validate_timezone
 
+log = logging.getLogger(__name__)
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 CRMS = ("hubspot", "pipedrive", "salesforce")
 DEFAULT_LOCALE = "en"
@@ -141,30 +145,49 @@ async def set_locale(conn: asyncpg.Connection, slug: str, locale: str) -> str:
 
 
 async def set_secret(conn: asyncpg.Connection, slug: str, crm: str, secret: str, org_id: str | None,
-                     grace: timedelta = timedelta(hours=24)) -> None:
-    """Set the CRM secret; the one it replaces stays valid for `grace` (rotation without downtime)."""
+                     grace: timedelta = timedelta(hours=24), *, box: SecretBox) -> None:
+    """Set the CRM secret, stored sealed by `box`; the one it replaces stays valid for `grace` (rotation without
+    downtime), unless it is the same secret again. Sealed values of one secret differ (Fernet is randomised), so
+    the comparison is made on the plain values here, with the tenant's row locked against a concurrent change."""
     if crm not in CRMS:
         raise TenantError(f"crm {crm!r} is not one of {', '.join(CRMS)}")
     if not secret:
         raise TenantError("the secret must not be empty")
-    if await conn.fetchval("SELECT 1 FROM tenants WHERE slug = $1 AND revoked_at IS NULL", slug) is None:
+    if await conn.fetchval("SELECT 1 FROM tenants WHERE slug = $1 AND revoked_at IS NULL FOR NO KEY UPDATE",
+                           slug) is None:
         raise TenantError(f"no active tenant {slug!r}")
-    await conn.execute(
-        "INSERT INTO tenant_secrets (tenant, crm, secret, org_id) VALUES ($1, $2, $3, $4)"
-        " ON CONFLICT (tenant, crm) DO UPDATE SET secret = EXCLUDED.secret, org_id = EXCLUDED.org_id,"
-        " previous_secret = CASE WHEN tenant_secrets.secret = EXCLUDED.secret"
-        "   THEN tenant_secrets.previous_secret ELSE tenant_secrets.secret END,"
-        " previous_valid_until = CASE WHEN tenant_secrets.secret = EXCLUDED.secret"
-        "   THEN tenant_secrets.previous_valid_until ELSE now() + $5::interval END,"
-        " updated_at = now()",
-        slug, crm, secret, org_id, grace,
-    )
+    row = await conn.fetchrow("SELECT secret, previous_secret, previous_valid_until FROM tenant_secrets"
+                              " WHERE tenant = $1 AND crm = $2", slug, crm)
+    if row is None:
+        await conn.execute("INSERT INTO tenant_secrets (tenant, crm, secret, org_id) VALUES ($1, $2, $3, $4)",
+                           slug, crm, box.seal(secret), org_id)
+        return
+    try:
+        current: str | None = box.unseal(row["secret"])
+    except Undecryptable:  # its key is gone: it could verify nothing, so it is not kept as the previous one
+        log.warning("the replaced crm secret cannot be decrypted and is dropped", extra={"tenant": slug, "crm": crm})
+        current = None
+    if current == secret:  # the same secret again: the previous one keeps its own grace
+        previous, until = row["previous_secret"], row["previous_valid_until"]
+        if previous and not is_sealed(previous):  # legacy plain text: sealed while it is at hand
+            previous = box.seal(previous)
+        await conn.execute("UPDATE tenant_secrets SET secret = $3, org_id = $4, previous_secret = $5,"
+                           " previous_valid_until = $6, updated_at = now() WHERE tenant = $1 AND crm = $2",
+                           slug, crm, box.seal(secret), org_id, previous, until)
+        return
+    await conn.execute("UPDATE tenant_secrets SET secret = $3, org_id = $4, previous_secret = $5,"
+                       " previous_valid_until = now() + $6::interval, updated_at = now()"
+                       " WHERE tenant = $1 AND crm = $2",
+                       slug, crm, box.seal(secret), org_id, None if current is None else box.seal(current), grace)
 
 
-async def set_api_token(conn: asyncpg.Connection, slug: str, crm: str, token: str, base_url: str) -> None:
-    """Let ingest fetch records from the CRM's API when a webhook lacks fields."""
+async def set_api_token(conn: asyncpg.Connection, slug: str, crm: str, token: str, base_url: str, *,
+                        box: SecretBox) -> None:
+    """Let ingest fetch records from the CRM's API when a webhook lacks fields; the token is stored sealed."""
     if crm not in CRMS:
         raise TenantError(f"crm {crm!r} is not one of {', '.join(CRMS)}")
+    if not token:
+        raise TenantError("the api token must not be empty")
     if not base_url.startswith(("http://", "https://")):
         raise TenantError(f"base url {base_url!r} must start with http:// or https://")
     if await conn.fetchval("SELECT 1 FROM tenants WHERE slug = $1 AND revoked_at IS NULL", slug) is None:
@@ -172,12 +195,14 @@ async def set_api_token(conn: asyncpg.Connection, slug: str, crm: str, token: st
     await conn.execute(
         "INSERT INTO crm_api_tokens (tenant, crm, token, base_url) VALUES ($1, $2, $3, $4)"
         " ON CONFLICT (tenant, crm) DO UPDATE SET token = EXCLUDED.token, base_url = EXCLUDED.base_url",
-        slug, crm, token, base_url.rstrip("/"),
+        slug, crm, box.seal(token), base_url.rstrip("/"),
     )
 
 
-async def secrets_for(conn: asyncpg.Connection, slug: str, crm: str) -> list[Secret]:
-    """The secrets a webhook of `crm` for tenant `slug` may prove itself with (none: unknown tenant)."""
+async def secrets_for(conn: asyncpg.Connection, slug: str, crm: str, box: SecretBox) -> list[Secret]:
+    """The secrets a webhook of `crm` for tenant `slug` may prove itself with (none: unknown tenant). A stored
+    secret that no key decrypts is left out and logged by tenant and CRM: the delivery is then refused as one
+    with a wrong secret would be, never failed."""
     row = await conn.fetchrow(
         "SELECT s.secret, s.org_id, s.previous_secret, s.previous_valid_until > now() AS previous_valid"
         " FROM tenant_secrets s JOIN tenants t ON t.slug = s.tenant"
@@ -186,9 +211,17 @@ async def secrets_for(conn: asyncpg.Connection, slug: str, crm: str) -> list[Sec
     )
     if row is None:
         return []
-    found = [Secret(row["secret"], row["org_id"])]
+    stored = [("secret", row["secret"])]
     if row["previous_secret"] and row["previous_valid"]:
-        found.append(Secret(row["previous_secret"], row["org_id"]))
+        stored.append(("previous secret", row["previous_secret"]))
+    found = []
+    for which, value in stored:
+        try:
+            found.append(Secret(box.unseal(value), row["org_id"]))
+        except Undecryptable as err:
+            log.error("a stored crm secret cannot be decrypted with CRM_SECRET_KEYS; webhooks verified with it are"
+                      " refused until it is set again or its key is listed",
+                      extra={"tenant": slug, "crm": crm, "which": which, "error": str(err)})
     return found
 
 
@@ -220,8 +253,9 @@ async def authenticate(conn: asyncpg.Connection, token: str) -> Tenant | None:
 async def announce_all(pool: asyncpg.Pool) -> int:
     """Re-announce every tenant (at start-up): the registry topic is compacted, so this heals a consumer
     that lost its projection and publishes tenants created before the registry existed."""
-    async with all_tenants_tx(pool) as conn:
-        slugs = [r["slug"] for r in await conn.fetch("SELECT slug FROM tenants ORDER BY slug")]
-        for slug in slugs:
+    async with sweep_tx(pool) as conn:
+        slugs = [r["slug"] for r in await conn.fetch("SELECT slug FROM tenants ORDER BY slug")]  # the registry
+        for slug in slugs:  # readable in every scope; its rates in the tenant's own
+            await set_tenant(conn, slug)
             await announce(conn, slug)
     return len(slugs)

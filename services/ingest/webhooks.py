@@ -97,7 +97,7 @@ async def _handle(crm: str, tenant: str, request: Request, ctx: IngestContext) -
         raise _Refusal(401, UNPROVEN)
     async with tenant_tx(ctx.rt.pool, tenant) as conn:  # the path's tenant: its secrets only
         found = await tenants.by_slug(conn, tenant)
-        secrets = await tenants.secrets_for(conn, tenant, crm) if found else []
+        secrets = await tenants.secrets_for(conn, tenant, crm, ctx.box) if found else []
     if found is None or not secrets:
         raise _Refusal(401, UNPROVEN)
     try:

@@ -24,6 +24,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from deploy.local import crm_keys
 from shared import topics
 from shared.cloudevents import decode
 from shared.errors import InvalidMessage
@@ -64,6 +65,7 @@ def stack() -> None:
 def _service_env(name: str) -> dict[str, str]:
     return {
         **os.environ,
+        **crm_keys.env(),  # ingest seals CRM secrets with it; the suite's CLI calls use the same local key
         "HTTP_PORT": str(PORTS[name]),
         "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
         "DATABASE_URL": DATABASE_URL,
@@ -231,7 +233,8 @@ def create_tenant(timezone: str = "Europe/Berlin") -> Tenant:
     slug = f"t-{uuid.uuid4().hex[:12]}"
     out = subprocess.run(
         [sys.executable, "-m", "services.ingest", "tenants", "create", slug, "--timezone", timezone],
-        cwd=ROOT, check=True, capture_output=True, text=True, env={**os.environ, "DATABASE_URL": DATABASE_URL},
+        cwd=ROOT, check=True, capture_output=True, text=True,
+        env={**os.environ, **crm_keys.env(), "DATABASE_URL": DATABASE_URL},
     )
     created = json.loads(out.stdout)
     return Tenant(created["tenant"], created["token"], timezone)
@@ -315,9 +318,11 @@ def sleep(seconds: float) -> Any:
     return asyncio.sleep(seconds)
 
 
-def tenant_cli(*args: str) -> dict[str, Any]:
-    """Run `python -m services.ingest tenants ...` against the test database; its JSON answer."""
+def tenant_cli(*args: str, input: str | None = None) -> dict[str, Any]:
+    """Run `python -m services.ingest tenants ...` against the test database, `input` on its standard input (a
+    secret: never on the command line); its JSON answer."""
     out = subprocess.run([sys.executable, "-m", "services.ingest", "tenants", *args], cwd=ROOT, check=True,
-                         capture_output=True, text=True, env={**os.environ, "DATABASE_URL": DATABASE_URL})
+                         capture_output=True, text=True, input=input if input is not None else "",
+                         env={**os.environ, **crm_keys.env(), "DATABASE_URL": DATABASE_URL})
     answer: dict[str, Any] = json.loads(out.stdout)
     return answer

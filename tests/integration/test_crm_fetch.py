@@ -60,8 +60,8 @@ async def _map_everyone(url: str, tenant: Any) -> None:
 
 
 async def test_a_stage_only_win_is_completed_from_the_crm_api(services, tenant, watch, hubspot_api):
-    tenant_cli("set-secret", tenant.slug, "hubspot", SECRET)
-    tenant_cli("set-api-token", tenant.slug, "hubspot", API_TOKEN, "--base-url", hubspot_api)
+    tenant_cli("set-secret", tenant.slug, "hubspot", input=SECRET)
+    tenant_cli("set-api-token", tenant.slug, "hubspot", "--base-url", hubspot_api, input=API_TOKEN)
     await _map_everyone(services["ingest"], tenant)
     w = await watch(tenant.slug, topics.DEALS.name)
     url = f"{services['ingest']}/v1/webhooks/hubspot/{tenant.slug}"
@@ -76,7 +76,7 @@ async def test_a_stage_only_win_is_completed_from_the_crm_api(services, tenant, 
 
 
 async def test_without_a_token_the_deal_waits_and_the_dead_letter_says_what_is_missing(services, tenant, watch):
-    tenant_cli("set-secret", tenant.slug, "hubspot", SECRET)
+    tenant_cli("set-secret", tenant.slug, "hubspot", input=SECRET)
     await _map_everyone(services["ingest"], tenant)
     w = await watch(tenant.slug, topics.DEALS.name)
     url = f"{services['ingest']}/v1/webhooks/hubspot/{tenant.slug}"

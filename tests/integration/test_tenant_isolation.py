@@ -15,8 +15,8 @@ from tests.integration.test_webhooks_hubspot import SECRET, _deliver, _event
 async def test_mappings_dead_letters_events_and_webhooks_stay_with_their_tenant(services, tenant, watch):
     other = create_tenant()
     api = services["ingest"]
-    tenant_cli("set-secret", tenant.slug, "hubspot", SECRET)
-    tenant_cli("set-secret", other.slug, "hubspot", "the-other-tenants-secret")
+    tenant_cli("set-secret", tenant.slug, "hubspot", input=SECRET)
+    tenant_cli("set-secret", other.slug, "hubspot", input="the-other-tenants-secret")
     async with httpx.AsyncClient() as client:
         await client.put(f"{api}/v1/crm/hubspot/users", json={"1": "mine"}, headers=tenant.auth)
         assert (await client.get(f"{api}/v1/crm/hubspot/users", headers=other.auth)).json()["users"] == {}

@@ -45,7 +45,7 @@ async def _deliver(url: str, events: list[dict[str, Any]], secret: str = SECRET,
 
 async def test_hubspot_changes_become_complete_deals_keyed_by_rep_and_retries_publish_nothing(
         services, tenant, watch):
-    tenant_cli("set-secret", tenant.slug, "hubspot", SECRET)
+    tenant_cli("set-secret", tenant.slug, "hubspot", input=SECRET)
     async with httpx.AsyncClient() as client:
         mapped = await client.put(f"{services['ingest']}/v1/crm/hubspot/users", json={"101": "ana"},
                                   headers=tenant.auth)
@@ -84,7 +84,7 @@ async def test_hubspot_changes_become_complete_deals_keyed_by_rep_and_retries_pu
 
 async def test_hubspot_requests_that_cannot_prove_themselves_are_refused_and_publish_nothing(
         services, tenant, watch):
-    tenant_cli("set-secret", tenant.slug, "hubspot", SECRET)
+    tenant_cli("set-secret", tenant.slug, "hubspot", input=SECRET)
     url = f"{services['ingest']}/v1/webhooks/hubspot/{tenant.slug}"
     w = await watch(tenant.slug, topics.DEALS.name, topics.ACTIVITIES.name)
     now = int(time.time() * 1000)
@@ -103,7 +103,7 @@ async def test_hubspot_requests_that_cannot_prove_themselves_are_refused_and_pub
 
 
 async def test_an_unmapped_hubspot_owner_is_dead_lettered_then_published_once_mapped(services, tenant, watch):
-    tenant_cli("set-secret", tenant.slug, "hubspot", SECRET)
+    tenant_cli("set-secret", tenant.slug, "hubspot", input=SECRET)
     url = f"{services['ingest']}/v1/webhooks/hubspot/{tenant.slug}"
     w = await watch(tenant.slug, topics.DEALS.name)
     t0 = int(time.time() * 1000) - 1000

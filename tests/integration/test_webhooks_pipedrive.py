@@ -32,7 +32,7 @@ async def _deliver(url: str, body: dict[str, Any], password: str = PASSWORD) -> 
 
 
 async def test_pipedrive_v2_won_deal_and_v1_activity_arrive_as_canonical_events(services, tenant, watch):
-    tenant_cli("set-secret", tenant.slug, "pipedrive", PASSWORD)
+    tenant_cli("set-secret", tenant.slug, "pipedrive", input=PASSWORD)
     async with httpx.AsyncClient() as client:
         mapped = await client.put(f"{services['ingest']}/v1/crm/pipedrive/users", json={"*": "="},
                                   headers=tenant.auth)
@@ -63,7 +63,7 @@ async def test_pipedrive_v2_won_deal_and_v1_activity_arrive_as_canonical_events(
 
 async def test_pipedrive_with_a_wrong_password_or_a_broken_body_is_refused_and_publishes_nothing(
         services, tenant, watch):
-    tenant_cli("set-secret", tenant.slug, "pipedrive", PASSWORD)
+    tenant_cli("set-secret", tenant.slug, "pipedrive", input=PASSWORD)
     url = f"{services['ingest']}/v1/webhooks/pipedrive/{tenant.slug}"
     w = await watch(tenant.slug, topics.DEALS.name)
     wrong = await _deliver(url, _fixture("v2_deal_won.json"), password="guess")
@@ -77,12 +77,12 @@ async def test_pipedrive_with_a_wrong_password_or_a_broken_body_is_refused_and_p
 
 
 async def test_a_rotated_secret_keeps_working_during_its_grace_period(services, tenant):
-    tenant_cli("set-secret", tenant.slug, "pipedrive", PASSWORD)
-    tenant_cli("set-secret", tenant.slug, "pipedrive", "the-new-password", "--grace-hours", "1")
+    tenant_cli("set-secret", tenant.slug, "pipedrive", input=PASSWORD)
+    tenant_cli("set-secret", tenant.slug, "pipedrive", "--grace-hours", "1", input="the-new-password")
     url = f"{services['ingest']}/v1/webhooks/pipedrive/{tenant.slug}"
     body = _fixture("v2_organization_create.json")  # authenticated, then ignored: publishes nothing
     assert (await _deliver(url, body, password=PASSWORD)).status_code == 200
     assert (await _deliver(url, body, password="the-new-password")).status_code == 200
-    tenant_cli("set-secret", tenant.slug, "pipedrive", "third-password", "--grace-hours", "0")
+    tenant_cli("set-secret", tenant.slug, "pipedrive", "--grace-hours", "0", input="third-password")
     assert (await _deliver(url, body, password="the-new-password")).status_code == 401
     assert (await _deliver(url, body, password=PASSWORD)).status_code == 401

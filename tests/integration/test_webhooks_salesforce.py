@@ -21,7 +21,7 @@ async def _post(url: str, body: bytes, content_type: str) -> httpx.Response:
 
 
 async def test_outbound_messages_are_acknowledged_and_each_opportunity_is_published_once(services, tenant, watch):
-    tenant_cli("set-secret", tenant.slug, "salesforce", TOKEN, "--org-id", ORG)
+    tenant_cli("set-secret", tenant.slug, "salesforce", "--org-id", ORG, input=TOKEN)
     async with httpx.AsyncClient() as client:
         await client.put(f"{services['ingest']}/v1/crm/salesforce/users", json={"*": "="}, headers=tenant.auth)
     url = f"{services['ingest']}/v1/webhooks/salesforce/{tenant.slug}?token={TOKEN}"
@@ -47,7 +47,7 @@ async def test_outbound_messages_are_acknowledged_and_each_opportunity_is_publis
 
 
 async def test_a_wrong_token_or_organization_is_refused_with_a_soap_fault(services, tenant, watch):
-    tenant_cli("set-secret", tenant.slug, "salesforce", TOKEN, "--org-id", "00D000000000001")
+    tenant_cli("set-secret", tenant.slug, "salesforce", "--org-id", "00D000000000001", input=TOKEN)
     w = await watch(tenant.slug, topics.DEALS.name)
     message = (FIXTURES / "outbound_opportunities.xml").read_bytes()
     base = f"{services['ingest']}/v1/webhooks/salesforce/{tenant.slug}"
@@ -61,7 +61,7 @@ async def test_a_wrong_token_or_organization_is_refused_with_a_soap_fault(servic
 
 
 async def test_change_data_capture_updates_complete_the_deal_they_change(services, tenant, watch):
-    tenant_cli("set-secret", tenant.slug, "salesforce", TOKEN)
+    tenant_cli("set-secret", tenant.slug, "salesforce", input=TOKEN)
     async with httpx.AsyncClient() as client:
         await client.put(f"{services['ingest']}/v1/crm/salesforce/users", json={"*": "="}, headers=tenant.auth)
     url = f"{services['ingest']}/v1/webhooks/salesforce/{tenant.slug}?token={TOKEN}"

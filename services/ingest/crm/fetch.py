@@ -14,7 +14,8 @@ refused. Ids are percent-encoded as one path segment each, and a body is read st
 hosts exempt from the address and https checks: local stand-ins in tests and development only.
 
 No database connection is held while the CRM answers: the caller reads the token (`load_access`)
-in a transaction of its own, ends it, fetches, and only then locks what the answer changes.
+in a transaction of its own, ends it, fetches, and only then locks what the answer changes. The token is
+stored sealed (services/ingest/secret_box.py); one that no key decrypts counts as no token, logged.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from services.ingest.crm import values
 from services.ingest.crm.model import ActivityChange, DealChange, DealFields, PayloadError
 from services.ingest.crm.pipedrive import close_time_key
 from services.ingest.crm.salesforce_record import status as salesforce_status
+from services.ingest.secret_box import SecretBox, Undecryptable
 
 log = logging.getLogger(__name__)
 HUBSPOT_DEAL_PROPERTIES = "amount,deal_currency_code,dealstage,hubspot_owner_id,closedate,createdate,dealname"
@@ -155,11 +157,19 @@ class CrmAccess:
     base_url: str
 
 
-async def load_access(conn: asyncpg.Connection, tenant: str, crm: str) -> CrmAccess | None:
-    """The tenant's API access to `crm`, or None when it gave no token (read in the caller's transaction)."""
+async def load_access(conn: asyncpg.Connection, tenant: str, crm: str, box: SecretBox) -> CrmAccess | None:
+    """The tenant's API access to `crm`, or None when it gave no token (read in the caller's transaction). A
+    stored token that no key decrypts is None too, logged by tenant and CRM: the record waits, as without one."""
     row = await conn.fetchrow("SELECT token, base_url FROM crm_api_tokens WHERE tenant = $1 AND crm = $2",
                               tenant, crm)
-    return CrmAccess(row["token"], row["base_url"]) if row else None
+    if row is None:
+        return None
+    try:
+        return CrmAccess(box.unseal(row["token"]), row["base_url"])
+    except Undecryptable as err:
+        log.error("a stored crm api token cannot be decrypted with CRM_SECRET_KEYS; records are not fetched until"
+                  " it is set again or its key is listed", extra={"tenant": tenant, "crm": crm, "error": str(err)})
+        return None
 
 
 class FetchRefused(Exception):

@@ -32,6 +32,7 @@ from services.ingest.crm.mapping import TenantMaps, activity_data, deal_data
 from services.ingest.crm.model import ActivityChange, Change, DealChange
 from services.ingest.crm.state import FieldState, merge, view
 from services.ingest.intake import Intake
+from services.ingest.secret_box import SecretBox
 from services.ingest.tenants import Tenant
 from services.ingest.validation import Verdict
 from shared.db import tenant_tx
@@ -73,9 +74,10 @@ async def load_maps(conn: asyncpg.Connection, tenant: Tenant, crm: str) -> Tenan
 
 
 class CrmPipeline:
-    def __init__(self, pool: asyncpg.Pool, intake: Intake, fetcher: Fetcher) -> None:
-        """Deals are published under ids of their own versions; activities under the vendor's change id."""
-        self._pool, self._intake, self._fetcher = pool, intake, fetcher
+    def __init__(self, pool: asyncpg.Pool, intake: Intake, fetcher: Fetcher, box: SecretBox) -> None:
+        """Deals are published under ids of their own versions; activities under the vendor's change id. `box`
+        opens the tenants' stored API tokens."""
+        self._pool, self._intake, self._fetcher, self._box = pool, intake, fetcher, box
 
     async def deliver(self, tenant: Tenant, crm: str, changes: list[Change]) -> Summary:
         """Apply one delivery; raises `KafkaUnavailable` (nothing committed) when Kafka did not ack."""
@@ -112,7 +114,7 @@ class CrmPipeline:
         if not deals and not bare:
             return Fetched()
         async with tenant_tx(self._pool, tenant.slug) as conn:
-            access = await load_access(conn, tenant.slug, crm)
+            access = await load_access(conn, tenant.slug, crm, self._box)
             if access is None:
                 return Fetched()
             maps = await load_maps(conn, tenant, crm)
@@ -165,7 +167,7 @@ class CrmPipeline:
     async def _prefetch_dead_letters(self, tenant: Tenant, crm: str) -> Fetched:
         """`_prefetch` for the open dead letters: what the API may complete, fetched before they are locked."""
         async with tenant_tx(self._pool, tenant.slug) as conn:
-            access = await load_access(conn, tenant.slug, crm)
+            access = await load_access(conn, tenant.slug, crm, self._box)
             if access is None:
                 return Fetched()
             maps = await load_maps(conn, tenant, crm)

@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from deploy.local import crm_keys
 from services.ingest.app import SPEC as INGEST
 from services.ingest.settings import IngestSettings
 from shared.clock import FixedClock
@@ -31,10 +32,11 @@ from tests.integration.test_webhooks_hubspot import SECRET, _event, _sign
 API_TOKEN = "pat-standin-token"
 
 
-def cli(database_url: str, *args: str) -> dict[str, Any]:
-    """`python -m services.ingest tenants ...` against `database_url`."""
+def cli(database_url: str, *args: str, secret: str = "") -> dict[str, Any]:
+    """`python -m services.ingest tenants ...` against `database_url`, `secret` on its standard input."""
     out = subprocess.run([sys.executable, "-m", "services.ingest", "tenants", *args], cwd=ROOT, check=True,
-                         capture_output=True, text=True, env={**os.environ, "DATABASE_URL": database_url})
+                         capture_output=True, text=True, input=secret,
+                         env={**os.environ, **crm_keys.env(), "DATABASE_URL": database_url})
     answer: dict[str, Any] = json.loads(out.stdout)
     return answer
 
@@ -63,11 +65,12 @@ async def running_ingest(api_base_url: str | None = None, **overrides: Any) -> A
     database_url = await fresh_database(f"h1_{uuid.uuid4().hex[:10]}")
     slug = f"h1-{uuid.uuid4().hex[:10]}"
     token = cli(database_url, "create", slug)["token"]
-    cli(database_url, "set-secret", slug, "hubspot", SECRET)
+    cli(database_url, "set-secret", slug, "hubspot", secret=SECRET)
     if api_base_url is not None:
-        cli(database_url, "set-api-token", slug, "hubspot", API_TOKEN, "--base-url", api_base_url)
+        cli(database_url, "set-api-token", slug, "hubspot", "--base-url", api_base_url, secret=API_TOKEN)
     settings = IngestSettings(**{
         "database_url": database_url, "kafka_bootstrap_servers": BOOTSTRAP,
+        "crm_secret_keys": crm_keys.crm_secret_keys(),  # the key the CLI above sealed the secret with
         "kafka_consumer_group_prefix": f"h1-{uuid.uuid4().hex[:8]}", "outbox_poll_interval_s": 0.2,
         "log_format": "text", "rate_limit_requests_per_s": 10_000, "rate_limit_request_burst": 10_000,
         **overrides})

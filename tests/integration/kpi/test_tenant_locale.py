@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from deploy.local import crm_keys
 from services.ingest.app import SPEC as INGEST
 from services.ingest.settings import IngestSettings
 from services.kpi import repository as repo
@@ -97,7 +98,8 @@ async def test_a_registry_entry_without_a_locale_reads_as_english(
 async def tenant_cli(db_url: str, *args: str) -> tuple[int, dict[str, Any] | None, str]:
     """`python -m services.ingest tenants ...` on `db_url`: exit status, JSON answer (if any), stderr."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.ingest", "tenants", *args, cwd=ROOT, env={**os.environ, "DATABASE_URL": db_url},
+        sys.executable, "-m", "services.ingest", "tenants", *args, cwd=ROOT,
+        env={**os.environ, **crm_keys.env(), "DATABASE_URL": db_url},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await proc.communicate()
     assert proc.returncode is not None
@@ -108,7 +110,8 @@ async def test_the_locale_set_with_ingests_cli_reaches_kpi(locale_db: str, kpi: 
     """`tenants create --locale` and `tenants locale` announce through ingest's outbox, as in production."""
     prefix = f"attain-locale-{uuid.uuid4().hex[:8]}"
     settings = IngestSettings(database_url=locale_db, kafka_bootstrap_servers=BOOTSTRAP,
-                              kafka_consumer_group_prefix=prefix, outbox_poll_interval_s=0.2, log_format="text")
+                              kafka_consumer_group_prefix=prefix, outbox_poll_interval_s=0.2, log_format="text",
+                              crm_secret_keys=crm_keys.crm_secret_keys())
     ingest = await inprocess.Replica(INGEST, settings, FixedClock(NOW)).start()
     try:
         tenant = new_tenant()

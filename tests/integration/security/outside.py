@@ -31,6 +31,7 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from deploy.local import crm_keys
 from services.coaching.app import SPEC as COACHING
 from services.coaching.settings import CoachingSettings
 from services.ingest import tenants
@@ -159,11 +160,12 @@ class Outside:
         """A new tenant, created as `ingest tenants create` creates one, with a secret for each CRM; known to the
         read services (through the registry topic) when this returns."""
         org = Org(f"s-{uuid.uuid4().hex[:12]}", f"atn_{uuid.uuid4().hex}", len(self.orgs) + 1)
+        box = self.services["ingest"].app.state.context.box  # the running ingest's: CRM_SECRET_KEYS
         async with tenant_tx(self.services["ingest"].pool, org.slug) as conn:
             await tenants.create(conn, org.slug, token=org.token, timezone="Europe/Berlin", currency="EUR")
             for crm, secret in (("hubspot", org.hubspot_secret), ("pipedrive", org.pipedrive_secret),
                                 ("salesforce", org.salesforce_secret)):
-                await tenants.set_secret(conn, org.slug, crm, secret, None)
+                await tenants.set_secret(conn, org.slug, crm, secret, None, box=box)
         self.services["ingest"].replica.wake()
         known = " + ".join(f"(SELECT count(*) FROM {s}.tenants WHERE tenant = $1 AND active)"
                            for s in ("kpi", "coaching", "recognition"))
@@ -343,7 +345,7 @@ async def start() -> Outside:
                               "kafka_consumer_group_prefix": prefix, "outbox_poll_interval_s": 0.2,
                               "max_body_bytes": MAX_BODY_BYTES}
     ingest = await serve("ingest", INGEST, IngestSettings(
-        **common, max_ndjson_bytes=MAX_NDJSON_BYTES,
+        **common, max_ndjson_bytes=MAX_NDJSON_BYTES, crm_secret_keys=crm_keys.crm_secret_keys(),
         rate_limit_requests_per_s=100_000, rate_limit_request_burst=100_000), clock)
     coaching, recognition = await asyncio.gather(
         serve("coaching", COACHING, CoachingSettings(**common, coaching_evaluation_interval_s=3600,

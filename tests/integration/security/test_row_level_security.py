@@ -159,3 +159,115 @@ async def test_a_service_works_as_its_own_role(database: str) -> None:
             assert await conn.fetchval("SELECT current_setting('attain.tenant', true)") in (None, "")
     finally:
         await replica.stop()
+
+
+# --- the all-tenants scope is the owner's: a working role reaches across tenants only through sweeps --------
+
+
+async def _two_tenants(owner: asyncpg.Connection, a: str, b: str) -> None:
+    await owner.execute("INSERT INTO coaching.reps (tenant, rep_id, name, version, known_since)"
+                        " VALUES ($1, 'ann', 'Ann', $3, $3), ($2, 'bob', 'Bob', $3, $3) ON CONFLICT DO NOTHING",
+                        a, b, AT)
+
+
+async def test_the_working_role_cannot_widen_its_scope_to_every_tenant(owner: asyncpg.Connection,
+                                                                        app: asyncpg.Pool) -> None:
+    """A compromised service sets `*` on itself: it sees and writes nothing (before: every tenant's rows)."""
+    await _two_tenants(owner, "wide-a", "wide-b")
+    async with app.acquire() as conn, conn.transaction():
+        await db.set_tenant(conn, db.ALL_TENANTS)
+        assert await conn.fetch("SELECT tenant, rep_id FROM reps WHERE tenant LIKE 'wide-%'") == []
+        assert await conn.execute("UPDATE reps SET name = 'pwned' WHERE tenant LIKE 'wide-%'") == "UPDATE 0"
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
+            async with conn.transaction():
+                await conn.execute("INSERT INTO reps (tenant, rep_id, version, known_since)"
+                                   " VALUES ('wide-a', 'mallory', $1, $1)", AT)
+    assert await owner.fetchval("SELECT count(*) FROM coaching.reps WHERE name = 'pwned'") == 0
+
+
+async def test_a_sweep_reaches_every_tenant_and_gives_the_caller_its_scope_back(owner: asyncpg.Connection,
+                                                                                app: asyncpg.Pool) -> None:
+    await _two_tenants(owner, "sweep-a", "sweep-b")
+    async with db.sweep_tx(app) as conn:
+        reps = await conn.fetch("SELECT tenant, rep_id FROM sweep_active_reps() WHERE tenant LIKE 'sweep-%'")
+        assert [(r["tenant"], r["rep_id"]) for r in reps] == [("sweep-a", "ann"), ("sweep-b", "bob")]
+        assert await conn.fetchval("SELECT current_setting('attain.tenant', true)") == ""
+        assert await conn.fetchval("SELECT count(*) FROM reps WHERE tenant LIKE 'sweep-%'") == 0
+        await db.set_tenant(conn, "sweep-a")
+        assert await conn.fetchval("SELECT count(*) FROM sweep_active_reps() WHERE tenant LIKE 'sweep-%'") == 2
+        assert await conn.fetchval("SELECT current_setting('attain.tenant', true)") == "sweep-a"
+
+
+async def test_every_sweep_runs_and_none_is_open_to_public(database: str, owner: asyncpg.Connection) -> None:
+    """Each `sweep_*` of every schema: callable by the working role (its body compiles and runs), SECURITY
+    DEFINER with its search_path pinned to its schema then pg_temp, and not executable by PUBLIC."""
+    calls = {
+        "coaching": ["SELECT count(*) FROM sweep_active_reps()", "SELECT count(*) FROM sweep_due_plan_reps(now())",
+                     "SELECT count(*) FROM sweep_live_tasks_by_rule()", "SELECT count(*) FROM sweep_overdue(now(), 5)",
+                     "SELECT count(*) FROM sweep_take_owed(5)", "SELECT count(*) FROM sweep_peek_owed(5)",
+                     "SELECT sweep_owed_count()"],
+        "ingest": ["SELECT sweep_expired_ids('3650 days'::interval, 5)"],
+    }
+    for spec in SPECS:
+        pool = await db.create_pool(db.app_dsn(database, ROLE), spec.schema, scope=None, create_schema=False)
+        try:
+            async with db.sweep_tx(pool) as conn:
+                for sql in [*calls.get(spec.schema, []), "SELECT sweep_bury_outbox('', '{}', '{}')"]:
+                    await conn.fetchval(sql)
+        finally:
+            await pool.close()
+    rows = await owner.fetch(
+        "SELECT n.nspname AS schema, p.proname AS name, p.proconfig AS config,"
+        " has_function_privilege('public', p.oid, 'EXECUTE') AS public,"
+        " has_function_privilege($2, p.oid, 'EXECUTE') AS working"
+        " FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+        " WHERE n.nspname = ANY($1::text[]) AND p.prosecdef", [s.schema for s in SPECS], ROLE)
+    assert {(r["schema"], r["name"]) for r in rows} >= {(s.schema, "sweep_bury_outbox") for s in SPECS}
+    assert len(rows) == 4 + 7 + 1
+    for row in rows:
+        assert row["name"].startswith("sweep_")
+        assert f"search_path={row['schema']}, pg_temp" in row["config"], row
+        assert (row["public"], row["working"]) == (False, True), row
+
+
+async def test_a_non_superuser_owner_migrates_and_alone_may_span_tenants(stack: None) -> None:
+    """Production's shape: the schemas' owner is an ordinary role (row-level security binds it too, forced).
+    It migrates, its `*` sees every tenant, the sweeps it owns work for the working role, and the working
+    role's `*` sees nothing."""
+    suffix = uuid.uuid4().hex[:8]
+    owner_role, working = f"attain_owner_{suffix}", f"attain_work_{suffix}"
+    url = await fresh_database(f"rls_owner_{suffix}")
+    admin = await asyncpg.connect(url)
+    try:
+        await admin.execute(f"CREATE ROLE {owner_role} LOGIN NOSUPERUSER NOBYPASSRLS CREATEROLE")
+        await admin.execute(f"ALTER DATABASE rls_owner_{suffix} OWNER TO {owner_role}")
+        await admin.execute(f"GRANT CREATE ON DATABASE rls_owner_{suffix} TO {owner_role}")
+    finally:
+        await admin.close()
+    owner_url = db.app_dsn(url, owner_role)
+    for spec in (COACHING, INGEST):
+        pool = await db.create_pool(owner_url, spec.schema, max_size=1)
+        try:
+            await db.migrate(pool, spec.schema, spec.migrations, grant_to=working)
+        finally:
+            await pool.close()
+    owner = await asyncpg.connect(owner_url)
+    try:
+        assert not await owner.fetchval("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user")
+        async with owner.transaction():
+            await db.set_tenant(owner, db.ALL_TENANTS)
+            await _two_tenants(owner, "own-a", "own-b")
+            assert await owner.fetchval("SELECT count(*) FROM coaching.reps") == 2
+    finally:
+        await owner.close()
+    app = await db.create_pool(db.app_dsn(url, working), "coaching", scope=None, create_schema=False)
+    try:
+        await db.check_app_role(app, "coaching")
+        async with db.sweep_tx(app) as conn:
+            await db.set_tenant(conn, db.ALL_TENANTS)
+            assert await conn.fetchval("SELECT count(*) FROM reps") == 0
+            assert [r["tenant"] for r in await conn.fetch("SELECT tenant FROM sweep_active_reps()")] == [
+                "own-a", "own-b"]
+            assert await conn.fetchval("SELECT count(*) FROM reps") == 0  # the sweep gave back the scope it found
+    finally:
+        await app.close()

@@ -169,7 +169,8 @@ async def test_salesforce_with_another_tenants_token_or_another_organisation_is_
     """B's URL token on A's path, A's on B's, and A's token with the message's OrganizationId changed to another
     org: a SOAP fault with 401, nothing stored or published."""
     async with tenant_tx(outside.services["ingest"].pool, tenant_a.slug) as conn:
-        await tenants.set_secret(conn, tenant_a.slug, "salesforce", tenant_a.salesforce_secret, ORG_ID)
+        await tenants.set_secret(conn, tenant_a.slug, "salesforce", tenant_a.salesforce_secret, ORG_ID,
+                                 box=outside.services["ingest"].app.state.context.box)
     message = (FIXTURES / "salesforce" / "outbound_opportunities.xml").read_bytes()
     other_org = message.replace(ORG_ID.encode(), b"00D5g000004ZaQcEAK")
     before = await outside.snapshot(schemas=("ingest",))

@@ -17,6 +17,7 @@ import pytest
 from deploy.demo import runner
 from deploy.demo.__main__ import parse_args
 from deploy.demo.runner import Services, SetupError, child_env, port_answers, tail
+from deploy.local import crm_keys
 
 STAND_IN = textwrap.dedent("""
     import http.server, os, signal, sys, time
@@ -71,6 +72,17 @@ def test_children_get_the_local_stack_and_keep_the_callers_database(monkeypatch:
     assert (env["LOG_LEVEL"], env["PYTHONUNBUFFERED"]) == ("WARNING", "1")
     monkeypatch.delenv("DATABASE_URL")
     assert child_env()["DATABASE_URL"] == runner.DATABASE_URL
+
+
+def test_children_get_the_local_crm_secret_key_unless_the_caller_names_keys(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(crm_keys, "KEYS_FILE", tmp_path / "crm-secret-keys")
+    monkeypatch.delenv("CRM_SECRET_KEYS", raising=False)
+    local = child_env()["CRM_SECRET_KEYS"]
+    assert local == (tmp_path / "crm-secret-keys").read_text().strip()  # made once, kept for the next run
+    assert child_env()["CRM_SECRET_KEYS"] == local
+    monkeypatch.setenv("CRM_SECRET_KEYS", "the-operators-own")
+    assert child_env()["CRM_SECRET_KEYS"] == "the-operators-own"
 
 
 def test_tail_gives_the_last_lines_or_says_there_is_no_log(tmp_path: Path) -> None:

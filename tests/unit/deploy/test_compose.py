@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography.fernet import Fernet
+from pydantic import ValidationError
 
 import deploy.local.stack as stack
 import deploy.local.topics as topics_module
@@ -37,6 +39,10 @@ SETTINGS: dict[str, type[ServiceSettings]] = {
     "coaching": CoachingSettings,
     "recognition": RecognitionSettings,
 }
+
+# What the operator's shell provides (the file reads it from there and holds no value of its own): compose
+# interpolates `${NAME:-default}` with these.
+SHELL = {"CRM_SECRET_KEYS": Fernet.generate_key().decode()}
 
 # Mounted by compose but filled by another change: Grafana's dashboards (deploy/grafana/*.json).
 # Until that folder exists, compose creates it empty and Grafana simply shows no dashboards.
@@ -63,6 +69,14 @@ def environment(svc: dict[str, Any]) -> dict[str, str]:
     if isinstance(env, list):
         env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
     return {str(key): str(value) for key, value in env.items()}
+
+
+def interpolated(value: str, shell: dict[str, str]) -> str:
+    """`value` as compose interpolates it from `shell`: `${NAME}`, `${NAME:-default}` (`$$` is a literal `$`)."""
+    def one(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(3) or ""
+        return shell.get(name) or default
+    return re.sub(r"\$\{(\w+)(:-([^}]*))?\}", one, value).replace("$$", "$")
 
 
 def published(svc: dict[str, Any]) -> dict[int, int]:
@@ -213,7 +227,17 @@ def test_every_environment_name_is_a_field_of_the_services_settings(name: str) -
     assert set(env) <= fields, f"not read by {name}: {sorted(set(env) - fields)}"
     assert {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"} <= set(env)
     # And the values parse: a typo in a Literal (LOG_FORMAT, say) fails here, not in a container.
-    SETTINGS[name](**{key.lower(): value for key, value in env.items()})
+    SETTINGS[name](**{key.lower(): interpolated(value, SHELL) for key, value in env.items()})
+
+
+def test_only_ingest_gets_crm_secret_keys_and_from_the_shell_not_the_file() -> None:
+    """The keys the CRM secrets are encrypted with are interpolated from the operator's shell (none is written in
+    the file), only into ingest; without them ingest stops at start, naming the variable."""
+    assert environment(service("ingest"))["CRM_SECRET_KEYS"] == "${CRM_SECRET_KEYS:-}"
+    assert [name for name in SETTINGS if "CRM_SECRET_KEYS" in environment(service(name))] == ["ingest"]
+    env = {key.lower(): interpolated(value, {}) for key, value in environment(service("ingest")).items()}
+    with pytest.raises(ValidationError, match="CRM_SECRET_KEYS is not set"):
+        IngestSettings(**env)
 
 
 @pytest.mark.parametrize("name", SETTINGS)

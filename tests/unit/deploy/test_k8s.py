@@ -27,6 +27,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from services.coaching.app import SPEC as COACHING
 from services.coaching.settings import CoachingSettings
@@ -36,7 +37,6 @@ from services.kpi.app import SPEC as KPI
 from services.kpi.settings import KpiSettings
 from services.recognition.app import SPEC as RECOGNITION
 from services.recognition.settings import RecognitionSettings
-from shared import db
 from shared.service import ServiceSpec
 from shared.settings import ServiceSettings
 from shared.topics import TENANTS, all_with_dlq
@@ -388,16 +388,46 @@ def test_configuration_comes_from_a_config_map_and_a_secret_with_settings_names(
     for workload in workloads(overlay):
         sources = container(workload)["envFrom"]
         assert {"configMapRef": {"name": config_name}} in sources, workload["metadata"]["name"]
-        assert {"secretRef": {"name": "attain-secrets"}} in sources, workload["metadata"]["name"]
+        if workload["kind"] == "Deployment":
+            assert {"secretRef": {"name": "attain-secrets"}} in sources, workload["metadata"]["name"]
     secrets = objects(overlay, "Secret")
+    database = {"attain-db-owner", *(f"attain-db-{name}" for name in SERVICES)}
     if overlay == "overlays/prod":  # real credentials come from outside; never render placeholders over them
-        assert "attain-secrets" not in secrets
+        assert not {"attain-secrets", *database} & secrets.keys()
         return
     placeholders = secrets["attain-secrets"]["data"]
-    assert set(placeholders) == {"DATABASE_URL", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"}
-    assert set(placeholders) <= setting_names()
+    assert set(placeholders) == {"KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"}
+    assert set(secrets["attain-db-owner"]["data"]) == {"DATABASE_URL"}
+    for name in SERVICES:
+        assert set(secrets[f"attain-db-{name}"]["data"]) == {"DATABASE_APP_URL"}
+        placeholders = {**placeholders, **{f"{name}:{k}": v for k, v in secrets[f"attain-db-{name}"]["data"].items()}}
+    placeholders["DATABASE_URL"] = secrets["attain-db-owner"]["data"]["DATABASE_URL"]
+    assert {key.rsplit(":", 1)[-1] for key in placeholders} <= setting_names()
     for key, value in placeholders.items():
         assert "CHANGE-ME" in base64.b64decode(value).decode(), f"{key} is not a placeholder"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_ingest_gets_the_crm_secret_keys_from_a_secret_of_its_own(overlay: str) -> None:
+    """CRM_SECRET_KEYS, the keys tenants' CRM secrets are encrypted with, reaches ingest by key reference to
+    `attain-ingest-secrets` and no other workload; the base renders a placeholder that ingest refuses to start
+    with, prod renders none (the secret store makes it)."""
+    for workload in workloads(overlay):
+        env = {e["name"]: e for e in container(workload).get("env", [])}
+        if workload["metadata"]["name"] == "attain-ingest":
+            assert env["CRM_SECRET_KEYS"]["valueFrom"] == {
+                "secretKeyRef": {"name": "attain-ingest-secrets", "key": "CRM_SECRET_KEYS"}}
+        else:
+            assert "CRM_SECRET_KEYS" not in env, workload["metadata"]["name"]
+    secrets = objects(overlay, "Secret")
+    if overlay == "overlays/prod":
+        assert "attain-ingest-secrets" not in secrets
+        return
+    assert set(secrets["attain-ingest-secrets"]["data"]) == {"CRM_SECRET_KEYS"}
+    placeholder = base64.b64decode(secrets["attain-ingest-secrets"]["data"]["CRM_SECRET_KEYS"]).decode()
+    assert "CHANGE-ME" in placeholder
+    with pytest.raises(ValidationError, match="CRM_SECRET_KEYS: key 1 of 1 is not a Fernet key"):
+        IngestSettings(crm_secret_keys=placeholder)
 
 
 def test_prod_connects_to_kafka_over_sasl_ssl_like_keda() -> None:
@@ -595,46 +625,26 @@ def test_alerts_cover_lag_dead_letters_outbox_readiness_and_errors() -> None:
 # --- the migration Job -------------------------------------------------------------------------------
 
 
-def _migration_script() -> str:
-    (job,) = (doc for doc in yaml.safe_load_all((K8S / "base" / "migrate-job.yaml").read_text()) if doc)
-    app = container(job)
-    assert app["command"] == ["python", "-c"]
-    (script,) = app["args"]
-    assert isinstance(script, str)
-    return script
-
-
-def test_the_migration_job_migrates_every_services_schema_in_its_own_pool(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[tuple[str, Any]] = []
-
-    class FakePool:
-        def __init__(self, schema: str) -> None:
-            self.schema = schema
-
-        async def close(self) -> None:
-            calls.append(("close", self.schema))
-
-    async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int = 10) -> FakePool:
-        calls.append(("pool", (dsn, schema)))
-        return FakePool(schema)
-
-    async def migrate(pool: FakePool, schema: str, *folders: Path, grant_to: str | None = None,
-                      grant_password: str | None = None) -> list[str]:
-        assert pool.schema == schema, "a schema's migrations must run on a pool bound to that schema"
-        calls.append(("migrate", (schema, folders, grant_to, grant_password)))
-        return []
-
-    monkeypatch.setattr(db, "create_pool", create_pool)
-    monkeypatch.setattr(db, "migrate", migrate)
-    monkeypatch.setattr("shared.logs.configure", lambda *args, **kwargs: None)
-    monkeypatch.setenv("DATABASE_URL", "postgresql://migrator:s3cret@db/attain")
-    exec(compile(_migration_script(), "migrate-job.yaml", "exec"), {"__name__": "__main__"})
-    expected = []
-    for spec, _ in SERVICES.values():
-        expected += [("pool", ("postgresql://migrator:s3cret@db/attain", spec.schema)),
-                     ("migrate", (spec.schema, (spec.migrations,), f"attain_{spec.name}", "s3cret")),
-                     ("close", spec.schema)]
-    assert calls == expected
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_owners_credentials_reach_the_migration_job_alone(overlay: str) -> None:
+    """The pods hold only their working role (issue 16, item 6): DATABASE_URL (the schemas' owner) is in the
+    Secret attain-db-owner, which only the Job reads; each service reads its own attain-db-<service>,
+    does not migrate at start, and no service can read another's working role."""
+    assert config(overlay)["DB_MIGRATE_ON_START"] == "false"
+    (job,) = objects(overlay, "Job").values()
+    assert container(job)["command"] == ["python", "-m", "shared.migrate"]
+    assert {"secretRef": {"name": "attain-db-owner"}} in container(job)["envFrom"]
+    for name in SERVICES:
+        app = container(one(overlay, "Deployment", f"attain-{name}"))
+        refs = {source["secretRef"]["name"] for source in app["envFrom"] if "secretRef" in source}
+        refs |= {e["valueFrom"]["secretKeyRef"]["name"] for e in app.get("env", [])
+                 if "secretKeyRef" in e.get("valueFrom", {})}
+        database = {ref for ref in refs if ref.startswith("attain-db-")}
+        assert database == {f"attain-db-{name}"}, f"{overlay}: {name} reads {database}"
+        app_url = [e for e in app["env"] if e["name"] == "DATABASE_APP_URL"]
+        assert app_url and app_url[0]["valueFrom"]["secretKeyRef"] == {"name": f"attain-db-{name}",
+                                                                        "key": "DATABASE_APP_URL"}
+        assert "DATABASE_URL" not in {e["name"] for e in app["env"]}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -643,7 +653,7 @@ def test_the_migration_job_runs_once_with_a_deadline(overlay: str) -> None:
     spec = job["spec"]
     assert spec["template"]["spec"]["restartPolicy"] == "Never"
     assert spec["backoffLimit"] <= 3 and spec["activeDeadlineSeconds"] > 0 and spec["ttlSecondsAfterFinished"] > 0
-    assert container(job)["args"] == [_migration_script()]
+    assert container(job)["command"] == ["python", "-m", "shared.migrate"] and "args" not in container(job)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

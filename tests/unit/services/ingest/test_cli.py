@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
 from typing import cast
 
 import asyncpg
 import pytest
+from cryptography.fernet import Fernet
 
 from services.ingest import cli, tenants
+from services.ingest.secret_box import MAKE_A_KEY
 
 
 def test_a_tenant_is_created_in_english_unless_told_otherwise() -> None:
@@ -57,3 +61,81 @@ async def test_changing_to_an_unknown_locale_fails_before_writing_anything() -> 
     nowhere = cast(asyncpg.Connection, object())
     with pytest.raises(tenants.TenantError, match="'xx_YY'"):
         await tenants.set_locale(nowhere, "acme", "xx_YY")
+
+
+# --- secrets never on the command line -------------------------------------------------------------------------
+
+KEY = Fernet.generate_key().decode()
+SECRET = "hubspot-client-secret-1"
+
+
+@pytest.fixture
+def keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRM_SECRET_KEYS", KEY)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/nowhere")  # reached: the test fails
+
+
+@pytest.mark.parametrize("argv", [["set-secret", "acme", "hubspot", SECRET],
+                                  ["set-api-token", "acme", "hubspot", SECRET, "--base-url", "https://api.hubapi.com"],
+                                  ["create", "acme", "--token", SECRET]])
+def test_a_secret_on_the_command_line_is_refused_without_repeating_it(
+        argv: list[str], keys: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(argv, stdin=io.StringIO("")) == 2
+    err = capsys.readouterr().err
+    assert "not taken on the command line" in err and SECRET not in err
+
+
+@pytest.mark.parametrize(("text", "read"), [("s3cret\n", "s3cret"), ("s3cret", "s3cret"), ("s3cret\r\n", "s3cret"),
+                                            (" spaced secret \n", " spaced secret ")])
+def test_a_secret_is_one_line_of_standard_input_without_its_newline(text: str, read: str) -> None:
+    args = cli.parser().parse_args(["set-secret", "acme", "hubspot"])
+    assert cli.secret_of(args, io.StringIO(text)) == read
+
+
+@pytest.mark.parametrize(("text", "problem"), [("", "is empty"), ("\n", "is empty"), ("one\ntwo\n", "one line")])
+def test_an_empty_or_multi_line_secret_is_a_usage_error(text: str, problem: str, keys: None,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["set-secret", "acme", "pipedrive"], stdin=io.StringIO(text)) == 2  # before any database
+    assert problem in capsys.readouterr().err
+
+
+def test_a_secret_or_token_file_is_read_instead_of_standard_input(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text(SECRET + "\n")
+    (tmp_path / "token").write_text("pat-na1-token")
+    stdin = io.StringIO("not this")
+    secret = cli.parser().parse_args(["set-secret", "acme", "hubspot", "--secret-file", str(tmp_path / "secret")])
+    api = cli.parser().parse_args(["set-api-token", "acme", "hubspot", "--token-file", str(tmp_path / "token"),
+                                   "--base-url", "https://api.hubapi.com"])
+    created = cli.parser().parse_args(["create", "acme", "--token-file", str(tmp_path / "token")])
+    assert [cli.secret_of(a, stdin) for a in (secret, api, created)] == [SECRET, "pat-na1-token", "pat-na1-token"]
+
+
+def test_a_missing_secret_file_is_a_usage_error_naming_it(tmp_path: Path, keys: None,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope"
+    assert cli.main(["set-secret", "acme", "hubspot", "--secret-file", str(missing)], stdin=io.StringIO(SECRET)) == 2
+    assert f"cannot read the secret from {missing}" in capsys.readouterr().err
+
+
+def test_create_reads_a_chosen_token_from_stdin_only_when_told_and_else_makes_one() -> None:
+    stdin = io.StringIO("atn_chosen-token-of-enough-length\n")
+    assert cli.secret_of(cli.parser().parse_args(["create", "acme"]), stdin) is None
+    assert cli.secret_of(cli.parser().parse_args(["create", "acme", "--token-stdin"]), stdin) == (
+        "atn_chosen-token-of-enough-length")
+
+
+def test_create_takes_a_token_file_or_stdin_not_both() -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.parser().parse_args(["create", "acme", "--token-file", "t", "--token-stdin"])
+    assert exited.value.code == 2
+
+
+@pytest.mark.parametrize("argv", [["create", "acme"], ["set-secret", "acme", "hubspot"], ["rotate-secrets"]])
+def test_without_crm_secret_keys_the_cli_stops_naming_the_variable_and_how_to_make_a_key(
+        argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("CRM_SECRET_KEYS", raising=False)
+    stdin = io.StringIO(SECRET)
+    assert cli.main(argv, stdin=stdin) == 2
+    err = capsys.readouterr().err
+    assert "CRM_SECRET_KEYS is not set" in err and MAKE_A_KEY in err
+    assert stdin.read() == SECRET  # failed before asking for the secret
