@@ -17,6 +17,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -29,7 +30,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared import db, logs, metrics, ratelimit
+from shared import db, inbox, logs, metrics, ratelimit
 from shared.clock import Clock, clock_from_spec
 from shared.consumer import ConsumerLoop, Handler, TransactionalConsumer
 from shared.kafka import broker_reachable, create_producer, last_position
@@ -272,7 +273,9 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None
         app.state.runtime = rt
         rt.context = app.state.context = spec.context(rt) if spec.context else None
         tasks = [asyncio.create_task(relay.run(), name="outbox-relay"),
-                 asyncio.create_task(_watchdog(app, settings, pool).run(), name="watchdog")]
+                 asyncio.create_task(_watchdog(app, settings, pool).run(), name="watchdog"),
+                 asyncio.create_task(inbox.prune_forever(pool, timedelta(days=settings.inbox_retention_days)),
+                                     name="inbox-retention")]
         for sub in spec.subscriptions:
             group_id = f"{settings.kafka_consumer_group_prefix}-{sub.group}"
             processor = TransactionalConsumer(pool=pool, producer=producer, group_id=group_id,

@@ -28,6 +28,9 @@ class ServiceSettings(BaseSettings):
     # working role (DATABASE_APP_URL, required), migrations run beforehand as the owner (`python -m
     # shared.migrate`, the Kubernetes Job), and the service refuses to start on a schema that is behind.
     db_migrate_on_start: bool = True
+    # Derived-event ids the consumers deduplicate by (the inbox) are forgotten this long after they were
+    # applied (shared/inbox.py): a duplicate delivery comes within seconds or minutes of the first.
+    inbox_retention_days: int = Field(default=35, ge=1)
     # Loopback unless told otherwise: a process started by hand (the demo, a developer's shell) is not reachable
     # from the network. The image (deploy/Dockerfile, so docker-compose.yml and deploy/k8s too) sets
     # HTTP_HOST=0.0.0.0, as a container must.

@@ -212,7 +212,8 @@ async def test_every_sweep_runs_and_none_is_open_to_public(database: str, owner:
         pool = await db.create_pool(db.app_dsn(database, ROLE), spec.schema, scope=None, create_schema=False)
         try:
             async with db.sweep_tx(pool) as conn:
-                for sql in [*calls.get(spec.schema, []), "SELECT sweep_bury_outbox('', '{}', '{}')"]:
+                for sql in [*calls.get(spec.schema, []), "SELECT sweep_bury_outbox('', '{}', '{}')",
+                            "SELECT sweep_expired_inbox('3650 days'::interval, 5)"]:
                     await conn.fetchval(sql)
         finally:
             await pool.close()
@@ -223,7 +224,7 @@ async def test_every_sweep_runs_and_none_is_open_to_public(database: str, owner:
         " FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
         " WHERE n.nspname = ANY($1::text[]) AND p.prosecdef", [s.schema for s in SPECS], ROLE)
     assert {(r["schema"], r["name"]) for r in rows} >= {(s.schema, "sweep_bury_outbox") for s in SPECS}
-    assert len(rows) == 4 + 7 + 1
+    assert len(rows) == 4 * 2 + 7 + 1  # the shared two in every schema, coaching's seven, ingest's one
     for row in rows:
         assert row["name"].startswith("sweep_")
         assert f"search_path={row['schema']}, pg_temp" in row["config"], row
