@@ -300,6 +300,15 @@ class TransactionalConsumer:
         return {TopicPartition(t, p): o for (t, p), o in found.items()}
 
 
+def offset_regressions(ends: Mapping[TopicPartition, int | None],
+                       stored: Mapping[TopicPartition, int]) -> set[TopicPartition]:
+    """The partitions whose end (high watermark) lies below the offset this group stored: records there
+    are new records of a recreated topic (or a migrated cluster), not replays, and must not be skipped.
+    A healthy partition's end is never below an offset applied from it. (A recreated topic that has
+    grown past the stored offset again before the service sees it cannot be told apart this way.)"""
+    return {tp for tp, end in ends.items() if end is not None and tp in stored and end < stored[tp]}
+
+
 class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
     """On assignment, resume where PostgreSQL says this group stands, not where Kafka thinks."""
 
@@ -310,6 +319,10 @@ class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
         self._loop.assigned -= set(revoked)
         for tp in revoked:
             self._loop.next_offsets.pop(tp, None)
+            if tp in self._loop.regressed:  # whoever gets it next finds the regression for itself
+                self._loop.regressed.discard(tp)
+                with contextlib.suppress(KeyError):
+                    metrics.OFFSET_REGRESSION.remove(self._loop.processor.group_id, tp.topic, str(tp.partition))
         for tp in revoked:
             with contextlib.suppress(KeyError):  # never measured
                 metrics.CONSUMER_LAG.remove(self._loop.processor.group_id, tp.topic, str(tp.partition))
@@ -349,6 +362,7 @@ class ConsumerLoop:
         self.consumer: AIOKafkaConsumer | None = None
         self.assigned: set[TopicPartition] = set()
         self.next_offsets: dict[TopicPartition, int] = {}  # where this loop stands, per partition (for lag)
+        self.regressed: set[TopicPartition] = set()  # paused: their end lies below the stored offset
         self.joined = False
 
     async def run(self) -> None:
@@ -376,6 +390,9 @@ class ConsumerLoop:
                 # the next batch is fetched and decoded while this one's transaction runs: Python works while
                 # PostgreSQL does. Safe across rebalances: a batch applies only past the offsets PostgreSQL holds.
                 upcoming = asyncio.create_task(self._fetch_and_decode(consumer))
+                if batches and (gone := self._hold_regressions(consumer, batches)):
+                    records = [r for r in records if TopicPartition(r.topic, r.partition) not in gone]
+                    batches = {tp: rs for tp, rs in batches.items() if tp not in gone}
                 if records:
                     await self.processor.process(records, decoded)
                     reached = {tp: rs[-1].offset + 1 for tp, rs in batches.items()}
@@ -409,6 +426,23 @@ class ConsumerLoop:
                 count += len(rs)
         return batches
 
+    def _hold_regressions(self, consumer: AIOKafkaConsumer,
+                          batches: Mapping[TopicPartition, list[ConsumerRecord]]) -> set[TopicPartition]:
+        """Pause the partitions of `batches` whose end lies below where this group stands (`offset_regressions`),
+        and return them: their records are not applied, nothing is skipped, readiness fails and
+        `attain_consumer_offset_regression` says which, until an operator resets the stored offsets."""
+        found = offset_regressions({tp: consumer.highwater(tp) for tp in batches}, self.next_offsets)
+        for tp in found - self.regressed:
+            consumer.pause(tp)
+            metrics.OFFSET_REGRESSION.labels(self.processor.group_id, tp.topic, str(tp.partition)).set(1)
+            log.error("offset regression: the partition ends below the offset stored for this group (topic"
+                      " recreated or cluster migrated?); paused, nothing skipped. Check, then run `python -m"
+                      " shared.offsets reset` and restart",
+                      extra={"group": self.processor.group_id, "topic": tp.topic, "partition": tp.partition,
+                             "stored_offset": self.next_offsets[tp], "end_offset": consumer.highwater(tp)})
+        self.regressed |= found
+        return found
+
     def _commit_hint(self, consumer: AIOKafkaConsumer, reached: dict[TopicPartition, int]) -> None:
         """Commit applied offsets to Kafka in the background, one commit at a time: only a hint (PostgreSQL
         holds the truth), so the next batch never waits for the broker's answer."""
@@ -440,4 +474,4 @@ class ConsumerLoop:
 
     @property
     def ready(self) -> bool:
-        return self.joined and self.processor.healthy
+        return self.joined and self.processor.healthy and not self.regressed

@@ -12,6 +12,13 @@ CONSUMED = Counter(
     "(applied, skipped_replay, dead_lettered).",
     ["group", "topic", "type", "outcome"],
 )
+OFFSET_REGRESSION = Gauge(
+    "attain_consumer_offset_regression",
+    "1 while a partition is paused because its end lies below the offset PostgreSQL stored for the group (the "
+    "topic was recreated or the cluster migrated): its records would be skipped as replays. Recover with "
+    "`python -m shared.offsets reset`, then restart.",
+    ["group", "topic", "partition"],
+)
 CONSUMER_LAG = Gauge(
     "attain_consumer_lag",
     "Records of an assigned partition not yet consumed (last stable offset - position), measured by the "

@@ -25,7 +25,7 @@ from shared.settings import ServiceSettings
 SERVICES = ("ingest", "kpi", "coaching", "recognition")
 
 
-def _spec(name: str) -> ServiceSpec:
+def spec_of(name: str) -> ServiceSpec:
     spec: ServiceSpec = import_module(f"services.{name}.app").SPEC
     return spec
 
@@ -34,7 +34,7 @@ async def migrate(names: list[str]) -> list[dict[str, object]]:
     settings = ServiceSettings()
     report: list[dict[str, object]] = []
     for name in names:
-        spec = _spec(name)
+        spec = spec_of(name)
         role = db.working_role(settings.database_url, os.environ.get(f"DATABASE_APP_URL_{name.upper()}"), name)
         pool = await db.create_pool(settings.database_url, spec.schema, min_size=1, max_size=1)
         try:
