@@ -611,7 +611,7 @@ def test_alerts_cover_lag_dead_letters_outbox_readiness_and_errors() -> None:
     names = {rule["alert"] for rule in rules}
     assert {"AttainConsumerLagGrowing", "AttainConsumerStalled", "AttainDeadLettersReceived", "AttainOutboxBacklog",
             "AttainOutboxStuck", "AttainNotReady", "AttainNoReplicaReady", "AttainTransientErrors",
-            "AttainIngestWebhookErrors"} <= names
+            "AttainIngestWebhookErrors", "AttainOffsetRegression"} <= names
     for rule in rules:
         assert "record" not in rule
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}, rule["alert"]
