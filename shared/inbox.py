@@ -8,19 +8,14 @@ in the batch's one transaction, so a rolled-back batch claims nothing.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Sequence
 from datetime import timedelta
 
 import asyncpg
 from prometheus_client import Counter, Gauge
 
-from shared import db, metrics
+from shared import retention
 from shared.cloudevents import CloudEvent
-from shared.consumer import transient
-
-log = logging.getLogger(__name__)
 
 
 async def claim_many(conn: asyncpg.Connection, events: Sequence[CloudEvent]) -> list[bool]:
@@ -42,38 +37,19 @@ async def claim_many(conn: asyncpg.Connection, events: Sequence[CloudEvent]) -> 
     return out
 
 
-# --- retention: the inbox stays bounded ---------------------------------------------------------------
+# --- retention: the inbox stays bounded (shared/retention.py, through shared/migrations/004) --------------
 
-INBOX_ROWS = Gauge("attain_inbox_rows", "Derived-event ids remembered for deduplication (estimate).")
-INBOX_PRUNED = Counter("attain_inbox_pruned_total", "Inbox ids forgotten after INBOX_RETENTION_DAYS.")
-PRUNE_INTERVAL_S = 3600
-PRUNE_BATCH = 10_000
-
-
-async def prune_once(pool: asyncpg.Pool, retention: timedelta, batch: int = PRUNE_BATCH) -> int:
-    """Forget every tenant's ids older than `retention`, `batch` rows per transaction (through the owner's
-    `sweep_expired_inbox`: shared/migrations/004); return how many."""
-    removed = 0
-    while True:
-        async with db.sweep_tx(pool) as conn:
-            count = int(await conn.fetchval("SELECT sweep_expired_inbox($1::interval, $2)", retention, batch))
-            removed += count
-            if count < batch:
-                INBOX_ROWS.set(await conn.fetchval(
-                    "SELECT reltuples::bigint FROM pg_class WHERE oid = 'inbox'::regclass"))
-        INBOX_PRUNED.inc(count)
-        if count < batch:
-            return removed
+EXPIRY = retention.Expiry(
+    "inbox-retention", "sweep_expired_inbox", "inbox",
+    Gauge("attain_inbox_rows", "Derived-event ids remembered for deduplication (estimate)."),
+    Counter("attain_inbox_pruned_total", "Inbox ids forgotten after INBOX_RETENTION_DAYS."))
 
 
-async def prune_forever(pool: asyncpg.Pool, retention: timedelta, interval_s: float = PRUNE_INTERVAL_S) -> None:
-    """The timer every service runs: prune now, then every `interval_s`; a failed pass is counted and logged,
-    and the next one runs anyway (the inbox would grow without bound)."""
-    while True:
-        try:
-            removed = await prune_once(pool, retention)
-            if removed:
-                log.info("expired inbox ids forgotten", extra={"removed": removed})
-        except Exception as err:
-            metrics.count_timer_failure("inbox-retention", err, transient(err))
-        await asyncio.sleep(interval_s)
+async def prune_once(pool: asyncpg.Pool, kept: timedelta, batch: int = retention.BATCH) -> int:
+    """Forget every tenant's inbox ids older than `kept`, `batch` rows per transaction; return how many."""
+    return await retention.prune_once(pool, EXPIRY, kept, batch)
+
+
+async def prune_forever(pool: asyncpg.Pool, kept: timedelta) -> None:
+    """The timer every service runs (shared/service.py)."""
+    await retention.prune_forever(pool, EXPIRY, kept)

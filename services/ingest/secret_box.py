@@ -23,7 +23,8 @@ tenant and CRM of a value that cannot be decrypted.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
@@ -66,6 +67,16 @@ def is_sealed(stored: str) -> bool:
     return stored.startswith(PREFIX)
 
 
+@contextmanager
+def _opening() -> Iterator[None]:
+    """Where a sealed value is decrypted: a value no key opens is Undecryptable, which names no key or value."""
+    try:
+        yield
+    except (InvalidToken, UnicodeError) as err:
+        raise Undecryptable(f"no key of {SETTING} decrypts the stored value (sealed under a key no longer"
+                            " listed, or damaged)") from err
+
+
 class SecretBox:
     """Seals and unseals stored CRM secrets and API tokens with CRM_SECRET_KEYS (see the module's docstring)."""
 
@@ -90,22 +101,16 @@ class SecretBox:
         key opens it; Undecryptable when none does."""
         if not is_sealed(stored):
             return stored
-        try:
+        with _opening():
             return self._fernet.decrypt(self._token(stored)).decode()
-        except (InvalidToken, UnicodeError) as err:
-            raise Undecryptable(f"no key of {SETTING} decrypts the stored value (sealed under a key no longer"
-                                " listed, or damaged)") from err
 
     def reseal(self, stored: str) -> str:
         """A stored value as it should be stored now: sealed under the first key (legacy plain text sealed, a
         sealed value re-encrypted, whichever key sealed it); Undecryptable when no key opens it."""
         if not is_sealed(stored):
             return self.seal(stored)
-        try:
+        with _opening():
             return PREFIX + self._fernet.rotate(self._token(stored)).decode("ascii")
-        except (InvalidToken, UnicodeError) as err:
-            raise Undecryptable(f"no key of {SETTING} decrypts the stored value (sealed under a key no longer"
-                                " listed, or damaged)") from err
 
     @staticmethod
     def _token(stored: str) -> bytes:
