@@ -14,6 +14,7 @@ import gc
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.config import STARTUP_FAILURE
 
 from shared import db, inbox, logs, metrics, ratelimit
 from shared.clock import Clock, clock_from_spec
@@ -51,6 +53,10 @@ class Runtime:
     producer: AIOKafkaProducer
     relay: OutboxRelay
     context: Any = None  # the spec's per-service state (`ServiceSpec.context`), for routes and timers
+    # Set when the process was told to stop (SIGTERM), before uvicorn waits for open connections to end:
+    # long-lived responses (the dashboard's live stream) end at once, so that browsers reconnect to another
+    # replica instead of holding this one for `timeout_graceful_shutdown`; /readyz answers 503.
+    draining: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass(frozen=True)
@@ -270,7 +276,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None
         await producer.start()
         relay = _relay(spec, settings, pool)
         rt = Runtime(settings, clock or clock_from_spec(settings.attain_clock), pool, producer, relay)
-        app.state.runtime = rt
+        app.state.runtime, app.state.drain = rt, _drainer(rt.draining)
         rt.context = app.state.context = spec.context(rt) if spec.context else None
         tasks = [asyncio.create_task(relay.run(), name="outbox-relay"),
                  asyncio.create_task(_watchdog(app, settings, pool).run(), name="watchdog"),
@@ -315,7 +321,8 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None
         """Ready: database and broker reachable, consumers joined their groups, no retry under way."""
         rt: Runtime | None = getattr(request.app.state, "runtime", None)
         checks = {"database": False, "broker": False, "consumers": all(lp.ready for lp in loops),
-                  "outbox": rt is not None and rt.relay.healthy}
+                  "outbox": rt is not None and rt.relay.healthy,
+                  "serving": rt is not None and not rt.draining.is_set()}
         if rt is not None:
             with contextlib.suppress(Exception):
                 async with rt.pool.acquire(timeout=2) as conn:
@@ -391,6 +398,27 @@ def _exit_cleanly(_sig: int, _frame: object) -> None:
     raise SystemExit(0)
 
 
+def _drainer(draining: asyncio.Event) -> Callable[[], None]:
+    """What the signal handler calls to set `draining` safely: from a signal handler the loop is only ever
+    woken through its thread-safe door."""
+    loop = asyncio.get_running_loop()
+
+    def drain() -> None:
+        loop.call_soon_threadsafe(draining.set)
+
+    return drain
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, which also tells the app it is draining the moment a stop is asked for."""
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        super().handle_exit(sig, frame)
+        drain = getattr(getattr(self.config.app, "state", None), "drain", None)
+        if drain is not None:
+            drain()
+
+
 # A young-generation collection every 50,000 net allocations instead of 700. A batch of records allocates
 # hundreds of thousands of short-lived objects (records, headers, events, parameters), and with CPython's
 # default a collection runs every few records and walks whatever survived: measured, decoding a record took
@@ -417,5 +445,10 @@ def serve(spec: ServiceSpec, settings: ServiceSettings) -> None:
     signal.signal(signal.SIGTERM, _exit_cleanly)
     # proxy_headers=False: who the client is behind a proxy is TRUSTED_PROXIES' to say (shared/ratelimit.py),
     # not uvicorn's FORWARDED_ALLOW_IPS.
-    uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_config=None,
-                access_log=False, timeout_graceful_shutdown=20, proxy_headers=False)
+    config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port, log_config=None,
+                            access_log=False, timeout_graceful_shutdown=20, proxy_headers=False)
+    server = _Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:  # as `uvicorn.run`: a port in use, a failed lifespan
+        sys.exit(STARTUP_FAILURE)

@@ -152,24 +152,41 @@ async def run(rt: Runtime) -> None:
                     await rt.pool.release(listener)
 
 
-async def stream(hub: Hub, tenant: str) -> AsyncIterator[str]:
-    """Server-sent events for one browser: `attainment` and `celebration` updates, and a comment every
-    few seconds so proxies keep the connection open and a closed one is noticed."""
+async def stream(hub: Hub, tenant: str, draining: asyncio.Event | None = None) -> AsyncIterator[str]:
+    """Server-sent events for one browser: `attainment` and `celebration` updates, and a `ping` every
+    HEARTBEAT_S so proxies keep the connection open and the page notices one that died without a word (an
+    SSE comment would not reach its script). When the process is
+    told to stop (`draining`), a `bye` event ends the stream at once: the browser reconnects (to another
+    replica) instead of holding this one until the graceful-shutdown timeout."""
     queue = hub.subscribe(tenant)
+    stop = draining if draining is not None else asyncio.Event()
     try:
         yield "retry: 2000\n\n"
         for _ in range(200):  # "hello" once the feed reads the topics: from then on nothing is missed
-            if hub.running:
+            if hub.running or stop.is_set():
                 break
             await asyncio.sleep(0.1)
+        if stop.is_set():
+            yield "event: bye\ndata: {}\n\n"
+            return
         yield "event: hello\ndata: {}\n\n"
-        while True:
-            try:
-                async with asyncio.timeout(HEARTBEAT_S):  # not wait_for: it may swallow a cancellation (3.11)
-                    kind, payload = await queue.get()
-            except TimeoutError:
-                yield ": keep-alive\n\n"
-                continue
-            yield f"event: {kind}\ndata: {payload}\n\n"
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while True:
+                getting = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({getting, stopping}, timeout=HEARTBEAT_S,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if getting not in done:
+                    getting.cancel()
+                if stopping in done:
+                    yield "event: bye\ndata: {}\n\n"
+                    return
+                if not done:
+                    yield "event: ping\ndata: {}\n\n"
+                    continue
+                kind, payload = getting.result()
+                yield f"event: {kind}\ndata: {payload}\n\n"
+        finally:
+            stopping.cancel()
     finally:
         hub.unsubscribe(tenant, queue)

@@ -422,8 +422,9 @@ async def tv(request: Request, rt: Rt, tenant: Tenant, every: int = 20) -> HTMLR
 
 @router.get("/dashboard/stream")
 async def stream(rt: Rt, tenant: Tenant) -> StreamingResponse:
-    """Server-sent events: `attainment` and `celebration` updates for the signed-in tenant."""
-    return StreamingResponse(live.stream(rt.context.hub, tenant), media_type="text/event-stream",
+    """Server-sent events: `attainment` and `celebration` updates for the signed-in tenant; `bye` when this
+    replica stops (reconnect)."""
+    return StreamingResponse(live.stream(rt.context.hub, tenant, rt.draining), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 

@@ -64,30 +64,59 @@
     box._timer = setTimeout(() => { box.hidden = true; }, 10000);
   }
 
+  // The live stream: EventSource reconnects by itself after a dropped connection; when the server says
+  // `bye` (the replica stops), when the browser gives up (an HTTP error) or when nothing, not even the
+  // server's ping every 15 s, arrived for 40 s (a connection dead without a word), the page closes it
+  // and opens a new one after a short, jittered wait.
+  const SILENT_MS = 40000;
+  let source = null;
+  let lastHeard = 0;
+  let reconnectTimer = null;
+
+  function reconnectSoon(delay) {
+    if (source) { source.close(); source = null; }
+    document.body.dataset.live = "off";
+    setLive("down", "Reconnecting…");
+    if (reconnectTimer) return;
+    reconnectTimer = setTimeout(() => { reconnectTimer = null; connect(); }, delay + Math.random() * 1000);
+  }
+
   function connect() {
     if (!window.EventSource || !liveBadge) return;
-    const source = new EventSource("/dashboard/stream");
-    source.addEventListener("hello", () => {
+    const current = source = new EventSource("/dashboard/stream");
+    lastHeard = Date.now();
+    current.addEventListener("ping", () => { lastHeard = Date.now(); });
+    current.addEventListener("hello", () => {
+      lastHeard = Date.now();
       setLive("up", "Live");
       if (everConnected) scheduleRefresh(100);  // back after a restart: catch up at once
       everConnected = true;
       document.body.dataset.live = "on";
     });
-    source.addEventListener("attainment", (e) => {
+    current.addEventListener("bye", () => reconnectSoon(1000));
+    current.addEventListener("attainment", (e) => {
+      lastHeard = Date.now();
       const data = JSON.parse(e.data);
       const period = main && main.dataset.livePeriod;
       if (!period || data.period === period || tv) scheduleRefresh(700);
     });
-    source.addEventListener("celebration", (e) => {
+    current.addEventListener("celebration", (e) => {
+      lastHeard = Date.now();
       const data = JSON.parse(e.data);
       if (tv) spotlight(data.headline); else toast(data.headline);
       scheduleRefresh(700);
     });
-    source.onerror = () => {
+    current.onerror = () => {
+      if (current !== source) return;
+      if (current.readyState === EventSource.CLOSED) { reconnectSoon(2000); return; }
       document.body.dataset.live = "off";
       setLive("down", "Reconnecting…");  // EventSource retries by itself
     };
   }
+
+  setInterval(() => {
+    if (source && source.readyState === EventSource.OPEN && Date.now() - lastHeard > SILENT_MS) reconnectSoon(0);
+  }, 5000);
 
   // PNG export of an inline SVG chart: drawn onto a canvas at twice its size, white background.
   function exportChart(id, filename) {

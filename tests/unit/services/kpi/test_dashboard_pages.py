@@ -9,6 +9,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import pytest
+
+from services.kpi.dashboard import live
 from services.kpi.dashboard.live import Hub, route_figures
 from services.kpi.dashboard.pages import Fmt, _bar, _period, _safe_next
 from services.kpi.dashboard.queries import Tenant
@@ -60,3 +63,25 @@ def test_a_kpi_batch_s_notify_refreshes_the_periods_it_moved_for_that_tenant_s_b
     got, others = asyncio.run(run())
     assert got == [("attainment", '{"period": "2026-10"}'), ("attainment", '{"period": "2026-Q4"}')]
     assert others == 0
+
+
+def test_the_live_stream_says_bye_and_ends_when_the_replica_stops(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stopping replica ends its streams at once (the browser reconnects elsewhere) instead of holding them
+    until uvicorn's graceful-shutdown timeout; a quiet stream pings so the page can tell it is alive."""
+    monkeypatch.setattr(live, "HEARTBEAT_S", 0.05)
+
+    async def scenario() -> list[str]:
+        hub, draining = Hub(), asyncio.Event()
+        hub.running = True
+        stream = live.stream(hub, "t", draining)
+        said = [await anext(stream), await anext(stream), await anext(stream)]  # retry, hello, a ping
+        hub.publish("t", "celebration", '{"headline": "x"}')
+        said.append(await anext(stream))
+        draining.set()
+        said += [chunk async for chunk in stream]  # ends by itself: no cancellation needed
+        assert hub.count() == 0
+        return said
+
+    said = asyncio.run(scenario())
+    assert [chunk.split("\n")[0] for chunk in said] == [
+        "retry: 2000", "event: hello", "event: ping", "event: celebration", "event: bye"]
