@@ -89,8 +89,8 @@ def client_kwargs(settings: ServiceSettings) -> dict[str, object]:
 
 
 async def last_position(settings: ServiceSettings, key: str) -> str | None:
-    """The last committed value for `key` on the outbox-positions topic: the `seq`s of the last batch
-    published, comma-separated (None: never written).
+    """The last committed value for `key` on the outbox-positions topic: the rows of the last batch
+    published, comma-separated `seq:tag`s (`seq`s alone before migration 005; None: never written).
 
     The read starts at an explicit offset: in aiokafka 0.14, `seek_to_beginning` after an `end_offsets`
     call left the position at the end (shown in `tests/integration/test_outbox_takeover.py`), so this

@@ -16,14 +16,16 @@ which listens again.
 Publishing: the leader takes everything pending (up to `BATCH` rows, `seq` order) into one Kafka
 transaction, packing the records per partition into batches itself (aiokafka's batch API: about a
 quarter of the CPU of one `send` per record) and awaiting every delivery before it commits. With each
-batch goes the list of the `seq`s it holds (on `attain.outbox-positions.v1`, key = deployment and
-schema). Only then are exactly those rows deleted. Not "every seq up to the last": writers commit out
+batch goes the list of the rows it holds, each as `seq:tag` (on `attain.outbox-positions.v1`, key =
+deployment and schema). Only then are exactly those rows deleted. Not "every seq up to the last": writers commit out
 of `seq` order (two replicas' batches, a timer, the API), so a row with a smaller `seq` can become
 visible after a larger one was published, and deleting by range would drop it unpublished (seen in a
 two-replica test). A relay that starts (or restarts after a crash between the Kafka commit and the
 delete) first reads the last published list and deletes those rows, so nothing is published twice; a
 batch whose Kafka transaction did not commit is invisible to `read_committed` consumers and is sent
-again. The transactional id fences a previous relay of the same schema, and a session-level advisory
+again. A row is forgotten only when its seq and its random tag both match: after a point-in-time restore
+of the database, seqs repeat (the sequence goes back with the data) but tags do not, so a new row under an
+old seq is published, not lost. The transactional id fences a previous relay of the same schema, and a session-level advisory
 lock lets only one replica relay at a time, so events of one key keep their order.
 
 A record Kafka refuses for good (larger than the topic takes, invalid, unknown or forbidden topic)
@@ -71,7 +73,7 @@ from shared.topics import OUTBOX_POSITIONS
 
 log = logging.getLogger(__name__)
 
-BATCH = 5_000  # rows per Kafka transaction at most (their seqs, 5 to 13 digits each, fit one positions record)
+BATCH = 5_000  # rows per Kafka transaction at most (their "seq:tag"s, 40 bytes at most each, fit one positions record)
 STANDBY_RETRY_S = 3.0
 RETRY_S, RETRY_MAX_S = 0.5, 10.0  # backoff after a transient failure
 ABORT_ON_STOP_S = 5.0  # how long a stopping relay waits for the broker to abort its open transaction
@@ -85,7 +87,8 @@ REFUSED_FOR_GOOD: tuple[type[KafkaError], ...] = (
     InvalidTimestampError, InvalidTopicError, TopicAuthorizationFailedError,
 )
 
-# One row as the relay reads it (an asyncpg Record): seq, topic, key, value, header_pack, headers (legacy jsonb).
+# One row as the relay reads it (an asyncpg Record): seq, topic, key, value, header_pack, headers (legacy jsonb),
+# tag (random, migration 005).
 Row = Any
 
 # Every array element costs asyncpg's encoder about a microsecond, so a row travels as five values, its
@@ -97,12 +100,31 @@ _INSERT = (
     f" SELECT pg_notify(left('{CHANNEL_PREFIX}' || current_schema(), 63), '')"
 )
 # `headers` (jsonb) is set only on rows written before migration 002, or by a replica not yet upgraded.
-_SELECT = "SELECT seq, topic, key, value, header_pack, headers FROM outbox ORDER BY seq LIMIT $1"
-# The seqs travel as the positions record's text ("12,13,15"): one value, not one array element per row.
+_SELECT = "SELECT seq, topic, key, value, header_pack, headers, tag FROM outbox ORDER BY seq LIMIT $1"
+# The seqs of a published batch, as text ("12,13,15"): one value, not one array element per row.
 _DELETE = "DELETE FROM outbox WHERE seq = ANY(string_to_array($1, ',')::bigint[])"
+# What a starting relay forgets: the rows of the last positions record ("12:8812…,13:403…"), each by its seq
+# and its tag, so that a row written after a point-in-time restore under a seq that was published before it
+# is not taken for a published one (it is sent; had it been the same event, consumers drop it by its id).
+_FORGET = ("DELETE FROM outbox o USING unnest($1::bigint[], $2::bigint[]) AS p(seq, tag)"
+           " WHERE o.seq = p.seq AND o.tag = p.tag")
 # The rows Kafka refused for good, whichever tenants they belong to, go to outbox_dead (a tenant table) through
 # the owner's narrow function: the relay's role cannot widen its scope to every tenant (shared/db.py).
 _DELETE_AND_BURY = "SELECT sweep_bury_outbox($1, $2::bigint[], $3::text[])"
+
+
+def parse_positions(text: str) -> tuple[list[int], list[int]]:
+    """The seqs and tags of a positions record's value ("12:88,13:40").
+
+    >>> parse_positions("12:88,13:-40")
+    ([12, 13], [88, -40])
+    """
+    seqs, tags = [], []
+    for mark in text.split(","):
+        seq, _, tag = mark.partition(":")
+        seqs.append(int(seq))
+        tags.append(int(tag))
+    return seqs, tags
 
 
 def channel(schema: str) -> str:
@@ -376,9 +398,16 @@ class OutboxRelay:
     async def _recover(self) -> None:
         """Forget the rows Kafka already has (a crash between its commit and our delete)."""
         committed = await self._positions()
-        if committed:
-            async with self._pool.acquire() as conn:
-                await conn.execute(_DELETE, committed)
+        if not committed:
+            return
+        async with self._pool.acquire() as conn:
+            if ":" in committed:
+                seqs, tags = parse_positions(committed)
+                gone = await conn.execute(_FORGET, seqs, tags)
+            else:  # written by a relay before migration 005: seqs alone
+                gone = await conn.execute(_DELETE, committed)
+        if gone != "DELETE 0":
+            log.info("forgot outbox rows Kafka already had", extra={"rows": int(gone.split()[-1])})
 
     async def publish_pending(self) -> int:
         """Publish one batch of pending rows in one Kafka transaction; return how many went out."""
@@ -458,11 +487,12 @@ class OutboxRelay:
 
     async def _issue(self, producer: AIOKafkaProducer, rows: list[Row], attempt: Attempt) -> None:
         """Pack `rows` into produce batches, one open batch per partition, and hand each to the producer
-        when full (a suspect alone), then the positions record: the `seq`s of every row packed. Rows Kafka
+        when full (a suspect alone), then the positions record: `seq:tag` of every row packed. Rows Kafka
         cannot take at all (missing or forbidden topic, larger than any request) go to the verdict's dead."""
         open_: dict[tuple[str, int], tuple[Any, list[int]]] = {}
         known: dict[str, list[int] | KafkaError] = {}  # each topic's partitions, or why it takes nothing
         published, dead = attempt.published, attempt.verdict.dead
+        marks: list[str] = []  # "seq:tag" of each row packed, for the positions record
 
         async def submit(tp: tuple[str, int]) -> None:
             builder, seqs = open_.pop(tp)
@@ -494,6 +524,7 @@ class OutboxRelay:
                 entry[0].append(key=key, value=value, timestamp=None, headers=headers)
             entry[1].append(seq)
             published.append(seq)
+            marks.append(f"{seq}:{row[6]}")
             attempt.counts[(topic, _type(headers))] += 1
             if alone:
                 await submit(tp)
@@ -501,7 +532,7 @@ class OutboxRelay:
             await submit(tp)
         if published:
             positions = producer.create_batch()
-            positions.append(key=self._position_key.encode(), value=",".join(map(str, published)).encode(),
+            positions.append(key=self._position_key.encode(), value=",".join(marks).encode(),
                              timestamp=None, headers=[])
             attempt.batches.append(([], await producer.send_batch(positions, OUTBOX_POSITIONS.name, partition=0)))
 
