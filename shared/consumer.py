@@ -4,6 +4,14 @@ A batch is applied in ONE PostgreSQL transaction together with the partition off
 records at or below the stored offsets are replays and are skipped, so a redelivery after a crash,
 a rebalance or a failed Kafka commit changes nothing. Kafka's own committed offset is only a hint.
 
+Fencing: a `ConsumerLoop` given partitions claims them with a fresh token (`consumer_fences`); each batch
+reads its partitions' tokens in its transaction (FOR SHARE, so a claim waits for a batch in flight) and is
+refused (`Fenced`, `attain_consumer_fenced_total`) when one is no longer its own. A zombie, a replica paused
+or cut off past its session while its partitions went elsewhere, tries to write and is refused, rather than
+relying on the stored offsets to make its late batch a no-op. The loop then puts back what it fetched
+(seeks), claims again a partition whose claim had failed, and pauses one that belongs to another assignment
+until its next assignment.
+
 Row-level security (shared/db.py): inside the batch's one transaction, each tenant's records go to the
 handler in turn, with the transaction scoped to that tenant, so a handler can only read and write the
 rows of the tenant whose events it is applying.
@@ -38,6 +46,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -83,6 +92,15 @@ def transient(err: BaseException) -> bool:
     if isinstance(err, asyncpg.PostgresError):
         return not (err.sqlstate or "").startswith(RECORD_SQLSTATE_CLASSES)
     return False
+
+
+class Fenced(Exception):
+    """A batch refused: another assignment of the group owns these partitions now (or this consumer's claim of
+    them has not been written yet)."""
+
+    def __init__(self, partitions: set[tuple[str, int]]) -> None:
+        super().__init__(f"fenced off: {sorted(partitions)}")
+        self.partitions = partitions
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +152,9 @@ class TransactionalConsumer:
         self.pool, self.producer, self.group_id, self.service = pool, producer, group_id, service
         self.models, self.handler, self.after_commit = models, handler, after_commit
         self.healthy = True
+        # The token of this consumer's claim on each partition it owns (`claim`); None: no fencing (a consumer
+        # used on its own, as `kpi rebuild` and the demo's replay do: no group, no other member).
+        self.fences: dict[tuple[str, int], str] | None = None
 
     def _decode(self, record: ConsumerRecord) -> Incoming:
         """Headers, then the value straight into its model's msgspec Struct (`shared.wire`: the same checks),
@@ -189,14 +210,14 @@ class TransactionalConsumer:
         try:
             await self._apply_in_one_transaction(records, decoded=decoded)
         except Exception as err:  # a handler bug or unforeseen data: isolate the culprit record
-            if transient(err):
+            if transient(err) or isinstance(err, Fenced):
                 raise
             log.exception("batch failed, applying record by record", extra={"group": self.group_id})
             for record in records:
                 try:
                     await self._apply_in_one_transaction([record])
                 except Exception as alone:
-                    if transient(alone):
+                    if transient(alone) or isinstance(alone, Fenced):
                         raise
                     await self._apply_in_one_transaction([record], failure=f"handler failed: {alone!r}")
 
@@ -206,7 +227,7 @@ class TransactionalConsumer:
             decoded = self.decode_all(records, failure)
         dead: list[ConsumerRecord] = []
         async with self.pool.acquire() as conn, conn.transaction():
-            stored = await self._stored_offsets(conn, {(r.topic, r.partition) for r in records})
+            stored = await self._lock_batch(conn, {(r.topic, r.partition) for r in records})
             fresh = [r for r in records if r.offset >= stored.get((r.topic, r.partition), 0)]
             good: list[Incoming] = []
             for record in fresh:
@@ -259,6 +280,32 @@ class TransactionalConsumer:
                 return text if text in self.models else "unknown"
         return "unknown"
 
+    async def _lock_batch(self, conn: asyncpg.Connection,
+                          tps: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """The offsets stored for `tps`, their rows locked for the batch; with fencing, also the partitions'
+        claims (shared locks: a new claim waits for this batch), and `Fenced` if one is not this consumer's."""
+        if self.fences is None:
+            return await self._stored_offsets(conn, tps)
+        rows = await conn.fetch(_LOCK_BATCH, self.group_id, [t for t, _ in tps], [p for _, p in tps])
+        fences = self.fences
+        refused = {(r["topic"], r["partition"]) for r in rows
+                   if r["token"] is None or r["token"] != fences.get((r["topic"], r["partition"]))}
+        if refused:
+            raise Fenced(refused)
+        return {(r["topic"], r["partition"]): r["next_offset"] for r in rows if r["next_offset"] is not None}
+
+    async def claim(self, tps: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """Claim `tps` for this consumer with a fresh token (fencing off whoever held them), once no batch of
+        theirs is in flight; return the offsets stored for them."""
+        token = uuid.uuid4().hex
+        ordered = sorted(tps)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(_CLAIM, self.group_id, [t for t, _ in ordered], [p for _, p in ordered], token)
+            stored = await self._stored_offsets(conn, tps)
+        if self.fences is not None:
+            self.fences.update(dict.fromkeys(ordered, token))
+        return stored
+
     async def _stored_offsets(self, conn: asyncpg.Connection,
                               tps: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
         rows = await conn.fetch(
@@ -294,10 +341,36 @@ class TransactionalConsumer:
         log.warning("message dead-lettered", extra={"topic": record.topic, "partition": record.partition,
                     "offset": record.offset, "error": error})
 
-    async def stored_offsets_for(self, tps: set[TopicPartition]) -> dict[TopicPartition, int]:
-        async with self.pool.acquire() as conn:
-            found = await self._stored_offsets(conn, {(tp.topic, tp.partition) for tp in tps})
+    async def claim_for(self, tps: set[TopicPartition]) -> dict[TopicPartition, int]:
+        """Claim the partitions assigned to this consumer (`claim`) when it fences, else only read their stored
+        offsets; where each stands."""
+        wanted = {(tp.topic, tp.partition) for tp in tps}
+        if self.fences is not None:
+            found = await self.claim(wanted)
+        else:
+            async with self.pool.acquire() as conn:
+                found = await self._stored_offsets(conn, wanted)
         return {TopicPartition(t, p): o for (t, p), o in found.items()}
+
+
+# A batch's partitions: each one's claim (shared lock) and stored offset (row lock, one order for every replica).
+_LOCK_BATCH = (
+    "WITH wanted AS (SELECT * FROM unnest($2::text[], $3::int[]) AS w(topic, partition)),"
+    " claims AS (SELECT f.topic, f.partition, f.token FROM consumer_fences f"
+    "  WHERE f.group_id = $1 AND (f.topic, f.partition) IN (SELECT topic, partition FROM wanted)"
+    "  ORDER BY f.topic, f.partition FOR SHARE),"
+    " stored AS (SELECT o.topic, o.partition, o.next_offset FROM consumer_offsets o"
+    "  WHERE o.group_id = $1 AND (o.topic, o.partition) IN (SELECT topic, partition FROM wanted)"
+    "  ORDER BY o.topic, o.partition FOR UPDATE)"
+    " SELECT w.topic, w.partition, s.next_offset, c.token FROM wanted w"
+    " LEFT JOIN stored s USING (topic, partition) LEFT JOIN claims c USING (topic, partition)"
+)
+# Rows in key order: two claims over the same partitions (a late one from a zombie) cannot deadlock.
+_CLAIM = (
+    "INSERT INTO consumer_fences (group_id, topic, partition, token)"
+    " SELECT $1, t, p, $4 FROM unnest($2::text[], $3::int[]) WITH ORDINALITY AS u(t, p, n) ORDER BY n"
+    " ON CONFLICT (group_id, topic, partition) DO UPDATE SET token = EXCLUDED.token, claimed_at = now()"
+)
 
 
 def offset_regressions(ends: Mapping[TopicPartition, int | None],
@@ -317,8 +390,12 @@ class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         self._loop.assigned -= set(revoked)
+        self._loop.fenced -= set(revoked)
+        fences = self._loop.processor.fences
         for tp in revoked:
             self._loop.next_offsets.pop(tp, None)
+            if fences is not None:
+                fences.pop((tp.topic, tp.partition), None)
             if tp in self._loop.regressed:  # whoever gets it next finds the regression for itself
                 self._loop.regressed.discard(tp)
                 with contextlib.suppress(KeyError):
@@ -333,9 +410,9 @@ class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
         if not assigned:
             return
         try:
-            stored = await self._loop.processor.stored_offsets_for(set(assigned))
-        except TRANSIENT as err:  # the offsets filter still protects us; seeking is an optimisation
-            log.warning("could not read stored offsets on assignment", extra={"error": repr(err)})
+            stored = await self._loop.processor.claim_for(set(assigned))
+        except TRANSIENT as err:  # batches are refused until the loop claims them (`ConsumerLoop._refused`)
+            log.warning("could not claim the partitions assigned", extra={"error": repr(err)})
             return
         consumer = self._loop.consumer
         assert consumer is not None
@@ -363,7 +440,9 @@ class ConsumerLoop:
         self.assigned: set[TopicPartition] = set()
         self.next_offsets: dict[TopicPartition, int] = {}  # where this loop stands, per partition (for lag)
         self.regressed: set[TopicPartition] = set()  # paused: their end lies below the stored offset
+        self.fenced: set[TopicPartition] = set()  # paused: another assignment owns them, until the next one
         self.joined = False
+        processor.fences = {}
 
     async def run(self) -> None:
         """Consume until cancelled."""
@@ -394,7 +473,11 @@ class ConsumerLoop:
                     records = [r for r in records if TopicPartition(r.topic, r.partition) not in gone]
                     batches = {tp: rs for tp, rs in batches.items() if tp not in gone}
                 if records:
-                    await self.processor.process(records, decoded)
+                    try:
+                        await self.processor.process(records, decoded)
+                    except Fenced as fenced:
+                        upcoming = await self._refused(consumer, batches, upcoming, fenced.partitions)
+                        continue
                     reached = {tp: rs[-1].offset + 1 for tp, rs in batches.items()}
                     self.next_offsets.update(reached)
                     self._commit_hint(consumer, reached)
@@ -443,6 +526,44 @@ class ConsumerLoop:
         self.regressed |= found
         return found
 
+    async def _refused(self, consumer: AIOKafkaConsumer, batches: Mapping[TopicPartition, list[ConsumerRecord]],
+                       upcoming: asyncio.Task[_Fetched], refused: set[tuple[str, int]]) -> asyncio.Task[_Fetched]:
+        """A batch was fenced off: put back everything fetched (this batch, and the next one fetched meanwhile)
+        by seeking each partition still assigned to its first record; claim again those this consumer had
+        not claimed yet (its claim on assignment failed) and resume them where PostgreSQL says; pause those
+        another assignment owns until the next assignment. Returns the next fetch."""
+        metrics.CONSUMER_FENCED.labels(self.processor.group_id).inc()
+        log.warning("batch fenced off: another assignment owns its partitions now; nothing written",
+                    extra={"group": self.processor.group_id, "partitions": sorted(refused)})
+        upcoming.cancel()
+        fetched = [batches]
+        try:
+            fetched.append((await upcoming)[0])
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # the loop itself is stopping
+                raise
+        first: dict[TopicPartition, int] = {}
+        for each in reversed(fetched):  # this batch's first records win over the next one's
+            first.update({tp: rs[0].offset for tp, rs in each.items() if rs})
+        fences = self.processor.fences or {}
+        unclaimed = {tp for tp in self.assigned if (tp.topic, tp.partition) not in fences}
+        if unclaimed:
+            try:
+                first.update(await self.processor.claim_for(unclaimed))
+            except TRANSIENT as err:
+                log.warning("could not claim the partitions assigned; will retry", extra={"error": repr(err)})
+                await asyncio.sleep(1.0)
+        for tp, offset in first.items():
+            if tp not in self.assigned:
+                continue
+            consumer.seek(tp, offset)
+            if (tp.topic, tp.partition) in refused and (tp.topic, tp.partition) in (self.processor.fences or {}) \
+                    and tp not in unclaimed:
+                consumer.pause(tp)  # owned by another assignment: wait for this member's next assignment
+                self.fenced.add(tp)
+        return asyncio.create_task(self._fetch_and_decode(consumer))
+
     def _commit_hint(self, consumer: AIOKafkaConsumer, reached: dict[TopicPartition, int]) -> None:
         """Commit applied offsets to Kafka in the background, one commit at a time: only a hint (PostgreSQL
         holds the truth), so the next batch never waits for the broker's answer."""
@@ -474,4 +595,4 @@ class ConsumerLoop:
 
     @property
     def ready(self) -> bool:
-        return self.joined and self.processor.healthy and not self.regressed
+        return self.joined and self.processor.healthy and not self.regressed and not self.fenced

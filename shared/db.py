@@ -42,7 +42,7 @@ TENANT_SETTING = "attain.tenant"
 ALL_TENANTS = "*"  # the scope of work that spans tenants by nature; no tenant slug can be "*"
 # Tables without tenant rows: bookkeeping no endpoint serves (the outbox holds encoded events on their way
 # to Kafka; offsets and migrations hold no tenant data).
-UNSCOPED = frozenset({"outbox", "consumer_offsets", "schema_migrations"})
+UNSCOPED = frozenset({"outbox", "consumer_offsets", "consumer_fences", "schema_migrations"})
 # Where a table's tenant is not a `tenant` column: another column, or its parent's row (USING-clause SQL).
 TENANT_COLUMN = {"tenants": "slug", "exchange_rates": "slug"}  # when there is no `tenant` column (ingest's)
 VIA_PARENT = {"plan_steps": "(EXISTS (SELECT 1 FROM action_plans p WHERE p.plan_id = plan_steps.plan_id))"}

@@ -12,6 +12,12 @@ CONSUMED = Counter(
     "(applied, skipped_replay, dead_lettered).",
     ["group", "topic", "type", "outcome"],
 )
+CONSUMER_FENCED = Counter(
+    "attain_consumer_fenced_total",
+    "Batches refused because another assignment of the group owns one of their partitions now (a zombie: paused"
+    " or cut off past its session while the partition went elsewhere). Nothing of such a batch is written.",
+    ["group"],
+)
 OFFSET_REGRESSION = Gauge(
     "attain_consumer_offset_regression",
     "1 while a partition is paused because its end lies below the offset PostgreSQL stored for the group (the "

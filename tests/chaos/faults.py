@@ -12,6 +12,8 @@ import asyncio
 import signal
 import time
 
+import httpx
+
 from deploy.local import kafka, pg_cluster
 from deploy.local.kafka_setup import KafkaSettings
 from deploy.local.postgres import Url
@@ -122,18 +124,49 @@ async def rebalance_storm(ctx: Context, rounds: int = 5) -> None:
         await asyncio.sleep(ctx.rng.uniform(1, 3))
 
 
+FENCE_METRIC = "attain_consumer_fenced_total"
+FENCE_WAIT_S = 30.0  # how long after its resumption a zombie has to try a write and be refused
+
+
+def fenced_batches(replica: Replica) -> float | None:
+    """How many batches `replica` had refused for fencing, from its /metrics (None: it does not answer)."""
+    try:
+        text = httpx.get(f"{replica.url}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return None
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(FENCE_METRIC + "{"))
+
+
 async def zombie(ctx: Context) -> None:
-    """kpi paused (SIGSTOP) longer than its session timeout while a second replica takes its partitions
-    over, then resumed: the zombie's late writes must be fenced off and change nothing."""
-    second = ctx.fleet.start("kpi", 1)
-    await asyncio.to_thread(ctx.fleet.wait_ready, [second])
+    """kpi, coaching and recognition each paused (SIGSTOP) past their session timeout while a second replica
+    takes their partitions over and claims them, then resumed: each zombie must try to write what it held and
+    be refused (`attain_consumer_fenced_total` on the zombie goes up), not merely have its writes undone by
+    the offsets; and nothing may be counted twice (the oracle)."""
+    seconds = [ctx.fleet.start(s, 1) for s in CONSUMERS]
+    await asyncio.to_thread(ctx.fleet.wait_ready, seconds)
     await ctx.until_streamed(0.3)
-    first = ctx.fleet.replica("kpi")
-    if _signal(ctx, first, signal.SIGSTOP):
-        await asyncio.sleep(SESSION_TIMEOUT_S * 1.5)
-        _signal(ctx, first, signal.SIGCONT)
+    firsts = [ctx.fleet.replica(s) for s in CONSUMERS]
+    before = {r.service: await asyncio.to_thread(fenced_batches, r) or 0.0 for r in firsts}
+    paused = [r for r in firsts if _signal(ctx, r, signal.SIGSTOP)]
+    await asyncio.sleep(SESSION_TIMEOUT_S * 2)  # the group gives the partitions away; the successor claims them
+    for replica in paused:
+        _signal(ctx, replica, signal.SIGCONT)
+    deadline = time.monotonic() + FENCE_WAIT_S
+    waiting = {r.service: r for r in paused}
+    while waiting and time.monotonic() < deadline:
+        for service, replica in list(waiting.items()):
+            now = await asyncio.to_thread(fenced_batches, replica)
+            if now is not None and now > before[service]:
+                ctx.notes.append(f"zombie {service}: {now - before[service]:.0f} batch(es) refused by fencing")
+                del waiting[service]
+        await asyncio.sleep(0.5)
+    for service in waiting:
+        ctx.notes.append(f"zombie {service}: resumed, and no write of it was refused within {FENCE_WAIT_S:.0f}s")
+        ctx.failures += 1
     await ctx.until_streamed(0.8)
-    await asyncio.to_thread(_signal, ctx, second, signal.SIGTERM)
+    for replica in seconds:
+        await asyncio.to_thread(_signal, ctx, replica, signal.SIGTERM)
 
 
 async def short(ctx: Context) -> None:
