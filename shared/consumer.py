@@ -514,7 +514,8 @@ class ConsumerLoop:
         """Pause the partitions of `batches` whose end lies below where this group stands (`offset_regressions`),
         and return them: their records are not applied, nothing is skipped, readiness fails and
         `attain_consumer_offset_regression` says which, until an operator resets the stored offsets."""
-        found = offset_regressions({tp: consumer.highwater(tp) for tp in batches}, self.next_offsets)
+        assigned = consumer.assignment()  # a batch fetched before a rebalance may hold partitions given away
+        found = offset_regressions({tp: consumer.highwater(tp) for tp in batches if tp in assigned}, self.next_offsets)
         for tp in found - self.regressed:
             consumer.pause(tp)
             metrics.OFFSET_REGRESSION.labels(self.processor.group_id, tp.topic, str(tp.partition)).set(1)
