@@ -25,8 +25,8 @@ delete) first reads the last published list and deletes those rows, so nothing i
 batch whose Kafka transaction did not commit is invisible to `read_committed` consumers and is sent
 again. A row is forgotten only when its seq and its random tag both match: after a point-in-time restore
 of the database, seqs repeat (the sequence goes back with the data) but tags do not, so a new row under an
-old seq is published, not lost. The transactional id fences a previous relay of the same schema, and a session-level advisory
-lock lets only one replica relay at a time, so events of one key keep their order.
+old seq is published, not lost. The transactional id fences a previous relay of the same schema, and a
+session-level advisory lock lets only one replica relay at a time, so events of one key keep their order.
 
 A record Kafka refuses for good (larger than the topic takes, invalid, unknown or forbidden topic)
 must not hold back everyone's events behind it. It is moved to `outbox_dead`, with its error, in the

@@ -159,8 +159,9 @@ async def test_signalling_a_replica_that_is_not_running_is_a_skipped_fault(
     monkeypatch.setattr(faults, "SESSION_TIMEOUT_S", 0.0)
     monkeypatch.setattr(ctx.fleet, "start", lambda service, index=0: ctx.fleet.replica(service, index))
     monkeypatch.setattr(ctx.fleet, "wait_ready", lambda replicas, timeout=120: None)
-    await faults.zombie(ctx)  # neither kpi replica runs: nothing paused, nothing stopped
-    assert ctx.skipped == ["SIGSTOP kpi#0: not running", "SIGTERM kpi#1: not running"]
+    await faults.zombie(ctx)  # no replica runs: nothing paused, nothing stopped
+    assert ctx.skipped == [f"{sig} {service}#{index}: not running" for sig, index in (("SIGSTOP", 0), ("SIGTERM", 1))
+                           for service in ("kpi", "coaching", "recognition")]
 
 
 # --- the run's clock -------------------------------------------------------------------------------------------
