@@ -294,10 +294,9 @@ class TransactionalConsumer:
             raise Fenced(refused)
         return {(r["topic"], r["partition"]): r["next_offset"] for r in rows if r["next_offset"] is not None}
 
-    async def claim(self, tps: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
-        """Claim `tps` for this consumer with a fresh token (fencing off whoever held them), once no batch of
-        theirs is in flight; return the offsets stored for them."""
-        token = uuid.uuid4().hex
+    async def claim(self, tps: set[tuple[str, int]], token: str) -> dict[tuple[str, int], int]:
+        """Claim `tps` for this consumer with `token`, its assignment's (fencing off whoever held them), once
+        no batch of theirs is in flight; return the offsets stored for them."""
         ordered = sorted(tps)
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(_CLAIM, self.group_id, [t for t, _ in ordered], [p for _, p in ordered], token)
@@ -341,12 +340,12 @@ class TransactionalConsumer:
         log.warning("message dead-lettered", extra={"topic": record.topic, "partition": record.partition,
                     "offset": record.offset, "error": error})
 
-    async def claim_for(self, tps: set[TopicPartition]) -> dict[TopicPartition, int]:
+    async def claim_for(self, tps: set[TopicPartition], token: str) -> dict[TopicPartition, int]:
         """Claim the partitions assigned to this consumer (`claim`) when it fences, else only read their stored
         offsets; where each stands."""
         wanted = {(tp.topic, tp.partition) for tp in tps}
         if self.fences is not None:
-            found = await self.claim(wanted)
+            found = await self.claim(wanted, token)
         else:
             async with self.pool.acquire() as conn:
                 found = await self._stored_offsets(conn, wanted)
@@ -407,10 +406,14 @@ class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._loop.assigned |= set(assigned)
         self._loop.joined = True
+        # One token per assignment: the loop may claim the same partitions again meanwhile (a batch fetched
+        # before this claim committed is refused, and the loop claims what it finds unclaimed), and both
+        # claims must write the same token, whichever commits last.
+        token = self._loop.token = uuid.uuid4().hex
         if not assigned:
             return
         try:
-            stored = await self._loop.processor.claim_for(set(assigned))
+            stored = await self._loop.processor.claim_for(set(assigned), token)
         except TRANSIENT as err:  # batches are refused until the loop claims them (`ConsumerLoop._refused`)
             log.warning("could not claim the partitions assigned", extra={"error": repr(err)})
             return
@@ -441,6 +444,7 @@ class ConsumerLoop:
         self.next_offsets: dict[TopicPartition, int] = {}  # where this loop stands, per partition (for lag)
         self.regressed: set[TopicPartition] = set()  # paused: their end lies below the stored offset
         self.fenced: set[TopicPartition] = set()  # paused: another assignment owns them, until the next one
+        self.token = ""  # the current assignment's claim token (`_SeekToStored`)
         self.joined = False
         processor.fences = {}
 
@@ -536,14 +540,9 @@ class ConsumerLoop:
         metrics.CONSUMER_FENCED.labels(self.processor.group_id).inc()
         log.warning("batch fenced off: another assignment owns its partitions now; nothing written",
                     extra={"group": self.processor.group_id, "partitions": sorted(refused)})
-        upcoming.cancel()
-        fetched = [batches]
-        try:
-            fetched.append((await upcoming)[0])
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():  # the loop itself is stopping
-                raise
+        # The next batch is awaited, not cancelled: a fetch cancelled between two of its reads (`linger_s`)
+        # would drop the records of the first read, their positions already past them.
+        fetched = [batches, (await upcoming)[0]]
         first: dict[TopicPartition, int] = {}
         for each in reversed(fetched):  # this batch's first records win over the next one's
             first.update({tp: rs[0].offset for tp, rs in each.items() if rs})
@@ -551,7 +550,7 @@ class ConsumerLoop:
         unclaimed = {tp for tp in self.assigned if (tp.topic, tp.partition) not in fences}
         if unclaimed:
             try:
-                first.update(await self.processor.claim_for(unclaimed))
+                first.update(await self.processor.claim_for(unclaimed, self.token))
             except TRANSIENT as err:
                 log.warning("could not claim the partitions assigned; will retry", extra={"error": repr(err)})
                 await asyncio.sleep(1.0)

@@ -59,9 +59,10 @@ CONSUMED = {"kpi": [topics.DEALS.name, topics.ACTIVITIES.name, topics.ROSTER.nam
                          topics.TENANTS.name],
             "recognition": [topics.ATTAINMENT.name, topics.DEALS.name, topics.ACTIVITIES.name, topics.ROSTER.name,
                             topics.TENANTS.name]}
-# Tables whose rows belong to no tenant: where a consumer group stands (it moves with every record anyone
-# sends to the shared broker) and which migrations ran. Every other table is scoped to the run's tenants.
-BOOKKEEPING = {"consumer_offsets", "schema_migrations"}
+# Tables whose rows belong to no tenant: where a consumer group stands and which member owns each partition
+# (they move with every record anyone sends to the shared broker, and every rebalance) and which migrations
+# ran. Every other table is scoped to the run's tenants.
+BOOKKEEPING = {"consumer_offsets", "consumer_fences", "schema_migrations"}
 
 
 @dataclass
@@ -361,8 +362,14 @@ async def start() -> Outside:
     for tp, offset in since.items():
         tracker.seek(tp, offset)
     outside = Outside(db, clock, services, await asyncpg.connect(db), tracker, since=since)
-    await outside.map_tables()
-    outside.initial_tables = await outside.table_names()
+    try:
+        await outside.map_tables()
+        outside.initial_tables = await outside.table_names()
+    except BaseException:
+        # never leave the replicas running: they would consume the shared topics for the rest of the session
+        # and publish every later test's celebrations and check-ins a second time
+        await stop(outside)
+        raise
     return outside
 
 

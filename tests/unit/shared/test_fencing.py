@@ -42,7 +42,8 @@ class Claims(TransactionalConsumer):
                          handler=None)  # type: ignore[arg-type]
         self.stored, self.claimed = stored, []  # type: ignore[var-annotated]
 
-    async def claim_for(self, tps: set[TopicPartition]) -> dict[TopicPartition, int]:
+    async def claim_for(self, tps: set[TopicPartition], token: str) -> dict[TopicPartition, int]:
+        assert token == "assignment-7"  # the assignment's own token, not a new one
         self.claimed.append(set(tps))
         assert self.fences is not None
         self.fences.update({(tp.topic, tp.partition): "mine" for tp in tps})
@@ -52,7 +53,7 @@ class Claims(TransactionalConsumer):
 def test_a_fenced_batch_is_put_back_owned_partitions_paused_unclaimed_ones_claimed() -> None:
     processor = Claims(stored={C: 40})
     loop = ConsumerLoop(ServiceSettings(), ["t"], processor)
-    loop.assigned = {A, B, C}
+    loop.assigned, loop.token = {A, B, C}, "assignment-7"
     assert processor.fences is not None
     processor.fences.update({("t", 0): "mine", ("t", 1): "mine"})  # C's claim on assignment had failed
     kafka = FakeKafka()
