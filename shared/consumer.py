@@ -48,7 +48,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -388,13 +388,14 @@ class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
         self._loop = loop
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        # The claim token of a revoked partition is kept: a batch of it already fetched still goes to the
+        # database, which alone says whether this member's claim stands (nobody claimed it since: applied,
+        # as safe as before the rebalance) or was taken over (refused: fencing, counted).
         self._loop.assigned -= set(revoked)
         self._loop.fenced -= set(revoked)
-        fences = self._loop.processor.fences
+        self._loop.placed -= set(revoked)
         for tp in revoked:
             self._loop.next_offsets.pop(tp, None)
-            if fences is not None:
-                fences.pop((tp.topic, tp.partition), None)
             if tp in self._loop.regressed:  # whoever gets it next finds the regression for itself
                 self._loop.regressed.discard(tp)
                 with contextlib.suppress(KeyError):
@@ -406,22 +407,23 @@ class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._loop.assigned |= set(assigned)
         self._loop.joined = True
-        # One token per assignment: the loop may claim the same partitions again meanwhile (a batch fetched
-        # before this claim committed is refused, and the loop claims what it finds unclaimed), and both
-        # claims must write the same token, whichever commits last.
+        # One token per assignment: the loop may claim the same partitions meanwhile (records fetched before
+        # this claim is done are put back, and the loop claims them itself), and both claims must write the
+        # same token, whichever commits last.
         token = self._loop.token = uuid.uuid4().hex
         if not assigned:
             return
         try:
             stored = await self._loop.processor.claim_for(set(assigned), token)
-        except TRANSIENT as err:  # batches are refused until the loop claims them (`ConsumerLoop._refused`)
+        except TRANSIENT as err:  # the loop claims them before it applies any of their records
             log.warning("could not claim the partitions assigned", extra={"error": repr(err)})
             return
         consumer = self._loop.consumer
         assert consumer is not None
         for tp, offset in stored.items():
-            consumer.seek(tp, offset)
-            self._loop.next_offsets[tp] = offset
+            if tp in self._loop.assigned:
+                consumer.seek(tp, offset)
+        self._loop._placed(set(assigned) & self._loop.assigned, stored)
 
 
 
@@ -445,6 +447,7 @@ class ConsumerLoop:
         self.regressed: set[TopicPartition] = set()  # paused: their end lies below the stored offset
         self.fenced: set[TopicPartition] = set()  # paused: another assignment owns them, until the next one
         self.token = ""  # the current assignment's claim token (`_SeekToStored`)
+        self.placed: set[TopicPartition] = set()  # claimed by this assignment, stored offsets known
         self.joined = False
         processor.fences = {}
 
@@ -473,6 +476,11 @@ class ConsumerLoop:
                 # the next batch is fetched and decoded while this one's transaction runs: Python works while
                 # PostgreSQL does. Safe across rebalances: a batch applies only past the offsets PostgreSQL holds.
                 upcoming = asyncio.create_task(self._fetch_and_decode(consumer))
+                if unplaced := {tp for tp in batches if tp in self.assigned and tp not in self.placed}:
+                    # fetched before this assignment's claim (and the seek to the stored offsets) was done:
+                    # put back, claim here if the rebalance callback could not, and fetch again
+                    upcoming = await self._put_back(consumer, batches, upcoming, place=unplaced)
+                    continue
                 if batches and (gone := self._hold_regressions(consumer, batches)):
                     records = [r for r in records if TopicPartition(r.topic, r.partition) not in gone]
                     batches = {tp: rs for tp, rs in batches.items() if tp not in gone}
@@ -531,38 +539,53 @@ class ConsumerLoop:
         self.regressed |= found
         return found
 
-    async def _refused(self, consumer: AIOKafkaConsumer, batches: Mapping[TopicPartition, list[ConsumerRecord]],
-                       upcoming: asyncio.Task[_Fetched], refused: set[tuple[str, int]]) -> asyncio.Task[_Fetched]:
-        """A batch was fenced off: put back everything fetched (this batch, and the next one fetched meanwhile)
-        by seeking each partition still assigned to its first record; claim again those this consumer had
-        not claimed yet (its claim on assignment failed) and resume them where PostgreSQL says; pause those
-        another assignment owns until the next assignment. Returns the next fetch."""
-        metrics.CONSUMER_FENCED.labels(self.processor.group_id).inc()
-        log.warning("batch fenced off: another assignment owns its partitions now; nothing written",
-                    extra={"group": self.processor.group_id, "partitions": sorted(refused)})
-        # The next batch is awaited, not cancelled: a fetch cancelled between two of its reads (`linger_s`)
-        # would drop the records of the first read, their positions already past them.
+    async def _put_back(self, consumer: AIOKafkaConsumer, batches: Mapping[TopicPartition, list[ConsumerRecord]],
+                        upcoming: asyncio.Task[_Fetched], *, place: Collection[TopicPartition] = (),
+                        pause: Collection[TopicPartition] = ()) -> asyncio.Task[_Fetched]:
+        """Undo the fetch of this batch and of the next one (fetched meanwhile): each partition still assigned
+        is sought back to its first record fetched; those of `place` are claimed and sought where PostgreSQL
+        says this group stands; those of `pause` are paused until this member's next assignment. Returns the
+        next fetch. The next batch is awaited, not cancelled: a fetch cancelled between two of its reads
+        (`linger_s`) would drop the records of the first read, their positions already past them."""
         fetched = [batches, (await upcoming)[0]]
         first: dict[TopicPartition, int] = {}
         for each in reversed(fetched):  # this batch's first records win over the next one's
             first.update({tp: rs[0].offset for tp, rs in each.items() if rs})
-        fences = self.processor.fences or {}
-        unclaimed = {tp for tp in self.assigned if (tp.topic, tp.partition) not in fences}
-        if unclaimed:
+        if place := {tp for tp in place if tp in self.assigned}:
             try:
-                first.update(await self.processor.claim_for(unclaimed, self.token))
+                stored = await self.processor.claim_for(place, self.token)
             except TRANSIENT as err:
                 log.warning("could not claim the partitions assigned; will retry", extra={"error": repr(err)})
                 await asyncio.sleep(1.0)
+            else:
+                first.update(stored)
+                self._placed(place, stored)
         for tp, offset in first.items():
-            if tp not in self.assigned:
-                continue
-            consumer.seek(tp, offset)
-            if (tp.topic, tp.partition) in refused and (tp.topic, tp.partition) in (self.processor.fences or {}) \
-                    and tp not in unclaimed:
-                consumer.pause(tp)  # owned by another assignment: wait for this member's next assignment
-                self.fenced.add(tp)
+            if tp in self.assigned:  # (a partition given away meanwhile cannot be sought)
+                consumer.seek(tp, offset)
+        for tp in set(pause) & self.assigned:
+            consumer.pause(tp)
+            self.fenced.add(tp)
         return asyncio.create_task(self._fetch_and_decode(consumer))
+
+    def _placed(self, tps: set[TopicPartition], stored: Mapping[TopicPartition, int]) -> None:
+        """`tps` are claimed by this assignment, and where PostgreSQL says the group stands on them is known
+        (`stored`; none for a partition never applied): their records may be applied."""
+        self.placed |= tps
+        self.next_offsets.update({tp: o for tp, o in stored.items() if tp in tps})
+
+    async def _refused(self, consumer: AIOKafkaConsumer, batches: Mapping[TopicPartition, list[ConsumerRecord]],
+                       upcoming: asyncio.Task[_Fetched], refused: set[tuple[str, int]]) -> asyncio.Task[_Fetched]:
+        """A batch was fenced off: put back everything fetched; a refused partition this assignment had claimed
+        belongs to another assignment now (a zombie's late claim, or this member is the zombie): paused
+        until this member's next assignment. One it had not claimed (given away meanwhile) is only put
+        back. Returns the next fetch."""
+        metrics.CONSUMER_FENCED.labels(self.processor.group_id).inc()
+        log.warning("batch fenced off: another assignment owns its partitions now; nothing written",
+                    extra={"group": self.processor.group_id, "partitions": sorted(refused)})
+        owned = {tp for tp in self.placed if (tp.topic, tp.partition) in refused}
+        self.placed -= owned
+        return await self._put_back(consumer, batches, upcoming, pause=owned)
 
     def _commit_hint(self, consumer: AIOKafkaConsumer, reached: dict[TopicPartition, int]) -> None:
         """Commit applied offsets to Kafka in the background, one commit at a time: only a hint (PostgreSQL

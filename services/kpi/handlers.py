@@ -92,11 +92,20 @@ def make_handler(rt: HasClock, repository: RepositoryFactory = PgRepository) -> 
     return handle
 
 
+# Events that change who is in which team, or may recount the tenant: their batch holds the tenant's lock
+# alone (`repository.lock_tenant`).
+EXCLUSIVE = (RepUpserted, TeamUpserted, TenantUpserted)
+
+
 async def _apply(store: Repository, tenant: str, msgs: list[Incoming], *, publish_all: bool) -> Moved:
+    exclusive = any(isinstance(m.data, EXCLUSIVE) for m in msgs)
+    await store.lock_tenant(tenant, exclusive=exclusive)
     with_zone = next((m.event for m in reversed(msgs) if m.event.tenant_timezone), None)
     rebuild = await store.take_rebuild(tenant)
     if with_zone is not None:
         rebuild |= await store.remember_tenant(with_zone)
+    if rebuild and not exclusive:  # a new calendar: everything is recounted, alone
+        await store.lock_tenant(tenant, exclusive=True)
     books = await store.books(tenant)
     ledger = Ledger(books)
     changed = await store.apply_deals(tenant, [(m.data, m.event.id) for m in msgs

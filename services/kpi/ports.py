@@ -41,6 +41,7 @@ class Repository(Protocol):
     """kpi's state as its handler sees it (see `repository.py` for what each transition means)."""
 
     # the tenant's calendar, registry entry and roster
+    async def lock_tenant(self, tenant: str, *, exclusive: bool) -> None: ...
     async def take_rebuild(self, tenant: str) -> bool: ...
     async def remember_tenant(self, event: CloudEvent) -> bool: ...
     async def register_tenant(self, entry: TenantUpserted) -> bool: ...
@@ -86,6 +87,9 @@ class PgRepository:
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
+
+    async def lock_tenant(self, tenant: str, *, exclusive: bool) -> None:
+        await repo.lock_tenant(self.conn, tenant, exclusive=exclusive)
 
     async def take_rebuild(self, tenant: str) -> bool:
         return await repo.take_rebuild(self.conn, tenant)

@@ -443,6 +443,20 @@ async def announce_figures(conn: asyncpg.Connection, tenant: str, periods: list[
                        json.dumps({"tenant": tenant, "periods": periods[:50]}, separators=(",", ":")))
 
 
+# The advisory-lock space of kpi's per-tenant lock (two int4 keys: apart from the outbox relay's bigint keys).
+TENANT_LOCK_SPACE = 0x6B7069  # "kpi"
+
+
+async def lock_tenant(conn: asyncpg.Connection, tenant: str, *, exclusive: bool) -> None:
+    """Hold the tenant's kpi lock until the transaction ends: shared for a batch of deals and activities (such
+    batches run side by side on several replicas), exclusive for one that changes who is in which team, or
+    recounts the tenant. A roster change reads the reps' histories and re-attributes them; a deal applied at
+    the same time on another replica, with the memberships it read before that change committed, would stay
+    counted for the old team (found by `make chaos` zombie: team figures short by a deal and an activity)."""
+    await conn.execute(f"SELECT pg_advisory_xact_lock{'' if exclusive else '_shared'}($1, hashtext($2))",
+                       TENANT_LOCK_SPACE, tenant)
+
+
 async def take_rebuild(conn: asyncpg.Connection, tenant: str) -> bool:
     """Whether the tenant's tallies are owed a full recount (migrations ask for it), taking the request."""
     return bool(await conn.fetchval("DELETE FROM tally_rebuilds WHERE tenant = $1 RETURNING true", tenant))

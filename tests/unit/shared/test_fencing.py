@@ -1,7 +1,9 @@
-"""What a consumer loop does with a batch fenced off (shared/consumer.py, `ConsumerLoop._refused`): nothing
-fetched is lost (every partition still assigned is sought back to the first record fetched, the next batch's
-too), a partition another assignment owns is paused until the next assignment, and one this member never
-managed to claim is claimed and resumed where PostgreSQL says."""
+"""What a consumer loop does with records it may not apply yet or at all (shared/consumer.py,
+`ConsumerLoop._put_back` and `_refused`): nothing fetched is lost (every partition still assigned is sought
+back to the first record fetched, the next batch's too); a partition this assignment has not claimed yet
+(records fetched before the rebalance callback's claim was done, or the callback's claim failed) is claimed
+with the assignment's own token and sought where PostgreSQL says; a partition another assignment owns is
+paused until this member's next assignment."""
 
 from __future__ import annotations
 
@@ -45,33 +47,52 @@ class Claims(TransactionalConsumer):
     async def claim_for(self, tps: set[TopicPartition], token: str) -> dict[TopicPartition, int]:
         assert token == "assignment-7"  # the assignment's own token, not a new one
         self.claimed.append(set(tps))
-        assert self.fences is not None
-        self.fences.update({(tp.topic, tp.partition): "mine" for tp in tps})
         return {tp: o for tp, o in self.stored.items() if tp in tps}
 
 
-def test_a_fenced_batch_is_put_back_owned_partitions_paused_unclaimed_ones_claimed() -> None:
-    processor = Claims(stored={C: 40})
+def _loop(stored: dict[TopicPartition, int]) -> tuple[ConsumerLoop, Claims]:
+    processor = Claims(stored)
     loop = ConsumerLoop(ServiceSettings(), ["t"], processor)
     loop.assigned, loop.token = {A, B, C}, "assignment-7"
-    assert processor.fences is not None
-    processor.fences.update({("t", 0): "mine", ("t", 1): "mine"})  # C's claim on assignment had failed
+    return loop, processor
+
+
+async def _next_batch() -> Any:
+    return {B: [Rec("t", 1, 30), Rec("t", 1, 31)], A: [Rec("t", 0, 12)]}, [], {}
+
+
+def test_records_fetched_before_the_claim_are_put_back_and_the_partition_claimed_where_postgresql_says() -> None:
+    loop, processor = _loop(stored={C: 40})
+    loop.placed = {A, B}  # C's claim on assignment had not been done (or failed)
     kafka = FakeKafka()
 
     async def scenario() -> None:
-        async def next_batch() -> Any:
-            return {B: [Rec("t", 1, 30), Rec("t", 1, 31)], A: [Rec("t", 0, 12)]}, [], {}
-
-        upcoming = asyncio.create_task(next_batch())
-        await asyncio.sleep(0)  # fetched meanwhile
+        upcoming = asyncio.create_task(_next_batch())
         batch = {A: [Rec("t", 0, 10), Rec("t", 0, 11)], C: [Rec("t", 2, 50)]}
         loop._fetch_and_decode = lambda _consumer: asyncio.sleep(0)  # type: ignore[assignment, method-assign, return-value]
-        after = await loop._refused(kafka, batch, upcoming, {("t", 0), ("t", 2)})  # type: ignore[arg-type]
-        await after
+        await (await loop._put_back(kafka, batch, upcoming, place={C}))  # type: ignore[arg-type]
 
     asyncio.run(scenario())
     assert processor.claimed == [{C}]
-    # A: this batch's first record; B: the next batch's (it applied nothing); C: where PostgreSQL says
+    # A: this batch's first record; B: the next batch's (nothing was applied); C: where PostgreSQL says
     assert kafka.seeks == {A: 10, B: 30, C: 40}
-    assert kafka.paused == {A} and loop.fenced == {A}  # another assignment owns A now
+    assert loop.placed == {A, B, C} and loop.next_offsets == {C: 40}
+    assert kafka.paused == set() and loop.ready is False  # (not joined in this test)
+
+
+def test_a_fenced_partition_this_assignment_had_claimed_is_paused_until_the_next_assignment() -> None:
+    loop, processor = _loop(stored={})
+    loop.placed, loop.joined = {A, B, C}, True
+    kafka = FakeKafka()
+
+    async def scenario() -> None:
+        upcoming = asyncio.create_task(_next_batch())
+        batch = {A: [Rec("t", 0, 10)], C: [Rec("t", 2, 50)]}
+        loop._fetch_and_decode = lambda _consumer: asyncio.sleep(0)  # type: ignore[assignment, method-assign, return-value]
+        await (await loop._refused(kafka, batch, upcoming, {("t", 0)}))  # type: ignore[arg-type]
+
+    asyncio.run(scenario())
+    assert processor.claimed == []
+    assert kafka.seeks == {A: 10, B: 30, C: 50}  # everything fetched is put back
+    assert kafka.paused == {A} and loop.fenced == {A} and A not in loop.placed
     assert not loop.ready

@@ -63,6 +63,7 @@ class FakeRepository:
         self.tenants: dict[str, TenantState] = {}
         self.outbox: list[Outgoing] = []
         self.announced: list[tuple[str, list[str]]] = []
+        self.locks: list[tuple[str, bool]] = []  # (tenant, exclusive) per batch of the tenant
 
     def of(self, tenant: str) -> TenantState:
         return self.tenants.setdefault(tenant, TenantState())
@@ -72,6 +73,9 @@ class FakeRepository:
         return tally_of(vector) if vector is not None else Tally()
 
     # the tenant's calendar, registry entry and roster
+
+    async def lock_tenant(self, tenant: str, *, exclusive: bool) -> None:
+        self.locks.append((tenant, exclusive))
 
     async def take_rebuild(self, tenant: str) -> bool:
         state = self.of(tenant)

@@ -172,6 +172,16 @@ async def test_a_newcomer_in_a_batch_with_their_deals_a_deletion_and_a_move_coun
     assert nonzero(batched) == nonzero(one_by_one)
 
 
+async def test_a_batch_that_moves_reps_holds_the_tenant_alone_deals_and_calls_share_it() -> None:
+    kpi = Kpi()
+    await kpi.apply(kpi.call("a0", 4))  # the tenant's first batch: its calendar is new, it is recounted alone
+    assert kpi.repo.locks == [(kpi.tenant, False), (kpi.tenant, True)]
+    kpi.repo.locks.clear()
+    await kpi.apply(kpi.deal("d1", "1000", 5), kpi.call("a1", 6))
+    await kpi.apply(kpi.rep("east"), kpi.deal("d2", "500", 7))
+    assert kpi.repo.locks == [(kpi.tenant, False), (kpi.tenant, True)]
+
+
 async def test_targets_set_twice_in_a_batch_the_newest_version_wins_whatever_the_order() -> None:
     kpi = Kpi()
     await kpi.apply(kpi.rep("east"), kpi.deal("d1", "1000", 5))
