@@ -272,6 +272,32 @@ class AttainmentUpdated(_Model):
     team_id: str | None = None
     manager_id: str | None = None
     name: str | None = None
+    revision: int | None = Field(
+        default=None, ge=1,
+        description="kpi's order of this key's figures: a higher revision is newer, whatever `as_of` says (the"
+                    " clocks of kpi's replicas may differ). Absent from events published before it existed.")
+
+
+def supersedes(held_revision: int | None, held_as_of: datetime, revision: int | None, as_of: datetime) -> bool:
+    """Whether a kpi figure (`revision`, `as_of`) replaces the one held for its key: by revision when both
+    carry one, else by `as_of` (figures published before revisions existed). An equal one replaces it too (a
+    redelivery changes nothing).
+
+    >>> from datetime import UTC, datetime, timedelta
+    >>> t = datetime(2026, 10, 1, tzinfo=UTC)
+    >>> supersedes(4, t, 5, t - timedelta(hours=1)), supersedes(5, t, 4, t + timedelta(hours=1))
+    (True, False)
+    >>> supersedes(None, t, 5, t - timedelta(hours=1))
+    False
+    """
+    if held_revision is not None and revision is not None:
+        return held_revision <= revision
+    return held_as_of <= as_of
+
+
+# The same rule in SQL, for an upsert of table `held` (columns revision, as_of) by EXCLUDED.
+SUPERSEDES_SQL = ("CASE WHEN {held}.revision IS NOT NULL AND EXCLUDED.revision IS NOT NULL"
+                  " THEN {held}.revision <= EXCLUDED.revision ELSE {held}.as_of <= EXCLUDED.as_of END")
 
 
 class Evidence(_Model):

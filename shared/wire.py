@@ -272,6 +272,7 @@ class AttainmentUpdated(_Wire, kw_only=True):
     team_id: str | None = None
     manager_id: str | None = None
     name: str | None = None
+    revision: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
     def __post_init__(self) -> None:
         if "\x00" in self.scope_id:

@@ -17,7 +17,8 @@ one set-based statement per table, and the result is the one the records would h
   batch touches only a deal stored before the batch (`Activity.before_deal`);
 - the tenant registry: a `tenant.upserted` overwrites, a sales event's calendar extensions only fill
   a tenant not known yet, so the last upsert (`tenants`) and the first calendar (`calendar`) suffice;
-- figures: kept for the repository's newest-`as_of` merge, when they carry their period bounds.
+- figures: kept for the repository's merge (the newest by kpi's revision wins; by `as_of` without one),
+  when they carry their period bounds.
 """
 
 from __future__ import annotations

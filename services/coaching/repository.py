@@ -27,6 +27,7 @@ from services.coaching.rules import LiveTask
 from services.coaching.store import Close, Gate, NewActivity, Outgoing
 from shared.cloudevents import CloudEvent, message_key
 from shared.events import (
+    SUPERSEDES_SQL,
     ActivityLogged,
     AttainmentUpdated,
     DealDeleted,
@@ -36,6 +37,7 @@ from shared.events import (
     TaskClosed,
     TaskCreated,
     TenantUpserted,
+    supersedes,
 )
 from shared.outbox import enqueue_many
 
@@ -155,30 +157,33 @@ async def tombstone_deals(conn: asyncpg.Connection, tenant: str, deals: Sequence
 
 async def save_attainments(conn: asyncpg.Connection, updates: Sequence[tuple[str, AttainmentUpdated]],
                            now: datetime) -> set[tuple[str, str]]:
-    """Keep kpi's latest figures per (scope, id, period, metric), newest `as_of` winning (so redeliveries and
-    replays change nothing), in one statement; `first_seen_at` is coaching's own. Returns the (tenant, rep)
-    whose figures were written."""
+    """Keep kpi's latest figures per (scope, id, period, metric), the newest by kpi's revision winning
+    (`supersedes`: by `as_of` for figures without one), so that redeliveries, replays and a kpi replica's
+    skewed clock change nothing, in one statement; `first_seen_at` is coaching's own. Returns the (tenant,
+    rep) whose figures were written."""
     newest: dict[tuple[str, str, str, str, str], AttainmentUpdated] = {}
-    for tenant, u in updates:  # one row per key and statement; in batch order, a later equal as_of wins
+    for tenant, u in updates:  # one row per key and statement; in batch order, a later equal one wins
         key = (tenant, u.scope.value, u.scope_id, u.period, u.metric.value)
-        if key not in newest or newest[key].as_of <= u.as_of:
+        held = newest.get(key)
+        if held is None or supersedes(held.revision, held.as_of, u.revision, u.as_of):
             newest[key] = u
     if not newest:
         return set()
     keys, rows = list(newest), list(newest.values())
     written = await conn.fetch(
         "INSERT INTO attainment (tenant, scope, scope_id, period, metric, actual, target, name, manager_id,"
-        " period_start, period_end, as_of, first_seen_at)"
-        " SELECT t, s, i, p, m, a, g, n, mg, ps, pe, ao, $13 FROM unnest($1::text[], $2::text[], $3::text[],"
+        " period_start, period_end, as_of, revision, first_seen_at)"
+        " SELECT t, s, i, p, m, a, g, n, mg, ps, pe, ao, r, $14 FROM unnest($1::text[], $2::text[], $3::text[],"
         " $4::text[], $5::text[], $6::numeric[], $7::numeric[], $8::text[], $9::text[], $10::timestamptz[],"
-        " $11::timestamptz[], $12::timestamptz[]) AS u(t, s, i, p, m, a, g, n, mg, ps, pe, ao)"
+        " $11::timestamptz[], $12::timestamptz[], $13::bigint[]) AS u(t, s, i, p, m, a, g, n, mg, ps, pe, ao, r)"
         " ON CONFLICT (tenant, scope, scope_id, period, metric) DO UPDATE SET actual = EXCLUDED.actual,"
         " target = EXCLUDED.target, name = EXCLUDED.name, manager_id = EXCLUDED.manager_id,"
-        " as_of = EXCLUDED.as_of WHERE attainment.as_of <= EXCLUDED.as_of RETURNING tenant, scope, scope_id",
+        " as_of = EXCLUDED.as_of, revision = EXCLUDED.revision"
+        f" WHERE {SUPERSEDES_SQL.format(held='attainment')} RETURNING tenant, scope, scope_id",
         [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], [k[3] for k in keys],
         [k[4] for k in keys], [u.actual for u in rows], [u.target for u in rows], [u.name for u in rows],
         [u.manager_id for u in rows], [u.period_start for u in rows], [u.period_end for u in rows],
-        [u.as_of for u in rows], now)
+        [u.as_of for u in rows], [u.revision for u in rows], now)
     return {(r["tenant"], r["scope_id"]) for r in written if r["scope"] == "rep"}
 
 

@@ -22,9 +22,10 @@ import asyncpg
 from prometheus_client import Counter
 from pydantic import BaseModel
 
-from services.kpi.contributions import START_OF_TIME, Books, Key, Ledger, zero
+from services.kpi.contributions import Books, Key, Ledger, zero
 from services.kpi.figures import figures, published
 from services.kpi.ports import Figure, Outgoing, PgRepository, Repository, RepositoryFactory, Tracked
+from services.kpi.roster import Span, first_difference, memberships_from
 from services.kpi.tally import values
 from shared import topics
 from shared.clock import Clock
@@ -142,11 +143,11 @@ async def _apply_in_order(store: Repository, tenant: str, msgs: list[Incoming],
     tenant's calendar or currency did (then everything is recounted).
 
     What does not depend on order goes in one statement each: the reps' rows, the targets (newest version
-    wins either way) and the first team of reps who had none (it holds from the start of time, wherever the
-    event falls in the batch). The rest (moves between teams, deletions, the hierarchy) in order."""
-    reps = [(m.data, m.event.time) for m in msgs if isinstance(m.data, RepUpserted)]
-    await store.upsert_reps(tenant, reps)
-    newcomers = await _join_first_teams(store, tenant, [rep for rep, _ in reps], ledger)
+    wins either way) and the reps' team histories (made of every roster version, in any order: `roster.py`).
+    The rest (deletions, the hierarchy) in order."""
+    roster = [m for m in msgs if isinstance(m.data, RepUpserted)]
+    await store.upsert_reps(tenant, [(m.data, m.event.time) for m in roster])  # type: ignore[misc]
+    await _follow_roster(store, tenant, roster, ledger)
     recount = False
     for msg in msgs:
         match msg.data:
@@ -154,8 +155,6 @@ async def _apply_in_order(store: Repository, tenant: str, msgs: list[Incoming],
                 if (gone := await store.delete_deal(tenant, msg.data, msg.event.id)) is not None:
                     await store.load_memberships(tenant, ledger.books, [gone.rep_id])
                     ledger.deal(gone, -1)
-            case RepUpserted() if newcomers.pop(msg.data.rep_id, None) is None:
-                await _move(store, tenant, msg.data, msg.event.time, ledger)
             case TenantUpserted():
                 recount |= await store.register_tenant(msg.data)
             case TeamUpserted():  # a team moved in the hierarchy: every figure above it may change
@@ -164,42 +163,33 @@ async def _apply_in_order(store: Repository, tenant: str, msgs: list[Incoming],
     return targets, recount
 
 
-async def _join_first_teams(store: Repository, tenant: str, reps: list[RepUpserted],
-                            ledger: Ledger) -> dict[str, RepUpserted]:
-    """Reps with no team yet join the team of their first roster event from the start of time, all at once:
-    their history (counted for them alone until now) is counted for that team too. Returns them by rep id
-    (their first event is done; a later one in the batch is a move)."""
-    await store.load_memberships(tenant, ledger.books, {rep.rep_id for rep in reps})
-    newcomers: dict[str, RepUpserted] = {}
-    for rep in reps:
-        if not ledger.books.memberships[rep.rep_id]:
-            newcomers.setdefault(rep.rep_id, rep)
-    if not newcomers:
-        return newcomers
-    await store.join_first_teams(tenant, {rep_id: rep.team_id for rep_id, rep in newcomers.items()})
-    for rep_id, rep in newcomers.items():
-        ledger.books.memberships[rep_id] = [(START_OF_TIME, rep.team_id)]
-    deals, activities = await store.histories(tenant, sorted(newcomers))
-    teams = Ledger(ledger.books, scopes=("team",), deltas=ledger.deltas)
-    for deal in deals:
-        teams.deal(deal, 1)
-    for activity in activities:
-        teams.activity(activity, 1)
-    return newcomers
-
-
-async def _move(store: Repository, tenant: str, rep: RepUpserted, at: datetime, ledger: Ledger) -> None:
-    """A roster change re-attributes the rep's history from its date on: out of the old team, into the new."""
-    await store.load_memberships(tenant, ledger.books, [rep.rep_id])
-    since = await store.add_membership(tenant, rep, at)
+async def _follow_roster(store: Repository, tenant: str, roster: list[Incoming], ledger: Ledger) -> None:
+    """Record the batch's roster versions; each rep whose dated teams they change gets its new history, and
+    what the rep did from the first moment the histories disagree moves out of the old teams and into the
+    new (for a newcomer: from the start of time, into the teams alone). All reps at once."""
+    if not roster:
+        return
+    versions = await store.record_roster(tenant, [(m.data.rep_id, m.event.time, m.event.id, m.data.team_id)  # type: ignore[attr-defined]
+                                                  for m in roster])
+    await store.load_memberships(tenant, ledger.books, versions)
+    changed: dict[str, list[Span]] = {}
+    since = None
+    for rep_id, theirs in versions.items():
+        new = memberships_from(theirs)
+        moment = first_difference(ledger.books.memberships[rep_id], new)
+        if moment is not None:
+            changed[rep_id] = new
+            since = moment if since is None else min(since, moment)
     if since is None:
         return
-    deals, activities = await store.histories(tenant, [rep.rep_id], since)
+    await store.set_memberships(tenant, changed)
+    # From the earliest change of any of them: for a rep whose teams agree before its own change, the old
+    # and new attributions of its earlier records are the same and cancel out.
+    deals, activities = await store.histories(tenant, sorted(changed), since)
     teams = Ledger(ledger.books, scopes=("team",), deltas=ledger.deltas)
     for sign in (-1, 1):
         if sign == 1:
-            ledger.books.memberships.pop(rep.rep_id)
-            await store.load_memberships(tenant, ledger.books, [rep.rep_id])
+            ledger.books.memberships.update(changed)
         for deal in deals:
             teams.deal(deal, sign)
         for activity in activities:
@@ -254,8 +244,9 @@ async def _recompute(store: Repository, tenant: str, books: Books, moved: set[Ke
             projected=fig.projected, as_of=now, period_start=start, period_end=end,
             team_id=profile["team_id"] if profile else (scope_id if scope == "team" else None),
             manager_id=profile["manager_id"] if profile else None, name=profile["name"] if profile else None,
+            revision=revisions[(scope, scope_id, period, metric_name)],
         )
-        revision = revisions[(scope, scope_id, period, metric_name)]
+        revision = data.revision
         event_id = uuid.uuid5(NAMESPACE, f"{tenant}|{scope}|{scope_id}|{period}|{metric_name}|{revision}")
         event = CloudEvent(id=str(event_id), type="kpi.attainment.updated", source=SOURCE, time=now,
                            tenant=tenant, data=data, extensions={"tenanttimezone": tz.key})

@@ -18,6 +18,7 @@ import asyncpg
 
 from services.kpi import repository as repo
 from services.kpi.contributions import START_OF_TIME, Activity, Books, Deal, Key, Vector
+from services.kpi.roster import Span, Version
 from services.kpi.tally import Tally
 from shared.cloudevents import CloudEvent
 from shared.events import (
@@ -48,8 +49,9 @@ class Repository(Protocol):
     async def books(self, tenant: str) -> Books: ...
     async def load_memberships(self, tenant: str, into: Books, rep_ids: Iterable[str]) -> None: ...
     async def upsert_reps(self, tenant: str, reps: list[tuple[RepUpserted, datetime]]) -> None: ...
-    async def join_first_teams(self, tenant: str, teams: dict[str, str]) -> None: ...
-    async def add_membership(self, tenant: str, rep: RepUpserted, since: datetime) -> datetime | None: ...
+    async def record_roster(self, tenant: str,
+                            versions: list[tuple[str, datetime, str, str]]) -> dict[str, list[Version]]: ...
+    async def set_memberships(self, tenant: str, spans: Mapping[str, list[Span]]) -> None: ...
     async def upsert_team(self, tenant: str, team: TeamUpserted, version: datetime) -> bool: ...
     async def profiles_of(self, tenant: str, rep_ids: list[str]) -> Mapping[str, Mapping[str, Any]]: ...
 
@@ -109,11 +111,12 @@ class PgRepository:
     async def upsert_reps(self, tenant: str, reps: list[tuple[RepUpserted, datetime]]) -> None:
         await repo.upsert_reps(self.conn, tenant, reps)
 
-    async def join_first_teams(self, tenant: str, teams: dict[str, str]) -> None:
-        await repo.join_first_teams(self.conn, tenant, teams)
+    async def record_roster(self, tenant: str,
+                            versions: list[tuple[str, datetime, str, str]]) -> dict[str, list[Version]]:
+        return await repo.record_roster(self.conn, tenant, versions)
 
-    async def add_membership(self, tenant: str, rep: RepUpserted, since: datetime) -> datetime | None:
-        return await repo.add_membership(self.conn, tenant, rep, since)
+    async def set_memberships(self, tenant: str, spans: Mapping[str, list[Span]]) -> None:
+        await repo.set_memberships(self.conn, tenant, spans)
 
     async def upsert_team(self, tenant: str, team: TeamUpserted, version: datetime) -> bool:
         return await repo.upsert_team(self.conn, tenant, team, version)

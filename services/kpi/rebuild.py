@@ -258,6 +258,11 @@ async def _replace(settings: KpiSettings, schema: str, live_schema: str, group: 
             await conn.execute(f'TRUNCATE "{schema}".outbox')
             await conn.execute(f"SELECT setval('\"{schema}\".outbox_seq_seq',"
                                f" (SELECT last_value FROM \"{live_schema}\".outbox_seq_seq))")
+            # A figure published after the swap must be newer than any published before it (coaching and
+            # recognition keep the highest revision, and its event id is made of it).
+            await conn.execute(f"SELECT setval('\"{schema}\".figure_revisions', greatest("
+                               f" (SELECT last_value FROM \"{schema}\".figure_revisions),"
+                               f" (SELECT last_value FROM \"{live_schema}\".figure_revisions)))")
             await conn.execute(f'ALTER SCHEMA "{live_schema}" RENAME TO "{kept}"')
             await conn.execute(f'ALTER SCHEMA "{schema}" RENAME TO "{live_schema}"')
     finally:

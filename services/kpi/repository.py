@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -25,6 +25,7 @@ from services.kpi.contributions import (
     Vector,
     tally_of,
 )
+from services.kpi.roster import Span, Version
 from services.kpi.tally import Tally
 from shared.cloudevents import CloudEvent
 from shared.events import (
@@ -236,37 +237,32 @@ async def delete_deal(conn: asyncpg.Connection, tenant: str, deal: DealDeleted, 
     return _deal(old)
 
 
-async def add_membership(conn: asyncpg.Connection, tenant: str, rep: RepUpserted,
-                         since: datetime) -> datetime | None:
-    """Record that `rep` is in its team from `since`; return from when this changes the rep's team
-    history (the start of time for a rep's first team), or None if it does not.
-
-    A rep's first known team holds for all their history (the CRM just told us where they are);
-    later changes are moves, from the time of the event on."""
-    if not await conn.fetchval("SELECT 1 FROM memberships WHERE tenant = $1 AND rep_id = $2", tenant, rep.rep_id):
-        since = START_OF_TIME
-    before = await conn.fetchval(
-        "SELECT team_id FROM memberships WHERE tenant = $1 AND rep_id = $2 AND valid_from <= $3"
-        " ORDER BY valid_from DESC LIMIT 1", tenant, rep.rep_id, since)
-    if before == rep.team_id:
-        return None
+async def record_roster(conn: asyncpg.Connection, tenant: str,
+                        versions: list[tuple[str, datetime, str, str]]) -> dict[str, list[Version]]:
+    """Keep the roster versions (rep id, event time, event id, team id; a redelivery adds nothing) and return
+    every version stored of their reps (`roster.py` makes their dated teams of them)."""
     await conn.execute(
-        "INSERT INTO memberships (tenant, rep_id, valid_from, team_id) VALUES ($1, $2, $3, $4)"
-        " ON CONFLICT (tenant, rep_id, valid_from) DO UPDATE SET team_id = EXCLUDED.team_id",
-        tenant, rep.rep_id, since, rep.team_id)
-    return since
+        "INSERT INTO roster_versions (tenant, rep_id, at, event_id, team_id)"
+        " SELECT $1, * FROM unnest($2::text[], $3::timestamptz[], $4::text[], $5::text[]) ORDER BY 1, 2, 3, 4"
+        " ON CONFLICT DO NOTHING", tenant, *(list(column) for column in zip(*versions, strict=True)))
+    out: dict[str, list[Version]] = {}
+    for r in await conn.fetch("SELECT rep_id, at, event_id, team_id FROM roster_versions WHERE tenant = $1"
+                              " AND rep_id = ANY($2::text[])", tenant, sorted({v[0] for v in versions})):
+        at = r["at"]  # the start of time (migrated histories) comes back as a naive datetime.min
+        out.setdefault(r["rep_id"], []).append((at if at.tzinfo else at.replace(tzinfo=UTC), r["event_id"],
+                                                r["team_id"]))
+    return out
 
 
-async def join_first_teams(conn: asyncpg.Connection, tenant: str, teams: dict[str, str]) -> None:
-    """Put each rep of `teams` (rep id → team id), none of whom has a team yet, in their team from the start
-    of time: `add_membership` for a batch of newcomers, in one statement."""
-    if teams:
-        reps = sorted(teams)
-        await conn.execute(
-            "INSERT INTO memberships (tenant, rep_id, valid_from, team_id)"
-            " SELECT $1, r, $2, t FROM unnest($3::text[], $4::text[]) AS m(r, t) ORDER BY r"
-            " ON CONFLICT (tenant, rep_id, valid_from) DO UPDATE SET team_id = EXCLUDED.team_id",
-            tenant, START_OF_TIME, reps, [teams[r] for r in reps])
+async def set_memberships(conn: asyncpg.Connection, tenant: str, spans: Mapping[str, list[Span]]) -> None:
+    """Replace the dated teams of the reps of `spans` with theirs (two statements for all of them: a row's
+    delete and its insert under the same key cannot share one)."""
+    reps = sorted(spans)
+    rows = [(rep, since, team) for rep in reps for since, team in spans[rep]]
+    await conn.execute("DELETE FROM memberships WHERE tenant = $1 AND rep_id = ANY($2::text[])", tenant, reps)
+    await conn.execute("INSERT INTO memberships (tenant, rep_id, valid_from, team_id)"
+                       " SELECT $1, * FROM unnest($2::text[], $3::timestamptz[], $4::text[])",
+                       tenant, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
 
 
 async def histories(conn: asyncpg.Connection, tenant: str, rep_ids: list[str],
@@ -497,7 +493,8 @@ async def profiles_of(conn: asyncpg.Connection, tenant: str, rep_ids: list[str])
 async def save_published(conn: asyncpg.Connection, tenant: str, figures: list[tuple[str, str, str, str,
                          Decimal, Decimal | None]], at: datetime) -> dict[tuple[str, str, str, str], int]:
     """Remember the figures about to be published; the new revision of each key whose (actual, target)
-    differ from what was last published (the others are left out: nothing new to say)."""
+    differ from what was last published (the others are left out: nothing new to say). Revisions come from
+    one sequence (migration 010): per key they grow in commit order, whichever replica publishes."""
     if not figures:
         return {}
     rows = await conn.fetch(
@@ -505,7 +502,7 @@ async def save_published(conn: asyncpg.Connection, tenant: str, figures: list[tu
         " SELECT $1, * , $8::timestamptz FROM unnest($2::text[], $3::text[], $4::text[], $5::text[],"
         "   $6::numeric[], $7::numeric[]) ORDER BY 1, 2, 3, 4, 5"
         " ON CONFLICT (tenant, scope, scope_id, period, metric) DO UPDATE SET actual = EXCLUDED.actual,"
-        " target = EXCLUDED.target, updated_at = EXCLUDED.updated_at, revision = published_figures.revision + 1"
+        " target = EXCLUDED.target, updated_at = EXCLUDED.updated_at, revision = nextval('figure_revisions')"
         " WHERE (published_figures.actual, published_figures.target)"
         "   IS DISTINCT FROM (EXCLUDED.actual, EXCLUDED.target)"
         " RETURNING scope, scope_id, period, metric, revision",

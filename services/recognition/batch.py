@@ -44,7 +44,7 @@ from services.recognition.model import (
     quota_milestone,
 )
 from services.recognition.rules import deal_milestones, quota_crossings, quota_drops, streak
-from shared.events import AttainmentUpdated, Metric, Scope
+from shared.events import AttainmentUpdated, Metric, Scope, supersedes
 
 __all__ = [
     "STREAK_LOOKBACK",
@@ -110,15 +110,15 @@ def fold_attainment(stored: Mapping[FigureKey, Figure], updates: Sequence[Attain
     for position, update in enumerate(updates):
         key = figure_key(update)
         before = state.get(key)
-        if before is not None and before.as_of > update.as_of:
-            continue  # an older figure arriving late changes nothing
+        if before is not None and not supersedes(before.revision, before.as_of, update.revision, update.as_of):
+            continue  # an older figure arriving late changes nothing (older by kpi's revision, not its clock)
         previous = before.attainment if before is not None else None
         sightings += [Sighting(found, position, update.metric.value) for found in quota_crossings(
             update.scope, update.scope_id, update.period, update.metric, previous, update.attainment, update.actual,
             update.target, update.as_of, settings, update.name)]
         if settings.corrections:
             drops += dropped_milestones(update, previous, settings, position)
-        state[key] = Figure(update.attainment, update.as_of)
+        state[key] = Figure(update.attainment, update.as_of, update.revision)
         latest[key] = update
     return AttainmentOutcome(list(latest.values()), sightings, drops)
 

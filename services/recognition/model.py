@@ -124,10 +124,12 @@ class TenantConfig:
 
 @dataclass(frozen=True, slots=True)
 class Figure:
-    """The attainment projection's word on one key: the share and the moment kpi computed it."""
+    """The attainment projection's word on one key: the share, the moment kpi computed it, and kpi's revision
+    of it (None for figures published before kpi carried revisions)."""
 
     attainment: Decimal | None
     as_of: datetime
+    revision: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ from services.recognition.model import (
 )
 from services.recognition.rules import celebration_id
 from shared.cloudevents import CloudEvent
-from shared.events import AttainmentUpdated, RepUpserted, Scope, TenantUpserted
+from shared.events import SUPERSEDES_SQL, AttainmentUpdated, RepUpserted, Scope, TenantUpserted
 from shared.inbox import claim_many
 from shared.outbox import enqueue_many
 
@@ -203,30 +203,33 @@ class PgRepository:
         if not keys:
             return {}
         rows = await self.conn.fetch(
-            "SELECT scope, scope_id, period, metric, attainment, as_of FROM attainment WHERE tenant = $1"
+            "SELECT scope, scope_id, period, metric, attainment, as_of, revision FROM attainment WHERE tenant = $1"
             " AND (scope, scope_id, period, metric) IN (SELECT * FROM unnest($2::text[], $3::text[], $4::text[],"
             " $5::text[])) ORDER BY scope, scope_id, period, metric FOR UPDATE",
             tenant, *(list(column) for column in zip(*keys, strict=True)))
-        return {(r["scope"], r["scope_id"], r["period"], r["metric"]): Figure(r["attainment"], r["as_of"])
-                for r in rows}
+        return {(r["scope"], r["scope_id"], r["period"], r["metric"]): Figure(r["attainment"], r["as_of"],
+                                                                              r["revision"]) for r in rows}
 
     async def save_figures(self, tenant: str, figures: Sequence[AttainmentUpdated]) -> None:
-        """Store figures (one per key); an older one than the stored figure changes nothing."""
+        """Store figures (one per key); an older one than the stored figure (`supersedes`) changes nothing."""
         await self.conn.execute(
-            "INSERT INTO attainment (tenant, scope, scope_id, period, metric, actual, target, attainment, name, as_of)"
+            "INSERT INTO attainment (tenant, scope, scope_id, period, metric, actual, target, attainment, name, as_of,"
+            " revision)"
             " SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::numeric[], $7::numeric[],"
-            " $8::numeric[], $9::text[], $10::timestamptz[]) ORDER BY 2, 3, 4, 5"
+            " $8::numeric[], $9::text[], $10::timestamptz[], $11::bigint[]) ORDER BY 2, 3, 4, 5"
             " ON CONFLICT (tenant, scope, scope_id, period, metric)"
             " DO UPDATE SET actual = EXCLUDED.actual, target = EXCLUDED.target, attainment = EXCLUDED.attainment,"
-            " name = EXCLUDED.name, as_of = EXCLUDED.as_of WHERE attainment.as_of <= EXCLUDED.as_of",
+            " name = EXCLUDED.name, as_of = EXCLUDED.as_of, revision = EXCLUDED.revision"
+            f" WHERE {SUPERSEDES_SQL.format(held='attainment')}",
             tenant, [f.scope.value for f in figures], [f.scope_id for f in figures], [f.period for f in figures],
             [f.metric.value for f in figures], [f.actual for f in figures], [f.target for f in figures],
-            [f.attainment for f in figures], [f.name for f in figures], [f.as_of for f in figures])
+            [f.attainment for f in figures], [f.name for f in figures], [f.as_of for f in figures],
+            [f.revision for f in figures])
 
     async def targeted_figures(self, tenant: str) -> list[AttainmentUpdated]:
         """Every stored figure with a target (what a settings change catches up on)."""
-        rows = await self.conn.fetch("SELECT scope, scope_id, period, metric, actual, target, attainment, name, as_of"
-                                     " FROM attainment WHERE tenant = $1 AND target > 0", tenant)
+        rows = await self.conn.fetch("SELECT scope, scope_id, period, metric, actual, target, attainment, name, as_of,"
+                                     " revision FROM attainment WHERE tenant = $1 AND target > 0", tenant)
         return [AttainmentUpdated.model_validate(dict(r)) for r in rows]
 
     # --- deals ------------------------------------------------------------------------------------------

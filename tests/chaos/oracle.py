@@ -45,11 +45,10 @@ The semantics re-implemented, and where each was read
 6. Currency (``contributions.Books.in_base``): a deal in the tenant's base currency counts as it is. Our
    scenarios have only base-currency deals, so there is no conversion here: a deal whose final version is in
    another currency raises `OracleError` (versions superseded or deleted do not matter).
-7. Teams over time (``repository.add_membership``, ``Books.team_at``): a rep is in the team of their latest
+7. Teams over time (``services/kpi/roster.py``, ``Books.team_at``): a rep is in the team of their latest
    ``rep.upserted`` whose envelope ``time`` is not after the moment; the rep's earliest ``rep.upserted``
-   holds for all history before it (kpi: "a rep's first known team holds for all their history"; kpi takes
-   the first to ARRIVE as the first known, the oracle the earliest by time, which is what kpi does when the
-   roster arrives in order). A rep with no ``rep.upserted`` counts for no team. Two ``rep.upserted`` of one
+   holds for all history before it (kpi: "a rep's first known team holds for all their history"), whatever
+   order the events arrive in. A rep with no ``rep.upserted`` counts for no team. Two ``rep.upserted`` of one
    rep at the same time naming different teams are ambiguous: `OracleError`.
 8. Nesting (``repository.upsert_team``, ``Books.lineage``): a team's parent is the ``parent_team_id`` of its
    ``team.upserted`` with the latest envelope ``time`` (ties with different parents: `OracleError`); the

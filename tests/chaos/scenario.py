@@ -356,16 +356,7 @@ def _deliver(rng: random.Random, settings: Settings,
     width = settings.disorder_window
     for start in range(0, len(items), width):
         block = items[start:start + width]
-        rng.shuffle(block)
-        # kpi dates a rep's first known team from the start of time and later ones from the event's
-        # `time` (repository.add_membership): a rep's roster events keep their causal order.
-        slots: dict[tuple[str, str], list[int]] = {}
-        for k, (_, slug, event) in enumerate(block):
-            if event["type"] == "rep.upserted":
-                slots.setdefault((slug, event["data"]["rep_id"]), []).append(k)
-        for ks in slots.values():
-            for k, item in zip(ks, sorted(block[k] for k in ks), strict=True):
-                block[k] = item
+        rng.shuffle(block)  # a rep's roster events too: kpi's team history does not depend on their order
         items[start:start + width] = block
     later: dict[int, list[tuple[str, Event]]] = {}
     for p in sorted(rng.sample(range(len(items)), round(settings.duplicate_rate * len(items)))):

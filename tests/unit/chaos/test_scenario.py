@@ -239,7 +239,7 @@ def test_teams_nest_under_one_region_and_every_rep_has_a_manager(scenario: Scena
 
 def test_five_percent_of_reps_move_team_mid_quarter_dated_by_the_envelope_time(scenario: Scenario) -> None:
     early = START + (NOW - START) / 4
-    for slug, events in scenario.events.items():
+    for events in scenario.events.values():
         roster: dict[str, list[Event]] = defaultdict(list)
         for event in (e for e in events if e["type"] == "rep.upserted"):
             roster[event["data"]["rep_id"]].append(event)
@@ -248,16 +248,14 @@ def test_five_percent_of_reps_move_team_mid_quarter_dated_by_the_envelope_time(s
         for first, moved in moves.values():
             assert first["data"]["team_id"] != moved["data"]["team_id"]
             assert _at(first["time"]) < early < _at(moved["time"])
-        # kpi takes a rep's first known team as where they always were: a move is never delivered first
-        firsts: dict[str, str] = {}
-        for s, event in scenario.stream:
-            if s == slug and event["type"] == "rep.upserted":
-                firsts.setdefault(event["data"]["rep_id"], event["id"])
-        assert all(firsts[rep] == evs[0]["id"] for rep, evs in moves.items())
 
 
-def test_a_move_arrives_after_the_reps_first_roster_event_even_when_the_whole_stream_is_one_window() -> None:
+def test_a_move_may_arrive_before_the_reps_first_roster_event_kpi_does_not_depend_on_their_order() -> None:
+    """The roster is shuffled like everything else (it used to be kept in causal order, because kpi took the
+    first roster event to arrive as the rep's first team): with the whole stream one window, some moves come
+    first, and the oracle still expects the history made of the events' times."""
     scenario = generate(replace(SMALL, reps_per_tenant=40, disorder_window=100_000), NOW)
+    early = 0
     for slug, events in scenario.events.items():
         roster = [(e["data"]["rep_id"], e["id"]) for e in events if e["type"] == "rep.upserted"]
         moved = {rep for rep, n in Counter(rep for rep, _ in roster).items() if n > 1}
@@ -265,7 +263,8 @@ def test_a_move_arrives_after_the_reps_first_roster_event_even_when_the_whole_st
         delivered = [(e["data"]["rep_id"], e["id"]) for s, e in scenario.stream if s == slug and e["id"] in
                      {i for _, i in roster}]
         for rep in moved:
-            assert [i for r, i in dict.fromkeys(delivered) if r == rep] == [i for r, i in roster if r == rep]
+            early += [i for r, i in dict.fromkeys(delivered) if r == rep] != [i for r, i in roster if r == rep]
+    assert early > 0
 
 
 def test_a_deals_versions_move_forward_in_updated_at_but_for_a_late_stale_edit(scenario: Scenario) -> None:

@@ -26,6 +26,7 @@ from shared.events import (
     TaskClosed,
     TaskCreated,
     TenantUpserted,
+    supersedes,
 )
 
 NEVER = datetime.min.replace(tzinfo=ZoneInfo("UTC"))
@@ -141,7 +142,7 @@ class FakeStore:
         for f in figures:
             key = (f.scope.value, f.scope_id, f.period, f.metric.value)
             old = self.figures.get(key)
-            if old is None or old[0].as_of <= f.as_of:
+            if old is None or supersedes(old[0].revision, old[0].as_of, f.revision, f.as_of):
                 self.figures[key] = (f, old[1] if old else now)
                 if f.scope.value == "rep":
                     written.add(f.scope_id)

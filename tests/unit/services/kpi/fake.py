@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from services.kpi.contributions import EXACT, MONEY, Activity, Books, Deal, Key, Ledger, Vector, tally_of, zero
 from services.kpi.ports import Figure, FigureKey, Outgoing, Tracked
 from services.kpi.repository import UNKNOWN_CALENDAR
+from services.kpi.roster import Span, Version
 from services.kpi.tally import Tally
 from shared.cloudevents import CloudEvent
 from shared.events import (
@@ -48,6 +49,7 @@ class TenantState:
     deals: dict[str, StoredDeal] = field(default_factory=dict)
     activities: dict[str, Activity] = field(default_factory=dict)
     memberships: dict[str, dict[datetime, str]] = field(default_factory=dict)  # rep -> valid_from -> team
+    roster: dict[str, set[Version]] = field(default_factory=dict)  # rep -> (time, event id, team)
     reps: dict[str, tuple[datetime, dict[str, Any]]] = field(default_factory=dict)  # version, profile
     teams: dict[str, tuple[datetime, str | None]] = field(default_factory=dict)  # version, parent
     targets: dict[FigureKey, tuple[datetime, Decimal]] = field(default_factory=dict)  # version, value
@@ -125,19 +127,16 @@ class FakeRepository:
                 stored[rep.rep_id] = (version, {"rep_id": rep.rep_id, "name": rep.name, "team_id": rep.team_id,
                                                 "manager_id": rep.manager_id})
 
-    async def join_first_teams(self, tenant: str, teams: dict[str, str]) -> None:
-        for rep_id, team_id in teams.items():
-            self.of(tenant).memberships.setdefault(rep_id, {})[START] = team_id
+    async def record_roster(self, tenant: str,
+                            versions: list[tuple[str, datetime, str, str]]) -> dict[str, list[Version]]:
+        stored = self.of(tenant).roster
+        for rep_id, at, event_id, team_id in versions:
+            stored.setdefault(rep_id, set()).add((at, event_id, team_id))
+        return {rep_id: sorted(stored[rep_id]) for rep_id, *_ in versions}
 
-    async def add_membership(self, tenant: str, rep: RepUpserted, since: datetime) -> datetime | None:
-        spans = self.of(tenant).memberships.setdefault(rep.rep_id, {})
-        if not spans:
-            since = START
-        before = [team for valid_from, team in sorted(spans.items()) if valid_from <= since]
-        if before and before[-1] == rep.team_id:
-            return None
-        spans[since] = rep.team_id
-        return since
+    async def set_memberships(self, tenant: str, spans: Mapping[str, list[Span]]) -> None:
+        for rep_id, theirs in spans.items():
+            self.of(tenant).memberships[rep_id] = dict(theirs)
 
     async def upsert_team(self, tenant: str, team: TeamUpserted, version: datetime) -> bool:
         teams = self.of(tenant).teams

@@ -6,6 +6,7 @@ same behaviour on the real repository.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -21,7 +22,7 @@ from shared.clock import FixedClock
 from shared.cloudevents import CloudEvent
 from shared.consumer import Incoming
 from shared.events import ActivityLogged, AttainmentUpdated, DealDeleted, DealUpserted, RepUpserted, TargetSet
-from tests.unit.services.kpi.fake import FakeRepository
+from tests.unit.services.kpi.fake import START, FakeRepository
 
 TZ = "Europe/Berlin"
 NOW = datetime(2026, 10, 20, 12, tzinfo=UTC)  # fixed: never today's date
@@ -180,6 +181,31 @@ async def test_a_batch_that_moves_reps_holds_the_tenant_alone_deals_and_calls_sh
     await kpi.apply(kpi.deal("d1", "1000", 5), kpi.call("a1", 6))
     await kpi.apply(kpi.rep("east"), kpi.deal("d2", "500", 7))
     assert kpi.repo.locks == [(kpi.tenant, False), (kpi.tenant, True)]
+
+
+async def test_a_reps_roster_events_in_every_order_give_the_same_history_and_the_same_figures() -> None:
+    """Four roster events of one rep (east from 1 Sep, west from 10 Oct, east again from 14 Oct, north from 20
+    Oct), delivered in each of their 24 orders, one per batch, after the rep's deals and calls: the same dated
+    teams and the same team tallies every time. Before, the first event to arrive held from the start of
+    time and each later one was a move from its arrival's state: 21 of the 24 orders gave another history."""
+    roster = [("east", datetime(2026, 9, 1, tzinfo=UTC)), ("west", datetime(2026, 10, 10, tzinfo=UTC)),
+              ("east", datetime(2026, 10, 14, tzinfo=UTC)), ("north", datetime(2026, 10, 20, tzinfo=UTC))]
+    histories, tallies = set(), []
+    for order in itertools.permutations(range(len(roster))):
+        kpi = Kpi()
+        await kpi.apply(kpi.deal("d1", "1000", 5), kpi.deal("d2", "2000", 12), kpi.deal("d3", "4000", 16),
+                        kpi.deal("d4", "8000", 22), kpi.call("a1", 11), kpi.call("a2", 21))
+        for i in order:
+            await kpi.apply(kpi.rep(roster[i][0], at=roster[i][1]))
+        histories.add(tuple(sorted(kpi.repo.of(kpi.tenant).memberships["ann"].items())))
+        tallies.append({k: v for k, v in kpi.repo.of(kpi.tenant).tallies.items() if any(v) and k[0] == "team"})
+    assert histories == {((START, "east"), (datetime(2026, 10, 10, tzinfo=UTC), "west"),
+                          (datetime(2026, 10, 14, tzinfo=UTC), "east"), (datetime(2026, 10, 20, tzinfo=UTC), "north"))}
+    assert all(t == tallies[0] for t in tallies)
+    kpi = Kpi()
+    kpi.repo.of(kpi.tenant).tallies = tallies[0]
+    assert [kpi.won("team", team, "2026-10") for team in ("east", "west", "north")] == [
+        Decimal(5000), Decimal(2000), Decimal(8000)]
 
 
 async def test_targets_set_twice_in_a_batch_the_newest_version_wins_whatever_the_order() -> None:

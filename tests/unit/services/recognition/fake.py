@@ -30,7 +30,7 @@ from services.recognition.model import (
 from services.recognition.repository import Outgoing, Repository, Version, calendar_of
 from services.recognition.rules import celebration_id
 from shared.cloudevents import CloudEvent
-from shared.events import AttainmentUpdated, RepUpserted, TenantUpserted
+from shared.events import AttainmentUpdated, RepUpserted, TenantUpserted, supersedes
 
 _versions = itertools.count(1)
 
@@ -124,13 +124,15 @@ class FakeRepository(Repository):
 
     async def figures(self, tenant: str, keys: Sequence[FigureKey]) -> dict[FigureKey, Figure]:
         self._count("figures")
-        return {k: Figure(f.attainment, f.as_of) for k in keys if (f := self.attainment.get((tenant, k))) is not None}
+        return {k: Figure(f.attainment, f.as_of, f.revision) for k in keys
+                if (f := self.attainment.get((tenant, k))) is not None}
 
     async def save_figures(self, tenant: str, figures: Sequence[AttainmentUpdated]) -> None:
         self._count("save_figures")
         for f in figures:
             key = (tenant, (f.scope.value, f.scope_id, f.period, f.metric.value))
-            if key not in self.attainment or self.attainment[key].as_of <= f.as_of:
+            held = self.attainment.get(key)
+            if held is None or supersedes(held.revision, held.as_of, f.revision, f.as_of):
                 self.attainment[key] = f
 
     async def targeted_figures(self, tenant: str) -> list[AttainmentUpdated]:

@@ -36,6 +36,18 @@ def test_the_newest_figure_stands_and_every_crossing_on_the_way_is_found() -> No
     assert out.drops == []
 
 
+def test_kpis_revision_orders_figures_not_the_clock_of_the_replica_that_published_them() -> None:
+    """Revision 8 from a replica whose clock is an hour behind replaces revision 7 (and the stored 6), although
+    its `as_of` is the oldest; a late revision 5 changes nothing, however new its clock says it is."""
+    def revised(share: str, minutes: int, revision: int) -> AttainmentUpdated:
+        return update(share, minutes).model_copy(update={"revision": revision})
+
+    out = fold_attainment({KEY: Figure(Decimal("0.40"), AT, 6)},
+                          [revised("1.05", 5, 7), revised("0.70", -60, 8), revised("1.60", 90, 5)], Settings())
+    assert [(u.attainment, u.revision) for u in out.latest] == [(Decimal("0.70"), 8)]
+    assert [s.found.milestone for s in out.sightings] == ["quota_50", "quota_100"]  # 1.60 was never true
+
+
 def test_drops_are_found_only_when_corrections_are_asked_for() -> None:
     steps = [update("1.20", 1), update("0.45", 2)]
     assert fold_attainment({}, steps, Settings()).drops == []
