@@ -596,8 +596,11 @@ class ConsumerLoop:
         offsets, self._hint = self._hint, {}
 
         async def commit() -> None:
+            mine = {tp: o for tp, o in offsets.items() if tp in self.assigned}
+            if not mine:  # every partition given away meanwhile: aiokafka refuses an empty commit (ValueError)
+                return
             try:
-                await consumer.commit({tp: o for tp, o in offsets.items() if tp in self.assigned})
+                await consumer.commit(mine)
             except KafkaError as err:
                 log.warning("kafka offset commit failed", extra={"error": repr(err)})
 

@@ -96,3 +96,27 @@ def test_a_fenced_partition_this_assignment_had_claimed_is_paused_until_the_next
     assert kafka.seeks == {A: 10, B: 30, C: 50}  # everything fetched is put back
     assert kafka.paused == {A} and loop.fenced == {A} and A not in loop.placed
     assert not loop.ready
+
+
+def test_a_kafka_commit_hint_for_partitions_all_given_away_is_dropped_not_sent_empty() -> None:
+    """aiokafka raises ValueError({}) on an empty commit: a hint whose partitions were all revoked meanwhile
+    used to end its task with an exception nobody retrieved (seen in a zombie run's log)."""
+    loop, _ = _loop(stored={})
+    loop.assigned = {B}
+    sent: list[dict[TopicPartition, int]] = []
+
+    class Committing:
+        async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+            if not offsets:
+                raise ValueError(offsets)
+            sent.append(offsets)
+
+    async def scenario() -> None:
+        loop._commit_hint(Committing(), {A: 11})  # type: ignore[arg-type]
+        assert loop._hinting is not None
+        await loop._hinting  # ends without an exception
+        loop._commit_hint(Committing(), {B: 31})  # type: ignore[arg-type]
+        await loop._hinting
+
+    asyncio.run(scenario())
+    assert sent == [{B: 31}]
