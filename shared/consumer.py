@@ -4,13 +4,14 @@ A batch is applied in ONE PostgreSQL transaction together with the partition off
 records at or below the stored offsets are replays and are skipped, so a redelivery after a crash,
 a rebalance or a failed Kafka commit changes nothing. Kafka's own committed offset is only a hint.
 
-Fencing: a `ConsumerLoop` given partitions claims them with a fresh token (`consumer_fences`); each batch
-reads its partitions' tokens in its transaction (FOR SHARE, so a claim waits for a batch in flight) and is
-refused (`Fenced`, `attain_consumer_fenced_total`) when one is no longer its own. A zombie, a replica paused
-or cut off past its session while its partitions went elsewhere, tries to write and is refused, rather than
-relying on the stored offsets to make its late batch a no-op. The loop then puts back what it fetched
-(seeks), claims again a partition whose claim had failed, and pauses one that belongs to another assignment
-until its next assignment.
+Fencing: a `ConsumerLoop` given partitions claims them with one token per assignment (`consumer_fences`);
+each batch reads its partitions' tokens in its transaction (FOR SHARE, so a claim waits for a batch in
+flight) and is refused (`Fenced`, `attain_consumer_fenced_total`) when one is no longer its own. A zombie, a
+replica paused or cut off past its session while its partitions went elsewhere, tries to write and is
+refused, rather than relying on the stored offsets to make its late batch a no-op. Records of a partition
+this assignment has not claimed yet are put back (sought) and the loop claims it itself, so a record is
+applied only once the stored offset is known; a refused partition the assignment had claimed is paused
+until the member's next assignment.
 
 Row-level security (shared/db.py): inside the batch's one transaction, each tenant's records go to the
 handler in turn, with the transaction scoped to that tenant, so a handler can only read and write the
@@ -95,8 +96,8 @@ def transient(err: BaseException) -> bool:
 
 
 class Fenced(Exception):
-    """A batch refused: another assignment of the group owns these partitions now (or this consumer's claim of
-    them has not been written yet)."""
+    """A batch refused: another assignment of the group owns these partitions now (or they were revoked from
+    this member and it holds no claim of theirs)."""
 
     def __init__(self, partitions: set[tuple[str, int]]) -> None:
         super().__init__(f"fenced off: {sorted(partitions)}")
@@ -152,7 +153,7 @@ class TransactionalConsumer:
         self.pool, self.producer, self.group_id, self.service = pool, producer, group_id, service
         self.models, self.handler, self.after_commit = models, handler, after_commit
         self.healthy = True
-        # The token of this consumer's claim on each partition it owns (`claim`); None: no fencing (a consumer
+        # The token of this consumer's claim on each partition it owns (`claim_for`); None: no fencing (a consumer
         # used on its own, as `kpi rebuild` and the demo's replay do: no group, no other member).
         self.fences: dict[tuple[str, int], str] | None = None
 
@@ -294,17 +295,6 @@ class TransactionalConsumer:
             raise Fenced(refused)
         return {(r["topic"], r["partition"]): r["next_offset"] for r in rows if r["next_offset"] is not None}
 
-    async def claim(self, tps: set[tuple[str, int]], token: str) -> dict[tuple[str, int], int]:
-        """Claim `tps` for this consumer with `token`, its assignment's (fencing off whoever held them), once
-        no batch of theirs is in flight; return the offsets stored for them."""
-        ordered = sorted(tps)
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(_CLAIM, self.group_id, [t for t, _ in ordered], [p for _, p in ordered], token)
-            stored = await self._stored_offsets(conn, tps)
-        if self.fences is not None:
-            self.fences.update(dict.fromkeys(ordered, token))
-        return stored
-
     async def _stored_offsets(self, conn: asyncpg.Connection,
                               tps: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
         rows = await conn.fetch(
@@ -341,14 +331,15 @@ class TransactionalConsumer:
                     "offset": record.offset, "error": error})
 
     async def claim_for(self, tps: set[TopicPartition], token: str) -> dict[TopicPartition, int]:
-        """Claim the partitions assigned to this consumer (`claim`) when it fences, else only read their stored
-        offsets; where each stands."""
-        wanted = {(tp.topic, tp.partition) for tp in tps}
+        """Claim `tps` for this consumer with `token`, its assignment's (fencing off whoever held them), once no
+        batch of theirs is in flight, when it fences; return where the group stands on each (stored offsets)."""
+        wanted = sorted((tp.topic, tp.partition) for tp in tps)
+        async with self.pool.acquire() as conn, conn.transaction():
+            if self.fences is not None:
+                await conn.execute(_CLAIM, self.group_id, [t for t, _ in wanted], [p for _, p in wanted], token)
+            found = await self._stored_offsets(conn, set(wanted))
         if self.fences is not None:
-            found = await self.claim(wanted, token)
-        else:
-            async with self.pool.acquire() as conn:
-                found = await self._stored_offsets(conn, wanted)
+            self.fences.update(dict.fromkeys(wanted, token))
         return {TopicPartition(t, p): o for (t, p), o in found.items()}
 
 

@@ -9,20 +9,15 @@ member that takes over."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from services.recognition.app import SPEC as RECOGNITION
 from shared import consumer as consumer_module
-from shared import db
-from shared.consumer import ConsumerLoop, Incoming, TransactionalConsumer
-from shared.settings import ServiceSettings
-from tests.integration.conftest import BOOTSTRAP, fresh_database
-from tests.integration.test_offset_regression import Ping, _send
+from shared.consumer import ConsumerLoop, Incoming
+from tests.integration.conftest import BOOTSTRAP
+from tests.integration.test_offset_regression import _send, sandbox
 
 
 async def _records(topic: str, count: int) -> list[ConsumerRecord]:
@@ -41,16 +36,6 @@ async def _records(topic: str, count: int) -> list[ConsumerRecord]:
 
 
 async def test_a_zombie_tries_to_write_its_late_batch_and_is_refused(stack: None) -> None:
-    topic = f"attain-test-fence-{uuid.uuid4().hex[:8]}"
-    group = f"attain-test-fence-{uuid.uuid4().hex[:8]}"
-    tp = TopicPartition(topic, 0)
-    database = await fresh_database(f"fence_{uuid.uuid4().hex[:8]}")
-    pool = await db.create_pool(database, RECOGNITION.schema, max_size=4)
-    await db.migrate(pool, RECOGNITION.schema, RECOGNITION.migrations)
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    await admin.start()
-    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP)
-    await producer.start()
     applied: list[tuple[str, int]] = []
     members: list[ConsumerLoop] = []
 
@@ -58,49 +43,43 @@ async def test_a_zombie_tries_to_write_its_late_batch_and_is_refused(stack: None
         async def handler(_conn: asyncpg.Connection, part: Sequence[Incoming]) -> None:
             applied.extend((name, item.data.n) for item in part)  # type: ignore[attr-defined]
 
-        processor = TransactionalConsumer(pool=pool, producer=producer, group_id=group, service="test",
-                                          models={"test.ping": Ping}, handler=handler)
-        loop = ConsumerLoop(ServiceSettings(kafka_bootstrap_servers=BOOTSTRAP), [topic], processor)
+        loop = box.loop(handler)
         members.append(loop)
         return loop
 
     async def given_the_partition(loop: ConsumerLoop) -> None:
         loop.consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
         await loop.consumer.start()
-        loop.consumer.assign([tp])
-        await consumer_module._SeekToStored(loop).on_partitions_assigned({tp})
+        loop.consumer.assign([TopicPartition(box.topic, 0)])
+        await consumer_module._SeekToStored(loop).on_partitions_assigned({TopicPartition(box.topic, 0)})
 
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
-        await _send(producer, topic, [1, 2, 3, 4], "fence")
-        records = await _records(topic, 4)
-
-        zombie = member("zombie")
-        await given_the_partition(zombie)
-        await zombie.processor.process(records[:1])  # the zombie applies a batch while it owns the partition
-        # ... fetches the next one, and is paused (SIGSTOP) past its session: the group gives the partition
-        # to another member, which claims it
-        successor = member("successor")
-        await given_the_partition(successor)
-
-        # resumed, the zombie goes on with the batch it held
-        refused: Exception | None = None
+    async with sandbox("fence", pool_size=4) as box:
+        await _send(box.producer, box.topic, [1, 2, 3, 4], "fence")
+        records = await _records(box.topic, 4)
         try:
-            await zombie.processor.process(records[1:3])
-        except Exception as err:
-            refused = err
-        assert applied == [("zombie", 1)], "the zombie's late batch was written"
-        assert type(refused).__name__ == "Fenced", refused
-        async with pool.acquire() as conn:  # nothing of it stored either
-            assert await conn.fetchval("SELECT next_offset FROM consumer_offsets WHERE group_id = $1", group) == 1
+            zombie = member("zombie")
+            await given_the_partition(zombie)
+            await zombie.processor.process(records[:1])  # the zombie applies a batch while it owns the partition
+            # ... fetches the next one, and is paused (SIGSTOP) past its session: the group gives the partition
+            # to another member, which claims it
+            successor = member("successor")
+            await given_the_partition(successor)
 
-        await successor.processor.process(records[1:])
-        assert applied == [("zombie", 1), ("successor", 2), ("successor", 3), ("successor", 4)]
-    finally:
-        for loop in members:
-            if loop.consumer is not None:
-                await loop.consumer.stop()
-        await producer.stop()
-        await admin.delete_topics([topic])
-        await admin.close()
-        await pool.close()
+            # resumed, the zombie goes on with the batch it held
+            refused: Exception | None = None
+            try:
+                await zombie.processor.process(records[1:3])
+            except Exception as err:
+                refused = err
+            assert applied == [("zombie", 1)], "the zombie's late batch was written"
+            assert type(refused).__name__ == "Fenced", refused
+            async with box.pool.acquire() as conn:  # nothing of it stored either
+                stored = await conn.fetchval("SELECT next_offset FROM consumer_offsets WHERE group_id = $1", box.group)
+            assert stored == 1
+
+            await successor.processor.process(records[1:])
+            assert applied == [("zombie", 1), ("successor", 2), ("successor", 3), ("successor", 4)]
+        finally:
+            for loop in members:
+                if loop.consumer is not None:
+                    await loop.consumer.stop()
