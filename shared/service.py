@@ -254,15 +254,32 @@ async def _busy(request: Request, exc: Exception) -> JSONResponse:
                         headers={"Retry-After": str(BUSY_RETRY_AFTER_S)})
 
 
+# PostgreSQL cannot do any work now (53 insufficient resources such as 53100 disk full, 57 operator
+# intervention such as a shutdown, 08 a lost connection, 58 and XX its own failures), or it cannot be reached:
+# nothing about the request, so 503 with Retry-After (the client retries), never a 500.
+UNAVAILABLE = (asyncpg.InsufficientResourcesError, asyncpg.OperatorInterventionError,
+               asyncpg.PostgresConnectionError, asyncpg.PostgresSystemError, asyncpg.InternalServerError,
+               ConnectionError)
+UNAVAILABLE_RETRY_AFTER_S = 5
+
+
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The database failed for its own reasons: 503 with Retry-After."""
+    log.warning("database unavailable", extra={"path": request.url.path, "error": repr(exc)})
+    return JSONResponse({"detail": f"the database cannot serve this now ({type(exc).__name__}); retry later"},
+                        status_code=503, headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)})
+
+
 async def _unstorable(request: Request, exc: Exception) -> JSONResponse:
     """The last line behind the models' own checks: a value PostgreSQL cannot store is the client's 422."""
     return JSONResponse({"detail": f"a value cannot be stored: {exc}"}, status_code=422)
 
 
-# How the app answers errors no route translated: a value PostgreSQL cannot store (422), a timed-out wait (503).
+# How the app answers errors no route translated: a value PostgreSQL cannot store (422), a timed-out wait (503),
+# a database that cannot work now (503). The most specific class answers (a QueryCanceledError is a busy wait).
 ERROR_ANSWERS: tuple[tuple[type[Exception], Callable[[Request, Exception], Coroutine[Any, Any, Response]]], ...] = (
     (asyncpg.CharacterNotInRepertoireError, _unstorable), (asyncpg.UntranslatableCharacterError, _unstorable),
-    *((busy, _busy) for busy in BUSY))
+    *((busy, _busy) for busy in BUSY), *((down, _unavailable) for down in UNAVAILABLE))
 
 
 def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None = None) -> FastAPI:
