@@ -36,6 +36,12 @@ class KeyPartitioner:
         return all_partitions[index]
 
 
+# How long the broker lets a relay's transaction stay open before it aborts it (aiokafka's default is a
+# minute). A relay's batch commits within seconds; a relay killed in mid-transaction holds every
+# read_committed reader of the partitions it wrote (and every relay reading its position) until then.
+TRANSACTION_TIMEOUT_MS = 20_000
+
+
 def create_producer(settings: ServiceSettings, client_id: str,
                     transactional_id: str | None = None) -> AIOKafkaProducer:
     """The producer every service sends with: it never loses or duplicates a send it acknowledged.
@@ -54,6 +60,7 @@ def create_producer(settings: ServiceSettings, client_id: str,
         max_batch_size=256 * 1024,
         partitioner=KeyPartitioner(),
         transactional_id=transactional_id,
+        transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
         request_timeout_ms=30_000,
     )
 
@@ -88,24 +95,44 @@ def client_kwargs(settings: ServiceSettings) -> dict[str, object]:
     return kwargs
 
 
-async def last_position(settings: ServiceSettings, key: str) -> str | None:
+POSITION_READ_TIMEOUT_S = 90.0  # past any relay's transaction timeout (ours 20 s, aiokafka's default a minute)
+
+
+async def last_position(settings: ServiceSettings, key: str, timeout_s: float = POSITION_READ_TIMEOUT_S) -> str | None:
     """The last committed value for `key` on the outbox-positions topic: the rows of the last batch
     published, comma-separated `seq:tag`s (`seq`s alone before migration 005; None: never written).
 
     The read starts at an explicit offset: in aiokafka 0.14, `seek_to_beginning` after an `end_offsets`
     call left the position at the end (shown in `tests/integration/test_outbox_takeover.py`), so this
-    read used to find nothing and a relay taking over re-sent the batch its predecessor had committed."""
+    read used to find nothing and a relay taking over re-sent the batch its predecessor had committed.
+
+    It ends only past every record written to the partition before it began (the high watermark, read
+    uncommitted), not at the last stable offset: every relay writes its positions to this one partition,
+    so another relay's transaction, open for a moment (or a killed one's, until the broker times it out),
+    holds the last stable offset below this relay's own last commit, and a read that stopped there found an
+    older position and re-sent a whole batch. Raises
+    `KafkaError` when the partition is still not stable after `timeout_s`: the relay retries, never guesses."""
     consumer = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False, auto_offset_reset="earliest",
                                 isolation_level="read_committed")
+    probe = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False,
+                             isolation_level="read_uncommitted")
     await consumer.start()
     try:
+        await probe.start()
         partition = TopicPartition(OUTBOX_POSITIONS.name, 0)
+        try:
+            written = (await probe.end_offsets([partition]))[partition]  # committed or not, by anyone
+        finally:
+            await probe.stop()
         consumer.assign([partition])
         begin = (await consumer.beginning_offsets([partition]))[partition]
-        end = (await consumer.end_offsets([partition]))[partition]  # the last stable offset: read_committed
         consumer.seek(partition, begin)
+        deadline = asyncio.get_running_loop().time() + timeout_s
         found: str | None = None
-        while await consumer.position(partition) < end:
+        while await consumer.position(partition) < written:
+            if asyncio.get_running_loop().time() > deadline:
+                raise KafkaError(f"{OUTBOX_POSITIONS.name} still holds an open transaction below offset {written}"
+                                 f" after {timeout_s:.0f} s")
             for record in (await consumer.getmany(partition, timeout_ms=1000)).get(partition, []):
                 if record.key == key.encode() and record.value is not None:
                     found = record.value.decode()

@@ -240,8 +240,9 @@ async def _close(producer: AIOKafkaProducer) -> None:
     """Stop a relay's producer, aborting the transaction it has open first: a stop (a deploy, a lost lead,
     a cancellation between a batch's sends and its commit) must not leave the partitions it wrote to behind
     an open transaction. read_committed readers (every consumer downstream) see nothing past one until the
-    broker times it out (`transaction.timeout.ms`, a minute), or until a producer with the same
-    transactional id starts, which a replaced deployment or a test's harness never does."""
+    broker times it out (`transaction.timeout.ms`: `shared.kafka.TRANSACTION_TIMEOUT_MS`, 20 s), or until
+    a producer with the same transactional id starts, which a replaced deployment or a test's harness never
+    does."""
     try:
         if producer._txn_manager is not None and producer._txn_manager.is_in_transaction():
             async with asyncio.timeout(ABORT_ON_STOP_S):
