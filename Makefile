@@ -18,7 +18,8 @@ test: lint
 	$(BIN)/pytest
 
 ## The fault suite: every scenario (SIGKILLs, broker and PostgreSQL restarts, rebalance storm, zombie,
-## SIGTERM drain, poison) against the whole stack, compared with an independent oracle; prints a table.
+## SIGTERM drain, poison, partitions from PostgreSQL and from Kafka, disk full, clock jump, stuck outbox)
+## against the whole stack, compared with an independent oracle; prints a table.
 chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos
 

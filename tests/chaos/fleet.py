@@ -107,6 +107,10 @@ class Fleet:
     def __init__(self, run: str, env: dict[str, str], clock: Clock | None = None) -> None:
         self.run, self.env, self.clock = run, env, clock
         self.replicas: dict[tuple[str, int], Replica] = {}
+        # What a fault sets before a replica starts: a command its own is run under (`ip netns exec <ns>`) and
+        # variables on top of `env` (libfaketime's), per (service, index).
+        self.prefix: dict[tuple[str, int], list[str]] = {}
+        self.extra_env: dict[tuple[str, int], dict[str, str]] = {}
         LOGS.mkdir(parents=True, exist_ok=True)
 
     def replica(self, service: str, index: int = 0) -> Replica:
@@ -121,11 +125,11 @@ class Fleet:
             return r
         r.starts += 1
         log = (LOGS / f"{self.run}-{service}-{index}.log").open("ab")
-        env = {**os.environ, **self.env, "HTTP_PORT": str(r.port)}
+        env = {**os.environ, **self.env, "HTTP_PORT": str(r.port), **self.extra_env.get((service, index), {})}
         if self.clock is not None:
             env["ATTAIN_CLOCK"] = f"scaled:{self.clock.now().isoformat()}@1"
-        r.proc = subprocess.Popen([sys.executable, "-m", f"services.{service}"], cwd=ROOT, env=env, stdout=log,
-                                  stderr=subprocess.STDOUT)
+        command = [*self.prefix.get((service, index), []), sys.executable, "-m", f"services.{service}"]
+        r.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         return r
 
     def wait_ready(self, replicas: list[Replica], timeout: float = 120) -> None:

@@ -30,6 +30,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -81,8 +82,22 @@ class Context:
     done: asyncio.Event = field(default_factory=asyncio.Event)  # the stream has ended
     notes: list[str] = field(default_factory=list)
     failures: int = 0  # what a fault itself found wrong (e.g. a SIGTERM that did not exit 0 in time)
+    server_errors: int = 0  # ingest's answers that were 5xx but not 503: a fault must never surface as a 500
     skipped: list[str] = field(default_factory=list)  # faults (or parts of one) that could not be applied
     tenants: list[str] = field(default_factory=list)  # the run's tenant slugs, once created
+    db: str = ""  # the run's database URL
+    run_id: str = ""
+    rate: float = 400.0  # events/s the stream goes at; a fault may lower it (`stretch`)
+    # undone when the run ends, last first, after the fleet stopped (a namespace, a mount)
+    cleanups: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    # what a fault's `prepare` made for it: replicas' network namespaces, the database's small disk, clock files
+    namespaces: dict[str, Any] = field(default_factory=dict)
+    disk: Path | None = None
+    clock_files: dict[str, Path] = field(default_factory=dict)
+
+    def stretch(self, seconds: float) -> None:
+        """Make the stream last at least `seconds`: a fault that needs events flowing for longer."""
+        self.rate = min(self.rate, self.total / seconds)
 
     def skip(self, why: str) -> None:
         """The fault could not be applied: the run fails (it proved nothing about that fault)."""
@@ -96,6 +111,8 @@ class Context:
 
 
 Fault = Callable[[Context], Coroutine[Any, Any, None]]
+# A fault may carry `prepare`, an async function of the Context run before the fleet starts (a replica put in
+# a network namespace, a tablespace on a small disk): `faults.prepared_by`.
 
 
 def _create_tenant(plan: scenario.TenantPlan, slug: str, env: dict[str, str]) -> str:
@@ -106,9 +123,9 @@ def _create_tenant(plan: scenario.TenantPlan, slug: str, env: dict[str, str]) ->
     return token
 
 
-async def _stream(ingest: str, tokens: dict[str, str], stream: list[tuple[str, dict[str, Any]]], rate: float,
+async def _stream(ingest: str, tokens: dict[str, str], stream: list[tuple[str, dict[str, Any]]],
                   ctx: Context, acknowledged: dict[tuple[str, str], str]) -> None:
-    """POST the stream in per-tenant batches at `rate` events/s; retry a batch until ingest answers it
+    """POST the stream in per-tenant batches at `ctx.rate` events/s; retry a batch until ingest answers it
     (a killed ingest, a broker away: 5xx, connection refused) — the same ids again are 'duplicate'."""
     batches: list[tuple[str, list[dict[str, Any]]]] = []
     for slug, event in stream:
@@ -116,11 +133,11 @@ async def _stream(ingest: str, tokens: dict[str, str], stream: list[tuple[str, d
             batches[-1][1].append(event)
         else:
             batches.append((slug, [event]))
-    started = time.monotonic()
+    due = time.monotonic()
     sent = 0
     async with httpx.AsyncClient(timeout=30) as client:
         for slug, events in batches:
-            delay = started + sent / rate - time.monotonic()
+            delay = due - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             backoff, refused_since = 0.2, time.monotonic()
@@ -130,6 +147,8 @@ async def _stream(ingest: str, tokens: dict[str, str], stream: list[tuple[str, d
                                                  headers={"Authorization": f"Bearer {tokens[slug]}"})
                     if response.status_code == 200:
                         break
+                    if response.status_code >= 500 and response.status_code != 503:
+                        ctx.server_errors += 1
                 except httpx.HTTPError:
                     pass
                 if time.monotonic() - refused_since > INGEST_GIVE_UP_S:  # e.g. ingest exited: never hang
@@ -144,6 +163,7 @@ async def _stream(ingest: str, tokens: dict[str, str], stream: list[tuple[str, d
                 if previous != "accepted":
                     acknowledged[(slug, event["id"])] = result["status"]
             sent += len(events)
+            due += len(events) / ctx.rate
             ctx.streamed = sent
     ctx.done.set()
 
@@ -267,18 +287,27 @@ async def run(name: str, fault: Fault, settings: scenario.Settings, rate: float 
            "RATE_LIMIT_REQUESTS_PER_S": "1000", "RATE_LIMIT_REQUEST_BURST": "1000",
            "RATE_LIMIT_EVENTS_PER_S": "100000", "RATE_LIMIT_EVENT_BURST": "1000000"}
     fleet = Fleet(run_id, env, clock=None if now is None else clock)
-    ctx = Context(fleet, random.Random(seed), total=len(plan.stream))
+    ctx = Context(fleet, random.Random(seed), total=len(plan.stream), db=db, run_id=run_id, rate=rate)
     acknowledged: dict[tuple[str, str], str] = {}
     slugs = {p.slug: f"{p.slug}-{run_id}"[:63] for p in plan.tenants}
     try:
+        if (prepare := getattr(fault, "prepare", None)) is not None:
+            await prepare(ctx)
         await asyncio.to_thread(fleet.start_all)
         tokens = {p.slug: await asyncio.to_thread(_create_tenant, p, slugs[p.slug], env) for p in plan.tenants}
         ctx.tenants = list(slugs.values())
         memory_start = fleet.memory()
         poisoned = await _inject(plan.malformed)
         fault_task = asyncio.create_task(fault(ctx))
-        await _stream(fleet.replica("ingest").url, tokens, plan.stream, rate, ctx, acknowledged)
-        await fault_task
+        await _stream(fleet.replica("ingest").url, tokens, plan.stream, ctx, acknowledged)
+        try:
+            await fault_task
+        except Exception as err:  # a fault that broke is a failed run, said in the table, not a crashed suite
+            ctx.notes.append(f"the fault itself failed: {err!r}")
+            ctx.failures += 1
+        if ctx.server_errors:
+            ctx.notes.append(f"ingest answered {ctx.server_errors} batch(es) with a 5xx other than 503")
+            ctx.failures += 1
         fault_over = time.monotonic()
         for r in list(fleet.replicas.values()):  # whatever a fault left down comes back
             if r.index == 0 and not r.alive:
@@ -295,6 +324,11 @@ async def run(name: str, fault: Fault, settings: scenario.Settings, rate: float 
         return outcome
     finally:
         await asyncio.to_thread(fleet.stop_all)
+        for undo in reversed(ctx.cleanups):
+            try:
+                await undo()
+            except Exception as err:  # every undo gets its turn; what failed is said
+                print(f"chaos {run_id}: cleanup failed: {err!r}", file=sys.stderr, flush=True)
 
 
 async def _compare(name: str, plan: scenario.Scenario, slugs: dict[str, str], db: str,
