@@ -46,7 +46,7 @@ from benchmarks.workload import (
     process_cpu_s,
     stop_process,
 )
-from deploy.local import crm_keys
+from deploy.local import crm_keys, registry_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".local" / "bench"
@@ -170,7 +170,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
     p.add_argument("--keep-rate-limits", action="store_true", help="measure with ingest's default rate limits")
     args = p.parse_args(argv)
-    env = {**os.environ, **crm_keys.env(), "DATABASE_URL": args.database_url, "KAFKA_BOOTSTRAP_SERVERS": args.bootstrap,
+    env = {**os.environ, **crm_keys.env(), **registry_keys.env(),
+           "DATABASE_URL": args.database_url, "KAFKA_BOOTSTRAP_SERVERS": args.bootstrap,
            "LOG_LEVEL": "WARNING"}
     if not args.keep_rate_limits:  # measure the pipeline, not the per-tenant limiter
         env |= {"RATE_LIMIT_REQUESTS_PER_S": "1000000", "RATE_LIMIT_REQUEST_BURST": "1000000",

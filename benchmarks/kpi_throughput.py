@@ -50,6 +50,7 @@ from benchmarks.kpi_report import Results, Won, console, report
 from benchmarks.kpi_workload import Workload, preload_step
 from benchmarks.stack import Checkout
 from benchmarks.workload import host_description, stop_process
+from deploy.local import registry_keys
 from shared import topics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,7 +174,8 @@ def main(argv: list[str]) -> int:
     args.checkout = Checkout.at(args.checkout, args.python)
     # SIGTERM (as SIGINT) unwinds through the finally blocks: kpi stopped, the broker down
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    env = {**os.environ, "DATABASE_URL": args.database_url, "LOG_LEVEL": "WARNING"}
+    # kpi refuses to start without the registry's verification key: the local pair's
+    env = {**os.environ, **registry_keys.env(), "DATABASE_URL": args.database_url, "LOG_LEVEL": "WARNING"}
     if args.shared_kafka:
         console.print("[dim]local stack up...[/]")
         subprocess.run([sys.executable, "-m", "deploy.local.stack", "up"], cwd=ROOT, check=True,

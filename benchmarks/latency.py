@@ -69,7 +69,7 @@ from benchmarks.stack import (
     postmaster_pid,
     process_cpu,
 )
-from deploy.local import crm_keys, kafka
+from deploy.local import crm_keys, kafka, registry_keys
 from shared import topics
 from tests.chaos import scenario
 from tests.chaos.fleet import CONSUMERS
@@ -165,7 +165,7 @@ async def measure(args: argparse.Namespace, checkout: Checkout, broker: int | No
     for group in CONSUMERS:  # every group starts at the topics' end: never the broker's history
         await commit(args.bootstrap, f"{prefix}-{group}", ends)
     extra = dict(item.split("=", 1) for item in args.env)
-    env = {**SERVICE_ENV, **crm_keys.env(), **extra, "KAFKA_BOOTSTRAP_SERVERS": args.bootstrap,
+    env = {**SERVICE_ENV, **crm_keys.env(), **registry_keys.env(), **extra, "KAFKA_BOOTSTRAP_SERVERS": args.bootstrap,
            "DATABASE_URL": args.database_url,
            "KAFKA_CONSUMER_GROUP_PREFIX": prefix}
     services = Services(run_id, env, checkout, WORK / f"latency-{run_id}")

@@ -19,7 +19,8 @@ rows of the tenant whose events it is applying.
 
 Error policy (`transient`):
 - a record that cannot be decoded or validated goes to `<topic>.dlq` with headers saying why, is
-  counted, and the batch goes on;
+  counted, and the batch goes on; so does a record of the tenant registry (`attain.tenants.v1`) that is not
+  signed by a key of the consumer's `verifier` (shared/registry_signing.py, `attain_registry_rejected_total`);
 - a transient failure leaves the batch uncommitted and retries it with backoff; `healthy` is false
   meanwhile, which turns readiness false. Transient: the broker or the database down, and every
   PostgreSQL error that is not about the data (a full disk, out of memory, too many connections, an
@@ -57,11 +58,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ValidationError
 
-from shared import metrics, wire
+from shared import metrics, topics, wire
 from shared.cloudevents import H_TYPE, CloudEvent, decode, decode_json_object
 from shared.db import set_tenant
 from shared.errors import InvalidMessage, TransientError
 from shared.kafka import client_kwargs
+from shared.registry_signing import RegistryRejected, RegistryVerifier
 from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -149,9 +151,12 @@ class TransactionalConsumer:
 
     def __init__(self, *, pool: asyncpg.Pool, producer: AIOKafkaProducer, group_id: str, service: str,
                  models: Mapping[str, type[BaseModel]], handler: Handler,
-                 after_commit: Callable[[], None] = lambda: None) -> None:
+                 after_commit: Callable[[], None] = lambda: None, verifier: RegistryVerifier | None = None) -> None:
+        """`verifier`: the keys registry records must be signed by; a consumer of `attain.tenants.v1` without one
+        refuses every record of it (the service's wiring gives one, `shared.service`)."""
         self.pool, self.producer, self.group_id, self.service = pool, producer, group_id, service
         self.models, self.handler, self.after_commit = models, handler, after_commit
+        self.verifier = verifier
         self.healthy = True
         # The token of this consumer's claim on each partition it owns (`claim_for`); None: no fencing (a consumer
         # used on its own, as `kpi rebuild` and the demo's replay do: no group, no other member).
@@ -180,9 +185,22 @@ class TransactionalConsumer:
                 except (ValueError, ArithmeticError) as err:  # e.g. an OverflowError pydantic let through unwrapped
                     raise InvalidMessage(f"invalid {event_type} data: {unsure.reason}") from err
 
+        if record.topic == topics.TENANTS.name:  # a token digest is a credential: only ingest's signature installs one
+            self._verify(record)
         event = decode(record.headers, record.value, data)
         assert isinstance(event.data, BaseModel)
         return Incoming(record.topic, record.partition, record.offset, event, event.data)
+
+    def _verify(self, record: ConsumerRecord) -> None:
+        """RegistryRejected (dead-lettered with its reason, and counted) unless the registry record is signed by a
+        key of `verifier`."""
+        try:
+            if self.verifier is None:
+                raise RegistryRejected("unknown_key", "this consumer was given no REGISTRY_VERIFY_KEYS")
+            self.verifier.check(record.headers or (), record.key, record.value)
+        except RegistryRejected as refused:
+            metrics.REGISTRY_REJECTED.labels(refused.reason).inc()
+            raise
 
     async def process(self, records: Sequence[ConsumerRecord],
                       decoded: dict[int, Incoming | str] | None = None) -> None:

@@ -90,3 +90,9 @@ def count_timer_failure(component: str, err: BaseException, is_transient: bool) 
     else:
         TIMER_FAILURES.labels(component).inc()
         _log.error("%s failed, will run again next time", component, exc_info=err, extra={"error": repr(err)})
+REGISTRY_REJECTED = Counter(
+    "attain_registry_rejected_total",
+    "Records of the tenant registry (attain.tenants.v1) not applied because they are not signed by a key of"
+    " REGISTRY_VERIFY_KEYS (unsigned, malformed, unknown_key, bad_signature); each is dead-lettered.",
+    ["reason"],
+)

@@ -32,11 +32,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.config import STARTUP_FAILURE
 
-from shared import db, inbox, logs, metrics, ratelimit
+from shared import db, inbox, logs, metrics, ratelimit, topics
 from shared.clock import Clock, clock_from_spec
 from shared.consumer import ConsumerLoop, Handler, TransactionalConsumer
 from shared.kafka import broker_reachable, create_producer, last_position
 from shared.outbox import OutboxRelay
+from shared.registry_signing import BadKey, RegistryVerifier
 from shared.settings import ServiceSettings
 from shared.watchdog import Watchdog
 
@@ -101,6 +102,27 @@ def _relay(spec: ServiceSpec, settings: ServiceSettings, pool: asyncpg.Pool) -> 
         lambda: create_producer(settings, client_id=f"attain-{spec.name}-outbox",
                                 transactional_id=f"attain-outbox:{identity}"),
         spec.schema, settings.outbox_poll_interval_s, identity, lambda: last_position(settings, identity))
+
+
+def registry_verifier(spec: ServiceSpec, settings: ServiceSettings) -> RegistryVerifier | None:
+    """The verifier of registry records when the service reads the registry (keys loaded once, here); BadKey
+    naming REGISTRY_VERIFY_KEYS when it does and the setting holds no key: such a service refuses to start."""
+    if not any(topics.TENANTS.name in sub.topics for sub in spec.subscriptions):
+        return None
+    return settings.registry_verifier()
+
+
+def _consumer_loops(spec: ServiceSpec, rt: Runtime, verifier: RegistryVerifier | None) -> list[ConsumerLoop]:
+    """One consumer loop per subscription of the service, its group `<prefix>-<group>`."""
+    loops = []
+    for sub in spec.subscriptions:
+        processor = TransactionalConsumer(pool=rt.pool, producer=rt.producer,
+                                          group_id=f"{rt.settings.kafka_consumer_group_prefix}-{sub.group}",
+                                          service=spec.name, models=sub.models, handler=sub.handler(rt),
+                                          after_commit=rt.relay.wake, verifier=verifier)
+        loops.append(ConsumerLoop(rt.settings, sub.topics, processor, max_records=sub.max_batch,
+                                  linger_s=sub.linger_s))
+    return loops
 
 
 def runtime_of(request: Request) -> Runtime:
@@ -288,6 +310,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        verifier = registry_verifier(spec, settings)  # before anything is opened: no keys, no start
         pool = await _working_pool(spec, settings)
         producer = create_producer(settings, client_id=f"attain-{spec.name}")
         await producer.start()
@@ -299,14 +322,8 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None
                  asyncio.create_task(_watchdog(app, settings, pool).run(), name="watchdog"),
                  asyncio.create_task(inbox.prune_forever(pool, timedelta(days=settings.inbox_retention_days)),
                                      name="inbox-retention")]
-        for sub in spec.subscriptions:
-            group_id = f"{settings.kafka_consumer_group_prefix}-{sub.group}"
-            processor = TransactionalConsumer(pool=pool, producer=producer, group_id=group_id,
-                                              service=spec.name, models=sub.models,
-                                              handler=sub.handler(rt), after_commit=relay.wake)
-            loop = ConsumerLoop(settings, sub.topics, processor, max_records=sub.max_batch, linger_s=sub.linger_s)
-            loops.append(loop)
-            tasks.append(asyncio.create_task(loop.run(), name=f"consumer-{group_id}"))
+        loops.extend(_consumer_loops(spec, rt, verifier))
+        tasks += [asyncio.create_task(loop.run(), name=f"consumer-{loop.processor.group_id}") for loop in loops]
         tasks += [asyncio.create_task(timer(rt), name="timer") for timer in spec.timers]
         for task in tasks:
             task.add_done_callback(_crash_on_failure)
@@ -454,6 +471,11 @@ def tune_gc() -> None:
 def serve(spec: ServiceSpec, settings: ServiceSettings) -> None:
     """Run the service until SIGTERM/SIGINT (the `python -m services.<name>` entry point)."""
     logs.configure(spec.name, settings.log_level, settings.log_format)
+    try:
+        registry_verifier(spec, settings)
+    except BadKey as err:  # said plainly, before uvicorn would wrap it in a failed lifespan's traceback
+        print(f"error: {err}", file=sys.stderr)  # noqa: T201
+        sys.exit(2)
     app = create_app(spec, settings)
     tune_gc()
     # uvicorn drains on SIGTERM, then raises the signal again under the handler it found, so that the

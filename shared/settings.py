@@ -13,6 +13,8 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared import registry_signing
+
 
 class ServiceSettings(BaseSettings):
     """Configuration shared by all four services (CONTRACT.md, section 1)."""
@@ -95,6 +97,23 @@ class ServiceSettings(BaseSettings):
 
     # Outbox relay: how often it looks for unsent rows when nothing woke it.
     outbox_poll_interval_s: float = Field(default=5.0, gt=0)
+
+    # The Ed25519 public keys (comma-separated; two during a rotation) a registry record on attain.tenants.v1 must
+    # be signed by to be applied (shared/registry_signing.py). Required by every service that reads the registry
+    # (kpi, coaching, recognition): it refuses to start without (`registry_verifier`). Empty here only so that
+    # the message there, not pydantic's, says how to make a pair.
+    registry_verify_keys: str = ""
+
+    @field_validator("registry_verify_keys")
+    @classmethod
+    def _verify_keys_are_keys(cls, value: str) -> str:
+        if value.strip():
+            registry_signing.parse_public_keys(value)  # BadKey (a ValueError) names the variable
+        return value
+
+    def registry_verifier(self) -> registry_signing.RegistryVerifier:
+        """The verifier of registry records, its keys loaded once; BadKey naming REGISTRY_VERIFY_KEYS when unset."""
+        return registry_signing.RegistryVerifier(registry_signing.parse_public_keys(self.registry_verify_keys))
 
     @model_validator(mode="after")
     def _kafka_security_is_complete(self) -> Self:

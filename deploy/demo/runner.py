@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from deploy.local import crm_keys
+from deploy.local import crm_keys, registry_keys
 from services.coaching.app import SPEC as COACHING
 from services.kpi.app import SPEC as KPI
 from services.recognition.app import SPEC as RECOGNITION
@@ -91,6 +91,8 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env.setdefault("DATABASE_URL", DATABASE_URL)
     if not env.get(crm_keys.VARIABLE):
         env.update(crm_keys.env())
+    if not env.get("REGISTRY_SIGNING_KEY") and not env.get("REGISTRY_SIGNING_KEY_FILE"):
+        env.update(registry_keys.env())
     env["KAFKA_BOOTSTRAP_SERVERS"] = KAFKA_BOOTSTRAP
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})

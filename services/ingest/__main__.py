@@ -1,4 +1,5 @@
-"""`python -m services.ingest` serves the API; `... tenants ...` administers; `... import FILE` bulk-imports."""
+"""`python -m services.ingest` serves the API; `... tenants ...` administers; `... import FILE` bulk-imports;
+`... keys registry` makes the registry's signing key pair."""
 
 import sys
 
@@ -7,6 +8,7 @@ from pydantic import ValidationError
 from services.ingest.app import SPEC
 from services.ingest.cli import main as tenants_main
 from services.ingest.importer import main as import_main
+from services.ingest.keys import main as keys_main
 from services.ingest.settings import IngestSettings, problems
 from shared.service import serve
 
@@ -14,6 +16,8 @@ from shared.service import serve
 def main() -> int:
     if sys.argv[1:2] == ["tenants"]:
         return tenants_main(sys.argv[2:])
+    if sys.argv[1:2] == ["keys"]:
+        return keys_main(sys.argv[2:])
     if sys.argv[1:2] == ["import"]:
         return import_main(sys.argv[2:])
     try:

@@ -34,8 +34,9 @@ async def _until_done(what: str, step: Callable[[], Awaitable[int]]) -> int:
 
 
 async def announce_tenants(rt: Runtime) -> None:
-    """Once at start-up: publish the whole tenant registry (see `tenants.announce_all`)."""
-    await _until_done("announcing the tenants", lambda: announce_all(rt.pool))
+    """Once at start-up: publish the whole tenant registry, signed (see `tenants.announce_all`)."""
+    ctx: IngestContext = rt.context
+    await _until_done("announcing the tenants", lambda: announce_all(rt.pool, ctx.signer))
     rt.relay.wake()
 
 

@@ -115,6 +115,7 @@ def parser() -> argparse.ArgumentParser:
     locale.add_argument("locale", type=_locale, help="a Babel locale such as en, de_DE or fr_FR (de-DE also reads)")
     revoke = sub.add_parser("revoke", help="revoke a tenant: its token stops working at once")
     revoke.add_argument("slug")
+    sub.add_parser("reannounce", help="publish every tenant's registry entry again, signed (ingest also does at start)")
     sub.add_parser("rotate-secrets", help="re-encrypt every stored CRM secret and API token under the first key of"
                    " CRM_SECRET_KEYS (then the other keys may be dropped)")
     return top
@@ -163,25 +164,28 @@ async def _secrets(conn: asyncpg.Connection, args: argparse.Namespace, settings:
 
 
 async def _run(args: argparse.Namespace, settings: IngestSettings, secret: str | None) -> dict[str, str | int]:
+    signer = settings.registry_signer()
     pool = await db.create_pool(settings.database_url, SPEC.schema, min_size=1, max_size=2)
     try:
         await db.migrate(pool, SPEC.schema, SPEC.migrations)
         async with pool.acquire() as conn, conn.transaction():
             if args.command == "create":
                 token = await tenants.create(conn, args.slug, token=secret, timezone=args.timezone,
-                                             currency=args.currency,
+                                             currency=args.currency, signer=signer,
                                              fiscal_start_month=args.fiscal_year_start_month, locale=args.locale)
                 return {"tenant": args.slug, "token": token}
             if args.command in ("set-secret", "set-api-token", "rotate-secrets"):
                 return await _secrets(conn, args, settings, secret)
             if args.command == "set-rate":
-                await tenants.set_rate(conn, args.slug, args.currency, args.rate, args.valid_from)
+                await tenants.set_rate(conn, args.slug, args.currency, args.rate, args.valid_from, signer=signer)
                 return {"tenant": args.slug, "currency": args.currency, "rate": args.rate,
                         "from": args.valid_from.isoformat(), "status": "rate set"}
             if args.command == "locale":
-                locale = await tenants.set_locale(conn, args.slug, args.locale)
+                locale = await tenants.set_locale(conn, args.slug, args.locale, signer=signer)
                 return {"tenant": args.slug, "locale": locale, "status": "locale set"}
-            await tenants.revoke(conn, args.slug)
+            if args.command == "reannounce":
+                return {"status": "every tenant announced, signed", "tenants": await tenants.announce_all(pool, signer)}
+            await tenants.revoke(conn, args.slug, signer=signer)
             return {"tenant": args.slug, "status": "revoked"}
     finally:
         await pool.close()

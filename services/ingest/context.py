@@ -13,6 +13,7 @@ from services.ingest.intake import Intake
 from services.ingest.limits import RateLimiter
 from services.ingest.secret_box import SecretBox
 from services.ingest.settings import IngestSettings
+from shared.registry_signing import RegistrySigner
 from shared.service import Runtime
 
 
@@ -24,6 +25,7 @@ class IngestContext:
     limiter: RateLimiter
     crm: CrmPipeline
     box: SecretBox  # seals and opens the tenants' stored CRM secrets and API tokens (CRM_SECRET_KEYS)
+    signer: RegistrySigner  # signs the registry entries it announces (REGISTRY_SIGNING_KEY), loaded once
 
 
 def make_context(rt: Runtime) -> IngestContext:
@@ -39,6 +41,7 @@ def make_context(rt: Runtime) -> IngestContext:
         crm=CrmPipeline(rt.pool, intake, Fetcher(settings.crm_api_timeout_s, settings.crm_api_max_response_bytes,
                                                  settings.crm_api_allowed_hosts.split(",")), box),
         box=box,
+        signer=settings.registry_signer(),
         limiter=RateLimiter(settings.rate_limit_requests_per_s, settings.rate_limit_request_burst,
                             settings.rate_limit_events_per_s, settings.rate_limit_event_burst),
     )

@@ -1,7 +1,11 @@
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.ingest import secret_box
+from shared import registry_signing
 from shared.settings import ServiceSettings
 
 
@@ -48,6 +52,32 @@ class IngestSettings(ServiceSettings):
     def _crm_secret_keys_are_fernet_keys(cls, value: SecretStr) -> SecretStr:
         secret_box.parse_keys(value.get_secret_value())  # BadKeys (a ValueError) says what is wrong, keys unsaid
         return value
+
+    # The Ed25519 private key ingest signs each registry record (`tenant.upserted` on attain.tenants.v1) with
+    # (shared/registry_signing.py): base64 of its 32 raw bytes or PEM, or a file holding it. Required, as
+    # CRM_SECRET_KEYS: ingest and its CLI refuse to start without; the readers hold its public key.
+    registry_signing_key: SecretStr = SecretStr("")
+    registry_signing_key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _registry_signing_key_is_a_key(self) -> Self:
+        self.registry_signer()  # BadKey (a ValueError) names the variable, never the key
+        return self
+
+    def registry_signer(self) -> registry_signing.RegistrySigner:
+        """The signer of registry records (REGISTRY_SIGNING_KEY, or the file REGISTRY_SIGNING_KEY_FILE names)."""
+        given, path = self.registry_signing_key.get_secret_value(), self.registry_signing_key_file
+        if given.strip() and path is not None:
+            raise registry_signing.BadKey("REGISTRY_SIGNING_KEY and REGISTRY_SIGNING_KEY_FILE: set one, not both")
+        if path is None:
+            return registry_signing.RegistrySigner(registry_signing.parse_private_key(given))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeError) as err:
+            raise registry_signing.BadKey(f"REGISTRY_SIGNING_KEY_FILE={path}: cannot read it ({type(err).__name__})"
+                                          ) from None
+        return registry_signing.RegistrySigner(
+            registry_signing.parse_private_key(text, registry_signing.SIGNING_FILE_SETTING))
 
     def crm_secret_box(self) -> secret_box.SecretBox:
         """The box CRM secrets and API tokens are sealed and unsealed with (keys checked at construction)."""

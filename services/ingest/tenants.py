@@ -22,11 +22,12 @@ from pydantic import ValidationError
 from services.ingest.crm.model import Secret
 from services.ingest.secret_box import SecretBox, Undecryptable, is_sealed
 from shared import topics
-from shared.cloudevents import CloudEvent, message_key
+from shared.cloudevents import CloudEvent, encode, message_key
 from shared.db import set_tenant, sweep_tx
 from shared.events import ExchangeRate, TenantUpserted
 from shared.outbox import enqueue
 from shared.periods import validate_timezone
+from shared.registry_signing import EXTENSION, RegistrySigner
 
 log = logging.getLogger(__name__)
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
@@ -69,7 +70,8 @@ def new_token() -> str:
 
 
 async def create(conn: asyncpg.Connection, slug: str, *, token: str | None, timezone: str,
-                 currency: str, fiscal_start_month: int = 1, locale: str = DEFAULT_LOCALE) -> str:
+                 currency: str, signer: RegistrySigner, fiscal_start_month: int = 1,
+                 locale: str = DEFAULT_LOCALE) -> str:
     """Create tenant `slug`; return its bearer token (a new random one unless given)."""
     if not SLUG.match(slug):
         raise TenantError(f"tenant slug {slug!r} must be 2-63 lowercase letters, digits or '-'")
@@ -93,13 +95,23 @@ async def create(conn: asyncpg.Connection, slug: str, *, token: str | None, time
         )
     except asyncpg.UniqueViolationError as err:
         raise TenantError(f"tenant {slug!r} (or that token) already exists") from err
-    await announce(conn, slug)
+    await announce(conn, slug, signer)
     return token
 
 
-async def announce(conn: asyncpg.Connection, slug: str) -> None:
-    """Put the tenant's current registry entry in the outbox (call inside the changing transaction):
-    the other services learn tenants from `attain.tenants.v1`, never from ingest's tables."""
+def signed(event: CloudEvent, key: bytes, signer: RegistrySigner) -> CloudEvent:
+    """`event` with the `attainsig` extension: `signer`'s signature of the record it becomes under `key`
+    (shared/registry_signing.py). The record is encoded here as the outbox will encode it: the same bytes."""
+    value, headers = encode(event)
+    extensions = {**event.extensions, EXTENSION: signer.signature(headers, key, value)}
+    return CloudEvent(id=event.id, type=event.type, source=event.source, time=event.time, tenant=event.tenant,
+                      data=event.data, extensions=extensions)
+
+
+async def announce(conn: asyncpg.Connection, slug: str, signer: RegistrySigner) -> None:
+    """Put the tenant's current registry entry in the outbox, signed (call inside the changing transaction):
+    the other services learn tenants from `attain.tenants.v1`, never from ingest's tables, and apply only
+    entries ingest's key signed."""
     row = await conn.fetchrow("SELECT slug, timezone, currency, fiscal_start_month, token_sha256, revoked_at,"
                               " locale FROM tenants WHERE slug = $1", slug)
     if row is None:
@@ -111,10 +123,12 @@ async def announce(conn: asyncpg.Connection, slug: str) -> None:
                            active=row["revoked_at"] is None, rates=rates, locale=row["locale"])
     event = CloudEvent(id=str(uuid.uuid4()), type="tenant.upserted", source="attain/ingest",
                        time=datetime.now(UTC), tenant=slug, data=entry)
-    await enqueue(conn, topics.TENANTS.name, message_key(slug), event)
+    key = message_key(slug)
+    await enqueue(conn, topics.TENANTS.name, key, signed(event, key, signer))
 
 
-async def set_rate(conn: asyncpg.Connection, slug: str, currency: str, rate: str, valid_from: date) -> None:
+async def set_rate(conn: asyncpg.Connection, slug: str, currency: str, rate: str, valid_from: date, *,
+                   signer: RegistrySigner) -> None:
     """Set the exchange rate of `currency` into the tenant's base currency from `valid_from` on, and
     announce it: kpi recounts the tenant's money figures with it."""
     tenant = await by_slug(conn, slug)
@@ -131,16 +145,16 @@ async def set_rate(conn: asyncpg.Connection, slug: str, currency: str, rate: str
         "INSERT INTO exchange_rates (slug, currency, valid_from, rate) VALUES ($1, $2, $3, $4)"
         " ON CONFLICT (slug, currency, valid_from) DO UPDATE SET rate = EXCLUDED.rate",
         slug, entry.currency, entry.valid_from, entry.rate)
-    await announce(conn, slug)
+    await announce(conn, slug, signer)
 
 
-async def set_locale(conn: asyncpg.Connection, slug: str, locale: str) -> str:
+async def set_locale(conn: asyncpg.Connection, slug: str, locale: str, *, signer: RegistrySigner) -> str:
     """Set the locale the tenant's figures are formatted in and announce it; return it as Babel spells it."""
     locale = normalise_locale(locale)
     status = await conn.execute("UPDATE tenants SET locale = $2 WHERE slug = $1 AND revoked_at IS NULL", slug, locale)
     if status.endswith(" 0"):
         raise TenantError(f"no active tenant {slug!r}")
-    await announce(conn, slug)
+    await announce(conn, slug, signer)
     return locale
 
 
@@ -233,11 +247,11 @@ async def by_slug(conn: asyncpg.Connection, slug: str) -> Tenant | None:
     return Tenant(**dict(row)) if row else None
 
 
-async def revoke(conn: asyncpg.Connection, slug: str) -> None:
+async def revoke(conn: asyncpg.Connection, slug: str, *, signer: RegistrySigner) -> None:
     status = await conn.execute("UPDATE tenants SET revoked_at = now() WHERE slug = $1 AND revoked_at IS NULL", slug)
     if status.endswith(" 0"):
         raise TenantError(f"no active tenant {slug!r}")
-    await announce(conn, slug)
+    await announce(conn, slug, signer)
 
 
 async def authenticate(conn: asyncpg.Connection, token: str) -> Tenant | None:
@@ -250,12 +264,13 @@ async def authenticate(conn: asyncpg.Connection, token: str) -> Tenant | None:
     return Tenant(**dict(row)) if row else None
 
 
-async def announce_all(pool: asyncpg.Pool) -> int:
-    """Re-announce every tenant (at start-up): the registry topic is compacted, so this heals a consumer
-    that lost its projection and publishes tenants created before the registry existed."""
+async def announce_all(pool: asyncpg.Pool, signer: RegistrySigner) -> int:
+    """Re-announce every tenant, signed (at start-up): the registry topic is compacted, so this heals a consumer
+    that lost its projection, publishes tenants created before the registry existed, and replaces the unsigned
+    entries of versions before registry signing (which the readers refuse) with signed ones."""
     async with sweep_tx(pool) as conn:
         slugs = [r["slug"] for r in await conn.fetch("SELECT slug FROM tenants ORDER BY slug")]  # the registry
         for slug in slugs:  # readable in every scope; its rates in the tenant's own
             await set_tenant(conn, slug)
-            await announce(conn, slug)
+            await announce(conn, slug, signer)
     return len(slugs)

@@ -132,7 +132,8 @@ async def _replay(settings: KpiSettings, pool: asyncpg.Pool, group: str, target:
             await handle(conn, mine)
 
     replayer = _Replayer(pool=pool, producer=cast(AIOKafkaProducer, None), group_id=group,
-                         service="kpi-rebuild", models=MODELS, handler=only_tenant)
+                         service="kpi-rebuild", models=MODELS, handler=only_tenant,
+                         verifier=settings.registry_verifier())  # a forged registry entry is not rebuilt either
     consumer = AIOKafkaConsumer(**client_kwargs(settings), group_id=None, enable_auto_commit=False,
                                 isolation_level="read_committed", auto_offset_reset="earliest")
     await consumer.start()

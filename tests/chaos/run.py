@@ -37,7 +37,7 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from deploy.local import crm_keys
+from deploy.local import crm_keys, registry_keys
 from shared import topics
 from shared.clock import Clock, ScaledClock, SystemClock
 from tests.chaos import oracle, scenario
@@ -280,7 +280,7 @@ async def run(name: str, fault: Fault, settings: scenario.Settings, rate: float 
     for group in CONSUMERS:
         await start_group_at_end(f"{prefix}-{group}", [t.name for t in topics.ALL])
     since = await end_offsets(OUTPUT + DLQ)
-    env = {**crm_keys.env(), "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP, "DATABASE_URL": db,
+    env = {**crm_keys.env(), **registry_keys.env(), "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP, "DATABASE_URL": db,
            "KAFKA_CONSUMER_GROUP_PREFIX": prefix,
            "COACHING_EVALUATION_INTERVAL_S": str(EVALUATION_INTERVAL_S), "COACHING_GRACE_S": "0",
            "RECOGNITION_INTERVAL_S": "2", "OUTBOX_POLL_INTERVAL_S": "0.2", "LOG_LEVEL": "INFO",

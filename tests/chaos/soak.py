@@ -40,7 +40,7 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from deploy.local import crm_keys, kafka, pg_cluster
+from deploy.local import crm_keys, kafka, pg_cluster, registry_keys
 from shared import topics
 from tests.chaos import scenario
 from tests.chaos.fleet import CONSUMERS, ROOT, Fleet, cpu_s, pss_kib, rss_kib
@@ -118,7 +118,7 @@ async def soak(rate: float, duration: float, probe_target: str = "1000") -> int:
     prefix = f"attain-chaos-{run_id}"
     for group in CONSUMERS:
         await start_group_at_end(f"{prefix}-{group}", [t.name for t in topics.ALL])
-    env = {**crm_keys.env(), "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP, "DATABASE_URL": db,
+    env = {**crm_keys.env(), **registry_keys.env(), "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP, "DATABASE_URL": db,
            "KAFKA_CONSUMER_GROUP_PREFIX": prefix,
            "OUTBOX_POLL_INTERVAL_S": "0.2", "LOG_LEVEL": "WARNING", "RATE_LIMIT_REQUESTS_PER_S": "1000",
            "RATE_LIMIT_REQUEST_BURST": "1000", "RATE_LIMIT_EVENTS_PER_S": "100000", "RATE_LIMIT_EVENT_BURST": "1000000"}

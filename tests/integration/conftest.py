@@ -24,7 +24,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from deploy.local import crm_keys
+from deploy.local import crm_keys, registry_keys
 from shared import topics
 from shared.cloudevents import decode
 from shared.errors import InvalidMessage
@@ -55,6 +55,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                                  "services" in getattr(item, "fixturenames", ())))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def registry_key_pair() -> Iterator[None]:
+    """Every service the integration tests start, as a process (`**os.environ`) or in-process (settings read the
+    environment), signs and verifies the tenant registry with the local key pair, as they all get the local
+    CRM_SECRET_KEYS. Set for the integration tests' session only, and taken back after."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in registry_keys.env().items():
+            if name not in os.environ:
+                patch.setenv(name, value)
+        yield
+
+
 @pytest.fixture(scope="session")
 def stack() -> None:
     """Kafka and PostgreSQL up (a fast no-op when they already are)."""
@@ -65,6 +77,7 @@ def stack() -> None:
 def _service_env(name: str) -> dict[str, str]:
     return {
         **os.environ,
+        **registry_keys.env(),  # the local registry key pair: ingest signs, the readers verify
         **crm_keys.env(),  # ingest seals CRM secrets with it; the suite's CLI calls use the same local key
         "HTTP_PORT": str(PORTS[name]),
         "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
@@ -234,7 +247,7 @@ def create_tenant(timezone: str = "Europe/Berlin") -> Tenant:
     out = subprocess.run(
         [sys.executable, "-m", "services.ingest", "tenants", "create", slug, "--timezone", timezone],
         cwd=ROOT, check=True, capture_output=True, text=True,
-        env={**os.environ, **crm_keys.env(), "DATABASE_URL": DATABASE_URL},
+        env={**os.environ, **crm_keys.env(), **registry_keys.env(), "DATABASE_URL": DATABASE_URL},
     )
     created = json.loads(out.stdout)
     return Tenant(created["tenant"], created["token"], timezone)
@@ -323,6 +336,6 @@ def tenant_cli(*args: str, input: str | None = None) -> dict[str, Any]:
     secret: never on the command line); its JSON answer."""
     out = subprocess.run([sys.executable, "-m", "services.ingest", "tenants", *args], cwd=ROOT, check=True,
                          capture_output=True, text=True, input=input if input is not None else "",
-                         env={**os.environ, **crm_keys.env(), "DATABASE_URL": DATABASE_URL})
+                         env={**os.environ, **crm_keys.env(), **registry_keys.env(), "DATABASE_URL": DATABASE_URL})
     answer: dict[str, Any] = json.loads(out.stdout)
     return answer

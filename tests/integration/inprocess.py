@@ -20,7 +20,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from fastapi import FastAPI
 
-from deploy.local import crm_keys
+from deploy.local import crm_keys, registry_keys
 from services.ingest.app import SPEC as INGEST
 from services.ingest.settings import IngestSettings
 from services.kpi.app import SPEC as KPI
@@ -139,7 +139,8 @@ async def ingest_and_kpi(database_url: str, prefix: str, clock: FixedClock,
     common: dict[str, Any] = {"database_url": database_url, "kafka_bootstrap_servers": BOOTSTRAP,
                               "kafka_consumer_group_prefix": prefix, "outbox_poll_interval_s": 0.2,
                               "log_format": "text"}
-    ingest = await Replica(INGEST, IngestSettings(**common, crm_secret_keys=crm_keys.crm_secret_keys()), clock).start()
+    ingest = await Replica(INGEST, IngestSettings(**common, crm_secret_keys=crm_keys.crm_secret_keys(),
+                                             registry_signing_key=registry_keys.signing_key()), clock).start()
     kpi = await Replica(KPI, KpiSettings(**common, **kpi_settings), clock).start()
     try:
         yield ingest, kpi
@@ -154,7 +155,8 @@ async def create_tenant(database_url: str, prefix: str, timezone: str = "Europe/
     slug = f"{prefix}-{uuid.uuid4().hex[:10]}"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "services.ingest", "tenants", "create", slug, "--timezone", timezone, cwd=ROOT,
-        env={**os.environ, **crm_keys.env(), "DATABASE_URL": database_url}, stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, **crm_keys.env(), **registry_keys.env(),
+             "DATABASE_URL": database_url}, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE)
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()

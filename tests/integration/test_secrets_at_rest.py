@@ -24,7 +24,7 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from deploy.local import crm_keys
+from deploy.local import crm_keys, registry_keys
 from services.ingest.app import SPEC as INGEST
 from services.ingest.settings import IngestSettings
 from shared.clock import FixedClock
@@ -108,7 +108,8 @@ def test_a_secret_on_the_cli_command_line_is_refused_and_the_process_never_carri
     # the accepted form: the running CLI's command line (what `ps` shows) holds no secret while it reads one
     proc = subprocess.Popen([sys.executable, "-m", "services.ingest", "tenants", "set-secret", tenant.slug, "hubspot"],
                             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, **crm_keys.env(), "DATABASE_URL": DATABASE_URL})
+                            text=True, env={**os.environ, **crm_keys.env(), **registry_keys.env(),
+                                            "DATABASE_URL": DATABASE_URL})
     try:
         deadline = time.monotonic() + 30
         while "set-secret" not in (cmdline := Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode()):

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from deploy.local import crm_keys
+from deploy.local import crm_keys, registry_keys
 from services.ingest.app import SPEC as INGEST
 from services.ingest.settings import IngestSettings
 from shared.clock import FixedClock
@@ -36,7 +36,7 @@ def cli(database_url: str, *args: str, secret: str = "") -> dict[str, Any]:
     """`python -m services.ingest tenants ...` against `database_url`, `secret` on its standard input."""
     out = subprocess.run([sys.executable, "-m", "services.ingest", "tenants", *args], cwd=ROOT, check=True,
                          capture_output=True, text=True, input=secret,
-                         env={**os.environ, **crm_keys.env(), "DATABASE_URL": database_url})
+                         env={**os.environ, **crm_keys.env(), **registry_keys.env(), "DATABASE_URL": database_url})
     answer: dict[str, Any] = json.loads(out.stdout)
     return answer
 
@@ -71,6 +71,7 @@ async def running_ingest(api_base_url: str | None = None, **overrides: Any) -> A
     settings = IngestSettings(**{
         "database_url": database_url, "kafka_bootstrap_servers": BOOTSTRAP,
         "crm_secret_keys": crm_keys.crm_secret_keys(),  # the key the CLI above sealed the secret with
+        "registry_signing_key": registry_keys.signing_key(),
         "kafka_consumer_group_prefix": f"h1-{uuid.uuid4().hex[:8]}", "outbox_poll_interval_s": 0.2,
         "log_format": "text", "rate_limit_requests_per_s": 10_000, "rate_limit_request_burst": 10_000,
         **overrides})

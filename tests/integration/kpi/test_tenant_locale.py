@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from deploy.local import crm_keys
+from deploy.local import crm_keys, registry_keys
 from services.ingest.app import SPEC as INGEST
 from services.ingest.settings import IngestSettings
 from services.kpi import repository as repo
@@ -99,7 +99,7 @@ async def tenant_cli(db_url: str, *args: str) -> tuple[int, dict[str, Any] | Non
     """`python -m services.ingest tenants ...` on `db_url`: exit status, JSON answer (if any), stderr."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "services.ingest", "tenants", *args, cwd=ROOT,
-        env={**os.environ, **crm_keys.env(), "DATABASE_URL": db_url},
+        env={**os.environ, **crm_keys.env(), **registry_keys.env(), "DATABASE_URL": db_url},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await proc.communicate()
     assert proc.returncode is not None
@@ -111,7 +111,8 @@ async def test_the_locale_set_with_ingests_cli_reaches_kpi(locale_db: str, kpi: 
     prefix = f"attain-locale-{uuid.uuid4().hex[:8]}"
     settings = IngestSettings(database_url=locale_db, kafka_bootstrap_servers=BOOTSTRAP,
                               kafka_consumer_group_prefix=prefix, outbox_poll_interval_s=0.2, log_format="text",
-                              crm_secret_keys=crm_keys.crm_secret_keys())
+                              crm_secret_keys=crm_keys.crm_secret_keys(),
+                              registry_signing_key=registry_keys.signing_key())
     ingest = await inprocess.Replica(INGEST, settings, FixedClock(NOW)).start()
     try:
         tenant = new_tenant()

@@ -31,7 +31,7 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from deploy.local import crm_keys
+from deploy.local import crm_keys, registry_keys
 from services.coaching.app import SPEC as COACHING
 from services.coaching.settings import CoachingSettings
 from services.ingest import tenants
@@ -163,7 +163,8 @@ class Outside:
         org = Org(f"s-{uuid.uuid4().hex[:12]}", f"atn_{uuid.uuid4().hex}", len(self.orgs) + 1)
         box = self.services["ingest"].app.state.context.box  # the running ingest's: CRM_SECRET_KEYS
         async with tenant_tx(self.services["ingest"].pool, org.slug) as conn:
-            await tenants.create(conn, org.slug, token=org.token, timezone="Europe/Berlin", currency="EUR")
+            await tenants.create(conn, org.slug, token=org.token, timezone="Europe/Berlin", currency="EUR",
+                                 signer=self.services["ingest"].app.state.context.signer)
             for crm, secret in (("hubspot", org.hubspot_secret), ("pipedrive", org.pipedrive_secret),
                                 ("salesforce", org.salesforce_secret)):
                 await tenants.set_secret(conn, org.slug, crm, secret, None, box=box)
@@ -347,6 +348,7 @@ async def start() -> Outside:
                               "max_body_bytes": MAX_BODY_BYTES}
     ingest = await serve("ingest", INGEST, IngestSettings(
         **common, max_ndjson_bytes=MAX_NDJSON_BYTES, crm_secret_keys=crm_keys.crm_secret_keys(),
+        registry_signing_key=registry_keys.signing_key(),
         rate_limit_requests_per_s=100_000, rate_limit_request_burst=100_000), clock)
     coaching, recognition = await asyncio.gather(
         serve("coaching", COACHING, CoachingSettings(**common, coaching_evaluation_interval_s=3600,

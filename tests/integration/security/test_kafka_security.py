@@ -19,7 +19,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from deploy.local import crm_keys
+from deploy.local import crm_keys, registry_keys
 from deploy.local.kafka import kafka_probe
 from deploy.local.procs import ROOT
 from deploy.local.topics import ensure_topics
@@ -115,7 +115,8 @@ async def test_a_wrong_password_or_an_untrusted_broker_is_refused_and_said_so(
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env={**os.environ, **crm_keys.env(), **env},
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env={**os.environ, **crm_keys.env(), **registry_keys.env(),
+                                                               **env},
                           capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -123,7 +124,7 @@ def _tenant_on(env: dict[str, str]) -> Tenant:
     slug = f"t-{uuid.uuid4().hex[:12]}"
     out = subprocess.run([sys.executable, "-m", "services.ingest", "tenants", "create", slug, "--timezone",
                           "Europe/Berlin"], cwd=ROOT, check=True, capture_output=True, text=True,
-                         env={**os.environ, **crm_keys.env(), **env})
+                         env={**os.environ, **crm_keys.env(), **registry_keys.env(), **env})
     created = json.loads(out.stdout)
     return Tenant(created["tenant"], created["token"], "Europe/Berlin")
 

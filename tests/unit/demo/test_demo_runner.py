@@ -17,7 +17,7 @@ import pytest
 from deploy.demo import runner
 from deploy.demo.__main__ import parse_args
 from deploy.demo.runner import Services, SetupError, child_env, port_answers, tail
-from deploy.local import crm_keys
+from deploy.local import crm_keys, registry_keys
 
 STAND_IN = textwrap.dedent("""
     import http.server, os, signal, sys, time
@@ -72,6 +72,23 @@ def test_children_get_the_local_stack_and_keep_the_callers_database(monkeypatch:
     assert (env["LOG_LEVEL"], env["PYTHONUNBUFFERED"]) == ("WARNING", "1")
     monkeypatch.delenv("DATABASE_URL")
     assert child_env()["DATABASE_URL"] == runner.DATABASE_URL
+
+
+@pytest.fixture(autouse=True)
+def local_registry_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """child_env makes the local registry key pair when the caller names none: in this test's directory."""
+    monkeypatch.setattr(registry_keys, "KEY_FILE", tmp_path / "registry-signing-key")
+    for name in ("REGISTRY_SIGNING_KEY", "REGISTRY_SIGNING_KEY_FILE", "REGISTRY_VERIFY_KEYS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_children_get_the_local_registry_key_pair_unless_the_caller_names_a_signing_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = child_env()
+    assert env["REGISTRY_SIGNING_KEY"] == (tmp_path / "registry-signing-key").read_text().strip()
+    assert env["REGISTRY_VERIFY_KEYS"] == registry_keys.verify_keys(tmp_path / "registry-signing-key")
+    monkeypatch.setenv("REGISTRY_SIGNING_KEY_FILE", "/run/secrets/registry")
+    assert "REGISTRY_SIGNING_KEY" not in child_env()
 
 
 def test_children_get_the_local_crm_secret_key_unless_the_caller_names_keys(

@@ -23,6 +23,7 @@ from services.coaching.settings import CoachingSettings
 from services.ingest.settings import IngestSettings
 from services.kpi.settings import KpiSettings
 from services.recognition.settings import RecognitionSettings
+from shared.registry_signing import encode_private_key, encode_public_key, generate_private_key
 from shared.settings import ServiceSettings
 from shared.topics import all_with_dlq
 
@@ -42,7 +43,9 @@ SETTINGS: dict[str, type[ServiceSettings]] = {
 
 # What the operator's shell provides (the file reads it from there and holds no value of its own): compose
 # interpolates `${NAME:-default}` with these.
-SHELL = {"CRM_SECRET_KEYS": Fernet.generate_key().decode()}
+_PRIVATE = generate_private_key()
+SHELL = {"CRM_SECRET_KEYS": Fernet.generate_key().decode(), "REGISTRY_SIGNING_KEY": encode_private_key(_PRIVATE),
+         "REGISTRY_VERIFY_KEYS": encode_public_key(_PRIVATE.public_key())}
 
 # Mounted by compose but filled by another change: Grafana's dashboards (deploy/grafana/*.json).
 # Until that folder exists, compose creates it empty and Grafana simply shows no dashboards.
@@ -238,6 +241,13 @@ def test_only_ingest_gets_crm_secret_keys_and_from_the_shell_not_the_file() -> N
     env = {key.lower(): interpolated(value, {}) for key, value in environment(service("ingest")).items()}
     with pytest.raises(ValidationError, match="CRM_SECRET_KEYS is not set"):
         IngestSettings(**env)
+
+
+def test_only_ingest_gets_the_registry_signing_key_and_every_service_the_verify_keys_from_the_shell() -> None:
+    assert environment(service("ingest"))["REGISTRY_SIGNING_KEY"] == "${REGISTRY_SIGNING_KEY:-}"
+    assert [name for name in SETTINGS if "REGISTRY_SIGNING_KEY" in environment(service(name))] == ["ingest"]
+    for name in SETTINGS:
+        assert environment(service(name))["REGISTRY_VERIFY_KEYS"] == "${REGISTRY_VERIFY_KEYS:-}"
 
 
 @pytest.mark.parametrize("name", SETTINGS)

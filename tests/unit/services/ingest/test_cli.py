@@ -12,6 +12,9 @@ from cryptography.fernet import Fernet
 
 from services.ingest import cli, tenants
 from services.ingest.secret_box import MAKE_A_KEY
+from shared.registry_signing import MAKE_A_PAIR, RegistrySigner, encode_private_key, generate_private_key
+
+SIGNER = RegistrySigner(generate_private_key())
 
 
 def test_a_tenant_is_created_in_english_unless_told_otherwise() -> None:
@@ -54,13 +57,14 @@ def test_names_babel_cannot_read_are_refused(name: str) -> None:
 async def test_creating_a_tenant_with_an_unknown_locale_fails_before_writing_anything() -> None:
     nowhere = cast(asyncpg.Connection, object())  # any statement on it would raise AttributeError
     with pytest.raises(tenants.TenantError, match="'klingon'"):
-        await tenants.create(nowhere, "acme", token=None, timezone="UTC", currency="EUR", locale="klingon")
+        await tenants.create(nowhere, "acme", token=None, timezone="UTC", currency="EUR", locale="klingon",
+                             signer=SIGNER)
 
 
 async def test_changing_to_an_unknown_locale_fails_before_writing_anything() -> None:
     nowhere = cast(asyncpg.Connection, object())
     with pytest.raises(tenants.TenantError, match="'xx_YY'"):
-        await tenants.set_locale(nowhere, "acme", "xx_YY")
+        await tenants.set_locale(nowhere, "acme", "xx_YY", signer=SIGNER)
 
 
 # --- secrets never on the command line -------------------------------------------------------------------------
@@ -72,6 +76,7 @@ SECRET = "hubspot-client-secret-1"
 @pytest.fixture
 def keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CRM_SECRET_KEYS", KEY)
+    monkeypatch.setenv("REGISTRY_SIGNING_KEY", encode_private_key(generate_private_key()))
     monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/nowhere")  # reached: the test fails
 
 
@@ -139,3 +144,14 @@ def test_without_crm_secret_keys_the_cli_stops_naming_the_variable_and_how_to_ma
     err = capsys.readouterr().err
     assert "CRM_SECRET_KEYS is not set" in err and MAKE_A_KEY in err
     assert stdin.read() == SECRET  # failed before asking for the secret
+
+
+@pytest.mark.parametrize("argv", [["create", "acme"], ["revoke", "acme"], ["reannounce"]])
+def test_without_a_registry_signing_key_the_cli_stops_naming_the_variable(
+        argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("CRM_SECRET_KEYS", KEY)
+    monkeypatch.delenv("REGISTRY_SIGNING_KEY", raising=False)
+    monkeypatch.delenv("REGISTRY_SIGNING_KEY_FILE", raising=False)
+    assert cli.main(argv, stdin=io.StringIO("")) == 2
+    err = capsys.readouterr().err
+    assert "REGISTRY_SIGNING_KEY is not set" in err and MAKE_A_PAIR in err
