@@ -23,11 +23,13 @@ from fastapi import FastAPI
 from deploy.local import crm_keys, registry_keys
 from services.ingest.app import SPEC as INGEST
 from services.ingest.settings import IngestSettings
+from services.ingest.tenants import signed
 from services.kpi.app import SPEC as KPI
 from services.kpi.settings import KpiSettings
 from shared import topics
 from shared.clock import FixedClock
 from shared.cloudevents import CloudEvent, encode, message_key
+from shared.registry_signing import RegistrySigner, parse_private_key
 from shared.service import ServiceSpec, create_app
 from shared.settings import ServiceSettings
 from tests.integration.conftest import BOOTSTRAP, ROOT
@@ -99,16 +101,17 @@ class Replica:
 
 async def register_tenant(producer: AIOKafkaProducer, slug: str, token: str, timezone: str, at: datetime,
                           locale: str | None = None) -> None:
-    """What `ingest tenants create` announces on the registry topic, so the read APIs know the token
-    (without `locale`, an entry as ingest announced them before tenants had one)."""
+    """What `ingest tenants create` announces on the registry topic, signed with the local key as ingest signs it,
+    so the read APIs know the token (without `locale`, an entry as ingest announced them before tenants had one)."""
     data: dict[str, Any] = {
         "tenant": slug, "timezone": timezone, "currency": "EUR", "fiscal_start_month": 1,
         "token_sha256": hashlib.sha256(token.encode()).hexdigest(), "active": True, "rates": []}
     if locale is not None:
         data["locale"] = locale
     event = CloudEvent(str(uuid.uuid4()), "tenant.upserted", "attain/ingest", at, slug, data)
-    value, headers = encode(event)
-    await producer.send_and_wait(topics.TENANTS.name, value, key=message_key(slug), headers=headers)
+    key = message_key(slug)
+    value, headers = encode(signed(event, key, RegistrySigner(parse_private_key(registry_keys.signing_key()))))
+    await producer.send_and_wait(topics.TENANTS.name, value, key=key, headers=headers)
 
 
 async def until(db_url: str, probe: Callable[[asyncpg.Connection], Awaitable[Any]], timeout: float = 30) -> Any:  # noqa: ASYNC109
