@@ -91,6 +91,11 @@ class ServiceSpec:
     # A cookie that carries a credential as the Authorization header does (kpi's dashboard): its reads are
     # rate-limited per credential too (shared/ratelimit.py).
     credential_cookie: str | None = None
+    # The topics the service writes (through its outbox or its producer; the `.dlq` of what it subscribes to
+    # and the outbox positions aside) and those it reads without a consumer group: its Kafka ACLs are derived
+    # from these and its subscriptions (shared/acls.py).
+    publishes: Sequence[str] = ()
+    reads: Sequence[str] = ()
 
 
 def _relay(spec: ServiceSpec, settings: ServiceSettings, pool: asyncpg.Pool) -> OutboxRelay:

@@ -13,6 +13,7 @@ from services.ingest.retention import prune_forever
 from services.ingest.secret_store import seal_legacy
 from services.ingest.tenants import announce_all
 from services.ingest.webhooks import router as webhook_router
+from shared import topics
 from shared.consumer import TRANSIENT
 from shared.events import CANONICAL_EVENT
 from shared.service import Runtime, ServiceSpec
@@ -60,6 +61,8 @@ SPEC = ServiceSpec(
     schema="ingest",
     migrations=Path(__file__).with_name("migrations"),
     routers=[router, webhook_router, crm_router],
+    publishes=[topics.DEALS.name, topics.ACTIVITIES.name, topics.ROSTER.name, topics.TARGETS.name,
+               topics.TENANTS.name],
     openapi={"description": "The only HTTP write path of Attain: canonical CRM events in, Kafka out.",
              "version": "1"},
     schemas=_schemas,

@@ -29,5 +29,7 @@ SPEC = ServiceSpec(
     timers=[live.run],
     context=pages.make_context,
     credential_cookie=pages.COOKIE,  # the dashboard's reads are rate-limited per token too
+    publishes=[topics.ATTAINMENT.name],
+    reads=[topics.CELEBRATIONS.name],  # the dashboard's live stream (dashboard/live.py), without a group
     openapi={"description": "Attainment state per rep and team.", "version": "1"},
 )

@@ -17,5 +17,6 @@ SPEC = ServiceSpec(
     routers=[router],
     timers=[period_closer],
     context=lambda rt: ConfigCache(),  # each tenant's settings and calendar, shared by consumer, timer and API
+    publishes=[topics.CELEBRATIONS.name],
     openapi={"description": "Milestone ledger, celebrations and trophy cases.", "version": "1"},
 )

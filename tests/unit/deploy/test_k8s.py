@@ -65,6 +65,7 @@ CRD_SCHEMAS = {
     ("keda.sh/v1alpha1", "ScaledObject"): "keda.sh_v1alpha1_scaledobject.json",
     ("keda.sh/v1alpha1", "TriggerAuthentication"): "keda.sh_v1alpha1_triggerauthentication.json",
     ("kafka.strimzi.io/v1beta2", "KafkaTopic"): "kafka.strimzi.io_v1beta2_kafkatopic.json",
+    ("kafka.strimzi.io/v1beta2", "KafkaUser"): "kafka.strimzi.io_v1beta2_kafkauser.json",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com_v1_servicemonitor.json",
     ("monitoring.coreos.com/v1", "PrometheusRule"): "monitoring.coreos.com_v1_prometheusrule.json",
 }
@@ -264,6 +265,9 @@ def test_the_vendored_crd_schemas_are_valid_and_reject_what_the_operators_reject
                                               "triggers": [{"type": "kafka", "metadata": {"lagThreshold": 5}}]}),
         ("kafka.strimzi.io/v1beta2", "KafkaTopic", {"partitions": 0}),
         ("kafka.strimzi.io/v1beta2", "KafkaTopic", {"partitions": 1, "replication": 3}),
+        ("kafka.strimzi.io/v1beta2", "KafkaUser", {"authentication": {"type": "scram-sha-256"}}),
+        ("kafka.strimzi.io/v1beta2", "KafkaUser", {"authorization": {"type": "simple", "acls": [
+            {"resource": {"type": "topic", "name": "t"}, "operations": ["Consume"]}]}}),
         ("monitoring.coreos.com/v1", "ServiceMonitor", {"selector": {}, "endpoints": [{"interval": "30 seconds"}]}),
         ("monitoring.coreos.com/v1", "PrometheusRule", {"groups": [{"name": "g", "rules": [{"alert": "A"}]}]}),
     ]
@@ -555,6 +559,23 @@ def test_every_topic_of_the_code_is_a_kafka_topic_with_its_partitions_and_cleanu
         assert spec["replicas"] == replicas, name
         assert int(spec["config"]["min.insync.replicas"]) == min_insync, name
         assert int(spec["config"]["min.insync.replicas"]) <= spec["replicas"], name
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_service_has_a_kafka_user_of_the_topics_cluster_and_only_ingest_writes_the_sources(overlay: str) -> None:
+    """The KafkaUsers are those shared/acls.py derives (tests/unit/shared/test_acls.py checks the file); here: they
+    render in every overlay, for the cluster the topics belong to, and the write grants agree with the code."""
+    users = objects(overlay, "KafkaUser")
+    clusters = {t["metadata"]["labels"]["strimzi.io/cluster"] for t in objects(overlay, "KafkaTopic").values()}
+    assert {f"attain-{name}" for name in SERVICES} <= set(users)
+    sources = {name for name in TOPICS if name.startswith("sales.") and not name.endswith(".dlq")} | {TENANTS.name}
+    for name, user in users.items():
+        assert {user["metadata"]["labels"]["strimzi.io/cluster"]} == clusters, name
+        assert user["spec"]["authentication"]["type"] == "scram-sha-512", name
+        written = {acl["resource"]["name"] for acl in user["spec"]["authorization"]["acls"]
+                   if acl["resource"]["type"] == "topic" and "Write" in acl["operations"]}
+        assert written <= set(TOPICS), f"{name} may write topics the code does not have: {written - set(TOPICS)}"
+        assert bool(written & sources) == (name == "attain-ingest"), name
 
 
 # --- monitoring ----------------------------------------------------------------------------------------
