@@ -27,6 +27,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from cryptography.fernet import Fernet
 from pydantic import ValidationError
 
 from services.coaching.app import SPEC as COACHING
@@ -427,11 +428,33 @@ def test_only_ingest_gets_the_crm_secret_keys_from_a_secret_of_its_own(overlay: 
     if overlay == "overlays/prod":
         assert "attain-ingest-secrets" not in secrets
         return
-    assert set(secrets["attain-ingest-secrets"]["data"]) == {"CRM_SECRET_KEYS"}
+    assert set(secrets["attain-ingest-secrets"]["data"]) == {"CRM_SECRET_KEYS", "REGISTRY_SIGNING_KEY"}
     placeholder = base64.b64decode(secrets["attain-ingest-secrets"]["data"]["CRM_SECRET_KEYS"]).decode()
     assert "CHANGE-ME" in placeholder
     with pytest.raises(ValidationError, match="CRM_SECRET_KEYS: key 1 of 1 is not a Fernet key"):
         IngestSettings(crm_secret_keys=placeholder)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_ingest_gets_the_registry_signing_key_and_every_service_the_verify_keys(overlay: str) -> None:
+    """The private key the tenant registry is signed with reaches ingest alone, from its own Secret; the public
+    keys are configuration every service reads. The base's placeholders are no keys: the services refuse them."""
+    for workload in workloads(overlay):
+        env = {e["name"]: e for e in container(workload).get("env", [])}
+        if workload["metadata"]["name"] == "attain-ingest":
+            assert env["REGISTRY_SIGNING_KEY"]["valueFrom"] == {
+                "secretKeyRef": {"name": "attain-ingest-secrets", "key": "REGISTRY_SIGNING_KEY"}}
+        else:
+            assert "REGISTRY_SIGNING_KEY" not in env, workload["metadata"]["name"]
+    assert "REGISTRY_SIGNING_KEY" not in config(overlay)
+    verify = config(overlay)["REGISTRY_VERIFY_KEYS"]
+    with pytest.raises(ValidationError, match="REGISTRY_VERIFY_KEYS: key 1 of 1 is not an Ed25519 public key"):
+        KpiSettings(registry_verify_keys=verify)
+    secrets = objects(overlay, "Secret")
+    if overlay != "overlays/prod":
+        placeholder = base64.b64decode(secrets["attain-ingest-secrets"]["data"]["REGISTRY_SIGNING_KEY"]).decode()
+        with pytest.raises(ValidationError, match="REGISTRY_SIGNING_KEY: not a base64 or PEM Ed25519 private key"):
+            IngestSettings(crm_secret_keys=Fernet.generate_key().decode(), registry_signing_key=placeholder)
 
 
 def test_prod_connects_to_kafka_over_sasl_ssl_like_keda() -> None:
