@@ -103,14 +103,15 @@ def _service_env(name: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running(ports: dict[str, int], extra_env: dict[str, str] | None = None, log_suffix: str = "") -> Iterator[
-        dict[str, str]]:
-    """Services started with `python -m services.<name>` on `ports`, ready; stopped with SIGTERM after."""
+def running(ports: dict[str, int], extra_env: dict[str, str] | None = None, log_suffix: str = "",
+            env_of: dict[str, dict[str, str]] | None = None) -> Iterator[dict[str, str]]:
+    """Services started with `python -m services.<name>` on `ports`, ready; stopped with SIGTERM after.
+    `env_of`: more environment for one service (its own Kafka principal, say), over `extra_env`."""
     LOGS.mkdir(parents=True, exist_ok=True)
     procs: dict[str, subprocess.Popen[bytes]] = {}
     for name, port in ports.items():
         log = (LOGS / f"{name}{log_suffix}.log").open("wb")
-        env = {**_service_env(name), "HTTP_PORT": str(port), **(extra_env or {})}
+        env = {**_service_env(name), "HTTP_PORT": str(port), **(extra_env or {}), **(env_of or {}).get(name, {})}
         procs[name] = subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=ROOT,
                                        env=env, stdout=log, stderr=subprocess.STDOUT)
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}

@@ -108,9 +108,18 @@ def make_certificates(folder: Path) -> dict[str, Path]:
     return files
 
 
-def _properties(folder: Path, files: dict[str, Path], ports: dict[str, int]) -> dict[str, str]:
+def _properties(folder: Path, files: dict[str, Path], ports: dict[str, int],
+                super_users: list[str] | None = None) -> dict[str, str]:
     plain_users = " ".join(f'user_{user}="{secret}"' for user, secret in [USERS["PLAIN"]])
-    return {
+    authorization = {} if super_users is None else {
+        # ACLs enforced (tests/integration/security/acl_broker.py): anything not granted is refused. The broker's
+        # own plaintext listeners (inter-broker, controller) authenticate nobody, so ANONYMOUS is a super user;
+        # clients are never given those ports.
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "allow.everyone.if.no.acl.found": "false",
+        "super.users": ";".join(["User:ANONYMOUS", *(f"User:{user}" for user in super_users)]),
+    }
+    return authorization | {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@{HOST}:{ports['controller']}",
@@ -158,17 +167,22 @@ def _answers(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def secure_broker(within_s: float = 90.0) -> Iterator[SecureBroker]:
-    """Start the secure broker, yield it once its secure listeners accept connections, stop it after."""
+def secure_broker(within_s: float = 90.0, scram_users: dict[str, str] | None = None,
+                  super_users: list[str] | None = None) -> Iterator[SecureBroker]:
+    """Start the secure broker, yield it once its secure listeners accept connections, stop it after.
+    `scram_users`: more SCRAM-SHA-512 users (name: password); `super_users`: with it, the broker enforces ACLs
+    (StandardAuthorizer) and these users may do anything."""
     java, version = toolchain()
     folder = LOCAL / "secure-kafka" / uuid.uuid4().hex[:8]
     folder.mkdir(parents=True)
     files = make_certificates(folder)
     ports = dict(zip(("broker", "sasl_ssl", "ssl", "controller"), free_ports(4), strict=True))
     props = folder / "server.properties"
-    props.write_text("".join(f"{k}={v}\n" for k, v in _properties(folder, files, ports).items()))
+    props.write_text("".join(f"{k}={v}\n" for k, v in _properties(folder, files, ports, super_users).items()))
     scram = [arg for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512")
              for arg in ("--add-scram", f"{mechanism}=[name={USERS[mechanism][0]},password={USERS[mechanism][1]}]")]
+    scram += [arg for user, secret in (scram_users or {}).items()
+              for arg in ("--add-scram", f"SCRAM-SHA-512=[name={user},password={secret}]")]
     format_storage(java, props, base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="), *scram)
     with (folder / "kafka.out").open("wb") as out:
         proc = subprocess.Popen([*jvm_args(java, heap="-Xms64m -Xmx384m", logs_dir=folder), "kafka.Kafka", str(props)],
