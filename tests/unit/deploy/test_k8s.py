@@ -470,7 +470,22 @@ def test_prod_connects_to_kafka_over_sasl_ssl_like_keda() -> None:
     secret = one("overlays/prod", "Secret", "attain-keda-kafka")
     mode = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
     keda_sasl = {"PLAIN": "plaintext", "SCRAM-SHA-256": "scram_sha256", "SCRAM-SHA-512": "scram_sha512"}
-    assert mode == {"sasl": keda_sasl[data["KAFKA_SASL_MECHANISM"]], "tls": "enable"}
+    assert mode == {"sasl": keda_sasl[data["KAFKA_SASL_MECHANISM"]], "tls": "enable", "username": "attain-keda"}
+
+
+def test_in_prod_each_service_and_keda_connect_as_their_own_kafka_user() -> None:
+    """Each Deployment's SASL credentials are its own KafkaUser's (the ACLs of shared/acls.py), from the Secret
+    Strimzi makes for it, not the shared attain-secrets; KEDA reads the lag as attain-keda."""
+    users = objects("overlays/prod", "KafkaUser")
+    for name in SERVICES:
+        env = {e["name"]: e for e in container(one("overlays/prod", "Deployment", f"attain-{name}"))["env"]}
+        assert env["KAFKA_SASL_USERNAME"]["value"] == f"attain-{name}" in users
+        assert env["KAFKA_SASL_PASSWORD"]["valueFrom"] == {
+            "secretKeyRef": {"name": f"attain-{name}", "key": "password"}}
+    auth = {ref["parameter"]: ref for ref in one("overlays/prod", "TriggerAuthentication", "attain-kafka")["spec"][
+        "secretTargetRef"]}
+    assert "attain-keda" in users
+    assert (auth["password"]["name"], auth["password"]["key"]) == ("attain-keda", "password")
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
