@@ -54,7 +54,7 @@ from services.coaching.model import RULES
 from services.coaching.settings import CoachingSettings
 from services.coaching.timers import evaluate_owed, tick
 from services.ingest.publishing import to_record
-from services.ingest.tenants import Tenant
+from services.ingest.tenants import Tenant, signed
 from services.kpi import handlers as kpi_handlers
 from services.kpi.app import SPEC as KPI
 from shared import topics
@@ -64,6 +64,7 @@ from shared.consumer import TransactionalConsumer
 from shared.db import create_pool, migrate
 from shared.events import CANONICAL_EVENT, DealDeletedEvent, DealUpsertedEvent, TenantUpserted
 from shared.outbox import row_headers
+from shared.registry_signing import RegistrySigner, RegistryVerifier, generate_private_key
 from shared.service import Runtime
 
 __all__ = [
@@ -140,6 +141,12 @@ def tenant_of(quarter: Quarter) -> Tenant:
     return Tenant(slug=TENANT_SLUG, timezone=quarter.timezone, currency=CURRENCY, fiscal_start_month=1)
 
 
+# The registry entry is signed as ingest signs it, and the consumers verify it as the services do: with a key
+# pair of this process (the feed never leaves it; the task stream does not depend on the key).
+REGISTRY_SIGNER = RegistrySigner(generate_private_key())
+REGISTRY_VERIFIER = RegistryVerifier([REGISTRY_SIGNER.public_key])
+
+
 def tenant_event(tenant: Tenant, seed: int, at: datetime) -> CloudEvent:
     """The registry entry ingest announces when the tenant is created (a fixed id: runs must match)."""
     entry = TenantUpserted(
@@ -166,8 +173,10 @@ def build_feed(scenario: Scenario, tenant: Tenant) -> Feed:
     re-sent events are left out and a deletion is keyed by its deal's owner, as ingest does."""
     offsets = Offsets()
     start = scenario.quarter.start
-    value, headers = encode(tenant_event(tenant, scenario.seed, start - timedelta(days=1)))
-    items = [Due(0.0, offsets.record(topics.TENANTS.name, message_key(tenant.slug), value, headers, start))]
+    key = message_key(tenant.slug)
+    entry = tenant_event(tenant, scenario.seed, start - timedelta(days=1))
+    value, headers = encode(signed(entry, key, REGISTRY_SIGNER))
+    items = [Due(0.0, offsets.record(topics.TENANTS.name, key, value, headers, start))]
     accepted: set[tuple[str, str]] = set()
     owners: dict[str, str] = {}
     duplicates = 0
@@ -432,6 +441,7 @@ async def replay_once(
             service=KPI.name,
             models=kpi_handlers.MODELS,
             handler=kpi_handlers.make_handler(runtime),
+            verifier=REGISTRY_VERIFIER,
         )
         coaching = TransactionalConsumer(
             pool=coaching_pool,
@@ -440,6 +450,7 @@ async def replay_once(
             service=COACHING.name,
             models=coaching_handlers.MODELS,
             handler=coaching_handlers.make_handler(runtime),
+            verifier=REGISTRY_VERIFIER,
         )
         attainment_offsets = Offsets()
         instants = steps(quarter, step)
