@@ -60,8 +60,8 @@ class Principal:
     description: str
 
     def allowed(self, type_: ResourceType, name: str, operation: Operation) -> bool:
-        """Whether a grant covers `operation` on the resource (Describe is implied by Read and Write, as Kafka
-        implies it; here it is granted explicitly anyway)."""
+        """Whether a grant covers `operation` on the resource, exactly as granted (Kafka would also imply Describe
+        from Read or Write; the grants here name Describe wherever they give either)."""
         return any(g.type == type_ and operation in g.operations and (
             g.name == name if g.pattern == "literal" else name.startswith(g.name)) for g in self.grants)
 
