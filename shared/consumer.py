@@ -18,6 +18,9 @@ handler in turn, with the transaction scoped to that tenant, so a handler can on
 rows of the tenant whose events it is applying.
 
 Error policy (`transient`):
+- a record without a value (a Kafka tombstone: `python -m services.privacy erase` writes them on the
+  compacted topics, docs/security.md "Export and erasure") is no event: acknowledged with its batch, counted
+  (`attain_tombstones_skipped_total{topic}`), never dead-lettered;
 - a record that cannot be decoded or validated goes to `<topic>.dlq` with headers saying why, is
   counted, and the batch goes on; so does a record of the tenant registry (`attain.tenants.v1`) that is not
   signed by a key of the consumer's `verifier` (shared/registry_signing.py, `attain_registry_rejected_total`);
@@ -117,6 +120,9 @@ class Incoming:
     data: BaseModel
 
 
+# What decoding made of a record: the event, the reason it cannot be read (dead-lettered), or None for a
+# tombstone (skipped).
+Decoded = Incoming | str | None
 Handler = Callable[[asyncpg.Connection, Sequence[Incoming]], Awaitable[None]]
 
 
@@ -203,7 +209,7 @@ class TransactionalConsumer:
             raise
 
     async def process(self, records: Sequence[ConsumerRecord],
-                      decoded: dict[int, Incoming | str] | None = None) -> None:
+                      decoded: dict[int, Decoded] | None = None) -> None:
         """Apply `records` (any partitions, each in offset order), retrying transient failures. `decoded`:
         the records already decoded (`decode_all`), e.g. while the previous batch's transaction ran."""
         backoff = 0.2
@@ -225,7 +231,7 @@ class TransactionalConsumer:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
 
-    async def _apply(self, records: Sequence[ConsumerRecord], decoded: dict[int, Incoming | str] | None) -> None:
+    async def _apply(self, records: Sequence[ConsumerRecord], decoded: dict[int, Decoded] | None) -> None:
         try:
             await self._apply_in_one_transaction(records, decoded=decoded)
         except Exception as err:  # a handler bug or unforeseen data: isolate the culprit record
@@ -241,7 +247,7 @@ class TransactionalConsumer:
                     await self._apply_in_one_transaction([record], failure=f"handler failed: {alone!r}")
 
     async def _apply_in_one_transaction(self, records: Sequence[ConsumerRecord], failure: str | None = None,
-                                        decoded: dict[int, Incoming | str] | None = None) -> None:
+                                        decoded: dict[int, Decoded] | None = None) -> None:
         if decoded is None or failure:  # before the transaction: no connection held meanwhile
             decoded = self.decode_all(records, failure)
         dead: list[ConsumerRecord] = []
@@ -251,6 +257,8 @@ class TransactionalConsumer:
             good: list[Incoming] = []
             for record in fresh:
                 item = decoded[id(record)]
+                if item is None:
+                    continue
                 if isinstance(item, str):
                     await self._dead_letter(record, item)
                     dead.append(record)
@@ -260,12 +268,15 @@ class TransactionalConsumer:
                 await set_tenant(conn, tenant)
                 await self.handler(conn, part)
             await self._store_offsets(conn, fresh)
-        self._count(records, fresh, dead)
+        self._count(records, fresh, dead, [r for r in fresh if decoded[id(r)] is None])
 
-    def decode_all(self, records: Sequence[ConsumerRecord], failure: str | None = None) -> dict[int, Incoming | str]:
+    def decode_all(self, records: Sequence[ConsumerRecord], failure: str | None = None) -> dict[int, Decoded]:
         """Each record decoded, or the reason it cannot be (`failure` for all: the handler failed on it)."""
-        out: dict[int, Incoming | str] = {}
+        out: dict[int, Decoded] = {}
         for record in records:
+            if not record.value:  # a tombstone: nothing to apply, nothing wrong (not even when re-applied alone)
+                out[id(record)] = None
+                continue
             try:
                 if failure:
                     raise InvalidMessage(failure)
@@ -275,11 +286,14 @@ class TransactionalConsumer:
         return out
 
     def _count(self, records: Sequence[ConsumerRecord], fresh: Sequence[ConsumerRecord],
-               dead: Sequence[ConsumerRecord]) -> None:
+               dead: Sequence[ConsumerRecord], tombstones: Sequence[ConsumerRecord] = ()) -> None:
         """Metrics of a committed batch: each record once, by type and outcome; the age of the newest."""
         outcome = dict.fromkeys(map(id, records), "skipped_replay")
         outcome.update(dict.fromkeys(map(id, fresh), "applied"))
         outcome.update(dict.fromkeys(map(id, dead), "dead_lettered"))
+        outcome.update(dict.fromkeys(map(id, tombstones), "skipped_tombstone"))
+        for topic, n in Counter(r.topic for r in tombstones).items():
+            metrics.TOMBSTONES_SKIPPED.labels(topic).inc(n)
         counts = Counter((r.topic, self._type_of(r), outcome[id(r)]) for r in records)
         for (topic, type_, result), n in counts.items():
             metrics.CONSUMED.labels(self.group_id, topic, type_, result).inc(n)
@@ -436,7 +450,7 @@ class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 
-_Fetched = tuple[dict[TopicPartition, list[ConsumerRecord]], list[ConsumerRecord], dict[int, "Incoming | str"]]
+_Fetched = tuple[dict[TopicPartition, list[ConsumerRecord]], list[ConsumerRecord], dict[int, "Decoded"]]
 
 
 class ConsumerLoop:

@@ -9,8 +9,14 @@ _log = logging.getLogger("attain.timers")
 CONSUMED = Counter(
     "attain_consumed_messages_total",
     "Kafka messages a consumer handled, by event type (ce_type; 'unknown' when absent) and outcome "
-    "(applied, skipped_replay, dead_lettered).",
+    "(applied, skipped_replay, skipped_tombstone, skipped_erased, dead_lettered).",
     ["group", "topic", "type", "outcome"],
+)
+TOMBSTONES_SKIPPED = Counter(
+    "attain_tombstones_skipped_total",
+    "Records without a value (Kafka tombstones: an erasure, or compaction's delete marker) a consumer "
+    "acknowledged without applying them; never dead-lettered.",
+    ["topic"],
 )
 CONSUMER_FENCED = Counter(
     "attain_consumer_fenced_total",

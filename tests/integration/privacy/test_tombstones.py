@@ -1,0 +1,105 @@
+"""A tombstone (a record with no value: an erasure's, on a compacted topic) is no poison: every consumer
+acknowledges it, counts it (`attain_tombstones_skipped_total{topic}`) and moves on; nothing reaches `.dlq`.
+Before issue 16 item 7 it had no CloudEvents headers and was dead-lettered."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from prometheus_client import REGISTRY
+
+from services.kpi.app import SPEC as KPI
+from services.kpi.handlers import MODELS
+from shared import db, topics
+from shared.consumer import Incoming, TransactionalConsumer
+from tests.integration.conftest import BOOTSTRAP, fresh_database
+
+
+@pytest.fixture
+async def kpi_pool(stack: None) -> AsyncIterator[asyncpg.Pool]:
+    url = await fresh_database(f"tomb_{uuid.uuid4().hex[:8]}")
+    pool = await db.create_pool(url, KPI.schema, max_size=2)
+    await db.migrate(pool, KPI.schema, KPI.migrations)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def _records_at(tp: TopicPartition, offset: int, count: int) -> list[ConsumerRecord]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        consumer.seek(tp, offset)
+        found: list[ConsumerRecord] = []
+        while len(found) < count:
+            for rs in (await consumer.getmany(tp, timeout_ms=2000)).values():
+                found += rs
+        return found[:count]
+    finally:
+        await consumer.stop()
+
+
+async def _dlq_keys(tp: TopicPartition, start: int) -> list[bytes | None]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        consumer.seek(tp, start)
+        keys: list[bytes | None] = []
+        while await consumer.position(tp) < end:
+            for rs in (await consumer.getmany(tp, timeout_ms=1000)).values():
+                keys += [r.key for r in rs]
+        return keys
+    finally:
+        await consumer.stop()
+
+
+async def test_a_tombstone_on_a_compacted_topic_is_acknowledged_and_never_dead_lettered(
+        kpi_pool: asyncpg.Pool) -> None:
+    key = f"tomb-{uuid.uuid4().hex[:8]}:rep-1".encode()
+    applied: list[Incoming] = []
+
+    async def handler(conn: asyncpg.Connection, batch: Sequence[Incoming]) -> None:
+        applied.extend(batch)
+
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, enable_idempotence=True)
+    await producer.start()
+    try:
+        dlq = TopicPartition(topics.ROSTER.dlq, 0)
+        dlq_start = await _dlq_end(dlq)
+        sent = await producer.send_and_wait(topics.ROSTER.name, None, key=key)
+        tp = TopicPartition(topics.ROSTER.name, sent.partition)
+        records = await _records_at(tp, sent.offset, 1)
+        assert records[0].value is None and records[0].key == key
+        before = REGISTRY.get_sample_value("attain_tombstones_skipped_total", {"topic": topics.ROSTER.name}) or 0
+        consumer = TransactionalConsumer(pool=kpi_pool, producer=producer, group_id=f"tomb-{uuid.uuid4().hex[:6]}",
+                                         service="kpi", models=MODELS, handler=handler)
+        await consumer.process(records)
+        # and when a batch is re-applied record by record (a handler failed): still no dead letter
+        await consumer._apply_in_one_transaction(records, failure="handler failed: boom")
+    finally:
+        await producer.stop()
+    assert applied == []
+    assert key not in await _dlq_keys(dlq, dlq_start)
+    async with kpi_pool.acquire() as conn:
+        stored = await conn.fetchval("SELECT next_offset FROM consumer_offsets WHERE group_id = $1 AND topic = $2"
+                                     " AND partition = $3", consumer.group_id, tp.topic, tp.partition)
+    assert stored == sent.offset + 1  # acknowledged: the offset moved past it
+    after = REGISTRY.get_sample_value("attain_tombstones_skipped_total", {"topic": topics.ROSTER.name})
+    assert after == before + 1
+
+
+async def _dlq_end(tp: TopicPartition) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP)
+    await consumer.start()
+    try:
+        return int((await consumer.end_offsets([tp]))[tp])
+    finally:
+        await consumer.stop()
