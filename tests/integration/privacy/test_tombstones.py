@@ -1,6 +1,9 @@
 """A tombstone (a record with no value: an erasure's, on a compacted topic) is no poison: every consumer
 acknowledges it, counts it (`attain_tombstones_skipped_total{topic}`) and moves on; nothing reaches `.dlq`.
-Before issue 16 item 7 it had no CloudEvents headers and was dead-lettered."""
+Before issue 16 item 7 it had no CloudEvents headers and was dead-lettered.
+
+The topic is the test's own compacted copy of the roster topic (kpi's models read it): the suite's and other
+checkouts' services read the real one and would dead-letter a tombstone there with the code they run."""
 
 from __future__ import annotations
 
@@ -10,13 +13,28 @@ from collections.abc import AsyncIterator, Sequence
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import REGISTRY
 
 from services.kpi.app import SPEC as KPI
 from services.kpi.handlers import MODELS
-from shared import db, topics
+from shared import db
 from shared.consumer import Incoming, TransactionalConsumer
 from tests.integration.conftest import BOOTSTRAP, fresh_database
+
+
+@pytest.fixture
+async def compacted(stack: None) -> AsyncIterator[str]:
+    name = f"test-tomb-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, 1, 1, topic_configs={"cleanup.policy": "compact"}),
+                                   NewTopic(f"{name}.dlq", 1, 1)])
+        yield name
+        await admin.delete_topics([name, f"{name}.dlq"])
+    finally:
+        await admin.close()
 
 
 @pytest.fixture
@@ -62,7 +80,7 @@ async def _dlq_keys(tp: TopicPartition, start: int) -> list[bytes | None]:
 
 
 async def test_a_tombstone_on_a_compacted_topic_is_acknowledged_and_never_dead_lettered(
-        kpi_pool: asyncpg.Pool) -> None:
+        kpi_pool: asyncpg.Pool, compacted: str) -> None:
     key = f"tomb-{uuid.uuid4().hex[:8]}:rep-1".encode()
     applied: list[Incoming] = []
 
@@ -72,13 +90,13 @@ async def test_a_tombstone_on_a_compacted_topic_is_acknowledged_and_never_dead_l
     producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, enable_idempotence=True)
     await producer.start()
     try:
-        dlq = TopicPartition(topics.ROSTER.dlq, 0)
+        dlq = TopicPartition(f"{compacted}.dlq", 0)
         dlq_start = await _dlq_end(dlq)
-        sent = await producer.send_and_wait(topics.ROSTER.name, None, key=key)
-        tp = TopicPartition(topics.ROSTER.name, sent.partition)
+        sent = await producer.send_and_wait(compacted, None, key=key)
+        tp = TopicPartition(compacted, sent.partition)
         records = await _records_at(tp, sent.offset, 1)
         assert records[0].value is None and records[0].key == key
-        before = REGISTRY.get_sample_value("attain_tombstones_skipped_total", {"topic": topics.ROSTER.name}) or 0
+        before = REGISTRY.get_sample_value("attain_tombstones_skipped_total", {"topic": compacted}) or 0
         consumer = TransactionalConsumer(pool=kpi_pool, producer=producer, group_id=f"tomb-{uuid.uuid4().hex[:6]}",
                                          service="kpi", models=MODELS, handler=handler)
         await consumer.process(records)
@@ -92,7 +110,7 @@ async def test_a_tombstone_on_a_compacted_topic_is_acknowledged_and_never_dead_l
         stored = await conn.fetchval("SELECT next_offset FROM consumer_offsets WHERE group_id = $1 AND topic = $2"
                                      " AND partition = $3", consumer.group_id, tp.topic, tp.partition)
     assert stored == sent.offset + 1  # acknowledged: the offset moved past it
-    after = REGISTRY.get_sample_value("attain_tombstones_skipped_total", {"topic": topics.ROSTER.name})
+    after = REGISTRY.get_sample_value("attain_tombstones_skipped_total", {"topic": compacted})
     assert after == before + 1
 
 
