@@ -21,6 +21,9 @@ Error policy (`transient`):
 - a record without a value (a Kafka tombstone: `python -m services.privacy erase` writes them on the
   compacted topics, docs/security.md "Export and erasure") is no event: acknowledged with its batch, counted
   (`attain_tombstones_skipped_total{topic}`), never dead-lettered;
+- a record of an erased tenant or rep produced before its erasure is skipped (`skipped_erased`;
+  shared/erasure.py: the erasures of a batch's tenants are loaded once per batch), so a replay does not
+  bring an erased person back;
 - a record that cannot be decoded or validated goes to `<topic>.dlq` with headers saying why, is
   counted, and the batch goes on; so does a record of the tenant registry (`attain.tenants.v1`) that is not
   signed by a key of the consumer's `verifier` (shared/registry_signing.py, `attain_registry_rejected_total`);
@@ -61,7 +64,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ValidationError
 
-from shared import metrics, topics, wire
+from shared import erasure, metrics, topics, wire
 from shared.cloudevents import H_TYPE, CloudEvent, decode, decode_json_object
 from shared.db import set_tenant
 from shared.errors import InvalidMessage, TransientError
@@ -118,6 +121,8 @@ class Incoming:
     offset: int
     event: CloudEvent
     data: BaseModel
+    key: bytes | None = None
+    timestamp: int = 0  # Kafka's, in ms: when it was produced (erasures are compared with it)
 
 
 # What decoding made of a record: the event, the reason it cannot be read (dead-lettered), or None for a
@@ -195,7 +200,7 @@ class TransactionalConsumer:
             self._verify(record)
         event = decode(record.headers, record.value, data)
         assert isinstance(event.data, BaseModel)
-        return Incoming(record.topic, record.partition, record.offset, event, event.data)
+        return Incoming(record.topic, record.partition, record.offset, event, event.data, record.key, record.timestamp)
 
     def _verify(self, record: ConsumerRecord) -> None:
         """RegistryRejected (dead-lettered with its reason, and counted) unless the registry record is signed by a
@@ -264,11 +269,30 @@ class TransactionalConsumer:
                     dead.append(record)
                 else:
                     good.append(item)
+            good, gone = await self._drop_erased(conn, good)
             for tenant, part in _by_tenant(good):  # row-level security: each tenant's part in its own scope
                 await set_tenant(conn, tenant)
                 await self.handler(conn, part)
             await self._store_offsets(conn, fresh)
-        self._count(records, fresh, dead, [r for r in fresh if decoded[id(r)] is None])
+        self._count(records, fresh, dead, [r for r in fresh if decoded[id(r)] is None], gone)
+
+    async def _drop_erased(self, conn: asyncpg.Connection,
+                           good: list[Incoming]) -> tuple[list[Incoming], set[tuple[str, int, int]]]:
+        """`good` without the records of erased tenants and reps produced before their erasure (shared/erasure.py;
+        one query per batch), and the (topic, partition, offset) of those dropped."""
+        if not good:
+            return good, set()
+        erasures = await erasure.load(conn, {m.event.tenant for m in good})
+        if not erasures:
+            return good, set()
+        kept, gone = [], set()
+        for m in good:
+            if erasure.erased(m.event.tenant, erasure.subjects(m.key, m.data), erasure.produced_at(m.timestamp),
+                              erasures):
+                gone.add((m.topic, m.partition, m.offset))
+            else:
+                kept.append(m)
+        return kept, gone
 
     def decode_all(self, records: Sequence[ConsumerRecord], failure: str | None = None) -> dict[int, Decoded]:
         """Each record decoded, or the reason it cannot be (`failure` for all: the handler failed on it)."""
@@ -286,12 +310,14 @@ class TransactionalConsumer:
         return out
 
     def _count(self, records: Sequence[ConsumerRecord], fresh: Sequence[ConsumerRecord],
-               dead: Sequence[ConsumerRecord], tombstones: Sequence[ConsumerRecord] = ()) -> None:
+               dead: Sequence[ConsumerRecord], tombstones: Sequence[ConsumerRecord] = (),
+               erased: Collection[tuple[str, int, int]] = ()) -> None:
         """Metrics of a committed batch: each record once, by type and outcome; the age of the newest."""
         outcome = dict.fromkeys(map(id, records), "skipped_replay")
         outcome.update(dict.fromkeys(map(id, fresh), "applied"))
         outcome.update(dict.fromkeys(map(id, dead), "dead_lettered"))
         outcome.update(dict.fromkeys(map(id, tombstones), "skipped_tombstone"))
+        outcome.update({id(r): "skipped_erased" for r in fresh if (r.topic, r.partition, r.offset) in erased})
         for topic, n in Counter(r.topic for r in tombstones).items():
             metrics.TOMBSTONES_SKIPPED.labels(topic).inc(n)
         counts = Counter((r.topic, self._type_of(r), outcome[id(r)]) for r in records)

@@ -9,7 +9,9 @@
 3. Every input topic is read from its beginning up to exactly those offsets and applied by kpi's
    own consumer code (same handler, same batching rules, offsets stored in the same
    transaction), with a progress bar. Records that are not valid events are counted, not
-   dead-lettered again. `--tenant` applies only that tenant's records.
+   dead-lettered again. `--tenant` applies only that tenant's records. The live schema's erasures are
+   copied first, so the records of an erased tenant or rep are skipped as the live consumer skips them
+   (`python -m services.privacy erase`, shared/erasure.py).
 4. Each table (deals, activities, roster, targets, tenants, running tallies, figures) is compared
    with the snapshot, by a digest first and row by row where the digests differ. Exit status 0
    when equal, 1 when not (the differences are printed), 2 on a usage or connection problem.
@@ -210,6 +212,8 @@ async def run(args: argparse.Namespace, settings: KpiSettings, console: Console)
         role = db.working_role(settings.database_url, settings.database_app_url.get_secret_value()
                                if settings.database_app_url else None, SPEC.name)
         await db.migrate(pool, schema, SPEC.migrations, grant_to=role.name, grant_password=role.password)
+        async with db.all_tenants_tx(pool) as conn:  # erased tenants and reps stay erased (shared/erasure.py)
+            await conn.execute(f'INSERT INTO "{schema}".erasures SELECT * FROM "{live_schema}".erasures')
         async with live.acquire() as snapshot, snapshot.transaction(isolation="repeatable_read", readonly=True):
             target = {TopicPartition(r["topic"], r["partition"]): r["next_offset"] for r in await snapshot.fetch(
                 "SELECT topic, partition, next_offset FROM consumer_offsets WHERE group_id = $1", group)}

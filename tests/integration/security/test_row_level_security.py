@@ -213,7 +213,8 @@ async def test_every_sweep_runs_and_none_is_open_to_public(database: str, owner:
         try:
             async with db.sweep_tx(pool) as conn:
                 for sql in [*calls.get(spec.schema, []), "SELECT sweep_bury_outbox('', '{}', '{}')",
-                            "SELECT sweep_expired_inbox('3650 days'::interval, 5)"]:
+                            "SELECT sweep_expired_inbox('3650 days'::interval, 5)",
+                            "SELECT count(*) FROM sweep_erasures('{}')"]:
                     await conn.fetchval(sql)
         finally:
             await pool.close()
@@ -224,7 +225,7 @@ async def test_every_sweep_runs_and_none_is_open_to_public(database: str, owner:
         " FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
         " WHERE n.nspname = ANY($1::text[]) AND p.prosecdef", [s.schema for s in SPECS], ROLE)
     assert {(r["schema"], r["name"]) for r in rows} >= {(s.schema, "sweep_bury_outbox") for s in SPECS}
-    assert len(rows) == 4 * 2 + 7 + 1  # the shared two in every schema, coaching's seven, ingest's one
+    assert len(rows) == 4 * 3 + 7 + 1  # the shared three in every schema, coaching's seven, ingest's one
     for row in rows:
         assert row["name"].startswith("sweep_")
         assert f"search_path={row['schema']}, pg_temp" in row["config"], row
@@ -259,6 +260,8 @@ async def test_a_non_superuser_owner_migrates_and_alone_may_span_tenants(stack: 
             await db.set_tenant(owner, db.ALL_TENANTS)
             await _two_tenants(owner, "own-a", "own-b")
             assert await owner.fetchval("SELECT count(*) FROM coaching.reps") == 2
+            await owner.execute("INSERT INTO coaching.erasures (tenant, rep_id, erased_at)"
+                                " VALUES ('own-a', 'ann', now()), ('own-b', '', now())")
     finally:
         await owner.close()
     app = await db.create_pool(db.app_dsn(url, working), "coaching", scope=None, create_schema=False)
@@ -270,5 +273,7 @@ async def test_a_non_superuser_owner_migrates_and_alone_may_span_tenants(stack: 
             assert [r["tenant"] for r in await conn.fetch("SELECT tenant FROM sweep_active_reps()")] == [
                 "own-a", "own-b"]
             assert await conn.fetchval("SELECT count(*) FROM reps") == 0  # the sweep gave back the scope it found
+            erased = await conn.fetch("SELECT tenant, rep_id FROM sweep_erasures('{own-a,own-b}') ORDER BY 1")
+            assert [(r["tenant"], r["rep_id"]) for r in erased] == [("own-a", "ann"), ("own-b", "")]
     finally:
         await app.close()
