@@ -30,6 +30,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from services.privacy import repository
 from services.privacy.subjects import MENTIONS, SCHEMAS, Table, ordered, render_row
@@ -104,8 +105,12 @@ async def erase(conn: asyncpg.Connection, settings: ServiceSettings, tenant: str
     """Erase `tenant` (or its `rep`); the report. Without `yes`, only the rows it would delete."""
     tables, _ = await repository.catalogue(conn)
     if not yes:
-        would = await export(conn, tenant, rep)
-        counts = {f"{s}.{t}": len(rows) for s, ts in would["schemas"].items() for t, rows in ts.items()}
+        counts: dict[str, int] = {}
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            for table in tables:
+                await repository.scope(conn, table.schema, tenant)
+                if n := await repository.count(conn, table, tenant, rep):
+                    counts[table.qualified] = n
         return {"tenant": tenant, "rep": rep, "dry_run": True, "would_delete": counts,
                 "hint": "run again with --yes to erase"}
     revoked = False
@@ -165,8 +170,8 @@ def main(argv: list[str]) -> int:
     logs.configure("privacy", settings.log_level, settings.log_format)
     try:
         document = asyncio.run(run(args, settings))
-    except (OSError, asyncpg.PostgresError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (OSError, asyncpg.PostgresError, KafkaError) as err:  # nothing is lost: running it again finishes it
+        print(f"error: {err!r}", file=sys.stderr)
         return EXIT_PROBLEM
     text = json.dumps(document, indent=2, ensure_ascii=False)
     if getattr(args, "out", None):

@@ -58,6 +58,16 @@ async def rows_of(conn: asyncpg.Connection, table: Table, tenant: str, rep: str 
     return [dict(r) for r in found]
 
 
+async def count(conn: asyncpg.Connection, table: Table, tenant: str, rep: str | None) -> int:
+    """How many rows `delete` would delete."""
+    where = _where(table, rep, mentions=False)
+    if where is None:
+        return 0
+    predicate, args = where
+    return int(await conn.fetchval(f'SELECT count(*) FROM "{table.schema}"."{table.name}" WHERE {predicate}',
+                                   tenant, *args))
+
+
 async def delete(conn: asyncpg.Connection, table: Table, tenant: str, rep: str | None) -> int:
     """Delete the rows of `tenant` (or of its `rep`) from `table`; how many."""
     where = _where(table, rep, mentions=False)
