@@ -59,7 +59,7 @@ async def export(conn: asyncpg.Connection, tenant: str, rep: str | None) -> dict
     tables, jsonb = await repository.catalogue(conn)
     out: dict[str, dict[str, list[dict[str, Any]]]] = {schema: {} for schema in SCHEMAS}
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        exported_at = await conn.fetchval("SELECT now()")
+        exported_at = await repository.now(conn)
         for table in tables:
             await repository.scope(conn, table.schema, tenant)
             rows = await repository.rows_of(conn, table, tenant, rep)
@@ -118,7 +118,7 @@ async def erase(conn: asyncpg.Connection, settings: ServiceSettings, tenant: str
         async with conn.transaction():
             await repository.scope(conn, "ingest", tenant)
             revoked = await repository.revoke(conn, tenant)
-    at: datetime = await conn.fetchval("SELECT clock_timestamp()")
+    at = await repository.now(conn)
     deleted: Counter[str] = Counter({t.qualified: 0 for t in tables})
     written: Counter[str] = Counter()
     await _pass(conn, settings, tables, tenant, rep, at, deleted, written)

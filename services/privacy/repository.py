@@ -35,6 +35,12 @@ async def catalogue(conn: asyncpg.Connection) -> tuple[list[Table], dict[str, fr
     return tables, jsonb
 
 
+async def now(conn: asyncpg.Connection) -> datetime:
+    """The database's clock (the moment an erasure is recorded at, an export is read at)."""
+    moment: datetime = await conn.fetchval("SELECT clock_timestamp()")
+    return moment
+
+
 async def scope(conn: asyncpg.Connection, schema: str, tenant: str) -> None:
     """The rest of this transaction works in `schema` (unqualified names of the predicates) for `tenant`."""
     await conn.execute("SELECT set_config('search_path', $1, true)", schema)
