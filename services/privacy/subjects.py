@@ -64,7 +64,8 @@ REP_ROWS: dict[str, str] = {
     "coaching.outbox_dead": _KEY,
     "recognition.activities": _REP,
     "recognition.attainment": _SCOPE,
-    "recognition.celebrations": _SCOPE,
+    # a team's largest deal names the rep who won it (facts: rep, rep_id; headline)
+    "recognition.celebrations": f"({_SCOPE}) OR facts->>'rep_id' = $2",
     "recognition.deals": _REP,
     "recognition.reps": _REP,
     "recognition.outbox": _KEY,

@@ -44,6 +44,11 @@ async def _seed(owner: asyncpg.Connection, tenant: str) -> None:
         await owner.execute("INSERT INTO kpi.reps (tenant, rep_id, name, team_id, timezone, active, version)"
                             " VALUES ($1, 'ana', 'Ana', 't', 'Europe/Berlin', true, $2),"
                             " ($1, 'bo', 'Bo', 't', 'Europe/Berlin', true, $2)", tenant, AT)
+        # a team's celebration of the largest deal names the rep who won it
+        await owner.execute("INSERT INTO recognition.celebrations (celebration_id, tenant, scope, scope_id, milestone,"
+                            " period, value, headline, occurred_at, facts) VALUES ($2, $1, 'team', 't',"
+                            " 'team_largest_deal', '2026-Q4', 500, 'Ana won the largest deal', $3,"
+                            " '{\"rep_id\": \"ana\", \"rep\": \"Ana\"}')", tenant, uuid.uuid4(), AT)
         await owner.execute("INSERT INTO recognition.reps (tenant, rep_id, name, team_id, timezone, version)"
                             " VALUES ($1, 'ana', 'Ana', 't', 'Europe/Berlin', $2),"
                             " ($1, 'bo', 'Bo', 't', 'Europe/Berlin', $2)", tenant, AT)
@@ -87,13 +92,14 @@ async def test_export_and_erase_work_as_a_non_superuser_owner(stack: None) -> No
 
         ana = _privacy(owner_url, "export", "--tenant", a, "--rep", "ana")
         assert {t: len(rows) for t, rows in ana["schemas"]["kpi"].items()} == {"reps": 1}
+        assert [r["facts"]["rep"] for r in ana["schemas"]["recognition"]["celebrations"]] == ["Ana"]
         assert [r["deal_id"] for r in ana["schemas"]["ingest"]["deal_owners"]] == ["d1"]
         whole = _privacy(owner_url, "export", "--tenant", a)
         assert [r["slug"] for r in whole["schemas"]["ingest"]["tenants"]] == [a] and b not in json.dumps(whole)
 
         report = _privacy(owner_url, "erase", "--tenant", a, "--rep", "ana", "--yes", "--settle-s", "0")
         assert report["deleted"] == {"coaching.reps": 1, "ingest.deal_owners": 1, "kpi.reps": 1,
-                                     "recognition.reps": 1}
+                                     "recognition.celebrations": 1, "recognition.reps": 1}
         assert (await _count(owner, a, "ana"), await _count(owner, a, "bo"), await _count(owner, b)) == (0, 4, 8)
 
         report = _privacy(owner_url, "erase", "--tenant", a, "--yes", "--settle-s", "0")
