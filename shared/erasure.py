@@ -27,15 +27,16 @@ def subjects(key: bytes | None, data: object) -> set[str]:
     """The rep ids a record is about, by its key and its data.
 
     >>> sorted(subjects(b"acme:rep:ana:2026-Q4:won_revenue", None)), sorted(subjects(b"acme:team/east", None))
-    (['ana', 'rep'], ['team/east'])
+    (['ana'], ['team/east'])
     """
     found: set[str] = set()
     if key:
         parts = key.decode(errors="replace").split(":")
-        if len(parts) > 1:
+        if len(parts) == 5 and parts[1] in ("rep", "team"):  # a figure's: <tenant>:<scope>:<id>:<period>:<metric>
+            if parts[1] == "rep":
+                found.add(parts[2])
+        elif len(parts) > 1:
             found.add(parts[1])
-        if len(parts) > 2 and parts[1] == "rep":
-            found.add(parts[2])
     rep = getattr(data, "rep_id", None)
     if isinstance(rep, str):
         found.add(rep)

@@ -13,7 +13,8 @@ BEFORE, AFTER = AT - timedelta(seconds=1), AT + timedelta(seconds=1)
 
 def test_a_rep_is_found_by_the_key_and_by_the_data() -> None:
     assert subjects(b"acme:ana", None) == {"ana"}
-    assert subjects(b"acme:rep:ana:2026-Q4:won_revenue", None) == {"rep", "ana"}
+    assert subjects(b"acme:rep:ana:2026-Q4:won_revenue", None) == {"ana"}
+    assert subjects(b"acme:team:east:2026-Q4:won_revenue", None) == set()
     assert subjects(b"acme:team/east", None) == {"team/east"}
     assert subjects(None, None) == set()
     deal = DealUpserted.model_validate({"deal_id": "d1", "rep_id": "bo", "amount": "10", "currency": "EUR",
