@@ -18,9 +18,10 @@ handler in turn, with the transaction scoped to that tenant, so a handler can on
 rows of the tenant whose events it is applying.
 
 Error policy (`transient`):
-- a record without a value (a Kafka tombstone: `python -m services.privacy erase` writes them on the
-  compacted topics, docs/security.md "Export and erasure") is no event: acknowledged with its batch, counted
-  (`attain_tombstones_skipped_total{topic}`), never dead-lettered;
+- a record without a value on a compacted topic (a Kafka tombstone: `python -m services.privacy erase`
+  writes them, docs/security.md "Export and erasure") is no event: acknowledged with its batch, counted
+  (`attain_tombstones_skipped_total{topic}`), never dead-lettered; on any other topic (deals, activities,
+  the outputs) a record without a value means nothing and is a broken producer's: dead-lettered;
 - a record of an erased tenant or rep produced before its erasure is skipped (`skipped_erased`;
   shared/erasure.py: the erasures of a batch's tenants are loaded once per batch), so a replay does not
   bring an erased person back;
@@ -162,12 +163,14 @@ class TransactionalConsumer:
 
     def __init__(self, *, pool: asyncpg.Pool, producer: AIOKafkaProducer, group_id: str, service: str,
                  models: Mapping[str, type[BaseModel]], handler: Handler,
-                 after_commit: Callable[[], None] = lambda: None, verifier: RegistryVerifier | None = None) -> None:
+                 after_commit: Callable[[], None] = lambda: None, verifier: RegistryVerifier | None = None,
+                 compacted: Collection[str] = topics.COMPACTED) -> None:
         """`verifier`: the keys registry records must be signed by; a consumer of `attain.tenants.v1` without one
-        refuses every record of it (the service's wiring gives one, `shared.service`)."""
+        refuses every record of it (the service's wiring gives one, `shared.service`). `compacted`: the topics
+        whose records without a value are tombstones (skipped); elsewhere such a record is dead-lettered."""
         self.pool, self.producer, self.group_id, self.service = pool, producer, group_id, service
         self.models, self.handler, self.after_commit = models, handler, after_commit
-        self.verifier = verifier
+        self.verifier, self.compacted = verifier, frozenset(compacted)
         self.healthy = True
         # The token of this consumer's claim on each partition it owns (`claim_for`); None: no fencing (a consumer
         # used on its own, as `kpi rebuild` and the demo's replay do: no group, no other member).
@@ -298,10 +301,13 @@ class TransactionalConsumer:
         """Each record decoded, or the reason it cannot be (`failure` for all: the handler failed on it)."""
         out: dict[int, Decoded] = {}
         for record in records:
-            if not record.value:  # a tombstone: nothing to apply, nothing wrong (not even when re-applied alone)
-                out[id(record)] = None
+            if not record.value and record.topic in self.compacted:
+                out[id(record)] = None  # a tombstone: nothing to apply, nothing wrong (not even re-applied alone)
                 continue
             try:
+                if not record.value:
+                    raise InvalidMessage(f"a record without a value on {record.topic}, which is not compacted:"
+                                         " only a compacted topic's tombstones are skipped")
                 if failure:
                     raise InvalidMessage(failure)
                 out[id(record)] = self._decode(record)

@@ -65,6 +65,10 @@ ALL: tuple[Topic, ...] = (DEALS, ACTIVITIES, ROSTER, TARGETS, ATTAINMENT, TASKS,
                           TENANTS, OUTBOX_POSITIONS)
 
 
+# Topics whose records a key's latest value replaces: a record without a value on one of them is a tombstone.
+COMPACTED: frozenset[str] = frozenset(t.name for t in ALL if t.cleanup == "compact")
+
+
 def all_with_dlq() -> list[Topic]:
     """Every topic of the contract plus its `.dlq` (dead letters are never compacted, and kept 14 days)."""
     out: list[Topic] = []

@@ -47,8 +47,10 @@ ZONES: dict[str, tuple[str, ...]] = {
 MOVE_RATE, REOPEN_RATE, DELETE_RATE, OWNER_CHANGE_RATE, STALE_RATE = 0.05, 0.03, 0.02, 0.03, 0.01
 # Header naming how a malformed record is broken (not a ce_ header: decoding ignores it, the DLQ keeps it).
 MALFORMED_HEADER = "x-chaos-malformed"
-MALFORMED_KINDS = ("invalid-field", "not-json", "not-an-event", "unknown-type", "missing-headers", "not-an-object",
-                   "null-value", "naive-time", "wrong-specversion", "structured-mode", "bad-header-encoding")
+# In the order they are dealt to the input topics (deals, activities, roster, targets; a few each): "null-value"
+# early, so that it lands on deals or activities: on the compacted roster and targets it would be a tombstone.
+MALFORMED_KINDS = ("invalid-field", "not-json", "not-an-event", "unknown-type", "missing-headers", "null-value",
+                   "not-an-object", "naive-time", "wrong-specversion", "structured-mode", "bad-header-encoding")
 INPUT_TOPICS = (topics.DEALS, topics.ACTIVITIES, topics.ROSTER, topics.TARGETS)
 # Per input topic: the event type a malformed record starts from, and the field "invalid-field" breaks.
 _MALFORMED_BASE = {topics.DEALS.name: ("deal.upserted", ("amount", "-250.00")),
@@ -369,10 +371,21 @@ def _malformed(rng: random.Random, settings: Settings, plans: list[TenantPlan],
     """Per input topic, records as a broken producer might write them, each broken in a different way
     (kinds in turn across topics, so every kind appears when there are enough records)."""
     out: dict[str, list[Record]] = {}
-    for t, topic in enumerate(INPUT_TOPICS):
+    dealt = itertools.count()
+    deferred: list[str] = []  # "null-value" passed over by a compacted topic, for the next topic that takes it
+    for topic in INPUT_TOPICS:
         out[topic.name] = []
+        # on a compacted topic a record without a value is a tombstone (skipped by design), not poison
+        takes = (lambda k: k != "null-value") if topic.cleanup == "compact" else (lambda k: True)
         for j in range(settings.malformed_per_topic):
-            kind = MALFORMED_KINDS[(t * settings.malformed_per_topic + j) % len(MALFORMED_KINDS)]
+            kind = next((k for k in deferred if takes(k)), None)
+            if kind is not None:
+                deferred.remove(kind)
+            while kind is None:
+                kind = MALFORMED_KINDS[next(dealt) % len(MALFORMED_KINDS)]
+                if not takes(kind):
+                    deferred.append(kind)
+                    kind = None
             plan = plans[j % len(plans)]
             base = next(e for e in events[plan.slug] if e["type"] == _MALFORMED_BASE[topic.name][0])
             data = dict(base["data"])  # about a real rep: should one slip through, the oracle sees it

@@ -1,6 +1,8 @@
 """A tombstone (a record with no value: an erasure's, on a compacted topic) is no poison: every consumer
 acknowledges it, counts it (`attain_tombstones_skipped_total{topic}`) and moves on; nothing reaches `.dlq`.
-Before issue 16 item 7 it had no CloudEvents headers and was dead-lettered.
+Before issue 16 item 7 it had no CloudEvents headers and was dead-lettered. On a topic that is not compacted
+(deals, activities) a record without a value is still a broken producer's: dead-lettered, not silently dropped
+(the chaos runs' `null-value` poison on the input topics found the first version skipping it).
 
 The topic is the test's own compacted copy of the roster topic (kpi's models read it): the suite's and other
 checkouts' services read the real one and would dead-letter a tombstone there with the code they run."""
@@ -23,18 +25,29 @@ from shared.consumer import Incoming, TransactionalConsumer
 from tests.integration.conftest import BOOTSTRAP, fresh_database
 
 
-@pytest.fixture
-async def compacted(stack: None) -> AsyncIterator[str]:
+async def _topic_pair(policy: str) -> AsyncIterator[str]:
     name = f"test-tomb-{uuid.uuid4().hex[:8]}"
     admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(name, 1, 1, topic_configs={"cleanup.policy": "compact"}),
+        await admin.create_topics([NewTopic(name, 1, 1, topic_configs={"cleanup.policy": policy}),
                                    NewTopic(f"{name}.dlq", 1, 1)])
         yield name
         await admin.delete_topics([name, f"{name}.dlq"])
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def compacted(stack: None) -> AsyncIterator[str]:
+    async for name in _topic_pair("compact"):
+        yield name
+
+
+@pytest.fixture
+async def not_compacted(stack: None) -> AsyncIterator[str]:
+    async for name in _topic_pair("delete"):
+        yield name
 
 
 @pytest.fixture
@@ -98,7 +111,7 @@ async def test_a_tombstone_on_a_compacted_topic_is_acknowledged_and_never_dead_l
         assert records[0].value is None and records[0].key == key
         before = REGISTRY.get_sample_value("attain_tombstones_skipped_total", {"topic": compacted}) or 0
         consumer = TransactionalConsumer(pool=kpi_pool, producer=producer, group_id=f"tomb-{uuid.uuid4().hex[:6]}",
-                                         service="kpi", models=MODELS, handler=handler)
+                                         service="kpi", models=MODELS, handler=handler, compacted=[compacted])
         await consumer.process(records)
         # and when a batch is re-applied record by record (a handler failed): still no dead letter
         await consumer._apply_in_one_transaction(records, failure="handler failed: boom")
@@ -121,3 +134,27 @@ async def _dlq_end(tp: TopicPartition) -> int:
         return int((await consumer.end_offsets([tp]))[tp])
     finally:
         await consumer.stop()
+
+
+async def test_a_record_without_a_value_on_a_topic_that_is_not_compacted_is_dead_lettered(
+        kpi_pool: asyncpg.Pool, not_compacted: str) -> None:
+    key = f"tomb-{uuid.uuid4().hex[:8]}:rep-1".encode()
+    applied: list[Incoming] = []
+
+    async def handler(conn: asyncpg.Connection, batch: Sequence[Incoming]) -> None:
+        applied.extend(batch)
+
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, enable_idempotence=True)
+    await producer.start()
+    try:
+        dlq = TopicPartition(f"{not_compacted}.dlq", 0)
+        dlq_start = await _dlq_end(dlq)
+        sent = await producer.send_and_wait(not_compacted, None, key=key)
+        records = await _records_at(TopicPartition(not_compacted, sent.partition), sent.offset, 1)
+        consumer = TransactionalConsumer(pool=kpi_pool, producer=producer, group_id=f"tomb-{uuid.uuid4().hex[:6]}",
+                                         service="kpi", models=MODELS, handler=handler)
+        await consumer.process(records)
+    finally:
+        await producer.stop()
+    assert applied == []
+    assert await _dlq_keys(dlq, dlq_start) == [key]

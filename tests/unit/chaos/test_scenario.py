@@ -404,3 +404,15 @@ def test_each_malformed_record_is_broken_in_one_way_only() -> None:
                                               ("ce_time", good["ce_time"])]))
             else:  # a broken value: the headers alone are a valid binary-mode CloudEvent
                 decode(headers, b"{}")
+
+
+@pytest.mark.parametrize("per_topic", [1, 2, 3, 5, len(MALFORMED_KINDS)])
+def test_a_record_without_a_value_is_never_dealt_to_a_compacted_topic(per_topic: int) -> None:
+    """On roster and targets (compacted) a record without a value is a tombstone, which consumers skip by
+    design: as poison it would be expected in `.dlq` and never reach it."""
+    scenario = generate(replace(SMALL, malformed_per_topic=per_topic), NOW)
+    compacted = {t.name for t in INPUT_TOPICS if t.cleanup == "compact"}
+    for topic, records in scenario.malformed.items():
+        assert len(records) == per_topic
+        for _, value, headers in records:
+            assert value is not None or topic not in compacted, dict(headers)[MALFORMED_HEADER]
