@@ -9,12 +9,9 @@ signed, the next one still accepts. It is never printed: callers put it in a chi
 
 from __future__ import annotations
 
-import contextlib
-import os
-import stat
-import tempfile
 from pathlib import Path
 
+from deploy.local import secret_file
 from deploy.local.procs import LOCAL
 from shared import registry_signing as rs
 
@@ -24,20 +21,7 @@ KEY_FILE = LOCAL / "registry-signing-key"
 def signing_key(path: Path | None = None) -> str:
     """The local REGISTRY_SIGNING_KEY: the key in `path` (KEY_FILE), made there first (mode 0600) when there is none.
     Runs starting together agree on one key: the file appears whole or not at all, and the first to make it wins."""
-    path = path or KEY_FILE
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".registry-signing-key-")  # mode 0600
-        try:
-            with os.fdopen(fd, "w") as out:
-                out.write(rs.encode_private_key(rs.generate_private_key()) + "\n")
-            with contextlib.suppress(FileExistsError):  # another run made it meanwhile: theirs is the key
-                os.link(temporary, path)
-        finally:
-            os.unlink(temporary)
-    if stat.S_IMODE(path.stat().st_mode) & 0o077:
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return secret_file.read_or_make(path or KEY_FILE, lambda: rs.encode_private_key(rs.generate_private_key()))
 
 
 def verify_keys(path: Path | None = None) -> str:

@@ -35,7 +35,7 @@ from shared.outbox import enqueue
 from tests.chaos import netns
 from tests.chaos.fleet import CONSUMERS, GRACE_S, SERVICES, Replica
 from tests.chaos.run import Context, Fault
-from tests.integration.conftest import BOOTSTRAP, DATABASE_URL, database_url
+from tests.integration.conftest import BOOTSTRAP, DATABASE_URL, as_admin
 
 SESSION_TIMEOUT_S = 10.0  # the consumers' session.timeout.ms without static membership (shared/consumer.py)
 
@@ -284,21 +284,11 @@ async def _small_disk(ctx: Context) -> None:
     mount = LOCAL / "chaos-disk" / ctx.run_id
     space = await asyncio.to_thread(_mount_small_disk, mount)
     name = f"chaos_{ctx.run_id.replace('-', '_')}"
-    admin = await asyncpg.connect(database_url("postgres"))
-    try:
-        await admin.execute(f"CREATE TABLESPACE {name} LOCATION '{space}'")
-        await admin.execute(f'ALTER DATABASE "{name}" SET TABLESPACE {name}')
-    finally:
-        await admin.close()
+    await as_admin(f"CREATE TABLESPACE {name} LOCATION '{space}'", f'ALTER DATABASE "{name}" SET TABLESPACE {name}')
     ctx.disk = mount
 
     async def undo() -> None:
-        admin = await asyncpg.connect(database_url("postgres"))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.execute(f"DROP TABLESPACE IF EXISTS {name}")
-        finally:
-            await admin.close()
+        await as_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f"DROP TABLESPACE IF EXISTS {name}")
         await asyncio.to_thread(_unmount, mount)
     ctx.cleanups.append(undo)
 

@@ -25,7 +25,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from deploy.local import crm_keys, registry_keys
-from shared import topics
+from shared import db, topics
 from shared.cloudevents import decode
 from shared.errors import InvalidMessage
 from shared.kafka import partitions_of
@@ -154,16 +154,37 @@ def database_url(name: str) -> str:
     return DATABASE_URL.rsplit("/", 1)[0] + f"/{name}"
 
 
+async def as_admin(*statements: str) -> None:
+    """Run `statements` in turn on the test server's maintenance database (`postgres`): statements such as
+    CREATE DATABASE that no transaction and no other database may hold."""
+    admin = await asyncpg.connect(database_url("postgres"))
+    try:
+        for statement in statements:
+            await admin.execute(statement)
+    finally:
+        await admin.close()
+
+
 async def fresh_database(name: str) -> str:
     """Drop and create database `name` on the test server; its URL. Done from the server's maintenance
     database, so it works before the test database exists (`make chaos` and `make soak` on a fresh machine)."""
-    admin = await asyncpg.connect(database_url("postgres"))
+    await as_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
+    return database_url(name)
+
+
+async def owned_by_a_plain_role(name: str, owner_role: str) -> tuple[str, str]:
+    """Production's shape: database `name`, fresh, owned by `owner_role`, a new ordinary role (LOGIN
+    NOSUPERUSER NOBYPASSRLS CREATEROLE) that may create schemas in it. The database's URL as the server's
+    superuser, and as `owner_role`."""
+    url = await fresh_database(name)
+    admin = await asyncpg.connect(url)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.execute(f"CREATE ROLE {owner_role} LOGIN NOSUPERUSER NOBYPASSRLS CREATEROLE")
+        await admin.execute(f'ALTER DATABASE "{name}" OWNER TO {owner_role}')
+        await admin.execute(f'GRANT CREATE ON DATABASE "{name}" TO {owner_role}')
     finally:
         await admin.close()
-    return database_url(name)
+    return url, db.app_dsn(url, owner_role)
 
 
 async def end_offsets(names: list[str]) -> dict[TopicPartition, int]:

@@ -17,7 +17,7 @@ import asyncpg
 from deploy.local import crm_keys
 from shared import db
 from shared.migrate import spec_of
-from tests.integration.conftest import BOOTSTRAP, ROOT, fresh_database
+from tests.integration.conftest import BOOTSTRAP, ROOT, owned_by_a_plain_role
 
 AT = datetime(2026, 11, 2, tzinfo=UTC)
 
@@ -67,15 +67,7 @@ async def _count(owner: asyncpg.Connection, tenant: str, rep: str | None = None)
 async def test_export_and_erase_work_as_a_non_superuser_owner(stack: None) -> None:
     suffix = uuid.uuid4().hex[:8]
     owner_role, working = f"attain_powner_{suffix}", f"attain_pwork_{suffix}"
-    url = await fresh_database(f"priv_owner_{suffix}")
-    admin = await asyncpg.connect(url)
-    try:
-        await admin.execute(f"CREATE ROLE {owner_role} LOGIN NOSUPERUSER NOBYPASSRLS CREATEROLE")
-        await admin.execute(f"ALTER DATABASE priv_owner_{suffix} OWNER TO {owner_role}")
-        await admin.execute(f"GRANT CREATE ON DATABASE priv_owner_{suffix} TO {owner_role}")
-    finally:
-        await admin.close()
-    owner_url = db.app_dsn(url, owner_role)
+    url, owner_url = await owned_by_a_plain_role(f"priv_owner_{suffix}", owner_role)
     for name in ("ingest", "kpi", "coaching", "recognition"):
         spec = spec_of(name)
         pool = await db.create_pool(owner_url, spec.schema, max_size=1)

@@ -5,20 +5,17 @@ bringing an erased person back. The erasures come from the database, once per ba
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-import pytest
 from prometheus_client import REGISTRY
 
-from services.kpi.app import SPEC as KPI
 from services.kpi.handlers import MODELS
-from shared import db, topics
+from shared import topics
 from shared.cloudevents import CloudEvent, encode, message_key
 from shared.consumer import Incoming, TransactionalConsumer
-from tests.integration.conftest import fresh_database
 
 ERASED_AT = datetime(2026, 11, 20, 12, tzinfo=UTC)
 
@@ -41,17 +38,6 @@ def _rep(tenant: str, rep_id: str, offset: int, produced: datetime) -> Record:
     value, headers = encode(CloudEvent(uuid.uuid4().hex, "rep.upserted", "api", produced, tenant, data))
     return Record(topics.ROSTER.name, 0, offset, int(produced.timestamp() * 1000), message_key(tenant, rep_id), value,
                   headers)
-
-
-@pytest.fixture
-async def kpi_pool(stack: None) -> AsyncIterator[asyncpg.Pool]:
-    url = await fresh_database(f"erased_{uuid.uuid4().hex[:8]}")
-    pool = await db.create_pool(url, KPI.schema, max_size=2)
-    await db.migrate(pool, KPI.schema, KPI.migrations)
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 async def test_records_before_an_erasure_are_skipped_and_later_ones_and_others_applied(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 
 import asyncpg
 import pytest
@@ -18,11 +19,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import REGISTRY
 
-from services.kpi.app import SPEC as KPI
 from services.kpi.handlers import MODELS
-from shared import db
 from shared.consumer import Incoming, TransactionalConsumer
-from tests.integration.conftest import BOOTSTRAP, fresh_database
+from tests.integration.conftest import BOOTSTRAP
 
 
 async def _topic_pair(policy: str) -> AsyncIterator[str]:
@@ -48,17 +47,6 @@ async def compacted(stack: None) -> AsyncIterator[str]:
 async def not_compacted(stack: None) -> AsyncIterator[str]:
     async for name in _topic_pair("delete"):
         yield name
-
-
-@pytest.fixture
-async def kpi_pool(stack: None) -> AsyncIterator[asyncpg.Pool]:
-    url = await fresh_database(f"tomb_{uuid.uuid4().hex[:8]}")
-    pool = await db.create_pool(url, KPI.schema, max_size=2)
-    await db.migrate(pool, KPI.schema, KPI.migrations)
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 async def _records_at(tp: TopicPartition, offset: int, count: int) -> list[ConsumerRecord]:
@@ -92,8 +80,19 @@ async def _dlq_keys(tp: TopicPartition, start: int) -> list[bytes | None]:
         await consumer.stop()
 
 
-async def test_a_tombstone_on_a_compacted_topic_is_acknowledged_and_never_dead_lettered(
-        kpi_pool: asyncpg.Pool, compacted: str) -> None:
+@dataclass
+class Delivered:
+    """A record without a value, sent to a topic and processed by a kpi consumer."""
+
+    key: bytes
+    offset: int
+    applied: list[Incoming]
+    dead: list[bytes | None]  # the keys `.dlq` received meanwhile
+    stored: int | None  # the consumer's stored next offset for the record's partition
+    consumer: TransactionalConsumer
+
+
+async def _deliver_without_value(pool: asyncpg.Pool, topic: str, compacted: Sequence[str]) -> Delivered:
     key = f"tomb-{uuid.uuid4().hex[:8]}:rep-1".encode()
     applied: list[Incoming] = []
 
@@ -103,28 +102,23 @@ async def test_a_tombstone_on_a_compacted_topic_is_acknowledged_and_never_dead_l
     producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, enable_idempotence=True)
     await producer.start()
     try:
-        dlq = TopicPartition(f"{compacted}.dlq", 0)
+        dlq = TopicPartition(f"{topic}.dlq", 0)
         dlq_start = await _dlq_end(dlq)
-        sent = await producer.send_and_wait(compacted, None, key=key)
-        tp = TopicPartition(compacted, sent.partition)
+        sent = await producer.send_and_wait(topic, None, key=key)
+        tp = TopicPartition(topic, sent.partition)
         records = await _records_at(tp, sent.offset, 1)
         assert records[0].value is None and records[0].key == key
-        before = REGISTRY.get_sample_value("attain_tombstones_skipped_total", {"topic": compacted}) or 0
-        consumer = TransactionalConsumer(pool=kpi_pool, producer=producer, group_id=f"tomb-{uuid.uuid4().hex[:6]}",
-                                         service="kpi", models=MODELS, handler=handler, compacted=[compacted])
+        consumer = TransactionalConsumer(pool=pool, producer=producer, group_id=f"tomb-{uuid.uuid4().hex[:6]}",
+                                         service="kpi", models=MODELS, handler=handler, compacted=compacted)
         await consumer.process(records)
-        # and when a batch is re-applied record by record (a handler failed): still no dead letter
-        await consumer._apply_in_one_transaction(records, failure="handler failed: boom")
+        if compacted:  # and when a batch is re-applied record by record (a handler failed)
+            await consumer._apply_in_one_transaction(records, failure="handler failed: boom")
     finally:
         await producer.stop()
-    assert applied == []
-    assert key not in await _dlq_keys(dlq, dlq_start)
-    async with kpi_pool.acquire() as conn:
+    async with pool.acquire() as conn:
         stored = await conn.fetchval("SELECT next_offset FROM consumer_offsets WHERE group_id = $1 AND topic = $2"
                                      " AND partition = $3", consumer.group_id, tp.topic, tp.partition)
-    assert stored == sent.offset + 1  # acknowledged: the offset moved past it
-    after = REGISTRY.get_sample_value("attain_tombstones_skipped_total", {"topic": compacted})
-    assert after == before + 1
+    return Delivered(key, sent.offset, applied, await _dlq_keys(dlq, dlq_start), stored, consumer)
 
 
 async def _dlq_end(tp: TopicPartition) -> int:
@@ -136,25 +130,20 @@ async def _dlq_end(tp: TopicPartition) -> int:
         await consumer.stop()
 
 
+async def test_a_tombstone_on_a_compacted_topic_is_acknowledged_and_never_dead_lettered(
+        kpi_pool: asyncpg.Pool, compacted: str) -> None:
+    before = REGISTRY.get_sample_value("attain_tombstones_skipped_total", {"topic": compacted}) or 0
+    got = await _deliver_without_value(kpi_pool, compacted, [compacted])
+    assert got.applied == []
+    assert got.key not in got.dead
+    assert got.stored == got.offset + 1  # acknowledged: the offset moved past it
+    after = REGISTRY.get_sample_value("attain_tombstones_skipped_total", {"topic": compacted})
+    assert after == before + 1
+
+
 async def test_a_record_without_a_value_on_a_topic_that_is_not_compacted_is_dead_lettered(
         kpi_pool: asyncpg.Pool, not_compacted: str) -> None:
-    key = f"tomb-{uuid.uuid4().hex[:8]}:rep-1".encode()
-    applied: list[Incoming] = []
-
-    async def handler(conn: asyncpg.Connection, batch: Sequence[Incoming]) -> None:
-        applied.extend(batch)
-
-    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, enable_idempotence=True)
-    await producer.start()
-    try:
-        dlq = TopicPartition(f"{not_compacted}.dlq", 0)
-        dlq_start = await _dlq_end(dlq)
-        sent = await producer.send_and_wait(not_compacted, None, key=key)
-        records = await _records_at(TopicPartition(not_compacted, sent.partition), sent.offset, 1)
-        consumer = TransactionalConsumer(pool=kpi_pool, producer=producer, group_id=f"tomb-{uuid.uuid4().hex[:6]}",
-                                         service="kpi", models=MODELS, handler=handler)
-        await consumer.process(records)
-    finally:
-        await producer.stop()
-    assert applied == []
-    assert await _dlq_keys(dlq, dlq_start) == [key]
+    got = await _deliver_without_value(kpi_pool, not_compacted, [])
+    assert got.applied == []
+    assert got.dead == [got.key]
+    assert got.stored == got.offset + 1  # dead-lettered, and the batch went on

@@ -15,11 +15,9 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import (
@@ -35,10 +33,9 @@ from deploy.local.topics import ensure_topics
 from shared import acls, topics
 from shared.kafka import client_kwargs
 from shared.settings import ServiceSettings
-from tests.factories import deal, rep, target, this_quarter
-from tests.integration.conftest import database_url, fresh_database, post, running
+from tests.integration.conftest import database_url, fresh_database, running
 from tests.integration.security.broker import SecureBroker, free_ports, secure_broker
-from tests.integration.security.test_kafka_security import _tenant_on, _until
+from tests.integration.security.end_to_end import deal_to_scorecard_cheer_and_check_in, tenant_on
 
 HERE = Path(__file__).resolve().parent
 PREFIX = f"acl-{uuid.uuid4().hex[:6]}"
@@ -121,6 +118,18 @@ async def refused(producer: AIOKafkaProducer, topic: str) -> KafkaError:
     raise AssertionError(f"the broker took a record for {topic}")
 
 
+async def _relay(broker: AclBroker, service: str, output: str, key: bytes) -> None:
+    """What `service`'s outbox relay does: a record of `output` and its position, in one transaction."""
+    relay = broker.producer(service, transactional=True)
+    await relay.start()
+    try:
+        async with relay.transaction():
+            await relay.send(output, b"{}", key=key)
+            await relay.send(topics.OUTBOX_POSITIONS.name, b"1:x", key=b"acl-test", partition=0)
+    finally:
+        await relay.stop()
+
+
 async def test_ingest_writes_the_sales_topics_and_the_registry_and_reads_nothing(with_topics: AclBroker) -> None:
     producer = with_topics.producer("ingest")
     await producer.start()
@@ -129,14 +138,7 @@ async def test_ingest_writes_the_sales_topics_and_the_registry_and_reads_nothing
             await producer.send_and_wait(name, b"{}", key=b"t:rep")
     finally:
         await producer.stop()
-    relay = with_topics.producer("ingest", transactional=True)  # the registry goes out through its outbox
-    await relay.start()
-    try:
-        async with relay.transaction():
-            await relay.send(topics.TENANTS.name, b"{}", key=b"t")
-            await relay.send(topics.OUTBOX_POSITIONS.name, b"1:x", key=b"acl-test", partition=0)
-    finally:
-        await relay.stop()
+    await _relay(with_topics, "ingest", topics.TENANTS.name, b"t")  # the registry goes out through its outbox
     consumer = AIOKafkaConsumer(topics.DEALS.name, **with_topics.client(f"{PREFIX}-ingest"),
                                 group_id=f"{PREFIX}-ingest", auto_offset_reset="earliest")
     with pytest.raises((TopicAuthorizationFailedError, GroupAuthorizationFailedError)):
@@ -171,14 +173,7 @@ async def test_kpi_consumes_in_its_group_writes_its_output_in_its_transaction_an
     finally:
         await consumer.stop()
 
-    relay = with_topics.producer("kpi", transactional=True)
-    await relay.start()
-    try:
-        async with relay.transaction():
-            await relay.send(topics.ATTAINMENT.name, b"{}", key=b"t:rep")
-            await relay.send(topics.OUTBOX_POSITIONS.name, b"1:x", key=b"acl-test", partition=0)
-    finally:
-        await relay.stop()
+    await _relay(with_topics, "kpi", topics.ATTAINMENT.name, b"t:rep")
 
     plain = with_topics.producer("kpi")  # the producer kpi dead-letters with
     await plain.start()
@@ -241,20 +236,8 @@ async def test_the_four_services_run_end_to_end_each_as_its_own_principal(with_t
     db = f"attain_acl_{uuid.uuid4().hex[:6]}"
     await fresh_database(db)
     common = {"DATABASE_URL": database_url(db)}
-    tenant = await asyncio.to_thread(_tenant_on, {**common, **with_topics.env(f"{PREFIX}-ingest")})
+    tenant = await asyncio.to_thread(tenant_on, {**common, **with_topics.env(f"{PREFIX}-ingest")})
     ports = dict(zip(("ingest", "kpi", "coaching", "recognition"), free_ports(4), strict=True))
     env_of = {name: with_topics.env(f"{PREFIX}-{name}") for name in ports}
     with running(ports, extra_env=common, log_suffix="-acl", env_of=env_of) as urls:
-        quarter, at = this_quarter(timedelta(minutes=5))
-        events = [rep("ana", manager="mgr-1"), rep("bo", manager="mgr-1"), target("ana", quarter, "1000"),
-                  target("bo", quarter, "90000"), deal("crm-1", "ana", "1000", updated_at=at)]
-        accepted = await post(urls["ingest"], tenant, events)
-        assert accepted.status_code == 200, accepted.text
-        async with httpx.AsyncClient(timeout=10, headers=tenant.auth) as client:
-            await _until(client, f"{urls['kpi']}/v1/scorecards/ana?period={quarter}",
-                         lambda body: any(f["metric"] == "won_revenue" and f["actual"] == "1000"
-                                          for f in body["figures"]))
-            await _until(client, f"{urls['recognition']}/v1/celebrations?scope_id=ana",
-                         lambda body: any(c["milestone"] == "quota_100" for c in body["celebrations"]))
-            await _until(client, f"{urls['coaching']}/v1/tasks?rep_id=bo",
-                         lambda body: any(t["rule"] == "behind_pace" for t in body["tasks"]))
+        await deal_to_scorecard_cheer_and_check_in(urls, tenant)

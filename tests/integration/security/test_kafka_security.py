@@ -5,16 +5,12 @@ credentials and certificates from the environment, and the four services run end
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
 
-import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -26,9 +22,9 @@ from deploy.local.topics import ensure_topics
 from shared import topics
 from shared.kafka import broker_reachable, client_kwargs, create_producer, last_position
 from shared.settings import ServiceSettings
-from tests.factories import deal, rep, target, this_quarter
-from tests.integration.conftest import Tenant, database_url, fresh_database, post, running
+from tests.integration.conftest import database_url, fresh_database, running
 from tests.integration.security.broker import SecureBroker, free_ports, issue, pem, secure_broker
+from tests.integration.security.end_to_end import deal_to_scorecard_cheer_and_check_in, tenant_on
 
 CLIENTS = [("SASL_SSL", "PLAIN"), ("SASL_SSL", "SCRAM-SHA-256"), ("SASL_SSL", "SCRAM-SHA-512"), ("SSL", None)]
 
@@ -120,25 +116,6 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
                           capture_output=True, text=True, timeout=120, check=False)
 
 
-def _tenant_on(env: dict[str, str]) -> Tenant:
-    slug = f"t-{uuid.uuid4().hex[:12]}"
-    out = subprocess.run([sys.executable, "-m", "services.ingest", "tenants", "create", slug, "--timezone",
-                          "Europe/Berlin"], cwd=ROOT, check=True, capture_output=True, text=True,
-                         env={**os.environ, **crm_keys.env(), **registry_keys.env(), **env})
-    created = json.loads(out.stdout)
-    return Tenant(created["tenant"], created["token"], "Europe/Berlin")
-
-
-async def _until(client: httpx.AsyncClient, url: str, ok: object, timeout: float = 60) -> dict:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while True:
-        response = await client.get(url)
-        if response.status_code == 200 and ok(response.json()):  # type: ignore[operator]
-            return response.json()  # type: ignore[no-any-return]
-        assert time.monotonic() < deadline, f"{url}: {response.status_code} {response.text[:500]}"
-        await asyncio.sleep(0.3)
-
-
 async def test_the_four_services_run_end_to_end_on_sasl_ssl_with_scram(broker: SecureBroker) -> None:
     env = broker.env("SASL_SSL", "SCRAM-SHA-512")
     db = f"attain_secure_{uuid.uuid4().hex[:6]}"
@@ -147,22 +124,9 @@ async def test_the_four_services_run_end_to_end_on_sasl_ssl_with_scram(broker: S
     # the topics job (docker-compose's init container) on the secured cluster, as its operators run it
     made = await asyncio.to_thread(_run, ["-m", "deploy.local.stack", "topics", "--timeout", "30"], env)
     assert made.returncode == 0, made.stdout + made.stderr
-    tenant = await asyncio.to_thread(_tenant_on, env)
+    tenant = await asyncio.to_thread(tenant_on, env)
     ports = dict(zip(("ingest", "kpi", "coaching", "recognition"), free_ports(4), strict=True))
     with running(ports, extra_env=env, log_suffix="-sasl-ssl") as urls:
-        quarter, at = this_quarter(timedelta(minutes=5))
-        events = [rep("ana", manager="mgr-1"), rep("bo", manager="mgr-1"), target("ana", quarter, "1000"),
-                  target("bo", quarter, "90000"), deal("crm-1", "ana", "1000", updated_at=at)]
-        accepted = await post(urls["ingest"], tenant, events)
-        assert accepted.status_code == 200, accepted.text
-        async with httpx.AsyncClient(timeout=10, headers=tenant.auth) as client:
-            card = await _until(client, f"{urls['kpi']}/v1/scorecards/ana?period={quarter}",
-                                lambda body: any(f["metric"] == "won_revenue" and f["actual"] == "1000"
-                                                 for f in body["figures"]))
-            assert (card["scope"], card["scope_id"], card["period"]) == ("rep", "ana", quarter)
-            cheers = await _until(client, f"{urls['recognition']}/v1/celebrations?scope_id=ana",
-                                  lambda body: any(c["milestone"] == "quota_100" for c in body["celebrations"]))
-            assert {c["milestone"] for c in cheers["celebrations"]} >= {"quota_100", "first_win_ever"}
-            tasks = await _until(client, f"{urls['coaching']}/v1/tasks?rep_id=bo",
-                                 lambda body: any(t["rule"] == "behind_pace" for t in body["tasks"]))
-            assert all(t["manager_id"] == "mgr-1" for t in tasks["tasks"])
+        _, cheers, tasks = await deal_to_scorecard_cheer_and_check_in(urls, tenant)
+        assert {c["milestone"] for c in cheers["celebrations"]} >= {"quota_100", "first_win_ever"}
+        assert all(t["manager_id"] == "mgr-1" for t in tasks["tasks"])

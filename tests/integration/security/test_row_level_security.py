@@ -23,7 +23,7 @@ from services.recognition.app import SPEC as RECOGNITION
 from shared import db
 from shared.clock import FixedClock
 from tests.integration import inprocess
-from tests.integration.conftest import fresh_database
+from tests.integration.conftest import fresh_database, owned_by_a_plain_role
 
 SPECS = (INGEST, KPI, COACHING, RECOGNITION)
 ROLE = "attain_rls_test"  # a working role of this test's own, made the way a service makes its own
@@ -238,15 +238,7 @@ async def test_a_non_superuser_owner_migrates_and_alone_may_span_tenants(stack: 
     role's `*` sees nothing."""
     suffix = uuid.uuid4().hex[:8]
     owner_role, working = f"attain_owner_{suffix}", f"attain_work_{suffix}"
-    url = await fresh_database(f"rls_owner_{suffix}")
-    admin = await asyncpg.connect(url)
-    try:
-        await admin.execute(f"CREATE ROLE {owner_role} LOGIN NOSUPERUSER NOBYPASSRLS CREATEROLE")
-        await admin.execute(f"ALTER DATABASE rls_owner_{suffix} OWNER TO {owner_role}")
-        await admin.execute(f"GRANT CREATE ON DATABASE rls_owner_{suffix} TO {owner_role}")
-    finally:
-        await admin.close()
-    owner_url = db.app_dsn(url, owner_role)
+    url, owner_url = await owned_by_a_plain_role(f"rls_owner_{suffix}", owner_role)
     for spec in (COACHING, INGEST):
         pool = await db.create_pool(owner_url, spec.schema, max_size=1)
         try:
