@@ -125,11 +125,18 @@ def _cluster_id() -> str:
                 return line.split("=", 1)[1].strip()
     if KAFKA_CLUSTER_ID.exists():
         return KAFKA_CLUSTER_ID.read_text().strip()
-    # As Kafka's `Uuid.randomUuid()` prints one: 22 chars of URL-safe base64, never a leading "-".
+    cluster_id = new_cluster_id()
+    KAFKA_CLUSTER_ID.write_text(cluster_id + "\n")
+    return cluster_id
+
+
+def new_cluster_id() -> str:
+    """A new cluster id as Kafka's `Uuid.randomUuid()` prints one: 22 chars of URL-safe base64, never a leading
+    "-" (kafka-storage's argument parser would read one as an option: a broker then fails to format one time
+    in 64, as the secured test broker did in CI, December 2026)."""
     cluster_id = "-"
     while cluster_id.startswith("-"):
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-    KAFKA_CLUSTER_ID.write_text(cluster_id + "\n")
     return cluster_id
 
 

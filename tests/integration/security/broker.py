@@ -9,7 +9,6 @@ given it (each listener advertises only itself).
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import shutil
 import socket
@@ -27,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from deploy.local.kafka_setup import format_storage, jvm_args, toolchain
+from deploy.local.kafka_setup import format_storage, jvm_args, new_cluster_id, toolchain
 from deploy.local.procs import HOST, LOCAL
 from tests.ports import free_ports
 
@@ -183,7 +182,7 @@ def secure_broker(within_s: float = 90.0, scram_users: dict[str, str] | None = N
              for arg in ("--add-scram", f"{mechanism}=[name={USERS[mechanism][0]},password={USERS[mechanism][1]}]")]
     scram += [arg for user, secret in (scram_users or {}).items()
               for arg in ("--add-scram", f"SCRAM-SHA-512=[name={user},password={secret}]")]
-    format_storage(java, props, base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="), *scram)
+    format_storage(java, props, new_cluster_id(), *scram)
     with (folder / "kafka.out").open("wb") as out:
         proc = subprocess.Popen([*jvm_args(java, heap="-Xms64m -Xmx384m", logs_dir=folder), "kafka.Kafka", str(props)],
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=folder)
