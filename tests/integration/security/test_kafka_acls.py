@@ -142,8 +142,8 @@ async def test_ingest_writes_the_sales_topics_and_the_registry_and_reads_nothing
     consumer = AIOKafkaConsumer(topics.DEALS.name, **with_topics.client(f"{PREFIX}-ingest"),
                                 group_id=f"{PREFIX}-ingest", auto_offset_reset="earliest")
     with pytest.raises((TopicAuthorizationFailedError, GroupAuthorizationFailedError)):
-        await consumer.start()
-        try:
+        try:  # start() inside: a refused start must still stop the client
+            await consumer.start()
             await consumer.getmany(timeout_ms=5000)
         finally:
             await consumer.stop()
@@ -223,8 +223,8 @@ async def test_a_subscriber_reads_the_outputs_in_its_groups_and_writes_nothing(w
     sources = AIOKafkaConsumer(topics.DEALS.name, **with_topics.client(user), group_id=f"{PREFIX}-subscriber-x",
                                auto_offset_reset="earliest")
     with pytest.raises(TopicAuthorizationFailedError):  # the sources are not an output
-        await sources.start()
-        try:
+        try:  # start() inside: a refused start must still stop the client
+            await sources.start()
             await sources.getmany(timeout_ms=5000)
         finally:
             await sources.stop()
