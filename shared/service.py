@@ -282,11 +282,14 @@ async def _busy(request: Request, exc: Exception) -> JSONResponse:
 
 
 # PostgreSQL cannot do any work now (53 insufficient resources such as 53100 disk full, 57 operator
-# intervention such as a shutdown, 08 a lost connection, 58 and XX its own failures), or it cannot be reached:
-# nothing about the request, so 503 with Retry-After (the client retries), never a 500.
+# intervention such as a shutdown, 08 a lost connection, 58 and XX its own failures), or it cannot be reached,
+# or the connection broke under the request (asyncpg's InterfaceError "the underlying connection is closed" at
+# a transaction's end, InternalClientError: the postgres-restart chaos run found ingest answering 500 with it):
+# nothing about the request, so 503 with Retry-After (the client retries), never a 500. The consumers count the
+# same errors as transient (shared.consumer.TRANSIENT).
 UNAVAILABLE = (asyncpg.InsufficientResourcesError, asyncpg.OperatorInterventionError,
                asyncpg.PostgresConnectionError, asyncpg.PostgresSystemError, asyncpg.InternalServerError,
-               ConnectionError)
+               asyncpg.InterfaceError, asyncpg.InternalClientError, ConnectionError)
 UNAVAILABLE_RETRY_AFTER_S = 5
 
 

@@ -17,6 +17,9 @@ RAISED: dict[str, Exception] = {
     "lost": asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
     "init-file": asyncpg.InternalServerError("could not write init file"),
     "refused": ConnectionRefusedError(111, "Connect call failed"),
+    "closed-under-it": asyncpg.InterfaceError(
+        "cannot call Transaction.__aexit__(): the underlying connection is closed"),  # postgres-restart chaos
+    "client-state": asyncpg.InternalClientError("cannot switch to state 15; another operation (2) is in progress"),
     "timeout": asyncpg.QueryCanceledError("canceling statement due to statement timeout"),
     "bug": asyncpg.UndefinedColumnError('column "nope" does not exist'),
 }
@@ -40,7 +43,8 @@ async def _get(name: str) -> httpx.Response:
         return await client.get(f"/raise/{name}")
 
 
-@pytest.mark.parametrize("name", ["disk-full", "shutdown", "starting", "lost", "init-file", "refused"])
+@pytest.mark.parametrize("name", ["disk-full", "shutdown", "starting", "lost", "init-file", "refused",
+                                  "closed-under-it", "client-state"])
 async def test_a_database_that_cannot_work_now_is_503_with_retry_after(name: str) -> None:
     response = await _get(name)
     assert response.status_code == 503, response.text
