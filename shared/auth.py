@@ -1,40 +1,59 @@
-"""Bearer-token authentication for the read APIs of kpi, coaching and recognition.
+"""Bearer-token authentication for kpi, coaching and recognition.
 
-Each service keeps the tenant registry ingest publishes on `attain.tenants.v1` in its own
-`tenants` table (token SHA-256 digest, active flag); a token is hashed and looked up, never stored.
+Each service keeps the tokens ingest announces on `attain.tenants.v1` (each tenant's entry lists its tokens'
+SHA-256 digests and roles) in its own `tokens` table; a token is hashed and looked up, never stored. A route
+admits roles with `allow(...)` (shared/authz.py): `Who = allow("admin", "integration")`, then `who: Who`.
 """
 
 from __future__ import annotations
 
-import hashlib
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
-import asyncpg
-from fastapi import Depends, Header, HTTPException
+from fastapi import Depends, HTTPException
 
+from shared import token_store
+from shared.authz import EVERYONE, Principal, admit_with, header_token, hidden, may_see_rep
+from shared.events import Role
 from shared.service import Runtime, runtime_of
 
 
-async def tenant_of_token(conn: asyncpg.Connection, token: str) -> str | None:
-    """The active tenant whose token this is (by its SHA-256 digest), or None."""
-    found: str | None = await conn.fetchval("SELECT tenant FROM tenants WHERE token_sha256 = $1 AND active",
-                                           hashlib.sha256(token.strip().encode()).digest())
-    return found
-
-
-async def read_tenant(rt: Annotated[Runtime, Depends(runtime_of)],
-                      authorization: Annotated[str | None, Header()] = None) -> str:
-    """The tenant of the bearer token: every read is scoped to it."""
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise HTTPException(401, "missing bearer token: send 'Authorization: Bearer <token>'",
-                            headers={"WWW-Authenticate": "Bearer"})
+async def principal_of(rt: Annotated[Runtime, Depends(runtime_of)],
+                       token: Annotated[str, Depends(header_token)]) -> Principal:
+    """The holder of the request's bearer token, or 401: every read and write is scoped to its tenant."""
     async with rt.pool.acquire() as conn:
-        tenant = await tenant_of_token(conn, token)
-    if tenant is None:
-        raise HTTPException(401, "invalid or revoked bearer token", headers={"WWW-Authenticate": "Bearer"})
-    return tenant
+        who = await token_store.principal(conn, token, rt.clock.now())
+    if who is None:
+        raise HTTPException(401, "invalid, expired or revoked bearer token", headers={"WWW-Authenticate": "Bearer"})
+    return who
 
 
-ReadTenant = Annotated[str, Depends(read_tenant)]
+def allow(*roles: Role) -> Callable[..., Awaitable[Principal]]:
+    """A dependency: the request's principal, admitted only when its role is one of `roles` (403 otherwise)."""
+    return admit_with(principal_of, *roles)
 
+
+Anyone = Annotated[Principal, Depends(allow(*EVERYONE))]
+Reader = Annotated[Principal, Depends(allow("admin", "integration"))]
+Admin = Annotated[Principal, Depends(allow("admin"))]
+# routes about particular reps: then `see_rep`
+People = Annotated[Principal, Depends(allow("admin", "integration", "manager", "rep"))]
+
+
+async def see_rep(conn: Any, who: Principal, rep_id: str) -> None:
+    """404, as for a rep that does not exist, unless `who` may read rep `rep_id` (shared.authz.may_see_rep,
+    with the roster as it stands now for a manager). kpi's and coaching's connections (their `reps`)."""
+    under = await token_store.reps_under(conn, who.tenant, who.manager_id) if who.manager_id else set()
+    if not may_see_rep(who, rep_id, under):
+        raise hidden(f"rep {rep_id!r}")
+
+
+async def reps_visible(conn: Any, who: Principal) -> set[str] | None:
+    """The reps whose own records `who` may list: None for every rep (admin, integration), else the set."""
+    if who.reads_everything:
+        return None
+    if who.role == "rep" and who.rep_id:
+        return {who.rep_id}
+    if who.role == "manager" and who.manager_id:
+        return await token_store.reps_under(conn, who.tenant, who.manager_id)
+    return set()

@@ -47,7 +47,7 @@ UNSCOPED = frozenset({"outbox", "consumer_offsets", "consumer_fences", "schema_m
 TENANT_COLUMN = {"tenants": "slug", "exchange_rates": "slug"}  # when there is no `tenant` column (ingest's)
 VIA_PARENT = {"plan_steps": "(EXISTS (SELECT 1 FROM action_plans p WHERE p.plan_id = plan_steps.plan_id))"}
 # The tenant registry is readable in every scope: a bearer token is looked up before its tenant is known.
-REGISTRY = frozenset({"tenants"})
+REGISTRY = frozenset({"tenants", "tokens"})
 
 
 class PoolExhausted(TransientError, TimeoutError):

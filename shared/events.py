@@ -460,6 +460,23 @@ class ExchangeRate(_Model):
     rate: Annotated[Dec, Field(gt=0, max_digits=24, decimal_places=12, allow_inf_nan=False)]
 
 
+Role = Literal["admin", "integration", "manager", "rep", "viewer"]
+ROLES: tuple[Role, ...] = ("admin", "integration", "manager", "rep", "viewer")
+
+
+class TokenGrant(_Model):
+    """One token of a tenant, as the registry announces it: its digest, never the token (docs/contract.md,
+    "Tokens and roles"). `rep_id` names the person of a `rep` token, `manager_id` the manager a `manager`
+    token reads for (their reps, directly or further down the roster)."""
+
+    token_id: str
+    token_sha256: str
+    role: Role
+    rep_id: str | None = None
+    manager_id: str | None = None
+    expires_at: AwareDatetime | None = None
+
+
 class TenantUpserted(_Model):
     """`tenant.upserted` on the internal `attain.tenants.v1`: a tenant as ingest knows it (no secrets:
     only the SHA-256 digest of its bearer token, which is all a service needs to authenticate it)."""
@@ -473,6 +490,9 @@ class TenantUpserted(_Model):
     rates: list[ExchangeRate] = Field(default_factory=list, description="Every exchange rate into `currency`.")
     locale: str = Field("en", description="The Babel locale identifier the tenant's figures are formatted in, e.g."
                         " 'en', 'de_DE' (1.234,50 €) or 'fr_FR'; entries from before it existed mean 'en'.")
+    tokens: list[TokenGrant] | None = Field(
+        None, description="Every token of the tenant that is not revoked, with its role. Absent in entries from"
+        " before per-person tokens: then `token_sha256` is the tenant's one token, an admin token.")
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:

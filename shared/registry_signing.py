@@ -94,6 +94,12 @@ def signed_bytes(headers: Iterable[tuple[str, bytes | None]], key: bytes | None,
         value or b"")
 
 
+def _parts(domain: bytes, parts: Sequence[str]) -> bytes:
+    if domain == DOMAIN:
+        raise ValueError("the registry's domain is for registry records only")
+    return domain + b"".join(_frame(p.encode()) for p in parts)
+
+
 def key_id(public: Ed25519PublicKey) -> str:
     """The short name of a public key a signature says it was made with (not secret)."""
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -186,6 +192,11 @@ class RegistrySigner:
         """The `ce_attainsig` value of the record with these headers, key and value."""
         return f"{self.key_id}:{_b64(self._private.sign(signed_bytes(headers, key, value)))}"
 
+    def sign_parts(self, domain: bytes, *parts: str) -> str:
+        """`<key id>:<signature>` of `parts` (length-prefixed) under `domain`, a tag of the purpose other than
+        the registry's, so that no signature made for one purpose is accepted for another (shared/share_link.py)."""
+        return f"{self.key_id}:{_b64(self._private.sign(_parts(domain, parts)))}"
+
 
 class RegistryVerifier:
     """Checks registry records against the public keys it was given (loaded once, at start)."""
@@ -196,6 +207,18 @@ class RegistryVerifier:
     @property
     def key_ids(self) -> list[str]:
         return sorted(self._keys)
+
+    def check_parts(self, domain: bytes, parts: Sequence[str], given: str) -> bool:
+        """Whether `given` is a `sign_parts` signature of `parts` under `domain` by a known key."""
+        kid, _, sig_text = given.partition(":")
+        public = self._keys.get(kid)
+        if public is None:
+            return False
+        try:
+            public.verify(_unb64(sig_text), _parts(domain, parts))
+        except (InvalidSignature, ValueError, binascii.Error):
+            return False
+        return True
 
     def check(self, headers: Sequence[tuple[str, bytes | None]], key: bytes | None, value: bytes | None) -> None:
         """None when the record is signed by a known key; RegistryRejected saying why otherwise."""

@@ -32,7 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.config import STARTUP_FAILURE
 
-from shared import db, inbox, logs, metrics, ratelimit, topics
+from shared import authz, db, inbox, logs, metrics, ratelimit, topics
 from shared.clock import Clock, clock_from_spec
 from shared.consumer import ConsumerLoop, Handler, TransactionalConsumer
 from shared.kafka import broker_reachable, create_producer, last_position
@@ -355,10 +355,11 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None
     for error, answer in ERROR_ANSWERS:
         app.add_exception_handler(error, answer)
 
-    app.add_api_route("/healthz", _healthz, methods=["GET"], tags=["operations"],
+    probe = [authz.public("an orchestrator's probe or a Prometheus scrape: it says nothing of any tenant")]
+    app.add_api_route("/healthz", _healthz, methods=["GET"], tags=["operations"], dependencies=probe,
                       responses={503: {"description": "stuck: no progress (see shared/watchdog.py); restart"}})
 
-    @app.get("/readyz", tags=["operations"])
+    @app.get("/readyz", tags=["operations"], dependencies=probe)
     async def readyz(request: Request) -> JSONResponse:
         """Ready: database and broker reachable, consumers joined their groups, no retry under way."""
         rt: Runtime | None = getattr(request.app.state, "runtime", None)
@@ -374,7 +375,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None
         metrics.READY.set(1 if ok else 0)
         return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
-    @app.get("/metrics", tags=["operations"])
+    @app.get("/metrics", tags=["operations"], dependencies=probe)
     async def prometheus_metrics() -> Response:
         """Prometheus text format."""
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -291,6 +291,15 @@ class ExchangeRate(_Wire, kw_only=True):
         _decimal("rate", self.rate, gt=0, max_digits=24, places=12)
 
 
+class TokenGrant(_Wire, kw_only=True):
+    token_id: str
+    token_sha256: str
+    role: ev.Role
+    rep_id: str | None = None
+    manager_id: str | None = None
+    expires_at: AwareTime | None = None
+
+
 class TenantUpserted(_Wire, kw_only=True):
     tenant: str
     timezone: str
@@ -300,6 +309,7 @@ class TenantUpserted(_Wire, kw_only=True):
     active: bool
     rates: list[ExchangeRate] = msgspec.field(default_factory=list)
     locale: str = "en"
+    tokens: list[TokenGrant] | None = None
 
 
 # --- Struct -> pydantic model, without a second validation ------------------------------------------------
@@ -309,6 +319,7 @@ STRUCTS: Final[dict[type[BaseModel], type[msgspec.Struct]]] = {
     ev.DealUpserted: DealUpserted, ev.DealDeleted: DealDeleted, ev.ActivityLogged: ActivityLogged,
     ev.RepUpserted: RepUpserted, ev.TeamUpserted: TeamUpserted, ev.TargetSet: TargetSet,
     ev.AttainmentUpdated: AttainmentUpdated, ev.ExchangeRate: ExchangeRate, ev.TenantUpserted: TenantUpserted,
+    ev.TokenGrant: TokenGrant,
 }
 _set = object.__setattr__
 
@@ -336,12 +347,15 @@ def _constructor(model: type[M], fields: Iterable[str]) -> Callable[[dict[str, A
 def _converter(model: type[BaseModel], struct: type[msgspec.Struct]) -> Callable[[Any], BaseModel]:
     construct = _constructor(model, struct.__struct_fields__)
     as_dict = msgspec.structs.asdict
-    if model is ev.TenantUpserted:  # the one nested model: its rates become pydantic ExchangeRates
+    if model is ev.TenantUpserted:  # the one nested model: its rates and tokens become pydantic models
         rate = _converter(ev.ExchangeRate, ExchangeRate)
+        grant = _converter(ev.TokenGrant, TokenGrant)
 
         def tenant(value: Any) -> BaseModel:
             values = as_dict(value)
             values["rates"] = [rate(r) for r in values["rates"]]
+            if values["tokens"] is not None:
+                values["tokens"] = [grant(t) for t in values["tokens"]]
             return construct(values)
 
         return tenant

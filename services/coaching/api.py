@@ -24,7 +24,8 @@ from services.coaching.checkins import DEFAULT_CATALOGUE, Playbook
 from services.coaching.handlers import base_policy, close, task_json
 from services.coaching.model import RULES
 from services.coaching.plan_rules import PLAN_METRICS, StepDraft, steps_for_task, title_of
-from shared.auth import ReadTenant
+from shared.auth import Admin, People, Reader, allow, reps_visible, see_rep
+from shared.authz import Principal, hidden, may_act_on_check_in
 from shared.db import tenant_tx
 from shared.events import ManagerCard, Metric
 from shared.events import Text as StoredText
@@ -33,6 +34,9 @@ from shared.service import Runtime, runtime_of
 
 router = APIRouter(prefix="/v1", tags=["coaching"])
 Rt = Annotated[Runtime, Depends(runtime_of)]
+Actor = Annotated[Principal, Depends(allow("admin", "manager", "rep"))]  # acts on check-ins: then `_may_act`
+Planner = Annotated[Principal, Depends(allow("admin", "manager"))]
+Coach = Annotated[Principal, Depends(allow("admin", "integration", "manager"))]
 TaskStatus = Literal["open", "acknowledged", "completed", "closed"]
 Text = Annotated[StoredText, Field(min_length=1, max_length=200)]
 
@@ -81,24 +85,49 @@ def _task_uuid(task_id: str) -> uuid.UUID:
 
 
 @router.get("/tasks")
-async def list_tasks(rt: Rt, tenant: ReadTenant, rep_id: str | None = None, status: TaskStatus | None = None,
+async def list_tasks(rt: Rt, who: People, rep_id: str | None = None, status: TaskStatus | None = None,
                      manager_id: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 100,
                      cursor: uuid.UUID | None = None) -> dict[str, Any]:
-    """The tenant's check-ins, oldest id first; `next_cursor` pages on."""
+    """The check-ins the caller may see, oldest id first; `next_cursor` pages on. A rep sees their own, a
+    manager those of the reps under them; asking for another rep's is 404."""
+    tenant = who.tenant
     async with tenant_tx(rt.pool, tenant) as conn:
+        if rep_id is not None:
+            await see_rep(conn, who, rep_id)
+        among = await reps_visible(conn, who)
         rows = await repo.tasks(conn, tenant, rep_id=rep_id, status=status, manager_id=manager_id, after=cursor,
-                                limit=limit)
+                                limit=limit, among=among)
     items = [task_json(r) for r in rows]
     return {"tasks": items, "next_cursor": items[-1]["task_id"] if len(items) == limit else None}
 
 
 @router.get("/tasks/{task_id}")
-async def get_task(rt: Rt, tenant: ReadTenant, task_id: str) -> dict[str, Any]:
-    async with tenant_tx(rt.pool, tenant) as conn:
-        row = await repo.task(conn, tenant, _task_uuid(task_id))
+async def get_task(rt: Rt, who: People, task_id: str) -> dict[str, Any]:
+    async with tenant_tx(rt.pool, who.tenant) as conn:
+        row = await repo.task(conn, who.tenant, _task_uuid(task_id))
+        if row is not None:
+            await _see_task(conn, who, row, task_id)
     if row is None:
         raise HTTPException(404, f"no task {task_id!r}")
     return task_json(row)
+
+
+async def _see_task(conn: Any, who: Principal, row: Any, task_id: Any) -> None:
+    """404, as for a task that does not exist, unless `who` may see the rep the task is about."""
+    among = await reps_visible(conn, who)
+    if among is not None and row["rep_id"] not in among:
+        raise hidden(f"task {str(task_id)!r}")
+
+
+async def _may_act(conn: Any, who: Principal, task_id: uuid.UUID) -> None:
+    """404 unless `who` may see the task; 403 when they may see but not act on it."""
+    row = await repo.task(conn, who.tenant, task_id)
+    if row is None:
+        return  # the action itself answers 404
+    await _see_task(conn, who, row, task_id)
+    among = await reps_visible(conn, who)
+    if not may_act_on_check_in(who, row["rep_id"], among or ()):
+        raise HTTPException(403, f"a {who.role} token may not act on this check-in")
 
 
 async def _conflict(conn: Any, tenant: str, task_id: uuid.UUID, action: str) -> HTTPException:
@@ -109,10 +138,11 @@ async def _conflict(conn: Any, tenant: str, task_id: uuid.UUID, action: str) -> 
 
 
 @router.post("/tasks/{task_id}/ack")
-async def acknowledge(rt: Rt, tenant: ReadTenant, task_id: str) -> dict[str, Any]:
-    """The manager has seen the check-in (stops its escalation). 409 unless it is open."""
-    key = _task_uuid(task_id)
+async def acknowledge(rt: Rt, who: Actor, task_id: str) -> dict[str, Any]:
+    """The manager (or the rep it is about) has seen the check-in (stops its escalation). 409 unless it is open."""
+    key, tenant = _task_uuid(task_id), who.tenant
     async with tenant_tx(rt.pool, tenant) as conn:
+        await _may_act(conn, who, key)
         row = await repo.acknowledge(conn, tenant, key, rt.clock.now())
         if row is None:
             raise await _conflict(conn, tenant, key, "acknowledged")
@@ -120,10 +150,11 @@ async def acknowledge(rt: Rt, tenant: ReadTenant, task_id: str) -> dict[str, Any
 
 
 @router.post("/tasks/{task_id}/complete")
-async def complete(rt: Rt, tenant: ReadTenant, task_id: str, body: Outcome) -> dict[str, Any]:
+async def complete(rt: Rt, who: Actor, task_id: str, body: Outcome) -> dict[str, Any]:
     """The check-in was held: its outcome is recorded and `coaching.task.closed` (reason completed) sent."""
-    key = _task_uuid(task_id)
+    key, tenant = _task_uuid(task_id), who.tenant
     async with tenant_tx(rt.pool, tenant) as conn:
+        await _may_act(conn, who, key)
         row = await close(conn, tenant, key, "completed", rt.clock.now(), body.outcome)
         if row is None:
             raise await _conflict(conn, tenant, key, "completed")
@@ -132,26 +163,33 @@ async def complete(rt: Rt, tenant: ReadTenant, task_id: str, body: Outcome) -> d
 
 
 @router.get("/action-plans")
-async def list_plans(rt: Rt, tenant: ReadTenant, rep_id: str | None = None,
+async def list_plans(rt: Rt, who: People, rep_id: str | None = None,
                      status: Literal["open", "completed", "missed"] | None = None) -> dict[str, Any]:
-    async with tenant_tx(rt.pool, tenant) as conn:
-        return {"action_plans": await action_plans.plans(conn, tenant, rep_id, status)}
+    """The action plans the caller may see (a rep their own, a manager their reps')."""
+    async with tenant_tx(rt.pool, who.tenant) as conn:
+        if rep_id is not None:
+            await see_rep(conn, who, rep_id)
+        among = await reps_visible(conn, who)
+        found = await action_plans.plans(conn, who.tenant, rep_id, status)
+    return {"action_plans": [p for p in found if among is None or p["rep_id"] in among]}
 
 
 @router.get("/action-plans/{plan_id}")
-async def get_plan(rt: Rt, tenant: ReadTenant, plan_id: uuid.UUID) -> dict[str, Any]:
-    async with tenant_tx(rt.pool, tenant) as conn:
-        found = await action_plans.plans(conn, tenant, None, None, plan_id)
-    if not found:
+async def get_plan(rt: Rt, who: People, plan_id: uuid.UUID) -> dict[str, Any]:
+    async with tenant_tx(rt.pool, who.tenant) as conn:
+        found = await action_plans.plans(conn, who.tenant, None, None, plan_id)
+        among = await reps_visible(conn, who)
+    if not found or (among is not None and found[0]["rep_id"] not in among):
         raise HTTPException(404, f"no action plan {plan_id}")
     return found[0]
 
 
 @router.post("/action-plans", status_code=201)
-async def create_plan(rt: Rt, tenant: ReadTenant, body: PlanIn) -> dict[str, Any]:
+async def create_plan(rt: Rt, who: Planner, body: PlanIn) -> dict[str, Any]:
     """A plan of steps for a rep, given, or suggested by a check-in (`task_id`); progress then follows the
-    rep's logged activities and won deals, and each step's completion or miss is announced."""
-    now = rt.clock.now()
+    rep's logged activities and won deals, and each step's completion or miss is announced. A manager makes
+    plans for the reps under them."""
+    now, tenant = rt.clock.now(), who.tenant
     if bad := [s.metric.value for s in body.steps if s.metric not in PLAN_METRICS]:
         raise HTTPException(422, f"steps: metric {bad[0]!r} cannot be tracked; use one of "
                                  f"{', '.join(m.value for m in PLAN_METRICS)}")
@@ -166,6 +204,7 @@ async def create_plan(rt: Rt, tenant: ReadTenant, body: PlanIn) -> dict[str, Any
             raise HTTPException(422, "rep_id: required unless task_id is given")
         if body.rep_id and task and body.rep_id != task["rep_id"]:
             raise HTTPException(422, f"rep_id: task {body.task_id} is {task['rep_id']}'s, not {body.rep_id}'s")
+        await see_rep(conn, who, rep_id)
         zone = await repo.rep_zone(conn, tenant, rep_id) or ZoneInfo("UTC")
         steps = [StepDraft(s.title or title_of(s.metric, s.target, s.due_at, zone), s.metric, s.target, s.due_at)
                  for s in body.steps]
@@ -182,36 +221,42 @@ async def create_plan(rt: Rt, tenant: ReadTenant, body: PlanIn) -> dict[str, Any
 
 
 @router.get("/holidays")
-async def list_holidays(rt: Rt, tenant: ReadTenant) -> dict[str, Any]:
+async def list_holidays(rt: Rt, who: Coach) -> dict[str, Any]:
+    tenant = who.tenant
     async with tenant_tx(rt.pool, tenant) as conn:
         rows = await repo.holidays(conn, tenant)
     return {"holidays": [dict(r) for r in rows]}
 
 
 @router.post("/holidays", status_code=201)
-async def add_holiday(rt: Rt, tenant: ReadTenant, body: HolidayIn) -> dict[str, Any]:
+async def add_holiday(rt: Rt, who: Admin, body: HolidayIn) -> dict[str, Any]:
     """A tenant-wide day off (local date): nobody is expected to produce on it, no check-in is due on it."""
+    tenant = who.tenant
     async with tenant_tx(rt.pool, tenant) as conn:
         await repo.add_holiday(conn, tenant, body.day, body.name)
     return body.model_dump()
 
 
 @router.delete("/holidays/{day}", status_code=204)
-async def remove_holiday(rt: Rt, tenant: ReadTenant, day: date) -> None:
+async def remove_holiday(rt: Rt, who: Admin, day: date) -> None:
+    tenant = who.tenant
     async with tenant_tx(rt.pool, tenant) as conn:
         await repo.remove_holiday(conn, tenant, day)
 
 
 @router.get("/reps/{rep_id}/time-off")
-async def list_time_off(rt: Rt, tenant: ReadTenant, rep_id: str) -> dict[str, Any]:
+async def list_time_off(rt: Rt, who: People, rep_id: str) -> dict[str, Any]:
+    tenant = who.tenant
     async with tenant_tx(rt.pool, tenant) as conn:
+        await see_rep(conn, who, rep_id)
         rows = await repo.time_off(conn, tenant, rep_id)
     return {"rep_id": rep_id, "time_off": [dict(r) for r in rows]}
 
 
 @router.post("/reps/{rep_id}/time-off", status_code=201)
-async def add_time_off(rt: Rt, tenant: ReadTenant, rep_id: str, body: TimeOffIn) -> dict[str, Any]:
+async def add_time_off(rt: Rt, who: Admin, rep_id: str, body: TimeOffIn) -> dict[str, Any]:
     """The rep's leave, first to last day inclusive (local dates): their pace is prorated around it."""
+    tenant = who.tenant
     if body.last_day < body.first_day:
         raise HTTPException(422, f"last_day: {body.last_day} is before first_day {body.first_day}")
     async with tenant_tx(rt.pool, tenant) as conn:
@@ -246,31 +291,32 @@ async def _set_policy(rt: Runtime, tenant: str, team_id: str, overrides: dict[st
 
 
 @router.get("/policies")
-async def get_policy(rt: Rt, tenant: ReadTenant) -> dict[str, Any]:
+async def get_policy(rt: Rt, who: Reader) -> dict[str, Any]:
     """The tenant's thresholds: its own overrides and the effective values (defaults underneath)."""
-    return await _policy(rt, tenant, None)
+    return await _policy(rt, who.tenant, None)
 
 
 @router.put("/policies")
-async def put_policy(rt: Rt, tenant: ReadTenant, overrides: dict[str, Any]) -> dict[str, Any]:
+async def put_policy(rt: Rt, who: Admin, overrides: dict[str, Any]) -> dict[str, Any]:
     """Replace the tenant's overrides (any subset of the thresholds in `effective`)."""
-    return await _set_policy(rt, tenant, "", overrides)
+    return await _set_policy(rt, who.tenant, "", overrides)
 
 
 @router.get("/policies/teams/{team_id}")
-async def get_team_policy(rt: Rt, tenant: ReadTenant, team_id: str) -> dict[str, Any]:
-    return await _policy(rt, tenant, team_id)
+async def get_team_policy(rt: Rt, who: Reader, team_id: str) -> dict[str, Any]:
+    return await _policy(rt, who.tenant, team_id)
 
 
 @router.put("/policies/teams/{team_id}")
-async def put_team_policy(rt: Rt, tenant: ReadTenant, team_id: str, overrides: dict[str, Any]) -> dict[str, Any]:
+async def put_team_policy(rt: Rt, who: Admin, team_id: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """Replace one team's overrides, on top of the tenant's."""
-    return await _set_policy(rt, tenant, team_id, overrides)
+    return await _set_policy(rt, who.tenant, team_id, overrides)
 
 
 @router.get("/catalogue")
-async def get_catalogue(rt: Rt, tenant: ReadTenant) -> dict[str, Any]:
+async def get_catalogue(rt: Rt, who: Coach) -> dict[str, Any]:
     """Per rule, the suggested actions and training a check-in carries (the tenant's, else the defaults)."""
+    tenant = who.tenant
     async with tenant_tx(rt.pool, tenant) as conn:
         own = await repo.catalogue(conn, tenant)
     book = {**DEFAULT_CATALOGUE, **own}
@@ -279,7 +325,8 @@ async def get_catalogue(rt: Rt, tenant: ReadTenant) -> dict[str, Any]:
 
 
 @router.put("/catalogue/{rule}")
-async def put_playbook(rt: Rt, tenant: ReadTenant, rule: str, body: PlaybookIn) -> dict[str, Any]:
+async def put_playbook(rt: Rt, who: Admin, rule: str, body: PlaybookIn) -> dict[str, Any]:
+    tenant = who.tenant
     if rule not in RULES:
         raise HTTPException(404, f"no rule {rule!r}; rules: {', '.join(RULES)}")
     async with tenant_tx(rt.pool, tenant) as conn:
@@ -288,12 +335,15 @@ async def put_playbook(rt: Rt, tenant: ReadTenant, rule: str, body: PlaybookIn) 
 
 
 @router.get("/managers/{manager_id}/scorecard")
-async def manager_scorecard(rt: Rt, tenant: ReadTenant, manager_id: str,
+async def manager_scorecard(rt: Rt, who: Coach, manager_id: str,
                             period: str | None = None) -> ManagerCard:
     """How the manager handles their team's check-ins in `period` (default: the current quarter), and their
-    team's won revenue against target: managers are held to account too."""
-    now = rt.clock.now()
+    team's won revenue against target: managers are held to account too. A manager token reads its own and
+    those of the managers under it (404 for any other)."""
+    now, tenant = rt.clock.now(), who.tenant
     async with tenant_tx(rt.pool, tenant) as conn:
+        if who.role == "manager" and manager_id != who.manager_id:
+            await see_rep(conn, who, manager_id)
         zone, fiscal = await repo.calendar_of(conn, tenant)
         label = period or period_of("quarter", now, zone, fiscal).label
         try:
@@ -303,9 +353,10 @@ async def manager_scorecard(rt: Rt, tenant: ReadTenant, manager_id: str,
 
 
 @router.get("/reviews")
-async def list_reviews(rt: Rt, tenant: ReadTenant, scope_id: str | None = None, week: str | None = None,
+async def list_reviews(rt: Rt, who: Coach, scope_id: str | None = None, week: str | None = None,
                        limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
-    """The weekly digests published so far, newest week first."""
+    """The weekly digests published so far, newest week first (team-level summaries: managers read them)."""
+    tenant = who.tenant
     async with tenant_tx(rt.pool, tenant) as conn:
         return {"reviews": await repo.reviews(conn, tenant, scope_id, week, limit)}
 

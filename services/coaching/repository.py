@@ -8,7 +8,7 @@ replicas and redeliveries cannot apply one twice; the caller commits it with the
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -25,6 +25,7 @@ from services.coaching.model import ActivityLog, ClosedDeal, Figure, OpenDeal, R
 from services.coaching.outbound import SOURCE
 from services.coaching.rules import LiveTask
 from services.coaching.store import Close, Gate, NewActivity, Outgoing
+from shared import token_store
 from shared.cloudevents import CloudEvent, message_key
 from shared.events import (
     SUPERSEDES_SQL,
@@ -62,6 +63,7 @@ async def upsert_tenants(conn: asyncpg.Connection, entries: Sequence[TenantUpser
         " token_sha256 = EXCLUDED.token_sha256, active = EXCLUDED.active",
         [e.tenant for e in entries], [e.timezone for e in entries], [e.fiscal_start_month for e in entries],
         [e.currency for e in entries], [bytes.fromhex(e.token_sha256) for e in entries], [e.active for e in entries])
+    await token_store.replace(conn, entries)
 
 
 async def remember_calendar(conn: asyncpg.Connection, tenant: str, calendar: Calendar) -> None:
@@ -479,12 +481,15 @@ async def task(conn: asyncpg.Connection, tenant: str, task_id: Any) -> asyncpg.R
 
 
 async def tasks(conn: asyncpg.Connection, tenant: str, *, rep_id: str | None, status: str | None,
-                manager_id: str | None, after: Any, limit: int) -> list[asyncpg.Record]:
+                manager_id: str | None, after: Any, limit: int,
+                among: Collection[str] | None = None) -> list[asyncpg.Record]:
+    """`among`: only the check-ins of these reps (what a rep or manager token may see); None: every rep's."""
     return list(await conn.fetch(
         f"SELECT {TASK_COLUMNS} FROM tasks WHERE tenant = $1 AND ($2::text IS NULL OR rep_id = $2)"
         " AND ($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR manager_id = $4)"
-        " AND ($5::uuid IS NULL OR task_id > $5) ORDER BY task_id LIMIT $6",
-        tenant, rep_id, status, manager_id, after, limit))
+        " AND ($5::uuid IS NULL OR task_id > $5) AND ($7::text[] IS NULL OR rep_id = ANY($7::text[]))"
+        " ORDER BY task_id LIMIT $6",
+        tenant, rep_id, status, manager_id, after, limit, None if among is None else sorted(among)))
 
 
 async def overdue_unacknowledged(conn: asyncpg.Connection, now: datetime, limit: int) -> list[asyncpg.Record]:

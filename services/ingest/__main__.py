@@ -1,4 +1,5 @@
 """`python -m services.ingest` serves the API; `... tenants ...` administers; `... import FILE` bulk-imports;
+`... tokens ...` manages tokens and roles;
 `... keys registry` makes the registry's signing key pair."""
 
 import sys
@@ -10,12 +11,15 @@ from services.ingest.cli import main as tenants_main
 from services.ingest.importer import main as import_main
 from services.ingest.keys import main as keys_main
 from services.ingest.settings import IngestSettings, problems
+from services.ingest.tokens_cli import main as tokens_main
 from shared.service import serve
 
 
 def main() -> int:
     if sys.argv[1:2] == ["tenants"]:
         return tenants_main(sys.argv[2:])
+    if sys.argv[1:2] == ["tokens"]:
+        return tokens_main(sys.argv[2:])
     if sys.argv[1:2] == ["keys"]:
         return keys_main(sys.argv[2:])
     if sys.argv[1:2] == ["import"]:

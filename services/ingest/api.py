@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from services.ingest.auth import Context, CurrentTenant
+from services.ingest.auth import Context, Poster
 from services.ingest.context import IngestContext
 from services.ingest.intake import KafkaUnavailable, Outcome
 from services.ingest.tenants import Tenant
@@ -54,7 +54,7 @@ class TooLarge(Exception):
         "application/json": {"schema": {"oneOf": [EVENT_REF, {"type": "array", "items": EVENT_REF}]}},
         NDJSON: {"schema": {"type": "string", "description": "one canonical event per line"}}}}},
 )
-async def post_events(request: Request, tenant: CurrentTenant, ctx: Context) -> Any:
+async def post_events(request: Request, tenant: Poster, ctx: Context) -> Any:
     """Take one event, a JSON array of events, or NDJSON (streamed: up to `MAX_NDJSON_BYTES`).
     Answers after every accepted event is durably in Kafka: 200 when nothing was rejected, 422
     (same body) when something was; the accepted events are published all the same and a retry

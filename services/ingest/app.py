@@ -12,6 +12,7 @@ from services.ingest.crm_api import router as crm_router
 from services.ingest.retention import prune_forever
 from services.ingest.secret_store import seal_legacy
 from services.ingest.tenants import announce_all
+from services.ingest.tokens_api import router as tokens_router
 from services.ingest.webhooks import router as webhook_router
 from shared import topics
 from shared.consumer import TRANSIENT
@@ -60,7 +61,7 @@ SPEC = ServiceSpec(
     name="ingest",
     schema="ingest",
     migrations=Path(__file__).with_name("migrations"),
-    routers=[router, webhook_router, crm_router],
+    routers=[router, webhook_router, crm_router, tokens_router],
     publishes=[topics.DEALS.name, topics.ACTIVITIES.name, topics.ROSTER.name, topics.TARGETS.name,
                topics.TENANTS.name],
     openapi={"description": "The only HTTP write path of Attain: canonical CRM events in, Kafka out.",

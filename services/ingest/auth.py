@@ -1,16 +1,20 @@
-"""Who is calling: the tenant of a bearer token, admitted by its rate limit."""
+"""Who is calling: the tenant and role of a bearer token, admitted by the tenant's rate limit and by the
+roles a route allows (shared/authz.py)."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException
+from fastapi import Depends, HTTPException
 from prometheus_client import Counter
 
 from services.ingest import tenants
 from services.ingest.context import IngestContext, context_of
+from shared.authz import Principal, header_token, mark
+from shared.events import ROLES, Role
 
 # No tenant label: /metrics answers anyone who reaches the port, and a label would list the tenants (issue 16).
 # Which tenant was throttled is in the log line.
@@ -28,22 +32,50 @@ def admit(ctx: IngestContext, tenant: str) -> None:
                             headers={"Retry-After": str(wait)})
 
 
-async def current_tenant(
+async def caller(
     ctx: Annotated[IngestContext, Depends(context_of)],
-    authorization: Annotated[str | None, Header()] = None,
-) -> tenants.Tenant:
-    """The tenant of the bearer token (never of the body), within its rate limit."""
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise HTTPException(401, "missing bearer token: send 'Authorization: Bearer <token>'",
-                            headers={"WWW-Authenticate": "Bearer"})
+    token: Annotated[str, Depends(header_token)],
+) -> tuple[tenants.Tenant, Principal]:
+    """The tenant and holder of the bearer token (never of the body), within the tenant's rate limit; 401
+    for a token that is unknown, revoked or expired."""
     async with ctx.rt.pool.acquire() as conn:
-        tenant = await tenants.authenticate(conn, token.strip())
-    if tenant is None:
-        raise HTTPException(401, "invalid or revoked bearer token", headers={"WWW-Authenticate": "Bearer"})
-    admit(ctx, tenant.slug)
-    return tenant
+        found = await tenants.authenticate(conn, token)
+    if found is None:
+        raise HTTPException(401, "invalid, expired or revoked bearer token", headers={"WWW-Authenticate": "Bearer"})
+    admit(ctx, found[0].slug)
+    return found
 
 
-CurrentTenant = Annotated[tenants.Tenant, Depends(current_tenant)]
+def tenant_for(*roles: Role) -> Callable[..., Awaitable[tenants.Tenant]]:
+    """A dependency: the caller's tenant, when the caller's role is one of `roles` (403 otherwise)."""
+    admitted = tuple(r for r in ROLES if r in roles)
+
+    async def check(found: Annotated[tuple[tenants.Tenant, Principal], Depends(caller)]) -> tenants.Tenant:
+        tenant, who = found
+        if who.role not in admitted:
+            raise HTTPException(403, f"a {who.role} token may not call this: it is for {', '.join(admitted)}")
+        return tenant
+
+    mark(check, admitted)
+    return check
+
+
+def principal_for(*roles: Role) -> Callable[..., Awaitable[Principal]]:
+    """A dependency: the caller, when its role is one of `roles` (403 otherwise)."""
+    admitted = tuple(r for r in ROLES if r in roles)
+
+    async def check(found: Annotated[tuple[tenants.Tenant, Principal], Depends(caller)]) -> Principal:
+        who = found[1]
+        if who.role not in admitted:
+            raise HTTPException(403, f"a {who.role} token may not call this: it is for {', '.join(admitted)}")
+        return who
+
+    mark(check, admitted)
+    return check
+
+
+Poster = Annotated[tenants.Tenant, Depends(tenant_for("admin", "integration"))]  # a CRM bridge, an import
+ReaderTenant = Annotated[tenants.Tenant, Depends(tenant_for("admin", "integration"))]
+AdminTenant = Annotated[tenants.Tenant, Depends(tenant_for("admin"))]
+AdminPrincipal = Annotated[Principal, Depends(principal_for("admin"))]
 Context = Annotated[IngestContext, Depends(context_of)]

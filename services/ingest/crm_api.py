@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
-from services.ingest.auth import Context, CurrentTenant
+from services.ingest.auth import AdminTenant, Context, ReaderTenant
 from services.ingest.context import context_of
 from shared.db import tenant_tx
 from shared.events import Text
@@ -76,7 +76,7 @@ class DeadLetter(BaseModel):
     resolved_at: datetime | None
 
 
-async def _replace(ctx: Context, tenant: CurrentTenant, crm: str, table: str, key: str, value: str,
+async def _replace(ctx: Context, tenant: AdminTenant, crm: str, table: str, key: str, value: str,
                    mapping: dict[str, str]) -> Reprocessed:
     async with tenant_tx(ctx.rt.pool, tenant.slug) as conn:
         await conn.execute(f"DELETE FROM {table} WHERE tenant = $1 AND crm = $2", tenant.slug, crm)
@@ -87,20 +87,20 @@ async def _replace(ctx: Context, tenant: CurrentTenant, crm: str, table: str, ke
                        still_dead_lettered=summary.dead_lettered)
 
 
-async def _read(ctx: Context, tenant: CurrentTenant, crm: str, table: str, key: str, value: str) -> dict[str, Any]:
+async def _read(ctx: Context, tenant: ReaderTenant, crm: str, table: str, key: str, value: str) -> dict[str, Any]:
     async with tenant_tx(ctx.rt.pool, tenant.slug) as conn:
         return dict(await conn.fetch(f"SELECT {key}, {value} FROM {table} WHERE tenant = $1 AND crm = $2",
                                      tenant.slug, crm))
 
 
 @router.get("/{crm}/stages", response_model=StagesOut)
-async def get_stages(crm: Crm, tenant: CurrentTenant, ctx: Context) -> StagesOut:
+async def get_stages(crm: Crm, tenant: ReaderTenant, ctx: Context) -> StagesOut:
     """The tenant's mapping of the CRM's stage ids to open/won/lost (defaults cover the standard pipelines)."""
     return StagesOut(stages=await _read(ctx, tenant, crm, "crm_stage_map", "stage", "status"))
 
 
 @router.put("/{crm}/stages", response_model=StagesOut)
-async def put_stages(crm: Crm, tenant: CurrentTenant, ctx: Context,
+async def put_stages(crm: Crm, tenant: AdminTenant, ctx: Context,
                      stages: Annotated[dict[Key, Literal["open", "won", "lost"]], Body()]) -> StagesOut:
     """Replace the stage mapping, then retry every dead-lettered record of this CRM."""
     done = await _replace(ctx, tenant, crm, "crm_stage_map", "stage", "status", dict(stages))
@@ -108,13 +108,13 @@ async def put_stages(crm: Crm, tenant: CurrentTenant, ctx: Context,
 
 
 @router.get("/{crm}/users", response_model=UsersOut)
-async def get_users(crm: Crm, tenant: CurrentTenant, ctx: Context) -> UsersOut:
+async def get_users(crm: Crm, tenant: ReaderTenant, ctx: Context) -> UsersOut:
     """The tenant's mapping of CRM user ids to rep ids (`"*": "="` maps every other user to the same id)."""
     return UsersOut(users=await _read(ctx, tenant, crm, "crm_user_map", "crm_user_id", "rep_id"))
 
 
 @router.put("/{crm}/users", response_model=UsersOut)
-async def put_users(crm: Crm, tenant: CurrentTenant, ctx: Context,
+async def put_users(crm: Crm, tenant: AdminTenant, ctx: Context,
                     users: Annotated[dict[Key, Key], Body()]) -> UsersOut:
     """Replace the user mapping, then retry every dead-lettered record of this CRM."""
     done = await _replace(ctx, tenant, crm, "crm_user_map", "crm_user_id", "rep_id", dict(users))
@@ -122,7 +122,7 @@ async def put_users(crm: Crm, tenant: CurrentTenant, ctx: Context,
 
 
 @router.get("/dead-letters", response_model=list[DeadLetter])
-async def dead_letters(tenant: CurrentTenant, ctx: Context, crm: Crm | None = None,
+async def dead_letters(tenant: ReaderTenant, ctx: Context, crm: Crm | None = None,
                        status: Literal["open", "resolved", "all"] = "open",
                        limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[DeadLetter]:
     """What could not be mapped (open), or was mapped later (resolved), newest first, with the reason."""

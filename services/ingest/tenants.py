@@ -22,9 +22,10 @@ from pydantic import ValidationError
 from services.ingest.crm.model import Secret
 from services.ingest.secret_box import SecretBox, Undecryptable, is_sealed
 from shared import topics
+from shared.authz import Principal
 from shared.cloudevents import CloudEvent, encode, message_key
 from shared.db import set_tenant, sweep_tx
-from shared.events import ExchangeRate, TenantUpserted
+from shared.events import ExchangeRate, TenantUpserted, TokenGrant
 from shared.outbox import enqueue
 from shared.periods import validate_timezone
 from shared.registry_signing import EXTENSION, RegistrySigner
@@ -60,6 +61,7 @@ def token_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+INITIAL_TOKEN = "initial"  # noqa: S105 - an id, not a secret: the id of the admin token a tenant is created with (shared.token_store.INITIAL)
 TOKEN_PREFIX = "atn_"  # noqa: S105 - a public prefix, not a secret
 
 
@@ -87,12 +89,15 @@ async def create(conn: asyncpg.Connection, slug: str, *, token: str | None, time
     if token is not None and len(token) < 16:
         raise TenantError("a token must be at least 16 characters")
     token = token or new_token()
-    try:
+    try:  # the tenant and its first token, an admin one (the tenant's row keeps its digest as well)
         await conn.execute(
             "INSERT INTO tenants (slug, token_sha256, timezone, currency, fiscal_start_month, locale)"
             " VALUES ($1, $2, $3, $4, $5, $6)",
             slug, token_digest(token), timezone, currency, fiscal_start_month, locale,
         )
+        await conn.execute(
+            "INSERT INTO tokens (tenant, token_id, token_sha256, role, name) VALUES ($1, $2, $3, 'admin', $4)",
+            slug, INITIAL_TOKEN, token_digest(token), "the token the tenant was created with")
     except asyncpg.UniqueViolationError as err:
         raise TenantError(f"tenant {slug!r} (or that token) already exists") from err
     await announce(conn, slug, signer)
@@ -118,9 +123,14 @@ async def announce(conn: asyncpg.Connection, slug: str, signer: RegistrySigner) 
         return
     rates = [ExchangeRate(currency=r["currency"], valid_from=r["valid_from"], rate=r["rate"]) for r in await conn.fetch(
         "SELECT currency, valid_from, rate FROM exchange_rates WHERE slug = $1 ORDER BY currency, valid_from", slug)]
+    grants = [TokenGrant(token_id=r["token_id"], token_sha256=r["token_sha256"].hex(), role=r["role"],
+                         rep_id=r["rep_id"], manager_id=r["manager_id"], expires_at=r["expires_at"])
+              for r in await conn.fetch(
+                  "SELECT token_id, token_sha256, role, rep_id, manager_id, expires_at FROM tokens"
+                  " WHERE tenant = $1 AND revoked_at IS NULL ORDER BY token_id", slug)]
     entry = TenantUpserted(tenant=row["slug"], timezone=row["timezone"], currency=row["currency"],
                            fiscal_start_month=row["fiscal_start_month"], token_sha256=row["token_sha256"].hex(),
-                           active=row["revoked_at"] is None, rates=rates, locale=row["locale"])
+                           active=row["revoked_at"] is None, rates=rates, locale=row["locale"], tokens=grants)
     event = CloudEvent(id=str(uuid.uuid4()), type="tenant.upserted", source="attain/ingest",
                        time=datetime.now(UTC), tenant=slug, data=entry)
     key = message_key(slug)
@@ -254,14 +264,18 @@ async def revoke(conn: asyncpg.Connection, slug: str, *, signer: RegistrySigner)
     await announce(conn, slug, signer)
 
 
-async def authenticate(conn: asyncpg.Connection, token: str) -> Tenant | None:
-    """The active tenant whose token this is, or None."""
+async def authenticate(conn: asyncpg.Connection, token: str) -> tuple[Tenant, Principal] | None:
+    """The active tenant and the holder of `token` (not revoked, not expired), or None."""
     row = await conn.fetchrow(
-        "SELECT slug, timezone, currency, fiscal_start_month FROM tenants"
-        " WHERE token_sha256 = $1 AND revoked_at IS NULL",
+        "SELECT t.slug, t.timezone, t.currency, t.fiscal_start_month, k.role, k.token_id, k.rep_id, k.manager_id"
+        " FROM tokens k JOIN tenants t ON t.slug = k.tenant AND t.revoked_at IS NULL"
+        " WHERE k.token_sha256 = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())",
         token_digest(token),
     )
-    return Tenant(**dict(row)) if row else None
+    if row is None:
+        return None
+    return (Tenant(row["slug"], row["timezone"], row["currency"], row["fiscal_start_month"]),
+            Principal(row["slug"], row["role"], row["token_id"], row["rep_id"], row["manager_id"]))
 
 
 async def announce_all(pool: asyncpg.Pool, signer: RegistrySigner) -> int:

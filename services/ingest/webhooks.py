@@ -30,6 +30,7 @@ from services.ingest.crm import hubspot, pipedrive, salesforce
 from services.ingest.crm.model import PayloadError, WebhookAuthError, WebhookRequest, storable
 from services.ingest.crm.pipeline import Summary
 from services.ingest.intake import KafkaUnavailable
+from shared.authz import public
 from shared.db import tenant_tx
 from shared.service import BUSY, BUSY_RETRY_AFTER_S
 
@@ -63,7 +64,8 @@ class _Refusal(Exception):
         self.status, self.detail, self.retry_after = status, detail, retry_after
 
 
-@router.post("/{crm}/{tenant}", responses={400: {}, 401: {}, 413: {}, 429: {}, 503: {}})
+@router.post("/{crm}/{tenant}", responses={400: {}, 401: {}, 413: {}, 429: {}, 503: {}},
+             dependencies=[public("a CRM's delivery: verified by the tenant's webhook secret, not a token")])
 async def receive(crm: Literal["hubspot", "pipedrive", "salesforce"], tenant: str, request: Request,
                   ctx: Context) -> Response:
     """One delivery of `crm`'s webhooks for `tenant`, verified with that tenant's secret."""

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from services.kpi import repository as repo
 from services.kpi.dashboard import queries
 from services.kpi.figures import figures
-from shared.auth import ReadTenant
+from shared.auth import Anyone, People, see_rep
 from shared.db import tenant_tx
 from shared.events import Dec, Metric
 from shared.periods import PeriodError, PeriodKind, business_share, parse_period, period_bounds, period_of
@@ -119,25 +119,29 @@ async def _scorecard(request: Request, rt: Runtime, tenant: str, scope: Literal[
 
 
 @router.get("/scorecards/{rep_id}", response_model=Scorecard, responses={304: {}, 401: {}, 404: {}})
-async def rep_scorecard(rep_id: str, request: Request, tenant: ReadTenant, rt: Rt,
+async def rep_scorecard(rep_id: str, request: Request, who: People, rt: Rt,
                         period: str | None = None) -> Response:
-    """Every metric of a rep in a period (default: the current quarter), with target, pace and projection."""
-    return await _scorecard(request, rt, tenant, "rep", rep_id, period)
+    """Every metric of a rep in a period (default: the current quarter), with target, pace and projection.
+    A rep reads their own, a manager the reps under them (404 for any other)."""
+    async with tenant_tx(rt.pool, who.tenant) as conn:
+        await see_rep(conn, who, rep_id)
+    return await _scorecard(request, rt, who.tenant, "rep", rep_id, period)
 
 
 @router.get("/teams/{team_id}/scorecard", response_model=Scorecard, responses={304: {}, 401: {}, 404: {}})
-async def team_scorecard(team_id: str, request: Request, tenant: ReadTenant, rt: Rt,
+async def team_scorecard(team_id: str, request: Request, who: Anyone, rt: Rt,
                          period: str | None = None) -> Response:
-    """Every metric of a team in a period: what its reps did while they were in it."""
-    return await _scorecard(request, rt, tenant, "team", team_id, period)
+    """Every metric of a team in a period: what its reps did while they were in it (team totals: every role)."""
+    return await _scorecard(request, rt, who.tenant, "team", team_id, period)
 
 
 @router.get("/leaderboard", response_model=Leaderboard, responses={304: {}, 401: {}})
-async def leaderboard(request: Request, tenant: ReadTenant, rt: Rt, period: str | None = None,
+async def leaderboard(request: Request, who: Anyone, rt: Rt, period: str | None = None,
                       metric: Metric = Metric.WON_REVENUE, team_id: str | None = None,
                       limit: Annotated[int, Query(ge=1, le=200)] = 50,
                       cursor: Annotated[str | None, Query(pattern=r"^[0-9]+$")] = None) -> Response:
     """Reps ranked by a metric in a period (ties by rep id), `limit` at a time; `next_cursor` pages on."""
+    tenant = who.tenant
     label, _ = await _period(rt, tenant, period)
     offset = int(cursor or 0)
     async with tenant_tx(rt.pool, tenant) as conn:
@@ -153,9 +157,12 @@ async def leaderboard(request: Request, tenant: ReadTenant, rt: Rt, period: str 
 
 
 @router.get("/scorecards/{rep_id}/contributions", response_model=list[Contribution], name="contributions")
-async def contributions(rep_id: str, tenant: ReadTenant, rt: Rt, metric: Metric, period: str | None = None,
+async def contributions(rep_id: str, who: People, rt: Rt, metric: Metric, period: str | None = None,
                         limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[Contribution]:
     """Why a figure is what it is: the deals (or activities) that make it up, with the CRM's own ids."""
+    tenant = who.tenant
+    async with tenant_tx(rt.pool, tenant) as conn:
+        await see_rep(conn, who, rep_id)
     label, cal = await _period(rt, tenant, period)
     start, end = period_bounds(label, cal.timezone, cal.fiscal_start_month)
     async with tenant_tx(rt.pool, tenant) as conn:

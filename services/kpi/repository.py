@@ -27,6 +27,7 @@ from services.kpi.contributions import (
 )
 from services.kpi.roster import Span, Version
 from services.kpi.tally import Tally
+from shared import token_store
 from shared.cloudevents import CloudEvent
 from shared.events import (
     ActivityLogged,
@@ -85,6 +86,7 @@ async def register_tenant(conn: asyncpg.Connection, entry: TenantUpserted) -> bo
         " token_sha256 = EXCLUDED.token_sha256, active = EXCLUDED.active, locale = EXCLUDED.locale",
         entry.tenant, entry.timezone, entry.fiscal_start_month, entry.currency,
         bytes.fromhex(entry.token_sha256), entry.active, entry.locale)
+    await token_store.replace(conn, [entry])
     rates = sorted((r.currency, r.valid_from, r.rate) for r in entry.rates)
     stored = [(r["currency"].strip(), r["valid_from"], r["rate"]) for r in await conn.fetch(
         "DELETE FROM fx_rates WHERE tenant = $1 RETURNING currency, valid_from, rate", entry.tenant)]

@@ -70,6 +70,9 @@ REP_ROWS: dict[str, str] = {
     "recognition.reps": _REP,
     "recognition.outbox": _KEY,
     "recognition.outbox_dead": _KEY,
+    # a rep's own token, or a manager token that speaks for them (issue 17: tokens and roles)
+    **{f"{schema}.tokens": "(rep_id = $2 OR manager_id = $2)" for schema in ("ingest", "kpi", "coaching",
+                                                                              "recognition")},
 }
 # Rows of another rep that name this one (as their manager): exported with the rep's data, kept by an
 # erasure (they are the other rep's; the id left there names no row any more).
@@ -92,6 +95,8 @@ LAST = ("ingest.tenants",)
 REDACTED: dict[str, frozenset[str]] = {
     "ingest.tenant_secrets": frozenset({"secret", "previous_secret"}),
     "ingest.crm_api_tokens": frozenset({"token"}),
+    # a token's digest is a credential's stand-in, not personal data: the export says which tokens, not them
+    **{f"{schema}.tokens": frozenset({"token_sha256"}) for schema in ("ingest", "kpi", "coaching", "recognition")},
 }
 _REP_LIKE = ("rep_id", "scope_id", "manager_id", "owner_id", "parent_id", "person_id", "user_id")
 

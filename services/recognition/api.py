@@ -14,7 +14,7 @@ from services.recognition.batch import baseline, first_sightings
 from services.recognition.config import ConfigCache
 from services.recognition.model import Entry, Settings
 from services.recognition.repository import PgRepository
-from shared.auth import ReadTenant
+from shared.auth import Admin, Anyone, Reader
 from shared.db import tenant_tx
 from shared.events import Scope
 from shared.service import Runtime, runtime_of
@@ -34,10 +34,11 @@ def _celebration(row: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("/celebrations")
-async def list_celebrations(rt: Rt, tenant: ReadTenant, scope_id: str | None = None, period: str | None = None,
+async def list_celebrations(rt: Rt, who: Anyone, scope_id: str | None = None, period: str | None = None,
                             limit: Annotated[int, Query(ge=1, le=500)] = 100,
                             before: datetime | None = None) -> dict[str, Any]:
-    """Celebrations, newest first; `before` (an `occurred_at`) pages back."""
+    """Celebrations, newest first; `before` (an `occurred_at`) pages back. Public in the tenant: every role."""
+    tenant = who.tenant
     async with tenant_tx(rt.pool, tenant) as conn:
         rows = await PgRepository(conn).celebrations(tenant, scope_id=scope_id, period=period, limit=limit,
                                                      before=before)
@@ -46,8 +47,10 @@ async def list_celebrations(rt: Rt, tenant: ReadTenant, scope_id: str | None = N
 
 
 @router.get("/reps/{rep_id}/trophies")
-async def trophy_case(rt: Rt, tenant: ReadTenant, rep_id: str) -> dict[str, Any]:
-    """Every milestone the rep has reached, newest first, with what each headline said."""
+async def trophy_case(rt: Rt, who: Anyone, rep_id: str) -> dict[str, Any]:
+    """Every milestone the rep has reached, newest first, with what each headline said: celebrations, which
+    every role of the tenant sees."""
+    tenant = who.tenant
     async with tenant_tx(rt.pool, tenant) as conn:
         repo = PgRepository(conn)
         rows = await repo.celebrations(tenant, scope_id=rep_id, period=None, limit=1000)
@@ -58,14 +61,15 @@ async def trophy_case(rt: Rt, tenant: ReadTenant, rep_id: str) -> dict[str, Any]
 
 
 @router.get("/recognition/settings")
-async def get_settings(rt: Rt, tenant: ReadTenant) -> dict[str, Any]:
+async def get_settings(rt: Rt, who: Reader) -> dict[str, Any]:
+    tenant = who.tenant
     async with tenant_tx(rt.pool, tenant) as conn:
         own = await PgRepository(conn).overrides(tenant)
     return {"overrides": own, "effective": Settings.model_validate(own).model_dump(mode="json")}
 
 
 @router.put("/recognition/settings")
-async def put_settings(rt: Rt, tenant: ReadTenant, overrides: dict[str, Any]) -> dict[str, Any]:
+async def put_settings(rt: Rt, who: Admin, overrides: dict[str, Any]) -> dict[str, Any]:
     """Replace the tenant's overrides. A quota threshold or kind switched on now does not fire for figures
     already past it: those are put in the ledger quietly (`catch_up` counts them) and are never celebrated,
     so only genuine crossings from now on are. Every replica's consumer uses the new settings from its next
@@ -75,6 +79,7 @@ async def put_settings(rt: Rt, tenant: ReadTenant, overrides: dict[str, Any]) ->
     except ValidationError as err:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
         raise HTTPException(422, problems) from err
+    tenant = who.tenant
     async with tenant_tx(rt.pool, tenant) as conn:
         repo = PgRepository(conn)
         await repo.set_overrides(tenant, overrides)

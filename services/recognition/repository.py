@@ -36,6 +36,7 @@ from services.recognition.model import (
     WonDeal,
 )
 from services.recognition.rules import celebration_id
+from shared import token_store
 from shared.cloudevents import CloudEvent
 from shared.events import SUPERSEDES_SQL, AttainmentUpdated, RepUpserted, Scope, TenantUpserted
 from shared.inbox import claim_many
@@ -152,6 +153,7 @@ class PgRepository:
             list(last), [e.timezone for e in last.values()], [e.fiscal_start_month for e in last.values()],
             [e.currency for e in last.values()], [e.token_sha256 for e in last.values()],
             [e.active for e in last.values()], rates)
+        await token_store.replace(self.conn, list(last.values()))
 
     async def remember_calendar(self, tenant: str, extensions: Mapping[str, str]) -> None:
         """A tenant seen on a sales event before its registry entry: keep its zone and currency from the event."""

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
+import hmac
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -27,11 +30,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from services.kpi.dashboard import live, queries, view
 from services.kpi.figures import figures
 from services.kpi.settings import KpiSettings
-from shared import ratelimit
-from shared.auth import tenant_of_token
+from shared import ratelimit, share_link, token_store
+from shared.auth import see_rep
+from shared.authz import EVERYONE, Principal, mark, public
 from shared.db import tenant_tx
-from shared.events import Metric
+from shared.events import ROLES, Metric, Role
 from shared.periods import PeriodError, PeriodKind, business_share, parse_period, period_bounds, period_of
+from shared.registry_signing import RegistryVerifier
 from shared.service import Runtime, runtime_of
 
 log = logging.getLogger(__name__)
@@ -39,6 +44,7 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 COOKIE = "attain_dashboard"
 COOKIE_DAYS = 30
+SHARED = "share:"  # the session cookie of a TV opened with a share link holds the link, not a token
 SERVICE_TIMEOUT_S = 2.0
 STATIC = {"dashboard.css": "text/css; charset=utf-8", "dashboard.js": "text/javascript; charset=utf-8"}
 METRIC_NAMES = {Metric.WON_REVENUE: "Won revenue", Metric.DEALS_WON: "Deals won", Metric.WIN_RATE: "Win rate",
@@ -60,23 +66,62 @@ class Dashboard:
     """kpi's per-process dashboard state (`ServiceSpec.context`)."""
 
     hub: live.Hub = field(default_factory=live.Hub)
+    verifier: RegistryVerifier | None = None  # of share links, loaded on first use
 
 
 def make_context(_rt: Runtime) -> Dashboard:
     return Dashboard()
 
 
-async def session_tenant(request: Request, rt: Rt) -> str:
-    """The tenant of the token the sign-in page stored; to the sign-in page without one."""
-    token = request.cookies.get(COOKIE, "").strip()
-    if token:
-        async with rt.pool.acquire() as conn:  # the registry is readable before the tenant is known
-            found = await tenant_of_token(conn, token)
-        if found is not None:
-            return found
-        ratelimit.note_failed_authentication(request.scope)  # a guessed token counts as a bad bearer token does
-    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    raise HTTPException(303, "sign in first", headers={"Location": f"/signin?next={quote(here)}"})
+def session_for(*roles: Role) -> Callable[..., Awaitable[Principal]]:
+    """A dependency: the holder of the token the sign-in page stored, when its role is one of `roles` (403
+    otherwise); to the sign-in page without a valid one."""
+    admitted = tuple(r for r in ROLES if r in roles)
+
+    async def check(request: Request, rt: Rt) -> Principal:
+        token = request.cookies.get(COOKIE, "").strip()
+        if token:
+            who = await _holder(rt, token)
+            if who is not None:
+                if who.role not in admitted:
+                    raise HTTPException(403, f"a {who.role} token may not open this page")
+                return who
+            ratelimit.note_failed_authentication(request.scope)  # a guessed token counts as a bad bearer token
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise HTTPException(303, "sign in first", headers={"Location": f"/signin?next={quote(here)}"})
+
+    mark(check, admitted)
+    return check
+
+
+async def _holder(rt: Runtime, credential: str) -> Principal | None:
+    """Who the session cookie speaks for: a token's holder, or a TV's share link (`share:<link>`, a viewer)."""
+    async with rt.pool.acquire() as conn:  # the tokens are readable before the tenant is known
+        if credential.startswith(SHARED):
+            found = share_link.read(_verifier(rt), credential.removeprefix(SHARED))
+            return await token_store.viewer_by_id(conn, *found, rt.clock.now()) if found else None
+        return await token_store.principal(conn, credential, rt.clock.now())
+
+
+def _verifier(rt: Runtime) -> RegistryVerifier:
+    """The registry's public keys (REGISTRY_VERIFY_KEYS): ingest signs share links with its registry key."""
+    context = rt.context
+    if not isinstance(context, Dashboard) or context.verifier is None:
+        verifier = rt.settings.registry_verifier()
+        if isinstance(context, Dashboard):
+            context.verifier = verifier
+        return verifier
+    return context.verifier
+
+
+Anyone = Annotated[Principal, Depends(session_for(*EVERYONE))]  # leaderboards, teams, TV, live stream: all roles
+People = Annotated[Principal, Depends(session_for("admin", "integration", "manager", "rep"))]  # then `see_rep`
+Actor = Annotated[Principal, Depends(session_for("admin", "manager", "rep"))]  # acts on check-ins
+Planner = Annotated[Principal, Depends(session_for("admin", "manager"))]
+
+
+async def session_tenant(who: Anyone) -> str:
+    return who.tenant
 
 
 Tenant = Annotated[str, Depends(session_tenant)]
@@ -202,22 +247,22 @@ def _safe_next(value: str | None) -> str:
     return view.safe_next(value)  # a path of this site, never another site (no open redirect)
 
 
-@router.get("/signin")
+@router.get("/signin", dependencies=[public("the sign-in page")])
 async def signin_page(request: Request, next: str | None = None) -> HTMLResponse:
     return render(request, "signin.html", title="Sign in", next=_safe_next(next), error=None)
 
 
-@router.post("/signin")
+@router.post("/signin", dependencies=[public("signing in: it checks the token it is given")])
 async def signin(request: Request, rt: Rt) -> Response:
     form = parse_qs((await request.body()).decode(errors="replace"))
     token = (form.get("token") or [""])[0].strip()
     next_path = _safe_next((form.get("next") or [""])[0])
-    async with rt.pool.acquire() as conn:  # the registry is readable before the tenant is known
-        tenant = await tenant_of_token(conn, token) if token else None
-    if tenant is None:
+    async with rt.pool.acquire() as conn:  # the tokens are readable before the tenant is known
+        who = await token_store.principal(conn, token, rt.clock.now()) if token else None
+    if who is None:
         return render(request, "signin.html", status=401, title="Sign in", next=next_path,
-                      error="That token is not valid (or was revoked). Ask your Attain administrator for the "
-                            "tenant's read token.")
+                      error="That token is not valid (or was revoked, or expired). Ask your Attain administrator for "
+                            "a token of your own.")
     response = RedirectResponse(next_path, status_code=303)
     secure = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
     response.set_cookie(COOKIE, token, max_age=COOKIE_DAYS * 86400, httponly=True, samesite="lax", secure=secure,
@@ -225,7 +270,23 @@ async def signin(request: Request, rt: Rt) -> Response:
     return response
 
 
-@router.post("/signout")
+@router.get(share_link.PREFIX + "{link}", dependencies=[public(
+    "a TV's share link: it admits only a live viewer token that ingest's key vouches for")])
+async def open_share_link(request: Request, rt: Rt, link: str) -> Response:
+    """A screen opens the TV with a share link: a session on the link's viewer token, then to `/tv`. A link
+    that is forged, or whose token is revoked, expired or not a viewer's, is a 404 (the screen needs a new one)."""
+    who = await _holder(rt, SHARED + link)
+    if who is None:
+        ratelimit.note_failed_authentication(request.scope)
+        raise HTTPException(404, "no such share link (revoked, expired or never made)")
+    response = RedirectResponse("/tv", status_code=303)
+    secure = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
+    response.set_cookie(COOKIE, SHARED + link, max_age=COOKIE_DAYS * 86400, httponly=True, samesite="lax",
+                        secure=secure, path="/")
+    return response
+
+
+@router.post("/signout", dependencies=[public("signing out: it only clears the cookie")])
 async def signout() -> Response:
     response = RedirectResponse("/signin", status_code=303)
     response.delete_cookie(COOKIE, path="/")
@@ -312,11 +373,13 @@ async def _from(client: httpx.AsyncClient, url: str, token: str) -> dict[str, An
 
 
 @router.get("/reps/{rep_id}")
-async def rep_scorecard(request: Request, rt: Rt, tenant: Tenant, rep_id: str,
+async def rep_scorecard(request: Request, rt: Rt, caller: People, rep_id: str,
                         period: str | None = None) -> HTMLResponse:
+    tenant = caller.tenant
     t, fmt, now = await _base(rt, tenant)
     p = _period(t, period, now)
     async with tenant_tx(rt.pool, tenant) as conn:
+        await see_rep(conn, caller, rep_id)
         who = await queries.profile(conn, t.slug, rep_id)
         rows = await queries.figures_of(conn, t.slug, "rep", rep_id, p.label)
         books = await queries.books_of(conn, t.slug)
@@ -357,7 +420,77 @@ async def rep_scorecard(request: Request, rt: Rt, tenant: Tenant, rep_id: str,
     return render(request, "scorecard.html", title=f"{name} · {p.label}", fmt=fmt, tenant=t, period=p,
                   periods=_period_choices(t, now), rep=who, rep_id=rep_id, name=name, cards=targeted, others=others,
                   metric_names=METRIC_NAMES, tasks=tasks, plans=None if plans is None else plans["action_plans"],
-                  celebrations=None if cheers is None else cheers["celebrations"], now=now, live_period=p.label)
+                  celebrations=None if cheers is None else cheers["celebrations"], now=now, live_period=p.label,
+                  acts=_acts(caller), csrf=csrf_token(token), back=request.url.path)
+
+
+# --- check-ins: managers (and reps, for their own) act on them here -------------------------------
+
+
+def csrf_token(session: str) -> str:
+    """The form token of a session: derived from its cookie, which no other site can read (HttpOnly), so a
+    form posted from elsewhere cannot carry it."""
+    return hmac.new(session.encode(), b"attain-dashboard-form", hashlib.sha256).hexdigest()[:32]
+
+
+def _acts(who: Principal) -> dict[str, bool]:
+    """What the page offers: acknowledging and completing (admin, manager, rep), making a plan (admin,
+    manager). coaching checks each action against the check-in's rep all the same."""
+    return {"check_ins": who.role in ("admin", "manager", "rep"), "plans": who.role in ("admin", "manager")}
+
+
+@router.get("/check-ins")
+async def check_ins_page(request: Request, rt: Rt, caller: People) -> HTMLResponse:
+    """The open and acknowledged check-ins the caller may see: a manager's reps', a rep's own, everyone's for
+    an admin; each with what the caller may do about it."""
+    t, fmt, now = await _base(rt, caller.tenant)
+    token = request.cookies.get(COOKIE, "")
+    coaching = _kpi(rt).dashboard_coaching_url
+    async with httpx.AsyncClient(timeout=SERVICE_TIMEOUT_S) as client:
+        found = await asyncio.gather(*(_from(client, f"{coaching}/v1/tasks?" + urlencode({"status": status,
+                                                                                        "limit": 500}), token)
+                                       for status in ("open", "acknowledged")))
+    tasks = None if any(f is None for f in found) else [task for f in found if f for task in f["tasks"]]
+    return render(request, "check_ins.html", title="Check-ins", fmt=fmt, tenant=t, tasks=tasks,
+                  acts=_acts(caller), csrf=csrf_token(token), back="/check-ins", now=now)
+
+
+async def _act(request: Request, rt: Rt, caller: Principal, task_id: str, path: str,
+               body: dict[str, Any] | None) -> Response:
+    """Check the form's token, ask coaching (with the caller's own token: it decides), then back to the page
+    the form was on; coaching's refusal is shown with its status."""
+    form = parse_qs((await request.body()).decode(errors="replace"))
+    token = request.cookies.get(COOKIE, "")
+    if not hmac.compare_digest((form.get("csrf") or [""])[0], csrf_token(token)):
+        raise HTTPException(403, "this form did not come from this dashboard (reload the page and try again)")
+    if body is not None and "outcome" in body:
+        body["outcome"] = (form.get("outcome") or [""])[0].strip()
+    url = f"{_kpi(rt).dashboard_coaching_url}/v1/{path}"
+    async with httpx.AsyncClient(timeout=SERVICE_TIMEOUT_S) as client:
+        try:
+            answer = await client.post(url, json=body, headers={"Authorization": f"Bearer {token}"})
+        except httpx.HTTPError as err:
+            raise HTTPException(503, "coaching did not answer; try again", headers={"Retry-After": "5"}) from err
+    if answer.status_code >= 400:
+        detail = answer.json().get("detail", "") if answer.headers.get("content-type", "").startswith(
+            "application/json") else ""
+        raise HTTPException(answer.status_code, str(detail) or "coaching refused this")
+    return RedirectResponse(_safe_next((form.get("next") or ["/check-ins"])[0]), status_code=303)
+
+
+@router.post("/check-ins/{task_id}/ack")
+async def acknowledge_check_in(request: Request, rt: Rt, caller: Actor, task_id: str) -> Response:
+    return await _act(request, rt, caller, task_id, f"tasks/{quote(task_id, safe='')}/ack", None)
+
+
+@router.post("/check-ins/{task_id}/complete")
+async def complete_check_in(request: Request, rt: Rt, caller: Actor, task_id: str) -> Response:
+    return await _act(request, rt, caller, task_id, f"tasks/{quote(task_id, safe='')}/complete", {"outcome": ""})
+
+
+@router.post("/check-ins/{task_id}/plan")
+async def plan_from_check_in(request: Request, rt: Rt, caller: Planner, task_id: str) -> Response:
+    return await _act(request, rt, caller, task_id, "action-plans", {"task_id": task_id})
 
 
 # --- teams ----------------------------------------------------------------------------------------
@@ -428,7 +561,7 @@ async def stream(rt: Rt, tenant: Tenant) -> StreamingResponse:
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
-@router.get("/static/{name}")
+@router.get("/static/{name}", dependencies=[public("the dashboard's own CSS and JavaScript")])
 async def static(name: str) -> Response:
     if name not in STATIC:
         raise HTTPException(404, "no such file")

@@ -14,17 +14,13 @@ from fastapi.routing import APIRoute, iter_route_contexts
 
 from services.coaching.app import SPEC as COACHING
 from services.ingest.app import SPEC as INGEST
-from services.ingest.auth import current_tenant
 from services.kpi.app import SPEC as KPI
-from services.kpi.dashboard.pages import session_tenant
 from services.recognition.app import SPEC as RECOGNITION
-from shared.auth import read_tenant
+from shared.authz import decision
 from shared.service import ServiceSpec, create_app
 from shared.settings import ServiceSettings
 
 SPECS: dict[str, ServiceSpec] = {"ingest": INGEST, "kpi": KPI, "coaching": COACHING, "recognition": RECOGNITION}
-# Who is calling: the bearer token (ingest's own lookup, the read services' shared one) or the dashboard's cookie.
-TENANT_DEPENDENCIES: set[Callable[..., Any]] = {current_tenant, read_tenant, session_tenant}
 # Small on purpose, so the oversized bodies these tests send stay small; production's default is 16 MiB.
 
 
@@ -62,6 +58,13 @@ def routes(app: FastAPI) -> list[Route]:
             if isinstance(context.original_route, APIRoute) for method in sorted(context.methods or ())]
 
 
+def access(route: Route) -> tuple[str, ...] | str | None:
+    """The route's access decision (shared/authz.py): the roles it admits, "public: <why>", or None (none
+    made: a route every role matrix must refuse)."""
+    found = [d for d in map(decision, filter(None, _calls(route.dependant))) if d is not None]
+    return found[0] if len(found) == 1 else None
+
+
 def tenant_scoped(app: FastAPI) -> set[tuple[str, str]]:
-    """(method, path) of every route whose answer depends on which tenant is calling."""
-    return {(r.method, r.path) for r in routes(app) if TENANT_DEPENDENCIES & set(_calls(r.dependant))}
+    """(method, path) of every route whose answer depends on which tenant is calling: it admits roles."""
+    return {(r.method, r.path) for r in routes(app) if isinstance(access(r), tuple)}

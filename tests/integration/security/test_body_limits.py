@@ -118,6 +118,12 @@ CASES = [
          lambda o, a: ("/v1/crm/hubspot/users", json.dumps({f"crm-user-{n}": f"rep-{n}" for n in range(6000)}).encode(),
                        {"content-type": JSON}),
          _nested("/v1/crm/hubspot/users", '{"x": {}}')),
+    Case("ingest", "POST", "/v1/tokens", _json("/v1/tokens", '{"role": "viewer", "name": "PAD"}'),
+         _nested("/v1/tokens", '{"role": "viewer", "name": {}}')),
+    Case("ingest", "POST", "/v1/tokens/share", _json("/v1/tokens/share", '{"name": "PAD"}'),
+         _nested("/v1/tokens/share", '{"name": {}}')),
+    Case("ingest", "POST", "/v1/tokens/{token_id}/rotate", _json("/v1/tokens/x/rotate", '{"grace_hours": "PAD"}'),
+         _nested("/v1/tokens/x/rotate", '{"grace_hours": {}}')),
     Case("coaching", "POST", "/v1/tasks/{task_id}/complete",
          lambda o, a: (f"/v1/tasks/{ANY_TASK}/complete", padded('{"outcome": "PAD"}', MAX_BODY_BYTES + 1),
                        {"content-type": JSON}),
@@ -144,6 +150,11 @@ CASES = [
          lambda o, a: ("/signin", padded("token=PAD", MAX_BODY_BYTES + 1), {
              "content-type": "application/x-www-form-urlencoded"}),
          None),  # a form, not JSON
+    *(Case("kpi", "POST", f"/check-ins/{{task_id}}/{action}",
+           lambda o, a, action=action: (f"/check-ins/{ANY_TASK}/{action}", padded("csrf=PAD", MAX_BODY_BYTES + 1),
+                                        {"content-type": "application/x-www-form-urlencoded"}),
+           None)  # the dashboard's check-in forms
+      for action in ("ack", "complete", "plan")),
 ]
 # Routes that read no body: nothing to oversize or nest.
 NO_BODY = {("coaching", "POST", "/v1/tasks/{task_id}/ack"), ("kpi", "POST", "/signout")}

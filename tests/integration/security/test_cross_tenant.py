@@ -23,6 +23,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from markupsafe import escape
 
+from services.kpi.dashboard.pages import csrf_token
 from shared import topics
 from shared.cloudevents import CloudEvent, encode
 from tests import factories
@@ -91,6 +92,7 @@ class Case:
     body: Callable[[Org, Org], Any] | None = None
     own_write: bool = False  # writes into A's own scope: only B's rows must stay as they were
     label: str = ""
+    form: bool = False  # the body goes as an HTML form (the dashboard's), not as JSON
 
     def __str__(self) -> str:
         return f"{self.service} {self.method} {self.route}{' ' + self.label if self.label else ''}"
@@ -122,6 +124,13 @@ CASES = [
          page_shows(lambda a: str(escape(a.task_summary)), lambda b: b.laggard),
          label="A's own, with coaching's check-ins"),
     Case("kpi", "GET", "/teams", lambda a, b, q: f"/teams?period={q}", page_shows(lambda a: a.team, lambda b: b.team)),
+    # the dashboard's check-ins: A's list shows A's laggard's, A's forms cannot reach B's (coaching: 404)
+    Case("kpi", "GET", "/check-ins", lambda a, b, q: "/check-ins",
+         page_shows(lambda a: str(escape(a.task_summary)), lambda b: b.laggard)),
+    *(Case("kpi", "POST", f"/check-ins/{{task_id}}/{action}", lambda a, b, q, action=action:
+           f"/check-ins/{b.task_id}/{action}", status(404), form=True,
+           body=lambda a, b: {"csrf": csrf_token(a.token), "next": "/check-ins", "outcome": "held"})
+      for action in ("ack", "complete", "plan")),
     Case("kpi", "GET", "/teams/{team_id}", lambda a, b, q: f"/teams/{b.team}?period={q}", status(404)),
     Case("kpi", "GET", "/tv", lambda a, b, q: "/tv", page_shows(lambda a: a.team, lambda b: b.team)),
     # coaching: reads
@@ -200,6 +209,18 @@ CASES = [
          body=lambda a, b: {f"s-{a.secret}": "won"}, own_write=True),
     Case("ingest", "PUT", "/v1/crm/{crm}/users", lambda a, b, q: "/v1/crm/hubspot/users", status(200),
          body=lambda a, b: {f"u-{a.secret}": a.rep}, own_write=True),
+    # tokens: A's admin lists, makes, revokes and rotates A's own only (each tenant's ids are its own)
+    Case("ingest", "GET", "/v1/tokens", lambda a, b, q: "/v1/tokens",
+         json_holds(200, lambda j, a, b: {t["tenant"] for t in j["tokens"]} == {a.slug}
+                    and "token_sha256" not in str(j))),
+    Case("ingest", "POST", "/v1/tokens", lambda a, b, q: "/v1/tokens", status(201),
+         body=lambda a, b: {"role": "viewer", "name": f"tv-{a.tag}"}, own_write=True),
+    Case("ingest", "POST", "/v1/tokens/share", lambda a, b, q: "/v1/tokens/share",
+         json_holds(201, lambda j, a, b: j["tenant"] == a.slug and j["path"].startswith(f"/tv/share/{a.slug}.")),
+         body=lambda a, b: {"name": f"tv-{a.tag}"}, own_write=True),
+    Case("ingest", "DELETE", "/v1/tokens/{token_id}", lambda a, b, q: f"/v1/tokens/{b.tag}", status(404)),
+    Case("ingest", "POST", "/v1/tokens/{token_id}/rotate", lambda a, b, q: f"/v1/tokens/{b.tag}/rotate",
+         status(404), body=lambda a, b: {"grace_hours": 1}),
     Case("ingest", "POST", "/v1/events", lambda a, b, q: "/v1/events",
          json_holds(200, lambda j, a, b: j["accepted"] == 1), own_write=True, label="claiming B in the body",
          body=lambda a, b: factories.rep(f"spy-{a.tag}", team=a.team) | {"tenant": b.slug}),
@@ -212,7 +233,8 @@ PUBLIC_OF = {
     "ingest": {("POST", "/v1/webhooks/{crm}/{tenant}")},  # the CRM proves the path's tenant with its secret
     "kpi": {("GET", "/signin"), ("POST", "/signin"),  # the sign-in form, and the token it checks
             ("POST", "/signout"),  # deletes the caller's own cookie
-            ("GET", "/static/{name}")},  # the dashboard's CSS and JavaScript
+            ("GET", "/static/{name}"),  # the dashboard's CSS and JavaScript
+            ("GET", "/tv/share/{link}")},  # a TV's share link: signed by ingest's key (authz/test_share_link.py)
     "coaching": set(),
     "recognition": set(),
 }
@@ -238,7 +260,8 @@ async def test_a_token_never_reaches_another_tenants_data(outside: Outside, tena
     before_b, before_all = await outside.snapshot(tenant_b.slug), await outside.snapshot()
     body = case.body(tenant_a, tenant_b) if case.body else None
     async with outside.client(case.service, tenant_a) as client:
-        answer = await client.request(case.method, case.target(tenant_a, tenant_b, outside.quarter), json=body)
+        answer = await client.request(case.method, case.target(tenant_a, tenant_b, outside.quarter),
+                                      json=None if case.form else body, data=body if case.form else None)
     case.expect(answer, tenant_a, tenant_b)
     assert tenant_b.secret not in answer.text
     assert await outside.snapshot(tenant_b.slug) == before_b

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from services.ingest.webhooks import UNPROVEN
+from services.kpi.dashboard.pages import csrf_token
 from tests.integration.security.injections import INJECTIONS, NUL
 from tests.integration.security.outside import Org, Outside
 from tests.integration.security.records import Records
@@ -96,6 +97,7 @@ PARAMS = [
     *_routes_params("kpi", "GET", "/teams", ("period", typed("period"), Q)),
     *_routes_params("kpi", "GET", "/teams/{team_id}", ("team_id", missing, P), ("period", typed("period"), Q)),
     *_routes_params("kpi", "GET", "/tv", ("every", typed("every"), Q)),
+    *_routes_params("kpi", "GET", "/tv/share/{link}", ("link", missing, P)),  # only a signed link reaches SQL
     *_routes_params("coaching", "GET", "/v1/tasks", ("rep_id", empty("tasks"), Q), ("status", typed("status"), Q),
                     ("manager_id", empty("tasks"), Q), ("limit", typed("limit"), Q), ("cursor", typed("cursor"), Q)),
     *_routes_params("coaching", "GET", "/v1/tasks/{task_id}", ("task_id", missing, P)),
@@ -124,6 +126,12 @@ PARAMS = [
                     ("limit", typed("limit"), Q)),
     *_routes_params("ingest", "POST", "/v1/webhooks/{crm}/{tenant}", ("crm", typed("crm"), P),
                     ("tenant", unproven, P)),
+    *_routes_params("ingest", "DELETE", "/v1/tokens/{token_id}", ("token_id", missing, P)),
+    *_routes_params("ingest", "POST", "/v1/tokens/{token_id}/rotate", ("token_id", missing, P)),
+    # the dashboard's check-in forms hand the id to coaching, which answers as its own routes do
+    *_routes_params("kpi", "POST", "/check-ins/{task_id}/ack", ("task_id", missing, P)),
+    *_routes_params("kpi", "POST", "/check-ins/{task_id}/complete", ("task_id", missing, P)),
+    *_routes_params("kpi", "POST", "/check-ins/{task_id}/plan", ("task_id", typed("task_id"), P)),
 ]
 # Parameters that write what they are given into the caller's own scope: test_injection_bodies.py stores
 # SQL through them and reads it back.
@@ -148,7 +156,8 @@ def _valid(a: Org, quarter: str, route: str) -> dict[str, str]:
             "manager_id": a.manager, "period": quarter,
             "metric": "won_revenue", "limit": "10", "status": "open", "task_id": a.task_id, "plan_id": a.plan_id,
             "day": a.holiday.isoformat(), "rule": "behind_pace", "crm": "hubspot", "tenant": a.slug,
-            "scope_id": a.team if route == "/v1/reviews" else a.rep, "week": "2026-W47", "every": "20"}
+            "scope_id": a.team if route == "/v1/reviews" else a.rep, "week": "2026-W47", "every": "20",
+            "token_id": "initial"}
 
 
 def _request(param: Param, value: str, a: Org, quarter: str) -> tuple[str, dict[str, str]]:
@@ -167,7 +176,21 @@ def _request(param: Param, value: str, a: Org, quarter: str) -> tuple[str, dict[
 BODIES: dict[tuple[str, str], Any] = {  # a valid body where the route needs one, so the parameter decides
     ("coaching", "/v1/tasks/{task_id}/complete"): {"outcome": "held"},
     ("coaching", "/v1/catalogue/{rule}"): {"suggested_actions": ["call"], "training": []},
-    ("ingest", "/v1/crm/{crm}/stages"): {}, ("ingest", "/v1/crm/{crm}/users"): {}}
+    ("ingest", "/v1/crm/{crm}/stages"): {}, ("ingest", "/v1/crm/{crm}/users"): {},
+    ("ingest", "/v1/tokens/{token_id}/rotate"): {"grace_hours": 1}}
+# The dashboard's forms: sent as a form, with the session's form token.
+FORMS: dict[tuple[str, str], Callable[[Org], dict[str, str]]] = {
+    ("kpi", route): lambda a: {"csrf": csrf_token(a.token), "next": "/check-ins", "outcome": "held"}
+    for route in ("/check-ins/{task_id}/ack", "/check-ins/{task_id}/complete", "/check-ins/{task_id}/plan")}
+
+
+async def _send(client: httpx.AsyncClient, param: Param, path: str, query: dict[str, str], a: Org) -> httpx.Response:
+    form = FORMS.get((param.service, param.route))
+    if form is not None:
+        return await client.request(param.method, path, params=query, data=form(a))
+    body = BODIES.get((param.service, param.route))
+    return await client.request(param.method, path, params=query,
+                                json=body if param.method in ("POST", "PUT") else None)
 
 
 @pytest.mark.parametrize("param", PARAMS, ids=str)
@@ -180,9 +203,7 @@ async def test_sql_in_a_parameter_matches_nothing_and_changes_nothing(outside: O
     async with outside.client(param.service, tenant_a) as client:
         for value in INJECTIONS:
             path, query = _request(param, value, tenant_a, outside.quarter)
-            body = BODIES.get((param.service, param.route))
-            answer = await client.request(param.method, path, params=query,
-                                          json=body if param.method in ("POST", "PUT") else None)
+            answer = await _send(client, param, path, query, tenant_a)
             param.check(answer, tenant_a)
     assert await outside.snapshot() == before
     assert await records.new() == []
@@ -199,9 +220,7 @@ async def test_a_nul_in_a_parameter_is_a_client_error(outside: Outside, tenant_a
     async with outside.client(service, tenant_a) as client:
         for param in (p for p in PARAMS if p.service == service):
             path, query = _request(param, NUL, tenant_a, outside.quarter)
-            body = BODIES.get((param.service, param.route))
-            answer = await client.request(param.method, path, params=query,
-                                          json=body if param.method in ("POST", "PUT") else None)
+            answer = await _send(client, param, path, query, tenant_a)
             if answer.status_code >= 500 or (answer.status_code == 200 and tenant_a.secret in answer.text):
                 failures.append(f"{param}: {answer.status_code} {answer.text[:80]}")
     assert failures == []

@@ -76,7 +76,7 @@ async def test_every_table_with_tenant_rows_has_forced_row_level_security_and_th
                    if not (r["enabled"] and r["forced"] and "attain_tenant" in r["policies"])]
     assert unprotected == []
     assert {f"{r['schema']}.{r['name']}" for r in rows if "attain_registry_read" in r["policies"]} == {
-        f"{s.schema}.tenants" for s in SPECS}
+        f"{s.schema}.{table}" for s in SPECS for table in ("tenants", "tokens")}
 
 
 async def test_the_working_role_owns_nothing_and_bypasses_nothing(owner: asyncpg.Connection, app: asyncpg.Pool) -> None:
