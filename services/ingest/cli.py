@@ -12,9 +12,10 @@ import asyncio
 import getpass
 import json
 import sys
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import asyncpg
 from pydantic import ValidationError
@@ -203,8 +204,15 @@ def main(argv: list[str], stdin: TextIO | None = None) -> int:
     except ValidationError as err:
         print(f"error: {problems(err)}", file=sys.stderr)
         return 2
+    return printed(lambda: [asyncio.run(_run(args, settings, secret))])
+
+
+def printed(run: Callable[[], list[Any]]) -> int:
+    """Print what `run` returns as JSON lines; the exit status of the contract (section 4): 0, 2 for a tenant
+    error (named on standard error), 1 when the database cannot be reached."""
     try:
-        print(json.dumps(asyncio.run(_run(args, settings, secret))))
+        for line in run():
+            print(json.dumps(line))
     except tenants.TenantError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

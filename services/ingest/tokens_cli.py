@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -23,8 +22,8 @@ from pydantic import ValidationError
 
 from services.ingest import tokens
 from services.ingest.app import SPEC
+from services.ingest.cli import printed
 from services.ingest.settings import IngestSettings, problems
-from services.ingest.tenants import TenantError
 from shared import db
 from shared.events import ROLES
 
@@ -90,13 +89,4 @@ def main(argv: list[str]) -> int:
     except ValidationError as err:
         print(f"error: {problems(err)}", file=sys.stderr)
         return 2
-    try:
-        for line in asyncio.run(_run(args, settings)):
-            print(json.dumps(line))
-    except TenantError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        print(f"error: cannot reach the database: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return printed(lambda: asyncio.run(_run(args, settings)))

@@ -361,3 +361,18 @@ def tenant_cli(*args: str, input: str | None = None) -> dict[str, Any]:
                          env={**os.environ, **crm_keys.env(), **registry_keys.env(), "DATABASE_URL": DATABASE_URL})
     answer: dict[str, Any] = json.loads(out.stdout)
     return answer
+
+
+def tokens_cli(*args: str) -> list[dict[str, Any]]:
+    """Run `python -m services.ingest tokens ...` against the test database; its JSON lines (one per token for
+    `list`, one otherwise). Fails the test, with the command's error, when it exits non-zero."""
+    out = subprocess.run([sys.executable, "-m", "services.ingest", "tokens", *args], cwd=ROOT, check=False,
+                         capture_output=True, text=True,
+                         env={**os.environ, **crm_keys.env(), **registry_keys.env(), "DATABASE_URL": DATABASE_URL})
+    assert out.returncode == 0, out.stderr
+    return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+def token_cli(*args: str) -> dict[str, Any]:
+    """`tokens_cli` for a command that prints one object (create, rotate, share, revoke)."""
+    return tokens_cli(*args)[-1]

@@ -14,10 +14,6 @@ only where an admin also gets 404), `403`, or `404` (an object the caller may no
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,12 +22,10 @@ from typing import Any
 
 import httpx
 
-from deploy.local import crm_keys, registry_keys
-from deploy.local.procs import ROOT
 from services.kpi.dashboard.pages import csrf_token
 from shared.events import ROLES
 from tests.factories import deal, rep, target, this_quarter
-from tests.integration.conftest import DATABASE_URL, Tenant, create_tenant, post
+from tests.integration.conftest import Tenant, create_tenant, post, token_cli
 from tests.integration.security.routes import SPECS, access, app_of, routes
 
 OK, FORBIDDEN, HIDDEN, PUBLIC = "ok", 403, 404, "public"
@@ -216,14 +210,6 @@ def test_every_route_has_a_decision_and_a_row() -> None:
                 assert set(decided) == admitted, (name, key, decided, admitted)
 
 
-def _cli(*args: str) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-m", "services.ingest", "tokens", *args], cwd=ROOT, check=True,
-                         capture_output=True, text=True,
-                         env={**os.environ, **crm_keys.env(), **registry_keys.env(), "DATABASE_URL": DATABASE_URL})
-    answer: dict[str, Any] = json.loads(out.stdout.splitlines()[-1])
-    return answer
-
-
 async def _until(client: httpx.AsyncClient, url: str, ok: Callable[[Any], bool], timeout: float = 90) -> Any:  # noqa: ASYNC109
     deadline = time.monotonic() + timeout
     while True:
@@ -245,8 +231,8 @@ async def _world(services: dict[str, str]) -> World:
     tokens = {"admin": tenant.token}
     for role, extra in (("integration", ()), ("manager", ("--manager", "mia")), ("rep", ("--rep", "ana")),
                         ("viewer", ())):
-        tokens[role] = (await asyncio.to_thread(_cli, "create", tenant.slug, "--role", role, *extra))["token"]
-    spare = [(await asyncio.to_thread(_cli, "create", tenant.slug, "--role", "viewer"))["token_id"]
+        tokens[role] = (await asyncio.to_thread(token_cli, "create", tenant.slug, "--role", role, *extra))["token"]
+    spare = [(await asyncio.to_thread(token_cli, "create", tenant.slug, "--role", "viewer"))["token_id"]
              for _ in range(4)]
     tasks, plans = {}, {}
     async with httpx.AsyncClient(timeout=10, headers=tenant.auth) as client:

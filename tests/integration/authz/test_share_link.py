@@ -5,29 +5,15 @@ its viewer token is revoked; a forged link, or one ingest's key signed for a tok
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
 import time
-from typing import Any
 
 import httpx
 
-from deploy.local import crm_keys, registry_keys
-from deploy.local.procs import ROOT
+from deploy.local import registry_keys
 from shared import share_link
 from shared.registry_signing import RegistrySigner, parse_private_key
 from tests.factories import rep
-from tests.integration.conftest import DATABASE_URL, create_tenant
-
-
-def _tokens(*args: str) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-m", "services.ingest", "tokens", *args], cwd=ROOT, check=True,
-                         capture_output=True, text=True,
-                         env={**os.environ, **crm_keys.env(), **registry_keys.env(), "DATABASE_URL": DATABASE_URL})
-    answer: dict[str, Any] = json.loads(out.stdout.splitlines()[-1])
-    return answer
+from tests.integration.conftest import create_tenant, token_cli
 
 
 async def _open(kpi: str, path: str, timeout: float = 60) -> httpx.Response:  # noqa: ASYNC109
@@ -44,7 +30,7 @@ async def _open(kpi: str, path: str, timeout: float = 60) -> httpx.Response:  # 
 async def test_a_share_link_opens_the_tv_read_only_and_ends_with_its_token(services: dict[str, str]) -> None:
     kpi, ingest = services["kpi"], services["ingest"]
     tenant = await asyncio.to_thread(create_tenant)
-    shared = await asyncio.to_thread(_tokens, "share", tenant.slug, "--name", "Floor 2 TV")
+    shared = await asyncio.to_thread(token_cli, "share", tenant.slug, "--name", "Floor 2 TV")
     assert shared["role"] == "viewer" and "token" not in shared
     opened = await _open(kpi, shared["path"])
     assert (opened.status_code, opened.headers["location"]) == (303, "/tv"), opened.text
@@ -61,7 +47,7 @@ async def test_a_share_link_opens_the_tv_read_only_and_ends_with_its_token(servi
     assert (tv.status_code, board.status_code, rep_page.status_code) == (200, 200, 403)
     assert (posted.status_code, read.status_code) == (401, 401)
 
-    await asyncio.to_thread(_tokens, "revoke", tenant.slug, shared["token_id"])
+    await asyncio.to_thread(token_cli, "revoke", tenant.slug, shared["token_id"])
     deadline = time.monotonic() + 30
     async with httpx.AsyncClient(timeout=10, cookies={"attain_dashboard": cookie}, follow_redirects=False) as screen:
         while (after := await screen.get(f"{kpi}/tv")).status_code == 200:
@@ -77,14 +63,14 @@ async def test_a_forged_link_or_a_signed_link_to_a_token_that_can_write_opens_no
     kpi = services["kpi"]
     tenant = await asyncio.to_thread(create_tenant)
     other = await asyncio.to_thread(create_tenant)
-    shared = await asyncio.to_thread(_tokens, "share", tenant.slug)
+    shared = await asyncio.to_thread(token_cli, "share", tenant.slug)
     assert (await _open(kpi, shared["path"])).status_code == 303  # the genuine one works
     link = shared["path"].removeprefix(share_link.PREFIX)
     forged = [link.replace(tenant.slug, other.slug, 1),  # another tenant, same token id and signature
               link[:-3] + ("AAA" if not link.endswith("AAA") else "BBB"),  # a changed signature
               f"{tenant.slug}.{shared['token_id']}", "nonsense", "a.b.c"]
     # signed by the real key, but for a token that can write (once kpi knows it): a share link never opens one
-    bridge = await asyncio.to_thread(_tokens, "create", tenant.slug, "--role", "integration")
+    bridge = await asyncio.to_thread(token_cli, "create", tenant.slug, "--role", "integration")
     deadline = time.monotonic() + 60
     async with httpx.AsyncClient(timeout=10, headers={"Authorization": f"Bearer {bridge['token']}"}) as client:
         while (await client.get(f"{kpi}/v1/leaderboard")).status_code != 200:

@@ -7,29 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
-from typing import Any
 
 import httpx
 
-from deploy.local import crm_keys, registry_keys
-from deploy.local.procs import ROOT
 from tests.factories import rep
-from tests.integration.conftest import DATABASE_URL, create_tenant
+from tests.integration.conftest import create_tenant, tokens_cli
 
 READS = {"kpi": "/v1/leaderboard", "coaching": "/v1/reviews", "recognition": "/v1/celebrations",
          "ingest": "/v1/crm/dead-letters"}
-
-
-def _cli(*args: str) -> list[dict[str, Any]]:
-    out = subprocess.run([sys.executable, "-m", "services.ingest", "tokens", *args], cwd=ROOT, check=False,
-                         capture_output=True, text=True,
-                         env={**os.environ, **crm_keys.env(), **registry_keys.env(), "DATABASE_URL": DATABASE_URL})
-    assert out.returncode == 0, out.stderr
-    return [json.loads(line) for line in out.stdout.splitlines()]
 
 
 async def _statuses(services: dict[str, str], token: str) -> dict[str, int]:
@@ -53,7 +39,7 @@ async def _until_all(services: dict[str, str], token: str, wanted: int, timeout:
 async def test_a_viewer_token_reads_the_floor_and_can_neither_post_events_nor_change_a_policy(
         services: dict[str, str]) -> None:
     tenant = await asyncio.to_thread(create_tenant)
-    viewer = (await asyncio.to_thread(_cli, "create", tenant.slug, "--role", "viewer", "--name", "TV"))[0]
+    viewer = (await asyncio.to_thread(tokens_cli, "create", tenant.slug, "--role", "viewer", "--name", "TV"))[0]
     assert viewer["role"] == "viewer" and viewer["token"].startswith("atn_")
     auth = {"Authorization": f"Bearer {viewer['token']}"}
     async with httpx.AsyncClient(timeout=10, headers=auth) as client:
@@ -68,7 +54,7 @@ async def test_a_viewer_token_reads_the_floor_and_can_neither_post_events_nor_ch
         tokens = await client.post(f"{services['ingest']}/v1/tokens", json={"role": "admin"})
     assert (posted.status_code, policy.status_code, settings.status_code, tokens.status_code) == (403, 403, 403, 403)
     assert "a viewer token may not" in posted.json()["detail"]
-    listed = await asyncio.to_thread(_cli, "list", tenant.slug)
+    listed = await asyncio.to_thread(tokens_cli, "list", tenant.slug)
     assert {t["role"] for t in listed} == {"admin", "viewer"}
     assert viewer["token"] not in json.dumps(listed) and "sha256" not in json.dumps(listed)
 
@@ -76,8 +62,8 @@ async def test_a_viewer_token_reads_the_floor_and_can_neither_post_events_nor_ch
 async def test_one_revoked_token_is_refused_by_every_service_within_seconds_and_the_others_keep_working(
         services: dict[str, str]) -> None:
     tenant = await asyncio.to_thread(create_tenant)
-    bridge = (await asyncio.to_thread(_cli, "create", tenant.slug, "--role", "integration"))[0]
-    data_team = (await asyncio.to_thread(_cli, "create", tenant.slug, "--role", "integration"))[0]
+    bridge = (await asyncio.to_thread(tokens_cli, "create", tenant.slug, "--role", "integration"))[0]
+    data_team = (await asyncio.to_thread(tokens_cli, "create", tenant.slug, "--role", "integration"))[0]
     await _until_all(services, bridge["token"], 200)
     await _until_all(services, data_team["token"], 200)
     async with httpx.AsyncClient(timeout=10, headers=tenant.auth) as admin:
@@ -92,16 +78,16 @@ async def test_one_revoked_token_is_refused_by_every_service_within_seconds_and_
 async def test_a_rotated_token_works_for_its_grace_period_only_and_an_expired_token_is_refused(
         services: dict[str, str]) -> None:
     tenant = await asyncio.to_thread(create_tenant)
-    old = (await asyncio.to_thread(_cli, "create", tenant.slug, "--role", "integration", "--name", "bridge"))[0]
+    old = (await asyncio.to_thread(tokens_cli, "create", tenant.slug, "--role", "integration", "--name", "bridge"))[0]
     await _until_all(services, old["token"], 200)
-    kept = (await asyncio.to_thread(_cli, "rotate", tenant.slug, old["token_id"], "--grace-hours", "1"))[0]
+    kept = (await asyncio.to_thread(tokens_cli, "rotate", tenant.slug, old["token_id"], "--grace-hours", "1"))[0]
     assert kept["replaces"] == old["token_id"] and kept["role"] == "integration"
     await _until_all(services, kept["token"], 200)
     assert await _statuses(services, old["token"]) == dict.fromkeys(READS, 200)  # both, during the grace
-    cut = (await asyncio.to_thread(_cli, "rotate", tenant.slug, kept["token_id"], "--grace-hours", "0"))[0]
+    cut = (await asyncio.to_thread(tokens_cli, "rotate", tenant.slug, kept["token_id"], "--grace-hours", "0"))[0]
     await _until_all(services, cut["token"], 200)
     await _until_all(services, kept["token"], 401, timeout=30)  # no grace: gone
-    brief = (await asyncio.to_thread(_cli, "create", tenant.slug, "--role", "integration",
+    brief = (await asyncio.to_thread(tokens_cli, "create", tenant.slug, "--role", "integration",
                                      "--expires-days", "0.0002"))[0]  # 17.28 s
     assert brief["expires_at"] is not None
     await _until_all(services, brief["token"], 200)  # known everywhere, then

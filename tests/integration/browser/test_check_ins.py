@@ -7,41 +7,16 @@ desktop and phone width in .local/test-artifacts/dashboard/."""
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import httpx
-import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
-from deploy.local import crm_keys, registry_keys
-from deploy.local.browser import CHROMIUM_ARGS, chromium
-from deploy.local.procs import ROOT
 from tests.factories import rep, target, this_quarter
 from tests.integration.browser.test_dashboard import _accessible, _shoot
-from tests.integration.conftest import DATABASE_URL, Tenant, create_tenant, post
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        launched = await p.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
-        yield launched
-        await launched.close()
-
-
-def _tokens(*args: str) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-m", "services.ingest", "tokens", *args], cwd=ROOT, check=True,
-                         capture_output=True, text=True,
-                         env={**os.environ, **crm_keys.env(), **registry_keys.env(), "DATABASE_URL": DATABASE_URL})
-    answer: dict[str, Any] = json.loads(out.stdout.splitlines()[-1])
-    return answer
+from tests.integration.conftest import Tenant, create_tenant, post, token_cli
 
 
 async def _tasks_of(coaching: str, tenant: Tenant, reps: tuple[str, ...], timeout: float = 90) -> dict[str, Any]:  # noqa: ASYNC109
@@ -80,9 +55,9 @@ async def test_a_manager_acts_on_their_reps_check_ins_and_a_rep_on_their_own(ser
               *(target(r, quarter, "900000") for r in ("annika", "bertil", "zorro"))]
     assert (await post(services["ingest"], tenant, events)).status_code == 200
     tasks = await _tasks_of(coaching, tenant, ("annika", "bertil", "zorro"))
-    manager = (await asyncio.to_thread(_tokens, "create", tenant.slug, "--role", "manager", "--manager", "mia"))
-    annika = (await asyncio.to_thread(_tokens, "create", tenant.slug, "--role", "rep", "--rep", "annika"))
-    tv = await asyncio.to_thread(_tokens, "share", tenant.slug, "--name", "Floor TV")
+    manager = (await asyncio.to_thread(token_cli, "create", tenant.slug, "--role", "manager", "--manager", "mia"))
+    annika = (await asyncio.to_thread(token_cli, "create", tenant.slug, "--role", "rep", "--rep", "annika"))
+    tv = await asyncio.to_thread(token_cli, "share", tenant.slug, "--name", "Floor TV")
     for token in (manager["token"], annika["token"]):
         await _known(kpi, token)
 

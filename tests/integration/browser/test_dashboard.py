@@ -10,16 +10,13 @@ import asyncio
 import csv
 import io
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
 from axe_playwright_python.async_playwright import Axe
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
-from deploy.local.browser import CHROMIUM_ARGS, chromium
 from deploy.local.procs import LOCAL
 from tests.factories import activity, deal, rep, target, team, this_quarter
 from tests.integration.conftest import Tenant, post, running
@@ -29,14 +26,6 @@ SHOTS = LOCAL / "test-artifacts" / "dashboard"
 SIZES = {"desktop": {"width": 1366, "height": 900}, "phone": {"width": 390, "height": 844}}
 SERIOUS = {"serious", "critical"}
 DASHBOARD_PORT = free_ports(1)[0]  # a second kpi replica of the suite's, which this test restarts (same port)
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        launched = await p.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
-        yield launched
-        await launched.close()
 
 
 async def _until_api(url: str, tenant: Tenant, check: Any, timeout: float = 60) -> Any:  # noqa: ASYNC109
