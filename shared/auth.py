@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException
 
 from shared import token_store
-from shared.authz import EVERYONE, Principal, admit_with, header_token, hidden, may_see_rep
+from shared.authz import EVERYONE, Principal, admit_with, header_token, hidden, visible_reps
 from shared.events import Role
 from shared.service import Runtime, runtime_of
 
@@ -40,20 +40,17 @@ Admin = Annotated[Principal, Depends(allow("admin"))]
 People = Annotated[Principal, Depends(allow("admin", "integration", "manager", "rep"))]
 
 
-async def see_rep(conn: Any, who: Principal, rep_id: str) -> None:
-    """404, as for a rep that does not exist, unless `who` may read rep `rep_id` (shared.authz.may_see_rep,
-    with the roster as it stands now for a manager). kpi's and coaching's connections (their `reps`)."""
+async def reps_visible(conn: Any, who: Principal, rep_id: str | None = None) -> frozenset[str] | None:
+    """The reps whose own records `who` may read (shared.authz.visible_reps; for a manager, the roster as it
+    stands now: one query), None for every rep; with `rep_id`, 404 (as for a rep that does not exist) unless
+    it is one of them. kpi's and coaching's connections (their `reps`)."""
     under = await token_store.reps_under(conn, who.tenant, who.manager_id) if who.manager_id else set()
-    if not may_see_rep(who, rep_id, under):
+    visible = visible_reps(who, under)
+    if rep_id is not None and visible is not None and rep_id not in visible:
         raise hidden(f"rep {rep_id!r}")
+    return visible
 
 
-async def reps_visible(conn: Any, who: Principal) -> set[str] | None:
-    """The reps whose own records `who` may list: None for every rep (admin, integration), else the set."""
-    if who.reads_everything:
-        return None
-    if who.role == "rep" and who.rep_id:
-        return {who.rep_id}
-    if who.role == "manager" and who.manager_id:
-        return await token_store.reps_under(conn, who.tenant, who.manager_id)
-    return set()
+async def see_rep(conn: Any, who: Principal, rep_id: str) -> None:
+    """404 unless `who` may read rep `rep_id` (`reps_visible`)."""
+    await reps_visible(conn, who, rep_id)

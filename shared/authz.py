@@ -48,9 +48,24 @@ class Principal:
         return self.role in READERS_OF_EVERYTHING
 
 
+def visible_reps(who: Principal, under_manager: Collection[str] = ()) -> frozenset[str] | None:
+    """The reps whose own figures, check-ins and plans `who` may read: None for every rep (admin,
+    integration); `under_manager` (the reps under `who.manager_id`) for a manager; their own for a rep.
+
+    >>> visible_reps(Principal("t", "integration", "k")) is None, visible_reps(Principal("t", "viewer", "k"))
+    (True, frozenset())
+    """
+    if who.reads_everything:
+        return None
+    if who.role == "rep" and who.rep_id:
+        return frozenset({who.rep_id})
+    if who.role == "manager":
+        return frozenset(under_manager)
+    return frozenset()
+
+
 def may_see_rep(who: Principal, rep_id: str, under_manager: Collection[str] = ()) -> bool:
-    """Whether `who` may read rep `rep_id`'s own figures, check-ins and plans; `under_manager`: the reps under
-    `who.manager_id` (only consulted for a manager).
+    """Whether `who` may read rep `rep_id`'s own figures, check-ins and plans (`visible_reps`).
 
     >>> may_see_rep(Principal("t", "rep", "k1", rep_id="ana"), "ana"), may_see_rep(Principal("t", "rep", "k1",
     ...     rep_id="ana"), "bo")
@@ -60,13 +75,8 @@ def may_see_rep(who: Principal, rep_id: str, under_manager: Collection[str] = ()
     >>> may_see_rep(Principal("t", "viewer", "k3"), "bo")
     False
     """
-    if who.reads_everything:
-        return True
-    if who.role == "rep":
-        return who.rep_id == rep_id
-    if who.role == "manager":
-        return rep_id in under_manager
-    return False
+    visible = visible_reps(who, under_manager)
+    return visible is None or rep_id in visible
 
 
 def may_act_on_check_in(who: Principal, rep_id: str, under_manager: Collection[str] = ()) -> bool:
@@ -81,11 +91,6 @@ def may_act_on_check_in(who: Principal, rep_id: str, under_manager: Collection[s
     if who.role in ("rep", "manager"):
         return may_see_rep(who, rep_id, under_manager)
     return False
-
-
-def refused(who: Principal, what: str) -> HTTPException:
-    """403 naming the role and what it may not do."""
-    return HTTPException(403, f"a {who.role} token may not {what}")
 
 
 def hidden(what: str) -> HTTPException:

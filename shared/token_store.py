@@ -70,11 +70,6 @@ async def reps_under(conn: asyncpg.Connection, tenant: str, manager_id: str) -> 
     return {r["rep_id"] for r in rows}
 
 
-async def manages(conn: asyncpg.Connection, tenant: str, manager_id: str, rep_id: str) -> bool:
-    """Whether `rep_id` is under `manager_id` (directly or further up)."""
-    return rep_id in await reps_under(conn, tenant, manager_id)
-
-
 async def viewer_by_id(conn: asyncpg.Connection, tenant: str, token_id: str, now: datetime) -> Principal | None:
     """The live `viewer` token `token_id` of an active `tenant` (a share link's), or None."""
     row = await conn.fetchrow(

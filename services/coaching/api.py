@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Collection
 from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -92,9 +93,7 @@ async def list_tasks(rt: Rt, who: People, rep_id: str | None = None, status: Tas
     manager those of the reps under them; asking for another rep's is 404."""
     tenant = who.tenant
     async with tenant_tx(rt.pool, tenant) as conn:
-        if rep_id is not None:
-            await see_rep(conn, who, rep_id)
-        among = await reps_visible(conn, who)
+        among = await reps_visible(conn, who, rep_id)
         rows = await repo.tasks(conn, tenant, rep_id=rep_id, status=status, manager_id=manager_id, after=cursor,
                                 limit=limit, among=among)
     items = [task_json(r) for r in rows]
@@ -106,15 +105,14 @@ async def get_task(rt: Rt, who: People, task_id: str) -> dict[str, Any]:
     async with tenant_tx(rt.pool, who.tenant) as conn:
         row = await repo.task(conn, who.tenant, _task_uuid(task_id))
         if row is not None:
-            await _see_task(conn, who, row, task_id)
+            _see_task(who, row, task_id, await reps_visible(conn, who))
     if row is None:
         raise HTTPException(404, f"no task {task_id!r}")
     return task_json(row)
 
 
-async def _see_task(conn: Any, who: Principal, row: Any, task_id: Any) -> None:
-    """404, as for a task that does not exist, unless `who` may see the rep the task is about."""
-    among = await reps_visible(conn, who)
+def _see_task(who: Principal, row: Any, task_id: Any, among: Collection[str] | None) -> None:
+    """404, as for a task that does not exist, unless the task's rep is among those `who` may see."""
     if among is not None and row["rep_id"] not in among:
         raise hidden(f"task {str(task_id)!r}")
 
@@ -124,8 +122,8 @@ async def _may_act(conn: Any, who: Principal, task_id: uuid.UUID) -> None:
     row = await repo.task(conn, who.tenant, task_id)
     if row is None:
         return  # the action itself answers 404
-    await _see_task(conn, who, row, task_id)
     among = await reps_visible(conn, who)
+    _see_task(who, row, task_id, among)
     if not may_act_on_check_in(who, row["rep_id"], among or ()):
         raise HTTPException(403, f"a {who.role} token may not act on this check-in")
 
@@ -167,9 +165,7 @@ async def list_plans(rt: Rt, who: People, rep_id: str | None = None,
                      status: Literal["open", "completed", "missed"] | None = None) -> dict[str, Any]:
     """The action plans the caller may see (a rep their own, a manager their reps')."""
     async with tenant_tx(rt.pool, who.tenant) as conn:
-        if rep_id is not None:
-            await see_rep(conn, who, rep_id)
-        among = await reps_visible(conn, who)
+        among = await reps_visible(conn, who, rep_id)
         found = await action_plans.plans(conn, who.tenant, rep_id, status)
     return {"action_plans": [p for p in found if among is None or p["rep_id"] in among]}
 

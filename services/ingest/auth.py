@@ -13,8 +13,8 @@ from prometheus_client import Counter
 
 from services.ingest import tenants
 from services.ingest.context import IngestContext, context_of
-from shared.authz import Principal, header_token, mark
-from shared.events import ROLES, Role
+from shared.authz import Principal, admit_with, header_token
+from shared.events import Role
 
 # No tenant label: /metrics answers anyone who reaches the port, and a label would list the tenants (issue 16).
 # Which tenant was throttled is in the log line.
@@ -46,32 +46,25 @@ async def caller(
     return found
 
 
-def tenant_for(*roles: Role) -> Callable[..., Awaitable[tenants.Tenant]]:
-    """A dependency: the caller's tenant, when the caller's role is one of `roles` (403 otherwise)."""
-    admitted = tuple(r for r in ROLES if r in roles)
-
-    async def check(found: Annotated[tuple[tenants.Tenant, Principal], Depends(caller)]) -> tenants.Tenant:
-        tenant, who = found
-        if who.role not in admitted:
-            raise HTTPException(403, f"a {who.role} token may not call this: it is for {', '.join(admitted)}")
-        return tenant
-
-    mark(check, admitted)
-    return check
+async def _holder(found: Annotated[tuple[tenants.Tenant, Principal], Depends(caller)]) -> Principal:
+    return found[1]
 
 
 def principal_for(*roles: Role) -> Callable[..., Awaitable[Principal]]:
-    """A dependency: the caller, when its role is one of `roles` (403 otherwise)."""
-    admitted = tuple(r for r in ROLES if r in roles)
+    """A dependency: the caller, when its role is one of `roles` (403 otherwise; shared.authz.admit_with)."""
+    return admit_with(_holder, *roles)
 
-    async def check(found: Annotated[tuple[tenants.Tenant, Principal], Depends(caller)]) -> Principal:
-        who = found[1]
-        if who.role not in admitted:
-            raise HTTPException(403, f"a {who.role} token may not call this: it is for {', '.join(admitted)}")
-        return who
 
-    mark(check, admitted)
-    return check
+def tenant_for(*roles: Role) -> Callable[..., Awaitable[tenants.Tenant]]:
+    """A dependency: the caller's tenant, when the caller's role is one of `roles` (403 otherwise). `caller`
+    runs once per request (FastAPI caches it), so the role check and the tenant come from one lookup."""
+    admitted = principal_for(*roles)
+
+    async def tenant(found: Annotated[tuple[tenants.Tenant, Principal], Depends(caller)],
+                     _: Principal = Depends(admitted)) -> tenants.Tenant:  # noqa: B008
+        return found[0]
+
+    return tenant
 
 
 Poster = Annotated[tenants.Tenant, Depends(tenant_for("admin", "integration"))]  # a CRM bridge, an import

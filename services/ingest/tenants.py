@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from services.ingest.crm.model import Secret
 from services.ingest.secret_box import SecretBox, Undecryptable, is_sealed
-from shared import topics
+from shared import token_store, topics
 from shared.authz import Principal
 from shared.cloudevents import CloudEvent, encode, message_key
 from shared.db import set_tenant, sweep_tx
@@ -61,7 +61,6 @@ def token_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-INITIAL_TOKEN = "initial"  # noqa: S105 - an id, not a secret: the id of the admin token a tenant is created with (shared.token_store.INITIAL)
 TOKEN_PREFIX = "atn_"  # noqa: S105 - a public prefix, not a secret
 
 
@@ -97,7 +96,7 @@ async def create(conn: asyncpg.Connection, slug: str, *, token: str | None, time
         )
         await conn.execute(
             "INSERT INTO tokens (tenant, token_id, token_sha256, role, name) VALUES ($1, $2, $3, 'admin', $4)",
-            slug, INITIAL_TOKEN, token_digest(token), "the token the tenant was created with")
+            slug, token_store.INITIAL, token_digest(token), "the token the tenant was created with")
     except asyncpg.UniqueViolationError as err:
         raise TenantError(f"tenant {slug!r} (or that token) already exists") from err
     await announce(conn, slug, signer)
@@ -127,7 +126,8 @@ async def announce(conn: asyncpg.Connection, slug: str, signer: RegistrySigner) 
                          rep_id=r["rep_id"], manager_id=r["manager_id"], expires_at=r["expires_at"])
               for r in await conn.fetch(
                   "SELECT token_id, token_sha256, role, rep_id, manager_id, expires_at FROM tokens"
-                  " WHERE tenant = $1 AND revoked_at IS NULL ORDER BY token_id", slug)]
+                  " WHERE tenant = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())"
+                  " ORDER BY token_id", slug)]  # an expired token is refused by its expiry alone: no need to list it
     entry = TenantUpserted(tenant=row["slug"], timezone=row["timezone"], currency=row["currency"],
                            fiscal_start_month=row["fiscal_start_month"], token_sha256=row["token_sha256"].hex(),
                            active=row["revoked_at"] is None, rates=rates, locale=row["locale"], tokens=grants)

@@ -376,3 +376,15 @@ def tokens_cli(*args: str) -> list[dict[str, Any]]:
 def token_cli(*args: str) -> dict[str, Any]:
     """`tokens_cli` for a command that prints one object (create, rotate, share, revoke)."""
     return tokens_cli(*args)[-1]
+
+
+async def check_ins_from_day_one(coaching: str, tenant: Tenant, timeout: float = 60) -> None:  # noqa: ASYNC109
+    """Let coaching judge the tenant's reps from a quarter's first day (`pace_grace_share` 0): a test that needs
+    check-ins then finds the pipeline-coverage one on any date (the pace rule still needs time to pass), so it
+    does not fail in the first days of a quarter. Waits until coaching knows the tenant's token."""
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=10, headers=tenant.auth) as client:
+        while (put := await client.put(f"{coaching}/v1/policies", json={"pace_grace_share": "0"})).status_code == 401:
+            assert time.monotonic() < deadline, put.text
+            await asyncio.sleep(0.2)
+    assert put.status_code == 200, put.text

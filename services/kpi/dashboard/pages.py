@@ -32,9 +32,9 @@ from services.kpi.figures import figures
 from services.kpi.settings import KpiSettings
 from shared import ratelimit, share_link, token_store
 from shared.auth import see_rep
-from shared.authz import EVERYONE, Principal, mark, public
+from shared.authz import EVERYONE, Principal, admit_with, public
 from shared.db import tenant_tx
-from shared.events import ROLES, Metric, Role
+from shared.events import Metric, Role
 from shared.periods import PeriodError, PeriodKind, business_share, parse_period, period_bounds, period_of
 from shared.registry_signing import RegistryVerifier
 from shared.service import Runtime, runtime_of
@@ -73,25 +73,22 @@ def make_context(_rt: Runtime) -> Dashboard:
     return Dashboard()
 
 
+async def session_principal(request: Request, rt: Rt) -> Principal:
+    """The holder of the token the sign-in page stored (or of a TV's share link); to the sign-in page without
+    a valid one."""
+    credential = request.cookies.get(COOKIE, "").strip()
+    if credential:
+        who = await _holder(rt, credential)
+        if who is not None:
+            return who
+        ratelimit.note_failed_authentication(request.scope)  # a guessed token counts as a bad bearer token does
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    raise HTTPException(303, "sign in first", headers={"Location": f"/signin?next={quote(here)}"})
+
+
 def session_for(*roles: Role) -> Callable[..., Awaitable[Principal]]:
-    """A dependency: the holder of the token the sign-in page stored, when its role is one of `roles` (403
-    otherwise); to the sign-in page without a valid one."""
-    admitted = tuple(r for r in ROLES if r in roles)
-
-    async def check(request: Request, rt: Rt) -> Principal:
-        token = request.cookies.get(COOKIE, "").strip()
-        if token:
-            who = await _holder(rt, token)
-            if who is not None:
-                if who.role not in admitted:
-                    raise HTTPException(403, f"a {who.role} token may not open this page")
-                return who
-            ratelimit.note_failed_authentication(request.scope)  # a guessed token counts as a bad bearer token
-        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        raise HTTPException(303, "sign in first", headers={"Location": f"/signin?next={quote(here)}"})
-
-    mark(check, admitted)
-    return check
+    """A dependency: the session's holder, when its role is one of `roles` (403 otherwise)."""
+    return admit_with(session_principal, *roles)
 
 
 async def _holder(rt: Runtime, credential: str) -> Principal | None:

@@ -25,7 +25,7 @@ import httpx
 from services.kpi.dashboard.pages import csrf_token
 from shared.events import ROLES
 from tests.factories import deal, rep, target, this_quarter
-from tests.integration.conftest import Tenant, create_tenant, post, token_cli
+from tests.integration.conftest import Tenant, check_ins_from_day_one, create_tenant, post, token_cli
 from tests.integration.security.routes import SPECS, access, app_of, routes
 
 OK, FORBIDDEN, HIDDEN, PUBLIC = "ok", 403, 404, "public"
@@ -222,6 +222,7 @@ async def _until(client: httpx.AsyncClient, url: str, ok: Callable[[Any], bool],
 
 async def _world(services: dict[str, str]) -> World:
     tenant = await asyncio.to_thread(create_tenant)
+    await check_ins_from_day_one(services["coaching"], tenant)  # every rep gets a check-in, whatever the date
     quarter, at = this_quarter(timedelta(minutes=5))
     events = [rep("ana", manager="mia", team="t1"), rep("bo", manager="mia", team="t1"),
               rep("cy", manager="zed", team="t2"), *(target(r, quarter, "900000") for r in ("ana", "bo", "cy")),

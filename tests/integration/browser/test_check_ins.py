@@ -16,7 +16,7 @@ from playwright.async_api import Browser, Page, expect
 
 from tests.factories import rep, target, this_quarter
 from tests.integration.browser.test_dashboard import _accessible, _shoot
-from tests.integration.conftest import Tenant, create_tenant, post, token_cli
+from tests.integration.conftest import Tenant, check_ins_from_day_one, create_tenant, post, token_cli
 
 
 async def _tasks_of(coaching: str, tenant: Tenant, reps: tuple[str, ...], timeout: float = 90) -> dict[str, Any]:  # noqa: ASYNC109
@@ -49,6 +49,7 @@ async def test_a_manager_acts_on_their_reps_check_ins_and_a_rep_on_their_own(ser
                                                                             browser: Browser) -> None:
     kpi, coaching = services["kpi"], services["coaching"]
     tenant = await asyncio.to_thread(create_tenant)
+    await check_ins_from_day_one(coaching, tenant)  # every rep gets a check-in, whatever the date
     quarter, _ = this_quarter(timedelta(minutes=5))
     events = [rep("annika", manager="mia", team="north"), rep("bertil", manager="mia", team="north"),
               rep("zorro", manager="zed", team="south"),
