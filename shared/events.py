@@ -276,6 +276,13 @@ class AttainmentUpdated(_Model):
         default=None, ge=1,
         description="kpi's order of this key's figures: a higher revision is newer, whatever `as_of` says (the"
                     " clocks of kpi's replicas may differ). Absent from events published before it existed.")
+    source_time: AwareDatetime | None = Field(
+        default=None,
+        description="how recent the change behind this figure is: the newest moment among the sales records of kpi's"
+                    " batch (a deal's `updated_at`, an activity's `occurred_at`); a batch of targets or roster entries"
+                    " alone counts at its newest event time. A"
+                    " backfill of old deals moves figures now with an old `source_time`; recognition celebrates"
+                    " nothing older than the tenant's history horizon. Absent from events before it existed.")
 
 
 def supersedes(held_revision: int | None, held_as_of: datetime, revision: int | None, as_of: datetime) -> bool:
@@ -435,6 +442,11 @@ class MilestoneReached(_Model):
     name: str | None = Field(None, description="the rep's or team's name")
     facts: dict[str, Any] = Field(default_factory=dict,
                                   description="the structured facts behind the headline (amounts as strings)")
+    milestones: list[str] = Field(
+        default_factory=list,
+        description="every milestone this one celebration carries, highest first (`milestone` is the first): what"
+                    " one won deal or one figure update reached at once is one cheer. Their ledger rows are"
+                    " `bundled` into this `celebration_id`. Absent from events before it existed.")
 
 
 class MilestoneCorrected(_Model):

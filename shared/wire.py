@@ -273,6 +273,7 @@ class AttainmentUpdated(_Wire, kw_only=True):
     manager_id: str | None = None
     name: str | None = None
     revision: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    source_time: AwareTime | None = None
 
     def __post_init__(self) -> None:
         if "\x00" in self.scope_id:

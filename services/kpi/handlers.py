@@ -23,7 +23,7 @@ from prometheus_client import Counter
 from pydantic import BaseModel
 
 from services.kpi.contributions import Books, Key, Ledger, zero
-from services.kpi.figures import figures, published
+from services.kpi.figures import figures, published, source_time
 from services.kpi.ports import Figure, Outgoing, PgRepository, Repository, RepositoryFactory, Tracked
 from services.kpi.roster import Span, first_difference, memberships_from
 from services.kpi.tally import values
@@ -88,7 +88,9 @@ def make_handler(rt: HasClock, repository: RepositoryFactory = PgRepository) -> 
         for tenant, msgs in by_tenant.items():
             books, moved, tracked = await _apply(store, tenant, msgs, publish_all=publish_all)
             if moved:
-                await _recompute(store, tenant, books, moved, tracked, now, publish_all=publish_all)
+                newest = source_time([(m.data, m.event.time) for m in msgs], now)
+                await _recompute(store, tenant, books, moved, tracked, now, publish_all=publish_all,
+                                 source=newest)
 
     return handle
 
@@ -211,7 +213,8 @@ async def _read_tracked(store: Repository, tenant: str, moved: set[Key], *,
 
 
 async def _recompute(store: Repository, tenant: str, books: Books, moved: set[Key],
-                     tracked: dict[Key, Tracked] | None, now: datetime, *, publish_all: bool = False) -> None:
+                     tracked: dict[Key, Tracked] | None, now: datetime, *, publish_all: bool = False,
+                     source: datetime | None = None) -> None:
     """The figures of each (scope, id, period) whose tally or target changed: those with a target (every one
     with `publish_all`) are published when their (actual, target) changed. Every figure, published or not,
     is read from the tallies by the `attainment` view, so nothing more is written for the others. The
@@ -244,7 +247,7 @@ async def _recompute(store: Repository, tenant: str, books: Books, moved: set[Ke
             projected=fig.projected, as_of=now, period_start=start, period_end=end,
             team_id=profile["team_id"] if profile else (scope_id if scope == "team" else None),
             manager_id=profile["manager_id"] if profile else None, name=profile["name"] if profile else None,
-            revision=revisions[(scope, scope_id, period, metric_name)],
+            revision=revisions[(scope, scope_id, period, metric_name)], source_time=source,
         )
         revision = data.revision
         event_id = uuid.uuid5(NAMESPACE, f"{tenant}|{scope}|{scope_id}|{period}|{metric_name}|{revision}")

@@ -43,7 +43,7 @@ from services.recognition.model import (
     WonDeal,
     quota_milestone,
 )
-from services.recognition.rules import deal_milestones, quota_crossings, quota_drops, streak
+from services.recognition.rules import deal_milestones, quota_crossings, quota_drops, rank, streak
 from shared.events import AttainmentUpdated, Metric, Scope, supersedes
 
 __all__ = [
@@ -53,6 +53,7 @@ __all__ = [
     "FigureKey",
     "LedgerKey",
     "baseline",
+    "cheers",
     "dropped_milestones",
     "due_corrections",
     "figure_key",
@@ -113,7 +114,8 @@ def fold_attainment(stored: Mapping[FigureKey, Figure], updates: Sequence[Attain
         if before is not None and not supersedes(before.revision, before.as_of, update.revision, update.as_of):
             continue  # an older figure arriving late changes nothing (older by kpi's revision, not its clock)
         previous = before.attainment if before is not None else None
-        sightings += [Sighting(found, position, update.metric.value) for found in quota_crossings(
+        happened = _figure_moment(update)
+        sightings += [Sighting(found, position, update.metric.value, "figure", happened) for found in quota_crossings(
             update.scope, update.scope_id, update.period, update.metric, previous, update.attainment, update.actual,
             update.target, update.as_of, settings, update.name)]
         if settings.corrections:
@@ -121,6 +123,13 @@ def fold_attainment(stored: Mapping[FigureKey, Figure], updates: Sequence[Attain
         state[key] = Figure(update.attainment, update.as_of, update.revision)
         latest[key] = update
     return AttainmentOutcome(list(latest.values()), sightings, drops)
+
+
+def _figure_moment(update: AttainmentUpdated) -> datetime:
+    """When a figure's move really happened: the newest input behind it (kpi's ``source_time``; its ``as_of``
+    for figures from before kpi carried one), and never after its period's end (a closed period is history)."""
+    moment = update.source_time or update.as_of
+    return min(moment, update.period_end) if update.period_end is not None else moment
 
 
 def dropped_milestones(update: AttainmentUpdated, previous: Decimal | None, settings: Settings,
@@ -135,6 +144,24 @@ def dropped_milestones(update: AttainmentUpdated, previous: Decimal | None, sett
         names.append(TEAM_GOAL)
     return [Drop(update.scope, update.scope_id, name, update.period, position, update.actual, update.name)
             for name in names]
+
+
+def cheers(sightings: Sequence[Sighting]) -> list[list[Sighting]]:
+    """The celebrations ``sightings`` make: one per record and scope, carrying all its milestones, highest first.
+
+    What one record found for one rep (or team) -- a won deal's first win ever and first win of the quarter, a
+    figure update's 50 % and 100 % -- is one cheer, not one per milestone; the first of each group leads it
+    (`rules.rank`, then the name). Sightings without a ``source`` (period closes) are a cheer each. Groups come
+    in the order of their first sighting.
+
+    Example: deal d-1 (position 0) found first_win and first_win_ever for r1; a figure (position 0) found
+    quota_50 and quota_100 -> [[first_win_ever, first_win], [quota_100, quota_50]].
+    """
+    groups: dict[tuple[str, int, str, str] | int, list[Sighting]] = {}
+    for i, s in enumerate(sightings):
+        key = (s.source, s.position, s.found.scope.value, s.found.scope_id) if s.source else i
+        groups.setdefault(key, []).append(s)
+    return [sorted(group, key=lambda s: (-rank(s.found.milestone), s.found.milestone)) for group in groups.values()]
 
 
 def first_sightings(sightings: Iterable[Sighting]) -> list[Sighting]:
@@ -224,7 +251,7 @@ def fold_deals(book: DealBook, changes: Sequence[StoredDeal | Tombstone], calend
         elif book.upsert(change):
             assert change.closed_at is not None
             won = WonDeal(change.deal_id, change.rep_id, change.amount, change.currency, change.closed_at)
-            sightings += [Sighting(found, position) for found in deal_milestones(
+            sightings += [Sighting(found, position, source="deal") for found in deal_milestones(
                 won, book.won_of(change.rep_id), calendar.timezone, calendar.fiscal_start_month, settings,
                 names.get(change.rep_id))]
     return sightings
@@ -286,7 +313,7 @@ def fold_streaks(stored: Mapping[str, Sequence[datetime]], fresh: Sequence[Momen
         found = streak(days, m.occurred_at.astimezone(line.zone).date(), settings, rep_id=m.rep_id,
                        at=m.occurred_at, name=names.get(m.rep_id))
         if found is not None:
-            sightings.append(Sighting(found, position))
+            sightings.append(Sighting(found, position, source="activity"))
     return sightings
 
 

@@ -16,7 +16,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import asyncpg
 from pydantic import BaseModel
@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from services.recognition.batch import (
     AttainmentOutcome,
     DealBook,
+    cheers,
     due_corrections,
     figure_key,
     first_sightings,
@@ -36,10 +37,12 @@ from services.recognition.batch import (
 )
 from services.recognition.config import ConfigCache
 from services.recognition.headlines import kind_of
-from services.recognition.metrics import CELEBRATIONS
+from services.recognition.metrics import CELEBRATIONS, QUIET
 from services.recognition.model import (
     STREAK,
+    Bundle,
     Drop,
+    Entry,
     Found,
     Moment,
     Profile,
@@ -48,7 +51,7 @@ from services.recognition.model import (
     TenantConfig,
     Tombstone,
 )
-from services.recognition.outgoing import celebration, correction, entry
+from services.recognition.outgoing import bundled, celebration, correction, entry
 from services.recognition.repository import PgRepository, Repository
 from services.recognition.rules import closed_periods, leaderboard_finishes, team_largest_deal
 from services.recognition.settings import RecognitionSettings
@@ -192,22 +195,41 @@ async def _streaks(repo: Repository, tenant: str, parts: Parts, config: TenantCo
 
 async def announce(repo: Repository, tenant: str, config: TenantConfig, sightings: Sequence[Sighting],
                    drops: Sequence[Drop], now: datetime) -> int:
-    """Ledger first, in one insert; a celebration only for the rows it created; then the due corrections."""
+    """Ledger first, in one insert; one celebration per record and scope for the rows it created (`cheers`:
+    a milestone that came with a higher one is bundled into it); nothing for a milestone older than the
+    tenant's history horizon (recorded quietly); then the due corrections. Returns the celebrations made."""
     firsts = first_sightings(sightings)
-    entries = [entry(s.found, config, s.metric) for s in firsts]
+    horizon = now - timedelta(hours=config.settings.history_horizon_hours)
+    entries = [entry(s.found, config, s.metric, "history" if s.moment < horizon else "celebrated") for s in firsts]
     cids = await repo.record(tenant, entries)
     created = {ledger_key(s): s.position for s, cid in zip(firsts, cids, strict=True) if cid}
+    fresh = {id(s): (e, cid) for s, e, cid in zip(firsts, entries, cids, strict=True)
+             if cid and e.status == "celebrated"}
+    announced: list[tuple[Entry, str]] = []
+    bundles: list[Bundle] = []
+    for group in cheers([s for s in firsts if id(s) in fresh]):
+        (lead, lead_cid), *rest = [fresh[id(s)] for s in group]
+        if rest:
+            lead = bundled(lead, [e for e, _ in rest], config)
+            bundles.append(Bundle(lead_cid, lead, [cid for _, cid in rest]))
+        announced.append((lead, lead_cid))
+    if bundles:
+        await repo.bundle(tenant, bundles)
     due = {ledger_key(d): d for d in due_corrections(drops, created)}
     corrected = await repo.mark_corrected(tenant, list(due.values()), now) if due else []
-    items = [celebration(tenant, e, cid) for e, cid in zip(entries, cids, strict=True) if cid]
+    items = [celebration(tenant, e, cid) for e, cid in announced]
     items += [correction(tenant, row, due[(row.scope.value, row.scope_id, row.milestone, row.period)], now)
               for row in corrected]
     if items:
         await repo.enqueue(items)
+    for e, _ in announced:
+        CELEBRATIONS.labels(kind_of(e.found.milestone), e.found.scope.value).inc()
     for e, cid in zip(entries, cids, strict=True):
-        if cid:
-            CELEBRATIONS.labels(kind_of(e.found.milestone), e.found.scope.value).inc()
-    return len(created)
+        if cid and e.status == "history":
+            QUIET.labels("history").inc()
+    if bundles:
+        QUIET.labels("bundled").inc(sum(len(b.members) for b in bundles))
+    return len(announced)
 
 
 def _names(roster: Mapping[str, Profile]) -> dict[str, str | None]:
@@ -237,7 +259,7 @@ async def settle_tenant(repo: Repository, cache: ConfigCache, tenant: str, now: 
     for period in closed_periods(now, config.calendar.timezone, config.calendar.fiscal_start_month):
         if await repo.claim_period_close(tenant, period, now):
             found += await _finishes(repo, tenant, period, config)
-    return await announce(repo, tenant, config, [Sighting(f, 0) for f in found], [], now) if found else 0
+    return await announce(repo, tenant, config, [Sighting(f, i) for i, f in enumerate(found)], [], now) if found else 0
 
 
 async def _finishes(repo: Repository, tenant: str, period: str, config: TenantConfig) -> list[Found]:

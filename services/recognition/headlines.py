@@ -18,7 +18,7 @@ Placeholders (those a milestone's facts provide): ``name`` (the rep or team), ``
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from string import Formatter
@@ -39,7 +39,7 @@ from services.recognition.model import (
 from shared.events import Metric
 from shared.formatting import locale_of
 
-__all__ = ["DEFAULT_TEMPLATES", "GENERIC_TEMPLATE", "kind_of", "render"]
+__all__ = ["ALSO_PHRASES", "DEFAULT_TEMPLATES", "GENERIC_TEMPLATE", "kind_of", "render", "with_also"]
 
 DEFAULT_TEMPLATES: Mapping[str, str] = {
     "quota": "{name} just hit {threshold} of the {period} {metric} target: {actual} of {target}!",
@@ -53,6 +53,16 @@ DEFAULT_TEMPLATES: Mapping[str, str] = {
 }
 # for a kind without a template (a milestone added later): never fails, needs only a name
 GENERIC_TEMPLATE = "{name} reached a new milestone!"
+# what a celebration says of the milestones it carries besides its lead ("Also: first win of 2026-Q4.")
+ALSO_PHRASES: Mapping[str, str] = {
+    "quota": "{threshold} of the {metric} target",
+    TEAM_GOAL: "the team goal",
+    FIRST_WIN_EVER: "first win ever",
+    FIRST_WIN: "first win of {period}",
+    PERSONAL_RECORD: "a personal record",
+    STREAK: "a {days}-day streak",
+    "leaderboard": "{ordinal} in {metric}",
+}
 
 _KINDS = (TEAM_GOAL, FIRST_WIN_EVER, FIRST_WIN, PERSONAL_RECORD, TEAM_LARGEST_DEAL, STREAK)
 _QUOTA = re.compile(r"quota_[0-9]+(_[a-z_]+)?")
@@ -97,6 +107,21 @@ def render(
         if template is not None and (text := _fill(template, values)) is not None and text.strip():
             return text
     return f"{values.get('name', '')} reached a new milestone!".strip()
+
+
+def with_also(headline: str, others: Sequence[tuple[str, Mapping[str, Any]]], *, locale: str,
+              currency: str | None) -> str:
+    """A lead milestone's headline naming the ``others`` (kind, facts) it carries, in their order.
+
+    Example: "First win ever for Ann Lee: a €50,000.00 deal!" with a first_win of 2026-Q4 -> "First win ever
+    for Ann Lee: a €50,000.00 deal! Also: first win of 2026-Q4."
+    """
+    phrases = []
+    for kind, facts in others:
+        values = _values(facts, locale_of(locale), currency)
+        phrase = _fill(ALSO_PHRASES.get(kind, "{milestone}"), {**values, "milestone": kind.replace("_", " ")})
+        phrases.append(phrase if phrase is not None else kind.replace("_", " "))
+    return f"{headline} Also: {', '.join(phrases)}." if phrases else headline
 
 
 def _fill(template: str, values: Mapping[str, str]) -> str | None:

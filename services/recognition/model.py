@@ -92,6 +92,11 @@ class Settings(BaseModel):
                         description="formats amounts and dates in headlines, e.g. 'de_DE'")
     templates: dict[Kind, Template] = Field(default_factory=dict, max_length=32,
                                             description="headline per milestone kind, {placeholders} from its facts")
+    history_horizon_hours: int = Field(
+        48, ge=1, le=24 * 3650,
+        description="a milestone whose moment (a won deal's close, an activity, the newest input behind a figure, a"
+                    " period's end) is older than this when recognition finds it goes into the ledger quietly:"
+                    " importing history or connecting a CRM never floods the floor with old wins")
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +191,12 @@ class Sighting:
     found: Found
     position: int
     metric: str | None = None
+    source: str = ""  # what found it: "figure", "deal", "activity" or "close"; one record's finds share a cheer
+    happened_at: datetime | None = None  # when it really happened (None: ``found.occurred_at``): the horizon's test
+
+    @property
+    def moment(self) -> datetime:
+        return self.happened_at if self.happened_at is not None else self.found.occurred_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,4 +230,17 @@ class Entry:
     found: Found
     headline: str
     metric: str | None = None
-    status: str = "celebrated"  # or "baseline": already past when its kind was switched on, never announced
+    # or "baseline": already past when its kind was switched on; "history": older than the tenant's horizon when
+    # found; "bundled": announced inside a higher milestone's celebration of the same record. Only "celebrated"
+    # rows have an event of their own.
+    status: str = "celebrated"
+
+
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    """One celebration that carries several milestones of one record: the lead's ledger row (its headline and
+    facts now naming them all) and the rows announced inside it (status ``bundled``)."""
+
+    celebration_id: str
+    lead: Entry
+    members: list[str]

@@ -23,6 +23,7 @@ import asyncpg
 
 from services.recognition.batch import FigureKey
 from services.recognition.model import (
+    Bundle,
     Calendar,
     Corrected,
     Drop,
@@ -81,6 +82,7 @@ class Repository(Protocol):
                               end: datetime) -> dict[tuple[str, str | None], int]: ...
     # the ledger and the outbox
     async def record(self, tenant: str, entries: Sequence[Entry]) -> list[str | None]: ...
+    async def bundle(self, tenant: str, bundles: Sequence[Bundle]) -> None: ...
     async def mark_corrected(self, tenant: str, drops: Sequence[Drop], at: datetime) -> list[Corrected]: ...
     async def celebrations(self, tenant: str, *, scope_id: str | None, period: str | None, limit: int,
                            before: datetime | None = None) -> list[dict[str, Any]]: ...
@@ -329,6 +331,20 @@ class PgRepository:
             [_facts(e) for e in entries], [e.status for e in entries], [e.metric for e in entries])
         created = {r[0] for r in rows}
         return [str(cid) if cid in created else None for cid in cids]
+
+    async def bundle(self, tenant: str, bundles: Sequence[Bundle]) -> None:
+        """Each lead row gets the headline and facts naming everything it carries; its members become 'bundled'
+        into it (two statements for the whole batch)."""
+        await self.conn.execute(
+            "UPDATE celebrations c SET headline = u.h, facts = u.f::jsonb FROM unnest($2::uuid[], $3::text[],"
+            " $4::text[]) AS u(c, h, f) WHERE c.tenant = $1 AND c.celebration_id = u.c",
+            tenant, [b.celebration_id for b in bundles], [b.lead.headline for b in bundles],
+            [_facts(b.lead) for b in bundles])
+        members = [(m, b.celebration_id) for b in bundles for m in b.members]
+        await self.conn.execute(
+            "UPDATE celebrations c SET status = 'bundled', bundled_into = u.l FROM unnest($2::uuid[], $3::uuid[])"
+            " AS u(m, l) WHERE c.tenant = $1 AND c.celebration_id = u.m",
+            tenant, [m for m, _ in members], [lead for _, lead in members])
 
     async def mark_corrected(self, tenant: str, drops: Sequence[Drop], at: datetime) -> list[Corrected]:
         """The celebrated, not yet corrected milestones of ``drops``, now marked corrected."""

@@ -13,6 +13,7 @@ Each milestone kind can be switched off with its name in ``settings.disabled``: 
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
@@ -49,6 +50,7 @@ __all__ = [
     "leaderboard_milestone",
     "quota_crossings",
     "quota_drops",
+    "rank",
     "streak",
     "team_largest_deal",
 ]
@@ -70,6 +72,34 @@ def celebration_id(tenant: str, scope: str, scope_id: str, milestone: str, perio
     True
     """
     return uuid.uuid5(NAMESPACE, f"{tenant}|{scope}|{scope_id}|{milestone}|{period}")
+
+
+_CAREER_RANK: Mapping[str, int] = {FIRST_WIN_EVER: 10_002, PERSONAL_RECORD: 10_001, FIRST_WIN: 10_000}
+_PERCENT = re.compile(r"quota_(\d+)(?:_[a-z_]+)?")
+_PLACE = re.compile(r"leaderboard_(\d+)_[a-z_]+")
+
+
+def rank(milestone: str) -> int:
+    """How high a milestone stands when one record reaches several (a celebration carries them highest first).
+
+    A deal's career milestones: ``first_win_ever`` > ``personal_record`` > ``first_win``. A figure's: the
+    higher threshold first (``quota_150`` > ``quota_100`` = ``team_goal`` > ``quota_50``). A leaderboard
+    place: 1st > 2nd. Anything else ranks 0.
+
+    >>> sorted(["first_win", "first_win_ever"], key=rank, reverse=True)
+    ['first_win_ever', 'first_win']
+    >>> sorted(["quota_50", "quota_150", "quota_100"], key=rank, reverse=True)
+    ['quota_150', 'quota_100', 'quota_50']
+    """
+    if milestone in _CAREER_RANK:
+        return _CAREER_RANK[milestone]
+    if milestone == TEAM_GOAL:
+        return 100
+    if match := _PERCENT.fullmatch(milestone):
+        return int(match.group(1))
+    if match := _PLACE.fullmatch(milestone):
+        return -int(match.group(1))
+    return 0
 
 
 def quota_crossings(

@@ -291,7 +291,8 @@ async def _watch(slug: str, seen: dict[str, dict[str, float]]) -> None:
                     kind = headers["ce_type"].decode()
                     if kind == "kpi.attainment.updated" and data["metric"] == "won_revenue" and data["actual"] != "0":
                         seen["attainment"].setdefault(rep, arrived)
-                    elif kind == "recognition.milestone.reached" and data["milestone"] == "quota_100":
+                    elif kind == "recognition.milestone.reached" and "quota_100" in (
+                            data.get("milestones") or [data["milestone"]]):
                         seen["celebration"].setdefault(rep, arrived)
     finally:
         await consumer.stop()

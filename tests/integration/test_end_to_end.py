@@ -92,9 +92,10 @@ async def test_a_won_deal_meeting_its_target_is_celebrated_once_however_often_it
     await w.poll(3)  # time for any (wrong) derived event to travel through recognition
     assert await _attainment(tenant.slug, "ana", period) == figures
     celebrations = [m for m in w.seen if m["type"] == "recognition.milestone.reached"]
-    # the 50% and 100% thresholds crossed at once, the first win ever and of the quarter: each once
-    assert sorted(m["data"]["milestone"] for m in celebrations) == ["first_win", "first_win_ever", "quota_100",
-                                                                   "quota_50"]
+    # the 50% and 100% thresholds crossed at once, the first win ever and of the quarter: each once, in two
+    # cheers (the deal's milestones, then the figure's that kpi published)
+    assert sorted(m["data"]["milestones"] for m in celebrations) == [["first_win_ever", "first_win"],
+                                                                     ["quota_100", "quota_50"]]
     attainment_updates = [m for m in w.seen if m["type"] == "kpi.attainment.updated"
                           and m["data"]["metric"] == "won_revenue" and m["data"]["scope"] == "rep"
                           and m["data"]["period"] == period]
@@ -133,3 +134,48 @@ async def test_a_rep_behind_pace_who_sends_nothing_gets_a_check_in(services, ten
     # (no deals at all: stalled pipeline finds 0 of 90,000 covered too, once)
     created = [m["data"]["rule"] for m in w.seen if m["type"] == "coaching.task.created"]
     assert sorted(created) == ["behind_pace", "stalled_pipeline"]
+
+
+async def test_an_imported_year_of_history_gives_exact_figures_and_no_celebration(services, tenant, watch):
+    """Connecting a CRM imports its past: every figure comes out exact, nothing old is celebrated (issue 18)."""
+    w = await watch(tenant.slug, topics.CELEBRATIONS.name)
+    now = datetime.now(UTC).replace(microsecond=0)
+    year = [now - timedelta(days=360 - 30 * i) for i in range(12)]  # a won deal a month, the last 30 days ago
+    quarters: dict[str, Decimal] = {}
+    for at in year:
+        label = period_of(PeriodKind.QUARTER, at, "Europe/Berlin").label
+        quarters[label] = quarters.get(label, Decimal(0)) + Decimal("10000.25")
+    events = [rep("ivy"), *(target("ivy", q, "15000") for q in quarters),
+              *(deal(f"old-{i}", "ivy", "10000.25", updated_at=at) for i, at in enumerate(year))]
+    assert (await post(services["ingest"], tenant, [rep("ivy")])).status_code == 200
+    await _until_known(tenant.slug, "ivy")
+    response = await post(services["ingest"], tenant, events)
+    assert response.status_code == 200, response.text
+    assert {r["status"] for r in response.json()["results"]} == {"accepted"}
+
+    # every quarter's figure is exact (kpi counts history like anything else) ...
+    for label, total in quarters.items():
+        for _ in range(120):
+            if (row := await _attainment(tenant.slug, "ivy", label)) is not None and row["actual"] == total:
+                break
+            await asyncio.sleep(0.25)
+        assert row is not None and (row["actual"], row["target"]) == (total, Decimal("15000")), (label, row)
+    # ... and recognition put what history reached in its ledger quietly: the first win ever, the thresholds of
+    # each quarter with two deals or more (20,000.50 of 15,000)
+    reached = [q for q, total in quarters.items() if total >= 15000]
+    assert len(reached) >= 3
+    conn = await asyncpg.connect(DATABASE_URL)
+    try:
+        for _ in range(120):
+            rows = await conn.fetch("SELECT milestone, period, status FROM recognition.celebrations"
+                                    " WHERE tenant = $1 AND scope_id = 'ivy'", tenant.slug)
+            milestones = {(r["milestone"], r["period"]) for r in rows}
+            if ("first_win_ever", "ever") in milestones and all(("quota_100", q) in milestones for q in reached):
+                break
+            await asyncio.sleep(0.25)
+    finally:
+        await conn.close()
+    assert ("first_win_ever", "ever") in milestones and all(("quota_100", q) in milestones for q in reached)
+    assert {r["status"] for r in rows} == {"history"}, rows
+    await w.poll(3)  # time for any (wrong) celebration to reach the topic
+    assert [m for m in w.seen if m["type"] == "recognition.milestone.reached"] == []

@@ -31,10 +31,12 @@ from aiokafka import AIOKafkaProducer
 
 from services.recognition.app import SPEC
 from services.recognition.handlers import settle_closed_periods
+from services.recognition.repository import PgRepository
 from services.recognition.settings import RecognitionSettings
 from shared import topics
 from shared.clock import FixedClock
 from shared.cloudevents import CloudEvent, encode, message_key
+from shared.db import tenant_tx
 from tests.integration import inprocess
 from tests.integration.conftest import BOOTSTRAP, LOGS, ROOT, _reached, end_offsets, fresh_database, open_watch
 from tests.integration.security.broker import free_ports
@@ -156,6 +158,8 @@ async def run(records: list[Record], tenant: str, replicas: int) -> tuple[set[tu
                                        f"{prefix}-{n}", kafka_consumer_group_prefix=prefix,
                                        recognition_interval_s=3600, outbox_poll_interval_s=0.2, log_format="text")
         started.append(await inprocess.Replica(SPEC, settings, clock).start())
+    async with tenant_tx(started[0].pool, tenant) as conn:  # the quarter is weeks old at NOW: still news here
+        await PgRepository(conn).set_overrides(tenant, {"history_horizon_hours": 24 * 3650})
     watch = await open_watch(tenant, topics.CELEBRATIONS.name)
     producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all")
     await producer.start()
@@ -245,7 +249,8 @@ async def test_recognition_killed_mid_batch_loses_no_celebration_and_repeats_non
     prefix = f"attain-recog-kill-{uuid.uuid4().hex[:6]}"
     await inprocess.start_group_at_end(f"{prefix}-recognition", CONSUMED)
     since = await end_offsets(CONSUMED)
-    at = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    # the service runs on the real clock: figures of the last hour are news (older ones would be history)
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     records: list[Record] = []
     for rep in range(400):  # each rep climbs 10 steps of 20% to 200%: quota_50, quota_100, quota_150
         for step in range(1, 11):

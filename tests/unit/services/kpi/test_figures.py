@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
-from services.kpi.figures import Figures, figures, ratio
+from services.kpi.figures import Figures, figures, ratio, source_time
+from shared.events import ActivityLogged, DealUpserted, TargetSet
 
 D = Decimal
 
@@ -106,3 +108,19 @@ def test_ratio_rounds_to_four_places_half_to_even(numerator: Decimal, denominato
 @pytest.mark.parametrize("denominator", [None, D("0"), D("0.0000")])
 def test_ratio_is_undefined_without_a_denominator(denominator: Decimal | None) -> None:
     assert ratio(D("1"), denominator) is None
+
+
+def test_a_batchs_source_time_is_its_newest_inputs_moment_never_after_now() -> None:
+    now = datetime(2026, 11, 18, 10, tzinfo=UTC)
+    old = now - timedelta(days=300)
+    deal = DealUpserted(deal_id="d", rep_id="r", amount=D(1), currency="EUR", stage="won", closed_at=old,
+                        updated_at=old)
+    call = ActivityLogged(activity_id="a", rep_id="r", kind="call", occurred_at=old + timedelta(days=1))
+    target = TargetSet(scope="rep", scope_id="r", metric="won_revenue", period="2026-Q4", value=D(5))
+    # a backfill: the inputs' own moments, not when they were delivered
+    assert source_time([(deal, now), (call, now)], now) == old + timedelta(days=1)
+    # a target uploaded beside the backfill is a setting, not news; alone it counts at its event's time
+    assert source_time([(deal, now), (target, now - timedelta(minutes=1))], now) == old
+    assert source_time([(target, now - timedelta(minutes=1))], now) == now - timedelta(minutes=1)
+    assert source_time([(deal, now + timedelta(days=1))], old) == old  # never after now
+    assert source_time([], now) == now

@@ -15,6 +15,7 @@ from typing import Any
 
 from services.recognition.batch import FigureKey
 from services.recognition.model import (
+    Bundle,
     Calendar,
     Corrected,
     Drop,
@@ -59,6 +60,8 @@ class FakeRepository(Repository):
     outbox: list[Outgoing] = field(default_factory=list)
     closes: set[tuple[str, str]] = field(default_factory=set)
     calls: dict[str, int] = field(default_factory=dict)
+    # settings every tenant of the test has set before it began (as if through the API), under its own
+    defaults: dict[str, Any] = field(default_factory=dict)
 
     def _count(self, name: str) -> None:
         self.calls[name] = self.calls.get(name, 0) + 1
@@ -73,7 +76,7 @@ class FakeRepository(Repository):
     async def tenant_config(self, tenant: str) -> TenantConfig:
         self._count("tenant_config")
         s, t = self.settings.get(tenant), self.tenants.get(tenant)
-        settings = Settings.model_validate(s[0]) if s else Settings()
+        settings = Settings.model_validate({**self.defaults, **(s[0] if s else {})})
         calendar = calendar_of(t[0]) if t else Calendar()
         return TenantConfig(settings, calendar, ((s[1] if s else None), (t[1] if t else None)))
 
@@ -200,6 +203,16 @@ class FakeRepository(Repository):
                 self.ledger[key] = Row(cid, e)
                 out.append(cid)
         return out
+
+    async def bundle(self, tenant: str, bundles: Sequence[Bundle]) -> None:
+        self._count("bundle")
+        by_cid = {row.celebration_id: key for key, row in self.ledger.items() if key[0] == tenant}
+        for b in bundles:
+            lead_key = by_cid[b.celebration_id]
+            self.ledger[lead_key] = replace(self.ledger[lead_key], entry=b.lead)
+            for member in b.members:
+                key = by_cid[member]
+                self.ledger[key] = replace(self.ledger[key], entry=replace(self.ledger[key].entry, status="bundled"))
 
     async def mark_corrected(self, tenant: str, drops: Sequence[Drop], at: datetime) -> list[Corrected]:
         self._count("mark_corrected")

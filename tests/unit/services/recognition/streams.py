@@ -44,10 +44,12 @@ def won(tenant: str, deal_id: str, rep_id: str, amount: str, closed: datetime, *
 
 
 def figure(tenant: str, scope_id: str, attainment: str, as_of: datetime, *, scope: str = "rep",
-           period: str = "2026-Q4", target: str = "100000") -> Incoming:
+           period: str = "2026-Q4", target: str = "100000", source_time: datetime | None = None,
+           period_end: datetime | None = None) -> Incoming:
     actual = Decimal(attainment) * Decimal(target)
     data = AttainmentUpdated(scope=scope, scope_id=scope_id, period=period, metric="won_revenue", actual=actual,
-                             target=Decimal(target), attainment=Decimal(attainment), as_of=as_of, name=scope_id.title())
+                             target=Decimal(target), attainment=Decimal(attainment), as_of=as_of, name=scope_id.title(),
+                             source_time=source_time, period_end=period_end)
     return incoming(tenant, "kpi.attainment.updated", data, as_of, source="attain/kpi")
 
 

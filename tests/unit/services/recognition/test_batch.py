@@ -8,6 +8,7 @@ from decimal import Decimal
 from services.recognition.batch import (
     STREAK_LOOKBACK,
     DealBook,
+    cheers,
     due_corrections,
     first_sightings,
     fold_attainment,
@@ -89,3 +90,17 @@ def test_a_rep_s_streak_window_spans_all_of_its_activities_in_the_batch() -> Non
     windows = streak_windows([Moment("r1", AT), Moment("r2", AT), Moment("r1", AT + timedelta(days=3))])
     assert windows["r1"] == (AT - STREAK_LOOKBACK, AT + timedelta(days=4))
     assert windows["r2"] == (AT - STREAK_LOOKBACK, AT + timedelta(days=1))
+
+
+def test_cheers_group_one_records_finds_per_scope_highest_first_and_leave_closes_alone() -> None:
+    at = datetime(2026, 11, 2, 9, tzinfo=UTC)
+
+    def seen(milestone: str, position: int, source: str, scope_id: str = "r1") -> Sighting:
+        return Sighting(Found(Scope.REP, scope_id, milestone, "p", Decimal(1), at), position, source=source)
+
+    groups = cheers([seen("first_win", 0, "deal"), seen("quota_50", 0, "figure"), seen("first_win_ever", 0, "deal"),
+                     seen("quota_100", 0, "figure"), seen("first_win", 0, "deal", "r2"), seen("quota_150", 1, "figure"),
+                     seen("leaderboard_2_won_revenue", 0, ""), seen("leaderboard_1_deals_won", 0, "")])
+    assert [[s.found.milestone for s in g] for g in groups] == [
+        ["first_win_ever", "first_win"], ["quota_100", "quota_50"], ["first_win"], ["quota_150"],
+        ["leaderboard_2_won_revenue"], ["leaderboard_1_deals_won"]]

@@ -35,6 +35,10 @@ from tests.unit.services.recognition.streams import (
     won,
 )
 
+# These tests replay weeks-old records at NOW: a horizon of ten years keeps them news (the horizon's own
+# tests below use the default).
+REMEMBERS = {"history_horizon_hours": 24 * 3650}
+
 
 async def run(repo: FakeRepository, batches: Sequence[Sequence[Incoming]], cache: ConfigCache | None = None,
               now: datetime = NOW) -> int:
@@ -43,9 +47,10 @@ async def run(repo: FakeRepository, batches: Sequence[Sequence[Incoming]], cache
 
 
 def ledger(repo: FakeRepository, tenant: str) -> dict[tuple[str, str, str], Any]:
-    """(scope id, milestone, period) -> (value, headline, facts) of every celebrated row."""
+    """(scope id, milestone, period) -> (value, headline, facts) of every celebrated row (on its own or bundled
+    into a higher milestone's celebration)."""
     return {(k[2], k[3], k[4]): (r.entry.found.value, r.entry.headline, dict(r.entry.found.facts))
-            for k, r in repo.ledger.items() if k[0] == tenant and r.entry.status == "celebrated"}
+            for k, r in repo.ledger.items() if k[0] == tenant and r.entry.status in ("celebrated", "bundled")}
 
 
 def sent(repo: FakeRepository, type_: str = REACHED) -> list[str]:
@@ -56,27 +61,27 @@ def sent(repo: FakeRepository, type_: str = REACHED) -> list[str]:
 
 
 async def test_second_delivery_of_a_won_deal_celebrates_nothing_more() -> None:
-    repo, t = FakeRepository(), tenant_id()
+    repo, t = FakeRepository(defaults=REMEMBERS), tenant_id()
     deal = won(t, "d1", "rep-1", "50000", datetime(2026, 10, 5, 9, tzinfo=UTC))
-    assert await run(repo, [[rep(t, "rep-1"), deal, deal], [deal], [deal]]) == 2
+    assert await run(repo, [[rep(t, "rep-1"), deal, deal], [deal], [deal]]) == 1  # one cheer, both milestones
     assert set(ledger(repo, t)) == {("rep-1", "first_win_ever", "ever"), ("rep-1", "first_win", "2026-Q4")}
     earlier = won(t, "d0", "rep-1", "20000", datetime(2026, 10, 1, 9, tzinfo=UTC))  # finds both again
     assert await run(repo, [[earlier]]) == 0
-    assert len(sent(repo)) == len(set(sent(repo))) == 2
+    assert len(sent(repo)) == len(set(sent(repo))) == 1
 
 
 async def test_an_open_deal_that_is_won_later_is_celebrated_when_it_is_won() -> None:
-    repo, t = FakeRepository(), tenant_id()
+    repo, t = FakeRepository(defaults=REMEMBERS), tenant_id()
     closed = datetime(2026, 10, 5, 9, tzinfo=UTC)
     opened = won(t, "d1", "rep-1", "50000", closed, stage="open", updated=closed - timedelta(days=3))
     assert await run(repo, [[rep(t, "rep-1"), opened]]) == 0
-    assert await run(repo, [[won(t, "d1", "rep-1", "50000", closed)]]) == 2
+    assert await run(repo, [[won(t, "d1", "rep-1", "50000", closed)]]) == 1
     edited = won(t, "d1", "rep-1", "55000", closed, updated=closed + timedelta(hours=1))  # still won: nothing new
     assert await run(repo, [[edited]]) == 0
 
 
 async def test_a_personal_record_is_judged_against_the_deals_before_it_in_the_same_batch() -> None:
-    repo, t = FakeRepository(), tenant_id()
+    repo, t = FakeRepository(defaults=REMEMBERS), tenant_id()
     deals = [won(t, "d1", "rep-1", "50000", datetime(2026, 10, 5, 9, tzinfo=UTC)),
              won(t, "d2", "rep-1", "80000", datetime(2026, 11, 2, 9, tzinfo=UTC)),
              won(t, "d3", "rep-1", "60000", datetime(2026, 11, 10, 9, tzinfo=UTC)),
@@ -88,7 +93,7 @@ async def test_a_personal_record_is_judged_against_the_deals_before_it_in_the_sa
 
 
 async def test_a_deal_won_then_lost_in_one_batch_is_celebrated_as_one_record_at_a_time_would() -> None:
-    repo, t = FakeRepository(), tenant_id()
+    repo, t = FakeRepository(defaults=REMEMBERS), tenant_id()
     closed = datetime(2026, 10, 5, 9, tzinfo=UTC)
     lost = won(t, "d1", "rep-1", "50000", closed, stage="lost", updated=closed + timedelta(hours=1))
     deleted = incoming(t, "deal.deleted", DealDeleted(deal_id="d1", updated_at=closed + timedelta(hours=2)), closed)
@@ -98,7 +103,7 @@ async def test_a_deal_won_then_lost_in_one_batch_is_celebrated_as_one_record_at_
 
 
 async def test_an_older_deal_version_arriving_late_changes_nothing() -> None:
-    repo, t = FakeRepository(), tenant_id()
+    repo, t = FakeRepository(defaults=REMEMBERS), tenant_id()
     closed = datetime(2026, 10, 5, 9, tzinfo=UTC)
     newer = won(t, "d1", "rep-1", "50000", closed, stage="lost", updated=closed + timedelta(hours=1))
     await run(repo, [[rep(t, "rep-1"), newer], [won(t, "d1", "rep-1", "50000", closed)]])
@@ -110,23 +115,23 @@ async def test_an_older_deal_version_arriving_late_changes_nothing() -> None:
 
 
 async def test_quota_thresholds_crossed_inside_one_batch_are_each_celebrated_once() -> None:
-    repo, t = FakeRepository(), tenant_id()
+    repo, t = FakeRepository(defaults=REMEMBERS), tenant_id()
     at = datetime(2026, 11, 2, 9, tzinfo=UTC)
     batch = [figure(t, "rep-1", "0.4", at), figure(t, "rep-1", "1.05", at + timedelta(minutes=5)),
              figure(t, "rep-1", "0.7", at + timedelta(minutes=1)),  # older: arrives late, changes nothing
              figure(t, "rep-1", "1.6", at + timedelta(minutes=7)),
              figure(t, "rep-1", "0.8", at + timedelta(minutes=6))]  # older again
-    assert await run(repo, [batch]) == 3
+    assert await run(repo, [batch]) == 2  # 0.4 -> 1.05 is one cheer (100 % with 50 % in it), 1.6 another
     assert {k[1] for k in ledger(repo, t)} == {"quota_50", "quota_100", "quota_150"}
     stored = repo.attainment[(t, ("rep", "rep-1", "2026-Q4", "won_revenue"))]
     assert stored.attainment == Decimal("1.6")
     assert await run(repo, [batch, batch[::-1]]) == 0  # redeliveries: the inbox knows them
     assert await run(repo, [[figure(t, "rep-1", "1.7", at + timedelta(minutes=9))]]) == 0
-    assert len(sent(repo)) == 3
+    assert len(sent(repo)) == 2
 
 
 async def test_a_figure_that_drops_and_rises_again_in_one_batch_is_celebrated_once() -> None:
-    repo, t = FakeRepository(), tenant_id()
+    repo, t = FakeRepository(defaults=REMEMBERS), tenant_id()
     at = datetime(2026, 11, 2, 9, tzinfo=UTC)
     steps = ["0.4", "1.1", "0.9", "1.2", "0.3", "1.3"]
     await run(repo, [[figure(t, "rep-1", s, at + timedelta(minutes=i)) for i, s in enumerate(steps)]])
@@ -135,7 +140,7 @@ async def test_a_figure_that_drops_and_rises_again_in_one_batch_is_celebrated_on
 
 
 async def test_a_correction_is_due_only_for_a_celebration_made_before_the_drop() -> None:
-    repo, t = FakeRepository(), tenant_id()
+    repo, t = FakeRepository(defaults=REMEMBERS), tenant_id()
     await repo.set_overrides(t, {"corrections": True})
     at = datetime(2026, 11, 2, 9, tzinfo=UTC)
     await run(repo, [[figure(t, "rep-1", s, at + timedelta(minutes=i)) for i, s in enumerate(["0.4", "1.1", "0.9"])]])
@@ -159,7 +164,7 @@ async def test_a_correction_is_due_only_for_a_celebration_made_before_the_drop()
 async def test_an_activity_streak_is_celebrated_once_however_the_activities_are_batched() -> None:
     expected = {("rep-1", "activity_streak", "2026-11-02")}
     for cut in (1, 3, 25):
-        repo, t = FakeRepository(), tenant_id()
+        repo, t = FakeRepository(defaults=REMEMBERS), tenant_id()
         calls = week_of_calls(t, "rep-1")
         stream = [rep(t, "rep-1"), *calls, *calls[:7]]  # with redeliveries
         await run(repo, [stream[i:i + cut] for i in range(0, len(stream), cut)])
@@ -168,7 +173,7 @@ async def test_an_activity_streak_is_celebrated_once_however_the_activities_are_
 
 
 async def test_a_day_short_of_the_goal_breaks_the_streak() -> None:
-    repo, t = FakeRepository(), tenant_id()
+    repo, t = FakeRepository(defaults=REMEMBERS), tenant_id()
     calls = week_of_calls(t, "rep-1")
     wednesday_short = [c for c in calls
                        if not (isinstance(c.data, ActivityLogged) and c.data.activity_id == "rep-1-2-4")]
@@ -183,7 +188,7 @@ async def test_one_batch_and_one_record_at_a_time_and_random_batches_give_the_sa
     rnd = random.Random(15)
     results = []
     for how in ("one batch", "one at a time", "random"):
-        repo, t = FakeRepository(), "same-tenant"
+        repo, t = FakeRepository(defaults=REMEMBERS), "same-tenant"
         stream = mixed_stream(t, random.Random(7))
         cut = {"one batch": [stream], "one at a time": [[m] for m in stream], "random": batches_of(stream, rnd)}[how]
         await run(repo, cut)
@@ -195,7 +200,7 @@ async def test_one_batch_and_one_record_at_a_time_and_random_batches_give_the_sa
 
 
 async def test_a_batch_reads_and_writes_with_one_call_per_kind_of_state() -> None:
-    repo, t = FakeRepository(), tenant_id()
+    repo, t = FakeRepository(defaults=REMEMBERS), tenant_id()
     stream = mixed_stream(t, random.Random(3))
     await run(repo, [stream])
     assert len(stream) > 100
@@ -208,7 +213,7 @@ async def test_a_batch_reads_and_writes_with_one_call_per_kind_of_state() -> Non
 
 
 async def test_settings_are_read_once_and_a_change_by_another_replica_applies_from_the_next_batch() -> None:
-    repo, t, cache = FakeRepository(), tenant_id(), ConfigCache()
+    repo, t, cache = FakeRepository(defaults=REMEMBERS), tenant_id(), ConfigCache()
     at = datetime(2026, 11, 2, 9, tzinfo=UTC)
     for n in range(3):
         await run(repo, [[figure(t, f"rep-{n}", "0.3", at)]], cache)
@@ -220,7 +225,7 @@ async def test_settings_are_read_once_and_a_change_by_another_replica_applies_fr
 
 
 async def test_a_registry_entry_changes_the_calendar_the_next_records_are_judged_in() -> None:
-    repo, t, cache = FakeRepository(), tenant_id(), ConfigCache()
+    repo, t, cache = FakeRepository(defaults=REMEMBERS), tenant_id(), ConfigCache()
     closed = datetime(2026, 9, 30, 23, 30, tzinfo=UTC)  # 2026-Q3 in UTC, 2026-Q4 in Tokyo
     entry = TenantUpserted(tenant=t, timezone="UTC", currency="EUR", fiscal_start_month=1, token_sha256="ab" * 32,
                            active=True)
@@ -238,7 +243,7 @@ async def test_a_registry_entry_changes_the_calendar_the_next_records_are_judged
 
 
 async def test_leaderboards_at_a_period_close_come_from_deals_when_kpi_publishes_no_figure() -> None:
-    repo, t, cache = FakeRepository(), tenant_id(), ConfigCache()
+    repo, t, cache = FakeRepository(defaults=REMEMBERS), tenant_id(), ConfigCache()
     entry = TenantUpserted(tenant=t, timezone="Europe/Berlin", currency="EUR", fiscal_start_month=1,
                            token_sha256="ab" * 32, active=True,
                            rates=[ExchangeRate(currency="USD", valid_from=date(2026, 1, 1), rate=Decimal("0.9"))])
@@ -258,3 +263,74 @@ async def test_leaderboards_at_a_period_close_come_from_deals_when_kpi_publishes
     assert ("rep-4", "leaderboard_1_won_revenue") in finishes  # the only rep of team-2
     assert ("rep-2", "leaderboard_1_deals_won") in finishes
     assert await settle_tenant(repo, cache, t, NOW) == 0  # settled once
+
+
+# --- one cheer per win; history is never celebrated (issue 18, item 4) -----------------------------------
+
+
+def reached(repo: FakeRepository) -> list[Any]:
+    return [event.data for _, _, event in repo.outbox if event.type == REACHED]
+
+
+async def test_a_first_win_announces_once_with_both_milestones_in_it() -> None:
+    repo, t = FakeRepository(), tenant_id()
+    closed = NOW - timedelta(hours=1)
+    assert await run(repo, [[rep(t, "rep-1"), won(t, "d1", "rep-1", "50000", closed)]]) == 1
+    [cheer] = reached(repo)
+    assert cheer.milestone == "first_win_ever" and cheer.milestones == ["first_win_ever", "first_win"]
+    assert cheer.headline == "First win ever for Rep-1: a €50,000.00 deal! Also: first win of 2026-Q4."
+    assert cheer.facts["milestones"] == ["first_win_ever", "first_win"]
+    statuses = {k[3]: r.entry.status for k, r in repo.ledger.items() if k[0] == t}
+    assert statuses == {"first_win_ever": "celebrated", "first_win": "bundled"}
+    # the trophy case lists the one celebration, and a redelivery announces nothing
+    assert [c["milestone"] for c in await repo.celebrations(t, scope_id=None, period=None, limit=10)] == [
+        "first_win_ever"]
+    assert await run(repo, [[won(t, "d1", "rep-1", "50000", closed)]]) == 0
+
+
+async def test_a_second_win_that_is_a_record_and_the_quarters_first_is_one_cheer_led_by_the_record() -> None:
+    repo, t = FakeRepository(), tenant_id()
+    await run(repo, [[rep(t, "rep-1"), won(t, "d1", "rep-1", "20000", NOW - timedelta(days=1, hours=1))]])
+    # d1 closed in 2026-Q4 too; a deal in Q4 of a bigger amount is a record but not the quarter's first
+    assert await run(repo, [[won(t, "d2", "rep-1", "90000", NOW - timedelta(hours=1))]]) == 1
+    assert [c.milestones for c in reached(repo)] == [["first_win_ever", "first_win"], ["personal_record"]]
+
+
+async def test_a_figure_crossing_two_thresholds_at_once_is_one_cheer_highest_first() -> None:
+    repo, t = FakeRepository(), tenant_id()
+    assert await run(repo, [[figure(t, "rep-1", "1.05", NOW - timedelta(minutes=5))]]) == 1
+    [cheer] = reached(repo)
+    assert cheer.milestones == ["quota_100", "quota_50"]
+    assert cheer.headline.endswith("Also: 50% of the won revenue target.")
+
+
+async def test_an_imported_year_of_history_celebrates_nothing_and_is_remembered() -> None:
+    repo, t = FakeRepository(), tenant_id()
+    year = [won(t, f"d{i}", "rep-1", str(10_000 + 1_000 * i), NOW - timedelta(days=365 - 30 * i)) for i in range(12)]
+    assert await run(repo, [[rep(t, "rep-1"), *year]]) == 0
+    assert reached(repo) == []
+    statuses = Counter(r.entry.status for k, r in repo.ledger.items() if k[0] == t)
+    assert statuses["history"] > 0 and set(statuses) == {"history"}
+    # what history reached stays reached: the same deals again, live, celebrate nothing either
+    assert await run(repo, [[won(t, "d0", "rep-1", "10000", NOW - timedelta(days=365),
+                                 updated=NOW - timedelta(minutes=1))]]) == 0
+
+
+async def test_a_figure_moved_by_old_inputs_or_of_a_closed_period_is_history() -> None:
+    repo, t = FakeRepository(), tenant_id()
+    # kpi published it now, but the newest input behind it was 40 days old (a backfill)
+    backfill = figure(t, "rep-1", "1.2", NOW - timedelta(minutes=1), source_time=NOW - timedelta(days=40))
+    assert await run(repo, [[backfill]]) == 0
+    closed_period = figure(t, "rep-2", "1.2", NOW - timedelta(minutes=1), period="2026-Q2",
+                           period_end=datetime(2026, 6, 30, 22, tzinfo=UTC))
+    assert await run(repo, [[closed_period]]) == 0
+    live = figure(t, "rep-3", "1.2", NOW - timedelta(minutes=1), source_time=NOW - timedelta(minutes=2))
+    assert await run(repo, [[live]]) == 1
+    assert {k[2] for k, r in repo.ledger.items() if k[0] == t and r.entry.status == "history"} == {"rep-1", "rep-2"}
+
+
+async def test_the_horizon_is_the_tenants_to_set() -> None:
+    repo, t = FakeRepository(), tenant_id()
+    await repo.set_overrides(t, {"history_horizon_hours": 24 * 7})
+    assert await run(repo, [[rep(t, "rep-1"), won(t, "d1", "rep-1", "50000", NOW - timedelta(days=5))]]) == 1
+    assert await run(repo, [[rep(t, "rep-2"), won(t, "d2", "rep-2", "50000", NOW - timedelta(days=8))]]) == 0
