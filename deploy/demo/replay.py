@@ -271,12 +271,15 @@ class RunSummary:
     by_profile: tuple[tuple[str, int, int, int], ...]  # profile, reps, reps with behind_pace, tasks
     outbox: tuple[tuple[str, int], ...]
     digest: str
+    # each slipping rep and the local day of their first behind_pace check-in (None: never caught)
+    slipping: tuple[tuple[str, str | None], ...] = ()
 
 
 def summarise(
     tasks: Sequence[TaskRow], outbox: Counter[str], zone: ZoneInfo, profiles: dict[str, Profile]
 ) -> RunSummary:
-    """Counts per status, rule, ISO week of creation (in the tenant's zone), manager and rep profile."""
+    """Counts per status, rule, ISO week of creation (in the tenant's zone), manager and rep profile; and
+    whether each slipping rep was caught (their first behind_pace check-in)."""
     rules = tuple(r for r in RULES if any(t.rule == r for t in tasks)) + tuple(
         sorted({t.rule for t in tasks} - set(RULES))
     )
@@ -326,6 +329,11 @@ def summarise(
         by_profile=by_profile,
         outbox=tuple((kind, outbox[kind]) for kind in (*OUTBOX_TYPES, *sorted(set(outbox) - set(OUTBOX_TYPES)))),
         digest=digest(tasks),
+        slipping=tuple(
+            (rep, min((t.created_at.astimezone(zone).date().isoformat() for t in tasks
+                       if t.rep_id == rep and t.rule == "behind_pace"), default=None))
+            for rep in sorted(r for r, p in profiles.items() if p is Profile.SLIPPING)
+        ),
     )
 
 
@@ -658,6 +666,10 @@ def _print_run(console: Console, replay: Replay, first: Replay | None) -> None:
     for profile, *counts in s.by_profile:
         profiles.add_row(profile, *map(str, counts))
     console.print(profiles)
+    caught = _table("slipping reps caught", "rep", "first behind_pace check-in")
+    for rep, day in s.slipping:
+        caught.add_row(rep, day or "[red]never[/]")
+    console.print(caught)
     console.print("coaching outbox: " + ", ".join(f"{kind} {n}" for kind, n in s.outbox))
     if first is not None:
         _print_difference(console, first, replay)

@@ -141,7 +141,8 @@ class _Judged:
 
 
 def _judge(view: RepView, now: datetime, policy: Policy, live: Sequence[LiveTask]) -> _Judged:
-    return _Judged(view, policy, verdict(rules_evaluate(view, now, policy), live))
+    held = {task.rule: task.severity for task in live}  # of two live check-ins of a rule, the newest
+    return _Judged(view, policy, verdict(rules_evaluate(view, now, policy, held), live))
 
 
 def _closes(judged: Sequence[_Judged], drafts: Mapping[tuple[str, str], TaskCreated],

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -123,6 +124,11 @@ class Policy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     pace_threshold: Decimal = Field(Decimal("0.7"), gt=0, description="behind pace below this pace")
+    pace_recover_at: Decimal = Field(Decimal("0.8"), gt=0,
+                                     description="a live behind-pace check-in recovers at this pace (hysteresis)")
+    pace_min_gap_share: Decimal = Field(Decimal("0.05"), ge=0, lt=1,
+                                        description="no finding for a gap (expected - actual) below this share"
+                                                    " of the target")
     pace_critical_below: Decimal = Field(Decimal("0.4"), ge=0, description="critical below this pace")
     pace_grace_share: Decimal = Field(Decimal("0.1"), ge=0, lt=1,
                                       description="no pace check before this share of the period's working days")
@@ -132,9 +138,19 @@ class Policy(BaseModel):
     activity_window_days: int = Field(7, ge=1, le=90, description="trailing window, calendar days")
     activity_threshold: Decimal = Field(Decimal("0.8"), gt=0, description="short below this share of the pace")
     activity_critical_below: Decimal = Field(Decimal("0.4"), ge=0)
+    activity_recover_at: Decimal = Field(Decimal("1"), gt=0,
+                                         description="a live shortfall check-in recovers at this share of the pace")
+    activity_min_gap: Decimal = Field(Decimal("3"), ge=0,
+                                      description="no finding for fewer missing activities than this in the window")
     stale_deal_days: int = Field(14, ge=1, le=365, description="an open deal untouched this long is stalled")
     coverage_multiple: Decimal = Field(Decimal("3"), ge=0,
                                        description="open pipeline below this multiple of the remaining target")
+    coverage_recover_multiple: Decimal = Field(Decimal("3.5"), ge=0,
+                                               description="a live coverage check-in recovers at this multiple")
+    coverage_min_gap_share: Decimal = Field(Decimal("0.1"), ge=0,
+                                            description="no coverage finding for a shortfall below this share of the"
+                                                        " target")
+    stale_min_deals: int = Field(2, ge=1, description="stale deals alone raise a finding from this many on")
     win_rate_recent_days: int = Field(30, ge=1, le=365)
     win_rate_baseline_days: int = Field(90, ge=1, le=730, description="the window before the recent one")
     win_rate_min_recent: int = Field(5, ge=1, description="closed deals needed in the recent window")
@@ -142,12 +158,24 @@ class Policy(BaseModel):
     win_rate_drop: Decimal = Field(Decimal("0.25"), gt=0, lt=1,
                                    description="falling when recent < baseline x (1 - drop)")
     win_rate_critical_drop: Decimal = Field(Decimal("0.5"), gt=0, lt=1)
-    no_activity_days: int = Field(3, ge=1, le=60, description="working days without any activity")
+    win_rate_recover_drop: Decimal = Field(Decimal("0.1"), ge=0, lt=1,
+                                           description="a live win-rate check-in recovers at baseline x (1 - this)")
+    no_activity_days: int = Field(5, ge=1, le=60, description="working days without any activity")
+    no_activity_recover_days: int = Field(1, ge=1, le=60,
+                                          description="a live no-activity check-in recovers once the last this many"
+                                                      " working days hold an activity")
     cooldown_days: int = Field(7, ge=1, le=90, description="no repeat of a rule for a rep inside this")
     due_working_days: int = Field(2, ge=0, le=20, description="a check-in is due this many working days on")
     due_hour: int = Field(17, ge=0, le=23, description="local hour of the rep's day a check-in is due")
     review_weekday: int = Field(1, ge=1, le=7, description="ISO weekday of the weekly review (1 = Monday)")
     review_hour: int = Field(8, ge=0, le=23, description="tenant-local hour of the weekly review")
+
+    def holding(self) -> Policy:
+        """The thresholds a LIVE check-in is judged by: it stays live until its rule's recovery level (not
+        merely back above the opening one), whatever the size of the gap. A recovery level set on the wrong
+        side of its opening threshold (a tenant that raised ``pace_threshold`` above ``pace_recover_at``)
+        counts as the opening threshold itself: no hysteresis, never a check-in that cannot recover."""
+        return _holding(self)
 
     def with_overrides(self, *layers: Mapping[str, Any]) -> Policy:
         """This policy with each layer's keys on top, in order (tenant, then team); validated."""
@@ -155,3 +183,15 @@ class Policy(BaseModel):
         for layer in layers:
             merged.update(layer)
         return Policy.model_validate(merged)
+
+
+@lru_cache(maxsize=256)
+def _holding(policy: Policy) -> Policy:
+    return policy.model_copy(update={
+        "pace_threshold": max(policy.pace_recover_at, policy.pace_threshold), "pace_min_gap_share": Decimal(0),
+        "activity_threshold": max(policy.activity_recover_at, policy.activity_threshold),
+        "activity_min_gap": Decimal(0),
+        "coverage_multiple": max(policy.coverage_recover_multiple, policy.coverage_multiple),
+        "coverage_min_gap_share": Decimal(0), "stale_min_deals": 1,
+        "win_rate_drop": min(policy.win_rate_recover_drop, policy.win_rate_drop),
+        "no_activity_days": min(policy.no_activity_recover_days, policy.no_activity_days)})

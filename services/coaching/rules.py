@@ -13,7 +13,7 @@ as whole numbers, percentages rounded DOWN (69.5% never reads 70%).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
@@ -98,7 +98,7 @@ def behind_pace(view: RepView, now: datetime, policy: Policy) -> Finding | None:
         if expected <= 0:
             continue
         pace = figure.actual / expected
-        if pace < policy.pace_threshold:
+        if pace < policy.pace_threshold and expected - figure.actual >= policy.pace_min_gap_share * figure.target:
             candidates.append((pace, figure.metric.value, figure.period, figure, expected, share))
     if not candidates:
         return None
@@ -126,7 +126,8 @@ def activity_shortfall(view: RepView, now: datetime, policy: Policy) -> Finding 
     (working days of the window inside the period) / (working days of the period)``, to the cent;
     nothing is checked when expected < 1, nor for a rep known for less than the window. ``actual`` is
     the number of activities of the metric's kind (calls: "call", meetings: "meeting", emails:
-    "email", activities: any) in the window. Short when ``actual < activity_threshold x expected``;
+    "email", activities: any) in the window. Short when ``actual < activity_threshold x expected`` and at
+    least ``activity_min_gap`` activities are missing (1 call against 2.27 expected is no finding);
     critical when ``actual / expected < activity_critical_below``.
 
     Example (defaults 7 days / 0.8 / 0.4): calls for 2026-11, target 84 over 21 working days, on
@@ -158,7 +159,7 @@ def activity_shortfall(view: RepView, now: datetime, policy: Policy) -> Finding 
         # the window runs from window_first's local midnight to today's: its local days, counted per day
         actual = view.activities.count(window_first, today, kind)
         ratio = actual / expected
-        if ratio < policy.activity_threshold:
+        if ratio < policy.activity_threshold and expected - actual >= policy.activity_min_gap:
             candidates.append((ratio, figure.metric.value, figure.period, figure, actual, expected, window_days))
     if not candidates:
         return None
@@ -192,15 +193,15 @@ def stalled_pipeline(view: RepView, now: datetime, policy: Policy) -> Finding | 
     Coverage: of the active won-revenue figures with a target, still something to win (``remaining =
     target - actual > 0``) and past ``pace_grace_share``, the one with the most remaining; the open
     pipeline (deals in the tenant's base currency; all when it is unknown) is short below
-    ``coverage_multiple x remaining``: critical below ``remaining`` itself, else a warning. When
-    coverage is fine, stale deals alone are a warning, critical when every open deal (at least 3) is
-    stale.
+    ``coverage_multiple x remaining`` by at least ``coverage_min_gap_share`` of the target: critical
+    below ``remaining`` itself, else a warning. When coverage is fine, stale deals alone are a warning
+    from ``stale_min_deals`` of them on, critical when every open deal (at least 3) is stale.
 
     Example (defaults 14 days, 3x): target 100,000, actual 60,000 for 2026-Q4, open deals of 50,000
     and 40,000: remaining 40,000, pipeline 90,000 < 120,000: a warning "Ann Lee has 90,000.00 of open
     pipeline against 40,000.00 still to win for 2026-Q4: 2.25x coverage, below the 3x needed
-    (120,000.00)." With 120,000 open: no coverage finding; if deal d-1 was last touched 14 days ago,
-    "Ann Lee has 1 open deal untouched for 14 days or more: d-1." (a warning).
+    (120,000.00)." With 120,000 open: no coverage finding; with ``stale_min_deals`` 1, if deal d-1 was
+    last touched 14 days ago, "Ann Lee has 1 open deal untouched for 14 days or more: d-1." (a warning).
     """
     _aware(now)
     cutoff = now - timedelta(days=policy.stale_deal_days)
@@ -215,7 +216,8 @@ def stalled_pipeline(view: RepView, now: datetime, policy: Policy) -> Finding | 
     if coverage is not None:
         figure, remaining = coverage
         needed = policy.coverage_multiple * remaining
-        if pipeline < needed:
+        assert figure.target is not None
+        if pipeline < needed and needed - pipeline >= policy.coverage_min_gap_share * figure.target:
             ratio = (pipeline / remaining).quantize(_CENT, rounding=ROUND_DOWN)
             summary = (
                 f"{who} has {_money(pipeline)} of open pipeline against {_money(remaining)} still to win for "
@@ -240,7 +242,7 @@ def stalled_pipeline(view: RepView, now: datetime, policy: Policy) -> Finding | 
                 ),
                 details=details,
             )
-    if not stale:
+    if len(stale) < policy.stale_min_deals:
         return None
     all_stale = len(stale) == len(view.open_deals) and len(stale) >= 3
     return Finding(
@@ -358,10 +360,29 @@ RULE_FUNCTIONS: Mapping[str, Rule] = {
 }
 
 
-def evaluate(view: RepView, now: datetime, policy: Policy) -> list[Finding]:
-    """Every rule's finding for the rep at ``now``, in `model.RULES` order."""
-    findings = (RULE_FUNCTIONS[rule](view, now, policy) for rule in RULES)
-    return [finding for finding in findings if finding is not None]
+def evaluate(view: RepView, now: datetime, policy: Policy,
+             live: Mapping[str, str] | None = None) -> list[Finding]:
+    """Every rule's finding for the rep at ``now``, in `model.RULES` order.
+
+    ``live`` maps each rule with a live check-in to its severity. Such a rule is judged with hysteresis:
+    its finding holds (and the check-in stays live) until the rule's recovery level (`Policy.holding`),
+    not merely once the numbers are back above the level it opened at. A finding that holds only by the
+    recovery level is never worse than the live check-in (it keeps it, it does not supersede it).
+
+    Example (defaults 0.7 to open, 0.8 to recover): at 0.75 of pace a rep with no live check-in has no
+    finding; one with a live behind-pace check-in keeps it; at 0.8 it recovers.
+    """
+    live = live or {}
+    findings: list[Finding] = []
+    for rule in RULES:
+        finding = RULE_FUNCTIONS[rule](view, now, policy)
+        if finding is None and rule in live:
+            finding = RULE_FUNCTIONS[rule](view, now, policy.holding())
+            if finding is not None and SEVERITY_RANK[finding.severity] > SEVERITY_RANK.get(live[rule], 0):
+                finding = replace(finding, severity=live[rule])  # type: ignore[arg-type]
+        if finding is not None:
+            findings.append(finding)
+    return findings
 
 
 # --- helpers ---------------------------------------------------------------------------------------------

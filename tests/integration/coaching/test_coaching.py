@@ -340,12 +340,12 @@ async def test_time_off_and_holidays_make_pace_fair(harness: Harness) -> None:
     await replica.tick()
     assert [r["rule"] for r in await tasks_of(h, org)] == []
 
-    # back from leave, silent for three working days: now that counts
-    # Monday: the last 3 working days are Sep 30 (a call), Thu 19, Fri 20
-    h.clock.set(datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
+    # back from leave, silent for five working days (the default): now that counts
+    # Wednesday the 25th: the last 5 working days are Sep 30 (a call), Thu 19, Fri 20, Mon 23, Tue 24
+    h.clock.set(datetime(2026, 11, 25, 9, 0, tzinfo=UTC))
     await replica.tick()
-    assert [r["rule"] for r in await tasks_of(h, org)] == []
-    h.clock.set(datetime(2026, 11, 24, 9, 0, tzinfo=UTC))  # Tuesday: Thu, Fri, Mon without a call
+    assert "no_activity" not in [r["rule"] for r in await tasks_of(h, org)]  # (pace counts from here on)
+    h.clock.set(datetime(2026, 11, 26, 9, 0, tzinfo=UTC))  # Thursday: Thu 19 .. Wed 25 without a call
     await replica.tick()
     assert "no_activity" in [r["rule"] for r in await tasks_of(h, org)]
     bad = await replica.http.post(

@@ -154,6 +154,9 @@ def test_the_summary_counts_per_rule_week_manager_and_profile() -> None:
     }
     assert dict(s.outbox)["coaching.task.escalated"] == 0
     assert dict(s.by_status) == {"open": 3, "closed": 1}
+    assert s.slipping == (("rep-000", None),)  # rep-000 had a no_activity check-in only: never caught
+    both = summarise(TASKS, Counter(), BERLIN, profiles | {"rep-001": Profile.SLIPPING})
+    assert both.slipping == (("rep-000", None), ("rep-001", "2026-07-13"))
 
 
 def test_the_digest_is_order_free_and_sees_every_change() -> None:

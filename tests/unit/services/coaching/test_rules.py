@@ -39,7 +39,10 @@ from shared.periods import period_bounds
 
 BERLIN = ZoneInfo("Europe/Berlin")
 LA = ZoneInfo("America/Los_Angeles")
-POLICY = Policy()
+# the opening thresholds alone, so each boundary below is exact; the material gaps and the hysteresis have their
+# own tests at the end, with the defaults
+POLICY = Policy(pace_min_gap_share=0, activity_min_gap=0, coverage_min_gap_share=0, stale_min_deals=1,
+                no_activity_days=3)
 LONG_AGO = datetime(2025, 1, 1, tzinfo=UTC)
 
 
@@ -779,3 +782,64 @@ def test_evaluate_finds_nothing_wrong_with_a_rep_on_track() -> None:
         open_deals=(deal("d-1", now=now),),
     )
     assert evaluate(view, now, POLICY) == []
+
+
+# --- only material gaps, and hysteresis (issue 18, item 2) -----------------------------------------------
+DEFAULTS = Policy()
+
+
+def test_a_gap_below_the_material_share_of_the_target_is_no_pace_finding() -> None:
+    # 6,000 expected of 10,000: 0.7 is 4,200. With a 5 % minimum gap (500) a shortfall of 0.7 pace always
+    # clears it here; a 25 % minimum gap (2,500) does not for 4,199.99 (gap 1,800.01)
+    assert pace("4199.99", policy=DEFAULTS) is not None
+    assert pace("4199.99", policy=DEFAULTS.with_overrides({"pace_min_gap_share": "0.25"})) is None
+    assert pace("3500", policy=DEFAULTS.with_overrides({"pace_min_gap_share": "0.25"})) is not None  # gap 2,500
+
+
+def test_a_handful_of_missing_activities_is_no_shortfall() -> None:
+    # 20.00 calls expected: 15 is short by 5 (>= 3): a finding; with a minimum gap of 6 it is not
+    assert shortfall(15, policy=DEFAULTS) is not None
+    assert shortfall(15, policy=DEFAULTS.with_overrides({"activity_min_gap": 6})) is None
+    # the issue's example: 1 call against 2.27 expected (a gap of 1.27) is no check-in by default
+    view = rep(figures=(figure(Metric.CALLS, target="9", period="2026-11"),), activities=week_of_calls(1))
+    assert activity_shortfall(view, MONDAY_23, POLICY) is not None  # without the minimum gap it was one
+    assert activity_shortfall(view, MONDAY_23, DEFAULTS) is None
+
+
+def test_one_stale_deal_alone_is_no_finding_by_default_two_are() -> None:
+    assert stalled([deal("d-1", touched_days_ago=20)], policy=DEFAULTS) is None
+    finding = stalled([deal("d-1", touched_days_ago=20), deal("d-2", touched_days_ago=15)], policy=DEFAULTS)
+    assert finding is not None and finding.details["stale_deal_ids"] == ["d-1", "d-2"]
+
+
+def test_a_coverage_shortfall_below_the_material_share_is_no_finding() -> None:
+    # 40,000 to win, 3x needs 120,000; 10 % of the 100,000 target is 10,000
+    assert stalled([deal("d-1", "110000")], [quarter()], policy=DEFAULTS) is not None  # 10,000 short
+    assert stalled([deal("d-1", "110000.01")], [quarter()], policy=DEFAULTS) is None
+
+
+def test_a_live_check_in_holds_until_its_recovery_level_and_none_opens_between_the_two() -> None:
+    view = lambda actual: rep(figures=(figure(actual=actual),))  # noqa: E731 - 6,000 expected by THURSDAY
+    rules = lambda actual, live=None: [f.rule for f in evaluate(view(actual), THURSDAY, DEFAULTS, live)]  # noqa: E731
+    assert BEHIND_PACE in rules("4100")  # 0.68 of pace: opens
+    assert BEHIND_PACE not in rules("4500")  # 0.75: nothing opens ...
+    assert BEHIND_PACE in rules("4500", {BEHIND_PACE: "warning"})  # ... but a live one holds
+    assert BEHIND_PACE not in rules("4800", {BEHIND_PACE: "warning"})  # 0.8: recovered
+
+
+def test_a_finding_that_holds_only_by_the_recovery_level_never_outranks_the_live_check_in() -> None:
+    # silent since Thursday the 12th: 2 working days (Fri 13, Mon 16; today is Tue 17): below the 5 that open
+    # a finding, but a live warning holds (the last working day has no activity); it never turns critical
+    # through the recovery window (2 x 1 day)
+    view = rep(activities=calls(berlin(2026, 11, 12, 9)))
+    now = berlin(2026, 11, 17, 9)
+    assert no_activity(view, now, DEFAULTS) is None
+    [held] = evaluate(view, now, DEFAULTS, {NO_ACTIVITY: "warning"})
+    assert (held.rule, held.severity) == (NO_ACTIVITY, "warning")
+    assert evaluate(replace(view, activities=log(calls(berlin(2026, 11, 16, 9)))), now, DEFAULTS,
+                    {NO_ACTIVITY: "warning"}) == []  # an activity on the last working day: recovered
+
+
+def test_a_recovery_level_on_the_wrong_side_of_its_threshold_means_no_hysteresis() -> None:
+    policy = DEFAULTS.with_overrides({"pace_threshold": "0.9"})  # above the default recovery level 0.8
+    assert policy.holding().pace_threshold == Decimal("0.9")
