@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from services.kpi import repository as repo
 from services.kpi.dashboard import queries
-from services.kpi.figures import figures
+from services.kpi.figures import figures, ratio
+from services.kpi.ranking import RankBy, rank_by_value, ranked
 from shared.auth import Anyone, People, see_rep
 from shared.db import tenant_tx
 from shared.events import Dec, Metric
@@ -48,7 +48,9 @@ class Scorecard(BaseModel):
 
 
 class Standing(BaseModel):
-    rank: int
+    rank: int | None = Field(description="competition rank (1, 2, 2, 4): tied entries share it; null by attainment"
+                                         " for a rep without a target, listed after the ranked ones")
+    tied: bool = Field(False, description="another entry holds the same rank")
     rep_id: str
     name: str | None
     team_id: str | None
@@ -60,9 +62,29 @@ class Standing(BaseModel):
 class Leaderboard(BaseModel):
     period: str
     metric: Metric
+    rank_by: RankBy = RankBy.AMOUNT
     as_of: datetime
     standings: list[Standing]
     next_cursor: str | None
+
+
+class TeamStanding(BaseModel):
+    rank: int | None = Field(description="competition rank: tied teams share it; null by attainment without a"
+                                         " target")
+    tied: bool = False
+    team_id: str
+    name: str | None
+    actual: Dec
+    target: Dec | None
+    attainment: Dec | None
+
+
+class TeamLeaderboard(BaseModel):
+    period: str
+    metric: Metric
+    rank_by: RankBy
+    as_of: datetime
+    standings: list[TeamStanding]
 
 
 class Contribution(BaseModel):
@@ -138,22 +160,42 @@ async def team_scorecard(team_id: str, request: Request, who: Anyone, rt: Rt,
 @router.get("/leaderboard", response_model=Leaderboard, responses={304: {}, 401: {}})
 async def leaderboard(request: Request, who: Anyone, rt: Rt, period: str | None = None,
                       metric: Metric = Metric.WON_REVENUE, team_id: str | None = None,
+                      rank_by: RankBy = RankBy.AMOUNT,
                       limit: Annotated[int, Query(ge=1, le=200)] = 50,
                       cursor: Annotated[str | None, Query(pattern=r"^[0-9]+$")] = None) -> Response:
-    """Reps ranked by a metric in a period (ties by rep id), `limit` at a time; `next_cursor` pages on."""
+    """Reps ranked by a metric in a period, by amount or by % of target (`rank_by`), `limit` at a time;
+    `next_cursor` pages on. Ties share a rank (1, 2, 2, 4) on every page; by attainment a rep without a target
+    has no rank and comes last."""
     tenant = who.tenant
     label, _ = await _period(rt, tenant, period)
     offset = int(cursor or 0)
     async with tenant_tx(rt.pool, tenant) as conn:
-        rows = await queries.standings(conn, tenant, label, metric, team_id, limit + 1, offset)
-    standings = [Standing(rank=offset + i + 1, rep_id=r["rep_id"], name=r["name"], team_id=r["team_id"],
-                          actual=r["actual"], target=r["target"],
-                          attainment=figures(r["actual"], r["target"], Decimal(0)).attainment)
-                 for i, r in enumerate(rows[:limit])]
-    return _etagged(request, Leaderboard(period=label, metric=metric, as_of=rt.clock.now(), standings=standings,
-                                         next_cursor=str(offset + limit) if len(rows) > limit else None))
+        rows = await queries.standings(conn, tenant, label, metric, team_id)
+    board = ranked(rows, lambda r: rank_by_value(r["actual"], r["target"], rank_by), lambda r: r["rep_id"])
+    page = board[offset:offset + limit]
+    standings = [Standing(rank=e.rank, tied=e.tied, rep_id=e.entry["rep_id"], name=e.entry["name"],
+                          team_id=e.entry["team_id"], actual=e.entry["actual"], target=e.entry["target"],
+                          attainment=ratio(e.entry["actual"], e.entry["target"])) for e in page]
+    return _etagged(request, Leaderboard(period=label, metric=metric, rank_by=rank_by, as_of=rt.clock.now(),
+                                         standings=standings,
+                                         next_cursor=str(offset + limit) if len(board) > offset + limit else None))
 
 
+@router.get("/leaderboard/teams", response_model=TeamLeaderboard, responses={304: {}, 401: {}})
+async def team_leaderboard(request: Request, who: Anyone, rt: Rt, period: str | None = None,
+                           metric: Metric = Metric.WON_REVENUE, rank_by: RankBy = RankBy.ATTAINMENT) -> Response:
+    """Team against team: every team's figure of a metric in a period, ranked by % of its target (default:
+    teams of different sizes compare fairly) or by amount. Ties share a rank. Every role."""
+    tenant = who.tenant
+    label, _ = await _period(rt, tenant, period)
+    async with tenant_tx(rt.pool, tenant) as conn:
+        rows = await queries.team_standings(conn, tenant, label, metric)
+    board = ranked(rows, lambda r: rank_by_value(r["actual"], r["target"], rank_by), lambda r: r["team_id"])
+    standings = [TeamStanding(rank=e.rank, tied=e.tied, team_id=e.entry["team_id"], name=e.entry["name"],
+                              actual=e.entry["actual"], target=e.entry["target"],
+                              attainment=ratio(e.entry["actual"], e.entry["target"])) for e in board]
+    return _etagged(request, TeamLeaderboard(period=label, metric=metric, rank_by=rank_by, as_of=rt.clock.now(),
+                                             standings=standings))
 
 
 @router.get("/scorecards/{rep_id}/contributions", response_model=list[Contribution], name="contributions")

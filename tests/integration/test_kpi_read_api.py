@@ -35,7 +35,7 @@ async def test_scorecards_leaderboards_and_explanations_are_tenant_scoped(servic
         card = await _until_ok(client, f"{kpi}/v1/scorecards/ana?period={quarter}")
         assert card.status_code == 200, card.text
         won = next(f for f in card.json()["figures"] if f["metric"] == "won_revenue")
-        while won["actual"] != "750":  # both deals may land in different batches
+        while (won["actual"], won["target"]) != ("750", "1000"):  # deals and target: different topics, batches
             card = await client.get(f"{kpi}/v1/scorecards/ana?period={quarter}")
             won = next(f for f in card.json()["figures"] if f["metric"] == "won_revenue")
         assert (won["target"], won["attainment"]) == ("1000", "0.7500")
@@ -132,3 +132,42 @@ async def test_an_exchange_rate_set_for_a_tenant_converts_its_foreign_deals(serv
     with pytest.raises(subprocess.CalledProcessError) as refused:
         tenant_cli("set-rate", tenant.slug, "EUR", "1.1")
     assert "base currency" in refused.value.stderr
+
+
+async def test_leaderboards_rank_by_amount_or_by_share_of_target_with_ties_and_team_against_team(services, tenant):
+    """Issue 18, item 6: a rep with less money can lead by % of target; equal figures share a rank."""
+    quarter, at = this_quarter(timedelta(hours=1))
+    team_target = [{**target("x", quarter, value), "data": {"scope": "team", "scope_id": team_id,
+                                                            "metric": "won_revenue", "period": quarter,
+                                                            "value": value}}
+                   for team_id, value in (("north", "3000"), ("south", "1000"))]
+    events = [rep("ana", team="north"), rep("bo", team="north"), rep("cy", team="south"),
+              target("ana", quarter, "1000"), target("cy", quarter, "1200"), *team_target,
+              deal("t-1", "ana", "750", updated_at=at), deal("t-2", "bo", "900", updated_at=at),
+              deal("t-3", "cy", "900", updated_at=at)]
+    assert (await post(services["ingest"], tenant, events)).status_code == 200
+    kpi = services["kpi"]
+    async with httpx.AsyncClient(timeout=10, headers=tenant.auth) as client:
+        deadline = time.monotonic() + 30
+        while True:
+            amount = (await client.get(f"{kpi}/v1/leaderboard?period={quarter}")).json()
+            teams = (await client.get(f"{kpi}/v1/leaderboard/teams?period={quarter}")).json()
+            if (len(amount.get("standings", [])) == 3 and len(teams.get("standings", [])) == 2
+                    and all(t["target"] for t in teams["standings"])) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.3)
+        # by amount: bo and cy both won 900 and share first place; ana is third, not second
+        assert [(s["rep_id"], s["rank"], s["tied"]) for s in amount["standings"]] == [
+            ("bo", 1, True), ("cy", 1, True), ("ana", 3, False)]
+        share = (await client.get(f"{kpi}/v1/leaderboard?period={quarter}&rank_by=attainment")).json()
+        # by share: ana 750 of 1,000 and cy 900 of 1,200 are both 75 %; bo has no target and no rank
+        assert share["rank_by"] == "attainment"
+        assert [(s["rep_id"], s["rank"], s["tied"], s["attainment"]) for s in share["standings"]] == [
+            ("ana", 1, True, "0.7500"), ("cy", 1, True, "0.7500"), ("bo", None, False, None)]
+        # team against team, by share (the default): south's 900 of 1,000 beats north's 1,650 of 3,000
+        assert [(t["team_id"], t["rank"], t["actual"]) for t in teams["standings"]] == [
+            ("south", 1, "900"), ("north", 2, "1650")]
+        by_amount = (await client.get(f"{kpi}/v1/leaderboard/teams?period={quarter}&rank_by=amount")).json()
+        assert [t["team_id"] for t in by_amount["standings"]] == ["north", "south"]
+        bad = await client.get(f"{kpi}/v1/leaderboard?rank_by=luck")
+        assert bad.status_code == 422 and "rank_by" in bad.text

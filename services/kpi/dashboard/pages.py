@@ -29,6 +29,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 
 from services.kpi.dashboard import live, queries, view
 from services.kpi.figures import figures
+from services.kpi.ranking import RankBy, rank_by_value, ranked
 from services.kpi.settings import KpiSettings
 from shared import ratelimit, share_link, token_store
 from shared.auth import see_rep
@@ -299,7 +300,7 @@ async def home(tenant: Tenant) -> Response:
 
 
 async def _standings(rt: Runtime, t: queries.Tenant, p: Period, metric: Metric, team_id: str | None,
-                     now: datetime) -> list[dict[str, Any]]:
+                     now: datetime, by: RankBy = RankBy.AMOUNT) -> list[dict[str, Any]]:
     async with tenant_tx(rt.pool, t.slug) as conn:
         rows = await queries.standings(conn, t.slug, p.label, metric, team_id)
         gains: dict[str, Decimal] = {}
@@ -310,38 +311,61 @@ async def _standings(rt: Runtime, t: queries.Tenant, p: Period, metric: Metric, 
                                                            metric, since, now):
                 gains[rep_id] = gains.get(rep_id, Decimal(0)) + amount
     out = []
-    for rank, r in enumerate(rows, 1):
+    for e in ranked(rows, lambda r: rank_by_value(r["actual"], r["target"], by), lambda r: r["rep_id"]):
+        r = e.entry
         fig = figures(r["actual"], r["target"], p.share)
         direction = (view.trend(gains.get(r["rep_id"], Decimal(0)), r["target"], p.start, p.end, now, t.timezone)
                      if metric in queries.ADDITIVE and p.start <= now < p.end else None)
-        out.append({"rank": rank, "rep_id": r["rep_id"], "name": r["name"] or r["rep_id"], "team_id": r["team_id"],
-                    "actual": r["actual"], "target": r["target"], "attainment": fig.attainment, "pace": fig.pace,
-                    "bar": _bar(fig.attainment, p.share), "trend": direction,
-                    "trend_words": TREND_WORDS.get(direction or "")})
+        out.append({"rank": e.rank, "tied": e.tied, "rep_id": r["rep_id"], "name": r["name"] or r["rep_id"],
+                    "team_id": r["team_id"], "actual": r["actual"], "target": r["target"],
+                    "attainment": fig.attainment, "pace": fig.pace, "bar": _bar(fig.attainment, p.share),
+                    "trend": direction, "trend_words": TREND_WORDS.get(direction or "")})
     return out
+
+
+async def _team_standings(rt: Runtime, t: queries.Tenant, p: Period, metric: Metric,
+                          by: RankBy) -> list[dict[str, Any]]:
+    async with tenant_tx(rt.pool, t.slug) as conn:
+        rows = await queries.team_standings(conn, t.slug, p.label, metric)
+    out = []
+    for e in ranked(rows, lambda r: rank_by_value(r["actual"], r["target"], by), lambda r: r["team_id"]):
+        fig = figures(e.entry["actual"], e.entry["target"], p.share)
+        out.append({"rank": e.rank, "tied": e.tied, "team_id": e.entry["team_id"],
+                    "name": e.entry["name"] or e.entry["team_id"], "actual": e.entry["actual"],
+                    "target": e.entry["target"], "attainment": fig.attainment, "bar": _bar(fig.attainment, p.share)})
+    return out
+
+
+def _rank_by(text: str | None) -> RankBy:
+    try:
+        return RankBy(text or RankBy.AMOUNT)
+    except ValueError:
+        raise HTTPException(400, f"rank_by must be 'amount' or 'attainment', not {text!r}") from None
 
 
 @router.get("/leaderboard")
 async def leaderboard(request: Request, rt: Rt, tenant: Tenant, period: str | None = None,
-                      metric: str | None = None, team: str | None = None) -> HTMLResponse:
+                      metric: str | None = None, team: str | None = None, rank_by: str | None = None) -> HTMLResponse:
     t, fmt, now = await _base(rt, tenant)
-    p, m = _period(t, period, now), _metric(metric)
-    rows = await _standings(rt, t, p, m, team or None, now)
+    p, m, by = _period(t, period, now), _metric(metric), _rank_by(rank_by)
+    rows = await _standings(rt, t, p, m, team or None, now, by)
+    team_board = await _team_standings(rt, t, p, m, by) if not team else []
     async with tenant_tx(rt.pool, tenant) as conn:
         team_rows = await queries.teams(conn, t.slug, p.label)
-    csv_query = {"period": p.label, "metric": m.value} | ({"team": team} if team else {})
+    csv_query = {"period": p.label, "metric": m.value, "rank_by": by.value} | ({"team": team} if team else {})
     csv_link = "/leaderboard.csv?" + urlencode(csv_query)
     return render(request, "leaderboard.html", title=f"Leaderboard · {METRIC_NAMES[m]} · {p.label}", fmt=fmt,
                   tenant=t, period=p, metric=m, metric_names=METRIC_NAMES, rows=rows, team=team or "",
-                  teams=team_rows, periods=_period_choices(t, now), csv_link=csv_link, now=now, live_period=p.label)
+                  teams=team_rows, team_board=team_board, rank_by=by.value, periods=_period_choices(t, now),
+                  csv_link=csv_link, now=now, live_period=p.label)
 
 
 @router.get("/leaderboard.csv")
 async def leaderboard_csv(rt: Rt, tenant: Tenant, period: str | None = None, metric: str | None = None,
-                          team: str | None = None) -> Response:
+                          team: str | None = None, rank_by: str | None = None) -> Response:
     t, _, now = await _base(rt, tenant)
     p, m = _period(t, period, now), _metric(metric)
-    rows = await _standings(rt, t, p, m, team or None, now)
+    rows = await _standings(rt, t, p, m, team or None, now, _rank_by(rank_by))
     body = view.leaderboard_csv(rows, m.value, p.label)
     name = f"leaderboard-{t.slug}-{p.label}-{m.value}.csv"
     return Response(body, media_type="text/csv; charset=utf-8",

@@ -43,15 +43,25 @@ async def tenant(conn: asyncpg.Connection, slug: str) -> Tenant:
 
 
 async def standings(conn: asyncpg.Connection, tenant: str, period: str, metric: Metric,
-                    team_id: str | None = None, limit: int = 200, offset: int = 0) -> list[asyncpg.Record]:
-    """Reps ranked by `metric` in `period` (ties by rep id), `limit` from `offset`: the read API's leaderboard
-    and the dashboard's."""
+                    team_id: str | None = None) -> list[asyncpg.Record]:
+    """Every rep's figure of `metric` in `period` (of one team when `team_id` is given), unordered: the read
+    API's leaderboard and the dashboard's rank them (`ranking.ranked`, by amount or by attainment)."""
     return list(await conn.fetch(
         "SELECT a.scope_id AS rep_id, a.actual, a.target, r.name, r.team_id FROM attainment a"
         " LEFT JOIN reps r ON r.tenant = a.tenant AND r.rep_id = a.scope_id"
         " WHERE a.tenant = $1 AND a.scope = 'rep' AND a.period = $2 AND a.metric = $3"
-        " AND ($4::text IS NULL OR r.team_id = $4) ORDER BY a.actual DESC, a.scope_id LIMIT $5 OFFSET $6",
-        tenant, period, metric.value, team_id, limit, offset))
+        " AND ($4::text IS NULL OR r.team_id = $4)",
+        tenant, period, metric.value, team_id))
+
+
+async def team_standings(conn: asyncpg.Connection, tenant: str, period: str, metric: Metric) -> list[asyncpg.Record]:
+    """Every team's figure of `metric` in `period` (what its reps did while in it), with its name: team
+    against team."""
+    return list(await conn.fetch(
+        "SELECT a.scope_id AS team_id, a.actual, a.target, t.name FROM attainment a"
+        " LEFT JOIN teams t ON t.tenant = a.tenant AND t.team_id = a.scope_id"
+        " WHERE a.tenant = $1 AND a.scope = 'team' AND a.period = $2 AND a.metric = $3",
+        tenant, period, metric.value))
 
 
 async def figures_of(conn: asyncpg.Connection, tenant: str, scope: str, scope_id: str,

@@ -38,7 +38,8 @@ __all__ = [
     "trend",
 ]
 
-CSV_COLUMNS = ("rank", "rep_id", "name", "team_id", "metric", "period", "actual", "target", "attainment")
+# `tied` last: the columns before it are where they always were
+CSV_COLUMNS = ("rank", "rep_id", "name", "team_id", "metric", "period", "actual", "target", "attainment", "tied")
 NO_VALUE = "–"  # what a missing percentage reads as: a dash, never "0%"
 
 _MICROSECOND = timedelta(microseconds=1)
@@ -193,9 +194,10 @@ def percent(ratio: Decimal | None, locale: str | None) -> str:
 def leaderboard_csv(rows: Sequence[Mapping[str, Any]], metric: str, period: str) -> str:
     """The leaderboard as CSV: a header of `CSV_COLUMNS`, then one row per entry, ``\\r\\n`` line ends.
 
-    Rows carry ``rank``, ``rep_id``, ``actual`` and optionally ``name``, ``team_id``, ``target``,
-    ``attainment``. Numbers are exact plain strings (``1234.50``, never ``1.2345E+3``) and None is
-    empty. Text a spreadsheet would run as a formula (a rep named ``=HYPERLINK(...)``) gets a leading
+    Rows carry ``rank`` (None: unranked, empty), ``rep_id``, ``actual`` and optionally ``name``,
+    ``team_id``, ``target``, ``attainment`` and ``tied`` ("yes" when another row shares the rank).
+    Numbers are exact plain strings (``1234.50``, never ``1.2345E+3``) and None is empty. Text a
+    spreadsheet would run as a formula (a rep named ``=HYPERLINK(...)``) gets a leading
     ``'``: the export leaves the dashboard, and a spreadsheet must show it, not execute it.
     """
     out = io.StringIO()
@@ -206,6 +208,7 @@ def leaderboard_csv(rows: Sequence[Mapping[str, Any]], metric: str, period: str)
             _cell(row["rank"]), _text_cell(row["rep_id"]), _text_cell(row.get("name")),
             _text_cell(row.get("team_id")), _text_cell(metric), _text_cell(period),
             _cell(row["actual"]), _cell(row.get("target")), _cell(row.get("attainment")),
+            "yes" if row.get("tied") else "",
         ])
     return out.getvalue()
 

@@ -124,6 +124,7 @@ MATRIX: dict[tuple[str, str, str], Row] = {
         PEOPLE, rep_path("/v1/scorecards/{rep}/contributions?metric=won_revenue&period={q}")),
     ("kpi", "GET", "/v1/teams/{team_id}/scorecard"): Row(ALL, fixed("/v1/teams/t2/scorecard?period={q}")),
     ("kpi", "GET", "/v1/leaderboard"): Row(ALL, fixed("/v1/leaderboard?period={q}")),
+    ("kpi", "GET", "/v1/leaderboard/teams"): Row(ALL, fixed("/v1/leaderboard/teams?period={q}")),
     # kpi: the dashboard (its session cookie)
     ("kpi", "GET", "/signin"): Row(PUBLIC),
     ("kpi", "POST", "/signin"): Row(PUBLIC),

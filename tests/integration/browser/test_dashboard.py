@@ -96,6 +96,7 @@ async def test_the_sales_floor_live_in_a_browser(services: dict[str, str], tenan
         await expect(page).to_have_url(f"{kpi}/leaderboard")
         board = page.locator("table.board tbody tr")
         await expect(board).to_have_count(2)
+        await expect(page.locator("table.teams-board tbody tr[data-team=north]")).to_have_count(1)  # team v team
         await expect(board.nth(0).locator("th a")).to_have_text("Ana")
         await expect(board.nth(0).locator(".actual")).to_have_text("€4,000.00")
         await expect(board.nth(1).locator(".actual")).to_have_text("€2,500.00")

@@ -276,18 +276,25 @@ def entry(**overrides: Any) -> dict[str, Any]:
 def test_the_csv_has_a_header_and_exact_plain_numbers() -> None:
     text = leaderboard_csv([entry(), entry(rank=2, rep_id="r2", name="Bo, Jr.", actual=Decimal("1E+3"))],
                            "won_revenue", "2026-Q4")
-    assert text.startswith("rank,rep_id,name,team_id,metric,period,actual,target,attainment\r\n")
+    assert text.startswith("rank,rep_id,name,team_id,metric,period,actual,target,attainment,tied\r\n")
     assert text.endswith("\r\n")
     assert rows_of(text) == [
         list(CSV_COLUMNS),
-        ["1", "r1", "Ann Lee", "t1", "won_revenue", "2026-Q4", "1234.50", "2000", "0.6172"],
-        ["2", "r2", "Bo, Jr.", "t1", "won_revenue", "2026-Q4", "1000", "2000", "0.6172"],
+        ["1", "r1", "Ann Lee", "t1", "won_revenue", "2026-Q4", "1234.50", "2000", "0.6172", ""],
+        ["2", "r2", "Bo, Jr.", "t1", "won_revenue", "2026-Q4", "1000", "2000", "0.6172", ""],
     ]
 
 
 def test_missing_values_are_empty_cells() -> None:
     text = leaderboard_csv([entry(target=None, attainment=None, name=None, team_id=None)], "deals_won", "2026-11")
-    assert rows_of(text)[1] == ["1", "r1", "", "", "deals_won", "2026-11", "1234.50", "", ""]
+    assert rows_of(text)[1] == ["1", "r1", "", "", "deals_won", "2026-11", "1234.50", "", "", ""]
+
+
+def test_ties_and_unranked_rows_read_as_such() -> None:
+    text = leaderboard_csv([entry(tied=True), entry(rank=None, rep_id="r9", target=None, attainment=None)],
+                           "won_revenue", "2026-Q4")
+    assert [row[0] for row in rows_of(text)[1:]] == ["1", ""]
+    assert [row[-1] for row in rows_of(text)[1:]] == ["yes", ""]
 
 
 def test_no_rows_give_the_header_alone() -> None:
@@ -301,7 +308,7 @@ def test_text_a_spreadsheet_would_run_as_a_formula_is_defused(name: str) -> None
 
 def test_every_text_cell_is_defused_but_negative_numbers_stay_numbers() -> None:
     text = leaderboard_csv([entry(rep_id="=r", team_id="@t", actual=Decimal("-5.00"))], "+m", "-p")
-    assert rows_of(text)[1] == ["1", "'=r", "Ann Lee", "'@t", "'+m", "'-p", "-5.00", "2000", "0.6172"]
+    assert rows_of(text)[1] == ["1", "'=r", "Ann Lee", "'@t", "'+m", "'-p", "-5.00", "2000", "0.6172", ""]
 
 
 def test_harmless_text_is_left_alone() -> None:
