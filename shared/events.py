@@ -192,6 +192,28 @@ class TargetSet(_Model):
     value: Annotated[Dec, Field(ge=0, max_digits=20, decimal_places=4, allow_inf_nan=False)]
 
 
+class TimeOffSet(_Model):
+    """A rep's time off (leave, sick days, a training week): `first_day` to `last_day`, local dates of the
+    rep, both included. Every service counts those days as days off: nothing is expected of the rep on them
+    (kpi's pace, coaching's rules) and a streak neither breaks nor grows on them. The same `time_off_id`
+    again replaces the period (newest `time` wins); `cancelled: true` withdraws it."""
+
+    time_off_id: Id
+    rep_id: Id
+    first_day: date
+    last_day: date
+    reason: Text | None = Field(default=None, max_length=200)
+    cancelled: bool = False
+
+    @model_validator(mode="after")
+    def _a_real_period(self) -> TimeOffSet:
+        if self.last_day < self.first_day:
+            raise ValueError("last_day: must not be before first_day")
+        if (self.last_day - self.first_day).days > 366:
+            raise ValueError("last_day: a time off spans at most 367 days; send longer leave in parts")
+        return self
+
+
 # --- inbound envelopes --------------------------------------------------------------------
 
 
@@ -231,9 +253,14 @@ class TeamUpsertedEvent(_Envelope):
     data: TeamUpserted
 
 
+class TimeOffSetEvent(_Envelope):
+    type: Literal["time_off.set"]
+    data: TimeOffSet
+
+
 CanonicalEvent = Annotated[
     DealUpsertedEvent | DealDeletedEvent | ActivityLoggedEvent | RepUpsertedEvent | TargetSetEvent
-    | TeamUpsertedEvent,
+    | TeamUpsertedEvent | TimeOffSetEvent,
     Field(discriminator="type"),
 ]
 CANONICAL_EVENT: TypeAdapter[CanonicalEvent] = TypeAdapter(CanonicalEvent)
@@ -245,6 +272,7 @@ CANONICAL_DATA: dict[str, type[_Model]] = {
     "rep.upserted": RepUpserted,
     "target.set": TargetSet,
     "team.upserted": TeamUpserted,
+    "time_off.set": TimeOffSet,
 }
 
 
@@ -262,10 +290,11 @@ class AttainmentUpdated(_Model):
     target: Dec | None = None
     attainment: Dec | None = Field(default=None, description="actual / target")
     expected: Dec | None = Field(
-        default=None, description="target x elapsed share of the period's business days (Mon-Fri, tenant zone)")
+        default=None, description="target x elapsed share of the period's working days: Monday to Friday in the"
+        " tenant's zone minus its holidays and, for a rep, their time off (shared/workdays.py)")
     pace: Dec | None = Field(default=None, description="actual / expected")
     projected: Dec | None = Field(
-        default=None, description="actual / elapsed business-day share: the end-of-period figure")
+        default=None, description="actual / elapsed working-day share: the end-of-period figure")
     as_of: AwareDatetime
     period_start: AwareDatetime | None = None
     period_end: AwareDatetime | None = None
@@ -405,6 +434,13 @@ class ManagerCard(_Model):
     team_won_revenue: Dec | None = None
     team_target: Dec | None = None
     team_attainment: Dec | None = None
+    check_ins_followed: int | None = Field(
+        None, description="the check-ins of the manager's reps in the period that coaching followed up (issue 18)")
+    recovered_after_check_in: Dec | None = Field(
+        None, description="the share of them whose finding recovered; null below 10 (not enough data)")
+    recovered_without: Dec | None = Field(
+        None, description="the same share for their reps' findings that got no check-in (the comparison group);"
+                          " null below 10. GET /v1/effectiveness has the detail")
 
 
 class ReviewPublished(_Model):
@@ -489,6 +525,21 @@ class TokenGrant(_Model):
     expires_at: AwareDatetime | None = None
 
 
+class Holiday(_Model):
+    day: date
+    name: str
+
+
+class Holidays(_Model):
+    """A tenant's holiday calendar (`shared.workdays.HolidayCalendar`): its country's and subdivision's
+    public holidays, plus the days it added, minus the ones it removed."""
+
+    country: str | None = Field(None, description="ISO 3166-1 alpha-2, e.g. DE; none: only the added days")
+    subdivision: str | None = Field(None, description="e.g. BE (Berlin) of DE, CA of US")
+    added: list[Holiday] = Field(default_factory=list)
+    removed: list[date] = Field(default_factory=list, description="public holidays the tenant works")
+
+
 class TenantUpserted(_Model):
     """`tenant.upserted` on the internal `attain.tenants.v1`: a tenant as ingest knows it (no secrets:
     only the SHA-256 digest of its bearer token, which is all a service needs to authenticate it)."""
@@ -505,6 +556,9 @@ class TenantUpserted(_Model):
     tokens: list[TokenGrant] | None = Field(
         None, description="Every token of the tenant that is not revoked, with its role. Absent in entries from"
         " before per-person tokens: then `token_sha256` is the tenant's one token, an admin token.")
+    holidays: Holidays | None = Field(
+        None, description="The tenant's holiday calendar, which every service counts working days with. Absent"
+        " in entries from before it existed: no holidays.")
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:

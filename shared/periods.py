@@ -22,8 +22,8 @@ that local day (the transition). Moments in any zone are accepted; naive datetim
 are rejected with ValueError.
 
 Elapsed time: ``elapsed_share``/``share_between`` count real seconds; ``business_share``
-counts Monday-to-Friday days in the tenant's zone (what kpi's pace uses). Holidays and time
-off are not modelled yet; they would narrow ``business_share``'s days.
+counts Monday-to-Friday days in the tenant's zone. The pace every service holds reps to counts
+working days instead (``shared.workdays.working_share``: minus holidays and time off).
 """
 
 from __future__ import annotations

@@ -242,6 +242,22 @@ class TeamUpserted(_Wire, kw_only=True):
             raise ValueError("parent_team_id: a team cannot be its own parent")
 
 
+class TimeOffSet(_Wire, kw_only=True):
+    time_off_id: Id
+    rep_id: Id
+    first_day: date
+    last_day: date
+    reason: Name200 | None = None
+    cancelled: bool = False
+
+    def __post_init__(self) -> None:
+        _nul_free(self, "time_off_id", "rep_id", "reason")
+        if self.last_day < self.first_day:
+            raise ValueError("last_day: must not be before first_day")
+        if (self.last_day - self.first_day).days > 366:
+            raise ValueError("last_day: a time off spans at most 367 days; send longer leave in parts")
+
+
 class TargetSet(_Wire, kw_only=True):
     scope: ev.Scope
     scope_id: Id
@@ -301,6 +317,18 @@ class TokenGrant(_Wire, kw_only=True):
     expires_at: AwareTime | None = None
 
 
+class Holiday(_Wire, kw_only=True):
+    day: date
+    name: str
+
+
+class Holidays(_Wire, kw_only=True):
+    country: str | None = None
+    subdivision: str | None = None
+    added: list[Holiday] = msgspec.field(default_factory=list)
+    removed: list[date] = msgspec.field(default_factory=list)
+
+
 class TenantUpserted(_Wire, kw_only=True):
     tenant: str
     timezone: str
@@ -311,6 +339,7 @@ class TenantUpserted(_Wire, kw_only=True):
     rates: list[ExchangeRate] = msgspec.field(default_factory=list)
     locale: str = "en"
     tokens: list[TokenGrant] | None = None
+    holidays: Holidays | None = None
 
 
 # --- Struct -> pydantic model, without a second validation ------------------------------------------------
@@ -320,7 +349,7 @@ STRUCTS: Final[dict[type[BaseModel], type[msgspec.Struct]]] = {
     ev.DealUpserted: DealUpserted, ev.DealDeleted: DealDeleted, ev.ActivityLogged: ActivityLogged,
     ev.RepUpserted: RepUpserted, ev.TeamUpserted: TeamUpserted, ev.TargetSet: TargetSet,
     ev.AttainmentUpdated: AttainmentUpdated, ev.ExchangeRate: ExchangeRate, ev.TenantUpserted: TenantUpserted,
-    ev.TokenGrant: TokenGrant,
+    ev.TokenGrant: TokenGrant, ev.TimeOffSet: TimeOffSet, ev.Holidays: Holidays, ev.Holiday: Holiday,
 }
 _set = object.__setattr__
 
@@ -348,15 +377,27 @@ def _constructor(model: type[M], fields: Iterable[str]) -> Callable[[dict[str, A
 def _converter(model: type[BaseModel], struct: type[msgspec.Struct]) -> Callable[[Any], BaseModel]:
     construct = _constructor(model, struct.__struct_fields__)
     as_dict = msgspec.structs.asdict
-    if model is ev.TenantUpserted:  # the one nested model: its rates and tokens become pydantic models
+    if model is ev.Holidays:  # nested: its days become pydantic models
+        holiday = _converter(ev.Holiday, Holiday)
+
+        def calendar(value: Any) -> BaseModel:
+            values = as_dict(value)
+            values["added"] = [holiday(h) for h in values["added"]]
+            return construct(values)
+
+        return calendar
+    if model is ev.TenantUpserted:  # nested: its rates, tokens and holidays become pydantic models
         rate = _converter(ev.ExchangeRate, ExchangeRate)
         grant = _converter(ev.TokenGrant, TokenGrant)
+        holidays = _converter(ev.Holidays, Holidays)
 
         def tenant(value: Any) -> BaseModel:
             values = as_dict(value)
             values["rates"] = [rate(r) for r in values["rates"]]
             if values["tokens"] is not None:
                 values["tokens"] = [grant(t) for t in values["tokens"]]
+            if values["holidays"] is not None:
+                values["holidays"] = holidays(values["holidays"])
             return construct(values)
 
         return tenant

@@ -20,6 +20,7 @@ __all__ = ["MAX_REPS", "MAX_TEAMS", "MIN_REPS", "MIN_TEAMS", "TENANT_TIMEZONE", 
            "Quarter", "Rep", "Team", "build_org"]  # fmt: skip
 
 TENANT_TIMEZONE = "Europe/Berlin"
+TENANT_COUNTRY, TENANT_SUBDIVISION = "DE", "BE"  # the demo company sits in Berlin: its public holidays are days off
 MIN_REPS, MAX_REPS = 20, 120
 
 _TEAMS = (

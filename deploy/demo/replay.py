@@ -46,10 +46,21 @@ from rich.console import Console
 from rich.table import Table
 
 from deploy.demo.args import within
-from deploy.demo.org import MAX_REPS, MAX_TEAMS, MIN_REPS, MIN_TEAMS, Profile, Quarter
+from deploy.demo.org import (
+    MAX_REPS,
+    MAX_TEAMS,
+    MIN_REPS,
+    MIN_TEAMS,
+    TENANT_COUNTRY,
+    TENANT_SUBDIVISION,
+    Profile,
+    Quarter,
+)
 from deploy.demo.simulator import CURRENCY, Scenario, build_scenario
 from services.coaching import handlers as coaching_handlers
+from services.coaching import repository as coaching_repository
 from services.coaching.app import SPEC as COACHING
+from services.coaching.effect import summarise as effect_summary
 from services.coaching.model import RULES
 from services.coaching.settings import CoachingSettings
 from services.coaching.timers import evaluate_owed, tick
@@ -61,8 +72,8 @@ from shared import topics
 from shared.clock import FixedClock
 from shared.cloudevents import CloudEvent, encode, message_key
 from shared.consumer import TransactionalConsumer
-from shared.db import create_pool, migrate
-from shared.events import CANONICAL_EVENT, DealDeletedEvent, DealUpsertedEvent, TenantUpserted
+from shared.db import create_pool, migrate, tenant_tx
+from shared.events import CANONICAL_EVENT, DealDeletedEvent, DealUpsertedEvent, Holidays, TenantUpserted
 from shared.outbox import row_headers
 from shared.registry_signing import RegistrySigner, RegistryVerifier, generate_private_key
 from shared.service import Runtime
@@ -86,6 +97,7 @@ __all__ = [
 QUARTER = Quarter.containing(datetime(2026, 8, 15, tzinfo=UTC))  # 2026-Q3, whatever today is
 COACHING_GRACE_S = 14 * 86400  # as the demo (deploy/demo/app.py): a new target waits two weeks
 COOLDOWN_DAYS = 7  # as the demo
+EFFECT_MIN_SAMPLE = 5  # follow-ups a rule needs before its effect is shown
 TENANT_SLUG = "replay"
 KPI_GROUP, COACHING_GROUP = "replay-kpi", "replay-coaching"
 KPI_TOPICS = frozenset(
@@ -156,6 +168,7 @@ def tenant_event(tenant: Tenant, seed: int, at: datetime) -> CloudEvent:
         fiscal_start_month=tenant.fiscal_start_month,
         token_sha256=hashlib.sha256(f"replay-{seed}".encode()).hexdigest(),
         active=True,
+        holidays=Holidays(country=TENANT_COUNTRY, subdivision=TENANT_SUBDIVISION),
     )
     return CloudEvent(
         id=str(uuid.uuid5(NAMESPACE, f"{tenant.slug}|{seed}")),
@@ -354,6 +367,7 @@ class Replay:
     coaching_records: int
     duplicates: int
     dead_letters: list[str] = field(default_factory=list)
+    effect: list[dict[str, Any]] = field(default_factory=list)  # coaching's effectiveness by rule (effect.py)
 
 
 class DeadLetters:
@@ -487,6 +501,8 @@ async def replay_once(
                 progress(i + 1, len(instants))
         tasks = await _read_tasks(coaching_pool, tenant.slug)
         outbox = await _outbox_types(coaching_pool)
+        async with tenant_tx(coaching_pool, tenant.slug) as conn:
+            followed = await coaching_repository.follow_ups(conn, tenant.slug, quarter.start, quarter.end)
     finally:
         await kpi_pool.close()
         await coaching_pool.close()
@@ -503,6 +519,7 @@ async def replay_once(
         coaching_count,
         feed.duplicates,
         dead.seen,
+        effect_summary(followed, "rule", EFFECT_MIN_SAMPLE),
     )
 
 
@@ -670,9 +687,23 @@ def _print_run(console: Console, replay: Replay, first: Replay | None) -> None:
     for rep, day in s.slipping:
         caught.add_row(rep, day or "[red]never[/]")
     console.print(caught)
+    effect = _table("did it help? what followed check-ins, against findings that got none (recovered of count)",
+                    "rule", "check-ins", "recovered", "comparison", "recovered ", "difference")
+    for g in replay.effect:
+        mine, theirs = g["check_ins"], g["comparison"]
+        effect.add_row(g["key"], str(mine["n"]), _rate(mine), str(theirs["n"]), _rate(theirs),
+                       "–" if g["difference"] is None else f"{g['difference'] * 100:+.0f} pts")
+    console.print(effect)
     console.print("coaching outbox: " + ", ".join(f"{kind} {n}" for kind, n in s.outbox))
     if first is not None:
         _print_difference(console, first, replay)
+
+
+def _rate(stats: dict[str, Any]) -> str:
+    if not stats["enough"]:
+        return "too few"
+    low, high = stats["recovery_ci95"]
+    return f"{stats['recovered']} ({stats['recovery_rate'] * 100:.0f} %, CI {low * 100:.0f}-{high * 100:.0f})"
 
 
 def _print_difference(console: Console, first: Replay, other: Replay) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from deploy.demo.org import TENANT_COUNTRY, TENANT_SUBDIVISION
 from deploy.local import crm_keys, registry_keys
 from services.coaching.app import SPEC as COACHING
 from services.kpi.app import SPEC as KPI
@@ -200,7 +201,8 @@ async def start_groups_at_end(prefix: str) -> None:
 
 async def create_tenant(slug: str, timezone: str, currency: str) -> Tenant:
     """`python -m services.ingest tenants create`: a new tenant and its bearer token."""
-    args = _module("services.ingest", "tenants", "create", slug, "--timezone", timezone, "--currency", currency)
+    args = _module("services.ingest", "tenants", "create", slug, "--timezone", timezone, "--currency", currency,
+                   "--country", TENANT_COUNTRY, "--subdivision", TENANT_SUBDIVISION)
     process = await asyncio.create_subprocess_exec(
         *args, cwd=REPO_ROOT, env=child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, start_new_session=True,

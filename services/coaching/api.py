@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Collection
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
@@ -22,6 +22,7 @@ from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 from services.coaching import action_plans, digests
 from services.coaching import repository as repo
 from services.coaching.checkins import DEFAULT_CATALOGUE, Playbook
+from services.coaching.effect import GROUPINGS, summarise
 from services.coaching.handlers import base_policy, close, task_json
 from services.coaching.model import RULES
 from services.coaching.plan_rules import PLAN_METRICS, StepDraft, steps_for_task, title_of
@@ -216,25 +217,65 @@ async def create_plan(rt: Rt, who: Planner, body: PlanIn) -> dict[str, Any]:
     return plan
 
 
+@router.get("/effectiveness")
+async def effectiveness(rt: Rt, who: Coach, by: Annotated[str, Query(pattern=f"^({'|'.join(GROUPINGS)})$")] = "rule",
+                        since: date | None = None, until: date | None = None,
+                        min_sample: Annotated[int, Query(ge=1, le=1000)] = 10) -> dict[str, Any]:
+    """Did it help? Per rule, manager, team, response (an action plan, completed, acknowledged, none) or quarter
+    (`by`): what followed the check-ins opened from `since` to `until` (default: the last 90 days), against
+    the findings that got none (`effect.py`): counts, recovery rate with its 95 % interval, median working days
+    to recover and median pace change 7, 14 and 30 working days on; "not enough data" below `min_sample`.
+    A manager sees the reps under them."""
+    tenant, now = who.tenant, rt.clock.now()
+    # `until` is a whole day; without it, up to now (a follow-up opened at this very instant included)
+    end = datetime.combine(until + timedelta(days=1), time(), UTC) if until else now + timedelta(microseconds=1)
+    start = datetime.combine(since, time(), UTC) if since else end - timedelta(days=90)
+    if start >= end:
+        raise HTTPException(422, f"since: {since} is not before until: {until}")
+    async with tenant_tx(rt.pool, tenant) as conn:
+        among = await reps_visible(conn, who)
+        rows = await repo.follow_ups(conn, tenant, start, end, None if among is None else sorted(among))
+    return {"by": by, "since": start.isoformat(), "until": end.isoformat(), "min_sample": min_sample,
+            "check_ins": sum(r.kind == "check_in" for r in rows),
+            "comparison": {reason: sum(r.reason == reason for r in rows)
+                           for reason in ("cooldown", "below_threshold", "holdout")},
+            "groups": summarise(rows, by, min_sample),
+            "note": "what followed the check-ins, against findings that got none; a holdout "
+                    "(policy holdout_share) makes the comparison a fair one"}
+
+
 @router.get("/holidays")
-async def list_holidays(rt: Rt, who: Coach) -> dict[str, Any]:
+async def list_holidays(rt: Rt, who: Coach, year: Annotated[int | None, Query(ge=1900, le=2999)] = None
+                        ) -> dict[str, Any]:
+    """The tenant's days off in `year` (default: this year in the tenant's zone), as every service counts
+    them: the tenant calendar's (its country's public holidays, added days, less removed ones) and any day
+    entered through this API before the calendar existed (`source` says which)."""
     tenant = who.tenant
     async with tenant_tx(rt.pool, tenant) as conn:
         rows = await repo.holidays(conn, tenant)
-    return {"holidays": [dict(r) for r in rows]}
+        config = await repo.load_config(conn, tenant, None)
+    year = year or rt.clock.now().astimezone(config.timezone).year
+    days = {r["day"]: {"day": r["day"], "name": r["name"], "source": "coaching"} for r in rows
+            if r["day"].year == year}
+    days |= {d: {"day": d, "name": n, "source": "calendar"}
+             for d, n in config.calendar.between(date(year, 1, 1), date(year, 12, 31)).items()}
+    return {"year": year, "country": config.calendar.country, "subdivision": config.calendar.subdivision,
+            "holidays": [days[d] for d in sorted(days)]}
 
 
-@router.post("/holidays", status_code=201)
-async def add_holiday(rt: Rt, who: Admin, body: HolidayIn) -> dict[str, Any]:
-    """A tenant-wide day off (local date): nobody is expected to produce on it, no check-in is due on it."""
-    tenant = who.tenant
-    async with tenant_tx(rt.pool, tenant) as conn:
-        await repo.add_holiday(conn, tenant, body.day, body.name)
-    return body.model_dump()
+@router.post("/holidays", status_code=201, responses={410: {}})
+async def add_holiday(who: Admin, body: HolidayIn) -> None:
+    """Gone: a holiday is the tenant calendar's now, which kpi and recognition count as well (one calendar).
+    `python -m services.ingest tenants holidays SLUG --add YYYY-MM-DD=NAME` (or `--country`)."""
+    raise HTTPException(410, "holidays belong to the tenant calendar now, which kpi and recognition count too: "
+                             f"python -m services.ingest tenants holidays {who.tenant} "
+                             f"--add {body.day.isoformat()}=NAME (or --country XX for public holidays)")
 
 
 @router.delete("/holidays/{day}", status_code=204)
 async def remove_holiday(rt: Rt, who: Admin, day: date) -> None:
+    """Remove a day entered through this API before the tenant calendar (the calendar's own days change with
+    `tenants holidays --remove`)."""
     tenant = who.tenant
     async with tenant_tx(rt.pool, tenant) as conn:
         await repo.remove_holiday(conn, tenant, day)
@@ -242,6 +283,7 @@ async def remove_holiday(rt: Rt, who: Admin, day: date) -> None:
 
 @router.get("/reps/{rep_id}/time-off")
 async def list_time_off(rt: Rt, who: People, rep_id: str) -> dict[str, Any]:
+    """The rep's time off: each `time_off.set` in force (not cancelled), and what this API took before."""
     tenant = who.tenant
     async with tenant_tx(rt.pool, tenant) as conn:
         await see_rep(conn, who, rep_id)
@@ -249,15 +291,13 @@ async def list_time_off(rt: Rt, who: People, rep_id: str) -> dict[str, Any]:
     return {"rep_id": rep_id, "time_off": [dict(r) for r in rows]}
 
 
-@router.post("/reps/{rep_id}/time-off", status_code=201)
-async def add_time_off(rt: Rt, who: Admin, rep_id: str, body: TimeOffIn) -> dict[str, Any]:
-    """The rep's leave, first to last day inclusive (local dates): their pace is prorated around it."""
-    tenant = who.tenant
-    if body.last_day < body.first_day:
-        raise HTTPException(422, f"last_day: {body.last_day} is before first_day {body.first_day}")
-    async with tenant_tx(rt.pool, tenant) as conn:
-        await repo.add_time_off(conn, tenant, rep_id, body.first_day, body.last_day, body.reason)
-    return {"rep_id": rep_id} | body.model_dump()
+@router.post("/reps/{rep_id}/time-off", status_code=201, responses={410: {}})
+async def add_time_off(who: Admin, rep_id: str, body: TimeOffIn) -> None:
+    """Gone: time off is a `time_off.set` event now (`POST /v1/events` on ingest), which kpi and recognition
+    count as well."""
+    raise HTTPException(410, f"time off is an event now, which kpi and recognition count too: send a"
+                             f" 'time_off.set' for rep {rep_id!r} ({body.first_day} to {body.last_day}) to ingest's"
+                             " POST /v1/events (docs/contract.md)")
 
 
 async def _policy(rt: Runtime, tenant: str, team_id: str | None) -> dict[str, Any]:

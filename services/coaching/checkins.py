@@ -16,7 +16,6 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from services.coaching import calendar
 from services.coaching.model import (
     ACTIVITY_SHORTFALL,
     BEHIND_PACE,
@@ -27,6 +26,7 @@ from services.coaching.model import (
     Policy,
     RepView,
 )
+from shared import workdays as calendar
 from shared.events import TaskCreated
 
 __all__ = ["DEFAULT_CATALOGUE", "EPOCH", "NAMESPACE", "Playbook", "compose", "json_ready", "task_id"]

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 from services.coaching.checkins import Playbook
 from services.coaching.model import Policy
+from shared.workdays import NO_CALENDAR, HolidayCalendar
 
 _UTC = ZoneInfo("UTC")
 
@@ -41,7 +42,8 @@ class TenantConfig:
     currency: str | None = None
     layers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # overrides by team id ('' tenant)
     catalogue: Mapping[str, Playbook] = field(default_factory=dict)
-    holidays: frozenset[date] = frozenset()
+    holidays: frozenset[date] = frozenset()  # entered through coaching's API before the tenant calendar
+    calendar: HolidayCalendar = NO_CALENDAR  # the registry's: public holidays, added and removed days
     _policies: dict[tuple[Policy, str | None], Policy] = field(default_factory=dict, compare=False, repr=False)
 
     def layers_for(self, team_id: str | None) -> list[Mapping[str, Any]]:

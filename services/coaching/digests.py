@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from services.coaching import repository as repo
-from services.coaching.calendar import working_share
 from services.coaching.config import CONFIGS
+from services.coaching.effect import stats
 from services.coaching.model import Policy
 from services.coaching.outbound import publish
 from services.coaching.repository import PgStore
@@ -26,6 +26,7 @@ from shared import topics
 from shared.db import tenant_tx
 from shared.events import ManagerCard, Metric, ReviewFigure, ReviewPublished, Scope
 from shared.periods import local_midnight, period_bounds, period_of
+from shared.workdays import working_share
 
 NAMESPACE = uuid.UUID("c2d35a8e-1f44-4b9e-8f0d-7b6a3e91c5d4")
 KINDS = ("month", "quarter")
@@ -132,6 +133,18 @@ async def scorecard(conn: asyncpg.Connection, tenant: str, manager_id: str, peri
                                                r["completed_at"], r["escalated_at"], r["status"]) for r in rows], now)
     reps = await repo.managed_reps(conn, tenant, manager_id)
     actual, target = await repo.team_figure(conn, tenant, reps, period, Metric.WON_REVENUE.value)
+    followed = await repo.follow_ups(conn, tenant, start, end, reps)
+    coached = stats([f for f in followed if f.kind == "check_in"], EFFECT_MIN_SAMPLE)
+    compared = stats([f for f in followed if f.kind == "comparison"], EFFECT_MIN_SAMPLE)
     return card.model_copy(update={
         "team_won_revenue": actual, "team_target": target,
-        "team_attainment": (actual / target).quantize(Decimal("0.0001")) if actual is not None and target else None})
+        "team_attainment": (actual / target).quantize(Decimal("0.0001")) if actual is not None and target else None,
+        "check_ins_followed": coached.n, "recovered_after_check_in": _share(coached.recovery_rate),
+        "recovered_without": _share(compared.recovery_rate)})
+
+
+EFFECT_MIN_SAMPLE = 10  # follow-ups before a manager card names a recovery rate
+
+
+def _share(rate: float | None) -> Decimal | None:
+    return None if rate is None else Decimal(str(rate)).quantize(Decimal("0.0001"))

@@ -19,8 +19,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -29,12 +29,21 @@ from pydantic import BaseModel
 from services.coaching import repository as repo
 from services.coaching.checkins import compose
 from services.coaching.config import CONFIGS, ConfigCache
+from services.coaching.effect import (
+    FollowUp,
+    comparison_id,
+    due_milestones,
+    follow_up,
+    in_holdout,
+    pace_of,
+    working_days_between,
+)
 from services.coaching.intake import reduce_batch
 from services.coaching.metrics import TASK_EVENTS
-from services.coaching.model import Policy, RepView
+from services.coaching.model import RULES, Finding, Policy, RepView
 from services.coaching.outbound import publish
 from services.coaching.repository import PgStore
-from services.coaching.rules import LiveTask, Verdict, verdict
+from services.coaching.rules import RULE_FUNCTIONS, LiveTask, Verdict, verdict
 from services.coaching.rules import evaluate as rules_evaluate
 from services.coaching.settings import CoachingSettings
 from services.coaching.store import Close, Gate, Outgoing, Store
@@ -49,6 +58,7 @@ from shared.events import (
     TaskCreated,
     TeamUpserted,
     TenantUpserted,
+    TimeOffSet,
 )
 from shared.service import Runtime
 
@@ -56,6 +66,7 @@ log = logging.getLogger(__name__)
 MODELS: dict[str, type[BaseModel]] = {
     "kpi.attainment.updated": AttainmentUpdated, "activity.logged": ActivityLogged, "deal.upserted": DealUpserted,
     "deal.deleted": DealDeleted, "rep.upserted": RepUpserted, "tenant.upserted": TenantUpserted,
+    "time_off.set": TimeOffSet,
     "team.upserted": TeamUpserted}  # the roster topic carries teams too: coaching has no use for them yet
 
 
@@ -95,8 +106,9 @@ async def store_batch(store: Store, tenant: str, batch: Sequence[Incoming], now:
     await store.tombstone_deals(tenant, changes.deal_deletions)
     await store.touch_deals(tenant, [(d, at) for first, d, at in touches if not first])
     figured = await store.save_attainments(tenant, changes.figures, now)
+    await store.store_time_off(tenant, changes.time_off)
     touched = sorted({r.rep_id for reps in changes.rep_rounds for r, _ in reps} | changes.deal_reps
-                     | {n.rep_id for n in new} | figured)
+                     | {n.rep_id for n in new} | figured | {leave.rep_id for leave, _, _ in changes.time_off})
     await store.owe_evaluation(tenant, touched, now)
     return touched
 
@@ -130,6 +142,7 @@ async def evaluate(store: Store, tenant: str, rep_ids: Sequence[str], now: datet
     created = await store.insert_tasks(tenant, list(drafts.values()), now)
     closed = await store.close_tasks(tenant, _closes(judged, drafts, created), now)
     await store.publish(tenant, _announcements(judged, drafts, created, closed), now)
+    await _follow(store, tenant, judged, drafts, created, passed, now)
     return len(created)
 
 
@@ -138,11 +151,83 @@ class _Judged:
     view: RepView
     policy: Policy
     verdict: Verdict
+    findings: tuple[Finding, ...] = ()
+    live: frozenset[str] = frozenset()  # the rules with a live check-in
+    holdout: bool = False  # the rep is in the tenant's holdout: findings, no check-ins
 
 
 def _judge(view: RepView, now: datetime, policy: Policy, live: Sequence[LiveTask]) -> _Judged:
     held = {task.rule: task.severity for task in live}  # of two live check-ins of a rule, the newest
-    return _Judged(view, policy, verdict(rules_evaluate(view, now, policy, held), live))
+    findings = rules_evaluate(view, now, policy, held)
+    holdout = in_holdout(view.tenant, view.rep_id, policy.holdout_share)
+    decided = verdict(findings, live)
+    if holdout:  # its live check-ins (from before it was held out) still recover; nothing new is raised
+        decided = Verdict((), decided.recovered)
+    return _Judged(view, policy, decided, tuple(findings), frozenset(held), holdout)
+
+
+async def _follow(store: Store, tenant: str, judged: Sequence[_Judged], drafts: Mapping[tuple[str, str], TaskCreated],
+                  created: set[str], passed: set[tuple[str, str]], now: datetime) -> None:
+    """Did it help (`effect.py`)? Open a follow-up for each check-in created now and each finding that got
+    none (a comparison: inside its cool-down, below the material-gap thresholds, or held out); then record
+    the milestones due and the recoveries of the evaluated reps' open follow-ups. One read and two writes for
+    all the reps; one open follow-up per rule and rep (a lasting finding is one observation). A comparison
+    finding that gets a check-in after all (a silence of 3 working days is one below the threshold; at 5 it
+    is a check-in) is dropped: it is no longer a finding without a check-in."""
+    pending = await store.open_follow_ups(tenant, [j.view.rep_id for j in judged], now)
+    busy = {(r.rep_id, r.rule) for rows in pending.values() for r in rows if r.recovered_at is None}
+    coached = {(r.rep_id, r.rule) for rows in pending.values() for r in rows
+               if r.recovered_at is None and r.kind == "check_in"}
+    opened: list[FollowUp] = []
+    turned: list[str] = []  # open comparisons whose finding got a check-in after all: no longer without one
+    for j in judged:
+        view, found = j.view, {f.rule for f in j.findings}
+        window = timedelta(days=j.policy.cooldown_days)
+
+        def comparison(f: Finding, reason: str, view: RepView = view, window: timedelta = window) -> FollowUp:
+            subject = comparison_id(view.tenant, view.rep_id, f.rule, now, window)
+            return follow_up(view, f.rule, f.evidence.metric.value, f.evidence.period, subject, "comparison", reason,
+                             now)
+
+        compared: list[tuple[Finding, str]] = []
+        for f, before in j.verdict.raise_:
+            task = drafts.get((view.rep_id, f.rule))
+            if task is not None and task.task_id in created:
+                if (view.rep_id, f.rule) not in coached:  # (a worse check-in superseding one: the same finding)
+                    opened.append(follow_up(view, f.rule, f.evidence.metric.value, f.evidence.period,
+                                            task.task_id, "check_in", None, now))
+                    turned += [r.subject_id for r in pending.get(view.rep_id, [])
+                               if r.rule == f.rule and r.kind == "comparison" and r.recovered_at is None]
+            elif before is None and (view.rep_id, f.rule) not in passed:
+                compared.append((f, "cooldown"))
+        if j.holdout:
+            compared += [(f, "holdout") for f in j.findings if f.rule not in j.live]
+        elif len(found | j.live) < len(RULES):  # what the thresholds before material gaps would have raised
+            compared += [(f, "below_threshold") for f in rules_evaluate(view, now, j.policy.before_material_gaps())
+                         if f.rule not in found and f.rule not in j.live]
+        # one open comparison per rule and rep, as one live check-in: a lasting finding is one observation
+        opened += [comparison(f, reason) for f, reason in compared if (view.rep_id, f.rule) not in busy]
+    await store.record_follow_ups(tenant, opened, turned)
+    gone = set(turned)
+    pending = {rep: [r for r in rows if r.subject_id not in gone] for rep, rows in pending.items()}
+    moved: list[FollowUp] = []
+    for j in judged:
+        mine = pending.get(j.view.rep_id, [])
+        if not mine:
+            continue
+        view, holding = j.view, j.policy.holding()
+        holds = {rule: RULE_FUNCTIONS[rule](view, now, holding) is not None for rule in {r.rule for r in mine}}
+        for r in mine:
+            due = due_milestones(r, now, view.timezone, view.days_off)
+            recovered = r.recovered_at is None and now > r.opened_at and not holds[r.rule]
+            if not due and not recovered:
+                continue
+            pace = {**r.pace, **{n: pace_of(view, r.metric, r.period, now) for n in due}}
+            moved.append(replace(r, pace=pace, measured=max([r.measured, *due]),
+                                 recovered_at=now if recovered else r.recovered_at,
+                                 recovered_days=(working_days_between(r.opened_at, now, view.timezone, view.days_off)
+                                                 if recovered else r.recovered_days)))
+    await store.advance_follow_ups(tenant, moved)
 
 
 def _closes(judged: Sequence[_Judged], drafts: Mapping[tuple[str, str], TaskCreated],

@@ -18,7 +18,9 @@ one set-based statement per table, and the result is the one the records would h
 - the tenant registry: a `tenant.upserted` overwrites, a sales event's calendar extensions only fill
   a tenant not known yet, so the last upsert (`tenants`) and the first calendar (`calendar`) suffice;
 - figures: kept for the repository's merge (the newest by kpi's revision wins; by `as_of` without one),
-  when they carry their period bounds.
+  when they carry their period bounds;
+- time off: per `time_off_id` the newest `(event time, event id)` version (`time_off`), which the
+  repository keeps only if it is newer than the stored one.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from shared.events import (
     DealUpserted,
     RepUpserted,
     TenantUpserted,
+    TimeOffSet,
 )
 
 
@@ -66,6 +69,7 @@ class Changes:
     deal_deletions: list[tuple[DealDeleted, str]] = field(default_factory=list)
     deal_reps: set[str] = field(default_factory=set)  # every rep a deal event named: owed an evaluation
     figures: list[AttainmentUpdated] = field(default_factory=list)
+    time_off: list[tuple[TimeOffSet, datetime, str]] = field(default_factory=list)  # (leave, version time, id)
 
 
 def reduce_batch(batch: Sequence[Incoming], now: datetime) -> Changes:
@@ -81,6 +85,11 @@ def reduce_batch(batch: Sequence[Incoming], now: datetime) -> Changes:
         elif isinstance(data, TenantUpserted):
             fold.tenants.pop(data.tenant, None)
             fold.tenants[data.tenant] = data  # the last one wins
+        elif isinstance(data, TimeOffSet):
+            version = (msg.event.time, msg.event.id)
+            held = fold.leaves.get(data.time_off_id)
+            if held is None or (held[1], held[2]) < version:
+                fold.leaves[data.time_off_id] = (data, *version)
         elif isinstance(data, ActivityLogged | DealUpserted | DealDeleted):
             if out.calendar is None and not isinstance(data, DealDeleted):
                 out.calendar = _calendar(msg)
@@ -106,6 +115,7 @@ class _Fold:
     activities: dict[str, tuple[int, ActivityLogged]] = field(default_factory=dict)
     first_deal_event: dict[str, int] = field(default_factory=dict)
     deals: dict[str, tuple[tuple[datetime, str], DealUpserted | DealDeleted]] = field(default_factory=dict)
+    leaves: dict[str, tuple[TimeOffSet, datetime, str]] = field(default_factory=dict)
 
     def roster(self, rep: RepUpserted, version: datetime) -> None:
         if rep.rep_id not in self.best or version >= self.best[rep.rep_id]:
@@ -121,6 +131,7 @@ class _Fold:
 
     def into(self, out: Changes, size: int) -> None:
         out.tenants = list(self.tenants.values())
+        out.time_off = list(self.leaves.values())
         rounds = max((len(s) for s in self.setters.values()), default=0)
         out.rep_rounds = [[s[k] for s in self.setters.values() if k < len(s)] for k in range(rounds)]
         out.activities = [Activity(a, a.deal_id is None or i < self.first_deal_event.get(a.deal_id, size))

@@ -169,6 +169,14 @@ class Policy(BaseModel):
     due_hour: int = Field(17, ge=0, le=23, description="local hour of the rep's day a check-in is due")
     review_weekday: int = Field(1, ge=1, le=7, description="ISO weekday of the weekly review (1 = Monday)")
     review_hour: int = Field(8, ge=0, le=23, description="tenant-local hour of the weekly review")
+    holdout_share: Decimal = Field(Decimal(0), ge=0, le=Decimal("0.5"),
+                                   description="this share of reps (a stable hash) gets no check-ins: their findings"
+                                               " are the comparison group of the effectiveness measurement")
+
+    def before_material_gaps(self) -> Policy:
+        """The thresholds as they were before material gaps (issue 18): what they would have raised and these
+        do not is a comparison finding of the effectiveness measurement ("below the threshold")."""
+        return _before(self)
 
     def holding(self) -> Policy:
         """The thresholds a LIVE check-in is judged by: it stays live until its rule's recovery level (not
@@ -195,3 +203,10 @@ def _holding(policy: Policy) -> Policy:
         "coverage_min_gap_share": Decimal(0), "stale_min_deals": 1,
         "win_rate_drop": min(policy.win_rate_recover_drop, policy.win_rate_drop),
         "no_activity_days": min(policy.no_activity_recover_days, policy.no_activity_days)})
+
+
+@lru_cache(maxsize=256)
+def _before(policy: Policy) -> Policy:
+    return policy.model_copy(update={"pace_min_gap_share": Decimal(0), "activity_min_gap": Decimal(0),
+                                     "coverage_min_gap_share": Decimal(0), "stale_min_deals": 1,
+                                     "no_activity_days": min(3, policy.no_activity_days)})

@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from services.coaching.calendar import local_midnight
 from services.coaching.checkins import Playbook
 from services.coaching.config import TenantConfig
+from services.coaching.effect import FOLLOW_UP_DAYS, FollowUp
 from services.coaching.intake import Calendar
 from services.coaching.model import ActivityLog, ClosedDeal, Figure, OpenDeal, RepView
 from services.coaching.outbound import SOURCE
@@ -38,9 +38,11 @@ from shared.events import (
     TaskClosed,
     TaskCreated,
     TenantUpserted,
+    TimeOffSet,
     supersedes,
 )
 from shared.outbox import enqueue_many
+from shared.workdays import HolidayCalendar, local_midnight
 
 HISTORY = timedelta(days=180)  # how far back rules look (win-rate baseline); older activities may be pruned
 TASK_COLUMNS = ("task_id, rep_id, rep_name, team_id, manager_id, rule, severity, summary, evidence, suggested_actions,"
@@ -56,14 +58,39 @@ async def upsert_tenants(conn: asyncpg.Connection, entries: Sequence[TenantUpser
     if not entries:
         return
     await conn.execute(
-        "INSERT INTO tenants (tenant, timezone, fiscal_start_month, currency, token_sha256, active)"
-        " SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::bytea[], $6::bool[])"
+        "INSERT INTO tenants (tenant, timezone, fiscal_start_month, currency, token_sha256, active, holidays)"
+        " SELECT u.t, u.z, u.f, u.c, u.s, u.a, u.h::jsonb FROM unnest($1::text[], $2::text[], $3::int[], $4::text[],"
+        " $5::bytea[], $6::bool[], $7::text[]) AS u(t, z, f, c, s, a, h)"
         " ON CONFLICT (tenant) DO UPDATE SET timezone = EXCLUDED.timezone,"
         " fiscal_start_month = EXCLUDED.fiscal_start_month, currency = EXCLUDED.currency,"
-        " token_sha256 = EXCLUDED.token_sha256, active = EXCLUDED.active",
+        " token_sha256 = EXCLUDED.token_sha256, active = EXCLUDED.active, holidays = EXCLUDED.holidays",
         [e.tenant for e in entries], [e.timezone for e in entries], [e.fiscal_start_month for e in entries],
-        [e.currency for e in entries], [bytes.fromhex(e.token_sha256) for e in entries], [e.active for e in entries])
+        [e.currency for e in entries], [bytes.fromhex(e.token_sha256) for e in entries], [e.active for e in entries],
+        [e.holidays.model_dump_json() if e.holidays is not None else None for e in entries])
     await token_store.replace(conn, entries)
+
+
+async def store_time_off(conn: asyncpg.Connection, tenant: str,
+                         leaves: Sequence[tuple[TimeOffSet, datetime, str]]) -> None:
+    """Each `time_off.set`, kept when it is newer (event time, then event id) than the stored version."""
+    if not leaves:
+        return
+    await conn.execute(
+        "INSERT INTO leaves (tenant, time_off_id, rep_id, first_day, last_day, reason, cancelled, version_at,"
+        " version_id) SELECT $1, * FROM unnest($2::text[], $3::text[], $4::date[], $5::date[], $6::text[],"
+        " $7::bool[], $8::timestamptz[], $9::text[])"
+        " ON CONFLICT (tenant, time_off_id) DO UPDATE SET rep_id = EXCLUDED.rep_id, first_day = EXCLUDED.first_day,"
+        " last_day = EXCLUDED.last_day, reason = EXCLUDED.reason, cancelled = EXCLUDED.cancelled,"
+        " version_at = EXCLUDED.version_at, version_id = EXCLUDED.version_id"
+        " WHERE (leaves.version_at, leaves.version_id) < (EXCLUDED.version_at, EXCLUDED.version_id)",
+        tenant, [t.time_off_id for t, _, _ in leaves], [t.rep_id for t, _, _ in leaves],
+        [t.first_day for t, _, _ in leaves], [t.last_day for t, _, _ in leaves], [t.reason for t, _, _ in leaves],
+        [t.cancelled for t, _, _ in leaves], [at for _, at, _ in leaves], [i for _, _, i in leaves])
+
+
+# the time off of each rep: what `time_off.set` said (not cancelled), and what coaching's API took before
+_TIME_OFF = ("SELECT rep_id, first_day, last_day FROM leaves WHERE tenant = $1 AND NOT cancelled"
+             " UNION ALL SELECT rep_id, first_day, last_day FROM time_off WHERE tenant = $1")
 
 
 async def remember_calendar(conn: asyncpg.Connection, tenant: str, calendar: Calendar) -> None:
@@ -218,13 +245,15 @@ async def active_reps(conn: asyncpg.Connection, tenant: str | None = None) -> li
 
 async def days_off(conn: asyncpg.Connection, tenant: str, rep_id: str | None, first: date,
                    last: date) -> frozenset[date]:
-    """Tenant holidays and (for a rep) time off between `first` and `last`, as local dates."""
+    """The tenant's holidays (its calendar, and days entered through coaching's API before) and, for a rep,
+    their time off, between `first` and `last`, as local dates."""
+    raw = await conn.fetchval("SELECT holidays FROM tenants WHERE tenant = $1", tenant)
     rows = await conn.fetch(
         "SELECT day FROM holidays WHERE tenant = $1 AND day BETWEEN $3 AND $4"
-        " UNION SELECT generate_series(GREATEST(first_day, $3), LEAST(last_day, $4), '1 day')::date"
-        " FROM time_off WHERE tenant = $1 AND rep_id = $2 AND last_day >= $3 AND first_day <= $4",
+        f" UNION SELECT generate_series(GREATEST(o.first_day, $3), LEAST(o.last_day, $4), '1 day')::date"
+        f" FROM ({_TIME_OFF}) o WHERE o.rep_id = $2 AND o.last_day >= $3 AND o.first_day <= $4",
         tenant, rep_id, first, last)
-    return frozenset(r[0] for r in rows)
+    return frozenset(r[0] for r in rows) | frozenset(HolidayCalendar.of(raw).between(first, last))
 
 
 async def rep_zone(conn: asyncpg.Connection, tenant: str, rep_id: str) -> ZoneInfo | None:
@@ -289,10 +318,10 @@ async def rep_views(conn: asyncpg.Connection, tenant: str | TenantConfig, rep_id
         latest = max([f["period_end"] for f in mine] + [now + timedelta(days=60)]).astimezone(tenant_zone).date()
         ranges[rep_id] = (min(earliest, today - timedelta(days=180)), latest)
     first, last = min(a for a, _ in ranges.values()), max(b for _, b in ranges.values())
-    holidays = sorted(config.holidays)
+    holidays = sorted(config.holidays | set(config.calendar.between(first, last)))
     time_off = _group(await conn.fetch(
-        "SELECT rep_id, first_day, last_day FROM time_off WHERE tenant = $1 AND rep_id = ANY($2::text[])"
-        " AND last_day >= $3 AND first_day <= $4", tenant, ids, first, last))
+        f"SELECT rep_id, first_day, last_day FROM ({_TIME_OFF}) o WHERE o.rep_id = ANY($2::text[])"
+        " AND o.last_day >= $3 AND o.first_day <= $4", tenant, ids, first, last))
     views = {}
     for rep in reps:
         rep_id = rep["rep_id"]
@@ -334,7 +363,8 @@ async def load_config(conn: asyncpg.Connection, tenant: str, version: UUID | Non
         " (SELECT coalesce(jsonb_object_agg(team_id, overrides), '{}') FROM policies WHERE tenant = $1) AS layers,"
         " (SELECT coalesce(jsonb_object_agg(rule, jsonb_build_array(suggested_actions, training)), '{}')"
         "  FROM catalogue WHERE tenant = $1) AS catalogue,"
-        " (SELECT coalesce(array_agg(day), '{}') FROM holidays WHERE tenant = $1) AS holidays"
+        " (SELECT coalesce(array_agg(day), '{}') FROM holidays WHERE tenant = $1) AS holidays,"
+        " t.holidays AS calendar"
         " FROM (SELECT $1::text AS tenant) AS k LEFT JOIN tenants t USING (tenant)", tenant)
     book = json.loads(row["catalogue"])
     return TenantConfig(
@@ -342,7 +372,7 @@ async def load_config(conn: asyncpg.Connection, tenant: str, version: UUID | Non
         fiscal_start_month=row["fiscal_start_month"] or 1, currency=row["currency"],
         layers=json.loads(row["layers"]),
         catalogue={rule: Playbook(tuple(actions), tuple(training)) for rule, (actions, training) in book.items()},
-        holidays=frozenset(row["holidays"]))
+        holidays=frozenset(row["holidays"]), calendar=HolidayCalendar.of(row["calendar"]))
 
 
 async def tenant_policy_layers(conn: asyncpg.Connection, tenant: str) -> dict[str, dict[str, Any]]:
@@ -533,26 +563,16 @@ async def holidays(conn: asyncpg.Connection, tenant: str) -> list[asyncpg.Record
     return list(await conn.fetch("SELECT day, name FROM holidays WHERE tenant = $1 ORDER BY day", tenant))
 
 
-async def add_holiday(conn: asyncpg.Connection, tenant: str, day: date, name: str) -> None:
-    await conn.execute("INSERT INTO holidays (tenant, day, name) VALUES ($1, $2, $3) ON CONFLICT (tenant, day)"
-                       " DO UPDATE SET name = EXCLUDED.name", tenant, day, name)
-
-
 async def remove_holiday(conn: asyncpg.Connection, tenant: str, day: date) -> None:
     await conn.execute("DELETE FROM holidays WHERE tenant = $1 AND day = $2", tenant, day)
 
 
 async def time_off(conn: asyncpg.Connection, tenant: str, rep_id: str) -> list[asyncpg.Record]:
-    return list(await conn.fetch("SELECT first_day, last_day, reason FROM time_off WHERE tenant = $1"
-                                 " AND rep_id = $2 ORDER BY first_day", tenant, rep_id))
-
-
-async def add_time_off(conn: asyncpg.Connection, tenant: str, rep_id: str, first_day: date, last_day: date,
-                       reason: str | None) -> None:
-    await conn.execute("INSERT INTO time_off (tenant, rep_id, first_day, last_day, reason)"
-                       " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant, rep_id, first_day)"
-                       " DO UPDATE SET last_day = EXCLUDED.last_day, reason = EXCLUDED.reason",
-                       tenant, rep_id, first_day, last_day, reason)
+    """The rep's time off in force: `time_off.set` (with its id) and what coaching's API took before."""
+    return list(await conn.fetch(
+        "SELECT time_off_id, first_day, last_day, reason FROM leaves WHERE tenant = $1 AND rep_id = $2"
+        " AND NOT cancelled UNION ALL SELECT NULL, first_day, last_day, reason FROM time_off WHERE tenant = $1"
+        " AND rep_id = $2 ORDER BY first_day", tenant, rep_id))
 
 
 async def own_overrides(conn: asyncpg.Connection, tenant: str, team_id: str) -> dict[str, Any]:
@@ -768,6 +788,84 @@ async def drop_owed(conn: asyncpg.Connection, tenant: str, rep_id: str) -> None:
     await conn.execute("DELETE FROM owed_evaluations WHERE tenant = $1 AND rep_id = $2", tenant, rep_id)
 
 
+# --- did it help? follow-ups of check-ins and comparison findings (effect.py) --------------------------
+
+_FOLLOW_UP_COLUMNS = ("f.subject_id, f.kind, f.reason, f.rep_id, f.manager_id, f.team_id, f.rule, f.metric, f.period,"
+                      " f.opened_at, f.pace_0, f.pace_7, f.pace_14, f.pace_30, f.recovered_at, f.recovered_days,"
+                      " f.measured")
+
+
+def _follow_up(r: Mapping[str, Any], response: str = "none") -> FollowUp:
+    return FollowUp(r["subject_id"], r["kind"], r["reason"], r["rep_id"], r["manager_id"], r["team_id"], r["rule"],
+                    r["metric"], r["period"], r["opened_at"],
+                    {0: r["pace_0"], 7: r["pace_7"], 14: r["pace_14"], 30: r["pace_30"]}, r["recovered_at"],
+                    r["recovered_days"], response, r["measured"])
+
+
+async def open_follow_ups(conn: asyncpg.Connection, tenant: str, rep_ids: Sequence[str],
+                          now: datetime) -> dict[str, list[FollowUp]]:
+    """The reps' follow-ups with a milestone or the recovery still to record (opened in the last
+    `effect.FOLLOW_UP_DAYS`: a finding not recovered by then stays so)."""
+    rows = await conn.fetch(f"SELECT {_FOLLOW_UP_COLUMNS} FROM follow_ups f WHERE f.tenant = $1"
+                            " AND f.rep_id = ANY($2::text[]) AND (f.measured < 30 OR f.recovered_at IS NULL)"
+                            " AND f.opened_at > $3", tenant, list(rep_ids), now - timedelta(days=FOLLOW_UP_DAYS))
+    out: dict[str, list[FollowUp]] = {}
+    for r in rows:
+        out.setdefault(r["rep_id"], []).append(_follow_up(r))
+    return out
+
+
+async def record_follow_ups(conn: asyncpg.Connection, tenant: str, rows: Sequence[FollowUp],
+                            dropped: Sequence[str] = ()) -> None:
+    """New follow-ups, one statement (a subject already followed is left as it is); the `dropped` ones go."""
+    if dropped:
+        await conn.execute("DELETE FROM follow_ups WHERE tenant = $1 AND subject_id = ANY($2::text[])",
+                           tenant, list(dropped))
+    if not rows:
+        return
+    await conn.execute(
+        "INSERT INTO follow_ups (tenant, subject_id, kind, reason, rep_id, manager_id, team_id, rule, metric, period,"
+        " opened_at, pace_0) SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"
+        " $7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::numeric[])"
+        " ON CONFLICT (tenant, subject_id) DO NOTHING",
+        tenant, [r.subject_id for r in rows], [r.kind for r in rows], [r.reason for r in rows],
+        [r.rep_id for r in rows], [r.manager_id for r in rows], [r.team_id for r in rows], [r.rule for r in rows],
+        [r.metric for r in rows], [r.period for r in rows], [r.opened_at for r in rows],
+        [r.pace.get(0) for r in rows])
+
+
+async def advance_follow_ups(conn: asyncpg.Connection, tenant: str, rows: Sequence[FollowUp]) -> None:
+    """The milestones measured and the recoveries seen now, one statement; a value recorded before stays."""
+    if not rows:
+        return
+    await conn.execute(
+        "UPDATE follow_ups f SET pace_7 = coalesce(f.pace_7, u.p7), pace_14 = coalesce(f.pace_14, u.p14),"
+        " pace_30 = coalesce(f.pace_30, u.p30), recovered_at = coalesce(f.recovered_at, u.r),"
+        " recovered_days = coalesce(f.recovered_days, u.d), measured = greatest(f.measured, u.m)"
+        " FROM unnest($2::text[], $3::numeric[], $4::numeric[], $5::numeric[], $6::timestamptz[], $7::int[],"
+        " $8::int[]) AS u(s, p7, p14, p30, r, d, m) WHERE f.tenant = $1 AND f.subject_id = u.s",
+        tenant, [r.subject_id for r in rows], [r.pace.get(7) for r in rows], [r.pace.get(14) for r in rows],
+        [r.pace.get(30) for r in rows], [r.recovered_at for r in rows], [r.recovered_days for r in rows],
+        [r.measured for r in rows])
+
+
+async def follow_ups(conn: asyncpg.Connection, tenant: str, since: datetime, until: datetime,
+                     rep_ids: Sequence[str] | None = None) -> list[FollowUp]:
+    """The follow-ups opened in ``[since, until)`` (of ``rep_ids`` only, when given), each check-in with the
+    manager's response: an action plan made from it, completed, acknowledged, or none."""
+    rows = await conn.fetch(
+        f"SELECT {_FOLLOW_UP_COLUMNS}, CASE WHEN f.kind = 'comparison' THEN 'comparison'"
+        "  WHEN EXISTS (SELECT 1 FROM action_plans p WHERE p.tenant = f.tenant AND p.task_id = t.task_id)"
+        "  THEN 'plan' WHEN t.completed_at IS NOT NULL THEN 'completed'"
+        "  WHEN t.acknowledged_at IS NOT NULL THEN 'acknowledged' ELSE 'none' END AS response"
+        " FROM follow_ups f LEFT JOIN tasks t ON t.tenant = f.tenant"
+        "  AND t.task_id = CASE WHEN f.kind = 'check_in' THEN f.subject_id::uuid END"
+        " WHERE f.tenant = $1 AND f.opened_at >= $2 AND f.opened_at < $3"
+        " AND ($4::text[] IS NULL OR f.rep_id = ANY($4::text[])) ORDER BY f.opened_at, f.subject_id",
+        tenant, since, until, None if rep_ids is None else list(rep_ids))
+    return [_follow_up(r, r["response"]) for r in rows]
+
+
 # --- the handlers' view: `store.Store` over one connection ------------------------------------------
 
 
@@ -799,6 +897,9 @@ class PgStore:
     async def store_deals(self, tenant: str, deals: Sequence[tuple[DealUpserted, str]]) -> None:
         await store_deals(self.conn, tenant, deals)
 
+    async def store_time_off(self, tenant: str, leaves: Sequence[tuple[TimeOffSet, datetime, str]]) -> None:
+        await store_time_off(self.conn, tenant, leaves)
+
     async def tombstone_deals(self, tenant: str, deals: Sequence[tuple[DealDeleted, str]]) -> None:
         await tombstone_deals(self.conn, tenant, deals)
 
@@ -829,6 +930,15 @@ class PgStore:
 
     async def close_tasks(self, tenant: str, closes: Sequence[Close], now: datetime) -> list[TaskClosed]:
         return await close_tasks(self.conn, tenant, closes, now)
+
+    async def open_follow_ups(self, tenant: str, rep_ids: Sequence[str], now: datetime) -> dict[str, list[FollowUp]]:
+        return await open_follow_ups(self.conn, tenant, rep_ids, now)
+
+    async def record_follow_ups(self, tenant: str, rows: Sequence[FollowUp], dropped: Sequence[str] = ()) -> None:
+        await record_follow_ups(self.conn, tenant, rows, dropped)
+
+    async def advance_follow_ups(self, tenant: str, rows: Sequence[FollowUp]) -> None:
+        await advance_follow_ups(self.conn, tenant, rows)
 
     async def publish(self, tenant: str, events: Sequence[Outgoing], now: datetime) -> None:
         await enqueue_many(self.conn, [

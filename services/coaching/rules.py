@@ -19,7 +19,6 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from services.coaching.calendar import local_midnight, recent_working_days, working_days, working_share
 from services.coaching.model import (
     ACTIVITY_SHORTFALL,
     BEHIND_PACE,
@@ -36,6 +35,7 @@ from services.coaching.model import (
 )
 from shared.events import Evidence, Metric
 from shared.periods import PeriodKind, period_of
+from shared.workdays import local_midnight, recent_working_days, working_days, working_share
 
 __all__ = [
     "RULE_FUNCTIONS",

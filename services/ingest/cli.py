@@ -13,7 +13,7 @@ import getpass
 import json
 import sys
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -25,6 +25,7 @@ from services.ingest.app import SPEC
 from services.ingest.secret_box import SecretBox
 from services.ingest.settings import IngestSettings, problems
 from shared import db
+from shared.registry_signing import RegistrySigner
 
 NOT_ON_ARGV = "{what} is not taken on the command line, where `ps` shows it: {how}"
 
@@ -62,6 +63,15 @@ def read_secret(what: str, path: Path | None, stdin: TextIO) -> str:
     return one_line(stdin.read(), f"{what} on standard input")
 
 
+def _named_day(text: str) -> tuple[date, str]:
+    """An argparse type: ``2026-12-24=Christmas Eve`` -> (date, name)."""
+    day, _, name = text.partition("=")
+    try:
+        return date.fromisoformat(day.strip()), name.strip() or "day off"
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected YYYY-MM-DD=NAME, e.g. 2026-12-24=Christmas Eve") from None
+
+
 def _locale(name: str) -> str:
     """An argparse type: the locale as Babel spells it, or a usage error naming it (exit status 2)."""
     try:
@@ -86,6 +96,8 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--fiscal-year-start-month", type=int, default=1, choices=range(1, 13), metavar="1-12")
     create.add_argument("--locale", type=_locale, default=tenants.DEFAULT_LOCALE,
                         help="Babel locale the tenant's figures are formatted in, e.g. de_DE (default: en)")
+    create.add_argument("--country", help="ISO 3166-1 code whose public holidays are days off, e.g. DE (default: none)")
+    create.add_argument("--subdivision", help="the country's subdivision, e.g. BE for Berlin (its own holidays too)")
     secret = sub.add_parser("set-secret", help="set the secret a CRM's webhook scheme is verified with",
                             description="The secret is read from standard input (one line), or from --secret-file.")
     secret.add_argument("slug")
@@ -114,6 +126,17 @@ def parser() -> argparse.ArgumentParser:
     locale = sub.add_parser("locale", help="set the locale the tenant's figures are formatted in (announced)")
     locale.add_argument("slug")
     locale.add_argument("locale", type=_locale, help="a Babel locale such as en, de_DE or fr_FR (de-DE also reads)")
+    days = sub.add_parser("holidays", help="set the tenant's holiday calendar: the days off every service counts pace"
+                          " with (announced); prints it and its holidays of --year")
+    days.add_argument("slug")
+    days.add_argument("--country", help="ISO 3166-1 code whose public holidays count, e.g. DE")
+    days.add_argument("--subdivision", help="the country's subdivision, e.g. BE (Berlin)")
+    days.add_argument("--add", action="append", default=[], type=_named_day, metavar="YYYY-MM-DD=NAME",
+                      help="a day off of the tenant's own (a company day, a bridge day); repeatable")
+    days.add_argument("--remove", action="append", default=[], type=date.fromisoformat, metavar="YYYY-MM-DD",
+                      help="a public holiday the tenant works, or an added day to drop; repeatable")
+    days.add_argument("--clear", action="store_true", help="start from no calendar at all")
+    days.add_argument("--year", type=int, default=None, help="list the holidays of this year (default: this year)")
     revoke = sub.add_parser("revoke", help="revoke a tenant: its token stops working at once")
     revoke.add_argument("slug")
     sub.add_parser("reannounce", help="publish every tenant's registry entry again, signed (ingest also does at start)")
@@ -164,7 +187,25 @@ async def _secrets(conn: asyncpg.Connection, args: argparse.Namespace, settings:
     return {"tenant": args.slug, "crm": args.crm, "status": "api token set"}
 
 
-async def _run(args: argparse.Namespace, settings: IngestSettings, secret: str | None) -> dict[str, str | int]:
+async def _calendar(conn: asyncpg.Connection, args: argparse.Namespace, signer: RegistrySigner) -> dict[str, Any]:
+    """`set-rate`, `locale` and `holidays`: how the tenant's figures are counted and shown (each announced)."""
+    if args.command == "set-rate":
+        await tenants.set_rate(conn, args.slug, args.currency, args.rate, args.valid_from, signer=signer)
+        return {"tenant": args.slug, "currency": args.currency, "rate": args.rate,
+                "from": args.valid_from.isoformat(), "status": "rate set"}
+    if args.command == "locale":
+        locale = await tenants.set_locale(conn, args.slug, args.locale, signer=signer)
+        return {"tenant": args.slug, "locale": locale, "status": "locale set"}
+    calendar = await tenants.set_holidays(conn, args.slug, signer=signer, country=args.country,
+                                          subdivision=args.subdivision, add=dict(args.add),
+                                          remove=frozenset(args.remove), clear=args.clear)
+    year = args.year or datetime.now(UTC).year
+    listed = sorted(calendar.between(date(year, 1, 1), date(year, 12, 31)).items())
+    return {"tenant": args.slug, "status": "holidays set", **calendar.to_json(), "year": year,
+            "holidays": [{"day": d.isoformat(), "name": n} for d, n in listed]}
+
+
+async def _run(args: argparse.Namespace, settings: IngestSettings, secret: str | None) -> dict[str, Any]:
     signer = settings.registry_signer()
     pool = await db.create_pool(settings.database_url, SPEC.schema, min_size=1, max_size=2)
     try:
@@ -173,17 +214,13 @@ async def _run(args: argparse.Namespace, settings: IngestSettings, secret: str |
             if args.command == "create":
                 token = await tenants.create(conn, args.slug, token=secret, timezone=args.timezone,
                                              currency=args.currency, signer=signer,
-                                             fiscal_start_month=args.fiscal_year_start_month, locale=args.locale)
+                                             fiscal_start_month=args.fiscal_year_start_month, locale=args.locale,
+                                             country=args.country, subdivision=args.subdivision)
                 return {"tenant": args.slug, "token": token}
+            if args.command in ("holidays", "set-rate", "locale"):
+                return await _calendar(conn, args, signer)
             if args.command in ("set-secret", "set-api-token", "rotate-secrets"):
                 return await _secrets(conn, args, settings, secret)
-            if args.command == "set-rate":
-                await tenants.set_rate(conn, args.slug, args.currency, args.rate, args.valid_from, signer=signer)
-                return {"tenant": args.slug, "currency": args.currency, "rate": args.rate,
-                        "from": args.valid_from.isoformat(), "status": "rate set"}
-            if args.command == "locale":
-                locale = await tenants.set_locale(conn, args.slug, args.locale, signer=signer)
-                return {"tenant": args.slug, "locale": locale, "status": "locale set"}
             if args.command == "reannounce":
                 return {"status": "every tenant announced, signed", "tenants": await tenants.announce_all(pool, signer)}
             await tenants.revoke(conn, args.slug, signer=signer)

@@ -13,6 +13,7 @@ from shared.events import (
     RepUpsertedEvent,
     TargetSetEvent,
     TeamUpsertedEvent,
+    TimeOffSetEvent,
 )
 
 TOPIC_OF: dict[type, topics.Topic] = {
@@ -22,6 +23,7 @@ TOPIC_OF: dict[type, topics.Topic] = {
     RepUpsertedEvent: topics.ROSTER,
     TargetSetEvent: topics.TARGETS,
     TeamUpsertedEvent: topics.ROSTER,
+    TimeOffSetEvent: topics.ROSTER,
 }
 
 
@@ -37,6 +39,8 @@ def entity_key(event: CanonicalEvent, deal_owner: str | None) -> str:
             return event.data.scope_id if event.data.scope == "rep" else f"team/{event.data.scope_id}"
         case TeamUpsertedEvent():  # never the key of a rep with the same id: the roster topic is compacted
             return f"team/{event.data.team_id}"
+        case TimeOffSetEvent():  # one key per period of leave: compaction keeps each one's newest version
+            return f"time-off/{event.data.rep_id}/{event.data.time_off_id}"
 
 
 def to_record(tenant: Tenant, event: CanonicalEvent, deal_owner: str | None) -> tuple[str, bytes, CloudEvent]:

@@ -8,6 +8,7 @@ used as they are (HMAC, a bearer header), so they are stored encrypted instead (
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import secrets
@@ -25,10 +26,11 @@ from shared import token_store, topics
 from shared.authz import Principal
 from shared.cloudevents import CloudEvent, encode, message_key
 from shared.db import set_tenant, sweep_tx
-from shared.events import ExchangeRate, TenantUpserted, TokenGrant
+from shared.events import ExchangeRate, Holidays, TenantUpserted, TokenGrant
 from shared.outbox import enqueue
 from shared.periods import validate_timezone
 from shared.registry_signing import EXTENSION, RegistrySigner
+from shared.workdays import NO_CALENDAR, HolidayCalendar
 
 log = logging.getLogger(__name__)
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
@@ -72,8 +74,9 @@ def new_token() -> str:
 
 async def create(conn: asyncpg.Connection, slug: str, *, token: str | None, timezone: str,
                  currency: str, signer: RegistrySigner, fiscal_start_month: int = 1,
-                 locale: str = DEFAULT_LOCALE) -> str:
-    """Create tenant `slug`; return its bearer token (a new random one unless given)."""
+                 locale: str = DEFAULT_LOCALE, country: str | None = None, subdivision: str | None = None) -> str:
+    """Create tenant `slug`; return its bearer token (a new random one unless given). With `country` (and
+    `subdivision`) its public holidays are days off from the start."""
     if not SLUG.match(slug):
         raise TenantError(f"tenant slug {slug!r} must be 2-63 lowercase letters, digits or '-'")
     try:
@@ -85,14 +88,16 @@ async def create(conn: asyncpg.Connection, slug: str, *, token: str | None, time
     if not 1 <= fiscal_start_month <= 12:
         raise TenantError("fiscal year start month must be 1-12")
     locale = normalise_locale(locale)
+    calendar = _calendar(country, subdivision, {}, frozenset())
     if token is not None and len(token) < 16:
         raise TenantError("a token must be at least 16 characters")
     token = token or new_token()
     try:  # the tenant and its first token, an admin one (the tenant's row keeps its digest as well)
         await conn.execute(
-            "INSERT INTO tenants (slug, token_sha256, timezone, currency, fiscal_start_month, locale)"
-            " VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO tenants (slug, token_sha256, timezone, currency, fiscal_start_month, locale, holidays)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
             slug, token_digest(token), timezone, currency, fiscal_start_month, locale,
+            json.dumps(calendar.to_json()) if calendar != NO_CALENDAR else None,
         )
         await conn.execute(
             "INSERT INTO tokens (tenant, token_id, token_sha256, role, name) VALUES ($1, $2, $3, 'admin', $4)",
@@ -117,7 +122,7 @@ async def announce(conn: asyncpg.Connection, slug: str, signer: RegistrySigner) 
     the other services learn tenants from `attain.tenants.v1`, never from ingest's tables, and apply only
     entries ingest's key signed."""
     row = await conn.fetchrow("SELECT slug, timezone, currency, fiscal_start_month, token_sha256, revoked_at,"
-                              " locale FROM tenants WHERE slug = $1", slug)
+                              " locale, holidays FROM tenants WHERE slug = $1", slug)
     if row is None:
         return
     rates = [ExchangeRate(currency=r["currency"], valid_from=r["valid_from"], rate=r["rate"]) for r in await conn.fetch(
@@ -130,11 +135,46 @@ async def announce(conn: asyncpg.Connection, slug: str, signer: RegistrySigner) 
                   " ORDER BY token_id", slug)]  # an expired token is refused by its expiry alone: no need to list it
     entry = TenantUpserted(tenant=row["slug"], timezone=row["timezone"], currency=row["currency"],
                            fiscal_start_month=row["fiscal_start_month"], token_sha256=row["token_sha256"].hex(),
-                           active=row["revoked_at"] is None, rates=rates, locale=row["locale"], tokens=grants)
+                           active=row["revoked_at"] is None, rates=rates, locale=row["locale"], tokens=grants,
+                           holidays=Holidays.model_validate_json(row["holidays"]) if row["holidays"] else None)
     event = CloudEvent(id=str(uuid.uuid4()), type="tenant.upserted", source="attain/ingest",
                        time=datetime.now(UTC), tenant=slug, data=entry)
     key = message_key(slug)
     await enqueue(conn, topics.TENANTS.name, key, signed(event, key, signer))
+
+
+def _calendar(country: str | None, subdivision: str | None, added: dict[date, str],
+              removed: frozenset[date]) -> HolidayCalendar:
+    try:
+        return HolidayCalendar(country.upper() if country else None, subdivision.upper() if subdivision else None,
+                               added, removed)
+    except ValueError as err:
+        raise TenantError(str(err)) from err
+
+
+async def set_holidays(conn: asyncpg.Connection, slug: str, *, signer: RegistrySigner, country: str | None = None,
+                       subdivision: str | None = None, add: dict[date, str] | None = None,
+                       remove: frozenset[date] = frozenset(), clear: bool = False) -> HolidayCalendar:
+    """Change the tenant's holiday calendar and announce it; return the calendar now in force.
+
+    ``country`` (with ``subdivision``) replaces the country whose public holidays count; ``add`` adds
+    named days off (or renames them), ``remove`` takes days out (a public holiday the tenant works; an added
+    day). ``clear`` starts from no calendar at all first. Unchanged parts stay as they were."""
+    raw = await conn.fetchval("SELECT holidays FROM tenants WHERE slug = $1 AND revoked_at IS NULL", slug)
+    exists = await conn.fetchval("SELECT 1 FROM tenants WHERE slug = $1 AND revoked_at IS NULL", slug)
+    if not exists:
+        raise TenantError(f"no active tenant {slug!r}")
+    before = NO_CALENDAR if clear or raw is None else HolidayCalendar.of(raw)
+    country = country if country is not None else before.country
+    subdivision = subdivision if subdivision is not None else (before.subdivision if country == before.country
+                                                                 else None)
+    added = {d: n for d, n in before.added.items() if d not in remove} | dict(add or {})
+    removed = (before.removed - frozenset(add or {})) | frozenset(d for d in remove if d not in before.added)
+    calendar = _calendar(country, subdivision, added, removed)
+    await conn.execute("UPDATE tenants SET holidays = $2::jsonb WHERE slug = $1", slug,
+                       json.dumps(calendar.to_json()) if calendar != NO_CALENDAR else None)
+    await announce(conn, slug, signer)
+    return calendar
 
 
 async def set_rate(conn: asyncpg.Connection, slug: str, currency: str, rate: str, valid_from: date, *,

@@ -1,16 +1,21 @@
 """kpi's read API (CONTRACT.md, section 5): scorecards, team scorecards, leaderboards, and what each
 figure is made of. Tenant-scoped by the bearer token; responses carry `as_of` and an `ETag`, and a
-request with a matching `If-None-Match` gets `304 Not Modified`, so dashboards can poll cheaply."""
+request with a matching `If-None-Match` gets `304 Not Modified`, so dashboards can poll cheaply.
+
+A scorecard's expected, pace and projection are computed when asked, over working days (`pace.py`): Monday
+to Friday in the tenant's zone minus its holidays, and on a rep's scorecard minus the rep's time off too."""
 
 from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from services.kpi import pace
 from services.kpi import repository as repo
 from services.kpi.dashboard import queries
 from services.kpi.figures import figures, ratio
@@ -18,7 +23,7 @@ from services.kpi.ranking import RankBy, rank_by_value, ranked
 from shared.auth import Anyone, People, see_rep
 from shared.db import tenant_tx
 from shared.events import Dec, Metric
-from shared.periods import PeriodError, PeriodKind, business_share, parse_period, period_bounds, period_of
+from shared.periods import PeriodError, PeriodKind, parse_period, period_bounds, period_of
 from shared.service import Runtime, runtime_of
 
 router = APIRouter(prefix="/v1", tags=["read"])
@@ -119,10 +124,12 @@ async def _scorecard(request: Request, rt: Runtime, tenant: str, scope: Literal[
                      period: str | None) -> Response:
     label, cal = await _period(rt, tenant, period)
     start, end = period_bounds(label, cal.timezone, cal.fiscal_start_month)
-    now = rt.clock.now()
-    share = business_share(start, end, now, cal.timezone)
+    now, tz = rt.clock.now(), ZoneInfo(cal.timezone)
     async with tenant_tx(rt.pool, tenant) as conn:
         rows = await queries.figures_of(conn, tenant, scope, scope_id, label)
+        leave: pace.Leave = []  # a rep's pace counts their time off as days off too; a team's, the holidays alone
+        if scope == "rep":
+            leave = (await repo.time_off(conn, tenant, [scope_id], *pace.local_days(start, end, tz))).get(scope_id, [])
         trailing = {}
         for days in (7, 30):
             counts = await queries.activity_counts(conn, tenant, scope, scope_id, now - timedelta(days=days), now)
@@ -130,6 +137,7 @@ async def _scorecard(request: Request, rt: Runtime, tenant: str, scope: Literal[
     if not rows:
         raise HTTPException(404, f"no figures for {scope} {scope_id!r} in {label}")
     base = str(request.url_for("contributions", rep_id=scope_id)) if scope == "rep" else None
+    share = pace.share(start, end, now, tz, cal.holidays, leave)
     cards = []
     for r in rows:
         fig = figures(r["actual"], r["target"], share)

@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 
 from services.kpi.tally import Tally
 from shared.periods import labels_of_day
+from shared.workdays import NO_CALENDAR, HolidayCalendar
 
 FIELDS = ("won_revenue", "deals_won", "deals_lost", "pipeline_created", "calls", "emails", "meetings",
           "activities", "unconverted")
@@ -68,7 +69,8 @@ class Activity:
 
 @dataclass(slots=True)
 class Books:
-    """What attribution needs to know of a tenant: its calendar, base currency, rates and roster."""
+    """What attribution needs to know of a tenant: its calendar, base currency, rates and roster; and, for the
+    pace of its figures (not for attribution: no tally depends on them), its holidays."""
 
     timezone: ZoneInfo
     fiscal_start_month: int = 1
@@ -76,6 +78,7 @@ class Books:
     rates: Mapping[str, Sequence[tuple[date, Decimal]]] = field(default_factory=dict)  # by valid_from, ascending
     memberships: dict[str, list[tuple[datetime, str]]] = field(default_factory=dict)  # by valid_from, ascending
     parents: Mapping[str, str] = field(default_factory=dict)  # team -> the team (region, company) above it
+    holidays: HolidayCalendar = NO_CALENDAR  # tenant.upserted.holidays (`pace.py`)
 
     def lineage(self, team: str) -> list[str]:
         """The team and every team above it, nearest first (a cycle in the data stops the walk)."""

@@ -6,6 +6,12 @@ version out, the new one in: `contributions.py`), all applied with one statement
 new tallies; every metric of each moved (rep or team, period) is then computed from its tally.
 Teams follow the dated roster: a deal counts for the team its rep was in when it closed (or was
 created, for pipeline); a move re-attributes the rep's history from its date on.
+
+A published figure's expected, pace and projection count working days (`pace.py`): Monday to Friday in the
+tenant's zone minus its holidays, and for a rep's figure minus the rep's time off too, as coaching counts
+them. A `time_off.set` or a new holiday calendar moves no tally, so it publishes nothing by itself: like the
+passing of time, it shows in a figure's pace from the figure's next change (its `as_of`), and the read API
+and the dashboard, which compute the pace when asked, show it at once.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from pydantic import BaseModel
 
 from services.kpi.contributions import Books, Key, Ledger, zero
 from services.kpi.figures import figures, published, source_time
+from services.kpi.pace import calendar_of, local_days, pace
 from services.kpi.ports import Figure, Outgoing, PgRepository, Repository, RepositoryFactory, Tracked
 from services.kpi.roster import Span, first_difference, memberships_from
 from services.kpi.tally import values
@@ -42,8 +49,9 @@ from shared.events import (
     TargetSet,
     TeamUpserted,
     TenantUpserted,
+    TimeOffSet,
 )
-from shared.periods import business_share, period_bounds
+from shared.periods import period_bounds
 
 log = logging.getLogger(__name__)
 SOURCE = "attain/kpi"
@@ -51,7 +59,7 @@ NAMESPACE = uuid.UUID("6f1e9a52-2b7c-4d2e-9d6a-6b0c1f3e8a11")
 MODELS: dict[str, type[BaseModel]] = {
     "deal.upserted": DealUpserted, "deal.deleted": DealDeleted, "activity.logged": ActivityLogged,
     "rep.upserted": RepUpserted, "target.set": TargetSet, "tenant.upserted": TenantUpserted,
-    "team.upserted": TeamUpserted}
+    "team.upserted": TeamUpserted, "time_off.set": TimeOffSet}
 
 
 class HasClock(Protocol):
@@ -141,14 +149,16 @@ async def _apply(store: Repository, tenant: str, msgs: list[Incoming], *, publis
 
 async def _apply_in_order(store: Repository, tenant: str, msgs: list[Incoming],
                           ledger: Ledger) -> tuple[set[Key], bool]:
-    """Roster, deletions, registry and target events; returns the keys whose target changed, and whether the
-    tenant's calendar or currency did (then everything is recounted).
+    """Roster, time off, deletions, registry and target events; returns the keys whose target changed, and
+    whether the tenant's calendar or currency did (then everything is recounted).
 
-    What does not depend on order goes in one statement each: the reps' rows, the targets (newest version
-    wins either way) and the reps' team histories (made of every roster version, in any order: `roster.py`).
-    The rest (deletions, the hierarchy) in order."""
+    What does not depend on order goes in one statement each: the reps' rows, their time off and the targets
+    (newest version wins either way) and the reps' team histories (made of every roster version, in any
+    order: `roster.py`). The rest (deletions, the hierarchy) in order."""
     roster = [m for m in msgs if isinstance(m.data, RepUpserted)]
     await store.upsert_reps(tenant, [(m.data, m.event.time) for m in roster])  # type: ignore[misc]
+    await store.upsert_time_off(tenant, [(m.data, m.event.time, m.event.id) for m in msgs
+                                         if isinstance(m.data, TimeOffSet)])
     await _follow_roster(store, tenant, roster, ledger)
     recount = False
     for msg in msgs:
@@ -159,6 +169,7 @@ async def _apply_in_order(store: Repository, tenant: str, msgs: list[Incoming],
                     ledger.deal(gone, -1)
             case TenantUpserted():
                 recount |= await store.register_tenant(msg.data)
+                ledger.books.holidays = calendar_of(msg.data.holidays, tenant)  # this batch's figures count with them
             case TeamUpserted():  # a team moved in the hierarchy: every figure above it may change
                 recount |= await store.upsert_team(tenant, msg.data, msg.event.time)
     targets = await store.set_targets(tenant, [(m.data, m.event.time) for m in msgs if isinstance(m.data, TargetSet)])
@@ -216,9 +227,10 @@ async def _recompute(store: Repository, tenant: str, books: Books, moved: set[Ke
                      tracked: dict[Key, Tracked] | None, now: datetime, *, publish_all: bool = False,
                      source: datetime | None = None) -> None:
     """The figures of each (scope, id, period) whose tally or target changed: those with a target (every one
-    with `publish_all`) are published when their (actual, target) changed. Every figure, published or not,
-    is read from the tallies by the `attainment` view, so nothing more is written for the others. The
-    dashboard's live view hears of the periods that moved."""
+    with `publish_all`) are published when their (actual, target) changed, with the pace of `now` (the
+    tenant's holidays off, and a rep's time off for a rep's figure). Every figure, published or not, is read
+    from the tallies by the `attainment` view, so nothing more is written for the others. The dashboard's
+    live view hears of the periods that moved."""
     await store.announce_figures(tenant, sorted({p for _, _, p in moved}))
     if tracked is None:
         tracked = await _read_tracked(store, tenant, moved, publish_all=publish_all)
@@ -233,13 +245,16 @@ async def _recompute(store: Repository, tenant: str, books: Books, moved: set[Ke
         return
     tz, fiscal = books.timezone, books.fiscal_start_month
     bounds = {p: period_bounds(p, tz, fiscal) for p in {key[2] for key in revisions}}
-    shares = {p: business_share(start, end, now, tz) for p, (start, end) in bounds.items()}
     chosen = [row for row in rows if row[:4] in revisions]
-    profiles = await store.profiles_of(tenant, sorted({r[1] for r in chosen if r[0] == "rep"}))
+    reps = sorted({r[1] for r in chosen if r[0] == "rep"})
+    profiles = await store.profiles_of(tenant, reps)
+    days = [local_days(start, end, tz) for start, end in bounds.values()]
+    leave = await store.time_off(tenant, reps, min(d[0] for d in days), max(d[1] for d in days)) if reps else {}
+    fair = pace(bounds, now, tz, books.holidays, leave)
     outgoing: list[Outgoing] = []
     for scope, scope_id, period, metric_name, actual, target in chosen:
         start, end = bounds[period]
-        fig = figures(actual, target, shares[period])
+        fig = figures(actual, target, fair.share(period, scope_id if scope == "rep" else None))
         profile = profiles.get(scope_id) if scope == "rep" else None
         data = AttainmentUpdated.model_construct(  # our own computed, typed values: no re-validation
             scope=Scope(scope), scope_id=scope_id, period=period, metric=Metric(metric_name), actual=fig.actual,

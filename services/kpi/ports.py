@@ -10,7 +10,7 @@ whose records are being applied (a batch holds several).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -29,6 +29,7 @@ from shared.events import (
     TargetSet,
     TeamUpserted,
     TenantUpserted,
+    TimeOffSet,
 )
 from shared.outbox import enqueue_many
 
@@ -54,6 +55,11 @@ class Repository(Protocol):
     async def set_memberships(self, tenant: str, spans: Mapping[str, list[Span]]) -> None: ...
     async def upsert_team(self, tenant: str, team: TeamUpserted, version: datetime) -> bool: ...
     async def profiles_of(self, tenant: str, rep_ids: list[str]) -> Mapping[str, Mapping[str, Any]]: ...
+
+    # the reps' time off: days off of their pace (the tenant's holidays come with `books`)
+    async def upsert_time_off(self, tenant: str, items: list[tuple[TimeOffSet, datetime, str]]) -> None: ...
+    async def time_off(self, tenant: str, rep_ids: Iterable[str], first: date,
+                       last: date) -> dict[str, list[tuple[date, date]]]: ...
 
     # deals and activities: newest version wins
     async def apply_deals(self, tenant: str,
@@ -123,6 +129,13 @@ class PgRepository:
 
     async def profiles_of(self, tenant: str, rep_ids: list[str]) -> Mapping[str, Mapping[str, Any]]:
         return await repo.profiles_of(self.conn, tenant, rep_ids)
+
+    async def upsert_time_off(self, tenant: str, items: list[tuple[TimeOffSet, datetime, str]]) -> None:
+        await repo.upsert_time_off(self.conn, tenant, items)
+
+    async def time_off(self, tenant: str, rep_ids: Iterable[str], first: date,
+                       last: date) -> dict[str, list[tuple[date, date]]]:
+        return await repo.time_off(self.conn, tenant, rep_ids, first, last)
 
     async def apply_deals(self, tenant: str,
                           deals: list[tuple[DealUpserted, str]]) -> list[tuple[Deal | None, Deal | None]]:

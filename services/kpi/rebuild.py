@@ -12,7 +12,7 @@
    dead-lettered again. `--tenant` applies only that tenant's records. The live schema's erasures are
    copied first, so the records of an erased tenant or rep are skipped as the live consumer skips them
    (`python -m services.privacy erase`, shared/erasure.py).
-4. Each table (deals, activities, roster, targets, tenants, running tallies, figures) is compared
+4. Each table (deals, activities, roster, time off, targets, tenants, running tallies, figures) is compared
    with the snapshot, by a digest first and row by row where the digests differ. Exit status 0
    when equal, 1 when not (the differences are printed), 2 on a usage or connection problem.
 
@@ -63,12 +63,14 @@ _ZERO_TALLY = " AND ".join(f"{c} = 0" for c in ("won_revenue", "deals_won", "dea
 # The figures themselves (the `attainment` view) are computed from period_tallies and targets, so comparing
 # those two compares every figure; a damaged tally is reported once, where it is.
 TABLES: dict[str, str] = {
-    "tenants": "SELECT tenant, timezone, fiscal_start_month, currency, token_sha256, active, locale FROM tenants",
+    "tenants": "SELECT tenant, timezone, fiscal_start_month, currency, token_sha256, active, locale, holidays"
+               " FROM tenants",
     "deals": "SELECT tenant, deal_id, rep_id, trim_scale(amount), currency, stage, created_at, closed_at,"
              " updated_at, tiebreak, deleted FROM deals",
     "activities": "SELECT tenant, activity_id, rep_id, kind, occurred_at, deal_id, duration_s FROM activities",
     "reps": "SELECT tenant, rep_id, name, team_id, manager_id, timezone, active, version FROM reps",
     "memberships": "SELECT tenant, rep_id, valid_from, team_id FROM memberships",
+    "leaves": "SELECT tenant, time_off_id, rep_id, first_day, last_day, cancelled, version_at, version_id FROM leaves",
     "teams": "SELECT tenant, team_id, name, parent_id, version FROM teams",
     "targets": "SELECT tenant, scope, scope_id, metric, period, trim_scale(value), version FROM targets",
     "period_tallies": "SELECT tenant, scope, scope_id, period, trim_scale(won_revenue), deals_won, deals_lost,"

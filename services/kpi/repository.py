@@ -25,6 +25,7 @@ from services.kpi.contributions import (
     Vector,
     tally_of,
 )
+from services.kpi.pace import calendar_of
 from services.kpi.roster import Span, Version
 from services.kpi.tally import Tally
 from shared import token_store
@@ -37,7 +38,9 @@ from shared.events import (
     TargetSet,
     TeamUpserted,
     TenantUpserted,
+    TimeOffSet,
 )
+from shared.workdays import NO_CALENDAR, HolidayCalendar
 
 EMPTY = Tally()
 _V = TypeVar("_V")
@@ -75,17 +78,21 @@ async def remember_tenant(conn: asyncpg.Connection, event: CloudEvent) -> bool:
 
 
 async def register_tenant(conn: asyncpg.Connection, entry: TenantUpserted) -> bool:
-    """The registry's word on a tenant: its token digest, whether it is active, its calendar, currency and locale.
+    """The registry's word on a tenant: its token digest, whether it is active, its calendar, currency, locale
+    and holidays.
 
-    True when that changes the calendar, base currency or exchange rates kpi counted the tenant in."""
+    True when that changes the calendar, base currency or exchange rates kpi counted the tenant in (the
+    holidays count in no tally: they change the pace of the figures computed from then on, nothing more)."""
     before = await _calendar_before(conn, entry.tenant, lock=True)
+    holidays = None if entry.holidays is None else json.dumps(entry.holidays.model_dump(mode="json"))
     await conn.execute(
-        "INSERT INTO tenants (tenant, timezone, fiscal_start_month, currency, token_sha256, active, locale)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant) DO UPDATE SET timezone = EXCLUDED.timezone,"
-        " fiscal_start_month = EXCLUDED.fiscal_start_month, currency = EXCLUDED.currency,"
-        " token_sha256 = EXCLUDED.token_sha256, active = EXCLUDED.active, locale = EXCLUDED.locale",
+        "INSERT INTO tenants (tenant, timezone, fiscal_start_month, currency, token_sha256, active, locale, holidays)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb) ON CONFLICT (tenant) DO UPDATE SET"
+        " timezone = EXCLUDED.timezone, fiscal_start_month = EXCLUDED.fiscal_start_month,"
+        " currency = EXCLUDED.currency, token_sha256 = EXCLUDED.token_sha256, active = EXCLUDED.active,"
+        " locale = EXCLUDED.locale, holidays = EXCLUDED.holidays",
         entry.tenant, entry.timezone, entry.fiscal_start_month, entry.currency,
-        bytes.fromhex(entry.token_sha256), entry.active, entry.locale)
+        bytes.fromhex(entry.token_sha256), entry.active, entry.locale, holidays)
     await token_store.replace(conn, [entry])
     rates = sorted((r.currency, r.valid_from, r.rate) for r in entry.rates)
     stored = [(r["currency"].strip(), r["valid_from"], r["rate"]) for r in await conn.fetch(
@@ -100,18 +107,22 @@ class TenantCalendar:
     timezone: str
     fiscal_start_month: int
     locale: str = "en"  # Babel identifier the tenant's figures are formatted in (tenant.upserted.locale)
+    holidays: HolidayCalendar = NO_CALENDAR  # tenant.upserted.holidays: the pace's days off (`pace.py`)
 
 
 async def calendar(conn: asyncpg.Connection, tenant: str) -> TenantCalendar:
-    row = await conn.fetchrow("SELECT timezone, fiscal_start_month, locale FROM tenants WHERE tenant = $1", tenant)
+    row = await conn.fetchrow("SELECT timezone, fiscal_start_month, locale, holidays FROM tenants WHERE tenant = $1",
+                              tenant)
     if row is None:
         return TenantCalendar("UTC", 1)
-    return TenantCalendar(row["timezone"], row["fiscal_start_month"], row["locale"])
+    return TenantCalendar(row["timezone"], row["fiscal_start_month"], row["locale"],
+                          calendar_of(row["holidays"], tenant))
 
 
 async def books(conn: asyncpg.Connection, tenant: str) -> Books:
-    """The tenant's calendar, base currency and exchange rates (memberships are loaded per rep)."""
-    row = await conn.fetchrow("SELECT timezone, fiscal_start_month, currency FROM tenants WHERE tenant = $1", tenant)
+    """The tenant's calendar, holidays, base currency and exchange rates (memberships are loaded per rep)."""
+    row = await conn.fetchrow("SELECT timezone, fiscal_start_month, currency, holidays FROM tenants"
+                              " WHERE tenant = $1", tenant)
     rates: dict[str, list[tuple[date, Decimal]]] = {}
     for r in await conn.fetch("SELECT currency, valid_from, rate FROM fx_rates WHERE tenant = $1"
                               " ORDER BY currency, valid_from", tenant):
@@ -120,7 +131,8 @@ async def books(conn: asyncpg.Connection, tenant: str) -> Books:
         "SELECT team_id, parent_id FROM teams WHERE tenant = $1 AND parent_id IS NOT NULL", tenant)}
     if row is None:
         return Books(ZoneInfo("UTC"), rates=rates, parents=parents)
-    return Books(ZoneInfo(row["timezone"]), row["fiscal_start_month"], row["currency"], rates, parents=parents)
+    return Books(ZoneInfo(row["timezone"]), row["fiscal_start_month"], row["currency"], rates, parents=parents,
+                 holidays=calendar_of(row["holidays"], tenant))
 
 
 async def load_memberships(conn: asyncpg.Connection, tenant: str, into: Books, rep_ids: Iterable[str]) -> None:
@@ -280,6 +292,47 @@ async def histories(conn: asyncpg.Connection, tenant: str, rep_ids: list[str],
                             " AND rep_id = ANY($2::text[]) AND occurred_at >= $3", tenant, rep_ids, since)
     return ([d for r in deals if (d := _deal(r)) is not None],
             [Activity(r["rep_id"], r["kind"], r["occurred_at"]) for r in acts])
+
+
+async def upsert_time_off(conn: asyncpg.Connection, tenant: str,
+                          items: list[tuple[TimeOffSet, datetime, str]]) -> None:
+    """Each time off of `items` (the event, its time, its id) into `leaves`, in one statement: the newest
+    version wins by event time, then event id (a redelivery, or an older version arriving late, changes
+    nothing). A cancelled one is kept as such (it is no day off, and an older version cannot bring it back)."""
+    newest: dict[str, tuple[TimeOffSet, datetime, str]] = {}
+    for item in items:
+        seen = newest.get(item[0].time_off_id)
+        if seen is None or (seen[1], seen[2]) < (item[1], item[2]):
+            newest[item[0].time_off_id] = item
+    if not newest:
+        return
+    rows = [newest[k] for k in sorted(newest)]  # in key order: two writers lock rows in the same order
+    await conn.execute(
+        "INSERT INTO leaves (tenant, time_off_id, rep_id, first_day, last_day, cancelled, version_at, version_id)"
+        " SELECT $1, * FROM unnest($2::text[], $3::text[], $4::date[], $5::date[], $6::bool[], $7::timestamptz[],"
+        " $8::text[]) ON CONFLICT (tenant, time_off_id) DO UPDATE SET rep_id = EXCLUDED.rep_id,"
+        " first_day = EXCLUDED.first_day, last_day = EXCLUDED.last_day, cancelled = EXCLUDED.cancelled,"
+        " version_at = EXCLUDED.version_at, version_id = EXCLUDED.version_id"
+        " WHERE (leaves.version_at, leaves.version_id) < (EXCLUDED.version_at, EXCLUDED.version_id)",
+        tenant, [t.time_off_id for t, _, _ in rows], [t.rep_id for t, _, _ in rows],
+        [t.first_day for t, _, _ in rows], [t.last_day for t, _, _ in rows], [t.cancelled for t, _, _ in rows],
+        [at for _, at, _ in rows], [event_id for _, _, event_id in rows])
+
+
+async def time_off(conn: asyncpg.Connection, tenant: str, rep_ids: Iterable[str], first: date,
+                   last: date) -> dict[str, list[tuple[date, date]]]:
+    """The time off (first day, last day) of each of `rep_ids` that is not cancelled and overlaps the local
+    days `first` to `last`, in one statement; a rep without any is left out."""
+    wanted = sorted(set(rep_ids))
+    if not wanted:
+        return {}
+    out: dict[str, list[tuple[date, date]]] = {}
+    for r in await conn.fetch(
+            "SELECT rep_id, first_day, last_day FROM leaves WHERE tenant = $1 AND rep_id = ANY($2::text[])"
+            " AND NOT cancelled AND last_day >= $3 AND first_day <= $4 ORDER BY rep_id, first_day, last_day",
+            tenant, wanted, first, last):
+        out.setdefault(r["rep_id"], []).append((r["first_day"], r["last_day"]))
+    return out
 
 
 async def upsert_team(conn: asyncpg.Connection, tenant: str, team: TeamUpserted, version: datetime) -> bool:

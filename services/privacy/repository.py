@@ -123,4 +123,9 @@ async def keys(conn: asyncpg.Connection, tenant: str, rep: str | None) -> dict[s
     else:  # the rep's own key, whether or not a service still has the rep (a rerun writes it again)
         out["roster"] = {message_key(tenant, rep)}
         out["targets"].add(message_key(tenant, rep))
+    # each period of time off has a key of its own on the roster topic (`time-off/<rep>/<id>`)
+    rep_time_off = "" if rep is None else " AND rep_id = $2"
+    out["roster"] |= {message_key(tenant, f"time-off/{r[0]}/{r[1]}") for r in await conn.fetch(
+        f"SELECT rep_id, time_off_id FROM coaching.leaves WHERE tenant = $1{rep_time_off}"
+        f" UNION SELECT rep_id, time_off_id FROM recognition.leaves WHERE tenant = $1{rep_time_off}", *args)}
     return out

@@ -31,7 +31,8 @@ _SCOPE = "scope = 'rep' AND scope_id = $2"
 # an outbox row not yet published (or refused by Kafka) keyed by the rep: `<tenant>:<rep>` or attainment's
 # `<tenant>:rep:<rep>:<period>:<metric>`
 _KEY = ("(convert_from(key, 'UTF8') = $1 || ':' || $2"
-        " OR starts_with(convert_from(key, 'UTF8'), $1 || ':rep:' || $2 || ':'))")
+        " OR starts_with(convert_from(key, 'UTF8'), $1 || ':rep:' || $2 || ':')"
+        " OR starts_with(convert_from(key, 'UTF8'), $1 || ':time-off/' || $2 || '/'))")
 
 REP_ROWS: dict[str, str] = {
     "ingest.crm_user_map": _REP,
@@ -47,6 +48,7 @@ REP_ROWS: dict[str, str] = {
     "kpi.period_tallies": _SCOPE,
     "kpi.published_figures": _SCOPE,
     "kpi.targets": _SCOPE,
+    "kpi.leaves": _REP,
     "kpi.outbox": _KEY,
     "kpi.outbox_dead": _KEY,
     "coaching.action_plans": _REP,
@@ -59,7 +61,9 @@ REP_ROWS: dict[str, str] = {
     "coaching.reps": _REP,
     "coaching.reviews": _SCOPE,
     "coaching.tasks": _REP,
+    "coaching.follow_ups": _REP,
     "coaching.time_off": _REP,
+    "coaching.leaves": _REP,
     "coaching.outbox": _KEY,
     "coaching.outbox_dead": _KEY,
     "recognition.activities": _REP,
@@ -67,6 +71,7 @@ REP_ROWS: dict[str, str] = {
     # a team's largest deal names the rep who won it (facts: rep, rep_id; headline)
     "recognition.celebrations": f"({_SCOPE}) OR facts->>'rep_id' = $2",
     "recognition.deals": _REP,
+    "recognition.leaves": _REP,
     "recognition.reps": _REP,
     "recognition.outbox": _KEY,
     "recognition.outbox_dead": _KEY,

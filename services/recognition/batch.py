@@ -293,10 +293,12 @@ class _Timeline:
 
 
 def fold_streaks(stored: Mapping[str, Sequence[datetime]], fresh: Sequence[Moment], zones: Mapping[str, ZoneInfo],
-                 settings: Settings, names: Mapping[str, str | None]) -> list[Sighting]:
+                 settings: Settings, names: Mapping[str, str | None],
+                 days_off: Mapping[str, frozenset[date]] | None = None) -> list[Sighting]:
     """Per fresh activity (batch order, each new to the store), the rep's streak as of the activity's own
     local day, over ``[at - STREAK_LOOKBACK, at + 1 day)`` of what was ``stored`` before the batch plus the
-    batch's activities up to it: the same events give the same streaks however they are batched."""
+    batch's activities up to it: the same events give the same streaks however they are batched. A rep's
+    ``days_off`` (the tenant's holidays and their time off) neither break nor extend a streak."""
     if STREAK in settings.disabled:
         return []
     lines: dict[str, _Timeline] = {}
@@ -310,8 +312,9 @@ def fold_streaks(stored: Mapping[str, Sequence[datetime]], fresh: Sequence[Momen
                 line.days.append(moment.astimezone(line.zone).date())
         line.add(m.occurred_at)
         days = line.days_between(m.occurred_at - STREAK_LOOKBACK, m.occurred_at + _DAY)
-        found = streak(days, m.occurred_at.astimezone(line.zone).date(), settings, rep_id=m.rep_id,
-                       at=m.occurred_at, name=names.get(m.rep_id))
+        found = streak(days, m.occurred_at.astimezone(line.zone).date(), settings,
+                       (days_off or {}).get(m.rep_id, frozenset()), rep_id=m.rep_id, at=m.occurred_at,
+                       name=names.get(m.rep_id))
         if found is not None:
             sightings.append(Sighting(found, position, source="activity"))
     return sightings

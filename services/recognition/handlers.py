@@ -16,12 +16,13 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import asyncpg
 from pydantic import BaseModel
 
 from services.recognition.batch import (
+    STREAK_LOOKBACK,
     AttainmentOutcome,
     DealBook,
     cheers,
@@ -68,15 +69,17 @@ from shared.events import (
     RepUpserted,
     TeamUpserted,
     TenantUpserted,
+    TimeOffSet,
 )
 from shared.periods import period_bounds
 from shared.service import Runtime
+from shared.workdays import days_off
 
 log = logging.getLogger(__name__)
 MODELS: dict[str, type[BaseModel]] = {
     "kpi.attainment.updated": AttainmentUpdated, "deal.upserted": DealUpserted, "deal.deleted": DealDeleted,
     "activity.logged": ActivityLogged, "rep.upserted": RepUpserted, "team.upserted": TeamUpserted,
-    "tenant.upserted": TenantUpserted}
+    "tenant.upserted": TenantUpserted, "time_off.set": TimeOffSet}
 ACTIVITY_METRICS = frozenset({Metric.CALLS, Metric.EMAILS, Metric.MEETINGS, Metric.ACTIVITIES})
 Repositories = Callable[[asyncpg.Connection], Repository]
 
@@ -91,6 +94,7 @@ class Parts:
     figures: list[Incoming] = field(default_factory=list)
     deals: list[StoredDeal | Tombstone] = field(default_factory=list)
     activities: dict[str, Moment] = field(default_factory=dict)  # by id, the first delivery of each
+    time_off: dict[str, tuple[TimeOffSet, datetime, str]] = field(default_factory=dict)  # newest per time_off_id
 
     @property
     def rep_ids(self) -> list[str]:
@@ -117,6 +121,10 @@ def split(batch: Sequence[Incoming]) -> Parts:
                 parts.deals.append(Tombstone(d.deal_id, d.updated_at, msg.event.id))
             case ActivityLogged() as a:
                 parts.activities.setdefault(a.activity_id, Moment(a.rep_id, a.occurred_at, a.kind.value))
+            case TimeOffSet() as leave:
+                held = parts.time_off.get(leave.time_off_id)
+                if held is None or (held[1], held[2]) < (msg.event.time, msg.event.id):
+                    parts.time_off[leave.time_off_id] = (leave, msg.event.time, msg.event.id)
         if parts.calendar is None and isinstance(msg.data, DealUpserted | ActivityLogged) and (
                 msg.event.extensions.get("tenanttimezone")):
             parts.calendar = msg.event.extensions
@@ -145,6 +153,8 @@ async def handle_batch(repo: Repository, cache: ConfigCache, batch: Sequence[Inc
         await repo.upsert_tenants(parts.registry)
     if parts.reps:
         await repo.upsert_reps(tenant, parts.reps)
+    if parts.time_off:
+        await repo.store_time_off(tenant, list(parts.time_off.values()))
     if not (parts.figures or parts.deals or parts.activities):
         return 0
     config = await cache.get(repo, tenant)
@@ -190,7 +200,18 @@ async def _streaks(repo: Repository, tenant: str, parts: Parts, config: TenantCo
     new = await repo.add_activities(tenant, list(parts.activities.items()))
     fresh = [m for activity_id, m in parts.activities.items() if activity_id in new]
     zones = {m.rep_id: zone_of(roster.get(m.rep_id), config.calendar) for m in fresh}
-    return fold_streaks(stored, fresh, zones, config.settings, _names(roster))
+    return fold_streaks(stored, fresh, zones, config.settings, _names(roster),
+                        await _days_off(repo, tenant, fresh, config) if fresh else {})
+
+
+async def _days_off(repo: Repository, tenant: str, fresh: Sequence[Moment],
+                    config: TenantConfig) -> dict[str, frozenset[date]]:
+    """Each rep's days off over the span their fresh activities' streaks look at: holidays and time off."""
+    first = min(m.occurred_at for m in fresh).date() - STREAK_LOOKBACK - timedelta(days=1)
+    last = max(m.occurred_at for m in fresh).date() + timedelta(days=1)
+    reps = sorted({m.rep_id for m in fresh})
+    leave = await repo.time_off(tenant, reps)
+    return {rep: days_off(config.calendar.holidays, first, last, leave.get(rep, ())) for rep in reps}
 
 
 async def announce(repo: Repository, tenant: str, config: TenantConfig, sightings: Sequence[Sighting],

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events import Metric, Scope, Text
+from shared.workdays import NO_CALENDAR, HolidayCalendar
 
 # milestone names (the `milestone` field of recognition.milestone.reached)
 QUOTA = "quota_{percent}"  # quota_50, quota_100, quota_150: a threshold of a target crossed
@@ -110,12 +111,14 @@ class Day:
 @dataclass(frozen=True, slots=True)
 class Calendar:
     """A tenant's calendar as the registry gives it: zone, fiscal year start, base currency and the exchange
-    rates into it (per currency, ``(valid_from, rate)`` ascending; 1 unit of the currency = ``rate`` base units)."""
+    rates into it (per currency, ``(valid_from, rate)`` ascending; 1 unit of the currency = ``rate`` base units),
+    and its holidays."""
 
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     fiscal_start_month: int = 1
     currency: str | None = None
     rates: Mapping[str, tuple[tuple[date, Decimal], ...]] = field(default_factory=dict)
+    holidays: HolidayCalendar = NO_CALENDAR  # the registry's: days off for every rep of the tenant
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,9 +39,10 @@ from services.recognition.model import (
 from services.recognition.rules import celebration_id
 from shared import token_store
 from shared.cloudevents import CloudEvent
-from shared.events import SUPERSEDES_SQL, AttainmentUpdated, RepUpserted, Scope, TenantUpserted
+from shared.events import SUPERSEDES_SQL, AttainmentUpdated, RepUpserted, Scope, TenantUpserted, TimeOffSet
 from shared.inbox import claim_many
 from shared.outbox import enqueue_many
+from shared.workdays import HolidayCalendar
 
 __all__ = ["CELEBRATION_COLUMNS", "Outgoing", "PgRepository", "Repository", "calendar_of", "config_of"]
 
@@ -64,6 +65,8 @@ class Repository(Protocol):
     async def set_overrides(self, tenant: str, values: dict[str, Any]) -> None: ...
     # roster
     async def upsert_reps(self, tenant: str, reps: Sequence[tuple[RepUpserted, datetime]]) -> None: ...
+    async def store_time_off(self, tenant: str, leaves: Sequence[tuple[TimeOffSet, datetime, str]]) -> None: ...
+    async def time_off(self, tenant: str, rep_ids: Sequence[str]) -> dict[str, list[tuple[date, date]]]: ...
     async def profiles(self, tenant: str, rep_ids: Sequence[str] | None = None) -> dict[str, Profile]: ...
     # figures, deals, activities
     async def claim(self, events: Sequence[CloudEvent]) -> list[bool]: ...
@@ -100,7 +103,8 @@ def calendar_of(row: Mapping[str, Any] | None) -> Calendar:
     for currency, valid_from, rate in json.loads(row["rates"] or "[]"):
         rates.setdefault(currency, []).append((date.fromisoformat(valid_from), Decimal(rate)))
     return Calendar(ZoneInfo(row["timezone"]), row["fiscal_start_month"], row["currency"],
-                    {c: tuple(sorted(r)) for c, r in rates.items()})
+                    {c: tuple(sorted(r)) for c, r in rates.items()},
+                    HolidayCalendar.of(row.get("holidays")))
 
 
 def config_of(row: Mapping[str, Any]) -> TenantConfig:
@@ -136,7 +140,7 @@ class PgRepository:
     async def tenant_config(self, tenant: str) -> TenantConfig:
         row = await self.conn.fetchrow(
             "SELECT s.overrides, s.version AS settings_version, t.timezone, t.fiscal_start_month, t.currency,"
-            " t.rates, t.version AS tenant_version FROM (SELECT $1::text AS tenant) k"
+            " t.rates, t.holidays, t.version AS tenant_version FROM (SELECT $1::text AS tenant) k"
             " LEFT JOIN settings s ON s.tenant = k.tenant LEFT JOIN tenants t ON t.tenant = k.tenant", tenant)
         return config_of(row)
 
@@ -146,16 +150,43 @@ class PgRepository:
         rates = [json.dumps([[r.currency, r.valid_from.isoformat(), format(r.rate, "f")] for r in e.rates])
                  for e in last.values()]
         await self.conn.execute(
-            "INSERT INTO tenants (tenant, timezone, fiscal_start_month, currency, token_sha256, active, rates)"
-            " SELECT t, z, f, c, decode(h, 'hex'), a, r::jsonb FROM unnest($1::text[], $2::text[], $3::int[],"
-            " $4::text[], $5::text[], $6::bool[], $7::text[]) AS u(t, z, f, c, h, a, r)"
+            "INSERT INTO tenants (tenant, timezone, fiscal_start_month, currency, token_sha256, active, rates,"
+            " holidays) SELECT t, z, f, c, decode(h, 'hex'), a, r::jsonb, d::jsonb FROM unnest($1::text[],"
+            " $2::text[], $3::int[], $4::text[], $5::text[], $6::bool[], $7::text[], $8::text[])"
+            " AS u(t, z, f, c, h, a, r, d)"
             " ON CONFLICT (tenant) DO UPDATE SET timezone = EXCLUDED.timezone,"
             " fiscal_start_month = EXCLUDED.fiscal_start_month, currency = EXCLUDED.currency,"
-            " token_sha256 = EXCLUDED.token_sha256, active = EXCLUDED.active, rates = EXCLUDED.rates",
+            " token_sha256 = EXCLUDED.token_sha256, active = EXCLUDED.active, rates = EXCLUDED.rates,"
+            " holidays = EXCLUDED.holidays",
             list(last), [e.timezone for e in last.values()], [e.fiscal_start_month for e in last.values()],
             [e.currency for e in last.values()], [e.token_sha256 for e in last.values()],
-            [e.active for e in last.values()], rates)
+            [e.active for e in last.values()], rates,
+            [e.holidays.model_dump_json() if e.holidays is not None else None for e in last.values()])
         await token_store.replace(self.conn, list(last.values()))
+
+    async def store_time_off(self, tenant: str, leaves: Sequence[tuple[TimeOffSet, datetime, str]]) -> None:
+        """Each `time_off.set`, kept when it is newer (event time, then event id) than the stored version."""
+        if not leaves:
+            return
+        await self.conn.execute(
+            "INSERT INTO leaves (tenant, time_off_id, rep_id, first_day, last_day, cancelled, version_at, version_id)"
+            " SELECT $1, * FROM unnest($2::text[], $3::text[], $4::date[], $5::date[], $6::bool[],"
+            " $7::timestamptz[], $8::text[]) ON CONFLICT (tenant, time_off_id) DO UPDATE SET"
+            " rep_id = EXCLUDED.rep_id, first_day = EXCLUDED.first_day, last_day = EXCLUDED.last_day,"
+            " cancelled = EXCLUDED.cancelled, version_at = EXCLUDED.version_at, version_id = EXCLUDED.version_id"
+            " WHERE (leaves.version_at, leaves.version_id) < (EXCLUDED.version_at, EXCLUDED.version_id)",
+            tenant, [t.time_off_id for t, _, _ in leaves], [t.rep_id for t, _, _ in leaves],
+            [t.first_day for t, _, _ in leaves], [t.last_day for t, _, _ in leaves],
+            [t.cancelled for t, _, _ in leaves], [at for _, at, _ in leaves], [i for _, _, i in leaves])
+
+    async def time_off(self, tenant: str, rep_ids: Sequence[str]) -> dict[str, list[tuple[date, date]]]:
+        """Each rep's time off in force, as (first day, last day) ranges."""
+        rows = await self.conn.fetch("SELECT rep_id, first_day, last_day FROM leaves WHERE tenant = $1"
+                                     " AND rep_id = ANY($2::text[]) AND NOT cancelled", tenant, list(rep_ids))
+        out: dict[str, list[tuple[date, date]]] = {}
+        for r in rows:
+            out.setdefault(r["rep_id"], []).append((r["first_day"], r["last_day"]))
+        return out
 
     async def remember_calendar(self, tenant: str, extensions: Mapping[str, str]) -> None:
         """A tenant seen on a sales event before its registry entry: keep its zone and currency from the event."""

@@ -100,14 +100,17 @@ class Replica:
 
 
 async def register_tenant(producer: AIOKafkaProducer, slug: str, token: str, timezone: str, at: datetime,
-                          locale: str | None = None) -> None:
+                          locale: str | None = None, holidays: dict[str, Any] | None = None) -> None:
     """What `ingest tenants create` announces on the registry topic, signed with the local key as ingest signs it,
-    so the read APIs know the token (without `locale`, an entry as ingest announced them before tenants had one)."""
+    so the read APIs know the token (without `locale`, an entry as ingest announced them before tenants had one;
+    `holidays` as `shared.events.Holidays`' JSON)."""
     data: dict[str, Any] = {
         "tenant": slug, "timezone": timezone, "currency": "EUR", "fiscal_start_month": 1,
         "token_sha256": hashlib.sha256(token.encode()).hexdigest(), "active": True, "rates": []}
     if locale is not None:
         data["locale"] = locale
+    if holidays is not None:
+        data["holidays"] = holidays
     event = CloudEvent(str(uuid.uuid4()), "tenant.upserted", "attain/ingest", at, slug, data)
     key = message_key(slug)
     value, headers = encode(signed(event, key, RegistrySigner(parse_private_key(registry_keys.signing_key()))))
@@ -153,11 +156,14 @@ async def ingest_and_kpi(database_url: str, prefix: str, clock: FixedClock,
             await replica.http.aclose()
 
 
-async def create_tenant(database_url: str, prefix: str, timezone: str = "Europe/Berlin") -> tuple[str, str]:
-    """`python -m services.ingest tenants create` on `database_url`, as an operator runs it: slug and token."""
+async def create_tenant(database_url: str, prefix: str, timezone: str = "Europe/Berlin",
+                        *options: str) -> tuple[str, str]:
+    """`python -m services.ingest tenants create` on `database_url`, as an operator runs it (with `options`,
+    e.g. `--country DE`): slug and token."""
     slug = f"{prefix}-{uuid.uuid4().hex[:10]}"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.ingest", "tenants", "create", slug, "--timezone", timezone, cwd=ROOT,
+        sys.executable, "-m", "services.ingest", "tenants", "create", slug, "--timezone", timezone, *options,
+        cwd=ROOT,
         env={**os.environ, **crm_keys.env(), **registry_keys.env(),
              "DATABASE_URL": database_url}, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE)

@@ -63,7 +63,7 @@ async def test_a_rebuild_from_the_topics_equals_the_live_state_and_finds_damage(
 
         code, out = _rebuild("--tenant", tenant.slug)
         assert code == 0, out
-        assert "rebuilt state equals the live state (8 tables compared)" in out, out
+        assert "rebuilt state equals the live state (9 tables compared)" in out, out
         rebuilt = await conn.fetchval("SELECT won_revenue FROM kpi_rebuild.period_tallies WHERE tenant = $1"
                                       " AND scope = 'rep' AND scope_id = 'ana' AND period = $2", tenant.slug, quarter)
         assert rebuilt == 700

@@ -15,8 +15,8 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,6 +27,7 @@ import jinja2
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 
+from services.kpi import pace
 from services.kpi.dashboard import live, queries, view
 from services.kpi.figures import figures
 from services.kpi.ranking import RankBy, rank_by_value, ranked
@@ -36,9 +37,10 @@ from shared.auth import see_rep
 from shared.authz import EVERYONE, Principal, admit_with, public
 from shared.db import tenant_tx
 from shared.events import Metric, Role
-from shared.periods import PeriodError, PeriodKind, business_share, parse_period, period_bounds, period_of
+from shared.periods import PeriodError, PeriodKind, parse_period, period_bounds, period_of
 from shared.registry_signing import RegistryVerifier
 from shared.service import Runtime, runtime_of
+from shared.workdays import working_share
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +118,7 @@ Anyone = Annotated[Principal, Depends(session_for(*EVERYONE))]  # leaderboards, 
 People = Annotated[Principal, Depends(session_for("admin", "integration", "manager", "rep"))]  # then `see_rep`
 Actor = Annotated[Principal, Depends(session_for("admin", "manager", "rep"))]  # acts on check-ins
 Planner = Annotated[Principal, Depends(session_for("admin", "manager"))]
+Coach = Annotated[Principal, Depends(session_for("admin", "integration", "manager"))]  # coaching's effect
 
 
 async def session_tenant(who: Anyone) -> str:
@@ -172,7 +175,8 @@ class Period:
     label: str
     start: datetime
     end: datetime
-    share: Decimal  # of its business days elapsed now
+    share: Decimal  # of its working days elapsed now (weekdays minus `days_off`), as kpi's figures count it
+    days_off: frozenset[date] = frozenset()  # the tenant's holidays in it (on a rep's page: and their time off)
 
     @property
     def last(self) -> datetime:
@@ -181,6 +185,7 @@ class Period:
 
 
 def _period(t: queries.Tenant, label: str | None, now: datetime) -> Period:
+    """The period `label` (default: the current quarter) with the tenant's pace: its holidays are days off."""
     if label is None:
         label = period_of(PeriodKind.QUARTER, now, t.timezone, t.fiscal_start_month).label
     try:
@@ -188,7 +193,16 @@ def _period(t: queries.Tenant, label: str | None, now: datetime) -> Period:
     except PeriodError as err:
         raise HTTPException(422, f"period: {err}") from err
     start, end = period_bounds(label, t.timezone, t.fiscal_start_month)
-    return Period(label, start, end, business_share(start, end, now, t.timezone))
+    off = pace.days_off_in(start, end, t.timezone, t.holidays)
+    return Period(label, start, end, working_share(start, end, now, t.timezone, off), off)
+
+
+def _for_rep(p: Period, t: queries.Tenant, leave: pace.Leave, now: datetime) -> Period:
+    """The period with a rep's pace: their time off are days off too (as in kpi's published rep figures)."""
+    if not leave:
+        return p
+    off = pace.days_off_in(p.start, p.end, t.timezone, t.holidays, leave)
+    return replace(p, share=working_share(p.start, p.end, now, t.timezone, off), days_off=off)
 
 
 def _period_choices(t: queries.Tenant, now: datetime) -> list[str]:
@@ -235,7 +249,7 @@ def _bar(attainment: Decimal | None, share: Decimal) -> dict[str, Any]:
     def width(x: Decimal) -> str:
         return format(min(max(x, Decimal(0)), BAR_SCALE) / BAR_SCALE * 100, ".1f")
     return {"fill": width(attainment) if attainment is not None else None, "marker": width(share),
-            "state": None if attainment is None else ("ahead" if attainment >= share else "behind")}
+            "state": None if attainment is None else ("ahead" if attainment >= share else "behind"), "share": share}
 
 
 # --- sign-in --------------------------------------------------------------------------------------
@@ -303,22 +317,26 @@ async def _standings(rt: Runtime, t: queries.Tenant, p: Period, metric: Metric, 
                      now: datetime, by: RankBy = RankBy.AMOUNT) -> list[dict[str, Any]]:
     async with tenant_tx(rt.pool, t.slug) as conn:
         rows = await queries.standings(conn, t.slug, p.label, metric, team_id)
+        rep_ids = [r["rep_id"] for r in rows]
+        # each rep's pace counts their own time off as days off (one read for all of them)
+        leave = await queries.time_off(conn, t.slug, rep_ids, *pace.local_days(p.start, p.end, t.timezone))
         gains: dict[str, Decimal] = {}
         if metric in queries.ADDITIVE and rows and p.start <= now < p.end:
             books = await queries.books_of(conn, t.slug)
             since = max(p.start, now - timedelta(days=7))
-            for rep_id, _, amount in await queries.points(conn, t.slug, books, [r["rep_id"] for r in rows],
-                                                           metric, since, now):
+            for rep_id, _, amount in await queries.points(conn, t.slug, books, rep_ids, metric, since, now):
                 gains[rep_id] = gains.get(rep_id, Decimal(0)) + amount
     out = []
     for e in ranked(rows, lambda r: rank_by_value(r["actual"], r["target"], by), lambda r: r["rep_id"]):
         r = e.entry
-        fig = figures(r["actual"], r["target"], p.share)
-        direction = (view.trend(gains.get(r["rep_id"], Decimal(0)), r["target"], p.start, p.end, now, t.timezone)
+        mine = _for_rep(p, t, leave.get(r["rep_id"], []), now)
+        fig = figures(r["actual"], r["target"], mine.share)
+        direction = (view.trend(gains.get(r["rep_id"], Decimal(0)), r["target"], p.start, p.end, now, t.timezone,
+                                days_off=mine.days_off)
                      if metric in queries.ADDITIVE and p.start <= now < p.end else None)
         out.append({"rank": e.rank, "tied": e.tied, "rep_id": r["rep_id"], "name": r["name"] or r["rep_id"],
                     "team_id": r["team_id"], "actual": r["actual"], "target": r["target"],
-                    "attainment": fig.attainment, "pace": fig.pace, "bar": _bar(fig.attainment, p.share),
+                    "attainment": fig.attainment, "pace": fig.pace, "bar": _bar(fig.attainment, mine.share),
                     "trend": direction, "trend_words": TREND_WORDS.get(direction or "")})
     return out
 
@@ -340,7 +358,7 @@ def _rank_by(text: str | None) -> RankBy:
     try:
         return RankBy(text or RankBy.AMOUNT)
     except ValueError:
-        raise HTTPException(400, f"rank_by must be 'amount' or 'attainment', not {text!r}") from None
+        raise HTTPException(422, f"rank_by must be 'amount' or 'attainment', not {text!r}") from None
 
 
 @router.get("/leaderboard")
@@ -404,6 +422,8 @@ async def rep_scorecard(request: Request, rt: Rt, caller: People, rep_id: str,
         who = await queries.profile(conn, t.slug, rep_id)
         rows = await queries.figures_of(conn, t.slug, "rep", rep_id, p.label)
         books = await queries.books_of(conn, t.slug)
+        leave = await queries.time_off(conn, t.slug, [rep_id], *pace.local_days(p.start, p.end, t.timezone))
+        p = _for_rep(p, t, leave.get(rep_id, []), now)  # the rep's pace: their time off off too
         cards: list[dict[str, Any]] = []
         for r in rows:
             m = Metric(r["metric"])
@@ -412,7 +432,7 @@ async def rep_scorecard(request: Request, rt: Rt, caller: People, rep_id: str,
             if m in queries.ADDITIVE and r["target"] is not None:
                 pts = await queries.points(conn, t.slug, books, [rep_id], m, p.start, p.end)
                 actual = view.cumulative_series([(at, v) for _, at, v in pts], p.start, p.end, now, t.timezone)
-                expected = view.expected_series(r["target"], p.start, p.end, t.timezone)
+                expected = view.expected_series(r["target"], p.start, p.end, t.timezone, p.days_off)
                 chart = view.svg_chart(
                     actual, expected, chart_id=f"chart-{m.value}",
                     title=f"{METRIC_NAMES[m]}: actual against expected pace, {p.label}",
@@ -474,6 +494,36 @@ async def check_ins_page(request: Request, rt: Rt, caller: People) -> HTMLRespon
     tasks = None if any(f is None for f in found) else [task for f in found if f for task in f["tasks"]]
     return render(request, "check_ins.html", title="Check-ins", fmt=fmt, tenant=t, tasks=tasks,
                   acts=_acts(caller), csrf=csrf_token(token), back="/check-ins", now=now)
+
+
+EFFECT_GROUPINGS = {"rule": "Rule", "response": "What the manager did", "manager": "Manager", "team": "Team",
+                    "quarter": "Quarter"}
+
+
+@router.get("/coaching-effect")
+async def coaching_effect_page(request: Request, rt: Rt, caller: Coach, by: str = "rule") -> HTMLResponse:
+    """Did it help? coaching's measurement (`GET /v1/effectiveness`), read with the caller's own token: a
+    manager sees their reps', an admin everyone's. Check-ins against the findings that got none."""
+    t, fmt, now = await _base(rt, caller.tenant)
+    if by not in EFFECT_GROUPINGS:
+        raise HTTPException(422, f"by must be one of {', '.join(EFFECT_GROUPINGS)}, not {by!r}")
+    coaching = _kpi(rt).dashboard_coaching_url
+    async with httpx.AsyncClient(timeout=SERVICE_TIMEOUT_S) as client:
+        effect = await _from(client, f"{coaching}/v1/effectiveness?" + urlencode({"by": by}),
+                             request.cookies.get(COOKIE, ""))
+    return render(request, "coaching_effect.html", title="Coaching effect", fmt=fmt, tenant=t,
+                  effect=_decimals(effect), by=by, groupings=EFFECT_GROUPINGS, now=now)
+
+
+def _decimals(value: Any) -> Any:
+    """A JSON document with its numbers as Decimals (the page formats shares as percentages, in the locale)."""
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: _decimals(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decimals(v) for v in value]
+    return value
 
 
 async def _act(request: Request, rt: Rt, caller: Principal, task_id: str, path: str,

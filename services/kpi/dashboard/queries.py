@@ -5,7 +5,7 @@ do, through `Books.in_base`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,7 +14,9 @@ import asyncpg
 
 from services.kpi import repository as repo
 from services.kpi.contributions import Books
+from services.kpi.pace import calendar_of
 from shared.events import Metric
+from shared.workdays import NO_CALENDAR, HolidayCalendar
 
 # Metrics a cumulative chart and a recent gain make sense for (a ratio has no running sum).
 ADDITIVE = {Metric.WON_REVENUE, Metric.DEALS_WON, Metric.PIPELINE_CREATED, Metric.CALLS, Metric.EMAILS,
@@ -31,15 +33,23 @@ class Tenant:
     fiscal_start_month: int
     currency: str | None
     locale: str
+    holidays: HolidayCalendar = NO_CALENDAR  # the days off of every pace the pages show (with a rep's time off)
 
 
 async def tenant(conn: asyncpg.Connection, slug: str) -> Tenant:
-    row = await conn.fetchrow("SELECT timezone, fiscal_start_month, currency, locale FROM tenants WHERE tenant = $1",
-                              slug)
+    row = await conn.fetchrow("SELECT timezone, fiscal_start_month, currency, locale, holidays FROM tenants"
+                              " WHERE tenant = $1", slug)
     if row is None:
         return Tenant(slug, ZoneInfo("UTC"), 1, None, "en")
     return Tenant(slug, ZoneInfo(row["timezone"]), row["fiscal_start_month"],
-                  row["currency"].strip() if row["currency"] else None, row["locale"])
+                  row["currency"].strip() if row["currency"] else None, row["locale"],
+                  calendar_of(row["holidays"], slug))
+
+
+async def time_off(conn: asyncpg.Connection, tenant: str, rep_ids: list[str], first: date,
+                   last: date) -> dict[str, list[tuple[date, date]]]:
+    """The reps' time off overlapping the local days `first` to `last` (`repository.time_off`)."""
+    return await repo.time_off(conn, tenant, rep_ids, first, last)
 
 
 async def standings(conn: asyncpg.Connection, tenant: str, period: str, metric: Metric,

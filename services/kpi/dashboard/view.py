@@ -2,8 +2,10 @@
 
 Pure: no I/O, no database, no web framework, and "now" is always a parameter, so everything a page
 computes is tested in milliseconds. Days are the tenant's local calendar days and pace counts its
-business days (`shared.periods.business_share`, the same pace as kpi's figures); money stays Decimal
-until it becomes text here. Everything that returns markup escapes its text, so templates only place it.
+working days: Monday to Friday minus the ``days_off`` a page passes, the tenant's holidays and on a rep's
+page the rep's time off (`shared.workdays.working_share`, the same pace as kpi's figures and coaching's
+check-ins); money stays Decimal until it becomes text here. Everything that returns markup escapes its
+text, so templates only place it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from zoneinfo import ZoneInfo
 from babel.numbers import format_currency, format_decimal, format_percent
 
 from shared.formatting import locale_of
-from shared.periods import business_share, local_midnight, require_aware
+from shared.periods import local_midnight, require_aware
+from shared.workdays import working_share
 
 __all__ = [
     "CSV_COLUMNS",
@@ -111,18 +114,20 @@ def cumulative_series(
     return series
 
 
-def expected_series(target: Decimal, start: datetime, end: datetime, tz: ZoneInfo) -> list[tuple[date, Decimal]]:
-    """Where linear business-day pace toward ``target`` stands at the end of each local day of the period.
+def expected_series(target: Decimal, start: datetime, end: datetime, tz: ZoneInfo,
+                    days_off: frozenset[date] = frozenset()) -> list[tuple[date, Decimal]]:
+    """Where linear working-day pace toward ``target`` stands at the end of each local day of the period.
 
-    A day's value is ``target`` times the business share of the period elapsed at that day's end (the
-    next local midnight, or ``end``), to the cent (half-even): flat over weekends, like kpi's own
-    expected figure. The last day's value is ``target`` itself, unrounded, so the line ends on the goal.
+    A day's value is ``target`` times the working share of the period elapsed at that day's end (the
+    next local midnight, or ``end``), to the cent (half-even): flat over weekends and ``days_off`` (the
+    tenant's holidays, and a rep's time off on their page; none: Monday to Friday), like kpi's own expected
+    figure. The last day's value is ``target`` itself, unrounded, so the line ends on the goal.
     """
     _check_aware(start=start, end=end)
     series: list[tuple[date, Decimal]] = []
     for day in _days(_local_day(start, tz), _local_day(end - _MICROSECOND, tz)):
         day_end = min(local_midnight(day + timedelta(days=1), tz), end)
-        share = business_share(start, end, day_end, tz)
+        share = working_share(start, end, day_end, tz, days_off)
         series.append((day, (target * share).quantize(_CENT, rounding=ROUND_HALF_EVEN)))
     if series:
         series[-1] = (series[-1][0], target)
@@ -137,19 +142,23 @@ def trend(
     now: datetime,
     tz: ZoneInfo,
     days: int = 7,
+    days_off: frozenset[date] = frozenset(),
 ) -> Literal["up", "flat", "down"] | None:
     """Is the rep gaining faster or slower than the target needs? Compares ``gain``, what the rep added
-    over the last ``days`` days, with what business-day pace needed over the same window.
+    over the last ``days`` days, with what working-day pace (Monday to Friday minus ``days_off``: the
+    tenant's holidays and the rep's time off) needed over the same window.
 
     The window runs from the same local clock time ``days`` calendar days before ``now`` (but never
     before ``start``) to ``now``: ``days`` whole local days, whatever DST does. The caller's ``gain``
     must cover that window. needed = target * (share(now) - share(window start)). "up" when gain >= 1.1 *
-    needed, "down" when gain < 0.9 * needed, "flat" in between; when nothing was needed (a weekend
-    window, a period not started) any gain is "up" and none is "flat". None without a positive target.
+    needed, "down" when gain < 0.9 * needed, "flat" in between; when nothing was needed (a window of
+    weekends and days off, a period not started) any gain is "up" and none is "flat". None without a
+    positive target.
 
-    Example: a period of four whole weeks (20 business days) with target 20,000 needs 1,000 per
-    business day. At Monday midnight of week 3 the last 7 days held 5 business days, so needed = 5,000:
-    a gain of 5,500 or more is "up", less than 4,500 is "down", 4,500 up to 5,499.99 is "flat".
+    Example: a period of four whole weeks without days off (20 working days) with target 20,000 needs
+    1,000 per working day. At Monday midnight of week 3 the last 7 days held 5 working days, so needed =
+    5,000: a gain of 5,500 or more is "up", less than 4,500 is "down", 4,500 up to 5,499.99 is "flat".
+    With one of those 5 days off, 19 working days need 20,000/19 each, and the window 4 of them.
     """
     if days < 1:
         raise ValueError(f"days must be at least 1, got {days}")
@@ -157,7 +166,7 @@ def trend(
     if target is None or target <= 0:
         return None
     since = max(start, (now.astimezone(tz) - timedelta(days=days)).astimezone(UTC))
-    needed = target * (business_share(start, end, now, tz) - business_share(start, end, since, tz))
+    needed = target * (working_share(start, end, now, tz, days_off) - working_share(start, end, since, tz, days_off))
     if needed == 0:
         return "up" if gain > 0 else "flat"
     if gain >= _UP * needed:

@@ -94,6 +94,17 @@ async def test_a_manager_acts_on_their_reps_check_ins_and_a_rep_on_their_own(ser
     assert acked["status"] == "acknowledged" and other["status"] == "open"
     refused = await page.goto(f"{kpi}/reps/zorro")
     assert refused is not None and refused.status == 404  # another manager's rep
+    # did it help? mia's reps' check-ins are followed up; the page names their rules, never zorro's manager
+    effect = await page.goto(f"{kpi}/coaching-effect")
+    assert effect is not None and effect.status == 200
+    await expect(page.locator("table.effect tbody tr").first).to_be_visible()
+    await expect(page.locator("main")).to_contain_text("check-ins since")
+    by_manager = await page.goto(f"{kpi}/coaching-effect?by=manager")
+    assert by_manager is not None and by_manager.status == 200
+    keys = {await row.get_attribute("data-key") for row in await page.locator("table.effect tbody tr").all()}
+    assert keys == {"mia"}, keys
+    await _accessible(page, "coaching effect (manager)")
+    await _shoot(page, "coaching-effect-manager")
     await context.close()
 
     context = await browser.new_context(viewport={"width": 390, "height": 844})

@@ -13,8 +13,8 @@ import asyncpg
 import pytest
 
 from services.coaching import repository as repo
-from services.coaching.calendar import local_midnight
 from services.coaching.model import ActivityLog
+from shared.workdays import local_midnight
 from tests.integration.coaching.conftest import migrated_pool
 
 US = timedelta(microseconds=1)

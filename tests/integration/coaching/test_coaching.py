@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared import topics
+from tests.integration import inprocess
 from tests.integration.coaching.conftest import Harness, Org
 
 Q4_START = datetime(2026, 9, 30, 22, 0, tzinfo=UTC)  # 2026-10-01 00:00 in Berlin
@@ -318,17 +319,21 @@ async def test_time_off_and_holidays_make_pace_fair(harness: Harness) -> None:
     h = harness
     replica = await h.replica()
     org = await h.org()
-    # on leave from the start of the quarter until yesterday, today a holiday: nothing was expected of gus yet
-    leave = await replica.http.post(
-        "/v1/reps/gus/time-off",
-        headers=org.auth,
-        json={"first_day": "2026-10-01", "last_day": "2026-11-17", "reason": "parental"},
-    )
-    assert leave.status_code == 201, leave.text
-    holiday = await replica.http.post(
-        "/v1/holidays", headers=org.auth, json={"day": "2026-11-18", "name": "Buss- und Bettag"}
-    )
-    assert holiday.status_code == 201
+    # on leave from the start of the quarter until yesterday (a `time_off.set`), today a holiday (the tenant
+    # calendar's, from its registry entry): nothing was expected of gus yet
+    await org.send(topics.ROSTER.name, "time_off.set", "time-off/gus/parental", {
+        "time_off_id": "parental", "rep_id": "gus", "first_day": "2026-10-01", "last_day": "2026-11-17",
+        "reason": "parental"}, h.clock.now())
+    await inprocess.register_tenant(h.producer, org.slug, org.token, org.timezone, h.clock.now(), holidays={
+        "added": [{"day": "2026-11-18", "name": "Buss- und Bettag"}]})
+    await h.until(lambda c: c.fetchval("SELECT count(*) = 2 FROM (SELECT 1 FROM coaching.leaves WHERE tenant = $1"
+                                       " UNION ALL SELECT 1 FROM coaching.tenants WHERE tenant = $1"
+                                       " AND holidays IS NOT NULL) AS both_", org.slug))
+    listed = await replica.http.get("/v1/holidays?year=2026", headers=org.auth)
+    assert listed.json()["holidays"] == [{"day": "2026-11-18", "name": "Buss- und Bettag", "source": "calendar"}]
+    leave = await replica.http.get("/v1/reps/gus/time-off", headers=org.auth)
+    assert [(t["time_off_id"], t["first_day"], t["last_day"]) for t in leave.json()["time_off"]] == [
+        ("parental", "2026-10-01", "2026-11-17")]
     await activity(org, "gus", "g-1", "call", datetime(2026, 9, 30, 9, tzinfo=UTC))  # busy until the leave
     await h.until(lambda c: c.fetchval("SELECT 1 FROM coaching.activities WHERE tenant = $1", org.slug))
     await roster(org, "gus", "mgr-1")
@@ -348,10 +353,12 @@ async def test_time_off_and_holidays_make_pace_fair(harness: Harness) -> None:
     h.clock.set(datetime(2026, 11, 26, 9, 0, tzinfo=UTC))  # Thursday: Thu 19 .. Wed 25 without a call
     await replica.tick()
     assert "no_activity" in [r["rule"] for r in await tasks_of(h, org)]
-    bad = await replica.http.post(
-        "/v1/reps/gus/time-off", headers=org.auth, json={"first_day": "2026-12-02", "last_day": "2026-12-01"}
-    )
-    assert bad.status_code == 422 and "last_day" in bad.text
+    # the old write endpoints say where holidays and time off live now
+    gone = await replica.http.post("/v1/holidays", headers=org.auth, json={"day": "2026-12-24", "name": "Eve"})
+    assert gone.status_code == 410 and "tenants holidays" in gone.json()["detail"]
+    gone = await replica.http.post("/v1/reps/gus/time-off", headers=org.auth,
+                                   json={"first_day": "2026-12-01", "last_day": "2026-12-02"})
+    assert gone.status_code == 410 and "time_off.set" in gone.json()["detail"]
 
 
 async def test_thresholds_are_set_per_tenant_and_team(harness: Harness) -> None:

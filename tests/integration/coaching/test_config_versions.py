@@ -21,7 +21,7 @@ from services.coaching.intake import Calendar
 from services.coaching.model import Policy
 from services.coaching.repository import PgStore
 from shared.db import tenant_tx
-from shared.events import TenantUpserted
+from shared.events import Holiday, Holidays, TenantUpserted, TimeOffSet
 from tests.integration.coaching.conftest import migrated_pool
 
 NOW = datetime(2026, 11, 18, 10, tzinfo=UTC)
@@ -33,9 +33,17 @@ async def pool(stack: None) -> AsyncIterator[asyncpg.Pool]:
         yield pool
 
 
-def entry(tenant: str, zone: str) -> TenantUpserted:
+def entry(tenant: str, zone: str, holidays: Holidays | None = None) -> TenantUpserted:
     return TenantUpserted(tenant=tenant, timezone=zone, currency="EUR", fiscal_start_month=1,
-                          token_sha256="00" * 32, active=True)
+                          token_sha256="00" * 32, active=True, holidays=holidays)
+
+
+EVE = Holidays(added=[Holiday(day=date(2026, 12, 24), name="Christmas Eve")])
+
+
+async def legacy_holiday(conn: asyncpg.Connection, tenant: str, day: date) -> None:
+    """A day entered through coaching's API before the tenant calendar (still counted, still removable)."""
+    await conn.execute("INSERT INTO holidays (tenant, day, name) VALUES ($1, $2, 'before')", tenant, day)
 
 
 async def version(pool: asyncpg.Pool, tenant: str) -> Any:
@@ -51,8 +59,9 @@ async def test_every_write_path_of_the_configuration_gives_a_new_version(pool: a
         ("a tenant policy", lambda c: repo.set_policy(c, t, "", {"pace_threshold": "0.5"})),
         ("a team policy", lambda c: repo.set_policy(c, t, "team-a", {"cooldown_days": 3})),
         ("a playbook", lambda c: repo.set_playbook(c, t, "no_activity", Playbook(("Call them",), ()))),
-        ("a holiday", lambda c: repo.add_holiday(c, t, date(2026, 12, 24), "Christmas Eve")),
-        ("a holiday removed", lambda c: repo.remove_holiday(c, t, date(2026, 12, 24))),
+        ("the registry's holiday calendar", lambda c: repo.upsert_tenants(c, [entry(t, "Europe/Paris", EVE)])),
+        ("a holiday of before", lambda c: legacy_holiday(c, t, date(2026, 12, 31))),
+        ("a holiday of before removed", lambda c: repo.remove_holiday(c, t, date(2026, 12, 31))),
     ]
     seen = {await version(pool, t)}
     assert seen == {None}
@@ -65,7 +74,8 @@ async def test_every_write_path_of_the_configuration_gives_a_new_version(pool: a
     before = await version(pool, t)
     async with tenant_tx(pool, t) as conn:  # already known: the calendar of a sales event writes nothing
         await repo.remember_calendar(conn, t, Calendar("Asia/Tokyo", 4, "JPY"))
-        await repo.add_time_off(conn, t, "ann", date(2026, 12, 1), date(2026, 12, 3), None)  # read per evaluation
+        await repo.store_time_off(conn, t, [(TimeOffSet(time_off_id="l-1", rep_id="ann", first_day=date(2026, 12, 1),
+                                                       last_day=date(2026, 12, 3)), datetime.now(UTC), "e-1")])
     assert await version(pool, t) == before
 
 
@@ -79,11 +89,11 @@ async def test_a_change_through_one_replica_reaches_the_next_evaluation_of_the_o
             assert (await cache.get(PgStore(conn), t)).policy(Policy(), None).pace_threshold == Policy().pace_threshold
     async with tenant_tx(pool, t) as conn:  # the API of the first replica
         await repo.set_policy(conn, t, "", {"pace_threshold": "0.55"})
-        await repo.add_holiday(conn, t, date(2026, 12, 24), "Christmas Eve")
+        await repo.upsert_tenants(conn, [entry(t, "Europe/Berlin", EVE)])  # (the registry, in fact)
     async with tenant_tx(pool, t) as conn:
         config = await second.get(PgStore(conn), t)
     assert config.policy(Policy(), "team-a").pace_threshold == Decimal("0.55")
-    assert config.holidays == {date(2026, 12, 24)}
+    assert config.calendar.between(date(2026, 12, 1), date(2026, 12, 31)) == {date(2026, 12, 24): "Christmas Eve"}
     assert (first.loads, second.loads) == (1, 2)
 
 

@@ -168,6 +168,8 @@ class Outside:
             for crm, secret in (("hubspot", org.hubspot_secret), ("pipedrive", org.pipedrive_secret),
                                 ("salesforce", org.salesforce_secret)):
                 await tenants.set_secret(conn, org.slug, crm, secret, None, box=box)
+            await tenants.set_holidays(conn, org.slug, signer=self.services["ingest"].app.state.context.signer,
+                                       add={org.holiday: f"Holiday {org.secret}"})
         self.services["ingest"].replica.wake()
         known = " + ".join(f"(SELECT count(*) FROM {s}.tenants WHERE tenant = $1 AND active)"
                            for s in ("kpi", "coaching", "recognition"))
@@ -188,8 +190,8 @@ class Outside:
     async def seed(self, org: Org) -> None:
         """The same kinds of data for every tenant, under its own ids: a team, a rep with a target and a won
         deal (kpi's figures; recognition celebrates the quota), a rep far behind her target (coaching's check-in
-        for her), an action plan, a review, a holiday, time off, policies, a playbook, recognition settings, CRM
-        mappings and a dead-lettered webhook."""
+        for her), an action plan, a review, a holiday (the tenant calendar's, set by `org`), time off (a
+        `time_off.set`), policies, a playbook, recognition settings, CRM mappings and a dead-lettered webhook."""
         now = self.clock.now()
         events = [factories.team(org.team, None) | {"data": {"team_id": org.team, "name": f"Team {org.secret}"}},
                   factories.rep(org.rep, team=org.team, manager=org.manager, name=org.name),
@@ -197,7 +199,10 @@ class Outside:
                   factories.deal(org.deal, org.rep, "1500", updated_at=now - timedelta(hours=1)),
                   factories.activity(f"act-{org.tag}", org.rep, "call", now - timedelta(hours=2)),
                   factories.rep(org.laggard, team=org.team, manager=org.manager, name=f"Laggard {org.secret}"),
-                  factories.target(org.laggard, self.quarter, "100000")]
+                  factories.target(org.laggard, self.quarter, "100000"),
+                  {"type": "time_off.set", "id": f"leave-{org.tag}", "source": "api", "time": now.isoformat(),
+                   "data": {"time_off_id": f"leave-{org.tag}", "rep_id": org.rep, "first_day": "2027-02-01",
+                            "last_day": "2027-02-05", "reason": f"Leave {org.secret}"}}]
         async with self.client("ingest", org) as ingest:
             sent = await ingest.post("/v1/events", json=events)
             assert sent.status_code == 200, sent.text
@@ -209,9 +214,6 @@ class Outside:
         assert (await self.hubspot(org.slug, org.hubspot_secret, unmapped)).json()["dead_lettered"] == 1
         async with self.client("coaching", org) as coaching:
             for method, path, body in [
-                    ("POST", "/v1/holidays", {"day": org.holiday.isoformat(), "name": f"Holiday {org.secret}"}),
-                    ("POST", f"/v1/reps/{org.rep}/time-off", {"first_day": "2027-02-01", "last_day": "2027-02-05",
-                                                              "reason": f"Leave {org.secret}"}),
                     ("PUT", "/v1/policies", {"pace_threshold": org.pace_threshold}),
                     ("PUT", f"/v1/policies/teams/{org.team}", {"cooldown_days": org.cooldown_days}),
                     ("PUT", "/v1/catalogue/behind_pace", {"suggested_actions": [f"Call {org.secret}"],
@@ -228,6 +230,9 @@ class Outside:
             await conn.execute("INSERT INTO reviews (tenant, scope, scope_id, week, review_id, body, published_at)"
                                " VALUES ($1, 'team', $2, '2026-W47', $3, $4::jsonb, $5)", org.slug, org.team,
                                uuid.uuid4(), json.dumps({"scope_id": org.team, "note": org.secret}), now)
+        await self.until(lambda c: c.fetchval("SELECT count(*) = 2 FROM (SELECT 1 FROM coaching.leaves WHERE tenant"
+                                              " = $1 UNION ALL SELECT 1 FROM coaching.tenants WHERE tenant = $1"
+                                              " AND holidays IS NOT NULL) AS both_", org.slug))
         await self.until(lambda c: c.fetchval("SELECT count(DISTINCT scope) = 2 FROM kpi.attainment"
                                               " WHERE tenant = $1", org.slug))
         await self.until(lambda c: c.fetchval("SELECT 1 FROM recognition.celebrations WHERE tenant = $1"

@@ -108,6 +108,8 @@ CASES = [
     Case("kpi", "GET", "/v1/leaderboard", lambda a, b, q: f"/v1/leaderboard?period={q}",
          json_holds(200, lambda j, a, b: [s["rep_id"] for s in j["standings"]] == [a.rep, a.laggard]),
          label="unfiltered"),
+    Case("kpi", "GET", "/v1/leaderboard/teams", lambda a, b, q: f"/v1/leaderboard/teams?period={q}",
+         json_holds(200, lambda j, a, b: [t["team_id"] for t in j["standings"]] == [a.team])),
     Case("kpi", "GET", "/v1/scorecards/{rep_id}/contributions",
          lambda a, b, q: f"/v1/scorecards/{b.rep}/contributions?metric=won_revenue&period={q}",
          json_is(200, lambda a, b: [])),
@@ -132,6 +134,8 @@ CASES = [
            body=lambda a, b: {"csrf": csrf_token(a.token), "next": "/check-ins", "outcome": "held"})
       for action in ("ack", "complete", "plan")),
     Case("kpi", "GET", "/teams/{team_id}", lambda a, b, q: f"/teams/{b.team}?period={q}", status(404)),
+    Case("kpi", "GET", "/coaching-effect", lambda a, b, q: "/coaching-effect?by=manager",
+         page_shows(lambda a: a.manager, lambda b: b.manager)),
     Case("kpi", "GET", "/tv", lambda a, b, q: "/tv", page_shows(lambda a: a.team, lambda b: b.team)),
     # coaching: reads
     Case("coaching", "GET", "/v1/tasks", lambda a, b, q: f"/v1/tasks?rep_id={b.laggard}",
@@ -142,14 +146,18 @@ CASES = [
          json_holds(200, lambda j, a, b: {t["rep_id"] for t in j["tasks"]} <= {a.rep, a.laggard}
                     and a.task_id in {t["task_id"] for t in j["tasks"]}), label="unfiltered"),
     Case("coaching", "GET", "/v1/tasks/{task_id}", lambda a, b, q: f"/v1/tasks/{b.task_id}", status(404)),
+    Case("coaching", "GET", "/v1/effectiveness", lambda a, b, q: "/v1/effectiveness?by=manager",
+         json_holds(200, lambda j, a, b: [g["key"] for g in j["groups"]] == [a.manager])),
     Case("coaching", "GET", "/v1/action-plans", lambda a, b, q: f"/v1/action-plans?rep_id={b.rep}",
          json_is(200, lambda a, b: {"action_plans": []}), label="B's rep"),
     Case("coaching", "GET", "/v1/action-plans", lambda a, b, q: "/v1/action-plans",
          json_holds(200, lambda j, a, b: [p["plan_id"] for p in j["action_plans"]] == [a.plan_id]), label="unfiltered"),
     Case("coaching", "GET", "/v1/action-plans/{plan_id}", lambda a, b, q: f"/v1/action-plans/{b.plan_id}",
          status(404)),
-    Case("coaching", "GET", "/v1/holidays", lambda a, b, q: "/v1/holidays",
-         json_is(200, lambda a, b: {"holidays": [{"day": a.holiday.isoformat(), "name": f"Holiday {a.secret}"}]})),
+    Case("coaching", "GET", "/v1/holidays", lambda a, b, q: f"/v1/holidays?year={b.holiday.year}",
+         json_holds(200, lambda j, a, b: [h["name"] for h in j["holidays"]] == ([f"Holiday {a.secret}"]
+                                                                               if a.holiday.year == b.holiday.year
+                                                                               else []))),
     Case("coaching", "GET", "/v1/reps/{rep_id}/time-off", lambda a, b, q: f"/v1/reps/{b.rep}/time-off",
          json_is(200, lambda a, b: {"rep_id": b.rep, "time_off": []})),
     Case("coaching", "GET", "/v1/policies", lambda a, b, q: "/v1/policies",
@@ -174,10 +182,10 @@ CASES = [
     Case("coaching", "DELETE", "/v1/holidays/{day}", lambda a, b, q: f"/v1/holidays/{b.holiday.isoformat()}",
          status(204)),
     # coaching: writes that name B's ids land in A's own scope
-    Case("coaching", "POST", "/v1/holidays", lambda a, b, q: "/v1/holidays", status(201),
+    Case("coaching", "POST", "/v1/holidays", lambda a, b, q: "/v1/holidays", status(410),
          body=lambda a, b: {"day": b.holiday.isoformat(), "name": "A's day off"}, own_write=True),
     Case("coaching", "POST", "/v1/reps/{rep_id}/time-off", lambda a, b, q: f"/v1/reps/{b.rep}/time-off",
-         status(201), body=lambda a, b: {"first_day": "2027-02-01", "last_day": "2027-02-02"}, own_write=True),
+         status(410), body=lambda a, b: {"first_day": "2027-02-01", "last_day": "2027-02-02"}, own_write=True),
     Case("coaching", "PUT", "/v1/policies", lambda a, b, q: "/v1/policies", status(200),
          body=lambda a, b: {"pace_threshold": a.pace_threshold}, own_write=True),
     Case("coaching", "PUT", "/v1/policies/teams/{team_id}", lambda a, b, q: f"/v1/policies/teams/{b.team}",

@@ -86,13 +86,17 @@ PARAMS = [
     *_routes_params("kpi", "GET", "/v1/teams/{team_id}/scorecard", ("team_id", missing, P),
                     ("period", typed("period"), Q)),
     *_routes_params("kpi", "GET", "/v1/leaderboard", ("period", typed("period"), Q), ("metric", typed("metric"), Q),
-                    ("team_id", empty("standings"), Q), ("limit", typed("limit"), Q), ("cursor", typed("cursor"), Q)),
+                    ("team_id", empty("standings"), Q), ("limit", typed("limit"), Q), ("cursor", typed("cursor"), Q),
+                    ("rank_by", typed("rank_by"), Q)),
+    *_routes_params("kpi", "GET", "/v1/leaderboard/teams", ("period", typed("period"), Q),
+                    ("metric", typed("metric"), Q), ("rank_by", typed("rank_by"), Q)),
     *_routes_params("kpi", "GET", "/v1/scorecards/{rep_id}/contributions", ("rep_id", empty(None), P),
                     ("metric", typed("metric"), Q), ("period", typed("period"), Q), ("limit", typed("limit"), Q)),
     *_routes_params("kpi", "GET", "/leaderboard", ("period", typed("period"), Q), ("metric", typed("metric"), Q),
-                    ("team", no_rep_listed, Q)),
+                    ("team", no_rep_listed, Q), ("rank_by", typed("rank_by"), Q)),
     *_routes_params("kpi", "GET", "/leaderboard.csv", ("period", typed("period"), Q), ("metric", typed("metric"), Q),
-                    ("team", no_csv_rows, Q)),
+                    ("team", no_csv_rows, Q), ("rank_by", typed("rank_by"), Q)),
+    *_routes_params("kpi", "GET", "/coaching-effect", ("by", typed("by"), Q)),
     *_routes_params("kpi", "GET", "/reps/{rep_id}", ("rep_id", missing, P), ("period", typed("period"), Q)),
     *_routes_params("kpi", "GET", "/teams", ("period", typed("period"), Q)),
     *_routes_params("kpi", "GET", "/teams/{team_id}", ("team_id", missing, P), ("period", typed("period"), Q)),
@@ -107,6 +111,9 @@ PARAMS = [
                     ("status", typed("status"), Q)),
     *_routes_params("coaching", "GET", "/v1/action-plans/{plan_id}", ("plan_id", typed("plan_id"), P)),
     *_routes_params("coaching", "DELETE", "/v1/holidays/{day}", ("day", typed("day"), P)),
+    *_routes_params("coaching", "GET", "/v1/holidays", ("year", typed("year"), Q)),
+    *_routes_params("coaching", "GET", "/v1/effectiveness", ("by", typed("by"), Q), ("since", typed("since"), Q),
+                    ("until", typed("until"), Q), ("min_sample", typed("min_sample"), Q)),
     *_routes_params("coaching", "GET", "/v1/reps/{rep_id}/time-off", ("rep_id", empty("time_off"), P)),
     *_routes_params("coaching", "GET", "/v1/policies/teams/{team_id}", ("team_id", empty("overrides"), P)),
     *_routes_params("coaching", "PUT", "/v1/catalogue/{rule}", ("rule", missing, P)),
@@ -135,10 +142,10 @@ PARAMS = [
 ]
 # Parameters that write what they are given into the caller's own scope: test_injection_bodies.py stores
 # SQL through them and reads it back.
-STORED = {("coaching", "POST", "/v1/reps/{rep_id}/time-off", "rep_id"),
-          ("coaching", "PUT", "/v1/policies/teams/{team_id}", "team_id")}
+STORED = {("coaching", "PUT", "/v1/policies/teams/{team_id}", "team_id")}
 # Parameters that reach no database (the dashboard's static files, the sign-in form's next page).
-INERT = {("kpi", "GET", "/static/{name}", "name"), ("kpi", "GET", "/signin", "next")}
+INERT = {("kpi", "GET", "/static/{name}", "name"), ("kpi", "GET", "/signin", "next"),
+         ("coaching", "POST", "/v1/reps/{rep_id}/time-off", "rep_id")}  # gone (410): time off is an event
 
 
 def test_every_parameter_of_every_route_has_a_case() -> None:

@@ -18,6 +18,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from services.ingest import tenants
+from shared.db import tenant_tx
 from tests import factories
 from tests.integration.security.injections import INJECTIONS, NUL
 from tests.integration.security.outside import Org, Outside
@@ -77,21 +79,40 @@ async def test_sql_in_free_text_and_ids_is_stored_and_returned_byte_for_byte(
         templates = {"quota": " ".join(INJECTIONS)}
         assert (await recognition.put("/v1/recognition/settings", json={"templates": templates})).status_code == 200
         assert (await recognition.get("/v1/recognition/settings")).json()["overrides"] == {"templates": templates}
+    # holidays named in SQL (the tenant calendar, as `tenants holidays --add` sets it) and time off whose ids and
+    # reasons are SQL (`time_off.set` through ingest): coaching lists them back as sent
+    ingest_service = outside.services["ingest"]
+    async with tenant_tx(ingest_service.pool, d.slug) as conn:
+        await tenants.set_holidays(conn, d.slug, signer=ingest_service.app.state.context.signer, add={
+            d.holiday + timedelta(days=n + 1): s for n, s in enumerate(INJECTIONS)})
+    ingest_service.replica.wake()
+    leaves = [{"type": "time_off.set", "id": f"leave-{n}", "source": "api", "time": now.isoformat(),
+               "data": {"time_off_id": s, "rep_id": reps[s][0], "first_day": "2027-04-01", "last_day": "2027-04-02",
+                        "reason": s}} for n, s in enumerate(INJECTIONS)]
+    async with outside.client("ingest", d) as ingest:
+        sent = await ingest.post("/v1/events", json=leaves)
+        assert (sent.status_code, sent.json()["accepted"]) == (200, len(leaves)), sent.text
+    await outside.until(lambda c: c.fetchval("SELECT count(*) = $2 FROM coaching.leaves WHERE tenant = $1",
+                                             d.slug, len(INJECTIONS)))
+    await outside.until(lambda c: c.fetchval("SELECT jsonb_array_length(holidays->'added') = $2 FROM coaching.tenants"
+                                             " WHERE tenant = $1", d.slug, len(INJECTIONS) + 1))  # and its own
     async with outside.client("coaching", d) as coaching:
-        for n, s in enumerate(INJECTIONS):
+        for s in INJECTIONS:
             rep, _, team = reps[s]
-            day = (d.holiday + timedelta(days=n)).isoformat()
-            assert (await coaching.post("/v1/holidays", json={"day": day, "name": s})).status_code == 201
-            leave = {"first_day": "2027-04-01", "last_day": "2027-04-02", "reason": s}
-            assert (await coaching.post(f"/v1/reps/{quote(rep, safe='')}/time-off", json=leave)).status_code == 201
             assert (await coaching.get(f"/v1/reps/{quote(rep, safe='')}/time-off")).json() == {
-                "rep_id": rep, "time_off": [{"first_day": "2027-04-01", "last_day": "2027-04-02", "reason": s}]}
+                "rep_id": rep, "time_off": [{"time_off_id": s, "first_day": "2027-04-01", "last_day": "2027-04-02",
+                                             "reason": s}]}
+        for s in INJECTIONS:
+            rep, _, team = reps[s]
             policy = await coaching.put(f"/v1/policies/teams/{quote(team, safe='')}", json={"cooldown_days": 9})
             assert (policy.json()["team_id"], policy.json()["overrides"]) == (team, {"cooldown_days": 9})
             plan = await coaching.post("/v1/action-plans", json={"rep_id": rep, "title": s, "steps": [
                 {"metric": "calls", "target": "2", "due_at": (now + timedelta(days=3)).isoformat()}]})
             assert (plan.status_code, plan.json()["rep_id"], plan.json()["title"]) == (201, rep, s)
-        assert sorted(h["name"] for h in (await coaching.get("/v1/holidays")).json()["holidays"]) == sorted(INJECTIONS)
+        years = sorted({(d.holiday + timedelta(days=n)).year for n in range(len(INJECTIONS) + 1)})
+        listed = [h["name"] for year in years
+                  for h in (await coaching.get("/v1/holidays", params={"year": year})).json()["holidays"]]
+        assert sorted(listed) == sorted([*INJECTIONS, f"Holiday {d.secret}"])
         playbook = {"suggested_actions": INJECTIONS, "training": INJECTIONS[:2]}
         assert (await coaching.put("/v1/catalogue/behind_pace", json=playbook)).status_code == 200
         stored = (await coaching.get("/v1/catalogue")).json()["behind_pace"]

@@ -29,7 +29,7 @@ from shared.events import (
 
 AT = datetime(2026, 11, 5, 9, tzinfo=UTC)
 TYPES = ("deal.upserted", "deal.deleted", "activity.logged", "rep.upserted", "target.set",
-         "team.upserted")  # the contract's five, and team nesting (an extension)
+         "team.upserted", "time_off.set")  # the contract's five; team nesting and time off (extensions)
 
 
 def deal(**changes: Any) -> DealUpserted:

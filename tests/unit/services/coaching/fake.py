@@ -7,12 +7,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
 
 from services.coaching.config import TenantConfig
+from services.coaching.effect import FOLLOW_UP_DAYS, FollowUp
 from services.coaching.intake import Calendar
 from services.coaching.model import SEVERITY_RANK, ActivityLog, ClosedDeal, Figure, OpenDeal, RepView
 from services.coaching.rules import LiveTask
@@ -26,8 +27,10 @@ from shared.events import (
     TaskClosed,
     TaskCreated,
     TenantUpserted,
+    TimeOffSet,
     supersedes,
 )
+from shared.workdays import HolidayCalendar, days_off
 
 NEVER = datetime.min.replace(tzinfo=ZoneInfo("UTC"))
 
@@ -66,6 +69,8 @@ class FakeStore:
     outbox: list[Outgoing] = field(default_factory=list)
     versions: dict[str, UUID] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)  # layers, catalogue, holidays for load_config
+    leaves: dict[str, tuple[TimeOffSet, datetime, str]] = field(default_factory=dict)  # by time_off_id
+    follow_ups: dict[str, FollowUp] = field(default_factory=dict)  # by subject id
     calls: Counter[str] = field(default_factory=Counter)
 
     def bump(self, tenant: str) -> None:
@@ -77,8 +82,15 @@ class FakeStore:
         self.calls["upsert_tenants"] += 1
         for e in entries:
             self.tenants[e.tenant] = {"timezone": e.timezone, "currency": e.currency,
-                                      "fiscal_start_month": e.fiscal_start_month}
+                                      "fiscal_start_month": e.fiscal_start_month, "holidays": e.holidays}
             self.bump(e.tenant)
+
+    async def store_time_off(self, tenant: str, leaves: Sequence[tuple[TimeOffSet, datetime, str]]) -> None:
+        self.calls["store_time_off"] += 1
+        for leave, at, event_id in leaves:
+            held = self.leaves.get(leave.time_off_id)
+            if held is None or (held[1], held[2]) < (at, event_id):
+                self.leaves[leave.time_off_id] = (leave, at, event_id)
 
     async def remember_calendar(self, tenant: str, calendar: Calendar) -> None:
         self.calls["remember_calendar"] += 1
@@ -164,7 +176,8 @@ class FakeStore:
         return TenantConfig(tenant=tenant, version=version, timezone=ZoneInfo(row.get("timezone") or "UTC"),
                             currency=row.get("currency"), layers=self.config.get("layers", {}),
                             catalogue=self.config.get("catalogue", {}),
-                            holidays=frozenset(self.config.get("holidays", ())))
+                            holidays=frozenset(self.config.get("holidays", ())),
+                            calendar=HolidayCalendar.of(row.get("holidays")))
 
     async def rep_views(self, config: TenantConfig, rep_ids: Sequence[str], now: datetime,
                         activity_days: int) -> dict[str, RepView]:
@@ -189,8 +202,41 @@ class FakeStore:
                 closed_deals=tuple(ClosedDeal(d.deal.stage.value == "won", d.deal.closed_at) for d in deals
                                    if d.deal and d.deal.stage.value != "open" and d.deal.closed_at
                                    and d.deal.closed_at >= now - timedelta(days=180)),
-                days_off=config.holidays, base_currency=config.currency)
+                days_off=self._days_off(config, rep_id, now), base_currency=config.currency)
         return views
+
+    async def open_follow_ups(self, tenant: str, rep_ids: Sequence[str], now: datetime) -> dict[str, list[FollowUp]]:
+        self.calls["open_follow_ups"] += 1
+        out: dict[str, list[FollowUp]] = {}
+        for f in self.follow_ups.values():
+            if (f.rep_id in rep_ids and (f.measured < 30 or f.recovered_at is None)
+                    and f.opened_at > now - timedelta(days=FOLLOW_UP_DAYS)):
+                out.setdefault(f.rep_id, []).append(f)
+        return out
+
+    async def record_follow_ups(self, tenant: str, rows: Sequence[FollowUp], dropped: Sequence[str] = ()) -> None:
+        self.calls["record_follow_ups"] += 1
+        for subject in dropped:
+            self.follow_ups.pop(subject, None)
+        for r in rows:
+            self.follow_ups.setdefault(r.subject_id, r)
+
+    async def advance_follow_ups(self, tenant: str, rows: Sequence[FollowUp]) -> None:
+        self.calls["advance_follow_ups"] += 1
+        for r in rows:
+            held = self.follow_ups[r.subject_id]
+            pace = {n: held.pace.get(n) if held.pace.get(n) is not None else r.pace.get(n) for n in (0, 7, 14, 30)}
+            self.follow_ups[r.subject_id] = replace(
+                held, pace=pace, measured=max(held.measured, r.measured),
+                recovered_at=held.recovered_at or r.recovered_at,
+                recovered_days=held.recovered_days if held.recovered_days is not None else r.recovered_days)
+
+    def _days_off(self, config: TenantConfig, rep_id: str, now: datetime) -> frozenset[date]:
+        """As `repository.rep_views`: the calendar's and the older holidays, and the rep's time off in force."""
+        first, last = (now - timedelta(days=400)).date(), (now + timedelta(days=400)).date()
+        leave = [(t.first_day, t.last_day) for t, _, _ in self.leaves.values()
+                 if t.rep_id == rep_id and not t.cancelled]
+        return config.holidays | days_off(config.calendar, first, last, leave)
 
     async def live_tasks(self, tenant: str, rep_ids: Sequence[str]) -> dict[str, list[LiveTask]]:
         self.calls["live_tasks"] += 1

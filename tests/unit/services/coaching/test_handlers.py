@@ -6,19 +6,29 @@ again only when its version changed."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from services.coaching.config import ConfigCache
+from services.coaching.effect import in_holdout, summarise
 from services.coaching.handlers import evaluate, store_batch
 from services.coaching.intake import reduce_batch
 from services.coaching.model import Policy
 from shared.cloudevents import CloudEvent
 from shared.consumer import Incoming
-from shared.events import ActivityLogged, AttainmentUpdated, DealDeleted, DealUpserted, RepUpserted
+from shared.events import (
+    ActivityLogged,
+    AttainmentUpdated,
+    DealDeleted,
+    DealUpserted,
+    Holidays,
+    RepUpserted,
+    TenantUpserted,
+    TimeOffSet,
+)
 from tests.unit.services.coaching.fake import FakeStore
 
 T = "acme"
@@ -198,3 +208,86 @@ def test_only_roster_entries_that_raise_a_reps_newest_version_are_written() -> N
     older, newer = datetime(2026, 8, 1, tzinfo=UTC), datetime(2026, 8, 20, tzinfo=UTC)
     assert len(reduce_batch([rep("ann", newer), rep("ann", older)], NOW).rep_rounds) == 1
     assert len(reduce_batch([rep("ann", older), rep("ann", newer), rep("bob", older)], NOW).rep_rounds) == 2
+
+
+# --- days off: the tenant's holidays and the rep's time off (issue 18, item 3) ---------------------------
+
+EASTER_TUESDAY = datetime(2026, 4, 7, 7, tzinfo=UTC)  # 09:00 in Berlin, after Good Friday and Easter Monday
+
+
+def registry(holidays: Holidays | None) -> Incoming:
+    return msg("tenant.upserted", TenantUpserted(tenant=T, timezone="Europe/Berlin", currency="EUR",
+                                                 fiscal_start_month=1, token_sha256="00" * 32, active=True,
+                                                 holidays=holidays), LONG_AGO)
+
+
+async def silent_rules(holidays: Holidays | None, *extra: Incoming) -> list[str]:
+    """The rules a rep who last called on Maundy Thursday finds on the Tuesday after Easter (2 working days)."""
+    store = FakeStore()
+    await store_batch(store, T, [registry(holidays), rep("ann"), call("a-1", "ann", datetime(2026, 4, 2, 13,
+                                                                                             tzinfo=UTC)), *extra],
+                      EASTER_TUESDAY)
+    await evaluate(store, T, ["ann"], EASTER_TUESDAY, Policy(new_target_grace_s=0, no_activity_days=2), ConfigCache())
+    return [e.data.rule for e in store.outbox if e.type == "coaching.task.created"]  # type: ignore[attr-defined]
+
+
+async def test_a_rep_idle_only_over_public_holidays_has_no_no_activity_finding() -> None:
+    assert await silent_rules(Holidays(country="DE")) == []
+    assert await silent_rules(None) == ["no_activity"]  # without the calendar: Friday and Monday were silent
+    # a tenant that works Good Friday and Easter Monday: two silent working days again
+    assert await silent_rules(Holidays(country="DE", removed=[date(2026, 4, 3), date(2026, 4, 6)])) == [
+        "no_activity"]
+    assert await silent_rules(Holidays(country="DE", removed=[date(2026, 4, 6)])) == []  # Thursday still counts
+
+
+async def test_time_off_is_no_silence_and_a_cancelled_one_is() -> None:
+    leave = TimeOffSet(time_off_id="l-1", rep_id="ann", first_day=date(2026, 4, 3), last_day=date(2026, 4, 6))
+    assert await silent_rules(None, msg("time_off.set", leave)) == []
+    cancelled = leave.model_copy(update={"cancelled": True})
+    assert await silent_rules(None, msg("time_off.set", leave, NOW - timedelta(hours=1)),
+                              msg("time_off.set", cancelled, NOW)) == ["no_activity"]
+
+
+# --- did it help? follow-ups of check-ins against a comparison group (issue 18, item 5) ------------------
+
+
+def held_out_and_not(share: Decimal, each: int) -> tuple[list[str], list[str]]:
+    """`each` reps the tenant's holdout of `share` holds out, and `each` it does not (its hash decides)."""
+    held, coached = [], []
+    for i in range(1000):
+        rep_id = f"r{i:03d}"
+        (held if in_holdout(T, rep_id, share) else coached).append(rep_id)
+    return held[:each], coached[:each]
+
+
+async def test_reps_who_recover_after_check_ins_against_a_held_out_group_that_does_not() -> None:
+    """A constructed history whose answer is known: every coached rep catches up after the check-in, no held-out
+    rep does. The measurement must say 12 of 12 against 0 of 12, and show the pace gained at each milestone."""
+    policy = POLICY.with_overrides({"holdout_share": "0.5"})
+    held, coached = held_out_and_not(Decimal("0.5"), 12)
+    store, configs = FakeStore(), ConfigCache()
+    await store_batch(store, T, [rep(r) for r in held + coached] + [figure(r, "0") for r in held + coached], NOW)
+    await evaluate(store, T, held + coached, NOW, policy, configs)
+    created = {e.data.rep_id for e in store.outbox if e.type == "coaching.task.created"}  # type: ignore[attr-defined]
+    assert created == set(coached)  # the held-out reps get no check-in at all
+
+    later = NOW + timedelta(days=1)  # the coached reps catch up at once; the held-out reps stay at 0
+    await store_batch(store, T, [figure(r, "80000", as_of=later) for r in coached], later)
+    for day in (1, 9, 20, 42):  # Thursday 19 November, then past 7, 14 and 30 working days
+        await evaluate(store, T, held + coached, NOW + timedelta(days=day), policy, configs)
+
+    rows = list(store.follow_ups.values())
+    pace = {s["key"]: s for s in summarise(rows, "rule", min_sample=10)}["behind_pace"]
+    assert pace["check_ins"]["n"] == pace["comparison"]["n"] == 12
+    assert (pace["check_ins"]["recovered"], pace["comparison"]["recovered"]) == (12, 0)
+    assert pace["difference"] == 1.0
+    assert pace["check_ins"]["median_working_days_to_recover"] == 1
+    low, high = pace["check_ins"]["recovery_ci95"]
+    assert 0.73 < low < 0.76 and high == 1.0  # Wilson: 12 of 12 is no proof of 100 %
+    gained = pace["check_ins"]["median_pace_change"]
+    assert all(gained[m] > Decimal("0.8") for m in ("7", "14", "30")) and pace["comparison"]["median_pace_change"] == {
+        "7": 0.0, "14": 0.0, "30": 0.0}
+    assert all(r.measured == 30 for r in rows if r.rule == "behind_pace")
+    # below the minimum sample the numbers are withheld
+    assert summarise(rows, "rule", min_sample=13)[0]["check_ins"] == {"n": 12, "enough": False,
+                                                                      "note": "not enough data"}

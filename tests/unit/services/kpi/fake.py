@@ -3,8 +3,9 @@
 Each method does in dicts what the function of the same name in `services/kpi/repository.py` does in SQL:
 deals are stored newest version wins, "newer" being (updated_at, tiebreak = event id) with a tombstone for
 a deletion; activities are inserted once by id; memberships are dated; targets, reps and teams keep the
-newest version; tallies are vectors of `contributions.FIELDS`; published figures carry a revision that
-moves only when (actual, target) does; the outbox is a list.
+newest version; a time off keeps its newest version by (event time, event id); tallies are vectors of
+`contributions.FIELDS`; published figures carry a revision that moves only when (actual, target) does; the
+outbox is a list.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from services.kpi.contributions import EXACT, MONEY, Activity, Books, Deal, Key, Ledger, Vector, tally_of, zero
+from services.kpi.pace import calendar_of
 from services.kpi.ports import Figure, FigureKey, Outgoing, Tracked
 from services.kpi.repository import UNKNOWN_CALENDAR
 from services.kpi.roster import Span, Version
@@ -30,7 +32,9 @@ from shared.events import (
     TargetSet,
     TeamUpserted,
     TenantUpserted,
+    TimeOffSet,
 )
+from shared.workdays import NO_CALENDAR, HolidayCalendar
 
 START = datetime.min.replace(tzinfo=UTC)
 
@@ -46,6 +50,8 @@ class StoredDeal:
 class TenantState:
     calendar: tuple[str, int, str | None] | None = None  # (timezone, fiscal start month, currency)
     rates: list[tuple[str, date, Decimal]] = field(default_factory=list)
+    holidays: HolidayCalendar = NO_CALENDAR
+    time_off: dict[str, tuple[datetime, str, TimeOffSet]] = field(default_factory=dict)  # id -> time, event id, it
     deals: dict[str, StoredDeal] = field(default_factory=dict)
     activities: dict[str, Activity] = field(default_factory=dict)
     memberships: dict[str, dict[datetime, str]] = field(default_factory=dict)  # rep -> valid_from -> team
@@ -100,6 +106,7 @@ class FakeRepository:
         state = self.of(entry.tenant)
         before = state.calendar or UNKNOWN_CALENDAR
         state.calendar = (entry.timezone, entry.fiscal_start_month, entry.currency)
+        state.holidays = calendar_of(entry.holidays, entry.tenant)  # stored as its JSON, read back the same
         rates = sorted((r.currency, r.valid_from, r.rate) for r in entry.rates)
         stored, state.rates = sorted(state.rates), rates
         return before != state.calendar or stored != rates
@@ -111,9 +118,9 @@ class FakeRepository:
             rates.setdefault(currency, []).append((valid_from, rate))
         parents = {team: parent for team, (_, parent) in state.teams.items() if parent is not None}
         if state.calendar is None:
-            return Books(ZoneInfo("UTC"), rates=rates, parents=parents)
+            return Books(ZoneInfo("UTC"), rates=rates, parents=parents, holidays=state.holidays)
         tz, fiscal, base = state.calendar
-        return Books(ZoneInfo(tz), fiscal, base, rates, parents=parents)
+        return Books(ZoneInfo(tz), fiscal, base, rates, parents=parents, holidays=state.holidays)
 
     async def load_memberships(self, tenant: str, into: Books, rep_ids: Iterable[str]) -> None:
         spans = self.of(tenant).memberships
@@ -149,6 +156,24 @@ class FakeRepository:
     async def profiles_of(self, tenant: str, rep_ids: list[str]) -> Mapping[str, Mapping[str, Any]]:
         reps = self.of(tenant).reps
         return {rep: reps[rep][1] for rep in rep_ids if rep in reps}
+
+    # the reps' time off
+
+    async def upsert_time_off(self, tenant: str, items: list[tuple[TimeOffSet, datetime, str]]) -> None:
+        stored = self.of(tenant).time_off
+        for item, at, event_id in items:
+            before = stored.get(item.time_off_id)
+            if before is None or (before[0], before[1]) < (at, event_id):
+                stored[item.time_off_id] = (at, event_id, item)
+
+    async def time_off(self, tenant: str, rep_ids: Iterable[str], first: date,
+                       last: date) -> dict[str, list[tuple[date, date]]]:
+        wanted = set(rep_ids)
+        out: dict[str, list[tuple[date, date]]] = {}
+        for _, _, item in self.of(tenant).time_off.values():
+            if item.rep_id in wanted and not item.cancelled and item.last_day >= first and item.first_day <= last:
+                out.setdefault(item.rep_id, []).append((item.first_day, item.last_day))
+        return {rep: sorted(ranges) for rep, ranges in sorted(out.items())}
 
     # deals and activities: newest version wins
 

@@ -26,6 +26,7 @@ from services.kpi.dashboard.view import (
 )
 from shared.formatting import locale_of
 from shared.periods import business_share, period_bounds
+from shared.workdays import HolidayCalendar, days_off, working_share
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NBSP = "\xa0"
@@ -153,6 +154,19 @@ def test_an_empty_period_has_no_expected_pace() -> None:
     assert expected_series(Decimal(1), OCT_START, OCT_START, BERLIN) == []
 
 
+def test_expected_pace_stands_still_on_days_off_and_is_target_times_coachings_working_share() -> None:
+    start, end = period_bounds("2026-12", BERLIN)
+    # Berlin's Christmas Day (Friday the 25th) and a rep's Monday the 28th off
+    off = days_off(HolidayCalendar("DE", "BE"), date(2026, 12, 1), date(2026, 12, 31),
+                   [(date(2026, 12, 28), date(2026, 12, 28))])
+    series = by_day(expected_series(Decimal(21000), start, end, BERLIN, off))
+    # 18 of 21 working days by the end of the 24th, and none more until the end of the 29th: 21,000 x 0.857142
+    assert series[date(2026, 12, 24)] == series[date(2026, 12, 25)] == series[date(2026, 12, 28)] == Decimal("17999.98")
+    assert series[date(2026, 12, 29)] == (Decimal(21000) * working_share(
+        start, end, berlin(2026, 12, 30), BERLIN, off)).quantize(Decimal("0.01")) == Decimal("18999.98")
+    assert series != by_day(expected_series(Decimal(21000), start, end, BERLIN))  # Monday to Friday alone
+
+
 # --- trend -----------------------------------------------------------------------------------------------
 
 WEEK_3 = berlin(2026, 11, 16)  # Monday midnight: the last 7 days held 5 of 20 business days, 5,000 needed
@@ -199,6 +213,15 @@ def test_a_window_across_the_dst_change_holds_five_business_days() -> None:
     assert trend(Decimal(5501), Decimal(22000), OCT_START, OCT_END, now, BERLIN) == "up"
     assert trend(Decimal(5000), Decimal(22000), OCT_START, OCT_END, now, BERLIN) == "flat"
     assert trend(Decimal(4499), Decimal(22000), OCT_START, OCT_END, now, BERLIN) == "down"
+
+
+def test_a_day_off_in_the_window_needs_less_of_the_rep() -> None:
+    # Friday 2026-11-13 off: 19 working days need 20,000; the last 7 days held 4 of them, about 4,210.54 needed
+    off = frozenset({date(2026, 11, 13)})
+    assert trend(Decimal(4632), Decimal(20000), WEEKS_START, WEEKS_END, WEEK_3, BERLIN, days_off=off) == "up"
+    assert trend(Decimal(4632), Decimal(20000), WEEKS_START, WEEKS_END, WEEK_3, BERLIN) == "flat"
+    assert trend(Decimal(4000), Decimal(20000), WEEKS_START, WEEKS_END, WEEK_3, BERLIN, days_off=off) == "flat"
+    assert trend(Decimal(4000), Decimal(20000), WEEKS_START, WEEKS_END, WEEK_3, BERLIN) == "down"
 
 
 def test_a_window_of_zero_days_is_refused() -> None:

@@ -8,20 +8,34 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
 from typing import cast
+from zoneinfo import ZoneInfo
 
 import asyncpg
 from pydantic import BaseModel
 
-from services.kpi.handlers import NAMESPACE, make_handler
+from services.kpi.figures import figures as figures_of
+from services.kpi.handlers import MODELS, NAMESPACE, make_handler
 from shared import topics
 from shared.clock import FixedClock
 from shared.cloudevents import CloudEvent
 from shared.consumer import Incoming
-from shared.events import ActivityLogged, AttainmentUpdated, DealDeleted, DealUpserted, RepUpserted, TargetSet
+from shared.events import (
+    ActivityLogged,
+    AttainmentUpdated,
+    DealDeleted,
+    DealUpserted,
+    Holidays,
+    RepUpserted,
+    TargetSet,
+    TenantUpserted,
+    TimeOffSet,
+)
+from shared.periods import business_share, period_bounds
+from shared.workdays import HolidayCalendar, days_off, working_share
 from tests.unit.services.kpi.fake import START, FakeRepository
 
 TZ = "Europe/Berlin"
@@ -34,10 +48,12 @@ ANN_Q4_WON = ("rep", "ann", "2026-Q4", "won_revenue")
 class Kpi:
     """kpi's handler over a fresh tenant and a fake repository."""
 
-    def __init__(self, *, publish_all: bool = False, repository: FakeRepository | None = None) -> None:
+    def __init__(self, *, publish_all: bool = False, repository: FakeRepository | None = None,
+                 now: datetime = NOW, ext: dict[str, str] = EXT) -> None:
         self.tenant = f"kpi-{uuid.uuid4().hex[:10]}"
         self.repo = repository or FakeRepository()
-        rt = SimpleNamespace(clock=FixedClock(NOW), settings=SimpleNamespace(kpi_publish_all_figures=publish_all))
+        self.ext = ext
+        rt = SimpleNamespace(clock=FixedClock(now), settings=SimpleNamespace(kpi_publish_all_figures=publish_all))
         self.handle = make_handler(rt, repository=lambda _conn: self.repo)
 
     async def apply(self, *records: Incoming) -> list[CloudEvent]:
@@ -48,8 +64,8 @@ class Kpi:
         return [event for _, _, event in sent]
 
     def msg(self, data: BaseModel, type_: str, at: datetime = NOW, event_id: str | None = None) -> Incoming:
-        return Incoming("t", 0, 0, CloudEvent(event_id or str(uuid.uuid4()), type_, "api", at, self.tenant, {}, EXT),
-                        data)
+        return Incoming("t", 0, 0, CloudEvent(event_id or str(uuid.uuid4()), type_, "api", at, self.tenant, {},
+                                              self.ext), data)
 
     def rep(self, team: str, at: datetime = NOW, rep: str = "ann") -> Incoming:
         return self.msg(RepUpserted(rep_id=rep, name=rep.title(), team_id=team, timezone=TZ), "rep.upserted", at)
@@ -60,8 +76,8 @@ class Kpi:
                                   value=Decimal(value)), "target.set", at)
 
     def deal(self, deal: str, amount: str, day: int, stage: str = "won", version: int = 0,
-             event_id: str | None = None) -> Incoming:
-        closed = datetime(2026, 10, day, 10, tzinfo=UTC)
+             event_id: str | None = None, month: int = 10) -> Incoming:
+        closed = datetime(2026, month, day, 10, tzinfo=UTC)
         return self.msg(DealUpserted(deal_id=deal, rep_id="ann", amount=Decimal(amount), currency="EUR",
                                      stage=stage, created_at=closed - timedelta(days=3), closed_at=closed,
                                      updated_at=closed + timedelta(minutes=version)),
@@ -262,3 +278,103 @@ async def test_the_event_id_is_stable_and_changes_only_with_the_revision() -> No
     again.tenant = kpi.tenant
     replayed = [[e.id for e in await again.apply(*batch)] for batch in batches]
     assert replayed == ids
+
+
+# --- fair pace: the tenant's holidays and a rep's time off are days off (issue 18, item 3) ---------------------
+
+BERLIN = ZoneInfo(TZ)
+AFTER_CHRISTMAS = datetime(2026, 12, 29, 12, tzinfo=UTC)  # Tuesday; Christmas Day, Friday the 25th, was a holiday
+EXT_EUR = {**EXT, "tenantcurrency": "EUR"}  # what ingest stamps on a tenant's events: its calendar, as registered
+DECEMBER = period_bounds("2026-12", TZ)
+BERLIN_HOLIDAYS = HolidayCalendar("DE", "BE")
+
+
+def december_share(*time_off: tuple[date, date], now: datetime = AFTER_CHRISTMAS) -> Decimal:
+    """What coaching counts: the working share of December 2026 with Berlin's holidays and `time_off` off."""
+    off = days_off(BERLIN_HOLIDAYS, date(2026, 12, 1), date(2026, 12, 31), time_off)
+    return working_share(*DECEMBER, now, BERLIN, off)
+
+
+def registered(kpi: Kpi, holidays: Holidays | None) -> Incoming:
+    return kpi.msg(TenantUpserted(tenant=kpi.tenant, timezone=TZ, currency="EUR", fiscal_start_month=1,
+                                  token_sha256="00" * 32, active=True, holidays=holidays), "tenant.upserted")
+
+
+def time_off(kpi: Kpi, time_off_id: str, first: date, last: date, *, at: datetime = AFTER_CHRISTMAS,
+             cancelled: bool = False, rep: str = "ann") -> Incoming:
+    return kpi.msg(TimeOffSet(time_off_id=time_off_id, rep_id=rep, first_day=first, last_day=last,
+                              cancelled=cancelled), "time_off.set", at)
+
+
+def by_scope(events: list[CloudEvent]) -> dict[str, AttainmentUpdated]:
+    return {cast(AttainmentUpdated, e.data).scope.value: cast(AttainmentUpdated, e.data) for e in events}
+
+
+async def _december_in_berlin(kpi: Kpi, *records: Incoming) -> dict[str, AttainmentUpdated]:
+    """Ann in east, both with a December target of 22,000, the tenant's calendar DE-BE, `records` with them;
+    then a win of 11,000 on the 10th: the rep's and the team's published figures."""
+    await kpi.apply(registered(kpi, Holidays(country="DE", subdivision="BE")), kpi.rep("east"),
+                    kpi.target("22000", period="2026-12"),
+                    kpi.target("22000", scope="team", scope_id="east", period="2026-12"), *records)
+    return by_scope(await kpi.apply(kpi.deal("d1", "11000", 10, month=12)))
+
+
+async def test_a_reps_expected_counts_the_tenants_holidays_and_their_time_off_as_coaching_does() -> None:
+    kpi = Kpi(now=AFTER_CHRISTMAS, ext=EXT_EUR)
+    published = await _december_in_berlin(kpi, time_off(kpi, "t1", date(2026, 12, 28), date(2026, 12, 28)))
+    mine, team = published["rep"], published["team"]
+    rep_share, team_share = december_share((date(2026, 12, 28), date(2026, 12, 28))), december_share()
+    expected = figures_of(Decimal(11000), Decimal(22000), rep_share)
+    assert (mine.expected, mine.pace, mine.projected) == (expected.expected, expected.pace, expected.projected)
+    # the team's pace has the holidays off, not a rep's leave
+    assert team.expected == figures_of(Decimal(11000), Decimal(22000), team_share).expected
+    plain = figures_of(Decimal(11000), Decimal(22000), business_share(*DECEMBER, AFTER_CHRISTMAS, TZ))
+    # 13:00 in Berlin on Tuesday the 29th: 18 + 13/24 of the rep's 21 working days gone (0.882936), 19 + 13/24 of
+    # the team's 22 (0.888257); Monday to Friday alone would say 20 + 13/24 of 23 (0.893115)
+    assert (mine.expected, team.expected, plain.expected) == (
+        Decimal("19424.5920"), Decimal("19541.6540"), Decimal("19648.5300"))
+
+
+async def test_a_time_off_set_is_applied_not_dead_lettered_and_publishes_nothing_by_itself() -> None:
+    assert MODELS["time_off.set"] is TimeOffSet  # a type kpi does not list is dead-lettered as unexpected
+    kpi = Kpi(now=AFTER_CHRISTMAS, ext=EXT_EUR)
+    await _december_in_berlin(kpi)
+    announced = len(kpi.repo.announced)
+    # no tally moves: the figures carry the new pace from their next change (the read API shows it at once)
+    assert await kpi.apply(time_off(kpi, "t1", date(2026, 12, 28), date(2026, 12, 28))) == []
+    assert len(kpi.repo.announced) == announced
+    assert await kpi.repo.time_off(kpi.tenant, ["ann"], date(2026, 12, 1), date(2026, 12, 31)) == {
+        "ann": [(date(2026, 12, 28), date(2026, 12, 28))]}
+    rep = by_scope(await kpi.apply(kpi.deal("d2", "1000", 11, month=12)))["rep"]
+    assert rep.expected == figures_of(rep.actual, rep.target, december_share((date(2026, 12, 28),) * 2)).expected
+
+
+async def test_the_newest_version_of_a_time_off_wins_and_a_cancelled_one_is_no_day_off() -> None:
+    kpi = Kpi(now=AFTER_CHRISTMAS, ext=EXT_EUR)
+    first, then = AFTER_CHRISTMAS - timedelta(days=9), AFTER_CHRISTMAS - timedelta(days=8)
+    # the newer version (the 28th) arrives first, the older one (the 21st to 23rd) late: the newer stays
+    await _december_in_berlin(kpi, time_off(kpi, "t1", date(2026, 12, 28), date(2026, 12, 28), at=then),
+                              time_off(kpi, "t1", date(2026, 12, 21), date(2026, 12, 23), at=first))
+    await kpi.apply(time_off(kpi, "t1", date(2026, 12, 21), date(2026, 12, 23), at=first - timedelta(hours=1)))
+    assert await kpi.repo.time_off(kpi.tenant, ["ann"], date(2026, 12, 1), date(2026, 12, 31)) == {
+        "ann": [(date(2026, 12, 28), date(2026, 12, 28))]}
+    await kpi.apply(time_off(kpi, "t1", date(2026, 12, 28), date(2026, 12, 28), at=then + timedelta(hours=1),
+                             cancelled=True))
+    assert await kpi.repo.time_off(kpi.tenant, ["ann"], date(2026, 12, 1), date(2026, 12, 31)) == {}
+    published = by_scope(await kpi.apply(kpi.deal("d2", "1000", 11, month=12)))
+    assert published["rep"].expected == published["team"].expected  # holidays alone, as for the team
+
+
+async def test_a_holiday_calendar_recounts_nothing_and_counts_in_the_figures_of_its_own_batch() -> None:
+    kpi = Kpi(now=AFTER_CHRISTMAS, ext=EXT_EUR)
+    await kpi.apply(registered(kpi, None), kpi.rep("east"), kpi.target("22000", period="2026-12"))
+    tallies = {key: list(vector) for key, vector in kpi.repo.of(kpi.tenant).tallies.items()}
+    announced = len(kpi.repo.announced)
+    assert await kpi.apply(registered(kpi, Holidays(country="DE", subdivision="BE"))) == []
+    assert len(kpi.repo.announced) == announced  # not recounted: no figure moved
+    assert kpi.repo.of(kpi.tenant).tallies == tallies
+    rep = by_scope(await kpi.apply(registered(kpi, None), kpi.deal("d1", "11000", 10, month=12)))["rep"]
+    assert rep.expected == figures_of(rep.actual, rep.target, business_share(*DECEMBER, AFTER_CHRISTMAS, TZ)).expected
+    rep = by_scope(await kpi.apply(registered(kpi, Holidays(country="DE", subdivision="BE")),
+                                   kpi.deal("d1", "11500", 10, month=12, version=1)))["rep"]
+    assert rep.expected == figures_of(rep.actual, rep.target, december_share()).expected

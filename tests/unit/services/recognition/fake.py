@@ -9,7 +9,7 @@ import itertools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -31,7 +31,7 @@ from services.recognition.model import (
 from services.recognition.repository import Outgoing, Repository, Version, calendar_of
 from services.recognition.rules import celebration_id
 from shared.cloudevents import CloudEvent
-from shared.events import AttainmentUpdated, RepUpserted, TenantUpserted, supersedes
+from shared.events import AttainmentUpdated, RepUpserted, TenantUpserted, TimeOffSet, supersedes
 
 _versions = itertools.count(1)
 
@@ -60,6 +60,7 @@ class FakeRepository(Repository):
     outbox: list[Outgoing] = field(default_factory=list)
     closes: set[tuple[str, str]] = field(default_factory=set)
     calls: dict[str, int] = field(default_factory=dict)
+    leaves: dict[tuple[str, str], tuple[TimeOffSet, datetime, str]] = field(default_factory=dict)
     # settings every tenant of the test has set before it began (as if through the API), under its own
     defaults: dict[str, Any] = field(default_factory=dict)
 
@@ -85,7 +86,9 @@ class FakeRepository(Repository):
         for e in entries:
             rates = json.dumps([[r.currency, r.valid_from.isoformat(), format(r.rate, "f")] for r in e.rates])
             self.tenants[e.tenant] = ({"timezone": e.timezone, "fiscal_start_month": e.fiscal_start_month,
-                                       "currency": e.currency, "rates": rates, "active": e.active}, next(_versions))
+                                       "currency": e.currency, "rates": rates, "active": e.active,
+                                       "holidays": e.holidays.model_dump_json() if e.holidays else None},
+                                      next(_versions))
 
     async def remember_calendar(self, tenant: str, extensions: Mapping[str, str]) -> None:
         self._count("remember_calendar")
@@ -102,6 +105,21 @@ class FakeRepository(Repository):
         self.settings[tenant] = (json.loads(json.dumps(values, default=str)), next(_versions))
 
     # --- roster -----------------------------------------------------------------------------------------
+
+    async def store_time_off(self, tenant: str, leaves: Sequence[tuple[TimeOffSet, datetime, str]]) -> None:
+        self._count("store_time_off")
+        for leave, at, event_id in leaves:
+            held = self.leaves.get((tenant, leave.time_off_id))
+            if held is None or (held[1], held[2]) < (at, event_id):
+                self.leaves[(tenant, leave.time_off_id)] = (leave, at, event_id)
+
+    async def time_off(self, tenant: str, rep_ids: Sequence[str]) -> dict[str, list[tuple[date, date]]]:
+        self._count("time_off")
+        out: dict[str, list[tuple[date, date]]] = {}
+        for (t, _), (leave, _, _) in self.leaves.items():
+            if t == tenant and leave.rep_id in rep_ids and not leave.cancelled:
+                out.setdefault(leave.rep_id, []).append((leave.first_day, leave.last_day))
+        return out
 
     async def upsert_reps(self, tenant: str, reps: Sequence[tuple[RepUpserted, datetime]]) -> None:
         self._count("upsert_reps")

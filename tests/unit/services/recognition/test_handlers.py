@@ -20,11 +20,14 @@ from shared.events import (
     DealDeleted,
     DealUpserted,
     ExchangeRate,
+    Holidays,
     TenantUpserted,
+    TimeOffSet,
 )
 from tests.unit.services.recognition.fake import FakeRepository
 from tests.unit.services.recognition.streams import (
     NOW,
+    activity,
     batches_of,
     figure,
     incoming,
@@ -334,3 +337,41 @@ async def test_the_horizon_is_the_tenants_to_set() -> None:
     await repo.set_overrides(t, {"history_horizon_hours": 24 * 7})
     assert await run(repo, [[rep(t, "rep-1"), won(t, "d1", "rep-1", "50000", NOW - timedelta(days=5))]]) == 1
     assert await run(repo, [[rep(t, "rep-2"), won(t, "d2", "rep-2", "50000", NOW - timedelta(days=8))]]) == 0
+
+
+# --- days off: holidays and time off (issue 18, item 3) -------------------------------------------------
+
+
+def easter_calls(t: str, rep_id: str) -> list[Incoming]:
+    """5 calls a day on Wed 1, Thu 2, Tue 7 and Wed 8 April 2026 and on Thu 9: Good Friday (3rd) and Easter
+    Monday (6th) are public holidays in Germany, and nothing is logged on them."""
+    days = [datetime(2026, 4, d, 8, tzinfo=UTC) for d in (1, 2, 7, 8, 9)]
+    return [activity(t, f"{rep_id}-{d:%d}-{k}", rep_id, d + timedelta(minutes=10 * k)) for d in days
+            for k in range(5)]
+
+
+def registry(t: str, holidays: Holidays | None) -> Incoming:
+    entry = TenantUpserted(tenant=t, timezone="Europe/Berlin", currency="EUR", fiscal_start_month=1,
+                           token_sha256="ab" * 32, active=True, holidays=holidays)
+    return incoming(t, "tenant.upserted", entry, datetime(2026, 3, 1, tzinfo=UTC))
+
+
+async def test_a_streak_across_public_holidays_continues() -> None:
+    repo, t = FakeRepository(defaults=REMEMBERS), tenant_id()
+    await run(repo, [[registry(t, Holidays(country="DE")), rep(t, "rep-1")], easter_calls(t, "rep-1")])
+    assert set(ledger(repo, t)) == {("rep-1", "activity_streak", "2026-04-01")}
+    # the same week without the holiday calendar: Good Friday is a silent business day and ends the run
+    other, u = FakeRepository(defaults=REMEMBERS), tenant_id()
+    await run(other, [[registry(u, None), rep(u, "rep-1")], easter_calls(u, "rep-1")])
+    assert ledger(other, u) == {}
+
+
+async def test_a_streak_across_time_off_continues_and_a_cancelled_one_counts_as_work() -> None:
+    days = [datetime(2026, 11, d, 8, tzinfo=UTC) for d in (2, 3, 5, 6, 9)]  # Wednesday the 4th off
+    for cancelled, expected in ((False, {("rep-1", "activity_streak", "2026-11-02")}), (True, set())):
+        repo, t = FakeRepository(defaults=REMEMBERS), tenant_id()
+        leave = TimeOffSet(time_off_id="l-1", rep_id="rep-1", first_day=date(2026, 11, 4), last_day=date(2026, 11, 4),
+                           cancelled=cancelled)
+        calls = [activity(t, f"c-{d:%d}-{k}", "rep-1", d + timedelta(minutes=k)) for d in days for k in range(5)]
+        await run(repo, [[registry(t, None), rep(t, "rep-1"), incoming(t, "time_off.set", leave, days[0])], calls])
+        assert set(ledger(repo, t)) == expected, cancelled

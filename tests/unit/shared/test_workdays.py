@@ -10,7 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.coaching.calendar import (
+from shared.periods import business_share, period_bounds, share_between
+from shared.workdays import (
+    HolidayCalendar,
+    days_off,
     due_at,
     is_working_day,
     local_midnight,
@@ -18,7 +21,6 @@ from services.coaching.calendar import (
     working_days,
     working_share,
 )
-from shared.periods import business_share, period_bounds, share_between
 
 BERLIN = ZoneInfo("Europe/Berlin")
 LA = ZoneInfo("America/Los_Angeles")
@@ -266,3 +268,37 @@ def test_on_a_sunday_the_recent_working_days_end_on_friday() -> None:
 
 def test_no_recent_working_days_are_asked_for_none() -> None:
     assert recent_working_days(date(2026, 11, 16), 0, NONE) == []
+
+
+# --- the holiday calendar (issue 18, item 3) -------------------------------------------------------------
+
+
+def test_a_countrys_public_holidays_come_from_the_holidays_library_per_subdivision() -> None:
+    berlin = HolidayCalendar("DE", "BE").between(date(2026, 3, 1), date(2026, 3, 31))
+    bavaria = HolidayCalendar("DE", "BY").between(date(2026, 1, 1), date(2026, 1, 31))
+    assert berlin == {date(2026, 3, 8): "Women's Day"}  # a Berlin holiday only
+    assert date(2026, 1, 6) in bavaria and date(2026, 1, 6) not in HolidayCalendar("DE", "BE").between(
+        date(2026, 1, 1), date(2026, 1, 31))  # Epiphany: Bavaria, not Berlin
+
+
+def test_added_days_count_and_removed_ones_do_not_and_the_json_round_trips() -> None:
+    calendar = HolidayCalendar("DE", added={date(2026, 12, 24): "Christmas Eve"},
+                               removed=frozenset({date(2026, 12, 26)}))
+    assert calendar.between(date(2026, 12, 20), date(2026, 12, 31)) == {date(2026, 12, 24): "Christmas Eve",
+                                                                        date(2026, 12, 25): "Christmas Day"}
+    assert HolidayCalendar.of(calendar.to_json()) == calendar
+    assert HolidayCalendar.of(None).between(date(2026, 1, 1), date(2026, 12, 31)) == {}
+
+
+@pytest.mark.parametrize(("country", "subdivision", "message"), [
+    ("XX", None, "unknown country 'XX'"), ("DE", "ZZ", "unknown subdivision 'ZZ' of DE"),
+    (None, "BE", "subdivision 'BE' needs a country")])
+def test_an_unknown_country_or_subdivision_is_refused_by_name(country: str | None, subdivision: str | None,
+                                                              message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        HolidayCalendar(country, subdivision)
+
+
+def test_days_off_are_the_holidays_and_every_day_of_the_time_off_in_range() -> None:
+    off = days_off(HolidayCalendar("DE"), date(2026, 4, 1), date(2026, 4, 10), [(date(2026, 4, 9), date(2026, 4, 20))])
+    assert sorted(off) == [date(2026, 4, 3), date(2026, 4, 6), date(2026, 4, 9), date(2026, 4, 10)]
