@@ -501,18 +501,21 @@ EFFECT_GROUPINGS = {"rule": "Rule", "response": "What the manager did", "manager
 
 
 @router.get("/coaching-effect")
-async def coaching_effect_page(request: Request, rt: Rt, caller: Coach, by: str = "rule") -> HTMLResponse:
-    """Did it help? coaching's measurement (`GET /v1/effectiveness`), read with the caller's own token: a
-    manager sees their reps', an admin everyone's. Check-ins against the findings that got none."""
+async def coaching_effect_page(request: Request, rt: Rt, caller: Coach, by: str = "rule",
+                               since: date | None = None, until: date | None = None) -> HTMLResponse:
+    """Did it help? coaching's measurement (`GET /v1/effectiveness`, of the check-ins opened from `since` to
+    `until`: by default the last 90 days), read with the caller's own token: a manager sees their reps', an
+    admin everyone's. Check-ins against the findings that got none."""
     t, fmt, now = await _base(rt, caller.tenant)
     if by not in EFFECT_GROUPINGS:
         raise HTTPException(422, f"by must be one of {', '.join(EFFECT_GROUPINGS)}, not {by!r}")
     coaching = _kpi(rt).dashboard_coaching_url
+    query = {"by": by, **{k: v.isoformat() for k, v in (("since", since), ("until", until)) if v is not None}}
     async with httpx.AsyncClient(timeout=SERVICE_TIMEOUT_S) as client:
-        effect = await _from(client, f"{coaching}/v1/effectiveness?" + urlencode({"by": by}),
+        effect = await _from(client, f"{coaching}/v1/effectiveness?" + urlencode(query),
                              request.cookies.get(COOKIE, ""))
     return render(request, "coaching_effect.html", title="Coaching effect", fmt=fmt, tenant=t,
-                  effect=_decimals(effect), by=by, groupings=EFFECT_GROUPINGS, now=now)
+                  effect=_decimals(effect), by=by, groupings=EFFECT_GROUPINGS, since=since, until=until, now=now)
 
 
 def _decimals(value: Any) -> Any:

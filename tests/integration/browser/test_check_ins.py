@@ -98,7 +98,7 @@ async def test_a_manager_acts_on_their_reps_check_ins_and_a_rep_on_their_own(ser
     effect = await page.goto(f"{kpi}/coaching-effect")
     assert effect is not None and effect.status == 200
     await expect(page.locator("table.effect tbody tr").first).to_be_visible()
-    await expect(page.locator("main")).to_contain_text("check-ins since")
+    await expect(page.locator("main")).to_contain_text("check-ins opened from")
     by_manager = await page.goto(f"{kpi}/coaching-effect?by=manager")
     assert by_manager is not None and by_manager.status == 200
     keys = {await row.get_attribute("data-key") for row in await page.locator("table.effect tbody tr").all()}
