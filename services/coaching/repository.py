@@ -25,7 +25,7 @@ from services.coaching.model import ActivityLog, ClosedDeal, Figure, OpenDeal, R
 from services.coaching.outbound import SOURCE
 from services.coaching.rules import LiveTask
 from services.coaching.store import Close, Gate, NewActivity, Outgoing
-from shared import token_store
+from shared import leaves, token_store
 from shared.cloudevents import CloudEvent, message_key
 from shared.events import (
     SUPERSEDES_SQL,
@@ -71,21 +71,9 @@ async def upsert_tenants(conn: asyncpg.Connection, entries: Sequence[TenantUpser
 
 
 async def store_time_off(conn: asyncpg.Connection, tenant: str,
-                         leaves: Sequence[tuple[TimeOffSet, datetime, str]]) -> None:
-    """Each `time_off.set`, kept when it is newer (event time, then event id) than the stored version."""
-    if not leaves:
-        return
-    await conn.execute(
-        "INSERT INTO leaves (tenant, time_off_id, rep_id, first_day, last_day, reason, cancelled, version_at,"
-        " version_id) SELECT $1, * FROM unnest($2::text[], $3::text[], $4::date[], $5::date[], $6::text[],"
-        " $7::bool[], $8::timestamptz[], $9::text[])"
-        " ON CONFLICT (tenant, time_off_id) DO UPDATE SET rep_id = EXCLUDED.rep_id, first_day = EXCLUDED.first_day,"
-        " last_day = EXCLUDED.last_day, reason = EXCLUDED.reason, cancelled = EXCLUDED.cancelled,"
-        " version_at = EXCLUDED.version_at, version_id = EXCLUDED.version_id"
-        " WHERE (leaves.version_at, leaves.version_id) < (EXCLUDED.version_at, EXCLUDED.version_id)",
-        tenant, [t.time_off_id for t, _, _ in leaves], [t.rep_id for t, _, _ in leaves],
-        [t.first_day for t, _, _ in leaves], [t.last_day for t, _, _ in leaves], [t.reason for t, _, _ in leaves],
-        [t.cancelled for t, _, _ in leaves], [at for _, at, _ in leaves], [i for _, _, i in leaves])
+                         items: Sequence[tuple[TimeOffSet, datetime, str]]) -> None:
+    """Each `time_off.set`, with its reason (`shared.leaves.store`)."""
+    await leaves.store(conn, tenant, items, with_reason=True)
 
 
 # the time off of each rep: what `time_off.set` said (not cancelled), and what coaching's API took before

@@ -28,7 +28,7 @@ from services.kpi.contributions import (
 from services.kpi.pace import calendar_of
 from services.kpi.roster import Span, Version
 from services.kpi.tally import Tally
-from shared import token_store
+from shared import leaves, token_store
 from shared.cloudevents import CloudEvent
 from shared.events import (
     ActivityLogged,
@@ -296,43 +296,14 @@ async def histories(conn: asyncpg.Connection, tenant: str, rep_ids: list[str],
 
 async def upsert_time_off(conn: asyncpg.Connection, tenant: str,
                           items: list[tuple[TimeOffSet, datetime, str]]) -> None:
-    """Each time off of `items` (the event, its time, its id) into `leaves`, in one statement: the newest
-    version wins by event time, then event id (a redelivery, or an older version arriving late, changes
-    nothing). A cancelled one is kept as such (it is no day off, and an older version cannot bring it back)."""
-    newest: dict[str, tuple[TimeOffSet, datetime, str]] = {}
-    for item in items:
-        seen = newest.get(item[0].time_off_id)
-        if seen is None or (seen[1], seen[2]) < (item[1], item[2]):
-            newest[item[0].time_off_id] = item
-    if not newest:
-        return
-    rows = [newest[k] for k in sorted(newest)]  # in key order: two writers lock rows in the same order
-    await conn.execute(
-        "INSERT INTO leaves (tenant, time_off_id, rep_id, first_day, last_day, cancelled, version_at, version_id)"
-        " SELECT $1, * FROM unnest($2::text[], $3::text[], $4::date[], $5::date[], $6::bool[], $7::timestamptz[],"
-        " $8::text[]) ON CONFLICT (tenant, time_off_id) DO UPDATE SET rep_id = EXCLUDED.rep_id,"
-        " first_day = EXCLUDED.first_day, last_day = EXCLUDED.last_day, cancelled = EXCLUDED.cancelled,"
-        " version_at = EXCLUDED.version_at, version_id = EXCLUDED.version_id"
-        " WHERE (leaves.version_at, leaves.version_id) < (EXCLUDED.version_at, EXCLUDED.version_id)",
-        tenant, [t.time_off_id for t, _, _ in rows], [t.rep_id for t, _, _ in rows],
-        [t.first_day for t, _, _ in rows], [t.last_day for t, _, _ in rows], [t.cancelled for t, _, _ in rows],
-        [at for _, at, _ in rows], [event_id for _, _, event_id in rows])
+    """Each time off of `items` (the event, its time, its id) into `leaves` (`shared.leaves.store`)."""
+    await leaves.store(conn, tenant, items)
 
 
 async def time_off(conn: asyncpg.Connection, tenant: str, rep_ids: Iterable[str], first: date,
                    last: date) -> dict[str, list[tuple[date, date]]]:
-    """The time off (first day, last day) of each of `rep_ids` that is not cancelled and overlaps the local
-    days `first` to `last`, in one statement; a rep without any is left out."""
-    wanted = sorted(set(rep_ids))
-    if not wanted:
-        return {}
-    out: dict[str, list[tuple[date, date]]] = {}
-    for r in await conn.fetch(
-            "SELECT rep_id, first_day, last_day FROM leaves WHERE tenant = $1 AND rep_id = ANY($2::text[])"
-            " AND NOT cancelled AND last_day >= $3 AND first_day <= $4 ORDER BY rep_id, first_day, last_day",
-            tenant, wanted, first, last):
-        out.setdefault(r["rep_id"], []).append((r["first_day"], r["last_day"]))
-    return out
+    """The time off of each of `rep_ids` overlapping the local days `first` to `last` (`shared.leaves.ranges`)."""
+    return await leaves.ranges(conn, tenant, rep_ids, first, last)
 
 
 async def upsert_team(conn: asyncpg.Connection, tenant: str, team: TeamUpserted, version: datetime) -> bool:

@@ -37,7 +37,7 @@ from services.recognition.model import (
     WonDeal,
 )
 from services.recognition.rules import celebration_id
-from shared import token_store
+from shared import leaves, token_store
 from shared.cloudevents import CloudEvent
 from shared.events import SUPERSEDES_SQL, AttainmentUpdated, RepUpserted, Scope, TenantUpserted, TimeOffSet
 from shared.inbox import claim_many
@@ -164,29 +164,13 @@ class PgRepository:
             [e.holidays.model_dump_json() if e.holidays is not None else None for e in last.values()])
         await token_store.replace(self.conn, list(last.values()))
 
-    async def store_time_off(self, tenant: str, leaves: Sequence[tuple[TimeOffSet, datetime, str]]) -> None:
-        """Each `time_off.set`, kept when it is newer (event time, then event id) than the stored version."""
-        if not leaves:
-            return
-        await self.conn.execute(
-            "INSERT INTO leaves (tenant, time_off_id, rep_id, first_day, last_day, cancelled, version_at, version_id)"
-            " SELECT $1, * FROM unnest($2::text[], $3::text[], $4::date[], $5::date[], $6::bool[],"
-            " $7::timestamptz[], $8::text[]) ON CONFLICT (tenant, time_off_id) DO UPDATE SET"
-            " rep_id = EXCLUDED.rep_id, first_day = EXCLUDED.first_day, last_day = EXCLUDED.last_day,"
-            " cancelled = EXCLUDED.cancelled, version_at = EXCLUDED.version_at, version_id = EXCLUDED.version_id"
-            " WHERE (leaves.version_at, leaves.version_id) < (EXCLUDED.version_at, EXCLUDED.version_id)",
-            tenant, [t.time_off_id for t, _, _ in leaves], [t.rep_id for t, _, _ in leaves],
-            [t.first_day for t, _, _ in leaves], [t.last_day for t, _, _ in leaves],
-            [t.cancelled for t, _, _ in leaves], [at for _, at, _ in leaves], [i for _, _, i in leaves])
+    async def store_time_off(self, tenant: str, items: Sequence[tuple[TimeOffSet, datetime, str]]) -> None:
+        """Each `time_off.set` (`shared.leaves.store`)."""
+        await leaves.store(self.conn, tenant, items)
 
     async def time_off(self, tenant: str, rep_ids: Sequence[str]) -> dict[str, list[tuple[date, date]]]:
-        """Each rep's time off in force, as (first day, last day) ranges."""
-        rows = await self.conn.fetch("SELECT rep_id, first_day, last_day FROM leaves WHERE tenant = $1"
-                                     " AND rep_id = ANY($2::text[]) AND NOT cancelled", tenant, list(rep_ids))
-        out: dict[str, list[tuple[date, date]]] = {}
-        for r in rows:
-            out.setdefault(r["rep_id"], []).append((r["first_day"], r["last_day"]))
-        return out
+        """Each rep's time off in force, as (first day, last day) ranges (`shared.leaves.ranges`)."""
+        return await leaves.ranges(self.conn, tenant, rep_ids)
 
     async def remember_calendar(self, tenant: str, extensions: Mapping[str, str]) -> None:
         """A tenant seen on a sales event before its registry entry: keep its zone and currency from the event."""
