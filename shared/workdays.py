@@ -12,6 +12,7 @@ DST-correct, and shares are exact Decimals rounded DOWN to 6 places.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -38,6 +39,7 @@ __all__ = [
     "working_share",
 ]
 
+log = logging.getLogger(__name__)
 _DAY = timedelta(days=1)
 _MICROSECOND = timedelta(microseconds=1)
 _ZERO = Decimal("0.000000")
@@ -76,19 +78,28 @@ class HolidayCalendar:
         return out
 
     @classmethod
-    def of(cls, value: Any) -> HolidayCalendar:
+    def of(cls, value: Any, tenant: str = "") -> HolidayCalendar:
         """The calendar a registry entry's ``holidays`` carries: the `shared.events.Holidays` model, its JSON
         (as a service stores it: ``{"country": "DE", "subdivision": "BE", "added": [{"day": "2026-12-24",
-        "name": "..."}], "removed": ["2026-05-01"]}``), or None (no calendar: no holidays)."""
+        "name": "..."}], "removed": ["2026-05-01"]}``), or None (no calendar: no holidays).
+
+        One this process cannot read (a country the installed `holidays` library does not know: ingest checked
+        it with its own) counts no holidays and is logged, rather than failing every batch of the tenant in
+        each service that reads it."""
         if value is None:
             return NO_CALENDAR
-        if hasattr(value, "model_dump"):
-            value = value.model_dump(mode="json")
-        if isinstance(value, str):
-            value = json.loads(value)
-        added = {date.fromisoformat(str(h["day"])): str(h["name"]) for h in value.get("added") or []}
-        removed = frozenset(date.fromisoformat(str(d)) for d in value.get("removed") or [])
-        return cls(value.get("country"), value.get("subdivision"), added, removed)
+        try:
+            if hasattr(value, "model_dump"):
+                value = value.model_dump(mode="json")
+            if isinstance(value, str):
+                value = json.loads(value)
+            added = {date.fromisoformat(str(h["day"])): str(h["name"]) for h in value.get("added") or []}
+            removed = frozenset(date.fromisoformat(str(d)) for d in value.get("removed") or [])
+            return cls(value.get("country"), value.get("subdivision"), added, removed)
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            log.warning("unreadable holiday calendar: counted without holidays",
+                        extra={"tenant": tenant, "error": str(err)})
+            return NO_CALENDAR
 
     def to_json(self) -> dict[str, Any]:
         """What `of` reads back (and `shared.events.Holidays` validates)."""

@@ -15,7 +15,6 @@ them have passed: 19/22 = 0.863636. A rep off on Monday the 28th has 21 working 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -23,26 +22,19 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from shared.workdays import NO_CALENDAR, HolidayCalendar, days_off, working_share
+from shared.workdays import HolidayCalendar, days_off, working_share
 
 __all__ = ["Leave", "Pace", "calendar_of", "days_off_in", "local_days", "pace", "share"]
 
-log = logging.getLogger(__name__)
 
 Leave = Sequence[tuple[date, date]]  # a rep's time off: (first day, last day), local dates, both included
 _MICROSECOND = timedelta(microseconds=1)
 
 
 def calendar_of(value: Any, tenant: str = "") -> HolidayCalendar:
-    """The holiday calendar of a registry entry's ``holidays`` (the model, or its JSON as kpi stores it); none
-    for None. One this process cannot read (a country the installed `holidays` library does not know; ingest
-    checked it with its own) counts no holidays and is logged, rather than failing every batch of the tenant."""
-    try:
-        return HolidayCalendar.of(value)
-    except (ValueError, KeyError, TypeError, AttributeError) as err:
-        log.warning("unreadable holiday calendar: counted without holidays", extra={"tenant": tenant,
-                                                                                     "error": str(err)})
-        return NO_CALENDAR
+    """The holiday calendar of a registry entry's ``holidays`` (`HolidayCalendar.of`: an unreadable one counts
+    no holidays, logged)."""
+    return HolidayCalendar.of(value, tenant)
 
 
 def local_days(start: datetime, end: datetime, tz: ZoneInfo) -> tuple[date, date]:

@@ -302,3 +302,9 @@ def test_an_unknown_country_or_subdivision_is_refused_by_name(country: str | Non
 def test_days_off_are_the_holidays_and_every_day_of_the_time_off_in_range() -> None:
     off = days_off(HolidayCalendar("DE"), date(2026, 4, 1), date(2026, 4, 10), [(date(2026, 4, 9), date(2026, 4, 20))])
     assert sorted(off) == [date(2026, 4, 3), date(2026, 4, 6), date(2026, 4, 9), date(2026, 4, 10)]
+
+
+def test_a_stored_calendar_this_process_cannot_read_counts_no_holidays_rather_than_failing() -> None:
+    # e.g. a country an older `holidays` library in one service does not know: every service reads it alike
+    assert HolidayCalendar.of({"country": "XX", "added": [{"day": "2026-12-24", "name": "Eve"}]}) == HolidayCalendar()
+    assert HolidayCalendar.of('{"added": [{"day": "not a day"}]}') == HolidayCalendar()
