@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".local" / "bench"
 GOAL = 0.60
 WARMUP_EVENTS = 200
-PACKAGES = ("aiokafka", "httpx", "fastapi", "uvicorn", "faststream", "pydantic", "asyncpg")
+PACKAGES = ("aiokafka", "httpx", "fastapi", "uvicorn", "pydantic", "asyncpg")
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 
 

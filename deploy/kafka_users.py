@@ -1,6 +1,10 @@
 """`python -m deploy.kafka_users [--prefix attain] [--output PATH]`: the deployment's Kafka principals as Strimzi
 KafkaUsers, from the four services' specs (shared/acls.py). `deploy/k8s/base/kafka-users.yaml` is its output with
 the defaults: regenerate it with `python -m deploy.kafka_users --output deploy/k8s/base/kafka-users.yaml`.
+
+The API version is Strimzi's `kafka.strimzi.io/v1` (`STRIMZI_API`), the one Strimzi 1.x serves: its KafkaUser
+takes `operations` (a list) and no longer the singular `operation`. tests/unit/deploy/test_k8s.py validates the
+output against the CRD of the pinned Strimzi release (deploy/local/crds.py).
 """
 
 from __future__ import annotations
@@ -8,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from services.coaching.app import SPEC as COACHING
 from services.ingest.app import SPEC as INGEST
@@ -16,6 +21,7 @@ from services.recognition.app import SPEC as RECOGNITION
 from shared import acls
 from shared.service import ServiceSpec
 
+STRIMZI_API = "kafka.strimzi.io/v1"
 SERVICES: tuple[ServiceSpec, ...] = (INGEST, KPI, COACHING, RECOGNITION)
 CHECKED_IN = Path(__file__).resolve().parent / "k8s" / "base" / "kafka-users.yaml"
 HEADER = """\
@@ -27,12 +33,17 @@ HEADER = """\
 """
 
 
+def kafka_user(principal: acls.Principal) -> dict[str, Any]:
+    """`principal`'s KafkaUser (shared/acls.py) at the API version the deployment's Strimzi serves."""
+    return {**acls.kafka_user(principal), "apiVersion": STRIMZI_API}
+
+
 def render(prefix: str = acls.DEFAULT_PREFIX) -> str:
     """What `deploy/k8s/base/kafka-users.yaml` holds for `prefix`."""
-    return acls.render(acls.principals(prefix, SERVICES), HEADER)
+    return HEADER + "".join("---\n" + acls.to_yaml(kafka_user(p)) for p in acls.principals(prefix, SERVICES))
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
     top = argparse.ArgumentParser(prog="python -m deploy.kafka_users", description=__doc__)
     top.add_argument("--prefix", default=acls.DEFAULT_PREFIX, help="KAFKA_CONSUMER_GROUP_PREFIX (default attain)")
     top.add_argument("--output", type=Path, help="write here instead of standard output")
@@ -46,4 +57,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

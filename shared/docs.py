@@ -8,6 +8,7 @@ A unit test regenerates them and fails when the committed files are stale.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -121,15 +122,19 @@ def _dump(doc: Any) -> str:
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
 
-def main(folder: str) -> None:
-    root = Path(folder)
+def main(argv: list[str] | None = None) -> int:
+    """`python -m shared.docs [FOLDER]`: write every generated document under FOLDER (default docs/api)."""
+    parser = argparse.ArgumentParser(prog="python -m shared.docs", description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", nargs="?", default="docs/api", help="where to write them (default docs/api)")
+    root = Path(parser.parse_args(argv).folder)
     documents = render()
     for relative, content in documents.items():
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
     print(f"wrote {len(documents)} documents to {root}", file=sys.stderr)  # noqa: T201 - CLI output
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "docs/api")
+    sys.exit(main())

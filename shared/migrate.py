@@ -19,6 +19,7 @@ import sys
 from importlib import import_module
 
 from shared import db, logs
+from shared.cli import program
 from shared.service import ServiceSpec
 from shared.settings import ServiceSettings
 
@@ -46,8 +47,9 @@ async def migrate(names: list[str]) -> list[dict[str, object]]:
     return report
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m shared.migrate", description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    """`attain-migrate` / `python -m shared.migrate`: the command line (default `sys.argv[1:]`); the exit status."""
+    parser = argparse.ArgumentParser(prog=program("shared.migrate"), description=__doc__.split("\n\n")[0])
     parser.add_argument("services", nargs="*", metavar="SERVICE", help=f"any of {', '.join(SERVICES)}; default all")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.services) - set(SERVICES))

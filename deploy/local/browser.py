@@ -7,6 +7,7 @@ browser is downloaded from Playwright's servers (this machine reaches Debian's m
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import sys
@@ -33,9 +34,18 @@ def chromium() -> str:
     return found
 
 
-if __name__ == "__main__":
+def main(argv: list[str]) -> int:
+    argparse.ArgumentParser(prog="python -m deploy.local.browser",
+                            description="Print the path of the Chromium the browser tests drive, installing Debian's"
+                                        " chromium with apt-get when there is none ($ATTAIN_CHROMIUM: another one).",
+                            ).parse_args(argv)
     try:
         print(chromium())
     except StackError as err:
         print(f"browser: {err}", file=sys.stderr)
-        sys.exit(1)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

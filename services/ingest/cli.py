@@ -2,7 +2,9 @@
 
 Secrets never come on the command line, where `ps` shows them to every user of the machine and shells keep
 them in their history: a CRM secret, an API token or a chosen bearer token is read from standard input (one
-line; a trailing newline is dropped; typed without echo at a terminal) or from a file named by an option.
+line; a trailing newline is dropped; typed without echo at a terminal) or from a file named by an option
+(`--secret-file PATH`, `--token-file PATH`; `-` names standard input). An old spelling that put the secret on
+the command line is refused, naming the way to give it instead.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from services.ingest.app import SPEC
 from services.ingest.secret_box import SecretBox
 from services.ingest.settings import IngestSettings, problems
 from shared import db
+from shared.cli import program
 from shared.registry_signing import RegistrySigner
 
 NOT_ON_ARGV = "{what} is not taken on the command line, where `ps` shows it: {how}"
@@ -49,8 +52,8 @@ def one_line(text: str, what: str) -> str:
 
 
 def read_secret(what: str, path: Path | None, stdin: TextIO) -> str:
-    """The secret in the file at `path`, else on `stdin` (asked for without echo when it is a terminal)."""
-    if path is not None:
+    """The secret in the file at `path`, else (no path, or `-`) on `stdin` (asked for without echo at a terminal)."""
+    if path is not None and str(path) != "-":
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as err:
@@ -81,13 +84,13 @@ def _locale(name: str) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m services.ingest tenants", description="Manage tenants.")
+    top = argparse.ArgumentParser(prog=f"{program('services.ingest')} tenants", description="Manage tenants.")
     sub = top.add_subparsers(dest="command", required=True)
     create = sub.add_parser("create", help="create a tenant and print its token as JSON")
     create.add_argument("slug")
     chosen = create.add_mutually_exclusive_group()
     chosen.add_argument("--token-file", type=Path, metavar="PATH",
-                        help="use the token in this file (one line) instead of a new random one")
+                        help="use the token in this file (one line; '-': standard input) instead of a new random one")
     chosen.add_argument("--token-stdin", action="store_true",
                         help="read the token from standard input (one line) instead of making a new random one")
     create.add_argument("--token", dest="token_on_argv", help=argparse.SUPPRESS)  # refused, with how instead
@@ -104,7 +107,7 @@ def parser() -> argparse.ArgumentParser:
     secret.add_argument("crm", choices=tenants.CRMS)
     secret.add_argument("secret_on_argv", nargs="?", help=argparse.SUPPRESS)  # refused, with how instead
     secret.add_argument("--secret-file", type=Path, metavar="PATH",
-                        help="read the secret from this file (one line) instead of standard input")
+                        help="read the secret from this file (one line; '-': standard input, the default)")
     secret.add_argument("--org-id", help="Salesforce: the OrganizationId every message must carry")
     secret.add_argument("--grace-hours", type=float, default=None,
                         help="how long the replaced secret stays valid (default SECRET_ROTATION_GRACE_HOURS, 24)")
@@ -114,7 +117,7 @@ def parser() -> argparse.ArgumentParser:
     api.add_argument("crm", choices=tenants.CRMS)
     api.add_argument("token_on_argv", nargs="?", help=argparse.SUPPRESS)  # refused, with how instead
     api.add_argument("--token-file", type=Path, metavar="PATH",
-                     help="read the token from this file (one line) instead of standard input")
+                     help="read the token from this file (one line; '-': standard input, the default)")
     api.add_argument("--base-url", required=True, help="e.g. https://api.hubapi.com")
     rate = sub.add_parser("set-rate", help="set an exchange rate into the tenant's base currency (kpi recounts)")
     rate.add_argument("slug")

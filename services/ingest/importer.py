@@ -6,6 +6,9 @@ re-run after Ctrl-C or a crash continues after the last line every earlier batch
 for; ids are deterministic, so the overlap is answered "duplicate". Rejected rows, with their
 line numbers, go to `FILE.rejected.ndjson` and are listed at the end.
 
+The tenant's token comes from `--token-file PATH` ('-': standard input) or $ATTAIN_TOKEN, never from the
+command line (where `ps` shows it).
+
 Exit status: 0 all rows accepted or duplicate, 1 some rejected, 2 usage error (bad arguments,
 file or token), 3 unfinished (ingest unavailable after retries), 130 interrupted.
 """
@@ -27,12 +30,14 @@ from email.utils import parsedate_to_datetime
 from itertools import islice
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TextIO
 
 import httpx
 from rich import progress as rp
 from rich.console import Console
 
+from services.ingest.cli import NOT_ON_ARGV, read_secret
+from services.ingest.cli import UsageError as SecretError
 from services.ingest.importer_csv import (
     KINDS,
     Checkpoint,
@@ -49,6 +54,7 @@ from services.ingest.importer_csv import (
     save_checkpoint,
     write_rejections,
 )
+from shared.cli import program
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_UNFINISHED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 SHOWN_REJECTIONS = 50
@@ -201,13 +207,14 @@ class Progress:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m services.ingest import",
+    p = argparse.ArgumentParser(prog=f"{program('services.ingest')} import",
                                 description="Import CSV or NDJSON files through POST /v1/events, resumably.")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.add_argument("--url", required=True, help="ingest's base URL, e.g. http://127.0.0.1:8001")
-    p.add_argument("--token", default=os.environ.get("ATTAIN_TOKEN"),
-                   help="the tenant's bearer token (default: $ATTAIN_TOKEN, which keeps it out of the process"
-                        " list); write --token=VALUE if it starts with '-'")
+    p.add_argument("--token-file", type=Path, metavar="PATH",
+                   help="read the tenant's bearer token from this file (one line; '-': standard input);"
+                        " default: $ATTAIN_TOKEN")
+    p.add_argument("--token", dest="token_on_argv", help=argparse.SUPPRESS)  # refused, with how instead
     p.add_argument("--kind", choices=sorted(KINDS), help="what the rows are (CSV: guessed from the header)")
     p.add_argument("--format", choices=("csv", "ndjson"), dest="fmt", help="default: from the file extension")
     p.add_argument("--source", default="import", help="the events' source when a row names none")
@@ -218,19 +225,35 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str]) -> int:
+def token_of(args: argparse.Namespace, stdin: TextIO) -> str:
+    """The bearer token: from --token-file (or standard input), else $ATTAIN_TOKEN; never from the command line,
+    where `ps` would show it to every user of the machine."""
+    if args.token_on_argv is not None:
+        raise SecretError(NOT_ON_ARGV.format(what="--token", how="use --token-file PATH ('-': standard input)"
+                                                                " or set ATTAIN_TOKEN"))
+    if args.token_file is not None:
+        return read_secret("the token", args.token_file, stdin)
+    token = os.environ.get("ATTAIN_TOKEN", "")
+    if not token:
+        raise SecretError("no token: use --token-file PATH ('-': standard input) or set ATTAIN_TOKEN")
+    return token
+
+
+def main(argv: list[str], stdin: TextIO | None = None) -> int:
     """Import each file in turn; the exit status is the worst of them."""
     try:
         args = parser().parse_args(argv)
     except SystemExit as done:  # argparse printed the usage
         return int(done.code or 0)
-    if not args.token:
-        Console(stderr=True).print("error: no token: pass --token or set ATTAIN_TOKEN")
+    try:
+        token = token_of(args, sys.stdin if stdin is None else stdin)
+    except SecretError as err:
+        Console(stderr=True).print(f"error: {err}", markup=False)
         return EXIT_USAGE
     if args.batch < 1 or args.concurrency < 1 or args.retries < 0:
         Console(stderr=True).print("error: --batch and --concurrency must be >= 1, --retries >= 0")
         return EXIT_USAGE
-    options = Options(url=args.url.rstrip("/"), token=args.token, kind=args.kind, fmt=args.fmt,
+    options = Options(url=args.url.rstrip("/"), token=token, kind=args.kind, fmt=args.fmt,
                       source=args.source, batch=args.batch, concurrency=args.concurrency,
                       retries=args.retries, resume=args.resume)
     worst = EXIT_OK

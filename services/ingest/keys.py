@@ -15,10 +15,11 @@ import sys
 from pathlib import Path
 
 from shared import registry_signing as rs
+from shared.cli import program
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m services.ingest keys", description="Make keys.")
+    top = argparse.ArgumentParser(prog=f"{program('services.ingest')} keys", description="Make keys.")
     sub = top.add_subparsers(dest="command", required=True)
     registry = sub.add_parser("registry", help="an Ed25519 key pair for signing the tenant registry")
     registry.add_argument("--private-key-file", type=Path, metavar="PATH",

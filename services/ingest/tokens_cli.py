@@ -25,11 +25,12 @@ from services.ingest.app import SPEC
 from services.ingest.cli import printed
 from services.ingest.settings import IngestSettings, problems
 from shared import db
+from shared.cli import program
 from shared.events import ROLES
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m services.ingest tokens", description="Manage a tenant's tokens.")
+    top = argparse.ArgumentParser(prog=f"{program('services.ingest')} tokens", description="Manage a tenant's tokens.")
     sub = top.add_subparsers(dest="command", required=True)
     create = sub.add_parser("create", help="make a token with a role and print it (once) as JSON")
     create.add_argument("slug")

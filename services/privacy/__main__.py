@@ -1,7 +1,8 @@
-"""`python -m services.privacy export|erase ...` (services/privacy/cli.py)."""
+"""`attain-privacy export|erase ...` (or `python -m services.privacy`): services/privacy/cli.py."""
 
 import sys
 
 from services.privacy.cli import main
 
-sys.exit(main(sys.argv[1:]))
+if __name__ == "__main__":
+    sys.exit(main())

@@ -24,6 +24,7 @@ import json
 import os
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from aiokafka.errors import KafkaError
 from services.privacy import repository
 from services.privacy.subjects import MENTIONS, SCHEMAS, Table, ordered, render_row
 from shared import logs, topics
+from shared.cli import program
 from shared.kafka import client_kwargs
 from shared.settings import ServiceSettings
 
@@ -138,7 +140,7 @@ async def erase(conn: asyncpg.Connection, settings: ServiceSettings, tenant: str
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m services.privacy", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=program("services.privacy"), description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     for name, help_ in (("export", "write every row of the tenant (or rep) as one JSON document"),
                         ("erase", "delete the tenant (or rep) from every schema and Kafka's compacted topics")):
@@ -164,7 +166,8 @@ async def run(args: argparse.Namespace, settings: ServiceSettings) -> dict[str, 
         await conn.close()
 
 
-def main(argv: list[str]) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line (default: `sys.argv[1:]`); the exit status."""
     args = parser().parse_args(argv)
     settings = ServiceSettings()
     logs.configure("privacy", settings.log_level, settings.log_format)

@@ -46,17 +46,22 @@ async def main(names: list[str], size: str, rate: float, now: datetime | None = 
     return outcomes
 
 
-if __name__ == "__main__":
+def cli(argv: list[str] | None = None) -> int:
+    """The command line (default `sys.argv[1:]`): parsed before the stack is started, so `--help` starts nothing."""
     parser = argparse.ArgumentParser(prog="python -m tests.chaos", description=__doc__)
     parser.add_argument("scenarios", nargs="*", choices=[*SCENARIOS, []], help="default: all of them")
     parser.add_argument("--size", choices=list(SIZES), default="medium")
     parser.add_argument("--rate", type=float, default=500.0, help="events per second through ingest")
     parser.add_argument("--now", type=_instant, default=None,
                         help="pin the run's clock (every service's too) to this instant; default: the system clock")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     subprocess.run([sys.executable, "-m", "deploy.local.stack", "up"], cwd=ROOT, check=True)
     results = asyncio.run(main(args.scenarios or list(SCENARIOS), args.size, args.rate, args.now))
     print()
     print(table(results))
     print(f"\nservice logs: {LOGS}")
-    sys.exit(0 if all(o.ok for o in results) else 1)
+    return 0 if all(o.ok for o in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

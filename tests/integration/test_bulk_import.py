@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 from collections import Counter
@@ -135,8 +136,9 @@ BAD_LINES = {n + 2: reason for n, (_, reason) in BAD_ROWS.items() if reason}  # 
 
 async def _import(csv_file: Path, url: str, tenant: Tenant, *extra: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.ingest.importer", str(csv_file), "--url", url, f"--token={tenant.token}",
-        *extra, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        sys.executable, "-m", "services.ingest.importer", str(csv_file), "--url", url, *extra, cwd=ROOT,
+        env={**os.environ, "ATTAIN_TOKEN": tenant.token}, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT)
     out, _ = await proc.communicate()
     return proc.returncode or 0, out.decode()
 
@@ -176,7 +178,7 @@ async def test_an_import_killed_midway_resumes_after_its_checkpoint_and_publishe
     w = await watch(tenant.slug, topics.DEALS.name)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "services.ingest.importer", str(csv_file), "--url", services["ingest"],
-        f"--token={tenant.token}", "--batch", "10", "--concurrency", "1", cwd=ROOT,
+        "--batch", "10", "--concurrency", "1", cwd=ROOT, env={**os.environ, "ATTAIN_TOKEN": tenant.token},
         stdout=log.open("wb"), stderr=asyncio.subprocess.STDOUT)
     for _ in range(6000):  # up to a minute
         if proc.returncode is not None or (state.exists() and json.loads(state.read_text())["line"] > 500):

@@ -209,11 +209,33 @@ def module_path(module: str) -> str:
 # --- the four services ----------------------------------------------------------------------------
 
 
+def built_image() -> tuple[str, str]:
+    """(service, image tag) of the one service that builds our image."""
+    builders = [(name, svc) for name, svc in compose()["services"].items() if "build" in svc]
+    assert len(builders) == 1, f"the image is built by one service, not {[name for name, _ in builders]}"
+    name, svc = builders[0]
+    return name, str(svc["image"])
+
+
 @pytest.mark.parametrize("name", SETTINGS)
 def test_each_service_of_the_contract_runs_its_module_from_the_one_image(name: str) -> None:
     svc = service(name)
     assert command(svc) == ["python", "-m", f"services.{name}"]
-    assert svc["build"] == {"context": ".", "dockerfile": "deploy/Dockerfile"}
+    assert "build" not in svc, "built once, by one service: five builds of one tag would race"
+    assert svc["image"] == built_image()[1]
+
+
+def test_the_image_is_built_once_by_a_service_every_other_user_of_the_tag_waits_for() -> None:
+    builder, tag = built_image()
+    assert builder == "topics"
+    assert service(builder)["build"] == {"context": ".", "dockerfile": "deploy/Dockerfile"}
+    assert service(builder)["pull_policy"] == "build", "built from the checkout, never pulled by its tag"
+    users = [name for name, svc in compose()["services"].items() if svc.get("image") == tag and name != builder]
+    assert sorted(users) == sorted(SETTINGS)
+    for name in users:
+        svc = service(name)
+        assert svc["pull_policy"] == "never", f"{name} would look for {tag} on a registry"
+        assert builder in svc["depends_on"], f"{name} could be created before {tag} is built"
 
 
 @pytest.mark.parametrize("name", SETTINGS)
@@ -303,7 +325,7 @@ def test_the_topics_job_runs_deploy_local_stack_topics_once_against_the_compose_
     job = service("topics")
     cmd = command(job)
     assert cmd[:4] == ["python", "-m", "deploy.local.stack", "topics"]
-    assert job["build"] == service("ingest")["build"]
+    assert job["image"] == service("ingest")["image"]
     assert job["depends_on"] == {"kafka": {"condition": "service_healthy"}}
     assert job.get("restart", "no") == "no"
     assert environment(job)["KAFKA_BOOTSTRAP_SERVERS"] == environment(service("ingest"))["KAFKA_BOOTSTRAP_SERVERS"]
@@ -440,8 +462,9 @@ def test_the_final_stage_holds_only_the_venv_and_runs_ingest_by_default() -> Non
 
 def test_the_image_contains_every_module_compose_runs() -> None:
     sources = copy_sources()
+    _, tag = built_image()
     for name, svc in compose()["services"].items():
-        if "build" not in svc:
+        if svc.get("image") != tag:
             continue
         cmd = command(svc)
         assert cmd[:2] == ["python", "-m"], name
@@ -466,8 +489,19 @@ def test_dockerignore_lets_the_sources_in_and_keeps_the_checkout_out() -> None:
         "services/kpi/__pycache__/app.cpython-311.pyc",
         "docs",
         "deploy/demo",
+        "requirements/dev.lock",
     ):
         assert dockerignored(kept_out), kept_out
+
+
+def test_the_builder_installs_the_locked_dependencies_with_their_hashes_then_the_wheel_alone() -> None:
+    runs = [rest for keyword, rest in stages()[0] if keyword == "RUN"]
+    locked = [i for i, run in enumerate(runs) if "--require-hashes" in run and "-r requirements/runtime.lock" in run]
+    assert locked, "the builder does not install requirements/runtime.lock with --require-hashes"
+    wheel = [i for i, run in enumerate(runs) if re.search(r"pip install --no-deps \S*\.whl", run)]
+    assert wheel and wheel[0] > locked[0], "the project's wheel, with --no-deps, after the locked dependencies"
+    assert not any(re.search(r"pip install (?!.*--no-deps)(?!.*--require-hashes)", run) for run in runs), runs
+    assert "requirements/runtime.lock" in copy_sources()
 
 
 def test_the_image_has_one_recipe() -> None:

@@ -316,21 +316,37 @@ def test_an_import_reports_rejected_lines_resumes_after_a_crash_and_a_rerun_is_a
     assert "7 rows: 0 accepted, 6 duplicate, 1 rejected" in out.file.getvalue()  # type: ignore[attr-defined]
 
 
-def test_main_refuses_unknown_formats_and_bad_arguments(tmp_path: Path) -> None:
+def test_main_refuses_unknown_formats_and_bad_arguments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "x.txt").write_text("a\n")
-    assert importer.main([str(tmp_path / "x.txt"), "--url", "http://x", "--token", "t"]) == importer.EXIT_USAGE
+    monkeypatch.setenv("ATTAIN_TOKEN", "t")
+    assert importer.main([str(tmp_path / "x.txt"), "--url", "http://x"]) == importer.EXIT_USAGE
     assert importer.main(["--url", "http://x"]) == importer.EXIT_USAGE
-    assert importer.main([str(tmp_path / "x.txt"), "--url", "u", "--token", "t", "--batch", "0"]) == 2
+    assert importer.main([str(tmp_path / "x.txt"), "--url", "u", "--batch", "0"]) == 2
 
 
-def test_the_token_comes_from_the_environment_or_the_flag_and_is_required(tmp_path: Path,
-                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_token_comes_from_a_file_standard_input_or_the_environment_and_is_required(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "x.txt").write_text("a\n")
+    (tmp_path / "token").write_text("-9S-p6\n")
     monkeypatch.delenv("ATTAIN_TOKEN", raising=False)
-    assert importer.parser().parse_args([str(tmp_path / "x.txt"), "--url", "u", "--token=-9S-p6"]).token == "-9S-p6"
+    token_file = str(tmp_path / "token")
+    args = importer.parser().parse_args([str(tmp_path / "x.txt"), "--url", "u", "--token-file", token_file])
+    assert importer.token_of(args, io.StringIO()) == "-9S-p6"
+    args = importer.parser().parse_args([str(tmp_path / "x.txt"), "--url", "u", "--token-file", "-"])
+    assert importer.token_of(args, io.StringIO("atn_piped\n")) == "atn_piped"
     assert importer.main([str(tmp_path / "x.txt"), "--url", "u"]) == importer.EXIT_USAGE  # none at all
     monkeypatch.setenv("ATTAIN_TOKEN", "atn_from-env")
-    assert importer.parser().parse_args([str(tmp_path / "x.txt"), "--url", "u"]).token == "atn_from-env"
+    assert importer.token_of(importer.parser().parse_args([str(tmp_path / "x.txt"), "--url", "u"]), io.StringIO()) == (
+        "atn_from-env")
+
+
+def test_a_token_on_the_command_line_is_refused_naming_the_ways_to_give_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "deals.csv").write_text("a\n")
+    assert importer.main([str(tmp_path / "deals.csv"), "--url", "u", "--token", "atn_secret"]) == importer.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "--token-file" in err and "ATTAIN_TOKEN" in err and "atn_secret" not in err
+    assert not (tmp_path / "deals.csv.attain-import.json").exists()
 
 
 def test_new_tokens_never_look_like_an_option() -> None:
