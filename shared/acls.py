@@ -123,7 +123,7 @@ def principals(prefix: str, services: Sequence[ServiceSpec]) -> list[Principal]:
 
 
 def kafka_user(principal: Principal, cluster: str = STRIMZI_CLUSTER) -> dict[str, Any]:
-    """`principal` as a Strimzi KafkaUser (kafka.strimzi.io/v1beta2): SCRAM-SHA-512 (the User Operator makes the
+    """`principal` as a Strimzi KafkaUser (kafka.strimzi.io/v1): SCRAM-SHA-512 (the User Operator makes the
     password, in a Secret named after the user), simple authorization with these ACLs."""
     acls = []
     for g in principal.grants:
@@ -131,7 +131,7 @@ def kafka_user(principal: Principal, cluster: str = STRIMZI_CLUSTER) -> dict[str
         if g.type != "cluster":
             resource |= {"name": g.name, "patternType": g.pattern}
         acls.append({"resource": resource, "operations": list(g.operations), "host": "*"})
-    return {"apiVersion": "kafka.strimzi.io/v1beta2", "kind": "KafkaUser",
+    return {"apiVersion": "kafka.strimzi.io/v1", "kind": "KafkaUser",
             "metadata": {"name": principal.name, "labels": {"strimzi.io/cluster": cluster,
                                                              "app.kubernetes.io/part-of": "attain"}},
             "spec": {"authentication": {"type": "scram-sha-512"},

@@ -28,7 +28,7 @@ def test_the_checked_in_kafka_users_are_what_the_code_renders() -> None:
         "deploy/k8s/base/kafka-users.yaml is stale: python -m deploy.kafka_users --output"
         " deploy/k8s/base/kafka-users.yaml")
     parsed = [doc for doc in yaml.safe_load_all(kafka_users.CHECKED_IN.read_text()) if doc]  # a YAML parser agrees
-    assert parsed == [acls.kafka_user(p) for p in BY_NAME.values()]
+    assert parsed == [kafka_users.kafka_user(p) for p in BY_NAME.values()]
 
 
 @pytest.mark.parametrize("spec", kafka_users.SERVICES, ids=lambda s: s.name)
