@@ -38,6 +38,10 @@ Error policy (`transient`):
   record that still fails on its own is dead-lettered: one bad event never blocks a partition, and a
   valid event is never dead-lettered for a fault of the database.
 
+Traces (shared/tracing.py): with tracing on, each tenant's part of a batch is applied under a CONSUMER span
+that continues the trace of its first record carrying a `traceparent` and links to the others, so the outbox
+rows its handler writes carry that trace on; with tracing off, nothing is looked at per record.
+
 Cost per record (issue 15): the loop fetches and decodes the next batch while the current one's
 transaction runs (decoding never holds a connection); a batch may linger (`linger_s`) for more records
 at live load, so a key moved several times is written once; the offset commit to Kafka, only a hint,
@@ -65,7 +69,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ValidationError
 
-from shared import erasure, metrics, topics, wire
+from shared import erasure, metrics, topics, tracing, wire
 from shared.cloudevents import H_TYPE, CloudEvent, decode, decode_json_object
 from shared.db import set_tenant
 from shared.errors import InvalidMessage, TransientError
@@ -263,6 +267,8 @@ class TransactionalConsumer:
             stored = await self._lock_batch(conn, {(r.topic, r.partition) for r in records})
             fresh = [r for r in records if r.offset >= stored.get((r.topic, r.partition), 0)]
             good: list[Incoming] = []
+            traced = tracing.enabled()  # once per batch: with tracing off, nothing more per record
+            carriers: dict[int, Sequence[tuple[str, bytes]]] = {}
             for record in fresh:
                 item = decoded[id(record)]
                 if item is None:
@@ -272,10 +278,17 @@ class TransactionalConsumer:
                     dead.append(record)
                 else:
                     good.append(item)
+                    if traced:
+                        carriers[id(item)] = record.headers
             good, gone = await self._drop_erased(conn, good)
             for tenant, part in _by_tenant(good):  # row-level security: each tenant's part in its own scope
                 await set_tenant(conn, tenant)
-                await self.handler(conn, part)
+                if traced:  # the part's span is current while the handler writes its outbox rows
+                    with tracing.processing(self.group_id, [m.topic for m in part],
+                                            [carriers.get(id(m)) for m in part], tenant):
+                        await self.handler(conn, part)
+                else:
+                    await self.handler(conn, part)
             await self._store_offsets(conn, fresh)
         self._count(records, fresh, dead, [r for r in fresh if decoded[id(r)] is None], gone)
 

@@ -28,6 +28,11 @@ of the database, seqs repeat (the sequence goes back with the data) but tags do 
 old seq is published, not lost. The transactional id fences a previous relay of the same schema, and a
 session-level advisory lock lets only one replica relay at a time, so events of one key keep their order.
 
+Traces (shared/tracing.py): a row keeps the `traceparent` of the transaction that wrote it; with tracing on,
+the relay sends it under a PRODUCER span that continues that trace (one per stored context and topic in a
+Kafka transaction, ended when the transaction commits or fails), and the record carries that span's context.
+With tracing off the stored headers go out as they are: the trace still joins up downstream.
+
 A record Kafka refuses for good (larger than the topic takes, invalid, unknown or forbidden topic)
 must not hold back everyone's events behind it. It is moved to `outbox_dead`, with its error, in the
 transaction that deletes the published rows; counted (`attain_outbox_dead_total`) and logged; every
@@ -65,7 +70,7 @@ from aiokafka.errors import (
     UnknownTopicOrPartitionError,
 )
 
-from shared import metrics
+from shared import metrics, tracing
 from shared.cloudevents import H_TYPE, CloudEvent, encode
 from shared.errors import TransientError
 from shared.kafka import KeyPartitioner, broker_reachable
@@ -140,12 +145,16 @@ async def enqueue(conn: asyncpg.Connection, topic: str, key: bytes, event: Cloud
 
 async def enqueue_many(conn: asyncpg.Connection, items: list[tuple[str, bytes, CloudEvent]]) -> None:
     """Add events, in this order, to the outbox inside the caller's transaction, and wake the relay once it
-    commits (one statement: the insert and the notification)."""
+    commits (one statement: the insert and the notification). With tracing on, each row's headers also keep
+    the `traceparent` (and `tracestate`) of the span active now, which the relay continues."""
     if not items:
         return
     topics, keys, values, packs, tenants = [], [], [], [], []
+    carried = tracing.current_headers() if tracing.enabled() else None  # the writing transaction's trace
     for topic, key, event in items:
         value, headers = encode(event)
+        if carried:
+            headers += carried
         topics.append(topic)
         keys.append(key)
         values.append(value)
@@ -179,6 +188,7 @@ class Attempt:
     published: list[int] = field(default_factory=list)
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)
     verdict: Verdict = field(default_factory=Verdict)
+    spans: tracing.RelaySpans | None = None  # with tracing on: the PRODUCER spans the rows go out under
 
 
 def judge(outcomes: Iterable[tuple[Sequence[int], BaseException | None]]) -> Verdict:
@@ -466,6 +476,19 @@ class OutboxRelay:
     async def _attempt(self, producer: AIOKafkaProducer, rows: list[Row], attempt: Attempt) -> bool:
         """One Kafka transaction over `rows`, `seq` order kept per partition; committed (True) only if every
         batch was delivered."""
+        attempt.spans = tracing.RelaySpans() if tracing.enabled() else None
+        committed, failure = False, None
+        try:
+            committed = await self._transaction(producer, rows, attempt)
+        except BaseException as err:
+            failure = err
+            raise
+        finally:
+            if attempt.spans is not None:
+                attempt.spans.end(committed, failure or attempt.verdict.other)
+        return committed
+
+    async def _transaction(self, producer: AIOKafkaProducer, rows: list[Row], attempt: Attempt) -> bool:
         verdict = attempt.verdict
         await producer.begin_transaction()
         try:
@@ -513,6 +536,8 @@ class OutboxRelay:
             # decoded here, one row at a time: a whole batch of header lists alive at once makes the
             # garbage collector walk them again and again (it tripled the relay's CPU)
             headers = _headers(row)
+            if attempt.spans is not None:  # the row's stored context, continued by the span sending it
+                headers = attempt.spans.headers(topic, headers)
             tp = (topic, self._partitioner(key, partitions, partitions))
             alone = seq in attempt.suspects
             if alone and tp in open_:

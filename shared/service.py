@@ -32,7 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.config import STARTUP_FAILURE
 
-from shared import authz, db, inbox, logs, metrics, ratelimit, topics
+from shared import authz, db, inbox, logs, metrics, ratelimit, topics, tracing
 from shared.clock import Clock, clock_from_spec
 from shared.consumer import ConsumerLoop, Handler, TransactionalConsumer
 from shared.kafka import broker_reachable, create_producer, last_position
@@ -345,13 +345,16 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None
             await pool.close()
             log.info("service stopped")
 
-    app = FastAPI(title=f"Attain {spec.name}", lifespan=lifespan, **spec.openapi)
+    # FastAPI's own OpenTelemetry server spans (on once shared/tracing.py installed a provider), the probes left
+    # out: a trace every few seconds per replica would bury the requests worth following.
+    app = FastAPI(title=f"Attain {spec.name}", lifespan=lifespan, telemetry={"exclude": _probe}, **spec.openapi)
     app.add_middleware(EdgeGuards, limit=settings.max_body_bytes if spec.limit_bodies else None)
     app.add_middleware(ratelimit.EdgeLimits, failure_rate=settings.auth_failure_rate_per_s,
                        failure_burst=settings.auth_failure_burst, read_rate=settings.read_rate_per_s,
                        read_burst=settings.read_burst, cookie=spec.credential_cookie,
                        trusted_proxies=ratelimit.parse_networks(settings.trusted_proxies))
     app.add_middleware(RequestMetrics)
+    app.add_middleware(logs.AccessLog)  # outermost: it logs what the client got, a 413 or a 429 too
     for error, answer in ERROR_ANSWERS:
         app.add_exception_handler(error, answer)
 
@@ -385,6 +388,11 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, clock: Clock | None
     if spec.schemas is not None:
         _add_schemas(app, spec.schemas)
     return app
+
+
+def _probe(scope: Any) -> bool:
+    """A probe or a scrape (`/healthz`, `/readyz`, `/metrics`): not traced."""
+    return scope.get("path") in logs.QUIET_PATHS
 
 
 def _add_schemas(app: FastAPI, schemas: Callable[[], dict[str, Any]]) -> None:
@@ -480,6 +488,7 @@ def tune_gc() -> None:
 def serve(spec: ServiceSpec, settings: ServiceSettings) -> None:
     """Run the service until SIGTERM/SIGINT (the `python -m services.<name>` entry point)."""
     logs.configure(spec.name, settings.log_level, settings.log_format)
+    tracing.configure(spec.name)  # only when OTEL_EXPORTER_OTLP_ENDPOINT is set (shared/tracing.py)
     try:
         registry_verifier(spec, settings)
     except BadKey as err:  # said plainly, before uvicorn would wrap it in a failed lifespan's traceback
@@ -498,5 +507,6 @@ def serve(spec: ServiceSpec, settings: ServiceSettings) -> None:
     server = _Server(config)
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
+    tracing.shutdown()  # what the batch processor still holds goes out before the process ends
     if not server.started:  # as `uvicorn.run`: a port in use, a failed lifespan
         sys.exit(STARTUP_FAILURE)

@@ -25,6 +25,7 @@ from prometheus_client import Counter, Histogram
 from services.ingest.publishing import to_record
 from services.ingest.tenants import Tenant
 from services.ingest.validation import Verdict, refuse_future
+from shared import tracing
 from shared.clock import Clock, SystemClock
 from shared.cloudevents import CloudEvent, encode
 from shared.db import tenant_tx
@@ -138,17 +139,23 @@ class Intake:
         loop = asyncio.get_running_loop()
         started = loop.time()
 
-        async def send_all() -> None:
+        async def send_all(carried: list[tuple[str, bytes]]) -> None:
             futures = []
             for topic, key, cloud_event in records:
                 value, headers = encode(cloud_event)
+                if carried:
+                    headers += carried
                 futures.append(await self._producer.send(topic, value, key=key, headers=headers))
             await asyncio.gather(*futures)
 
         try:  # the timeout covers waiting for metadata and buffer space too, not only the acks; asyncio.timeout,
             # not wait_for, which on Python 3.11 can swallow the request's own cancellation
             async with asyncio.timeout(self._timeout):
-                await send_all()
+                if tracing.enabled():  # one PRODUCER span per request; every record carries its context
+                    with tracing.producing((topic for topic, _, _ in records), len(records)) as carried:
+                        await send_all(carried)
+                else:
+                    await send_all([])
         except Exception as err:  # any producer failure or timeout: not durably stored, roll the claims back
             log.error("publish failed", extra={"error": repr(err), "events": len(records)})
             raise KafkaUnavailable(str(err) or type(err).__name__) from err
