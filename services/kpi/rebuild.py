@@ -138,12 +138,14 @@ async def _replay(settings: KpiSettings, pool: asyncpg.Pool, group: str, target:
     replayer = _Replayer(pool=pool, producer=cast(AIOKafkaProducer, None), group_id=group,
                          service="kpi-rebuild", models=MODELS, handler=only_tenant,
                          verifier=settings.registry_verifier())  # a forged registry entry is not rebuilt either
+    wanted = [tp for tp, end in target.items() if end > 0]
+    if not wanted:  # live kpi consumed nothing yet: nothing to replay (aiokafka fails to stop an unassigned consumer)
+        return 0, replayer.invalid
     consumer = AIOKafkaConsumer(**client_kwargs(settings), group_id=None, enable_auto_commit=False,
                                 isolation_level="read_committed", auto_offset_reset="earliest")
     await consumer.start()
     applied = 0
     try:
-        wanted = [tp for tp, end in target.items() if end > 0]
         consumer.assign(wanted)
         starts = await consumer.beginning_offsets(wanted)
         total = sum(target[tp] - starts[tp] for tp in wanted)
@@ -205,6 +207,10 @@ async def run(args: argparse.Namespace, settings: KpiSettings, console: Console)
         return EXIT_PROBLEM
     admin = await asyncpg.connect(settings.database_url)
     try:
+        if await admin.fetchval("SELECT to_regclass($1)", f'"{live_schema}".erasures') is None:
+            console.print(f"error: there is no live kpi state to rebuild: schema {live_schema!r} is missing or not"
+                          " migrated in this database (start kpi, or run `attain-migrate`, first)")
+            return EXIT_PROBLEM
         await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
         await admin.close()

@@ -42,6 +42,11 @@ GROUP_PREFIX = "attain-test"
 COACHING_GRACE_S = 3
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers",
+                            "early: reads the topics from their start: run before the other integration tests")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark integration tests; run the `load` tests (100k-event imports, fuzzing) last, so the backlog
     they leave in the consumers does not delay the tests that wait for derived events."""
@@ -51,7 +56,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Tests that run their own replicas of a service (in-process, own groups) go before the first test
     # that starts the suite's shared services: those consume the same topics under another group and would
     # answer the in-process tests' events too (two deployments on one cluster), doubling what they publish.
-    items.sort(key=lambda item: (item.get_closest_marker("load") is not None,
+    # `early` tests read every topic from its start (a kpi rebuild, the docs' own services): they go first among the
+    # integration tests, before the rest fill the topics, so that their cost does not grow with the suite.
+    items.sort(key=lambda item: ("tests/integration" in str(item.fspath) and item.get_closest_marker("early") is None,
+                                 item.get_closest_marker("load") is not None,
                                  "services" in getattr(item, "fixturenames", ())))
 
 

@@ -28,6 +28,9 @@ from tests.integration.conftest import (
     post,
 )
 
+# A rebuild replays every topic from its start: run before the rest of the suite fills them (conftest.py).
+pytestmark = pytest.mark.early
+
 
 def _rebuild(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
     env = {**_service_env("kpi"), "KAFKA_CONSUMER_GROUP_PREFIX": GROUP_PREFIX, **(env or {})}
@@ -132,3 +135,11 @@ async def test_replace_swaps_a_full_rebuild_in_and_keeps_the_old_schema(stack: N
 
     code, out = _rebuild(env=env)
     assert code == 0 and "rebuilt state equals the live state" in out, out
+
+
+async def test_a_database_without_kpi_state_is_named_not_a_missing_table(stack: None) -> None:
+    """A rebuild before kpi ever ran here says so, instead of failing on the first table it reads."""
+    url = await fresh_database(f"attain_rebuild_empty_{uuid.uuid4().hex[:8]}")
+    code, out = await asyncio.to_thread(_rebuild, env={"DATABASE_URL": url})
+    assert code == 2, out
+    assert "there is no live kpi state to rebuild" in out and "does not exist" not in out, out
