@@ -87,10 +87,9 @@ def redact_path(path: str) -> str:
     return SHARE_LINK_PREFIX + REDACTED if path.startswith(SHARE_LINK_PREFIX) else path
 
 
-class AccessLog:
-    """One structured line per HTTP request (`attain.access`): method, path, redacted query, route, status,
-    duration and, in JSON, the trace id. No header is ever written (so no Authorization, no cookie), nor any
-    body. Plain ASGI: nothing is buffered."""
+class StatusObserver:
+    """ASGI middleware that calls `done(scope, status, seconds)` once each HTTP request was answered (500 when the
+    app raised before answering). Plain ASGI: nothing is buffered. Subclasses: AccessLog, service.RequestMetrics."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -110,13 +109,25 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            path = scope.get("path", "")
-            level = logging.DEBUG if path in QUIET_PATHS and status < 500 else logging.INFO
-            if access_log.isEnabledFor(level):
-                entry: dict[str, Any] = {"method": scope.get("method"), "path": redact_path(path), "status": status,
-                                         "duration_ms": round((time.perf_counter() - started) * 1000, 2)}
-                if query := scope.get("query_string", b"").decode("latin-1"):
-                    entry["query"] = redact_query(query)
-                if route := getattr(scope.get("route"), "path", None):
-                    entry["route"] = route
-                access_log.log(level, "request", extra=entry)
+            self.done(scope, status, time.perf_counter() - started)
+
+    def done(self, scope: Scope, status: int, seconds: float) -> None:
+        raise NotImplementedError
+
+
+class AccessLog(StatusObserver):
+    """One structured line per HTTP request (`attain.access`): method, path, redacted query, route, status,
+    duration and, in JSON, the trace id. No header is ever written (so no Authorization, no cookie), nor any
+    body."""
+
+    def done(self, scope: Scope, status: int, seconds: float) -> None:
+        path = scope.get("path", "")
+        level = logging.DEBUG if path in QUIET_PATHS and status < 500 else logging.INFO
+        if access_log.isEnabledFor(level):
+            entry: dict[str, Any] = {"method": scope.get("method"), "path": redact_path(path), "status": status,
+                                     "duration_ms": round(seconds * 1000, 2)}
+            if query := scope.get("query_string", b"").decode("latin-1"):
+                entry["query"] = redact_query(query)
+            if route := getattr(scope.get("route"), "path", None):
+                entry["route"] = route
+            access_log.log(level, "request", extra=entry)

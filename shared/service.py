@@ -15,7 +15,6 @@ import logging
 import os
 import signal
 import sys
-import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -136,30 +135,13 @@ def runtime_of(request: Request) -> Runtime:
     return rt
 
 
-class RequestMetrics:
+class RequestMetrics(logs.StatusObserver):
     """Observes every HTTP request's latency by route template (never the raw path: a tenant or rep id in
-    a label would grow without bound), method and status code. Plain ASGI: nothing is buffered."""
+    a label would grow without bound), method and status code."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started, status = time.perf_counter(), 500
-
-        async def send_and_note(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_note)
-        finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            metrics.HTTP_SECONDS.labels(route, scope["method"], str(status)).observe(time.perf_counter() - started)
+    def done(self, scope: Scope, status: int, seconds: float) -> None:
+        route = getattr(scope.get("route"), "path", None) or "unmatched"
+        metrics.HTTP_SECONDS.labels(route, scope["method"], str(status)).observe(seconds)
 
 
 async def _working_pool(spec: ServiceSpec, settings: ServiceSettings) -> asyncpg.Pool:

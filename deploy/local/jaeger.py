@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deploy.local.procs import HOST, LOCAL, StackError, say, tail
+from deploy.local.procs import HOST, LOCAL, StackError, free_ports, say, tail
 from deploy.local.tools import ensure
 
 READY_TIMEOUT_S = 30.0
@@ -71,17 +71,6 @@ exporters:
   jaeger_storage_exporter:
     trace_storage: memstore
 """
-
-
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind((HOST, 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 @dataclass
@@ -141,7 +130,7 @@ def start(timeout_s: float = READY_TIMEOUT_S) -> Jaeger:
     """Start Jaeger (built first if this checkout has none yet) and wait until it takes spans and answers
     queries. Raises StackError, with the end of its log, when it does not within `timeout_s`."""
     binary = ensure("jaeger")
-    otlp, query, query_grpc = _free_ports(3)
+    otlp, query, query_grpc = free_ports(3)
     directory = LOCAL / "jaeger"
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / f"config-{otlp}.yaml"

@@ -121,3 +121,15 @@ def apt_install(*packages: str) -> None:
                 raise StackError(f"`{' '.join(cmd)}` failed (exit {rc}); see {log}:\n{tail(log)}")
             if cmd[1] == "update":
                 _apt_done.add("update")
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct TCP ports nobody listens on now on HOST (all bound at once, so the kernel never repeats one)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind((HOST, 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()

@@ -6,6 +6,7 @@ from pydantic_settings import SettingsConfigDict
 
 from services.ingest import secret_box
 from shared import registry_signing
+from shared.cli import settings_problems
 from shared.settings import ServiceSettings
 
 
@@ -85,11 +86,5 @@ class IngestSettings(ServiceSettings):
 
 
 def problems(err: ValidationError) -> str:
-    """A settings error as one line for an operator: what is wrong with each setting, under its variable's name,
-    without pydantic's decoration and without any value (IngestSettings hides inputs)."""
-    lines = []
-    for error in err.errors(include_input=False):
-        name = "_".join(str(part) for part in error["loc"]).upper()
-        message = error["msg"].removeprefix("Value error, ")
-        lines.append(message if not name or message.startswith(name) else f"{name}: {message}")
-    return "; ".join(lines)
+    """A settings error as one line for an operator (shared/cli.py's, the same for every service)."""
+    return settings_problems(err)
