@@ -57,10 +57,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # that starts the suite's shared services: those consume the same topics under another group and would
     # answer the in-process tests' events too (two deployments on one cluster), doubling what they publish.
     # `early` tests read every topic from its start (a kpi rebuild, the docs' own services): they go first among the
-    # integration tests, before the rest fill the topics, so that their cost does not grow with the suite.
-    items.sort(key=lambda item: ("tests/integration" in str(item.fspath) and item.get_closest_marker("early") is None,
-                                 item.get_closest_marker("load") is not None,
-                                 "services" in getattr(item, "fixturenames", ())))
+    # integration tests, before the rest fill the topics, so that their cost does not grow with the suite; but
+    # never one that uses the shared services, which would then start first and answer everyone's events.
+    def key(item: pytest.Item) -> tuple[bool, bool, bool]:
+        shared = "services" in getattr(item, "fixturenames", ())
+        early = item.get_closest_marker("early") is not None and not shared
+        later = "tests/integration" in str(item.fspath) and not early
+        return later, item.get_closest_marker("load") is not None, shared
+
+    items.sort(key=key)
 
 
 @pytest.fixture(scope="session", autouse=True)
