@@ -39,7 +39,7 @@ pytestmark = pytest.mark.early
 # What each page's output must show, besides every command succeeding.
 EXPECTED = {
     "README.md": [r'"accepted":\s*1'],
-    "docs/getting-started.md": [r'"accepted":\s*4', r'"52000', r'"role":\s*"rep"'],
+    "docs/getting-started.md": [r'"accepted":\s*4', r'"52000', r'"attainment":\s*"1.0400"', r'"role":\s*"rep"'],
 }
 
 
