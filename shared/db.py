@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import zlib
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Collection, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -367,13 +367,28 @@ class SchemaBehind(RuntimeError):
     """The schema misses migrations this code needs, and the service was told not to migrate."""
 
 
+def missing_versions(shipped: Sequence[str], done: Collection[str]) -> list[str]:
+    """The versions of `shipped` not in `done`, in the order they are applied.
+
+    >>> missing_versions(["shared:001", "kpi:001", "kpi:002"], {"shared:001", "kpi:001"})
+    ['kpi:002']
+    """
+    return [version for version in shipped if version not in done]
+
+
+async def pending_migrations(conn: asyncpg.Connection, schema: str, *folders: Path) -> list[str]:
+    """The migrations this code ships for `schema` that it lacks, as `conn`'s role sees it (search_path on the
+    schema): a schema without its migrations table lacks them all."""
+    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")} if exists else set()
+    return missing_versions(shipped_versions(schema, *folders), done)
+
+
 async def check_migrated(pool: asyncpg.Pool, schema: str, *folders: Path) -> None:
     """Refuse to work on a schema that misses a migration this code ships (DB_MIGRATE_ON_START=false: the
     migration Job must run first), naming what is missing and the command that applies it."""
     async with pool.acquire() as conn:
-        exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
-        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")} if exists else set()
-    missing = [version for version in shipped_versions(schema, *folders) if version not in done]
+        missing = await pending_migrations(conn, schema, *folders)
     if missing:
         raise SchemaBehind(f"schema {schema} misses {len(missing)} migration(s) {missing}: run `python -m"
                            " shared.migrate` as the schemas' owner (the Kubernetes Job attain-migrate) first")

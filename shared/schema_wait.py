@@ -16,7 +16,7 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,26 +31,15 @@ CONNECT_TIMEOUT_S = 5.0
 NOT_YET = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
-def missing(shipped: Sequence[str], done: Collection[str]) -> list[str]:
-    """The versions of `shipped` not in `done`, in the order they are applied.
-
-    >>> missing(["shared:001", "kpi:001", "kpi:002"], {"shared:001", "kpi:001"})
-    ['kpi:002']
-    """
-    return [version for version in shipped if version not in done]
-
-
 async def pending(dsn: str, schema: str, *folders: Path) -> list[str]:
     """The migrations of `folders` (and the shared ones) that `schema` lacks, as the role of `dsn` sees it: a
     schema it cannot see yet lacks them all."""
     conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_S, command_timeout=CONNECT_TIMEOUT_S,
                                  server_settings={"search_path": schema, "application_name": f"attain-{schema}-wait"})
     try:
-        exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
-        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")} if exists else set()
+        return await db.pending_migrations(conn, schema, *folders)
     finally:
         await conn.close()
-    return missing(db.shipped_versions(schema, *folders), done)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,9 @@ import asyncpg
 import pytest
 
 from shared import db, schema_wait
+from shared.db import missing_versions as missing
 from shared.migrate import spec_of
-from shared.schema_wait import Outcome, missing, wait
+from shared.schema_wait import Outcome, wait
 
 
 class FakeClock:
