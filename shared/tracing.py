@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -177,11 +178,10 @@ class Redactor(SpanProcessor):
 
 
 def headers_of(ctx: SpanContext) -> list[tuple[str, bytes]]:
-    """The W3C Trace Context headers that carry `ctx`."""
-    out = [(TRACEPARENT, f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}".encode())]
-    if ctx.trace_state:
-        out.append((TRACESTATE, ctx.trace_state.to_header().encode()))
-    return out
+    """The W3C Trace Context headers that carry `ctx` (written by OpenTelemetry's own propagator)."""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(NonRecordingSpan(ctx)))
+    return [(name, value.encode("latin-1")) for name, value in carrier.items()]
 
 
 def current_headers() -> list[tuple[str, bytes]]:
@@ -212,7 +212,11 @@ def context_of(headers: Headers | None) -> SpanContext | None:
 
 def with_context(headers: Iterable[tuple[str, bytes]], ctx: SpanContext) -> list[tuple[str, bytes]]:
     """`headers` with their trace context replaced by `ctx`."""
-    return [(n, v) for n, v in headers if n not in (TRACEPARENT, TRACESTATE)] + headers_of(ctx)
+    return _with_trace(headers, headers_of(ctx))
+
+
+def _with_trace(headers: Iterable[tuple[str, bytes]], carried: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    return [(n, v) for n, v in headers if n not in (TRACEPARENT, TRACESTATE)] + carried
 
 
 def _messaging(operation: str, destination: str | None = None, **more: Any) -> dict[str, Any]:
@@ -283,36 +287,44 @@ def processing(group: str, topics: Iterable[str], carriers: Sequence[Headers | N
                 other.end()
 
 
+@dataclass(slots=True)
+class _Sending:
+    span: trace.Span
+    carried: list[tuple[str, bytes]]  # its trace headers, made once per span, not per row
+    count: int = 0
+
+
 class RelaySpans:
     """The PRODUCER spans of one relay transaction: one per stored context and topic (`send <topic>`), the
     child of the context the row was written in; a record sent under one carries its context. Made only
     when `enabled()`; rows without a stored context go out as they are."""
 
     def __init__(self) -> None:
-        self._open: dict[tuple[bytes, str], tuple[trace.Span, list[tuple[str, bytes]], list[int]]] = {}
+        self._open: dict[tuple[bytes, str], _Sending] = {}
 
     def headers(self, topic: str, headers: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
         """The headers to send a row with: its stored context replaced by that of the span sending it."""
         raw = traceparent_of(headers)
         if raw is None:
             return headers
-        entry = self._open.get((raw, topic))
-        if entry is None:
+        sending = self._open.get((raw, topic))
+        if sending is None:
             parent = context_of(headers)
             if parent is None:
                 return headers
             span = _get_tracer().start_span(
                 f"send {topic}", context=trace.set_span_in_context(NonRecordingSpan(parent)),
                 kind=SpanKind.PRODUCER, attributes=_messaging("send", topic, **{"attain.outbox": True}))
-            entry = self._open[(raw, topic)] = (span, headers_of(span.get_span_context()), [0])
-        entry[2][0] += 1
-        return [*(h for h in headers if h[0] not in (TRACEPARENT, TRACESTATE)), *entry[1]]
+            sending = self._open[(raw, topic)] = _Sending(span, headers_of(span.get_span_context()))
+        sending.count += 1
+        return _with_trace(headers, sending.carried)
 
     def end(self, committed: bool, error: BaseException | None = None) -> None:
         """End every span: the transaction committed, or not (then an error, with why)."""
-        for span, _, count in self._open.values():
-            span.set_attribute("messaging.batch.message_count", count[0])
+        for sending in self._open.values():
+            sending.span.set_attribute("messaging.batch.message_count", sending.count)
             if not committed:
-                span.set_status(StatusCode.ERROR, repr(error)[:200] if error else "transaction not committed")
-            span.end()
+                sending.span.set_status(StatusCode.ERROR,
+                                        repr(error)[:200] if error else "transaction not committed")
+            sending.span.end()
         self._open.clear()
