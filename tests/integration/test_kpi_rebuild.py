@@ -143,3 +143,17 @@ async def test_a_database_without_kpi_state_is_named_not_a_missing_table(stack: 
     code, out = await asyncio.to_thread(_rebuild, env={"DATABASE_URL": url})
     assert code == 2, out
     assert "there is no live kpi state to rebuild" in out and "does not exist" not in out, out
+
+
+async def test_a_kpi_that_consumed_nothing_yet_rebuilds_to_an_equal_empty_state(stack: None) -> None:
+    """Migrated, but no offset committed: nothing to replay, and the (empty) states are equal. This used to crash
+    inside aiokafka, which cannot stop a consumer that was never assigned a partition."""
+    url = await fresh_database(f"attain_rebuild_unread_{uuid.uuid4().hex[:8]}")
+    migrated = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "shared.migrate", "kpi"], cwd=ROOT,
+                                       env={**_service_env("kpi"), "DATABASE_URL": url}, capture_output=True,
+                                       text=True, timeout=120, check=False)
+    assert migrated.returncode == 0, migrated.stderr
+    code, out = await asyncio.to_thread(_rebuild, env={"DATABASE_URL": url,
+                                                       "KAFKA_CONSUMER_GROUP_PREFIX": f"unread-{uuid.uuid4().hex[:6]}"})
+    assert code == 0, out
+    assert "Traceback" not in out, out
