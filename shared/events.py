@@ -60,6 +60,8 @@ def _countable(moment: datetime) -> datetime:
 Moment = Annotated[AwareDatetime, AfterValidator(_countable)]
 Money = Annotated[Dec, Field(ge=0, max_digits=20, decimal_places=4, allow_inf_nan=False)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. EUR")]
+Probability = Annotated[Dec, Field(ge=0, le=1, max_digits=5, decimal_places=4, allow_inf_nan=False,
+                                   examples=["0.6"])]
 SourceName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.-]{0,39}$", examples=["hubspot", "api"])]
 
 
@@ -84,6 +86,16 @@ class DealStage(StrEnum):
     OPEN = "open"
     WON = "won"
     LOST = "lost"
+
+
+class ForecastCategory(StrEnum):
+    """Where the owner puts an open deal in their forecast (Salesforce's forecast categories, lower-cased):
+    `commit` they will close it; `best_case` it could close; `pipeline` it is open; `omitted` leave it out."""
+
+    PIPELINE = "pipeline"
+    BEST_CASE = "best_case"
+    COMMIT = "commit"
+    OMITTED = "omitted"
 
 
 class ActivityKind(StrEnum):
@@ -127,6 +139,15 @@ class DealUpserted(_Model):
     created_at: Moment | None = None
     closed_at: Moment | None = Field(default=None, validate_default=True)
     updated_at: Moment
+    expected_close_at: Moment | None = Field(
+        default=None, description="When the owner expects an open deal to close (the CRM's close date). Optional:"
+        " kpi's forecast counts an open deal in the period of this moment (tenant's zone).")
+    probability: Probability | None = Field(
+        default=None, description="The CRM's chance that the deal is won, 0 to 1 (4 places). Optional: without it"
+        " kpi's forecast uses the rep's own win rate by stage and size, and says so.")
+    forecast_category: ForecastCategory | None = Field(
+        default=None, description="The owner's forecast category (Salesforce ForecastCategoryName). Optional:"
+        " absent counts as `pipeline`.")
 
     @field_validator("closed_at")
     @classmethod
@@ -279,6 +300,43 @@ CANONICAL_DATA: dict[str, type[_Model]] = {
 # --- derived events -------------------------------------------------------------------------
 
 
+class ForecastDeal(_Model):
+    """One open deal of a forecast: what it may add to the period, and on what ground its chance stands."""
+
+    deal_id: Id
+    rep_id: Id
+    amount: Dec = Field(description="in the tenant's base currency")
+    probability: Dec = Field(description="its chance of being won, 0 to 1")
+    basis: Literal["crm", "history"] = Field(
+        description="`crm`: the CRM's probability; `history`: the rep's own win rate on deals of its stage and"
+        " size (kpi's estimate: GET /v1/forecasts explains it)")
+    forecast_category: ForecastCategory
+    expected_close_at: AwareDatetime
+
+
+class Forecast(_Model):
+    """A won-revenue figure's look ahead: what is closed, what the open deals expected to close inside the
+    period may add, and the chance of reaching the target. Open amounts are by category and disjoint (a
+    `commit` deal is not counted again in `best_case`); `omitted` deals count nowhere."""
+
+    closed: Dec = Field(description="won so far in the period (the figure's actual)")
+    commit: Dec = Field(description="open deals in `commit` expected to close in the period")
+    best_case: Dec = Field(description="open deals in `best_case` expected to close in the period")
+    pipeline: Dec = Field(description="open deals in `pipeline` (or no category) expected to close in the period")
+    weighted: Dec = Field(description="closed + each open deal's amount x probability: the expected end of period")
+    gap: Dec = Field(description="target - closed, at least 0; 0 without a target")
+    probability: Dec | None = Field(
+        default=None, description="the chance that the open deals cover the gap, 0 to 1; null without a target")
+    method: Literal["certain", "exact", "monte_carlo"] | None = None
+    error: Dec | None = Field(default=None, description="how far off `probability` may be (99 %), 0 when exact")
+    open_deals: int = Field(ge=0, description="open deals expected to close in the period (not omitted)")
+    estimated: int = Field(ge=0, description="of them, those without a CRM probability (estimated from history)")
+    undated: int = Field(default=0, ge=0, description="open deals with no expected close date: in no period")
+    deals: list[ForecastDeal] = Field(
+        default_factory=list, max_length=10,
+        description="the open deals that could close the gap, largest weighted amount first (at most 10)")
+
+
 class AttainmentUpdated(_Model):
     """`kpi.attainment.updated`: the full current figures of one (scope, id, period, metric)."""
 
@@ -312,6 +370,10 @@ class AttainmentUpdated(_Model):
                     " alone counts at its newest event time. A"
                     " backfill of old deals moves figures now with an old `source_time`; recognition celebrates"
                     " nothing older than the tenant's history horizon. Absent from events before it existed.")
+    forecast: Forecast | None = Field(
+        default=None,
+        description="won_revenue only, while its period has not ended: the forecast from the open pipeline (issue"
+                    " 22). Absent from other metrics, ended periods and events before it existed.")
 
 
 def supersedes(held_revision: int | None, held_as_of: datetime, revision: int | None, as_of: datetime) -> bool:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import lru_cache
-from typing import Annotated, Any, Final, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 import msgspec
 from pydantic import BaseModel
@@ -87,7 +87,7 @@ def _digits(value: Decimal) -> tuple[int, int]:
 
 
 def _decimal(name: str, value: Decimal | float | None, *, ge: int | None = None, gt: int | None = None,
-             max_digits: int | None = None, places: int | None = None) -> None:
+             max_digits: int | None = None, places: int | None = None, le: int | None = None) -> None:
     """pydantic's Decimal checks: finite, bounds, and digits/places. A limit is broken only when both the
     value as written and its normalised form break it (pydantic-core's rule: "12.50000" has 4 places)."""
     if value is None:
@@ -108,6 +108,8 @@ def _decimal(name: str, value: Decimal | float | None, *, ge: int | None = None,
         raise ValueError(f"{name}: Input should be greater than or equal to {ge}")
     if gt is not None and not value > gt:
         raise ValueError(f"{name}: Input should be greater than {gt}")
+    if le is not None and not value <= le:
+        raise ValueError(f"{name}: Input should be less than or equal to {le}")
 
 
 def _plain_money(value: Decimal, max_digits: int, places: int) -> bool:
@@ -178,11 +180,18 @@ class DealUpserted(_Wire, kw_only=True):
     created_at: AwareTime | None = None
     closed_at: AwareTime | None = None
     updated_at: AwareTime
+    expected_close_at: AwareTime | None = None
+    probability: Dec | None = None
+    forecast_category: ev.ForecastCategory | None = None
 
     def __post_init__(self) -> None:
         if "\x00" in f"{self.deal_id}{self.rep_id}{self.stage_label}":
             _nul_free(self, "deal_id", "rep_id", "stage_label")
         _decimal("amount", self.amount, ge=0, max_digits=20, places=4)
+        if self.probability is not None:
+            _decimal("probability", self.probability, ge=0, le=1, max_digits=5, places=4)
+        if self.expected_close_at is not None and self.expected_close_at.year not in _SAFE_YEARS:
+            _moment("expected_close_at", self.expected_close_at)
         created, closed, years = self.created_at, self.closed_at, _SAFE_YEARS
         if not ((created is None or created.year in years) and (closed is None or closed.year in years)
                 and self.updated_at.year in years):
@@ -271,6 +280,42 @@ class TargetSet(_Wire, kw_only=True):
         _decimal("value", self.value, ge=0, max_digits=20, places=4)
 
 
+class ForecastDeal(_Wire, kw_only=True):
+    deal_id: Id
+    rep_id: Id
+    amount: Dec
+    probability: Dec
+    basis: Literal["crm", "history"]
+    forecast_category: ev.ForecastCategory
+    expected_close_at: AwareTime
+
+    def __post_init__(self) -> None:
+        if "\x00" in f"{self.deal_id}{self.rep_id}":
+            _nul_free(self, "deal_id", "rep_id")
+        _decimal("amount", self.amount)
+        _decimal("probability", self.probability)
+
+
+class Forecast(_Wire, kw_only=True):
+    closed: Dec
+    commit: Dec
+    best_case: Dec
+    pipeline: Dec
+    weighted: Dec
+    gap: Dec
+    probability: Dec | None = None
+    method: Literal["certain", "exact", "monte_carlo"] | None = None
+    error: Dec | None = None
+    open_deals: Annotated[int, msgspec.Meta(ge=0)]
+    estimated: Annotated[int, msgspec.Meta(ge=0)]
+    undated: Annotated[int, msgspec.Meta(ge=0)] = 0
+    deals: Annotated[list[ForecastDeal], msgspec.Meta(max_length=10)] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for name in ("closed", "commit", "best_case", "pipeline", "weighted", "gap", "probability", "error"):
+            _decimal(name, getattr(self, name))
+
+
 class AttainmentUpdated(_Wire, kw_only=True):
     scope: ev.Scope
     scope_id: Id
@@ -290,6 +335,7 @@ class AttainmentUpdated(_Wire, kw_only=True):
     name: str | None = None
     revision: Annotated[int, msgspec.Meta(ge=1)] | None = None
     source_time: AwareTime | None = None
+    forecast: Forecast | None = None
 
     def __post_init__(self) -> None:
         if "\x00" in self.scope_id:
@@ -350,6 +396,7 @@ STRUCTS: Final[dict[type[BaseModel], type[msgspec.Struct]]] = {
     ev.RepUpserted: RepUpserted, ev.TeamUpserted: TeamUpserted, ev.TargetSet: TargetSet,
     ev.AttainmentUpdated: AttainmentUpdated, ev.ExchangeRate: ExchangeRate, ev.TenantUpserted: TenantUpserted,
     ev.TokenGrant: TokenGrant, ev.TimeOffSet: TimeOffSet, ev.Holidays: Holidays, ev.Holiday: Holiday,
+    ev.Forecast: Forecast, ev.ForecastDeal: ForecastDeal,
 }
 _set = object.__setattr__
 
@@ -386,6 +433,25 @@ def _converter(model: type[BaseModel], struct: type[msgspec.Struct]) -> Callable
             return construct(values)
 
         return calendar
+    if model is ev.Forecast:  # nested: its deals become pydantic models
+        deal = _converter(ev.ForecastDeal, ForecastDeal)
+
+        def forecast(value: Any) -> BaseModel:
+            values = as_dict(value)
+            values["deals"] = [deal(d) for d in values["deals"]]
+            return construct(values)
+
+        return forecast
+    if model is ev.AttainmentUpdated:  # nested: its forecast becomes a pydantic model
+        outlook = _converter(ev.Forecast, Forecast)
+
+        def figure(value: Any) -> BaseModel:
+            values = as_dict(value)
+            if values["forecast"] is not None:
+                values["forecast"] = outlook(values["forecast"])
+            return construct(values)
+
+        return figure
     if model is ev.TenantUpserted:  # nested: its rates, tokens and holidays become pydantic models
         rate = _converter(ev.ExchangeRate, ExchangeRate)
         grant = _converter(ev.TokenGrant, TokenGrant)

@@ -176,8 +176,18 @@ def test_aware_times_in_any_offset_are_accepted() -> None:
 
 
 def test_unknown_fields_are_ignored() -> None:
-    model = deal(probability="0.4")
-    assert "probability" not in model.model_dump()
+    model = deal(win_chance="0.4")
+    assert "win_chance" not in model.model_dump()
+
+
+def test_forecast_fields_are_optional_and_checked() -> None:
+    assert deal().probability is None and deal().expected_close_at is None and deal().forecast_category is None
+    model = deal(probability="0.35", expected_close_at="2026-03-31T17:00:00+02:00", forecast_category="commit")
+    assert model.probability == Decimal("0.35") and model.forecast_category == "commit"
+    for bad in ({"probability": "1.5"}, {"probability": "-0.1"}, {"probability": "0.12345"},
+                {"forecast_category": "maybe"}, {"expected_close_at": "2026-03-31T17:00:00"}):
+        with pytest.raises(ValidationError):
+            deal(**bad)
 
 
 def test_models_are_frozen() -> None:

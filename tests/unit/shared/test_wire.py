@@ -182,6 +182,11 @@ def changed(type_: str, **changes: Any) -> dict[str, Any]:
 OMIT = object()
 
 # Canonical payloads, as producers write them: the fast path takes every one.
+FORECAST: dict[str, Any] = {
+    "closed": "40000", "commit": "25000", "best_case": "10000", "pipeline": "5000", "weighted": "61500", "gap": "35000",
+    "probability": "0.42", "method": "exact", "error": "0", "open_deals": 3, "estimated": 1, "undated": 2,
+    "deals": [{"deal_id": "d9", "rep_id": "r1", "amount": "25000", "probability": "0.9", "basis": "crm",
+               "forecast_category": "commit", "expected_close_at": "2026-12-18T16:00:00Z"}]}
 VALID: list[tuple[str, str, dict[str, Any]]] = [
     *[(type_, "base", data) for type_, data in BASE.items()],
     ("deal.upserted", "open, no dates", changed("deal.upserted", stage="open", closed_at=OMIT, created_at=OMIT,
@@ -190,7 +195,13 @@ VALID: list[tuple[str, str, dict[str, Any]]] = [
     ("deal.upserted", "lost", changed("deal.upserted", stage="lost")),
     *[("deal.upserted", f"amount {a}", changed("deal.upserted", amount=a))
       for a in ("9E+4", "1.5E+3", "0.0001", "12.50", "0", "-0", "12.50000", "99999999999999.9999", " 7 ", "1_000")],
-    ("deal.upserted", "an unknown field", changed("deal.upserted", probability="0.4")),
+    ("deal.upserted", "an unknown field", changed("deal.upserted", win_chance="0.4")),
+    ("deal.upserted", "a forecast", changed("deal.upserted", stage="open", closed_at=OMIT, probability="0.4",
+                                            expected_close_at="2026-12-18T17:00:00+01:00", forecast_category="commit")),
+    *[("deal.upserted", f"probability {p}", changed("deal.upserted", probability=p))
+      for p in ("0", "1", "1.0000", "0.0001", "0.35", "-0")],
+    *[("deal.upserted", f"category {c}", changed("deal.upserted", forecast_category=c))
+      for c in ("pipeline", "best_case", "commit", "omitted")],
     ("deal.upserted", "an offset time", changed("deal.upserted", updated_at="2026-11-05T10:00:00+01:00")),
     ("deal.upserted", "space and lower-case separators", changed("deal.upserted", updated_at="2026-11-05 09:00:00z")),
     ("deal.upserted", "the first countable moment", changed("deal.upserted", closed_at="1970-01-01T00:00:00Z")),
@@ -207,6 +218,10 @@ VALID: list[tuple[str, str, dict[str, Any]]] = [
     ("kpi.attainment.updated", "no target", changed("kpi.attainment.updated", target=None, attainment=None,
                                                     expected=None, pace=None, projected=OMIT, period_start=OMIT)),
     ("kpi.attainment.updated", "a figure in year 1", changed("kpi.attainment.updated", as_of="0001-01-01T00:00:00Z")),
+    ("kpi.attainment.updated", "a forecast", changed("kpi.attainment.updated", forecast=FORECAST)),
+    ("kpi.attainment.updated", "a forecast without a target",
+     changed("kpi.attainment.updated", forecast={**FORECAST, "probability": None, "method": None, "error": None,
+                                                 "deals": []})),
     ("tenant.upserted", "before tenants had rates or a locale", changed("tenant.upserted", rates=OMIT, locale=OMIT)),
 ]
 
@@ -258,6 +273,10 @@ INVALID: list[tuple[str, str, dict[str, Any] | bytes | None]] = [
         ("closed_at", "0281-03-01T00:00:00Z"), ("closed_at", "1969-12-31T23:59:59Z"),
         ("closed_at", "1970-01-01T00:30:00+01:00"), ("created_at", "9999-06-01T00:00:00Z"),
         ("created_at", "2026-11-05T09:00:00+24:00"),
+        ("probability", "1.0001"), ("probability", "-0.1"), ("probability", "0.12345"), ("probability", "NaN"),
+        ("probability", "Infinity"), ("probability", "2"), ("probability", "50%"), ("forecast_category", "Commit"),
+        ("forecast_category", "maybe"), ("expected_close_at", "2026-12-18"), ("expected_close_at", "0281-03-01T00:00:00Z"),
+        ("expected_close_at", "2026-12-18T17:00:00"),
     )],
     *[("deal.upserted", f"a {s} deal without a close date", changed("deal.upserted", stage=s, closed_at=c))
       for s in ("won", "lost") for c in (None, OMIT)],
@@ -292,6 +311,13 @@ INVALID: list[tuple[str, str, dict[str, Any] | bytes | None]] = [
         ("scope_id", ""), ("scope_id", "s\x00"), ("metric", "velocity"), ("period_end", "never"), ("name", 3),
     )],
     ("kpi.attainment.updated", "no actual", changed("kpi.attainment.updated", actual=OMIT)),
+    *[("kpi.attainment.updated", f"forecast {f}={v!r}", changed("kpi.attainment.updated", forecast={**FORECAST, f: v}))
+      for f, v in (("weighted", "NaN"), ("probability", "Infinity"), ("open_deals", -1), ("method", "guess"),
+                   ("gap", None), ("deals", [{**FORECAST["deals"][0], "basis": "hunch"}]),
+                   ("deals", [{**FORECAST["deals"][0], "expected_close_at": "2026-12-18"}]),
+                   ("deals", FORECAST["deals"] * 11), ("estimated", "one"))],
+    ("kpi.attainment.updated", "a forecast without closed",
+     changed("kpi.attainment.updated", forecast={k: v for k, v in FORECAST.items() if k != "closed"})),
     *[("tenant.upserted", f"rate {r!r}", changed("tenant.upserted", rates=[
         {"currency": "USD", "valid_from": "2026-01-01", "rate": r}])) for r in ("0", "-1", "1.0000000000001", "NaN")],
     ("tenant.upserted", "a lower-case rate currency", changed("tenant.upserted", rates=[
