@@ -58,6 +58,7 @@ class Deal:
     currency: str
     created_at: datetime | None
     closed_at: datetime | None
+    expected_close_at: datetime | None = None  # an open deal's: where it counts in forecasts (no tally)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,9 +116,14 @@ class Ledger:
     books: Books
     scopes: tuple[str, ...] = ("rep", "team")
     deltas: dict[Key, Vector] = field(default_factory=dict)
+    # the keys whose forecast an open deal's version moves (its expected close's periods): no tally changes,
+    # but a won_revenue figure there is published again with its new forecast (`outlook.py`)
+    touched: set[Key] = field(default_factory=set)
 
     def deal(self, deal: Deal, sign: int) -> None:
         """Add (sign 1) or take out (sign -1) everything a deal version counts for."""
+        if deal.stage == "open" and deal.expected_close_at is not None:
+            self.touched.update(self.keys(deal.rep_id, deal.expected_close_at))
         if deal.created_at is not None:
             self._money(deal, deal.created_at, PIPELINE, None, sign)
         if deal.closed_at is not None and deal.stage == "won":
@@ -139,21 +145,24 @@ class Ledger:
     def _day(self, moment: datetime) -> date:
         return moment.astimezone(self.books.timezone).date()
 
-    def _add(self, rep_id: str, moment: datetime, parts: Iterable[tuple[int, int | Decimal]]) -> None:
+    def keys(self, rep_id: str, moment: datetime) -> list[Key]:
+        """Every (scope, id, period) a record of the rep at `moment` counts in."""
         labels = labels_of_day(self._day(moment), self.books.fiscal_start_month)
         owners = []
         if "rep" in self.scopes:
             owners.append(("rep", rep_id))
         if "team" in self.scopes and (team := self.books.team_at(rep_id, moment)) is not None:
             owners += [("team", t) for t in self.books.lineage(team)]
+        return [(scope, owner, label) for scope, owner in owners for label in labels]
+
+    def _add(self, rep_id: str, moment: datetime, parts: Iterable[tuple[int, int | Decimal]]) -> None:
         parts = tuple(parts)
-        for scope, owner in owners:
-            for label in labels:
-                vector = self.deltas.get((scope, owner, label))
-                if vector is None:
-                    vector = self.deltas[(scope, owner, label)] = zero()
-                for index, value in parts:
-                    vector[index] = EXACT.add(vector[index], value) if index in MONEY else vector[index] + value
+        for key in self.keys(rep_id, moment):
+            vector = self.deltas.get(key)
+            if vector is None:
+                vector = self.deltas[key] = zero()
+            for index, value in parts:
+                vector[index] = EXACT.add(vector[index], value) if index in MONEY else vector[index] + value
 
     def changed(self) -> dict[Key, Vector]:
         """The keys whose tally moves, with their deltas (contributions that cancelled are left out)."""

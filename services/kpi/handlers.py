@@ -30,6 +30,8 @@ from pydantic import BaseModel
 
 from services.kpi.contributions import Books, Key, Ledger, zero
 from services.kpi.figures import figures, published, source_time
+from services.kpi.forecasting import forecasts
+from services.kpi.outlook import digest
 from services.kpi.pace import calendar_of, local_days, pace
 from services.kpi.ports import Figure, Outgoing, PgRepository, Repository, RepositoryFactory, Tracked
 from services.kpi.roster import Span, first_difference, memberships_from
@@ -75,9 +77,10 @@ FIGURES_SENT = Counter("attain_kpi_figures_emitted_total", "kpi.attainment.updat
 # No figure of a tenant's is a Prometheus series: /metrics answers anyone who reaches the port, and its label
 # values would name tenants and teams (issue 16). Figures are read through the API, with a tenant's token.
 
-# a tenant's books, the keys whose tallies or targets moved, and (unless the batch recounted the tenant) the
-# new tally and targets of each moved key that figures are published for
-Moved = tuple[Books, set[Key], dict[Key, Tracked] | None]
+# a tenant's books, the keys whose tallies or targets moved, (unless the batch recounted the tenant) the
+# new tally and targets of each moved key that figures are published for, and the keys whose forecast an open
+# deal moved
+Moved = tuple[Books, set[Key], dict[Key, Tracked] | None, set[Key]]
 
 
 def make_handler(rt: HasClock, repository: RepositoryFactory = PgRepository) -> Handler:
@@ -94,7 +97,11 @@ def make_handler(rt: HasClock, repository: RepositoryFactory = PgRepository) -> 
             by_tenant[msg.event.tenant].append(msg)
         now = rt.clock.now()
         for tenant, msgs in by_tenant.items():
-            books, moved, tracked = await _apply(store, tenant, msgs, publish_all=publish_all)
+            books, moved, tracked, touched = await _apply(store, tenant, msgs, publish_all=publish_all)
+            if extra := touched - moved:  # open deals moved these keys' forecasts, and no tally of theirs
+                moved |= extra
+                if tracked is not None:
+                    tracked.update(await _read_tracked(store, tenant, extra, publish_all=False))
             if moved:
                 newest = source_time([(m.data, m.event.time) for m in msgs], now)
                 await _recompute(store, tenant, books, moved, tracked, now, publish_all=publish_all,
@@ -144,7 +151,7 @@ async def _apply(store: Repository, tenant: str, msgs: list[Incoming], *, publis
         moved = set(deltas)
     if tracked is None and targets:  # (rare) after a recount: read with the rest in `_recompute`
         await store.ensure_tallies(tenant, targets)
-    return books, moved | targets, tracked
+    return books, moved | targets, tracked, ledger.touched
 
 
 async def _apply_in_order(store: Repository, tenant: str, msgs: list[Incoming],
@@ -199,7 +206,7 @@ async def _follow_roster(store: Repository, tenant: str, roster: list[Incoming],
     # From the earliest change of any of them: for a rep whose teams agree before its own change, the old
     # and new attributions of its earlier records are the same and cancel out.
     deals, activities = await store.histories(tenant, sorted(changed), since)
-    teams = Ledger(ledger.books, scopes=("team",), deltas=ledger.deltas)
+    teams = Ledger(ledger.books, scopes=("team",), deltas=ledger.deltas, touched=ledger.touched)
     for sign in (-1, 1):
         if sign == 1:
             ledger.books.memberships.update(changed)
@@ -239,12 +246,17 @@ async def _recompute(store: Repository, tenant: str, books: Books, moved: set[Ke
         for metric, actual in values(tally).items():
             target = targets.get(metric.value)
             if published(target, publish_all=publish_all):
-                rows.append((scope, scope_id, period, metric.value, actual, target))
+                rows.append((scope, scope_id, period, metric.value, actual, target, None))
+    tz, fiscal = books.timezone, books.fiscal_start_month
+    bounds = {p: period_bounds(p, tz, fiscal) for p in {row[2] for row in rows}}
+    ahead = [row for row in rows if row[3] == Metric.WON_REVENUE.value and bounds[row[2]][1] > now]
+    outlooks = await forecasts(store, tenant, books, [(r[0], r[1], r[2], r[4], r[5]) for r in ahead], bounds, now)
+    if outlooks:
+        rows = [(*row[:6], digest(outlooks.get(row[:3]))) if row[3] == Metric.WON_REVENUE.value else row
+                for row in rows]
     revisions = await store.save_published(tenant, rows, now)
     if not revisions:
         return
-    tz, fiscal = books.timezone, books.fiscal_start_month
-    bounds = {p: period_bounds(p, tz, fiscal) for p in {key[2] for key in revisions}}
     chosen = [row for row in rows if row[:4] in revisions]
     reps = sorted({r[1] for r in chosen if r[0] == "rep"})
     profiles = await store.profiles_of(tenant, reps)
@@ -252,7 +264,7 @@ async def _recompute(store: Repository, tenant: str, books: Books, moved: set[Ke
     leave = await store.time_off(tenant, reps, min(d[0] for d in days), max(d[1] for d in days)) if reps else {}
     fair = pace(bounds, now, tz, books.holidays, leave)
     outgoing: list[Outgoing] = []
-    for scope, scope_id, period, metric_name, actual, target in chosen:
+    for scope, scope_id, period, metric_name, actual, target, _ in chosen:
         start, end = bounds[period]
         fig = figures(actual, target, fair.share(period, scope_id if scope == "rep" else None))
         profile = profiles.get(scope_id) if scope == "rep" else None
@@ -263,6 +275,7 @@ async def _recompute(store: Repository, tenant: str, books: Books, moved: set[Ke
             team_id=profile["team_id"] if profile else (scope_id if scope == "team" else None),
             manager_id=profile["manager_id"] if profile else None, name=profile["name"] if profile else None,
             revision=revisions[(scope, scope_id, period, metric_name)], source_time=source,
+            forecast=outlooks.get((scope, scope_id, period)) if metric_name == Metric.WON_REVENUE.value else None,
         )
         revision = data.revision
         event_id = uuid.uuid5(NAMESPACE, f"{tenant}|{scope}|{scope_id}|{period}|{metric_name}|{revision}")

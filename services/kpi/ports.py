@@ -33,7 +33,8 @@ from shared.events import (
 )
 from shared.outbox import enqueue_many
 
-Figure = tuple[str, str, str, str, Decimal, Decimal | None]  # scope, scope id, period, metric, actual, target
+# scope, scope id, period, metric, actual, target, forecast digest (`outlook.digest`: won_revenue ahead only)
+Figure = tuple[str, str, str, str, Decimal, Decimal | None, str | None]
 FigureKey = tuple[str, str, str, str]  # scope, scope id, period, metric
 Outgoing = tuple[str, bytes, CloudEvent]  # topic, record key, event
 Tracked = repo.Tracked  # a key's new tally and its targets by metric
@@ -79,6 +80,11 @@ class Repository(Protocol):
     async def read_tallies(self, tenant: str, keys: Iterable[Key]) -> dict[Key, Tally]: ...
     async def save_published(self, tenant: str, figures: list[Figure], at: datetime) -> dict[FigureKey, int]: ...
     async def announce_figures(self, tenant: str, periods: list[str]) -> None: ...
+
+    # forecasts: open deals and closed-deal history (`outlook.py`)
+    async def open_deals(self, tenant: str, rep_ids: Iterable[str], team_ids: Iterable[str], start: datetime,
+                         end: datetime) -> list[Mapping[str, Any]]: ...
+    async def win_history(self, tenant: str, since: datetime) -> list[Mapping[str, Any]]: ...
 
     # outgoing events, in the same transaction (the outbox)
     async def enqueue(self, items: list[Outgoing]) -> None: ...
@@ -175,6 +181,13 @@ class PgRepository:
 
     async def announce_figures(self, tenant: str, periods: list[str]) -> None:
         await repo.announce_figures(self.conn, tenant, periods)
+
+    async def open_deals(self, tenant: str, rep_ids: Iterable[str], team_ids: Iterable[str], start: datetime,
+                         end: datetime) -> list[Mapping[str, Any]]:
+        return await repo.open_deals(self.conn, tenant, rep_ids, team_ids, start, end)
+
+    async def win_history(self, tenant: str, since: datetime) -> list[Mapping[str, Any]]:
+        return await repo.win_history(self.conn, tenant, since)
 
     async def enqueue(self, items: list[Outgoing]) -> None:
         await enqueue_many(self.conn, items)

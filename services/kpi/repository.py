@@ -25,6 +25,7 @@ from services.kpi.contributions import (
     Vector,
     tally_of,
 )
+from services.kpi.outlook import BAND_SQL
 from services.kpi.pace import calendar_of
 from services.kpi.roster import Span, Version
 from services.kpi.tally import Tally
@@ -153,10 +154,10 @@ def _deal(row: asyncpg.Record | None) -> Deal | None:
     if row is None or row["deleted"]:
         return None
     return Deal(row["rep_id"], row["stage"], row["amount"], row["currency"].strip(), row["created_at"],
-                row["closed_at"])
+                row["closed_at"], row["expected_close_at"])
 
 
-_DEAL_COLUMNS = "rep_id, stage, amount, currency, created_at, closed_at, deleted"
+_DEAL_COLUMNS = "rep_id, stage, amount, currency, created_at, closed_at, deleted, expected_close_at"
 
 
 async def _claim_deals(conn: asyncpg.Connection, tenant: str, deal_ids: list[str]) -> None:
@@ -187,7 +188,10 @@ async def apply_deals(conn: asyncpg.Connection, tenant: str,
         return []
     cols = ([d.deal_id for d, _ in deals], [d.rep_id for d, _ in deals], [d.amount for d, _ in deals],
             [d.currency for d, _ in deals], [d.stage.value for d, _ in deals], [d.created_at for d, _ in deals],
-            [d.closed_at for d, _ in deals], [d.updated_at for d, _ in deals], [t for _, t in deals])
+            [d.closed_at for d, _ in deals], [d.updated_at for d, _ in deals], [t for _, t in deals],
+            [d.stage_label for d, _ in deals], [d.expected_close_at for d, _ in deals],
+            [d.probability for d, _ in deals],
+            [d.forecast_category.value if d.forecast_category else None for d, _ in deals])
     # Lock and read the stored versions first, in a statement of their own: a FOR UPDATE inside the
     # upsert's own WITH would skip rows the same statement updates, and lose their old side.
     await _claim_deals(conn, tenant, cols[0])
@@ -195,17 +199,26 @@ async def apply_deals(conn: asyncpg.Connection, tenant: str,
         f"SELECT deal_id, {_DEAL_COLUMNS} FROM deals"
         " WHERE tenant = $1 AND deal_id = ANY($2::text[]) ORDER BY deal_id FOR UPDATE", tenant, cols[0])}
     changed = await conn.fetch(
-        "WITH incoming AS (SELECT DISTINCT ON (deal_id) * FROM unnest($2::text[], $3::text[], $4::numeric[],"
-        "   $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::text[])"
-        "   AS i(deal_id, rep_id, amount, currency, stage, created_at, closed_at, updated_at, tiebreak)"
+        "WITH raw AS (SELECT * FROM unnest($2::text[], $3::text[], $4::numeric[],"
+        "   $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::text[],"
+        "   $11::text[], $12::timestamptz[], $13::numeric[], $14::text[])"
+        "   AS i(deal_id, rep_id, amount, currency, stage, created_at, closed_at, updated_at, tiebreak,"
+        "   stage_label, expected_close_at, probability, forecast_category)),"
+        # every stage label any version stood in (a set: the same in any order of arrival; rows in key order)
+        " labels AS (INSERT INTO deal_stages (tenant, deal_id, stage_label) SELECT DISTINCT $1, deal_id,"
+        "   stage_label FROM raw WHERE stage_label IS NOT NULL ORDER BY 2, 3 ON CONFLICT DO NOTHING),"
+        " incoming AS (SELECT DISTINCT ON (deal_id) * FROM raw"
         "   ORDER BY deal_id, updated_at DESC, tiebreak COLLATE \"C\" DESC)"
         " INSERT INTO deals (tenant, deal_id, rep_id, amount, currency, stage, created_at, closed_at,"
-        "   updated_at, tiebreak, deleted) SELECT $1, deal_id, rep_id, amount, currency, stage, created_at,"
-        "   closed_at, updated_at, tiebreak, false FROM incoming"
+        "   updated_at, tiebreak, deleted, stage_label, expected_close_at, probability, forecast_category)"
+        " SELECT $1, deal_id, rep_id, amount, currency, stage, created_at,"
+        "   closed_at, updated_at, tiebreak, false, stage_label, expected_close_at, probability, forecast_category"
+        " FROM incoming"
         " ON CONFLICT (tenant, deal_id) DO UPDATE SET rep_id = EXCLUDED.rep_id, amount = EXCLUDED.amount,"
         "   currency = EXCLUDED.currency, stage = EXCLUDED.stage, created_at = EXCLUDED.created_at,"
         "   closed_at = EXCLUDED.closed_at, updated_at = EXCLUDED.updated_at, tiebreak = EXCLUDED.tiebreak,"
-        "   deleted = false"
+        "   deleted = false, stage_label = EXCLUDED.stage_label, expected_close_at = EXCLUDED.expected_close_at,"
+        "   probability = EXCLUDED.probability, forecast_category = EXCLUDED.forecast_category"
         " WHERE (deals.updated_at, deals.tiebreak) < (EXCLUDED.updated_at, EXCLUDED.tiebreak COLLATE \"C\")"
         f" RETURNING deal_id, {_DEAL_COLUMNS}",
         tenant, *cols,
@@ -245,7 +258,8 @@ async def delete_deal(conn: asyncpg.Connection, tenant: str, deal: DealDeleted, 
         # a tombstone keeps nothing of the deal, so its state does not depend on what arrived before it
         " ON CONFLICT (tenant, deal_id) DO UPDATE SET deleted = true, updated_at = EXCLUDED.updated_at,"
         " tiebreak = EXCLUDED.tiebreak, rep_id = '', amount = 0, currency = 'XXX', stage = 'open',"
-        " created_at = NULL, closed_at = NULL",
+        " created_at = NULL, closed_at = NULL, stage_label = NULL, expected_close_at = NULL, probability = NULL,"
+        " forecast_category = NULL",
         tenant, deal.deal_id, deal.updated_at, tiebreak,
     )
     return _deal(old)
@@ -517,22 +531,25 @@ async def profiles_of(conn: asyncpg.Connection, tenant: str, rep_ids: list[str])
 
 
 async def save_published(conn: asyncpg.Connection, tenant: str, figures: list[tuple[str, str, str, str,
-                         Decimal, Decimal | None]], at: datetime) -> dict[tuple[str, str, str, str], int]:
-    """Remember the figures about to be published; the new revision of each key whose (actual, target)
-    differ from what was last published (the others are left out: nothing new to say). Revisions come from
-    one sequence (migration 010): per key they grow in commit order, whichever replica publishes."""
+                         Decimal, Decimal | None, str | None]], at: datetime) -> dict[tuple[str, str, str, str], int]:
+    """Remember the figures about to be published; the new revision of each key whose (actual, target,
+    forecast digest) differ from what was last published (the others are left out: nothing new to say).
+    Revisions come from one sequence (migration 010): per key they grow in commit order, whichever replica
+    publishes."""
     if not figures:
         return {}
     rows = await conn.fetch(
-        "INSERT INTO published_figures (tenant, scope, scope_id, period, metric, actual, target, updated_at)"
-        " SELECT $1, * , $8::timestamptz FROM unnest($2::text[], $3::text[], $4::text[], $5::text[],"
-        "   $6::numeric[], $7::numeric[]) ORDER BY 1, 2, 3, 4, 5"
+        "INSERT INTO published_figures (tenant, scope, scope_id, period, metric, actual, target, forecast_digest,"
+        " updated_at)"
+        " SELECT $1, * , $9::timestamptz FROM unnest($2::text[], $3::text[], $4::text[], $5::text[],"
+        "   $6::numeric[], $7::numeric[], $8::text[]) ORDER BY 1, 2, 3, 4, 5"
         " ON CONFLICT (tenant, scope, scope_id, period, metric) DO UPDATE SET actual = EXCLUDED.actual,"
-        " target = EXCLUDED.target, updated_at = EXCLUDED.updated_at, revision = nextval('figure_revisions')"
-        " WHERE (published_figures.actual, published_figures.target)"
-        "   IS DISTINCT FROM (EXCLUDED.actual, EXCLUDED.target)"
+        " target = EXCLUDED.target, forecast_digest = EXCLUDED.forecast_digest, updated_at = EXCLUDED.updated_at,"
+        " revision = nextval('figure_revisions')"
+        " WHERE (published_figures.actual, published_figures.target, published_figures.forecast_digest)"
+        "   IS DISTINCT FROM (EXCLUDED.actual, EXCLUDED.target, EXCLUDED.forecast_digest)"
         " RETURNING scope, scope_id, period, metric, revision",
-        tenant, *([f[i] for f in figures] for i in range(6)), at,
+        tenant, *([f[i] for f in figures] for i in range(7)), at,
     )
     return {(r["scope"], r["scope_id"], r["period"], r["metric"]): r["revision"] for r in rows}
 
@@ -545,3 +562,38 @@ async def ensure_tallies(conn: asyncpg.Connection, tenant: str, keys: Iterable[K
             "INSERT INTO period_tallies (tenant, scope, scope_id, period)"
             " SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[]) ORDER BY 1, 2, 3 ON CONFLICT DO NOTHING",
             tenant, [k[0] for k in wanted], [k[1] for k in wanted], [k[2] for k in wanted])
+
+
+# --- forecasts (issue 22: `outlook.py`) -------------------------------------------------------------------
+
+_OPEN_COLUMNS = "deal_id, rep_id, amount, currency, expected_close_at, probability, forecast_category, stage_label"
+
+
+async def open_deals(conn: asyncpg.Connection, tenant: str, rep_ids: Iterable[str], team_ids: Iterable[str],
+                     start: datetime, end: datetime) -> list[asyncpg.Record]:
+    """The open deals of `rep_ids`, and of every rep ever in one of `team_ids`, expected to close from `start`
+    to before `end`, and those with no expected close (in no period: a forecast counts them as `undated`)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"SELECT {_OPEN_COLUMNS} FROM deals d WHERE d.tenant = $1 AND d.stage = 'open' AND NOT d.deleted"
+        " AND (d.rep_id = ANY($2::text[]) OR EXISTS (SELECT 1 FROM memberships m WHERE m.tenant = $1"
+        "   AND m.rep_id = d.rep_id AND m.team_id = ANY($3::text[])))"
+        " AND (d.expected_close_at IS NULL OR (d.expected_close_at >= $4 AND d.expected_close_at < $5))"
+        " ORDER BY d.deal_id", tenant, sorted(set(rep_ids)), sorted(set(team_ids)), start, end)
+    return rows
+
+
+async def win_history(conn: asyncpg.Connection, tenant: str, since: datetime) -> list[asyncpg.Record]:
+    """The tenant's deals closed since `since`, counted (won, closed) by rep (NULL: the whole tenant) and size
+    band (`outlook.BAND_SQL`), and again by the stage labels they stood in (`kind` 'stage'; 'band' without)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"WITH closed AS (SELECT deal_id, rep_id, stage = 'won' AS won, {BAND_SQL} AS band FROM deals"
+        "   WHERE tenant = $1 AND NOT deleted AND stage IN ('won', 'lost') AND closed_at >= $2)"
+        " SELECT 'band' AS kind, CASE WHEN grouping(rep_id) = 0 THEN rep_id END AS rep_id, NULL AS stage_label,"
+        "   band, count(*) FILTER (WHERE won) AS won, count(*) AS closed FROM closed"
+        "   GROUP BY GROUPING SETS ((rep_id, band), (band))"
+        " UNION ALL"
+        " SELECT 'stage', CASE WHEN grouping(c.rep_id) = 0 THEN c.rep_id END, s.stage_label, c.band,"
+        "   count(*) FILTER (WHERE c.won), count(*) FROM closed c"
+        "   JOIN deal_stages s ON s.tenant = $1 AND s.deal_id = c.deal_id"
+        "   GROUP BY GROUPING SETS ((c.rep_id, s.stage_label, c.band), (s.stage_label, c.band))", tenant, since)
+    return rows

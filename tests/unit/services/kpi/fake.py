@@ -18,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from services.kpi.contributions import EXACT, MONEY, Activity, Books, Deal, Key, Ledger, Vector, tally_of, zero
+from services.kpi.outlook import band
 from services.kpi.pace import calendar_of
 from services.kpi.ports import Figure, FigureKey, Outgoing, Tracked
 from services.kpi.repository import UNKNOWN_CALENDAR
@@ -44,6 +45,7 @@ class StoredDeal:
     updated_at: datetime
     tiebreak: str
     deal: Deal | None  # None: a tombstone
+    source: DealUpserted | None = None  # the version stored (its forecast fields)
 
 
 @dataclass
@@ -60,7 +62,9 @@ class TenantState:
     teams: dict[str, tuple[datetime, str | None]] = field(default_factory=dict)  # version, parent
     targets: dict[FigureKey, tuple[datetime, Decimal]] = field(default_factory=dict)  # version, value
     tallies: dict[Key, Vector] = field(default_factory=dict)
-    published: dict[FigureKey, tuple[Decimal, Decimal | None, int]] = field(default_factory=dict)  # ..., revision
+    published: dict[FigureKey, tuple[Decimal, Decimal | None, int, str | None]] = field(
+        default_factory=dict)  # actual, target, revision, forecast digest
+    stages: set[tuple[str, str]] = field(default_factory=set)  # (deal id, stage label) every version stood in
     rebuild_owed: bool = False
 
 
@@ -180,6 +184,7 @@ class FakeRepository:
     async def apply_deals(self, tenant: str,
                           deals: list[tuple[DealUpserted, str]]) -> list[tuple[Deal | None, Deal | None]]:
         newest: dict[str, tuple[DealUpserted, str]] = {}
+        self.of(tenant).stages.update((d.deal_id, d.stage_label) for d, _ in deals if d.stage_label is not None)
         for deal, tiebreak in deals:
             seen = newest.get(deal.deal_id)
             if seen is None or (deal.updated_at, tiebreak) > (seen[0].updated_at, seen[1]):
@@ -190,8 +195,9 @@ class FakeRepository:
             old = stored.get(deal_id)
             if old is not None and (old.updated_at, old.tiebreak) >= (deal.updated_at, tiebreak):
                 continue
-            new = Deal(deal.rep_id, deal.stage.value, deal.amount, deal.currency, deal.created_at, deal.closed_at)
-            stored[deal_id] = StoredDeal(deal.updated_at, tiebreak, new)
+            new = Deal(deal.rep_id, deal.stage.value, deal.amount, deal.currency, deal.created_at, deal.closed_at,
+                       deal.expected_close_at)
+            stored[deal_id] = StoredDeal(deal.updated_at, tiebreak, new, deal)
             changed.append((old.deal if old else None, new))
         return changed
 
@@ -284,14 +290,50 @@ class FakeRepository:
         assert len(set(keys)) == len(keys), "one statement cannot update a row twice (ON CONFLICT)"
         published = self.of(tenant).published
         revisions: dict[FigureKey, int] = {}
-        for scope, scope_id, period, metric, actual, target in figures:
+        for scope, scope_id, period, metric, actual, target, forecast in figures:
             key = (scope, scope_id, period, metric)
             before = published.get(key)
-            if before is not None and (before[0], before[1]) == (actual, target):
+            if before is not None and (before[0], before[1], before[3]) == (actual, target, forecast):
                 continue
             revisions[key] = before[2] + 1 if before else 1
-            published[key] = (actual, target, revisions[key])
+            published[key] = (actual, target, revisions[key], forecast)
         return revisions
+
+    async def open_deals(self, tenant: str, rep_ids: Iterable[str], team_ids: Iterable[str], start: datetime,
+                         end: datetime) -> list[Mapping[str, Any]]:
+        state, reps, teams = self.of(tenant), set(rep_ids), set(team_ids)
+        rows = []
+        for deal_id, stored in sorted(state.deals.items()):
+            d = stored.source
+            if stored.deal is None or d is None or d.stage.value != "open":
+                continue
+            if d.rep_id not in reps and not teams.intersection(state.memberships.get(d.rep_id, {}).values()):
+                continue
+            if d.expected_close_at is not None and not start <= d.expected_close_at < end:
+                continue
+            rows.append({"deal_id": deal_id, "rep_id": d.rep_id, "amount": d.amount, "currency": d.currency,
+                         "expected_close_at": d.expected_close_at, "probability": d.probability,
+                         "forecast_category": d.forecast_category.value if d.forecast_category else None,
+                         "stage_label": d.stage_label})
+        return rows
+
+    async def win_history(self, tenant: str, since: datetime) -> list[Mapping[str, Any]]:
+        state = self.of(tenant)
+        counts: dict[tuple[str, str | None, str | None, str], list[int]] = {}
+        for deal_id, stored in state.deals.items():
+            d = stored.deal
+            if d is None or d.stage not in ("won", "lost") or d.closed_at is None or d.closed_at < since:
+                continue
+            size = band(d.amount)
+            labels = sorted(label for i, label in state.stages if i == deal_id)
+            keys = [("band", rep, None, size) for rep in (d.rep_id, None)]
+            keys += [("stage", rep, label, size) for rep in (d.rep_id, None) for label in labels]
+            for key in keys:
+                tally = counts.setdefault(key, [0, 0])
+                tally[0] += d.stage == "won"
+                tally[1] += 1
+        return [{"kind": k, "rep_id": r, "stage_label": s, "band": b, "won": w, "closed": c}
+                for (k, r, s, b), (w, c) in counts.items()]
 
     async def announce_figures(self, tenant: str, periods: list[str]) -> None:
         self.announced.append((tenant, periods[:50]))

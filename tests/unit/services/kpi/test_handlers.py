@@ -378,3 +378,45 @@ async def test_a_holiday_calendar_recounts_nothing_and_counts_in_the_figures_of_
     rep = by_scope(await kpi.apply(registered(kpi, Holidays(country="DE", subdivision="BE")),
                                    kpi.deal("d1", "11500", 10, month=12, version=1)))["rep"]
     assert rep.expected == figures_of(rep.actual, rep.target, december_share()).expected
+
+
+# --- forecasts (issue 22): on the fake, the handler's part; tests/integration/kpi/test_forecasts.py on PostgreSQL
+
+
+def _open(kpi: Kpi, deal: str, amount: str, expected: datetime | None, p: str | None, version: int = 0) -> Incoming:
+    return kpi.msg(DealUpserted(deal_id=deal, rep_id="ann", amount=Decimal(amount), currency="EUR", stage="open",
+                                created_at=datetime(2026, 9, 1, tzinfo=UTC), expected_close_at=expected,
+                                probability=None if p is None else Decimal(p),
+                                updated_at=datetime(2026, 10, 1, tzinfo=UTC) + timedelta(minutes=version)),
+                   "deal.upserted")
+
+
+async def test_a_targeted_won_revenue_figure_ahead_carries_its_forecast_and_an_ended_one_none() -> None:
+    kpi = Kpi()
+    await kpi.apply(kpi.rep("east"), kpi.target("10000"), kpi.target("10000", period="2026-Q3"))
+    events = await kpi.apply(kpi.deal("d1", "4000", 5), _open(kpi, "d2", "6000", datetime(2026, 12, 1, tzinfo=UTC),
+                                                               "0.5"))
+    data = cast(AttainmentUpdated, next(e.data for e in events if cast(AttainmentUpdated, e.data).period == "2026-Q4"))
+    assert data.forecast is not None
+    assert (data.forecast.closed, data.forecast.pipeline, data.forecast.gap) == (Decimal(4000), Decimal(6000),
+                                                                                  Decimal(6000))
+    assert (data.forecast.probability, data.forecast.method) == (Decimal("0.5000"), "exact")
+    # Q3 ended before NOW: a figure moved there (a late win) has no forecast
+    late = await kpi.apply(kpi.deal("d3", "100", 5, month=9))
+    q3 = cast(AttainmentUpdated, late[0].data)
+    assert q3.period == "2026-Q3" and q3.forecast is None
+
+
+async def test_an_open_deal_that_moves_only_a_forecast_republishes_the_figure_and_an_unchanged_one_does_not() -> None:
+    kpi = Kpi()
+    await kpi.apply(kpi.rep("east"), kpi.target("10000"))
+    december = datetime(2026, 12, 1, tzinfo=UTC)
+    await kpi.apply(_open(kpi, "d2", "6000", december, "0.5"))
+    moved = await kpi.apply(_open(kpi, "d2", "6000", december, "0.9", version=1))
+    assert figures(moved) == [(*ANN_Q4_WON, Decimal(0), Decimal("10000"))]
+    assert cast(AttainmentUpdated, moved[0].data).forecast.weighted == Decimal("5400.0000")  # type: ignore[union-attr]
+    # the same forecast again (a new version, nothing that counts changed): nothing to say
+    assert await kpi.apply(_open(kpi, "d2", "6000", december, "0.9", version=2)) == []
+    # moved to next quarter: Q4's forecast loses it (Q1 2027 has no target: nothing published there)
+    gone = await kpi.apply(_open(kpi, "d2", "6000", datetime(2027, 1, 10, tzinfo=UTC), "0.9", version=3))
+    assert cast(AttainmentUpdated, gone[0].data).forecast.open_deals == 0  # type: ignore[union-attr]
