@@ -275,8 +275,8 @@ INVALID: list[tuple[str, str, dict[str, Any] | bytes | None]] = [
         ("created_at", "2026-11-05T09:00:00+24:00"),
         ("probability", "1.0001"), ("probability", "-0.1"), ("probability", "0.12345"), ("probability", "NaN"),
         ("probability", "Infinity"), ("probability", "2"), ("probability", "50%"), ("forecast_category", "Commit"),
-        ("forecast_category", "maybe"), ("expected_close_at", "2026-12-18"), ("expected_close_at", "0281-03-01T00:00:00Z"),
-        ("expected_close_at", "2026-12-18T17:00:00"),
+        ("forecast_category", "maybe"), ("expected_close_at", "2026-12-18"),
+        ("expected_close_at", "0281-03-01T00:00:00Z"), ("expected_close_at", "2026-12-18T17:00:00"),
     )],
     *[("deal.upserted", f"a {s} deal without a close date", changed("deal.upserted", stage=s, closed_at=c))
       for s in ("won", "lost") for c in (None, OMIT)],
