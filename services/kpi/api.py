@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -19,10 +20,15 @@ from services.kpi import pace
 from services.kpi import repository as repo
 from services.kpi.dashboard import queries
 from services.kpi.figures import figures, ratio
+from services.kpi.forecast import MAX_STATES, SAMPLES
+from services.kpi.forecasting import LIVE_SAMPLES, LIVE_STATES, explained
+from services.kpi.outlook import MONEY, Explained
+from services.kpi.ports import PgRepository
 from services.kpi.ranking import RankBy, rank_by_value, ranked
-from shared.auth import Anyone, People, see_rep
+from shared.auth import Anyone, People, reps_visible, see_rep
+from shared.authz import Principal
 from shared.db import tenant_tx
-from shared.events import Dec, Metric
+from shared.events import Dec, Forecast, ForecastCategory, Metric
 from shared.periods import PeriodError, PeriodKind, parse_period, period_bounds, period_of
 from shared.service import Runtime, runtime_of
 
@@ -39,6 +45,9 @@ class Figure(BaseModel):
     pace: Dec | None
     projected: Dec | None
     explain: str  # the deals or activities this figure is made of
+    forecast: Forecast | None = Field(
+        None, description="won_revenue while its period has not ended: the forecast from the open pipeline (the"
+                          " `/forecast` route explains it deal by deal)")
 
 
 class Scorecard(BaseModel):
@@ -92,6 +101,37 @@ class TeamLeaderboard(BaseModel):
     standings: list[TeamStanding]
 
 
+class ForecastLine(BaseModel):
+    """One open deal of a forecast, explained."""
+
+    deal_id: str
+    rep_id: str
+    amount: Dec = Field(description="in the tenant's base currency")
+    probability: Dec
+    basis: Literal["crm", "history"]
+    reason: str = Field(description="where the probability comes from: the CRM, or which win rate of whose")
+    forecast_category: ForecastCategory
+    expected_close_at: datetime
+    weighted: Dec = Field(description="amount x probability")
+    swing: Dec | None = Field(description="the chance of reaching the target if this deal is won minus if it is"
+                                          " lost: the deal to ask about has the largest; null without a target")
+
+
+class ForecastView(BaseModel):
+    scope: Literal["rep", "team"]
+    scope_id: str
+    period: str
+    period_start: datetime
+    period_end: datetime
+    as_of: datetime
+    target: Dec | None
+    forecast: Forecast | None = Field(description="null once the period has ended: nothing open can close in it")
+    deals: list[ForecastLine] = Field(description="every open deal counted, largest swing first (then weighted)")
+    hidden_deals: int = Field(0, description="deals of reps the caller may not see: counted in the totals, not"
+                                             " listed")
+    how: str = Field(description="how the chance was computed, and its error")
+
+
 class Contribution(BaseModel):
     kind: Literal["deal", "activity"]
     id: str  # the CRM's own id
@@ -138,14 +178,68 @@ async def _scorecard(request: Request, rt: Runtime, tenant: str, scope: Literal[
         raise HTTPException(404, f"no figures for {scope} {scope_id!r} in {label}")
     base = str(request.url_for("contributions", rep_id=scope_id)) if scope == "rep" else None
     share = pace.share(start, end, now, tz, cal.holidays, leave)
+    ahead = await _forecast(rt, tenant, scope, scope_id, label, rows, (start, end)) if end > now else None
     cards = []
     for r in rows:
         fig = figures(r["actual"], r["target"], share)
         cards.append(Figure(metric=r["metric"], actual=fig.actual, target=fig.target, attainment=fig.attainment,
                             expected=fig.expected, pace=fig.pace, projected=fig.projected,
-                            explain=f"{base}?period={label}&metric={r['metric']}" if base else ""))
+                            explain=f"{base}?period={label}&metric={r['metric']}" if base else "",
+                            forecast=ahead.forecast if ahead and r["metric"] == Metric.WON_REVENUE.value else None))
     return _etagged(request, Scorecard(scope=scope, scope_id=scope_id, period=label, period_start=start,
                                        period_end=end, as_of=now, figures=cards, trailing=trailing))
+
+
+async def _forecast(rt: Runtime, tenant: str, scope: str, scope_id: str, label: str, rows: list[Any],
+                    bounds: tuple[datetime, datetime], *, full: bool = False) -> Explained:
+    """The won_revenue figure's forecast now: the handler's budget on a scorecard, the full one (and each deal's
+    swing) when explained."""
+    won = next((r for r in rows if r["metric"] == Metric.WON_REVENUE.value), None)
+    closed, target = (won["actual"], won["target"]) if won else (Decimal(0), None)
+    async with tenant_tx(rt.pool, tenant) as conn:
+        books = await repo.books(conn, tenant)
+        found = await explained(PgRepository(conn), tenant, books, [(scope, scope_id, label, closed, target)],
+                                {label: bounds}, rt.clock.now(), states=MAX_STATES if full else LIVE_STATES,
+                                samples=SAMPLES if full else LIVE_SAMPLES, swings=full)
+    return found[(scope, scope_id, label)]
+
+
+async def _forecast_view(request: Request, rt: Runtime, who: Principal, scope: Literal["rep", "team"],
+                         scope_id: str, period: str | None) -> Response:
+    tenant = who.tenant
+    label, cal = await _period(rt, tenant, period)
+    start, end = period_bounds(label, cal.timezone, cal.fiscal_start_month)
+    now = rt.clock.now()
+    async with tenant_tx(rt.pool, tenant) as conn:
+        rows = await queries.figures_of(conn, tenant, scope, scope_id, label)
+        visible = await reps_visible(conn, who)
+    target = next((r["target"] for r in rows if r["metric"] == Metric.WON_REVENUE.value), None)
+    if end <= now:
+        return _etagged(request, ForecastView(scope=scope, scope_id=scope_id, period=label, period_start=start,
+                                              period_end=end, as_of=now, target=target, forecast=None, deals=[],
+                                              how="the period has ended: nothing open can close in it"))
+    found = await _forecast(rt, tenant, scope, scope_id, label, rows, (start, end), full=True)
+    swings = {s.deal_id: s.swing for s in found.swings}
+    lines, hidden = [], 0
+    for c in found.counted:
+        if visible is not None and c.prospect.rep_id not in visible:
+            hidden += 1
+            continue
+        lines.append(ForecastLine(
+            deal_id=c.prospect.deal_id, rep_id=c.prospect.rep_id, amount=c.amount, probability=c.estimate.probability,
+            basis=c.estimate.basis, reason=c.estimate.reason, forecast_category=c.category,
+            expected_close_at=c.prospect.expected_close_at,
+            weighted=(c.amount * c.estimate.probability).quantize(MONEY, rounding=ROUND_HALF_EVEN),
+            swing=swings.get(c.prospect.deal_id)))
+    lines.sort(key=lambda x: (-(x.swing or 0), -x.weighted, x.deal_id))
+    f = found.forecast
+    how = ("no target: no chance to compute" if f.method is None else
+           "certain: the target is reached, or even winning every open deal falls short" if f.method == "certain"
+           else "exact: every combination of won and lost deals, counted" if f.method == "exact"
+           else f"Monte Carlo: {SAMPLES:,} seeded draws, within {f.error} (99 %)")
+    return _etagged(request, ForecastView(scope=scope, scope_id=scope_id, period=label, period_start=start,
+                                          period_end=end, as_of=now, target=target, forecast=f, deals=lines,
+                                          hidden_deals=hidden, how=how))
 
 
 @router.get("/scorecards/{rep_id}", response_model=Scorecard, responses={304: {}, 401: {}, 404: {}})
@@ -156,6 +250,23 @@ async def rep_scorecard(rep_id: str, request: Request, who: People, rt: Rt,
     async with tenant_tx(rt.pool, who.tenant) as conn:
         await see_rep(conn, who, rep_id)
     return await _scorecard(request, rt, who.tenant, "rep", rep_id, period)
+
+
+@router.get("/scorecards/{rep_id}/forecast", response_model=ForecastView, responses={304: {}, 401: {}, 404: {}})
+async def rep_forecast(rep_id: str, request: Request, who: People, rt: Rt, period: str | None = None) -> Response:
+    """A rep's won-revenue forecast in a period (default: the current quarter), explained deal by deal: each open
+    deal expected to close in it, its probability and where that comes from, its weighted amount and its swing
+    on the chance of reaching the target. A rep reads their own, a manager the reps under them."""
+    async with tenant_tx(rt.pool, who.tenant) as conn:
+        await see_rep(conn, who, rep_id)
+    return await _forecast_view(request, rt, who, "rep", rep_id, period)
+
+
+@router.get("/teams/{team_id}/forecast", response_model=ForecastView, responses={304: {}, 401: {}})
+async def team_forecast(team_id: str, request: Request, who: Anyone, rt: Rt, period: str | None = None) -> Response:
+    """A team's won-revenue forecast (its reps' open deals, and those of every team under it): the totals for
+    every role; the deals listed are those of reps the caller may read (`hidden_deals` counts the others)."""
+    return await _forecast_view(request, rt, who, "team", team_id, period)
 
 
 @router.get("/teams/{team_id}/scorecard", response_model=Scorecard, responses={304: {}, 401: {}, 404: {}})

@@ -137,12 +137,26 @@ def _level(level: tuple[str, str]) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Counted:
+    """An open deal the forecast counts: its amount in the base currency, its estimate, its category."""
+
+    prospect: Prospect
+    amount: Decimal
+    estimate: Estimate
+    category: ForecastCategory
+
+
+@dataclass(frozen=True, slots=True)
 class Explained:
-    """A forecast and, deal by deal, its estimate and (when asked for) its swing."""
+    """A forecast and, deal by deal, what it counted and (when asked for) each deal's swing."""
 
     forecast: Forecast
-    estimates: Mapping[str, Estimate]
+    counted: Sequence[Counted]
     swings: Sequence[Swing] = ()
+
+    @property
+    def estimates(self) -> dict[str, Estimate]:
+        return {c.prospect.deal_id: c.estimate for c in self.counted}
 
 
 def outlook(*, closed: Decimal, target: Decimal | None, prospects: Sequence[Prospect], undated: int,
@@ -153,13 +167,11 @@ def outlook(*, closed: Decimal, target: Decimal | None, prospects: Sequence[Pros
     sums = {ForecastCategory.COMMIT: Decimal(0), ForecastCategory.BEST_CASE: Decimal(0),
             ForecastCategory.PIPELINE: Decimal(0)}
     counted: list[tuple[Prospect, Decimal, Estimate, ForecastCategory]] = []
-    estimates: dict[str, Estimate] = {}
     for p in sorted(prospects, key=lambda p: p.deal_id):
         category = ForecastCategory(p.category) if p.category else ForecastCategory.PIPELINE
         if p.amount is None or category is ForecastCategory.OMITTED:
             continue
         guess = estimate(p, histories.get(p.rep_id, History()), tenant_history)
-        estimates[p.deal_id] = guess
         sums[category] += p.amount
         counted.append((p, p.amount, guess, category))
     weighted = closed + sum((amount * e.probability for _, amount, e, _ in counted), Decimal(0))
@@ -177,7 +189,7 @@ def outlook(*, closed: Decimal, target: Decimal | None, prospects: Sequence[Pros
             deal_id=p.deal_id, rep_id=p.rep_id, amount=amount, probability=e.probability, basis=e.basis,
             forecast_category=category, expected_close_at=p.expected_close_at) for p, amount, e, category in top])
     moved = explain(gap, deals, max_states=max_states, samples=samples) if swings and target is not None else []
-    return Explained(forecast, estimates, moved)
+    return Explained(forecast, [Counted(*c) for c in counted], moved)
 
 
 def digest(forecast: Forecast | None) -> str | None:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.factories import deal, rep, target, team, this_quarter
-from tests.integration.conftest import create_tenant, post, tenant_cli
+from tests.integration.conftest import create_tenant, post, tenant_cli, token_cli
 
 
 async def _until_ok(client: httpx.AsyncClient, url: str, **kw: object) -> httpx.Response:
@@ -171,3 +171,52 @@ async def test_leaderboards_rank_by_amount_or_by_share_of_target_with_ties_and_t
         assert [t["team_id"] for t in by_amount["standings"]] == ["north", "south"]
         bad = await client.get(f"{kpi}/v1/leaderboard?rank_by=luck")
         assert bad.status_code == 422 and "rank_by" in bad.text
+
+
+def _open(deal_id: str, rep_id: str, amount: str, at: datetime, p: str, category: str) -> dict[str, object]:
+    event = deal(deal_id, rep_id, amount, "open", updated_at=at)
+    event["data"].update(expected_close_at=event["data"]["updated_at"], probability=p,  # type: ignore[attr-defined]
+                         forecast_category=category)
+    return event
+
+
+async def test_a_forecast_on_the_scorecard_and_explained_deal_by_deal_for_whoever_may_see_them(services, tenant):
+    """Issue 22 item 2 through the real stack: CRM probabilities in, the chance of reaching the target out, on the
+    scorecard and explained deal by deal (each deal's swing); a rep sees the team's totals, not others' deals."""
+    quarter, at = this_quarter(timedelta(hours=1))
+    events = [rep("ana", team="north", manager="mia"), rep("bo", team="north", manager="mia"),
+              target("ana", quarter, "1000"), deal("f-won", "ana", "600", updated_at=at),
+              _open("f-1", "ana", "300", at, "0.5", "commit"), _open("f-2", "ana", "200", at, "0.5", "pipeline"),
+              _open("f-3", "bo", "50", at, "0.2", "best_case")]
+    assert (await post(services["ingest"], tenant, events)).status_code == 200
+    kpi = services["kpi"]
+    bo = await asyncio.to_thread(token_cli, "create", tenant.slug, "--role", "rep", "--rep", "bo")
+    async with httpx.AsyncClient(timeout=10, headers=tenant.auth) as client:
+        deadline = time.monotonic() + 30
+        while True:
+            card = await client.get(f"{kpi}/v1/scorecards/ana?period={quarter}")
+            won = next((f for f in card.json()["figures"] if f["metric"] == "won_revenue"), None) \
+                if card.status_code == 200 else None
+            if won and won["target"] == "1000" and won["forecast"] and won["forecast"]["open_deals"] == 2:
+                break
+            assert time.monotonic() < deadline, card.text
+            await asyncio.sleep(0.3)
+        # 400 to go: only winning both open deals (300 + 200) gets there, 0.5 x 0.5
+        assert (won["forecast"]["probability"], won["forecast"]["gap"], won["forecast"]["weighted"]) == (
+            "0.2500", "400", "850.0000")
+        view = (await client.get(f"{kpi}/v1/scorecards/ana/forecast?period={quarter}")).json()
+        assert [(d["deal_id"], d["swing"], d["basis"]) for d in view["deals"]] == [
+            ("f-1", "0.5000", "crm"), ("f-2", "0.5000", "crm")]  # equal swings: the larger weighted first
+        assert view["how"].startswith("exact") and view["forecast"]["commit"] == "300"
+        team = (await client.get(f"{kpi}/v1/teams/north/forecast?period={quarter}")).json()
+        assert (team["forecast"]["open_deals"], team["hidden_deals"]) == (3, 0)
+    async with httpx.AsyncClient(timeout=10, headers={"Authorization": f"Bearer {bo['token']}"}) as client:
+        for _ in range(100):  # the token's grant travels through Kafka first
+            mine = await client.get(f"{kpi}/v1/teams/north/forecast?period={quarter}")
+            if mine.status_code != 401:
+                break
+            await asyncio.sleep(0.3)
+        seen = mine.json()
+        assert (seen["forecast"]["open_deals"], seen["hidden_deals"], [d["deal_id"] for d in seen["deals"]]) == (
+            3, 2, ["f-3"])
+        assert (await client.get(f"{kpi}/v1/scorecards/ana/forecast?period={quarter}")).status_code == 404

@@ -122,7 +122,10 @@ MATRIX: dict[tuple[str, str, str], Row] = {
     ("kpi", "GET", "/v1/scorecards/{rep_id}"): Row(PEOPLE, rep_path("/v1/scorecards/{rep}?period={q}")),
     ("kpi", "GET", "/v1/scorecards/{rep_id}/contributions"): Row(
         PEOPLE, rep_path("/v1/scorecards/{rep}/contributions?metric=won_revenue&period={q}")),
+    ("kpi", "GET", "/v1/scorecards/{rep_id}/forecast"): Row(
+        PEOPLE, rep_path("/v1/scorecards/{rep}/forecast?period={q}")),
     ("kpi", "GET", "/v1/teams/{team_id}/scorecard"): Row(ALL, fixed("/v1/teams/t2/scorecard?period={q}")),
+    ("kpi", "GET", "/v1/teams/{team_id}/forecast"): Row(ALL, fixed("/v1/teams/t2/forecast?period={q}")),
     ("kpi", "GET", "/v1/leaderboard"): Row(ALL, fixed("/v1/leaderboard?period={q}")),
     ("kpi", "GET", "/v1/leaderboard/teams"): Row(ALL, fixed("/v1/leaderboard/teams?period={q}")),
     # kpi: the dashboard (its session cookie)
