@@ -22,6 +22,7 @@ from shared.docs_page import page
 from shared.events import (
     ActivityLogged,
     AttainmentUpdated,
+    ContestUpdated,
     DealDeleted,
     DealUpserted,
     MilestoneCorrected,
@@ -53,6 +54,10 @@ CHANNELS: list[tuple[topics.Topic, Any, str]] = [
      " the latest message per key holds the full current figures. Only figures with a target are published, at"
      " most one message per key per processed batch; figures without a target stay exact in kpi's read API and"
      " dashboard. KPI_PUBLISH_ALL_FIGURES=true publishes every changed figure (docs/contract.md, section 3)."),
+    (topics.CONTESTS, ContestUpdated,
+     "Written by kpi (beyond the contract's list). ce_type kpi.contest.updated: a contest's full current standings"
+     " (defined, moved, started, ended: `status` final freezes them); key <tenant>:contest/<contest_id>. Compacted:"
+     " the latest message per contest. Recognition celebrates the start, each lasting new leader and the winners."),
     (topics.TASKS, TaskCreated | TaskEscalated | TaskClosed,
      "Written by coaching. ce_type coaching.task.created, coaching.task.escalated (unacknowledged past due, raised"
      " to the manager's manager) or coaching.task.closed (reason completed, recovered or superseded); key"

@@ -526,11 +526,56 @@ class ReviewPublished(_Model):
     published_at: AwareDatetime
 
 
+ContestStatus = Literal["scheduled", "running", "final", "cancelled"]
+MetricName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$", examples=["won_revenue", "demos_held"],
+                                   description="a built-in metric (`Metric`) or the id of a KPI the tenant defined")]
+
+
+class ContestStanding(_Model):
+    """One participant of a contest and where it stands."""
+
+    rank: int | None = Field(description="competition rank (1, 2, 2, 4): tied participants share it; null by"
+                                         " attainment for a participant without a contest target (listed last)")
+    tied: bool = Field(False, description="another participant holds the same rank")
+    participant_id: Id
+    name: str | None = None
+    value: Dec = Field(description="the metric over the contest's window (money in the tenant's base currency)")
+    target: Dec | None = Field(None, description="the contest target (ranking by attainment)")
+    attainment: Dec | None = Field(None, description="value / target")
+
+
+class ContestUpdated(_Model):
+    """`kpi.contest.updated` on `kpi.contests.v1`: a contest's full current standings (issue 22, item 4).
+
+    kpi publishes it when the contest is defined or changed, when its standings move, when it starts and when
+    it ends (`status` final: its standings are frozen from then on). Recognition celebrates from it: the start,
+    each new leader who keeps the lead (debounced), the winners; each once."""
+
+    contest_id: Id
+    name: Text = Field(max_length=200)
+    metric: MetricName
+    participants: Literal["reps", "teams"]
+    rank_by: Literal["amount", "attainment"]
+    starts_at: AwareDatetime = Field(description="the window's first moment (a local time in the tenant's zone)")
+    ends_at: AwareDatetime = Field(description="the window's end, excluded")
+    status: ContestStatus
+    prizes: list[Annotated[str, Field(max_length=500)]] = Field(
+        default_factory=list, max_length=20, description="by place: prizes[0] for the winners, prizes[1] for 2nd")
+    standings: list[ContestStanding] = Field(default_factory=list, description="ranked, every participant")
+    leaders: list[str] = Field(
+        default_factory=list, description="the participants at rank 1 with something to show (value > 0); more"
+                                          " than one when tied; empty before anyone scored")
+    revision: int = Field(ge=1, description="higher is newer, per contest")
+    as_of: AwareDatetime
+
+
 class MilestoneReached(_Model):
     """`recognition.milestone.reached`: a milestone, celebrated once ever for its scope and period."""
 
     celebration_id: str
-    scope: Scope
+    scope: Scope | Literal["contest"] = Field(
+        description="`rep` or `team`; `contest` (scope_id the contest's id) for a contest's own moments (its"
+                    " start): issue 22")
     scope_id: str
     milestone: str
     period: str
@@ -628,6 +673,7 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     schemas: dict[str, dict[str, Any]] = {
         "canonical-event": CANONICAL_EVENT.json_schema(),
         "kpi.attainment.updated": AttainmentUpdated.model_json_schema(),
+        "kpi.contest.updated": ContestUpdated.model_json_schema(),
         "coaching.task.created": TaskCreated.model_json_schema(),
         "coaching.task.escalated": TaskEscalated.model_json_schema(),
         "coaching.task.closed": TaskClosed.model_json_schema(),

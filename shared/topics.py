@@ -50,6 +50,8 @@ ACTIVITIES = Topic("sales.activities.v1", 6, "delete", FOREVER)
 ROSTER = Topic("sales.roster.v1", 3, "compact", FOREVER)
 TARGETS = Topic("sales.targets.v1", 3, "compact", FOREVER)
 ATTAINMENT = Topic("kpi.attainment.v1", 6, "compact")
+# Ours (beyond the contract's list): each contest's current standings (issue 22), the latest per contest.
+CONTESTS = Topic("kpi.contests.v1", 3, "compact")
 TASKS = Topic("coaching.tasks.v1", 3, "delete")
 # Ours (beyond the contract's list): action-plan step outcomes and the weekly review digests.
 PLANS = Topic("coaching.plans.v1", 3, "delete")
@@ -61,8 +63,8 @@ TENANTS = Topic("attain.tenants.v1", 1, "compact")
 # Internal: how far each outbox relay has published, written in the same Kafka transaction as the rows.
 OUTBOX_POSITIONS = Topic("attain.outbox-positions.v1", 1, "compact")
 
-ALL: tuple[Topic, ...] = (DEALS, ACTIVITIES, ROSTER, TARGETS, ATTAINMENT, TASKS, PLANS, REVIEWS, CELEBRATIONS,
-                          TENANTS, OUTBOX_POSITIONS)
+ALL: tuple[Topic, ...] = (DEALS, ACTIVITIES, ROSTER, TARGETS, ATTAINMENT, CONTESTS, TASKS, PLANS, REVIEWS,
+                          CELEBRATIONS, TENANTS, OUTBOX_POSITIONS)
 
 
 # Topics whose records a key's latest value replaces: a record without a value on one of them is a tombstone.
