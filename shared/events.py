@@ -505,6 +505,26 @@ class ManagerCard(_Model):
                           " null below 10. GET /v1/effectiveness has the detail")
 
 
+class ReviewForecast(_Model):
+    """One rep's won-revenue forecast for a current period, as the weekly review shows it."""
+
+    rep_id: str
+    name: str | None
+    period: str
+    target: Dec
+    weighted: Dec = Field(description="the forecast: won so far plus each open deal's amount x probability")
+    closed: Dec = Field(description="won so far in the period")
+    gap: Dec = Field(description="still to win: target - won so far, at least 0")
+    commit: Dec = Field(description="open deals in `commit` expected to close in the period")
+    best_case: Dec = Field(description="open deals in `best_case` expected to close in the period")
+    pipeline: Dec = Field(description="open deals in `pipeline` (or no category) expected to close in the period")
+    probability: Dec | None = Field(description="the chance of reaching the target, 0 to 1")
+    method: Literal["certain", "exact", "monte_carlo"] | None
+    error: Dec | None = Field(description="how far off `probability` may be (99 %): set when `method` is monte_carlo")
+    open_deals: int
+    summary: str = Field(description="one sentence with the numbers")
+
+
 class ReviewPublished(_Model):
     """`coaching.review.published` on `coaching.reviews.v1`: the weekly scorecard digest of a rep or a team,
     ready for a notification system to send."""
@@ -524,6 +544,9 @@ class ReviewPublished(_Model):
     members: list[str] = Field(default_factory=list, description="team digests: the reps in the team")
     manager: ManagerCard | None = None
     published_at: AwareDatetime
+    forecasts: list[ReviewForecast] = Field(
+        default_factory=list, description="per rep with a won-revenue forecast and a target in a current period, by"
+                                          " rep and period (issue 22). Absent from reviews before it existed.")
 
 
 ContestStatus = Literal["scheduled", "running", "final", "cancelled"]

@@ -20,6 +20,7 @@ from services.coaching.model import (
     ACTIVITY_SHORTFALL,
     BEHIND_PACE,
     FALLING_WIN_RATE,
+    FORECAST_SHORT,
     NO_ACTIVITY,
     STALLED_PIPELINE,
     Finding,
@@ -83,6 +84,15 @@ DEFAULT_CATALOGUE: Mapping[str, Playbook] = {
             "Agree the next three concrete activities and when they happen",
         ),
         training=("CRM logging habits", "Daily planning and prospecting routines"),
+    ),
+    FORECAST_SHORT: Playbook(
+        suggested_actions=(
+            "Go through the deals that could close the gap, largest expected first: {closing_deals}."
+            " For each: what must happen to win it inside {period}?",
+            "Look for deals that could be pulled into {period}, and open deals without a close date to date",
+            "List the accounts to open this week: the rest of the gap needs new pipeline that can close in {period}",
+        ),
+        training=("Forecasting and pipeline coverage", "Deal qualification and closing plans"),
     ),
 }
 

@@ -21,10 +21,10 @@ from services.coaching.effect import stats
 from services.coaching.model import Policy
 from services.coaching.outbound import publish
 from services.coaching.repository import PgStore
-from services.coaching.reviews import TaskFacts, headline, manager_card, trend, week_due
+from services.coaching.reviews import TaskFacts, WeeklyReview, headline, manager_card, review_forecasts, trend, week_due
 from shared import topics
 from shared.db import tenant_tx
-from shared.events import ManagerCard, Metric, ReviewFigure, ReviewPublished, Scope
+from shared.events import ManagerCard, Metric, ReviewFigure, Scope
 from shared.periods import local_midnight, period_bounds, period_of
 from shared.workdays import working_share
 
@@ -92,8 +92,8 @@ async def _figures(conn: asyncpg.Connection, tenant: str, scope: Scope, scope_id
 
 
 async def build(conn: asyncpg.Connection, tenant: str, scope: Scope, scope_id: str, week: str, monday: date,
-                zone: ZoneInfo, fiscal: int, now: datetime) -> ReviewPublished:
-    """The digest of one rep or team for the ISO week starting `monday`."""
+                zone: ZoneInfo, fiscal: int, now: datetime) -> WeeklyReview:
+    """The digest of one rep or team for the ISO week starting `monday`, with the forecasts of its reps."""
     if scope is Scope.REP:
         profile = await repo.profile(conn, tenant, scope_id)
         members = [scope_id]
@@ -109,19 +109,21 @@ async def build(conn: asyncpg.Connection, tenant: str, scope: Scope, scope_id: s
     off = await repo.days_off(conn, tenant, scope_id if scope is Scope.REP else None,
                               now.date() - timedelta(days=200), now.date() + timedelta(days=200))
     figures = await _figures(conn, tenant, scope, scope_id, now, zone, fiscal, off)
+    current = [period_of(kind, now, zone, fiscal).label for kind in KINDS]
+    forecasts = review_forecasts(await repo.forecasts_of(conn, tenant, members, current))
     lead = next((f for f in figures if f.metric is Metric.WON_REVENUE and "Q" in f.period),
                 figures[0] if figures else None)
     card = None
     if scope is Scope.TEAM and manager is not None:
         card = await scorecard(conn, tenant, manager, period_of("quarter", now, zone, fiscal).label, zone, fiscal, now)
-    return ReviewPublished(
+    return WeeklyReview(
         review_id=str(uuid.uuid5(NAMESPACE, f"{tenant}|{scope.value}|{scope_id}|{week}")), scope=scope,
         scope_id=scope_id, name=name, manager_id=manager, week=week,
         headline=headline(name or scope_id, week, lead.attainment if lead else None,
                           lead.metric.value if lead else "", lead.period if lead else "", open_count),
         figures=figures, activities_week=week_count, activities_week_before=before_count,
         open_tasks=open_count, overdue_tasks=overdue_count, members=members if scope is Scope.TEAM else [],
-        manager=card, published_at=now)
+        manager=card, published_at=now, forecasts=forecasts)
 
 
 async def scorecard(conn: asyncpg.Connection, tenant: str, manager_id: str, period: str, zone: ZoneInfo,

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.events import Evidence, Metric
+from shared.events import Evidence, Forecast, Metric
 
 Severity = Literal["warning", "critical"]
 SEVERITY_RANK: Mapping[str, int] = {"info": 0, "warning": 1, "critical": 2}
@@ -29,7 +29,8 @@ ACTIVITY_SHORTFALL = "activity_shortfall"
 STALLED_PIPELINE = "stalled_pipeline"
 FALLING_WIN_RATE = "falling_win_rate"
 NO_ACTIVITY = "no_activity"
-RULES = (BEHIND_PACE, ACTIVITY_SHORTFALL, STALLED_PIPELINE, FALLING_WIN_RATE, NO_ACTIVITY)
+FORECAST_SHORT = "forecast_short"
+RULES = (BEHIND_PACE, ACTIVITY_SHORTFALL, STALLED_PIPELINE, FALLING_WIN_RATE, NO_ACTIVITY, FORECAST_SHORT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,7 @@ class Figure:
     period_start: datetime  # aware, UTC; [start, end) in the tenant's zone
     period_end: datetime
     first_seen_at: datetime  # when coaching first saw this (rep, period, metric)
+    forecast: Forecast | None = None  # won_revenue while its period runs (kpi's look ahead); else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +153,11 @@ class Policy(BaseModel):
                                             description="no coverage finding for a shortfall below this share of the"
                                                         " target")
     stale_min_deals: int = Field(2, ge=1, description="stale deals alone raise a finding from this many on")
+    forecast_coverage: Decimal = Field(Decimal("1"), ge=0,
+                                       description="forecast short (below target) is a finding when the open deals"
+                                                   " expected to close in the period are below this multiple of the"
+                                                   " gap (target - won so far): 1, not even winning every one closes"
+                                                   " it; 3, a 3x pipeline-coverage rule; 0 turns the rule off")
     win_rate_recent_days: int = Field(30, ge=1, le=365)
     win_rate_baseline_days: int = Field(90, ge=1, le=730, description="the window before the recent one")
     win_rate_min_recent: int = Field(5, ge=1, description="closed deals needed in the recent window")

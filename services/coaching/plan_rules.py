@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, Decimal
 from typing import Any, Literal
 
-from services.coaching.model import ACTIVITY_SHORTFALL, BEHIND_PACE, NO_ACTIVITY, STALLED_PIPELINE
+from services.coaching.model import ACTIVITY_SHORTFALL, BEHIND_PACE, FORECAST_SHORT, NO_ACTIVITY, STALLED_PIPELINE
 from shared.events import Metric
 
 PLAN_METRICS = (Metric.CALLS, Metric.EMAILS, Metric.MEETINGS, Metric.ACTIVITIES, Metric.DEALS_WON,
@@ -67,7 +67,8 @@ def steps_for_task(rule: str, evidence: Mapping[str, Any], due_at: datetime,
 
     activity shortfall: make up the gap (expected - actual, rounded up) in the metric that slipped;
     no activity: 5 activities; behind pace on deals won: one more deal won; on revenue or pipeline:
-    3 meetings (the way back runs through conversations); stalled pipeline: 5 activities."""
+    3 meetings (the way back runs through conversations); stalled pipeline and a forecast short of the target
+    (both need pipeline that can close): 5 activities."""
     metric = Metric(evidence["metric"]) if "metric" in evidence else Metric.ACTIVITIES
     if rule == ACTIVITY_SHORTFALL and metric in KIND_OF:
         gap = (Decimal(str(evidence["expected"])) - Decimal(str(evidence["actual"]))).to_integral_value(ROUND_CEILING)
@@ -76,7 +77,7 @@ def steps_for_task(rule: str, evidence: Mapping[str, Any], due_at: datetime,
         target = Decimal(1)
     elif rule == BEHIND_PACE:
         metric, target = Metric.MEETINGS, Decimal(3)
-    elif rule in (NO_ACTIVITY, STALLED_PIPELINE):
+    elif rule in (NO_ACTIVITY, STALLED_PIPELINE, FORECAST_SHORT):
         metric, target = Metric.ACTIVITIES, Decimal(5)
     else:
         metric, target = Metric.MEETINGS, Decimal(2)

@@ -23,6 +23,7 @@ from services.coaching.effect import FOLLOW_UP_DAYS, FollowUp
 from services.coaching.intake import Calendar
 from services.coaching.model import ActivityLog, ClosedDeal, Figure, OpenDeal, RepView
 from services.coaching.outbound import SOURCE
+from services.coaching.reviews import ForecastFacts
 from services.coaching.rules import LiveTask
 from services.coaching.store import Close, Gate, NewActivity, Outgoing
 from shared import leaves, token_store
@@ -33,6 +34,7 @@ from shared.events import (
     AttainmentUpdated,
     DealDeleted,
     DealUpserted,
+    Forecast,
     Metric,
     RepUpserted,
     TaskClosed,
@@ -176,7 +178,8 @@ async def save_attainments(conn: asyncpg.Connection, updates: Sequence[tuple[str
                            now: datetime) -> set[tuple[str, str]]:
     """Keep kpi's latest figures per (scope, id, period, metric), the newest by kpi's revision winning
     (`supersedes`: by `as_of` for figures without one), so that redeliveries, replays and a kpi replica's
-    skewed clock change nothing, in one statement; `first_seen_at` is coaching's own. Returns the (tenant,
+    skewed clock change nothing, in one statement; `first_seen_at` is coaching's own. A figure's forecast
+    goes with it: a newer figure without one (its period ended) clears the one held. Returns the (tenant,
     rep) whose figures were written."""
     newest: dict[tuple[str, str, str, str, str], AttainmentUpdated] = {}
     for tenant, u in updates:  # one row per key and statement; in batch order, a later equal one wins
@@ -189,18 +192,20 @@ async def save_attainments(conn: asyncpg.Connection, updates: Sequence[tuple[str
     keys, rows = list(newest), list(newest.values())
     written = await conn.fetch(
         "INSERT INTO attainment (tenant, scope, scope_id, period, metric, actual, target, name, manager_id,"
-        " period_start, period_end, as_of, revision, first_seen_at)"
-        " SELECT t, s, i, p, m, a, g, n, mg, ps, pe, ao, r, $14 FROM unnest($1::text[], $2::text[], $3::text[],"
+        " period_start, period_end, as_of, revision, forecast, first_seen_at)"
+        " SELECT t, s, i, p, m, a, g, n, mg, ps, pe, ao, r, f, $15 FROM unnest($1::text[], $2::text[], $3::text[],"
         " $4::text[], $5::text[], $6::numeric[], $7::numeric[], $8::text[], $9::text[], $10::timestamptz[],"
-        " $11::timestamptz[], $12::timestamptz[], $13::bigint[]) AS u(t, s, i, p, m, a, g, n, mg, ps, pe, ao, r)"
+        " $11::timestamptz[], $12::timestamptz[], $13::bigint[], $14::jsonb[])"
+        " AS u(t, s, i, p, m, a, g, n, mg, ps, pe, ao, r, f)"
         " ON CONFLICT (tenant, scope, scope_id, period, metric) DO UPDATE SET actual = EXCLUDED.actual,"
         " target = EXCLUDED.target, name = EXCLUDED.name, manager_id = EXCLUDED.manager_id,"
-        " as_of = EXCLUDED.as_of, revision = EXCLUDED.revision"
+        " as_of = EXCLUDED.as_of, revision = EXCLUDED.revision, forecast = EXCLUDED.forecast"
         f" WHERE {SUPERSEDES_SQL.format(held='attainment')} RETURNING tenant, scope, scope_id",
         [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], [k[3] for k in keys],
         [k[4] for k in keys], [u.actual for u in rows], [u.target for u in rows], [u.name for u in rows],
         [u.manager_id for u in rows], [u.period_start for u in rows], [u.period_end for u in rows],
-        [u.as_of for u in rows], [u.revision for u in rows], now)
+        [u.as_of for u in rows], [u.revision for u in rows],
+        [None if u.forecast is None else u.forecast.model_dump_json() for u in rows], now)
     return {(r["tenant"], r["scope_id"]) for r in written if r["scope"] == "rep"}
 
 
@@ -257,6 +262,11 @@ def _activity_log(rows: Sequence[asyncpg.Record], days: Sequence[date]) -> Activ
     return ActivityLog(tuple(counts), max((r["last"] for r in rows), default=None))
 
 
+def _forecast(raw: str | None) -> Forecast | None:
+    """A stored forecast (jsonb, as asyncpg reads it: text), validated as the event carried it."""
+    return None if raw is None else Forecast.model_validate_json(raw)
+
+
 def _group(rows: Sequence[asyncpg.Record], key: str = "rep_id") -> dict[str, list[asyncpg.Record]]:
     out: dict[str, list[asyncpg.Record]] = {}
     for row in rows:
@@ -282,8 +292,8 @@ async def rep_views(conn: asyncpg.Connection, tenant: str | TenantConfig, rep_id
         return {}
     ids = [r["rep_id"] for r in reps]
     figures = _group(await conn.fetch(
-        "SELECT scope_id AS rep_id, period, metric, actual, target, period_start, period_end, first_seen_at"
-        " FROM attainment WHERE tenant = $1 AND scope = 'rep' AND scope_id = ANY($2::text[])"
+        "SELECT scope_id AS rep_id, period, metric, actual, target, period_start, period_end, first_seen_at,"
+        " forecast FROM attainment WHERE tenant = $1 AND scope = 'rep' AND scope_id = ANY($2::text[])"
         " AND period_start <= $3 AND period_end > $3", tenant, ids, now))
     since = now - HISTORY
     tenant_zone = config.timezone
@@ -326,7 +336,8 @@ async def rep_views(conn: asyncpg.Connection, tenant: str | TenantConfig, rep_id
             timezone=ZoneInfo(rep["timezone"]) if rep["timezone"] else tenant_zone, tenant_timezone=tenant_zone,
             known_since=rep["known_since"],
             figures=tuple(Figure(f["period"], Metric(f["metric"]), f["actual"], f["target"], f["period_start"],
-                                 f["period_end"], f["first_seen_at"]) for f in figures.get(rep_id, [])),
+                                 f["period_end"], f["first_seen_at"], _forecast(f["forecast"]))
+                          for f in figures.get(rep_id, [])),
             activities=_activity_log(activities.get(rep_id, []), days),
             open_deals=tuple(OpenDeal(d["deal_id"], d["amount"], d["currency"], d["touch"])
                              for d in mine_deals if d["stage"] == "open"),
@@ -618,6 +629,18 @@ async def figures_of(conn: asyncpg.Connection, tenant: str, scope: str, scope_id
     return list(await conn.fetch(
         "SELECT period, metric, actual, target FROM attainment WHERE tenant = $1 AND scope = $2 AND scope_id = $3"
         " AND period = ANY($4::text[]) ORDER BY period, metric", tenant, scope, scope_id, list(periods)))
+
+
+async def forecasts_of(conn: asyncpg.Connection, tenant: str, rep_ids: Sequence[str],
+                       periods: Sequence[str]) -> list[ForecastFacts]:
+    """The reps' won-revenue figures of `periods` that carry a forecast, with the rep's name."""
+    rows = await conn.fetch(
+        "SELECT a.scope_id, r.name, a.period, a.target, a.forecast FROM attainment a LEFT JOIN reps r"
+        " ON r.tenant = a.tenant AND r.rep_id = a.scope_id WHERE a.tenant = $1 AND a.scope = 'rep'"
+        " AND a.scope_id = ANY($2::text[]) AND a.period = ANY($3::text[]) AND a.metric = 'won_revenue'"
+        " AND a.forecast IS NOT NULL ORDER BY a.scope_id, a.period", tenant, list(rep_ids), list(periods))
+    return [ForecastFacts(r["scope_id"], r["name"], r["period"], r["target"], Forecast.model_validate_json(
+        r["forecast"])) for r in rows]
 
 
 async def profile(conn: asyncpg.Connection, tenant: str, rep_id: str) -> asyncpg.Record | None:

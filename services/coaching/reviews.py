@@ -11,6 +11,11 @@ carries its manager's scorecard (below), so managers are reviewed by the same st
 Manager scorecard, over the check-ins created in a period for reps the manager manages: how many,
 how many acknowledged and completed, how many escalated, how many still open past due, and the
 median hours from creation to acknowledgement and to completion.
+
+Forecasts (issue 22): per rep of the digest (the rep, or each member of the team) whose won-revenue
+figure of the current month or quarter has a target > 0 and carries kpi's forecast, the forecast against
+the target, the chance of reaching it (with its error when kpi estimated it by Monte Carlo), the open
+deals by category and what is still to win, each with one sentence (`forecast_line`).
 """
 
 from __future__ import annotations
@@ -19,16 +24,31 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_DOWN, Decimal
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from shared.events import ManagerCard
+from shared.events import Forecast, ManagerCard, ReviewForecast, ReviewPublished
 from shared.periods import local_midnight
 
 Trend = Literal["up", "down", "flat", "new"]
 FLAT_WITHIN = Decimal("0.01")  # one percentage point of attainment
 HOUR = Decimal(3600)
+
+
+# The review's forecasts are part of the published event (`shared.events.ReviewForecast`, issue 22).
+WeeklyReview = ReviewPublished
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastFacts:
+    """What a review needs of one stored won-revenue figure with a forecast."""
+
+    rep_id: str
+    name: str | None
+    period: str
+    target: Decimal | None
+    forecast: Forecast
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,3 +115,47 @@ def headline(name: str, week: str, attainment: Decimal | None, metric: str, peri
                 f" target for {period}") if attainment is not None else "without a target this period"
     tasks = "no open check-ins" if not open_tasks else f"{open_tasks} open check-in{'s' if open_tasks > 1 else ''}"
     return f"Week {week} review for {name}: {standing}, {tasks}."
+
+
+def review_forecasts(facts: Sequence[ForecastFacts]) -> list[ReviewForecast]:
+    """The review's forecasts: those with a target > 0 (as its figures), by rep and period.
+
+    Example: Ann Lee, 2026-Q4, target 100,000, won 50,000, commit 12,000 and best case 8,000 open, weighted
+    61,500, a 0.2345 chance by Monte Carlo with an error of 0.0121: "Ann Lee is forecast at 61,500.00 of
+    100,000.00 won revenue for 2026-Q4 (61%), with a 23% chance (±1.3%) of reaching it: 50,000.00 still to
+    win; open deals 12,000.00 commit, 8,000.00 best case, 0.00 pipeline."
+    """
+    out = []
+    for f in sorted(facts, key=lambda f: (f.rep_id, f.period)):
+        if f.target is None or f.target <= 0:
+            continue
+        c = f.forecast
+        error = c.error if c.method == "monte_carlo" else None
+        out.append(ReviewForecast(
+            rep_id=f.rep_id, name=f.name, period=f.period, target=f.target, weighted=c.weighted, closed=c.closed,
+            gap=c.gap, commit=c.commit, best_case=c.best_case, pipeline=c.pipeline, probability=c.probability,
+            method=c.method, error=error, open_deals=c.open_deals,
+            summary=forecast_line(f.name or f.rep_id, f.period, f.target, c)))
+    return out
+
+
+def forecast_line(name: str, period: str, target: Decimal, forecast: Forecast) -> str:
+    """One sentence a chat bot can post as is (percentages rounded down, an error rounded up)."""
+    share = _whole_percent(forecast.weighted / target)
+    chance = ""
+    if forecast.probability is not None:
+        error = ""
+        if forecast.method == "monte_carlo" and forecast.error is not None:
+            error = f" (±{(forecast.error * 100).quantize(Decimal('0.1'), rounding=ROUND_CEILING)}%)"
+        chance = f", with a {_whole_percent(forecast.probability)}% chance{error} of reaching it"
+    return (f"{name} is forecast at {_money(forecast.weighted)} of {_money(target)} won revenue for {period}"
+            f" ({share}%){chance}: {_money(forecast.gap)} still to win; open deals {_money(forecast.commit)} commit,"
+            f" {_money(forecast.best_case)} best case, {_money(forecast.pipeline)} pipeline.")
+
+
+def _whole_percent(ratio: Decimal) -> Decimal:
+    return (ratio * 100).quantize(Decimal(1), rounding=ROUND_DOWN)  # 69.5% must not read "70%"
+
+
+def _money(value: Decimal) -> str:
+    return f"{value.quantize(Decimal('0.01')):,}"

@@ -1,4 +1,4 @@
-"""When a rep needs a check-in: five pure rules over a `RepView` and `now`.
+"""When a rep needs a check-in: six pure rules over a `RepView` and `now`.
 
 Each rule is ``(view, now, policy) -> Finding | None``; `evaluate` runs them all in `model.RULES`
 order. Every threshold comes from the `Policy`; time is the ``now`` parameter, never read here.
@@ -23,6 +23,7 @@ from services.coaching.model import (
     ACTIVITY_SHORTFALL,
     BEHIND_PACE,
     FALLING_WIN_RATE,
+    FORECAST_SHORT,
     NO_ACTIVITY,
     RULES,
     SEVERITY_RANK,
@@ -33,7 +34,7 @@ from services.coaching.model import (
     Policy,
     RepView,
 )
-from shared.events import Evidence, Metric
+from shared.events import Evidence, Forecast, ForecastDeal, Metric
 from shared.periods import PeriodKind, period_of
 from shared.workdays import local_midnight, recent_working_days, working_days, working_share
 
@@ -46,6 +47,7 @@ __all__ = [
     "behind_pace",
     "evaluate",
     "falling_win_rate",
+    "forecast_short",
     "no_activity",
     "stalled_pipeline",
     "verdict",
@@ -351,12 +353,85 @@ def no_activity(view: RepView, now: datetime, policy: Policy) -> Finding | None:
     )
 
 
+def forecast_short(view: RepView, now: datetime, policy: Policy) -> Finding | None:
+    """The won-revenue forecast falls short of the target, and the open deals expected to close in the
+    period are too few to close the gap.
+
+    Of the active won-revenue figures with a target > 0 (first seen at least ``new_target_grace_s`` ago and
+    past ``pace_grace_share`` of the period's working days, as for the coverage of `stalled_pipeline`) that
+    carry kpi's forecast: short when ``weighted < target`` (won so far plus each open deal's amount x
+    probability: the expected end of period) and ``open = commit + best_case + pipeline < gap x
+    forecast_coverage`` (``gap = target - won so far``; omitted deals count nowhere). Of several, the one
+    with the most still to win. A figure without a forecast (another metric, an ended period, an event from
+    before forecasts) raises nothing.
+
+    Severity as for coverage in `stalled_pipeline`: critical when ``open < gap`` (winning every open deal of
+    the period still leaves a gap: only new or pulled-in deals can close it), a warning when the open deals
+    cover the gap but not ``forecast_coverage`` times (a tenant's 3x rule). With the default 1x, every
+    finding is critical.
+
+    Example (default 1x): target 100,000 for 2026-Q4, 50,000 won, open deals expected in the quarter of
+    20,000 (commit 12,000, best case 8,000), weighted 61,500, probability 0.2345: gap 50,000 > 20,000, a
+    critical "Ann Lee is forecast at 61,500.00 of 100,000.00 won revenue for 2026-Q4 (a 23% chance of
+    reaching it): 50,000.00 still to win, and the open deals expected to close in 2026-Q4 total 20,000.00."
+    With ``forecast_coverage`` 3, 120,000 open and a weighted 95,000: a warning ending "... total
+    120,000.00, below the 3x needed (150,000.00)." A weighted forecast of exactly 100,000 is no finding, nor
+    are open deals of exactly gap x coverage.
+    """
+    _aware(now)
+    candidates: list[tuple[Decimal, str, Figure, Forecast, Decimal]] = []
+    for figure in _active(view.figures, now, (Metric.WON_REVENUE,), policy):
+        forecast = figure.forecast
+        assert figure.target is not None
+        if forecast is None:
+            continue
+        share = working_share(figure.period_start, figure.period_end, now, view.tenant_timezone, view.days_off)
+        if share < policy.pace_grace_share:
+            continue
+        open_ = forecast.commit + forecast.best_case + forecast.pipeline
+        if forecast.weighted < figure.target and open_ < forecast.gap * policy.forecast_coverage:
+            candidates.append((-forecast.gap, figure.period, figure, forecast, open_))
+    if not candidates:
+        return None
+    # the most still to win; on a tie, the first period label, so the choice is deterministic
+    _, _, figure, forecast, open_ = min(candidates, key=lambda c: c[:2])
+    assert figure.target is not None
+    needed = forecast.gap * policy.forecast_coverage
+    chance = "" if forecast.probability is None else f" (a {_percent(forecast.probability)}% chance of reaching it)"
+    summary = (
+        f"{_who(view)} is forecast at {_money(forecast.weighted)} of {_money(figure.target)} won revenue for "
+        f"{figure.period}{chance}: {_money(forecast.gap)} still to win, and the open deals expected to close in "
+        f"{figure.period} total {_money(open_)}"
+    )
+    if open_ >= forecast.gap:  # covered once, but not as many times as the tenant asks
+        summary += f", below the {_count(policy.forecast_coverage)}x needed ({_money(needed)})"
+    return Finding(
+        rule=FORECAST_SHORT,
+        severity="critical" if open_ < forecast.gap else "warning",
+        summary=summary + ".",
+        evidence=Evidence(metric=Metric.WON_REVENUE, actual=forecast.weighted, expected=figure.target,
+                          period=figure.period),
+        details={
+            "target": str(figure.target), "closed": str(forecast.closed), "weighted": str(forecast.weighted),
+            "gap": str(forecast.gap), "open": str(open_), "commit": str(forecast.commit),
+            "best_case": str(forecast.best_case), "pipeline": str(forecast.pipeline),
+            "coverage": str(policy.forecast_coverage), "needed": str(needed.quantize(_CENT)),
+            "probability": None if forecast.probability is None else str(forecast.probability),
+            "method": forecast.method, "error": None if forecast.error is None else str(forecast.error),
+            "open_deals": forecast.open_deals, "estimated": forecast.estimated, "undated": forecast.undated,
+            "deals": [deal.model_dump(mode="json") for deal in forecast.deals],
+            "closing_deals": [_deal_clause(deal, view.tenant_timezone) for deal in forecast.deals],
+        },
+    )
+
+
 RULE_FUNCTIONS: Mapping[str, Rule] = {
     BEHIND_PACE: behind_pace,
     ACTIVITY_SHORTFALL: activity_shortfall,
     STALLED_PIPELINE: stalled_pipeline,
     FALLING_WIN_RATE: falling_win_rate,
     NO_ACTIVITY: no_activity,
+    FORECAST_SHORT: forecast_short,
 }
 
 
@@ -371,6 +446,12 @@ def evaluate(view: RepView, now: datetime, policy: Policy,
 
     Example (defaults 0.7 to open, 0.8 to recover): at 0.75 of pace a rep with no live check-in has no
     finding; one with a live behind-pace check-in keeps it; at 0.8 it recovers.
+
+    One thing is not asked twice: a new `forecast_short` finding is left out when `stalled_pipeline` already
+    finds the open pipeline too thin for what is left to win (its coverage finding, at least as severe): a
+    rep with no deals at all gets one pipeline check-in, not two. The forecast's check-in speaks where the
+    coverage check is silent (enough pipeline overall, but too little of it expected to close in the period,
+    or at too low odds). A live forecast check-in is never dropped this way (that would read as a recovery).
     """
     live = live or {}
     findings: list[Finding] = []
@@ -382,6 +463,10 @@ def evaluate(view: RepView, now: datetime, policy: Policy,
                 finding = replace(finding, severity=live[rule])  # type: ignore[arg-type]
         if finding is not None:
             findings.append(finding)
+    coverage = next((f for f in findings if f.rule == STALLED_PIPELINE and "coverage" in f.details), None)
+    if coverage is not None and FORECAST_SHORT not in live:
+        findings = [f for f in findings if f.rule != FORECAST_SHORT
+                    or SEVERITY_RANK[f.severity] > SEVERITY_RANK[coverage.severity]]
     return findings
 
 
@@ -431,6 +516,13 @@ def _stale_sentence(stale: list[OpenDeal], days: int) -> str:
         named = f"{', '.join(ids)} and {len(stale) - 3} more"
     noun = "deal" if len(stale) == 1 else "deals"
     return f"{len(stale)} open {noun} untouched for {days} days or more: {named}"
+
+
+def _deal_clause(deal: ForecastDeal, zone: ZoneInfo) -> str:
+    """An open deal of a forecast as a check-in names it: 'd-7 (12,000.00 at 60% by 2026-12-10)' (its expected
+    close as a local date of the tenant's zone, where periods are counted)."""
+    day = deal.expected_close_at.astimezone(zone).date().isoformat()
+    return f"{deal.deal_id} ({_money(deal.amount)} at {_percent(deal.probability)}% by {day})"
 
 
 def _counted(deal: OpenDeal, view: RepView) -> bool:

@@ -4,6 +4,7 @@ them (repeated evaluations, a restart, two replicas), escalation, recovery, acti
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,13 +36,14 @@ async def roster(org: Org, rep: str, manager: str | None, team: str = "team-a", 
 
 
 async def figure(
-    org: Org, rep: str, actual: str, target: str, at: datetime, metric: str = "won_revenue", scope: str = "rep"
+    org: Org, rep: str, actual: str, target: str, at: datetime, metric: str = "won_revenue", scope: str = "rep",
+    forecast: dict[str, Any] | None = None,
 ) -> None:
     await org.send(
         topics.ATTAINMENT.name,
         "kpi.attainment.updated",
         rep,
-        {
+        ({"forecast": forecast} if forecast else {}) | {
             "scope": scope,
             "scope_id": rep,
             "period": "2026-Q4",
@@ -415,3 +417,54 @@ async def test_weekly_reviews_go_out_once_per_rep_and_team_with_the_managers_sco
     assert len(weekly) == 2
     card = await first.http.get("/v1/managers/mgr-7/scorecard", headers=org.auth)
     assert card.status_code == 200 and card.json()["tasks"] == 3 and card.json()["team_target"] == "90000"
+
+
+# 40,000 of 90,000 won in 2026-Q4, 20,000 open in the quarter: 50,000 still to win (issue 22)
+SHORT = {"closed": "40000", "commit": "15000", "best_case": "5000", "pipeline": "0", "weighted": "50500",
+         "gap": "50000", "probability": "0.01", "method": "exact", "error": "0", "open_deals": 2, "estimated": 0,
+         "deals": [{"deal_id": "d-1", "rep_id": "kim", "amount": "15000", "probability": "0.6", "basis": "crm",
+                    "forecast_category": "commit", "expected_close_at": "2026-12-10T09:00:00+00:00"},
+                   {"deal_id": "d-2", "rep_id": "kim", "amount": "5000", "probability": "0.3", "basis": "history",
+                    "forecast_category": "best_case", "expected_close_at": "2026-12-20T09:00:00+00:00"}]}
+
+
+async def test_a_forecast_short_of_target_reaches_the_check_in_and_the_weekly_review(harness: Harness) -> None:
+    h = harness
+    replica = await h.replica("a")
+    org = await h.org()
+    await roster(org, "kim", "mgr-9")
+    # 160,000 open in all (3.2x what is left: stalled_pipeline's coverage is fine), 20,000 of it expected this quarter
+    await org.send(topics.DEALS.name, "deal.upserted", "kim", {
+        "deal_id": "big", "rep_id": "kim", "amount": "160000", "currency": "EUR", "stage": "open",
+        "updated_at": h.clock.now().isoformat()}, h.clock.now())
+    await figure(org, "kim", "40000", "90000", h.clock.now(), forecast=SHORT)
+    await h.until(lambda c: c.fetchval(
+        "SELECT 1 FROM coaching.attainment WHERE tenant = $1 AND scope_id = 'kim' AND forecast IS NOT NULL", org.slug))
+    await h.until(lambda c: c.fetchval(
+        "SELECT 1 FROM coaching.deals WHERE tenant = $1 AND deal_id = 'big'", org.slug))
+    await replica.tick()
+    [task] = [r for r in await tasks_of(h, org) if r["rule"] == "forecast_short"]
+    assert task["severity"] == "critical" and task["summary"] == (
+        "Kim is forecast at 50,500.00 of 90,000.00 won revenue for 2026-Q4 (a 1% chance of reaching it): 50,000.00"
+        " still to win, and the open deals expected to close in 2026-Q4 total 20,000.00.")
+    listed = await replica.http.get("/v1/tasks", params={"rep_id": "kim"}, headers=org.auth)
+    [shown] = [t for t in listed.json()["tasks"] if t["rule"] == "forecast_short"]
+    assert shown["details"]["gap"] == "50000" and [d["deal_id"] for d in shown["details"]["deals"]] == ["d-1", "d-2"]
+    assert json.loads(task["details"])["closing_deals"][0] == "d-1 (15,000.00 at 60% by 2026-12-10)"
+
+    h.clock.set(datetime(2026, 11, 23, 7, 0, tzinfo=UTC))  # Monday 08:00 in Berlin: the review of 2026-W47
+    await replica.tick()
+    reviews = await replica.http.get("/v1/reviews", params={"week": "2026-W47"}, headers=org.auth)
+    by_scope = {r["scope"]: r for r in reviews.json()["reviews"]}
+    for review in (by_scope["rep"], by_scope["team"]):  # kim's own, and team-a's with kim in it
+        [forecast] = review["forecasts"]
+        assert (forecast["rep_id"], forecast["period"], forecast["weighted"], forecast["target"]) == (
+            "kim", "2026-Q4", "50500", "90000")
+        assert forecast["summary"].startswith("Kim is forecast at 50,500.00 of 90,000.00 won revenue for 2026-Q4 (56%)")
+
+    await figure(org, "kim", "40000", "90000", h.clock.now(), forecast=None)  # a newer figure without one
+    await h.until(lambda c: c.fetchval(
+        "SELECT 1 FROM coaching.attainment WHERE tenant = $1 AND scope_id = 'kim' AND forecast IS NULL", org.slug))
+    await replica.tick()
+    [task] = [r for r in await tasks_of(h, org) if r["rule"] == "forecast_short"]
+    assert (task["status"], task["close_reason"]) == ("closed", "recovered")

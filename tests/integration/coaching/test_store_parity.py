@@ -41,11 +41,14 @@ def batches() -> list[list[Any]]:
              h.deal("d-1", "ann", t[8], "100", "e1"), h.deal("d-1", "ann", t[6], "300", "e3"),
              h.msg("deal.deleted", DealDeleted(deal_id="d-1", updated_at=t[7]), event_id="e2"),
              h.deal("d-2", "ann", NOW - timedelta(days=20), "50000"), h.call("a-2", "ann", t[3], "d-2"),
-             h.figure("ann", "20000"), h.figure("bob", "0"), h.figure("ann", "10000", as_of=NOW - timedelta(days=1))]
+             h.figure("ann", "20000"), h.figure("bob", "0"), h.figure("ann", "10000", as_of=NOW - timedelta(days=1)),
+             h.figure("cy", "40000", forecast=h.short_forecast("cy")), h.rep("cy"),
+             h.deal("d-c", "cy", t[2], "160000")]  # enough pipeline overall: the forecast's check-in is its own
     second = [h.call("a-3", "bob", t[2], "d-1"), h.msg("deal.deleted", DealDeleted(deal_id="d-9", updated_at=t[1])),
               h.deal("d-9", "bob", t[9], "7"), h.rep("ann", h.LONG_AGO + timedelta(days=1), "Older"),
               h.deal("d-1", "ann", t[9], "1", "e0"), h.call("a-4", "ann", t[9], "d-2"),  # older than what is stored
-              h.call("a-1", "ann", NOW)]  # a redelivered id: nothing
+              h.call("a-1", "ann", NOW),  # a redelivered id: nothing
+              h.figure("cy", "40000", as_of=NOW + timedelta(hours=1))]  # without its forecast: forecast_short recovers
     return [first, second]
 
 
@@ -84,11 +87,12 @@ async def test_the_fake_and_postgresql_keep_and_decide_the_same(pool: asyncpg.Po
         await store_batch(fake, tenant, batch, now)
         async with tenant_tx(pool, tenant) as conn:
             await store_batch(PgStore(conn), tenant, batch, now)
-        await evaluate(fake, tenant, ["ann", "bob"], now, POLICY, fake_configs)
+        await evaluate(fake, tenant, ["ann", "bob", "cy"], now, POLICY, fake_configs)
         async with tenant_tx(pool, tenant) as conn:
-            await evaluate(PgStore(conn), tenant, ["ann", "bob"], now, POLICY, pg_configs)
+            await evaluate(PgStore(conn), tenant, ["ann", "bob", "cy"], now, POLICY, pg_configs)
     async with tenant_tx(pool, tenant) as conn:
         pg = await _state_pg(conn, tenant)
     assert pg == _state_fake(fake)
     assert pg["tasks"], "the batches raise check-ins"
+    assert ("cy", "forecast_short", "critical", "closed", "recovered") in pg["tasks"]  # a forecast stored, then cleared
     assert pg["deals"]["d-1"][1] == Decimal(300) and pg["deals"]["d-9"][0]

@@ -149,6 +149,7 @@ class FakeStore:
                 old.version, old.deleted = (deal.updated_at, tiebreak), True
 
     async def save_attainments(self, tenant: str, figures: Sequence[AttainmentUpdated], now: datetime) -> set[str]:
+        """As the SQL: the newest figure of a key replaces the held one whole, its forecast (or none) with it."""
         self.calls["save_attainments"] += 1
         written = set()
         for f in figures:
@@ -191,7 +192,8 @@ class FakeStore:
                 tenant=config.tenant, rep_id=rep_id, name=rep.name, manager_id=rep.manager_id, team_id=rep.team_id,
                 timezone=ZoneInfo(rep.timezone) if rep.timezone else config.timezone,
                 tenant_timezone=config.timezone, known_since=rep.known_since,
-                figures=tuple(Figure(f.period, f.metric, f.actual, f.target, f.period_start, f.period_end, seen)
+                figures=tuple(Figure(f.period, f.metric, f.actual, f.target, f.period_start, f.period_end, seen,
+                                     f.forecast)
                               for (scope, scope_id, _, _), (f, seen) in self.figures.items()
                               if scope == "rep" and scope_id == rep_id and f.period_start and f.period_end
                               and f.period_start <= now < f.period_end),

@@ -13,7 +13,16 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from services.coaching.checkins import DEFAULT_CATALOGUE, EPOCH, Playbook, compose, json_ready, task_id
-from services.coaching.model import BEHIND_PACE, NO_ACTIVITY, RULES, STALLED_PIPELINE, Finding, Policy, RepView
+from services.coaching.model import (
+    BEHIND_PACE,
+    FORECAST_SHORT,
+    NO_ACTIVITY,
+    RULES,
+    STALLED_PIPELINE,
+    Finding,
+    Policy,
+    RepView,
+)
 from shared.events import Evidence, Metric, TaskCreated
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -158,6 +167,19 @@ def test_without_stale_deals_the_stale_deal_action_is_left_out() -> None:
     assert task.suggested_actions
     assert not any("stale" in action for action in task.suggested_actions)
     assert any("2026-11" in action for action in task.suggested_actions)
+
+
+def test_the_forecast_short_actions_name_the_deals_that_could_close_the_gap() -> None:
+    closing = ["d-7 (12,000.00 at 60% by 2026-12-10)", "d-3 (8,000.00 at 40% by 2026-12-15)"]
+    deals = [{"deal_id": "d-7", "amount": "12000"}, {"deal_id": "d-3", "amount": "8000"}]
+    task = compose(view(), finding(FORECAST_SHORT, gap="50000", deals=deals, closing_deals=closing), FRIDAY, POLICY)
+    assert task.suggested_actions[0] == (
+        "Go through the deals that could close the gap, largest expected first: d-7 (12,000.00 at 60% by"
+        " 2026-12-10), d-3 (8,000.00 at 40% by 2026-12-15). For each: what must happen to win it inside 2026-11?"
+    )
+    assert task.details["deals"] == deals and task.details["gap"] == "50000"
+    without = compose(view(), finding(FORECAST_SHORT, gap="50000", deals=[], closing_deals=[]), FRIDAY, POLICY)
+    assert len(without.suggested_actions) == 2 and not any("largest" in a for a in without.suggested_actions)
 
 
 def test_a_tenants_own_playbook_replaces_the_default_for_its_rule() -> None:

@@ -24,8 +24,11 @@ from shared.events import (
     AttainmentUpdated,
     DealDeleted,
     DealUpserted,
+    Forecast,
+    ForecastDeal,
     Holidays,
     RepUpserted,
+    TaskCreated,
     TenantUpserted,
     TimeOffSet,
 )
@@ -61,11 +64,26 @@ def deal(deal_id: str, rep_id: str, updated: datetime, amount: str = "1000", eve
     return msg("deal.upserted", data, event_id=event_id)
 
 
-def figure(rep_id: str, actual: str, target: str = "90000", as_of: datetime = NOW) -> Incoming:
+def figure(rep_id: str, actual: str, target: str = "90000", as_of: datetime = NOW,
+           forecast: Forecast | None = None) -> Incoming:
     data = AttainmentUpdated(scope="rep", scope_id=rep_id, period="2026-Q4", metric="won_revenue",
                              actual=Decimal(actual), target=Decimal(target), as_of=as_of,
-                             period_start=Q4[0], period_end=Q4[1])
+                             period_start=Q4[0], period_end=Q4[1], forecast=forecast)
     return msg("kpi.attainment.updated", data)
+
+
+def short_forecast(rep_id: str, closed: str = "40000", target: str = "90000") -> Forecast:
+    """40,000 of 90,000 won, 20,000 open in the quarter (d-1 in commit, d-2 in best case): 50,000 short."""
+    deals = [ForecastDeal(deal_id="d-1", rep_id=rep_id, amount=Decimal(15000), probability=Decimal("0.6"),
+                          basis="crm", forecast_category="commit",
+                          expected_close_at=datetime(2026, 12, 10, tzinfo=UTC)),
+             ForecastDeal(deal_id="d-2", rep_id=rep_id, amount=Decimal(5000), probability=Decimal("0.3"),
+                          basis="history", forecast_category="best_case",
+                          expected_close_at=datetime(2026, 12, 20, tzinfo=UTC))]
+    return Forecast(closed=Decimal(closed), commit=Decimal(15000), best_case=Decimal(5000), pipeline=Decimal(0),
+                    weighted=Decimal(closed) + Decimal(10500), gap=Decimal(target) - Decimal(closed),
+                    probability=Decimal("0.01"), method="exact", error=Decimal(0), open_deals=2, estimated=1,
+                    deals=deals)
 
 
 async def test_a_batch_costs_one_call_per_table_whatever_its_size() -> None:
@@ -147,6 +165,38 @@ async def test_an_evaluation_raises_each_rule_once_then_supersedes_and_recovers(
     closed = {e.data.rule: e.data.reason for e in store.outbox if e.type == "coaching.task.closed"}  # type: ignore[attr-defined]
     assert closed == {"behind_pace": "recovered", "no_activity": "recovered"}
     assert [t["status"] for t in store.tasks.values()].count("open") == 1  # stalled pipeline: still nothing open
+
+
+async def test_a_forecast_short_of_target_raises_a_check_in_naming_the_deals_and_a_later_figure_without_it_recovers(
+) -> None:
+    store, configs = FakeStore(), ConfigCache()
+    on_pace = [rep("ann"), call("a-1", "ann", NOW - timedelta(hours=1), deal_id="big")]  # 40,000 of 90,000: on pace
+    # 160,000 open in all (3.2x what is left: coverage is fine), but only 20,000 of it expected this quarter
+    big = deal("big", "ann", NOW - timedelta(hours=1), amount="160000")
+    await store_batch(store, T, [*on_pace, big, figure("ann", "40000", forecast=short_forecast("ann"))], NOW)
+    assert await evaluate(store, T, ["ann"], NOW, POLICY, configs) == 1
+    [task] = [e.data for e in store.outbox if e.type == "coaching.task.created"
+              and e.data.rule == "forecast_short"]  # type: ignore[attr-defined]
+    assert isinstance(task, TaskCreated) and task.severity == "critical"
+    assert task.summary == (
+        "Ann is forecast at 50,500.00 of 90,000.00 won revenue for 2026-Q4 (a 1% chance of reaching it): 50,000.00"
+        " still to win, and the open deals expected to close in 2026-Q4 total 20,000.00.")
+    assert task.details["gap"] == "50000" and [d["deal_id"] for d in task.details["deals"]] == ["d-1", "d-2"]
+    assert task.suggested_actions[0].startswith("Go through the deals that could close the gap, largest expected"
+                                                " first: d-1 (15,000.00 at 60% by 2026-12-10), d-2 (5,000.00 at 30%")
+
+    later = NOW + timedelta(hours=1)  # the same figure again, now without a forecast: the one held is gone
+    await store_batch(store, T, [figure("ann", "40000", as_of=later)], later)
+    assert await evaluate(store, T, ["ann"], later, POLICY, configs) == 0
+    closed = {e.data.rule: e.data.reason for e in store.outbox if e.type == "coaching.task.closed"}  # type: ignore[attr-defined]
+    assert closed == {"forecast_short": "recovered"}
+
+
+async def test_a_figure_without_a_forecast_raises_no_forecast_check_in() -> None:
+    store = FakeStore()
+    await store_batch(store, T, [rep("ann"), figure("ann", "0")], NOW)
+    await evaluate(store, T, ["ann"], NOW, POLICY, ConfigCache())
+    assert "forecast_short" not in {e.data.rule for e in store.outbox}  # type: ignore[attr-defined]
 
 
 async def test_a_worse_finding_supersedes_the_live_check_in_and_announces_both_in_order() -> None:

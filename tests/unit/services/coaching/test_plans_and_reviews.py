@@ -1,16 +1,28 @@
-"""Action-plan settlement and suggestions, the review schedule, trends and the manager scorecard: pure."""
+"""Action-plan settlement and suggestions, the review schedule, trends, the manager scorecard and the
+forecasts of a review: pure."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from services.coaching.plan_rules import plan_status, settle, steps_for_task, title_of
-from services.coaching.reviews import TaskFacts, headline, manager_card, trend, week_due
-from shared.events import Metric
+from services.coaching.reviews import (
+    ForecastFacts,
+    TaskFacts,
+    WeeklyReview,
+    forecast_line,
+    headline,
+    manager_card,
+    review_forecasts,
+    trend,
+    week_due,
+)
+from shared.events import Forecast, Metric, ReviewPublished
 
 BERLIN = ZoneInfo("Europe/Berlin")
 DUE = datetime(2026, 11, 27, 16, 0, tzinfo=UTC)  # Friday 17:00 in Berlin
@@ -51,6 +63,7 @@ def test_an_activity_shortfall_suggests_making_up_the_gap_rounded_up() -> None:
     [
         ("no_activity", {"metric": "activities"}, Metric.ACTIVITIES, Decimal(5)),
         ("stalled_pipeline", {"metric": "won_revenue"}, Metric.ACTIVITIES, Decimal(5)),
+        ("forecast_short", {"metric": "won_revenue"}, Metric.ACTIVITIES, Decimal(5)),
         ("behind_pace", {"metric": "deals_won"}, Metric.DEALS_WON, Decimal(1)),
         ("behind_pace", {"metric": "won_revenue"}, Metric.MEETINGS, Decimal(3)),
         ("falling_win_rate", {"metric": "win_rate"}, Metric.MEETINGS, Decimal(2)),
@@ -145,3 +158,60 @@ def test_the_headline_is_one_sentence_with_the_numbers() -> None:
     assert headline("Bo", "2026-W47", None, "", "", 0) == (
         "Week 2026-W47 review for Bo: without a target this period, no open check-ins."
     )
+
+
+# --- the forecasts of a review (issue 22) ------------------------------------------------------------------
+
+
+def outlook(weighted: str = "61500", probability: str | None = "0.2345", method: Any = "monte_carlo",
+            error: str | None = "0.0121", closed: str = "50000", gap: str = "50000") -> Forecast:  # fmt: skip
+    return Forecast(closed=Decimal(closed), commit=Decimal(12000), best_case=Decimal(8000), pipeline=Decimal(0),
+                    weighted=Decimal(weighted), gap=Decimal(gap),
+                    probability=None if probability is None else Decimal(probability), method=method,
+                    error=None if error is None else Decimal(error), open_deals=2, estimated=0)
+
+
+def facts(rep_id: str = "ann", period: str = "2026-Q4", target: str | None = "100000",
+          forecast: Forecast | None = None, name: str | None = "Ann Lee") -> ForecastFacts:  # fmt: skip
+    return ForecastFacts(rep_id, name, period, None if target is None else Decimal(target), forecast or outlook())
+
+
+def test_a_reviewed_forecast_reads_as_one_sentence_with_the_numbers() -> None:
+    [entry] = review_forecasts([facts()])
+    assert entry.summary == (
+        "Ann Lee is forecast at 61,500.00 of 100,000.00 won revenue for 2026-Q4 (61%), with a 23% chance (±1.3%)"
+        " of reaching it: 50,000.00 still to win; open deals 12,000.00 commit, 8,000.00 best case, 0.00 pipeline."
+    )
+    assert entry.model_dump(mode="json") == {
+        "rep_id": "ann", "name": "Ann Lee", "period": "2026-Q4", "target": "100000", "weighted": "61500",
+        "closed": "50000", "gap": "50000", "commit": "12000", "best_case": "8000", "pipeline": "0",
+        "probability": "0.2345", "method": "monte_carlo", "error": "0.0121", "open_deals": 2,
+        "summary": entry.summary,
+    }  # fmt: skip
+
+
+def test_an_exact_probability_has_no_error_and_none_without_a_probability() -> None:
+    exact = outlook(method="exact", error="0")
+    [entry] = review_forecasts([facts(forecast=exact)])
+    assert entry.error is None and "±" not in entry.summary and "with a 23% chance of reaching it" in entry.summary
+    line = forecast_line("Bo", "2026-11", Decimal(30000), outlook(probability=None, method=None, error=None))
+    assert line.startswith("Bo is forecast at 61,500.00 of 30,000.00 won revenue for 2026-11 (205%): ")
+
+
+def test_a_review_shows_forecasts_with_a_target_by_rep_and_period() -> None:
+    entries = review_forecasts([facts("bob"), facts("ann", "2026-Q4"), facts("ann", "2026-11", "30000"),
+                                facts("cy", target=None), facts("dee", target="0"), facts("eve", name=None)])
+    assert [(e.rep_id, e.period) for e in entries] == [("ann", "2026-11"), ("ann", "2026-Q4"), ("bob", "2026-Q4"),
+                                                      ("eve", "2026-Q4")]
+    assert entries[-1].summary.startswith("eve is forecast at")
+
+
+def test_the_review_event_carries_its_forecasts_and_older_readers_ignore_them() -> None:
+    review = WeeklyReview(
+        review_id="r", scope="rep", scope_id="ann", name="Ann Lee", manager_id=None, week="2026-W47",
+        headline="Week 2026-W47 review for Ann Lee.", figures=[], activities_week=0, activities_week_before=0,
+        open_tasks=0, overdue_tasks=0, published_at=DUE, forecasts=review_forecasts([facts()]),
+    )  # fmt: skip
+    body = review.model_dump_json()
+    assert WeeklyReview.model_validate_json(body) == review
+    assert ReviewPublished.model_validate_json(body).scope_id == "ann"  # a consumer of the contract's model

@@ -1,4 +1,4 @@
-"""The five coaching rules: each at, just below and just above its thresholds, over weekends, across
+"""The six coaching rules: each at, just below and just above its thresholds, over weekends, across
 zones and DST changes, with days off; and `evaluate`, which runs them in order."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from services.coaching.model import (
     ACTIVITY_SHORTFALL,
     BEHIND_PACE,
     FALLING_WIN_RATE,
+    FORECAST_SHORT,
     NO_ACTIVITY,
     RULES,
     STALLED_PIPELINE,
@@ -31,10 +32,11 @@ from services.coaching.rules import (
     behind_pace,
     evaluate,
     falling_win_rate,
+    forecast_short,
     no_activity,
     stalled_pipeline,
 )
-from shared.events import Metric
+from shared.events import Forecast, ForecastDeal, Metric
 from shared.periods import period_bounds
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -759,19 +761,173 @@ def test_the_silent_days_come_from_the_policy() -> None:
     assert silence(thursday, policy=POLICY.with_overrides({"no_activity_days": 4})) is None
 
 
+# --- forecast_short -----------------------------------------------------------------------------------
+# 2026-Q4 in Berlin, on Monday 16 November: target 100,000, 50,000 won (a gap of 50,000); open deals expected
+# in the quarter: commit 12,000 and best case 8,000 (20,000), weighted 61,500.
+
+
+def outlook(closed: str = "50000", commit: str = "12000", best_case: str = "8000", pipeline: str = "0",
+            weighted: str = "61500", target: str = "100000", probability: str | None = "0.2345",
+            method: Any = "monte_carlo", error: str | None = "0.0121",
+            deals: tuple[ForecastDeal, ...] = ()) -> Forecast:  # fmt: skip
+    return Forecast(
+        closed=Decimal(closed), commit=Decimal(commit), best_case=Decimal(best_case), pipeline=Decimal(pipeline),
+        weighted=Decimal(weighted), gap=max(Decimal(target) - Decimal(closed), Decimal(0)),
+        probability=None if probability is None else Decimal(probability), method=method,
+        error=None if error is None else Decimal(error), open_deals=2, estimated=1, deals=list(deals),
+    )  # fmt: skip
+
+
+def closing(deal_id: str, amount: str, probability: str, close: datetime, category: Any = "commit") -> ForecastDeal:
+    return ForecastDeal(deal_id=deal_id, rep_id="r1", amount=Decimal(amount), probability=Decimal(probability),
+                        basis="crm", forecast_category=category, expected_close_at=close)
+
+
+D7 = closing("d-7", "12000", "0.6", berlin(2026, 12, 10))
+D3 = closing("d-3", "8000", "0.4", datetime(2026, 12, 14, 23, 30, tzinfo=UTC), "best_case")  # the 15th in Berlin
+
+
+def short(forecast: Forecast | None = None, now: datetime = MONDAY_16, policy: Policy = POLICY,
+          actual: str = "50000", target: str | None = "100000", period: str = "2026-Q4",
+          first_seen_at: datetime = LONG_AGO) -> Any:  # fmt: skip
+    """forecast_short over one won-revenue figure carrying `forecast` (the default one unless given)."""
+    held = figure(actual=actual, target=target, period=period, first_seen_at=first_seen_at)
+    return forecast_short(rep(figures=(replace(held, forecast=forecast or outlook()),)), now, policy)
+
+
+def test_a_forecast_short_of_target_that_the_open_deals_cannot_close_is_critical() -> None:
+    finding = short(outlook(deals=(D7, D3)))
+    assert finding is not None
+    assert (finding.rule, finding.severity) == (FORECAST_SHORT, "critical")
+    assert finding.summary == (
+        "Ann Lee is forecast at 61,500.00 of 100,000.00 won revenue for 2026-Q4 (a 23% chance of reaching it):"
+        " 50,000.00 still to win, and the open deals expected to close in 2026-Q4 total 20,000.00."
+    )
+    assert finding.evidence.model_dump(mode="json") == {
+        "metric": "won_revenue", "actual": "61500", "expected": "100000", "period": "2026-Q4",
+    }  # fmt: skip
+
+
+def test_the_forecast_finding_carries_the_gap_and_the_deals_that_could_close_it() -> None:
+    finding = short(outlook(deals=(D7, D3)))
+    assert finding is not None
+    assert finding.details == {
+        "target": "100000", "closed": "50000", "weighted": "61500", "gap": "50000", "open": "20000",
+        "commit": "12000", "best_case": "8000", "pipeline": "0", "coverage": "1", "needed": "50000.00",
+        "probability": "0.2345", "method": "monte_carlo", "error": "0.0121", "open_deals": 2, "estimated": 1,
+        "undated": 0,
+        "deals": [
+            {"deal_id": "d-7", "rep_id": "r1", "amount": "12000", "probability": "0.6", "basis": "crm",
+             "forecast_category": "commit", "expected_close_at": "2026-12-09T23:00:00Z"},
+            {"deal_id": "d-3", "rep_id": "r1", "amount": "8000", "probability": "0.4", "basis": "crm",
+             "forecast_category": "best_case", "expected_close_at": "2026-12-14T23:30:00Z"},
+        ],
+        "closing_deals": ["d-7 (12,000.00 at 60% by 2026-12-10)", "d-3 (8,000.00 at 40% by 2026-12-15)"],
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(("weighted", "found"), [("100000", False), ("100000.01", False), ("99999.99", True)])
+def test_a_forecast_that_reaches_the_target_is_no_finding(weighted: str, found: bool) -> None:
+    assert (short(outlook(weighted=weighted)) is not None) == found
+
+
+@pytest.mark.parametrize(("commit", "found"), [("50000", False), ("60000", False), ("49999.99", True)])
+def test_open_deals_of_exactly_the_gap_are_enough_at_the_default_coverage(commit: str, found: bool) -> None:
+    assert (short(outlook(commit=commit, best_case="0", pipeline="0")) is not None) == found
+
+
+def test_every_open_category_counts_against_the_gap() -> None:
+    assert short(outlook(commit="20000", best_case="20000", pipeline="10000")) is None  # 50,000: the gap
+    finding = short(outlook(commit="20000", best_case="20000", pipeline="9999.99"))
+    assert finding is not None
+    assert finding.details["open"] == "49999.99"
+
+
+def test_a_tenants_coverage_rule_makes_a_covered_gap_a_warning_below_the_multiple() -> None:
+    policy = POLICY.with_overrides({"forecast_coverage": "3"})  # 3 x 50,000 = 150,000 needed
+    assert short(outlook(commit="100000", best_case="50000", weighted="95000"), policy=policy) is None
+    finding = short(outlook(commit="100000", best_case="49999.99", weighted="95000"), policy=policy)
+    assert finding is not None
+    assert finding.severity == "warning"  # winning every open deal would close the gap
+    assert finding.summary.endswith(
+        "the open deals expected to close in 2026-Q4 total 149,999.99, below the 3x needed (150,000.00).")
+    assert finding.details["needed"] == "150000.00"
+    finding = short(outlook(commit="49999.99", best_case="0", weighted="95000"), policy=policy)
+    assert finding is not None
+    assert finding.severity == "critical"  # below the gap itself
+    assert "below the" not in finding.summary
+
+
+def test_a_coverage_of_zero_turns_the_rule_off() -> None:
+    assert short(outlook(commit="0", best_case="0"), policy=POLICY.with_overrides({"forecast_coverage": 0})) is None
+
+
+def test_without_a_probability_the_summary_names_no_chance() -> None:
+    finding = short(outlook(probability=None, method=None, error=None))
+    assert finding is not None
+    assert "chance" not in finding.summary
+    assert finding.summary.startswith("Ann Lee is forecast at 61,500.00 of 100,000.00 won revenue for 2026-Q4:")
+
+
+@pytest.mark.parametrize("target", [None, "0"])
+def test_no_forecast_finding_without_a_target(target: str | None) -> None:
+    assert short(outlook(target="0"), target=target) is None
+
+
+def test_no_forecast_finding_for_a_figure_without_a_forecast() -> None:
+    assert forecast_short(rep(figures=(quarter(),)), MONDAY_16, POLICY) is None
+
+
+def test_no_forecast_finding_for_a_period_that_has_ended_or_not_begun() -> None:
+    assert short(period="2026-Q3") is None
+    assert short(period="2027-Q1") is None
+    assert short(now=berlin(2027, 1, 1)) is None  # the quarter's own end
+
+
+def test_forecast_short_respects_the_grace_of_every_target_rule() -> None:
+    assert short(first_seen_at=MONDAY_16 - timedelta(days=1)) is None  # new_target_grace_s: 3 days
+    assert short(first_seen_at=MONDAY_16 - timedelta(days=3)) is not None
+    assert short(now=berlin(2026, 10, 2)) is None  # 1 of 66 working days: before pace_grace_share
+    assert short(now=berlin(2026, 10, 12)) is not None  # 7 of 66
+
+
+def test_of_two_short_forecasts_the_one_with_the_most_still_to_win_is_named() -> None:
+    month = replace(figure(actual="10000", target="30000", period="2026-11"),
+                    forecast=outlook(closed="10000", commit="0", best_case="0", weighted="10000", target="30000"))
+    quarter_ = replace(quarter(actual="50000"), forecast=outlook())
+    finding = forecast_short(rep(figures=(month, quarter_)), MONDAY_16, POLICY)
+    assert finding is not None
+    assert finding.evidence.period == "2026-Q4"
+
+
+def test_a_won_revenue_forecast_only_is_read() -> None:
+    deals_won = replace(figure(Metric.DEALS_WON, actual="1", target="10", period="2026-Q4"), forecast=outlook())
+    assert forecast_short(rep(figures=(deals_won,)), MONDAY_16, POLICY) is None
+
+
+def test_the_forecast_coverage_cannot_be_negative() -> None:
+    with pytest.raises(ValueError, match="forecast_coverage"):
+        POLICY.with_overrides({"forecast_coverage": "-1"})
+
+
 # --- evaluate ----------------------------------------------------------------------------------------
 
 
 def test_evaluate_returns_every_finding_in_rule_order() -> None:
     now = berlin(2026, 11, 23, 10)
+    short = outlook(closed="0", commit="1000", best_case="0", weighted="500", target="10000")
     view = rep(
-        figures=(figure(actual="0", period="2026-11"), figure(Metric.CALLS, target="84", period="2026-11")),
+        figures=(replace(figure(actual="0", period="2026-11"), forecast=short),
+                 figure(Metric.CALLS, target="84", period="2026-11")),
         open_deals=(deal("d-1", "1000", touched_days_ago=30, now=now),),
         closed_deals=tuple(closed(6, 4, days_ago=60) + closed(0, 5, days_ago=3)),
         base_currency="EUR",
     )
     findings = evaluate(view, now, POLICY)
-    assert [f.rule for f in findings] == list(RULES)
+    # the thin pipeline is stalled_pipeline's coverage finding: forecast_short does not ask it again...
+    assert [f.rule for f in findings] == [r for r in RULES if r != FORECAST_SHORT]
+    # ...unless its check-in is live already
+    assert [f.rule for f in evaluate(view, now, POLICY, live={FORECAST_SHORT: "critical"})] == list(RULES)
 
 
 def test_evaluate_finds_nothing_wrong_with_a_rep_on_track() -> None:
@@ -843,3 +999,13 @@ def test_a_finding_that_holds_only_by_the_recovery_level_never_outranks_the_live
 def test_a_recovery_level_on_the_wrong_side_of_its_threshold_means_no_hysteresis() -> None:
     policy = DEFAULTS.with_overrides({"pace_threshold": "0.9"})  # above the default recovery level 0.8
     assert policy.holding().pace_threshold == Decimal("0.9")
+
+
+def test_a_rep_without_pipeline_gets_one_pipeline_check_in_not_two_but_a_live_forecast_check_in_stays() -> None:
+    held = replace(figure(actual="50000", target="100000", period="2026-Q4", first_seen_at=LONG_AGO),
+                   forecast=outlook())
+    view = rep(figures=(held,))  # no open deals: the coverage check of stalled_pipeline finds it too
+    rules_found = [f.rule for f in evaluate(view, MONDAY_16, POLICY)]
+    assert STALLED_PIPELINE in rules_found and FORECAST_SHORT not in rules_found
+    kept = [f.rule for f in evaluate(view, MONDAY_16, POLICY, live={FORECAST_SHORT: "critical"})]
+    assert STALLED_PIPELINE in kept and FORECAST_SHORT in kept
