@@ -3,6 +3,8 @@
 from pathlib import Path
 
 from services.kpi.api import router
+from services.kpi.contesting import clock
+from services.kpi.contests_api import router as contests
 from services.kpi.dashboard import live, pages
 from services.kpi.handlers import LINGER_S, MAX_BATCH, MODELS, make_handler
 from shared import topics
@@ -25,11 +27,11 @@ SPEC = ServiceSpec(
             linger_s=LINGER_S,
         )
     ],
-    routers=[router, pages.router],
-    timers=[live.run],
+    routers=[router, contests, pages.router],
+    timers=[live.run, clock],
     context=pages.make_context,
     credential_cookie=pages.COOKIE,  # the dashboard's reads are rate-limited per token too
-    publishes=[topics.ATTAINMENT.name],
+    publishes=[topics.ATTAINMENT.name, topics.CONTESTS.name],
     reads=[topics.CELEBRATIONS.name],  # the dashboard's live stream (dashboard/live.py), without a group
     openapi={"description": "Attainment state per rep and team.", "version": "1"},
 )

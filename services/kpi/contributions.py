@@ -119,6 +119,8 @@ class Ledger:
     # the keys whose forecast an open deal's version moves (its expected close's periods): no tally changes,
     # but a won_revenue figure there is published again with its new forecast (`outlook.py`)
     touched: set[Key] = field(default_factory=set)
+    # every (rep, moment) a record counted at: which contests a batch may move (`contests.touches`)
+    moments: list[tuple[str, datetime]] = field(default_factory=list)
 
     def deal(self, deal: Deal, sign: int) -> None:
         """Add (sign 1) or take out (sign -1) everything a deal version counts for."""
@@ -156,6 +158,7 @@ class Ledger:
         return [(scope, owner, label) for scope, owner in owners for label in labels]
 
     def _add(self, rep_id: str, moment: datetime, parts: Iterable[tuple[int, int | Decimal]]) -> None:
+        self.moments.append((rep_id, moment))
         parts = tuple(parts)
         for key in self.keys(rep_id, moment):
             vector = self.deltas.get(key)

@@ -28,6 +28,7 @@ import asyncpg
 from prometheus_client import Counter
 from pydantic import BaseModel
 
+from services.kpi.contesting import refresh, touched
 from services.kpi.contributions import Books, Key, Ledger, zero
 from services.kpi.figures import figures, published, source_time
 from services.kpi.forecasting import forecasts
@@ -79,8 +80,8 @@ FIGURES_SENT = Counter("attain_kpi_figures_emitted_total", "kpi.attainment.updat
 
 # a tenant's books, the keys whose tallies or targets moved, (unless the batch recounted the tenant) the
 # new tally and targets of each moved key that figures are published for, and the keys whose forecast an open
-# deal moved
-Moved = tuple[Books, set[Key], dict[Key, Tracked] | None, set[Key]]
+# deal moved, and the (rep, moment)s its records counted at (the contests it may move)
+Moved = tuple[Books, set[Key], dict[Key, Tracked] | None, set[Key], list[tuple[str, datetime]]]
 
 
 def make_handler(rt: HasClock, repository: RepositoryFactory = PgRepository) -> Handler:
@@ -97,8 +98,9 @@ def make_handler(rt: HasClock, repository: RepositoryFactory = PgRepository) -> 
             by_tenant[msg.event.tenant].append(msg)
         now = rt.clock.now()
         for tenant, msgs in by_tenant.items():
-            books, moved, tracked, touched = await _apply(store, tenant, msgs, publish_all=publish_all)
-            if extra := touched - moved:  # open deals moved these keys' forecasts, and no tally of theirs
+            books, moved, tracked, forecasts_moved, moments = await _apply(store, tenant, msgs,
+                                                                           publish_all=publish_all)
+            if extra := forecasts_moved - moved:  # open deals moved these keys' forecasts, and no tally of theirs
                 moved |= extra
                 if tracked is not None:
                     tracked.update(await _read_tracked(store, tenant, extra, publish_all=False))
@@ -106,6 +108,9 @@ def make_handler(rt: HasClock, repository: RepositoryFactory = PgRepository) -> 
                 newest = source_time([(m.data, m.event.time) for m in msgs], now)
                 await _recompute(store, tenant, books, moved, tracked, now, publish_all=publish_all,
                                  source=newest)
+            roster_moved = any(isinstance(m.data, EXCLUSIVE) for m in msgs)
+            if contests := await touched(store, tenant, books, moments, roster_moved):
+                await store.enqueue(await refresh(store, tenant, books, contests, now))
 
     return handle
 
@@ -151,7 +156,7 @@ async def _apply(store: Repository, tenant: str, msgs: list[Incoming], *, publis
         moved = set(deltas)
     if tracked is None and targets:  # (rare) after a recount: read with the rest in `_recompute`
         await store.ensure_tallies(tenant, targets)
-    return books, moved | targets, tracked, ledger.touched
+    return books, moved | targets, tracked, ledger.touched, ledger.moments
 
 
 async def _apply_in_order(store: Repository, tenant: str, msgs: list[Incoming],

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from services.kpi import repository as repo
+from services.kpi.contests import Contest
 from services.kpi.contributions import START_OF_TIME, Activity, Books, Deal, Key, Vector
 from services.kpi.roster import Span, Version
 from services.kpi.tally import Tally
@@ -85,6 +86,14 @@ class Repository(Protocol):
     async def open_deals(self, tenant: str, rep_ids: Iterable[str], team_ids: Iterable[str], start: datetime,
                          end: datetime) -> list[Mapping[str, Any]]: ...
     async def win_history(self, tenant: str, since: datetime) -> list[Mapping[str, Any]]: ...
+
+    # contests (`contesting.py`)
+    async def open_contests(self, tenant: str) -> list[repo.StoredContest]: ...
+    async def lock_contests(self, tenant: str, contest_ids: Iterable[str]) -> list[repo.StoredContest]: ...
+    async def contest_records(self, tenant: str, contest: Contest) -> tuple[list[Deal], list[Activity]]: ...
+    async def names_of(self, tenant: str, kind: str, ids: list[str]) -> dict[str, str | None]: ...
+    async def save_contest(self, tenant: str, contest_id: str, status: str, standings: list[dict[str, object]],
+                           digest: str, at: datetime) -> int: ...
 
     # outgoing events, in the same transaction (the outbox)
     async def enqueue(self, items: list[Outgoing]) -> None: ...
@@ -188,6 +197,22 @@ class PgRepository:
 
     async def win_history(self, tenant: str, since: datetime) -> list[Mapping[str, Any]]:
         return await repo.win_history(self.conn, tenant, since)
+
+    async def open_contests(self, tenant: str) -> list[repo.StoredContest]:
+        return await repo.open_contests(self.conn, tenant)
+
+    async def lock_contests(self, tenant: str, contest_ids: Iterable[str]) -> list[repo.StoredContest]:
+        return await repo.lock_contests(self.conn, tenant, contest_ids)
+
+    async def contest_records(self, tenant: str, contest: Contest) -> tuple[list[Deal], list[Activity]]:
+        return await repo.contest_records(self.conn, tenant, contest)
+
+    async def names_of(self, tenant: str, kind: str, ids: list[str]) -> dict[str, str | None]:
+        return await repo.names_of(self.conn, tenant, kind, ids)
+
+    async def save_contest(self, tenant: str, contest_id: str, status: str, standings: list[dict[str, object]],
+                           digest: str, at: datetime) -> int:
+        return await repo.save_contest(self.conn, tenant, contest_id, status, standings, digest, at)
 
     async def enqueue(self, items: list[Outgoing]) -> None:
         await enqueue_many(self.conn, items)

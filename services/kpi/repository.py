@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TypeVar
 from zoneinfo import ZoneInfo
@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import msgspec
 
+from services.kpi.contests import Contest
 from services.kpi.contributions import (
     FIELDS,
     MONEY,
@@ -597,3 +598,129 @@ async def win_history(conn: asyncpg.Connection, tenant: str, since: datetime) ->
         "   JOIN deal_stages s ON s.tenant = $1 AND s.deal_id = c.deal_id"
         "   GROUP BY GROUPING SETS ((c.rep_id, s.stage_label, c.band), (s.stage_label, c.band))", tenant, since)
     return rows
+
+
+# --- contests (issue 22: `contests.py`, `contesting.py`) ------------------------------------------------
+
+_CONTEST_COLUMNS = ("contest_id, name, metric, participants, participant_ids, starts_at, ends_at, rank_by, target,"
+                    " targets, prizes, settle_s, status, digest, revision, standings")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredContest:
+    contest: Contest
+    digest: str | None
+    revision: int
+    standings: list[dict[str, object]]
+
+
+def _contest(row: asyncpg.Record) -> StoredContest:
+    targets = json.loads(row["targets"]) if isinstance(row["targets"], str) else row["targets"]
+    standings = json.loads(row["standings"]) if isinstance(row["standings"], str) else row["standings"]
+    return StoredContest(Contest(
+        row["contest_id"], row["name"], row["metric"], row["participants"], tuple(row["participant_ids"]),
+        row["starts_at"], row["ends_at"], row["rank_by"], row["target"],
+        {k: Decimal(v) for k, v in (targets or {}).items()}, tuple(row["prizes"]), timedelta(seconds=row["settle_s"]),
+        row["status"]), row["digest"], row["revision"], standings or [])
+
+
+async def open_contests(conn: asyncpg.Connection, tenant: str) -> list[StoredContest]:
+    """The tenant's contests not yet final or cancelled (no lock: a batch first asks whether it touches one)."""
+    return [_contest(r) for r in await conn.fetch(
+        f"SELECT {_CONTEST_COLUMNS} FROM contests WHERE tenant = $1 AND status IN ('scheduled', 'running')"
+        " ORDER BY contest_id", tenant)]
+
+
+async def lock_contests(conn: asyncpg.Connection, tenant: str, contest_ids: Iterable[str]) -> list[StoredContest]:
+    """The contests of `contest_ids`, locked in id order until the transaction ends: their standings are then
+    recounted from records that include every batch committed before (a replica applying the same tenant's
+    records at the same time waits here, and recounts after)."""
+    return [_contest(r) for r in await conn.fetch(
+        f"SELECT {_CONTEST_COLUMNS} FROM contests WHERE tenant = $1 AND contest_id = ANY($2::text[])"
+        " ORDER BY contest_id FOR UPDATE", tenant, sorted(set(contest_ids)))]
+
+
+async def contest_records(conn: asyncpg.Connection, tenant: str, contest: Contest) -> tuple[list[Deal], list[Activity]]:
+    """The live deals and activities that may count in the contest's window: of its reps, or of every rep ever
+    in one of its teams or a team under them (`contests.tallies` attributes them)."""
+    if contest.participants == "reps":
+        reps, teams = list(contest.participant_ids), []
+    else:
+        reps, teams = [], list(contest.participant_ids)
+        parents = {r["team_id"]: r["parent_id"] for r in await conn.fetch(
+            "SELECT team_id, parent_id FROM teams WHERE tenant = $1", tenant)}
+        below = set(teams)
+        while grown := {t for t, p in parents.items() if p in below and t not in below}:
+            below |= grown
+        teams = sorted(below)
+    who = ("(rep_id = ANY($2::text[]) OR rep_id IN (SELECT rep_id FROM memberships WHERE tenant = $1"
+           " AND team_id = ANY($3::text[])))")
+    deals = await conn.fetch(
+        f"SELECT {_DEAL_COLUMNS} FROM deals WHERE tenant = $1 AND NOT deleted AND {who}"
+        " AND ((created_at >= $4 AND created_at < $5) OR (closed_at >= $4 AND closed_at < $5))",
+        tenant, reps, teams, contest.starts_at, contest.ends_at)
+    acts = await conn.fetch(
+        f"SELECT rep_id, kind, occurred_at FROM activities WHERE tenant = $1 AND {who}"
+        " AND occurred_at >= $4 AND occurred_at < $5", tenant, reps, teams, contest.starts_at, contest.ends_at)
+    return ([d for r in deals if (d := _deal(r)) is not None],
+            [Activity(r["rep_id"], r["kind"], r["occurred_at"]) for r in acts])
+
+
+async def names_of(conn: asyncpg.Connection, tenant: str, kind: str, ids: list[str]) -> dict[str, str | None]:
+    """The names of reps (`kind` "reps") or teams."""
+    table, column = ("reps", "rep_id") if kind == "reps" else ("teams", "team_id")
+    return {r[0]: r[1] for r in await conn.fetch(
+        f"SELECT {column}, name FROM {table} WHERE tenant = $1 AND {column} = ANY($2::text[])", tenant, ids)}
+
+
+async def put_contest(conn: asyncpg.Connection, tenant: str, contest: Contest, at: datetime) -> bool:
+    """Define or change a contest (not one that is final or cancelled: False then, nothing changed)."""
+    row = await conn.fetchrow(
+        "INSERT INTO contests (tenant, contest_id, name, metric, participants, participant_ids, starts_at, ends_at,"
+        " rank_by, target, targets, prizes, settle_s, defined_at, updated_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $14, $14)"
+        " ON CONFLICT (tenant, contest_id) DO UPDATE SET name = EXCLUDED.name, metric = EXCLUDED.metric,"
+        " participants = EXCLUDED.participants, participant_ids = EXCLUDED.participant_ids,"
+        " starts_at = EXCLUDED.starts_at, ends_at = EXCLUDED.ends_at, rank_by = EXCLUDED.rank_by,"
+        " target = EXCLUDED.target, targets = EXCLUDED.targets, prizes = EXCLUDED.prizes,"
+        " settle_s = EXCLUDED.settle_s, updated_at = EXCLUDED.updated_at,"
+        " status = CASE WHEN contests.status = 'running' AND EXCLUDED.starts_at > $14 THEN 'scheduled'"
+        "   ELSE contests.status END"
+        " WHERE contests.status IN ('scheduled', 'running') RETURNING 1",
+        tenant, contest.contest_id, contest.name, contest.metric, contest.participants,
+        list(contest.participant_ids), contest.starts_at, contest.ends_at, contest.rank_by, contest.target,
+        json.dumps({k: str(v) for k, v in contest.targets.items()}), list(contest.prizes),
+        int(contest.settle.total_seconds()), at)
+    return row is not None
+
+
+async def cancel_contest(conn: asyncpg.Connection, tenant: str, contest_id: str, at: datetime) -> bool:
+    """Cancel a contest that is not final; False when there is none to cancel."""
+    row = await conn.fetchrow("UPDATE contests SET status = 'cancelled', updated_at = $3 WHERE tenant = $1"
+                              " AND contest_id = $2 AND status IN ('scheduled', 'running') RETURNING 1",
+                              tenant, contest_id, at)
+    return row is not None
+
+
+async def save_contest(conn: asyncpg.Connection, tenant: str, contest_id: str, status: str,
+                       standings: list[dict[str, object]], digest: str, at: datetime) -> int:
+    """Store a contest's newly published state; its new revision."""
+    revision: int = await conn.fetchval(
+        "UPDATE contests SET status = $3, standings = $4::jsonb, digest = $5, revision = revision + 1,"
+        " updated_at = $6 WHERE tenant = $1 AND contest_id = $2 RETURNING revision",
+        tenant, contest_id, status, json.dumps(standings), digest, at)
+    return revision
+
+
+async def contests_of(conn: asyncpg.Connection, tenant: str, contest_id: str | None = None) -> list[StoredContest]:
+    """The tenant's contests (or one), newest start first."""
+    return [_contest(r) for r in await conn.fetch(
+        f"SELECT {_CONTEST_COLUMNS} FROM contests WHERE tenant = $1 AND ($2::text IS NULL OR contest_id = $2)"
+        " ORDER BY starts_at DESC, contest_id", tenant, contest_id)]
+
+
+async def due_contests(conn: asyncpg.Connection, now: datetime) -> list[tuple[str, str]]:
+    """(tenant, contest id) of every contest whose start or end (plus its settling time) has come."""
+    return [(r[0], r[1]) for r in await conn.fetch(
+        "SELECT tenant, contest_id FROM contests WHERE (status = 'scheduled' AND starts_at <= $1)"
+        " OR (status = 'running' AND ends_at + settle_s * interval '1 second' <= $1) ORDER BY 1, 2", now)]

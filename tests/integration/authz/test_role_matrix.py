@@ -128,6 +128,13 @@ MATRIX: dict[tuple[str, str, str], Row] = {
     ("kpi", "GET", "/v1/teams/{team_id}/forecast"): Row(ALL, fixed("/v1/teams/t2/forecast?period={q}")),
     ("kpi", "GET", "/v1/leaderboard"): Row(ALL, fixed("/v1/leaderboard?period={q}")),
     ("kpi", "GET", "/v1/leaderboard/teams"): Row(ALL, fixed("/v1/leaderboard/teams?period={q}")),
+    # contests: an admin defines (first row: the contest the next rows read) and cancels (last); every role reads
+    ("kpi", "PUT", "/v1/contests/{contest_id}"): Row(only("admin"), fixed("/v1/contests/matrix"), lambda w, role, own: {
+        "name": "Matrix", "metric": "won_revenue", "participants": "reps", "participant_ids": ["ana", "bo"],
+        "starts": "2026-12-01", "ends": "2027-01-01", "prizes": ["a mug"]}),
+    ("kpi", "GET", "/v1/contests"): Row(ALL, fixed("/v1/contests")),
+    ("kpi", "GET", "/v1/contests/{contest_id}"): Row(ALL, fixed("/v1/contests/matrix")),
+    ("kpi", "DELETE", "/v1/contests/{contest_id}"): Row(only("admin"), fixed("/v1/contests/matrix")),
     # kpi: the dashboard (its session cookie)
     ("kpi", "GET", "/signin"): Row(PUBLIC),
     ("kpi", "POST", "/signin"): Row(PUBLIC),

@@ -11,17 +11,18 @@ outbox is a list.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from services.kpi.contests import Contest
 from services.kpi.contributions import EXACT, MONEY, Activity, Books, Deal, Key, Ledger, Vector, tally_of, zero
 from services.kpi.outlook import band
 from services.kpi.pace import calendar_of
 from services.kpi.ports import Figure, FigureKey, Outgoing, Tracked
-from services.kpi.repository import UNKNOWN_CALENDAR
+from services.kpi.repository import UNKNOWN_CALENDAR, StoredContest
 from services.kpi.roster import Span, Version
 from services.kpi.tally import Tally
 from shared.cloudevents import CloudEvent
@@ -65,6 +66,7 @@ class TenantState:
     published: dict[FigureKey, tuple[Decimal, Decimal | None, int, str | None]] = field(
         default_factory=dict)  # actual, target, revision, forecast digest
     stages: set[tuple[str, str]] = field(default_factory=set)  # (deal id, stage label) every version stood in
+    contests: dict[str, StoredContest] = field(default_factory=dict)
     rebuild_owed: bool = False
 
 
@@ -316,6 +318,32 @@ class FakeRepository:
                          "forecast_category": d.forecast_category.value if d.forecast_category else None,
                          "stage_label": d.stage_label})
         return rows
+
+    async def open_contests(self, tenant: str) -> list[StoredContest]:
+        return [c for _, c in sorted(self.of(tenant).contests.items()) if c.contest.status in ("scheduled", "running")]
+
+    async def lock_contests(self, tenant: str, contest_ids: Iterable[str]) -> list[StoredContest]:
+        stored = self.of(tenant).contests
+        return [stored[i] for i in sorted(set(contest_ids)) if i in stored]
+
+    async def contest_records(self, tenant: str, contest: Contest) -> tuple[list[Deal], list[Activity]]:
+        state = self.of(tenant)
+        deals = [s.deal for s in state.deals.values() if s.deal is not None and any(
+            contest.inside(m) for m in (s.deal.created_at, s.deal.closed_at))]
+        return deals, [a for a in state.activities.values() if contest.inside(a.occurred_at)]
+
+    async def names_of(self, tenant: str, kind: str, ids: list[str]) -> dict[str, str | None]:
+        state = self.of(tenant)
+        if kind == "reps":
+            return {i: state.reps[i][1].get("name") for i in ids if i in state.reps}
+        return {i: None for i in ids if i in state.teams}
+
+    async def save_contest(self, tenant: str, contest_id: str, status: str, standings: list[dict[str, object]],
+                           digest: str, at: datetime) -> int:
+        old = self.of(tenant).contests[contest_id]
+        new = StoredContest(replace(old.contest, status=status), digest, old.revision + 1, standings)  # type: ignore[arg-type]
+        self.of(tenant).contests[contest_id] = new
+        return new.revision
 
     async def win_history(self, tenant: str, since: datetime) -> list[Mapping[str, Any]]:
         state = self.of(tenant)
