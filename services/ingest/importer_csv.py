@@ -1,7 +1,11 @@
 """The input side of an import: the file's rows as canonical events, and how far an import got.
 
 A CSV file has a header row naming the data fields of one kind (deals, activities, roster,
-targets) plus, optionally, `id`, `time` and `source`. An NDJSON file holds canonical events or,
+targets) plus, optionally, `id`, `time` and `source`. An optional field's column may be left out
+of the header, or its cell blank: deals' `expected_close_at`, `probability` and `forecast_category`
+(docs/contract.md, section 2) are such columns. A probability is 0 to 1 with at most 4 places, as
+the contract has it: a file is canonical data, so it is not rounded as a CRM's percentage is, and
+ingest names a value the contract refuses. An NDJSON file holds canonical events or,
 with a kind, plain data rows. Each row becomes a `Row`: the event to send, or the reason it
 cannot even be built (a missing cell, a bad number), always with its physical line number.
 
@@ -29,7 +33,7 @@ from typing import Any
 HEAD_BYTES = 64 * 1024  # hashed into the fingerprint of the file
 ID_MAX = 200  # shared.events.Id
 ENVELOPE_COLUMNS = ("id", "time", "source")
-DECIMAL_FIELDS = frozenset({"amount", "value"})
+DECIMAL_FIELDS = frozenset({"amount", "value", "probability"})
 INT_FIELDS = frozenset({"duration_s"})
 BOOL_FIELDS = frozenset({"active"})
 TRUE, FALSE = frozenset({"true", "t", "yes", "y", "1"}), frozenset({"false", "f", "no", "n", "0"})
@@ -59,7 +63,8 @@ class KindSpec:
 KINDS: dict[str, KindSpec] = {
     "deals": KindSpec(
         "deals", "deal.upserted",
-        ("deal_id", "rep_id", "amount", "currency", "stage", "stage_label", "created_at", "closed_at", "updated_at"),
+        ("deal_id", "rep_id", "amount", "currency", "stage", "stage_label", "created_at", "closed_at", "updated_at",
+         "expected_close_at", "probability", "forecast_category"),
         ("deal_id", "rep_id", "amount", "currency", "stage", "updated_at"), ("deal_id", "updated_at"),
         "updated_at", versioned=True),
     "activities": KindSpec(

@@ -59,24 +59,30 @@ async def test_hubspot_changes_become_complete_deals_keyed_by_rep_and_retries_pu
         _event(9001, "deal.propertyChange", t0 + 1, "amount", "5000.50", event_id=2),
         _event(9001, "deal.propertyChange", t0 + 1, "dealstage", "appointmentscheduled", event_id=3),
         _event(9001, "deal.propertyChange", t0 + 1, "hubspot_owner_id", "101", event_id=4),
+        _event(9001, "deal.propertyChange", t0 + 1, "closedate", "1798675200000", event_id=5),  # 2026-12-31
+        _event(9001, "deal.propertyChange", t0 + 1, "hs_deal_stage_probability", "0.2", event_id=6),
+        _event(9001, "deal.propertyChange", t0 + 1, "hs_forecast_category", "BEST_CASE", event_id=7),
+        _event(9001, "deal.propertyChange", t0 + 1, "hs_forecast_category", "NOT_OURS", event_id=8),  # left out
     ])
     assert first.status_code == 200, first.text
     opened = await w.wait_for(lambda m: m["data"]["deal_id"] == "9001")
     assert opened["key"] == f"{tenant.slug}:ana".encode()
     assert opened["data"] | {"updated_at": None, "created_at": None} == {
         "deal_id": "9001", "rep_id": "ana", "amount": "5000.50", "currency": "EUR", "stage": "open",
-        "stage_label": "appointmentscheduled", "created_at": None, "closed_at": None, "updated_at": None}
+        "stage_label": "appointmentscheduled", "created_at": None, "closed_at": None, "updated_at": None,
+        "expected_close_at": "2026-12-31T00:00:00Z", "probability": "0.2", "forecast_category": "best_case"}
 
-    won = [_event(9001, "deal.propertyChange", t0 + 5000, "dealstage", "closedwon", event_id=5)]
+    won = [_event(9001, "deal.propertyChange", t0 + 5000, "dealstage", "closedwon", event_id=9)]
     assert (await _deliver(url, won)).json()["accepted"] == 1
     closed = await w.wait_for(lambda m: m["data"]["stage"] == "won")
     assert closed["data"]["amount"] == "5000.50" and closed["data"]["rep_id"] == "ana"
-    assert closed["data"]["closed_at"] is not None
+    assert closed["data"]["closed_at"] == "2026-12-31T00:00:00Z"  # the close date, now the actual one
+    assert [closed["data"][k] for k in ("expected_close_at", "probability", "forecast_category")] == [None] * 3
 
     retried = [dict(won[0], attemptNumber=1)]
     again = await _deliver(url, retried)
     assert again.status_code == 200 and again.json()["accepted"] == 0
-    late = await _deliver(url, [_event(9001, "deal.propertyChange", t0 - 10_000, "amount", "1.00", event_id=6)])
+    late = await _deliver(url, [_event(9001, "deal.propertyChange", t0 - 10_000, "amount", "1.00", event_id=10)])
     assert late.json()["accepted"] == 0
     await w.poll(2)
     assert len([m for m in w.seen if m["data"]["deal_id"] == "9001"]) == 2

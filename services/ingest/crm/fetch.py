@@ -34,21 +34,25 @@ from urllib.parse import quote
 import asyncpg
 import httpx
 
-from services.ingest.crm import values
-from services.ingest.crm.model import ActivityChange, DealChange, DealFields, PayloadError
+from services.ingest.crm import hubspot, pipedrive, salesforce_record, values
+from services.ingest.crm.model import ActivityChange, DealChange, DealFields, Forecast, PayloadError
 from services.ingest.crm.pipedrive import close_time_key
 from services.ingest.crm.salesforce_record import status as salesforce_status
 from services.ingest.secret_box import SecretBox, Undecryptable
 
 log = logging.getLogger(__name__)
-HUBSPOT_DEAL_PROPERTIES = "amount,deal_currency_code,dealstage,hubspot_owner_id,closedate,createdate,dealname"
+HUBSPOT_DEAL_PROPERTIES = ("amount,deal_currency_code,dealstage,hubspot_owner_id,closedate,createdate,dealname,"
+                           "hs_deal_stage_probability,hs_forecast_category")
 HUBSPOT_ENGAGEMENT_PROPERTIES = "hubspot_owner_id,hs_timestamp,hs_call_duration"
 HUBSPOT_ENGAGEMENTS = {"call": "calls", "meeting": "meetings", "email": "emails", "task": "tasks", "other": "notes"}
 SALESFORCE_API = "v61.0"
 _STATUS: dict[str, Literal["open", "won", "lost"]] = {"open": "open", "won": "won", "lost": "lost"}
 
 # The converters below are pure: a body as `Fetcher` reads it (`values.load_json`: numbers are exact Decimals) in,
-# a change out. A value they cannot read raises PayloadError, and the record counts as not fetched.
+# a change out. A value they cannot read raises PayloadError, and the record counts as not fetched; but an amount
+# (`_money`) or a forecast value (probability, category, expected close: `values.lenient`, in `ignored`) that
+# cannot be read is left out, and the record's other fields still fill gaps. The forecast is read as the webhooks
+# read it (the vendor modules' docstrings).
 
 
 def _instant(value: object, where: str) -> datetime | None:
@@ -74,9 +78,15 @@ def _money(value: object, where: str) -> Decimal | None:
         return None
 
 
+def _hubspot_category(value: object, where: str) -> Forecast | None:
+    return None if value in (None, "") else hubspot.forecast_category(values.text(value, where), where)
+
+
 def hubspot_deal(deal_id: str, body: dict[str, Any]) -> DealChange:
     """A deal from HubSpot's `GET /crm/v3/objects/deals/{id}`: `properties` hold text values, `updatedAt` is ISO."""
     props = body.get("properties") or {}
+    ignored: list[str] = []
+    chance = props.get("hs_deal_stage_probability")
     return DealChange(
         crm="hubspot", event_id=f"fetch:{deal_id}:{body.get('updatedAt')}", deal_id=deal_id,
         changed_at=_instant(body.get("updatedAt"), "updatedAt") or datetime.now(UTC),
@@ -85,8 +95,12 @@ def hubspot_deal(deal_id: str, body: dict[str, Any]) -> DealChange:
                           stage=props.get("dealstage") or None, owner=props.get("hubspot_owner_id") or None,
                           close_date=_instant(props.get("closedate"), "properties.closedate"),
                           created_at=_instant(props.get("createdate"), "properties.createdate"),
-                          name=props.get("dealname")),
-        deleted=bool(body.get("archived")),
+                          name=props.get("dealname"),
+                          probability=None if chance in (None, "") else values.lenient(
+                              lambda: values.probability(chance, "properties.hs_deal_stage_probability"), ignored),
+                          forecast_category=values.lenient(lambda: _hubspot_category(
+                              props.get("hs_forecast_category"), "properties.hs_forecast_category"), ignored)),
+        deleted=bool(body.get("archived")), ignored=tuple(ignored),
     )  # fmt: skip
 
 
@@ -98,6 +112,8 @@ def pipedrive_deal(deal_id: str, body: dict[str, Any]) -> DealChange:
     data = body.get("data") or {}
     status = data.get("status")
     close_key = close_time_key(data, status if isinstance(status, str) else None)
+    ignored: list[str] = []
+    expected_close, probability = pipedrive.forecast(data, "data", ignored)
     return DealChange(
         crm="pipedrive", event_id=f"fetch:{deal_id}:{data.get('update_time')}", deal_id=deal_id,
         changed_at=_instant(data.get("update_time"), "data.update_time") or datetime.now(UTC),
@@ -105,14 +121,17 @@ def pipedrive_deal(deal_id: str, body: dict[str, Any]) -> DealChange:
                           stage=_id(data.get("stage_id"), "data.stage_id"), status=_STATUS.get(status or ""),
                           owner=_id(data.get("owner_id"), "data.owner_id"),
                           close_date=_instant(data.get(close_key), f"data.{close_key}"),
-                          created_at=_instant(data.get("add_time"), "data.add_time"), name=data.get("title")),
-        deleted=status == "deleted" or bool(data.get("is_deleted")),
+                          created_at=_instant(data.get("add_time"), "data.add_time"), name=data.get("title"),
+                          expected_close=expected_close, probability=probability),
+        deleted=status == "deleted" or bool(data.get("is_deleted")), ignored=tuple(ignored),
     )  # fmt: skip
 
 
 def salesforce_deal(deal_id: str, body: dict[str, Any]) -> DealChange:
     """An Opportunity from Salesforce's `GET /services/data/vXX.X/sobjects/Opportunity/{id}`."""
     close = body.get("CloseDate")
+    ignored: list[str] = []
+    chance = body.get("Probability")
     return DealChange(
         crm="salesforce", event_id=f"fetch:{deal_id}:{body.get('LastModifiedDate')}", deal_id=deal_id,
         changed_at=_instant(body.get("LastModifiedDate"), "LastModifiedDate") or datetime.now(UTC),
@@ -122,9 +141,19 @@ def salesforce_deal(deal_id: str, body: dict[str, Any]) -> DealChange:
                                                    _flag(body.get("IsClosed"), "IsClosed")),
                           owner=body.get("OwnerId"),
                           close_date=values.day(close, "CloseDate") if close else None,
-                          created_at=_instant(body.get("CreatedDate"), "CreatedDate"), name=body.get("Name")),
-        deleted=bool(body.get("IsDeleted")),
+                          created_at=_instant(body.get("CreatedDate"), "CreatedDate"), name=body.get("Name"),
+                          probability=None if chance is None else values.lenient(
+                              lambda: values.probability(chance, "Probability", percent=True), ignored),
+                          forecast_category=values.lenient(lambda: _salesforce_category(
+                              body.get("ForecastCategoryName")), ignored)),
+        deleted=bool(body.get("IsDeleted")), ignored=tuple(ignored),
     )  # fmt: skip
+
+
+def _salesforce_category(value: object) -> Forecast | None:
+    if value is None:
+        return None
+    return salesforce_record.forecast_category(values.text(value, "ForecastCategoryName"), "ForecastCategoryName")
 
 
 def hubspot_engagement(change: ActivityChange, body: dict[str, Any]) -> ActivityChange:

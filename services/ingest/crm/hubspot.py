@@ -19,6 +19,13 @@ Decisions:
 - HubSpot sends one property per event and sends nothing else about the deal. A deal creation or restore becomes
   a change with no fields; the pipeline waits for the properties. A property HubSpot clears (an empty value) is
   skipped, because `DealFields` has no "cleared" value; the last known value stands.
+- The forecast. `closedate` is read as today into `close_date`: HubSpot's "Close date" is when an open deal is
+  expected to close and when a closed one closed, so the mapping makes it an open deal's `expected_close_at`
+  (mapping.CLOSE_DATE_IS_EXPECTED). `hs_deal_stage_probability` (the deal stage's probability, 0 to 1 as text) is
+  `probability`, rounded half-even to 4 places. `hs_forecast_category` is `forecast_category`: PIPELINE, BEST_CASE,
+  COMMIT and OMIT (or OMITTED), in any case; CLOSED says nothing an open deal needs, so it gives no change.
+  Either one unreadable, out of range or (the category) unknown is left out and reported in `DealChange.ignored`
+  (`values.lenient`): it never costs the deal, or the delivery, its other changes.
 - An engagement (call, meeting, email, task; a note counts as `other`) is reported only when it is created, and
   the webhook carries only its id. `occurred_at` is then `occurredAt`, and `owner` and `deal_id` are None. The
   pipeline fills them from HubSpot's CRM API when the tenant has a token; otherwise it dead-letters the
@@ -47,6 +54,7 @@ from services.ingest.crm.model import (
     Change,
     DealChange,
     DealFields,
+    Forecast,
     PayloadError,
     Secret,
     WebhookAuthError,
@@ -73,6 +81,10 @@ ENGAGEMENT_KINDS: Final[dict[str, Literal["call", "email", "meeting", "task", "o
 }  # fmt: skip
 
 _MILLIS: Final = re.compile(r"-?\d{1,15}")
+FORECAST_CATEGORIES: Final[dict[str, Forecast | None]] = {
+    "PIPELINE": "pipeline", "BEST_CASE": "best_case", "COMMIT": "commit", "OMIT": "omitted", "OMITTED": "omitted",
+    "CLOSED": None,  # a closed deal: its stage says so, and the forecast counts open deals only
+}  # fmt: skip
 
 
 def verify(request: WebhookRequest, secrets: Sequence[Secret], now: datetime) -> None:
@@ -193,17 +205,21 @@ def _changes(event: _Event) -> list[Change]:
 
 
 def _deal_changes(event: _Event, action: str) -> list[Change]:
-    def change(deal_id: int, *, fields: DealFields | None = None, deleted: bool = False, key: str) -> DealChange:
+    def change(deal_id: int, *, fields: DealFields | None = None, deleted: bool = False, key: str,
+               ignored: tuple[str, ...] = ()) -> DealChange:
         return DealChange(crm=CRM, event_id=key, deal_id=str(deal_id), changed_at=event.changed_at(),
-                          fields=fields or DealFields(), deleted=deleted)  # fmt: skip
+                          fields=fields or DealFields(), deleted=deleted, ignored=ignored)  # fmt: skip
 
     if action in {"creation", "restore"}:
         return [change(event.integer("objectId"), key=event.event_id())]
     if action == "deletion":
         return [change(event.integer("objectId"), deleted=True, key=event.event_id())]
     if action == "propertyChange":
-        fields = _deal_fields(event)
-        return [] if fields is None else [change(event.integer("objectId"), fields=fields, key=event.event_id())]
+        ignored: list[str] = []
+        fields = _deal_fields(event, ignored)
+        if fields is None and not ignored:
+            return []
+        return [change(event.integer("objectId"), fields=fields, key=event.event_id(), ignored=tuple(ignored))]
     if action == "merge":
         primary = event.integer("primaryObjectId")
         survivor = event.integer("newObjectId") if event.raw.get("newObjectId") is not None else primary
@@ -217,13 +233,18 @@ def _deal_changes(event: _Event, action: str) -> list[Change]:
     return []  # association changes and other actions say nothing about the deal's fields
 
 
-def _deal_fields(event: _Event) -> DealFields | None:
-    read = _DEAL_PROPERTIES.get(event.text("propertyName"))
-    if read is None:
+def _deal_fields(event: _Event, ignored: list[str]) -> DealFields | None:
+    name = event.text("propertyName")
+    read = _DEAL_PROPERTIES.get(name)
+    optional = _FORECAST_PROPERTIES.get(name)
+    if read is None and optional is None:
         return None  # not a field of ours (including `pipeline`: stage ids are unique within a portal)
     value = event.optional_text("propertyValue")
     if not value:
         return None  # cleared in HubSpot: DealFields cannot say "cleared", so the last known value stands
+    if optional is not None:  # never refuses the delivery (module docstring, "The forecast")
+        return values.lenient(lambda: optional(value, f"event {event.index}: {name}"), ignored)
+    assert read is not None
     return read(event, value)
 
 
@@ -235,6 +256,27 @@ _DEAL_PROPERTIES: Final[dict[str, Callable[[_Event, str], DealFields]]] = {
     "closedate": lambda event, value: DealFields(close_date=_when(event, "closedate", value)),
     "createdate": lambda event, value: DealFields(created_at=_created(event, value)),
     "dealname": lambda _, value: DealFields(name=value),
+}
+
+
+def forecast_category(value: str, where: str) -> Forecast | None:
+    """A HubSpot forecast category (`hs_forecast_category`) as the contract's, None for CLOSED; PayloadError for a
+    category we do not know (a portal's own, say)."""
+    key = value.strip().upper()
+    if key not in FORECAST_CATEGORIES:
+        raise PayloadError(f"{where}: {value!r} is not a forecast category we map "
+                           f"({', '.join(FORECAST_CATEGORIES)})")
+    return FORECAST_CATEGORIES[key]
+
+
+def _category_fields(value: str, where: str) -> DealFields | None:
+    category = forecast_category(value, where)
+    return None if category is None else DealFields(forecast_category=category)
+
+
+_FORECAST_PROPERTIES: Final[dict[str, Callable[[str, str], DealFields | None]]] = {
+    "hs_deal_stage_probability": lambda value, where: DealFields(probability=values.probability(value, where)),
+    "hs_forecast_category": _category_fields,
 }
 
 

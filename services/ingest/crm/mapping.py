@@ -3,12 +3,18 @@
 A deal becomes canonical when its amount, its stage (as open/won/lost) and its owner (as a rep)
 are known; otherwise the reasons say what is missing, and the pipeline keeps a dead-letter
 record until later deliveries (or the CRM's API) fill the gaps.
+
+An open deal also carries its forecast, as far as the CRM told it: `expected_close_at`, `probability` and
+`forecast_category`. They describe an open deal only (the contract's category has no "closed"), so a won or lost
+deal carries none of them. They are optional in the contract and never hold a deal back: one the contract refuses
+(an expected close in year 281) is left out and reported, and the deal is published without it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
@@ -28,6 +34,9 @@ DEFAULT_STAGES: dict[str, dict[str, str]] = {
                    "Closed Won": "won", "Closed Lost": "lost"},
     "pipedrive": {},  # Pipedrive states open/won/lost itself (`status`)
 }
+# CRMs whose one close date is when an open deal is expected to close and when a closed one closed (HubSpot's
+# `closedate`, Salesforce's `CloseDate`). Pipedrive keeps them apart: `expected_close_date` is `expected_close`.
+CLOSE_DATE_IS_EXPECTED = frozenset({"hubspot", "salesforce"})
 
 
 @dataclass(frozen=True)
@@ -65,8 +74,12 @@ def _instant(moment: datetime | date, tz: str) -> datetime:
     return datetime.combine(moment, time.min, tzinfo=ZoneInfo(tz)).astimezone(UTC)  # a date: local midnight
 
 
-def deal_data(deal_id: str, view: DealView, maps: TenantMaps, version: datetime) -> DealUpserted | list[str]:
-    """The canonical deal, or the reasons it cannot be made yet (each names the field or mapping)."""
+def deal_data(deal_id: str, view: DealView, maps: TenantMaps, version: datetime,
+              ignored: list[str] | None = None) -> DealUpserted | list[str]:
+    """The canonical deal, or the reasons it cannot be made yet (each names the field or mapping).
+
+    A forecast field the contract refuses is left out and its problem appended to `ignored` (when given).
+    """
     missing: list[str] = []
     if view.amount is None:
         missing.append("amount: not received yet")
@@ -84,14 +97,38 @@ def deal_data(deal_id: str, view: DealView, maps: TenantMaps, version: datetime)
     closed_at = None
     if status != "open":
         closed_at = _instant(view.close_date, maps.timezone) if view.close_date else view.status_at
+    known: dict[str, Any] = {
+        "deal_id": deal_id, "rep_id": rep, "amount": view.amount, "currency": view.currency or maps.currency,
+        "stage": DealStage(status), "stage_label": view.stage_label or view.stage, "created_at": view.created_at,
+        "closed_at": closed_at, "updated_at": version}
+    return _deal(known, _forecast(view, maps, ignored) if status == "open" else {}, ignored)
+
+
+def _forecast(view: DealView, maps: TenantMaps, ignored: list[str] | None) -> dict[str, Any]:
+    """An open deal's forecast fields, as far as known. A date alone (Salesforce's `CloseDate`, Pipedrive's
+    `expected_close_date`) is the start of that day in the tenant's zone, as a close date is: the deal falls into
+    the period of that local day, whatever the zone."""
+    expected = view.close_date if maps.crm in CLOSE_DATE_IS_EXPECTED else view.expected_close
     try:
-        return DealUpserted(
-            deal_id=deal_id, rep_id=rep, amount=view.amount, currency=view.currency or maps.currency,
-            stage=DealStage(status), stage_label=view.stage_label or view.stage, created_at=view.created_at,
-            closed_at=closed_at, updated_at=version,
-        )
+        expected_at = _instant(expected, maps.timezone) if expected is not None else None
+    except OverflowError:  # 0001-01-01 at midnight in Tokyo is before the first datetime Python has
+        expected_at = None
+        if ignored is not None:
+            ignored.append(f"expected_close_at: {expected} is out of range")
+    return {"expected_close_at": expected_at, "probability": view.probability,
+            "forecast_category": view.forecast_category}
+
+
+def _deal(known: dict[str, Any], optional: dict[str, Any], ignored: list[str] | None) -> DealUpserted | list[str]:
+    try:
+        return DealUpserted(**known, **optional)
     except ValidationError as err:  # e.g. a negative amount or a malformed currency from the CRM
-        return _problems(err)
+        refused = {str(e["loc"][0]) for e in err.errors() if e["loc"]} & optional.keys()
+        if not refused:
+            return _problems(err)
+        if ignored is not None:
+            ignored.extend(p for p in _problems(err) if p.split(":", 1)[0] in refused)
+        return _deal(known, {k: v for k, v in optional.items() if k not in refused}, ignored)
 
 
 def activity_data(activity_id: str, kind: str, owner: str | None, occurred_at: datetime, deal_id: str | None,

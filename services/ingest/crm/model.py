@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Literal
 
 Crm = Literal["hubspot", "pipedrive", "salesforce"]
+Forecast = Literal["pipeline", "best_case", "commit", "omitted"]  # shared.events.ForecastCategory
 
 
 class WebhookError(Exception):
@@ -66,6 +67,11 @@ class DealFields:
     close_date: datetime | date | None = None  # a date alone is read in the tenant's zone
     created_at: datetime | None = None
     name: str | None = None
+    # The forecast of an open deal. HubSpot's and Salesforce's close date is also the expected one (mapping.py);
+    # `expected_close` is for a CRM that keeps it apart (Pipedrive's `expected_close_date`).
+    expected_close: datetime | date | None = None
+    probability: Decimal | None = None  # 0 to 1, at most 4 places (`values.probability`)
+    forecast_category: Forecast | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +84,9 @@ class DealChange:
     changed_at: datetime  # the CRM's own change time: orders changes of one deal
     fields: DealFields = field(default_factory=DealFields)
     deleted: bool = False
+    # Optional values left out of `fields` because they could not be read or lie outside the contract
+    # (`values.lenient`), each a message naming the field; the pipeline logs and counts them.
+    ignored: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,11 @@ Decisions:
   the date in every zone from UTC-11 to UTC+11; `add_time` when there is no due date. An activity counts once it
   is done: planned ones (`done: false`) are skipped until the change that marks them done. Deleted activities are
   skipped: `ActivityChange` cannot express a removal (a done activity deleted later keeps counting).
+- The forecast: `expected_close_date` (a date, `YYYY-MM-DD`) is `expected_close`, which the mapping reads as the
+  start of that day in the tenant's zone, as it reads any date alone; `probability` (a percentage, 0 to 100, null
+  when unset) divided by 100 is `probability`, rounded half-even to 4 places (33.33333 % is 0.3333). Pipedrive has
+  no forecast category. A value of either that cannot be read or is out of range (a probability of 150) is left
+  out and reported in `DealChange.ignored` (`values.lenient`): the deal's other fields still count.
 - An empty string (v1 sends `""` for an unset `marked_as_done_time`, `due_time`, `duration`) reads as absent.
 - Other entities (person, organization, note, lead...) are skipped, so a `*.*` webhook does not fail.
 """
@@ -45,7 +50,7 @@ import base64
 import binascii
 import hmac
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any, Final, Literal
 
@@ -167,16 +172,19 @@ def _upserted(
         return [] if activity is None else [activity]
     if obj.get("status") == "deleted" or obj.get("is_deleted") is True:
         return _deleted(entity, event_id, object_id, changed_at)
-    fields = _deal_fields(obj, where)
-    return [DealChange(crm=CRM, event_id=event_id, deal_id=object_id, changed_at=changed_at, fields=fields)]
+    ignored: list[str] = []
+    fields = _deal_fields(obj, where, ignored)
+    return [DealChange(crm=CRM, event_id=event_id, deal_id=object_id, changed_at=changed_at, fields=fields,
+                       ignored=tuple(ignored))]
 
 
-def _deal_fields(obj: dict[str, Any], where: str) -> DealFields:
+def _deal_fields(obj: dict[str, Any], where: str, ignored: list[str]) -> DealFields:
     status = values.optional_text(obj.get("status"), f"{where}.status")
     if status is not None and status not in _STATUSES:
         raise PayloadError(f"{where}.status: unknown deal status {status!r}")
     close_key = close_time_key(obj, status)
     stage = obj.get("stage_id")
+    expected_close, probability = forecast(obj, where, ignored)
     return DealFields(
         amount=_amount(obj.get("value"), f"{where}.value"),
         currency=values.optional_text(obj.get("currency"), f"{where}.currency"),
@@ -186,7 +194,21 @@ def _deal_fields(obj: dict[str, Any], where: str) -> DealFields:
         close_date=_optional_instant(obj.get(close_key), f"{where}.{close_key}"),
         created_at=_optional_instant(obj.get("add_time"), f"{where}.add_time"),
         name=values.optional_text(obj.get("title"), f"{where}.title"),
+        expected_close=expected_close,
+        probability=probability,
     )
+
+
+def forecast(deal: Mapping[str, Any], where: str, ignored: list[str]) -> tuple[date | None, Decimal | None]:
+    """The expected close date and probability of a deal (webhook `current`/`data`, or API v2 `data`), each None
+    when unset or, with its problem appended to `ignored`, when it cannot be read or is out of range."""
+    expected, chance = deal.get("expected_close_date"), deal.get("probability")
+    return (
+        None if expected in (None, "") else values.lenient(
+            lambda: values.day(expected, f"{where}.expected_close_date"), ignored),
+        None if chance in (None, "") else values.lenient(
+            lambda: values.probability(chance, f"{where}.probability", percent=True), ignored),
+    )  # fmt: skip
 
 
 def close_time_key(deal: Mapping[str, Any], status: str | None) -> str:

@@ -36,11 +36,23 @@ from services.ingest.secret_box import SecretBox
 from services.ingest.tenants import Tenant
 from services.ingest.validation import Verdict
 from shared.db import tenant_tx
-from shared.events import ActivityLoggedEvent, CanonicalEvent, DealDeleted, DealDeletedEvent, DealUpsertedEvent
+from shared.events import (
+    ActivityLoggedEvent,
+    CanonicalEvent,
+    DealDeleted,
+    DealDeletedEvent,
+    DealUpserted,
+    DealUpsertedEvent,
+)
 
 log = logging.getLogger(__name__)
 DEAD_LETTERED = Counter("attain_ingest_crm_dead_letters_total", "CRM objects that could not be mapped yet.", ["crm"])
+IGNORED = Counter("attain_ingest_crm_values_ignored_total",
+                  "Optional CRM deal values left out (unreadable or outside the contract); the deal still counts.",
+                  ["crm"])
 TICK = timedelta(microseconds=1)
+_ALWAYS_EMITTED = frozenset({"deal_id", "rep_id", "amount", "currency", "stage", "stage_label", "created_at",
+                             "closed_at"})  # `comparable`: the fields of a deal as emitted before issue 22
 
 
 @dataclass
@@ -207,11 +219,14 @@ class CrmPipeline:
             "SELECT fields, emitted, emitted_version FROM crm_deals WHERE tenant = $1 AND crm = $2 AND deal_id = $3"
             " FOR UPDATE", tenant.slug, maps.crm, deal_id)
         state: FieldState = json.loads(row["fields"])
+        ignored: list[str] = []
         for change in changes:
             state = merge(state, change)
+            ignored += change.ignored
         current = view(state)
         if fetched is not None and needs_fetch(deal_id, state, maps):  # fetched before the lock (`_prefetch`)
             state = merge(state, fetched)
+            ignored += fetched.ignored
             current = view(state)
         emitted = json.loads(row["emitted"]) if row["emitted"] else None
         last: datetime | None = row["emitted_version"]
@@ -227,19 +242,20 @@ class CrmPipeline:
                                          data=DealDeleted(deal_id=deal_id, updated_at=version))
                 emitted = {"deleted": True}
         else:
-            data = deal_data(deal_id, current, maps, version)
+            data = deal_data(deal_id, current, maps, version, ignored)
             if isinstance(data, list):
                 await self._dead_letter(conn, tenant, maps.crm, "deal", deal_id, cause, "; ".join(data), state)
                 summary.dead_lettered += 1
             else:
                 await self._resolve(conn, tenant, maps.crm, "deal", deal_id)
-                comparable = data.model_dump(mode="json", exclude={"updated_at"})
-                if comparable != emitted:
+                as_emitted = comparable(data)
+                if as_emitted != emitted:
                     event = DealUpsertedEvent(type="deal.upserted", id=event_id, source=maps.crm,
                                               time=current.latest, data=data)
-                    emitted = comparable
+                    emitted = as_emitted
         if event is None:
             summary.unchanged += 1 if not summary.dead_lettered else 0
+        _report_ignored(tenant, maps.crm, deal_id, ignored)
         await conn.execute(
             "UPDATE crm_deals SET fields = $4::jsonb, emitted = $5::jsonb, emitted_version = $6"
             " WHERE tenant = $1 AND crm = $2 AND deal_id = $3",
@@ -279,6 +295,25 @@ class CrmPipeline:
         await conn.execute(
             "UPDATE crm_dead_letters SET resolved_at = now() WHERE tenant = $1 AND crm = $2 AND object_type = $3"
             " AND object_id = $4 AND resolved_at IS NULL", tenant.slug, crm, kind, object_id)
+
+
+def comparable(data: DealUpserted) -> dict[str, Any]:
+    """What must differ from the last emitted deal for a new version to be published (it is stored as `emitted`).
+
+    A field beyond those every deal was emitted with before optional fields were added to the contract (issue 22:
+    the forecast) is left out while it is None: a deal emitted before is not published again for nothing when a
+    field it does not use is added, and one that gains a value differs as it should.
+    """
+    dumped = data.model_dump(mode="json", exclude={"updated_at"})
+    return {k: v for k, v in dumped.items() if v is not None or k in _ALWAYS_EMITTED}
+
+
+def _report_ignored(tenant: Tenant, crm: str, deal_id: str, ignored: list[str]) -> None:
+    """Each optional value left out (`values.lenient`, `mapping.deal_data`): logged and counted, never silent."""
+    for problem in ignored:
+        IGNORED.labels(crm).inc()
+        log.warning("crm value ignored", extra={"tenant": tenant.slug, "crm": crm, "deal": deal_id,
+                                                "reason": problem})
 
 
 def _activity_from(payload: str) -> ActivityChange:

@@ -14,7 +14,8 @@ Decisions:
 - JSON numbers for date-times are epoch milliseconds and for dates epoch days (Pub/Sub API relays decode Avro that
   way); CometD relays send ISO 8601 strings.
 - A field sent as null (a Pub/Sub API event has null for every unchanged field) is "not in this delivery": a
-  cleared field cannot be told from an unchanged one, so the last known value stands.
+  cleared field cannot be told from an unchanged one, so the last known value stands. So an UPDATE carrying only
+  `Probability` changes the probability and leaves the forecast category and close date as they were.
 - CDC events carry no org id; a relay may add `OrganizationId` (or `orgId`) to an event or its envelope: `orgs`
   reports it for `salesforce.verify`.
 """
@@ -95,14 +96,15 @@ def changes(found: list[CdcEvent]) -> list[Change]:
         if committed is None or transaction is None or sequence is None:
             header.fail("commitTimestamp, transactionKey and sequenceNumber", "are required")
         deleted = change_type in ("DELETE", "GAP_DELETE")
+        ignored: list[str] = []
         fields = (
             DealFields()
             if deleted or change_type.startswith("GAP_")
-            else deal_fields(Record(event.fields, f"{event.where} ({transaction}:{sequence})"))
+            else deal_fields(Record(event.fields, f"{event.where} ({transaction}:{sequence})"), ignored)
         )
         result.extend(
             DealChange(crm=CRM, event_id=f"{transaction}:{sequence}:{record_id}", deal_id=record_id,
-                       changed_at=committed, fields=fields, deleted=deleted)
+                       changed_at=committed, fields=fields, deleted=deleted, ignored=tuple(ignored))
             for record_id in _record_ids(header, change_type)
             if not record_id.endswith("*")  # "006*": a field type conversion touched every record; none is named
         )  # fmt: skip

@@ -10,6 +10,7 @@ Decisions:
 - Opportunity: `StageName` is both `stage` and `stage_label`. `IsClosed` false means open; `IsClosed` true with
   `IsWon` tells won from lost; `IsWon` true alone means won; otherwise status is left unknown. `CloseDate` is a
   date (read in the tenant's zone by the pipeline). `IsDeleted` true reports the deal deleted, without fields.
+  `Probability` and `ForecastCategoryName` are the forecast (`salesforce_record.py` says how they are read).
 - Task and Event become activities. Kind: Task `TaskSubtype` Call/Email/Task -> call/email/task, any other subtype
   (ListEmail, Cadence...) -> other; without `TaskSubtype`, `Type` Call/Email/Meeting, else task. An Event is a
   meeting. `occurred_at`: Task `CompletedDateTime` (when it was done), else `ActivityDate` (its date), else
@@ -105,9 +106,10 @@ def _deal(record: Record, notification_id: str, deal_id: str) -> DealChange:
     if changed_at is None:
         record.fail("LastModifiedDate", "and SystemModstamp are missing: add one to the outbound message's fields")
     deleted = record.boolean("IsDeleted") is True
-    fields = DealFields() if deleted else deal_fields(record)
+    ignored: list[str] = []
+    fields = DealFields() if deleted else deal_fields(record, ignored)
     return DealChange(crm=CRM, event_id=notification_id, deal_id=deal_id, changed_at=changed_at, fields=fields,
-                      deleted=deleted)  # fmt: skip
+                      deleted=deleted, ignored=tuple(ignored))  # fmt: skip
 
 
 def _activity(record: Record, event_id: str, activity_id: str, sobject_type: str) -> ActivityChange | None:

@@ -4,6 +4,14 @@ Used by `salesforce_outbound.py` and `salesforce_cdc.py`; the rules are `values.
 own: "Notification 04l5g00000BmTz9AAF: Amount is not a number: 'abc'". A field that is absent or null reads as
 None, "not in this delivery". JSON numbers for date-times are epoch milliseconds and for dates epoch days (Pub/Sub
 API relays decode Avro that way); SOAP and CometD relays send text.
+
+The forecast of an Opportunity: `CloseDate` is read as before into `close_date` (for an open opportunity it is the
+date it is expected to close, which the mapping makes its `expected_close_at`: mapping.CLOSE_DATE_IS_EXPECTED);
+`Probability` (a percentage, 0 to 100) divided by 100 is `probability`, rounded half-even to 4 places;
+`ForecastCategoryName` Pipeline, Best Case, Commit and Omitted is `forecast_category` (pipeline, best_case, commit,
+omitted), and Closed gives none (the forecast counts open deals only). A `Probability` or `ForecastCategoryName`
+that cannot be read, is out of range or is unknown is left out and reported (`values.lenient`, into the `ignored`
+list the caller passes): it never refuses the message, whose other fields and notifications still count.
 """
 
 from __future__ import annotations
@@ -15,9 +23,12 @@ from decimal import Decimal, InvalidOperation
 from typing import Final, Literal, NoReturn, TypeVar
 
 from services.ingest.crm import values
-from services.ingest.crm.model import DealFields, PayloadError
+from services.ingest.crm.model import DealFields, Forecast, PayloadError
 
 CRM: Final[Literal["salesforce"]] = "salesforce"
+FORECAST_CATEGORIES: Final[dict[str, Forecast | None]] = {
+    "Pipeline": "pipeline", "Best Case": "best_case", "Commit": "commit", "Omitted": "omitted", "Closed": None,
+}  # fmt: skip
 
 T = TypeVar("T")
 
@@ -95,8 +106,9 @@ class Record:
             self.fail(name, f"{problem}: {value!r}")
 
 
-def deal_fields(record: Record) -> DealFields:
-    """An Opportunity's fields: `StageName` is both stage and label; `CloseDate` is a date."""
+def deal_fields(record: Record, ignored: list[str]) -> DealFields:
+    """An Opportunity's fields: `StageName` is both stage and label; `CloseDate` is a date. A forecast value left
+    out is appended to `ignored` (module docstring)."""
     stage = record.text("StageName")
     return DealFields(
         amount=record.decimal("Amount"),
@@ -108,7 +120,26 @@ def deal_fields(record: Record) -> DealFields:
         close_date=record.day("CloseDate"),
         created_at=record.timestamp("CreatedDate"),
         name=record.text("Name"),
+        probability=values.lenient(lambda: _probability(record), ignored),
+        forecast_category=values.lenient(lambda: _forecast_category(record), ignored),
     )
+
+
+def _probability(record: Record) -> Decimal | None:
+    value = record.fields.get("Probability")
+    return None if value is None else values.probability(value, f"{record.where}: Probability", percent=True)
+
+
+def _forecast_category(record: Record) -> Forecast | None:
+    value = record.text("ForecastCategoryName")
+    return None if value is None else forecast_category(value, f"{record.where}: ForecastCategoryName")
+
+
+def forecast_category(value: str, where: str) -> Forecast | None:
+    """A `ForecastCategoryName` as the contract's category, None for Closed; PayloadError for one we do not know."""
+    if value not in FORECAST_CATEGORIES:
+        raise PayloadError(f"{where}: {value!r} is not a forecast category we map ({', '.join(FORECAST_CATEGORIES)})")
+    return FORECAST_CATEGORIES[value]
 
 
 def status(is_won: bool | None, is_closed: bool | None) -> Literal["open", "won", "lost"] | None:

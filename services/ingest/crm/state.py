@@ -59,6 +59,9 @@ class DealView:
     name: str | None
     deleted: bool
     latest: datetime  # the newest change time of any field
+    expected_close: datetime | date | None
+    probability: Decimal | None
+    forecast_category: str | None
 
 
 def view(state: FieldState) -> DealView:
@@ -90,4 +93,7 @@ def view(state: FieldState) -> DealView:
         name=value("name"),
         deleted=bool(value(DELETED)),
         latest=max(changes) if changes else datetime.min.replace(tzinfo=UTC),
+        expected_close=moment("expected_close"),
+        probability=Decimal(value("probability")) if value("probability") is not None else None,
+        forecast_category=value("forecast_category"),
     )

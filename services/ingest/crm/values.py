@@ -3,17 +3,19 @@
 Each reader returns a typed value or raises PayloadError whose message starts with `where`, the field as the
 caller names it (`"current.value"`, `"meta.timestamp"`): `"current.value: 'lots' is not a number"`. The rules are
 the same whichever CRM sent the value: amounts are exact Decimals (never through a float; NaN, Infinity and booleans
-refused), date-times come back aware and in UTC, currency codes are three capital letters. A vendor module whose
-replies word an error its own way catches the PayloadError and says it in its own words.
+refused), date-times come back aware and in UTC, currency codes are three capital letters, a deal's probability is
+0 to 1 with at most 4 places. A vendor module whose replies word an error its own way catches the PayloadError and
+says it in its own words; `lenient` turns it into a note instead, for values a deal does not wait for.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
-from typing import Final, NoReturn, TypeGuard
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Final, NoReturn, TypeGuard, TypeVar
 
 from services.ingest.crm.model import PayloadError
 
@@ -26,6 +28,9 @@ _DECIMAL: Final = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")  # no "
 _INTEGER: Final = re.compile(r"[+-]?\d{1,18}")
 _DATE: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
 _CURRENCY: Final = re.compile(r"[A-Z]{3}")
+_PROBABILITY_PLACES: Final = Decimal("0.0001")  # shared.events.Probability: at most 4 decimal places
+
+T = TypeVar("T")
 
 
 class NoUtcOffset(PayloadError):
@@ -118,6 +123,41 @@ def _decimal_text(value: str, where: str) -> Decimal:
         return parsed
     finite = parsed is None or parsed.is_finite()  # "Infinity" is a number, just not a finite one
     raise PayloadError(f"{where}: {value!r} {'is not a number' if finite else 'is not a finite number'}")
+
+
+def probability(value: object, where: str, *, percent: bool = False) -> Decimal:
+    """A deal's chance of being won as the contract holds it: 0 to 1, at most 4 decimal places.
+
+    `percent`: the CRM writes 0 to 100 (Pipedrive, Salesforce), divided here by 100 exactly. More than 4 places
+    are rounded half-even rather than refused, because a CRM may keep more than the contract does: Pipedrive's
+    33.33333 % is 0.3333, HubSpot's "0.123456" is 0.1235. Raises PayloadError for what `decimal` refuses and for a
+    number outside 0..1 (0..100 with `percent`): `"probability: 150 is not between 0 and 100"`.
+    """
+    number = decimal(value, where)
+    highest = 100 if percent else 1
+    if not 0 <= number <= highest:  # before scaling: 1E+999999999 / 100 would overflow
+        raise PayloadError(f"{where}: {number} is not between 0 and {highest}")
+    share = number.scaleb(-2) if percent else number
+    exponent = share.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -4:
+        share = share.quantize(_PROBABILITY_PLACES, rounding=ROUND_HALF_EVEN)
+    return share.copy_abs()  # "-0" is 0
+
+
+def lenient(read: Callable[[], T | None], ignored: list[str]) -> T | None:
+    """`read()`, or None when it raises PayloadError, whose message is appended to `ignored`.
+
+    For the values the contract makes optional and a deal's figures do not wait for (its expected close date,
+    probability, forecast category): one that cannot be read or lies outside the contract is left out of the
+    change, as if the delivery had not carried it, instead of refusing the whole delivery (which would lose its
+    amount, stage and owner, and every other change in it). The caller reports `ignored` (the CRM pipeline logs
+    and counts each one), so nothing is dropped silently.
+    """
+    try:
+        return read()
+    except PayloadError as err:
+        ignored.append(str(err))
+        return None
 
 
 def currency(value: object, where: str) -> str:

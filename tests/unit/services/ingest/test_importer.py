@@ -31,6 +31,7 @@ from services.ingest.importer_csv import (
     save_checkpoint,
 )
 from services.ingest.tenants import TOKEN_PREFIX, new_token
+from services.ingest.validation import judge
 from shared.events import CANONICAL_EVENT
 
 NOW = datetime(2026, 11, 5, 9, 0, tzinfo=UTC)
@@ -116,6 +117,51 @@ def test_a_row_that_cannot_become_an_event_is_rejected_locally_with_its_physical
 def test_rows_missing_what_the_id_needs_or_with_bad_numbers_are_rejected(cells: str, reason: str) -> None:
     [row] = _csv(DEALS_HEADER + cells + "\n")
     assert row.event is None and row.reason == reason
+
+
+FORECAST_HEADER = "deal_id,rep_id,amount,currency,stage,updated_at,expected_close_at,probability,forecast_category\n"
+OPEN = "d1,r1,900,EUR,open,2026-11-01T10:00:00Z,"
+
+
+def test_the_forecast_columns_of_an_open_deal_become_its_optional_fields() -> None:
+    [row] = _csv(FORECAST_HEADER + OPEN + "2026-12-15T00:00:00+01:00,0.35,best_case\n")
+    assert row.event is not None
+    assert {k: row.event["data"][k] for k in ("expected_close_at", "probability", "forecast_category")} == {
+        "expected_close_at": "2026-12-15T00:00:00+01:00", "probability": "0.35", "forecast_category": "best_case"}
+    event = CANONICAL_EVENT.validate_python(row.event)
+    assert event.type == "deal.upserted" and str(event.data.probability) == "0.35"
+    assert event.data.expected_close_at == datetime(2026, 12, 14, 23, 0, tzinfo=UTC)
+
+
+def test_blank_forecast_cells_are_left_out_and_give_the_same_event_id() -> None:
+    [blank] = _csv(FORECAST_HEADER + OPEN + ",,\n")
+    [filled] = _csv(FORECAST_HEADER + OPEN + "2026-12-15T00:00:00Z,0.5,commit\n")
+    assert blank.event is not None and filled.event is not None
+    assert not {"expected_close_at", "probability", "forecast_category"} & blank.event["data"].keys()
+    assert blank.event["id"] == filled.event["id"] == "import:deals:d1:2026-11-01T10:00:00Z"  # a version: deal + time
+    CANONICAL_EVENT.validate_python(blank.event)
+
+
+@pytest.mark.parametrize(("cell", "reason"), [("high", "probability: 'high' is not a number"),
+                                              ("35%", "probability: '35%' is not a number"),
+                                              ("NaN", "probability: 'NaN' is not a number")])  # fmt: skip
+def test_a_probability_that_is_not_a_number_is_rejected_locally_naming_the_column(cell: str, reason: str) -> None:
+    [row] = _csv(FORECAST_HEADER + OPEN + f",{cell},\n")
+    assert row.event is None and row.reason == reason
+
+
+async def test_forecast_values_the_contract_refuses_are_rejected_by_ingest_per_row() -> None:
+    rows = _csv(FORECAST_HEADER
+                + OPEN + ",1.5,\n"  # more than 1
+                + OPEN.replace("d1", "d2") + ",0.33333,\n"  # 5 places: a file is not rounded
+                + OPEN.replace("d1", "d3") + ",,likely\n"  # no such category
+                + OPEN.replace("d1", "d4") + "next week,,\n"  # not a date-time
+                + OPEN.replace("d1", "d5") + "2026-12-15T00:00:00Z,0.3333,omitted\n")
+    outcome, _ = await _send(FakeIngest(), rows)
+    assert outcome.accepted == 1 and [r["line"] for r in outcome.rejections] == [2, 3, 4, 5]
+    reasons = [judge(0, row.event).reason for row in rows[:4] if row.event is not None]  # as ingest words them
+    assert [reason.split(":")[0] for reason in reasons if reason] == [
+        "data.probability", "data.probability", "data.forecast_category", "data.expected_close_at"]
 
 
 def test_a_header_without_a_required_column_is_a_usage_error() -> None:

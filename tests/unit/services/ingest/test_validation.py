@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from services.ingest.validation import NDJSON, BodyError, judge, parse_body
+from services.ingest.validation import NDJSON, BodyError, judge, judge_line, parse_body
 from shared.events import (
     ActivityLoggedEvent,
     DealDeletedEvent,
     DealUpsertedEvent,
+    ForecastCategory,
     RepUpsertedEvent,
     TargetSetEvent,
 )
@@ -175,7 +177,7 @@ def test_a_valid_event_of_each_type_is_accepted_as_its_model(item: dict[str, Any
 
 
 def test_unknown_fields_are_ignored() -> None:
-    item = deal(probability="0.5")
+    item = deal(win_chance="0.5")  # not `probability`: that one is the contract's now
     item["trace"] = "abc"
     assert judge(0, item).event is not None
 
@@ -186,6 +188,30 @@ def test_an_accepted_deal_carries_exact_decimal_and_aware_times() -> None:
     assert event.data.amount == Decimal("1234.56")
     assert isinstance(event.data.amount, Decimal)
     assert event.data.updated_at.utcoffset() is not None
+
+
+def test_an_open_deal_may_carry_its_forecast_in_json_and_in_ndjson() -> None:
+    forecast = {"stage": "open", "closed_at": None, "expected_close_at": "2026-12-15T00:00:00+01:00",
+                "probability": "0.35", "forecast_category": "best_case"}
+    text = json.dumps(deal(**forecast)).replace('"probability": "0.35"', '"probability": 0.35')
+    [item] = parse_body(text.encode(), "application/json", 10)
+    for verdict in (judge(0, item), judge_line(0, text.encode(), 1)):
+        assert isinstance(verdict.event, DealUpsertedEvent), verdict.reason
+        data = verdict.event.data
+        assert (str(data.probability), data.forecast_category) == ("0.35", ForecastCategory.BEST_CASE)
+        assert data.expected_close_at == datetime(2026, 12, 14, 23, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [({"probability": "1.5"}, "data.probability"), ({"probability": "-0.1"}, "data.probability"),
+     ({"probability": "0.33333"}, "data.probability"), ({"forecast_category": "likely"}, "data.forecast_category"),
+     ({"expected_close_at": "2026-12-15T00:00:00"}, "data.expected_close_at")],
+)  # fmt: skip
+def test_a_forecast_value_the_contract_refuses_is_rejected_naming_the_field(changes: dict[str, Any],
+                                                                           field: str) -> None:
+    reason = judge(0, deal(stage="open", closed_at=None, **changes)).reason
+    assert reason is not None and reason.startswith(f"{field}: ")
 
 
 # --- judge: rejections ----------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import pytest
 
 from services.ingest.crm import values
 from services.ingest.crm.fetch import (
+    HUBSPOT_DEAL_PROPERTIES,
     CrmAccess,
     Fetcher,
     hubspot_deal,
@@ -134,6 +135,31 @@ def test_an_unreadable_hubspot_date_makes_the_record_unreadable() -> None:
         hubspot_deal("1", loaded(HUBSPOT_DEAL, closedate="soon"))
 
 
+def test_the_hubspot_deal_properties_asked_for_include_the_forecast() -> None:
+    assert {"closedate", "hs_deal_stage_probability", "hs_forecast_category"} <= set(
+        HUBSPOT_DEAL_PROPERTIES.split(","))
+
+
+def test_a_hubspot_deal_carries_its_stage_probability_and_forecast_category() -> None:
+    change = hubspot_deal("1", loaded(HUBSPOT_DEAL, hs_deal_stage_probability="0.123456", hs_forecast_category="OMIT"))
+    assert (change.fields.probability, change.fields.forecast_category, change.ignored) == (
+        Decimal("0.1235"), "omitted", ())
+
+
+@pytest.mark.parametrize("unset", [None, ""])
+def test_unset_hubspot_forecast_properties_are_not_known(unset: str | None) -> None:
+    change = hubspot_deal("1", loaded(HUBSPOT_DEAL, hs_deal_stage_probability=unset, hs_forecast_category=unset))
+    assert (change.fields.probability, change.fields.forecast_category, change.ignored) == (None, None, ())
+
+
+def test_unreadable_hubspot_forecast_properties_are_left_out_and_the_record_still_counts() -> None:
+    change = hubspot_deal("1", loaded(HUBSPOT_DEAL, hs_deal_stage_probability="2", hs_forecast_category="MAYBE"))
+    assert (change.fields.probability, change.fields.forecast_category) == (None, None)
+    assert (change.fields.amount, change.fields.stage) == (Decimal("1234567.89"), "closedwon")
+    assert [problem.split(":")[0] for problem in change.ignored] == [
+        "properties.hs_deal_stage_probability", "properties.hs_forecast_category"]
+
+
 def test_a_hubspot_engagement_gets_its_owner_time_deal_and_duration() -> None:
     bare = ActivityChange(crm="hubspot", event_id="e1", activity_id="51234567890",
                           changed_at=datetime(2026, 11, 10, 9, 45, tzinfo=UTC), kind="call", owner=None,
@@ -154,7 +180,8 @@ def test_a_won_pipedrive_deal_closes_at_its_won_time() -> None:
         changed_at=datetime(2026, 11, 7, 13, 14, 15, tzinfo=UTC),
         fields=DealFields(amount=Decimal("98765.43"), currency="USD", stage="8", status="won", owner="4343",
                           close_date=datetime(2026, 11, 7, 13, 14, 15, tzinfo=UTC),
-                          created_at=datetime(2026, 11, 6, 9, 0, tzinfo=UTC), name="Globex renewal"),
+                          created_at=datetime(2026, 11, 6, 9, 0, tzinfo=UTC), name="Globex renewal",
+                          expected_close=date(2026, 12, 31)),
     )  # fmt: skip
 
 
@@ -175,6 +202,22 @@ def test_an_open_pipedrive_deal_has_no_close_date() -> None:
     body = loaded(PIPEDRIVE_DEAL, status="open", won_time=None, close_time=None)
     fields = pipedrive_deal("315", body).fields
     assert (fields.status, fields.close_date) == ("open", None)
+
+
+def test_an_open_pipedrive_deal_carries_its_expected_close_date_and_probability() -> None:
+    body = values.load_json(PIPEDRIVE_DEAL.replace('"probability": null', '"probability": 33.33333').encode())
+    assert isinstance(body, dict)
+    body["data"].update(status="open", won_time=None, close_time=None)
+    fields = pipedrive_deal("315", body).fields
+    assert (fields.expected_close, fields.probability) == (date(2026, 12, 31), Decimal("0.3333"))
+
+
+def test_a_bad_pipedrive_forecast_value_is_left_out_and_the_record_still_counts() -> None:
+    change = pipedrive_deal("315", loaded(PIPEDRIVE_DEAL, probability=150, expected_close_date="31.12.2026"))
+    assert (change.fields.probability, change.fields.expected_close) == (None, None)
+    assert change.fields.amount == Decimal("98765.43")
+    assert change.ignored == ("data.expected_close_date: '31.12.2026' is not a YYYY-MM-DD date",
+                              "data.probability: 150 is not between 0 and 100")
 
 
 def test_a_won_pipedrive_deal_without_won_time_falls_back_to_close_time() -> None:
@@ -202,7 +245,8 @@ def test_a_won_salesforce_opportunity_carries_every_field_we_track() -> None:
         deal_id="0065g00000Xk1AaAAJ", changed_at=datetime(2026, 11, 5, 9, 0, tzinfo=UTC),
         fields=DealFields(amount=Decimal("90000.0"), currency="EUR", stage="Closed Won", stage_label="Closed Won",
                           status="won", owner="0055g00000Ab1CdAAE", close_date=date(2026, 11, 30),
-                          created_at=datetime(2026, 10, 1, 8, 15, tzinfo=UTC), name="Acme - 200 seats"),
+                          created_at=datetime(2026, 10, 1, 8, 15, tzinfo=UTC), name="Acme - 200 seats",
+                          probability=Decimal("1.000")),  # ForecastCategoryName "Closed": no category
     )  # fmt: skip
     assert not isinstance(change.fields.close_date, datetime)
 
@@ -223,6 +267,22 @@ def test_a_single_currency_org_sends_no_currency_code() -> None:
     body = loaded(SALESFORCE_OPPORTUNITY)
     del body["CurrencyIsoCode"]
     assert salesforce_deal("0065g00000Xk1AaAAJ", body).fields.currency is None
+
+
+def test_an_open_salesforce_opportunity_carries_its_probability_and_forecast_category() -> None:
+    body = loaded(SALESFORCE_OPPORTUNITY, IsClosed=False, IsWon=False, StageName="Negotiation/Review",
+                  Probability=Decimal("90.0"), ForecastCategoryName="Commit")  # fmt: skip
+    fields = salesforce_deal("0065g00000Xk1AaAAJ", body).fields
+    assert (fields.status, fields.close_date, fields.probability, fields.forecast_category) == (
+        "open", date(2026, 11, 30), Decimal("0.900"), "commit")
+
+
+def test_a_bad_salesforce_forecast_value_is_left_out_and_the_record_still_counts() -> None:
+    body = loaded(SALESFORCE_OPPORTUNITY, Probability=Decimal("101"), ForecastCategoryName=7)
+    change = salesforce_deal("0065g00000Xk1AaAAJ", body)
+    assert (change.fields.probability, change.fields.forecast_category, change.fields.status) == (None, None, "won")
+    assert change.ignored == ("Probability: 101 is not between 0 and 100",
+                              "ForecastCategoryName: expected a non-empty string, got int")
 
 
 def test_a_salesforce_close_date_that_is_not_a_date_makes_the_record_unreadable() -> None:

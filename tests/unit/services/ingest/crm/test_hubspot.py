@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from services.ingest.crm import hubspot
+from services.ingest.crm.mapping import TenantMaps, deal_data
 from services.ingest.crm.model import (
     ActivityChange,
     DealChange,
@@ -24,6 +25,8 @@ from services.ingest.crm.model import (
     WebhookAuthError,
     WebhookRequest,
 )
+from services.ingest.crm.state import merge, view
+from shared.events import DealUpserted, ForecastCategory
 
 FIXTURES = Path(__file__).parents[4] / "fixtures" / "crm" / "hubspot"  # sources: README.md there
 
@@ -278,6 +281,89 @@ def test_a_merge_into_a_new_record_deletes_the_primary_too() -> None:
 def test_the_documented_example_field_name_event_type_is_read_like_subscription_type() -> None:
     change = only_deal([event(subscriptionType=None, eventType="deal.deletion")])
     assert change.deleted
+
+
+# --- parse: the forecast -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "probability"), [("0.2", "0.2"), ("1", "1"), ("0", "0"), ("0.123456", "0.1235")])
+def test_the_deal_stage_probability_is_the_probability_rounded_to_four_places(value: str, probability: str) -> None:
+    change = only_deal([event(propertyName="hs_deal_stage_probability", propertyValue=value)])
+    assert change.fields == DealFields(probability=Decimal(probability))
+    assert str(change.fields.probability) == probability
+    assert change.ignored == ()
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [("1.5", "1.5 is not between 0 and 1"), ("35", "35 is not between 0 and 1"), ("-0.1", "-0.1 is not between"),
+     ("high", "'high' is not a number")],
+)  # fmt: skip
+def test_a_probability_out_of_range_is_left_out_and_reported_not_refused(value: str, problem: str) -> None:
+    change = only_deal([event(eventId=9, propertyName="hs_deal_stage_probability", propertyValue=value)])
+    assert change.fields == DealFields()
+    assert len(change.ignored) == 1
+    assert change.ignored[0].startswith(f"event 0: hs_deal_stage_probability: {problem}")
+
+
+@pytest.mark.parametrize(
+    ("value", "category"),
+    [("PIPELINE", "pipeline"), ("BEST_CASE", "best_case"), ("COMMIT", "commit"), ("OMIT", "omitted"),
+     ("OMITTED", "omitted"), ("commit", "commit"), (" Best_Case ", "best_case")],
+)  # fmt: skip
+def test_forecast_categories_map_to_the_contracts(value: str, category: str) -> None:
+    change = only_deal([event(propertyName="hs_forecast_category", propertyValue=value)])
+    assert change.fields == DealFields(forecast_category=category)  # type: ignore[arg-type]
+    assert ForecastCategory(category)  # a value of the contract
+
+
+def test_the_closed_forecast_category_gives_no_change() -> None:
+    assert hubspot.parse(delivery([event(propertyName="hs_forecast_category", propertyValue="CLOSED")])) == []
+
+
+def test_an_unknown_forecast_category_is_left_out_and_reported() -> None:
+    change = only_deal([event(propertyName="hs_forecast_category", propertyValue="MOST_LIKELY")])
+    assert change.fields == DealFields()
+    assert change.ignored == ("event 0: hs_forecast_category: 'MOST_LIKELY' is not a forecast category we map"
+                              " (PIPELINE, BEST_CASE, COMMIT, OMIT, OMITTED, CLOSED)",)
+
+
+@pytest.mark.parametrize("name", ["hs_deal_stage_probability", "hs_forecast_category"])
+@pytest.mark.parametrize("value", ["", None])
+def test_a_cleared_forecast_property_gives_no_change(name: str, value: str | None) -> None:
+    assert hubspot.parse(delivery([event(propertyName=name, propertyValue=value)])) == []
+
+
+def test_a_bad_probability_costs_the_delivery_none_of_its_other_changes() -> None:
+    amount, probability, stage = hubspot.parse(delivery([
+        event(propertyName="amount", propertyValue="900"),
+        event(propertyName="hs_deal_stage_probability", propertyValue="150"),
+        event(propertyName="dealstage", propertyValue="contractsent"),
+    ]))  # fmt: skip
+    assert isinstance(amount, DealChange) and amount.fields == DealFields(amount=Decimal(900))
+    assert isinstance(probability, DealChange) and probability.ignored
+    assert isinstance(stage, DealChange) and stage.fields == DealFields(stage="contractsent")
+
+
+def test_an_open_deal_expects_to_close_at_its_close_date_and_keeps_its_forecast_across_partial_changes() -> None:
+    first = hubspot.parse(delivery([
+        event(occurredAt=1762333200000, propertyName="amount", propertyValue="900"),
+        event(occurredAt=1762333200000, propertyName="dealstage", propertyValue="contractsent"),
+        event(occurredAt=1762333200000, propertyName="hubspot_owner_id", propertyValue="910901"),
+        event(occurredAt=1762333200000, propertyName="closedate", propertyValue="1767139200000"),
+        event(occurredAt=1762333200000, propertyName="hs_deal_stage_probability", propertyValue="0.9"),
+        event(occurredAt=1762333200000, propertyName="hs_forecast_category", propertyValue="COMMIT"),
+    ]))  # fmt: skip
+    later = only_deal([event(occurredAt=1762333260000, propertyName="amount", propertyValue="1200")])
+    state: dict[str, Any] = {}
+    for change in [*first, later]:
+        assert isinstance(change, DealChange)
+        state = merge(state, change)
+    tenant = TenantMaps("hubspot", "Europe/Berlin", "EUR", users={"910901": "rep-dana"})
+    deal = deal_data("1246965", view(state), tenant, LATER)
+    assert isinstance(deal, DealUpserted)
+    assert (deal.amount, deal.closed_at, deal.expected_close_at, deal.probability, deal.forecast_category) == (
+        Decimal(1200), None, datetime(2025, 12, 31, tzinfo=UTC), Decimal("0.9"), ForecastCategory.COMMIT)
 
 
 # --- parse: engagements and what is skipped ------------------------------------------------------

@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
 from services.ingest.crm.mapping import DEFAULT_STAGES, TenantMaps, activity_data, deal_data
+from services.ingest.crm.model import Forecast
 from services.ingest.crm.state import DealView
-from shared.events import ActivityKind, ActivityLogged, DealStage, DealUpserted
+from shared.events import ActivityKind, ActivityLogged, DealStage, DealUpserted, ForecastCategory
 
 VERSION = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 STAGE_AT = datetime(2026, 11, 20, 14, 30, tzinfo=UTC)
@@ -23,7 +24,7 @@ def deal_view(**changes: Any) -> DealView:
         "amount": Decimal("90000.00"), "currency": "EUR", "stage": "closedwon", "stage_label": None, "status": None,
         "status_at": STAGE_AT, "owner": "910901", "close_date": datetime(2026, 11, 20, 14, 0, tzinfo=UTC),
         "created_at": datetime(2026, 10, 1, 8, 15, tzinfo=UTC), "name": "Acme renewal", "deleted": False,
-        "latest": VERSION,
+        "latest": VERSION, "expected_close": None, "probability": None, "forecast_category": None,
     }  # fmt: skip
     known.update(changes)
     return DealView(**known)
@@ -210,6 +211,91 @@ def test_a_malformed_currency_from_the_crm_is_a_reason() -> None:
 
 def test_an_amount_beyond_the_contract_precision_is_a_reason() -> None:
     assert reasons(deal_view(amount=Decimal("1E+30")))[0].startswith("amount: ")
+
+
+# --- the forecast of an open deal ------------------------------------------------------------------------------------
+
+OPEN = {"stage": "contractsent"}  # HubSpot's default pipeline: open
+
+
+def test_the_crm_side_names_exactly_the_contracts_forecast_categories() -> None:
+    assert set(get_args(Forecast)) == {category.value for category in ForecastCategory}
+
+
+def test_an_open_deal_carries_its_probability_and_forecast_category() -> None:
+    deal = upserted(deal_view(**OPEN, probability=Decimal("0.35"), forecast_category="best_case"))
+    assert (deal.probability, deal.forecast_category) == (Decimal("0.35"), ForecastCategory.BEST_CASE)
+
+
+def test_an_open_deal_without_forecast_fields_is_still_a_deal() -> None:
+    deal = upserted(deal_view(**OPEN, close_date=None))
+    assert (deal.stage, deal.expected_close_at, deal.probability, deal.forecast_category) == (
+        DealStage.OPEN, None, None, None)
+
+
+@pytest.mark.parametrize("crm", ["hubspot", "salesforce"])
+def test_hubspot_and_salesforce_close_dates_of_an_open_deal_are_when_it_is_expected_to_close(crm: str) -> None:
+    tenant = maps(crm, stages={"contractsent": "open"})
+    close = datetime(2026, 12, 15, 17, 0, tzinfo=UTC)
+    deal = upserted(deal_view(**OPEN, close_date=close), tenant)
+    assert (deal.closed_at, deal.expected_close_at) == (None, close)
+
+
+def test_an_expected_close_date_alone_is_the_start_of_that_day_in_the_tenant_zone() -> None:
+    berlin = upserted(deal_view(**OPEN, close_date=date(2026, 12, 31)), maps(timezone="Europe/Berlin"))
+    new_york = upserted(deal_view(**OPEN, close_date=date(2026, 12, 31)), maps(timezone="America/New_York"))
+    assert berlin.expected_close_at == datetime(2026, 12, 30, 23, 0, tzinfo=UTC)
+    assert new_york.expected_close_at == datetime(2026, 12, 31, 5, 0, tzinfo=UTC)
+
+
+def test_pipedrive_expects_the_close_from_its_own_field_not_from_an_old_close_time() -> None:
+    tenant = maps("pipedrive", users={"4343": "rep-lee"})
+    reopened = deal_view(stage="2", status="open", owner="4343", close_date=datetime(2026, 10, 1, 9, 0, tzinfo=UTC),
+                         expected_close=date(2026, 12, 15))  # won on Oct 1, then reopened  # fmt: skip
+    assert upserted(reopened, tenant).expected_close_at == datetime(2026, 12, 14, 23, 0, tzinfo=UTC)
+    assert upserted(replace(reopened, expected_close=None), tenant).expected_close_at is None
+
+
+@pytest.mark.parametrize("stage", ["closedwon", "closedlost"])
+def test_a_closed_deal_carries_no_forecast_even_when_the_crm_knows_one(stage: str) -> None:
+    deal = upserted(deal_view(stage=stage, probability=Decimal(1), forecast_category="commit",
+                              expected_close=date(2026, 12, 1)))  # fmt: skip
+    assert deal.closed_at is not None
+    assert (deal.expected_close_at, deal.probability, deal.forecast_category) == (None, None, None)
+
+
+def test_an_expected_close_the_contract_refuses_is_left_out_and_reported_and_the_deal_still_counts() -> None:
+    ignored: list[str] = []
+    data = deal_data("d1", deal_view(**OPEN, close_date=date(281, 11, 30), probability=Decimal("0.5")), maps(),
+                     VERSION, ignored)  # fmt: skip
+    assert isinstance(data, DealUpserted)
+    assert (data.amount, data.expected_close_at, data.probability) == (Decimal("90000.00"), None, Decimal("0.5"))
+    assert len(ignored) == 1
+    assert ignored[0].startswith("expected_close_at: ") and "between 1970 and 9998" in ignored[0]
+
+
+def test_an_expected_close_past_the_last_datetime_is_left_out_not_a_crash() -> None:
+    ignored: list[str] = []
+    data = deal_data("d1", deal_view(**OPEN, close_date=date(1, 1, 1)), maps(timezone="Asia/Tokyo"), VERSION,
+                     ignored)  # midnight in Tokyo is still in year 0 in UTC  # fmt: skip
+    assert isinstance(data, DealUpserted) and data.expected_close_at is None
+    assert ignored == ["expected_close_at: 0001-01-01 is out of range"]
+
+
+def test_a_forecast_value_the_contract_refuses_is_left_out_even_when_nobody_collects_the_report() -> None:
+    data = deal_data("d1", deal_view(**OPEN, probability=Decimal("1.5"), forecast_category="closed"), maps(),
+                     VERSION)  # fmt: skip
+    assert isinstance(data, DealUpserted)
+    assert (data.probability, data.forecast_category) == (None, None)
+
+
+def test_a_bad_amount_is_still_the_reason_when_a_forecast_value_is_bad_too() -> None:
+    ignored: list[str] = []
+    found = deal_data("d1", deal_view(**OPEN, amount=Decimal("-5"), probability=Decimal("1.5")), maps(), VERSION,
+                      ignored)  # fmt: skip
+    assert isinstance(found, list)
+    assert [reason.split(":")[0] for reason in found] == ["amount"]
+    assert [problem.split(":")[0] for problem in ignored] == ["probability"]
 
 
 # --- activities ----------------------------------------------------------------------------------------------------

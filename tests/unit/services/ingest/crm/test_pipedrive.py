@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from services.ingest.crm.mapping import TenantMaps, deal_data
 from services.ingest.crm.model import (
     ActivityChange,
     DealChange,
@@ -27,6 +28,8 @@ from services.ingest.crm.model import (
     WebhookRequest,
 )
 from services.ingest.crm.pipedrive import CRM, parse, verify
+from services.ingest.crm.state import merge, view
+from shared.events import DealUpserted
 
 FIXTURES = Path(__file__).resolve().parents[5] / "tests" / "fixtures" / "crm" / "pipedrive"
 URL = "https://attain.example.com/v1/webhooks/pipedrive/acme"
@@ -305,6 +308,80 @@ def test_a_deal_without_value_leaves_the_amount_unknown() -> None:
     [change] = parse(request(payload))
     assert isinstance(change, DealChange)
     assert change.fields.amount is None
+
+
+# -------------------------------------------------------------------------------------------- the forecast
+
+
+def _deal(name: str, **fields: Any) -> DealChange:
+    payload = body(name)
+    payload["current" if "current" in payload else "data"].update(fields)
+    [change] = parse(request(payload))
+    assert isinstance(change, DealChange)
+    return change
+
+
+@pytest.mark.parametrize(("name", "day"), [("v1_deal_added.json", date(2026, 12, 15)),
+                                          ("v2_deal_create.json", date(2026, 12, 31))])  # fmt: skip
+def test_the_expected_close_date_is_a_date_and_an_unset_probability_is_unknown(name: str, day: date) -> None:
+    change = only_deal(name)
+    assert change.fields.expected_close == day
+    assert type(change.fields.expected_close) is date  # read in the tenant's zone by the mapping
+    assert change.fields.probability is None  # the fixtures' `"probability": null`
+    assert change.fields.forecast_category is None  # Pipedrive has none
+    assert change.ignored == ()
+
+
+@pytest.mark.parametrize(
+    ("percent", "probability"),
+    [(40, "0.40"), (0, "0.00"), (100, "1.00"), (12.5, "0.125"), (33.33333, "0.3333"),
+     ("75", "0.75")],
+)  # fmt: skip
+def test_the_probability_percentage_becomes_0_to_1_with_at_most_four_places(percent: object, probability: str) -> None:
+    change = _deal("v2_deal_change.json", probability=percent)
+    assert str(change.fields.probability) == probability
+
+
+def test_a_probability_read_from_json_keeps_its_exact_digits() -> None:
+    text = raw("v1_deal_updated.json").decode().replace('"probability": null', '"probability": 33.33333', 1)
+    [change] = parse(request(text.encode()))
+    assert isinstance(change, DealChange)
+    assert str(change.fields.probability) == "0.3333"
+
+
+@pytest.mark.parametrize("unset", [{"expected_close_date": None}, {"expected_close_date": ""}])
+def test_an_unset_expected_close_date_is_unknown(unset: dict[str, Any]) -> None:
+    change = _deal("v1_deal_updated.json", **unset)
+    assert (change.fields.expected_close, change.ignored) == (None, ())
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [({"probability": 150}, "data.probability: 150 is not between 0 and 100"),
+     ({"probability": -5}, "data.probability: -5 is not between 0 and 100"),
+     ({"probability": "high"}, "data.probability: 'high' is not a number"),
+     ({"expected_close_date": "2026-13-45"}, "data.expected_close_date: '2026-13-45' is not a YYYY-MM-DD date"),
+     ({"expected_close_date": "next week"}, "data.expected_close_date: 'next week' is not a YYYY-MM-DD date"),
+     ({"expected_close_date": 20_000}, "data.expected_close_date: expected a non-empty string, got int")],
+)  # fmt: skip
+def test_a_bad_forecast_value_is_left_out_and_reported_while_the_deal_still_counts(fields: dict[str, Any],
+                                                                                   problem: str) -> None:
+    change = _deal("v2_deal_change.json", **fields)
+    assert change.ignored == (problem,)
+    assert (change.fields.amount, change.fields.stage, change.fields.owner) == (Decimal("98765.43"), "8", "4343")
+    name = "probability" if "probability" in fields else "expected_close"
+    assert getattr(change.fields, name) is None
+
+
+def test_a_change_with_the_probability_unset_keeps_the_last_known_one() -> None:
+    tenant = TenantMaps("pipedrive", "Europe/Berlin", "EUR", users={"4343": "rep-lee"})
+    first = _deal("v2_deal_create.json", probability=40)
+    later = _deal("v2_deal_change.json", probability=None)  # null: not told, so not cleared
+    assert later.changed_at > first.changed_at
+    deal = deal_data("315", view(merge(merge({}, first), later)), tenant, later.changed_at)
+    assert isinstance(deal, DealUpserted)
+    assert (deal.stage, deal.probability) == ("open", Decimal("0.40"))
+    assert deal.expected_close_at == datetime(2026, 12, 30, 23, 0, tzinfo=UTC)  # Dec 31, midnight in Berlin
 
 
 # -------------------------------------------------------------------------------------------- activities

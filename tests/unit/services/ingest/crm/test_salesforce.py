@@ -5,14 +5,17 @@ Fixtures are in tests/fixtures/crm/salesforce (their README names the documentat
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
 import pytest
 
 from services.ingest.crm import salesforce
+from services.ingest.crm.mapping import TenantMaps, deal_data
 from services.ingest.crm.model import (
     ActivityChange,
     DealChange,
@@ -22,6 +25,8 @@ from services.ingest.crm.model import (
     WebhookAuthError,
     WebhookRequest,
 )
+from services.ingest.crm.state import FieldState, merge, view
+from shared.events import DealUpserted, ForecastCategory
 
 FIXTURES = Path(__file__).parents[4] / "fixtures" / "crm" / "salesforce"
 NOW = datetime(2026, 11, 5, 9, 0, tzinfo=UTC)
@@ -283,6 +288,55 @@ def test_without_xsi_type_the_id_prefix_tells_an_opportunity() -> None:
     assert deal(envelope(untyped)).deal_id == "0065g00000Xk1AaAAJ"
 
 
+# --- Outbound Messages: the forecast --------------------------------------------------------------------------------
+
+
+def test_an_open_opportunity_carries_its_probability_and_forecast_category() -> None:
+    change = deal(envelope(opportunity("<sf:IsClosed>false</sf:IsClosed><sf:CloseDate>2027-03-31</sf:CloseDate>"
+                                       "<sf:Probability>75</sf:Probability>"
+                                       "<sf:ForecastCategoryName>Best Case</sf:ForecastCategoryName>")))
+    assert (change.fields.close_date, change.fields.probability, change.fields.forecast_category) == (
+        date(2027, 3, 31), Decimal("0.75"), "best_case")
+    assert change.fields.expected_close is None  # the close date is the expected one: mapping.py
+    assert change.ignored == ()
+
+
+@pytest.mark.parametrize(
+    ("name", "category"),
+    [("Pipeline", "pipeline"), ("Best Case", "best_case"), ("Commit", "commit"), ("Omitted", "omitted"),
+     ("Closed", None)],
+)  # fmt: skip
+def test_forecast_category_names_map_to_the_contracts_and_closed_to_none(name: str, category: str | None) -> None:
+    change = deal(envelope(opportunity(f"<sf:ForecastCategoryName>{name}</sf:ForecastCategoryName>")))
+    assert (change.fields.forecast_category, change.ignored) == (category, ())
+
+
+@pytest.mark.parametrize(("percent", "probability"), [("10", "0.10"), ("0", "0.00"), ("100", "1.00"), ("12.5", "0.125"),
+                                                      ("33.33333", "0.3333")])  # fmt: skip
+def test_the_probability_percentage_becomes_0_to_1_with_at_most_four_places(percent: str, probability: str) -> None:
+    change = deal(envelope(opportunity(f"<sf:Probability>{percent}</sf:Probability>")))
+    assert str(change.fields.probability) == probability
+
+
+def test_a_nil_probability_is_not_in_the_delivery() -> None:
+    change = deal(envelope(opportunity('<sf:Probability xsi:nil="true"/>')))
+    assert (change.fields.probability, change.ignored) == (None, ())
+
+
+@pytest.mark.parametrize(
+    ("field", "problem"),
+    [("<sf:Probability>150</sf:Probability>", "Probability: 150 is not between 0 and 100"),
+     ("<sf:Probability>lots</sf:Probability>", "Probability: 'lots' is not a number"),
+     ("<sf:ForecastCategoryName>Upside</sf:ForecastCategoryName>",
+      "ForecastCategoryName: 'Upside' is not a forecast category we map")],
+)  # fmt: skip
+def test_a_bad_forecast_value_is_left_out_and_reported_not_a_refused_message(field: str, problem: str) -> None:
+    change = deal(envelope(opportunity(f"<sf:Amount>500</sf:Amount>{field}")))
+    assert change.fields == DealFields(amount=Decimal(500))
+    assert len(change.ignored) == 1
+    assert change.ignored[0].startswith(f"Notification 04l5g00000BmTz9AAF: {problem}")
+
+
 # --- Outbound Messages: Task and Event -----------------------------------------------------------------------------
 
 
@@ -495,6 +549,55 @@ def test_a_pub_sub_event_reads_epoch_dates_and_treats_its_nulls_as_not_sent() ->
     change = salesforce.parse(cdc("cdc_batch.json"))[2]
     assert isinstance(change, DealChange)
     assert change.fields == DealFields(amount=Decimal("77000.25"), close_date=date(2027, 1, 2))
+
+
+def _cdc_body(name: str, **fields: Any) -> bytes:
+    body = json.loads(fixture(name))
+    payload = body["data"]["payload"] if "data" in body else body["payload"]
+    payload.update(fields)
+    return json.dumps(body).encode()
+
+
+def test_a_cdc_create_reads_the_forecast_from_json_numbers() -> None:
+    body = _cdc_body("cdc_opportunity_create.json", Probability=20, ForecastCategoryName="Pipeline")
+    change = one(salesforce.parse(request(body, content_type="application/json")))
+    assert isinstance(change, DealChange)
+    assert (change.fields.probability, change.fields.forecast_category) == (Decimal("0.20"), "pipeline")
+
+
+def test_a_cdc_update_of_the_probability_alone_carries_only_the_probability() -> None:
+    body = _cdc_body("cdc_opportunity_update.json", StageName=None, IsClosed=None, IsWon=None, Probability=60)
+    change = one(salesforce.parse(request(body, content_type="application/json")))
+    assert isinstance(change, DealChange)
+    assert change.fields == DealFields(probability=Decimal("0.60"))
+
+
+def test_a_cdc_update_without_forecast_fields_keeps_the_last_known_ones() -> None:
+    created = one(salesforce.parse(request(_cdc_body("cdc_opportunity_create.json", Probability=20,
+                                                     ForecastCategoryName="Commit"),
+                                           content_type="application/json")))  # fmt: skip
+    renamed = one(salesforce.parse(request(_cdc_body("cdc_opportunity_update.json", StageName="Qualification",
+                                                     IsClosed=False, IsWon=False),
+                                           content_type="application/json")))  # fmt: skip
+    state: FieldState = {}
+    for change in (created, renamed):
+        assert isinstance(change, DealChange)
+        state = merge(state, change)
+    tenant = TenantMaps("salesforce", "Europe/Berlin", "EUR", users={"0055g00000Ab1CdAAE": "rep-kim"})
+    data = deal_data("0065g00000Xk1AdAAJ", view(state), tenant, renamed.changed_at)
+    assert isinstance(data, DealUpserted)
+    assert (data.stage, data.stage_label, data.probability, data.forecast_category) == (
+        "open", "Qualification", Decimal("0.20"), ForecastCategory.COMMIT)
+    assert data.expected_close_at == datetime(2026, 12, 14, 23, 0, tzinfo=UTC)  # CloseDate Dec 15, Berlin midnight
+
+
+def test_a_bad_cdc_probability_is_left_out_and_the_rest_of_the_event_counts() -> None:
+    body = _cdc_body("cdc_opportunity_create.json", Probability=150)
+    change = one(salesforce.parse(request(body, content_type="application/json")))
+    assert isinstance(change, DealChange)
+    assert (change.fields.amount, change.fields.probability) == (Decimal("42000.5"), None)
+    assert change.ignored == ("change event 1 (0002f6c4-8b2f-1e6e-7d9b-5fd3a1c9e001:1): Probability: 150 is not"
+                              " between 0 and 100",)
 
 
 def test_a_wildcard_record_id_names_no_deal() -> None:

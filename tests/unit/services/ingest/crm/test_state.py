@@ -149,9 +149,51 @@ def test_amounts_survive_json_exactly_and_in_plain_notation() -> None:
 def test_every_field_round_trips_through_json() -> None:
     fields = DealFields(amount=Decimal("90000.00"), currency="EUR", stage="Closed Won", stage_label="Closed Won",
                         status="won", owner="0055g00000Ab1CdAAE", close_date=date(2026, 11, 30),
-                        created_at=datetime(2026, 10, 1, 8, 15, tzinfo=UTC), name="Acme - 200 seats")  # fmt: skip
+                        created_at=datetime(2026, 10, 1, 8, 15, tzinfo=UTC), name="Acme - 200 seats",
+                        expected_close=date(2026, 12, 15), probability=Decimal("0.3333"),
+                        forecast_category="best_case")  # fmt: skip
     state = merge({}, DealChange(crm="salesforce", event_id="e", deal_id="d1", changed_at=T0, fields=fields))
     assert view(through_json(state)) == view(state)
+
+
+def test_the_forecast_fields_survive_json_exactly() -> None:
+    state = through_json(merged(change(0, expected_close=date(2026, 12, 15), probability=Decimal("0.35"),
+                                       forecast_category="commit")))  # fmt: skip
+    assert state["expected_close"]["v"] == {"date": "2026-12-15"}
+    assert state["probability"]["v"] == "0.35"
+    current = view(state)
+    assert (current.expected_close, current.probability, current.forecast_category) == (
+        date(2026, 12, 15), Decimal("0.35"), "commit")
+    assert str(current.probability) == "0.35"
+
+
+# --- the forecast fields, delivered in part --------------------------------------------------------------------------
+
+
+def test_a_change_without_forecast_fields_keeps_the_last_known_ones() -> None:
+    state = merged(change(0, probability=Decimal("0.4"), forecast_category="commit", expected_close=date(2026, 12, 1)),
+                   change(5, amount=Decimal(900), stage="contractsent"))  # fmt: skip
+    current = view(state)
+    assert (current.probability, current.forecast_category, current.expected_close) == (
+        Decimal("0.4"), "commit", date(2026, 12, 1))
+
+
+def test_a_newer_probability_replaces_the_older_and_leaves_the_category_alone() -> None:
+    state = merged(change(0, probability=Decimal("0.4"), forecast_category="commit"),
+                   change(5, probability=Decimal("0.6")))  # fmt: skip
+    assert (view(state).probability, view(state).forecast_category) == (Decimal("0.6"), "commit")
+
+
+def test_a_late_older_forecast_does_not_undo_a_newer_one() -> None:
+    state = merged(change(5, probability=Decimal("0.6"), expected_close=date(2027, 1, 15)),
+                   change(0, probability=Decimal("0.4"), expected_close=date(2026, 12, 1)))  # fmt: skip
+    assert (view(state).probability, view(state).expected_close) == (Decimal("0.6"), date(2027, 1, 15))
+
+
+def test_a_state_stored_before_the_forecast_fields_existed_has_none() -> None:
+    stored: FieldState = {"amount": {"v": "100", "t": T0.isoformat()}}
+    current = view(stored)
+    assert (current.expected_close, current.probability, current.forecast_category) == (None, None, None)
 
 
 # --- view ----------------------------------------------------------------------------------------------------------

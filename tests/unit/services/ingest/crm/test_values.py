@@ -153,6 +153,59 @@ def test_an_exponent_no_decimal_holds_is_not_a_number() -> None:
         values.decimal("1e99999999999999999999", "amount")
 
 
+# --- probabilities -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "percent", "expected"),
+    [("0.35", False, "0.35"), (Decimal("0.6"), False, "0.6"), (0, False, "0"), (1, False, "1"), ("1.0000", False,
+     "1.0000"), (40, True, "0.40"), (Decimal("12.5"), True, "0.125"), ("100", True, "1.00"), (0, True, "0.00"),
+     ("-0", False, "0")],
+)  # fmt: skip
+def test_a_probability_is_0_to_1_as_written_and_a_percentage_is_divided_exactly(
+        value: object, percent: bool, expected: str) -> None:
+    assert str(values.probability(value, "probability", percent=percent)) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "percent", "expected"),
+    [(Decimal("33.33333"), True, "0.3333"), ("66.666666", True, "0.6667"), ("0.123456", False, "0.1235"),
+     ("0.33335", False, "0.3334"), ("0.33345", False, "0.3334"), ("99.995", True, "1.0000"),
+     ("0.00004", False, "0.0000")],
+)  # fmt: skip
+def test_more_than_four_places_are_rounded_half_even_not_refused(value: object, percent: bool, expected: str) -> None:
+    assert str(values.probability(value, "probability", percent=percent)) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "percent", "message"),
+    [(150, True, "150 is not between 0 and 100"), ("1.5", False, "1.5 is not between 0 and 1"),
+     (-1, True, "-1 is not between 0 and 100"), ("1E+999999999", True, "1E+999999999 is not between 0 and 100"),
+     ("lots", False, "'lots' is not a number"), ("NaN", True, "'NaN' is not a finite number"), (True, False,
+     "expected a number, got bool"), ("35%", True, "'35%' is not a number")],
+)  # fmt: skip
+def test_a_probability_out_of_range_or_not_a_number_is_refused_by_name(value: object, percent: bool,
+                                                                     message: str) -> None:
+    with pytest.raises(PayloadError, match=f"^data.probability: {re.escape(message)}$"):
+        values.probability(value, "data.probability", percent=percent)
+
+
+def test_lenient_gives_the_value_or_none_with_the_problem_noted() -> None:
+    ignored: list[str] = []
+    assert values.lenient(lambda: values.probability("0.5", "p"), ignored) == Decimal("0.5")
+    assert values.lenient(lambda: values.probability("5", "p"), ignored) is None
+    assert values.lenient(lambda: values.day("soon", "expected_close_date"), ignored) is None
+    assert ignored == ["p: 5 is not between 0 and 1", "expected_close_date: 'soon' is not a YYYY-MM-DD date"]
+
+
+def test_lenient_lets_anything_but_a_payload_error_through() -> None:
+    def broken() -> Decimal:
+        raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        values.lenient(broken, [])
+
+
 # --- currency and booleans -----------------------------------------------------------------------------------
 
 
@@ -269,6 +322,7 @@ def test_every_reader_names_the_field_first() -> None:
     readers: list[tuple[Any, object]] = [
         (values.text, 1), (values.identifier, None), (values.integer, "x"), (values.decimal, "x"),
         (values.currency, "x"), (values.boolean, "x"), (values.instant, "x"), (values.day, "x"),
+        (values.probability, "x"), (values.probability, 2),
     ]  # fmt: skip
     for read, bad in readers:
         with pytest.raises(PayloadError) as refused:
