@@ -124,6 +124,16 @@ class Metric(StrEnum):
     ACTIVITIES = "activities"
 
 
+# A metric of the contract: a built-in one (`Metric`), or a KPI the tenant defined (kpi's `PUT /v1/kpis/{id}`,
+# issue 22). A target may name a KPI before it is defined: it counts from the definition on.
+MetricName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$", examples=["won_revenue", "demos_held"],
+                                  description="a built-in metric or the id of a KPI the tenant defined")]
+PropertyName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,99}$")]
+# CRM properties a record carries (the tenant's choice of its CRM's fields): what a KPI the tenant defines may
+# filter on (issue 22). Values as text; at most 50.
+Properties = Annotated[dict[PropertyName, Annotated[Text, Field(max_length=500)]], Field(max_length=50)]
+
+
 # --- inbound canonical data -------------------------------------------------------------
 
 
@@ -148,6 +158,9 @@ class DealUpserted(_Model):
     forecast_category: ForecastCategory | None = Field(
         default=None, description="The owner's forecast category (Salesforce ForecastCategoryName). Optional:"
         " absent counts as `pipeline`.")
+    properties: Properties | None = Field(
+        default=None, description="CRM properties the tenant chose to carry (name -> text): what a KPI it defines"
+        " may filter on. Optional.")
 
     @field_validator("closed_at")
     @classmethod
@@ -174,6 +187,9 @@ class ActivityLogged(_Model):
     occurred_at: Moment
     deal_id: Id | None = None
     duration_s: int | None = Field(default=None, ge=0)
+    properties: Properties | None = Field(
+        default=None, description="CRM properties the tenant chose to carry (name -> text): what a KPI it defines"
+        " may filter on. Optional.")
 
 
 class RepUpserted(_Model):
@@ -208,7 +224,7 @@ class TargetSet(_Model):
 
     scope: Scope
     scope_id: Id
-    metric: Metric
+    metric: MetricName
     period: PeriodLabel
     value: Annotated[Dec, Field(ge=0, max_digits=20, decimal_places=4, allow_inf_nan=False)]
 
@@ -343,7 +359,7 @@ class AttainmentUpdated(_Model):
     scope: Scope
     scope_id: Id
     period: str
-    metric: Metric
+    metric: MetricName
     actual: Dec
     target: Dec | None = None
     attainment: Dec | None = Field(default=None, description="actual / target")
@@ -399,7 +415,7 @@ SUPERSEDES_SQL = ("CASE WHEN {held}.revision IS NOT NULL AND EXCLUDED.revision I
 
 
 class Evidence(_Model):
-    metric: Metric
+    metric: MetricName
     actual: Dec
     expected: Dec
     period: str
@@ -471,7 +487,7 @@ class PlanStepSettled(_Model):
 
 
 class ReviewFigure(_Model):
-    metric: Metric
+    metric: MetricName
     period: str
     actual: Dec
     target: Dec | None
@@ -550,8 +566,6 @@ class ReviewPublished(_Model):
 
 
 ContestStatus = Literal["scheduled", "running", "final", "cancelled"]
-MetricName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$", examples=["won_revenue", "demos_held"],
-                                   description="a built-in metric (`Metric`) or the id of a KPI the tenant defined")]
 
 
 class ContestStanding(_Model):

@@ -68,6 +68,18 @@ class _Wire(msgspec.Struct, gc=False):
     required field may follow an optional one, in the models' order)."""
 
 
+# `events.MetricName` and `events.Properties`
+MetricName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,39}\Z")]
+PropertyName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,99}\Z")]
+Properties = Annotated[dict[PropertyName, Annotated[str, msgspec.Meta(max_length=500)]], msgspec.Meta(max_length=50)]
+
+
+def _properties(value: dict[str, str] | None) -> None:
+    """The NUL-free values of `events.Properties` (msgspec checks names, lengths and the count)."""
+    if value and any("\x00" in v for v in value.values()):
+        raise ValueError("properties: must not contain the NUL character (\\u0000)")
+
+
 def _nul_free(struct: msgspec.Struct, *names: str) -> None:
     """`events._storable` for the text fields `names`: no NUL (msgspec already refuses invalid UTF-8 and lone
     surrogates). The frequent classes first ask whether all of them together hold one, which is cheaper."""
@@ -183,6 +195,7 @@ class DealUpserted(_Wire, kw_only=True):
     expected_close_at: AwareTime | None = None
     probability: Dec | None = None
     forecast_category: ev.ForecastCategory | None = None
+    properties: Properties | None = None
 
     def __post_init__(self) -> None:
         if "\x00" in f"{self.deal_id}{self.rep_id}{self.stage_label}":
@@ -192,6 +205,7 @@ class DealUpserted(_Wire, kw_only=True):
             _decimal("probability", self.probability, ge=0, le=1, max_digits=5, places=4)
         if self.expected_close_at is not None and self.expected_close_at.year not in _SAFE_YEARS:
             _moment("expected_close_at", self.expected_close_at)
+        _properties(self.properties)
         created, closed, years = self.created_at, self.closed_at, _SAFE_YEARS
         if not ((created is None or created.year in years) and (closed is None or closed.year in years)
                 and self.updated_at.year in years):
@@ -218,10 +232,12 @@ class ActivityLogged(_Wire, kw_only=True):
     occurred_at: AwareTime
     deal_id: Id | None = None
     duration_s: NonNegativeInt | None = None
+    properties: Properties | None = None
 
     def __post_init__(self) -> None:
         if "\x00" in f"{self.activity_id}{self.rep_id}{self.deal_id}":
             _nul_free(self, "activity_id", "rep_id", "deal_id")
+        _properties(self.properties)
         if self.occurred_at.year not in _SAFE_YEARS:
             _moment("occurred_at", self.occurred_at)
 
@@ -270,7 +286,7 @@ class TimeOffSet(_Wire, kw_only=True):
 class TargetSet(_Wire, kw_only=True):
     scope: ev.Scope
     scope_id: Id
-    metric: ev.Metric
+    metric: MetricName
     period: str
     value: Dec
 
@@ -320,7 +336,7 @@ class AttainmentUpdated(_Wire, kw_only=True):
     scope: ev.Scope
     scope_id: Id
     period: str
-    metric: ev.Metric
+    metric: MetricName
     actual: Dec
     target: Dec | None = None
     attainment: Dec | None = None

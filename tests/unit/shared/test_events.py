@@ -218,9 +218,20 @@ def test_targets_reject_malformed_periods(period: str) -> None:
         TargetSet(scope="rep", scope_id="r", metric="won_revenue", period=period, value="1")
 
 
-def test_targets_reject_unknown_metrics() -> None:
-    with pytest.raises(ValidationError):
-        TargetSet(scope="rep", scope_id="r", metric="revenue", period="2026", value="1")
+def test_a_target_names_a_built_in_metric_or_a_kpi_id_and_nothing_else() -> None:
+    for name in ("won_revenue", "demos_held", "new_logo_revenue"):  # a KPI may be defined after its target
+        assert TargetSet(scope="rep", scope_id="r", metric=name, period="2026", value="1").metric == name
+    for bad in ("Revenue", "won-revenue", "1st", "", "x" * 41, "demos held"):
+        with pytest.raises(ValidationError):
+            TargetSet(scope="rep", scope_id="r", metric=bad, period="2026", value="1")
+
+
+def test_records_may_carry_crm_properties_within_bounds() -> None:
+    assert deal(properties={"hs_lead_source": "Webinar", "new_logo": "true"}).properties == {
+        "hs_lead_source": "Webinar", "new_logo": "true"}
+    for bad in ({"bad name": "x"}, {"x": "y" * 501}, {f"p{i}": "v" for i in range(51)}, {"x": "a\x00b"}, {"x": 1}):
+        with pytest.raises(ValidationError):
+            deal(properties=bad)
 
 
 def test_the_envelope_source_must_be_a_lowercase_name() -> None:

@@ -196,6 +196,10 @@ VALID: list[tuple[str, str, dict[str, Any]]] = [
     *[("deal.upserted", f"amount {a}", changed("deal.upserted", amount=a))
       for a in ("9E+4", "1.5E+3", "0.0001", "12.50", "0", "-0", "12.50000", "99999999999999.9999", " 7 ", "1_000")],
     ("deal.upserted", "an unknown field", changed("deal.upserted", win_chance="0.4")),
+    ("deal.upserted", "properties", changed("deal.upserted", properties={"hs_lead_source": "Webinar", "a.b:c-d": ""})),
+    ("activity.logged", "properties", changed("activity.logged", properties={"outcome": "held"})),
+    ("target.set", "a KPI the tenant defined", changed("target.set", metric="demos_held")),
+    ("kpi.attainment.updated", "a KPI the tenant defined", changed("kpi.attainment.updated", metric="demos_held")),
     ("deal.upserted", "a forecast", changed("deal.upserted", stage="open", closed_at=OMIT, probability="0.4",
                                             expected_close_at="2026-12-18T17:00:00+01:00", forecast_category="commit")),
     *[("deal.upserted", f"probability {p}", changed("deal.upserted", probability=p))
@@ -273,6 +277,8 @@ INVALID: list[tuple[str, str, dict[str, Any] | bytes | None]] = [
         ("closed_at", "0281-03-01T00:00:00Z"), ("closed_at", "1969-12-31T23:59:59Z"),
         ("closed_at", "1970-01-01T00:30:00+01:00"), ("created_at", "9999-06-01T00:00:00Z"),
         ("created_at", "2026-11-05T09:00:00+24:00"),
+        ("properties", {"bad name": "x"}), ("properties", {"x": "y" * 501}), ("properties", {"x": "a\x00"}),
+        ("properties", {"x": 1}), ("properties", {f"p{i}": "v" for i in range(51)}), ("properties", ["x"]),
         ("probability", "1.0001"), ("probability", "-0.1"), ("probability", "0.12345"), ("probability", "NaN"),
         ("probability", "Infinity"), ("probability", "2"), ("probability", "50%"), ("forecast_category", "Commit"),
         ("forecast_category", "maybe"), ("expected_close_at", "2026-12-18"),
@@ -303,12 +309,12 @@ INVALID: list[tuple[str, str, dict[str, Any] | bytes | None]] = [
     *[("target.set", f"period {p!r}", changed("target.set", period=p))
       for p in ("2026-Q5", "2026-00", "2026-W60", "2026-q4", "26", "1969", "2026-13", "", None)],
     *[("target.set", f"{f}={v!r}", changed("target.set", **{f: v})) for f, v in (
-        ("metric", "revenue"), ("scope", "region"), ("value", "-1000.00"), ("value", "1.00001"), ("value", "NaN"),
-        ("scope_id", ""),
+        ("metric", "Revenue"), ("metric", "won-revenue"), ("metric", "x" * 41), ("scope", "region"),
+        ("value", "-1000.00"), ("value", "1.00001"), ("value", "NaN"), ("scope_id", ""),
     )],
     *[("kpi.attainment.updated", f"{f}={v!r}", changed("kpi.attainment.updated", **{f: v})) for f, v in (
         ("actual", "NaN"), ("target", "Infinity"), ("pace", "lots"), ("as_of", "2026-11-05T09:00:00"),
-        ("scope_id", ""), ("scope_id", "s\x00"), ("metric", "velocity"), ("period_end", "never"), ("name", 3),
+        ("scope_id", ""), ("scope_id", "s\x00"), ("metric", "Velocity"), ("period_end", "never"), ("name", 3),
     )],
     ("kpi.attainment.updated", "no actual", changed("kpi.attainment.updated", actual=OMIT)),
     *[("kpi.attainment.updated", f"forecast {f}={v!r}", changed("kpi.attainment.updated", forecast={**FORECAST, f: v}))
