@@ -144,7 +144,7 @@ class FeedState:
         return now - max(self.last_message_at or since, since)
 
     def _standing(self, update: AttainmentUpdated) -> None:
-        if update.period != self.period or update.metric.value != METRIC:
+        if update.period != self.period or update.metric != METRIC:
             return
         key = (update.scope.value, update.scope_id)
         current = self.standings.get(key)

@@ -7,6 +7,7 @@ from services.kpi.contesting import clock
 from services.kpi.contests_api import router as contests
 from services.kpi.dashboard import live, pages
 from services.kpi.handlers import LINGER_S, MAX_BATCH, MODELS, make_handler
+from services.kpi.kpis_api import router as kpis
 from shared import topics
 from shared.service import ServiceSpec, Subscription
 
@@ -27,7 +28,7 @@ SPEC = ServiceSpec(
             linger_s=LINGER_S,
         )
     ],
-    routers=[router, contests, pages.router],
+    routers=[router, contests, kpis, pages.router],
     timers=[live.run, clock],
     context=pages.make_context,
     credential_cookie=pages.COOKIE,  # the dashboard's reads are rate-limited per token too

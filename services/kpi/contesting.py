@@ -23,6 +23,7 @@ from services.kpi import repository as repo
 from services.kpi.contests import (
     Contest,
     built_in_values,
+    custom_values,
     digest,
     leaders,
     standings,
@@ -31,6 +32,7 @@ from services.kpi.contests import (
     touches,
 )
 from services.kpi.contributions import Books
+from services.kpi.custom import BUILT_IN
 from services.kpi.ports import Outgoing, PgRepository, Repository
 from shared import metrics, topics
 from shared.cloudevents import CloudEvent, message_key
@@ -67,9 +69,13 @@ async def refresh(store: Repository, tenant: str, books: Books, contest_ids: Ite
         status = status_at(contest, now)
         deals, activities = await store.contest_records(tenant, contest)
         await store.load_memberships(tenant, books, {d.rep_id for d in deals} | {a.rep_id for a in activities})
-        vectors = tallies(contest, books, deals, activities)
+        if contest.metric in BUILT_IN:
+            values = built_in_values(contest, tallies(contest, books, deals, activities))
+        else:  # a KPI the tenant defined (gone: every participant at 0)
+            kpi = next((k for k in await store.kpis(tenant) if k.kpi_id == contest.metric), None)
+            values = custom_values(contest, kpi, books, deals, activities) if kpi else {}
         names = await store.names_of(tenant, contest.participants, list(contest.participant_ids))
-        board = standings(contest, built_in_values(contest, vectors), names)
+        board = standings(contest, values, names)
         state = digest(contest, status, board)
         if state == stored.digest:
             continue
@@ -90,6 +96,8 @@ async def _publish(store: Repository, tenant: str, contest: Contest, status: str
                        type="kpi.contest.updated", source=SOURCE, time=now, tenant=tenant, data=data,
                        extensions={"tenanttimezone": books.timezone.key})
     out.append((topics.CONTESTS.name, message_key(tenant, f"contest/{contest.contest_id}"), event))
+    # the dashboard's live feed: browsers showing this contest re-read it at commit (dashboard/live.py)
+    await store.announce_figures(tenant, [f"contest:{contest.contest_id}"])
 
 
 async def clock(rt: Runtime) -> None:

@@ -8,6 +8,7 @@ instead of a calendar period:
 - a deal's amount, won deals and losses at its `closed_at`, its pipeline at its `created_at`; activities at
   their `occurred_at`; money in the base currency at the rate of the local day (a deal without a rate counts
   nowhere, as in the tallies);
+- a KPI the tenant defined counts as its tallies do (`custom.py`), over the window;
 - for a rep, their own records; for a team, those of its reps while they were in it or in a team under it
   (the roster's dated memberships, the hierarchy as it stands: as team figures count).
 
@@ -48,13 +49,14 @@ from services.kpi.contributions import (
     tally_of,
     zero,
 )
+from services.kpi.custom import Kpi
+from services.kpi.custom import value as kpi_value
 from services.kpi.figures import ratio
 from services.kpi.ranking import RankBy, rank_by_value, ranked
 from services.kpi.tally import values
 from shared.events import ContestStanding, ContestStatus, Metric
 
 DEFAULT_SETTLE = timedelta(minutes=15)
-BUILT_IN = frozenset(m.value for m in Metric)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,3 +182,39 @@ def digest(contest: Contest, status: ContestStatus, board: Sequence[ContestStand
                      contest.starts_at.isoformat(), contest.ends_at.isoformat(), "\x1f".join(contest.prizes),
                      status, *(f"{s.participant_id}:{s.rank}:{s.value}:{s.name}" for s in board)])
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def custom_values(contest: Contest, kpi: Kpi, books: Books, deals: Iterable[Deal],
+                  activities: Iterable[Activity]) -> dict[str, Decimal]:
+    """A KPI the tenant defined, per participant over the window: counted as its tallies count it
+    (`Ledger._custom`), with the window for a period."""
+    n: dict[str, int] = dict.fromkeys(contest.participant_ids, 0)
+    unconverted = dict(n)
+    total: dict[str, Decimal] = {p: Decimal(0) for p in contest.participant_ids}
+    seen: dict[str, set[str]] = {p: set() for p in contest.participant_ids}
+
+    def add(rep: str, moment: datetime, amount: Decimal | None, deal_id: str | None) -> None:
+        if not contest.inside(moment):
+            return
+        for owner in _owners(contest, books, rep, moment):
+            n[owner] += 1
+            if amount is None:
+                unconverted[owner] += 1
+            else:
+                total[owner] = EXACT.add(total[owner], amount)
+            if deal_id:
+                seen[owner].add(deal_id)
+
+    if kpi.source == "deals":
+        for deal in deals:
+            moment = kpi.deal_moment(deal.stage, deal.created_at, deal.closed_at)
+            if moment is not None:
+                base = books.in_base(deal.amount, deal.currency, moment.astimezone(books.timezone).date())
+                if kpi.deal_passes(deal.stage_label, base, deal.properties):
+                    add(deal.rep_id, moment, base, deal.deal_id)
+    else:
+        for a in activities:
+            if kpi.activity_passes(a.kind, a.deal_id, a.properties):
+                add(a.rep_id, a.occurred_at, Decimal(a.duration_s or 0), a.deal_id)
+    return {p: kpi_value(kpi.definition.aggregation, n[p], total[p], unconverted[p], len(seen[p]))
+            for p in contest.participant_ids}

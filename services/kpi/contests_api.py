@@ -19,7 +19,8 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from services.kpi import repository as repo
 from services.kpi.contesting import refresh
-from services.kpi.contests import BUILT_IN, Contest
+from services.kpi.contests import Contest
+from services.kpi.custom import BUILT_IN
 from services.kpi.ports import PgRepository
 from services.kpi.repository import StoredContest
 from shared.auth import Admin, Anyone
@@ -134,7 +135,7 @@ async def put_contest(contest_id: ContestId, body: ContestIn, who: Admin, rt: Rt
         starts, ends = _local(body.starts, zone, "starts"), _local(body.ends, zone, "ends")
         if ends <= starts:
             raise HTTPException(422, "ends: must be after starts")
-        if body.metric not in BUILT_IN:
+        if body.metric not in BUILT_IN and body.metric not in {k.kpi_id for k in await repo.kpis_of(conn, tenant)}:
             raise HTTPException(422, f"metric: {body.metric!r} is neither a built-in metric"
                                      f" ({', '.join(sorted(BUILT_IN))}) nor a KPI the tenant defined")
         contest = Contest(contest_id, body.name, body.metric, body.participants, tuple(body.participant_ids), starts,

@@ -32,6 +32,7 @@ from datetime import UTC, date, datetime
 from decimal import Context, Decimal, Inexact, Rounded
 from zoneinfo import ZoneInfo
 
+from services.kpi.custom import Kpi
 from services.kpi.tally import Tally
 from shared.periods import labels_of_day
 from shared.workdays import NO_CALENDAR, HolidayCalendar
@@ -44,6 +45,7 @@ BY_KIND = {"call": CALLS, "email": EMAILS, "meeting": MEETINGS}
 EXACT = Context(prec=400, traps=[Inexact, Rounded])  # a result that would need rounding raises
 
 Key = tuple[str, str, str]  # scope, scope id, period label
+CustomKey = tuple[str, str, str, str]  # a KPI the tenant defined, scope, scope id, period label
 Vector = list[int | Decimal]  # FIELDS, in order
 START_OF_TIME = datetime.min.replace(tzinfo=UTC)  # a rep's first team holds from here (memberships)
 
@@ -59,6 +61,10 @@ class Deal:
     created_at: datetime | None
     closed_at: datetime | None
     expected_close_at: datetime | None = None  # an open deal's: where it counts in forecasts (no tally)
+    # what a KPI the tenant defines may filter on (`custom.py`); the properties as their stored JSON text
+    deal_id: str = ""
+    stage_label: str | None = None
+    properties: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +72,9 @@ class Activity:
     rep_id: str
     kind: str
     occurred_at: datetime
+    deal_id: str | None = None  # and these, for the KPIs a tenant defines
+    duration_s: int | None = None
+    properties: str | None = None
 
 
 @dataclass(slots=True)
@@ -121,6 +130,11 @@ class Ledger:
     touched: set[Key] = field(default_factory=set)
     # every (rep, moment) a record counted at: which contests a batch may move (`contests.touches`)
     moments: list[tuple[str, datetime]] = field(default_factory=list)
+    # the KPIs the tenant defined, and their signed deltas: (kpi, scope, id, period) -> [n, total, unconverted],
+    # and for `distinct_deals` (kpi, scope, id, period, deal) -> count (`custom.py`)
+    kpis: Sequence[Kpi] = ()
+    custom: dict[CustomKey, list[int | Decimal]] = field(default_factory=dict)
+    custom_deals: dict[tuple[str, str, str, str, str], int] = field(default_factory=dict)
 
     def deal(self, deal: Deal, sign: int) -> None:
         """Add (sign 1) or take out (sign -1) everything a deal version counts for."""
@@ -132,11 +146,44 @@ class Ledger:
             self._money(deal, deal.closed_at, WON_REVENUE, DEALS_WON, sign)
         elif deal.closed_at is not None and deal.stage == "lost":
             self._add(deal.rep_id, deal.closed_at, ((DEALS_LOST, sign),))
+        for kpi in self.kpis:
+            if kpi.source == "deals" and (moment := kpi.deal_moment(deal.stage, deal.created_at,
+                                                                    deal.closed_at)) is not None:
+                base = self.books.in_base(deal.amount, deal.currency, self._day(moment))
+                if kpi.deal_passes(deal.stage_label, base, deal.properties):
+                    self._custom(kpi, deal.rep_id, moment, sign, base, deal.deal_id)
 
     def activity(self, activity: Activity, sign: int) -> None:
         kind = BY_KIND.get(activity.kind)
         parts = ((ACTIVITIES, sign), (kind, sign)) if kind is not None else ((ACTIVITIES, sign),)
         self._add(activity.rep_id, activity.occurred_at, parts)
+        for kpi in self.kpis:
+            if kpi.source == "activities" and kpi.activity_passes(activity.kind, activity.deal_id,
+                                                                  activity.properties):
+                self._custom(kpi, activity.rep_id, activity.occurred_at, sign,
+                             Decimal(activity.duration_s or 0), activity.deal_id)
+
+    def _custom(self, kpi: Kpi, rep_id: str, moment: datetime, sign: int, amount: Decimal | None,
+                deal_id: str | None) -> None:
+        """One record's part in a KPI the tenant defined: n, its amount (None: no exchange rate) and its deal."""
+        distinct = deal_id if kpi.definition.aggregation == "distinct_deals" else None
+        for scope, owner, period in self.keys(rep_id, moment):
+            key = (kpi.kpi_id, scope, owner, period)
+            vector = self.custom.get(key)
+            if vector is None:
+                vector = self.custom[key] = [0, Decimal(0), 0]
+            vector[0] += sign
+            if amount is None:
+                vector[2] += sign
+            else:
+                vector[1] = EXACT.add(vector[1], amount if sign > 0 else EXACT.minus(amount))
+            if distinct:
+                counted = (*key, distinct)
+                self.custom_deals[counted] = self.custom_deals.get(counted, 0) + sign
+
+    def custom_changed(self) -> dict[CustomKey, list[int | Decimal]]:
+        """The KPI tallies that move, with their deltas."""
+        return {key: vector for key, vector in self.custom.items() if any(vector)}
 
     def _money(self, deal: Deal, moment: datetime, money: int, count: int | None, sign: int) -> None:
         base = self.books.in_base(deal.amount, deal.currency, self._day(moment))

@@ -80,8 +80,9 @@ FIGURES_SENT = Counter("attain_kpi_figures_emitted_total", "kpi.attainment.updat
 
 # a tenant's books, the keys whose tallies or targets moved, (unless the batch recounted the tenant) the
 # new tally and targets of each moved key that figures are published for, and the keys whose forecast an open
-# deal moved, and the (rep, moment)s its records counted at (the contests it may move)
-Moved = tuple[Books, set[Key], dict[Key, Tracked] | None, set[Key], list[tuple[str, datetime]]]
+# deal moved, the (rep, moment)s its records counted at (the contests it may move), and whether the tenant
+# defined KPIs of its own
+Moved = tuple[Books, set[Key], dict[Key, Tracked] | None, set[Key], list[tuple[str, datetime]], bool]
 
 
 def make_handler(rt: HasClock, repository: RepositoryFactory = PgRepository) -> Handler:
@@ -98,8 +99,8 @@ def make_handler(rt: HasClock, repository: RepositoryFactory = PgRepository) -> 
             by_tenant[msg.event.tenant].append(msg)
         now = rt.clock.now()
         for tenant, msgs in by_tenant.items():
-            books, moved, tracked, forecasts_moved, moments = await _apply(store, tenant, msgs,
-                                                                           publish_all=publish_all)
+            books, moved, tracked, forecasts_moved, moments, custom = await _apply(store, tenant, msgs,
+                                                                                   publish_all=publish_all)
             if extra := forecasts_moved - moved:  # open deals moved these keys' forecasts, and no tally of theirs
                 moved |= extra
                 if tracked is not None:
@@ -107,7 +108,7 @@ def make_handler(rt: HasClock, repository: RepositoryFactory = PgRepository) -> 
             if moved:
                 newest = source_time([(m.data, m.event.time) for m in msgs], now)
                 await _recompute(store, tenant, books, moved, tracked, now, publish_all=publish_all,
-                                 source=newest)
+                                 source=newest, custom=custom)
             roster_moved = any(isinstance(m.data, EXCLUSIVE) for m in msgs)
             if contests := await touched(store, tenant, books, moments, roster_moved):
                 await store.enqueue(await refresh(store, tenant, books, contests, now))
@@ -130,7 +131,8 @@ async def _apply(store: Repository, tenant: str, msgs: list[Incoming], *, publis
     if rebuild and not exclusive:  # a new calendar: everything is recounted, alone
         await store.lock_tenant(tenant, exclusive=True)
     books = await store.books(tenant)
-    ledger = Ledger(books)
+    kpis = await store.kpis(tenant)
+    ledger = Ledger(books, kpis=kpis)
     changed = await store.apply_deals(tenant, [(m.data, m.event.id) for m in msgs
                                                     if isinstance(m.data, DealUpserted)])
     added = await store.add_activities(tenant, [m.data for m in msgs if isinstance(m.data, ActivityLogged)])
@@ -154,9 +156,12 @@ async def _apply(store: Repository, tenant: str, msgs: list[Incoming], *, publis
             deltas.setdefault(key, zero())
         tracked = await store.move_tallies(tenant, deltas, every=publish_all)
         moved = set(deltas)
+        if custom := ledger.custom_changed():  # the KPIs the tenant defined, moved the same way
+            await store.move_custom(tenant, custom, ledger.custom_deals)
+            moved |= {(scope, owner, period) for _, scope, owner, period in custom}
     if tracked is None and targets:  # (rare) after a recount: read with the rest in `_recompute`
         await store.ensure_tallies(tenant, targets)
-    return books, moved | targets, tracked, ledger.touched, ledger.moments
+    return books, moved | targets, tracked, ledger.touched, ledger.moments, bool(kpis)
 
 
 async def _apply_in_order(store: Repository, tenant: str, msgs: list[Incoming],
@@ -211,7 +216,8 @@ async def _follow_roster(store: Repository, tenant: str, roster: list[Incoming],
     # From the earliest change of any of them: for a rep whose teams agree before its own change, the old
     # and new attributions of its earlier records are the same and cancel out.
     deals, activities = await store.histories(tenant, sorted(changed), since)
-    teams = Ledger(ledger.books, scopes=("team",), deltas=ledger.deltas, touched=ledger.touched)
+    teams = Ledger(ledger.books, scopes=("team",), deltas=ledger.deltas, touched=ledger.touched, kpis=ledger.kpis,
+                   custom=ledger.custom, custom_deals=ledger.custom_deals)
     for sign in (-1, 1):
         if sign == 1:
             ledger.books.memberships.update(changed)
@@ -219,6 +225,12 @@ async def _follow_roster(store: Repository, tenant: str, roster: list[Incoming],
             teams.deal(deal, sign)
         for activity in activities:
             teams.activity(activity, sign)
+
+
+async def republish(store: Repository, tenant: str, keys: set[Key], now: datetime) -> None:
+    """Publish the targeted figures of the tenant's own KPIs on `keys` that changed (after an admin defined or
+    changed a KPI, which recounts it: `kpis_api.py`), in the caller's transaction."""
+    await _recompute(store, tenant, await store.books(tenant), keys, {}, now, custom=True)
 
 
 async def _read_tracked(store: Repository, tenant: str, moved: set[Key], *,
@@ -237,7 +249,7 @@ async def _read_tracked(store: Repository, tenant: str, moved: set[Key], *,
 
 async def _recompute(store: Repository, tenant: str, books: Books, moved: set[Key],
                      tracked: dict[Key, Tracked] | None, now: datetime, *, publish_all: bool = False,
-                     source: datetime | None = None) -> None:
+                     source: datetime | None = None, custom: bool = False) -> None:
     """The figures of each (scope, id, period) whose tally or target changed: those with a target (every one
     with `publish_all`) are published when their (actual, target) changed, with the pace of `now` (the
     tenant's holidays off, and a rep's time off for a rep's figure). Every figure, published or not, is read
@@ -252,6 +264,10 @@ async def _recompute(store: Repository, tenant: str, books: Books, moved: set[Ke
             target = targets.get(metric.value)
             if published(target, publish_all=publish_all):
                 rows.append((scope, scope_id, period, metric.value, actual, target, None))
+    if custom:  # the tenant's own KPIs: their figures as the read side computes them
+        rows += [(*row, None) for row in await store.custom_figures(tenant, moved, publish_all)]
+    if not rows:
+        return
     tz, fiscal = books.timezone, books.fiscal_start_month
     bounds = {p: period_bounds(p, tz, fiscal) for p in {row[2] for row in rows}}
     ahead = [row for row in rows if row[3] == Metric.WON_REVENUE.value and bounds[row[2]][1] > now]
@@ -274,7 +290,7 @@ async def _recompute(store: Repository, tenant: str, books: Books, moved: set[Ke
         fig = figures(actual, target, fair.share(period, scope_id if scope == "rep" else None))
         profile = profiles.get(scope_id) if scope == "rep" else None
         data = AttainmentUpdated.model_construct(  # our own computed, typed values: no re-validation
-            scope=Scope(scope), scope_id=scope_id, period=period, metric=Metric(metric_name), actual=fig.actual,
+            scope=Scope(scope), scope_id=scope_id, period=period, metric=metric_name, actual=fig.actual,
             target=fig.target, attainment=fig.attainment, expected=fig.expected, pace=fig.pace,
             projected=fig.projected, as_of=now, period_start=start, period_end=end,
             team_id=profile["team_id"] if profile else (scope_id if scope == "team" else None),

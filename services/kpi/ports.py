@@ -18,7 +18,8 @@ import asyncpg
 
 from services.kpi import repository as repo
 from services.kpi.contests import Contest
-from services.kpi.contributions import START_OF_TIME, Activity, Books, Deal, Key, Vector
+from services.kpi.contributions import START_OF_TIME, Activity, Books, CustomKey, Deal, Key, Vector
+from services.kpi.custom import Kpi
 from services.kpi.roster import Span, Version
 from services.kpi.tally import Tally
 from shared.cloudevents import CloudEvent
@@ -86,6 +87,13 @@ class Repository(Protocol):
     async def open_deals(self, tenant: str, rep_ids: Iterable[str], team_ids: Iterable[str], start: datetime,
                          end: datetime) -> list[Mapping[str, Any]]: ...
     async def win_history(self, tenant: str, since: datetime) -> list[Mapping[str, Any]]: ...
+
+    # KPIs the tenant defined (`custom.py`)
+    async def kpis(self, tenant: str) -> list[Kpi]: ...
+    async def move_custom(self, tenant: str, deltas: Mapping[CustomKey, list[int | Decimal]],
+                          deals: Mapping[tuple[str, str, str, str, str], int]) -> None: ...
+    async def custom_figures(self, tenant: str, keys: Iterable[Key],
+                             every: bool) -> list[tuple[str, str, str, str, Decimal, Decimal | None]]: ...
 
     # contests (`contesting.py`)
     async def open_contests(self, tenant: str) -> list[repo.StoredContest]: ...
@@ -197,6 +205,17 @@ class PgRepository:
 
     async def win_history(self, tenant: str, since: datetime) -> list[Mapping[str, Any]]:
         return await repo.win_history(self.conn, tenant, since)
+
+    async def kpis(self, tenant: str) -> list[Kpi]:
+        return await repo.kpis_of(self.conn, tenant)
+
+    async def move_custom(self, tenant: str, deltas: Mapping[CustomKey, list[int | Decimal]],
+                          deals: Mapping[tuple[str, str, str, str, str], int]) -> None:
+        await repo.move_custom(self.conn, tenant, deltas, deals)
+
+    async def custom_figures(self, tenant: str, keys: Iterable[Key],
+                             every: bool) -> list[tuple[str, str, str, str, Decimal, Decimal | None]]:
+        return await repo.custom_figures(self.conn, tenant, keys, every)
 
     async def open_contests(self, tenant: str) -> list[repo.StoredContest]:
         return await repo.open_contests(self.conn, tenant)

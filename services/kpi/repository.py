@@ -20,12 +20,14 @@ from services.kpi.contributions import (
     START_OF_TIME,
     Activity,
     Books,
+    CustomKey,
     Deal,
     Key,
     Ledger,
     Vector,
     tally_of,
 )
+from services.kpi.custom import Kpi, KpiDefinition
 from services.kpi.outlook import BAND_SQL
 from services.kpi.pace import calendar_of
 from services.kpi.roster import Span, Version
@@ -155,10 +157,17 @@ def _deal(row: asyncpg.Record | None) -> Deal | None:
     if row is None or row["deleted"]:
         return None
     return Deal(row["rep_id"], row["stage"], row["amount"], row["currency"].strip(), row["created_at"],
-                row["closed_at"], row["expected_close_at"])
+                row["closed_at"], row["expected_close_at"], row["deal_id"], row["stage_label"], row["properties"])
 
 
-_DEAL_COLUMNS = "rep_id, stage, amount, currency, created_at, closed_at, deleted, expected_close_at"
+_DEAL_COLUMNS = ("deal_id, rep_id, stage, amount, currency, created_at, closed_at, deleted, expected_close_at,"
+                 " stage_label, properties::text AS properties")
+_ACTIVITY_COLUMNS = "rep_id, kind, occurred_at, deal_id, duration_s, properties::text AS properties"
+
+
+def _activity(row: asyncpg.Record) -> Activity:
+    return Activity(row["rep_id"], row["kind"], row["occurred_at"], row["deal_id"], row["duration_s"],
+                    row["properties"])
 
 
 async def _claim_deals(conn: asyncpg.Connection, tenant: str, deal_ids: list[str]) -> None:
@@ -192,36 +201,39 @@ async def apply_deals(conn: asyncpg.Connection, tenant: str,
             [d.closed_at for d, _ in deals], [d.updated_at for d, _ in deals], [t for _, t in deals],
             [d.stage_label for d, _ in deals], [d.expected_close_at for d, _ in deals],
             [d.probability for d, _ in deals],
-            [d.forecast_category.value if d.forecast_category else None for d, _ in deals])
+            [d.forecast_category.value if d.forecast_category else None for d, _ in deals],
+            [None if d.properties is None else _JSON.encode(d.properties).decode() for d, _ in deals])
     # Lock and read the stored versions first, in a statement of their own: a FOR UPDATE inside the
     # upsert's own WITH would skip rows the same statement updates, and lose their old side.
     await _claim_deals(conn, tenant, cols[0])
     old = {r["deal_id"]: r for r in await conn.fetch(
-        f"SELECT deal_id, {_DEAL_COLUMNS} FROM deals"
+        f"SELECT {_DEAL_COLUMNS} FROM deals"
         " WHERE tenant = $1 AND deal_id = ANY($2::text[]) ORDER BY deal_id FOR UPDATE", tenant, cols[0])}
     changed = await conn.fetch(
         "WITH raw AS (SELECT * FROM unnest($2::text[], $3::text[], $4::numeric[],"
         "   $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::text[],"
-        "   $11::text[], $12::timestamptz[], $13::numeric[], $14::text[])"
+        "   $11::text[], $12::timestamptz[], $13::numeric[], $14::text[], $15::text[])"
         "   AS i(deal_id, rep_id, amount, currency, stage, created_at, closed_at, updated_at, tiebreak,"
-        "   stage_label, expected_close_at, probability, forecast_category)),"
+        "   stage_label, expected_close_at, probability, forecast_category, properties)),"
         # every stage label any version stood in (a set: the same in any order of arrival; rows in key order)
         " labels AS (INSERT INTO deal_stages (tenant, deal_id, stage_label) SELECT DISTINCT $1, deal_id,"
         "   stage_label FROM raw WHERE stage_label IS NOT NULL ORDER BY 2, 3 ON CONFLICT DO NOTHING),"
         " incoming AS (SELECT DISTINCT ON (deal_id) * FROM raw"
         "   ORDER BY deal_id, updated_at DESC, tiebreak COLLATE \"C\" DESC)"
         " INSERT INTO deals (tenant, deal_id, rep_id, amount, currency, stage, created_at, closed_at,"
-        "   updated_at, tiebreak, deleted, stage_label, expected_close_at, probability, forecast_category)"
-        " SELECT $1, deal_id, rep_id, amount, currency, stage, created_at,"
-        "   closed_at, updated_at, tiebreak, false, stage_label, expected_close_at, probability, forecast_category"
+        "   updated_at, tiebreak, deleted, stage_label, expected_close_at, probability, forecast_category,"
+        "   properties)"
+        " SELECT $1, deal_id, rep_id, amount, currency, stage, created_at, closed_at, updated_at, tiebreak,"
+        "   false, stage_label, expected_close_at, probability, forecast_category, properties::jsonb"
         " FROM incoming"
         " ON CONFLICT (tenant, deal_id) DO UPDATE SET rep_id = EXCLUDED.rep_id, amount = EXCLUDED.amount,"
         "   currency = EXCLUDED.currency, stage = EXCLUDED.stage, created_at = EXCLUDED.created_at,"
         "   closed_at = EXCLUDED.closed_at, updated_at = EXCLUDED.updated_at, tiebreak = EXCLUDED.tiebreak,"
         "   deleted = false, stage_label = EXCLUDED.stage_label, expected_close_at = EXCLUDED.expected_close_at,"
-        "   probability = EXCLUDED.probability, forecast_category = EXCLUDED.forecast_category"
+        "   probability = EXCLUDED.probability, forecast_category = EXCLUDED.forecast_category,"
+        "   properties = EXCLUDED.properties"
         " WHERE (deals.updated_at, deals.tiebreak) < (EXCLUDED.updated_at, EXCLUDED.tiebreak COLLATE \"C\")"
-        f" RETURNING deal_id, {_DEAL_COLUMNS}",
+        f" RETURNING {_DEAL_COLUMNS}",
         tenant, *cols,
     )
     return [(_deal(old.get(new["deal_id"])), _deal(new)) for new in changed]
@@ -233,15 +245,16 @@ async def add_activities(conn: asyncpg.Connection, tenant: str,
     if not activities:
         return []
     rows = await conn.fetch(
-        "INSERT INTO activities (tenant, activity_id, rep_id, kind, occurred_at, deal_id, duration_s)"
-        " SELECT DISTINCT ON (a) $1, a, r, k, o, d, s FROM unnest($2::text[], $3::text[], $4::text[],"
-        "   $5::timestamptz[], $6::text[], $7::int[]) AS u(a, r, k, o, d, s)"
-        " ON CONFLICT DO NOTHING RETURNING rep_id, kind, occurred_at",
+        "INSERT INTO activities (tenant, activity_id, rep_id, kind, occurred_at, deal_id, duration_s, properties)"
+        " SELECT DISTINCT ON (a) $1, a, r, k, o, d, s, p::jsonb FROM unnest($2::text[], $3::text[], $4::text[],"
+        "   $5::timestamptz[], $6::text[], $7::int[], $8::text[]) AS u(a, r, k, o, d, s, p)"
+        f" ON CONFLICT DO NOTHING RETURNING {_ACTIVITY_COLUMNS}",
         tenant, [a.activity_id for a in activities], [a.rep_id for a in activities],
         [a.kind.value for a in activities], [a.occurred_at for a in activities],
         [a.deal_id for a in activities], [a.duration_s for a in activities],
+        [None if a.properties is None else _JSON.encode(a.properties).decode() for a in activities],
     )
-    return [Activity(r["rep_id"], r["kind"], r["occurred_at"]) for r in rows]
+    return [_activity(r) for r in rows]
 
 
 async def delete_deal(conn: asyncpg.Connection, tenant: str, deal: DealDeleted, tiebreak: str) -> Deal | None:
@@ -260,7 +273,7 @@ async def delete_deal(conn: asyncpg.Connection, tenant: str, deal: DealDeleted, 
         " ON CONFLICT (tenant, deal_id) DO UPDATE SET deleted = true, updated_at = EXCLUDED.updated_at,"
         " tiebreak = EXCLUDED.tiebreak, rep_id = '', amount = 0, currency = 'XXX', stage = 'open',"
         " created_at = NULL, closed_at = NULL, stage_label = NULL, expected_close_at = NULL, probability = NULL,"
-        " forecast_category = NULL",
+        " forecast_category = NULL, properties = NULL",
         tenant, deal.deal_id, deal.updated_at, tiebreak,
     )
     return _deal(old)
@@ -303,10 +316,9 @@ async def histories(conn: asyncpg.Connection, tenant: str, rep_ids: list[str],
     deals = await conn.fetch(
         f"SELECT {_DEAL_COLUMNS} FROM deals WHERE tenant = $1 AND rep_id = ANY($2::text[]) AND NOT deleted"
         " AND (created_at >= $3 OR closed_at >= $3)", tenant, rep_ids, since)
-    acts = await conn.fetch("SELECT rep_id, kind, occurred_at FROM activities WHERE tenant = $1"
+    acts = await conn.fetch(f"SELECT {_ACTIVITY_COLUMNS} FROM activities WHERE tenant = $1"
                             " AND rep_id = ANY($2::text[]) AND occurred_at >= $3", tenant, rep_ids, since)
-    return ([d for r in deals if (d := _deal(r)) is not None],
-            [Activity(r["rep_id"], r["kind"], r["occurred_at"]) for r in acts])
+    return [d for r in deals if (d := _deal(r)) is not None], [_activity(r) for r in acts]
 
 
 async def upsert_time_off(conn: asyncpg.Connection, tenant: str,
@@ -365,7 +377,7 @@ async def set_targets(conn: asyncpg.Connection, tenant: str,
                       targets: list[tuple[TargetSet, datetime]]) -> set[Key]:
     """Each target, the newest version winning, in one statement; the (scope, scope id, period)s whose
     target it wrote."""
-    rows = _newest(targets, lambda t: (t.scope.value, t.scope_id, t.metric.value, t.period))
+    rows = _newest(targets, lambda t: (t.scope.value, t.scope_id, str(t.metric), t.period))
     if not rows:
         return set()
     written = await conn.fetch(
@@ -373,7 +385,7 @@ async def set_targets(conn: asyncpg.Connection, tenant: str,
         " SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::numeric[], $7::timestamptz[])"
         " ON CONFLICT (tenant, scope, scope_id, metric, period) DO UPDATE SET value = EXCLUDED.value,"
         " version = EXCLUDED.version WHERE targets.version <= EXCLUDED.version RETURNING scope, scope_id, period",
-        tenant, [t.scope.value for t, _ in rows], [t.scope_id for t, _ in rows], [t.metric.value for t, _ in rows],
+        tenant, [t.scope.value for t, _ in rows], [t.scope_id for t, _ in rows], [str(t.metric) for t, _ in rows],
         [t.period for t, _ in rows], [t.value for t, _ in rows], [v for _, v in rows])
     return {(r[0], r[1], r[2]) for r in written}
 
@@ -513,16 +525,19 @@ async def rebuild_tallies(conn: asyncpg.Connection, tenant: str) -> set[Key]:
                                  tenant, prefetch=10_000):
         if (deal := _deal(row)) is not None:
             ledger.deal(deal, 1)
-    async for row in conn.cursor("SELECT rep_id, kind, occurred_at FROM activities WHERE tenant = $1",
+    async for row in conn.cursor(f"SELECT {_ACTIVITY_COLUMNS} FROM activities WHERE tenant = $1",
                                  tenant, prefetch=10_000):
-        ledger.activity(Activity(row["rep_id"], row["kind"], row["occurred_at"]), 1)
+        ledger.activity(_activity(row), 1)
     before = [(r[0], r[1], r[2]) for r in await conn.fetch(
         "DELETE FROM period_tallies WHERE tenant = $1 RETURNING scope, scope_id, period", tenant)]
     fresh = await add_to_tallies(conn, tenant, ledger.changed())
     await conn.execute(  # a key with a target keeps its row, zeros and all (the attainment view shows it)
         "INSERT INTO period_tallies (tenant, scope, scope_id, period) SELECT DISTINCT tenant, scope, scope_id,"
         " period FROM targets WHERE tenant = $1 ON CONFLICT DO NOTHING", tenant)
-    return set(before) | fresh
+    moved = set(before) | fresh
+    for kpi in await kpis_of(conn, tenant):  # and the KPIs the tenant defined, each from the same state
+        moved |= await recount_kpi(conn, tenant, kpi)
+    return moved
 
 
 async def profiles_of(conn: asyncpg.Connection, tenant: str, rep_ids: list[str]) -> dict[str, asyncpg.Record]:
@@ -660,10 +675,9 @@ async def contest_records(conn: asyncpg.Connection, tenant: str, contest: Contes
         " AND ((created_at >= $4 AND created_at < $5) OR (closed_at >= $4 AND closed_at < $5))",
         tenant, reps, teams, contest.starts_at, contest.ends_at)
     acts = await conn.fetch(
-        f"SELECT rep_id, kind, occurred_at FROM activities WHERE tenant = $1 AND {who}"
+        f"SELECT {_ACTIVITY_COLUMNS} FROM activities WHERE tenant = $1 AND {who}"
         " AND occurred_at >= $4 AND occurred_at < $5", tenant, reps, teams, contest.starts_at, contest.ends_at)
-    return ([d for r in deals if (d := _deal(r)) is not None],
-            [Activity(r["rep_id"], r["kind"], r["occurred_at"]) for r in acts])
+    return [d for r in deals if (d := _deal(r)) is not None], [_activity(r) for r in acts]
 
 
 async def names_of(conn: asyncpg.Connection, tenant: str, kind: str, ids: list[str]) -> dict[str, str | None]:
@@ -724,3 +738,109 @@ async def due_contests(conn: asyncpg.Connection, now: datetime) -> list[tuple[st
     return [(r[0], r[1]) for r in await conn.fetch(
         "SELECT tenant, contest_id FROM contests WHERE (status = 'scheduled' AND starts_at <= $1)"
         " OR (status = 'running' AND ends_at + settle_s * interval '1 second' <= $1) ORDER BY 1, 2", now)]
+
+
+# --- KPIs a tenant defines (issue 22: `custom.py`) ----------------------------------------------------------
+
+
+async def kpis_of(conn: asyncpg.Connection, tenant: str) -> list[Kpi]:
+    """The tenant's KPIs (read once per batch)."""
+    return [Kpi.of(r["kpi_id"], KpiDefinition.model_validate_json(r["definition"])) for r in await conn.fetch(
+        "SELECT kpi_id, definition::text AS definition FROM custom_kpis WHERE tenant = $1 ORDER BY kpi_id", tenant)]
+
+
+async def move_custom(conn: asyncpg.Connection, tenant: str, deltas: Mapping[CustomKey, list[int | Decimal]],
+                      deals: Mapping[tuple[str, str, str, str, str], int]) -> None:
+    """Move the KPI tallies (and the per-deal counts of `distinct_deals`) by their deltas, in key order."""
+    if deltas:
+        keys = sorted(deltas)
+        await conn.execute(
+            "INSERT INTO custom_tallies (tenant, kpi_id, scope, scope_id, period, n, total, unconverted)"
+            " SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::numeric[],"
+            "   $8::bigint[]) ORDER BY 1, 2, 3, 4"
+            " ON CONFLICT (tenant, kpi_id, scope, scope_id, period) DO UPDATE SET n = custom_tallies.n + EXCLUDED.n,"
+            " total = custom_tallies.total + EXCLUDED.total,"
+            " unconverted = custom_tallies.unconverted + EXCLUDED.unconverted",
+            tenant, *([k[i] for k in keys] for i in range(4)), *([deltas[k][i] for k in keys] for i in range(3)))
+    moved = sorted(k for k, n in deals.items() if n)
+    if moved:
+        await conn.execute(
+            "INSERT INTO custom_deals (tenant, kpi_id, scope, scope_id, period, deal_id, n)"
+            " SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[])"
+            " ORDER BY 1, 2, 3, 4, 5"
+            " ON CONFLICT (tenant, kpi_id, scope, scope_id, period, deal_id)"
+            " DO UPDATE SET n = custom_deals.n + EXCLUDED.n",
+            tenant, *([k[i] for k in moved] for i in range(5)), [deals[k] for k in moved])
+
+
+async def custom_figures(conn: asyncpg.Connection, tenant: str, keys: Iterable[Key],
+                         every: bool) -> list[tuple[str, str, str, str, Decimal, Decimal | None]]:
+    """The figures of the tenant's KPIs on `keys` that have a target (all of them with `every`), as the read
+    side computes them (the `attainment` view); a targeted key gets its tally row first, zeros and all."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return []
+    columns = [k[0] for k in wanted], [k[1] for k in wanted], [k[2] for k in wanted]
+    await conn.execute(
+        "INSERT INTO custom_tallies (tenant, kpi_id, scope, scope_id, period)"
+        " SELECT t.tenant, t.metric, t.scope, t.scope_id, t.period FROM targets t"
+        " JOIN custom_kpis k ON k.tenant = t.tenant AND k.kpi_id = t.metric"
+        " JOIN unnest($2::text[], $3::text[], $4::text[]) AS w(scope, scope_id, period) USING (scope, scope_id, period)"
+        " WHERE t.tenant = $1 ORDER BY 2, 3, 4, 5 ON CONFLICT DO NOTHING", tenant, *columns)
+    rows = await conn.fetch(
+        "SELECT a.scope, a.scope_id, a.period, a.metric, a.actual, a.target FROM attainment a"
+        " JOIN unnest($2::text[], $3::text[], $4::text[]) AS w(scope, scope_id, period) USING (scope, scope_id, period)"
+        " WHERE a.tenant = $1 AND a.metric IN (SELECT kpi_id FROM custom_kpis WHERE tenant = $1)"
+        " AND ($5 OR a.target IS NOT NULL) ORDER BY 1, 2, 3, 4", tenant, *columns, every)
+    return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+
+async def recount_kpi(conn: asyncpg.Connection, tenant: str, kpi: Kpi) -> set[Key]:
+    """Count one KPI again from the stored deals and activities (a definition, new or changed, counts the past
+    at once); the keys it had or has a tally for, and those with a target for it."""
+    into = await books(conn, tenant)
+    await load_memberships(conn, tenant, into, [r[0] for r in await conn.fetch(
+        "SELECT DISTINCT rep_id FROM memberships WHERE tenant = $1", tenant)])
+    ledger = Ledger(into, kpis=[kpi])
+    if kpi.source == "deals":
+        async for row in conn.cursor(f"SELECT {_DEAL_COLUMNS} FROM deals WHERE tenant = $1 AND NOT deleted",
+                                     tenant, prefetch=10_000):
+            if (deal := _deal(row)) is not None:
+                ledger.deal(deal, 1)
+    else:
+        async for row in conn.cursor(f"SELECT {_ACTIVITY_COLUMNS} FROM activities WHERE tenant = $1",
+                                     tenant, prefetch=10_000):
+            ledger.activity(_activity(row), 1)
+    before = {(r[0], r[1], r[2]) for r in await conn.fetch(
+        "DELETE FROM custom_tallies WHERE tenant = $1 AND kpi_id = $2 RETURNING scope, scope_id, period",
+        tenant, kpi.kpi_id)}
+    await conn.execute("DELETE FROM custom_deals WHERE tenant = $1 AND kpi_id = $2", tenant, kpi.kpi_id)
+    fresh = ledger.custom_changed()
+    await move_custom(conn, tenant, fresh, ledger.custom_deals)
+    targeted = {(r[0], r[1], r[2]) for r in await conn.fetch(
+        "SELECT scope, scope_id, period FROM targets WHERE tenant = $1 AND metric = $2", tenant, kpi.kpi_id)}
+    return before | {(k[1], k[2], k[3]) for k in fresh} | targeted
+
+
+async def put_kpi(conn: asyncpg.Connection, tenant: str, kpi_id: str, definition: KpiDefinition, at: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO custom_kpis (tenant, kpi_id, definition, defined_at, updated_at)"
+        " VALUES ($1, $2, $3::jsonb, $4, $4) ON CONFLICT (tenant, kpi_id)"
+        " DO UPDATE SET definition = EXCLUDED.definition, updated_at = EXCLUDED.updated_at",
+        tenant, kpi_id, definition.model_dump_json(), at)
+
+
+async def delete_kpi(conn: asyncpg.Connection, tenant: str, kpi_id: str) -> bool:
+    """Forget a KPI and its tallies (its targets stay: defined again, it counts for them again)."""
+    gone = await conn.fetchval("DELETE FROM custom_kpis WHERE tenant = $1 AND kpi_id = $2 RETURNING true",
+                               tenant, kpi_id)
+    await conn.execute("DELETE FROM custom_tallies WHERE tenant = $1 AND kpi_id = $2", tenant, kpi_id)
+    await conn.execute("DELETE FROM custom_deals WHERE tenant = $1 AND kpi_id = $2", tenant, kpi_id)
+    return bool(gone)
+
+
+async def kpi_definitions(conn: asyncpg.Connection, tenant: str) -> list[tuple[str, KpiDefinition, datetime]]:
+    """The tenant's KPIs with their definitions and when they were last (re)defined."""
+    rows = await conn.fetch("SELECT kpi_id, definition::text AS definition, updated_at FROM custom_kpis"
+                            " WHERE tenant = $1 ORDER BY kpi_id", tenant)
+    return [(r["kpi_id"], KpiDefinition.model_validate_json(r["definition"]), r["updated_at"]) for r in rows]

@@ -7,6 +7,11 @@ duplicates, in random batches, through kpi's real handler into real PostgreSQL, 
 stored figure of every rep and team. Roster events come in any order too (a replay, a rebuild, two
 producers: kpi's team history is made of all of a rep's roster versions, issue 16 item 2). The reference
 knows nothing of deltas: it recounts.
+
+Two KPIs the tenant defines are checked the same way (issue 22, item 5): one over deals (won, of two stage
+labels, an amount range and a CRM property, summed), defined before the first record; one over activities
+(demos and meetings linked to a deal, distinct deals), defined in the middle of the delivery, so that it is
+counted from what is stored at that moment and from then on by deltas.
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from services.kpi import repository as repo
 from services.kpi.app import SPEC
+from services.kpi.custom import Kpi, KpiDefinition
 from services.kpi.handlers import make_handler
 from services.kpi.tally import Tally, values
 from shared import db
@@ -58,21 +65,33 @@ class Version:
     stage: str = "open"
     created_at: datetime | None = None
     closed_at: datetime | None = None
+    label: str | None = None
+    segment: str | None = None  # the CRM property `segment`
 
 
 versions = st.builds(
-    lambda eid, deal, stamp, deleted, rep, amount, stage, created, closed: Version(
-        eid, deal, stamp, deleted, rep, amount, stage, created, closed if stage != "open" else None),
+    lambda eid, deal, stamp, deleted, rep, amount, stage, created, closed, label, segment: Version(
+        eid, deal, stamp, deleted, rep, amount, stage, created, closed if stage != "open" else None, label, segment),
     st.uuids().map(str), st.sampled_from(DEALS), st.sampled_from(STAMPS), st.just(False),
     st.sampled_from(REPS), st.sampled_from(AMOUNTS), st.sampled_from(["open", "won", "lost"]),
-    st.sampled_from(DAYS), st.sampled_from(DAYS),
+    st.sampled_from(DAYS), st.sampled_from(DAYS), st.sampled_from([None, "Won SMB", "Won", "Negotiation"]),
+    st.sampled_from([None, "smb", "enterprise"]),
 )
 deletions = st.builds(lambda eid, deal, stamp: Version(eid, deal, stamp, True),
                       st.uuids().map(str), st.sampled_from(DEALS), st.sampled_from(STAMPS))
-activities = st.builds(lambda aid, rep, kind, day: ActivityLogged(activity_id=aid, rep_id=rep, kind=kind,
-                                                                 occurred_at=day),
+activities = st.builds(lambda aid, rep, kind, day, deal: ActivityLogged(activity_id=aid, rep_id=rep, kind=kind,
+                                                                       occurred_at=day, deal_id=deal),
                        st.sampled_from(["a1", "a2", "a3", "a4", "a5"]), st.sampled_from(REPS),
-                       st.sampled_from(["call", "email", "meeting", "demo"]), st.sampled_from(DAYS))
+                       st.sampled_from(["call", "email", "meeting", "demo"]), st.sampled_from(DAYS),
+                       st.sampled_from([None, *DEALS]))
+# the KPIs the tenant defines: WON_SMB before the first record, DEMO_DEALS in the middle of the delivery
+WON_SMB = KpiDefinition.model_validate({
+    "name": "Won SMB revenue", "source": "deals", "aggregation": "sum",
+    "filter": {"stage": "won", "stage_labels": ["Won SMB", "Won"], "min_amount": "10.50", "max_amount": "1000",
+               "properties": {"segment": ["smb"]}}})
+DEMO_DEALS = KpiDefinition.model_validate({
+    "name": "Deals demoed", "source": "activities", "aggregation": "distinct_deals",
+    "filter": {"kinds": ["demo", "meeting"], "with_deal": True}})
 
 
 @dataclass(frozen=True)
@@ -97,9 +116,18 @@ def _event(tenant: str, item: Version | ActivityLogged | Move) -> Incoming:
     else:
         data = DealUpserted(deal_id=item.deal_id, rep_id=item.rep_id, amount=item.amount, currency="EUR",
                             stage=item.stage, created_at=item.created_at, closed_at=item.closed_at,
-                            updated_at=item.updated_at)
+                            updated_at=item.updated_at, stage_label=item.label,
+                            properties={"segment": item.segment} if item.segment else None)
         ce = CloudEvent(item.event_id, "deal.upserted", "api", NOW, tenant, {}, ext)
     return Incoming("t", 0, 0, ce, data)
+
+
+async def _define(pool: Any, tenant: str, kpi_id: str, definition: KpiDefinition) -> None:
+    """What `PUT /v1/kpis/{kpi_id}` does: the definition, and its recount, under the tenant's exclusive lock."""
+    async with pool.acquire() as conn, conn.transaction():
+        await repo.lock_tenant(conn, tenant, exclusive=True)
+        await repo.put_kpi(conn, tenant, kpi_id, definition, NOW)
+        await repo.recount_kpi(conn, tenant, Kpi.of(kpi_id, definition))
 
 
 def _team_at(moves: list[Move], rep: str, moment: datetime) -> str | None:
@@ -140,8 +168,25 @@ def _reference(history: list[Version], acts: list[ActivityLogged],
             bucket["activities"] += 1
             if act.kind.value in ("call", "email", "meeting"):
                 bucket[f"{act.kind.value}s"] += 1
+    for deal in final.values():  # the KPIs the tenant defined
+        if (not deal.deleted and deal.stage == "won" and deal.closed_at and deal.label in ("Won SMB", "Won")
+                and Decimal("10.50") <= deal.amount < 1000 and deal.segment == "smb"):
+            for bucket in buckets(deal.rep_id, deal.closed_at):
+                bucket["won_smb"] += deal.amount
+    demoed: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    for act in {a.activity_id: a for a in acts}.values():
+        if act.kind.value in ("demo", "meeting") and act.deal_id:
+            owners = [("rep", act.rep_id)] + ([("team", t)] if (t := _team_at(moves, act.rep_id, act.occurred_at))
+                                              else [])
+            for scope, owner in owners:
+                for p in periods_containing(act.occurred_at, TZ):
+                    demoed[(scope, owner, p.label)].add(act.deal_id)
     out: dict[tuple[str, str, str, str], Decimal] = {}
+    for key, deals in demoed.items():
+        out[(*key, "demo_deals")] = Decimal(len(deals))
     for (scope, owner, period), b in tallies.items():
+        if "won_smb" in b:
+            out[(scope, owner, period, "won_smb")] = b.pop("won_smb")
         tally = Tally(**{k: (int(v) if k.startswith(("deals", "calls", "emails", "meetings", "activ")) else v)
                          for k, v in b.items()})
         for metric, value in values(tally).items():
@@ -156,17 +201,20 @@ async def _run(history: list[Version], acts: list[ActivityLogged], moves: list[M
     try:
         await db.migrate(pool, SPEC.schema, SPEC.migrations)
         handler = make_handler(SimpleNamespace(clock=FixedClock(NOW)))  # type: ignore[arg-type]
+        await _define(pool, tenant, "won_smb", WON_SMB)
         items: list[Version | ActivityLogged] = [*history, *acts]
         delivery = [_event(tenant, items[i % len(items)]) for i in order] if items else []
         for k in [k for k in move_order if k < len(moves)] or range(len(moves)):  # in any order, anywhere
             delivery.insert(min(len(delivery), slots[k]), _event(tenant, moves[k]))
-        start = 0
-        for cut in [*sorted(cuts), len(delivery)]:
+        start, cuts = 0, sorted(cuts)
+        for n, cut in enumerate([*cuts, len(delivery)]):
             batch = delivery[start:cut]
             start = max(start, cut)
             if batch:
                 async with pool.acquire() as conn, conn.transaction():
                     await handler(conn, batch)
+            if n == len(cuts) // 2:  # mid-delivery: counted from what is stored, then by deltas
+                await _define(pool, tenant, "demo_deals", DEMO_DEALS)
         async with pool.acquire() as conn:
             rows = await conn.fetch("SELECT scope, scope_id, period, metric, actual FROM attainment"
                                     " WHERE tenant = $1", tenant)
@@ -183,6 +231,12 @@ async def _run(history: list[Version], acts: list[ActivityLogged], moves: list[M
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
+@example(  # the KPIs' edges: amounts on both bounds of the range, two activities of one deal
+    history=[Version("e1", "d1", STAMPS[0], False, "ann", Decimal("10.50"), "won", DAYS[0], DAYS[1], "Won SMB", "smb"),
+             Version("e2", "d2", STAMPS[1], False, "bob", Decimal("1000"), "won", DAYS[0], DAYS[2], "Won", "smb")],
+    acts=[ActivityLogged(activity_id="a1", rep_id="ann", kind="demo", occurred_at=DAYS[2], deal_id="d1"),
+          ActivityLogged(activity_id="a2", rep_id="ann", kind="meeting", occurred_at=DAYS[2], deal_id="d1")],
+    moves=[], order=[0, 1, 2, 3], slots=[0] * len(MOVES_AT), cuts=[2], move_order=list(range(len(MOVES_AT))))
 @given(history=st.lists(st.one_of(versions, versions, deletions), max_size=14),
        acts=st.lists(activities, max_size=5, unique_by=lambda a: a.activity_id),  # an id is one activity
        moves=st.lists(st.tuples(st.sampled_from(REPS), st.sampled_from(TEAMS)), max_size=len(MOVES_AT)),

@@ -10,6 +10,7 @@ outbox is a list.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -18,7 +19,21 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from services.kpi.contests import Contest
-from services.kpi.contributions import EXACT, MONEY, Activity, Books, Deal, Key, Ledger, Vector, tally_of, zero
+from services.kpi.contributions import (
+    EXACT,
+    MONEY,
+    Activity,
+    Books,
+    CustomKey,
+    Deal,
+    Key,
+    Ledger,
+    Vector,
+    tally_of,
+    zero,
+)
+from services.kpi.custom import Kpi
+from services.kpi.custom import value as kpi_value
 from services.kpi.outlook import band
 from services.kpi.pace import calendar_of
 from services.kpi.ports import Figure, FigureKey, Outgoing, Tracked
@@ -67,6 +82,9 @@ class TenantState:
         default_factory=dict)  # actual, target, revision, forecast digest
     stages: set[tuple[str, str]] = field(default_factory=set)  # (deal id, stage label) every version stood in
     contests: dict[str, StoredContest] = field(default_factory=dict)
+    kpis: dict[str, Kpi] = field(default_factory=dict)
+    custom: dict[CustomKey, list[Any]] = field(default_factory=dict)  # (kpi, scope, id, period) -> n, total, unconv.
+    custom_deals: dict[tuple[str, str, str, str, str], int] = field(default_factory=dict)
     rebuild_owed: bool = False
 
 
@@ -198,7 +216,8 @@ class FakeRepository:
             if old is not None and (old.updated_at, old.tiebreak) >= (deal.updated_at, tiebreak):
                 continue
             new = Deal(deal.rep_id, deal.stage.value, deal.amount, deal.currency, deal.created_at, deal.closed_at,
-                       deal.expected_close_at)
+                       deal.expected_close_at, deal_id, deal.stage_label,
+                       None if deal.properties is None else json.dumps(deal.properties))
             stored[deal_id] = StoredDeal(deal.updated_at, tiebreak, new, deal)
             changed.append((old.deal if old else None, new))
         return changed
@@ -216,7 +235,8 @@ class FakeRepository:
         added = []
         for a in activities:
             if a.activity_id not in stored:
-                stored[a.activity_id] = Activity(a.rep_id, a.kind.value, a.occurred_at)
+                stored[a.activity_id] = Activity(a.rep_id, a.kind.value, a.occurred_at, a.deal_id, a.duration_s,
+                                                 None if a.properties is None else json.dumps(a.properties))
                 added.append(stored[a.activity_id])
         return added
 
@@ -235,7 +255,7 @@ class FakeRepository:
         stored = self.of(tenant).targets
         written: set[Key] = set()
         for target, version in targets:
-            key = (target.scope.value, target.scope_id, target.period, target.metric.value)
+            key = (target.scope.value, target.scope_id, target.period, str(target.metric))
             if key not in stored or stored[key][0] <= version:
                 stored[key] = (version, target.value)
                 written.add(key[:3])
@@ -318,6 +338,35 @@ class FakeRepository:
                          "forecast_category": d.forecast_category.value if d.forecast_category else None,
                          "stage_label": d.stage_label})
         return rows
+
+    async def kpis(self, tenant: str) -> list[Kpi]:
+        return [k for _, k in sorted(self.of(tenant).kpis.items())]
+
+    async def move_custom(self, tenant: str, deltas: Mapping[CustomKey, list[int | Decimal]],
+                          deals: Mapping[tuple[str, str, str, str, str], int]) -> None:
+        state = self.of(tenant)
+        for key, delta in deltas.items():
+            held = state.custom.setdefault(key, [0, Decimal(0), 0])
+            state.custom[key] = [held[0] + delta[0], held[1] + delta[1], held[2] + delta[2]]
+        for key, n in deals.items():
+            state.custom_deals[key] = state.custom_deals.get(key, 0) + n
+
+    async def custom_figures(self, tenant: str, keys: Iterable[Key],
+                             every: bool) -> list[tuple[str, str, str, str, Decimal, Decimal | None]]:
+        state, out = self.of(tenant), []
+        for scope, scope_id, period in sorted(set(keys)):
+            for kpi_id, kpi in sorted(state.kpis.items()):
+                key = (kpi_id, scope, scope_id, period)
+                target = state.targets.get((scope, scope_id, period, kpi_id))
+                if key not in state.custom and target is None:
+                    continue
+                n, total, unconverted = state.custom.get(key, [0, Decimal(0), 0])
+                distinct = sum(1 for k, c in state.custom_deals.items() if k[:4] == key and c > 0)
+                aggregation = kpi.definition.aggregation
+                actual = kpi_value(aggregation, n, total, unconverted, distinct)
+                if every or target is not None:
+                    out.append((scope, scope_id, period, kpi_id, actual, target[1] if target else None))
+        return out
 
     async def open_contests(self, tenant: str) -> list[StoredContest]:
         return [c for _, c in sorted(self.of(tenant).contests.items()) if c.contest.status in ("scheduled", "running")]

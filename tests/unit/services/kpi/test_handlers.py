@@ -98,7 +98,7 @@ def figures(events: list[CloudEvent]) -> list[tuple[str, str, str, str, Decimal,
     out = []
     for event in events:
         data = cast(AttainmentUpdated, event.data)
-        out.append((data.scope.value, data.scope_id, data.period, data.metric.value, data.actual, data.target))
+        out.append((data.scope.value, data.scope_id, data.period, str(data.metric), data.actual, data.target))
     return out
 
 
