@@ -319,11 +319,18 @@ async def _set_policy(rt: Runtime, tenant: str, team_id: str, overrides: dict[st
             below = await repo.policy_layers(conn, tenant, None) if team_id else []
         base_policy(rt).with_overrides(*below, overrides)
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}, got {_shown(e['input'])}"
+                             for e in err.errors())
         raise HTTPException(422, problems) from err
     async with tenant_tx(rt.pool, tenant) as conn:
         await repo.set_policy(conn, tenant, team_id, overrides)
     return await _policy(rt, tenant, team_id or None)
+
+
+def _shown(value: Any) -> str:
+    """A refused value as an error names it: 'Demos Held' in "pace_metrics.1: ..., got 'Demos Held'"."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 @router.get("/policies")

@@ -129,7 +129,7 @@ def compose(
     playbook = catalogue.get(finding.rule) or DEFAULT_CATALOGUE.get(finding.rule) or Playbook((), ())
     details = json_ready(finding.details)
     facts = {key: _fact(value) for key, value in details.items()}
-    facts |= {"period": finding.evidence.period, "metric": finding.evidence.metric.value.replace("_", " ")}
+    facts |= {"period": finding.evidence.period, "metric": finding.evidence.metric.replace("_", " ")}
     return TaskCreated(
         task_id=task_id(
             view.tenant, view.rep_id, finding.rule, finding.severity, now, timedelta(days=policy.cooldown_days)

@@ -21,15 +21,25 @@ from services.coaching.effect import stats
 from services.coaching.model import Policy
 from services.coaching.outbound import publish
 from services.coaching.repository import PgStore
-from services.coaching.reviews import TaskFacts, WeeklyReview, headline, manager_card, review_forecasts, trend, week_due
+from services.coaching.reviews import (
+    KINDS,
+    FigureFacts,
+    TaskFacts,
+    WeeklyReview,
+    headline,
+    lead_figure,
+    manager_card,
+    review_figures,
+    review_forecasts,
+    reviewed_periods,
+    week_due,
+)
 from shared import topics
 from shared.db import tenant_tx
 from shared.events import ManagerCard, Metric, ReviewFigure, Scope
 from shared.periods import local_midnight, period_bounds, period_of
-from shared.workdays import working_share
 
 NAMESPACE = uuid.UUID("c2d35a8e-1f44-4b9e-8f0d-7b6a3e91c5d4")
-KINDS = ("month", "quarter")
 
 
 async def publish_due(pool: asyncpg.Pool, now: datetime, defaults: Policy) -> int:
@@ -61,34 +71,12 @@ async def publish_due(pool: asyncpg.Pool, now: datetime, defaults: Policy) -> in
     return published
 
 
-def _previous_label(kind: str, start: datetime, zone: ZoneInfo, fiscal: int) -> str:
-    return period_of(kind, start - timedelta(microseconds=1), zone, fiscal).label
-
-
 async def _figures(conn: asyncpg.Connection, tenant: str, scope: Scope, scope_id: str, now: datetime,
                    zone: ZoneInfo, fiscal: int, days_off: frozenset[date]) -> list[ReviewFigure]:
     """The scope's targeted figures of the current month and quarter, each with the period before (one query)."""
-    current = {period_of(kind, now, zone, fiscal).label: kind for kind in KINDS}
-    bounds = {label: period_bounds(label, zone, fiscal) for label in current}
-    before = {label: _previous_label(kind, bounds[label][0], zone, fiscal) for label, kind in current.items()}
-    rows = await repo.figures_of(conn, tenant, scope.value, scope_id, [*current, *before.values()])
-    found = {(r["period"], r["metric"]): r for r in rows}
-    out = []
-    for row in rows:
-        if row["period"] not in current or row["target"] is None or row["target"] <= 0:
-            continue
-        start, end = bounds[row["period"]]
-        prev = found.get((before[row["period"]], row["metric"]))
-        attainment = (row["actual"] / row["target"]).quantize(Decimal("0.0001"))
-        share = working_share(start, end, now, zone, days_off)
-        expected = row["target"] * share
-        previous = (prev["actual"] / prev["target"]).quantize(Decimal("0.0001")) if prev and prev["target"] else None
-        out.append(ReviewFigure(
-            metric=Metric(row["metric"]), period=row["period"], actual=row["actual"], target=row["target"],
-            attainment=attainment, pace=(row["actual"] / expected).quantize(Decimal("0.0001")) if expected else None,
-            previous_period=before[row["period"]] if prev else None, previous_attainment=previous,
-            trend=trend(attainment, previous)))
-    return out
+    rows = await repo.figures_of(conn, tenant, scope.value, scope_id, reviewed_periods(now, zone, fiscal))
+    return review_figures([FigureFacts(r["period"], r["metric"], r["actual"], r["target"]) for r in rows],
+                          now, zone, fiscal, days_off)
 
 
 async def build(conn: asyncpg.Connection, tenant: str, scope: Scope, scope_id: str, week: str, monday: date,
@@ -111,8 +99,7 @@ async def build(conn: asyncpg.Connection, tenant: str, scope: Scope, scope_id: s
     figures = await _figures(conn, tenant, scope, scope_id, now, zone, fiscal, off)
     current = [period_of(kind, now, zone, fiscal).label for kind in KINDS]
     forecasts = review_forecasts(await repo.forecasts_of(conn, tenant, members, current))
-    lead = next((f for f in figures if f.metric is Metric.WON_REVENUE and "Q" in f.period),
-                figures[0] if figures else None)
+    lead = lead_figure(figures)
     card = None
     if scope is Scope.TEAM and manager is not None:
         card = await scorecard(conn, tenant, manager, period_of("quarter", now, zone, fiscal).label, zone, fiscal, now)
@@ -120,7 +107,7 @@ async def build(conn: asyncpg.Connection, tenant: str, scope: Scope, scope_id: s
         review_id=str(uuid.uuid5(NAMESPACE, f"{tenant}|{scope.value}|{scope_id}|{week}")), scope=scope,
         scope_id=scope_id, name=name, manager_id=manager, week=week,
         headline=headline(name or scope_id, week, lead.attainment if lead else None,
-                          lead.metric.value if lead else "", lead.period if lead else "", open_count),
+                          lead.metric if lead else "", lead.period if lead else "", open_count),
         figures=figures, activities_week=week_count, activities_week_before=before_count,
         open_tasks=open_count, overdue_tasks=overdue_count, members=members if scope is Scope.TEAM else [],
         manager=card, published_at=now, forecasts=forecasts)

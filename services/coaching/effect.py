@@ -122,7 +122,7 @@ def pace_of(view: RepView, metric: str, period: str, now: datetime) -> Decimal |
 
 
 def _figure(figures: Iterable[Figure], metric: str, period: str) -> Figure | None:
-    return next((f for f in figures if f.metric.value == metric and f.period == period), None)
+    return next((f for f in figures if f.metric == metric and f.period == period), None)
 
 
 def milestone_day(opened: datetime, days: int, zone: ZoneInfo, days_off: frozenset[date]) -> date:

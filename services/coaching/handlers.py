@@ -186,7 +186,7 @@ async def _follow(store: Store, tenant: str, judged: Sequence[_Judged], drafts: 
 
         def comparison(f: Finding, reason: str, view: RepView = view, window: timedelta = window) -> FollowUp:
             subject = comparison_id(view.tenant, view.rep_id, f.rule, now, window)
-            return follow_up(view, f.rule, f.evidence.metric.value, f.evidence.period, subject, "comparison", reason,
+            return follow_up(view, f.rule, f.evidence.metric, f.evidence.period, subject, "comparison", reason,
                              now)
 
         compared: list[tuple[Finding, str]] = []
@@ -194,7 +194,7 @@ async def _follow(store: Store, tenant: str, judged: Sequence[_Judged], drafts: 
             task = drafts.get((view.rep_id, f.rule))
             if task is not None and task.task_id in created:
                 if (view.rep_id, f.rule) not in coached:  # (a worse check-in superseding one: the same finding)
-                    opened.append(follow_up(view, f.rule, f.evidence.metric.value, f.evidence.period,
+                    opened.append(follow_up(view, f.rule, f.evidence.metric, f.evidence.period,
                                             task.task_id, "check_in", None, now))
                     turned += [r.subject_id for r in pending.get(view.rep_id, [])
                                if r.rule == f.rule and r.kind == "comparison" and r.recovered_at is None]

@@ -4,6 +4,10 @@ The repository builds a `RepView` from coaching's own tables (the figures kpi re
 recent activities and deals, the roster, holidays and time off); the rules turn it and `now` into
 `Finding`s; `checkins.compose` turns a finding into a `coaching.task.created` payload. Thresholds
 are a `Policy`: defaults here, overridden per tenant and per team through the API.
+
+A figure's metric is a name (`shared.events.MetricName`): one of the built-in `Metric`s, or the id of
+a KPI the tenant defined in kpi (issue 22), such as ``demos_held``. A `Metric` is a `str`, so a
+comparison with one (``figure.metric == Metric.WON_REVENUE``) holds for either.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.events import Evidence, Forecast, Metric
+from shared.events import Evidence, Forecast, Metric, MetricName
 
 Severity = Literal["warning", "critical"]
 SEVERITY_RANK: Mapping[str, int] = {"info": 0, "warning": 1, "critical": 2}
@@ -38,7 +42,7 @@ class Figure:
     """One figure of the rep as kpi last reported it (`kpi.attainment.updated`)."""
 
     period: str
-    metric: Metric
+    metric: str  # a built-in `Metric`, or the id of a KPI the tenant defined
     actual: Decimal
     target: Decimal | None
     period_start: datetime  # aware, UTC; [start, end) in the tenant's zone
@@ -135,8 +139,13 @@ class Policy(BaseModel):
     pace_grace_share: Decimal = Field(Decimal("0.1"), ge=0, lt=1,
                                       description="no pace check before this share of the period's working days")
     new_target_grace_s: int = Field(3 * 86400, ge=0, description="a newly seen target waits this long first")
-    pace_metrics: tuple[Metric, ...] = (Metric.WON_REVENUE, Metric.DEALS_WON, Metric.PIPELINE_CREATED)
-    activity_metrics: tuple[Metric, ...] = (Metric.CALLS, Metric.MEETINGS)
+    pace_metrics: tuple[MetricName, ...] = Field(
+        (Metric.WON_REVENUE, Metric.DEALS_WON, Metric.PIPELINE_CREATED),
+        description="the metrics behind_pace checks: built-in ones or ids of KPIs the tenant defined"
+                    " (e.g. demos_held)")
+    activity_metrics: tuple[Metric, ...] = Field(
+        (Metric.CALLS, Metric.MEETINGS),
+        description="the metrics activity_shortfall checks: of calls, emails, meetings and activities")
     activity_window_days: int = Field(7, ge=1, le=90, description="trailing window, calendar days")
     activity_threshold: Decimal = Field(Decimal("0.8"), gt=0, description="short below this share of the pace")
     activity_critical_below: Decimal = Field(Decimal("0.4"), ge=0)

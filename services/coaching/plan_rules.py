@@ -7,6 +7,9 @@ step is `completed` the moment its progress reaches the target (even after the d
 passed, if the events arrive late but happened in time), `missed` once the due date has passed
 without it. A plan is completed when every step is, missed as soon as one step is missed.
 
+Steps track built-in metrics only (`PLAN_METRICS`): a check-in on a KPI the tenant defined
+(behind pace on ``demos_held``) suggests what one on a metric without a step of its own does.
+
 Example: a task "Ann Lee logged 3 calls in the last 7 days against 12.50 expected" made on a
 Tuesday suggests the step "13 calls by Friday" — the shortfall, rounded up, due at the end of
 the rep's third working day on.
@@ -28,6 +31,7 @@ PLAN_METRICS = (Metric.CALLS, Metric.EMAILS, Metric.MEETINGS, Metric.ACTIVITIES,
 KIND_OF: Mapping[Metric, str | None] = {Metric.CALLS: "call", Metric.EMAILS: "email", Metric.MEETINGS: "meeting",
                                         Metric.ACTIVITIES: None}
 StepStatus = Literal["open", "completed", "missed"]
+_BUILT_IN = frozenset(Metric)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,14 +71,16 @@ def steps_for_task(rule: str, evidence: Mapping[str, Any], due_at: datetime,
 
     activity shortfall: make up the gap (expected - actual, rounded up) in the metric that slipped;
     no activity: 5 activities; behind pace on deals won: one more deal won; on revenue or pipeline:
-    3 meetings (the way back runs through conversations); stalled pipeline and a forecast short of the target
-    (both need pipeline that can close): 5 activities."""
-    metric = Metric(evidence["metric"]) if "metric" in evidence else Metric.ACTIVITIES
-    if rule == ACTIVITY_SHORTFALL and metric in KIND_OF:
+    3 meetings (the way back runs through conversations), and so on any other metric, a KPI the tenant
+    defined among them (``demos_held``: no step can track it); stalled pipeline and a forecast short of the
+    target (both need pipeline that can close): 5 activities."""
+    named = str(evidence.get("metric", Metric.ACTIVITIES))
+    slipped = Metric(named) if named in _BUILT_IN else None  # None: a KPI the tenant defined, no step tracks it
+    if rule == ACTIVITY_SHORTFALL and slipped is not None and slipped in KIND_OF:
         gap = (Decimal(str(evidence["expected"])) - Decimal(str(evidence["actual"]))).to_integral_value(ROUND_CEILING)
-        target = max(gap, Decimal(1))
-    elif rule == BEHIND_PACE and metric is Metric.DEALS_WON:
-        target = Decimal(1)
+        metric, target = slipped, max(gap, Decimal(1))
+    elif rule == BEHIND_PACE and slipped is Metric.DEALS_WON:
+        metric, target = Metric.DEALS_WON, Decimal(1)
     elif rule == BEHIND_PACE:
         metric, target = Metric.MEETINGS, Decimal(3)
     elif rule in (NO_ACTIVITY, STALLED_PIPELINE, FORECAST_SHORT):

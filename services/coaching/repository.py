@@ -35,7 +35,6 @@ from shared.events import (
     DealDeleted,
     DealUpserted,
     Forecast,
-    Metric,
     RepUpserted,
     TaskClosed,
     TaskCreated,
@@ -183,7 +182,7 @@ async def save_attainments(conn: asyncpg.Connection, updates: Sequence[tuple[str
     rep) whose figures were written."""
     newest: dict[tuple[str, str, str, str, str], AttainmentUpdated] = {}
     for tenant, u in updates:  # one row per key and statement; in batch order, a later equal one wins
-        key = (tenant, u.scope.value, u.scope_id, u.period, u.metric.value)
+        key = (tenant, u.scope.value, u.scope_id, u.period, u.metric)
         held = newest.get(key)
         if held is None or supersedes(held.revision, held.as_of, u.revision, u.as_of):
             newest[key] = u
@@ -335,7 +334,7 @@ async def rep_views(conn: asyncpg.Connection, tenant: str | TenantConfig, rep_id
             tenant=tenant, rep_id=rep_id, name=rep["name"], manager_id=rep["manager_id"], team_id=rep["team_id"],
             timezone=ZoneInfo(rep["timezone"]) if rep["timezone"] else tenant_zone, tenant_timezone=tenant_zone,
             known_since=rep["known_since"],
-            figures=tuple(Figure(f["period"], Metric(f["metric"]), f["actual"], f["target"], f["period_start"],
+            figures=tuple(Figure(f["period"], f["metric"], f["actual"], f["target"], f["period_start"],
                                  f["period_end"], f["first_seen_at"], _forecast(f["forecast"]))
                           for f in figures.get(rep_id, [])),
             activities=_activity_log(activities.get(rep_id, []), days),

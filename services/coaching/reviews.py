@@ -3,9 +3,11 @@
 A review is due once a week per tenant, at `review_weekday` / `review_hour` of the tenant's zone
 (Monday 08:00 by default), and covers the ISO week that ended before it: "2026-W48" is reviewed on
 Monday 30 November 2026 at 08:00. Each rep and each team gets one digest per week: its figures of
-the current month and quarter with attainment, pace and the trend against the period before
-(`up`/`down` by more than one percentage point of attainment, else `flat`; `new` without one),
-its activities this week and the week before, its open and overdue check-ins. A team digest also
+the current month and quarter with a target (`review_figures`: built-in metrics and KPIs the tenant
+defined alike) with attainment, pace and the trend against the period before (`up`/`down` by more
+than one percentage point of attainment, else `flat`; `new` without one), its activities this week
+and the week before, its open and overdue check-ins; its headline leads with won revenue of the
+quarter when there is such a figure (`lead_figure`). A team digest also
 carries its manager's scorecard (below), so managers are reviewed by the same standard.
 
 Manager scorecard, over the check-ins created in a period for reps the manager manages: how many,
@@ -28,12 +30,15 @@ from decimal import ROUND_CEILING, ROUND_DOWN, Decimal
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from shared.events import Forecast, ManagerCard, ReviewForecast, ReviewPublished
-from shared.periods import local_midnight
+from shared.events import Forecast, ManagerCard, Metric, ReviewFigure, ReviewForecast, ReviewPublished
+from shared.periods import local_midnight, period_bounds, period_of
+from shared.workdays import working_share
 
 Trend = Literal["up", "down", "flat", "new"]
 FLAT_WITHIN = Decimal("0.01")  # one percentage point of attainment
 HOUR = Decimal(3600)
+KINDS = ("month", "quarter")  # the periods a review shows
+_RATIO = Decimal("0.0001")
 
 
 # The review's forecasts are part of the published event (`shared.events.ReviewForecast`, issue 22).
@@ -49,6 +54,16 @@ class ForecastFacts:
     period: str
     target: Decimal | None
     forecast: Forecast
+
+
+@dataclass(frozen=True, slots=True)
+class FigureFacts:
+    """What a review needs of one stored figure of its scope (the latest kpi reported)."""
+
+    period: str
+    metric: str  # a built-in `Metric`, or the id of a KPI the tenant defined
+    actual: Decimal
+    target: Decimal | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +104,56 @@ def trend(current: Decimal | None, previous: Decimal | None) -> Trend:
     if previous - current > FLAT_WITHIN:
         return "down"
     return "flat"
+
+
+def reviewed_periods(now: datetime, zone: ZoneInfo, fiscal: int) -> list[str]:
+    """The labels whose figures a review at ``now`` reads: the current month and quarter, then the period
+    before each (for the trend)."""
+    current = [period_of(kind, now, zone, fiscal) for kind in KINDS]
+    return [p.label for p in current] + [_before(p.label, p.kind, zone, fiscal) for p in current]
+
+
+def review_figures(figures: Sequence[FigureFacts], now: datetime, zone: ZoneInfo, fiscal: int,
+                   days_off: frozenset[date]) -> list[ReviewFigure]:
+    """The review's figures, by period and metric: each of the current month and quarter with a target > 0,
+    whatever its metric (a built-in one or a KPI the tenant defined), with its attainment, its pace (actual
+    against target x the elapsed share of the period's working days, ``days_off`` excluded) and its trend
+    against the same metric's attainment in the period before (``figures`` holds both: `reviewed_periods`).
+
+    Example: demos_held for 2026-11, 12 of a target of 40, half the working days gone, 30 of 40 in 2026-10:
+    attainment 0.3000, pace 0.6000, previous 0.7500, trend `down`.
+    """
+    current = {period_of(kind, now, zone, fiscal).label: kind for kind in KINDS}
+    found = {(f.period, f.metric): f for f in figures}
+    out = []
+    for f in sorted(figures, key=lambda f: (f.period, f.metric)):
+        if f.period not in current or f.target is None or f.target <= 0:
+            continue
+        start, end = period_bounds(f.period, zone, fiscal)
+        before = _before(f.period, current[f.period], zone, fiscal)
+        prev = found.get((before, f.metric))
+        attainment = (f.actual / f.target).quantize(_RATIO)
+        expected = f.target * working_share(start, end, now, zone, days_off)
+        previous = (prev.actual / prev.target).quantize(_RATIO) if prev and prev.target else None
+        out.append(ReviewFigure(
+            metric=f.metric, period=f.period, actual=f.actual, target=f.target, attainment=attainment,
+            pace=(f.actual / expected).quantize(_RATIO) if expected else None,
+            previous_period=before if prev else None, previous_attainment=previous,
+            trend=trend(attainment, previous)))
+    return out
+
+
+def lead_figure(figures: Sequence[ReviewFigure]) -> ReviewFigure | None:
+    """The figure a headline leads with: won revenue of the quarter, else the first one (perhaps a KPI the
+    tenant defined), else none."""
+    return next((f for f in figures if f.metric == Metric.WON_REVENUE and "Q" in f.period),
+                figures[0] if figures else None)
+
+
+def _before(label: str, kind: str, zone: ZoneInfo, fiscal: int) -> str:
+    """The label of the period of ``kind`` just before ``label``."""
+    start, _ = period_bounds(label, zone, fiscal)
+    return period_of(kind, start - timedelta(microseconds=1), zone, fiscal).label
 
 
 def _median_hours(spans: Sequence[timedelta]) -> Decimal | None:

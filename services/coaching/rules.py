@@ -6,8 +6,16 @@ Period boundaries, pace and "today" for activity counts are in the tenant's zone
 dates are in the rep's own zone. ``view.days_off`` (holidays and time off) are not working days:
 nothing is expected of a rep on them, and they are never counted as silent days.
 
+A figure's metric is a built-in one or a KPI the tenant defined (``demos_held``, issue 22). Only
+`behind_pace` reads the latter, for the KPI ids a tenant lists in ``pace_metrics``; every other rule
+reads its own built-in metrics: `activity_shortfall` calls, emails, meetings and activities (those of
+``activity_metrics``), `stalled_pipeline` and `forecast_short` won revenue, `falling_win_rate` the
+rep's closed deals (win rate), `no_activity` the logged activities.
+
 Summaries are one sentence with the numbers: money with thousands separators and 2 places, counts
-as whole numbers, percentages rounded DOWN (69.5% never reads 70%).
+as whole numbers, the figures of a KPI the tenant defined as plain numbers (thousands separators, at
+most 2 places, no currency: coaching does not know what it counts), percentages rounded DOWN (69.5%
+never reads 70%). A metric reads as its name with spaces for underscores ("demos held").
 """
 
 from __future__ import annotations
@@ -58,14 +66,15 @@ Rule = Callable[[RepView, datetime, Policy], Finding | None]
 _CENT = Decimal("0.01")
 _BASIS_POINT = Decimal("0.0001")
 _MONEY_METRICS = frozenset({Metric.WON_REVENUE, Metric.PIPELINE_CREATED, Metric.AVG_DEAL_SIZE})
+_BUILT_IN = frozenset(Metric)
 # the activity kind each activity metric counts; None counts every kind
-_ACTIVITY_KINDS: Mapping[Metric, str | None] = {
+_ACTIVITY_KINDS: Mapping[str, str | None] = {
     Metric.CALLS: "call",
     Metric.MEETINGS: "meeting",
     Metric.EMAILS: "email",
     Metric.ACTIVITIES: None,
 }
-_SINGULAR: Mapping[Metric, str] = {
+_SINGULAR: Mapping[str, str] = {
     Metric.CALLS: "call",
     Metric.MEETINGS: "meeting",
     Metric.EMAILS: "email",
@@ -76,6 +85,8 @@ _SINGULAR: Mapping[Metric, str] = {
 def behind_pace(view: RepView, now: datetime, policy: Policy) -> Finding | None:
     """The worst of the rep's pace metrics whose actual is below ``pace_threshold`` of the pace.
 
+    ``pace_metrics`` lists built-in metrics and ids of KPIs the tenant defined alike: a figure of
+    ``demos_held`` with a target is checked like one of deals won once the tenant lists it there.
     For each active figure of a metric in ``pace_metrics`` with a target > 0, first seen at least
     ``new_target_grace_s`` ago (as for every rule on targets): ``share`` is the
     elapsed share of the period's working days (tenant zone, days off excluded); nothing is checked
@@ -88,6 +99,9 @@ def behind_pace(view: RepView, now: datetime, policy: Policy) -> Finding | None:
     on won revenue for 2026-11: 29,999.00 against 42,857.10 expected by now (target 90,000.00)."; 17,000
     (0.3966) is critical. With the whole week of the 9th off, the share is 5/16 = 0.3125, expected
     28,125.00, and 25,000 is on pace (0.8888) where without the leave it would be behind (0.5833).
+    A KPI the tenant defined, ``demos_held`` listed in ``pace_metrics``, target 42 for the same month:
+    expected 20.00, and 12.5 demos held read "Ann Lee is at 62% of pace on demos held for 2026-11:
+    12.5 against 20.00 expected by now (target 42)."
     """
     _aware(now)
     candidates: list[tuple[Decimal, str, str, Figure, Decimal, Decimal]] = []
@@ -101,7 +115,7 @@ def behind_pace(view: RepView, now: datetime, policy: Policy) -> Finding | None:
             continue
         pace = figure.actual / expected
         if pace < policy.pace_threshold and expected - figure.actual >= policy.pace_min_gap_share * figure.target:
-            candidates.append((pace, figure.metric.value, figure.period, figure, expected, share))
+            candidates.append((pace, figure.metric, figure.period, figure, expected, share))
     if not candidates:
         return None
     pace, _, _, figure, expected, share = min(candidates, key=lambda c: c[:3])
@@ -122,6 +136,9 @@ def behind_pace(view: RepView, now: datetime, policy: Policy) -> Finding | None:
 
 def activity_shortfall(view: RepView, now: datetime, policy: Policy) -> Finding | None:
     """The worst activity metric whose count over the last days is below ``activity_threshold`` of its pace.
+
+    Built-in activity metrics only (calls, emails, meetings, activities: it counts the logged
+    activities of a kind itself); a KPI the tenant defined is checked by `behind_pace` instead.
 
     The window is the ``activity_window_days`` full local days before today (tenant zone). For each
     active figure of a metric in ``activity_metrics`` with a target > 0: ``expected = target x
@@ -162,12 +179,12 @@ def activity_shortfall(view: RepView, now: datetime, policy: Policy) -> Finding 
         actual = view.activities.count(window_first, today, kind)
         ratio = actual / expected
         if ratio < policy.activity_threshold and expected - actual >= policy.activity_min_gap:
-            candidates.append((ratio, figure.metric.value, figure.period, figure, actual, expected, window_days))
+            candidates.append((ratio, figure.metric, figure.period, figure, actual, expected, window_days))
     if not candidates:
         return None
     ratio, _, _, figure, actual, expected, window_days = min(candidates, key=lambda c: c[:3])
     assert figure.target is not None
-    noun = _SINGULAR[figure.metric] if actual == 1 else figure.metric.value
+    noun = _SINGULAR[figure.metric] if actual == 1 else _words(figure.metric)
     days = policy.activity_window_days
     summary = (
         f"{_who(view)} logged {actual} {noun} in the last {days} day{'' if days == 1 else 's'} against "
@@ -190,6 +207,9 @@ def activity_shortfall(view: RepView, now: datetime, policy: Policy) -> Finding 
 
 def stalled_pipeline(view: RepView, now: datetime, policy: Policy) -> Finding | None:
     """Open pipeline too thin for what is left to win, or open deals nobody has touched for too long.
+
+    Built-in metrics only: the won-revenue figures and the rep's open deals (a KPI the tenant defined
+    is never read here, even one that sums revenue).
 
     Stale: an open deal whose last touch is at least ``stale_deal_days`` days before ``now``.
     Coverage: of the active won-revenue figures with a target, still something to win (``remaining =
@@ -263,6 +283,8 @@ def stalled_pipeline(view: RepView, now: datetime, policy: Policy) -> Finding | 
 
 def falling_win_rate(view: RepView, now: datetime, policy: Policy) -> Finding | None:
     """The share of closed deals won recently fell well below the rep's own baseline.
+
+    Built-in only: the win rate of the rep's own closed deals (no figure of kpi is read).
 
     Recent window ``[now - win_rate_recent_days, now)``; baseline the ``win_rate_baseline_days``
     before it. Both need enough closed deals (``win_rate_min_recent``, ``win_rate_min_baseline``).
@@ -356,6 +378,8 @@ def no_activity(view: RepView, now: datetime, policy: Policy) -> Finding | None:
 def forecast_short(view: RepView, now: datetime, policy: Policy) -> Finding | None:
     """The won-revenue forecast falls short of the target, and the open deals expected to close in the
     period are too few to close the gap.
+
+    Built-in only: the won-revenue figures, the only ones kpi forecasts.
 
     Of the active won-revenue figures with a target > 0 (first seen at least ``new_target_grace_s`` ago and
     past ``pace_grace_share`` of the period's working days, as for the coverage of `stalled_pipeline`) that
@@ -473,7 +497,7 @@ def evaluate(view: RepView, now: datetime, policy: Policy,
 # --- helpers ---------------------------------------------------------------------------------------------
 
 
-def _active(figures: Iterable[Figure], now: datetime, metrics: Iterable[Metric], policy: Policy) -> list[Figure]:
+def _active(figures: Iterable[Figure], now: datetime, metrics: Iterable[str], policy: Policy) -> list[Figure]:
     """The figures of ``metrics`` with a target > 0 whose period holds ``now``, seen for at least
     ``new_target_grace_s`` (a target coaching has only just learnt of is not held against the rep yet)."""
     wanted = frozenset(metrics)
@@ -542,8 +566,9 @@ def _who(view: RepView) -> str:
     return view.name or view.rep_id
 
 
-def _words(metric: Metric) -> str:
-    return metric.value.replace("_", " ")
+def _words(metric: str) -> str:
+    """A metric as a sentence names it: 'won revenue', 'demos held' (a KPI's id, underscores as spaces)."""
+    return str(metric).replace("_", " ")
 
 
 def _percent(ratio: Decimal) -> Decimal:
@@ -561,8 +586,12 @@ def _count(value: Decimal) -> str:
     return f"{value.normalize():,f}"
 
 
-def _amount(metric: Metric, value: Decimal) -> str:
-    return _money(value) if metric in _MONEY_METRICS else _count(value)
+def _amount(metric: str, value: Decimal) -> str:
+    """A figure of ``metric``: money, a built-in count, or a plain number of a KPI the tenant defined (what it
+    counts is the tenant's: no currency, at most 2 places, 12.5 and 1,200 as written by hand)."""
+    if metric in _MONEY_METRICS:
+        return _money(value)
+    return _count(value) if metric in _BUILT_IN else _count(value.quantize(_CENT))
 
 
 def _aware(now: datetime) -> None:

@@ -380,6 +380,43 @@ async def test_thresholds_are_set_per_tenant_and_team(harness: Harness) -> None:
     assert [r["rule"] for r in await tasks_of(h, org)] == []
 
 
+async def test_a_kpi_the_tenant_defined_raises_behind_pace_once_listed_and_shows_in_the_weekly_review(
+    harness: Harness,
+) -> None:
+    """issue 22: kpi's figures of a KPI the tenant defined (demos_held) are coaching's like the built-in ones."""
+    h = harness
+    replica = await h.replica()
+    org = await h.org()
+    bad = await replica.http.put("/v1/policies", headers=org.auth, json={"pace_metrics": ["won_revenue", "Demos Held"]})
+    assert bad.status_code == 422 and "pace_metrics.1" in bad.text and "'Demos Held'" in bad.text, bad.text
+    put = await replica.http.put("/v1/policies", headers=org.auth, json={"pace_metrics": ["won_revenue", "demos_held"]})
+    assert put.status_code == 200 and put.json()["effective"]["pace_metrics"] == ["won_revenue", "demos_held"]
+
+    await roster(org, "lea", "mgr-3")
+    await activity(org, "lea", "a-1", "call", h.clock.now() - timedelta(hours=1))  # not silent
+    await figure(org, "lea", "2", "40", h.clock.now(), metric="demos_held")
+    await h.until(lambda c: c.fetchval(
+        "SELECT 1 FROM coaching.attainment WHERE tenant = $1 AND scope_id = 'lea' AND metric = 'demos_held'", org.slug))
+    await h.until(lambda c: c.fetchval("SELECT 1 FROM coaching.activities WHERE tenant = $1", org.slug))
+    await replica.tick()
+    [task] = await tasks_of(h, org)
+    assert (task["rule"], task["severity"]) == ("behind_pace", "critical")
+    assert json.loads(task["evidence"])["metric"] == "demos_held"
+    assert task["summary"].startswith("Lea is at 9% of pace on demos held for 2026-Q4: 2 against ")
+    # no step tracks a KPI the tenant defined: the plan a check-in on one suggests is on meetings
+    made = await replica.http.post("/v1/action-plans", headers=org.auth, json={"task_id": str(task["task_id"])})
+    assert made.status_code == 201, made.text
+    assert made.json()["steps"][0]["metric"] == "meetings"
+
+    h.clock.set(datetime(2026, 11, 23, 7, 0, tzinfo=UTC))  # Monday 08:00 in Berlin: the review of 2026-W47
+    await replica.tick()
+    reviews = await replica.http.get("/v1/reviews", params={"week": "2026-W47"}, headers=org.auth)
+    review = next(r for r in reviews.json()["reviews"] if r["scope"] == "rep")
+    assert [(f["metric"], f["period"], f["attainment"]) for f in review["figures"]] == [
+        ("demos_held", "2026-Q4", "0.0500")]
+    assert review["headline"].startswith("Week 2026-W47 review for Lea: at 5% of demos held target for 2026-Q4")
+
+
 async def test_weekly_reviews_go_out_once_per_rep_and_team_with_the_managers_scorecard(
     harness: Harness, out_watch: Any
 ) -> None:

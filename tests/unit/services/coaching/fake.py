@@ -153,7 +153,7 @@ class FakeStore:
         self.calls["save_attainments"] += 1
         written = set()
         for f in figures:
-            key = (f.scope.value, f.scope_id, f.period, f.metric.value)
+            key = (f.scope.value, f.scope_id, f.period, f.metric)
             old = self.figures.get(key)
             if old is None or supersedes(old[0].revision, old[0].as_of, f.revision, f.as_of):
                 self.figures[key] = (f, old[1] if old else now)

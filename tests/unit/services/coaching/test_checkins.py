@@ -182,6 +182,16 @@ def test_the_forecast_short_actions_name_the_deals_that_could_close_the_gap() ->
     assert len(without.suggested_actions) == 2 and not any("largest" in a for a in without.suggested_actions)
 
 
+def test_a_behind_pace_task_on_a_kpi_the_tenant_defined_names_it_in_words() -> None:
+    demos = Finding(rule=BEHIND_PACE, severity="warning", summary="Ann Lee is at 62% of pace on demos held.",
+                    evidence=Evidence(metric="demos_held", actual=Decimal("12.5"), expected=Decimal("20.00"),
+                                      period="2026-11"))
+    task = compose(view(), demos, FRIDAY, POLICY)
+    assert task.evidence.metric == "demos_held"
+    assert "Agree a weekly demos held goal for the rest of 2026-11 that closes the gap to pace" in (
+        task.suggested_actions)
+
+
 def test_a_tenants_own_playbook_replaces_the_default_for_its_rule() -> None:
     own = {BEHIND_PACE: Playbook(("Call {metric} owner about {period}", "Use {missing} facts", "Keep {{braces}}"),
                                  ("Our sales academy",))}  # fmt: skip

@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -17,6 +18,7 @@ from services.coaching.effect import in_holdout, summarise
 from services.coaching.handlers import evaluate, store_batch
 from services.coaching.intake import reduce_batch
 from services.coaching.model import Policy
+from services.coaching.reviews import FigureFacts, review_figures
 from shared.cloudevents import CloudEvent
 from shared.consumer import Incoming
 from shared.events import (
@@ -65,8 +67,8 @@ def deal(deal_id: str, rep_id: str, updated: datetime, amount: str = "1000", eve
 
 
 def figure(rep_id: str, actual: str, target: str = "90000", as_of: datetime = NOW,
-           forecast: Forecast | None = None) -> Incoming:
-    data = AttainmentUpdated(scope="rep", scope_id=rep_id, period="2026-Q4", metric="won_revenue",
+           forecast: Forecast | None = None, metric: str = "won_revenue") -> Incoming:
+    data = AttainmentUpdated(scope="rep", scope_id=rep_id, period="2026-Q4", metric=metric,
                              actual=Decimal(actual), target=Decimal(target), as_of=as_of,
                              period_start=Q4[0], period_end=Q4[1], forecast=forecast)
     return msg("kpi.attainment.updated", data)
@@ -232,6 +234,53 @@ async def test_a_tenant_never_configured_is_not_cached() -> None:
     for _ in range(2):
         await configs.get(store, "nobody")
     assert store.calls["load_config"] == 2
+
+
+# --- a KPI the tenant defined (issue 22) -------------------------------------------------------------------
+
+
+async def test_a_kpi_the_tenant_defined_is_stored_evaluated_and_behind_pace_once_listed() -> None:
+    """kpi reports demos_held like a built-in figure: coaching stores it, holds nothing against the rep until the
+    tenant lists it in pace_metrics, then raises behind_pace on it, follows the check-in up on it, recovers it
+    when the rep catches up, and its weekly review shows it."""
+    store, configs = FakeStore(), ConfigCache()
+    busy = call("a-1", "ann", NOW - timedelta(hours=1))  # no silence, no open deals: nothing else to find
+    await store_batch(store, T, [rep("ann"), busy, figure("ann", "2", "40", metric="demos_held")], NOW)
+    held, _ = store.figures[("rep", "ann", "2026-Q4", "demos_held")]
+    assert (held.actual, held.target) == (Decimal(2), Decimal(40))
+    assert await evaluate(store, T, ["ann"], NOW, POLICY, configs) == 0  # not a pace metric of the tenant's
+    assert store.follow_ups == {}
+
+    store.config["layers"] = {"": {"pace_metrics": ["won_revenue", "demos_held"]}}
+    store.bump(T)  # what PUT /v1/policies does
+    assert await evaluate(store, T, ["ann"], NOW, POLICY, configs) == 1
+    [task] = [e.data for e in store.outbox if e.type == "coaching.task.created"]
+    assert isinstance(task, TaskCreated) and (task.rule, task.severity) == ("behind_pace", "critical")
+    assert task.evidence.metric == "demos_held"
+    assert task.summary == (
+        "Ann is at 9% of pace on demos held for 2026-Q4: 2 against 20.88 expected by now (target 40).")
+    [follow] = store.follow_ups.values()
+    assert (follow.kind, follow.metric, follow.pace[0]) == ("check_in", "demos_held", Decimal("0.0958"))
+
+    later = NOW + timedelta(hours=1)
+    await store_batch(store, T, [figure("ann", "30", "40", as_of=later, metric="demos_held")], later)
+    assert await evaluate(store, T, ["ann"], later, POLICY, configs) == 0
+    closed = [(e.data.rule, e.data.reason) for e in store.outbox if e.type == "coaching.task.closed"]  # type: ignore[attr-defined]
+    assert closed == [("behind_pace", "recovered")]
+
+    stored = [FigureFacts(f.period, f.metric, f.actual, f.target) for (scope, rep_id, _, _), (f, _)
+              in store.figures.items() if (scope, rep_id) == ("rep", "ann")]
+    [shown] = review_figures(stored, later, ZoneInfo("Europe/Berlin"), 1, frozenset())
+    assert (shown.metric, shown.period, shown.actual, shown.attainment, shown.trend) == (
+        "demos_held", "2026-Q4", Decimal(30), Decimal("0.7500"), "new")
+
+
+async def test_a_kpi_figure_of_a_team_is_stored_and_evaluates_nobody() -> None:
+    store = FakeStore()
+    team = AttainmentUpdated(scope="team", scope_id="a", period="2026-Q4", metric="demos_held", actual=Decimal(1),
+                             target=Decimal(40), as_of=NOW, period_start=Q4[0], period_end=Q4[1])
+    assert await store_batch(store, T, [msg("kpi.attainment.updated", team)], NOW) == []
+    assert ("team", "a", "2026-Q4", "demos_held") in store.figures
 
 
 @pytest.mark.parametrize("size", [1, 500])

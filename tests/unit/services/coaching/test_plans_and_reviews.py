@@ -12,13 +12,17 @@ import pytest
 
 from services.coaching.plan_rules import plan_status, settle, steps_for_task, title_of
 from services.coaching.reviews import (
+    FigureFacts,
     ForecastFacts,
     TaskFacts,
     WeeklyReview,
     forecast_line,
     headline,
+    lead_figure,
     manager_card,
+    review_figures,
     review_forecasts,
+    reviewed_periods,
     trend,
     week_due,
 )
@@ -74,6 +78,21 @@ def test_each_rule_suggests_a_step_that_can_be_tracked(
 ) -> None:
     [step] = steps_for_task(rule, evidence, DUE, BERLIN)
     assert (step.metric, step.target, step.due_at) == (metric, target, DUE)
+
+
+@pytest.mark.parametrize(
+    ("rule", "metric", "target"),
+    [("behind_pace", Metric.MEETINGS, Decimal(3)), ("activity_shortfall", Metric.MEETINGS, Decimal(2))],
+)
+def test_a_check_in_on_a_kpi_the_tenant_defined_suggests_a_step_on_a_built_in_metric(
+    rule: str, metric: Metric, target: Decimal
+) -> None:
+    """No step tracks a KPI the tenant defined: behind pace on demos_held suggests what behind pace on any metric
+    without a step of its own does (3 meetings, as on pipeline created)."""
+    evidence = {"metric": "demos_held", "actual": "2", "expected": "6.00"}
+    [step] = steps_for_task(rule, evidence, DUE, BERLIN)
+    assert (step.metric, step.target) == (metric, target)
+    assert steps_for_task(rule, evidence | {"metric": "pipeline_created"}, DUE, BERLIN)[0].metric == metric
 
 
 def test_a_revenue_step_reads_as_money() -> None:
@@ -158,6 +177,44 @@ def test_the_headline_is_one_sentence_with_the_numbers() -> None:
     assert headline("Bo", "2026-W47", None, "", "", 0) == (
         "Week 2026-W47 review for Bo: without a target this period, no open check-ins."
     )
+
+
+# --- the figures of a review ----------------------------------------------------------------------------
+
+REVIEWED = datetime(2026, 11, 18, 23, 0, tzinfo=UTC)  # Thursday 19 November 00:00 in Berlin: 13 of 21 days gone
+
+
+def stored(period: str, metric: str, actual: str, target: str | None) -> FigureFacts:
+    return FigureFacts(period, metric, Decimal(actual), None if target is None else Decimal(target))
+
+
+def test_a_review_reads_the_current_month_and_quarter_and_the_periods_before() -> None:
+    assert reviewed_periods(REVIEWED, BERLIN, 1) == ["2026-11", "2026-Q4", "2026-10", "2026-Q3"]
+
+
+def test_a_review_shows_a_kpi_the_tenant_defined_like_a_built_in_figure() -> None:
+    figures = review_figures([
+        stored("2026-11", "won_revenue", "30000", "90000"), stored("2026-11", "demos_held", "13", "42"),
+        stored("2026-10", "demos_held", "30", "40"), stored("2026-11", "no_target_kpi", "5", None),
+        stored("2026-09", "demos_held", "99", "10"),  # neither current nor the period before one
+    ], REVIEWED, BERLIN, 1, frozenset())
+    assert [(f.period, f.metric) for f in figures] == [("2026-11", "demos_held"), ("2026-11", "won_revenue")]
+    demos = figures[0]
+    assert (demos.attainment, demos.pace, demos.previous_period, demos.previous_attainment, demos.trend) == (
+        Decimal("0.3095"), Decimal("0.5000"), "2026-10", Decimal("0.7500"), "down")
+    assert figures[1].trend == "new"
+
+
+def test_the_headline_leads_with_quarterly_won_revenue_else_the_first_figure() -> None:
+    figures = review_figures([stored("2026-Q4", "won_revenue", "1", "10"), stored("2026-Q4", "demos_held", "1", "4")],
+                             REVIEWED, BERLIN, 1, frozenset())
+    lead = lead_figure(figures)
+    assert lead is not None and lead.metric == "won_revenue"
+    lead = lead_figure([f for f in figures if f.metric == "demos_held"])
+    assert lead is not None and lead.metric == "demos_held"
+    assert lead_figure([]) is None
+    assert headline("Ann Lee", "2026-W47", lead.attainment, lead.metric, lead.period, 0) == (
+        "Week 2026-W47 review for Ann Lee: at 25% of demos held target for 2026-Q4, no open check-ins.")
 
 
 # --- the forecasts of a review (issue 22) ------------------------------------------------------------------

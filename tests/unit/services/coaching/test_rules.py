@@ -57,7 +57,7 @@ def berlin(year: int, month: int, day: int, hour: int = 0, minute: int = 0, seco
 
 
 def figure(
-    metric: Metric = Metric.WON_REVENUE, actual: str = "0", target: str | None = "10000", period: str = "2026-W47",
+    metric: str = Metric.WON_REVENUE, actual: str = "0", target: str | None = "10000", period: str = "2026-W47",
     tz: ZoneInfo = BERLIN, first_seen_at: datetime = LONG_AGO,
 ) -> Figure:  # fmt: skip
     start, end = period_bounds(period, tz)
@@ -197,8 +197,74 @@ def test_metrics_outside_the_pace_metrics_are_not_checked() -> None:
     policy = POLICY.with_overrides({"pace_metrics": ["calls"]})
     finding = behind_pace(view, THURSDAY, policy)
     assert finding is not None
-    assert finding.evidence.metric is Metric.CALLS
+    assert finding.evidence.metric == Metric.CALLS
     assert behind_pace(rep(figures=(figure(),)), THURSDAY, policy) is None
+
+
+# --- KPIs the tenant defined (issue 22): behind_pace checks those listed in pace_metrics ----------------------
+
+DEMOS = "demos_held"  # a KPI id: coaching knows nothing of it but its figures
+
+
+def test_a_kpi_the_tenant_defined_is_behind_pace_once_listed_in_the_pace_metrics() -> None:
+    view = rep(figures=(figure(DEMOS, actual="2", target="10"),))  # 2 against 6.00 expected: 0.33 of pace
+    assert behind_pace(view, THURSDAY, POLICY) is None  # not listed: not checked
+    policy = POLICY.with_overrides({"pace_metrics": ["won_revenue", DEMOS]})
+    finding = behind_pace(view, THURSDAY, policy)
+    assert finding is not None
+    assert (finding.rule, finding.severity) == (BEHIND_PACE, "critical")
+    assert finding.evidence.model_dump(mode="json") == {
+        "metric": "demos_held", "actual": "2", "expected": "6.00", "period": "2026-W47"}
+    assert finding.details == {"pace": "0.3333", "target": "10", "working_share": "0.600000"}
+
+
+def test_a_kpi_on_pace_or_without_a_target_raises_nothing() -> None:
+    policy = POLICY.with_overrides({"pace_metrics": [DEMOS]})
+    assert behind_pace(rep(figures=(figure(DEMOS, actual="4.2", target="10"),)), THURSDAY, policy) is None
+    assert behind_pace(rep(figures=(figure(DEMOS, target=None),)), THURSDAY, policy) is None
+
+
+def test_a_kpi_summary_reads_its_id_as_words_and_its_numbers_plainly() -> None:
+    # the example of behind_pace's docstring: November 2026, 10 of 21 working days gone on Monday the 16th
+    policy = POLICY.with_overrides({"pace_metrics": [DEMOS]})
+    view = rep(figures=(figure(DEMOS, actual="12.5", target="42", period="2026-11"),))
+    finding = behind_pace(view, berlin(2026, 11, 16), policy)
+    assert finding is not None
+    assert finding.summary == (
+        "Ann Lee is at 62% of pace on demos held for 2026-11: 12.5 against 20.00 expected by now (target 42).")
+
+
+def test_a_kpi_figure_reads_with_thousands_separators_and_at_most_two_places_and_no_currency() -> None:
+    policy = POLICY.with_overrides({"pace_metrics": ["new_logo_revenue"]})
+    view = rep(figures=(figure("new_logo_revenue", actual="1234.5678", target="40000"),))
+    finding = behind_pace(view, THURSDAY, policy)
+    assert finding is not None
+    assert finding.summary == (
+        "Ann Lee is at 5% of pace on new logo revenue for 2026-W47: 1,234.57 against 24,000.00 expected by now"
+        " (target 40,000).")
+
+
+def test_the_worst_pace_wins_between_a_kpi_and_a_built_in_metric() -> None:
+    policy = POLICY.with_overrides({"pace_metrics": ["won_revenue", DEMOS]})
+    view = rep(figures=(figure(actual="3000"), figure(DEMOS, actual="1", target="10")))  # 0.5 against 0.1667
+    finding = behind_pace(view, THURSDAY, policy)
+    assert finding is not None
+    assert finding.evidence.metric == DEMOS
+    view = rep(figures=(figure(actual="0"), figure(DEMOS, actual="1", target="10")))
+    finding = behind_pace(view, THURSDAY, policy)
+    assert finding is not None
+    assert finding.evidence.metric == Metric.WON_REVENUE
+
+
+def test_no_other_rule_reads_a_kpi_the_tenant_defined() -> None:
+    """activity_shortfall, stalled_pipeline, forecast_short and falling_win_rate read built-in metrics only: a
+    KPI figure far behind, even listed for behind_pace, raises behind_pace and nothing else."""
+    kpi = figure(DEMOS, actual="0", target="100")
+    busy = calls(*(berlin(2026, 11, d, 10) for d in range(9, 19)))  # active: no no_activity either
+    view = rep(figures=(kpi,), activities=busy)
+    assert evaluate(view, THURSDAY, POLICY) == []
+    policy = POLICY.with_overrides({"pace_metrics": [DEMOS]})
+    assert [f.rule for f in evaluate(view, THURSDAY, policy)] == [BEHIND_PACE]
 
 
 def test_the_pace_thresholds_come_from_the_policy() -> None:
@@ -217,7 +283,7 @@ def test_the_worst_pace_of_several_figures_is_reported() -> None:
                         figure(Metric.PIPELINE_CREATED, actual="4000")))  # fmt: skip
     finding = behind_pace(view, THURSDAY, POLICY)
     assert finding is not None
-    assert finding.evidence.metric is Metric.DEALS_WON  # 1/6 of pace
+    assert finding.evidence.metric == Metric.DEALS_WON  # 1/6 of pace
 
 
 def test_equal_paces_are_broken_by_metric_then_period() -> None:
@@ -226,7 +292,7 @@ def test_equal_paces_are_broken_by_metric_then_period() -> None:
     for order in (figures, figures[::-1]):
         finding = behind_pace(rep(figures=order), THURSDAY, POLICY)
         assert finding is not None
-        assert finding.evidence.metric is Metric.DEALS_WON
+        assert finding.evidence.metric == Metric.DEALS_WON
     month = figure(actual="0", period="2026-11")
     week = figure(actual="0")
     for pair in ((month, week), (week, month)):
@@ -550,7 +616,7 @@ def test_no_open_deal_at_all_is_critical_coverage() -> None:
 def test_coverage_and_stale_deals_are_one_finding() -> None:
     finding = stalled([deal("d-1", "50000", touched_days_ago=20), deal("d-2", "40000")], [quarter()])
     assert finding is not None
-    assert finding.evidence.metric is Metric.WON_REVENUE
+    assert finding.evidence.metric == Metric.WON_REVENUE
     assert finding.details["stale_deal_ids"] == ["d-1"]
     assert finding.details["stale_amount"] == "50000"
     assert finding.summary.endswith(", and 1 open deal untouched for 14 days or more: d-1.")
