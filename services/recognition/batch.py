@@ -70,18 +70,18 @@ STREAK_LOOKBACK = timedelta(days=90)  # a streak is judged over the activities o
 _DAY = timedelta(days=1)
 
 FigureKey = tuple[str, str, str, str]  # scope, scope id, period, metric
-LedgerKey = tuple[str, str, str, str]  # scope, scope id, milestone, period
+LedgerKey = tuple[str, str, str, str, str]  # scope, scope id, milestone, period, occasion
 
 
 def figure_key(update: AttainmentUpdated) -> FigureKey:
-    return update.scope.value, update.scope_id, update.period, update.metric.value
+    return update.scope.value, update.scope_id, update.period, str(update.metric)
 
 
 def ledger_key(sighting: Sighting | Drop) -> LedgerKey:
     if isinstance(sighting, Drop):
-        return sighting.scope.value, sighting.scope_id, sighting.milestone, sighting.period
+        return sighting.scope.value, sighting.scope_id, sighting.milestone, sighting.period, ""
     found = sighting.found
-    return found.scope.value, found.scope_id, found.milestone, found.period
+    return str(found.scope), found.scope_id, found.milestone, found.period, found.occasion
 
 
 # --- figures --------------------------------------------------------------------------------------------
@@ -115,7 +115,7 @@ def fold_attainment(stored: Mapping[FigureKey, Figure], updates: Sequence[Attain
             continue  # an older figure arriving late changes nothing (older by kpi's revision, not its clock)
         previous = before.attainment if before is not None else None
         happened = _figure_moment(update)
-        sightings += [Sighting(found, position, update.metric.value, "figure", happened) for found in quota_crossings(
+        sightings += [Sighting(found, position, str(update.metric), "figure", happened) for found in quota_crossings(
             update.scope, update.scope_id, update.period, update.metric, previous, update.attainment, update.actual,
             update.target, update.as_of, settings, update.name)]
         if settings.corrections:
@@ -138,9 +138,9 @@ def dropped_milestones(update: AttainmentUpdated, previous: Decimal | None, sett
 
     Example: a team's won revenue 1.20 -> 0.45 with 0.5 / 1 / 1.5: quota_50, quota_100 and team_goal.
     """
-    names = [quota_milestone(int(t * 100), update.metric.value)
+    names = [quota_milestone(int(t * 100), str(update.metric))
              for t in quota_drops(previous, update.attainment, settings.quota_thresholds)]
-    if update.scope is Scope.TEAM and update.metric is Metric.WON_REVENUE and "quota_100" in names:
+    if update.scope is Scope.TEAM and update.metric == Metric.WON_REVENUE and "quota_100" in names:
         names.append(TEAM_GOAL)
     return [Drop(update.scope, update.scope_id, name, update.period, position, update.actual, update.name)
             for name in names]
@@ -159,7 +159,7 @@ def cheers(sightings: Sequence[Sighting]) -> list[list[Sighting]]:
     """
     groups: dict[tuple[str, int, str, str] | int, list[Sighting]] = {}
     for i, s in enumerate(sightings):
-        key = (s.source, s.position, s.found.scope.value, s.found.scope_id) if s.source else i
+        key = (s.source, s.position, str(s.found.scope), s.found.scope_id) if s.source else i
         groups.setdefault(key, []).append(s)
     return [sorted(group, key=lambda s: (-rank(s.found.milestone), s.found.milestone)) for group in groups.values()]
 
@@ -323,7 +323,7 @@ def fold_streaks(stored: Mapping[str, Sequence[datetime]], fresh: Sequence[Momen
 def baseline(figures: Sequence[AttainmentUpdated], settings: Settings) -> list[Sighting]:
     """The thresholds ``figures`` already stand past under ``settings`` (as if each were its key's first
     figure): what a settings change puts in the ledger quietly, so they are never celebrated."""
-    return [Sighting(found, position, figure.metric.value) for position, figure in enumerate(figures)
+    return [Sighting(found, position, str(figure.metric)) for position, figure in enumerate(figures)
             for found in quota_crossings(figure.scope, figure.scope_id, figure.period, figure.metric, None,
                                          figure.attainment, figure.actual, figure.target, figure.as_of, settings,
                                          figure.name)]

@@ -1,4 +1,4 @@
-"""recognition's consumer and timer: attainment, deals and activities in; each milestone celebrated once.
+"""recognition's consumer and timers: attainment, deals, activities and contests in; each milestone celebrated once.
 
 Per batch (one tenant's records of it, `shared/consumer.py`): the registry and roster entries are stored,
 the tenant's configuration comes from the process cache (`config.py`: one version check per batch), the
@@ -6,8 +6,10 @@ state the records need is loaded once (set-based), the pure folds (`batch.py`, o
 `rules.py`) replay the records on it in batch order, the outcome is written once, and the milestones go
 into the ledger in one insert; only the rows that insert created get their celebration in the outbox
 (one `enqueue_many`), in the batch's own transaction with its offsets. Replays, duplicates, late events
-and several replicas therefore never celebrate a milestone twice. The timer settles finishes once a
-period has closed in the tenant's zone (leaderboards, each team's largest deal).
+and several replicas therefore never celebrate a milestone twice. One timer settles finishes once a
+period has closed in the tenant's zone (leaderboards, each team's largest deal); another, every few seconds,
+celebrates each contest's lead once its leader has kept it long enough (`contests.py`), its ledger rows, its
+outbox rows and the contests' new state in one transaction per tenant.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from services.recognition.batch import (
     zone_of,
 )
 from services.recognition.config import ConfigCache
+from services.recognition.contests import due_leads, fold_contests
 from services.recognition.headlines import kind_of
 from services.recognition.metrics import CELEBRATIONS, QUIET
 from services.recognition.model import (
@@ -59,10 +62,11 @@ from services.recognition.settings import RecognitionSettings
 from services.recognition.standings import rep_figures, standings_by_team, teams_of, won_in
 from shared import metrics
 from shared.consumer import Handler, Incoming, transient
-from shared.db import tenant_tx
+from shared.db import sweep_tx, tenant_tx
 from shared.events import (
     ActivityLogged,
     AttainmentUpdated,
+    ContestUpdated,
     DealDeleted,
     DealUpserted,
     Metric,
@@ -79,7 +83,7 @@ log = logging.getLogger(__name__)
 MODELS: dict[str, type[BaseModel]] = {
     "kpi.attainment.updated": AttainmentUpdated, "deal.upserted": DealUpserted, "deal.deleted": DealDeleted,
     "activity.logged": ActivityLogged, "rep.upserted": RepUpserted, "team.upserted": TeamUpserted,
-    "tenant.upserted": TenantUpserted, "time_off.set": TimeOffSet}
+    "tenant.upserted": TenantUpserted, "time_off.set": TimeOffSet, "kpi.contest.updated": ContestUpdated}
 ACTIVITY_METRICS = frozenset({Metric.CALLS, Metric.EMAILS, Metric.MEETINGS, Metric.ACTIVITIES})
 Repositories = Callable[[asyncpg.Connection], Repository]
 
@@ -95,6 +99,7 @@ class Parts:
     deals: list[StoredDeal | Tombstone] = field(default_factory=list)
     activities: dict[str, Moment] = field(default_factory=dict)  # by id, the first delivery of each
     time_off: dict[str, tuple[TimeOffSet, datetime, str]] = field(default_factory=dict)  # newest per time_off_id
+    contests: list[ContestUpdated] = field(default_factory=list)
 
     @property
     def rep_ids(self) -> list[str]:
@@ -121,6 +126,8 @@ def split(batch: Sequence[Incoming]) -> Parts:
                 parts.deals.append(Tombstone(d.deal_id, d.updated_at, msg.event.id))
             case ActivityLogged() as a:
                 parts.activities.setdefault(a.activity_id, Moment(a.rep_id, a.occurred_at, a.kind.value))
+            case ContestUpdated() as contest:
+                parts.contests.append(contest)
             case TimeOffSet() as leave:
                 held = parts.time_off.get(leave.time_off_id)
                 if held is None or (held[1], held[2]) < (msg.event.time, msg.event.id):
@@ -143,9 +150,10 @@ def make_handler(rt: Runtime, repositories: Repositories = PgRepository) -> Hand
 
 async def handle_batch(repo: Repository, cache: ConfigCache, batch: Sequence[Incoming], now: datetime) -> int:
     """One tenant's records of a batch in: `tenant.upserted`, `rep.upserted`, `kpi.attainment.updated`,
-    `deal.upserted`, `deal.deleted`, `activity.logged`. Effects: the projections updated, each milestone the
-    records reached put in the ledger, `recognition.milestone.reached` in the outbox for each row created now
-    (and `recognition.milestone.corrected` for a due correction). Returns how many celebrations it announced."""
+    `deal.upserted`, `deal.deleted`, `activity.logged`, `kpi.contest.updated`. Effects: the projections and the
+    contests updated, each milestone the records reached put in the ledger, `recognition.milestone.reached` in
+    the outbox for each row created now (and `recognition.milestone.corrected` for a due correction). Returns
+    how many celebrations it announced."""
     tenant, parts = batch[0].event.tenant, split(batch)
     if parts.calendar is not None and not cache.registered(tenant):
         await repo.remember_calendar(tenant, parts.calendar)
@@ -155,13 +163,13 @@ async def handle_batch(repo: Repository, cache: ConfigCache, batch: Sequence[Inc
         await repo.upsert_reps(tenant, parts.reps)
     if parts.time_off:
         await repo.store_time_off(tenant, list(parts.time_off.values()))
-    if not (parts.figures or parts.deals or parts.activities):
+    if not (parts.figures or parts.deals or parts.activities or parts.contests):
         return 0
     config = await cache.get(repo, tenant)
     roster = await repo.profiles(tenant, parts.rep_ids) if parts.rep_ids else {}
     outcome = await _figures(repo, tenant, parts.figures, config)
     sightings = [*outcome.sightings, *await _deals(repo, tenant, parts, config, roster),
-                 *await _streaks(repo, tenant, parts, config, roster)]
+                 *await _streaks(repo, tenant, parts, config, roster), *await _contests(repo, tenant, parts, config)]
     return await announce(repo, tenant, config, sightings, outcome.drops, now)
 
 
@@ -204,6 +212,17 @@ async def _streaks(repo: Repository, tenant: str, parts: Parts, config: TenantCo
                         await _days_off(repo, tenant, fresh, config) if fresh else {})
 
 
+async def _contests(repo: Repository, tenant: str, parts: Parts, config: TenantConfig) -> list[Sighting]:
+    """kpi's contests: each newer revision replayed on the stored contest (locked); starts, leads, winners."""
+    if not parts.contests:
+        return []
+    stored = await repo.contests(tenant, sorted({c.contest_id for c in parts.contests}))
+    outcome = fold_contests(stored, parts.contests, config.settings, config.calendar.timezone)
+    if outcome.changed:
+        await repo.save_contests(tenant, outcome.changed)
+    return outcome.sightings
+
+
 async def _days_off(repo: Repository, tenant: str, fresh: Sequence[Moment],
                     config: TenantConfig) -> dict[str, frozenset[date]]:
     """Each rep's days off over the span their fresh activities' streaks look at: holidays and time off."""
@@ -221,7 +240,8 @@ async def announce(repo: Repository, tenant: str, config: TenantConfig, sighting
     tenant's history horizon (recorded quietly); then the due corrections. Returns the celebrations made."""
     firsts = first_sightings(sightings)
     horizon = now - timedelta(hours=config.settings.history_horizon_hours)
-    entries = [entry(s.found, config, s.metric, "history" if s.moment < horizon else "celebrated") for s in firsts]
+    entries = [entry(s.found, config, s.metric, "history" if s.history or s.moment < horizon else "celebrated")
+               for s in firsts]
     cids = await repo.record(tenant, entries)
     created = {ledger_key(s): s.position for s, cid in zip(firsts, cids, strict=True) if cid}
     fresh = {id(s): (e, cid) for s, e, cid in zip(firsts, entries, cids, strict=True)
@@ -239,12 +259,12 @@ async def announce(repo: Repository, tenant: str, config: TenantConfig, sighting
     due = {ledger_key(d): d for d in due_corrections(drops, created)}
     corrected = await repo.mark_corrected(tenant, list(due.values()), now) if due else []
     items = [celebration(tenant, e, cid) for e, cid in announced]
-    items += [correction(tenant, row, due[(row.scope.value, row.scope_id, row.milestone, row.period)], now)
+    items += [correction(tenant, row, due[(row.scope.value, row.scope_id, row.milestone, row.period, "")], now)
               for row in corrected]
     if items:
         await repo.enqueue(items)
     for e, _ in announced:
-        CELEBRATIONS.labels(kind_of(e.found.milestone), e.found.scope.value).inc()
+        CELEBRATIONS.labels(kind_of(e.found.milestone), str(e.found.scope)).inc()
     for e, cid in zip(entries, cids, strict=True):
         if cid and e.status == "history":
             QUIET.labels("history").inc()
@@ -315,3 +335,46 @@ async def period_closer(rt: Runtime) -> None:
                 log.info("period closes settled", extra={"celebrations": announced})
         except Exception as err:  # never dies: a dead timer would stop period celebrations for good
             metrics.count_timer_failure("recognition-timer", err, transient(err))
+
+
+# --- contest leads --------------------------------------------------------------------------------------
+
+
+async def settle_contest_leads(pool: asyncpg.Pool, now: datetime, cache: ConfigCache | None = None,
+                               repositories: Repositories = PgRepository) -> int:
+    """Every tenant's contest leads due at ``now`` (`contests.due_leads`), each celebrated once."""
+    cache = cache or ConfigCache()
+    async with sweep_tx(pool) as conn:  # only the tenants with a running contest led by someone not celebrated
+        tenants = await repositories(conn).leading_tenants(now)
+    announced = 0
+    for tenant in tenants:
+        async with tenant_tx(pool, tenant) as conn:
+            announced += await settle_leads(repositories(conn), cache, tenant, now)
+    return announced
+
+
+async def settle_leads(repo: Repository, cache: ConfigCache, tenant: str, now: datetime) -> int:
+    """The tenant's running contests whose sole leader is not the one celebrated last (locked: a batch moving
+    them waits, and another replica's timer skips them): the leads due now in the ledger and the outbox, and
+    the leaders celebrated in the contests' state, in the caller's one transaction."""
+    config = await cache.get(repo, tenant)
+    due = due_leads(await repo.leading(tenant), now, config.settings)
+    if not due:
+        return 0
+    await repo.save_contests(tenant, [contest for contest, _ in due])
+    return await announce(repo, tenant, config, [Sighting(found, i) for i, (_, found) in enumerate(due)], [], now)
+
+
+async def contest_leads(rt: Runtime) -> None:
+    """The timer: celebrate contest leads that lasted, every `recognition_contest_interval_s`."""
+    settings = rt.settings
+    assert isinstance(settings, RecognitionSettings)
+    cache = rt.context if isinstance(rt.context, ConfigCache) else ConfigCache()
+    while True:
+        await asyncio.sleep(settings.recognition_contest_interval_s)
+        try:
+            if announced := await settle_contest_leads(rt.pool, rt.clock.now(), cache):
+                rt.relay.wake()
+                log.info("contest leads celebrated", extra={"celebrations": announced})
+        except Exception as err:  # never dies: a dead timer would stop lead celebrations for good
+            metrics.count_timer_failure("recognition-contest-leads", err, transient(err))

@@ -12,7 +12,13 @@ its own language.
 Placeholders (those a milestone's facts provide): ``name`` (the rep or team), ``period``,
 ``metric`` (in words), ``actual``, ``target``, ``attainment`` (alias ``percent``), ``threshold``,
 ``amount``, ``previous_record``, ``currency``, ``deal_id``, ``days``, ``daily_goal``,
-``first_day``, ``last_day``, ``place``, ``ordinal``, ``team_id``, ``rep``.
+``first_day``, ``last_day``, ``place``, ``ordinal``, ``team_id``, ``rep``; a contest's: ``name`` (the
+contest at its start, the rep or team otherwise), ``contest``, ``value``, ``participants``,
+``participant_kind``, ``prize``, ``since``, ``runner_up``, ``runner_up_value``, ``margin`` and ``finish``
+("won", "tied for 1st in", "finished 2nd in").
+
+Where a default sentence names a fact a milestone may lack (a contest without prizes, a leader without a
+runner-up), `SHORT_TEMPLATES` has the sentence without it.
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ from babel.dates import format_date
 from babel.numbers import format_currency, format_decimal, format_percent
 
 from services.recognition.model import (
+    CONTEST_LEAD,
+    CONTEST_STARTED,
+    CONTEST_WON,
     FIRST_WIN,
     FIRST_WIN_EVER,
     PERSONAL_RECORD,
@@ -39,7 +48,8 @@ from services.recognition.model import (
 from shared.events import Metric
 from shared.formatting import locale_of
 
-__all__ = ["ALSO_PHRASES", "DEFAULT_TEMPLATES", "GENERIC_TEMPLATE", "kind_of", "render", "with_also"]
+__all__ = ["ALSO_PHRASES", "DEFAULT_TEMPLATES", "GENERIC_TEMPLATE", "SHORT_TEMPLATES", "kind_of", "render",
+           "with_also"]
 
 DEFAULT_TEMPLATES: Mapping[str, str] = {
     "quota": "{name} just hit {threshold} of the {period} {metric} target: {actual} of {target}!",
@@ -50,6 +60,16 @@ DEFAULT_TEMPLATES: Mapping[str, str] = {
     TEAM_LARGEST_DEAL: "{rep} closed the largest deal of {period} for {name}: {amount}!",
     STREAK: "{name} met the daily goal of {daily_goal} activities {days} business days in a row!",
     "leaderboard": "{name} finished {ordinal} in {metric} for {period}: {actual}!",
+    CONTEST_STARTED: "{name} has started: {metric} through {last_day}, {participants} {participant_kind} in the race,"
+                     " and 1st place takes home {prize}!",
+    CONTEST_LEAD: "{name} took the lead in {contest} with {value}, {margin} ahead of {runner_up}!",
+    CONTEST_WON: "{name} {finish} {contest} with {value} and takes home {prize}!",
+}
+# the default sentence without the fact a milestone may lack (no prize, nobody behind the leader)
+SHORT_TEMPLATES: Mapping[str, str] = {
+    CONTEST_STARTED: "{name} has started: {metric} through {last_day}, {participants} {participant_kind} in the race!",
+    CONTEST_LEAD: "{name} took the lead in {contest} with {value}!",
+    CONTEST_WON: "{name} {finish} {contest} with {value}!",
 }
 # for a kind without a template (a milestone added later): never fails, needs only a name
 GENERIC_TEMPLATE = "{name} reached a new milestone!"
@@ -103,7 +123,8 @@ def render(
     "90.000,00 €" for the amounts.
     """
     values = _values(facts, locale_of(locale), currency)
-    for template in ((templates or {}).get(kind), DEFAULT_TEMPLATES.get(kind), GENERIC_TEMPLATE):
+    for template in ((templates or {}).get(kind), DEFAULT_TEMPLATES.get(kind), SHORT_TEMPLATES.get(kind),
+                     GENERIC_TEMPLATE):
         if template is not None and (text := _fill(template, values)) is not None and text.strip():
             return text
     return f"{values.get('name', '')} reached a new milestone!".strip()
@@ -164,7 +185,9 @@ def _values(facts: Mapping[str, Any], locale: Locale, currency: str | None) -> d
     numeric: dict[str, Callable[[Decimal], str]] = {
         "amount": money, "previous_record": money, "actual": figure, "target": figure,
         "attainment": percent, "percent": percent, "threshold": lambda value: percent(value / 100),
-        "days": count, "daily_goal": count, "place": count,
+        "days": count, "daily_goal": count, "place": count, "participants": count,
+        "value": figure, "runner_up_value": figure,
+        "margin": percent if facts.get("rank_by") == "attainment" else figure,  # a contest's, in its ranking
     }  # fmt: skip
     values: dict[str, str] = {}
     for key, value in facts.items():
@@ -178,9 +201,20 @@ def _values(facts: Mapping[str, Any], locale: Locale, currency: str | None) -> d
         values["metric"] = _METRIC_WORDS.get(metric, metric.replace("_", " "))
     if "attainment" in values:
         values.setdefault("percent", values["attainment"])
+    if facts.get("participants") == 1 and str(facts.get("participant_kind", "")).endswith("s"):
+        values["participant_kind"] = str(facts["participant_kind"])[:-1]  # "1 rep", "3 reps"
     if (place := _decimal(facts.get("place"))) is not None:
         values["ordinal"] = _ordinal(int(place), locale)
+        if "tied" in facts:  # a contest's place
+            values["finish"] = _finish(int(place), facts["tied"] is True, values["ordinal"])
     return values
+
+
+def _finish(place: int, tied: bool, ordinal: str) -> str:
+    """How a contest's place reads before its name: "won", "tied for 1st in", "finished 2nd in"."""
+    if tied:
+        return f"tied for {ordinal} in"
+    return "won" if place == 1 else f"finished {ordinal} in"
 
 
 def _figure(value: Decimal, metric: str, currency: str | None, locale: Locale) -> str:

@@ -11,12 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Final, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.events import Metric, Scope, Text
+from shared.events import ContestUpdated, Metric, Scope, Text
 from shared.workdays import NO_CALENDAR, HolidayCalendar
 
 # milestone names (the `milestone` field of recognition.milestone.reached)
@@ -36,19 +36,30 @@ PERSONAL_RECORD = "personal_record"  # the rep's largest won deal so far (period
 TEAM_LARGEST_DEAL = "team_largest_deal"  # at quarter close: the team's largest deal (scope team)
 STREAK = "activity_streak"  # N consecutive business days at the daily activity goal (period = first day)
 LEADERBOARD = "leaderboard_{place}"  # at period close: 1st, 2nd, 3rd in the team per metric
+# a contest's moments (issue 22, item 4), each in period = the contest's id
+CONTEST_STARTED = "contest_started"  # scope contest: the contest began (value 0)
+CONTEST_LEAD = "contest_lead"  # a rep or team kept the sole lead for the tenant's debounce (once per lead)
+CONTEST_WON = "contest_won"  # at the end: a prize place (1st when there are no prizes), ties sharing it
+
+CONTEST_SCOPE: Final = "contest"
+# Whom a milestone is of: a rep, a team, or a contest itself (its start: scope_id the contest's id).
+Where = Scope | Literal["contest"]
 
 
 @dataclass(frozen=True, slots=True)
 class Found:
     """A milestone a rule found (the ledger decides whether it is new)."""
 
-    scope: Scope
+    scope: Where
     scope_id: str
     milestone: str
     period: str
     value: Decimal
     occurred_at: datetime
     facts: Mapping[str, Any] = field(default_factory=dict)  # what the headline says: name, amounts, ranks
+    # what tells apart moments of one milestone that may recur in one period (a contest's lead: since when the
+    # leader led); part of the ledger's key and of the celebration id, "" for every other milestone
+    occasion: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +104,10 @@ class Settings(BaseModel):
                         description="formats amounts and dates in headlines, e.g. 'de_DE'")
     templates: dict[Kind, Template] = Field(default_factory=dict, max_length=32,
                                             description="headline per milestone kind, {placeholders} from its facts")
+    contest_lead_debounce_s: int = Field(
+        600, ge=0, le=7 * 86400,
+        description="how long a contest's sole leader must keep the lead (by kpi's standings) before its lead is"
+                    " celebrated (contest_lead): a lead that changes hands within it is never announced")
     history_horizon_hours: int = Field(
         48, ge=1, le=24 * 3650,
         description="a milestone whose moment (a won deal's close, an activity, the newest input behind a figure, a"
@@ -194,8 +209,9 @@ class Sighting:
     found: Found
     position: int
     metric: str | None = None
-    source: str = ""  # what found it: "figure", "deal", "activity" or "close"; one record's finds share a cheer
+    source: str = ""  # what found it: "figure", "deal", "activity", "contest"; one record's finds share a cheer
     happened_at: datetime | None = None  # when it really happened (None: ``found.occurred_at``): the horizon's test
+    history: bool = False  # old news whatever the clock says (a contest's start first seen at its end, long after)
 
     @property
     def moment(self) -> datetime:
@@ -247,3 +263,19 @@ class Bundle:
     celebration_id: str
     lead: Entry
     members: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Contest:
+    """A contest as recognition keeps it: kpi's latest revision of it, the participant that is its sole leader
+    now (``candidate``, None: nobody or a tie) since ``since`` (the ``as_of`` of the first revision it led
+    alone in), and the last leader whose lead was celebrated (``celebrated``)."""
+
+    latest: ContestUpdated
+    candidate: str | None = None
+    since: datetime | None = None
+    celebrated: str | None = None
+
+    @property
+    def contest_id(self) -> str:
+        return self.latest.contest_id

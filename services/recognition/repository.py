@@ -5,9 +5,9 @@ the API depend on (the handler tier of tests runs them on an in-memory fake of i
 works on one connection inside the caller's transaction, scoped to the tenant the caller set; a batch's
 reads and writes are set-based (arrays with `unnest`), one statement each, whatever the batch's size.
 
-The ledger's unique key (tenant, scope, scope id, milestone, period) and its primary key (the stable
+The ledger's unique key (tenant, scope, scope id, milestone, period, occasion) and its primary key (the stable
 celebration id) are the "once, ever" guarantee: a milestone is announced only by the transaction whose
-insert created its row (`record` says which).
+insert created its row (`record` says which). The contests' statements: `contest_repository.py`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from services.recognition.batch import FigureKey
+from services.recognition.contest_repository import ContestRepository, PgContestRepository
 from services.recognition.model import (
     Bundle,
     Calendar,
@@ -53,7 +54,7 @@ Outgoing = tuple[str, bytes, CloudEvent]  # topic, key, event: a row for the out
 Version = tuple[int | None, int | None]  # the settings row's and the registry row's
 
 
-class Repository(Protocol):
+class Repository(ContestRepository, Protocol):
     """What recognition reads and writes, inside the caller's transaction (its tenant already set)."""
 
     # tenant configuration
@@ -123,7 +124,7 @@ def _deal(r: Mapping[str, Any]) -> StoredDeal:
                       r["closed_at"], r["updated_at"], r["tiebreak"], r["deleted"])
 
 
-class PgRepository:
+class PgRepository(PgContestRepository):
     """`Repository` on one asyncpg connection."""
 
     def __init__(self, conn: asyncpg.Connection) -> None:
@@ -241,7 +242,7 @@ class PgRepository:
             " name = EXCLUDED.name, as_of = EXCLUDED.as_of, revision = EXCLUDED.revision"
             f" WHERE {SUPERSEDES_SQL.format(held='attainment')}",
             tenant, [f.scope.value for f in figures], [f.scope_id for f in figures], [f.period for f in figures],
-            [f.metric.value for f in figures], [f.actual for f in figures], [f.target for f in figures],
+            [str(f.metric) for f in figures], [f.actual for f in figures], [f.target for f in figures],
             [f.attainment for f in figures], [f.name for f in figures], [f.as_of for f in figures],
             [f.revision for f in figures])
 
@@ -332,18 +333,20 @@ class PgRepository:
         """Put milestones in the ledger; per entry its celebration id when THIS insert created its row."""
         if not entries:
             return []
-        cids = [celebration_id(tenant, e.found.scope.value, e.found.scope_id, e.found.milestone, e.found.period)
-                for e in entries]
+        cids = [celebration_id(tenant, str(e.found.scope), e.found.scope_id, e.found.milestone, e.found.period,
+                               e.found.occasion) for e in entries]
         rows = await self.conn.fetch(
             "INSERT INTO celebrations (celebration_id, tenant, scope, scope_id, milestone, period, value, headline,"
-            " occurred_at, facts, status, metric) SELECT u.c, $1, u.s, u.i, u.m, u.p, u.v, u.h, u.o, u.f::jsonb, u.st,"
-            " u.me FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::numeric[], $8::text[],"
-            " $9::timestamptz[], $10::text[], $11::text[], $12::text[]) WITH ORDINALITY AS u(c, s, i, m, p, v, h, o,"
-            " f, st, me, n) ORDER BY u.c ON CONFLICT DO NOTHING RETURNING celebration_id",
-            tenant, cids, [e.found.scope.value for e in entries], [e.found.scope_id for e in entries],
+            " occurred_at, facts, status, metric, occasion) SELECT u.c, $1, u.s, u.i, u.m, u.p, u.v, u.h, u.o,"
+            " u.f::jsonb, u.st, u.me, u.oc FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],"
+            " $7::numeric[], $8::text[], $9::timestamptz[], $10::text[], $11::text[], $12::text[], $13::text[])"
+            " WITH ORDINALITY AS u(c, s, i, m, p, v, h, o, f, st, me, oc, n) ORDER BY u.c ON CONFLICT DO NOTHING"
+            " RETURNING celebration_id",
+            tenant, cids, [str(e.found.scope) for e in entries], [e.found.scope_id for e in entries],
             [e.found.milestone for e in entries], [e.found.period for e in entries],
             [e.found.value for e in entries], [e.headline for e in entries], [e.found.occurred_at for e in entries],
-            [_facts(e) for e in entries], [e.status for e in entries], [e.metric for e in entries])
+            [_facts(e) for e in entries], [e.status for e in entries], [e.metric for e in entries],
+            [e.found.occasion for e in entries])
         created = {r[0] for r in rows}
         return [str(cid) if cid in created else None for cid in cids]
 

@@ -8,7 +8,8 @@ period), decides what is new, so only a first finding is ever announced, under `
 
 Each milestone kind can be switched off with its name in ``settings.disabled``: ``quota``,
 ``team_goal``, ``first_win_ever``, ``first_win``, ``personal_record``, ``activity_streak``,
-``leaderboard`` and ``team_largest_deal``.
+``leaderboard`` and ``team_largest_deal``; and a contest's ``contest_started``, ``contest_lead`` and
+``contest_won`` (their rules are in `contests.py`).
 """
 
 from __future__ import annotations
@@ -64,14 +65,21 @@ LEADERBOARD_METRIC = "leaderboard_{place}_{metric}"
 _MICROSECOND = timedelta(microseconds=1)
 
 
-def celebration_id(tenant: str, scope: str, scope_id: str, milestone: str, period: str) -> uuid.UUID:
-    """Stable: the same milestone of the same scope and period always has the same id.
+def celebration_id(tenant: str, scope: str, scope_id: str, milestone: str, period: str,
+                   occasion: str = "") -> uuid.UUID:
+    """Stable: the same milestone of the same scope and period always has the same id. A milestone that may
+    recur in one period (a contest's lead) has an ``occasion`` too, which the id includes; without one the id
+    is what it always was.
 
     >>> str(celebration_id("acme", "rep", "r1", "quota_100", "2026-Q4")) == str(
     ...     uuid.uuid5(NAMESPACE, "acme|rep|r1|quota_100|2026-Q4"))
     True
+    >>> str(celebration_id("acme", "rep", "r1", "contest_lead", "c1", "2026-11-02T09:00:00+00:00")) == str(
+    ...     uuid.uuid5(NAMESPACE, "acme|rep|r1|contest_lead|c1|2026-11-02T09:00:00+00:00"))
+    True
     """
-    return uuid.uuid5(NAMESPACE, f"{tenant}|{scope}|{scope_id}|{milestone}|{period}")
+    key = f"{tenant}|{scope}|{scope_id}|{milestone}|{period}"
+    return uuid.uuid5(NAMESPACE, f"{key}|{occasion}" if occasion else key)
 
 
 _CAREER_RANK: Mapping[str, int] = {FIRST_WIN_EVER: 10_002, PERSONAL_RECORD: 10_001, FIRST_WIN: 10_000}
@@ -106,7 +114,7 @@ def quota_crossings(
     scope: Scope,
     scope_id: str,
     period: str,
-    metric: Metric,
+    metric: Metric | str,  # a built-in metric or the id of a KPI the tenant defined
     previous: Decimal | None,
     current: Decimal | None,
     actual: Decimal,
@@ -142,11 +150,11 @@ def quota_crossings(
         if not before < threshold <= current:
             continue
         percent = int(threshold * 100)
-        milestone = quota_milestone(percent, metric.value)
-        if scope is Scope.TEAM and metric is Metric.WON_REVENUE and threshold == 1 and (
+        milestone = quota_milestone(percent, str(metric))
+        if scope is Scope.TEAM and metric == Metric.WON_REVENUE and threshold == 1 and (
                 "team_goal" not in settings.disabled):
             milestone = TEAM_GOAL
-        facts = {"name": name or scope_id, "metric": metric.value, "period": period, "actual": actual,
+        facts = {"name": name or scope_id, "metric": str(metric), "period": period, "actual": actual,
                  "target": target, "attainment": current, "threshold": percent}
         found.append(Found(scope, scope_id, milestone, period, actual, at, facts))
     return found

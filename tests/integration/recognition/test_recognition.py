@@ -41,7 +41,8 @@ from tests.integration import inprocess
 from tests.integration.conftest import BOOTSTRAP, LOGS, ROOT, _reached, end_offsets, fresh_database, open_watch
 from tests.integration.security.broker import free_ports
 
-CONSUMED = [topics.ATTAINMENT.name, topics.DEALS.name, topics.ACTIVITIES.name, topics.ROSTER.name, topics.TENANTS.name]
+CONSUMED = [topics.ATTAINMENT.name, topics.DEALS.name, topics.ACTIVITIES.name, topics.ROSTER.name, topics.TENANTS.name,
+            topics.CONTESTS.name]
 Q3_START, Q3_END = datetime(2026, 6, 30, 22, tzinfo=UTC), datetime(2026, 9, 30, 22, tzinfo=UTC)  # Berlin
 NOW = datetime(2026, 11, 18, 10, tzinfo=UTC)  # Q3 and October have closed
 EXT = {"tenanttimezone": "Europe/Berlin", "tenantfiscalstart": "1", "tenantcurrency": "EUR"}

@@ -17,6 +17,7 @@ from services.recognition.batch import FigureKey
 from services.recognition.model import (
     Bundle,
     Calendar,
+    Contest,
     Corrected,
     Drop,
     Entry,
@@ -56,9 +57,10 @@ class FakeRepository(Repository):
     attainment: dict[tuple[str, FigureKey], AttainmentUpdated] = field(default_factory=dict)
     deal_rows: dict[tuple[str, str], StoredDeal] = field(default_factory=dict)
     activities: dict[tuple[str, str], Moment] = field(default_factory=dict)
-    ledger: dict[tuple[str, str, str, str, str], Row] = field(default_factory=dict)
+    ledger: dict[tuple[str, str, str, str, str, str], Row] = field(default_factory=dict)  # ... period, occasion
     outbox: list[Outgoing] = field(default_factory=list)
     closes: set[tuple[str, str]] = field(default_factory=set)
+    contest_rows: dict[tuple[str, str], Contest] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
     leaves: dict[tuple[str, str], tuple[TimeOffSet, datetime, str]] = field(default_factory=dict)
     # settings every tenant of the test has set before it began (as if through the API), under its own
@@ -151,7 +153,7 @@ class FakeRepository(Repository):
     async def save_figures(self, tenant: str, figures: Sequence[AttainmentUpdated]) -> None:
         self._count("save_figures")
         for f in figures:
-            key = (tenant, (f.scope.value, f.scope_id, f.period, f.metric.value))
+            key = (tenant, (f.scope.value, f.scope_id, f.period, str(f.metric)))
             held = self.attainment.get(key)
             if held is None or supersedes(held.revision, held.as_of, f.revision, f.as_of):
                 self.attainment[key] = f
@@ -213,8 +215,8 @@ class FakeRepository(Repository):
         out: list[str | None] = []
         for e in entries:
             f = e.found
-            key = (tenant, f.scope.value, f.scope_id, f.milestone, f.period)
-            cid = str(celebration_id(tenant, f.scope.value, f.scope_id, f.milestone, f.period))
+            key = (tenant, str(f.scope), f.scope_id, f.milestone, f.period, f.occasion)
+            cid = str(celebration_id(tenant, str(f.scope), f.scope_id, f.milestone, f.period, f.occasion))
             if key in self.ledger:
                 out.append(None)
             else:
@@ -236,15 +238,16 @@ class FakeRepository(Repository):
         self._count("mark_corrected")
         out = []
         for d in drops:
-            row = self.ledger.get((tenant, d.scope.value, d.scope_id, d.milestone, d.period))
+            row = self.ledger.get((tenant, d.scope.value, d.scope_id, d.milestone, d.period, ""))
             if row is not None and row.entry.status == "celebrated" and row.corrected_at is None:
-                self.ledger[(tenant, d.scope.value, d.scope_id, d.milestone, d.period)] = replace(row, corrected_at=at)
+                self.ledger[(tenant, d.scope.value, d.scope_id, d.milestone, d.period, "")] = replace(
+                    row, corrected_at=at)
                 out.append(Corrected(row.celebration_id, d.scope, d.scope_id, d.milestone, d.period))
         return out
 
     async def celebrations(self, tenant: str, *, scope_id: str | None, period: str | None, limit: int,
                            before: datetime | None = None) -> list[dict[str, Any]]:
-        rows = [r for (t, _, s, _, p), r in self.ledger.items() if t == tenant and r.entry.status == "celebrated"
+        rows = [r for (t, _, s, _, p, _), r in self.ledger.items() if t == tenant and r.entry.status == "celebrated"
                 and scope_id in (None, s) and period in (None, p)
                 and (before is None or r.entry.found.occurred_at < before)]
         rows.sort(key=lambda r: (r.entry.found.occurred_at, r.celebration_id), reverse=True)
@@ -265,3 +268,24 @@ class FakeRepository(Repository):
             return False
         self.closes.add((tenant, period))
         return True
+
+    # --- contests ---------------------------------------------------------------------------------------
+
+    async def contests(self, tenant: str, contest_ids: Sequence[str]) -> dict[str, Contest]:
+        self._count("contests")
+        return {c: self.contest_rows[(tenant, c)] for c in contest_ids if (tenant, c) in self.contest_rows}
+
+    async def save_contests(self, tenant: str, contests: Sequence[Contest]) -> None:
+        self._count("save_contests")
+        for c in contests:
+            held = self.contest_rows.get((tenant, c.contest_id))
+            if held is None or held.latest.revision <= c.latest.revision:
+                self.contest_rows[(tenant, c.contest_id)] = c
+
+    async def leading(self, tenant: str) -> list[Contest]:
+        return [c for (t, _), c in sorted(self.contest_rows.items()) if t == tenant and c.latest.status == "running"
+                and c.candidate is not None and c.candidate != c.celebrated]
+
+    async def leading_tenants(self, at: datetime) -> list[str]:
+        return sorted({t for (t, _), c in self.contest_rows.items() if c.latest.status == "running"
+                       and c.candidate is not None and c.candidate != c.celebrated and c.latest.ends_at > at})

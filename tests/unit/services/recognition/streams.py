@@ -5,15 +5,24 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from pydantic import BaseModel
 
 from shared.cloudevents import CloudEvent
 from shared.consumer import Incoming
-from shared.events import ActivityLogged, AttainmentUpdated, DealDeleted, DealUpserted, RepUpserted
+from shared.events import (
+    ActivityLogged,
+    AttainmentUpdated,
+    ContestStanding,
+    ContestUpdated,
+    DealDeleted,
+    DealUpserted,
+    RepUpserted,
+)
 
 NOW = datetime(2026, 11, 18, 10, tzinfo=UTC)  # October and 2026-Q3 have closed (Berlin)
 EXT = {"tenanttimezone": "Europe/Berlin", "tenantfiscalstart": "1", "tenantcurrency": "EUR"}
@@ -100,3 +109,59 @@ def mixed_stream(t: str, rnd: random.Random) -> list[Incoming]:
             queues.remove(queue)
     body += [rnd.choice(body) for _ in range(15)]
     return out + body
+
+
+# --- contests (kpi.contests.v1) -------------------------------------------------------------------------
+
+CONTEST_START = datetime(2026, 11, 2, 8, tzinfo=UTC)  # Monday 09:00 in Berlin
+CONTEST_END = datetime(2026, 11, 30, 23, tzinfo=UTC)  # 1 December 00:00 in Berlin: the window's last day is the 30th
+
+
+def standings_of(values: Mapping[str, str]) -> tuple[list[ContestStanding], list[str]]:
+    """Participants' values as kpi ranks them (competition ranking, ties sharing a rank; equal values in id
+    order), and the leaders: rank 1 with a value above 0."""
+    ordered = sorted(values.items(), key=lambda kv: (-Decimal(kv[1]), kv[0]))
+    standings = [ContestStanding(rank=1 + sum(Decimal(w) > Decimal(v) for _, w in ordered),
+                                 tied=sum(Decimal(w) == Decimal(v) for _, w in ordered) > 1, participant_id=pid,
+                                 name=pid.title(), value=Decimal(v)) for pid, v in ordered]
+    return standings, [s.participant_id for s in standings if s.rank == 1 and s.value > 0]
+
+
+def contest_update(revision: int, as_of: datetime, values: Mapping[str, str], *, status: str = "running",
+                   prizes: Sequence[str] = ("a weekend in Rome", "a dinner for two"), contest_id: str = "c-1",
+                   participants: str = "reps", starts_at: datetime = CONTEST_START,
+                   ends_at: datetime = CONTEST_END) -> ContestUpdated:
+    standings, leaders = standings_of(values)
+    return ContestUpdated(contest_id=contest_id, name="November Sprint", metric="won_revenue",
+                          participants=participants, rank_by="amount", starts_at=starts_at, ends_at=ends_at,
+                          status=status, prizes=list(prizes), standings=standings, leaders=leaders,
+                          revision=revision, as_of=as_of)
+
+
+def contest(tenant: str, revision: int, as_of: datetime, values: Mapping[str, str], **kwargs: Any) -> Incoming:
+    """kpi's `kpi.contest.updated` of one revision (its ce_id stable per contest and revision)."""
+    data = contest_update(revision, as_of, values, **kwargs)
+    return incoming(tenant, "kpi.contest.updated", data, as_of, source="attain/kpi",
+                    event_id=f"{data.contest_id}:{revision}")
+
+
+def minutes(m: float) -> datetime:
+    return NOW + timedelta(minutes=m)
+
+
+def race(t: str) -> list[tuple[float, Incoming]]:
+    """A contest from its schedule to its end, each revision at its minute after NOW: it starts at 0, ann leads
+    alone from 5, bob ties at 8, ann alone again from 9, bob from 30, ann from 38 (celebrated last already),
+    bob from 70, ann from 90; it ends at 180 with ann 1st and bob 2nd (two prizes), cid on 0."""
+    end = minutes(180)
+
+    def at(m: float, revision: int, ann: str, bob: str, status: str = "running") -> tuple[float, Incoming]:
+        return m, contest(t, revision, minutes(m), {"ann": ann, "bob": bob, "cid": "0"}, status=status, starts_at=NOW,
+                          ends_at=end)
+
+    return [at(-60, 1, "0", "0", "scheduled"), at(0, 2, "0", "0"), at(5, 3, "100", "0"), at(8, 4, "100", "100"),
+            at(9, 5, "150", "100"), at(30, 6, "150", "200"), at(38, 7, "250", "200"), at(70, 8, "250", "300"),
+            at(90, 9, "400", "300"), at(180, 10, "400", "300", "final")]
+
+
+TICKS = [18.99, 19, 25, 35, 60, 79.99, 80, 85, 100, 150, 181]  # the lead timer's runs, in minutes after NOW

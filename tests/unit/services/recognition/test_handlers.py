@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from services.recognition.config import ConfigCache
-from services.recognition.handlers import handle_batch, settle_tenant
+from services.recognition.handlers import handle_batch, settle_leads, settle_tenant
 from services.recognition.outgoing import REACHED
 from shared.consumer import Incoming
 from shared.events import (
@@ -27,11 +27,15 @@ from shared.events import (
 from tests.unit.services.recognition.fake import FakeRepository
 from tests.unit.services.recognition.streams import (
     NOW,
+    TICKS,
     activity,
     batches_of,
+    contest,
     figure,
     incoming,
+    minutes,
     mixed_stream,
+    race,
     rep,
     tenant_id,
     week_of_calls,
@@ -375,3 +379,140 @@ async def test_a_streak_across_time_off_continues_and_a_cancelled_one_counts_as_
         calls = [activity(t, f"c-{d:%d}-{k}", "rep-1", d + timedelta(minutes=k)) for d in days for k in range(5)]
         await run(repo, [[registry(t, None), rep(t, "rep-1"), incoming(t, "time_off.set", leave, days[0])], calls])
         assert set(ledger(repo, t)) == expected, cancelled
+
+
+# --- contests (issue 22, item 4) ------------------------------------------------------------------------
+
+
+async def race_with_ticks(repo: FakeRepository, t: str, cache: ConfigCache) -> int:
+    """Each revision in its own batch at its minute, the timer ticking in between (twice each time, as two
+    replicas would); returns the celebrations made."""
+    made, ticks = 0, list(TICKS)
+    for m, record in race(t):
+        while ticks and ticks[0] < m:
+            tick = ticks.pop(0)
+            made += await settle_leads(repo, cache, t, minutes(tick))
+            made += await settle_leads(repo, ConfigCache(), t, minutes(tick))  # the other replica
+        made += await handle_batch(repo, cache, [record], minutes(m))
+    for tick in ticks:
+        made += await settle_leads(repo, cache, t, minutes(tick))
+    return made
+
+
+def contest_ledger(repo: FakeRepository, t: str) -> set[tuple[str, str, str, str]]:
+    """(scope id, milestone, occasion, status) of the tenant's contest rows."""
+    return {(k[2], k[3], k[5], r.entry.status) for k, r in repo.ledger.items() if k[0] == t and k[4] == "c-1"}
+
+
+async def test_a_contests_start_each_lasting_lead_and_its_winners_are_celebrated_once() -> None:
+    repo, t, cache = FakeRepository(), tenant_id(), ConfigCache()
+    assert await race_with_ticks(repo, t, cache) == 6
+    assert contest_ledger(repo, t) == {
+        ("c-1", "contest_started", "", "celebrated"),
+        ("ann", "contest_lead", minutes(9).isoformat(), "celebrated"),  # ann from 5 was tied at 8: not yet
+        ("bob", "contest_lead", minutes(70).isoformat(), "celebrated"),  # bob from 30: ann took it back at 38
+        ("ann", "contest_lead", minutes(90).isoformat(), "celebrated"),  # ann again, after bob was celebrated
+        ("ann", "contest_won", "", "celebrated"), ("bob", "contest_won", "", "celebrated")}
+    events = reached(repo)
+    assert len({e.celebration_id for e in events}) == len(events) == 6
+    assert [(e.scope, e.milestone) for e in events][:2] == [("contest", "contest_started"), ("rep", "contest_lead")]
+    # (the tenant has no registry entry: amounts without a currency)
+    assert events[1].headline == "Ann took the lead in November Sprint with 150.00, 50.00 ahead of Bob!"
+    assert events[-2].headline == "Ann won November Sprint with 400.00 and takes home a weekend in Rome!"
+    # the whole race again, and the timer again: nothing more
+    assert await run(repo, [[record for _, record in race(t)]], cache, now=minutes(200)) == 0
+    assert await settle_leads(repo, cache, t, minutes(200)) == 0
+    assert len(reached(repo)) == 6
+
+
+async def test_a_lead_is_celebrated_when_the_timer_runs_exactly_at_the_debounce_and_not_a_moment_before() -> None:
+    repo, t, cache = FakeRepository(), tenant_id(), ConfigCache()
+    started = [record for m, record in race(t) if m <= 9]
+    await run(repo, [started], cache, now=minutes(9))
+    assert await settle_leads(repo, cache, t, minutes(19) - timedelta(microseconds=1)) == 0
+    assert await settle_leads(repo, cache, t, minutes(19)) == 1
+    assert await settle_leads(repo, ConfigCache(), t, minutes(19)) == 0  # another replica's timer
+    assert await settle_leads(repo, cache, t, minutes(29)) == 0
+
+
+async def test_the_same_race_in_one_batch_makes_the_same_celebrations_of_the_leads_it_shows() -> None:
+    ticking, t = FakeRepository(), "same-tenant"
+    await race_with_ticks(ticking, t, ConfigCache())
+    batched = FakeRepository()
+    race_records = [record for _, record in race(t)]
+    # one batch, then redelivered in two: no timer ran before the end, so ann's last lead (from 90 to the end)
+    # was never judged while the contest ran; every other lead is the revision after it that shows it lasted
+    assert await run(batched, [race_records, race_records[:4], race_records[4:]], now=minutes(181)) == 5
+    assert await settle_leads(batched, ConfigCache(), t, minutes(181)) == 0
+    assert contest_ledger(ticking, t) - contest_ledger(batched, t) == {
+        ("ann", "contest_lead", minutes(90).isoformat(), "celebrated")}
+    assert {e.celebration_id for e in reached(batched)} < {e.celebration_id for e in reached(ticking)}
+
+
+async def test_the_lead_debounce_is_the_tenants_setting() -> None:
+    repo, t, cache = FakeRepository(), tenant_id(), ConfigCache()
+    await repo.set_overrides(t, {"contest_lead_debounce_s": 60})
+    await run(repo, [[record for m, record in race(t) if m <= 5]], cache, now=minutes(5))
+    assert await settle_leads(repo, cache, t, minutes(6)) == 1
+
+
+async def test_a_stale_or_redelivered_revision_changes_nothing() -> None:
+    repo, t, cache = FakeRepository(), tenant_id(), ConfigCache()
+    records = [record for m, record in race(t) if m <= 30]
+    await run(repo, [records], cache, now=minutes(30))
+    held = repo.contest_rows[(t, "c-1")]
+    assert (held.latest.revision, held.candidate, held.since) == (6, "bob", minutes(30))
+    assert await run(repo, [records[::-1], records[2:4]], cache, now=minutes(31)) == 0
+    assert repo.contest_rows[(t, "c-1")] == held
+
+
+async def test_a_cancelled_contest_celebrates_nothing_and_its_lead_is_never_judged_again() -> None:
+    repo, t, cache = FakeRepository(), tenant_id(), ConfigCache()
+    cancelled = contest(t, 1, NOW, {"ann": "10"}, status="cancelled", starts_at=NOW)
+    assert await run(repo, [[cancelled]], cache) == 0
+    other = tenant_id()
+    leading = [record for m, record in race(other) if 0 < m <= 5]  # first seen running, ann alone from 5
+    assert await run(repo, [leading], cache, now=minutes(5)) == 1  # its start
+    stop = contest(other, 9, minutes(7), {"ann": "10"}, status="cancelled", starts_at=NOW, ends_at=minutes(180))
+    assert await run(repo, [[stop]], cache, now=minutes(7)) == 0
+    assert await settle_leads(repo, cache, other, minutes(60)) == 0
+    assert await repo.leading_tenants(minutes(60)) == []
+
+
+async def test_nothing_is_celebrated_of_a_lead_once_the_contest_has_ended() -> None:
+    repo, t, cache = FakeRepository(), tenant_id(), ConfigCache()
+    ends = contest(t, 2, NOW, {"ann": "10"}, starts_at=NOW - timedelta(hours=1), ends_at=NOW + timedelta(minutes=5))
+    await run(repo, [[ends]], cache)
+    assert await settle_leads(repo, cache, t, NOW + timedelta(minutes=5)) == 0  # kpi has not said final yet
+    assert await repo.leading_tenants(NOW + timedelta(minutes=5)) == []
+
+
+async def test_a_contest_first_seen_final_long_after_its_start_is_won_but_its_start_is_history() -> None:
+    repo, t, cache = FakeRepository(), tenant_id(), ConfigCache()
+    over = contest(t, 40, NOW, {"ann": "9", "bob": "5"}, status="final", starts_at=NOW - timedelta(days=30),
+                   ends_at=NOW - timedelta(minutes=1))
+    assert await run(repo, [[over]], cache) == 2
+    assert contest_ledger(repo, t) == {
+        ("c-1", "contest_started", "", "history"), ("ann", "contest_won", "", "celebrated"),
+        ("bob", "contest_won", "", "celebrated")}
+    replayed = contest(t, 40, NOW, {"ann": "9", "bob": "5"}, status="final", starts_at=NOW - timedelta(days=30),
+                       ends_at=NOW - timedelta(minutes=1))
+    assert await run(repo, [[replayed]], cache, now=NOW + timedelta(days=9)) == 0
+
+
+async def test_a_team_contest_celebrates_teams() -> None:
+    repo, t, cache = FakeRepository(), tenant_id(), ConfigCache()
+    teams = contest(t, 3, NOW, {"team-a": "9", "team-b": "5"}, status="final", participants="teams",
+                    starts_at=NOW - timedelta(hours=5), ends_at=NOW)
+    assert await run(repo, [[teams]], cache) == 3
+    assert {(e.scope, e.scope_id, e.milestone) for e in reached(repo)} == {
+        ("contest", "c-1", "contest_started"), ("team", "team-a", "contest_won"), ("team", "team-b", "contest_won")}
+
+
+async def test_a_batch_of_many_revisions_reads_and_writes_its_contests_once() -> None:
+    repo, t = FakeRepository(), tenant_id()
+    first = [record for _, record in race(t)]
+    second = [contest(t, r, minutes(r), {"cid": str(r)}, contest_id="c-2", starts_at=NOW) for r in range(1, 8)]
+    await run(repo, [[*first, *second]], now=minutes(181))
+    assert (repo.calls["contests"], repo.calls["save_contests"], repo.calls["record"]) == (1, 1, 1)
+    assert {c.latest.revision for c in repo.contest_rows.values()} == {10, 7}

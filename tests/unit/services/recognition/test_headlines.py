@@ -47,7 +47,8 @@ def test_a_milestone_name_maps_to_its_template_kind(milestone: str, kind: str) -
 
 def test_every_kind_has_a_default_template() -> None:
     assert set(DEFAULT_TEMPLATES) == {"quota", "team_goal", "first_win_ever", "first_win", "personal_record",
-                                      "team_largest_deal", "activity_streak", "leaderboard"}  # fmt: skip
+                                      "team_largest_deal", "activity_streak", "leaderboard", "contest_started",
+                                      "contest_lead", "contest_won"}  # fmt: skip
 
 
 # --- default templates, en -------------------------------------------------------------------------------
