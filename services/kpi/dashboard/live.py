@@ -3,8 +3,10 @@ server-sent events.
 
 Figures come from kpi's own state: every batch that changes a tenant's figures (targeted or not; only
 targeted ones go out on `kpi.attainment.v1`) NOTIFYs the periods it moved at commit
-(`repository.FIGURES_CHANNEL`), and every kpi replica LISTENs. Celebrations come from one Kafka consumer
-per kpi process reading `recognition.celebrations.v1` from its end (no consumer group: every replica
+(`repository.FIGURES_CHANNEL`), and every kpi replica LISTENs; a contest's published standings come the same
+way, labelled ``contest:<id>`` instead of a period (`contesting._publish`). A page re-reads itself when a
+label concerns it (`static/dashboard.js`: its period, its contest, or any contest). Celebrations come from one
+Kafka consumer per kpi process reading `recognition.celebrations.v1` from its end (no consumer group: every replica
 shows every update to the browsers connected to it), read_committed like every subscriber. Both run
 only while someone watches: the first browser starts them, and they stop a minute after the last one
 left. Updates are routed by tenant and decoded only when a browser of that tenant is connected; each

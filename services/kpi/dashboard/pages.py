@@ -4,7 +4,8 @@ JavaScript for live updates, TV rotation and PNG export; no build step.
 Sign-in stores the tenant's bearer token in an HttpOnly cookie (SameSite=Lax, Secure behind HTTPS):
 every page is scoped to that tenant exactly as the read API is. Check-ins, action plans, celebrations
 and manager scorecards come from coaching's and recognition's read APIs with the same token (kpi does
-not read their tables); when one does not answer, the page says so and shows the rest.
+not read their tables); when one does not answer, the page says so and shows the rest. What every page
+shares (the session, formats, periods, rendering) is in `web.py`; the contest pages in `contest_pages.py`.
 """
 
 from __future__ import annotations
@@ -14,243 +15,64 @@ import functools
 import hashlib
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Collection
 from datetime import date, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
-from pathlib import Path
-from typing import Annotated, Any
+from decimal import Decimal
+from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
 
 import httpx
-import jinja2
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 
 from services.kpi import pace
-from services.kpi.dashboard import live, queries, view
+from services.kpi.dashboard import contest_pages, contest_view, forecast_view, live, queries, view
+from services.kpi.dashboard.web import (
+    COOKIE,
+    COOKIE_DAYS,
+    HERE,
+    METRIC_NAMES,
+    SHARED,
+    Actor,
+    Anyone,
+    Coach,
+    Fmt,
+    People,
+    Period,
+    Planner,
+    Rt,
+    Tenant,
+    bar,
+    basics,
+    holder,
+    make_context,
+    metric_of,
+    page_period,
+    period_choices,
+    render,
+    rep_period,
+)
 from services.kpi.figures import figures
 from services.kpi.ranking import RankBy, rank_by_value, ranked
 from services.kpi.settings import KpiSettings
 from shared import ratelimit, share_link, token_store
-from shared.auth import see_rep
-from shared.authz import EVERYONE, Principal, admit_with, public
+from shared.auth import reps_visible, see_rep
+from shared.authz import Principal, public
 from shared.db import tenant_tx
-from shared.events import Metric, Role
-from shared.periods import PeriodError, PeriodKind, parse_period, period_bounds, period_of
-from shared.registry_signing import RegistryVerifier
-from shared.service import Runtime, runtime_of
-from shared.workdays import working_share
+from shared.events import Metric
+from shared.service import Runtime
+
+__all__ = ["COOKIE", "csrf_token", "make_context", "router"]  # what app.py wires and the tests use
 
 log = logging.getLogger(__name__)
 
-HERE = Path(__file__).resolve().parent
-COOKIE = "attain_dashboard"
-COOKIE_DAYS = 30
-SHARED = "share:"  # the session cookie of a TV opened with a share link holds the link, not a token
 SERVICE_TIMEOUT_S = 2.0
 STATIC = {"dashboard.css": "text/css; charset=utf-8", "dashboard.js": "text/javascript; charset=utf-8"}
-METRIC_NAMES = {Metric.WON_REVENUE: "Won revenue", Metric.DEALS_WON: "Deals won", Metric.WIN_RATE: "Win rate",
-                Metric.PIPELINE_CREATED: "Pipeline created", Metric.AVG_DEAL_SIZE: "Average deal size",
-                Metric.CALLS: "Calls", Metric.EMAILS: "E-mails", Metric.MEETINGS: "Meetings",
-                Metric.ACTIVITIES: "Activities"}
 TREND_WORDS = {"up": ("▲", "ahead of the pace needed this week"), "flat": ("▶", "on the pace needed this week"),
                "down": ("▼", "behind the pace needed this week")}
-BAR_SCALE = Decimal("1.5")  # bars run to 150 % of target
 
 router = APIRouter(include_in_schema=False)
-Rt = Annotated[Runtime, Depends(runtime_of)]
-TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
-                               trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
-
-
-@dataclass
-class Dashboard:
-    """kpi's per-process dashboard state (`ServiceSpec.context`)."""
-
-    hub: live.Hub = field(default_factory=live.Hub)
-    verifier: RegistryVerifier | None = None  # of share links, loaded on first use
-
-
-def make_context(_rt: Runtime) -> Dashboard:
-    return Dashboard()
-
-
-async def session_principal(request: Request, rt: Rt) -> Principal:
-    """The holder of the token the sign-in page stored (or of a TV's share link); to the sign-in page without
-    a valid one."""
-    credential = request.cookies.get(COOKIE, "").strip()
-    if credential:
-        who = await _holder(rt, credential)
-        if who is not None:
-            return who
-        ratelimit.note_failed_authentication(request.scope)  # a guessed token counts as a bad bearer token does
-    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    raise HTTPException(303, "sign in first", headers={"Location": f"/signin?next={quote(here)}"})
-
-
-def session_for(*roles: Role) -> Callable[..., Awaitable[Principal]]:
-    """A dependency: the session's holder, when its role is one of `roles` (403 otherwise)."""
-    return admit_with(session_principal, *roles)
-
-
-async def _holder(rt: Runtime, credential: str) -> Principal | None:
-    """Who the session cookie speaks for: a token's holder, or a TV's share link (`share:<link>`, a viewer)."""
-    async with rt.pool.acquire() as conn:  # the tokens are readable before the tenant is known
-        if credential.startswith(SHARED):
-            found = share_link.read(_verifier(rt), credential.removeprefix(SHARED))
-            return await token_store.viewer_by_id(conn, *found, rt.clock.now()) if found else None
-        return await token_store.principal(conn, credential, rt.clock.now())
-
-
-def _verifier(rt: Runtime) -> RegistryVerifier:
-    """The registry's public keys (REGISTRY_VERIFY_KEYS): ingest signs share links with its registry key."""
-    context = rt.context
-    if not isinstance(context, Dashboard) or context.verifier is None:
-        verifier = rt.settings.registry_verifier()
-        if isinstance(context, Dashboard):
-            context.verifier = verifier
-        return verifier
-    return context.verifier
-
-
-Anyone = Annotated[Principal, Depends(session_for(*EVERYONE))]  # leaderboards, teams, TV, live stream: all roles
-People = Annotated[Principal, Depends(session_for("admin", "integration", "manager", "rep"))]  # then `see_rep`
-Actor = Annotated[Principal, Depends(session_for("admin", "manager", "rep"))]  # acts on check-ins
-Planner = Annotated[Principal, Depends(session_for("admin", "manager"))]
-Coach = Annotated[Principal, Depends(session_for("admin", "integration", "manager"))]  # coaching's effect
-
-
-async def session_tenant(who: Anyone) -> str:
-    return who.tenant
-
-
-Tenant = Annotated[str, Depends(session_tenant)]
-
-
-@dataclass(frozen=True)
-class Fmt:
-    """Numbers, money and times as the tenant reads them: its locale, currency and time zone."""
-
-    t: queries.Tenant
-
-    def money(self, value: Decimal | None) -> str:
-        return "–" if value is None else view.money(value, self.t.currency, self.t.locale)
-
-    def value(self, metric: str, value: Decimal | None) -> str:
-        if value is None:
-            return "–"
-        if metric == Metric.WIN_RATE.value:
-            return view.percent(value, self.t.locale)
-        return self.money(value) if Metric(metric) in queries.MONEY else view.number(value, self.t.locale)
-
-    def estimate(self, metric: str, value: Decimal | None) -> str:
-        """A projection: counts as whole numbers (1.6054 calls reads as 2), money to the cent; none for a ratio
-        (a win rate or an average deal size does not grow with time, so extrapolating it says nothing)."""
-        if metric in (Metric.WIN_RATE.value, Metric.AVG_DEAL_SIZE.value):
-            return "–"
-        if value is not None and Metric(metric) not in queries.MONEY and metric != Metric.WIN_RATE.value:
-            value = value.quantize(Decimal(1), ROUND_HALF_EVEN)
-        return self.value(metric, value)
-
-    def money_in(self, amount: Decimal | None, currency: str | None) -> str:
-        """An amount in its own currency (a deal as the CRM has it), in the tenant's locale."""
-        return "–" if amount is None else view.money(amount, (currency or "").strip() or None, self.t.locale)
-
-    def pct(self, ratio: Decimal | None) -> str:
-        return view.percent(ratio, self.t.locale)
-
-    def when(self, moment: datetime | str | None) -> str:
-        if moment is None:
-            return "–"
-        at = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
-        return at.astimezone(self.t.timezone).strftime("%Y-%m-%d %H:%M")
-
-    def day(self, moment: datetime | str | None) -> str:
-        return self.when(moment)[:10]
-
-
-@dataclass(frozen=True)
-class Period:
-    label: str
-    start: datetime
-    end: datetime
-    share: Decimal  # of its working days elapsed now (weekdays minus `days_off`), as kpi's figures count it
-    days_off: frozenset[date] = frozenset()  # the tenant's holidays in it (on a rep's page: and their time off)
-
-    @property
-    def last(self) -> datetime:
-        """The period's last moment: `end` is exclusive (the next period's first midnight)."""
-        return self.end - timedelta(microseconds=1)
-
-
-def _period(t: queries.Tenant, label: str | None, now: datetime) -> Period:
-    """The period `label` (default: the current quarter) with the tenant's pace: its holidays are days off."""
-    if label is None:
-        label = period_of(PeriodKind.QUARTER, now, t.timezone, t.fiscal_start_month).label
-    try:
-        label = parse_period(label).label
-    except PeriodError as err:
-        raise HTTPException(422, f"period: {err}") from err
-    start, end = period_bounds(label, t.timezone, t.fiscal_start_month)
-    off = pace.days_off_in(start, end, t.timezone, t.holidays)
-    return Period(label, start, end, working_share(start, end, now, t.timezone, off), off)
-
-
-def _for_rep(p: Period, t: queries.Tenant, leave: pace.Leave, now: datetime) -> Period:
-    """The period with a rep's pace: their time off are days off too (as in kpi's published rep figures)."""
-    if not leave:
-        return p
-    off = pace.days_off_in(p.start, p.end, t.timezone, t.holidays, leave)
-    return replace(p, share=working_share(p.start, p.end, now, t.timezone, off), days_off=off)
-
-
-def _period_choices(t: queries.Tenant, now: datetime) -> list[str]:
-    """The periods running now, and the quarter and month before them."""
-    out = [period_of(kind, now, t.timezone, t.fiscal_start_month).label
-           for kind in (PeriodKind.MONTH, PeriodKind.QUARTER, PeriodKind.YEAR)]
-    for kind in (PeriodKind.QUARTER, PeriodKind.MONTH):
-        start, _ = period_bounds(period_of(kind, now, t.timezone, t.fiscal_start_month).label, t.timezone,
-                                 t.fiscal_start_month)
-        out.append(period_of(kind, start - timedelta(microseconds=1), t.timezone, t.fiscal_start_month).label)
-    return out
-
-
-def _metric(name: str | None) -> Metric:
-    try:
-        return Metric(name or Metric.WON_REVENUE.value)
-    except ValueError as err:
-        raise HTTPException(422, f"metric: unknown metric {name!r}") from err
-
-
-def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
-    """A whole page, or only its <main> for the live refresh and the TV rotation (`?partial=1`)."""
-    partial = request.query_params.get("partial") == "1"
-    body = TEMPLATES.get_template(template).render(partial=partial, path=request.url.path,
-                                                    query=request.url.query, **context)
-    return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store",
-                                                           "Content-Security-Policy": CSP,
-                                                           "X-Content-Type-Options": "nosniff",
-                                                           "Referrer-Policy": "same-origin"})
-
-
-CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
-       "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
-
-
-async def _base(rt: Runtime, tenant: str) -> tuple[queries.Tenant, Fmt, datetime]:
-    async with tenant_tx(rt.pool, tenant) as conn:
-        t = await queries.tenant(conn, tenant)
-    return t, Fmt(t), rt.clock.now()
-
-
-def _bar(attainment: Decimal | None, share: Decimal) -> dict[str, Any]:
-    """Widths (in % of the bar) of the attainment and of the pace marker (where the rep should be now)."""
-    def width(x: Decimal) -> str:
-        return format(min(max(x, Decimal(0)), BAR_SCALE) / BAR_SCALE * 100, ".1f")
-    return {"fill": width(attainment) if attainment is not None else None, "marker": width(share),
-            "state": None if attainment is None else ("ahead" if attainment >= share else "behind"), "share": share}
-
+router.include_router(contest_pages.router)  # /contests, /contests/{contest_id}
 
 # --- sign-in --------------------------------------------------------------------------------------
 
@@ -287,7 +109,7 @@ async def signin(request: Request, rt: Rt) -> Response:
 async def open_share_link(request: Request, rt: Rt, link: str) -> Response:
     """A screen opens the TV with a share link: a session on the link's viewer token, then to `/tv`. A link
     that is forged, or whose token is revoked, expired or not a viewer's, is a 404 (the screen needs a new one)."""
-    who = await _holder(rt, SHARED + link)
+    who = await holder(rt, SHARED + link)
     if who is None:
         ratelimit.note_failed_authentication(request.scope)
         raise HTTPException(404, "no such share link (revoked, expired or never made)")
@@ -329,14 +151,14 @@ async def _standings(rt: Runtime, t: queries.Tenant, p: Period, metric: Metric, 
     out = []
     for e in ranked(rows, lambda r: rank_by_value(r["actual"], r["target"], by), lambda r: r["rep_id"]):
         r = e.entry
-        mine = _for_rep(p, t, leave.get(r["rep_id"], []), now)
+        mine = rep_period(p, t, leave.get(r["rep_id"], []), now)
         fig = figures(r["actual"], r["target"], mine.share)
         direction = (view.trend(gains.get(r["rep_id"], Decimal(0)), r["target"], p.start, p.end, now, t.timezone,
                                 days_off=mine.days_off)
                      if metric in queries.ADDITIVE and p.start <= now < p.end else None)
         out.append({"rank": e.rank, "tied": e.tied, "rep_id": r["rep_id"], "name": r["name"] or r["rep_id"],
                     "team_id": r["team_id"], "actual": r["actual"], "target": r["target"],
-                    "attainment": fig.attainment, "pace": fig.pace, "bar": _bar(fig.attainment, mine.share),
+                    "attainment": fig.attainment, "pace": fig.pace, "bar": bar(fig.attainment, mine.share),
                     "trend": direction, "trend_words": TREND_WORDS.get(direction or "")})
     return out
 
@@ -350,7 +172,7 @@ async def _team_standings(rt: Runtime, t: queries.Tenant, p: Period, metric: Met
         fig = figures(e.entry["actual"], e.entry["target"], p.share)
         out.append({"rank": e.rank, "tied": e.tied, "team_id": e.entry["team_id"],
                     "name": e.entry["name"] or e.entry["team_id"], "actual": e.entry["actual"],
-                    "target": e.entry["target"], "attainment": fig.attainment, "bar": _bar(fig.attainment, p.share)})
+                    "target": e.entry["target"], "attainment": fig.attainment, "bar": bar(fig.attainment, p.share)})
     return out
 
 
@@ -364,8 +186,8 @@ def _rank_by(text: str | None) -> RankBy:
 @router.get("/leaderboard")
 async def leaderboard(request: Request, rt: Rt, tenant: Tenant, period: str | None = None,
                       metric: str | None = None, team: str | None = None, rank_by: str | None = None) -> HTMLResponse:
-    t, fmt, now = await _base(rt, tenant)
-    p, m, by = _period(t, period, now), _metric(metric), _rank_by(rank_by)
+    t, fmt, now = await basics(rt, tenant)
+    p, m, by = page_period(t, period, now), metric_of(metric), _rank_by(rank_by)
     rows = await _standings(rt, t, p, m, team or None, now, by)
     team_board = await _team_standings(rt, t, p, m, by) if not team else []
     async with tenant_tx(rt.pool, tenant) as conn:
@@ -374,15 +196,15 @@ async def leaderboard(request: Request, rt: Rt, tenant: Tenant, period: str | No
     csv_link = "/leaderboard.csv?" + urlencode(csv_query)
     return render(request, "leaderboard.html", title=f"Leaderboard · {METRIC_NAMES[m]} · {p.label}", fmt=fmt,
                   tenant=t, period=p, metric=m, metric_names=METRIC_NAMES, rows=rows, team=team or "",
-                  teams=team_rows, team_board=team_board, rank_by=by.value, periods=_period_choices(t, now),
+                  teams=team_rows, team_board=team_board, rank_by=by.value, periods=period_choices(t, now),
                   csv_link=csv_link, now=now, live_period=p.label)
 
 
 @router.get("/leaderboard.csv")
 async def leaderboard_csv(rt: Rt, tenant: Tenant, period: str | None = None, metric: str | None = None,
                           team: str | None = None, rank_by: str | None = None) -> Response:
-    t, _, now = await _base(rt, tenant)
-    p, m = _period(t, period, now), _metric(metric)
+    t, _, now = await basics(rt, tenant)
+    p, m = page_period(t, period, now), metric_of(metric)
     rows = await _standings(rt, t, p, m, team or None, now, _rank_by(rank_by))
     body = view.leaderboard_csv(rows, m.value, p.label)
     name = f"leaderboard-{t.slug}-{p.label}-{m.value}.csv"
@@ -415,15 +237,15 @@ async def _from(client: httpx.AsyncClient, url: str, token: str) -> dict[str, An
 async def rep_scorecard(request: Request, rt: Rt, caller: People, rep_id: str,
                         period: str | None = None) -> HTMLResponse:
     tenant = caller.tenant
-    t, fmt, now = await _base(rt, tenant)
-    p = _period(t, period, now)
+    t, fmt, now = await basics(rt, tenant)
+    p = page_period(t, period, now)
     async with tenant_tx(rt.pool, tenant) as conn:
         await see_rep(conn, caller, rep_id)
         who = await queries.profile(conn, t.slug, rep_id)
         rows = await queries.figures_of(conn, t.slug, "rep", rep_id, p.label)
         books = await queries.books_of(conn, t.slug)
         leave = await queries.time_off(conn, t.slug, [rep_id], *pace.local_days(p.start, p.end, t.timezone))
-        p = _for_rep(p, t, leave.get(rep_id, []), now)  # the rep's pace: their time off off too
+        p = rep_period(p, t, leave.get(rep_id, []), now)  # the rep's pace: their time off off too
         cards: list[dict[str, Any]] = []
         for r in rows:
             m = Metric(r["metric"])
@@ -442,10 +264,11 @@ async def rep_scorecard(request: Request, rt: Rt, caller: People, rep_id: str,
                                 f"(target {fmt.value(m.value, fig.target)}).",
                     value_label=functools.partial(fmt.value, m.value))
             deals = await queries.contributions(conn, t.slug, rep_id, m, p.start, p.end)
-            cards.append({"metric": m, "fig": fig, "bar": _bar(fig.attainment, p.share), "chart": chart,
+            cards.append({"metric": m, "fig": fig, "bar": bar(fig.attainment, p.share), "chart": chart,
                           "behind": deals})
     if who is None and not rows:
         raise HTTPException(404, f"no rep {rep_id!r} in this tenant")
+    ahead = await _forecast_panel(rt, t, fmt, "rep", rep_id, p, rows, now, None)  # the rep's own deals only
     targeted = [c for c in cards if c["fig"].target is not None]
     others = [c for c in cards if c["fig"].target is None]
     token = request.cookies.get(COOKIE, "")
@@ -459,10 +282,27 @@ async def rep_scorecard(request: Request, rt: Rt, caller: People, rep_id: str,
     tasks = None if open_tasks is None or acked_tasks is None else open_tasks["tasks"] + acked_tasks["tasks"]
     name = (who["name"] if who else None) or rep_id
     return render(request, "scorecard.html", title=f"{name} · {p.label}", fmt=fmt, tenant=t, period=p,
-                  periods=_period_choices(t, now), rep=who, rep_id=rep_id, name=name, cards=targeted, others=others,
+                  periods=period_choices(t, now), rep=who, rep_id=rep_id, name=name, cards=targeted, others=others,
                   metric_names=METRIC_NAMES, tasks=tasks, plans=None if plans is None else plans["action_plans"],
                   celebrations=None if cheers is None else cheers["celebrations"], now=now, live_period=p.label,
-                  acts=_acts(caller), csrf=csrf_token(token), back=request.url.path)
+                  acts=_acts(caller), csrf=csrf_token(token), back=request.url.path, forecast=ahead)
+
+
+async def _forecast_panel(rt: Runtime, t: queries.Tenant, fmt: Fmt, scope: str, scope_id: str, p: Period,
+                          rows: list[Any], now: datetime, visible: Collection[str] | None) -> dict[str, Any] | None:
+    """The won-revenue forecast of a page's period while it has not ended (None after: nothing open can close
+    in it), as the read API explains it: the full budget, each deal's swing; deals of reps not `visible`
+    counted, not listed."""
+    if p.end <= now:
+        return None
+    async with tenant_tx(rt.pool, t.slug) as conn:
+        found = await queries.forecast_of(conn, t.slug, scope, scope_id, p.label, rows, (p.start, p.end), now)
+        listed, hidden = forecast_view.lines(found, visible)
+        names = await queries.rep_names(conn, t.slug, sorted({line.rep_id for line in listed}))
+    target = next((r["target"] for r in rows if r["metric"] == Metric.WON_REVENUE.value), None)
+    return {"f": found.forecast, "target": target, "lines": listed, "hidden": hidden, "names": names,
+            "categories": forecast_view.CATEGORY_WORDS,
+            "how": forecast_view.method_words(found.forecast, error=fmt.margin, count=fmt.count)}
 
 
 # --- check-ins: managers (and reps, for their own) act on them here -------------------------------
@@ -484,7 +324,7 @@ def _acts(who: Principal) -> dict[str, bool]:
 async def check_ins_page(request: Request, rt: Rt, caller: People) -> HTMLResponse:
     """The open and acknowledged check-ins the caller may see: a manager's reps', a rep's own, everyone's for
     an admin; each with what the caller may do about it."""
-    t, fmt, now = await _base(rt, caller.tenant)
+    t, fmt, now = await basics(rt, caller.tenant)
     token = request.cookies.get(COOKIE, "")
     coaching = _kpi(rt).dashboard_coaching_url
     async with httpx.AsyncClient(timeout=SERVICE_TIMEOUT_S) as client:
@@ -506,7 +346,7 @@ async def coaching_effect_page(request: Request, rt: Rt, caller: Coach, by: str 
     """Did it help? coaching's measurement (`GET /v1/effectiveness`, of the check-ins opened from `since` to
     `until`: by default the last 90 days), read with the caller's own token: a manager sees their reps', an
     admin everyone's. Check-ins against the findings that got none."""
-    t, fmt, now = await _base(rt, caller.tenant)
+    t, fmt, now = await basics(rt, caller.tenant)
     if by not in EFFECT_GROUPINGS:
         raise HTTPException(422, f"by must be one of {', '.join(EFFECT_GROUPINGS)}, not {by!r}")
     coaching = _kpi(rt).dashboard_coaching_url
@@ -572,27 +412,30 @@ async def plan_from_check_in(request: Request, rt: Rt, caller: Planner, task_id:
 
 @router.get("/teams")
 async def teams_page(request: Request, rt: Rt, tenant: Tenant, period: str | None = None) -> HTMLResponse:
-    t, fmt, now = await _base(rt, tenant)
-    p = _period(t, period, now)
+    t, fmt, now = await basics(rt, tenant)
+    p = page_period(t, period, now)
     async with tenant_tx(rt.pool, tenant) as conn:
         rows = await queries.teams(conn, t.slug, p.label)
     out = [dict(r) | {"fig": figures(r["actual"], r["target"], p.share) if r["actual"] is not None else None}
            for r in rows]
     for row in out:
-        row["bar"] = _bar(row["fig"].attainment if row["fig"] else None, p.share)
+        row["bar"] = bar(row["fig"].attainment if row["fig"] else None, p.share)
     return render(request, "teams.html", title=f"Teams · {p.label}", fmt=fmt, tenant=t, period=p, teams=out,
-                  periods=_period_choices(t, now), now=now, live_period=p.label)
+                  periods=period_choices(t, now), now=now, live_period=p.label)
 
 
 @router.get("/teams/{team_id}")
-async def team_page(request: Request, rt: Rt, tenant: Tenant, team_id: str, period: str | None = None) -> HTMLResponse:
-    t, fmt, now = await _base(rt, tenant)
-    p = _period(t, period, now)
+async def team_page(request: Request, rt: Rt, caller: Anyone, team_id: str, period: str | None = None) -> HTMLResponse:
+    """A team's rollup, its reps and its manager's scorecard (every role); its won-revenue forecast lists only the
+    open deals of reps the caller may read, and counts the others."""
+    tenant = caller.tenant
+    t, fmt, now = await basics(rt, tenant)
+    p = page_period(t, period, now)
     async with tenant_tx(rt.pool, tenant) as conn:
         info = await queries.team(conn, t.slug, team_id)
         rows = await queries.figures_of(conn, t.slug, "team", team_id, p.label)
     cards = [{"metric": Metric(r["metric"]), "fig": (fig := figures(r["actual"], r["target"], p.share)),
-              "bar": _bar(fig.attainment, p.share)} for r in rows]
+              "bar": bar(fig.attainment, p.share)} for r in rows]
     reps = await _standings(rt, t, p, Metric.WON_REVENUE, team_id, now)
     manager_id = info["manager_id"] if info else None
     card = None
@@ -603,10 +446,14 @@ async def team_page(request: Request, rt: Rt, tenant: Tenant, team_id: str, peri
                                request.cookies.get(COOKIE, ""))
     if not rows and not reps:
         raise HTTPException(404, f"no team {team_id!r} in this tenant")
+    async with tenant_tx(rt.pool, tenant) as conn:
+        visible = await reps_visible(conn, caller)
+    ahead = await _forecast_panel(rt, t, fmt, "team", team_id, p, rows, now, visible)
     name = (info["name"] if info else None) or team_id
     return render(request, "team.html", title=f"Team {name} · {p.label}", fmt=fmt, tenant=t, period=p,
-                  periods=_period_choices(t, now), team_id=team_id, name=name, cards=cards, reps=reps,
-                  manager_id=manager_id, manager=card, metric_names=METRIC_NAMES, now=now, live_period=p.label)
+                  periods=period_choices(t, now), team_id=team_id, name=name, cards=cards, reps=reps,
+                  manager_id=manager_id, manager=card, metric_names=METRIC_NAMES, now=now, live_period=p.label,
+                  forecast=ahead)
 
 
 # --- TV, live stream, static files ----------------------------------------------------------------
@@ -614,17 +461,19 @@ async def team_page(request: Request, rt: Rt, tenant: Tenant, team_id: str, peri
 
 @router.get("/tv")
 async def tv(request: Request, rt: Rt, tenant: Tenant, every: int = 20) -> HTMLResponse:
-    """Full screen, no navigation: the leaderboards of the targeted metrics and every team, in turn; a
-    celebration takes the screen when it arrives."""
-    t, fmt, now = await _base(rt, tenant)
-    p = _period(t, None, now)
+    """Full screen, no navigation: the leaderboards of the targeted metrics and every team, in turn, beside the
+    running contests' top five; a celebration takes the screen when it arrives."""
+    t, fmt, now = await basics(rt, tenant)
+    p = page_period(t, None, now)
     async with tenant_tx(rt.pool, tenant) as conn:
         targeted = await queries.targeted_metrics(conn, t.slug, p.label) or [Metric.WON_REVENUE]
         team_ids = [r["team_id"] for r in await queries.teams(conn, t.slug, p.label)]
+        contests = [c for s in await queries.contests(conn, t.slug) if (c := contest_view.shown(s, now)).on_air]
     views = [f"/leaderboard?{urlencode({'metric': m.value, 'period': p.label})}" for m in targeted]
     views += [f"/teams/{quote(team_id, safe='')}?{urlencode({'period': p.label})}" for team_id in team_ids]
     return render(request, "tv.html", title=f"Attain · {t.slug}", fmt=fmt, tenant=t, views=views,
-                  every=max(5, min(every, 600)), now=now)
+                  every=max(5, min(every, 600)), now=now, contests=contests, metric_names=METRIC_NAMES,
+                  any_contest=contest_view.ANY_CONTEST)
 
 
 @router.get("/dashboard/stream")

@@ -1,9 +1,10 @@
 """What kpi's read side (the API and the dashboard pages) reads from kpi's own tables: figures, standings,
-and the deals and activities behind them (money converted into the base currency exactly as the tallies
-do, through `Books.in_base`)."""
+the deals and activities behind them (money converted into the base currency exactly as the tallies
+do, through `Books.in_base`), a figure's forecast, and contests."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -14,7 +15,12 @@ import asyncpg
 
 from services.kpi import repository as repo
 from services.kpi.contributions import Books
+from services.kpi.forecast import MAX_STATES, SAMPLES
+from services.kpi.forecasting import LIVE_SAMPLES, LIVE_STATES, explained
+from services.kpi.outlook import Explained
 from services.kpi.pace import calendar_of
+from services.kpi.ports import PgRepository
+from services.kpi.repository import StoredContest
 from shared.events import Metric
 from shared.workdays import NO_CALENDAR, HolidayCalendar
 
@@ -209,3 +215,28 @@ async def targeted_metrics(conn: asyncpg.Connection, tenant: str, period: str) -
     """The metrics someone set a target for in `period`."""
     return [Metric(r["metric"]) for r in await conn.fetch(
         "SELECT DISTINCT metric FROM targets WHERE tenant = $1 AND period = $2 ORDER BY metric", tenant, period)]
+
+
+async def forecast_of(conn: asyncpg.Connection, tenant: str, scope: str, scope_id: str, period: str,
+                      rows: Sequence[Mapping[str, Any]], bounds: tuple[datetime, datetime], now: datetime, *,
+                      full: bool = True) -> Explained:
+    """The won_revenue figure's forecast now (`forecasting.explained`), from the figure's row among `rows`
+    (`figures_of`; none: nothing closed, no target): with the full budget and each deal's swing, as the read
+    API explains it and the dashboard shows it, or (`full` False) the handler's budget, as a scorecard carries it."""
+    won = next((r for r in rows if r["metric"] == Metric.WON_REVENUE.value), None)
+    closed, target = (won["actual"], won["target"]) if won else (Decimal(0), None)
+    found = await explained(PgRepository(conn), tenant, await repo.books(conn, tenant),
+                            [(scope, scope_id, period, closed, target)], {period: bounds}, now,
+                            states=MAX_STATES if full else LIVE_STATES, samples=SAMPLES if full else LIVE_SAMPLES,
+                            swings=full)
+    return found[(scope, scope_id, period)]
+
+
+async def rep_names(conn: asyncpg.Connection, tenant: str, rep_ids: list[str]) -> dict[str, str | None]:
+    """The roster's names of `rep_ids` (a rep without one is missing or None)."""
+    return await repo.names_of(conn, tenant, "reps", rep_ids)
+
+
+async def contests(conn: asyncpg.Connection, tenant: str, contest_id: str | None = None) -> list[StoredContest]:
+    """The tenant's contests (or one) as last published, newest start first (`repository.contests_of`)."""
+    return await repo.contests_of(conn, tenant, contest_id)

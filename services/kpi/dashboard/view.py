@@ -33,6 +33,7 @@ __all__ = [
     "cumulative_series",
     "expected_series",
     "leaderboard_csv",
+    "margin",
     "money",
     "number",
     "percent",
@@ -198,6 +199,13 @@ def percent(ratio: Decimal | None, locale: str | None) -> str:
         return NO_VALUE
     whole = _unsigned_zero((ratio * 100).quantize(Decimal(1), rounding=ROUND_DOWN))
     return format_percent(whole / 100, locale=locale_of(locale))
+
+
+def margin(ratio: Decimal, locale: str | None) -> str:
+    """A probability's error as ``±`` a percentage to a tenth of a point, rounded UP (never understated):
+    0.0091 -> ``±1%``, 0.0087 -> ``±0.9%`` (en), ``±0,9 %`` (de); 0 -> ``±0%``."""
+    tenths = _unsigned_zero((ratio * 1000).quantize(Decimal(1), rounding=ROUND_CEILING)) / 1000
+    return "±" + format_percent(tenths, locale=locale_of(locale), decimal_quantization=False)
 
 
 def leaderboard_csv(rows: Sequence[Mapping[str, Any]], metric: str, period: str) -> str:

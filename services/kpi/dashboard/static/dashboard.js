@@ -1,4 +1,4 @@
-// Attain dashboard: live updates (server-sent events), TV rotation, chart export. No build step.
+// Attain dashboard: live updates (server-sent events), TV rotation and panels, chart export. No build step.
 "use strict";
 (function () {
   const main = document.getElementById("main");
@@ -46,6 +46,41 @@
     refreshTimer = setTimeout(() => { refreshTimer = null; refresh(); }, delay);
   }
 
+  // Does an update's label (a period, or `contest:<id>`) concern a view watching `labels`? Labels are
+  // separated by spaces; one ending in "*" matches every label it starts (`contest:*`: any contest).
+  function concerns(labels, label) {
+    return (labels || "").split(" ").some((l) => l && (l.endsWith("*") ? label.startsWith(l.slice(0, -1)) : l === label));
+  }
+
+  // A live panel (the TV's contests) is re-read on its own: the element of the same id in its page
+  // (`data-live-src`, read partial) replaces it, when an update concerns its `data-live-period`.
+  const panelTimers = new Map();
+  function panels() { return Array.from(document.querySelectorAll("[data-live-src][id]")); }
+
+  async function refreshPanel(panel) {
+    const src = panel.dataset.liveSrc;
+    try {
+      const response = await fetch(src + (src.includes("?") ? "&" : "?") + "partial=1",
+        { credentials: "same-origin", cache: "no-store" });
+      if (response.redirected && response.url.includes("/signin")) { window.location.assign(response.url); return; }
+      if (!response.ok) return;
+      const fresh = new DOMParser().parseFromString(await response.text(), "text/html").getElementById(panel.id);
+      if (!fresh) return;
+      panel.innerHTML = fresh.innerHTML;
+      panel.hidden = fresh.hidden;
+      panel.dataset.refreshedAt = new Date().toISOString();
+    } catch (err) {
+      setLive("down", "Reconnecting…");
+    }
+  }
+
+  function schedulePanels(label, delay) {
+    panels().forEach((panel) => {
+      if ((label !== null && !concerns(panel.dataset.livePeriod, label)) || panelTimers.has(panel.id)) return;
+      panelTimers.set(panel.id, setTimeout(() => { panelTimers.delete(panel.id); refreshPanel(panel); }, delay));
+    });
+  }
+
   function toast(text) {
     if (!toasts) return;
     const item = document.createElement("div");
@@ -89,16 +124,18 @@
     current.addEventListener("hello", () => {
       lastHeard = Date.now();
       setLive("up", "Live");
-      if (everConnected) scheduleRefresh(100);  // back after a restart: catch up at once
+      if (everConnected) { scheduleRefresh(100); schedulePanels(null, 100); }  // back after a restart: catch up at once
       everConnected = true;
       document.body.dataset.live = "on";
     });
     current.addEventListener("bye", () => reconnectSoon(1000));
     current.addEventListener("attainment", (e) => {
       lastHeard = Date.now();
-      const data = JSON.parse(e.data);
-      const period = main && main.dataset.livePeriod;
-      if (!period || data.period === period || tv) scheduleRefresh(700);
+      const label = String(JSON.parse(e.data).period || "");
+      const watched = main && main.dataset.livePeriod;
+      // the TV's rotation shows figures (its contests are a panel); a page, what its label says (none: all)
+      if (tv ? !label.startsWith("contest:") : (!watched || concerns(watched, label))) scheduleRefresh(700);
+      schedulePanels(label, 700);
     });
     current.addEventListener("celebration", (e) => {
       lastHeard = Date.now();
