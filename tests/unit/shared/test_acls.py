@@ -19,7 +19,8 @@ from shared.service import ServiceSpec
 
 ROOT = Path(__file__).resolve().parents[3]
 SOURCES = [topics.DEALS.name, topics.ACTIVITIES.name, topics.ROSTER.name, topics.TARGETS.name]
-OUTPUTS = [topics.ATTAINMENT.name, topics.TASKS.name, topics.PLANS.name, topics.REVIEWS.name, topics.CELEBRATIONS.name]
+OUTPUTS = [topics.ATTAINMENT.name, topics.CONTESTS.name, topics.TASKS.name, topics.PLANS.name, topics.REVIEWS.name,
+           topics.CELEBRATIONS.name]
 BY_NAME = {p.name: p for p in acls.principals("attain", kafka_users.SERVICES)}
 
 
@@ -66,7 +67,8 @@ def test_kpi_reads_its_topics_in_its_group_and_writes_its_output_in_its_transact
 
 def test_each_output_topic_is_written_by_its_service_alone() -> None:
     writers = {name: sorted(p.name for p in BY_NAME.values() if p.allowed("topic", name, "Write")) for name in OUTPUTS}
-    assert writers == {topics.ATTAINMENT.name: ["attain-kpi"], topics.TASKS.name: ["attain-coaching"],
+    assert writers == {topics.ATTAINMENT.name: ["attain-kpi"], topics.CONTESTS.name: ["attain-kpi"],
+                       topics.TASKS.name: ["attain-coaching"],
                        topics.PLANS.name: ["attain-coaching"], topics.REVIEWS.name: ["attain-coaching"],
                        topics.CELEBRATIONS.name: ["attain-recognition"]}
 
