@@ -49,6 +49,10 @@ REP_ROWS: dict[str, str] = {
     "kpi.published_figures": _SCOPE,
     "kpi.targets": _SCOPE,
     "kpi.leaves": _REP,
+    "kpi.custom_tallies": _SCOPE,
+    "kpi.custom_deals": _SCOPE,
+    # a contest between reps ranks them by name (its standings): the contest goes with any rep it ranks
+    "kpi.contests": "participants = 'reps' AND $2 = ANY(participant_ids)",
     "kpi.outbox": _KEY,
     "kpi.outbox_dead": _KEY,
     "coaching.action_plans": _REP,
@@ -69,7 +73,10 @@ REP_ROWS: dict[str, str] = {
     "recognition.activities": _REP,
     "recognition.attainment": _SCOPE,
     # a team's largest deal names the rep who won it (facts: rep, rep_id; headline)
-    "recognition.celebrations": f"({_SCOPE}) OR facts->>'rep_id' = $2",
+    # a contest's lead names its runner-up (facts: runner_up_id, runner_up)
+    "recognition.celebrations": f"({_SCOPE}) OR facts->>'rep_id' = $2 OR facts->>'runner_up_id' = $2",
+    "recognition.contests": ("latest->>'participants' = 'reps' AND latest->'standings'"
+                             " @> jsonb_build_array(jsonb_build_object('participant_id', $2::text))"),
     "recognition.deals": _REP,
     "recognition.leaves": _REP,
     "recognition.reps": _REP,
