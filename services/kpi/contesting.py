@@ -37,7 +37,7 @@ from services.kpi.ports import Outgoing, PgRepository, Repository
 from shared import metrics, topics
 from shared.cloudevents import CloudEvent, message_key
 from shared.consumer import transient
-from shared.db import tenant_tx
+from shared.db import sweep_tx, tenant_tx
 from shared.events import ContestUpdated
 from shared.service import Runtime
 
@@ -114,7 +114,7 @@ async def clock(rt: Runtime) -> None:
 
 async def tick(pool: asyncpg.Pool, now: datetime) -> int:
     """One pass of the contest clock; how many contest updates it published."""
-    async with pool.acquire() as conn:
+    async with sweep_tx(pool) as conn:
         due = await repo.due_contests(conn, now)
     by_tenant: dict[str, list[str]] = {}
     for tenant, contest_id in due:

@@ -162,12 +162,12 @@ def _deal(row: asyncpg.Record | None) -> Deal | None:
 
 _DEAL_COLUMNS = ("deal_id, rep_id, stage, amount, currency, created_at, closed_at, deleted, expected_close_at,"
                  " stage_label, properties::text AS properties")
-_ACTIVITY_COLUMNS = "rep_id, kind, occurred_at, deal_id, duration_s, properties::text AS properties"
+_ACTIVITY_COLUMNS = "rep_id, kind, occurred_at, deal_id, duration_s, properties::text AS properties, activity_id"
 
 
 def _activity(row: asyncpg.Record) -> Activity:
     return Activity(row["rep_id"], row["kind"], row["occurred_at"], row["deal_id"], row["duration_s"],
-                    row["properties"])
+                    row["properties"], row["activity_id"])
 
 
 async def _claim_deals(conn: asyncpg.Connection, tenant: str, deal_ids: list[str]) -> None:
@@ -734,10 +734,9 @@ async def contests_of(conn: asyncpg.Connection, tenant: str, contest_id: str | N
 
 
 async def due_contests(conn: asyncpg.Connection, now: datetime) -> list[tuple[str, str]]:
-    """(tenant, contest id) of every contest whose start or end (plus its settling time) has come."""
-    return [(r[0], r[1]) for r in await conn.fetch(
-        "SELECT tenant, contest_id FROM contests WHERE (status = 'scheduled' AND starts_at <= $1)"
-        " OR (status = 'running' AND ends_at + settle_s * interval '1 second' <= $1) ORDER BY 1, 2", now)]
+    """(tenant, contest id) of every contest whose start or end (plus its settling time) has come, every tenant
+    (through `sweep_due_contests`, migration 016: the working role sees one tenant at a time; `db.sweep_tx`)."""
+    return [(r[0], r[1]) for r in await conn.fetch("SELECT tenant, contest_id FROM sweep_due_contests($1)", now)]
 
 
 # --- KPIs a tenant defines (issue 22: `custom.py`) ----------------------------------------------------------
