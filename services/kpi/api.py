@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from services.kpi import pace
 from services.kpi import repository as repo
+from services.kpi.custom import BUILT_IN, Kpi
 from services.kpi.dashboard import queries
 from services.kpi.figures import figures, ratio
 from services.kpi.forecast import MAX_STATES, SAMPLES
@@ -28,16 +29,18 @@ from services.kpi.ranking import RankBy, rank_by_value, ranked
 from shared.auth import Anyone, People, reps_visible, see_rep
 from shared.authz import Principal
 from shared.db import tenant_tx
-from shared.events import Dec, Forecast, ForecastCategory, Metric
+from shared.events import Dec, Forecast, ForecastCategory, Metric, MetricName
 from shared.periods import PeriodError, PeriodKind, parse_period, period_bounds, period_of
 from shared.service import Runtime, runtime_of
 
 router = APIRouter(prefix="/v1", tags=["read"])
 Rt = Annotated[Runtime, Depends(runtime_of)]
+MetricQuery = Annotated[str, Query(pattern=r"^[a-z][a-z0-9_]{0,39}$",
+                                   description="a built-in metric or a KPI the tenant defined (GET /v1/kpis)")]
 
 
 class Figure(BaseModel):
-    metric: Metric
+    metric: MetricName
     actual: Dec
     target: Dec | None
     attainment: Dec | None
@@ -75,7 +78,7 @@ class Standing(BaseModel):
 
 class Leaderboard(BaseModel):
     period: str
-    metric: Metric
+    metric: MetricName
     rank_by: RankBy = RankBy.AMOUNT
     as_of: datetime
     standings: list[Standing]
@@ -95,7 +98,7 @@ class TeamStanding(BaseModel):
 
 class TeamLeaderboard(BaseModel):
     period: str
-    metric: Metric
+    metric: MetricName
     rank_by: RankBy
     as_of: datetime
     standings: list[TeamStanding]
@@ -278,7 +281,7 @@ async def team_scorecard(team_id: str, request: Request, who: Anyone, rt: Rt,
 
 @router.get("/leaderboard", response_model=Leaderboard, responses={304: {}, 401: {}})
 async def leaderboard(request: Request, who: Anyone, rt: Rt, period: str | None = None,
-                      metric: Metric = Metric.WON_REVENUE, team_id: str | None = None,
+                      metric: MetricQuery = Metric.WON_REVENUE.value, team_id: str | None = None,
                       rank_by: RankBy = RankBy.AMOUNT,
                       limit: Annotated[int, Query(ge=1, le=200)] = 50,
                       cursor: Annotated[str | None, Query(pattern=r"^[0-9]+$")] = None) -> Response:
@@ -289,6 +292,7 @@ async def leaderboard(request: Request, who: Anyone, rt: Rt, period: str | None 
     label, _ = await _period(rt, tenant, period)
     offset = int(cursor or 0)
     async with tenant_tx(rt.pool, tenant) as conn:
+        await _known(conn, tenant, metric)
         rows = await queries.standings(conn, tenant, label, metric, team_id)
     board = ranked(rows, lambda r: rank_by_value(r["actual"], r["target"], rank_by), lambda r: r["rep_id"])
     page = board[offset:offset + limit]
@@ -302,12 +306,14 @@ async def leaderboard(request: Request, who: Anyone, rt: Rt, period: str | None 
 
 @router.get("/leaderboard/teams", response_model=TeamLeaderboard, responses={304: {}, 401: {}})
 async def team_leaderboard(request: Request, who: Anyone, rt: Rt, period: str | None = None,
-                           metric: Metric = Metric.WON_REVENUE, rank_by: RankBy = RankBy.ATTAINMENT) -> Response:
+                           metric: MetricQuery = Metric.WON_REVENUE.value,
+                           rank_by: RankBy = RankBy.ATTAINMENT) -> Response:
     """Team against team: every team's figure of a metric in a period, ranked by % of its target (default:
     teams of different sizes compare fairly) or by amount. Ties share a rank. Every role."""
     tenant = who.tenant
     label, _ = await _period(rt, tenant, period)
     async with tenant_tx(rt.pool, tenant) as conn:
+        await _known(conn, tenant, metric)
         rows = await queries.team_standings(conn, tenant, label, metric)
     board = ranked(rows, lambda r: rank_by_value(r["actual"], r["target"], rank_by), lambda r: r["team_id"])
     standings = [TeamStanding(rank=e.rank, tied=e.tied, team_id=e.entry["team_id"], name=e.entry["name"],
@@ -318,15 +324,20 @@ async def team_leaderboard(request: Request, who: Anyone, rt: Rt, period: str | 
 
 
 @router.get("/scorecards/{rep_id}/contributions", response_model=list[Contribution], name="contributions")
-async def contributions(rep_id: str, who: People, rt: Rt, metric: Metric, period: str | None = None,
+async def contributions(rep_id: str, who: People, rt: Rt, metric: MetricQuery, period: str | None = None,
                         limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[Contribution]:
-    """Why a figure is what it is: the deals (or activities) that make it up, with the CRM's own ids."""
+    """Why a figure is what it is: the deals (or activities) that make it up, with the CRM's own ids (for a KPI
+    the tenant defined, the records its filter counts, as its tallies count them)."""
     tenant = who.tenant
     async with tenant_tx(rt.pool, tenant) as conn:
         await see_rep(conn, who, rep_id)
+        kpi = await _known(conn, tenant, metric)
     label, cal = await _period(rt, tenant, period)
     start, end = period_bounds(label, cal.timezone, cal.fiscal_start_month)
     async with tenant_tx(rt.pool, tenant) as conn:
+        if kpi is not None:
+            return (await _counted_by(conn, tenant, rep_id, kpi, start, end))[:limit]
+        metric = Metric(metric)
         if metric in queries.DEAL_METRICS:
             rows = await queries.contributing_deals(conn, tenant, rep_id, metric, start, end, limit)
             return [Contribution(kind="deal", id=r["deal_id"], amount=r["amount"], currency=r["currency"],
@@ -336,3 +347,37 @@ async def contributions(rep_id: str, who: People, rt: Rt, metric: Metric, period
                          at=r["occurred_at"]) for r in rows]
 
 
+
+
+
+async def _known(conn: Any, tenant: str, metric: str) -> Kpi | None:
+    """None for a built-in metric, the KPI for one the tenant defined; 422 naming the metric otherwise."""
+    if metric in BUILT_IN:
+        return None
+    found = next((k for k in await repo.kpis_of(conn, tenant) if k.kpi_id == metric), None)
+    if found is None:
+        raise HTTPException(422, f"metric: {metric!r} is neither a built-in metric ({', '.join(sorted(BUILT_IN))})"
+                                 " nor a KPI the tenant defined")
+    return found
+
+
+async def _counted_by(conn: Any, tenant: str, rep_id: str, kpi: Kpi, start: datetime,
+                      end: datetime) -> list[Contribution]:
+    """The rep's records a KPI counts in [start, end): the same filter and moments as its tallies."""
+    books = await repo.books(conn, tenant)
+    deals, activities = await repo.histories(conn, tenant, [rep_id], start)
+    out: list[Contribution] = []
+    if kpi.source == "deals":
+        for d in deals:
+            moment = kpi.deal_moment(d.stage, d.created_at, d.closed_at)
+            if moment is not None and start <= moment < end and kpi.deal_passes(
+                    d.stage_label, books.in_base(d.amount, d.currency, moment.astimezone(books.timezone).date()),
+                    d.properties):
+                out.append(Contribution(kind="deal", id=d.deal_id, amount=d.amount, currency=d.currency,
+                                        stage=d.stage, at=moment))
+    else:
+        for a in activities:
+            if start <= a.occurred_at < end and kpi.activity_passes(a.kind, a.deal_id, a.properties):
+                out.append(Contribution(kind="activity", id=a.activity_id, amount=None, currency=None, stage=a.kind,
+                                        at=a.occurred_at))
+    return sorted(out, key=lambda c: (c.at, c.id))

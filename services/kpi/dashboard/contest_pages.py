@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
 from services.kpi.dashboard import contest_view, queries
-from services.kpi.dashboard.web import METRIC_NAMES, Rt, Tenant, basics, render
+from services.kpi.dashboard.web import Rt, Tenant, basics, render
 from shared.db import tenant_tx
 
 router = APIRouter(include_in_schema=False)
@@ -25,8 +25,7 @@ async def contests_page(request: Request, rt: Rt, tenant: Tenant) -> HTMLRespons
     async with tenant_tx(rt.pool, tenant) as conn:
         found = await queries.contests(conn, t.slug)
     return render(request, "contests.html", title="Contests", fmt=fmt, tenant=t, now=now,
-                  contests=[contest_view.shown(s, now) for s in found], metric_names=METRIC_NAMES,
-                  live_period=contest_view.ANY_CONTEST)
+                  contests=[contest_view.shown(s, now) for s in found], live_period=contest_view.ANY_CONTEST)
 
 
 @router.get("/contests/{contest_id}")
@@ -40,4 +39,4 @@ async def contest_page(request: Request, rt: Rt, tenant: Tenant, contest_id: str
         raise HTTPException(404, f"no contest {contest_id!r} in this tenant")
     shown = contest_view.shown(found[0], now)
     return render(request, "contest.html", title=f"Contest {shown.contest.name}", fmt=fmt, tenant=t, now=now,
-                  c=shown, metric_names=METRIC_NAMES, live_period=contest_view.LIVE_PREFIX + contest_id)
+                  c=shown, live_period=contest_view.LIVE_PREFIX + contest_id)

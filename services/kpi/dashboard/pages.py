@@ -26,12 +26,12 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 
 from services.kpi import pace
+from services.kpi.custom import BUILT_IN
 from services.kpi.dashboard import contest_pages, contest_view, forecast_view, live, queries, view
 from services.kpi.dashboard.web import (
     COOKIE,
     COOKIE_DAYS,
     HERE,
-    METRIC_NAMES,
     SHARED,
     Actor,
     Anyone,
@@ -135,8 +135,10 @@ async def home(tenant: Tenant) -> Response:
 # --- leaderboard ----------------------------------------------------------------------------------
 
 
-async def _standings(rt: Runtime, t: queries.Tenant, p: Period, metric: Metric, team_id: str | None,
+async def _standings(rt: Runtime, t: queries.Tenant, p: Period, metric: str, team_id: str | None,
                      now: datetime, by: RankBy = RankBy.AMOUNT) -> list[dict[str, Any]]:
+    """The reps' figures of `metric` (built in or a KPI), ranked; a trend only for a built-in additive metric
+    (a KPI has no series of points)."""
     async with tenant_tx(rt.pool, t.slug) as conn:
         rows = await queries.standings(conn, t.slug, p.label, metric, team_id)
         rep_ids = [r["rep_id"] for r in rows]
@@ -146,7 +148,7 @@ async def _standings(rt: Runtime, t: queries.Tenant, p: Period, metric: Metric, 
         if metric in queries.ADDITIVE and rows and p.start <= now < p.end:
             books = await queries.books_of(conn, t.slug)
             since = max(p.start, now - timedelta(days=7))
-            for rep_id, _, amount in await queries.points(conn, t.slug, books, rep_ids, metric, since, now):
+            for rep_id, _, amount in await queries.points(conn, t.slug, books, rep_ids, Metric(metric), since, now):
                 gains[rep_id] = gains.get(rep_id, Decimal(0)) + amount
     out = []
     for e in ranked(rows, lambda r: rank_by_value(r["actual"], r["target"], by), lambda r: r["rep_id"]):
@@ -163,7 +165,7 @@ async def _standings(rt: Runtime, t: queries.Tenant, p: Period, metric: Metric, 
     return out
 
 
-async def _team_standings(rt: Runtime, t: queries.Tenant, p: Period, metric: Metric,
+async def _team_standings(rt: Runtime, t: queries.Tenant, p: Period, metric: str,
                           by: RankBy) -> list[dict[str, Any]]:
     async with tenant_tx(rt.pool, t.slug) as conn:
         rows = await queries.team_standings(conn, t.slug, p.label, metric)
@@ -187,15 +189,15 @@ def _rank_by(text: str | None) -> RankBy:
 async def leaderboard(request: Request, rt: Rt, tenant: Tenant, period: str | None = None,
                       metric: str | None = None, team: str | None = None, rank_by: str | None = None) -> HTMLResponse:
     t, fmt, now = await basics(rt, tenant)
-    p, m, by = page_period(t, period, now), metric_of(metric), _rank_by(rank_by)
+    p, m, by = page_period(t, period, now), metric_of(metric, fmt.metrics), _rank_by(rank_by)
     rows = await _standings(rt, t, p, m, team or None, now, by)
     team_board = await _team_standings(rt, t, p, m, by) if not team else []
     async with tenant_tx(rt.pool, tenant) as conn:
         team_rows = await queries.teams(conn, t.slug, p.label)
-    csv_query = {"period": p.label, "metric": m.value, "rank_by": by.value} | ({"team": team} if team else {})
+    csv_query = {"period": p.label, "metric": m, "rank_by": by.value} | ({"team": team} if team else {})
     csv_link = "/leaderboard.csv?" + urlencode(csv_query)
-    return render(request, "leaderboard.html", title=f"Leaderboard · {METRIC_NAMES[m]} · {p.label}", fmt=fmt,
-                  tenant=t, period=p, metric=m, metric_names=METRIC_NAMES, rows=rows, team=team or "",
+    return render(request, "leaderboard.html", title=f"Leaderboard · {fmt.name(m)} · {p.label}", fmt=fmt,
+                  tenant=t, period=p, metric=m, metric_names=fmt.metrics.names, rows=rows, team=team or "",
                   teams=team_rows, team_board=team_board, rank_by=by.value, periods=period_choices(t, now),
                   csv_link=csv_link, now=now, live_period=p.label)
 
@@ -203,11 +205,11 @@ async def leaderboard(request: Request, rt: Rt, tenant: Tenant, period: str | No
 @router.get("/leaderboard.csv")
 async def leaderboard_csv(rt: Rt, tenant: Tenant, period: str | None = None, metric: str | None = None,
                           team: str | None = None, rank_by: str | None = None) -> Response:
-    t, _, now = await basics(rt, tenant)
-    p, m = page_period(t, period, now), metric_of(metric)
+    t, fmt, now = await basics(rt, tenant)
+    p, m = page_period(t, period, now), metric_of(metric, fmt.metrics)
     rows = await _standings(rt, t, p, m, team or None, now, _rank_by(rank_by))
-    body = view.leaderboard_csv(rows, m.value, p.label)
-    name = f"leaderboard-{t.slug}-{p.label}-{m.value}.csv"
+    body = view.leaderboard_csv(rows, m, p.label)
+    name = f"leaderboard-{t.slug}-{p.label}-{m}.csv"
     return Response(body, media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
 
@@ -248,22 +250,23 @@ async def rep_scorecard(request: Request, rt: Rt, caller: People, rep_id: str,
         p = rep_period(p, t, leave.get(rep_id, []), now)  # the rep's pace: their time off off too
         cards: list[dict[str, Any]] = []
         for r in rows:
-            m = Metric(r["metric"])
+            m: str = r["metric"]  # a built-in metric or a KPI: a KPI has neither a chart nor a list behind it
             fig = figures(r["actual"], r["target"], p.share)
-            chart = None
+            chart, deals = None, None
             if m in queries.ADDITIVE and r["target"] is not None:
-                pts = await queries.points(conn, t.slug, books, [rep_id], m, p.start, p.end)
+                pts = await queries.points(conn, t.slug, books, [rep_id], Metric(m), p.start, p.end)
                 actual = view.cumulative_series([(at, v) for _, at, v in pts], p.start, p.end, now, t.timezone)
                 expected = view.expected_series(r["target"], p.start, p.end, t.timezone, p.days_off)
                 chart = view.svg_chart(
-                    actual, expected, chart_id=f"chart-{m.value}",
-                    title=f"{METRIC_NAMES[m]}: actual against expected pace, {p.label}",
-                    description=f"Cumulative {METRIC_NAMES[m].lower()} through {p.label}: "
-                                f"{fmt.value(m.value, fig.actual)} so far against "
-                                f"{fmt.value(m.value, fig.expected)} expected by now "
-                                f"(target {fmt.value(m.value, fig.target)}).",
-                    value_label=functools.partial(fmt.value, m.value))
-            deals = await queries.contributions(conn, t.slug, rep_id, m, p.start, p.end)
+                    actual, expected, chart_id=f"chart-{m}",
+                    title=f"{fmt.name(m)}: actual against expected pace, {p.label}",
+                    description=f"Cumulative {fmt.name(m).lower()} through {p.label}: "
+                                f"{fmt.value(m, fig.actual)} so far against "
+                                f"{fmt.value(m, fig.expected)} expected by now "
+                                f"(target {fmt.value(m, fig.target)}).",
+                    value_label=functools.partial(fmt.value, m))
+            if m in BUILT_IN:
+                deals = await queries.contributions(conn, t.slug, rep_id, Metric(m), p.start, p.end)
             cards.append({"metric": m, "fig": fig, "bar": bar(fig.attainment, p.share), "chart": chart,
                           "behind": deals})
     if who is None and not rows:
@@ -283,7 +286,7 @@ async def rep_scorecard(request: Request, rt: Rt, caller: People, rep_id: str,
     name = (who["name"] if who else None) or rep_id
     return render(request, "scorecard.html", title=f"{name} · {p.label}", fmt=fmt, tenant=t, period=p,
                   periods=period_choices(t, now), rep=who, rep_id=rep_id, name=name, cards=targeted, others=others,
-                  metric_names=METRIC_NAMES, tasks=tasks, plans=None if plans is None else plans["action_plans"],
+                  tasks=tasks, plans=None if plans is None else plans["action_plans"],
                   celebrations=None if cheers is None else cheers["celebrations"], now=now, live_period=p.label,
                   acts=_acts(caller), csrf=csrf_token(token), back=request.url.path, forecast=ahead)
 
@@ -434,9 +437,9 @@ async def team_page(request: Request, rt: Rt, caller: Anyone, team_id: str, peri
     async with tenant_tx(rt.pool, tenant) as conn:
         info = await queries.team(conn, t.slug, team_id)
         rows = await queries.figures_of(conn, t.slug, "team", team_id, p.label)
-    cards = [{"metric": Metric(r["metric"]), "fig": (fig := figures(r["actual"], r["target"], p.share)),
+    cards = [{"metric": r["metric"], "fig": (fig := figures(r["actual"], r["target"], p.share)),
               "bar": bar(fig.attainment, p.share)} for r in rows]
-    reps = await _standings(rt, t, p, Metric.WON_REVENUE, team_id, now)
+    reps = await _standings(rt, t, p, Metric.WON_REVENUE.value, team_id, now)
     manager_id = info["manager_id"] if info else None
     card = None
     if manager_id:
@@ -452,7 +455,7 @@ async def team_page(request: Request, rt: Rt, caller: Anyone, team_id: str, peri
     name = (info["name"] if info else None) or team_id
     return render(request, "team.html", title=f"Team {name} · {p.label}", fmt=fmt, tenant=t, period=p,
                   periods=period_choices(t, now), team_id=team_id, name=name, cards=cards, reps=reps,
-                  manager_id=manager_id, manager=card, metric_names=METRIC_NAMES, now=now, live_period=p.label,
+                  manager_id=manager_id, manager=card, now=now, live_period=p.label,
                   forecast=ahead)
 
 
@@ -466,14 +469,15 @@ async def tv(request: Request, rt: Rt, tenant: Tenant, every: int = 20) -> HTMLR
     t, fmt, now = await basics(rt, tenant)
     p = page_period(t, None, now)
     async with tenant_tx(rt.pool, tenant) as conn:
-        targeted = await queries.targeted_metrics(conn, t.slug, p.label) or [Metric.WON_REVENUE]
+        targeted = await queries.targeted_metrics(conn, t.slug, p.label)
         team_ids = [r["team_id"] for r in await queries.teams(conn, t.slug, p.label)]
         contests = [c for s in await queries.contests(conn, t.slug) if (c := contest_view.shown(s, now)).on_air]
-    views = [f"/leaderboard?{urlencode({'metric': m.value, 'period': p.label})}" for m in targeted]
+    # a target may name a KPI before it is defined: its leaderboard joins the rotation once it is
+    shown = [m for m in targeted if m in fmt.metrics.names] or [Metric.WON_REVENUE.value]
+    views = [f"/leaderboard?{urlencode({'metric': m, 'period': p.label})}" for m in shown]
     views += [f"/teams/{quote(team_id, safe='')}?{urlencode({'period': p.label})}" for team_id in team_ids]
     return render(request, "tv.html", title=f"Attain · {t.slug}", fmt=fmt, tenant=t, views=views,
-                  every=max(5, min(every, 600)), now=now, contests=contests, metric_names=METRIC_NAMES,
-                  any_contest=contest_view.ANY_CONTEST)
+                  every=max(5, min(every, 600)), now=now, contests=contests, any_contest=contest_view.ANY_CONTEST)
 
 
 @router.get("/dashboard/stream")

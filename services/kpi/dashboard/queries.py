@@ -1,6 +1,9 @@
 """What kpi's read side (the API and the dashboard pages) reads from kpi's own tables: figures, standings,
 the deals and activities behind them (money converted into the base currency exactly as the tallies
-do, through `Books.in_base`), a figure's forecast, and contests."""
+do, through `Books.in_base`), a figure's forecast, contests, and the KPIs the tenant defined.
+
+A metric is named by its string: a built-in one (`Metric`) or a KPI's id, which the `attainment` view holds
+like a built-in metric's name. Only the built-in additive metrics have a series of points (`ADDITIVE`)."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import asyncpg
 
 from services.kpi import repository as repo
 from services.kpi.contributions import Books
+from services.kpi.custom import KpiDefinition
 from services.kpi.forecast import MAX_STATES, SAMPLES
 from services.kpi.forecasting import LIVE_SAMPLES, LIVE_STATES, explained
 from services.kpi.outlook import Explained
@@ -58,7 +62,7 @@ async def time_off(conn: asyncpg.Connection, tenant: str, rep_ids: list[str], fi
     return await repo.time_off(conn, tenant, rep_ids, first, last)
 
 
-async def standings(conn: asyncpg.Connection, tenant: str, period: str, metric: Metric,
+async def standings(conn: asyncpg.Connection, tenant: str, period: str, metric: str,
                     team_id: str | None = None) -> list[asyncpg.Record]:
     """Every rep's figure of `metric` in `period` (of one team when `team_id` is given), unordered: the read
     API's leaderboard and the dashboard's rank them (`ranking.ranked`, by amount or by attainment)."""
@@ -67,17 +71,17 @@ async def standings(conn: asyncpg.Connection, tenant: str, period: str, metric: 
         " LEFT JOIN reps r ON r.tenant = a.tenant AND r.rep_id = a.scope_id"
         " WHERE a.tenant = $1 AND a.scope = 'rep' AND a.period = $2 AND a.metric = $3"
         " AND ($4::text IS NULL OR r.team_id = $4)",
-        tenant, period, metric.value, team_id))
+        tenant, period, metric, team_id))
 
 
-async def team_standings(conn: asyncpg.Connection, tenant: str, period: str, metric: Metric) -> list[asyncpg.Record]:
+async def team_standings(conn: asyncpg.Connection, tenant: str, period: str, metric: str) -> list[asyncpg.Record]:
     """Every team's figure of `metric` in `period` (what its reps did while in it), with its name: team
     against team."""
     return list(await conn.fetch(
         "SELECT a.scope_id AS team_id, a.actual, a.target, t.name FROM attainment a"
         " LEFT JOIN teams t ON t.tenant = a.tenant AND t.team_id = a.scope_id"
         " WHERE a.tenant = $1 AND a.scope = 'team' AND a.period = $2 AND a.metric = $3",
-        tenant, period, metric.value))
+        tenant, period, metric))
 
 
 async def figures_of(conn: asyncpg.Connection, tenant: str, scope: str, scope_id: str,
@@ -211,9 +215,9 @@ async def activity_counts(conn: asyncpg.Connection, tenant: str, scope: str, sco
         tenant, since, until, scope, scope_id))
 
 
-async def targeted_metrics(conn: asyncpg.Connection, tenant: str, period: str) -> list[Metric]:
-    """The metrics someone set a target for in `period`."""
-    return [Metric(r["metric"]) for r in await conn.fetch(
+async def targeted_metrics(conn: asyncpg.Connection, tenant: str, period: str) -> list[str]:
+    """The metrics (built-in or KPIs) someone set a target for in `period`."""
+    return [r["metric"] for r in await conn.fetch(
         "SELECT DISTINCT metric FROM targets WHERE tenant = $1 AND period = $2 ORDER BY metric", tenant, period)]
 
 
@@ -235,6 +239,11 @@ async def forecast_of(conn: asyncpg.Connection, tenant: str, scope: str, scope_i
 async def rep_names(conn: asyncpg.Connection, tenant: str, rep_ids: list[str]) -> dict[str, str | None]:
     """The roster's names of `rep_ids` (a rep without one is missing or None)."""
     return await repo.names_of(conn, tenant, "reps", rep_ids)
+
+
+async def kpi_definitions(conn: asyncpg.Connection, tenant: str) -> dict[str, KpiDefinition]:
+    """The KPIs the tenant defined, by id (`repository.kpi_definitions`): one read per page."""
+    return {kpi_id: definition for kpi_id, definition, _ in await repo.kpi_definitions(conn, tenant)}
 
 
 async def contests(conn: asyncpg.Connection, tenant: str, contest_id: str | None = None) -> list[StoredContest]:

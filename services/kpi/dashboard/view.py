@@ -31,6 +31,7 @@ __all__ = [
     "CSV_COLUMNS",
     "NO_VALUE",
     "cumulative_series",
+    "duration",
     "expected_series",
     "leaderboard_csv",
     "margin",
@@ -190,6 +191,19 @@ def number(value: Decimal, locale: str | None) -> str:
     """``value`` grouped in ``locale`` with every decimal it has and no padding: ``1,234.5``,
     ``0.125``, ``12`` (also for ``12.00``). Never rounded, unlike Babel's default of three decimals."""
     return format_decimal(_unsigned_zero(value), locale=locale_of(locale), decimal_quantization=False)
+
+
+def duration(seconds: Decimal, locale: str | None) -> str:
+    """Seconds (an activity KPI's sum or average) as hours and minutes, to the nearest minute (half-even), the
+    hours grouped in ``locale``.
+
+    >>> duration(Decimal(7500), "en"), duration(Decimal("2729.5"), "en"), duration(Decimal(4_500_000), "de_DE")
+    ('2 h 05 min', '0 h 45 min', '1.250 h 00 min')
+    """
+    minutes = int(_unsigned_zero((seconds / 60).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)))
+    hours, rest = divmod(abs(minutes), 60)
+    sign = "-" if minutes < 0 else ""
+    return f"{sign}{format_decimal(hours, locale=locale_of(locale))} h {rest:02d} min"
 
 
 def percent(ratio: Decimal | None, locale: str | None) -> str:

@@ -4,12 +4,12 @@ rendering (a whole page, or its <main> for the live refresh and the TV rotation)
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import jinja2
@@ -17,6 +17,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
 from services.kpi import pace
+from services.kpi.custom import KpiDefinition
 from services.kpi.dashboard import live, queries, view
 from shared import ratelimit, share_link, token_store
 from shared.authz import EVERYONE, Principal, admit_with
@@ -31,10 +32,10 @@ HERE = Path(__file__).resolve().parent
 COOKIE = "attain_dashboard"
 COOKIE_DAYS = 30
 SHARED = "share:"  # the session cookie of a TV opened with a share link holds the link, not a token
-METRIC_NAMES = {Metric.WON_REVENUE: "Won revenue", Metric.DEALS_WON: "Deals won", Metric.WIN_RATE: "Win rate",
-                Metric.PIPELINE_CREATED: "Pipeline created", Metric.AVG_DEAL_SIZE: "Average deal size",
-                Metric.CALLS: "Calls", Metric.EMAILS: "E-mails", Metric.MEETINGS: "Meetings",
-                Metric.ACTIVITIES: "Activities"}
+METRIC_NAMES: dict[str, str] = {  # the built-in metrics' words (a tenant's own KPIs: `Metrics`)
+    Metric.WON_REVENUE: "Won revenue", Metric.DEALS_WON: "Deals won", Metric.WIN_RATE: "Win rate",
+    Metric.PIPELINE_CREATED: "Pipeline created", Metric.AVG_DEAL_SIZE: "Average deal size", Metric.CALLS: "Calls",
+    Metric.EMAILS: "E-mails", Metric.MEETINGS: "Meetings", Metric.ACTIVITIES: "Activities"}
 BAR_SCALE = Decimal("1.5")  # bars run to 150 % of target
 
 Rt = Annotated[Runtime, Depends(runtime_of)]
@@ -106,29 +107,81 @@ async def session_tenant(who: Anyone) -> str:
 Tenant = Annotated[str, Depends(session_tenant)]
 
 
+Unit = Literal["money", "percent", "number", "whole", "duration"]
+RATIOS = frozenset({Metric.WIN_RATE.value, Metric.AVG_DEAL_SIZE.value})  # a projection of these says nothing
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """The metrics a tenant's pages show: the built-in ones, then the KPIs it defined (`kpi_id` -> definition),
+    read once per request (`basics`). A KPI's figure reads by what it counts: money for the sum or average of
+    deals (the tenant's currency), hours and minutes for that of activities (their durations, in seconds), a
+    whole number for a count of records or of deals."""
+
+    kpis: Mapping[str, KpiDefinition] = field(default_factory=dict)
+
+    @property
+    def names(self) -> dict[str, str]:
+        """Every metric a page may show, with its words: the built-in ones, then the KPIs by name."""
+        kpis = sorted(self.kpis.items(), key=lambda k: (k[1].name.casefold(), k[0]))
+        return {str(m): words for m, words in METRIC_NAMES.items()} | {kpi_id: d.name for kpi_id, d in kpis}
+
+    def name(self, metric: str) -> str:
+        """A metric's words; one neither built in nor defined (any more) reads as its id in words."""
+        kpi = self.kpis.get(metric)
+        return kpi.name if kpi else METRIC_NAMES.get(metric) or metric.replace("_", " ")
+
+    def unit(self, metric: str) -> Unit:
+        kpi = self.kpis.get(metric)
+        if kpi is None:
+            if metric == Metric.WIN_RATE.value:
+                return "percent"
+            return "money" if metric in queries.MONEY else "number"
+        if kpi.aggregation in ("sum", "average"):
+            return "money" if kpi.source == "deals" else "duration"
+        return "whole"
+
+    def ratio(self, metric: str) -> bool:
+        """A ratio does not grow with time: a win rate, an average deal size, a KPI's average."""
+        kpi = self.kpis.get(metric)
+        return metric in RATIOS if kpi is None else kpi.aggregation == "average"
+
+
 @dataclass(frozen=True)
 class Fmt:
-    """Numbers, money and times as the tenant reads them: its locale, currency and time zone."""
+    """Numbers, money and times as the tenant reads them: its locale, currency and time zone; its metrics by
+    their words and units."""
 
     t: queries.Tenant
+    metrics: Metrics = field(default_factory=Metrics)
 
     def money(self, value: Decimal | None) -> str:
         return "–" if value is None else view.money(value, self.t.currency, self.t.locale)
 
+    def name(self, metric: str) -> str:
+        return self.metrics.name(metric)
+
     def value(self, metric: str, value: Decimal | None) -> str:
         if value is None:
             return "–"
-        if metric == Metric.WIN_RATE.value:
+        unit = self.metrics.unit(metric)
+        if unit == "percent":
             return view.percent(value, self.t.locale)
-        # a metric that is not built in (a contest's KPI the tenant defined) reads as a number
-        return self.money(value) if metric in queries.MONEY else view.number(value, self.t.locale)
+        if unit == "money":
+            return self.money(value)
+        if unit == "duration":
+            return view.duration(value, self.t.locale)
+        if unit == "whole":
+            value = value.quantize(Decimal(1), ROUND_HALF_EVEN)
+        return view.number(value, self.t.locale)
 
     def estimate(self, metric: str, value: Decimal | None) -> str:
-        """A projection: counts as whole numbers (1.6054 calls reads as 2), money to the cent; none for a ratio
-        (a win rate or an average deal size does not grow with time, so extrapolating it says nothing)."""
-        if metric in (Metric.WIN_RATE.value, Metric.AVG_DEAL_SIZE.value):
+        """A projection: counts as whole numbers (1.6054 calls reads as 2), money to the cent, durations to the
+        minute; none for a ratio (a win rate or an average does not grow with time, so extrapolating it says
+        nothing)."""
+        if self.metrics.ratio(metric):
             return "–"
-        if value is not None and Metric(metric) not in queries.MONEY and metric != Metric.WIN_RATE.value:
+        if value is not None and self.metrics.unit(metric) in ("number", "whole"):
             value = value.quantize(Decimal(1), ROUND_HALF_EVEN)
         return self.value(metric, value)
 
@@ -202,11 +255,12 @@ def period_choices(t: queries.Tenant, now: datetime) -> list[str]:
     return out
 
 
-def metric_of(name: str | None) -> Metric:
-    try:
-        return Metric(name or Metric.WON_REVENUE.value)
-    except ValueError as err:
-        raise HTTPException(422, f"metric: unknown metric {name!r}") from err
+def metric_of(name: str | None, metrics: Metrics) -> str:
+    """The metric a page asks for: a built-in one or a KPI of the tenant (default: won revenue)."""
+    chosen = name or Metric.WON_REVENUE.value
+    if chosen not in metrics.names:
+        raise HTTPException(422, f"metric: unknown metric {name!r}")
+    return chosen
 
 
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -225,9 +279,11 @@ CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script
 
 
 async def basics(rt: Runtime, tenant: str) -> tuple[queries.Tenant, Fmt, datetime]:
+    """The tenant, its formats (with its KPIs: read here, once per page) and the time."""
     async with tenant_tx(rt.pool, tenant) as conn:
         t = await queries.tenant(conn, tenant)
-    return t, Fmt(t), rt.clock.now()
+        kpis = await queries.kpi_definitions(conn, tenant)
+    return t, Fmt(t, Metrics(kpis)), rt.clock.now()
 
 
 def bar(attainment: Decimal | None, share: Decimal) -> dict[str, Any]:

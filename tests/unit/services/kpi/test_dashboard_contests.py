@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from services.kpi.contests import Contest, standings
+from services.kpi.custom import KpiDefinition
 from services.kpi.dashboard import contest_view
 from services.kpi.dashboard.contest_view import ordinal, phase, prize_of
 from services.kpi.dashboard.live import Hub, route_figures
@@ -79,6 +80,31 @@ async def test_ranked_by_attainment_a_contest_shows_each_contest_target_and_the_
     assert rows(html) == [["1", "Bo Berg ★ leading", "5", "4", "125%", "–"],  # a count, not money
                           ["2", "Ana Alm", "5", "10", "50%", "–"]]
     assert one(html, "p", "ties").text.startswith("No ties")
+
+
+async def test_a_contest_ranked_by_a_kpi_shows_its_name_and_its_values_in_its_unit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    kpis = {"call_time": KpiDefinition(name="Call time", source="activities", aggregation="sum"),
+            "demos_held": KpiDefinition(name="Demos held", source="activities", aggregation="count")}
+    calls = contest("calls", metric="call_time", participant_ids=("ana", "bo"), prizes=())
+    demos = contest("demos", metric="demos_held", rank_by="attainment", target=Decimal(10),
+                    participant_ids=("ana", "bo"), prizes=())
+    floor = Floor(tenant=EN, kpis=kpis, contests=[stored(calls, {"ana": 7500, "bo": 3600}),
+                                                  stored(demos, {"ana": 4, "bo": 12})])
+    app = floor.install(monkeypatch)
+    html = await page(app, "/contests/calls")
+    assert one(one(html, "table", "contest-board"), "thead").text == "# Rep Call time Prize"
+    assert rows(html) == [["1", "Ana Alm ★ leading", "2 h 05 min", "–"], ["2", "Bo Berg", "1 h 00 min", "–"]]
+    assert "Call time of reps" in one(html, "p", "meta").text
+    assert rows(await page(app, "/contests/demos")) == [["1", "Bo Berg ★ leading", "12", "10", "120%", "–"],
+                                                       ["2", "Ana Alm", "4", "10", "40%", "–"]]
+    listed = {tr["data-contest"]: tr for tr in one(await page(app, "/contests"), "table", "contests").all("tr")
+              if "data-contest" in tr.attrs}
+    assert "Demos held of reps, ranked by % of target" in listed["demos"].text
+    assert one(listed["calls"], "td", "leaders").text == "Ana Alm (2 h 05 min)"
+    floor.contests = [stored(calls, {"ana": 7500, "bo": 3600})]
+    tv = one(one(await page(app, "/tv"), "aside", id="tv-contests"), "table", "contest-board")
+    assert "Call time" in one(tv, "thead").text and one(tv, "td", "value").text == "2 h 05 min"
 
 
 async def test_the_contests_page_lists_each_contest_with_its_status_window_metric_prizes_and_leaders(

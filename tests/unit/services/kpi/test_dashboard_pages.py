@@ -21,6 +21,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from services.kpi.custom import KpiDefinition
 from services.kpi.dashboard import live, pages, queries
 from services.kpi.dashboard.live import Hub, route_figures
 from services.kpi.dashboard.pages import _safe_next
@@ -147,7 +148,9 @@ class _Pool:
 @dataclass
 class Floor:
     """The dashboard's real routes and templates on a fake database: what `queries` would read comes from these
-    fields, the session is `who`'s, the clock stands at `now`. `asked` records the forecasts the pages asked for."""
+    fields, the session is `who`'s, the clock stands at `now`. `asked` records the forecasts the pages asked for,
+    `ranked` the metrics the leaderboards read (rep or team, metric, period), `kpi_reads` how often the tenant's
+    KPI definitions were read, `points` the series asked for."""
 
     who: Principal = ADMIN
     tenant: Tenant = ACME
@@ -157,7 +160,13 @@ class Floor:
     names: dict[str, str] = field(default_factory=lambda: {"ana": "Ana Alm", "bo": "Bo Berg"})
     under: dict[str, set[str]] = field(default_factory=lambda: {"mia": {"ana"}})
     contests: list[StoredContest] = field(default_factory=list)
+    kpis: dict[str, KpiDefinition] = field(default_factory=dict)  # the tenant's own KPIs, by id
+    boards: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)  # ("rep"|"team", metric)
+    targeted: list[str] = field(default_factory=list)  # the metrics with a target in the current period
     asked: list[tuple[str, str, str]] = field(default_factory=list)
+    ranked: list[tuple[str, str, str]] = field(default_factory=list)
+    kpi_reads: int = 0
+    points: list[str] = field(default_factory=list)
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> FastAPI:
         async def tenant(_conn: object, _slug: str) -> Tenant:
@@ -181,6 +190,27 @@ class Floor:
         async def visible(_conn: object, who: Principal) -> frozenset[str] | None:
             return visible_reps(who, self.under.get(who.manager_id or "", set()))
 
+        async def kpi_definitions(_conn: object, _tenant: str) -> dict[str, KpiDefinition]:
+            self.kpi_reads += 1
+            return dict(self.kpis)
+
+        async def standings(_conn: object, _tenant: str, period: str, metric: str,
+                            team_id: str | None = None) -> list[dict[str, Any]]:
+            self.ranked.append(("rep", metric, period))
+            return [r for r in self.boards.get(("rep", metric), []) if team_id in (None, r["team_id"])]
+
+        async def team_standings(_conn: object, _tenant: str, period: str, metric: str) -> list[dict[str, Any]]:
+            self.ranked.append(("team", metric, period))
+            return self.boards.get(("team", metric), [])
+
+        async def points(_conn: object, _tenant: str, _books: object, _reps: object, metric: str,
+                         *_args: object) -> list[Any]:
+            self.points.append(metric)
+            return []
+
+        async def targeted_metrics(*_args: object) -> list[str]:
+            return list(self.targeted)
+
         async def nothing(*_args: object, **_kw: object) -> None:
             return None
 
@@ -199,8 +229,9 @@ class Floor:
 
         for name, fake in {"tenant": tenant, "figures_of": figures_of, "forecast_of": forecast_of, "rep_names": names,
                            "contests": contests, "profile": profile, "team": team, "books_of": nothing,
-                           "time_off": no_leave, "points": empty, "contributions": empty, "standings": empty,
-                           "targeted_metrics": empty, "teams": empty}.items():
+                           "time_off": no_leave, "points": points, "contributions": empty, "standings": standings,
+                           "team_standings": team_standings, "targeted_metrics": targeted_metrics, "teams": empty,
+                           "kpi_definitions": kpi_definitions}.items():
             monkeypatch.setattr(queries, name, fake)
         monkeypatch.setattr(pages, "see_rep", nothing)
         monkeypatch.setattr(pages, "reps_visible", visible)

@@ -16,6 +16,7 @@ import pytest
 from services.kpi.dashboard.view import (
     CSV_COLUMNS,
     cumulative_series,
+    duration,
     expected_series,
     leaderboard_csv,
     money,
@@ -266,6 +267,20 @@ def test_money_follows_locale_and_currency(locale: str | None, currency: str | N
 ])
 def test_number_is_grouped_without_padding_or_rounding(value: Decimal, locale: str, expected: str) -> None:
     assert number(value, locale) == expected
+
+
+@pytest.mark.parametrize(("seconds", "locale", "expected"), [
+    (Decimal(7500), "en", "2 h 05 min"),
+    (Decimal(0), "en", "0 h 00 min"),
+    (Decimal(89), "en", "0 h 01 min"),  # to the nearest minute
+    (Decimal(90), "en", "0 h 02 min"),  # half-even: 1.5 minutes read 2, 2.5 read 2
+    (Decimal(150), "en", "0 h 02 min"),
+    (Decimal("3599.9"), "en", "1 h 00 min"),
+    (Decimal(4_500_000), "de_DE", "1.250 h 00 min"),  # hours grouped in the locale
+    (Decimal(-29), "en", "0 h 00 min"),  # never "-0"
+])
+def test_a_duration_reads_as_hours_and_minutes(seconds: Decimal, locale: str, expected: str) -> None:
+    assert duration(seconds, locale) == expected
 
 
 @pytest.mark.parametrize(("ratio", "locale", "expected"), [
