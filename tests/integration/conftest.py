@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,11 +117,13 @@ def _service_env(name: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def running(ports: dict[str, int], extra_env: dict[str, str] | None = None, log_suffix: str = "",
-            env_of: dict[str, dict[str, str]] | None = None) -> Iterator[dict[str, str]]:
+            env_of: dict[str, dict[str, str]] | None = None,
+            procs: dict[str, subprocess.Popen[bytes]] | None = None) -> Iterator[dict[str, str]]:
     """Services started with `python -m services.<name>` on `ports`, ready; stopped with SIGTERM after.
-    `env_of`: more environment for one service (its own Kafka principal, say), over `extra_env`."""
+    `env_of`: more environment for one service (its own Kafka principal, say), over `extra_env`. `procs`, when
+    given, holds the processes (`sigkill_and_restart` replaces one; the one there at the end is stopped)."""
     LOGS.mkdir(parents=True, exist_ok=True)
-    procs: dict[str, subprocess.Popen[bytes]] = {}
+    procs = {} if procs is None else procs
     for name, port in ports.items():
         log = (LOGS / f"{name}{log_suffix}.log").open("wb")
         env = {**_service_env(name), "HTTP_PORT": str(port), **(extra_env or {}), **(env_of or {}).get(name, {})}
@@ -157,9 +159,35 @@ def running(ports: dict[str, int], extra_env: dict[str, str] | None = None, log_
 def services(stack: None) -> Iterator[dict[str, str]]:
     """The four services, started with `python -m services.<name>`, ready and caught up with what the
     topics held when they started (earlier tests' events) before any test uses them."""
-    with running(PORTS) as urls:
+    with running(PORTS, procs=SESSION_PROCS) as urls:
         asyncio.run(_caught_up(time.monotonic() + 240))
         yield urls
+
+
+SESSION_PROCS: dict[str, subprocess.Popen[bytes]] = {}  # the session's services (`services`)
+
+
+def sigkill_and_restart(name: str, between: Callable[[], None] | None = None) -> None:
+    """SIGKILL one of the session's services (no shutdown of any kind: its transactions die where they are),
+    call `between`, start it again with the same environment and port, and wait until it is ready."""
+    proc = SESSION_PROCS[name]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if between is not None:
+        between()
+    log = (LOGS / f"{name}-restarted.log").open("ab")
+    SESSION_PROCS[name] = subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=ROOT,
+                                           env=_service_env(name), stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 90
+    while True:
+        assert SESSION_PROCS[name].poll() is None, f"{name} exited; see {LOGS / (name + '-restarted.log')}"
+        try:
+            if httpx.get(f"http://127.0.0.1:{PORTS[name]}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{name} not ready after a restart"
+        time.sleep(0.3)
 
 
 def database_url(name: str) -> str:

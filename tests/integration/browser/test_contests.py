@@ -16,10 +16,11 @@ from typing import Any
 import httpx
 from playwright.async_api import Browser, expect
 
+from shared import topics
 from tests.factories import deal, rep, team
 from tests.integration.browser.test_check_ins import _known
 from tests.integration.browser.test_dashboard import _accessible, _shoot
-from tests.integration.conftest import Tenant, create_tenant, post, token_cli
+from tests.integration.conftest import Tenant, create_tenant, open_watch, post, sigkill_and_restart, token_cli
 
 CONTEST = "floor-cup"
 
@@ -134,3 +135,69 @@ async def test_a_contest_moves_live_on_its_page_and_on_the_tv(services: dict[str
     assert page_of_it is not None and page_of_it.status == 200
     await context.close()
     assert problems == [], f"JavaScript errors: {problems}"
+
+
+async def test_a_contest_through_the_stack_celebrates_its_start_leads_and_winner_once_across_a_sigkill(
+        services: dict[str, str], browser: Browser) -> None:
+    """Issue 22's acceptance: a short contest (it ends a minute from now, final at once) run through ingest, kpi and
+    recognition, watched live in the browser; recognition is SIGKILLed after the first lead was celebrated and
+    started again while the lead changes hands. Every celebration (the start, each lasting lead, the winner with
+    the prize) reaches recognition.celebrations.v1 exactly once, and nothing is celebrated twice."""
+    kpi, ingest, recognition = services["kpi"], services["ingest"], services["recognition"]
+    loop = asyncio.get_running_loop()
+    tenant = await asyncio.to_thread(create_tenant)
+    contest = "sprint"
+    watch = await open_watch(tenant.slug, topics.CELEBRATIONS.name)
+    try:
+        now = datetime.now(UTC)
+        assert (await post(ingest, tenant, [rep("ana"), rep("bo")])).status_code == 200
+        await _known(kpi, tenant.token)
+        async with httpx.AsyncClient(timeout=30, headers=tenant.auth) as client:
+            settings = await client.put(f"{recognition}/v1/recognition/settings",
+                                        json={"contest_lead_debounce_s": 2})
+            assert settings.status_code == 200, settings.text
+            defined = await client.put(f"{kpi}/v1/contests/{contest}", json={
+                "name": "Friday sprint", "metric": "won_revenue", "participants": "reps",
+                "participant_ids": ["ana", "bo"], "starts": _utc(now - timedelta(minutes=5)),
+                "ends": _utc(now + timedelta(seconds=60)), "settle_minutes": 0, "prizes": ["A day off"]})
+        assert defined.status_code == 200, defined.text
+
+        context = await browser.new_context(viewport={"width": 1366, "height": 900})
+        page = await context.new_page()
+        await page.goto(f"{kpi}/signin?next=/contests/{contest}")
+        await page.fill("#token", tenant.token)
+        await page.click("button[type=submit]")
+        board = page.locator("table.contest-board tbody tr")
+        await expect(page.locator("#live")).to_have_text("Live")
+
+        def celebrated(milestone: str, who: str) -> Any:
+            return lambda m: (m["type"] == "recognition.milestone.reached" and m["data"]["milestone"] == milestone
+                              and m["data"]["scope_id"] == who)
+
+        assert (await _won(ingest, tenant, "s-a1", "ana", "3000")).status_code == 200
+        await expect(board.nth(0).locator("th a")).to_have_text("Ana", timeout=30_000)
+        await watch.wait_for(celebrated("contest_started", contest), timeout=60)
+        await watch.wait_for(celebrated("contest_lead", "ana"), timeout=60)
+
+        async def bo_takes_the_lead() -> None:
+            assert (await _won(ingest, tenant, "s-b1", "bo", "5000")).status_code == 200
+
+        # recognition dies on the spot; meanwhile bo takes the lead, live on the page
+        await asyncio.to_thread(sigkill_and_restart, "recognition",
+                                lambda: asyncio.run_coroutine_threadsafe(bo_takes_the_lead(), loop).result())
+        await expect(board.nth(0).locator("th a")).to_have_text("Bo", timeout=30_000)
+        await watch.wait_for(celebrated("contest_lead", "bo"), timeout=60)
+        won = await watch.wait_for(celebrated("contest_won", "bo"), timeout=90)
+        assert won["data"]["facts"]["prize"] == "A day off" and won["data"]["facts"]["place"] == 1
+        await expect(page.locator(".status")).to_contain_text("Final", timeout=30_000)
+        await context.close()
+        await watch.poll(5)  # anything late or repeated would show by now
+    finally:
+        await watch.consumer.stop()
+    reached = [m for m in watch.seen if m["type"] == "recognition.milestone.reached"]
+    assert sorted((m["data"]["milestone"], m["data"]["scope_id"]) for m in reached
+                  if m["data"]["milestone"].startswith("contest_")) == [
+        ("contest_lead", "ana"), ("contest_lead", "bo"), ("contest_started", contest), ("contest_won", "bo")]
+    # and the rest (each rep's first win) once too: nothing at all was celebrated twice across the kill
+    assert len({m["id"] for m in reached}) == len(reached)
+    assert len({(m["data"]["milestone"], m["data"]["scope_id"]) for m in reached}) == len(reached)
