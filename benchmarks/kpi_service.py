@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -25,6 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.kpi_kafka import Offsets
 from benchmarks.workload import busy_cores, machine_cpu, peak_rss_kib, process_cpu_s, stop_process
+from services.kpi.app import SPEC  # this checkout's kpi (define_kpis: --kpis needs a kpi that has KPIs)
+from shared import db
 
 ROOT = Path(__file__).resolve().parents[1]
 POLL_S = 0.1
@@ -104,6 +107,21 @@ async def fresh_database(url: str) -> None:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
+
+
+async def define_kpis(url: str, tenant: str, kpis: dict[str, dict[str, object]]) -> None:
+    """kpi's schema (its migrations, as the service would apply them) and the tenant's KPIs in it, before kpi
+    starts: what `PUT /v1/kpis/{id}` leaves on an empty tenant (issue 22's benchmark: `--kpis`)."""
+    pool = await db.create_pool(url, SPEC.schema, min_size=1, max_size=1)
+    try:
+        await db.migrate(pool, SPEC.schema, SPEC.migrations)
+        async with pool.acquire() as conn:
+            await conn.executemany(
+                "INSERT INTO custom_kpis (tenant, kpi_id, definition, defined_at, updated_at)"
+                " VALUES ($1, $2, $3::jsonb, now(), now())",
+                [(tenant, kpi_id, json.dumps(definition)) for kpi_id, definition in kpis.items()])
+    finally:
+        await pool.close()
 
 
 def start(env: dict[str, str], log: Path, cwd: Path = ROOT, python: str = sys.executable) -> subprocess.Popen[bytes]:

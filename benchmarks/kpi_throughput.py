@@ -47,7 +47,7 @@ from benchmarks import kpi_service as kpi
 from benchmarks.kpi_kafka import SALES, Span, commit, create_topic, delete_topics, offsets, preload, read_figures
 from benchmarks.kpi_lag import measure
 from benchmarks.kpi_report import Results, Won, console, report
-from benchmarks.kpi_workload import Workload, preload_step
+from benchmarks.kpi_workload import KPIS, Workload, preload_step
 from benchmarks.stack import Checkout
 from benchmarks.workload import host_description, stop_process
 from deploy.local import registry_keys
@@ -90,6 +90,8 @@ def run_kpi(args: argparse.Namespace, env: dict[str, str], prefix: str, span: Sp
     """One cold kpi run over the topics `read` (the others committed at their end); `then(catch_up)`
     runs once kpi has caught up, while it still runs."""
     asyncio.run(kpi.fresh_database(args.database_url))
+    if args.kpis:
+        asyncio.run(kpi.define_kpis(args.database_url, args.tenant, KPIS))
     group = f"{prefix}-kpi"
     positions = {tp: (span.start[tp] if tp[0] in read else span.end[tp]) for tp in span.end}
     asyncio.run(commit(args.bootstrap, group, positions))
@@ -126,6 +128,11 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--skip-full-run", action="store_true", help="no kpi run on all four topics (and no lag)")
     p.add_argument("--kpi-limit", type=float, default=float("inf"), metavar="SECONDS",
                    help="stop each kpi run this long after its first batch, caught up or not, and report that part")
+    p.add_argument("--forecast", action="store_true",
+                   help="open deals carry a forecast, and deals and activities CRM properties (issue 22)")
+    p.add_argument("--kpis", action="store_true",
+                   help="every kpi run starts with the workload's two KPIs defined (issue 22; needs a kpi that has"
+                        " them: not with an older --checkout)")
     p.add_argument("--from-beginning", action="store_true",
                    help="every contender reads the topics from their first offset, other tenants' records too")
     p.add_argument("--checkout", type=Path, default=ROOT, help="the project checkout whose kpi is measured")
@@ -196,7 +203,10 @@ def measure_all(args: argparse.Namespace, env: dict[str, str]) -> int:
     run_id = uuid.uuid4().hex[:8]
     tenant, work = f"bench-kpi-{run_id}", WORK / f"kpi-{run_id}"
     work.mkdir(parents=True, exist_ok=True)
-    workload = Workload(tenant, args.reps)
+    workload = Workload(tenant, args.reps, forecast=args.forecast)
+    args.tenant = tenant
+    console.print(f"[dim]issue 22: forecast fields {'on' if args.forecast else 'off'}, KPIs defined:"
+                  f" {', '.join(KPIS) if args.kpis else 'none'}[/]")
 
     start = asyncio.run(offsets(args.bootstrap, beginning=args.from_beginning))
     console.print(f"[dim]pre-load: {args.events:,} events for {args.reps} reps of {tenant}...[/]")

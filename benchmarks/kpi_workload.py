@@ -33,6 +33,15 @@ TARGET = "1000000"
 DEAL_SHARE, NEW_DEAL_SHARE, DUPLICATE_SHARE, LATE_SHARE = 0.35, 0.25, 0.02, 0.02
 RETIRE_WHEN_CLOSED, MAX_LIVE_DEALS_PER_REP = 0.45, 20
 KINDS = ("call", "email", "meeting", "demo", "task", "other")
+SEGMENTS = ("smb", "mid", "enterprise")
+CATEGORIES = ("pipeline", "pipeline", "best_case", "commit", "omitted")
+# The two KPIs `--kpis` defines (issue 22): one over deals, one over activities, both with a property filter.
+KPIS: dict[str, dict[str, object]] = {
+    "won_smb_revenue": {"name": "Won SMB revenue", "source": "deals", "aggregation": "sum",
+                        "filter": {"stage": "won", "properties": {"segment": ["smb"]}}},
+    "demos_held": {"name": "Demos held", "source": "activities", "aggregation": "count",
+                   "filter": {"kinds": ["demo", "meeting"], "properties": {"outcome": ["held"]}}},
+}
 SOURCE = "bench"
 
 
@@ -68,6 +77,9 @@ class Workload:
     tenant: str
     reps: int = 500
     seed: int = 11
+    # issue 22: open deals carry a forecast (expected close, a probability for 70 % of them, a category) and
+    # deals and activities CRM properties (`segment`, `outcome`), which the benchmark's KPIs filter on
+    forecast: bool = False
     deals: dict[str, Deal] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)
     _n: int = 0
@@ -177,6 +189,14 @@ class Workload:
             "updated_at": _stamp(deal.updated_at)}
         if deal.closed_at is not None:
             data["closed_at"] = _stamp(deal.closed_at)
+        if self.forecast:
+            rnd = self._rnd
+            data["properties"] = {"segment": SEGMENTS[int(deal.deal_id.rsplit("-", 1)[1]) % len(SEGMENTS)]}
+            if deal.stage == "open":
+                data["expected_close_at"] = _stamp(deal.created_at + timedelta(days=rnd.randrange(10, 120)))
+                if rnd.random() < 0.7:
+                    data["probability"] = f"0.{rnd.randrange(1, 10)}"
+                data["forecast_category"] = rnd.choice(CATEGORIES)
         record = self._record(topics.DEALS.name, deal.rep_id, "deal.upserted", data)
         deal.before, deal.last = deal.last, record
         return record
@@ -195,7 +215,8 @@ class Workload:
         self.counts["activity"] += 1
         self._last_activity = self._record(topics.ACTIVITIES.name, rep, "activity.logged", {
             "activity_id": f"act-{self._n}", "rep_id": rep, "kind": rnd.choice(KINDS),
-            "occurred_at": _stamp(self._at), "duration_s": rnd.randrange(30, 3600)})
+            "occurred_at": _stamp(self._at), "duration_s": rnd.randrange(30, 3600)}
+            | ({"properties": {"outcome": rnd.choice(("held", "no_show"))}} if self.forecast else {}))
         return self._last_activity
 
     def _record(self, topic: str, rep: str, kind: str, data: dict[str, object]) -> Record:
