@@ -75,6 +75,7 @@ class Activity:
     deal_id: str | None = None  # and these, for the KPIs a tenant defines
     duration_s: int | None = None
     properties: str | None = None
+    activity_id: str = ""
 
 
 @dataclass(slots=True)
