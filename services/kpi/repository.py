@@ -28,6 +28,7 @@ from services.kpi.contributions import (
     tally_of,
 )
 from services.kpi.custom import Kpi, KpiDefinition
+from services.kpi.custom import value as kpi_value
 from services.kpi.outlook import BAND_SQL
 from services.kpi.pace import calendar_of
 from services.kpi.roster import Span, Version
@@ -395,9 +396,10 @@ async def targets_of(conn: asyncpg.Connection, tenant: str,
     """Targets of the given (scope, scope id)s, by (scope, scope id, period, metric)."""
     if not owners:
         return {}
-    rows = await conn.fetch(
-        "SELECT t.scope, t.scope_id, t.period, t.metric, t.value FROM targets t"
-        " JOIN unnest($2::text[], $3::text[]) AS o(scope, scope_id) USING (scope, scope_id) WHERE t.tenant = $1",
+    rows = await conn.fetch(  # a lookup per owner (LATERAL), however little the planner knows of the table
+        "SELECT o.scope, o.scope_id, t.period, t.metric, t.value"
+        " FROM unnest($2::text[], $3::text[]) AS o(scope, scope_id) CROSS JOIN LATERAL"
+        " (SELECT period, metric, value FROM targets WHERE tenant = $1 AND scope = o.scope AND scope_id = o.scope_id) t",
         tenant, [o[0] for o in owners], [o[1] for o in owners])
     return {(r[0], r[1], r[2], r[3]): r[4] for r in rows}
 
@@ -751,16 +753,16 @@ async def kpis_of(conn: asyncpg.Connection, tenant: str) -> list[Kpi]:
 async def move_custom(conn: asyncpg.Connection, tenant: str, deltas: Mapping[CustomKey, list[int | Decimal]],
                       deals: Mapping[tuple[str, str, str, str, str], int]) -> None:
     """Move the KPI tallies (and the per-deal counts of `distinct_deals`) by their deltas, in key order."""
-    if deltas:
-        keys = sorted(deltas)
+    if deltas:  # rows in the primary key's order (scope, id, period, KPI): as every writer of them, no deadlock
+        keys = sorted(deltas, key=lambda k: (k[1], k[2], k[3], k[0]))
         await conn.execute(
-            "INSERT INTO custom_tallies (tenant, kpi_id, scope, scope_id, period, n, total, unconverted)"
+            "INSERT INTO custom_tallies (tenant, scope, scope_id, period, kpi_id, n, total, unconverted)"
             " SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::numeric[],"
             "   $8::bigint[]) ORDER BY 1, 2, 3, 4"
-            " ON CONFLICT (tenant, kpi_id, scope, scope_id, period) DO UPDATE SET n = custom_tallies.n + EXCLUDED.n,"
+            " ON CONFLICT (tenant, scope, scope_id, period, kpi_id) DO UPDATE SET n = custom_tallies.n + EXCLUDED.n,"
             " total = custom_tallies.total + EXCLUDED.total,"
             " unconverted = custom_tallies.unconverted + EXCLUDED.unconverted",
-            tenant, *([k[i] for k in keys] for i in range(4)), *([deltas[k][i] for k in keys] for i in range(3)))
+            tenant, *([k[i] for k in keys] for i in (1, 2, 3, 0)), *([deltas[k][i] for k in keys] for i in range(3)))
     moved = sorted(k for k, n in deals.items() if n)
     if moved:
         await conn.execute(
@@ -774,24 +776,42 @@ async def move_custom(conn: asyncpg.Connection, tenant: str, deltas: Mapping[Cus
 
 async def custom_figures(conn: asyncpg.Connection, tenant: str, keys: Iterable[Key],
                          every: bool) -> list[tuple[str, str, str, str, Decimal, Decimal | None]]:
-    """The figures of the tenant's KPIs on `keys` that have a target (all of them with `every`), as the read
-    side computes them (the `attainment` view); a targeted key gets its tally row first, zeros and all."""
+    """The figures of the tenant's KPIs on `keys` that have a target (all of them with `every`), as the
+    `attainment` view computes them (`custom.value`, `attain_kpi_value`); a targeted key without a tally yet gets
+    its row, zeros.
+
+    Each key is read by its primary key (LATERAL: a lookup per key, whatever the planner thinks of the table).
+    A join of the key list with the tallies, or with the view, was planned as a scan of the tenant's rows per
+    key when a fresh tenant's tables had no statistics yet: seconds per batch in the benchmark."""
     wanted = sorted(set(keys))
-    if not wanted:
+    kpis = {r[0]: r[1] for r in await conn.fetch(
+        "SELECT kpi_id, definition->>'aggregation' FROM custom_kpis WHERE tenant = $1", tenant)}
+    if not wanted or not kpis:
         return []
+    owners, among = sorted({(k[0], k[1]) for k in wanted}), set(wanted)
+    targets = {key: value for key, value in (await targets_of(conn, tenant, owners)).items()
+               if key[3] in kpis and key[:3] in among}
     columns = [k[0] for k in wanted], [k[1] for k in wanted], [k[2] for k in wanted]
-    await conn.execute(
-        "INSERT INTO custom_tallies (tenant, kpi_id, scope, scope_id, period)"
-        " SELECT t.tenant, t.metric, t.scope, t.scope_id, t.period FROM targets t"
-        " JOIN custom_kpis k ON k.tenant = t.tenant AND k.kpi_id = t.metric"
-        " JOIN unnest($2::text[], $3::text[], $4::text[]) AS w(scope, scope_id, period) USING (scope, scope_id, period)"
-        " WHERE t.tenant = $1 ORDER BY 2, 3, 4, 5 ON CONFLICT DO NOTHING", tenant, *columns)
-    rows = await conn.fetch(
-        "SELECT a.scope, a.scope_id, a.period, a.metric, a.actual, a.target FROM attainment a"
-        " JOIN unnest($2::text[], $3::text[], $4::text[]) AS w(scope, scope_id, period) USING (scope, scope_id, period)"
-        " WHERE a.tenant = $1 AND a.metric IN (SELECT kpi_id FROM custom_kpis WHERE tenant = $1)"
-        " AND ($5 OR a.target IS NOT NULL) ORDER BY 1, 2, 3, 4", tenant, *columns, every)
-    return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+    tallies = {(r[0], r[1], r[2], r[3]): (r[4], r[5], r[6]) for r in await conn.fetch(
+        "SELECT w.scope, w.scope_id, w.period, c.kpi_id, c.n, c.total, c.unconverted"
+        " FROM unnest($2::text[], $3::text[], $4::text[]) AS w(scope, scope_id, period)"
+        " CROSS JOIN LATERAL (SELECT kpi_id, n, total, unconverted FROM custom_tallies WHERE tenant = $1"
+        "   AND scope = w.scope AND scope_id = w.scope_id AND period = w.period) c", tenant, *columns)}
+    distinct = [k for k in tallies if kpis.get(k[3]) == "distinct_deals"]
+    deals = {(r[0], r[1], r[2], r[3]): r[4] for r in await conn.fetch(
+        "SELECT w.*, (SELECT count(*) FROM custom_deals d WHERE d.tenant = $1 AND d.kpi_id = w.kpi_id"
+        "   AND d.scope = w.scope AND d.scope_id = w.scope_id AND d.period = w.period AND d.n > 0)"
+        " FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS w(scope, scope_id, period, kpi_id)",
+        tenant, *([k[i] for k in distinct] for i in range(4)))} if distinct else {}
+    if missing := sorted(k for k in targets if k not in tallies):
+        await conn.execute(
+            "INSERT INTO custom_tallies (tenant, scope, scope_id, period, kpi_id)"
+            " SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) ON CONFLICT DO NOTHING",
+            tenant, *([m[i] for m in missing] for i in range(4)))
+        tallies |= dict.fromkeys(missing, (0, Decimal(0), 0))
+    return [(*key, kpi_value(kpis[key[3]], n, total, unconverted, deals.get(key, 0)),
+             targets.get(key)) for key, (n, total, unconverted) in sorted(tallies.items())
+            if key[3] in kpis and (every or key in targets)]
 
 
 async def recount_kpi(conn: asyncpg.Connection, tenant: str, kpi: Kpi) -> set[Key]:
