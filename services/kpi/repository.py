@@ -399,7 +399,8 @@ async def targets_of(conn: asyncpg.Connection, tenant: str,
     rows = await conn.fetch(  # a lookup per owner (LATERAL), however little the planner knows of the table
         "SELECT o.scope, o.scope_id, t.period, t.metric, t.value"
         " FROM unnest($2::text[], $3::text[]) AS o(scope, scope_id) CROSS JOIN LATERAL"
-        " (SELECT period, metric, value FROM targets WHERE tenant = $1 AND scope = o.scope AND scope_id = o.scope_id) t",
+        " (SELECT period, metric, value FROM targets WHERE tenant = $1 AND scope = o.scope"
+        "   AND scope_id = o.scope_id) t",
         tenant, [o[0] for o in owners], [o[1] for o in owners])
     return {(r[0], r[1], r[2], r[3]): r[4] for r in rows}
 
