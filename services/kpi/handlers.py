@@ -22,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Protocol
 
 import asyncpg
@@ -81,8 +82,8 @@ FIGURES_SENT = Counter("attain_kpi_figures_emitted_total", "kpi.attainment.updat
 # a tenant's books, the keys whose tallies or targets moved, (unless the batch recounted the tenant) the
 # new tally and targets of each moved key that figures are published for, and the keys whose forecast an open
 # deal moved, the (rep, moment)s its records counted at (the contests it may move), and whether the tenant
-# defined KPIs of its own
-Moved = tuple[Books, set[Key], dict[Key, Tracked] | None, set[Key], list[tuple[str, datetime]], bool]
+# defined KPIs of its own, the keys whose figures of them may have changed
+Moved = tuple[Books, set[Key], dict[Key, Tracked] | None, set[Key], list[tuple[str, datetime]], set[Key]]
 
 
 def make_handler(rt: HasClock, repository: RepositoryFactory = PgRepository) -> Handler:
@@ -100,7 +101,7 @@ def make_handler(rt: HasClock, repository: RepositoryFactory = PgRepository) -> 
         now = rt.clock.now()
         for tenant, msgs in by_tenant.items():
             books, moved, tracked, forecasts_moved, moments, custom = await _apply(store, tenant, msgs,
-                                                                                   publish_all=publish_all)
+                                                                                   publish_all=publish_all, now=now)
             if extra := forecasts_moved - moved:  # open deals moved these keys' forecasts, and no tally of theirs
                 moved |= extra
                 if tracked is not None:
@@ -121,7 +122,8 @@ def make_handler(rt: HasClock, repository: RepositoryFactory = PgRepository) -> 
 EXCLUSIVE = (RepUpserted, TeamUpserted, TenantUpserted)
 
 
-async def _apply(store: Repository, tenant: str, msgs: list[Incoming], *, publish_all: bool) -> Moved:
+async def _apply(store: Repository, tenant: str, msgs: list[Incoming], *, publish_all: bool,
+                 now: datetime) -> Moved:
     exclusive = any(isinstance(m.data, EXCLUSIVE) for m in msgs)
     await store.lock_tenant(tenant, exclusive=exclusive)
     with_zone = next((m.event for m in reversed(msgs) if m.event.tenant_timezone), None)
@@ -154,7 +156,7 @@ async def _apply(store: Repository, tenant: str, msgs: list[Incoming], *, publis
         deltas = ledger.changed()
         for key in targets:
             deltas.setdefault(key, zero())
-        await _forecasts_moved(store, tenant, ledger.touched, deltas)
+        await _forecasts_moved(store, tenant, books, ledger.touched, deltas, now)
         tracked = await store.move_tallies(tenant, deltas, every=publish_all)
         moved = set(deltas)
         if custom := ledger.custom_changed():  # the KPIs the tenant defined, moved the same way
@@ -162,13 +164,23 @@ async def _apply(store: Repository, tenant: str, msgs: list[Incoming], *, publis
             moved |= {(scope, owner, period) for _, scope, owner, period in custom}
     if tracked is None and targets:  # (rare) after a recount: read with the rest in `_recompute`
         await store.ensure_tallies(tenant, targets)
-    return books, moved | targets, tracked, ledger.touched, ledger.moments, bool(kpis)
+    # the keys whose figures of the tenant's own KPIs may have changed: their tallies moved, or a target did
+    own = (moved if tracked is None else {(s, i, p) for _, s, i, p in ledger.custom_changed()}) | targets
+    return books, moved | targets, tracked, ledger.touched, ledger.moments, own if kpis else set()
 
 
-async def _forecasts_moved(store: Repository, tenant: str, touched: set[Key], deltas: dict[Key, Vector]) -> None:
-    """A key whose forecast an open deal moved, and whose won_revenue has a target, moves by nothing too: it is
-    read back locked with the rest, in the same statement as the tallies (not one more read per batch)."""
-    if ahead := touched - deltas.keys():
+@lru_cache(maxsize=4096)
+def _period_end(label: str, zone: str, fiscal_start_month: int) -> datetime:
+    return period_bounds(label, zone, fiscal_start_month)[1]
+
+
+async def _forecasts_moved(store: Repository, tenant: str, books: Books, touched: set[Key],
+                           deltas: dict[Key, Vector], now: datetime) -> None:
+    """A key whose forecast an open deal moved (in a period not over yet: an ended one has no forecast), and whose
+    won_revenue has a target, moves by nothing too: it is read back locked with the rest, in the same statement
+    as the tallies (not one more read per batch)."""
+    zone, fiscal = books.timezone.key, books.fiscal_start_month
+    if ahead := {key for key in touched - deltas.keys() if _period_end(key[2], zone, fiscal) > now}:
         won = await store.targets_of(tenant, sorted({(s, i) for s, i, _ in ahead}))
         for scope, scope_id, period in ahead:
             if (scope, scope_id, period, Metric.WON_REVENUE.value) in won:
@@ -241,7 +253,7 @@ async def _follow_roster(store: Repository, tenant: str, roster: list[Incoming],
 async def republish(store: Repository, tenant: str, keys: set[Key], now: datetime) -> None:
     """Publish the targeted figures of the tenant's own KPIs on `keys` that changed (after an admin defined or
     changed a KPI, which recounts it: `kpis_api.py`), in the caller's transaction."""
-    await _recompute(store, tenant, await store.books(tenant), keys, {}, now, custom=True)
+    await _recompute(store, tenant, await store.books(tenant), keys, {}, now, custom=keys)
 
 
 async def _read_tracked(store: Repository, tenant: str, moved: set[Key], *,
@@ -260,7 +272,7 @@ async def _read_tracked(store: Repository, tenant: str, moved: set[Key], *,
 
 async def _recompute(store: Repository, tenant: str, books: Books, moved: set[Key],
                      tracked: dict[Key, Tracked] | None, now: datetime, *, publish_all: bool = False,
-                     source: datetime | None = None, custom: bool = False) -> None:
+                     source: datetime | None = None, custom: set[Key] | None = None) -> None:
     """The figures of each (scope, id, period) whose tally or target changed: those with a target (every one
     with `publish_all`) are published when their (actual, target) changed, with the pace of `now` (the
     tenant's holidays off, and a rep's time off for a rep's figure). Every figure, published or not, is read
@@ -276,7 +288,7 @@ async def _recompute(store: Repository, tenant: str, books: Books, moved: set[Ke
             if published(target, publish_all=publish_all):
                 rows.append((scope, scope_id, period, metric.value, actual, target, None))
     if custom:  # the tenant's own KPIs: their figures as the read side computes them
-        rows += [(*row, None) for row in await store.custom_figures(tenant, moved, publish_all)]
+        rows += [(*row, None) for row in await store.custom_figures(tenant, custom, publish_all)]
     if not rows:
         return
     tz, fiscal = books.timezone, books.fiscal_start_month

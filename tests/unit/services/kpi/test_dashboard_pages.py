@@ -367,7 +367,7 @@ async def test_a_reps_page_shows_the_won_revenue_forecast_of_a_running_period_la
 async def test_a_monte_carlo_chance_says_its_error(monkeypatch: pytest.MonkeyPatch) -> None:
     sampled = outlook(closed=Decimal(4000), target=Decimal(10000), prospects=[
         Prospect(f"crm-{i}", "ana", Decimal(1000 + i), Decimal(1000 + i), datetime(2026, 12, 1, tzinfo=UTC),
-                 Decimal("0.5")) for i in range(12)], undated=0, histories={}, tenant_history=History(),
+                 Decimal("0.5")) for i in range(30)], undated=0, histories={}, tenant_history=History(),
         max_states=10, samples=2000, swings=True)
     assert sampled.forecast.method == "monte_carlo" and sampled.forecast.error
     floor = Floor(figures={("rep", "ana", "2026-Q4"): [WON]}, forecast=sampled,

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.kpi.forecast import OpenDeal, explain, odds_of_reaching, weighted_pipeline
+from services.kpi.forecast import MAX_SPLIT, OpenDeal, explain, odds_of_reaching, weighted_pipeline
 
 
 def enumerated(gap: Decimal, deals: list[OpenDeal]) -> Fraction:
@@ -36,8 +36,9 @@ pipelines = st.lists(st.builds(OpenDeal, st.text("abcdef", min_size=1, max_size=
 
 @settings(max_examples=300, deadline=None)
 @given(gap=st.decimals(min_value=-100, max_value=20000, places=2), deals=pipelines)
-def test_the_odds_equal_an_exhaustive_enumeration(gap: Decimal, deals: list[OpenDeal]) -> None:
-    odds = odds_of_reaching(gap, deals)
+@pytest.mark.parametrize("max_split", [MAX_SPLIT, 0])  # meeting in the middle; partial sums
+def test_the_odds_equal_an_exhaustive_enumeration(gap: Decimal, deals: list[OpenDeal], max_split: int) -> None:
+    odds = odds_of_reaching(gap, deals, max_split=max_split)
     truth = enumerated(gap, deals)
     assert odds.error == 0 and odds.method in ("exact", "certain")
     assert abs(Fraction(odds.probability) - truth) <= Fraction(1, 20000) + Fraction(1, 10**9), (odds, float(truth))
@@ -58,10 +59,11 @@ def test_sampling_stays_within_its_stated_error_and_repeats_itself() -> None:
     deals = [OpenDeal(f"d{i}", Decimal(1000 + 37 * i), Decimal("0.35") + Decimal(i % 5) / 20) for i in range(14)]
     gap = Decimal(7000)
     truth = enumerated(gap, deals)
-    sampled = odds_of_reaching(gap, deals, max_states=10)  # forced past the exact method
+    sampled = odds_of_reaching(gap, deals, max_states=10, max_split=0)  # forced past the exact methods
     assert sampled.method == "monte_carlo" and sampled.samples == 20_000
     assert abs(Fraction(sampled.probability) - truth) <= Fraction(sampled.error), (sampled, float(truth))
-    assert odds_of_reaching(gap, deals, max_states=10) == sampled  # seeded: the same answer every time
+    assert odds_of_reaching(gap, deals, max_states=10, max_split=0) == sampled  # seeded: the same every time
+    assert odds_of_reaching(gap, deals, max_states=10).method == "exact"  # 14 deals: met in the middle
     assert odds_of_reaching(gap, deals).method == "exact"
 
 
