@@ -15,9 +15,9 @@ period of the local day of its expected close. A deal with no expected close cou
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from services.kpi.contributions import Books, Key
@@ -52,7 +52,7 @@ async def explained(store: Repository, tenant: str, books: Books, wanted: Sequen
     mine: dict[str, History] = {}
     everyone = History()
     if any(r["probability"] is None and r["expected_close_at"] is not None for r in rows):
-        mine, everyone = _histories(await store.win_history(tenant, now - timedelta(days=HISTORY_DAYS)))
+        mine, everyone = await _history(store, tenant, now)
     by_key: dict[Key, list[Prospect]] = defaultdict(list)
     undated: dict[tuple[str, str], int] = defaultdict(int)
     for r in rows:
@@ -77,6 +77,28 @@ async def explained(store: Repository, tenant: str, books: Books, wanted: Sequen
             closed=closed, target=target, prospects=inside, undated=undated.get((scope, scope_id), 0),
             histories=mine, tenant_history=everyone, max_states=states, samples=samples, swings=swings)
     return out
+
+
+# The win rates estimates use: a tenant's closed deals of the 365 days before the day (UTC) began, read once per
+# tenant and day by each kpi process (a whole-tenant aggregate: read per batch it cost more than the rest of the
+# forecast). So an estimate moves at most once a day; replicas agree on it but for a deal closed yesterday that
+# arrives after one of them read the day's history.
+_HISTORIES: OrderedDict[tuple[str, date], tuple[dict[str, History], History]] = OrderedDict()
+_HISTORIES_KEPT = 512
+
+
+async def _history(store: Repository, tenant: str, now: datetime) -> tuple[dict[str, History], History]:
+    day = now.astimezone(UTC).date()
+    key = (tenant, day)
+    if (found := _HISTORIES.get(key)) is not None:
+        _HISTORIES.move_to_end(key)
+        return found
+    until = datetime.combine(day, time.min, UTC)
+    found = _histories(await store.win_history(tenant, until - timedelta(days=HISTORY_DAYS), until))
+    _HISTORIES[key] = found
+    while len(_HISTORIES) > _HISTORIES_KEPT:
+        _HISTORIES.popitem(last=False)
+    return found
 
 
 def _below(books: Books, teams: set[str]) -> set[str]:

@@ -11,7 +11,8 @@ Monte Carlo with a stated error). The numbers, all in the tenant's base currency
 - `gap`: target - closed, at least 0; `probability`: the chance the open deals cover it.
 
 **A deal's probability** is the CRM's where it gives one (`basis` "crm"). Otherwise it is estimated from
-the rep's own closed deals of the last `HISTORY_DAYS` (`basis` "history"), the narrowest of these that
+the rep's own closed deals of the `HISTORY_DAYS` before the day began (UTC; read once a day per tenant:
+`forecasting._history`) (`basis` "history"), the narrowest of these that
 holds at least `MIN_CLOSED` closed deals: those that once stood in the deal's stage and were of its size
 band, those of its stage, those of its size band, all of the rep's; and, when the rep has too few, the
 same four of the whole tenant's. The reason says which ("won 7 of 12 closed deals that reached

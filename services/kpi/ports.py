@@ -86,7 +86,7 @@ class Repository(Protocol):
     # forecasts: open deals and closed-deal history (`outlook.py`)
     async def open_deals(self, tenant: str, rep_ids: Iterable[str], team_ids: Iterable[str], start: datetime,
                          end: datetime) -> list[Mapping[str, Any]]: ...
-    async def win_history(self, tenant: str, since: datetime) -> list[Mapping[str, Any]]: ...
+    async def win_history(self, tenant: str, since: datetime, until: datetime) -> list[Mapping[str, Any]]: ...
 
     # KPIs the tenant defined (`custom.py`)
     async def kpis(self, tenant: str) -> list[Kpi]: ...
@@ -203,8 +203,8 @@ class PgRepository:
                          end: datetime) -> list[Mapping[str, Any]]:
         return await repo.open_deals(self.conn, tenant, rep_ids, team_ids, start, end)
 
-    async def win_history(self, tenant: str, since: datetime) -> list[Mapping[str, Any]]:
-        return await repo.win_history(self.conn, tenant, since)
+    async def win_history(self, tenant: str, since: datetime, until: datetime) -> list[Mapping[str, Any]]:
+        return await repo.win_history(self.conn, tenant, since, until)
 
     async def kpis(self, tenant: str) -> list[Kpi]:
         return await repo.kpis_of(self.conn, tenant)

@@ -601,12 +601,14 @@ async def open_deals(conn: asyncpg.Connection, tenant: str, rep_ids: Iterable[st
     return rows
 
 
-async def win_history(conn: asyncpg.Connection, tenant: str, since: datetime) -> list[asyncpg.Record]:
-    """The tenant's deals closed since `since`, counted (won, closed) by rep (NULL: the whole tenant) and size
-    band (`outlook.BAND_SQL`), and again by the stage labels they stood in (`kind` 'stage'; 'band' without)."""
+async def win_history(conn: asyncpg.Connection, tenant: str, since: datetime,
+                      until: datetime) -> list[asyncpg.Record]:
+    """The tenant's deals closed from `since` to before `until`, counted (won, closed) by rep (NULL: the whole
+    tenant) and size band (`outlook.BAND_SQL`), and again by the stage labels they stood in (`kind` 'stage';
+    'band' without)."""
     rows: list[asyncpg.Record] = await conn.fetch(
         f"WITH closed AS (SELECT deal_id, rep_id, stage = 'won' AS won, {BAND_SQL} AS band FROM deals"
-        "   WHERE tenant = $1 AND NOT deleted AND stage IN ('won', 'lost') AND closed_at >= $2)"
+        "   WHERE tenant = $1 AND NOT deleted AND stage IN ('won', 'lost') AND closed_at >= $2 AND closed_at < $3)"
         " SELECT 'band' AS kind, CASE WHEN grouping(rep_id) = 0 THEN rep_id END AS rep_id, NULL AS stage_label,"
         "   band, count(*) FILTER (WHERE won) AS won, count(*) AS closed FROM closed"
         "   GROUP BY GROUPING SETS ((rep_id, band), (band))"
@@ -614,7 +616,7 @@ async def win_history(conn: asyncpg.Connection, tenant: str, since: datetime) ->
         " SELECT 'stage', CASE WHEN grouping(c.rep_id) = 0 THEN c.rep_id END, s.stage_label, c.band,"
         "   count(*) FILTER (WHERE c.won), count(*) FROM closed c"
         "   JOIN deal_stages s ON s.tenant = $1 AND s.deal_id = c.deal_id"
-        "   GROUP BY GROUPING SETS ((c.rep_id, s.stage_label, c.band), (s.stage_label, c.band))", tenant, since)
+        "   GROUP BY GROUPING SETS ((c.rep_id, s.stage_label, c.band), (s.stage_label, c.band))", tenant, since, until)
     return rows
 
 

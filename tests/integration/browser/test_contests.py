@@ -139,10 +139,11 @@ async def test_a_contest_moves_live_on_its_page_and_on_the_tv(services: dict[str
 
 async def test_a_contest_through_the_stack_celebrates_its_start_leads_and_winner_once_across_a_sigkill(
         services: dict[str, str], browser: Browser) -> None:
-    """Issue 22's acceptance: a short contest (it ends a minute from now, final at once) run through ingest, kpi and
-    recognition, watched live in the browser; recognition is SIGKILLed after the first lead was celebrated and
-    started again while the lead changes hands. Every celebration (the start, each lasting lead, the winner with
-    the prize) reaches recognition.celebrations.v1 exactly once, and nothing is celebrated twice."""
+    """Issue 22's acceptance: a contest run through ingest, kpi and recognition, watched live in the browser;
+    recognition is SIGKILLed after the first lead was celebrated and started again while the lead changes hands;
+    then the admin ends the contest early (its end moved to now, no settling time: final at once; kpi's clock
+    ending one is tests/integration/kpi/test_contests.py). Every celebration (the start, each lasting lead, the
+    winner with the prize) reaches recognition.celebrations.v1 exactly once, and nothing is celebrated twice."""
     kpi, ingest, recognition = services["kpi"], services["ingest"], services["recognition"]
     loop = asyncio.get_running_loop()
     tenant = await asyncio.to_thread(create_tenant)
@@ -156,10 +157,10 @@ async def test_a_contest_through_the_stack_celebrates_its_start_leads_and_winner
             settings = await client.put(f"{recognition}/v1/recognition/settings",
                                         json={"contest_lead_debounce_s": 2})
             assert settings.status_code == 200, settings.text
-            defined = await client.put(f"{kpi}/v1/contests/{contest}", json={
-                "name": "Friday sprint", "metric": "won_revenue", "participants": "reps",
-                "participant_ids": ["ana", "bo"], "starts": _utc(now - timedelta(minutes=5)),
-                "ends": _utc(now + timedelta(seconds=60)), "settle_minutes": 0, "prizes": ["A day off"]})
+            definition = {"name": "Friday sprint", "metric": "won_revenue", "participants": "reps",
+                          "participant_ids": ["ana", "bo"], "starts": _utc(now - timedelta(minutes=5)),
+                          "ends": _utc(now + timedelta(hours=1)), "settle_minutes": 0, "prizes": ["A day off"]}
+            defined = await client.put(f"{kpi}/v1/contests/{contest}", json=definition)
         assert defined.status_code == 200, defined.text
 
         context = await browser.new_context(viewport={"width": 1366, "height": 900})
@@ -187,7 +188,11 @@ async def test_a_contest_through_the_stack_celebrates_its_start_leads_and_winner
                                 lambda: asyncio.run_coroutine_threadsafe(bo_takes_the_lead(), loop).result())
         await expect(board.nth(0).locator("th a")).to_have_text("Bo", timeout=30_000)
         await watch.wait_for(celebrated("contest_lead", "bo"), timeout=60)
-        won = await watch.wait_for(celebrated("contest_won", "bo"), timeout=90)
+        async with httpx.AsyncClient(timeout=30, headers=tenant.auth) as client:  # the admin ends it now
+            ended = await client.put(f"{kpi}/v1/contests/{contest}",
+                                     json=definition | {"ends": _utc(datetime.now(UTC))})
+        assert ended.status_code == 200 and ended.json()["status"] == "final", ended.text
+        won = await watch.wait_for(celebrated("contest_won", "bo"), timeout=60)
         assert won["data"]["facts"]["prize"] == "A day off" and won["data"]["facts"]["place"] == 1
         await expect(page.locator(".status")).to_contain_text("Final", timeout=30_000)
         await context.close()

@@ -394,12 +394,12 @@ class FakeRepository:
         self.of(tenant).contests[contest_id] = new
         return new.revision
 
-    async def win_history(self, tenant: str, since: datetime) -> list[Mapping[str, Any]]:
+    async def win_history(self, tenant: str, since: datetime, until: datetime) -> list[Mapping[str, Any]]:
         state = self.of(tenant)
         counts: dict[tuple[str, str | None, str | None, str], list[int]] = {}
         for deal_id, stored in state.deals.items():
             d = stored.deal
-            if d is None or d.stage not in ("won", "lost") or d.closed_at is None or d.closed_at < since:
+            if d is None or d.stage not in ("won", "lost") or d.closed_at is None or not since <= d.closed_at < until:
                 continue
             size = band(d.amount)
             labels = sorted(label for i, label in state.stages if i == deal_id)
