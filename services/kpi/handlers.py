@@ -20,6 +20,7 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -30,7 +31,7 @@ from prometheus_client import Counter
 from pydantic import BaseModel
 
 from services.kpi.contesting import refresh, touched
-from services.kpi.contributions import Books, Key, Ledger, Vector, zero
+from services.kpi.contributions import WON_REVENUE, Books, Key, Ledger, Vector, zero
 from services.kpi.figures import figures, published, source_time
 from services.kpi.forecasting import forecasts
 from services.kpi.outlook import digest
@@ -79,11 +80,17 @@ FIGURES_SENT = Counter("attain_kpi_figures_emitted_total", "kpi.attainment.updat
 # No figure of a tenant's is a Prometheus series: /metrics answers anyone who reaches the port, and its label
 # values would name tenants and teams (issue 16). Figures are read through the API, with a tenant's token.
 
-# a tenant's books, the keys whose tallies or targets moved, (unless the batch recounted the tenant) the
-# new tally and targets of each moved key that figures are published for, and the keys whose forecast an open
-# deal moved, the (rep, moment)s its records counted at (the contests it may move), and whether the tenant
-# defined KPIs of its own, the keys whose figures of them may have changed
-Moved = tuple[Books, set[Key], dict[Key, Tracked] | None, set[Key], list[tuple[str, datetime]], set[Key]]
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What applying a tenant's records of a batch left for its figures."""
+
+    books: Books
+    moved: set[Key]  # keys whose tallies or targets moved
+    tracked: dict[Key, Tracked] | None  # their new tally and targets (None after a recount: read them)
+    touched: set[Key]  # keys whose forecast an open deal moved
+    moments: list[tuple[str, datetime]]  # (rep, moment) of every record counted: the contests it may move
+    custom: set[Key]  # keys whose figures of the tenant's own KPIs may have changed (none without KPIs)
+    won_moved: set[Key] | None  # keys whose won_revenue figure may read differently (None: any)
 
 
 def make_handler(rt: HasClock, repository: RepositoryFactory = PgRepository) -> Handler:
@@ -100,16 +107,16 @@ def make_handler(rt: HasClock, repository: RepositoryFactory = PgRepository) -> 
             by_tenant[msg.event.tenant].append(msg)
         now = rt.clock.now()
         for tenant, msgs in by_tenant.items():
-            books, moved, tracked, forecasts_moved, moments, custom = await _apply(store, tenant, msgs,
-                                                                                   publish_all=publish_all, now=now)
-            if extra := forecasts_moved - moved:  # open deals moved these keys' forecasts, and no tally of theirs
+            done = await _apply(store, tenant, msgs, publish_all=publish_all, now=now)
+            books, moved, tracked, moments, custom = done.books, done.moved, done.tracked, done.moments, done.custom
+            if extra := done.touched - moved:  # open deals moved these keys' forecasts, and no tally of theirs
                 moved |= extra
                 if tracked is not None:
                     tracked.update(await _read_tracked(store, tenant, extra, publish_all=False))
             if moved:
                 newest = source_time([(m.data, m.event.time) for m in msgs], now)
                 await _recompute(store, tenant, books, moved, tracked, now, publish_all=publish_all,
-                                 source=newest, custom=custom)
+                                 source=newest, custom=custom, won_moved=done.won_moved)
             roster_moved = any(isinstance(m.data, EXCLUSIVE) for m in msgs)
             if contests := await touched(store, tenant, books, moments, roster_moved):
                 await store.enqueue(await refresh(store, tenant, books, contests, now))
@@ -123,7 +130,7 @@ EXCLUSIVE = (RepUpserted, TeamUpserted, TenantUpserted)
 
 
 async def _apply(store: Repository, tenant: str, msgs: list[Incoming], *, publish_all: bool,
-                 now: datetime) -> Moved:
+                 now: datetime) -> Applied:
     exclusive = any(isinstance(m.data, EXCLUSIVE) for m in msgs)
     await store.lock_tenant(tenant, exclusive=exclusive)
     with_zone = next((m.event for m in reversed(msgs) if m.event.tenant_timezone), None)
@@ -149,14 +156,17 @@ async def _apply(store: Repository, tenant: str, msgs: list[Incoming], *, publis
         ledger.activity(activity, 1)
     targets, recount = await _apply_in_order(store, tenant, msgs, ledger)
     tracked: dict[Key, Tracked] | None = None
+    won_moved: set[Key] = set()
     if rebuild or recount:  # everything may have moved: recount the tenant from its stored state
         moved = await store.rebuild_tallies(tenant)
         books = await store.books(tenant)
     else:  # a key whose target changed moves by nothing: its row is made if missing and read back with the rest
         deltas = ledger.changed()
+        # whose won_revenue figure may read differently: its amount moved, its target, or (below) its forecast
+        won_moved = {key for key, vector in deltas.items() if vector[WON_REVENUE]} | targets
         for key in targets:
             deltas.setdefault(key, zero())
-        await _forecasts_moved(store, tenant, books, ledger.touched, deltas, now)
+        won_moved |= await _forecasts_moved(store, tenant, books, ledger.touched, deltas, now)
         tracked = await store.move_tallies(tenant, deltas, every=publish_all)
         moved = set(deltas)
         if custom := ledger.custom_changed():  # the KPIs the tenant defined, moved the same way
@@ -166,7 +176,8 @@ async def _apply(store: Repository, tenant: str, msgs: list[Incoming], *, publis
         await store.ensure_tallies(tenant, targets)
     # the keys whose figures of the tenant's own KPIs may have changed: their tallies moved, or a target did
     own = (moved if tracked is None else {(s, i, p) for _, s, i, p in ledger.custom_changed()}) | targets
-    return books, moved | targets, tracked, ledger.touched, ledger.moments, own if kpis else set()
+    return Applied(books, moved | targets, tracked, ledger.touched, ledger.moments, own if kpis else set(),
+                   None if tracked is None else won_moved)
 
 
 @lru_cache(maxsize=4096)
@@ -175,7 +186,7 @@ def _period_end(label: str, zone: str, fiscal_start_month: int) -> datetime:
 
 
 async def _forecasts_moved(store: Repository, tenant: str, books: Books, touched: set[Key],
-                           deltas: dict[Key, Vector], now: datetime) -> None:
+                           deltas: dict[Key, Vector], now: datetime) -> set[Key]:
     """A key whose forecast an open deal moved (in a period not over yet: an ended one has no forecast), and whose
     won_revenue has a target, moves by nothing too: it is read back locked with the rest, in the same statement
     as the tallies (not one more read per batch)."""
@@ -184,7 +195,8 @@ async def _forecasts_moved(store: Repository, tenant: str, books: Books, touched
         won = await store.targets_of(tenant, sorted({(s, i) for s, i, _ in ahead}))
         for scope, scope_id, period in ahead:
             if (scope, scope_id, period, Metric.WON_REVENUE.value) in won:
-                deltas[(scope, scope_id, period)] = zero()
+                deltas.setdefault((scope, scope_id, period), zero())
+    return {key for key in touched if key in deltas}
 
 
 async def _apply_in_order(store: Repository, tenant: str, msgs: list[Incoming],
@@ -272,7 +284,8 @@ async def _read_tracked(store: Repository, tenant: str, moved: set[Key], *,
 
 async def _recompute(store: Repository, tenant: str, books: Books, moved: set[Key],
                      tracked: dict[Key, Tracked] | None, now: datetime, *, publish_all: bool = False,
-                     source: datetime | None = None, custom: set[Key] | None = None) -> None:
+                     source: datetime | None = None, custom: set[Key] | None = None,
+                     won_moved: set[Key] | None = None) -> None:
     """The figures of each (scope, id, period) whose tally or target changed: those with a target (every one
     with `publish_all`) are published when their (actual, target) changed, with the pace of `now` (the
     tenant's holidays off, and a rep's time off for a rep's figure). Every figure, published or not, is read
@@ -285,6 +298,8 @@ async def _recompute(store: Repository, tenant: str, books: Books, moved: set[Ke
     for (scope, scope_id, period), (tally, targets) in sorted(tracked.items()):
         for metric, actual in values(tally).items():
             target = targets.get(metric.value)
+            if metric is Metric.WON_REVENUE and won_moved is not None and (scope, scope_id, period) not in won_moved:
+                continue  # its amount, target and forecast are what was last published: nothing to say or compute
             if published(target, publish_all=publish_all):
                 rows.append((scope, scope_id, period, metric.value, actual, target, None))
     if custom:  # the tenant's own KPIs: their figures as the read side computes them

@@ -15,8 +15,10 @@ from typing import cast
 from zoneinfo import ZoneInfo
 
 import asyncpg
+import pytest
 from pydantic import BaseModel
 
+from services.kpi import handlers
 from services.kpi.figures import figures as figures_of
 from services.kpi.handlers import MODELS, NAMESPACE, make_handler
 from shared import topics
@@ -420,3 +422,21 @@ async def test_an_open_deal_that_moves_only_a_forecast_republishes_the_figure_an
     # moved to next quarter: Q4's forecast loses it (Q1 2027 has no target: nothing published there)
     gone = await kpi.apply(_open(kpi, "d2", "6000", datetime(2027, 1, 10, tzinfo=UTC), "0.9", version=3))
     assert cast(AttainmentUpdated, gone[0].data).forecast.open_deals == 0  # type: ignore[union-attr]
+
+
+async def test_an_activity_alone_neither_republishes_nor_recomputes_a_won_revenue_forecast(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    kpi = Kpi()
+    await kpi.apply(kpi.rep("east"), kpi.target("10000"), kpi.target("5", metric="calls"))
+    await kpi.apply(_open(kpi, "d2", "6000", datetime(2026, 12, 1, tzinfo=UTC), "0.5"))
+    asked: list[object] = []
+    real = handlers.forecasts
+
+    async def counted(*args: object, **kwargs: object) -> object:
+        asked.append(args[3])
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(handlers, "forecasts", counted)
+    events = await kpi.apply(kpi.call("a1", 6))
+    assert [cast(AttainmentUpdated, e.data).metric for e in events] == ["calls"]  # won_revenue: nothing new
+    assert all(not wanted for wanted in asked)  # and no forecast computed for it
