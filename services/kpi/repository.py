@@ -591,13 +591,22 @@ _OPEN_COLUMNS = "deal_id, rep_id, amount, currency, expected_close_at, probabili
 async def open_deals(conn: asyncpg.Connection, tenant: str, rep_ids: Iterable[str], team_ids: Iterable[str],
                      start: datetime, end: datetime) -> list[asyncpg.Record]:
     """The open deals of `rep_ids`, and of every rep ever in one of `team_ids`, expected to close from `start`
-    to before `end`, and those with no expected close (in no period: a forecast counts them as `undated`)."""
+    to before `end`, and those with no expected close (in no period: a forecast counts them as `undated`).
+
+    Reps first, by the partial index `deals_open_by_rep`; the teams' members in a second statement only when a
+    team's forecast is asked for (one statement with an OR of both was planned as a scan of the tenant's deals,
+    a membership lookup per deal: most of what forecasts cost PostgreSQL in the benchmark)."""
+    reps, teams = sorted(set(rep_ids)), sorted(set(team_ids))
+    if teams:
+        reps = sorted(set(reps) | {r[0] for r in await conn.fetch(
+            "SELECT DISTINCT rep_id FROM memberships WHERE tenant = $1 AND team_id = ANY($2::text[])", tenant, teams)})
+    if not reps:
+        return []
     rows: list[asyncpg.Record] = await conn.fetch(
-        f"SELECT {_OPEN_COLUMNS} FROM deals d WHERE d.tenant = $1 AND d.stage = 'open' AND NOT d.deleted"
-        " AND (d.rep_id = ANY($2::text[]) OR EXISTS (SELECT 1 FROM memberships m WHERE m.tenant = $1"
-        "   AND m.rep_id = d.rep_id AND m.team_id = ANY($3::text[])))"
-        " AND (d.expected_close_at IS NULL OR (d.expected_close_at >= $4 AND d.expected_close_at < $5))"
-        " ORDER BY d.deal_id", tenant, sorted(set(rep_ids)), sorted(set(team_ids)), start, end)
+        f"SELECT {_OPEN_COLUMNS} FROM deals WHERE tenant = $1 AND stage = 'open' AND NOT deleted"
+        " AND rep_id = ANY($2::text[])"
+        " AND (expected_close_at IS NULL OR (expected_close_at >= $3 AND expected_close_at < $4))"
+        " ORDER BY deal_id", tenant, reps, start, end)
     return rows
 
 
