@@ -1,4 +1,5 @@
-"""Per-tenant CRM mappings and dead letters: `/v1/crm/...` (bearer token, tenant-scoped)."""
+"""Per-tenant CRM mappings, the CRM properties a tenant carries, and dead letters: `/v1/crm/...` (bearer token,
+tenant-scoped)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.ingest.auth import AdminTenant, Context, ReaderTenant
 from services.ingest.context import context_of
+from services.ingest.crm.pipeline import load_properties, save_properties
+from services.ingest.crm.properties import MAX_PROPERTIES, invalid_names
 from shared.db import tenant_tx
 from shared.events import Text
 
@@ -63,6 +66,27 @@ class StagesOut(BaseModel):
 class UsersOut(BaseModel):
     users: dict[str, str]
     reprocessed: Reprocessed | None = None
+
+
+class PropertiesIn(BaseModel):
+    """The CRM properties to carry, by the CRM's own names (HubSpot property names, Pipedrive field keys,
+    Salesforce field API names); a name given twice counts once."""
+
+    model_config = ConfigDict(extra="forbid")
+    properties: Annotated[list[str], Field(max_length=MAX_PROPERTIES, examples=[["hs_lead_source", "segment"]])]
+
+    @field_validator("properties")
+    @classmethod
+    def _property_names(cls, names: list[str]) -> list[str]:
+        bad = invalid_names(names)
+        if bad:
+            raise ValueError(f"{', '.join(repr(name) for name in bad)}: not a property name (1 to 100 letters, digits,"
+                             " '_', '.', ':' or '-', not starting with '.', ':' or '-')")
+        return list(dict.fromkeys(names))
+
+
+class PropertiesOut(BaseModel):
+    properties: list[str]
 
 
 class DeadLetter(BaseModel):
@@ -119,6 +143,22 @@ async def put_users(crm: Crm, tenant: AdminTenant, ctx: Context,
     """Replace the user mapping, then retry every dead-lettered record of this CRM."""
     done = await _replace(ctx, tenant, crm, "crm_user_map", "crm_user_id", "rep_id", dict(users))
     return UsersOut(users=dict(users), reprocessed=done)
+
+
+@router.get("/{crm}/properties", response_model=PropertiesOut)
+async def get_properties(crm: Crm, tenant: ReaderTenant, ctx: Context) -> PropertiesOut:
+    """The CRM properties the tenant's deals and activities from this CRM carry (`properties`), in its order."""
+    async with tenant_tx(ctx.rt.pool, tenant.slug) as conn:
+        return PropertiesOut(properties=list(await load_properties(conn, tenant.slug, crm)))
+
+
+@router.put("/{crm}/properties", response_model=PropertiesOut)
+async def put_properties(crm: Crm, tenant: AdminTenant, ctx: Context, body: PropertiesIn) -> PropertiesOut:
+    """Replace the CRM properties to carry (at most 50): each record's next delivery carries them; nothing is
+    retried, because no record waits for a property."""
+    async with tenant_tx(ctx.rt.pool, tenant.slug) as conn:
+        await save_properties(conn, tenant.slug, crm, body.properties)
+    return PropertiesOut(properties=body.properties)
 
 
 @router.get("/dead-letters", response_model=list[DeadLetter])

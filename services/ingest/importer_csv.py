@@ -5,9 +5,15 @@ targets) plus, optionally, `id`, `time` and `source`. An optional field's column
 of the header, or its cell blank: deals' `expected_close_at`, `probability` and `forecast_category`
 (docs/contract.md, section 2) are such columns. A probability is 0 to 1 with at most 4 places, as
 the contract has it: a file is canonical data, so it is not rounded as a CRM's percentage is, and
-ingest names a value the contract refuses. An NDJSON file holds canonical events or,
-with a kind, plain data rows. Each row becomes a `Row`: the event to send, or the reason it
-cannot even be built (a missing cell, a bad number), always with its physical line number.
+ingest names a value the contract refuses. Deals and activities may carry CRM properties (the
+contract's `properties`, what a KPI the tenant defines may filter on): a column `property:<name>`
+(`property:segment`, `property:lead_source`) is the property `<name>`, its cell the value, as text;
+a blank cell carries nothing. ingest refuses, by line, a name or value the contract does not allow
+(more than 50 properties, a name outside `[A-Za-z0-9_][A-Za-z0-9_.:-]{0,99}`, a value over 500
+characters). An NDJSON file holds canonical events or, with a kind, plain data rows (which may
+name properties the same way, or hold a `properties` object). Each row becomes a `Row`: the event
+to send, or the reason it cannot even be built (a missing cell, a bad number), always with its
+physical line number.
 
 Event ids are deterministic when the row has none, so importing a file twice (or resuming a
 run that overlaps the last one) is answered "duplicate" and publishes nothing new.
@@ -37,6 +43,8 @@ DECIMAL_FIELDS = frozenset({"amount", "value", "probability"})
 INT_FIELDS = frozenset({"duration_s"})
 BOOL_FIELDS = frozenset({"active"})
 TRUE, FALSE = frozenset({"true", "t", "yes", "y", "1"}), frozenset({"false", "f", "no", "n", "0"})
+PROPERTY = "property:"  # a column `property:<name>`: the CRM property <name> (module docstring)
+WITH_PROPERTIES = frozenset({"deals", "activities"})  # the kinds whose events carry `properties`
 
 
 class UsageError(ValueError):
@@ -203,6 +211,8 @@ def _ndjson_event(item: Any, spec: KindSpec | None, source: str, now: datetime) 
 def build_event(spec: KindSpec, values: dict[str, Any], source: str, now: datetime) -> dict[str, Any]:
     """The canonical event of one data row; `RowError` when a cell cannot be read."""
     data = {name: _convert(name, values[name]) for name in spec.fields if not _blank(values.get(name))}
+    if spec.name in WITH_PROPERTIES and (properties := properties_of(values)):
+        data["properties"] = properties
     for name in spec.key:
         if name not in data:
             raise RowError(f"{name}: required (the event id is made from it)")
@@ -210,6 +220,22 @@ def build_event(spec: KindSpec, values: dict[str, Any], source: str, now: dateti
     time = _text(values.get("time")) or (data.get(spec.time_field) if spec.time_field else None)
     return {"type": spec.type, "id": event_id, "source": _text(values.get("source")) or source,
             "time": time or now.isoformat(), "data": data}
+
+
+def properties_of(values: dict[str, Any]) -> dict[str, Any]:
+    """A row's CRM properties: an NDJSON row's `properties` object, then its `property:<name>` cells (blank ones
+    carry nothing; text is stripped). Checked by ingest, which names what the contract refuses.
+
+    >>> properties_of({"deal_id": "d1", "property:segment": " SMB ", "property:region": "", "property:seats": 40,
+    ...                "property:renewal": True})
+    {'segment': 'SMB', 'seats': '40', 'renewal': 'true'}
+    """
+    given = values.get("properties")
+    found: dict[str, Any] = dict(given) if isinstance(given, dict) else {}
+    for column, cell in values.items():
+        if column.startswith(PROPERTY) and not _blank(cell):
+            found[column.removeprefix(PROPERTY)] = json.dumps(cell) if isinstance(cell, bool) else _text(cell)
+    return found
 
 
 def event_id_of(spec: KindSpec, data: dict[str, Any]) -> str:

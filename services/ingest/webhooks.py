@@ -28,7 +28,7 @@ from services.ingest.auth import Context, admit
 from services.ingest.context import IngestContext
 from services.ingest.crm import hubspot, pipedrive, salesforce
 from services.ingest.crm.model import PayloadError, WebhookAuthError, WebhookRequest, storable
-from services.ingest.crm.pipeline import Summary
+from services.ingest.crm.pipeline import Summary, load_properties
 from services.ingest.intake import KafkaUnavailable
 from shared.authz import public
 from shared.db import tenant_tx
@@ -100,6 +100,7 @@ async def _handle(crm: str, tenant: str, request: Request, ctx: IngestContext) -
     async with tenant_tx(ctx.rt.pool, tenant) as conn:  # the path's tenant: its secrets only
         found = await tenants.by_slug(conn, tenant)
         secrets = await tenants.secrets_for(conn, tenant, crm, ctx.box) if found else []
+        chosen = await load_properties(conn, tenant, crm) if found else ()
     if found is None or not secrets:
         raise _Refusal(401, UNPROVEN)
     try:
@@ -111,7 +112,7 @@ async def _handle(crm: str, tenant: str, request: Request, ctx: IngestContext) -
     except HTTPException as err:
         raise _Refusal(429, str(err.detail), int((err.headers or {}).get("Retry-After", "1"))) from err
     try:
-        changes = vendor.parse(webhook)
+        changes = vendor.parse(webhook, chosen)  # with the values of the CRM properties the tenant carries
         storable(changes)
     except PayloadError as err:
         raise _Refusal(400, f"not a valid {crm} webhook body: {err}") from err

@@ -70,7 +70,8 @@ async def test_hubspot_changes_become_complete_deals_keyed_by_rep_and_retries_pu
     assert opened["data"] | {"updated_at": None, "created_at": None} == {
         "deal_id": "9001", "rep_id": "ana", "amount": "5000.50", "currency": "EUR", "stage": "open",
         "stage_label": "appointmentscheduled", "created_at": None, "closed_at": None, "updated_at": None,
-        "expected_close_at": "2026-12-31T00:00:00Z", "probability": "0.2", "forecast_category": "best_case"}
+        "expected_close_at": "2026-12-31T00:00:00Z", "probability": "0.2", "forecast_category": "best_case",
+        "properties": None}  # the tenant chose no CRM properties to carry
 
     won = [_event(9001, "deal.propertyChange", t0 + 5000, "dealstage", "closedwon", event_id=9)]
     assert (await _deliver(url, won)).json()["accepted"] == 1
@@ -129,3 +130,41 @@ async def test_an_unmapped_hubspot_owner_is_dead_lettered_then_published_once_ma
         assert (await client.get(f"{services['ingest']}/v1/crm/dead-letters", headers=tenant.auth)).json() == []
     published = await w.wait_for(lambda m: m["data"]["deal_id"] == "77")
     assert published["data"]["rep_id"] == "bo" and published["data"]["stage"] == "won"
+
+
+async def test_hubspot_deals_carry_the_properties_the_tenant_chose_and_a_change_of_one_keeps_the_others(
+        services, tenant, watch):
+    tenant_cli("set-secret", tenant.slug, "hubspot", input=SECRET)
+    crm = f"{services['ingest']}/v1/crm/hubspot"
+    async with httpx.AsyncClient() as client:
+        assert (await client.put(f"{crm}/users", json={"101": "ana"}, headers=tenant.auth)).status_code == 200
+        refused = await client.put(f"{crm}/properties", json={"properties": ["hs_lead_source", "lead source"]},
+                                   headers=tenant.auth)
+        assert refused.status_code == 422 and "'lead source': not a property name" in refused.text
+        chosen = await client.put(f"{crm}/properties", json={"properties": ["hs_lead_source", "segment"]},
+                                  headers=tenant.auth)
+        assert chosen.status_code == 200 and chosen.json() == {"properties": ["hs_lead_source", "segment"]}
+        assert (await client.get(f"{crm}/properties", headers=tenant.auth)).json() == chosen.json()
+        assert (await client.get(f"{services['ingest']}/v1/crm/pipedrive/properties", headers=tenant.auth)).json() \
+            == {"properties": []}
+    url = f"{services['ingest']}/v1/webhooks/hubspot/{tenant.slug}"
+    w = await watch(tenant.slug, topics.DEALS.name)
+    t0 = int(time.time() * 1000) - 60_000
+
+    first = await _deliver(url, [
+        _event(9101, "deal.propertyChange", t0, "amount", "100", event_id=1),
+        _event(9101, "deal.propertyChange", t0, "dealstage", "appointmentscheduled", event_id=2),
+        _event(9101, "deal.propertyChange", t0, "hubspot_owner_id", "101", event_id=3),
+        _event(9101, "deal.propertyChange", t0, "hs_lead_source", "ORGANIC_SEARCH", event_id=4),
+        _event(9101, "deal.propertyChange", t0, "segment", "SMB", event_id=5),
+        _event(9101, "deal.propertyChange", t0, "description", "not chosen", event_id=6),
+    ])
+    assert first.status_code == 200 and first.json()["accepted"] == 1, first.text
+    opened = await w.wait_for(lambda m: m["data"]["deal_id"] == "9101")
+    assert opened["data"]["properties"] == {"hs_lead_source": "ORGANIC_SEARCH", "segment": "SMB"}
+
+    later = [_event(9101, "deal.propertyChange", t0 + 5000, "segment", "Enterprise", event_id=7)]
+    assert (await _deliver(url, later)).json()["accepted"] == 1
+    changed = await w.wait_for(lambda m: (m["data"]["properties"] or {}).get("segment") == "Enterprise")
+    assert changed["data"]["properties"] == {"hs_lead_source": "ORGANIC_SEARCH", "segment": "Enterprise"}
+    assert changed["data"]["amount"] == "100" and changed["data"]["rep_id"] == "ana"

@@ -86,3 +86,24 @@ async def test_a_rotated_secret_keeps_working_during_its_grace_period(services, 
     tenant_cli("set-secret", tenant.slug, "pipedrive", "--grace-hours", "0", input="third-password")
     assert (await _deliver(url, body, password="the-new-password")).status_code == 401
     assert (await _deliver(url, body, password=PASSWORD)).status_code == 401
+
+
+async def test_pipedrive_deals_carry_the_fields_the_tenant_chose_custom_ones_by_key(services, tenant, watch):
+    tenant_cli("set-secret", tenant.slug, "pipedrive", input=PASSWORD)
+    segment, budget = "dcf558aac1ae4e8c4f849ba5e668430d8df9be12", "d4de1c1518b4531717c676029a45911c340390a6"
+    async with httpx.AsyncClient() as client:
+        crm = f"{services['ingest']}/v1/crm/pipedrive"
+        assert (await client.put(f"{crm}/users", json={"*": "="}, headers=tenant.auth)).status_code == 200
+        chosen = await client.put(f"{crm}/properties", json={"properties": [segment, budget, "origin"]},
+                                  headers=tenant.auth)
+        assert chosen.status_code == 200, chosen.text
+    url = f"{services['ingest']}/v1/webhooks/pipedrive/{tenant.slug}"
+    w = await watch(tenant.slug, topics.DEALS.name)
+
+    won = _fixture("v2_deal_won.json")
+    won["meta"]["id"] = str(uuid.uuid4())
+    won["data"]["custom_fields"] = {segment: "SMB", budget: {"value": 2300, "currency": "EUR"}, "unchosen": "x"}
+    response = await _deliver(url, won)
+    assert response.status_code == 200 and response.json()["accepted"] == 1, response.text
+    deal = await w.wait_for(lambda m: m["type"] == "deal.upserted")
+    assert deal["data"]["properties"] == {segment: "SMB", budget: "2300", "origin": "ManuallyCreated"}

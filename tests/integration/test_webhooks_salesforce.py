@@ -76,3 +76,27 @@ async def test_change_data_capture_updates_complete_the_deal_they_change(service
     assert updated["data"]["deal_id"] == created["data"]["deal_id"]
     assert updated["data"]["rep_id"] == created["data"]["rep_id"]  # kept from the create: CDC sent only changes
     assert changed_fields  # the fixture is the documented shape, not hand-made for this assertion
+
+
+async def test_salesforce_opportunities_carry_the_fields_the_tenant_chose_and_cdc_updates_keep_the_others(
+        services, tenant, watch):
+    tenant_cli("set-secret", tenant.slug, "salesforce", input=TOKEN)
+    async with httpx.AsyncClient() as client:
+        crm = f"{services['ingest']}/v1/crm/salesforce"
+        await client.put(f"{crm}/users", json={"*": "="}, headers=tenant.auth)
+        chosen = await client.put(f"{crm}/properties", json={"properties": ["LeadSource", "Segment__c"]},
+                                  headers=tenant.auth)
+        assert chosen.status_code == 200, chosen.text
+    url = f"{services['ingest']}/v1/webhooks/salesforce/{tenant.slug}?token={TOKEN}"
+    w = await watch(tenant.slug, topics.DEALS.name)
+    create = json.loads((FIXTURES / "cdc_opportunity_create.json").read_bytes())
+    create["data"]["payload"] |= {"LeadSource": "Web", "Segment__c": "SMB", "Description": "not chosen"}
+    update = json.loads((FIXTURES / "cdc_opportunity_update.json").read_bytes())
+    update["payload"] |= {"StageName": "Qualification", "IsClosed": False, "IsWon": False,
+                          "Segment__c": "Enterprise"}  # an UPDATE: only what changed
+    assert (await _post(url, json.dumps(create).encode(), "application/json")).status_code == 200
+    created = await w.wait_for(lambda m: m["type"] == "deal.upserted")
+    assert created["data"]["properties"] == {"LeadSource": "Web", "Segment__c": "SMB"}
+    assert (await _post(url, json.dumps(update).encode(), "application/json")).status_code == 200
+    updated = await w.wait_for(lambda m: m["type"] == "deal.upserted" and m["data"] != created["data"])
+    assert updated["data"]["properties"] == {"LeadSource": "Web", "Segment__c": "Enterprise"}

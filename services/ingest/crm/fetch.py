@@ -24,10 +24,11 @@ import asyncio
 import ipaddress
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -35,6 +36,7 @@ import asyncpg
 import httpx
 
 from services.ingest.crm import hubspot, pipedrive, salesforce_record, values
+from services.ingest.crm import properties as chosen_properties
 from services.ingest.crm.model import ActivityChange, DealChange, DealFields, Forecast, PayloadError
 from services.ingest.crm.pipedrive import close_time_key
 from services.ingest.crm.salesforce_record import status as salesforce_status
@@ -52,7 +54,8 @@ _STATUS: dict[str, Literal["open", "won", "lost"]] = {"open": "open", "won": "wo
 # a change out. A value they cannot read raises PayloadError, and the record counts as not fetched; but an amount
 # (`_money`) or a forecast value (probability, category, expected close: `values.lenient`, in `ignored`) that
 # cannot be read is left out, and the record's other fields still fill gaps. The forecast is read as the webhooks
-# read it (the vendor modules' docstrings).
+# read it (the vendor modules' docstrings), and so are the CRM properties the tenant chose to carry (`properties`:
+# HubSpot is asked for them by name, Pipedrive's and Salesforce's answers hold every field).
 
 
 def _instant(value: object, where: str) -> datetime | None:
@@ -78,12 +81,23 @@ def _money(value: object, where: str) -> Decimal | None:
         return None
 
 
+def asked_for(ours: str, chosen: Collection[str]) -> str:
+    """HubSpot's `properties` query: the properties we read (`ours`, comma-separated), then the chosen ones.
+
+    >>> asked_for("amount,dealstage", ["hs_lead_source", "amount"])
+    'amount,dealstage,hs_lead_source'
+    """
+    names = ours.split(",")
+    return ",".join([*names, *(name for name in chosen if name not in names)])
+
+
 def _hubspot_category(value: object, where: str) -> Forecast | None:
     return None if value in (None, "") else hubspot.forecast_category(values.text(value, where), where)
 
 
-def hubspot_deal(deal_id: str, body: dict[str, Any]) -> DealChange:
-    """A deal from HubSpot's `GET /crm/v3/objects/deals/{id}`: `properties` hold text values, `updatedAt` is ISO."""
+def hubspot_deal(deal_id: str, body: dict[str, Any], properties: Collection[str] = ()) -> DealChange:
+    """A deal from HubSpot's `GET /crm/v3/objects/deals/{id}`: `properties` hold text values, `updatedAt` is ISO;
+    the chosen `properties` it holds are carried."""
     props = body.get("properties") or {}
     ignored: list[str] = []
     chance = props.get("hs_deal_stage_probability")
@@ -99,15 +113,17 @@ def hubspot_deal(deal_id: str, body: dict[str, Any]) -> DealChange:
                           probability=None if chance in (None, "") else values.lenient(
                               lambda: values.probability(chance, "properties.hs_deal_stage_probability"), ignored),
                           forecast_category=values.lenient(lambda: _hubspot_category(
-                              props.get("hs_forecast_category"), "properties.hs_forecast_category"), ignored)),
+                              props.get("hs_forecast_category"), "properties.hs_forecast_category"), ignored),
+                          properties=chosen_properties.carried(props, properties, "properties.", ignored)),
         deleted=bool(body.get("archived")), ignored=tuple(ignored),
     )  # fmt: skip
 
 
-def pipedrive_deal(deal_id: str, body: dict[str, Any]) -> DealChange:
+def pipedrive_deal(deal_id: str, body: dict[str, Any], properties: Collection[str] = ()) -> DealChange:
     """A deal from Pipedrive's `GET /api/v2/deals/{id}` (`{"success": true, "data": {...}}`).
 
-    The close date follows the status, as in webhooks (`pipedrive.close_time_key`).
+    The close date follows the status, and the chosen `properties` are read, as in webhooks
+    (`pipedrive.close_time_key`, `pipedrive.carried`).
     """
     data = body.get("data") or {}
     status = data.get("status")
@@ -122,13 +138,15 @@ def pipedrive_deal(deal_id: str, body: dict[str, Any]) -> DealChange:
                           owner=_id(data.get("owner_id"), "data.owner_id"),
                           close_date=_instant(data.get(close_key), f"data.{close_key}"),
                           created_at=_instant(data.get("add_time"), "data.add_time"), name=data.get("title"),
-                          expected_close=expected_close, probability=probability),
+                          expected_close=expected_close, probability=probability,
+                          properties=pipedrive.carried(data, properties, "data", ignored)),
         deleted=status == "deleted" or bool(data.get("is_deleted")), ignored=tuple(ignored),
     )  # fmt: skip
 
 
-def salesforce_deal(deal_id: str, body: dict[str, Any]) -> DealChange:
-    """An Opportunity from Salesforce's `GET /services/data/vXX.X/sobjects/Opportunity/{id}`."""
+def salesforce_deal(deal_id: str, body: dict[str, Any], properties: Collection[str] = ()) -> DealChange:
+    """An Opportunity from Salesforce's `GET /services/data/vXX.X/sobjects/Opportunity/{id}` (every field, by API
+    name: the chosen `properties` are among them)."""
     close = body.get("CloseDate")
     ignored: list[str] = []
     chance = body.get("Probability")
@@ -145,7 +163,8 @@ def salesforce_deal(deal_id: str, body: dict[str, Any]) -> DealChange:
                           probability=None if chance is None else values.lenient(
                               lambda: values.probability(chance, "Probability", percent=True), ignored),
                           forecast_category=values.lenient(lambda: _salesforce_category(
-                              body.get("ForecastCategoryName")), ignored)),
+                              body.get("ForecastCategoryName")), ignored),
+                          properties=chosen_properties.carried(body, properties, "", ignored)),
         deleted=bool(body.get("IsDeleted")), ignored=tuple(ignored),
     )  # fmt: skip
 
@@ -156,16 +175,22 @@ def _salesforce_category(value: object) -> Forecast | None:
     return salesforce_record.forecast_category(values.text(value, "ForecastCategoryName"), "ForecastCategoryName")
 
 
-def hubspot_engagement(change: ActivityChange, body: dict[str, Any]) -> ActivityChange:
-    """`change` completed from HubSpot's `GET /crm/v3/objects/{calls|meetings|...}/{id}?associations=deals`."""
+def hubspot_engagement(change: ActivityChange, body: dict[str, Any],
+                       properties: Collection[str] = ()) -> ActivityChange:
+    """`change` completed from HubSpot's `GET /crm/v3/objects/{calls|meetings|...}/{id}?associations=deals`, with
+    the chosen `properties` it holds."""
     props = body.get("properties") or {}
     deals = ((body.get("associations") or {}).get("deals") or {}).get("results") or []
     duration_ms = props.get("hs_call_duration")
     duration = values.decimal(duration_ms, "properties.hs_call_duration") if duration_ms else None
+    ignored: list[str] = []
+    carried = chosen_properties.carried(props, properties, "properties.", ignored)
     return replace(change, owner=props.get("hubspot_owner_id") or None,
                    occurred_at=_instant(props.get("hs_timestamp"), "properties.hs_timestamp") or change.occurred_at,
                    deal_id=str(deals[0]["id"]) if deals else change.deal_id,
-                   duration_s=int(duration / 1000) if duration is not None else change.duration_s)  # fmt: skip
+                   duration_s=int(duration / 1000) if duration is not None else change.duration_s,
+                   properties=carried or change.properties,
+                   ignored=(*change.ignored, *ignored))  # fmt: skip
 
 
 def _converted(convert: Callable[[str, dict[str, Any]], DealChange], deal_id: str, body: Any) -> DealChange | None:
@@ -306,8 +331,10 @@ class Fetcher:
                     raise FetchRefused(f"the answer exceeds {self._max_bytes} bytes")
         return bytes(body)
 
-    async def deal(self, access: CrmAccess, crm: str, deal_id: str) -> DealChange | None:
-        """The deal's full current record from the CRM, or None (not found, refused, failure)."""
+    async def deal(self, access: CrmAccess, crm: str, deal_id: str,
+                   properties: Collection[str] = ()) -> DealChange | None:
+        """The deal's full current record from the CRM, with the chosen `properties` it holds, or None (not found,
+        refused, failure)."""
         try:
             path = segment(deal_id)
         except FetchRefused as err:
@@ -316,17 +343,21 @@ class Fetcher:
         token, base = access.token, access.base_url
         if crm == "hubspot":
             body = await self._get(f"{base}/crm/v3/objects/deals/{path}", {"Authorization": f"Bearer {token}"},
-                                   {"properties": HUBSPOT_DEAL_PROPERTIES})
-            return _converted(hubspot_deal, deal_id, body)
+                                   {"properties": asked_for(HUBSPOT_DEAL_PROPERTIES, properties)})
+            return _converted(partial(hubspot_deal, properties=properties), deal_id, body)
         if crm == "pipedrive":
             body = await self._get(f"{base}/api/v2/deals/{path}", {"x-api-token": token})
-            return _converted(pipedrive_deal, deal_id, body) if isinstance(body, dict) and body.get("success") else None
+            if not (isinstance(body, dict) and body.get("success")):
+                return None
+            return _converted(partial(pipedrive_deal, properties=properties), deal_id, body)
         body = await self._get(f"{base}/services/data/{SALESFORCE_API}/sobjects/Opportunity/{path}",
                                {"Authorization": f"Bearer {token}"})
-        return _converted(salesforce_deal, deal_id, body)
+        return _converted(partial(salesforce_deal, properties=properties), deal_id, body)
 
-    async def activity(self, access: CrmAccess, crm: str, change: ActivityChange) -> ActivityChange | None:
-        """HubSpot engagements arrive as bare ids: their owner, time and deal come from the API."""
+    async def activity(self, access: CrmAccess, crm: str, change: ActivityChange,
+                       properties: Collection[str] = ()) -> ActivityChange | None:
+        """HubSpot engagements arrive as bare ids: their owner, time, deal and chosen `properties` come from the
+        API."""
         if crm != "hubspot":
             return None
         try:
@@ -337,11 +368,12 @@ class Fetcher:
         objects = HUBSPOT_ENGAGEMENTS[change.kind]
         body = await self._get(f"{access.base_url}/crm/v3/objects/{objects}/{path}",
                                {"Authorization": f"Bearer {access.token}"},
-                               {"properties": HUBSPOT_ENGAGEMENT_PROPERTIES, "associations": "deals"})
+                               {"properties": asked_for(HUBSPOT_ENGAGEMENT_PROPERTIES, properties),
+                                "associations": "deals"})
         if not isinstance(body, dict):
             return None
         try:
-            return hubspot_engagement(change, body)
+            return hubspot_engagement(change, body, properties)
         except PayloadError as err:
             log.warning("crm api record unreadable", extra={"activity": change.activity_id, "error": str(err)})
             return None

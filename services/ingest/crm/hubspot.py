@@ -26,6 +26,13 @@ Decisions:
   COMMIT and OMIT (or OMITTED), in any case; CLOSED says nothing an open deal needs, so it gives no change.
   Either one unreadable, out of range or (the category) unknown is left out and reported in `DealChange.ignored`
   (`values.lenient`): it never costs the deal, or the delivery, its other changes.
+- The CRM properties the tenant chose to carry (`properties.py`) are deal properties by their internal names
+  (`hs_lead_source`, a portal's own `segment`): a property change event of one of them carries its value, as text, in
+  `DealFields.properties`; the pipeline keeps the others' last known values (state.py). A chosen property that is
+  also one of ours (`dealname`) fills both. Subscribe to each one's property changes in HubSpot, or nothing comes.
+  A value longer than 500 characters is left out and reported (`DealChange.ignored`), never cut; an empty one is a
+  cleared property, which leaves the last known value standing, as for our own fields. An engagement's chosen
+  properties come from HubSpot's CRM API when it is fetched (`fetch.py`): its webhook carries only its id.
 - An engagement (call, meeting, email, task; a note counts as `other`) is reported only when it is created, and
   the webhook carries only its id. `occurred_at` is then `occurredAt`, and `owner` and `deal_id` are None. The
   pipeline fills them from HubSpot's CRM API when the tenant has a token; otherwise it dead-letters the
@@ -42,12 +49,13 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Final, Literal
 
+from services.ingest.crm import properties as chosen_properties
 from services.ingest.crm import values
 from services.ingest.crm.model import (
     ActivityChange,
@@ -122,8 +130,9 @@ def _signature(secret: str, request: WebhookRequest, timestamp: str) -> bytes:
     return base64.b64encode(hmac.new(secret.encode(), signed, hashlib.sha256).digest())
 
 
-def parse(request: WebhookRequest) -> list[Change]:
-    """The deal and activity changes in a delivery (a JSON array of up to 100 events), in delivery order.
+def parse(request: WebhookRequest, properties: Collection[str] = ()) -> list[Change]:
+    """The deal and activity changes in a delivery (a JSON array of up to 100 events), in delivery order; a deal's
+    changes of `properties` (the names the tenant chose to carry) carry their values.
 
     Raises PayloadError, naming the event and field, when the body is not what HubSpot documents.
     """
@@ -137,7 +146,7 @@ def parse(request: WebhookRequest) -> list[Change]:
     for index, raw in enumerate(body):
         if not isinstance(raw, dict):
             raise PayloadError(f"event {index} is not a JSON object")
-        changes.extend(_changes(_Event(index, raw)))
+        changes.extend(_changes(_Event(index, raw), frozenset(properties)))
     return changes
 
 
@@ -190,21 +199,21 @@ class _Event:
         return ":".join(str(part) for part in parts)
 
 
-def _changes(event: _Event) -> list[Change]:
+def _changes(event: _Event, chosen: frozenset[str]) -> list[Change]:
     object_name, _, action = event.subscription_type().partition(".")
     if object_name == "object":
         type_id = event.text("objectTypeId")
         if type_id == DEAL_TYPE_ID:
-            return _deal_changes(event, action)
+            return _deal_changes(event, action, chosen)
         if type_id in ENGAGEMENT_KINDS and action == "creation":
             return [_activity(event, ENGAGEMENT_KINDS[type_id])]
         return []
     if object_name == "deal":
-        return _deal_changes(event, action)
+        return _deal_changes(event, action, chosen)
     return []
 
 
-def _deal_changes(event: _Event, action: str) -> list[Change]:
+def _deal_changes(event: _Event, action: str, chosen: frozenset[str]) -> list[Change]:
     def change(deal_id: int, *, fields: DealFields | None = None, deleted: bool = False, key: str,
                ignored: tuple[str, ...] = ()) -> DealChange:
         return DealChange(crm=CRM, event_id=key, deal_id=str(deal_id), changed_at=event.changed_at(),
@@ -216,7 +225,7 @@ def _deal_changes(event: _Event, action: str) -> list[Change]:
         return [change(event.integer("objectId"), deleted=True, key=event.event_id())]
     if action == "propertyChange":
         ignored: list[str] = []
-        fields = _deal_fields(event, ignored)
+        fields = _deal_fields(event, ignored, chosen)
         if fields is None and not ignored:
             return []
         return [change(event.integer("objectId"), fields=fields, key=event.event_id(), ignored=tuple(ignored))]
@@ -233,19 +242,23 @@ def _deal_changes(event: _Event, action: str) -> list[Change]:
     return []  # association changes and other actions say nothing about the deal's fields
 
 
-def _deal_fields(event: _Event, ignored: list[str]) -> DealFields | None:
+def _deal_fields(event: _Event, ignored: list[str], chosen: frozenset[str]) -> DealFields | None:
     name = event.text("propertyName")
     read = _DEAL_PROPERTIES.get(name)
     optional = _FORECAST_PROPERTIES.get(name)
-    if read is None and optional is None:
+    if read is None and optional is None and name not in chosen:
         return None  # not a field of ours (including `pipeline`: stage ids are unique within a portal)
     value = event.optional_text("propertyValue")
     if not value:
         return None  # cleared in HubSpot: DealFields cannot say "cleared", so the last known value stands
+    carried = chosen_properties.carried({name: value}, [name] if name in chosen else [], f"event {event.index}: ",
+                                        ignored)
+    fields: DealFields | None = None
     if optional is not None:  # never refuses the delivery (module docstring, "The forecast")
-        return values.lenient(lambda: optional(value, f"event {event.index}: {name}"), ignored)
-    assert read is not None
-    return read(event, value)
+        fields = values.lenient(lambda: optional(value, f"event {event.index}: {name}"), ignored)
+    elif read is not None:
+        fields = read(event, value)
+    return replace(fields or DealFields(), properties=carried) if carried else fields
 
 
 _DEAL_PROPERTIES: Final[dict[str, Callable[[_Event, str], DealFields]]] = {

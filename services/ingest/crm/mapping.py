@@ -8,10 +8,14 @@ An open deal also carries its forecast, as far as the CRM told it: `expected_clo
 `forecast_category`. They describe an open deal only (the contract's category has no "closed"), so a won or lost
 deal carries none of them. They are optional in the contract and never hold a deal back: one the contract refuses
 (an expected close in year 281) is left out and reported, and the deal is published without it.
+
+Deals and activities carry the CRM properties the tenant chose (`TenantMaps.properties`, `properties.py`) as far as
+they are known, open or closed: one the tenant no longer chooses is not carried, even while the deal's state holds it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -48,6 +52,7 @@ class TenantMaps:
     currency: str
     stages: dict[str, str] = field(default_factory=dict)
     users: dict[str, str] = field(default_factory=dict)
+    properties: tuple[str, ...] = ()  # the CRM properties the tenant chose to carry, by name
 
     def rep_of(self, crm_user: str | None) -> str | None:
         if crm_user is None:
@@ -66,6 +71,11 @@ class TenantMaps:
         if view.stage is not None:
             return DEFAULT_STAGES.get(self.crm, {}).get(view.stage)
         return None
+
+    def carried(self, known: Mapping[str, str]) -> dict[str, str] | None:
+        """The chosen properties among `known`, by name; None when there are none (the contract's "no properties")."""
+        chosen = {name: known[name] for name in self.properties if name in known}
+        return chosen or None
 
 
 def _instant(moment: datetime | date, tz: str) -> datetime:
@@ -101,7 +111,8 @@ def deal_data(deal_id: str, view: DealView, maps: TenantMaps, version: datetime,
         "deal_id": deal_id, "rep_id": rep, "amount": view.amount, "currency": view.currency or maps.currency,
         "stage": DealStage(status), "stage_label": view.stage_label or view.stage, "created_at": view.created_at,
         "closed_at": closed_at, "updated_at": version}
-    return _deal(known, _forecast(view, maps, ignored) if status == "open" else {}, ignored)
+    optional = _forecast(view, maps, ignored) if status == "open" else {}
+    return _deal(known, optional | {"properties": maps.carried(view.properties)}, ignored)
 
 
 def _forecast(view: DealView, maps: TenantMaps, ignored: list[str] | None) -> dict[str, Any]:
@@ -127,19 +138,21 @@ def _deal(known: dict[str, Any], optional: dict[str, Any], ignored: list[str] | 
         if not refused:
             return _problems(err)
         if ignored is not None:
-            ignored.extend(p for p in _problems(err) if p.split(":", 1)[0] in refused)
+            ignored.extend(p for p in _problems(err) if p.split(":", 1)[0].split(".", 1)[0] in refused)
         return _deal(known, {k: v for k, v in optional.items() if k not in refused}, ignored)
 
 
 def activity_data(activity_id: str, kind: str, owner: str | None, occurred_at: datetime, deal_id: str | None,
-                  duration_s: int | None, maps: TenantMaps) -> ActivityLogged | list[str]:
+                  duration_s: int | None, maps: TenantMaps,
+                  properties: Mapping[str, str] | None = None) -> ActivityLogged | list[str]:
     rep = maps.rep_of(owner)
     if rep is None:
         return [f"owner: {maps.crm} user {owner!r} is not mapped to a rep" if owner else "owner: not received"]
     try:
         return ActivityLogged.model_validate({"activity_id": activity_id, "rep_id": rep, "kind": kind,
                                               "occurred_at": occurred_at, "deal_id": deal_id,
-                                              "duration_s": duration_s})
+                                              "duration_s": duration_s,
+                                              "properties": maps.carried(properties or {})})
     except ValidationError as err:
         return _problems(err)
 

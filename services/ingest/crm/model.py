@@ -10,10 +10,14 @@ A vendor module (`hubspot.py`, `pipedrive.py`, `salesforce.py`) provides two pur
 Changes carry only what the delivery carried (HubSpot sends one property per event, Pipedrive's
 and Salesforce CDC's updates only what changed); the pipeline keeps each deal's last known state
 per field, ordered by the CRM's own change time, and emits a complete `deal.upserted`.
+
+`parse` also takes `properties`, the names of the CRM properties the tenant chose to carry
+(`properties.py`): a change carries the values of those the delivery holds, by name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from decimal import Decimal
@@ -72,6 +76,9 @@ class DealFields:
     expected_close: datetime | date | None = None
     probability: Decimal | None = None  # 0 to 1, at most 4 places (`values.probability`)
     forecast_category: Forecast | None = None
+    # The tenant's chosen CRM properties this delivery holds, as text (`properties.carried`); a name left out is
+    # "not in this delivery", as None is for the fields above, so its last known value stands.
+    properties: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +109,8 @@ class ActivityChange:
     occurred_at: datetime
     deal_id: str | None = None  # the CRM's deal id
     duration_s: int | None = None
+    properties: dict[str, str] = field(default_factory=dict)  # the tenant's chosen CRM properties, as text
+    ignored: tuple[str, ...] = ()  # property values left out (as `DealChange.ignored`); logged and counted
 
 
 Change = DealChange | ActivityChange

@@ -10,6 +10,10 @@ Written from Pipedrive's developer documentation:
   retry attempt number, `timestamp`, `version` "2.0"; `data`; `previous` with "only the fields that have changed";
   `delete` has `data: null`);
 - "Webhooks v2 migration guide": `retry` became `meta.attempt`, `current` became `data`;
+- "Custom fields" (pipedrive.readme.io/docs/core-api-concepts-custom-fields): a custom field's key is a
+  40-character hash, its own in each account; "Pipedrive API v2 migration guide" (pipedrive.readme.io/docs/
+  pipedrive-api-v2-migration-guide, "Custom Fields"): v1 has custom fields at the object's root (a monetary one's
+  currency under `<key>_currency`), v2 in a `custom_fields` object, a monetary one as `{"value", "currency"}`;
 - changelog "Bug fix in v2 user webhooks payload" (2025-05-20): v2 `meta.timestamp` is RFC 3339 (it was UNIX
   seconds for user webhooks, and the guide's meta table still says "10 character timestamp": both are read);
 - the API reference for activities: `due_date` "YYYY-MM-DD", `due_time` "in UTC. Format: HH:MM", `duration` "HH:MM".
@@ -40,6 +44,14 @@ Decisions:
   when unset) divided by 100 is `probability`, rounded half-even to 4 places (33.33333 % is 0.3333). Pipedrive has
   no forecast category. A value of either that cannot be read or is out of range (a probability of 150) is left
   out and reported in `DealChange.ignored` (`values.lenient`): the deal's other fields still count.
+- The CRM properties the tenant chose to carry (`properties.py`) are fields by key, of deals and activities alike:
+  a standard field's key (`origin`, `channel`, an activity's `location`) or a custom field's hash. v1 has custom
+  fields at the object's root, v2 (webhooks and API) under `custom_fields`; both are read. A value that is an object
+  with a `value` (v2's monetary and address fields) carries that value (a monetary field's amount, as v1 sends it);
+  a list of option ids (v2's multiple options) carries them as v1 writes them, `12,13`; an option field carries its
+  option's id, not its label. Every delivery carries the whole object, so each one restates every chosen field.
+  A value that cannot be carried (longer than 500 characters, another object) is left out and reported
+  (`DealChange.ignored`, `ActivityChange.ignored`).
 - An empty string (v1 sends `""` for an unset `marked_as_done_time`, `due_time`, `duration`) reads as absent.
 - Other entities (person, organization, note, lead...) are skipped, so a `*.*` webhook does not fail.
 """
@@ -49,11 +61,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any, Final, Literal
 
+from services.ingest.crm import properties as chosen_properties
 from services.ingest.crm import values
 from services.ingest.crm.model import (
     ActivityChange,
@@ -111,18 +124,20 @@ def verify(request: WebhookRequest, secrets: Sequence[Secret], now: datetime) ->
         raise WebhookAuthError("wrong HTTP Basic auth password")
 
 
-def parse(request: WebhookRequest) -> list[Change]:
-    """The deal and activity changes in one Pipedrive delivery (v1 or v2 body); [] for other entities."""
+def parse(request: WebhookRequest, properties: Collection[str] = ()) -> list[Change]:
+    """The deal and activity changes in one Pipedrive delivery (v1 or v2 body), carrying the values of
+    `properties` (the field keys the tenant chose to carry); [] for other entities."""
     body = _load(request.body)
     meta = _object(body.get("meta"), "meta")
+    chosen = tuple(properties)
     if meta.get("version") == "2.0":
-        return _parse_v2(body, meta)
+        return _parse_v2(body, meta, chosen)
     if body.get("v") == 1 or meta.get("v") == 1:
-        return _parse_v1(body, meta)
+        return _parse_v1(body, meta, chosen)
     raise PayloadError('body is neither a Pipedrive webhooks v1 ("v": 1) nor v2 (meta.version "2.0") payload')
 
 
-def _parse_v1(body: dict[str, Any], meta: dict[str, Any]) -> list[Change]:
+def _parse_v1(body: dict[str, Any], meta: dict[str, Any], chosen: tuple[str, ...]) -> list[Change]:
     entity = values.text(meta.get("object"), "meta.object")
     if entity not in _TRACKED:
         return []
@@ -140,10 +155,11 @@ def _parse_v1(body: dict[str, Any], meta: dict[str, Any]) -> list[Change]:
         return _deleted(entity, event_id, object_id, changed_at)
     if action not in _V1_UPSERTS:
         raise PayloadError(f"meta.action: unknown v1 action {action!r}")
-    return _upserted(entity, _object(body.get("current"), "current"), "current", event_id, object_id, changed_at)
+    return _upserted(entity, _object(body.get("current"), "current"), "current", event_id, object_id, changed_at,
+                     chosen)
 
 
-def _parse_v2(body: dict[str, Any], meta: dict[str, Any]) -> list[Change]:
+def _parse_v2(body: dict[str, Any], meta: dict[str, Any], chosen: tuple[str, ...]) -> list[Change]:
     entity = values.text(meta.get("entity"), "meta.entity")
     if entity not in _TRACKED:
         return []
@@ -155,7 +171,7 @@ def _parse_v2(body: dict[str, Any], meta: dict[str, Any]) -> list[Change]:
         return _deleted(entity, event_id, object_id, changed_at)
     if action not in _V2_UPSERTS:
         raise PayloadError(f"meta.action: unknown v2 action {action!r}")
-    return _upserted(entity, _object(body.get("data"), "data"), "data", event_id, object_id, changed_at)
+    return _upserted(entity, _object(body.get("data"), "data"), "data", event_id, object_id, changed_at, chosen)
 
 
 def _deleted(entity: str, event_id: str, object_id: str, changed_at: datetime) -> list[Change]:
@@ -165,20 +181,21 @@ def _deleted(entity: str, event_id: str, object_id: str, changed_at: datetime) -
 
 
 def _upserted(
-    entity: str, obj: dict[str, Any], where: str, event_id: str, object_id: str, changed_at: datetime
+    entity: str, obj: dict[str, Any], where: str, event_id: str, object_id: str, changed_at: datetime,
+    chosen: tuple[str, ...],
 ) -> list[Change]:
     if entity == "activity":
-        activity = _activity(obj, where, event_id, object_id, changed_at)
+        activity = _activity(obj, where, event_id, object_id, changed_at, chosen)
         return [] if activity is None else [activity]
     if obj.get("status") == "deleted" or obj.get("is_deleted") is True:
         return _deleted(entity, event_id, object_id, changed_at)
     ignored: list[str] = []
-    fields = _deal_fields(obj, where, ignored)
+    fields = _deal_fields(obj, where, ignored, chosen)
     return [DealChange(crm=CRM, event_id=event_id, deal_id=object_id, changed_at=changed_at, fields=fields,
                        ignored=tuple(ignored))]
 
 
-def _deal_fields(obj: dict[str, Any], where: str, ignored: list[str]) -> DealFields:
+def _deal_fields(obj: dict[str, Any], where: str, ignored: list[str], chosen: tuple[str, ...]) -> DealFields:
     status = values.optional_text(obj.get("status"), f"{where}.status")
     if status is not None and status not in _STATUSES:
         raise PayloadError(f"{where}.status: unknown deal status {status!r}")
@@ -196,7 +213,28 @@ def _deal_fields(obj: dict[str, Any], where: str, ignored: list[str]) -> DealFie
         name=values.optional_text(obj.get("title"), f"{where}.title"),
         expected_close=expected_close,
         probability=probability,
+        properties=carried(obj, chosen, where, ignored),
     )
+
+
+def carried(obj: Mapping[str, Any], keys: Collection[str], where: str, ignored: list[str]) -> dict[str, str]:
+    """The values of the fields `keys` names in a deal or activity (webhook `current`/`data`, or API v2 `data`), as
+    text (module docstring): at the root (v1, and every standard field) or under `custom_fields` (v2)."""
+    if not keys:
+        return {}
+    custom = obj.get("custom_fields")
+    found = {**obj, **(custom if isinstance(custom, dict) else {})}
+    flat = {key: _flat(found[key]) for key in keys if key in found}
+    return chosen_properties.carried(flat, keys, f"{where}.", ignored)
+
+
+def _flat(value: object) -> object:
+    """A v2 custom field's value as v1 sends it: an object's `value`, a list of option ids comma-separated."""
+    if isinstance(value, dict) and "value" in value:
+        return value["value"]
+    if isinstance(value, list) and all(values.is_integer(item) or isinstance(item, str) for item in value):
+        return ",".join(str(item) for item in value)
+    return value
 
 
 def forecast(deal: Mapping[str, Any], where: str, ignored: list[str]) -> tuple[date | None, Decimal | None]:
@@ -219,12 +257,13 @@ def close_time_key(deal: Mapping[str, Any], status: str | None) -> str:
 
 
 def _activity(
-    obj: dict[str, Any], where: str, event_id: str, object_id: str, changed_at: datetime
+    obj: dict[str, Any], where: str, event_id: str, object_id: str, changed_at: datetime, chosen: tuple[str, ...]
 ) -> ActivityChange | None:
     if obj.get("is_deleted") is True or obj.get("active_flag") is False or obj.get("done") in (False, 0):
         return None  # removed, or planned and not done yet: nothing has happened to count
     type_key = values.optional_text(obj.get("type"), f"{where}.type")
     deal = obj.get("deal_id")
+    ignored: list[str] = []
     return ActivityChange(
         crm=CRM,
         event_id=event_id,
@@ -235,6 +274,8 @@ def _activity(
         occurred_at=_occurred_at(obj, where),
         deal_id=None if deal is None else values.identifier(deal, f"{where}.deal_id"),
         duration_s=_duration(obj.get("duration"), f"{where}.duration"),
+        properties=carried(obj, chosen, where, ignored),
+        ignored=tuple(ignored),
     )
 
 

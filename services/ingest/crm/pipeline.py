@@ -48,8 +48,8 @@ from shared.events import (
 log = logging.getLogger(__name__)
 DEAD_LETTERED = Counter("attain_ingest_crm_dead_letters_total", "CRM objects that could not be mapped yet.", ["crm"])
 IGNORED = Counter("attain_ingest_crm_values_ignored_total",
-                  "Optional CRM deal values left out (unreadable or outside the contract); the deal still counts.",
-                  ["crm"])
+                  "Optional CRM deal or activity values left out (unreadable or outside the contract); the record"
+                  " still counts.", ["crm"])
 TICK = timedelta(microseconds=1)
 _ALWAYS_EMITTED = frozenset({"deal_id", "rep_id", "amount", "currency", "stage", "stage_label", "created_at",
                              "closed_at"})  # `comparable`: the fields of a deal as emitted before issue 22
@@ -82,7 +82,22 @@ async def load_maps(conn: asyncpg.Connection, tenant: Tenant, crm: str) -> Tenan
                                    tenant.slug, crm))
     users = dict(await conn.fetch("SELECT crm_user_id, rep_id FROM crm_user_map WHERE tenant = $1 AND crm = $2",
                                   tenant.slug, crm))
-    return TenantMaps(crm, tenant.timezone, tenant.currency, stages, users)
+    chosen = await load_properties(conn, tenant.slug, crm)
+    return TenantMaps(crm, tenant.timezone, tenant.currency, stages, users, chosen)
+
+
+async def load_properties(conn: asyncpg.Connection, tenant: str, crm: str) -> tuple[str, ...]:
+    """The CRM properties the tenant chose to carry from `crm`, in the order it gave them (`properties.py`)."""
+    rows = await conn.fetch("SELECT property FROM crm_property_map WHERE tenant = $1 AND crm = $2 ORDER BY position",
+                            tenant, crm)
+    return tuple(row["property"] for row in rows)
+
+
+async def save_properties(conn: asyncpg.Connection, tenant: str, crm: str, names: list[str]) -> None:
+    """Replace the CRM properties the tenant chooses to carry from `crm` (in the caller's transaction)."""
+    await conn.execute("DELETE FROM crm_property_map WHERE tenant = $1 AND crm = $2", tenant, crm)
+    await conn.executemany("INSERT INTO crm_property_map (tenant, crm, property, position) VALUES ($1, $2, $3, $4)",
+                           [(tenant, crm, name, position) for position, name in enumerate(names)])
 
 
 class CrmPipeline:
@@ -139,15 +154,15 @@ class CrmPipeline:
             for change in changes:
                 state = merge(state, change)
             if needs_fetch(deal_id, state, maps):
-                await self._fetch_deal(access, crm, deal_id, fetched)
+                await self._fetch_deal(access, maps, deal_id, fetched)
         for activity in bare:
-            completed = await self._fetcher.activity(access, crm, activity)
+            completed = await self._fetcher.activity(access, crm, activity, maps.properties)
             if completed is not None:
                 fetched.activities[activity.event_id] = completed
         return fetched
 
-    async def _fetch_deal(self, access: CrmAccess, crm: str, deal_id: str, into: Fetched) -> None:
-        record = await self._fetcher.deal(access, crm, deal_id)
+    async def _fetch_deal(self, access: CrmAccess, maps: TenantMaps, deal_id: str, into: Fetched) -> None:
+        record = await self._fetcher.deal(access, maps.crm, deal_id, maps.properties)
         if record is not None:
             into.deals[deal_id] = record
 
@@ -193,10 +208,11 @@ class CrmPipeline:
             if row["object_type"] == "deal":
                 state: FieldState = json.loads(row["fields"]) if row["fields"] else {}
                 if needs_fetch(row["object_id"], state, maps):
-                    await self._fetch_deal(access, crm, row["object_id"], fetched)
+                    await self._fetch_deal(access, maps, row["object_id"], fetched)
                 continue
             activity = _activity_from(row["payload"])
-            if activity.owner is None and (completed := await self._fetcher.activity(access, crm, activity)):
+            if activity.owner is None and (
+                    completed := await self._fetcher.activity(access, crm, activity, maps.properties)):
                 fetched.activities[activity.event_id] = completed
         return fetched
 
@@ -267,7 +283,8 @@ class CrmPipeline:
     async def _activity(self, conn: asyncpg.Connection, tenant: Tenant, maps: TenantMaps, change: ActivityChange,
                         summary: Summary) -> CanonicalEvent | None:
         data = activity_data(change.activity_id, change.kind, change.owner, change.occurred_at, change.deal_id,
-                             change.duration_s, maps)
+                             change.duration_s, maps, change.properties)
+        _report_ignored(tenant, maps.crm, change.activity_id, list(change.ignored), "activity")
         if isinstance(data, list):
             payload = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(change).items()}
             await self._dead_letter(conn, tenant, maps.crm, "activity", change.activity_id, change.event_id,
@@ -308,16 +325,17 @@ def comparable(data: DealUpserted) -> dict[str, Any]:
     return {k: v for k, v in dumped.items() if v is not None or k in _ALWAYS_EMITTED}
 
 
-def _report_ignored(tenant: Tenant, crm: str, deal_id: str, ignored: list[str]) -> None:
+def _report_ignored(tenant: Tenant, crm: str, object_id: str, ignored: list[str], kind: str = "deal") -> None:
     """Each optional value left out (`values.lenient`, `mapping.deal_data`): logged and counted, never silent."""
     for problem in ignored:
         IGNORED.labels(crm).inc()
-        log.warning("crm value ignored", extra={"tenant": tenant.slug, "crm": crm, "deal": deal_id,
+        log.warning("crm value ignored", extra={"tenant": tenant.slug, "crm": crm, kind: object_id,
                                                 "reason": problem})
 
 
 def _activity_from(payload: str) -> ActivityChange:
     raw = json.loads(payload)
+    raw.pop("ignored", None)  # reported when the activity was delivered; a retry does not count them again
     for name in ("changed_at", "occurred_at"):
         raw[name] = datetime.fromisoformat(raw[name])
     return ActivityChange(**raw)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import codecs
 import hmac
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Final, Literal
 from urllib.parse import parse_qs, urlsplit
@@ -112,15 +112,16 @@ def _claimed_orgs(request: WebhookRequest) -> list[str | None]:
 # --- parsing ----------------------------------------------------------------------------------------------------
 
 
-def parse(request: WebhookRequest) -> list[Change]:
-    """The deal and activity changes an Outbound Message or a batch of CDC events carries.
+def parse(request: WebhookRequest, properties: Collection[str] = ()) -> list[Change]:
+    """The deal and activity changes an Outbound Message or a batch of CDC events carries, each with the values of
+    the fields `properties` names (the API names the tenant chose to carry) that its record holds.
 
     Raises PayloadError naming what is wrong: not XML or JSON, a refused DOCTYPE, not a notifications envelope,
     a missing Id, a bad Amount, a malformed change event...
     """
     if _format(request) == "xml":
-        return salesforce_outbound.changes(salesforce_outbound.notifications(request.body))
-    return salesforce_cdc.changes(salesforce_cdc.events(request.body))
+        return salesforce_outbound.changes(salesforce_outbound.notifications(request.body), tuple(properties))
+    return salesforce_cdc.changes(salesforce_cdc.events(request.body), tuple(properties))
 
 
 def _format(request: WebhookRequest) -> Literal["xml", "json"]:

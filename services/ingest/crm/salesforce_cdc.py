@@ -15,14 +15,16 @@ Decisions:
   way); CometD relays send ISO 8601 strings.
 - A field sent as null (a Pub/Sub API event has null for every unchanged field) is "not in this delivery": a
   cleared field cannot be told from an unchanged one, so the last known value stands. So an UPDATE carrying only
-  `Probability` changes the probability and leaves the forecast category and close date as they were.
+  `Probability` changes the probability and leaves the forecast category and close date as they were; likewise
+  for the fields the tenant chose to carry (`salesforce_record.py`): an UPDATE carries the changed ones only, and
+  the others keep their last known values.
 - CDC events carry no org id; a relay may add `OrganizationId` (or `orgId`) to an event or its envelope: `orgs`
   reports it for `salesforce.verify`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -80,8 +82,9 @@ def _org(level: Mapping[str, object], where: str) -> str | None:
     return value
 
 
-def changes(found: list[CdcEvent]) -> list[Change]:
-    """One deal change per Opportunity record each event names; other entities and overflow events yield none."""
+def changes(found: list[CdcEvent], chosen: Collection[str] = ()) -> list[Change]:
+    """One deal change per Opportunity record each event names, carrying the fields `chosen` names that the event
+    holds; other entities and overflow events yield none."""
     result: list[Change] = []
     for event in found:
         header = Record(event.header, f"{event.where} header")
@@ -100,7 +103,7 @@ def changes(found: list[CdcEvent]) -> list[Change]:
         fields = (
             DealFields()
             if deleted or change_type.startswith("GAP_")
-            else deal_fields(Record(event.fields, f"{event.where} ({transaction}:{sequence})"), ignored)
+            else deal_fields(Record(event.fields, f"{event.where} ({transaction}:{sequence})"), ignored, chosen)
         )
         result.extend(
             DealChange(crm=CRM, event_id=f"{transaction}:{sequence}:{record_id}", deal_id=record_id,

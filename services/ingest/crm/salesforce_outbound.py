@@ -17,6 +17,8 @@ Decisions:
   `CreatedDate`; Event `StartDateTime`, else `ActivityDateTime`, else `ActivityDate`, else `CreatedDate`. A date
   alone is read at 12:00 UTC, which is the same calendar day in every zone from UTC-11 to UTC+11. `WhatId` is the
   deal when it is an Opportunity id (key prefix 006). Deleted activities and other sObjects are skipped.
+- The fields the tenant chose to carry (`salesforce_record.py`) are read from every Opportunity, Task and Event
+  that holds them: add each one to the outbound message's fields, or it never arrives.
 - XML: DOCTYPE and ENTITY declarations are refused before parsing, and again by the parser, so no entity is ever
   expanded (no "billion laughs", no external entities).
 """
@@ -24,12 +26,13 @@ Decisions:
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from datetime import UTC, date, datetime, time
 from typing import Final, Literal
 from xml.etree import ElementTree  # hardened below: DOCTYPE/ENTITY refused before and while parsing
 
 from services.ingest.crm.model import ActivityChange, Change, DealChange, DealFields, PayloadError
-from services.ingest.crm.salesforce_record import CRM, Record, deal_fields
+from services.ingest.crm.salesforce_record import CRM, Record, carried, deal_fields
 
 SOAP_ENV: Final = "http://schemas.xmlsoap.org/soap/envelope/"
 OUTBOUND: Final = "http://soap.sforce.com/2005/09/outbound"
@@ -72,9 +75,9 @@ def notifications(body: bytes) -> ElementTree.Element:
     return found
 
 
-def changes(message: ElementTree.Element) -> list[Change]:
-    """The deal and activity changes of every `Notification` of `message` (its `notifications` element), in order;
-    other sObjects are skipped."""
+def changes(message: ElementTree.Element, chosen: Collection[str] = ()) -> list[Change]:
+    """The deal and activity changes of every `Notification` of `message` (its `notifications` element), in order,
+    carrying the fields `chosen` names that each record holds; other sObjects are skipped."""
     found = message.findall(f"{{{OUTBOUND}}}Notification")
     if not found:
         raise PayloadError("the notifications element holds no Notification")
@@ -93,26 +96,27 @@ def changes(message: ElementTree.Element) -> list[Change]:
         sobject_type = _sobject_type(sobject, record_id)
         change: Change | None = None
         if sobject_type == "Opportunity":
-            change = _deal(record, notification_id, record_id)
+            change = _deal(record, notification_id, record_id, chosen)
         elif sobject_type in ("Task", "Event"):
-            change = _activity(record, notification_id, record_id, sobject_type)
+            change = _activity(record, notification_id, record_id, sobject_type, chosen)
         if change is not None:
             result.append(change)
     return result
 
 
-def _deal(record: Record, notification_id: str, deal_id: str) -> DealChange:
+def _deal(record: Record, notification_id: str, deal_id: str, chosen: Collection[str]) -> DealChange:
     changed_at = record.timestamp("LastModifiedDate") or record.timestamp("SystemModstamp")
     if changed_at is None:
         record.fail("LastModifiedDate", "and SystemModstamp are missing: add one to the outbound message's fields")
     deleted = record.boolean("IsDeleted") is True
     ignored: list[str] = []
-    fields = DealFields() if deleted else deal_fields(record, ignored)
+    fields = DealFields() if deleted else deal_fields(record, ignored, chosen)
     return DealChange(crm=CRM, event_id=notification_id, deal_id=deal_id, changed_at=changed_at, fields=fields,
                       deleted=deleted, ignored=tuple(ignored))  # fmt: skip
 
 
-def _activity(record: Record, event_id: str, activity_id: str, sobject_type: str) -> ActivityChange | None:
+def _activity(record: Record, event_id: str, activity_id: str, sobject_type: str,
+              chosen: Collection[str]) -> ActivityChange | None:
     if record.boolean("IsDeleted"):
         return None
     created = record.timestamp("CreatedDate")
@@ -134,10 +138,12 @@ def _activity(record: Record, event_id: str, activity_id: str, sobject_type: str
     if duration is not None and duration < 0:
         record.fail("duration", f"is negative ({duration} s)")
     what = record.text("WhatId")
+    ignored: list[str] = []
     return ActivityChange(crm=CRM, event_id=event_id, activity_id=activity_id, changed_at=changed_at,
                           kind=kind, owner=record.text("OwnerId"), occurred_at=occurred_at,
                           deal_id=what if what and what.startswith(OPPORTUNITY_PREFIX) else None,
-                          duration_s=duration)  # fmt: skip
+                          duration_s=duration, properties=carried(record, chosen, ignored),
+                          ignored=tuple(ignored))  # fmt: skip
 
 
 def _noon(day: date | None) -> datetime | None:

@@ -12,16 +12,22 @@ date it is expected to close, which the mapping makes its `expected_close_at`: m
 omitted), and Closed gives none (the forecast counts open deals only). A `Probability` or `ForecastCategoryName`
 that cannot be read, is out of range or is unknown is left out and reported (`values.lenient`, into the `ignored`
 list the caller passes): it never refuses the message, whose other fields and notifications still count.
+
+The CRM properties the tenant chose to carry (`properties.py`) are the record's fields by API name (`LeadSource`,
+`Segment__c`), of an Opportunity, a Task or an Event alike, as far as the delivery holds them (`carried`): SOAP sends
+every value as text (`true`, `40.0`); a change event's JSON numbers and booleans are written as JSON writes them. A
+value that cannot be carried (longer than 500 characters, a compound field's object) is left out and reported.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Final, Literal, NoReturn, TypeVar
 
+from services.ingest.crm import properties as chosen_properties
 from services.ingest.crm import values
 from services.ingest.crm.model import DealFields, Forecast, PayloadError
 
@@ -106,9 +112,15 @@ class Record:
             self.fail(name, f"{problem}: {value!r}")
 
 
-def deal_fields(record: Record, ignored: list[str]) -> DealFields:
+def carried(record: Record, names: Collection[str], ignored: list[str]) -> dict[str, str]:
+    """The values of the fields `names` names that `record` holds, as text (module docstring)."""
+    return chosen_properties.carried(record.fields, names, f"{record.where}: ", ignored)
+
+
+def deal_fields(record: Record, ignored: list[str], chosen: Collection[str] = ()) -> DealFields:
     """An Opportunity's fields: `StageName` is both stage and label; `CloseDate` is a date. A forecast value left
-    out is appended to `ignored` (module docstring)."""
+    out is appended to `ignored` (module docstring); so is a value of the fields `chosen` names that cannot be
+    carried."""
     stage = record.text("StageName")
     return DealFields(
         amount=record.decimal("Amount"),
@@ -122,6 +134,7 @@ def deal_fields(record: Record, ignored: list[str]) -> DealFields:
         name=record.text("Name"),
         probability=values.lenient(lambda: _probability(record), ignored),
         forecast_category=values.lenient(lambda: _forecast_category(record), ignored),
+        properties=carried(record, chosen, ignored),
     )
 
 

@@ -3,12 +3,15 @@
 Each field keeps its value and the CRM's change time; a change only overwrites a field with an
 older (or equal) time, so a late, older delivery never undoes a newer one, and a win that carries
 only the stage still knows its amount and owner from earlier deliveries. Stored as JSON:
-``{"amount": {"v": "1200.50", "t": "2026-11-02T10:00:00+00:00"}, ...}``.
+``{"amount": {"v": "1200.50", "t": "2026-11-02T10:00:00+00:00"}, ...}``. A CRM property the tenant chose to
+carry is a field of its own, under ``"property:<name>"``: a change that carries one property (a HubSpot property
+change, a Change Data Capture UPDATE) keeps the others' last known values.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -16,6 +19,7 @@ from typing import Any
 from services.ingest.crm.model import DealChange
 
 DELETED = "_deleted"
+PROPERTY = "property:"  # the prefix of a CRM property's field (no field name of DealFields holds a colon)
 FieldState = dict[str, dict[str, Any]]
 
 
@@ -33,8 +37,9 @@ def merge(state: FieldState, change: DealChange) -> FieldState:
     """The state after `change`: each field it carries wins unless the state's is newer."""
     merged = dict(state)
     at = change.changed_at.astimezone(UTC)
-    carried = {f.name: getattr(change.fields, f.name) for f in fields(change.fields)}
+    carried = {f.name: getattr(change.fields, f.name) for f in fields(change.fields) if f.name != "properties"}
     carried = {name: value for name, value in carried.items() if value is not None}
+    carried |= {PROPERTY + name: value for name, value in change.fields.properties.items()}
     carried[DELETED] = change.deleted
     for name, value in carried.items():
         known = merged.get(name)
@@ -62,6 +67,7 @@ class DealView:
     expected_close: datetime | date | None
     probability: Decimal | None
     forecast_category: str | None
+    properties: Mapping[str, str] = field(default_factory=dict)  # every CRM property known, by name
 
 
 def view(state: FieldState) -> DealView:
@@ -96,4 +102,6 @@ def view(state: FieldState) -> DealView:
         expected_close=moment("expected_close"),
         probability=Decimal(value("probability")) if value("probability") is not None else None,
         forecast_category=value("forecast_category"),
+        properties={name.removeprefix(PROPERTY): known["v"] for name, known in sorted(state.items())
+                    if name.startswith(PROPERTY)},
     )

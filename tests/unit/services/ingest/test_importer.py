@@ -192,6 +192,41 @@ def test_a_file_that_is_not_utf8_is_a_usage_error() -> None:
         list(read_csv(Lines(io.BytesIO(DEALS_HEADER.encode() + b"d1,r\xe9\n")), None, "import", NOW)[1])
 
 
+def test_property_columns_of_deals_and_activities_become_their_properties_and_blank_cells_carry_nothing() -> None:
+    [deal] = _csv(DEALS_HEADER.rstrip("\n") + ",property:segment,property:lead_source\n"
+                  + "d1," + WON.format(amount="10").rstrip("\n") + ", SMB ,\n")
+    assert deal.event is not None and deal.event["data"]["properties"] == {"segment": "SMB"}
+    assert CANONICAL_EVENT.validate_python(deal.event).data.properties == {"segment": "SMB"}
+    [activity] = _csv("activity_id,rep_id,kind,occurred_at,property:outcome\na1,r1,call,2026-11-01T10:00:00Z,"
+                      "connected\n")
+    assert activity.event is not None
+    assert CANONICAL_EVENT.validate_python(activity.event).data.properties == {"outcome": "connected"}
+    [bare] = _csv(DEALS_HEADER.rstrip("\n") + ",property:segment\n" + "d1," + WON.format(amount="10").rstrip("\n")
+                  + ",\n")
+    assert bare.event is not None and "properties" not in bare.event["data"]
+    assert bare.event["id"] == deal.event["id"]  # a version: deal + time, whatever it carries
+
+
+def test_a_property_the_contract_refuses_is_rejected_by_ingest_naming_it() -> None:
+    [row] = _csv(DEALS_HEADER.rstrip("\n") + ",property:lead source\n" + "d1," + WON.format(amount="10").rstrip("\n")
+                 + ",web\n")
+    assert row.event is not None
+    reason = judge(0, row.event).reason
+    assert reason is not None and reason.startswith("data.properties.lead source")
+
+
+def test_an_ndjson_data_row_may_name_properties_by_column_or_as_an_object() -> None:
+    text = json.dumps({"activity_id": "a1", "rep_id": "r1", "kind": "call", "occurred_at": "2026-11-01T10:00:00Z",
+                       "properties": {"outcome": "connected"}, "property:channel": "phone"}) + "\n"
+    [row] = read_ndjson(_lines(text), "activities", "import", NOW)
+    assert row.event is not None and row.event["data"]["properties"] == {"outcome": "connected", "channel": "phone"}
+
+
+def test_rows_of_kinds_without_properties_ignore_property_columns() -> None:
+    [row] = _csv("rep_id,name,team_id,timezone,property:segment\nr1,Ann,t1,UTC,SMB\n")
+    assert row.event is not None and "properties" not in row.event["data"]
+
+
 def test_ndjson_lines_are_canonical_events_or_data_rows_and_keep_their_line_numbers() -> None:
     canonical = {"type": "rep.upserted", "id": "e1", "time": "2026-11-01T10:00:00Z",
                  "data": {"rep_id": "r1", "name": "Ann", "team_id": "t1", "timezone": "UTC"}}

@@ -321,3 +321,65 @@ async def test_an_unreadable_record_is_not_fetched_rather_than_an_error() -> Non
 async def test_a_pipedrive_answer_without_success_is_not_fetched() -> None:
     body = json.loads(PIPEDRIVE_DEAL.replace('"success": true', '"success": false'))
     assert await _CannedFetcher(body).deal(ACCESS, "pipedrive", "315") is None
+
+
+# --- the CRM properties the tenant carries ---------------------------------------------------------------------------
+
+
+class _Recording(_CannedFetcher):
+    """A canned Fetcher that remembers what it was asked for."""
+
+    def __init__(self, body: Any) -> None:
+        super().__init__(body)
+        self.asked: list[tuple[str, dict[str, str] | None]] = []
+
+    async def _get(self, url: str, headers: dict[str, str], params: dict[str, str] | None = None) -> Any:
+        self.asked.append((url, params))
+        return self.body
+
+
+async def test_hubspot_is_asked_for_the_chosen_properties_besides_ours_and_they_are_carried() -> None:
+    fetcher = _Recording(loaded(HUBSPOT_DEAL, hs_lead_source="ORGANIC_SEARCH", segment=None))
+    fetched = await fetcher.deal(ACCESS, "hubspot", "1246965", ("hs_lead_source", "segment", "amount"))
+    assert fetched is not None
+    assert fetched.fields.properties == {"hs_lead_source": "ORGANIC_SEARCH", "amount": "1234567.89"}
+    ((url, params),) = fetcher.asked
+    assert url == "https://crm.example/crm/v3/objects/deals/1246965"
+    assert params == {"properties": HUBSPOT_DEAL_PROPERTIES + ",hs_lead_source,segment"}
+
+
+async def test_without_a_choice_hubspot_is_asked_for_our_properties_alone() -> None:
+    fetcher = _Recording(loaded(HUBSPOT_DEAL))
+    fetched = await fetcher.deal(ACCESS, "hubspot", "1246965")
+    assert fetched is not None and fetched.fields.properties == {}
+    assert fetcher.asked[0][1] == {"properties": HUBSPOT_DEAL_PROPERTIES}
+
+
+async def test_a_hubspot_engagement_is_fetched_with_its_chosen_properties() -> None:
+    bare = ActivityChange(crm="hubspot", event_id="e1", activity_id="51234567890", kind="call", owner=None,
+                          changed_at=datetime(2026, 11, 10, 9, 45, tzinfo=UTC),
+                          occurred_at=datetime(2026, 11, 10, 9, 45, tzinfo=UTC))  # fmt: skip
+    fetcher = _Recording(loaded(HUBSPOT_CALL, hs_call_disposition="f240bbac-87c9-4f6e-bf70-924b57d47db7"))
+    done = await fetcher.activity(ACCESS, "hubspot", bare, ("hs_call_disposition",))
+    assert done is not None and done.properties == {"hs_call_disposition": "f240bbac-87c9-4f6e-bf70-924b57d47db7"}
+    assert fetcher.asked[0][1] == {"properties": "hubspot_owner_id,hs_timestamp,hs_call_duration,hs_call_disposition",
+                                   "associations": "deals"}
+
+
+def test_a_pipedrive_deal_carries_its_chosen_fields_from_custom_fields() -> None:
+    key = "dcf558aac1ae4e8c4f849ba5e668430d8df9be12"
+    body = loaded(PIPEDRIVE_DEAL, custom_fields={key: {"value": 2300, "currency": "EUR"}})
+    change = pipedrive_deal("315", body, (key, "origin", "channel"))
+    assert change.fields.properties == {key: "2300", "origin": "ManuallyCreated"}
+
+
+def test_a_salesforce_record_carries_its_chosen_fields_by_api_name() -> None:
+    change = salesforce_deal("0065g00000Xk1AaAAJ", loaded(SALESFORCE_OPPORTUNITY),
+                             ("Type", "FiscalQuarter", "IsPrivate", "Description", "LeadSource"))
+    assert change.fields.properties == {"Type": "New Customer", "FiscalQuarter": "4", "IsPrivate": "false"}
+
+
+def test_a_chosen_value_too_long_is_left_out_and_reported() -> None:
+    change = hubspot_deal("1", loaded(HUBSPOT_DEAL, segment="s" * 501), ("segment",))
+    assert change.fields.properties == {}
+    assert change.ignored == ("properties.segment: is longer than 500 characters (501); left out, not cut",)

@@ -366,6 +366,64 @@ def test_an_open_deal_expects_to_close_at_its_close_date_and_keeps_its_forecast_
         Decimal(1200), None, datetime(2025, 12, 31, tzinfo=UTC), Decimal("0.9"), ForecastCategory.COMMIT)
 
 
+# --- parse: the CRM properties the tenant carries ------------------------------------------------
+
+
+CHOSEN = ("hs_lead_source", "segment", "dealname")
+
+
+def test_a_change_of_a_chosen_property_carries_its_value_and_other_properties_stay_skipped() -> None:
+    lead, other = hubspot.parse(delivery([
+        event(propertyName="hs_lead_source", propertyValue="ORGANIC_SEARCH"),
+        event(propertyName="segment", propertyValue="Mid-market", eventId=2),
+        event(propertyName="description", propertyValue="not chosen", eventId=3),
+    ]), CHOSEN)  # fmt: skip
+    assert isinstance(lead, DealChange) and lead.fields == DealFields(properties={"hs_lead_source": "ORGANIC_SEARCH"})
+    assert isinstance(other, DealChange) and other.fields == DealFields(properties={"segment": "Mid-market"})
+
+
+def test_without_a_choice_no_property_is_carried() -> None:
+    assert hubspot.parse(delivery([event(propertyName="hs_lead_source", propertyValue="ORGANIC_SEARCH")])) == []
+
+
+def test_a_chosen_property_that_is_also_ours_fills_both() -> None:
+    change = only_deal([event(propertyName="dealname", propertyValue="Acme renewal")])
+    assert change.fields == DealFields(name="Acme renewal")
+    chosen = hubspot.parse(delivery([event(propertyName="dealname", propertyValue="Acme renewal")]), CHOSEN)
+    assert [c.fields for c in chosen if isinstance(c, DealChange)] == [
+        DealFields(name="Acme renewal", properties={"dealname": "Acme renewal"})]
+
+
+def test_a_cleared_chosen_property_gives_no_change() -> None:
+    assert hubspot.parse(delivery([event(propertyName="segment", propertyValue="")]), CHOSEN) == []
+
+
+def test_a_chosen_value_too_long_is_left_out_and_reported_not_cut() -> None:
+    (change,) = hubspot.parse(delivery([event(propertyName="segment", propertyValue="x" * 501)]), CHOSEN)
+    assert isinstance(change, DealChange) and change.fields == DealFields()
+    assert change.ignored == ("event 0: segment: is longer than 500 characters (501); left out, not cut",)
+
+
+def test_partial_property_changes_keep_the_other_properties_of_the_deal() -> None:
+    first = hubspot.parse(delivery([
+        event(occurredAt=1762333200000, propertyName="amount", propertyValue="900"),
+        event(occurredAt=1762333200000, propertyName="dealstage", propertyValue="contractsent"),
+        event(occurredAt=1762333200000, propertyName="hubspot_owner_id", propertyValue="910901"),
+        event(occurredAt=1762333200000, propertyName="hs_lead_source", propertyValue="ORGANIC_SEARCH"),
+        event(occurredAt=1762333200000, propertyName="segment", propertyValue="SMB"),
+    ]), CHOSEN)  # fmt: skip
+    later = hubspot.parse(delivery([event(occurredAt=1762333260000, propertyName="segment",
+                                          propertyValue="Enterprise")]), CHOSEN)
+    state: dict[str, Any] = {}
+    for change in [*first, *later]:
+        assert isinstance(change, DealChange)
+        state = merge(state, change)
+    tenant = TenantMaps("hubspot", "Europe/Berlin", "EUR", users={"910901": "rep-dana"}, properties=CHOSEN)
+    deal = deal_data("1246965", view(state), tenant, LATER)
+    assert isinstance(deal, DealUpserted)
+    assert deal.properties == {"hs_lead_source": "ORGANIC_SEARCH", "segment": "Enterprise"}
+
+
 # --- parse: engagements and what is skipped ------------------------------------------------------
 
 

@@ -336,3 +336,31 @@ def test_a_negative_activity_duration_is_a_reason_not_an_exception() -> None:
     assert isinstance(found, list)
     assert len(found) == 1
     assert found[0].startswith("duration_s: ")
+
+
+# --- CRM properties the tenant carries -----------------------------------------------------------------------------
+
+
+def test_a_deal_carries_the_chosen_properties_it_knows_and_no_others() -> None:
+    view = deal_view(properties={"segment": "SMB", "lead_source": "web", "dropped": "once chosen"})
+    deal = upserted(view, maps(properties=("lead_source", "segment", "never_sent")))
+    assert deal.properties == {"lead_source": "web", "segment": "SMB"}
+
+
+def test_without_chosen_or_known_properties_a_deal_carries_none() -> None:
+    assert upserted(deal_view(properties={"segment": "SMB"})).properties is None
+    assert upserted(deal_view(), maps(properties=("segment",))).properties is None
+
+
+@pytest.mark.parametrize("stage", ["closedwon", "appointmentscheduled"])
+def test_open_and_closed_deals_alike_carry_their_properties(stage: str) -> None:
+    deal = upserted(deal_view(stage=stage, properties={"segment": "SMB"}), maps(properties=("segment",)))
+    assert deal.properties == {"segment": "SMB"}
+
+
+def test_an_activity_carries_the_chosen_properties() -> None:
+    tenant = maps(properties=("outcome",))
+    data = activity_data("a1", "call", "910901", OCCURRED, "d1", 300, tenant, {"outcome": "connected", "x": "y"})
+    assert isinstance(data, ActivityLogged) and data.properties == {"outcome": "connected"}
+    bare = activity_data("a2", "call", "910901", OCCURRED, None, None, tenant)
+    assert isinstance(bare, ActivityLogged) and bare.properties is None

@@ -384,6 +384,69 @@ def test_a_change_with_the_probability_unset_keeps_the_last_known_one() -> None:
     assert deal.expected_close_at == datetime(2026, 12, 30, 23, 0, tzinfo=UTC)  # Dec 31, midnight in Berlin
 
 
+# -------------------------------------------------------------------------------- properties the tenant carries
+
+SEGMENT = "dcf558aac1ae4e8c4f849ba5e668430d8df9be12"  # a custom field's key: a hash of the account's own
+BUDGET = "d4de1c1518b4531717c676029a45911c340390a6"  # a monetary custom field (the API v2 migration guide's)
+TAGS = "9f1c2e3d4b5a69788796a5b4c3d2e1f00f1e2d3c"  # a multiple-options custom field
+CHOSEN = (SEGMENT, BUDGET, TAGS, "origin")
+
+
+def _carried(name: str, edit: dict[str, Any], chosen: tuple[str, ...] = CHOSEN) -> DealChange | ActivityChange:
+    payload = body(name)
+    payload["current" if "current" in payload else "data"].update(edit)
+    [change] = parse(request(payload), chosen)
+    assert isinstance(change, DealChange | ActivityChange)
+    return change
+
+
+def test_v1_custom_fields_are_read_from_the_deal_itself_by_key() -> None:
+    change = _carried("v1_deal_updated.json", {SEGMENT: "SMB", BUDGET: 2300, f"{BUDGET}_currency": "EUR",
+                                               TAGS: "12,13", "unchosen_key": "x"})
+    assert isinstance(change, DealChange)
+    assert change.fields.properties == {SEGMENT: "SMB", BUDGET: "2300", TAGS: "12,13"}
+
+
+def test_v2_custom_fields_are_read_from_custom_fields_a_monetary_one_as_its_amount_options_as_v1_writes_them() -> None:
+    change = _carried("v2_deal_change.json", {"custom_fields": {
+        SEGMENT: "SMB", BUDGET: {"value": 2300, "currency": "EUR"}, TAGS: [12, 13]}, "origin": "ManuallyCreated"})
+    assert isinstance(change, DealChange)
+    assert change.fields.properties == {SEGMENT: "SMB", BUDGET: "2300", TAGS: "12,13", "origin": "ManuallyCreated"}
+    assert change.ignored == ()
+
+
+def test_without_a_choice_no_field_is_carried() -> None:
+    change = _carried("v2_deal_change.json", {"custom_fields": {SEGMENT: "SMB"}}, chosen=())
+    assert isinstance(change, DealChange) and change.fields.properties == {}
+
+
+def test_an_unset_custom_field_is_not_carried_and_one_that_cannot_be_is_reported() -> None:
+    change = _carried("v2_deal_change.json", {"custom_fields": {
+        SEGMENT: None, BUDGET: {"from": "2026-01-01", "until": "2026-02-01"}, TAGS: "t" * 501}})
+    assert isinstance(change, DealChange)
+    assert change.fields.properties == {"origin": "ManuallyCreated"}
+    assert change.ignored == (f"data.{BUDGET}: expected text, a number or a boolean, got dict",
+                              f"data.{TAGS}: is longer than 500 characters (501); left out, not cut")
+    assert change.fields.amount is not None  # the deal's own fields still count
+
+
+def test_an_activity_carries_its_chosen_fields() -> None:
+    change = _carried("v2_activity_create.json", {"location": "Berlin office", "custom_fields": {SEGMENT: "SMB"}},
+                      chosen=("location", SEGMENT, "note"))
+    assert isinstance(change, ActivityChange)
+    assert change.properties == {"location": "Berlin office", SEGMENT: "SMB"}
+
+
+def test_every_delivery_restates_the_chosen_fields_and_the_mapping_carries_them() -> None:
+    tenant = TenantMaps("pipedrive", "Europe/Berlin", "EUR", users={"4343": "rep-lee"}, properties=CHOSEN)
+    first = _carried("v2_deal_create.json", {"custom_fields": {SEGMENT: "SMB"}})
+    later = _carried("v2_deal_change.json", {"custom_fields": {SEGMENT: "Enterprise"}})
+    assert isinstance(first, DealChange) and isinstance(later, DealChange)
+    deal = deal_data("315", view(merge(merge({}, first), later)), tenant, later.changed_at)
+    assert isinstance(deal, DealUpserted)
+    assert deal.properties == {SEGMENT: "Enterprise", "origin": "ManuallyCreated"}
+
+
 # -------------------------------------------------------------------------------------------- activities
 
 

@@ -656,3 +656,59 @@ def test_a_fault_is_valid_soap_with_the_message_escaped() -> None:
 
 def test_the_crm_name_is_salesforce() -> None:
     assert salesforce.CRM == "salesforce"
+
+
+# --- the CRM properties the tenant carries ---------------------------------------------------------------------------
+
+CHOSEN = ("LeadSource", "Segment__c", "Seats__c", "Status")
+
+
+def test_an_outbound_opportunity_carries_the_chosen_fields_it_sends_as_soap_text() -> None:
+    body = envelope(opportunity("<sf:LeadSource>Web</sf:LeadSource><sf:Segment__c>SMB</sf:Segment__c>"
+                                '<sf:Seats__c xsi:nil="true"/><sf:Description>not chosen</sf:Description>'))
+    change = one(salesforce.parse(request(body), CHOSEN))
+    assert isinstance(change, DealChange)
+    assert change.fields.properties == {"LeadSource": "Web", "Segment__c": "SMB"}  # nil: not in this delivery
+
+
+def test_without_a_choice_no_field_is_carried() -> None:
+    body = envelope(opportunity("<sf:LeadSource>Web</sf:LeadSource>"))
+    assert deal(body).fields.properties == {}
+
+
+def test_an_outbound_task_carries_its_chosen_fields() -> None:
+    change = one(salesforce.parse(request(fixture("outbound_task_call.xml")), CHOSEN))
+    assert isinstance(change, ActivityChange)
+    assert (change.properties, change.ignored) == ({"Status": "Completed"}, ())
+
+
+def test_a_chosen_field_too_long_is_left_out_and_reported_and_the_opportunity_still_counts() -> None:
+    body = envelope(opportunity(f"<sf:Segment__c>{'x' * 501}</sf:Segment__c><sf:Amount>100</sf:Amount>"))
+    change = one(salesforce.parse(request(body), CHOSEN))
+    assert isinstance(change, DealChange)
+    assert (change.fields.amount, change.fields.properties) == (Decimal(100), {})
+    assert change.ignored == ("Notification 04l5g00000BmTz9AAF: Segment__c: is longer than 500 characters (501);"
+                              " left out, not cut",)
+
+
+def test_a_cdc_event_carries_json_numbers_and_booleans_as_json_text() -> None:
+    body = _cdc_body("cdc_opportunity_create.json", Seats__c=40, Segment__c="SMB", LeadSource=None)
+    change = one(salesforce.parse(request(body, content_type="application/json"), (*CHOSEN, "IsClosed")))
+    assert isinstance(change, DealChange)
+    assert change.fields.properties == {"Segment__c": "SMB", "Seats__c": "40", "IsClosed": "false"}
+
+
+def test_a_cdc_update_of_one_chosen_field_keeps_the_others() -> None:
+    created = one(salesforce.parse(request(_cdc_body("cdc_opportunity_create.json", LeadSource="Web",
+                                                     Segment__c="SMB"), content_type="application/json"), CHOSEN))
+    changed = one(salesforce.parse(request(_cdc_body("cdc_opportunity_update.json", Segment__c="Enterprise"),
+                                           content_type="application/json"), CHOSEN))
+    assert isinstance(changed, DealChange) and changed.fields.properties == {"Segment__c": "Enterprise"}
+    state: FieldState = {}
+    for change in (created, changed):
+        assert isinstance(change, DealChange)
+        state = merge(state, change)
+    tenant = TenantMaps("salesforce", "Europe/Berlin", "EUR", users={"*": "="}, properties=CHOSEN)
+    data = deal_data("0065g00000Xk1AdAAJ", view(state), tenant, changed.changed_at)
+    assert isinstance(data, DealUpserted)
+    assert data.properties == {"LeadSource": "Web", "Segment__c": "Enterprise"}

@@ -228,3 +228,33 @@ def test_status_at_is_when_the_stage_or_status_last_changed_not_other_fields() -
 
 def test_status_at_follows_the_stage_alone_when_no_status_is_known() -> None:
     assert view(merged(change(3, stage="closedwon"), change(9, owner="o"))).status_at == at(3)
+
+
+# --- CRM properties the tenant carries -----------------------------------------------------------------------------
+
+
+def test_a_partial_change_of_one_property_keeps_the_others() -> None:
+    state = merged(change(0, properties={"segment": "SMB", "lead_source": "web"}),
+                   change(5, properties={"segment": "Enterprise"}))  # a HubSpot property change, a CDC UPDATE
+    assert view(through_json(state)).properties == {"lead_source": "web", "segment": "Enterprise"}
+
+
+def test_a_late_older_property_value_does_not_undo_a_newer_one() -> None:
+    state = merged(change(5, properties={"segment": "Enterprise"}), change(0, properties={"segment": "SMB"}))
+    assert view(state).properties == {"segment": "Enterprise"}
+
+
+def test_a_property_change_moves_latest_and_leaves_the_fields_alone() -> None:
+    state = merged(change(0, amount=Decimal(100), owner="o"), change(9, properties={"segment": "SMB"}))
+    current = view(state)
+    assert (current.amount, current.owner, current.latest) == (Decimal(100), "o", at(9))
+
+
+def test_a_property_named_like_a_field_is_kept_apart_from_it() -> None:
+    current = view(merged(change(0, amount=Decimal(100), properties={"amount": "lots", "name": "n"})))
+    assert current.amount == Decimal(100) and current.name is None
+    assert current.properties == {"amount": "lots", "name": "n"}
+
+
+def test_a_state_stored_before_properties_existed_has_none() -> None:
+    assert view(through_json(merged(change(0, amount=Decimal(1))))).properties == {}
