@@ -191,7 +191,8 @@ class Outside:
         """The same kinds of data for every tenant, under its own ids: a team, a rep with a target and a won
         deal (kpi's figures; recognition celebrates the quota), a rep far behind her target (coaching's check-in
         for her), an action plan, a review, a holiday (the tenant calendar's, set by `org`), time off (a
-        `time_off.set`), policies, a playbook, recognition settings, CRM mappings and a dead-lettered webhook."""
+        `time_off.set`), policies, a playbook, recognition settings, CRM mappings and a dead-lettered webhook, a KPI
+        of its own and a contest ranked by it."""
         now = self.clock.now()
         events = [factories.team(org.team, None) | {"data": {"team_id": org.team, "name": f"Team {org.secret}"}},
                   factories.rep(org.rep, team=org.team, manager=org.manager, name=org.name),
@@ -208,6 +209,8 @@ class Outside:
             assert sent.status_code == 200, sent.text
             assert (await ingest.put("/v1/crm/hubspot/users", json={f"u-{org.secret}": org.rep})).status_code == 200
             assert (await ingest.put("/v1/crm/hubspot/stages", json={f"s-{org.secret}": "won"})).status_code == 200
+            assert (await ingest.put("/v1/crm/hubspot/properties",
+                                     json={"properties": [f"p_{org.tag}"]})).status_code == 200
         unmapped = [{"eventId": 1, "subscriptionId": 1, "portalId": 1, "appId": 1, "attemptNumber": 0,
                      "occurredAt": int(now.timestamp() * 1000) - 1000, "subscriptionType": "deal.propertyChange",
                      "objectId": int(org.dead_letter), "propertyName": "hubspot_owner_id", "propertyValue": "999"}]
@@ -223,6 +226,13 @@ class Outside:
                 answer = await coaching.request(method, path, json=body)
                 assert answer.status_code in (200, 201), (path, answer.text)
             org.plan_id = answer.json()["plan_id"]
+        async with self.client("kpi", org) as kpi:  # issue 22: a KPI of its own and a contest
+            made = await kpi.put(f"/v1/kpis/k_{org.tag}", json={"name": f"Kpi {org.secret}", "source": "deals"})
+            assert made.status_code == 200, made.text
+            made = await kpi.put(f"/v1/contests/c-{org.tag}", json={
+                "name": f"Contest {org.secret}", "metric": f"k_{org.tag}", "participants": "reps",
+                "participant_ids": [org.rep, org.laggard], "starts": "2026-01-01", "ends": "2027-01-01"})
+            assert made.status_code == 200, made.text
         async with self.client("recognition", org) as recognition:
             assert (await recognition.put("/v1/recognition/settings",
                                           json={"leaderboard_places": org.leaderboard_places})).status_code == 200

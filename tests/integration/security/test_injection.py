@@ -102,6 +102,17 @@ PARAMS = [
     *_routes_params("kpi", "GET", "/teams", ("period", typed("period"), Q)),
     *_routes_params("kpi", "GET", "/teams/{team_id}", ("team_id", missing, P), ("period", typed("period"), Q)),
     *_routes_params("kpi", "GET", "/tv", ("every", typed("every"), Q)),
+    *_routes_params("kpi", "GET", "/v1/scorecards/{rep_id}/forecast", ("rep_id", empty("deals"), P),
+                    ("period", typed("period"), Q)),
+    *_routes_params("kpi", "GET", "/v1/teams/{team_id}/forecast", ("team_id", empty("deals"), P),
+                    ("period", typed("period"), Q)),
+    *_routes_params("kpi", "GET", "/v1/contests", ("status", typed("status"), Q)),
+    *_routes_params("kpi", "GET", "/v1/contests/{contest_id}", ("contest_id", typed("contest_id"), P)),
+    *_routes_params("kpi", "PUT", "/v1/contests/{contest_id}", ("contest_id", typed("contest_id"), P)),
+    *_routes_params("kpi", "DELETE", "/v1/contests/{contest_id}", ("contest_id", typed("contest_id"), P)),
+    *_routes_params("kpi", "PUT", "/v1/kpis/{kpi_id}", ("kpi_id", typed("kpi_id"), P)),
+    *_routes_params("kpi", "DELETE", "/v1/kpis/{kpi_id}", ("kpi_id", typed("kpi_id"), P)),
+    *_routes_params("kpi", "GET", "/contests/{contest_id}", ("contest_id", missing, P)),
     *_routes_params("kpi", "GET", "/tv/share/{link}", ("link", missing, P)),  # only a signed link reaches SQL
     *_routes_params("coaching", "GET", "/v1/tasks", ("rep_id", empty("tasks"), Q), ("status", typed("status"), Q),
                     ("manager_id", empty("tasks"), Q), ("limit", typed("limit"), Q), ("cursor", typed("cursor"), Q)),
@@ -129,6 +140,8 @@ PARAMS = [
     *_routes_params("ingest", "GET", "/v1/crm/{crm}/stages", ("crm", typed("crm"), P)),
     *_routes_params("ingest", "PUT", "/v1/crm/{crm}/stages", ("crm", typed("crm"), P)),
     *_routes_params("ingest", "GET", "/v1/crm/{crm}/users", ("crm", typed("crm"), P)),
+    *_routes_params("ingest", "GET", "/v1/crm/{crm}/properties", ("crm", typed("crm"), P)),
+    *_routes_params("ingest", "PUT", "/v1/crm/{crm}/properties", ("crm", typed("crm"), P)),
     *_routes_params("ingest", "PUT", "/v1/crm/{crm}/users", ("crm", typed("crm"), P)),
     *_routes_params("ingest", "GET", "/v1/crm/dead-letters", ("crm", typed("crm"), Q), ("status", typed("status"), Q),
                     ("limit", typed("limit"), Q)),
@@ -165,7 +178,7 @@ def _valid(a: Org, quarter: str, route: str) -> dict[str, str]:
             "metric": "won_revenue", "limit": "10", "status": "open", "task_id": a.task_id, "plan_id": a.plan_id,
             "day": a.holiday.isoformat(), "rule": "behind_pace", "crm": "hubspot", "tenant": a.slug,
             "scope_id": a.team if route == "/v1/reviews" else a.rep, "week": "2026-W47", "every": "20",
-            "token_id": "initial"}
+            "token_id": "initial", "contest_id": f"c-{a.tag}", "kpi_id": f"k_{a.tag}"}
 
 
 def _request(param: Param, value: str, a: Org, quarter: str) -> tuple[str, dict[str, str]]:
@@ -185,6 +198,10 @@ BODIES: dict[tuple[str, str], Any] = {  # a valid body where the route needs one
     ("coaching", "/v1/tasks/{task_id}/complete"): {"outcome": "held"},
     ("coaching", "/v1/catalogue/{rule}"): {"suggested_actions": ["call"], "training": []},
     ("ingest", "/v1/crm/{crm}/stages"): {}, ("ingest", "/v1/crm/{crm}/users"): {},
+    ("ingest", "/v1/crm/{crm}/properties"): {"properties": []},
+    ("kpi", "/v1/kpis/{kpi_id}"): {"name": "k", "source": "deals"},
+    ("kpi", "/v1/contests/{contest_id}"): {"name": "c", "metric": "won_revenue", "participants": "reps",
+                                           "participant_ids": ["r"], "starts": "2026-01-01", "ends": "2027-01-01"},
     ("ingest", "/v1/tokens/{token_id}/rotate"): {"grace_hours": 1}}
 # The dashboard's forms: sent as a form, with the session's form token.
 FORMS: dict[tuple[str, str], Callable[[Org], dict[str, str]]] = {
