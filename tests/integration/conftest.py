@@ -97,6 +97,7 @@ def _service_env(name: str) -> dict[str, str]:
         "DATABASE_URL": DATABASE_URL,
         "LOG_LEVEL": "INFO",
         "COACHING_EVALUATION_INTERVAL_S": "1",
+        "RECOGNITION_CONTEST_INTERVAL_S": "1",  # a lasting lead is celebrated within a second of its debounce
         "COACHING_GRACE_S": str(COACHING_GRACE_S),
         "OUTBOX_POLL_INTERVAL_S": "0.2",
         "KAFKA_CONSUMER_GROUP_PREFIX": GROUP_PREFIX,

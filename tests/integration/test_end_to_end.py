@@ -79,7 +79,8 @@ async def test_a_won_deal_meeting_its_target_is_celebrated_once_however_often_it
     stale = deal("d-1", "ana", "10.00", "open", updated_at=now - timedelta(hours=5))
     resent = copy.deepcopy(won)
     resent["id"] = "crm-retry-of-d-1"
-    sentinel = deal("d-sentinel", "ana", "1.00", "open", updated_at=now)
+    # lost, not open: an open deal would move ana's won-revenue forecast (one more deal with no close date)
+    sentinel = deal("d-sentinel", "ana", "1.00", "lost", updated_at=now)
     later = await post(services["ingest"], tenant, [stale, resent, target("ana", period, "50000.50"), sentinel])
     assert [r["status"] for r in later.json()["results"]] == ["accepted"] * 4
 

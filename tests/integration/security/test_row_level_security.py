@@ -207,6 +207,8 @@ async def test_every_sweep_runs_and_none_is_open_to_public(database: str, owner:
                      "SELECT count(*) FROM sweep_take_owed(5)", "SELECT count(*) FROM sweep_peek_owed(5)",
                      "SELECT sweep_owed_count()"],
         "ingest": ["SELECT sweep_expired_ids('3650 days'::interval, 5)"],
+        "kpi": ["SELECT count(*) FROM sweep_due_contests(now())"],
+        "recognition": ["SELECT count(*) FROM sweep_contest_leads(now())"],
     }
     for spec in SPECS:
         pool = await db.create_pool(db.app_dsn(database, ROLE), spec.schema, scope=None, create_schema=False)
@@ -225,7 +227,8 @@ async def test_every_sweep_runs_and_none_is_open_to_public(database: str, owner:
         " FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
         " WHERE n.nspname = ANY($1::text[]) AND p.prosecdef", [s.schema for s in SPECS], ROLE)
     assert {(r["schema"], r["name"]) for r in rows} >= {(s.schema, "sweep_bury_outbox") for s in SPECS}
-    assert len(rows) == 4 * 3 + 7 + 1  # the shared three in every schema, coaching's seven, ingest's one
+    # the shared three in every schema, coaching's seven, ingest's one, kpi's and recognition's contest clocks
+    assert len(rows) == 4 * 3 + 7 + 1 + 2
     for row in rows:
         assert row["name"].startswith("sweep_")
         assert f"search_path={row['schema']}, pg_temp" in row["config"], row
