@@ -8,8 +8,8 @@ to Friday in the tenant's zone minus its holidays, and on a rep's scorecard minu
 from __future__ import annotations
 
 import hashlib
+from dataclasses import asdict
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -19,12 +19,9 @@ from pydantic import BaseModel, Field
 from services.kpi import pace
 from services.kpi import repository as repo
 from services.kpi.custom import BUILT_IN, Kpi
-from services.kpi.dashboard import queries
+from services.kpi.dashboard import forecast_view, queries
 from services.kpi.figures import figures, ratio
-from services.kpi.forecast import MAX_STATES, SAMPLES
-from services.kpi.forecasting import LIVE_SAMPLES, LIVE_STATES, explained
-from services.kpi.outlook import MONEY, Explained
-from services.kpi.ports import PgRepository
+from services.kpi.outlook import Explained
 from services.kpi.ranking import RankBy, rank_by_value, ranked
 from shared.auth import Anyone, People, reps_visible, see_rep
 from shared.authz import Principal
@@ -195,16 +192,11 @@ async def _scorecard(request: Request, rt: Runtime, tenant: str, scope: Literal[
 
 async def _forecast(rt: Runtime, tenant: str, scope: str, scope_id: str, label: str, rows: list[Any],
                     bounds: tuple[datetime, datetime], *, full: bool = False) -> Explained:
-    """The won_revenue figure's forecast now: the handler's budget on a scorecard, the full one (and each deal's
-    swing) when explained."""
-    won = next((r for r in rows if r["metric"] == Metric.WON_REVENUE.value), None)
-    closed, target = (won["actual"], won["target"]) if won else (Decimal(0), None)
+    """The won_revenue figure's forecast now (`queries.forecast_of`): the handler's budget on a scorecard, the
+    full one (and each deal's swing) when explained."""
     async with tenant_tx(rt.pool, tenant) as conn:
-        books = await repo.books(conn, tenant)
-        found = await explained(PgRepository(conn), tenant, books, [(scope, scope_id, label, closed, target)],
-                                {label: bounds}, rt.clock.now(), states=MAX_STATES if full else LIVE_STATES,
-                                samples=SAMPLES if full else LIVE_SAMPLES, swings=full)
-    return found[(scope, scope_id, label)]
+        return await queries.forecast_of(conn, tenant, scope, scope_id, label, rows, bounds, rt.clock.now(),
+                                         full=full)
 
 
 async def _forecast_view(request: Request, rt: Runtime, who: Principal, scope: Literal["rep", "team"],
@@ -222,24 +214,10 @@ async def _forecast_view(request: Request, rt: Runtime, who: Principal, scope: L
                                               period_end=end, as_of=now, target=target, forecast=None, deals=[],
                                               how="the period has ended: nothing open can close in it"))
     found = await _forecast(rt, tenant, scope, scope_id, label, rows, (start, end), full=True)
-    swings = {s.deal_id: s.swing for s in found.swings}
-    lines, hidden = [], 0
-    for c in found.counted:
-        if visible is not None and c.prospect.rep_id not in visible:
-            hidden += 1
-            continue
-        lines.append(ForecastLine(
-            deal_id=c.prospect.deal_id, rep_id=c.prospect.rep_id, amount=c.amount, probability=c.estimate.probability,
-            basis=c.estimate.basis, reason=c.estimate.reason, forecast_category=c.category,
-            expected_close_at=c.prospect.expected_close_at,
-            weighted=(c.amount * c.estimate.probability).quantize(MONEY, rounding=ROUND_HALF_EVEN),
-            swing=swings.get(c.prospect.deal_id)))
-    lines.sort(key=lambda x: (-(x.swing or 0), -x.weighted, x.deal_id))
+    shown, hidden = forecast_view.lines(found, visible)  # what the dashboard shows too
     f = found.forecast
-    how = ("no target: no chance to compute" if f.method is None else
-           "certain: the target is reached, or even winning every open deal falls short" if f.method == "certain"
-           else "exact: every combination of won and lost deals, counted" if f.method == "exact"
-           else f"Monte Carlo: {SAMPLES:,} seeded draws, within {f.error} (99 %)")
+    lines = [ForecastLine(**asdict(line)) for line in shown]
+    how = forecast_view.method_words(f)
     return _etagged(request, ForecastView(scope=scope, scope_id=scope_id, period=label, period_start=start,
                                           period_end=end, as_of=now, target=target, forecast=f, deals=lines,
                                           hidden_deals=hidden, how=how))
