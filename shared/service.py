@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -33,7 +33,7 @@ from uvicorn.config import STARTUP_FAILURE
 
 from shared import authz, db, inbox, logs, metrics, ratelimit, topics, tracing
 from shared.clock import Clock, clock_from_spec
-from shared.consumer import ConsumerLoop, Handler, TransactionalConsumer
+from shared.consumer import ConsumerLoop, Handler, TransactionalConsumer, transient
 from shared.kafka import broker_reachable, create_producer, last_position
 from shared.outbox import OutboxRelay
 from shared.registry_signing import BadKey, RegistryVerifier
@@ -388,6 +388,18 @@ def _add_schemas(app: FastAPI, schemas: Callable[[], dict[str, Any]]) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+async def every(interval_s: float, work: Callable[[], Awaitable[None]], component: str) -> None:
+    """A timer's loop: run `work` every `interval_s`; a failed pass is counted and logged
+    (`metrics.count_timer_failure`) and the next one runs all the same: a timer never dies (a dead task would
+    stop its check-ins, celebrations or contests for good, without a word)."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await work()
+        except Exception as err:
+            metrics.count_timer_failure(component, err, transient(err))
 
 
 # A stop cancels every background task, and again every RECANCEL_S while one is still running: a library that

@@ -12,9 +12,8 @@ clock is the runtime's: tests move it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,11 +27,10 @@ from services.coaching.model import RULES, Policy
 from services.coaching.repository import PgStore
 from services.coaching.settings import CoachingSettings
 from services.coaching.store import Outgoing
-from shared import metrics
 from shared.consumer import transient
 from shared.db import set_tenant, sweep_tx, tenant_tx
 from shared.events import TaskEscalated
-from shared.service import Runtime
+from shared.service import Runtime, every
 
 log = logging.getLogger(__name__)
 ESCALATION_CHUNK = 500
@@ -181,7 +179,7 @@ async def evaluator(rt: Runtime) -> None:
         async with sweep_tx(rt.pool) as conn:
             OWED_EVALUATIONS.set(await repo.owed_count(conn))
 
-    await _every(settings.coaching_evaluation_delay_s, work, "coaching-evaluator")
+    await every(settings.coaching_evaluation_delay_s, work, "coaching-evaluator")
 
 
 async def periodic_evaluation(rt: Runtime) -> None:
@@ -197,15 +195,5 @@ async def periodic_evaluation(rt: Runtime) -> None:
             log.info("periodic evaluation", extra={"tasks_created": done.created, "escalated": done.escalated,
                                                    "settled": done.settled, "reviews": done.reviews})
 
-    await _every(settings.coaching_evaluation_interval_s, work, "coaching-timer")
+    await every(settings.coaching_evaluation_interval_s, work, "coaching-timer")
 
-
-async def _every(interval_s: float, work: Callable[[], Awaitable[None]], component: str) -> None:
-    """Run `work` every `interval_s`; a failure is counted, logged and retried next time: a timer never dies
-    (a dead task would stop check-ins for good, without a word)."""
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            await work()
-        except Exception as err:
-            metrics.count_timer_failure(component, err, transient(err))

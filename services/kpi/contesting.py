@@ -11,7 +11,6 @@ is never recounted: its standings stand.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
@@ -34,12 +33,11 @@ from services.kpi.contests import (
 from services.kpi.contributions import Books
 from services.kpi.custom import BUILT_IN
 from services.kpi.ports import Outgoing, PgRepository, Repository
-from shared import metrics, topics
+from shared import topics
 from shared.cloudevents import CloudEvent, message_key
-from shared.consumer import transient
 from shared.db import sweep_tx, tenant_tx
 from shared.events import ContestUpdated
-from shared.service import Runtime
+from shared.service import Runtime, every
 
 log = logging.getLogger(__name__)
 SOURCE = "attain/kpi"
@@ -103,13 +101,11 @@ async def _publish(store: Repository, tenant: str, contest: Contest, status: str
 async def clock(rt: Runtime) -> None:
     """kpi's timer: every `TICK_S`, start the contests whose start has come and close those whose end (and
     settling time) has; each in its tenant's transaction, under its lock, like a batch."""
-    while True:
-        await asyncio.sleep(TICK_S)
-        try:
-            if await tick(rt.pool, rt.clock.now()):
-                rt.relay.wake()
-        except Exception as err:  # never dies: a dead clock would leave contests running for good
-            metrics.count_timer_failure("kpi-contest-clock", err, transient(err))
+    async def work() -> None:
+        if await tick(rt.pool, rt.clock.now()):
+            rt.relay.wake()
+
+    await every(TICK_S, work, "kpi-contest-clock")
 
 
 async def tick(pool: asyncpg.Pool, now: datetime) -> int:

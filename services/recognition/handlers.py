@@ -14,7 +14,6 @@ outbox rows and the contests' new state in one transaction per tenant.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -60,8 +59,7 @@ from services.recognition.repository import PgRepository, Repository
 from services.recognition.rules import closed_periods, leaderboard_finishes, team_largest_deal
 from services.recognition.settings import RecognitionSettings
 from services.recognition.standings import rep_figures, standings_by_team, teams_of, won_in
-from shared import metrics
-from shared.consumer import Handler, Incoming, transient
+from shared.consumer import Handler, Incoming
 from shared.db import sweep_tx, tenant_tx
 from shared.events import (
     ActivityLogged,
@@ -76,7 +74,7 @@ from shared.events import (
     TimeOffSet,
 )
 from shared.periods import period_bounds
-from shared.service import Runtime
+from shared.service import Runtime, every
 from shared.workdays import days_off
 
 log = logging.getLogger(__name__)
@@ -327,14 +325,13 @@ async def period_closer(rt: Runtime) -> None:
     settings = rt.settings
     assert isinstance(settings, RecognitionSettings)
     cache = rt.context if isinstance(rt.context, ConfigCache) else ConfigCache()
-    while True:
-        await asyncio.sleep(settings.recognition_interval_s)
-        try:
-            if announced := await settle_closed_periods(rt.pool, rt.clock.now(), cache):
-                rt.relay.wake()
-                log.info("period closes settled", extra={"celebrations": announced})
-        except Exception as err:  # never dies: a dead timer would stop period celebrations for good
-            metrics.count_timer_failure("recognition-timer", err, transient(err))
+
+    async def work() -> None:
+        if announced := await settle_closed_periods(rt.pool, rt.clock.now(), cache):
+            rt.relay.wake()
+            log.info("period closes settled", extra={"celebrations": announced})
+
+    await every(settings.recognition_interval_s, work, "recognition-timer")
 
 
 # --- contest leads --------------------------------------------------------------------------------------
@@ -370,11 +367,10 @@ async def contest_leads(rt: Runtime) -> None:
     settings = rt.settings
     assert isinstance(settings, RecognitionSettings)
     cache = rt.context if isinstance(rt.context, ConfigCache) else ConfigCache()
-    while True:
-        await asyncio.sleep(settings.recognition_contest_interval_s)
-        try:
-            if announced := await settle_contest_leads(rt.pool, rt.clock.now(), cache):
-                rt.relay.wake()
-                log.info("contest leads celebrated", extra={"celebrations": announced})
-        except Exception as err:  # never dies: a dead timer would stop lead celebrations for good
-            metrics.count_timer_failure("recognition-contest-leads", err, transient(err))
+
+    async def work() -> None:
+        if announced := await settle_contest_leads(rt.pool, rt.clock.now(), cache):
+            rt.relay.wake()
+            log.info("contest leads celebrated", extra={"celebrations": announced})
+
+    await every(settings.recognition_contest_interval_s, work, "recognition-contest-leads")

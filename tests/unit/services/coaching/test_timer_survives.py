@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 
-from services.coaching import timers
+from shared.service import every
 
 
 def _count(name: str, component: str) -> float:
@@ -32,7 +32,7 @@ async def test_a_timer_runs_again_after_a_failed_pass(failure: Exception) -> Non
     counter = "attain_transient_errors_total" if isinstance(failure, asyncpg.PostgresError) \
         else "attain_timer_failures_total"
     before = _count(counter, component)
-    task = asyncio.create_task(timers._every(0.001, work, component))
+    task = asyncio.create_task(every(0.001, work, component))
     try:
         await asyncio.wait_for(done.wait(), 5)
     finally:
