@@ -108,11 +108,9 @@ def make_handler(rt: HasClock, repository: RepositoryFactory = PgRepository) -> 
         now = rt.clock.now()
         for tenant, msgs in by_tenant.items():
             done = await _apply(store, tenant, msgs, publish_all=publish_all, now=now)
+            # the keys whose forecast an open deal moved are among `moved` already (`_forecasts_moved`, or all
+            # of them after a recount): nothing more to read for them
             books, moved, tracked, moments, custom = done.books, done.moved, done.tracked, done.moments, done.custom
-            if extra := done.touched - moved:  # open deals moved these keys' forecasts, and no tally of theirs
-                moved |= extra
-                if tracked is not None:
-                    tracked.update(await _read_tracked(store, tenant, extra, publish_all=False))
             if moved:
                 newest = source_time([(m.data, m.event.time) for m in msgs], now)
                 await _recompute(store, tenant, books, moved, tracked, now, publish_all=publish_all,
@@ -157,6 +155,7 @@ async def _apply(store: Repository, tenant: str, msgs: list[Incoming], *, publis
     targets, recount = await _apply_in_order(store, tenant, msgs, ledger)
     tracked: dict[Key, Tracked] | None = None
     won_moved: set[Key] = set()
+    own_moved: set[Key] = set()
     if rebuild or recount:  # everything may have moved: recount the tenant from its stored state
         moved = await store.rebuild_tallies(tenant)
         books = await store.books(tenant)
@@ -171,11 +170,12 @@ async def _apply(store: Repository, tenant: str, msgs: list[Incoming], *, publis
         moved = set(deltas)
         if custom := ledger.custom_changed():  # the KPIs the tenant defined, moved the same way
             await store.move_custom(tenant, custom, ledger.custom_deals)
-            moved |= {(scope, owner, period) for _, scope, owner, period in custom}
+            own_moved = {(scope, owner, period) for _, scope, owner, period in custom}
+            moved |= own_moved
     if tracked is None and targets:  # (rare) after a recount: read with the rest in `_recompute`
         await store.ensure_tallies(tenant, targets)
     # the keys whose figures of the tenant's own KPIs may have changed: their tallies moved, or a target did
-    own = (moved if tracked is None else {(s, i, p) for _, s, i, p in ledger.custom_changed()}) | targets
+    own = (moved if tracked is None else own_moved) | targets
     return Applied(books, moved | targets, tracked, ledger.touched, ledger.moments, own if kpis else set(),
                    None if tracked is None else won_moved)
 
