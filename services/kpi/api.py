@@ -50,13 +50,18 @@ class Figure(BaseModel):
                           " `/forecast` route explains it deal by deal)")
 
 
-class Scorecard(BaseModel):
+class _OfAPeriod(BaseModel):
+    """Whose figures, in which period, as of when."""
+
     scope: Literal["rep", "team"]
     scope_id: str
     period: str
     period_start: datetime
     period_end: datetime
     as_of: datetime
+
+
+class Scorecard(_OfAPeriod):
     figures: list[Figure]
     trailing: dict[str, dict[str, int]]  # activity counts over the last 7 and 30 days
 
@@ -117,13 +122,7 @@ class ForecastLine(BaseModel):
                                           " lost: the deal to ask about has the largest; null without a target")
 
 
-class ForecastView(BaseModel):
-    scope: Literal["rep", "team"]
-    scope_id: str
-    period: str
-    period_start: datetime
-    period_end: datetime
-    as_of: datetime
+class ForecastView(_OfAPeriod):
     target: Dec | None
     forecast: Forecast | None = Field(description="null once the period has ended: nothing open can close in it")
     deals: list[ForecastLine] = Field(description="every open deal counted, largest swing first (then weighted)")
