@@ -7,7 +7,6 @@ is given the rep's own win rate in its stage; the team's forecast holds its memb
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -25,6 +24,7 @@ from shared.cloudevents import CloudEvent
 from shared.consumer import Incoming
 from shared.events import DealUpserted, RepUpserted, TargetSet, TeamUpserted
 from tests.integration.conftest import DATABASE_URL
+from tests.odds import exhaustive, to_places
 
 pytestmark = pytest.mark.integration
 TZ = "Europe/Berlin"
@@ -48,15 +48,8 @@ def _deal(tenant: str, deal: str, amount: str, *, stage: str = "open", label: st
 
 
 def _chance(gap: Decimal, deals: list[tuple[Decimal, Decimal]]) -> Decimal:
-    """Every outcome of every deal, counted: the reference the forecast's probability must equal."""
-    total = Decimal(0)
-    for outcome in itertools.product((False, True), repeat=len(deals)):
-        chance, won = Decimal(1), Decimal(0)
-        for (amount, p), win in zip(deals, outcome, strict=True):
-            chance *= p if win else 1 - p
-            won += amount if win else 0
-        total += chance if won >= gap else 0
-    return total.quantize(Decimal("0.0001"))
+    """Every outcome of every deal, counted (`tests/odds.py`): the reference the forecast's probability must equal."""
+    return to_places(exhaustive(gap, deals))
 
 
 async def _run(batches: list[list[Incoming]], tenant: str) -> list[list[dict[str, Any]]]:

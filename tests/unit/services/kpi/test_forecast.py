@@ -5,27 +5,18 @@ from __future__ import annotations
 
 from decimal import Decimal
 from fractions import Fraction
-from itertools import product
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.kpi.forecast import MAX_SPLIT, OpenDeal, explain, odds_of_reaching, weighted_pipeline
+from tests.odds import exhaustive
 
 
 def enumerated(gap: Decimal, deals: list[OpenDeal]) -> Fraction:
-    """P(won amounts >= gap), summed over all 2^n outcomes, in exact fractions."""
-    total = Fraction(0)
-    for outcome in product((False, True), repeat=len(deals)):
-        chance, won = Fraction(1), Decimal(0)
-        for deal, is_won in zip(deals, outcome, strict=True):
-            p = Fraction(deal.probability)
-            chance *= p if is_won else 1 - p
-            won += deal.amount if is_won else 0
-        if won >= gap:
-            total += chance
-    return total
+    """P(won amounts >= gap), summed over all 2^n outcomes, in exact fractions (`tests/odds.py`)."""
+    return exhaustive(gap, ((d.amount, d.probability) for d in deals))
 
 
 probabilities = st.decimals(min_value=0, max_value=1, places=2)

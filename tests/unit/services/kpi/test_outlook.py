@@ -3,7 +3,6 @@ without a CRM probability, and the chance of reaching the target against an exha
 
 from __future__ import annotations
 
-import itertools
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -11,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.kpi.outlook import ANY, MIN_CLOSED, History, Prospect, band, estimate, history_of, outlook
+from tests.odds import exhaustive, to_places
 
 AT = datetime(2026, 12, 15, tzinfo=UTC)
 NONE = History()
@@ -95,16 +95,7 @@ def test_a_rep_with_too_little_history_gets_the_tenants_and_with_none_anywhere_z
 
 
 def _enumerated(gap: Decimal, deals: list[tuple[Decimal, Decimal]]) -> Decimal:
-    if gap <= 0:
-        return Decimal(1)
-    total = Decimal(0)
-    for outcome in itertools.product((False, True), repeat=len(deals)):
-        chance, won = Decimal(1), Decimal(0)
-        for (amount, p), win in zip(deals, outcome, strict=True):
-            chance *= p if win else 1 - p
-            won += amount if win else 0
-        total += chance if won >= gap else 0
-    return total
+    return to_places(exhaustive(gap, deals), "0.000000001")  # finer than the 4 places compared
 
 
 pipelines = st.lists(st.tuples(st.sampled_from(["0", "100", "250.50", "1000", "4000"]),
