@@ -1,7 +1,6 @@
--- A KPI's figure from its tally, in one place (`custom.value` says the same in Python): the `attainment` view
--- and the batch's read of the figures it publishes (`repository.custom_figures`, which reads `custom_tallies`
--- by key instead of the view: joined to a list of keys, the view's two branches are scanned whole, 1 s per
--- batch at 34,000 tallies in the benchmark).
+-- A KPI's figure from its tally, for the read side's `attainment` view (`custom.value` says the same in Python
+-- for the figures a batch publishes, which it reads from `custom_tallies` by key: joined to a list of keys,
+-- the view's two branches were scanned whole, 1 s per batch at 34,000 tallies in the benchmark).
 -- (its body names attain_ratio4, so its search_path is the schema's, whoever calls it: a view's caller may have
 -- another, and a function's body is resolved when it runs)
 CREATE OR REPLACE FUNCTION attain_kpi_value(aggregation text, n bigint, total numeric, unconverted bigint,
@@ -13,12 +12,6 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path FROM CURRENT AS $$
         WHEN 'distinct_deals' THEN distinct_deals::numeric
         ELSE n::numeric END
 $$;
-
--- the batch reads a key's tallies of every KPI at once, by (scope, id, period) whatever the KPI: the key's
--- columns first (a fresh tenant's tables have no statistics yet, and a plan that reads an index by part of
--- the key and filters the rest costs seconds per batch)
-ALTER TABLE custom_tallies DROP CONSTRAINT IF EXISTS custom_tallies_pkey;
-ALTER TABLE custom_tallies ADD PRIMARY KEY (tenant, scope, scope_id, period, kpi_id);
 
 CREATE OR REPLACE VIEW attainment WITH (security_invoker = true) AS
 SELECT t.tenant, t.scope, t.scope_id, t.period, m.metric, m.actual, g.value AS target
