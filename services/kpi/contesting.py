@@ -31,7 +31,7 @@ from services.kpi.contests import (
     touches,
 )
 from services.kpi.contributions import Books
-from services.kpi.custom import BUILT_IN
+from services.kpi.custom import BUILT_IN, Kpi
 from services.kpi.ports import Outgoing, PgRepository, Repository
 from shared import topics
 from shared.cloudevents import CloudEvent, message_key
@@ -58,6 +58,7 @@ async def refresh(store: Repository, tenant: str, books: Books, contest_ids: Ite
                   now: datetime) -> list[Outgoing]:
     """Recount and publish the given contests where their state changed; what to enqueue."""
     out: list[Outgoing] = []
+    kpis: dict[str, Kpi] | None = None  # the tenant's KPIs, read once, if a contest ranks by one
     for stored in await store.lock_contests(tenant, contest_ids):
         contest = stored.contest
         if contest.status in ("final", "cancelled"):
@@ -70,7 +71,9 @@ async def refresh(store: Repository, tenant: str, books: Books, contest_ids: Ite
         if contest.metric in BUILT_IN:
             values = built_in_values(contest, tallies(contest, books, deals, activities))
         else:  # a KPI the tenant defined (gone: every participant at 0)
-            kpi = next((k for k in await store.kpis(tenant) if k.kpi_id == contest.metric), None)
+            if kpis is None:
+                kpis = {k.kpi_id: k for k in await store.kpis(tenant)}
+            kpi = kpis.get(contest.metric)
             values = custom_values(contest, kpi, books, deals, activities) if kpi else {}
         names = await store.names_of(tenant, contest.participants, list(contest.participant_ids))
         board = standings(contest, values, names)
