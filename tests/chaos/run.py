@@ -219,17 +219,18 @@ async def _read(names: list[str], since: dict[TopicPartition, int]) -> list[Any]
         await consumer.stop()
 
 
-async def _settled(db: str, prefix: str, tenants: list[str]) -> bool:
+async def _settled(db: str, prefix: str, tenants: list[str]) -> str:
     """Every group applied everything on its topics, nothing of the run's `tenants` waits in an outbox, is
     parked or owed. The services also see whatever else the shared topics carry (every tenant of the
     registry, tests running before or beside the run): work of other tenants is not waited for; on the
     system clock it may never drain (a test suite's tenant whose check-ins stay owed), and waiting for it
-    held the short run past its test's timeout (CI, December 2026)."""
+    held the short run past its test's timeout (CI, December 2026). Says what is still awaited ("" when
+    nothing is), so that a run that never settles names the reason."""
     conn = await asyncpg.connect(db)
     try:
         sales = await end_offsets(SALES)
         if not await _reached(conn, "kpi", f"{prefix}-kpi", sales):
-            return False
+            return "kpi has not applied the sales topics to their ends"
         parked = [r["t"] for r in await conn.fetch("SELECT t FROM unnest($1::text[]) AS t WHERE to_regclass(t)"
                                                    " IS NOT NULL", list(PARKED))]
         for table_name in (*OUTBOXES, *parked):  # names from the constants above, never from input
@@ -238,14 +239,14 @@ async def _settled(db: str, prefix: str, tenants: list[str]) -> bool:
                                          " table_schema = $1 AND table_name = $2 AND column_name = 'tenant')",
                                          schema, name)
             where, args = (" WHERE tenant IS NULL OR tenant = ANY($1::text[])", [tenants]) if scoped else ("", [])
-            if await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {table_name}{where})", *args):
-                return False
+            if waiting := await conn.fetchval(f"SELECT count(*) FROM {table_name}{where}", *args):
+                return f"{waiting} row(s) in {table_name}"
         figures = await end_offsets([topics.ATTAINMENT.name])
         read = {tp: o for tp, o in sales.items() if tp.topic != topics.TARGETS.name}
         for service in ("coaching", "recognition"):
             if not await _reached(conn, service, f"{prefix}-{service}", figures | read):
-                return False
-        return True
+                return f"{service} has not applied the figures and sales topics to their ends"
+        return ""
     finally:
         await conn.close()
 
@@ -271,13 +272,24 @@ def run_clock(now: datetime | None) -> Clock:
 async def _settle(db: str, prefix: str, ctx: Context) -> None:
     """Wait until `_settled` holds twice in a row (or SETTLE_TIMEOUT_S passed: noted)."""
     deadline = time.monotonic() + SETTLE_TIMEOUT_S
-    calm = 0
+    calm, said, since = 0, "", time.monotonic()
     while calm < 2:
-        calm = calm + 1 if await _settled(db, prefix, ctx.tenants) else 0
+        awaited = await _settled(db, prefix, ctx.tenants)
+        calm = 0 if awaited else calm + 1
+        if awaited != said:  # what the run waits for, as it changes: a run cancelled while waiting says why
+            if said:
+                print(f"chaos {ctx.run_id}: awaited {time.monotonic() - since:.1f}s: {said}", file=sys.stderr,
+                      flush=True)
+            said, since = awaited, time.monotonic()
         if time.monotonic() > deadline:
-            ctx.notes.append(f"did not settle within {SETTLE_TIMEOUT_S:.0f}s")
+            ctx.notes.append(f"did not settle within {SETTLE_TIMEOUT_S:.0f}s: {awaited}")
             return
-        await asyncio.sleep(1.0)
+        try:
+            await asyncio.sleep(1.0)
+        except asyncio.CancelledError:
+            print(f"chaos {ctx.run_id}: cancelled after {time.monotonic() - since:.1f}s awaiting: {said}",
+                  file=sys.stderr, flush=True)
+            raise
 
 
 async def run(name: str, fault: Fault, settings: scenario.Settings, rate: float = 400.0,
