@@ -57,27 +57,40 @@ class FixedClock:
 
 
 class ScaledClock:
-    """A clock that starts at ``start`` and runs ``rate`` times as fast as ``real``."""
+    """A clock that starts at ``start`` and runs ``rate`` times as fast as ``real``; with ``until``,
+    it stops there and stays."""
 
     def __init__(
-        self, start: datetime, rate: Decimal | float, real: Clock | None = None
+        self,
+        start: datetime,
+        rate: Decimal | float,
+        real: Clock | None = None,
+        until: datetime | None = None,
     ) -> None:
         self.start = _utc(start, "start")
         self.rate = rate if isinstance(rate, Decimal) else Decimal(str(rate))
         if not self.rate.is_finite() or self.rate <= 0:
             raise ValueError(f"rate must be a finite number above 0, got {rate!r}")
+        self.until = None if until is None else _utc(until, "until")
+        if self.until is not None and self.until < self.start:
+            raise ValueError(
+                f"until {self.until.isoformat()} is before start {self.start.isoformat()}"
+            )
         self._real = real if real is not None else SystemClock()
         self._real_start = self._real.now()
 
     def now(self) -> datetime:
-        """Return ``start`` plus the real time elapsed since creation, times ``rate``."""
+        """Return ``start`` plus the real time elapsed since creation, times ``rate``
+        (at most ``until``)."""
         real_elapsed = (self._real.now() - self._real_start) // _MICROSECOND
-        return self.start + int(real_elapsed * self.rate) * _MICROSECOND
+        moment = self.start + int(real_elapsed * self.rate) * _MICROSECOND
+        return moment if self.until is None else min(moment, self.until)
 
 
 def clock_from_spec(spec: str) -> Clock:
-    """Build a clock from ``system`` (or ``""``), ``fixed:<instant>`` or
-    ``scaled:<start>@<rate>``; instants are RFC 3339 with an offset.
+    """Build a clock from ``system`` (or ``""``), ``fixed:<instant>``,
+    ``scaled:<start>@<rate>`` or ``scaled:<start>/<until>@<rate>``; instants are RFC 3339
+    with an offset.
 
     Raises ValueError saying what is wrong with the spec.
     """
@@ -88,9 +101,12 @@ def clock_from_spec(spec: str) -> Clock:
     if name == "fixed":
         return FixedClock(_instant(argument, spec))
     if name == "scaled":
-        start, at, rate = argument.rpartition("@")
+        interval, at, rate = argument.rpartition("@")
         if not at:
-            raise ValueError(f"clock spec {spec!r}: expected scaled:<start>@<rate>")
+            raise ValueError(
+                f"clock spec {spec!r}: expected scaled:<start>@<rate> or scaled:<start>/<until>@<rate>"
+            )
+        start, slash, until = interval.partition("/")
         try:
             factor = Decimal(rate)
         except InvalidOperation:
@@ -99,10 +115,17 @@ def clock_from_spec(spec: str) -> Clock:
             raise ValueError(
                 f"clock spec {spec!r}: rate {rate!r} must be a number above 0"
             )
-        return ScaledClock(_instant(start, spec), factor)
+        try:
+            return ScaledClock(
+                _instant(start, spec), factor, until=_instant(until, spec) if slash else None
+            )
+        except ValueError as err:
+            if str(err).startswith("clock spec"):
+                raise
+            raise ValueError(f"clock spec {spec!r}: {err}") from None
     raise ValueError(
         f"clock spec {spec!r}: expected 'system', 'fixed:<instant>' "
-        "or 'scaled:<start>@<rate>'"
+        "or 'scaled:<start>@<rate>' (or 'scaled:<start>/<until>@<rate>')"
     )
 
 

@@ -106,6 +106,25 @@ def test_clock_from_spec_builds_a_scaled_clock() -> None:
     assert START <= clock.now() < START + timedelta(minutes=5)
 
 
+def test_a_scaled_clock_with_an_end_stops_there_and_stays() -> None:
+    real = FixedClock(datetime(2030, 5, 5, tzinfo=UTC))
+    until = START + timedelta(minutes=15)
+    clock = ScaledClock(START, Decimal(60), real, until=until)
+    real.advance(timedelta(seconds=10))
+    assert clock.now() == START + timedelta(minutes=10)
+    real.advance(timedelta(seconds=10))
+    assert clock.now() == until
+    real.advance(timedelta(days=3))
+    assert clock.now() == until
+
+
+def test_clock_from_spec_builds_a_scaled_clock_that_stops_as_an_iso_interval_says() -> None:
+    clock = clock_from_spec("scaled:2026-11-01T00:00:00Z/2026-11-01T01:00:00+01:00@1000000")
+    assert isinstance(clock, ScaledClock)
+    assert (clock.start, clock.until, clock.rate) == (START, START, Decimal(1000000))
+    assert clock.now() == START
+
+
 def test_every_clock_satisfies_the_protocol() -> None:
     clocks: list[Clock] = [SystemClock(), FixedClock(START), ScaledClock(START, 1)]
     assert all(clock.now().tzinfo is UTC for clock in clocks)
@@ -128,6 +147,9 @@ def test_every_clock_satisfies_the_protocol() -> None:
         ("scaled:2026-11-01T00:00:00Z@", "rate '' must be a number above 0"),
         ("scaled:@60", "'' is not an RFC 3339 instant"),
         ("scaled:2026-11-01T00:00:00@60", "needs a UTC offset"),
+        ("scaled:2026-11-01T00:00:00Z/@60", "'' is not an RFC 3339 instant"),
+        ("scaled:2026-11-01T00:00:00Z/soon@60", "'soon' is not an RFC 3339 instant"),
+        ("scaled:2026-11-01T00:00:00Z/2026-10-01T00:00:00Z@60", "is before start"),
     ],
 )
 def test_clock_from_spec_says_what_is_wrong(spec: str, problem: str) -> None:
