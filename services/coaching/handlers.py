@@ -43,7 +43,7 @@ from services.coaching.metrics import TASK_EVENTS
 from services.coaching.model import RULES, Finding, Policy, RepView
 from services.coaching.outbound import publish
 from services.coaching.repository import PgStore
-from services.coaching.rules import RULE_FUNCTIONS, LiveTask, Verdict, verdict
+from services.coaching.rules import RULE_FUNCTIONS, LiveTask, Verdict, resting, verdict
 from services.coaching.rules import evaluate as rules_evaluate
 from services.coaching.settings import CoachingSettings
 from services.coaching.store import Close, Gate, Outgoing, Store
@@ -161,7 +161,9 @@ def _judge(view: RepView, now: datetime, policy: Policy, live: Sequence[LiveTask
     findings = rules_evaluate(view, now, policy, held)
     holdout = in_holdout(view.tenant, view.rep_id, policy.holdout_share)
     decided = verdict(findings, live)
-    if holdout:  # its live check-ins (from before it was held out) still recover; nothing new is raised
+    if holdout or resting(view, now):
+        # held out (its live check-ins from before still recover), or the rep's day off (a weekend, a holiday,
+        # their time off: nobody is chased on it, the next working day finds it again): nothing new is raised
         decided = Verdict((), decided.recovered)
     return _Judged(view, policy, decided, tuple(findings), frozenset(held), holdout)
 

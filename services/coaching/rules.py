@@ -44,7 +44,7 @@ from services.coaching.model import (
 )
 from shared.events import Evidence, Forecast, ForecastDeal, Metric
 from shared.periods import PeriodKind, period_of
-from shared.workdays import local_midnight, recent_working_days, working_days, working_share
+from shared.workdays import is_working_day, local_midnight, recent_working_days, working_days, working_share
 
 __all__ = [
     "RULE_FUNCTIONS",
@@ -637,3 +637,14 @@ def verdict(findings: Sequence[Finding], live: Sequence[LiveTask]) -> Verdict:
         raised.append((finding, before))
     found = {f.rule for f in findings}
     return Verdict(tuple(raised), tuple(task for rule, task in by_rule.items() if rule not in found))
+
+
+def resting(view: RepView, now: datetime) -> bool:
+    """Is ``now`` a day off of the rep in their own zone: a weekend, one of the tenant's holidays or their time
+    off? Nothing new is raised on such a day (no check-in, no escalation): it waits for their next working day,
+    when the rules find it again if it still holds. A live check-in may still recover on it.
+
+    Example: a Berlin rep behind pace on Friday 2026-12-25 (Christmas Day, a holiday of a tenant in DE) at
+    10:00 is resting; the check-in is raised on Monday 2026-12-28 if they are still behind.
+    """
+    return not is_working_day(now.astimezone(view.timezone).date(), view.days_off)

@@ -347,6 +347,19 @@ async def test_time_off_is_no_silence_and_a_cancelled_one_is() -> None:
                               msg("time_off.set", cancelled, NOW)) == ["no_activity"]
 
 
+async def test_nobody_is_chased_on_a_day_off_and_the_next_working_day_finds_it_again() -> None:
+    """A rep behind pace, silent and without pipeline: nothing is raised on Christmas Day (a holiday of the
+    tenant), on the weekend after or on the rep's time off; the first working day raises all three."""
+    store, configs = FakeStore(), ConfigCache()
+    leave = TimeOffSet(time_off_id="l-1", rep_id="ann", first_day=date(2026, 12, 28), last_day=date(2026, 12, 28))
+    await store_batch(store, T, [registry(Holidays(country="DE")), rep("ann"), figure("ann", "0"),
+                                 msg("time_off.set", leave)], NOW)
+    for day in (25, 26, 27, 28):  # Christmas Day, Saturday, Sunday, the rep's Monday off
+        assert await evaluate(store, T, ["ann"], datetime(2026, 12, day, 9, tzinfo=UTC), POLICY, configs) == 0
+    assert not store.outbox
+    assert await evaluate(store, T, ["ann"], datetime(2026, 12, 29, 9, tzinfo=UTC), POLICY, configs) == 3
+
+
 # --- did it help? follow-ups of check-ins against a comparison group (issue 18, item 5) ------------------
 
 

@@ -34,6 +34,7 @@ from services.coaching.rules import (
     falling_win_rate,
     forecast_short,
     no_activity,
+    resting,
     stalled_pipeline,
 )
 from shared.events import Forecast, ForecastDeal, Metric
@@ -1075,3 +1076,24 @@ def test_a_rep_without_pipeline_gets_one_pipeline_check_in_not_two_but_a_live_fo
     assert STALLED_PIPELINE in rules_found and FORECAST_SHORT not in rules_found
     kept = [f.rule for f in evaluate(view, MONDAY_16, POLICY, live={FORECAST_SHORT: "critical"})]
     assert STALLED_PIPELINE in kept and FORECAST_SHORT in kept
+
+
+# --- resting: nothing new is raised on a rep's day off --------------------------------------------------
+
+
+@pytest.mark.parametrize(("moment", "days_off", "expected"), [
+    (berlin(2026, 12, 23, 10), frozenset(), False),  # a Wednesday
+    (berlin(2026, 12, 26, 10), frozenset(), True),  # a Saturday
+    (berlin(2026, 12, 25, 10), frozenset({date(2026, 12, 25)}), True),  # Christmas Day, a tenant holiday
+    (berlin(2026, 12, 28, 10), frozenset({date(2026, 12, 28)}), True),  # the rep's time off
+    (berlin(2026, 12, 28, 0, 30), frozenset({date(2026, 12, 27)}), False),  # Monday already, in Berlin
+])
+def test_a_rep_rests_on_weekends_holidays_and_time_off_in_their_own_zone(moment: datetime, days_off: frozenset[date],
+                                                                           expected: bool) -> None:
+    assert resting(rep(days_off=days_off), moment) is expected
+
+
+def test_a_rep_in_another_zone_rests_by_their_own_calendar_day() -> None:
+    friday_night_utc = datetime(2026, 12, 4, 23, 30, tzinfo=UTC)  # Saturday 00:30 in Berlin, Friday in New York
+    assert resting(rep(), friday_night_utc)
+    assert not resting(rep(timezone=ZoneInfo("America/New_York")), friday_night_utc)
