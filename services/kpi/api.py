@@ -149,10 +149,13 @@ def _etagged(request: Request, payload: BaseModel) -> Response:
 
 
 async def _period(rt: Runtime, tenant: str, period: str | None) -> tuple[str, repo.TenantCalendar]:
+    """The period asked for, or by default the quarter the dashboard shows: the current one once it has figures,
+    else the latest earlier one that has (`queries.shown_quarter`)."""
     async with tenant_tx(rt.pool, tenant) as conn:
         cal = await repo.calendar(conn, tenant)
-    if period is None:
-        return period_of(PeriodKind.QUARTER, rt.clock.now(), cal.timezone, cal.fiscal_start_month).label, cal
+        if period is None:
+            current = period_of(PeriodKind.QUARTER, rt.clock.now(), cal.timezone, cal.fiscal_start_month).label
+            return await queries.shown_quarter(conn, tenant, current), cal
     try:
         return parse_period(period).label, cal
     except PeriodError as err:
@@ -225,7 +228,8 @@ async def _forecast_view(request: Request, rt: Runtime, who: Principal, scope: L
 @router.get("/scorecards/{rep_id}", response_model=Scorecard, responses={304: {}, 401: {}, 404: {}})
 async def rep_scorecard(rep_id: str, request: Request, who: People, rt: Rt,
                         period: str | None = None) -> Response:
-    """Every metric of a rep in a period (default: the current quarter), with target, pace and projection.
+    """Every metric of a rep in a period (default: the current quarter once it has figures, else the latest that
+    has), with target, pace and projection.
     A rep reads their own, a manager the reps under them (404 for any other)."""
     async with tenant_tx(rt.pool, who.tenant) as conn:
         await see_rep(conn, who, rep_id)
@@ -234,9 +238,10 @@ async def rep_scorecard(rep_id: str, request: Request, who: People, rt: Rt,
 
 @router.get("/scorecards/{rep_id}/forecast", response_model=ForecastView, responses={304: {}, 401: {}, 404: {}})
 async def rep_forecast(rep_id: str, request: Request, who: People, rt: Rt, period: str | None = None) -> Response:
-    """A rep's won-revenue forecast in a period (default: the current quarter), explained deal by deal: each open
-    deal expected to close in it, its probability and where that comes from, its weighted amount and its swing
-    on the chance of reaching the target. A rep reads their own, a manager the reps under them."""
+    """A rep's won-revenue forecast in a period (default: the current quarter once it has figures), explained deal
+    by deal: each open deal expected to close in it, its probability and where that comes from, its weighted
+    amount and its swing on the chance of reaching the target. A rep reads their own, a manager the reps under
+    them."""
     async with tenant_tx(rt.pool, who.tenant) as conn:
         await see_rep(conn, who, rep_id)
     return await _forecast_view(request, rt, who, "rep", rep_id, period)

@@ -11,6 +11,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from shared.periods import PeriodKind, period_bounds, period_of
 from tests.factories import deal, rep, target, team, this_quarter
 from tests.integration.conftest import create_tenant, post, tenant_cli, token_cli
 
@@ -220,3 +221,35 @@ async def test_a_forecast_on_the_scorecard_and_explained_deal_by_deal_for_whoeve
         assert (seen["forecast"]["open_deals"], seen["hidden_deals"], [d["deal_id"] for d in seen["deals"]]) == (
             3, 2, ["f-3"])
         assert (await client.get(f"{kpi}/v1/scorecards/ana/forecast?period={quarter}")).status_code == 404
+
+
+async def test_without_a_period_reads_and_pages_show_the_latest_quarter_that_has_figures(services, tenant):
+    """A tenant whose last deals were won in the quarter before this one (a new quarter's first days, a demo
+    played in the past): a read without `period`, the leaderboard page and the TV show that quarter, not an
+    empty one; once this quarter has figures it is the one shown."""
+    quarter, at = this_quarter(timedelta(hours=1))
+    start = period_bounds(quarter, "Europe/Berlin")[0]
+    earlier = period_of(PeriodKind.QUARTER, start - timedelta(days=1), "Europe/Berlin").label
+    events = [rep("ana", team="north"), deal("old-1", "ana", "400", updated_at=start - timedelta(days=3))]
+    assert (await post(services["ingest"], tenant, events)).status_code == 200
+    kpi = services["kpi"]
+    async with httpx.AsyncClient(timeout=10, headers=tenant.auth) as client:
+        await _until_ok(client, f"{kpi}/v1/scorecards/ana?period={earlier}")
+        card = (await client.get(f"{kpi}/v1/scorecards/ana")).json()
+        won = next(f for f in card["figures"] if f["metric"] == "won_revenue")
+        assert card["period"] == earlier and won["actual"] == "400"
+        board = (await client.get(f"{kpi}/v1/leaderboard?metric=won_revenue")).json()
+        assert board["period"] == earlier and [s["rep_id"] for s in board["standings"]] == ["ana"]
+        signed = await client.post(f"{kpi}/signin", content=f"token={tenant.token}",
+                                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+        cookies = signed.cookies
+        page = await client.get(f"{kpi}/leaderboard", cookies=cookies)
+        assert f"Leaderboard · Won revenue · {earlier}" in page.text and "No figures" not in page.text
+        tv = await client.get(f"{kpi}/tv", cookies=cookies)
+        assert f"period={earlier}" in tv.text
+
+        assert (await post(services["ingest"], tenant, [deal("new-1", "ana", "50", updated_at=at)])).status_code == 200
+        await _until_ok(client, f"{kpi}/v1/scorecards/ana?period={quarter}")
+        assert (await client.get(f"{kpi}/v1/scorecards/ana")).json()["period"] == quarter
+        page = await client.get(f"{kpi}/leaderboard", cookies=cookies)
+        assert f"Leaderboard · Won revenue · {quarter}" in page.text

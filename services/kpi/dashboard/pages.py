@@ -70,6 +70,10 @@ SERVICE_TIMEOUT_S = 2.0
 STATIC = {"dashboard.css": "text/css; charset=utf-8", "dashboard.js": "text/javascript; charset=utf-8"}
 TREND_WORDS = {"up": ("▲", "ahead of the pace needed this week"), "flat": ("▶", "on the pace needed this week"),
                "down": ("▼", "behind the pace needed this week")}
+# a period that has ended: the trend of its last week
+ENDED_TREND_WORDS = {"up": ("▲", "ahead of the pace needed in its last week"),
+                     "flat": ("▶", "on the pace needed in its last week"),
+                     "down": ("▼", "behind the pace needed in its last week")}
 
 router = APIRouter(include_in_schema=False)
 router.include_router(contest_pages.router)  # /contests, /contests/{contest_id}
@@ -145,23 +149,25 @@ async def _standings(rt: Runtime, t: queries.Tenant, p: Period, metric: str, tea
         # each rep's pace counts their own time off as days off (one read for all of them)
         leave = await queries.time_off(conn, t.slug, rep_ids, *pace.local_days(p.start, p.end, t.timezone))
         gains: dict[str, Decimal] = {}
-        if metric in queries.ADDITIVE and rows and p.start <= now < p.end:
+        # the trend of the last 7 days: up to now while the period runs, its last week once it has ended
+        upto, words = (now, TREND_WORDS) if now < p.end else (p.end, ENDED_TREND_WORDS)
+        trended = metric in queries.ADDITIVE and p.start <= now
+        if trended and rows:
             books = await queries.books_of(conn, t.slug)
-            since = max(p.start, now - timedelta(days=7))
-            for rep_id, _, amount in await queries.points(conn, t.slug, books, rep_ids, Metric(metric), since, now):
+            since = max(p.start, upto - timedelta(days=7))
+            for rep_id, _, amount in await queries.points(conn, t.slug, books, rep_ids, Metric(metric), since, upto):
                 gains[rep_id] = gains.get(rep_id, Decimal(0)) + amount
     out = []
     for e in ranked(rows, lambda r: rank_by_value(r["actual"], r["target"], by), lambda r: r["rep_id"]):
         r = e.entry
         mine = rep_period(p, t, leave.get(r["rep_id"], []), now)
         fig = figures(r["actual"], r["target"], mine.share)
-        direction = (view.trend(gains.get(r["rep_id"], Decimal(0)), r["target"], p.start, p.end, now, t.timezone,
-                                days_off=mine.days_off)
-                     if metric in queries.ADDITIVE and p.start <= now < p.end else None)
+        direction = (view.trend(gains.get(r["rep_id"], Decimal(0)), r["target"], p.start, p.end, upto, t.timezone,
+                                days_off=mine.days_off) if trended else None)
         out.append({"rank": e.rank, "tied": e.tied, "rep_id": r["rep_id"], "name": r["name"] or r["rep_id"],
                     "team_id": r["team_id"], "actual": r["actual"], "target": r["target"],
                     "attainment": fig.attainment, "pace": fig.pace, "bar": bar(fig.attainment, mine.share),
-                    "trend": direction, "trend_words": TREND_WORDS.get(direction or "")})
+                    "trend": direction, "trend_words": words.get(direction or "")})
     return out
 
 

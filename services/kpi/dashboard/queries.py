@@ -44,6 +44,7 @@ class Tenant:
     currency: str | None
     locale: str
     holidays: HolidayCalendar = NO_CALENDAR  # the days off of every pace the pages show (with a rep's time off)
+    shown: str | None = None  # the quarter shown when a page names none (`shown_quarter`); None: the current one
 
 
 async def tenant(conn: asyncpg.Connection, slug: str) -> Tenant:
@@ -54,6 +55,18 @@ async def tenant(conn: asyncpg.Connection, slug: str) -> Tenant:
     return Tenant(slug, ZoneInfo(row["timezone"]), row["fiscal_start_month"],
                   row["currency"].strip() if row["currency"] else None, row["locale"],
                   calendar_of(row["holidays"], slug))
+
+
+async def shown_quarter(conn: asyncpg.Connection, tenant: str, current: str) -> str:
+    """The quarter a page or a read shows when none is asked for: `current` (the quarter running now) once it
+    has figures; else the latest earlier quarter that has (the first days of a new quarter, or a demo played
+    into the past, show the quarter with numbers rather than an empty one); else `current`. One backward step
+    of the `period_tallies_board` index: quarter labels (`2026-Q4`) sort after the months of their year and
+    before its weeks, and a counted record has rows in every period it falls in."""
+    found = await conn.fetchval(
+        "SELECT period FROM period_tallies WHERE tenant = $1 AND period <= $2 AND period ~ '^[0-9]{4}-Q[1-4]$'"
+        " ORDER BY period DESC LIMIT 1", tenant, current)
+    return str(found) if found is not None else current
 
 
 async def time_off(conn: asyncpg.Connection, tenant: str, rep_ids: list[str], first: date,

@@ -224,9 +224,10 @@ class Period:
 
 
 def page_period(t: queries.Tenant, label: str | None, now: datetime) -> Period:
-    """The period `label` (default: the current quarter) with the tenant's pace: its holidays are days off."""
+    """The period `label` with the tenant's pace (its holidays are days off). Default: the quarter `basics` chose
+    (the current one once it has figures, else the latest that has)."""
     if label is None:
-        label = period_of(PeriodKind.QUARTER, now, t.timezone, t.fiscal_start_month).label
+        label = t.shown or period_of(PeriodKind.QUARTER, now, t.timezone, t.fiscal_start_month).label
     try:
         label = parse_period(label).label
     except PeriodError as err:
@@ -245,13 +246,16 @@ def rep_period(p: Period, t: queries.Tenant, leave: pace.Leave, now: datetime) -
 
 
 def period_choices(t: queries.Tenant, now: datetime) -> list[str]:
-    """The periods running now, and the quarter and month before them."""
+    """The periods running now, and the quarter and month before them (and the quarter shown by default, when
+    it is none of those)."""
     out = [period_of(kind, now, t.timezone, t.fiscal_start_month).label
            for kind in (PeriodKind.MONTH, PeriodKind.QUARTER, PeriodKind.YEAR)]
     for kind in (PeriodKind.QUARTER, PeriodKind.MONTH):
         start, _ = period_bounds(period_of(kind, now, t.timezone, t.fiscal_start_month).label, t.timezone,
                                  t.fiscal_start_month)
         out.append(period_of(kind, start - timedelta(microseconds=1), t.timezone, t.fiscal_start_month).label)
+    if t.shown and t.shown not in out:
+        out.append(t.shown)
     return out
 
 
@@ -279,11 +283,15 @@ CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script
 
 
 async def basics(rt: Runtime, tenant: str) -> tuple[queries.Tenant, Fmt, datetime]:
-    """The tenant, its formats (with its KPIs: read here, once per page) and the time."""
+    """The tenant (with the quarter its pages show by default), its formats (with its KPIs: read here, once
+    per page) and the time."""
+    now = rt.clock.now()
     async with tenant_tx(rt.pool, tenant) as conn:
         t = await queries.tenant(conn, tenant)
         kpis = await queries.kpi_definitions(conn, tenant)
-    return t, Fmt(t, Metrics(kpis)), rt.clock.now()
+        current = period_of(PeriodKind.QUARTER, now, t.timezone, t.fiscal_start_month).label
+        t = replace(t, shown=await queries.shown_quarter(conn, tenant, current))
+    return t, Fmt(t, Metrics(kpis)), now
 
 
 def bar(attainment: Decimal | None, share: Decimal) -> dict[str, Any]:

@@ -167,6 +167,8 @@ class Floor:
     ranked: list[tuple[str, str, str]] = field(default_factory=list)
     kpi_reads: int = 0
     points: list[str] = field(default_factory=list)
+    latest: str | None = None  # the latest quarter with figures (`shown_quarter`); None: the current one has
+    gains: list[tuple[str, datetime, Decimal]] = field(default_factory=list)  # what `points` returns
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> FastAPI:
         async def tenant(_conn: object, _slug: str) -> Tenant:
@@ -204,9 +206,12 @@ class Floor:
             return self.boards.get(("team", metric), [])
 
         async def points(_conn: object, _tenant: str, _books: object, _reps: object, metric: str,
-                         *_args: object) -> list[Any]:
+                         start: datetime, end: datetime) -> list[Any]:
             self.points.append(metric)
-            return []
+            return [g for g in self.gains if start <= g[1] < end]
+
+        async def shown_quarter(_conn: object, _tenant: str, current: str) -> str:
+            return self.latest or current
 
         async def targeted_metrics(*_args: object) -> list[str]:
             return list(self.targeted)
@@ -231,7 +236,7 @@ class Floor:
                            "contests": contests, "profile": profile, "team": team, "books_of": nothing,
                            "time_off": no_leave, "points": points, "contributions": empty, "standings": standings,
                            "team_standings": team_standings, "targeted_metrics": targeted_metrics, "teams": empty,
-                           "kpi_definitions": kpi_definitions}.items():
+                           "kpi_definitions": kpi_definitions, "shown_quarter": shown_quarter}.items():
             monkeypatch.setattr(queries, name, fake)
         monkeypatch.setattr(pages, "see_rep", nothing)
         monkeypatch.setattr(pages, "reps_visible", visible)
@@ -403,3 +408,43 @@ async def test_a_team_page_lists_only_the_deals_of_reps_the_viewer_may_read_and_
     box = one(await page(floor.install(monkeypatch), "/teams/north?period=2026-Q4"), "section", "forecast")
     assert [r["data-deal"] for r in one(box, "table", "forecast-deals").all("tr")[1:]] == ["crm-a", "crm-b", "crm-c"]
     assert box.one("p", "hidden-deals") is None
+
+
+# --- the quarter a page shows by default, and the trend of one that has ended (issue 23) ------------------
+
+
+def _board(*rows: tuple[str, str, str]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    return {("rep", "won_revenue"): [{"rep_id": rep_id, "name": rep_id.title(), "team_id": "north",
+                                      "actual": Decimal(actual), "target": Decimal(target)}
+                                     for rep_id, actual, target in rows]}
+
+
+async def test_without_a_period_the_pages_show_the_latest_quarter_with_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The current quarter (2026-Q4) has no figures yet; 2026-Q3 has: the leaderboard, the teams, a rep's page
+    and the TV show 2026-Q3, and its period menu offers it, selected."""
+    floor = Floor(latest="2026-Q3", boards=_board(("ana", "900", "1000")),
+                  figures={("rep", "ana", "2026-Q3"): [WON]})
+    app = floor.install(monkeypatch)
+    html = await page(app, "/leaderboard")
+    assert one(one(html, "h1"), "span", "sub").text == "2026-Q3"
+    assert floor.ranked[0] == ("rep", "won_revenue", "2026-Q3")
+    chosen = [o["value"] for o in one(html, "select", name="period").all("option") if "selected" in o.attrs]
+    assert chosen == ["2026-Q3"]
+    assert "2026-Q3" in one(await page(app, "/teams"), "h1").text
+    assert "2026-Q3" in one(await page(app, "/reps/ana"), "title").text
+    views = json.loads(one(await page(app, "/tv"), "div", id="tv")["data-views"])
+    assert views and all("period=2026-Q3" in view for view in views), views
+
+
+async def test_an_ended_quarters_leaderboard_shows_the_trend_of_its_last_week(monkeypatch: pytest.MonkeyPatch) -> None:
+    """2026-Q3 has ended (NOW is in Q4): each rep's trend is what they added in its last 7 days against what the
+    target needed then, said as "in its last week"; while a quarter runs it is the last 7 days up to now."""
+    last_week = datetime(2026, 9, 28, 10, tzinfo=UTC)  # the Monday of Q3's last week
+    floor = Floor(boards=_board(("ana", "900", "1000"), ("bo", "100", "1000")),
+                  gains=[("ana", last_week, Decimal(500))])
+    html = await page(floor.install(monkeypatch), "/leaderboard?period=2026-Q3")
+    trends = {tr["data-rep"]: one(tr, "td", "trend") for tr in one(one(html, "table", "board"), "tbody").all("tr")}
+    assert one(trends["ana"], "span")["class"] == "trend-up" and one(trends["bo"], "span")["class"] == "trend-down"
+    assert one(trends["ana"], "span")["title"] == "ahead of the pace needed in its last week"
+    running = await page(floor.install(monkeypatch), "/leaderboard?period=2026-Q4")
+    assert one(one(one(running, "table", "board"), "td", "trend"), "span")["title"].endswith("this week")
