@@ -1,7 +1,8 @@
 """The demo's own reference projection of deals (pure): what the numbers must come to.
 
-A deal's current state is its version with the newest `updated_at` (a deletion is a version
-too); older versions, re-sends and late deliveries change nothing. kpi must arrive at the same
+A deal's current state is its version with the newest `updated_at`, then the greatest event id
+(as kpi orders them: equal `updated_at`s are ordered by event id); a deletion is a version too;
+older versions, re-sends and late deliveries change nothing. kpi must arrive at the same
 won revenue per rep; the demo uses this book for its counters and to check kpi's figures.
 """
 
@@ -25,10 +26,11 @@ class DealState:
     closed_at: datetime | None
     updated_at: datetime
     deleted: bool = False
+    event_id: str = ""  # of the version: orders equal `updated_at`s
 
 
 class DealBook:
-    """Deals by id, last writer (by `updated_at`) wins."""
+    """Deals by id, last writer (by `updated_at`, then event id) wins."""
 
     def __init__(self) -> None:
         self._deals: dict[str, DealState] = {}
@@ -45,6 +47,7 @@ class DealBook:
                 stage=data["stage"],
                 closed_at=datetime.fromisoformat(closed) if closed else None,
                 updated_at=datetime.fromisoformat(data["updated_at"]),
+                event_id=str(event.get("id", "")),
             )
         elif event.get("type") == "deal.deleted":
             known = self._deals.get(data["deal_id"])
@@ -56,11 +59,12 @@ class DealBook:
                 closed_at=None,
                 updated_at=datetime.fromisoformat(data["updated_at"]),
                 deleted=True,
+                event_id=str(event.get("id", "")),
             )
         else:
             return False
         current = self._deals.get(state.deal_id)
-        if current is not None and state.updated_at <= current.updated_at:
+        if current is not None and (state.updated_at, state.event_id) <= (current.updated_at, current.event_id):
             return False
         self._deals[state.deal_id] = state
         return True

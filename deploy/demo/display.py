@@ -1,8 +1,14 @@
-"""The live view of the run: a rich dashboard on a terminal, periodic plain lines elsewhere (CI).
+"""The live view of the run: one rich screen on a terminal, a few plain lines elsewhere (CI, pipes).
 
-Both read the same `Board` (references to the run's live parts) and never change it. The rich
-view is redrawn by the demo's own loop (`refresh()`, about four times a second), never from
-a background thread, so it always sees a consistent state.
+Both read the same `Board` (references to the run's live parts) and never change it. The rich view is
+redrawn in place by the demo's own loop (`refresh()`, about four times a second), never from a background
+thread, so it always sees a consistent state. It shows the simulated quarter's progress, the leaderboard
+and the team totals as kpi publishes them, and a short ticker of what matters: celebrations, new and
+escalated check-ins. Check-ins that close (recovered, superseded) are counted, not listed; every message is
+in the run's event log (`feed.log_line`), whose name the summary gives.
+
+The plain view prints one status line at the start, at every tenth of the quarter and at the end: the
+story in a dozen lines, the details in the log.
 """
 
 from __future__ import annotations
@@ -26,9 +32,11 @@ from deploy.demo.feed import FeedItem, FeedState, Standing
 from deploy.demo.simulator import Scenario
 from deploy.demo.stream import EventStream, SimClock
 
-__all__ = ["Board", "LiveView", "PlainView", "View", "money", "percent", "render", "status_line"]
+__all__ = ["Board", "LiveView", "PlainView", "View", "closings", "money", "percent", "render", "status_line"]
 
-WIDE = 130  # from this width on, leaderboard and feed sit side by side
+WIDE = 120  # from this width on, the leaderboard and the teams with the ticker sit side by side
+LEADERBOARD_ROWS = 12
+TICKER_ROWS = 9
 ICONS = {"check-in": ("⚑", "yellow"), "escalation": ("⚠", "red"), "closed": ("✓", "dim"), "celebration": ("★", "green")}
 
 
@@ -86,6 +94,11 @@ def percent(ratio: Decimal | None) -> str:
     return "–" if ratio is None else f"{ratio * 100:.0f}%"
 
 
+def closings(feed: FeedState) -> str:
+    """The check-ins that closed, counted by reason: ``31 recovered, 4 superseded`` (empty: none)."""
+    return ", ".join(f"{count} {reason}" for reason, count in sorted(feed.closed.items(), key=lambda rc: -rc[1]))
+
+
 def status_line(board: Board, now: float | None = None) -> str:
     """One plain line with the run's state (the non-terminal view prints these)."""
     stats, feed, quarter = board.stream.stats, board.feed, board.scenario.quarter
@@ -93,11 +106,12 @@ def status_line(board: Board, now: float | None = None) -> str:
     lead = f" · leader {board.name(leader.scope_id)} {percent(leader.attainment)}" if leader else ""
     failed = f", failed {stats.failed}" if stats.failed else ""
     won, revenue = board.book.deals_won(quarter.start, quarter.end), board.book.revenue(quarter.start, quarter.end)
+    closed = f", closed: {closings(feed)}" if feed.closed else ""
     return (
         f"[{board.fraction(now):4.0%}] {board.local_now(now):%a %d %b %Y} · events {board.stream.sent}/"
         f"{board.stream.total} (accepted {stats.accepted}, duplicate {stats.duplicate}, rejected {stats.rejected}"
         f"{failed}) · won {won} deals {money(revenue)} · check-ins {len(feed.checkins)}"
-        f" ({len(feed.checkin_reps)} reps) · celebrations {len(feed.celebrations)}{lead}"
+        f" ({len(feed.checkin_reps)} reps{closed}) · celebrations {len(feed.celebrations)}{lead}"
     )
 
 
@@ -106,17 +120,16 @@ def item_line(board: Board, item: FeedItem) -> str:
 
 
 def render(board: Board, width: int, now: float | None = None) -> RenderableType:
-    """The whole dashboard."""
-    wide = width >= WIDE
-    leaderboard = _leaderboard(board, rows=12, now=now)
-    feed = _feed(board, rows=14 if wide else 8)
-    if wide:
+    """The whole screen."""
+    leaderboard = _leaderboard(board, LEADERBOARD_ROWS, now)
+    side = Group(_teams(board), _ticker(board, TICKER_ROWS))
+    if width >= WIDE:
         body = Table.grid(expand=True, padding=(0, 1))
         body.add_column(ratio=11)
         body.add_column(ratio=9)
-        body.add_row(leaderboard, feed)
+        body.add_row(leaderboard, side)
         return Group(_header(board, now), body)
-    return Group(_header(board, now), leaderboard, feed)
+    return Group(_header(board, now), leaderboard, side)
 
 
 def _header(board: Board, now: float | None) -> Panel:
@@ -124,35 +137,40 @@ def _header(board: Board, now: float | None) -> Panel:
     fraction = board.fraction(now)
     elapsed = time.monotonic() - board.clock.anchor if now is None else now - board.clock.anchor
     clock = Table.grid(padding=(0, 2))
+    stopped = board.clock.until is not None and board.clock.now(now) >= board.clock.until
     clock.add_row(
         Text(f"{board.local_now(now):%a %d %b %Y %H:%M}", style="bold"),
         ProgressBar(total=1.0, completed=fraction, width=40),
-        Text(f"{fraction:4.0%} of {quarter.label}"),
+        Text(f"{fraction:4.0%} of {quarter.label}" + (" · the story ends here" if stopped else "")),
         Text(f"real {max(elapsed, 0):.0f}s / {board.duration:.0f}s", style="dim"),
     )
+    won, revenue = board.book.deals_won(quarter.start, quarter.end), board.book.revenue(quarter.start, quarter.end)
     counters = Text.assemble(
         ("events ", "dim"), f"{board.stream.sent}/{board.stream.total}",
         ("  accepted ", "dim"), str(stats.accepted), ("  duplicate ", "dim"), str(stats.duplicate),
         ("  rejected ", "dim"), (str(stats.rejected), "red" if stats.rejected else ""),
         *((("  failed ", "dim"), (str(stats.failed), "red")) if stats.failed else ()),
-        ("   deals won ", "dim"), str(board.book.deals_won(quarter.start, quarter.end)),
-        ("  revenue ", "dim"), money(board.book.revenue(quarter.start, quarter.end)),
-        ("   check-ins ", "dim"), (str(len(feed.checkins)), "yellow"), (f" ({len(feed.checkin_reps)} reps)", "dim"),
+        ("   deals won ", "dim"), str(won), ("  revenue ", "dim"), money(revenue),
+    )  # fmt: skip
+    coaching = Text.assemble(
+        ("check-ins ", "dim"), (str(len(feed.checkins)), "yellow"), (f" for {len(feed.checkin_reps)} reps", "dim"),
+        ("  escalated ", "dim"), (str(feed.escalations), "red" if feed.escalations else ""),
+        *((("  closed: ", "dim"), (closings(feed), "dim")) if feed.closed else ()),
         ("   celebrations ", "dim"), (str(len(feed.celebrations)), "green"),
     )  # fmt: skip
     title = f"Attain demo · tenant {board.tenant} · seed {board.scenario.seed} · {quarter.timezone}"
-    return Panel(Group(clock, counters), title=title, title_align="left", border_style="blue")
+    return Panel(Group(clock, counters, coaching), title=title, title_align="left", border_style="blue")
 
 
 def _leaderboard(board: Board, rows: int, now: float | None = None) -> Panel:
     table = Table(expand=True, box=None, padding=(0, 1), header_style="bold")
-    table.add_column("#", justify="right", width=3)
-    table.add_column("Rep", no_wrap=True, overflow="ellipsis")
-    table.add_column("Team", no_wrap=True, overflow="ellipsis", style="dim")
-    table.add_column("Won", justify="right")
-    table.add_column("Target", justify="right", style="dim")
-    table.add_column("Attain.", justify="right")
-    table.add_column("Pace", justify="right")
+    table.add_column("#", justify="right", width=3, no_wrap=True)
+    table.add_column("Rep", no_wrap=True, overflow="ellipsis", ratio=3)
+    table.add_column("Team", no_wrap=True, overflow="ellipsis", style="dim", ratio=2)
+    table.add_column("Won", justify="right", no_wrap=True, min_width=9)
+    table.add_column("Target", justify="right", style="dim", no_wrap=True, min_width=9)
+    table.add_column("Attain.", justify="right", no_wrap=True, min_width=7)
+    table.add_column("Pace", justify="right", no_wrap=True, min_width=4)
     standings = board.feed.leaderboard("rep")
     for rank, standing in enumerate(standings[:rows], start=1):
         table.add_row(
@@ -161,10 +179,24 @@ def _leaderboard(board: Board, rows: int, now: float | None = None) -> Panel:
         )  # fmt: skip
     if not standings:
         table.add_row("", Text("waiting for kpi.attainment.v1 …", style="dim"), "", "", "", "", "")
+    elif len(standings) > rows:
+        table.caption, table.caption_justify = f"+{len(standings) - rows} more on the dashboard", "left"
+    return Panel(table, title=f"Leaderboard · won revenue {board.scenario.quarter.label}", title_align="left")
+
+
+def _teams(board: Board) -> Panel:
+    table = Table(expand=True, box=None, padding=(0, 1), header_style="bold")
+    table.add_column("Team", no_wrap=True, overflow="ellipsis", ratio=1)
+    table.add_column("Won", justify="right", no_wrap=True, min_width=10)
+    table.add_column("Target", justify="right", style="dim", no_wrap=True, min_width=10)
+    table.add_column("Attain.", justify="right", no_wrap=True, min_width=7)
     teams = board.feed.leaderboard("team")
-    caption = "   ".join(f"{board.name(t.scope_id)} {percent(t.attainment)}" for t in teams)
-    return Panel(Group(table, Text(caption, style="dim")) if teams else table,
-                 title=f"Leaderboard · won revenue {board.scenario.quarter.label}", title_align="left")  # fmt: skip
+    for standing in teams:
+        table.add_row(board.name(standing.scope_id), money(standing.actual), money(standing.target),
+                      _attainment(standing))
+    if not teams:
+        table.add_row(Text("waiting for the team figures …", style="dim"), "", "", "")
+    return Panel(table, title="Teams", title_align="left")
 
 
 def _attainment(standing: Standing) -> Text:
@@ -179,10 +211,10 @@ def _pace(pace: Decimal | None) -> Text:
     return Text(f"{pace:.2f}", style=style)
 
 
-def _feed(board: Board, rows: int) -> Panel:
+def _ticker(board: Board, rows: int) -> Panel:
     lines: list[RenderableType] = []
     zone = ZoneInfo(board.scenario.quarter.timezone)
-    for item in reversed(board.feed.items[-rows:]):
+    for item in reversed(board.feed.ticker[-rows:]):
         icon, style = ICONS.get(item.kind, ("·", ""))
         if item.kind == "check-in" and item.severity == "critical":
             style = "red"
@@ -192,15 +224,15 @@ def _feed(board: Board, rows: int) -> Panel:
         ))  # fmt: skip
     if not lines:
         lines.append(Text("no check-ins or celebrations yet", style="dim"))
-    return Panel(Group(*lines), title="Check-ins and celebrations", title_align="left")
+    return Panel(Group(*lines), title="What matters · ★ celebrations  ⚑ check-ins  ⚠ escalated", title_align="left")
 
 
 class LiveView:
-    """A rich dashboard, redrawn on `refresh()`."""
+    """One rich screen, redrawn in place on `refresh()`; what it last showed stays on the terminal."""
 
     def __init__(self, board: Board, console: Console) -> None:
         self.board, self.console = board, console
-        self._live = Live(console=console, auto_refresh=False, transient=False)
+        self._live = Live(console=console, auto_refresh=False, transient=False, vertical_overflow="crop")
 
     def start(self) -> None:
         self._live.start()
@@ -215,26 +247,23 @@ class LiveView:
 
 
 class PlainView:
-    """Plain lines for logs: each check-in and celebration as it comes, the state every few seconds."""
+    """Plain lines for logs: the state at the start, at every tenth of the quarter and at the end."""
 
-    def __init__(self, board: Board, console: Console, every_s: float = 5.0) -> None:
-        self.board, self.console, self.every_s = board, console, every_s
-        self._printed_items = 0
-        self._last_status: float | None = None
+    def __init__(self, board: Board, console: Console, steps: int = 10) -> None:
+        self.board, self.console, self.steps = board, console, steps
+        self._printed: int | None = None  # the last tenth printed
 
     def start(self) -> None:
         self.refresh()
 
     def refresh(self) -> None:
-        items = self.board.feed.items
-        for item in items[self._printed_items :]:
-            self.console.print(item_line(self.board, item), markup=False, highlight=False, soft_wrap=True)
-        self._printed_items = len(items)
-        now = time.monotonic()
-        if self._last_status is None or now - self._last_status >= self.every_s:
-            self._last_status = now
-            self.console.print(status_line(self.board, now), markup=False, highlight=False, soft_wrap=True)
+        step = int(self.board.fraction() * self.steps)
+        if self._printed is None or step > self._printed:
+            self._printed = step
+            self._print()
 
     def stop(self) -> None:
-        self._last_status = None
-        self.refresh()
+        self._print()
+
+    def _print(self) -> None:
+        self.console.print(status_line(self.board), markup=False, highlight=False, soft_wrap=True)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import BaseModel, ValidationError
@@ -26,7 +28,7 @@ from shared.cloudevents import CloudEvent, decode
 from shared.errors import InvalidMessage
 from shared.events import AttainmentUpdated, MilestoneReached, TaskCreated
 
-__all__ = ["TOPICS", "FeedError", "FeedItem", "FeedState", "KafkaFeed", "Standing"]
+__all__ = ["TOPICS", "FeedError", "FeedItem", "FeedState", "KafkaFeed", "Standing", "log_line"]
 
 TOPICS = (topics.ATTAINMENT.name, topics.TASKS.name, topics.CELEBRATIONS.name)
 ATTAINMENT, TASK_CREATED = "kpi.attainment.updated", "coaching.task.created"
@@ -67,6 +69,14 @@ class FeedItem:
     subject: str  # rep_id (or team id for a team's celebration)
     text: str
     severity: str | None = None
+    rule: str | None = None  # a check-in's rule
+    reason: str | None = None  # why a check-in closed: recovered, superseded, completed
+    milestone: str | None = None  # a celebration's milestone
+
+    @property
+    def matters(self) -> bool:
+        """On the ticker: celebrations, new and escalated check-ins (closings are counted, not shown)."""
+        return self.kind != "closed"
 
 
 @dataclass(slots=True)
@@ -85,6 +95,7 @@ class FeedState:
     items: list[FeedItem] = field(default_factory=list)
     checkin_reps: set[str] = field(default_factory=set)
     escalations: int = 0
+    closed: Counter[str] = field(default_factory=Counter)  # check-ins closed, by reason
     last_message_at: float | None = None  # time.monotonic() of the last message of ours
     _seen: set[str] = field(default_factory=set)
 
@@ -95,6 +106,11 @@ class FeedState:
     @property
     def celebrations(self) -> list[FeedItem]:
         return [item for item in self.items if item.kind == "celebration"]
+
+    @property
+    def ticker(self) -> list[FeedItem]:
+        """What matters, in arrival order: celebrations, new and escalated check-ins."""
+        return [item for item in self.items if item.matters]
 
     def leaderboard(self, scope: str = "rep") -> list[Standing]:
         """Standings of `scope`, best attainment first (those without a target last)."""
@@ -136,6 +152,8 @@ class FeedState:
             self.checkin_reps.add(item.subject)
         elif item.kind == "escalation":
             self.escalations += 1
+        elif item.kind == "closed":
+            self.closed[item.reason or "closed"] += 1
         self.items.append(item)
         return item
 
@@ -163,22 +181,35 @@ class FeedState:
 def _item(event: CloudEvent, data: dict[str, Any]) -> FeedItem | None:
     text = str(data.get("summary") or data.get("headline") or data.get("reason") or "")
     subject = str(data.get("rep_id") or data.get("scope_id") or "?")
+    rule = str(data["rule"]) if data.get("rule") else None
     if event.type == TASK_CREATED:
-        return FeedItem("check-in", event.time, subject, text or "check-in", data.get("severity"))
+        return FeedItem("check-in", event.time, subject, text or "check-in", data.get("severity"), rule)
     if event.type == TASK_ESCALATED:
-        return FeedItem("escalation", event.time, subject, text or "check-in escalated", data.get("severity"))
+        return FeedItem("escalation", event.time, subject, text or "check-in escalated", data.get("severity"), rule)
     if event.type == TASK_CLOSED:
-        return FeedItem("closed", event.time, subject, text or "check-in closed")
+        reason = str(data.get("reason") or "closed")
+        return FeedItem("closed", event.time, subject, text or f"check-in closed: {reason}", None, rule, reason)
     if event.type == MILESTONE:
-        return FeedItem("celebration", event.time, subject, text or str(data.get("milestone", "milestone")))
+        milestone = str(data.get("milestone", "milestone"))
+        return FeedItem("celebration", event.time, subject, text or milestone, milestone=milestone)
     return None
+
+
+def log_line(event: CloudEvent) -> str:
+    """One line of the run's event log for a derived message of the demo's tenant: when (simulated, UTC),
+    its type and id, and its data as JSON (every field, as the service sent it)."""
+    data = event.data.model_dump(mode="json") if isinstance(event.data, BaseModel) else dict(event.data)
+    return f"{event.time.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ} {event.type} {event.id} " + json.dumps(
+        data, default=str, sort_keys=True, ensure_ascii=False)
 
 
 class KafkaFeed:
     """Reads the derived topics into a `FeedState` (no consumer group, no commits)."""
 
-    def __init__(self, bootstrap: str, state: FeedState, names: tuple[str, ...] = TOPICS) -> None:
+    def __init__(self, bootstrap: str, state: FeedState, names: tuple[str, ...] = TOPICS,
+                 log: TextIO | None = None) -> None:
         self.state = state
+        self.log = log  # every message of the tenant, one line each (`log_line`)
         self._names = names
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
@@ -229,7 +260,10 @@ class KafkaFeed:
                     except InvalidMessage as err:
                         self.state.note_undecodable(f"{record.topic}@{record.offset}: {err}")
                         continue
+                    seen = self.state.messages
                     self.state.accept(event, now)
+                    if self.log is not None and self.state.messages > seen:  # ours, and new
+                        self.log.write(log_line(event) + "\n")
 
     async def stop(self) -> None:
         if self._started:

@@ -10,17 +10,21 @@ from __future__ import annotations
 import random
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
-from shared.periods import PeriodKind, period_bounds, period_of
+from shared.periods import PeriodKind, parse_period, period_bounds, period_of
+from shared.workdays import HolidayCalendar
 
-__all__ = ["MAX_REPS", "MAX_TEAMS", "MIN_REPS", "MIN_TEAMS", "TENANT_TIMEZONE", "Org", "Profile",
+__all__ = ["COMPANY_DAYS", "MAX_REPS", "MAX_TEAMS", "MIN_REPS", "MIN_TEAMS", "TENANT_TIMEZONE", "Org", "Profile",
            "Quarter", "Rep", "Team", "build_org"]  # fmt: skip
 
 TENANT_TIMEZONE = "Europe/Berlin"
 TENANT_COUNTRY, TENANT_SUBDIVISION = "DE", "BE"  # the demo company sits in Berlin: its public holidays are days off
+# ... and, as most German companies, it closes on Christmas Eve and New Year's Eve (not public holidays there)
+COMPANY_DAYS = ((12, 24, "Christmas Eve (office closed)"), (12, 31, "New Year's Eve (office closed)"))
 MIN_REPS, MAX_REPS = 20, 120
 
 _TEAMS = (
@@ -72,6 +76,16 @@ class Quarter:
         start, end = period_bounds(period, timezone)
         return cls(period.label, start, end, timezone)
 
+    @classmethod
+    def of(cls, label: str, timezone: str = TENANT_TIMEZONE) -> Quarter:
+        """The quarter `label` (e.g. ``2026-Q4``) in `timezone`; ValueError (from the period calendar) naming
+        what is wrong with a label that is no quarter."""
+        period = parse_period(label)
+        if period.kind is not PeriodKind.QUARTER:
+            raise ValueError(f"{label!r} is not a quarter such as 2026-Q4")
+        start, end = period_bounds(period, timezone)
+        return cls(period.label, start, end, timezone)
+
     @property
     def seconds(self) -> float:
         return (self.end - self.start).total_seconds()
@@ -83,6 +97,23 @@ class Quarter:
     def fraction(self, moment: datetime) -> float:
         """How far through the quarter `moment` is (not clamped)."""
         return (moment - self.start).total_seconds() / self.seconds
+
+    @property
+    def days(self) -> tuple[date, date]:
+        """Its first and last local day."""
+        zone = ZoneInfo(self.timezone)
+        return self.start.astimezone(zone).date(), (self.end - timedelta(microseconds=1)).astimezone(zone).date()
+
+    def company_days(self) -> dict[date, str]:
+        """The days the demo company closes beyond the public holidays, within the quarter."""
+        first, last = self.days
+        days = {date(year, month, day): name for year in range(first.year, last.year + 1)
+                for month, day, name in COMPANY_DAYS}
+        return {day: name for day, name in days.items() if first <= day <= last}
+
+    def calendar(self) -> HolidayCalendar:
+        """The demo tenant's holiday calendar for the quarter: Berlin's public holidays and its company days."""
+        return HolidayCalendar(TENANT_COUNTRY, TENANT_SUBDIVISION, self.company_days())
 
 
 @dataclass(frozen=True, slots=True)

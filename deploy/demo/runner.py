@@ -19,7 +19,9 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
+from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -42,7 +44,10 @@ __all__ = [
     "Tenant",
     "child_env",
     "create_tenant",
+    "ingest_cli",
     "port_answers",
+    "service_ports",
+    "share_link",
     "start_groups_at_end",
     "tail",
 ]
@@ -54,6 +59,12 @@ KAFKA_PORT, POSTGRES_PORT = 9092, 5432
 KAFKA_BOOTSTRAP = f"{HOST}:{KAFKA_PORT}"
 DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/attain"
 SERVICES = (("ingest", 8001), ("kpi", 8002), ("coaching", 8003), ("recognition", 8004))
+PORT_BASE = SERVICES[0][1]
+
+
+def service_ports(base: int = PORT_BASE) -> tuple[tuple[str, int], ...]:
+    """The four services on `base`, `base + 1`, ... (ingest, kpi, coaching, recognition)."""
+    return tuple((name, base + i) for i, (name, _) in enumerate(SERVICES))
 STACK_UP_TIMEOUT_S = 600.0  # the first run fetches Kafka's jars from Maven Central
 STACK_DOWN_TIMEOUT_S = 120.0
 TENANT_TIMEOUT_S = 60.0
@@ -199,13 +210,12 @@ async def start_groups_at_end(prefix: str) -> None:
             await group.stop()
 
 
-async def create_tenant(slug: str, timezone: str, currency: str) -> Tenant:
-    """`python -m services.ingest tenants create`: a new tenant and its bearer token."""
-    args = _module("services.ingest", "tenants", "create", slug, "--timezone", timezone, "--currency", currency,
-                   "--country", TENANT_COUNTRY, "--subdivision", TENANT_SUBDIVISION)
+async def ingest_cli(what: str, *args: str) -> list[dict[str, Any]]:
+    """`python -m services.ingest <args>` (the tenant and token CLI): the JSON objects it printed, one per line.
+    `what` names the step in the error when it fails."""
     process = await asyncio.create_subprocess_exec(
-        *args, cwd=REPO_ROOT, env=child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, start_new_session=True,
+        *_module("services.ingest", *args), cwd=REPO_ROOT, env=child_env(), stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
     try:
         out, err = await asyncio.wait_for(process.communicate(), TENANT_TIMEOUT_S)
@@ -213,13 +223,38 @@ async def create_tenant(slug: str, timezone: str, currency: str) -> Tenant:
         _kill_group(process, signal.SIGKILL)
         raise
     if process.returncode != 0:
-        raise SetupError(f"creating tenant {slug} failed (exit {process.returncode}):\n{err.decode(errors='replace')}")
-    for line in reversed(out.decode(errors="replace").splitlines()):
+        raise SetupError(f"{what} failed (exit {process.returncode}):\n{err.decode(errors='replace')}")
+    answers = []
+    for line in out.decode(errors="replace").splitlines():
         with contextlib.suppress(ValueError):
             answer = json.loads(line)
-            if isinstance(answer, dict) and answer.get("token"):
-                return Tenant(str(answer.get("tenant") or slug), str(answer["token"]))
-    raise SetupError(f"creating tenant {slug} printed no {{'tenant', 'token'}} JSON line:\n{out.decode()}")
+            if isinstance(answer, dict):
+                answers.append(answer)
+    return answers
+
+
+async def create_tenant(slug: str, timezone: str, currency: str, days_off: Mapping[date, str] | None = None) -> Tenant:
+    """`python -m services.ingest tenants create`: a new tenant in Berlin's holiday calendar (and the company's
+    own `days_off`, `tenants holidays --add`), and its bearer token."""
+    answers = await ingest_cli(f"creating tenant {slug}", "tenants", "create", slug, "--timezone", timezone,
+                               "--currency", currency, "--country", TENANT_COUNTRY, "--subdivision", TENANT_SUBDIVISION)
+    made = next((a for a in reversed(answers) if a.get("token")), None)
+    if made is None:
+        raise SetupError(f"creating tenant {slug} printed no {{'tenant', 'token'}} JSON line")
+    tenant = Tenant(str(made.get("tenant") or slug), str(made["token"]))
+    if days_off:
+        added = [arg for day, name in sorted(days_off.items()) for arg in ("--add", f"{day.isoformat()}={name}")]
+        await ingest_cli(f"adding the company's days off to {slug}", "tenants", "holidays", tenant.slug, *added)
+    return tenant
+
+
+async def share_link(slug: str, name: str = "Demo TV") -> str:
+    """`python -m services.ingest tokens share`: the path of a read-only TV link (`/tv/share/...`)."""
+    answers = await ingest_cli(f"making a TV link for {slug}", "tokens", "share", slug, "--name", name)
+    path = next((str(a["path"]) for a in answers if a.get("path")), None)
+    if path is None:
+        raise SetupError(f"`tokens share {slug}` printed no path")
+    return path
 
 
 @dataclass(slots=True)

@@ -11,6 +11,11 @@ version that superseded them (stale by `updated_at`): neither may change a numbe
 Profiles shape the story: strong reps (~25%) end above their target, steady reps (~45%) near
 it, slipping reps (~30%) start fine, stall after the first month and stay well below 70% of
 pace from mid-quarter on, which is what check-ins are for.
+
+The org keeps a calendar: nobody works on weekends, on the tenant's holidays (Berlin's public holidays and
+the company's closing days, `Quarter.calendar`) or on their own time off (`time_off.set`: a week for a few
+reps, and the days between Christmas and New Year for some when the quarter holds them). The story ends with
+the last delivery (`Scenario.ends_at`): the demo stops the services' clock there.
 """
 
 from __future__ import annotations
@@ -19,15 +24,15 @@ import copy
 import itertools
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from deploy.demo.org import Org, Profile, Quarter, Rep, build_org
 
-__all__ = ["CURRENCY", "METRIC", "Scenario", "ScheduledEvent", "build_scenario"]
+__all__ = ["CURRENCY", "METRIC", "Scenario", "ScheduledEvent", "TimeOff", "build_scenario"]
 
 CURRENCY = "EUR"
 METRIC = "won_revenue"
@@ -36,6 +41,7 @@ CRM_SOURCE = "hubspot"  # deals and activities come from the CRM
 ADMIN_SOURCE = "api"  # roster and targets are set through the API
 DUPLICATE_SHARE = 0.02
 LAST_FRACTION = 0.96  # nothing happens in the CRM after this share of the quarter
+RESEND_GAP = 0.001  # re-sent and late deliveries come at most this share of the quarter after the last original
 WON_LABEL, LOST_LABEL = "Closed Won", "Closed Lost"
 EARLY_LABELS = ("Appointment Scheduled", "Qualified To Buy")
 LATE_LABELS = ("Presentation Scheduled", "Decision Maker Bought-In", "Contract Sent")
@@ -54,15 +60,37 @@ class ScheduledEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class TimeOff:
+    """A rep's days off (their local dates, both included), sent as `time_off.set`."""
+
+    rep_id: str
+    first_day: date
+    last_day: date
+    reason: str
+
+    def days(self) -> frozenset[date]:
+        return frozenset(self.first_day + timedelta(days=i) for i in range((self.last_day - self.first_day).days + 1))
+
+
+@dataclass(frozen=True, slots=True)
 class Scenario:
     seed: int
     quarter: Quarter
     org: Org
     schedule: tuple[ScheduledEvent, ...]
+    time_off: tuple[TimeOff, ...] = ()
 
     @property
     def events(self) -> list[dict[str, Any]]:
         return [s.event for s in self.schedule]
+
+    @property
+    def ends_at(self) -> datetime:
+        """Where the story ends: the moment of the last delivery, to the next whole minute (the demo's clock
+        stops there, so that the quarter it played stays the current one, as it was when the story ended)."""
+        last = self.quarter.at(self.schedule[-1].offset) if self.schedule else self.quarter.start
+        end = last.replace(second=0, microsecond=0) + timedelta(minutes=1)
+        return min(end, self.quarter.end - timedelta(seconds=1))
 
 
 def build_scenario(seed: int, quarter: Quarter, reps: int = 24, teams: int = 4) -> Scenario:
@@ -71,6 +99,7 @@ def build_scenario(seed: int, quarter: Quarter, reps: int = 24, teams: int = 4) 
     org = build_org(rng, reps, teams)
     builder = _Builder(seed, rng, quarter)
     builder.roster_and_targets(org)
+    builder.time_off(org)
     deals: list[_Deal] = []
     for rep in org.reps:
         deals += builder.rep_deals(rep)
@@ -80,7 +109,7 @@ def build_scenario(seed: int, quarter: Quarter, reps: int = 24, teams: int = 4) 
     for rep in org.reps:
         builder.emit_activities(rep, [d for d in deals if d.rep.rep_id == rep.rep_id])
     builder.add_duplicates()
-    return Scenario(seed, quarter, org, builder.schedule())
+    return Scenario(seed, quarter, org, builder.schedule(), tuple(builder.leave))
 
 
 # --------------------------------------------------------------------------- deals and events
@@ -93,6 +122,7 @@ class _Version:
     amount: Decimal
     label: str
     closed_at: datetime | None = None
+    expected: datetime | None = None  # the CRM's expected close date, while the deal is open
 
 
 @dataclass(slots=True)
@@ -130,6 +160,10 @@ class _Builder:
         self.entries: list[_Entry] = []
         self.counters = {"evt": 0, "deal": 0, "act": 0}
         self.horizon = quarter.at(LAST_FRACTION)
+        first, last = quarter.days
+        # deals may be created up to 60 days before the quarter: their days off too
+        self.holidays = frozenset(quarter.calendar().between(first - timedelta(days=70), last))
+        self.leave: list[TimeOff] = []
 
     def next_id(self, kind: str) -> str:
         self.counters[kind] += 1
@@ -154,10 +188,25 @@ class _Builder:
         return item
 
     def schedule(self) -> tuple[ScheduledEvent, ...]:
-        return tuple(entry.item for entry in sorted(self.entries))
+        """The events in the order they are sent. A re-sent or late delivery comes after what it repeats or
+        supersedes, and at most `RESEND_GAP` after the last original: the story ends with the CRM's last
+        real event, not days after it."""
+        last = max((e.offset for e in self.entries if e.item.delivery == "original"), default=0.0)
+        cap = min(last + RESEND_GAP, 0.995)
+        entries = [e if e.item.delivery == "original" or e.offset <= cap else
+                   replace(e, offset=cap, item=replace(e.item, offset=cap)) for e in self.entries]
+        return tuple(entry.item for entry in sorted(entries))
+
+    def days_off(self, rep: Rep) -> frozenset[date]:
+        """The rep's days off: the tenant's holidays and their own time off (their local dates)."""
+        return self.holidays.union(*(t.days() for t in self.leave if t.rep_id == rep.rep_id))
 
     def roster_and_targets(self, org: Org) -> None:
         start, period = self.q.start, self.q.label
+        for team in org.teams:  # the teams by name (the dashboard shows names, not ids)
+            self.emit("team.upserted", ADMIN_SOURCE, start, self.q.timezone, {
+                "team_id": team.team_id, "name": team.name,
+            }, phase=0)  # fmt: skip
         for rep in org.reps:
             self.emit("rep.upserted", ADMIN_SOURCE, start, self.q.timezone, {
                 "rep_id": rep.rep_id, "name": rep.name, "team_id": rep.team_id,
@@ -171,6 +220,29 @@ class _Builder:
         for scope, scope_id, metric, value in targets:
             self.emit("target.set", ADMIN_SOURCE, start, self.q.timezone, {
                 "scope": scope, "scope_id": scope_id, "metric": metric, "period": period, "value": value,
+            }, phase=1)  # fmt: skip
+
+    def time_off(self, org: Org) -> None:
+        """A week off for a few reps who are not slipping (a slipping rep's story is told without one), and,
+        when the quarter holds them, the working days between Christmas and New Year for about a quarter of
+        the reps; each sent at the quarter's start as `time_off.set`."""
+        rng, q = self.rng, self.q
+        first, last = q.days
+        for rep in rng.sample([r for r in org.reps if r.profile is not Profile.SLIPPING], max(2, len(org.reps) // 8)):
+            monday = q.at(rng.uniform(0.15, 0.8)).astimezone(ZoneInfo(rep.timezone)).date()
+            monday -= timedelta(days=monday.weekday())
+            if monday >= first and monday + timedelta(days=4) <= last:
+                self.leave.append(TimeOff(rep.rep_id, monday, monday + timedelta(days=4), "holiday"))
+        bridge = [d for year in range(first.year, last.year + 1) for d in
+                  (date(year, 12, 27) + timedelta(days=i) for i in range(5))
+                  if first <= d <= last and d.weekday() < 5 and d not in self.holidays]
+        if bridge:
+            for rep in rng.sample(list(org.reps), max(2, len(org.reps) // 4)):
+                self.leave.append(TimeOff(rep.rep_id, bridge[0], bridge[-1], "between the years"))
+        for n, leave in enumerate(self.leave, start=1):
+            self.emit("time_off.set", ADMIN_SOURCE, q.start, q.timezone, {
+                "time_off_id": f"off-{n:03d}", "rep_id": leave.rep_id, "first_day": leave.first_day.isoformat(),
+                "last_day": leave.last_day.isoformat(), "reason": leave.reason,
             }, phase=1)  # fmt: skip
 
     def emit_deal(self, deal: _Deal) -> None:
@@ -232,37 +304,85 @@ class _Builder:
             amount = _hundreds(float(rep.target) * rng.uniform(0.04, 0.14))
             deals.append(self._closed_deal(rep, rng.uniform(0.03, 0.95), amount, won=False))
         deals += [self._open_deal(rep) for _ in range(pipeline)]
+        deals += self._next_quarter(rep)
         return deals
+
+    def _next_quarter(self, rep: Rep) -> list[_Deal]:
+        """The pipeline a rep carries through the quarter and beyond: open deals worked on every week or two (a
+        new stage label, the amount as it was), so that it is neither stale nor thin. Strong and steady reps
+        carry 3.1 to 3.8 times their target (the coverage coaching asks for: 3x what is left to win); a slipping
+        rep carries less than their target, which coaching finds too thin. Every other deal is expected to
+        close in this quarter and, as CRMs go, slips: when its date comes near it moves out by three to six
+        weeks, so until late in the quarter part of the pipeline is expected in it; the rest is next quarter's."""
+        rng, q = self.rng, self.q
+        low, high = (0.5, 0.9) if rep.profile is Profile.SLIPPING else (3.1, 3.8)
+        amounts = self._split(_hundreds(float(rep.target) * rng.uniform(low, high)), rng.randint(5, 8))
+        deals = []
+        for n, amount in enumerate(amounts):
+            created = self._working(q.start - timedelta(days=rng.uniform(5, 50)), rep, q.start - timedelta(days=60),
+                                    q.start - timedelta(days=1))
+            expected = _minute(q.at(rng.uniform(0.3, 0.9)) if n % 2 == 0 else
+                               q.end + timedelta(days=rng.uniform(10, 80)))
+            versions = [_Version(created, "open", amount, EARLY_LABELS[0], expected=expected)]
+            at = created + timedelta(days=rng.uniform(7, 12))  # worked on since it was created
+            while at < self.horizon:
+                touched = self._slot(at, rep, versions[-1].at + timedelta(hours=1), self.horizon)
+                if touched is None:
+                    break
+                if expected < touched + timedelta(days=7):  # the date comes near and the deal is not ready: slips
+                    expected = _minute(touched + timedelta(days=rng.uniform(20, 45)))
+                versions.append(_Version(touched, "open", amount, rng.choice(EARLY_LABELS + LATE_LABELS),
+                                         expected=expected))
+                at = touched + timedelta(days=rng.uniform(7, 12))
+            deals.append(_Deal(self.next_id("deal"), rep, versions))
+        return deals
+
+    def _worked(self, rep: Rep, versions: list[_Version], until: datetime) -> None:
+        """A deal a strong or steady rep works on: a new version (a stage label, the same amount and expected
+        date) every week or two until `until`, so it is never stale; a slipping rep leaves theirs alone."""
+        if rep.profile is Profile.SLIPPING:
+            return
+        at = versions[-1].at + timedelta(days=self.rng.uniform(7, 12))
+        while at < until - timedelta(days=1):
+            touched = self._slot(at, rep, versions[-1].at + timedelta(hours=1), until - timedelta(hours=1))
+            if touched is None:
+                return
+            last = versions[-1]
+            versions.append(_Version(touched, "open", last.amount, self.rng.choice(LATE_LABELS),
+                                     expected=last.expected))
+            at = touched + timedelta(days=self.rng.uniform(7, 12))
 
     def _closed_deal(self, rep: Rep, close_fraction: float, amount: Decimal, *, won: bool) -> _Deal:
         rng, q = self.rng, self.q
-        zone = ZoneInfo(rep.timezone)
-        closed = self._working(q.at(close_fraction), zone, q.start + timedelta(hours=1), self.horizon)
+        closed = self._working(q.at(close_fraction), rep, q.start + timedelta(hours=1), self.horizon)
         lead = timedelta(days=rng.uniform(8, 40))
-        created = self._working(closed - lead, zone, q.start - timedelta(days=60),
+        created = self._working(closed - lead, rep, q.start - timedelta(days=60),
                                 closed - timedelta(days=2))  # fmt: skip
         first_amount = amount
-        versions = [_Version(created, "open", amount, rng.choice(EARLY_LABELS))]
+        expected = _minute(closed + timedelta(days=rng.uniform(-5, 10)))  # the CRM's estimate, set when created
+        versions = [_Version(created, "open", amount, rng.choice(EARLY_LABELS), expected=expected)]
         if rng.random() < 0.55:
             if rng.random() < 0.35:  # the amount was re-estimated on the way
                 first_amount = _hundreds(float(amount) * rng.uniform(0.8, 1.25))
-            middle = _minute(created + (closed - created) * rng.uniform(0.35, 0.8))
-            versions.append(_Version(middle, "open", amount, rng.choice(LATE_LABELS)))
+            middle = self._working(created + (closed - created) * rng.uniform(0.35, 0.8), rep, created, closed)
+            versions.append(_Version(middle, "open", amount, rng.choice(LATE_LABELS), expected=expected))
         versions[0].amount = first_amount
+        self._worked(rep, versions, closed)
         stage, label = ("won", WON_LABEL) if won else ("lost", LOST_LABEL)
         versions.append(_Version(closed, stage, amount, label, closed))
         return _Deal(self.next_id("deal"), rep, _ascending(versions))
 
     def _open_deal(self, rep: Rep) -> _Deal:
         rng, q = self.rng, self.q
-        zone = ZoneInfo(rep.timezone)
-        created = self._working(q.at(rng.uniform(0.45, 0.92)), zone, q.start, self.horizon)
+        created = self._working(q.at(rng.uniform(0.45, 0.92)), rep, q.start, self.horizon)
         amount = _hundreds(float(rep.target) * rng.uniform(0.05, 0.15))
-        versions = [_Version(created, "open", amount, rng.choice(EARLY_LABELS))]
-        later = _minute(created + timedelta(days=rng.uniform(2, 10)))
+        expected = _minute(created + timedelta(days=rng.uniform(25, 60)))
+        versions = [_Version(created, "open", amount, rng.choice(EARLY_LABELS), expected=expected)]
+        later = self._working(created + timedelta(days=rng.uniform(2, 10)), rep, created, q.end)
         if rng.random() < 0.5 and later < self.horizon:
             edited = _hundreds(float(amount) * rng.uniform(0.85, 1.2))
-            versions.append(_Version(later, "open", edited, rng.choice(LATE_LABELS)))
+            versions.append(_Version(later, "open", edited, rng.choice(LATE_LABELS), expected=expected))
+        self._worked(rep, versions, self.horizon)
         return _Deal(self.next_id("deal"), rep, _ascending(versions))
 
     def edit_some(self, deals: list[_Deal], org: Org) -> None:
@@ -277,13 +397,17 @@ class _Builder:
         ]  # fmt: skip
         for deal in rng.sample(reopenable, min(len(reopenable), max(2, n // 8))):
             final = deal.versions.pop()
-            first_win = _minute(final.at - timedelta(days=rng.uniform(5, 9)))
-            reopened = _minute(first_win + timedelta(days=rng.uniform(1, 3)))
+            rep = deal.rep
+            first_win = self._working(final.at - timedelta(days=rng.uniform(5, 9)), rep, deal.versions[-1].at,
+                                      final.at - timedelta(hours=2))
+            reopened = self._working(first_win + timedelta(days=rng.uniform(1, 3)), rep, first_win,
+                                     final.at - timedelta(hours=1))
             deal.versions += [
                 _Version(first_win, "won", final.amount, WON_LABEL, first_win),
-                _Version(reopened, "open", final.amount, "Contract Sent"),
+                _Version(reopened, "open", final.amount, "Contract Sent", expected=final.at),
                 final,
             ]
+            _ascending(deal.versions)  # a CRM never stamps two edits of a deal at once
         correctable = [
             d for d in deals
             if d.versions[-1].stage == "won" and len(d.versions) <= 3 and d.versions[-1].at <= q.at(0.92)
@@ -293,15 +417,17 @@ class _Builder:
             # no rep is celebrated on a number that is then taken back.
             final = deal.versions[-1]
             booked = _hundreds(float(final.amount) * rng.uniform(0.85, 0.95))
-            fixed_at = _minute(final.at + timedelta(days=rng.uniform(1, 3)))
+            fixed_at = self._working(final.at + timedelta(days=rng.uniform(1, 3)), deal.rep,
+                                     final.at + timedelta(hours=1), self.horizon)
             deal.versions[-1] = _Version(final.at, "won", booked, WON_LABEL, final.closed_at)
             deal.versions.append(_Version(fixed_at, "won", final.amount, WON_LABEL, final.closed_at))
         for rep in rng.sample(list(org.reps), max(2, n // 8)):
-            zone = ZoneInfo(rep.timezone)
-            created = self._working(q.at(rng.uniform(0.05, 0.8)), zone, q.start, self.horizon)
+            created = self._working(q.at(rng.uniform(0.05, 0.8)), rep, q.start, self.horizon)
             amount = _hundreds(float(rep.target) * rng.uniform(0.05, 0.2))
-            deal = _Deal(self.next_id("deal"), rep, [_Version(created, "open", amount, EARLY_LABELS[0])])
-            deal.deleted_at = _minute(created + timedelta(days=rng.uniform(1, 6)))
+            deal = _Deal(self.next_id("deal"), rep, [_Version(created, "open", amount, EARLY_LABELS[0],
+                                                              expected=_minute(created + timedelta(days=30)))])
+            deal.deleted_at = self._working(created + timedelta(days=rng.uniform(1, 6)), rep,
+                                            created + timedelta(hours=1), self.horizon)
             deals.append(deal)
         reorderable = [d for d in deals if len(d.versions) >= 3]
         for deal in rng.sample(reorderable, min(len(reorderable), max(3, n // 6))):
@@ -311,7 +437,6 @@ class _Builder:
 
     def emit_activities(self, rep: Rep, deals: Sequence[_Deal]) -> None:
         rng, q = self.rng, self.q
-        zone = ZoneInfo(rep.timezone)
         if rep.profile is Profile.SLIPPING:
             count = rng.randint(36, 50)
             fractions = [rng.uniform(0.0, 0.38) if rng.random() < 0.7 else rng.uniform(0.38, LAST_FRACTION)
@@ -321,7 +446,7 @@ class _Builder:
             fractions = [rng.uniform(0.0, LAST_FRACTION) for _ in range(count)]
         kinds, weights = [k for k, _ in ACTIVITY_KINDS], [w for _, w in ACTIVITY_KINDS]
         for fraction in fractions:
-            at = self._working(q.at(fraction), zone, q.start, self.horizon)
+            at = self._working(q.at(fraction), rep, q.start, self.horizon)
             kind = rng.choices(kinds, weights)[0]
             data: dict[str, Any] = {
                 "activity_id": self.next_id("act"), "rep_id": rep.rep_id, "kind": kind,
@@ -348,18 +473,28 @@ class _Builder:
             amounts = [even] * (parts - 1) + [total - even * (parts - 1)]
         return amounts
 
-    def _working(self, moment: datetime, zone: ZoneInfo, lo: datetime, hi: datetime) -> datetime:
-        """A weekday working hour (8-17h in the rep's zone) near `moment`, within [lo, hi]."""
+    def _working(self, moment: datetime, rep: Rep, lo: datetime, hi: datetime) -> datetime:
+        """A working hour (8-17h in the rep's zone) of one of the rep's working days near `moment` (not a
+        weekend, a holiday or their time off), within [lo, hi]; `moment` clamped to [lo, hi] when there is
+        none (rare: a window without a working day)."""
+        return self._slot(moment, rep, lo, hi) or min(max(moment, lo), hi)
+
+    def _slot(self, moment: datetime, rep: Rep, lo: datetime, hi: datetime) -> datetime | None:
+        """`_working`, or None when [lo, hi] holds no working hour of the rep within a week of `moment`."""
         hour, minute = self.rng.randint(8, 17), self.rng.choice((0, 10, 15, 20, 30, 40, 45, 50))
+        zone, off = ZoneInfo(rep.timezone), self.days_off(rep)
         day = moment.astimezone(zone).date()
-        for step in (0, 1, 2, 3, -1, -2, -3):
+        for step in (0, 1, 2, 3, 4, 5, 6, 7, -1, -2, -3, -4, -5, -6, -7):
             candidate_day = day + timedelta(days=step)
-            if candidate_day.weekday() >= 5:
+            if candidate_day.weekday() >= 5 or candidate_day in off:
                 continue
-            candidate = datetime.combine(candidate_day, time(hour, minute), zone).astimezone(UTC)
-            if lo <= candidate <= hi:
+            opens = datetime.combine(candidate_day, time(8), zone).astimezone(UTC)
+            closes = datetime.combine(candidate_day, time(18), zone).astimezone(UTC)
+            at = datetime.combine(candidate_day, time(hour, minute), zone).astimezone(UTC)
+            candidate = _minute(min(max(at, lo, opens), hi, closes))  # the day's working hours inside [lo, hi]
+            if max(lo, opens) <= candidate <= min(hi, closes):
                 return candidate
-        return min(max(moment, lo), hi)
+        return None
 
 
 def _ascending(versions: list[_Version]) -> list[_Version]:
@@ -386,6 +521,8 @@ def _deal_data(deal: _Deal, version: _Version) -> dict[str, Any]:
     }
     if version.closed_at is not None:
         data["closed_at"] = _rfc3339(version.closed_at, zone)
+    if version.expected is not None and version.stage == "open":
+        data["expected_close_at"] = _rfc3339(version.expected, zone)
     return data
 
 

@@ -30,23 +30,32 @@ RETRY_BACKOFF_S = 0.5
 IDLE_SLEEP_S = 0.25
 
 
-def clock_spec(start: datetime, rate: float) -> str:
-    """The services' `ATTAIN_CLOCK` for a quarter from `start` running `rate` times real time."""
+def clock_spec(start: datetime, rate: float, until: datetime | None = None) -> str:
+    """The services' `ATTAIN_CLOCK` for a quarter from `start` running `rate` times real time (and stopping at
+    `until`, where the story ends)."""
     rate_text = f"{rate:.6f}".rstrip("0").rstrip(".")
-    return f"scaled:{start.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}@{rate_text}"
+    end = "" if until is None else f"/{until.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+    return f"scaled:{start.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}{end}@{rate_text}"
 
 
 @dataclass(frozen=True, slots=True)
 class SimClock:
-    """Simulated time: `start` at the real monotonic instant `anchor`, then `rate` x faster."""
+    """Simulated time: `start` at the real monotonic instant `anchor`, then `rate` x faster, up to `until`."""
 
     start: datetime
     rate: float
     anchor: float
+    until: datetime | None = None
 
     def now(self, monotonic: float | None = None) -> datetime:
         real = (time.monotonic() if monotonic is None else monotonic) - self.anchor
-        return self.start + timedelta(seconds=real * self.rate)
+        moment = self.start + timedelta(seconds=real * self.rate)
+        return moment if self.until is None else min(moment, self.until)
+
+    @property
+    def stopped(self) -> bool:
+        """Has the clock reached where the story ends?"""
+        return self.until is not None and self.now() >= self.until
 
     def real_seconds(self, simulated: timedelta) -> float:
         """How many real seconds `simulated` takes."""

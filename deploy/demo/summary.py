@@ -1,19 +1,44 @@
-"""The plain-text summary printed at the end of a run (or when it is cut short)."""
+"""The summary printed at the end of a run (or when it is cut short): what happened in a few lines, whether
+kpi's numbers are exact against what was sent, and where to look next (plain text)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from deploy.demo.book import DealBook
-from deploy.demo.feed import FeedState, Standing
+from deploy.demo.feed import FeedState
 from deploy.demo.simulator import Scenario
 from deploy.demo.stream import PostStats
 
-__all__ = ["RunResult", "summary_text"]
+__all__ = ["Links", "RunResult", "differences", "summary_text"]
 
-TOP, BOTTOM = 10, 3
+WINNERS, SLIPPED = 3, 4
+# recognition's milestone kinds (services/recognition/model.py) by the start of their names, as a person says them
+MILESTONE_WORDS = {"quota": "quota milestones", "team_goal": "team goals", "first_win_ever": "first wins ever",
+                   "first_win": "first wins of the quarter", "personal_record": "personal records",
+                   "team_largest_deal": "team's largest deals", "activity_streak": "activity streaks",
+                   "leaderboard": "leaderboard places", "contest": "contest moments"}
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    """Where the dashboard is, and how to get in: the address, a sign-in token, a TV share link."""
+
+    dashboard: str  # e.g. http://127.0.0.1:8002
+    token: str
+    tv_path: str | None = None  # /tv/share/...
+
+    @property
+    def signin(self) -> str:
+        return f"{self.dashboard}/signin"
+
+    @property
+    def tv(self) -> str | None:
+        return None if self.tv_path is None else f"{self.dashboard}{self.tv_path}"
 
 
 @dataclass(slots=True)
@@ -29,6 +54,10 @@ class RunResult:
     elapsed_s: float = 0.0
     problems: list[str] = field(default_factory=list)
     interrupted: bool = False
+    log: Path | None = None  # the run's event log
+    log_lines: int = 0
+    links: Links | None = None
+    keep_running: bool = False  # the services stay up after the summary
 
     @property
     def ok(self) -> bool:
@@ -43,40 +72,31 @@ def _ratio(value: Decimal | None) -> str:
     return "–" if value is None else f"{value * 100:.0f}%"
 
 
+def _names(parts: list[str], shown: int) -> str:
+    more = len(parts) - shown
+    return ", ".join(parts[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
 def summary_text(result: RunResult) -> str:
-    """The summary, plain text, one fact per line."""
-    lines = ["", "=== Attain demo: summary" + (" (interrupted: so far)" if result.interrupted else "") + " ==="]
+    """The summary, plain text: a heading, a few lines of story, the check of the numbers, the way in."""
+    lines = [""]
     scenario = result.scenario
-    if scenario is not None:
-        quarter, org = scenario.quarter, scenario.org
-        lines.append(
-            f"tenant {result.tenant or '-'} · quarter {quarter.label} ({quarter.timezone}) · seed {result.seed}"
-            f" · {len(org.reps)} reps in {len(org.teams)} teams"
-        )
-    if result.stats is not None and scenario is not None:
-        stats = result.stats
-        lines.append(
-            f"events posted: {stats.posted} of {len(scenario.schedule)} (accepted {stats.accepted}, "
-            f"duplicate {stats.duplicate}, rejected {stats.rejected}"
-            + (f", failed {stats.failed}" if stats.failed else "") + f") in {stats.requests} requests"
-        )  # fmt: skip
-        lines += [f"  {count} x {reason}" for reason, count in stats.reasons.most_common(5)]
-        q = scenario.quarter
-        won, revenue = result.book.deals_won(q.start, q.end), result.book.revenue(q.start, q.end)
-        lines.append(f"deals won: {won} · revenue EUR {_amount(revenue)} (what the events ingest took add up to)")
+    if scenario is None:
+        lines.append("=== Attain demo" + (" (interrupted)" if result.interrupted else "") + " ===")
+    else:
+        q, org = scenario.quarter, scenario.org
+        lines.append(f"=== Attain demo: {q.label} played in {result.elapsed_s:.0f} s real"
+                     + (" (interrupted: so far)" if result.interrupted else "") + " ===")
+        ends = scenario.ends_at.astimezone(ZoneInfo(q.timezone))
+        lines.append(f"tenant {result.tenant or '-'} · {len(org.reps)} reps in {len(org.teams)} teams · seed "
+                     f"{result.seed} · {q.timezone} · the story ends {ends:%a %d %b %Y %H:%M}")
     if result.feed is not None and scenario is not None:
-        lines += _leaderboard(result, result.feed, scenario)
-        feed = result.feed
-        lines.append(
-            f"check-ins: {len(feed.checkins)} for {len(feed.checkin_reps)} distinct reps"
-            + (f" ({feed.escalations} escalated)" if feed.escalations else "")
-        )
-        lines.append(f"celebrations: {len(feed.celebrations)}")
-        lines += [f"  - {item.text}" for item in feed.celebrations]
-        if feed.invalid or feed.undecodable:
-            lines.append(f"derived messages off-contract: {feed.invalid + feed.undecodable}")
-            lines += [f"  {problem}" for problem in feed.problems]
-    lines.append(f"elapsed: {result.elapsed_s:.1f} s real")
+        lines += _story(result.feed, scenario)
+    if result.stats is not None and scenario is not None:
+        lines += _exact(result, scenario)
+    if result.log is not None:
+        lines.append(f"every check-in, celebration and figure of the run: {result.log} ({result.log_lines:,} lines)")
+    lines += _way_in(result)
     if result.interrupted:
         lines.append("result: INTERRUPTED")
     elif result.problems:
@@ -87,35 +107,98 @@ def summary_text(result: RunResult) -> str:
     return "\n".join(lines)
 
 
-def _leaderboard(result: RunResult, feed: FeedState, scenario: Scenario) -> list[str]:
+def _story(feed: FeedState, scenario: Scenario) -> list[str]:
+    """Winners, teams, who slipped and got a check-in, what was celebrated."""
+    org = scenario.org
     standings = feed.leaderboard("rep")
-    q = scenario.quarter
     if not standings:
-        return [f"leaderboard: kpi published no {q.label} won revenue figures for this tenant"]
-    lines = [f"leaderboard (won revenue {q.label}, as kpi last published it):"]
-    shown: list[tuple[int, Standing]] = list(enumerate(standings, start=1))
-    if len(shown) > TOP + BOTTOM:
-        shown = [*shown[:TOP], (0, standings[0]), *shown[-BOTTOM:]]
-    zone = ZoneInfo(q.timezone)
-    for rank, standing in shown:
-        if rank == 0:
-            lines.append("   ...")
-            continue
-        rep = scenario.org.rep(standing.scope_id)
-        team = scenario.org.team(rep.team_id) if rep is not None else None
-        pace = "–" if standing.pace is None else f"{standing.pace:.2f}"
-        lines.append(
-            f"  {rank:>3}. {(rep.name if rep else standing.scope_id):<22} {(team.name if team else ''):<20}"
-            f" {_amount(standing.actual):>12} / {_amount(standing.target):>12}  {_ratio(standing.attainment):>5}"
-            f"  pace {pace} on {standing.as_of.astimezone(zone):%d %b}"
-        )
+        return [f"kpi published no {scenario.quarter.label} won revenue figures for this tenant"]
+    name = {r.rep_id: r.name for r in org.reps} | {t.team_id: t.name for t in org.teams}
+    met = [s for s in standings if s.attainment is not None and s.attainment >= 1]
+    top = ", ".join(f"{name.get(s.scope_id, s.scope_id)} {_ratio(s.attainment)}" for s in standings[:WINNERS])
+    lines = [f"winners: {top} · {len(met)} of {len(org.reps)} reps reached their quota"]
+    teams = feed.leaderboard("team")
+    if teams:
+        lines.append("teams: " + " · ".join(f"{name.get(t.scope_id, t.scope_id)} {_ratio(t.attainment)}"
+                                            for t in teams))
+    by_rep = {s.scope_id: s for s in standings}
+    slipped = sorted({item.subject for item in feed.checkins if item.rule == "behind_pace"},
+                     key=lambda rep: (by_rep[rep].attainment or Decimal(0)) if rep in by_rep else Decimal(0))
+    who = [f"{name.get(rep, rep)} ({_ratio(by_rep[rep].attainment) if rep in by_rep else '–'})" for rep in slipped]
+    closed = ", ".join(f"{n} {reason}" for reason, n in sorted(feed.closed.items(), key=lambda rn: -rn[1]))
+    if who:
+        lines.append(f"slipped and got a check-in: {_names(who, SLIPPED)}")
+    lines.append(
+        f"check-ins: {len(feed.checkins)} for {len(feed.checkin_reps)} reps"
+        + (f", {feed.escalations} escalated" if feed.escalations else "")
+        + (f"; closed again: {closed}" if closed else "")
+    )
+    kinds = Counter(_kind(item.milestone) for item in feed.celebrations)
+    lines.append(f"celebrations: {len(feed.celebrations)}"
+                 + (" (" + ", ".join(f"{n} {kind}" for kind, n in kinds.most_common()) + ")" if kinds else ""))
+    if feed.invalid or feed.undecodable:
+        lines.append(f"derived messages off-contract: {feed.invalid + feed.undecodable}")
+        lines += [f"  {problem}" for problem in feed.problems]
+    return lines
+
+
+def _kind(milestone: str | None) -> str:
+    text = milestone or "milestone"
+    return next((words for prefix, words in MILESTONE_WORDS.items() if text.startswith(prefix)), text)
+
+
+def differences(result: RunResult) -> list[str]:
+    """Each rep and team whose won revenue as kpi last published it is not what ingest accepted (the demo's own
+    book of the events, `DealBook`), to the cent: empty when kpi is exact."""
+    scenario, feed = result.scenario, result.feed
+    if scenario is None or feed is None:
+        return []
+    q, org = scenario.quarter, scenario.org
     expected = result.book.won(q.start, q.end)
-    by_rep = {s.scope_id: s.actual for s in standings}
-    differ = [rep for rep in scenario.org.reps if by_rep.get(rep.rep_id) != expected.get(rep.rep_id, Decimal(0))]
-    total = len(scenario.org.reps)
-    lines.append(f"kpi's won revenue matches the events ingest took for {total - len(differ)} of {total} reps")
-    lines += [
-        f"  {rep.name}: kpi {_amount(by_rep.get(rep.rep_id))}, events {_amount(expected.get(rep.rep_id, Decimal(0)))}"
-        for rep in differ[:5]
-    ]
+    reps = {s.scope_id: s.actual for s in feed.leaderboard("rep")}
+    teams = {s.scope_id: s.actual for s in feed.leaderboard("team")}
+    out = [f"{rep.name}: kpi {_amount(reps.get(rep.rep_id))}, sent {_amount(expected.get(rep.rep_id, Decimal(0)))}"
+           for rep in org.reps if reps.get(rep.rep_id) != expected.get(rep.rep_id, Decimal(0))]
+    for team in org.teams:
+        sent = sum((expected.get(r.rep_id, Decimal(0)) for r in org.reps if r.team_id == team.team_id), Decimal(0))
+        if teams.get(team.team_id) != sent:
+            out.append(f"team {team.name}: kpi {_amount(teams.get(team.team_id))}, sent {_amount(sent)}")
+    return out
+
+
+def _exact(result: RunResult, scenario: Scenario) -> list[str]:
+    """What was sent, and whether kpi's won revenue per rep and team equals it to the cent."""
+    assert result.stats is not None
+    stats, q, org = result.stats, scenario.quarter, scenario.org
+    lines = [
+        f"sent: {stats.posted} of {len(scenario.schedule)} events in {stats.requests} requests (accepted "
+        f"{stats.accepted}, re-sent and answered duplicate {stats.duplicate}, rejected {stats.rejected}"
+        + (f", failed {stats.failed}" if stats.failed else "") + ")"
+    ]  # fmt: skip
+    lines += [f"  {count} x {reason}" for reason, count in stats.reasons.most_common(5)]
+    if result.feed is None:
+        return lines
+    differ = differences(result)
+    wrong_reps = sum(not d.startswith("team ") for d in differ)
+    wrong_teams = len(differ) - wrong_reps
+    won, revenue = result.book.deals_won(q.start, q.end), result.book.revenue(q.start, q.end)
+    lines.append(f"numbers {'NOT exact' if differ else 'exact'}: kpi's won revenue equals what ingest accepted for "
+                 f"{len(org.reps) - wrong_reps} of {len(org.reps)} reps and {len(org.teams) - wrong_teams} of "
+                 f"{len(org.teams)} teams (EUR {_amount(revenue)} from {won} won deals)")
+    lines += [f"  {line}" for line in differ[:3]] + ([f"  and {len(differ) - 3} more"] if len(differ) > 3 else [])
+    return lines
+
+
+def _way_in(result: RunResult) -> list[str]:
+    links = result.links
+    if links is None:
+        return []
+    lines = [f"dashboard: {links.signin} (sign in with the tenant's admin token: {links.token})"]
+    if links.tv is not None:
+        lines.append(f"TV, read-only, no sign-in: {links.tv}")
+    if result.keep_running:
+        lines.append("the services keep running on the story's last moment, quiet, until Ctrl-C.")
+    else:
+        lines.append("the services have stopped: `python -m deploy.demo --keep-running` leaves them up after the "
+                     "summary, at the story's last moment, so that these links open.")
     return lines

@@ -69,7 +69,8 @@ ENTRY_POINTS: list[tuple[str, list[str]]] = [
     ("tests.chaos.soak", []),
     ("examples.webhook_subscriber", []),
     *[(f"benchmarks.{name}", []) for name in (
-        "decode", "ingest_throughput", "kafka_baseline", "kpi_raw", "kpi_throughput", "latency", "outbox_relay")],
+        "decode", "demo_terminal", "ingest_throughput", "kafka_baseline", "kpi_raw", "kpi_throughput", "latency",
+        "outbox_relay")],
     # benchmarks.kpi_quix needs the `bench` extra (Quix Streams), which the dev venv does not hold.
 ]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -28,15 +28,19 @@ REQUIRED = {
     "activity.logged": {"activity_id", "rep_id", "kind", "occurred_at"},
     "rep.upserted": {"rep_id", "name", "team_id", "timezone"},
     "target.set": {"scope", "scope_id", "metric", "period", "value"},
+    "time_off.set": {"time_off_id", "rep_id", "first_day", "last_day"},
+    "team.upserted": {"team_id"},
 }
 OPTIONAL = {
-    "deal.upserted": {"stage_label", "created_at", "closed_at"},
+    "deal.upserted": {"stage_label", "created_at", "closed_at", "expected_close_at"},
     "deal.deleted": set(),
     "activity.logged": {"deal_id", "duration_s"},
     "rep.upserted": {"manager_id", "email", "active"},
     "target.set": set(),
+    "time_off.set": {"reason", "cancelled"},
+    "team.upserted": {"name", "parent_team_id"},
 }
-TIMESTAMPS = {"created_at", "closed_at", "updated_at", "occurred_at"}
+TIMESTAMPS = {"created_at", "closed_at", "updated_at", "occurred_at", "expected_close_at"}
 
 
 @pytest.fixture(scope="module")
@@ -166,9 +170,11 @@ def test_the_schedule_is_time_ordered_and_each_original_is_due_when_it_happened(
 
 def test_roster_and_targets_come_before_any_deal_or_activity(scenario: Scenario) -> None:
     types = [item.event["type"] for item in scenario.schedule if item.delivery == "original"]
-    first_other = next(i for i, t in enumerate(types) if t not in ("rep.upserted", "target.set"))
-    assert set(types[:first_other]) == {"rep.upserted", "target.set"}
-    assert "rep.upserted" not in types[first_other:] and "target.set" not in types[first_other:]
+    setup = ("team.upserted", "rep.upserted", "target.set", "time_off.set")
+    first_other = next(i for i, t in enumerate(types) if t not in setup)
+    assert set(types[:first_other]) == set(setup)
+    assert not set(types[first_other:]) & set(setup)
+    assert types.index("rep.upserted") > max(i for i, t in enumerate(types) if t == "team.upserted")
     assert types.index("target.set") > max(i for i, t in enumerate(types) if t == "rep.upserted")
 
 
@@ -281,3 +287,114 @@ def test_the_quarter_is_the_tenants_calendar_quarter_in_berlin(moment: datetime,
     assert (quarter.label, quarter.start) == (label, start)
     assert quarter.fraction(quarter.start) == 0.0 and quarter.fraction(quarter.end) == 1.0
     assert quarter.at(0.5) - quarter.start == (quarter.end - quarter.start) / 2
+
+
+# --- a calendar the org keeps, and where the story ends (issue 23, item 4) ----------------------------------
+
+
+def _worked_on(scenario: Scenario) -> list[tuple[str, date, str]]:
+    """(rep, local day, what) of every activity and every change of a deal in the CRM: what a rep did on a day."""
+    zones = {rep.rep_id: ZoneInfo(rep.timezone) for rep in scenario.org.reps}
+    owners = {e["data"]["deal_id"]: e["data"]["rep_id"] for e in scenario.events if e["type"] == "deal.upserted"}
+    out = []
+    for event in scenario.events:
+        data = event["data"]
+        moment = data.get("occurred_at") or data.get("updated_at")
+        if moment is not None:
+            rep_id = data.get("rep_id") or owners[data["deal_id"]]
+            out.append((rep_id, datetime.fromisoformat(moment).astimezone(zones[rep_id]).date(), event["type"]))
+    return out
+
+
+def test_nobody_works_on_a_weekend_a_holiday_of_the_tenant_or_their_own_time_off(scenarios: list[Scenario]) -> None:
+    holidays = QUARTER.calendar().between(date(2026, 8, 1), date(2026, 12, 31))
+    assert {date(2026, 10, 3), date(2026, 12, 24), date(2026, 12, 25), date(2026, 12, 26), date(2026, 12, 31)} <= set(
+        holidays)  # German Unity Day, Christmas, the company's closing days
+    for scenario in scenarios:
+        leave = {(t.rep_id, day) for t in scenario.time_off for day in t.days()}
+        for rep_id, day, what in _worked_on(scenario):
+            assert day.weekday() < 5, (scenario.seed, rep_id, day, what)
+            assert day not in holidays, (scenario.seed, rep_id, day, holidays[day], what)
+            assert (rep_id, day) not in leave, (scenario.seed, rep_id, day, what)
+
+
+def test_a_few_reps_take_a_week_off_and_some_the_days_between_the_years_each_sent_as_time_off(
+        scenario: Scenario) -> None:
+    weeks = [t for t in scenario.time_off if t.reason == "holiday"]
+    bridge = [t for t in scenario.time_off if t.reason == "between the years"]
+    assert len(weeks) >= 2 and all((t.last_day - t.first_day).days == 4 and t.first_day.weekday() == 0 for t in weeks)
+    assert all(scenario.org.rep(t.rep_id).profile is not Profile.SLIPPING for t in weeks)  # type: ignore[union-attr]
+    assert len(bridge) >= len(scenario.org.reps) // 4
+    assert {(t.first_day, t.last_day) for t in bridge} == {(date(2026, 12, 28), date(2026, 12, 30))}
+    sent = [e["data"] for e in scenario.events if e["type"] == "time_off.set"]
+    assert {(d["time_off_id"], d["rep_id"], d["first_day"], d["last_day"]) for d in sent} == {
+        (f"off-{n:03d}", t.rep_id, t.first_day.isoformat(), t.last_day.isoformat())
+        for n, t in enumerate(scenario.time_off, start=1)}  # (a re-send of one may be among them)
+    spring = build_scenario(7, Quarter.containing(datetime(2027, 5, 1, tzinfo=UTC)))
+    assert not [t for t in spring.time_off if t.reason == "between the years"]  # no Christmas in Q2
+
+
+def test_the_story_ends_with_the_last_delivery_and_re_sends_follow_the_last_original_closely(
+        scenarios: list[Scenario]) -> None:
+    for scenario in scenarios:
+        last_original = max(s.offset for s in scenario.schedule if s.delivery == "original")
+        assert scenario.schedule[-1].offset <= last_original + 0.001
+        end = scenario.ends_at
+        assert QUARTER.at(scenario.schedule[-1].offset) <= end <= QUARTER.at(scenario.schedule[-1].offset) + timedelta(
+            minutes=1)
+        assert QUARTER.start < end < QUARTER.end
+        # in 2026-Q4 the CRM's working days end before Christmas Eve (24-27 are off; 96% of the quarter is
+        # Monday 28 at 07:00, before anyone starts work)
+        assert end.astimezone(ZoneInfo("Europe/Berlin")).date() <= date(2026, 12, 24), (scenario.seed, end)
+
+
+@pytest.mark.parametrize("checkpoint", [0.15, 0.25, 0.5, 0.75])
+def test_strong_and_steady_reps_carry_the_pipeline_coaching_asks_for_and_slipping_ones_do_not(
+        scenarios: list[Scenario], checkpoint: float) -> None:
+    """Open pipeline against what is left to win, at a checkpoint: at least the 3x coverage coaching's
+    `stalled_pipeline` asks for, for every strong and steady rep; under it for every slipping rep."""
+    for scenario in scenarios:
+        sent = [item.event for item in scenario.schedule if item.offset <= checkpoint]
+        latest: dict[str, dict[str, Any]] = {}
+        for event in sent:
+            data = event["data"]
+            if event["type"] in ("deal.upserted", "deal.deleted") and (
+                    data["deal_id"] not in latest or data["updated_at"] >= latest[data["deal_id"]]["updated_at"]):
+                latest[data["deal_id"]] = data | {"deleted": event["type"] == "deal.deleted"}
+        won = _book(ScheduledEvent(0.0, event) for event in sent).won(QUARTER.start, QUARTER.at(checkpoint))
+        for rep in scenario.org.reps:
+            open_ = sum((Decimal(d["amount"]) for d in latest.values() if not d["deleted"] and d["stage"] == "open"
+                         and d["rep_id"] == rep.rep_id), Decimal(0))
+            remaining = rep.target - won.get(rep.rep_id, Decimal(0))
+            if rep.profile is Profile.SLIPPING:
+                assert open_ < 3 * remaining, (scenario.seed, rep)
+            else:
+                assert open_ >= 3 * remaining, (scenario.seed, rep, open_, remaining)
+
+
+def test_open_deals_carry_an_expected_close_and_strong_and_steady_reps_keep_theirs_fresh(
+        scenarios: list[Scenario]) -> None:
+    """Every open version says when the CRM expects it to close (kpi's forecast counts the deals expected in a
+    period); the open deals of strong and steady reps are worked on within coaching's 14 days (at 5 moments, at
+    most 3 % are not: a week off, a window without a working day); a slipping rep's go stale far more often."""
+    stale, seen = {True: 0, False: 0}, {True: 0, False: 0}
+    for scenario in scenarios:
+        slipping = {rep.rep_id: rep.profile is Profile.SLIPPING for rep in scenario.org.reps}
+        for checkpoint in (0.2, 0.4, 0.6, 0.8, 0.95):
+            latest: dict[str, dict[str, Any]] = {}
+            for item in scenario.schedule:
+                data = item.event["data"]
+                if item.offset > checkpoint:
+                    break
+                if item.event["type"] == "deal.deleted":
+                    latest.pop(data["deal_id"], None)
+                elif item.event["type"] == "deal.upserted" and (
+                        data["deal_id"] not in latest or data["updated_at"] >= latest[data["deal_id"]]["updated_at"]):
+                    latest[data["deal_id"]] = data
+            for data in (d for d in latest.values() if d["stage"] == "open"):
+                assert "expected_close_at" in data, data
+                seen[slipping[data["rep_id"]]] += 1
+                idle = QUARTER.at(checkpoint) - datetime.fromisoformat(data["updated_at"])
+                stale[slipping[data["rep_id"]]] += idle >= timedelta(days=14)
+    assert stale[False] <= 0.03 * seen[False], (stale, seen)
+    assert stale[True] / seen[True] > 3 * stale[False] / seen[False], (stale, seen)

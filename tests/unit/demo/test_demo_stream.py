@@ -15,7 +15,7 @@ from deploy.demo.book import DealBook
 from deploy.demo.org import Quarter
 from deploy.demo.simulator import ScheduledEvent, build_scenario
 from deploy.demo.stream import EventStream, SimClock, clock_spec
-from shared.clock import clock_from_spec
+from shared.clock import ScaledClock, clock_from_spec
 
 QUARTER = Quarter.containing(datetime(2026, 11, 26, tzinfo=UTC))
 
@@ -52,6 +52,17 @@ def test_the_clock_spec_is_what_the_services_parse() -> None:
     assert clock_spec(QUARTER.start, 0.5) == "scaled:2026-09-30T22:00:00Z@0.5"
     parsed = clock_from_spec(clock_spec(QUARTER.start, QUARTER.seconds / 100))
     assert parsed.now() >= QUARTER.start
+
+
+def test_the_clock_stops_where_the_story_ends_for_the_services_and_the_demo_alike() -> None:
+    until = QUARTER.start + timedelta(days=80)
+    spec = clock_spec(QUARTER.start, 79488.0, until)
+    assert spec == "scaled:2026-09-30T22:00:00Z/2026-12-19T22:00:00Z@79488"
+    parsed = clock_from_spec(spec)
+    assert isinstance(parsed, ScaledClock) and parsed.until == until
+    clock = SimClock(QUARTER.start, 86400.0, anchor=0.0, until=until)
+    assert clock.now(79.0) == QUARTER.start + timedelta(days=79)
+    assert clock.now(81.0) == clock.now(10_000.0) == until
 
 
 def test_simulated_time_runs_rate_times_as_fast_from_the_anchor() -> None:
