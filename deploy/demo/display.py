@@ -28,7 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from deploy.demo.book import DealBook
-from deploy.demo.feed import FeedItem, FeedState, Standing
+from deploy.demo.feed import FeedItem, FeedState, Standing, rep_count
 from deploy.demo.simulator import Scenario
 from deploy.demo.stream import EventStream, SimClock
 
@@ -111,7 +111,7 @@ def status_line(board: Board, now: float | None = None) -> str:
         f"[{board.fraction(now):4.0%}] {board.local_now(now):%a %d %b %Y} · events {board.stream.sent}/"
         f"{board.stream.total} (accepted {stats.accepted}, duplicate {stats.duplicate}, rejected {stats.rejected}"
         f"{failed}) · won {won} deals {money(revenue)} · check-ins {len(feed.checkins)}"
-        f" ({len(feed.checkin_reps)} reps{closed}) · celebrations {len(feed.celebrations)}{lead}"
+        f" ({rep_count(len(feed.checkin_reps))}{closed}) · celebrations {len(feed.celebrations)}{lead}"
     )
 
 
@@ -153,7 +153,8 @@ def _header(board: Board, now: float | None) -> Panel:
         ("   deals won ", "dim"), str(won), ("  revenue ", "dim"), money(revenue),
     )  # fmt: skip
     coaching = Text.assemble(
-        ("check-ins ", "dim"), (str(len(feed.checkins)), "yellow"), (f" for {len(feed.checkin_reps)} reps", "dim"),
+        ("check-ins ", "dim"), (str(len(feed.checkins)), "yellow"),
+        (f" for {rep_count(len(feed.checkin_reps))}", "dim"),
         ("  escalated ", "dim"), (str(feed.escalations), "red" if feed.escalations else ""),
         *((("  closed: ", "dim"), (closings(feed), "dim")) if feed.closed else ()),
         ("   celebrations ", "dim"), (str(len(feed.celebrations)), "green"),

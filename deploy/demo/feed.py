@@ -28,7 +28,7 @@ from shared.cloudevents import CloudEvent, decode
 from shared.errors import InvalidMessage
 from shared.events import AttainmentUpdated, MilestoneReached, TaskCreated
 
-__all__ = ["TOPICS", "FeedError", "FeedItem", "FeedState", "KafkaFeed", "Standing", "log_line"]
+__all__ = ["TOPICS", "FeedError", "FeedItem", "FeedState", "KafkaFeed", "Standing", "log_line", "rep_count"]
 
 TOPICS = (topics.ATTAINMENT.name, topics.TASKS.name, topics.CELEBRATIONS.name)
 ATTAINMENT, TASK_CREATED = "kpi.attainment.updated", "coaching.task.created"
@@ -270,3 +270,8 @@ class KafkaFeed:
             self._started = False
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._consumer.stop(), 10)
+
+
+def rep_count(n: int) -> str:
+    """A count of reps as said: 1 rep, 2 reps."""
+    return f"{n} rep" if n == 1 else f"{n} reps"

@@ -10,7 +10,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from deploy.demo.book import DealBook
-from deploy.demo.feed import FeedState
+from deploy.demo.feed import FeedState, rep_count
 from deploy.demo.simulator import Scenario
 from deploy.demo.stream import PostStats
 
@@ -18,10 +18,14 @@ __all__ = ["Links", "RunResult", "differences", "summary_text"]
 
 WINNERS, SLIPPED = 3, 4
 # recognition's milestone kinds (services/recognition/model.py) by the start of their names, as a person says them
-MILESTONE_WORDS = {"quota": "quota milestones", "team_goal": "team goals", "first_win_ever": "first wins ever",
-                   "first_win": "first wins of the quarter", "personal_record": "personal records",
-                   "team_largest_deal": "team's largest deals", "activity_streak": "activity streaks",
-                   "leaderboard": "leaderboard places", "contest": "contest moments"}
+MILESTONE_WORDS = {"quota": ("quota milestone", "quota milestones"), "team_goal": ("team goal", "team goals"),
+                   "first_win_ever": ("first win ever", "first wins ever"),
+                   "first_win": ("first win of the quarter", "first wins of the quarter"),
+                   "personal_record": ("personal record", "personal records"),
+                   "team_largest_deal": ("team's largest deal", "team's largest deals"),
+                   "activity_streak": ("activity streak", "activity streaks"),
+                   "leaderboard": ("leaderboard place", "leaderboard places"),
+                   "contest": ("contest moment", "contest moments")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,13 +133,14 @@ def _story(feed: FeedState, scenario: Scenario) -> list[str]:
     if who:
         lines.append(f"slipped and got a check-in: {_names(who, SLIPPED)}")
     lines.append(
-        f"check-ins: {len(feed.checkins)} for {len(feed.checkin_reps)} reps"
+        f"check-ins: {len(feed.checkins)} for {rep_count(len(feed.checkin_reps))}"
         + (f", {feed.escalations} escalated" if feed.escalations else "")
         + (f"; closed again: {closed}" if closed else "")
     )
     kinds = Counter(_kind(item.milestone) for item in feed.celebrations)
     lines.append(f"celebrations: {len(feed.celebrations)}"
-                 + (" (" + ", ".join(f"{n} {kind}" for kind, n in kinds.most_common()) + ")" if kinds else ""))
+                 + (" (" + ", ".join(f"{n} {_counted(kind, n)}" for kind, n in kinds.most_common()) + ")"
+                    if kinds else ""))
     if feed.invalid or feed.undecodable:
         lines.append(f"derived messages off-contract: {feed.invalid + feed.undecodable}")
         lines += [f"  {problem}" for problem in feed.problems]
@@ -143,8 +148,15 @@ def _story(feed: FeedState, scenario: Scenario) -> list[str]:
 
 
 def _kind(milestone: str | None) -> str:
+    """The kind of a milestone ("quota_100" is a quota milestone), by the start of its name."""
     text = milestone or "milestone"
-    return next((words for prefix, words in MILESTONE_WORDS.items() if text.startswith(prefix)), text)
+    return next((prefix for prefix in MILESTONE_WORDS if text.startswith(prefix)), text)
+
+
+def _counted(kind: str, n: int) -> str:
+    """A kind as said after a count: 1 team goal, 2 team goals; an unknown kind as it is."""
+    one, many = MILESTONE_WORDS.get(kind, (kind, kind))
+    return one if n == 1 else many
 
 
 def differences(result: RunResult) -> list[str]:

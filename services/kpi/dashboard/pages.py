@@ -165,8 +165,9 @@ async def _standings(rt: Runtime, t: queries.Tenant, p: Period, metric: str, tea
         direction = (view.trend(gains.get(r["rep_id"], Decimal(0)), r["target"], p.start, p.end, upto, t.timezone,
                                 days_off=mine.days_off) if trended else None)
         out.append({"rank": e.rank, "tied": e.tied, "rep_id": r["rep_id"], "name": r["name"] or r["rep_id"],
-                    "team_id": r["team_id"], "actual": r["actual"], "target": r["target"],
-                    "attainment": fig.attainment, "pace": fig.pace, "bar": bar(fig.attainment, mine.share),
+                    "team_id": r["team_id"], "team_name": r.get("team_name") or r["team_id"],
+                    "actual": r["actual"], "target": r["target"], "attainment": fig.attainment, "pace": fig.pace,
+                    "bar": bar(fig.attainment, mine.share),
                     "trend": direction, "trend_words": words.get(direction or "")})
     return out
 

@@ -80,8 +80,9 @@ async def standings(conn: asyncpg.Connection, tenant: str, period: str, metric: 
     """Every rep's figure of `metric` in `period` (of one team when `team_id` is given), unordered: the read
     API's leaderboard and the dashboard's rank them (`ranking.ranked`, by amount or by attainment)."""
     return list(await conn.fetch(
-        "SELECT a.scope_id AS rep_id, a.actual, a.target, r.name, r.team_id FROM attainment a"
+        "SELECT a.scope_id AS rep_id, a.actual, a.target, r.name, r.team_id, t.name AS team_name FROM attainment a"
         " LEFT JOIN reps r ON r.tenant = a.tenant AND r.rep_id = a.scope_id"
+        " LEFT JOIN teams t ON t.tenant = r.tenant AND t.team_id = r.team_id"
         " WHERE a.tenant = $1 AND a.scope = 'rep' AND a.period = $2 AND a.metric = $3"
         " AND ($4::text IS NULL OR r.team_id = $4)",
         tenant, period, metric, team_id))

@@ -175,6 +175,13 @@ class Fmt:
             value = value.quantize(Decimal(1), ROUND_HALF_EVEN)
         return view.number(value, self.t.locale)
 
+    def expected(self, metric: str, value: Decimal | None) -> str:
+        """Where the pace says a figure should be by now: a count as a whole number (28.5129 calls reads as
+        29, as a projection does), anything else as its value."""
+        if value is not None and self.metrics.unit(metric) in ("number", "whole"):
+            value = value.quantize(Decimal(1), ROUND_HALF_EVEN)
+        return self.value(metric, value)
+
     def estimate(self, metric: str, value: Decimal | None) -> str:
         """A projection: counts as whole numbers (1.6054 calls reads as 2), money to the cent, durations to the
         minute; none for a ratio (a win rate or an average does not grow with time, so extrapolating it says

@@ -38,7 +38,8 @@ def _board(scenario: Scenario, anchor: float = 0.0) -> Board:
                                                        ratio + Decimal("0.1"), AT)  # fmt: skip
     star, slow = scenario.org.reps[-1], scenario.org.reps[0]
     feed.accept(CloudEvent("c1", "recognition.milestone.reached", "recognition", AT, "demo-x",
-                           {"scope_id": star.rep_id, "headline": f"{star.name} hit 100%!"}))  # fmt: skip
+                           {"scope_id": star.rep_id, "milestone": "quota_100",
+                            "headline": f"{star.name} hit 100%!"}))  # fmt: skip
     task = {"rep_id": slow.rep_id, "severity": "critical", "summary": f"{slow.name} is behind."}
     feed.accept(CloudEvent("t1", "coaching.task.created", "coaching", AT, "demo-x", task))
     clock = SimClock(QUARTER.start, QUARTER.seconds / 100, anchor=anchor)
@@ -92,7 +93,7 @@ def test_the_plain_view_prints_a_line_at_the_start_at_every_tenth_and_at_the_end
     lines = out.getvalue().splitlines()
     assert len(lines) == 3 and lines[1].startswith("[ 35%]") and lines[2].startswith("[ 35%]")
     assert "hit 100%!" not in out.getvalue() and "is behind." not in out.getvalue()  # items: in the log only
-    assert all("check-ins 1 (1 reps)" in line for line in lines)
+    assert all("check-ins 1 (1 rep)" in line for line in lines)
 
 
 def _result(scenario: Scenario, board: Board, **changes: object) -> RunResult:
@@ -121,7 +122,7 @@ def test_the_summary_tells_the_story_checks_the_numbers_and_says_where_to_look(s
     top = sorted(scenario.org.reps, key=lambda r: -scenario.org.reps.index(r))[:3]
     assert lines[1] == "=== Attain demo: 2026-Q4 played in 102 s real ==="
     assert lines[3].startswith(f"winners: {top[0].name} 230%, {top[1].name} 220%, {top[2].name} 210% · 14 of 24 reps")
-    assert "check-ins: 1 for 1 reps" in text and "celebrations: 1" in text
+    assert "check-ins: 1 for 1 rep" in text and "celebrations: 1 (1 quota milestone)" in text
     assert "every check-in, celebration and figure of the run: /tmp/demo-x-events.log (1,234 lines)" in text
     assert "dashboard: http://127.0.0.1:8002/signin (sign in with the tenant's admin token: tok-123)" in text
     assert "TV, read-only, no sign-in: http://127.0.0.1:8002/tv/share/demo-x.abc.sig" in text

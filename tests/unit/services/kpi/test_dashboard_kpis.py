@@ -58,6 +58,9 @@ def test_a_kpi_reads_in_its_unit_and_a_ratio_has_no_projection() -> None:
     assert de.value("avg_call", Decimal("254.5")) == "0 h 04 min"
     assert de.estimate("avg_call", Decimal(300)) == "–"  # an average does not grow with time
     assert de.estimate("call_time", Decimal(7529)) == "2 h 05 min"
+    # where the pace says a count should be by now: whole (the demo's rep page read "28.5129" calls)
+    assert (de.expected("calls", Decimal("28.5129")), de.expected("call_time", Decimal(7529))) == ("29", "2 h 05 min")
+    assert de.expected("won_revenue", Decimal("66530.034")) == f"66.530,03{NBSP}€"
     assert (de.name("demos_held"), de.name("calls"), de.name("gone_kpi")) == ("Demos held", "Calls", "gone kpi")
     assert de.value("gone_kpi", Decimal("2.5")) == "2,5"  # neither built in nor defined (any more): a number
     assert list(Metrics(KPIS).names) == [*METRIC_NAMES, "avg_call", "call_time", "demos_held", "new_logo_revenue"]

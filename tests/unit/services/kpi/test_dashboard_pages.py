@@ -448,3 +448,12 @@ async def test_an_ended_quarters_leaderboard_shows_the_trend_of_its_last_week(mo
     assert one(trends["ana"], "span")["title"] == "ahead of the pace needed in its last week"
     running = await page(floor.install(monkeypatch), "/leaderboard?period=2026-Q4")
     assert one(one(one(running, "table", "board"), "td", "trend"), "span")["title"].endswith("this week")
+
+
+async def test_a_leaderboard_row_names_the_reps_team_and_falls_back_to_its_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo's leaderboard said "team-nordics" under every name though the team is called "Nordics"."""
+    board = _board(("ana", "900", "1000"), ("bo", "100", "1000"))
+    board[("rep", "won_revenue")][0]["team_name"] = "Nordics"
+    html = await page(Floor(boards=board).install(monkeypatch), "/leaderboard")
+    teams = {tr["data-rep"]: one(tr, "span", "team").text for tr in one(one(html, "table", "board"), "tbody").all("tr")}
+    assert teams == {"ana": "Nordics", "bo": "north"}
