@@ -115,6 +115,11 @@ def _module(name: str, *args: str) -> list[str]:
     return [sys.executable, "-m", name, *args]
 
 
+def _tethered(command: list[str]) -> list[str]:
+    """`command`, stopped (SIGTERM) when this process dies, even by SIGKILL (`deploy.demo.tether`)."""
+    return _module("deploy.demo.tether", str(os.getpid()), "--", *command)
+
+
 def _kill_group(process: subprocess.Popen[bytes] | asyncio.subprocess.Process, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, sig)  # its own session: the group is the child and its children
@@ -283,7 +288,7 @@ class Services:
         self,
         log_dir: Path = LOG_DIR,
         specs: Sequence[tuple[str, int]] = SERVICES,
-        command: Callable[[str], list[str]] = lambda name: _module(f"services.{name}"),
+        command: Callable[[str], list[str]] = lambda name: _tethered(_module(f"services.{name}")),
     ) -> None:
         self.all = [Service(name, port, log_dir / f"{name}.log") for name, port in specs]
         self._command = command

@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import uuid
 from datetime import date, datetime
 from pathlib import Path
@@ -60,10 +61,19 @@ def _free_block(size: int = 4) -> int:
     raise RuntimeError("no block of free ports")
 
 
+# SIGINT as a person at a terminal has it. A suite started as a background job (CI's runner, `nohup make test &`)
+# inherits SIGINT ignored, and so would the demo: it then ignored this test's Ctrl-C, was SIGKILLed after a
+# minute, and its four services ran on, acting on the tenants of the tests after it.
+AT_A_TERMINAL = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                 "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])")
+
+
 def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-    """The demo as a user starts it, its output a pipe (so: the plain view), in a session of its own."""
-    return subprocess.Popen(args, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    """The demo as a user starts it at a terminal (SIGINT at its default), its output a pipe (so: the plain
+    view), in a session of its own."""
+    return subprocess.Popen([sys.executable, "-c", AT_A_TERMINAL, *args[1:]], cwd=ROOT, env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
 
 
 def _lines_in(path: Path) -> int | None:
@@ -74,13 +84,38 @@ def _lines_in(path: Path) -> int | None:
         return sum(1 for _ in log)
 
 
+def _drain(process: subprocess.Popen[str], lines: list[str]) -> threading.Thread:
+    """Go on reading what the demo prints after its summary (so that it never blocks on a full pipe, and what it
+    says when it stops is in the failure message)."""
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line.rstrip("\n"))
+
+    reader = threading.Thread(target=read, name="demo-stdout", daemon=True)
+    reader.start()
+    return reader
+
+
 def _read_until_summary(process: subprocess.Popen[str], lines: list[str]) -> None:
-    """The demo's output, line by line, up to the summary's last line (`result: ...`)."""
+    """The demo's output, line by line, up to the summary's last line (`result: OK`, after which the demo keeps
+    running); after any other result the demo lists its problems and exits: read them all, to the end."""
     assert process.stdout is not None
     for line in process.stdout:
         lines.append(line.rstrip("\n"))
-        if line.startswith("result: "):
+        if line.startswith("result: OK"):
             return
+
+
+def _service_logs(lines: int = 30) -> str:
+    """The last lines of each service's log of the demo (its problems name the one that failed; CI shows both)."""
+    out = []
+    for name in ("ingest", "kpi", "coaching", "recognition"):
+        path = ROOT / ".local" / "demo" / f"{name}.log"
+        if path.exists():
+            tail = path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+            out.append(f"\n--- {path} (last {len(tail)} lines)\n" + "\n".join(tail))
+    return "".join(out)
 
 
 def _after(lines: list[str], prefix: str) -> str:
@@ -97,10 +132,12 @@ async def test_the_demo_tells_its_story_and_leaves_a_dashboard_worth_opening(tmp
     env = {**os.environ, "DATABASE_URL": database, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
     process = _start(args, env)
     lines: list[str] = []
+    reader: threading.Thread | None = None
     try:
         await asyncio.wait_for(asyncio.to_thread(_read_until_summary, process, lines), RUN_TIMEOUT_S)
         printed = "\n".join(lines)
-        assert lines[-1] == "result: OK", printed
+        assert lines and lines[-1] == "result: OK", printed + _service_logs()
+        reader = _drain(process, lines)
         assert len(lines) <= 40, printed  # the story in a few lines; the details went to the log
 
         # the story, and numbers exact against what was sent
@@ -142,7 +179,9 @@ async def test_the_demo_tells_its_story_and_leaves_a_dashboard_worth_opening(tmp
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             code = process.wait()
-    assert code == 0, "\n".join(lines)
+    if reader is not None:
+        reader.join(10)
+    assert code == 0, "\n".join(lines) + _service_logs()
 
 
 async def _the_pages_show_the_played_quarter(browser: Browser, dashboard: str, token: str, tv_link: str,

@@ -6,15 +6,18 @@ of the real services, so they need neither Kafka nor PostgreSQL.
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from deploy.demo import runner
+from deploy.demo import runner, tether
 from deploy.demo.__main__ import parse_args
 from deploy.demo.runner import Services, SetupError, child_env, port_answers, tail
 from deploy.local import crm_keys, registry_keys
@@ -147,3 +150,45 @@ def test_options_have_the_documented_defaults_and_limits(capsys: pytest.CaptureF
         with pytest.raises(SystemExit):
             parse_args(bad)
     assert "outside" in capsys.readouterr().err
+
+
+# --- the tether: no service outlives the demo (a SIGKILLed demo used to leave four behind) ------------------
+
+DEMO_STAND_IN = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from deploy.demo.runner import Services, _tethered, child_env
+    log_dir, port, *service = sys.argv[1:]
+    services = Services(Path(log_dir), specs=[("one", int(port))], command=lambda _: _tethered(service))
+    services.start(child_env())
+    print("started", flush=True)
+    time.sleep(600)
+""")
+
+
+def test_the_services_are_tethered_and_stop_when_the_demo_is_killed(tmp_path: Path, stand_in: list[str]) -> None:
+    assert Services(tmp_path)._command("kpi")[:5] == [sys.executable, "-m", "deploy.demo.tether", str(os.getpid()),
+                                                        "--"]
+    port = _free_port()
+    demo = subprocess.Popen([sys.executable, "-c", DEMO_STAND_IN, str(tmp_path), str(port), *stand_in],
+                            cwd=runner.REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert demo.stdout is not None and demo.stdout.readline().strip() == "started"
+        deadline = time.monotonic() + 20
+        while not port_answers(port):
+            assert time.monotonic() < deadline, "the tethered service never answered"
+            time.sleep(0.05)
+    finally:
+        demo.kill()  # SIGKILL: the demo runs no cleanup at all
+        demo.wait()
+    deadline = time.monotonic() + 10
+    while port_answers(port):
+        assert time.monotonic() < deadline, "the service outlived the demo"
+        time.sleep(0.05)
+
+
+def test_a_tether_whose_parent_is_already_gone_starts_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    gone = os.getppid() + 1 if os.getppid() != 1 else 2  # not our parent
+    assert tether.main([str(gone), "--", "true"]) == 1
+    assert f"parent {gone} is gone; not starting true" in capsys.readouterr().err
+    assert tether.main(["x", "--", "true"]) == 2 and tether.main(["1", "true"]) == 2
