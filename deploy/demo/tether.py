@@ -13,6 +13,7 @@ command. Elsewhere than Linux the command runs untethered.
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import os
 import signal
@@ -35,14 +36,20 @@ def tie(sig: int = signal.SIGTERM) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) < 3 or args[1] != "--" or not args[0].isdigit():
-        sys.stderr.write("usage: python -m deploy.demo.tether PARENT_PID -- COMMAND [ARGS...]\n")
-        return 2
-    parent, command = int(args[0]), args[2:]
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.demo.tether",
+        description="Run COMMAND so that it gets SIGTERM when PARENT_PID dies (Linux); the demo starts its "
+                    "services this way.")
+    parser.add_argument("parent", metavar="PARENT_PID", type=int, help="the process whose death stops COMMAND")
+    parser.add_argument("command", metavar="-- COMMAND [ARGS...]", nargs=argparse.REMAINDER,
+                        help="what to run, after --")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("no command to run (give it after --)")
     tie()
-    if os.getppid() != parent:  # the parent died before the tether was tied: nobody would stop the command
-        sys.stderr.write(f"tether: parent {parent} is gone; not starting {command[0]}\n")
+    if os.getppid() != args.parent:  # the parent died before the tether was tied: nobody would stop the command
+        sys.stderr.write(f"tether: parent {args.parent} is gone; not starting {command[0]}\n")
         return 1
     os.execvp(command[0], command)  # noqa: S606 -- becoming the service is the point: no shell, argv as given
     return 127  # not reached: execvp returns only by raising

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -123,13 +124,53 @@ def apt_install(*packages: str) -> None:
                 _apt_done.add("update")
 
 
-def free_ports(n: int) -> list[int]:
-    """`n` distinct TCP ports nobody listens on now on HOST (all bound at once, so the kernel never repeats one)."""
-    sockets = [socket.socket() for _ in range(n)]
+# Ports handed out for services a test or the demo starts come from below the kernel's ephemeral range: a port
+# in that range may be given to an outgoing connection (a starting service's own connections to Kafka and
+# PostgreSQL, opened before it binds its HTTP port) between the moment a port is found free and the moment the
+# service binds it, and the service then dies with EADDRINUSE.
+PORT_FLOOR = 10_000
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def ephemeral_low() -> int | None:
+    """The first port of the kernel's ephemeral range (Linux); None where it cannot be read."""
     try:
-        for s in sockets:
-            s.bind((HOST, 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+        return int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def free_block(size: int = 1, attempts: int = 200) -> int:
+    """The first of `size` consecutive TCP ports nobody uses now on HOST, below the ephemeral range where the
+    kernel says where it starts (random, checked by binding each); elsewhere, from the kernel's choice."""
+    low = ephemeral_low()
+    below = low is not None and low - size > PORT_FLOOR + 1000
+    picker = random.SystemRandom()
+    for _ in range(attempts):
+        if below:
+            assert low is not None
+            base = picker.randrange(PORT_FLOOR, low - size)
+        else:
+            with socket.socket() as probe:
+                probe.bind((HOST, 0))
+                base = int(probe.getsockname()[1])
+            if base + size > 65536:
+                continue
+        with contextlib.ExitStack() as held:
+            try:
+                for port in range(base, base + size):
+                    held.enter_context(socket.socket()).bind((HOST, port))
+            except OSError:
+                continue
+            return base
+    raise RuntimeError(f"no block of {size} free ports on {HOST} after {attempts} attempts")
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct TCP ports nobody uses now on HOST, below the ephemeral range (see `free_block`)."""
+    ports: list[int] = []
+    while len(ports) < n:
+        port = free_block(1)
+        if port not in ports:
+            ports.append(port)
+    return ports

@@ -17,7 +17,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ from playwright.async_api import Browser, async_playwright
 from deploy.demo.org import Quarter
 from deploy.demo.simulator import build_scenario
 from deploy.local.browser import CHROMIUM_ARGS, chromium
+from deploy.local.procs import free_block
 from tests.integration.conftest import fresh_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("stack")]
@@ -40,25 +40,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("stack")]
 ROOT = Path(__file__).resolve().parents[2]
 QUARTER, SEED, REPS, TEAMS, DURATION_S = "2026-Q4", 3, 20, 3, 12
 RUN_TIMEOUT_S = 150.0
-
-
-def _free_block(size: int = 4) -> int:
-    """A base port with `size` free ports from it (the demo's four services)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1])
-        if base + size > 65535:
-            continue
-        try:
-            with contextlib.ExitStack() as held:
-                for port in range(base, base + size):
-                    sock = held.enter_context(socket.socket())
-                    sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no block of free ports")
 
 
 # SIGINT as a person at a terminal has it. A suite started as a background job (CI's runner, `nohup make test &`)
@@ -126,7 +107,7 @@ def _after(lines: list[str], prefix: str) -> str:
 
 async def test_the_demo_tells_its_story_and_leaves_a_dashboard_worth_opening(tmp_path: Path) -> None:
     database = await fresh_database(f"demo_{uuid.uuid4().hex[:8]}")
-    base = _free_block()
+    base = free_block(4)  # below the ephemeral range: no outgoing connection takes one of them meanwhile
     args = [sys.executable, "-m", "deploy.demo", "--quarter", QUARTER, "--seed", str(SEED), "--reps", str(REPS),
             "--teams", str(TEAMS), "--duration", str(DURATION_S), "--port-base", str(base), "--keep-running"]
     env = {**os.environ, "DATABASE_URL": database, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}

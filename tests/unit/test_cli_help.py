@@ -64,6 +64,7 @@ ENTRY_POINTS: list[tuple[str, list[str]]] = [
     ("shared.schema_wait", []),
     ("deploy.demo", []),
     ("deploy.demo.replay", []),
+    ("deploy.demo.tether", []),
     ("deploy.kafka_users", []),
     ("tests.chaos", []),
     ("tests.chaos.soak", []),
@@ -87,6 +88,7 @@ MISUSED: list[tuple[str, list[str]]] = [
     ("shared.docs", ["a", "b"]),
     ("deploy.local.stack", ["--bogus"]),
     ("deploy.kafka_users", ["--bogus"]),
+    ("deploy.demo.tether", ["--bogus"]),
 ]
 
 # The child: runs each case with the traps set, answers one JSON object per case.
@@ -101,15 +103,8 @@ def trap(what):
         raise Started(what)
     return refuse
 
-bind = socket.socket.bind
-
-def bind_probe_only(self, address):
-    # binding port 0 only asks the kernel for a free port (the integration tests' helpers do, at import)
-    if isinstance(address, tuple) and address[1] != 0:
-        raise Started(f"bound port {address[1]}")
-    return bind(self, address)
-
-socket.socket.bind = bind_probe_only
+# binding alone only probes for a free port (the integration tests' helpers do, at import: deploy.local.procs
+# binds candidate ports below the ephemeral range and lets them go); listening or connecting is starting
 socket.socket.listen = trap("listened on a socket")
 socket.socket.connect = trap("connected a socket")
 socket.create_connection = trap("connected a socket")

@@ -21,6 +21,7 @@ from deploy.demo import runner, tether
 from deploy.demo.__main__ import parse_args
 from deploy.demo.runner import Services, SetupError, child_env, port_answers, tail
 from deploy.local import crm_keys, registry_keys
+from deploy.local.procs import free_block
 
 STAND_IN = textwrap.dedent("""
     import http.server, os, signal, sys, time
@@ -41,9 +42,7 @@ STAND_IN = textwrap.dedent("""
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_block(1)  # below the ephemeral range: no stand-in's neighbour connection takes it meanwhile
 
 
 @pytest.fixture
@@ -191,4 +190,7 @@ def test_a_tether_whose_parent_is_already_gone_starts_nothing(capsys: pytest.Cap
     gone = os.getppid() + 1 if os.getppid() != 1 else 2  # not our parent
     assert tether.main([str(gone), "--", "true"]) == 1
     assert f"parent {gone} is gone; not starting true" in capsys.readouterr().err
-    assert tether.main(["x", "--", "true"]) == 2 and tether.main(["1", "true"]) == 2
+    for misuse in (["x", "--", "true"], ["1", "--"], ["1"]):
+        with pytest.raises(SystemExit) as refused:
+            tether.main(misuse)
+        assert refused.value.code == 2
