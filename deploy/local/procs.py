@@ -144,12 +144,11 @@ def free_block(size: int = 1, attempts: int = 200) -> int:
     """The first of `size` consecutive TCP ports nobody uses now on HOST, below the ephemeral range where the
     kernel says where it starts (random, checked by binding each); elsewhere, from the kernel's choice."""
     low = ephemeral_low()
-    below = low is not None and low - size > PORT_FLOOR + 1000
+    top = low - size if low is not None and low - size > PORT_FLOOR + 1000 else None  # None: the kernel picks
     picker = random.SystemRandom()
     for _ in range(attempts):
-        if below:
-            assert low is not None
-            base = picker.randrange(PORT_FLOOR, low - size)
+        if top is not None:
+            base = picker.randrange(PORT_FLOOR, top)
         else:
             with socket.socket() as probe:
                 probe.bind((HOST, 0))

@@ -30,6 +30,7 @@ import pytest
 from playwright.async_api import Browser, async_playwright
 
 from deploy.demo.org import Quarter
+from deploy.demo.runner import LOG_DIR, SERVICES
 from deploy.demo.simulator import build_scenario
 from deploy.local.browser import CHROMIUM_ARGS, chromium
 from deploy.local.procs import free_block
@@ -91,8 +92,8 @@ def _read_until_summary(process: subprocess.Popen[str], lines: list[str]) -> Non
 def _service_logs(lines: int = 30) -> str:
     """The last lines of each service's log of the demo (its problems name the one that failed; CI shows both)."""
     out = []
-    for name in ("ingest", "kpi", "coaching", "recognition"):
-        path = ROOT / ".local" / "demo" / f"{name}.log"
+    for name, _ in SERVICES:
+        path = LOG_DIR / f"{name}.log"
         if path.exists():
             tail = path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
             out.append(f"\n--- {path} (last {len(tail)} lines)\n" + "\n".join(tail))

@@ -186,11 +186,7 @@ class Fmt:
         """A projection: counts as whole numbers (1.6054 calls reads as 2), money to the cent, durations to the
         minute; none for a ratio (a win rate or an average does not grow with time, so extrapolating it says
         nothing)."""
-        if self.metrics.ratio(metric):
-            return "–"
-        if value is not None and self.metrics.unit(metric) in ("number", "whole"):
-            value = value.quantize(Decimal(1), ROUND_HALF_EVEN)
-        return self.value(metric, value)
+        return "–" if self.metrics.ratio(metric) else self.expected(metric, value)
 
     def money_in(self, amount: Decimal | None, currency: str | None) -> str:
         """An amount in its own currency (a deal as the CRM has it), in the tenant's locale."""
