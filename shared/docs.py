@@ -22,6 +22,7 @@ from shared.docs_page import page
 from shared.events import (
     ActivityLogged,
     AttainmentUpdated,
+    AuditRecorded,
     ContestUpdated,
     DealDeleted,
     DealUpserted,
@@ -74,6 +75,12 @@ CHANNELS: list[tuple[topics.Topic, Any, str]] = [
      " tenant, scope, id, milestone and period) or, for tenants that ask for corrections,"
      " recognition.milestone.corrected (a celebrated quota threshold fell back below; never a second"
      " celebration); key <tenant>:<scope_id>."),
+    (topics.AUDIT, AuditRecorded,
+     "Written by every service (beyond the contract's list), each in the transaction of the change it records."
+     " ce_type attain.audit.recorded: one change to a tenant's settings, targets, roster, tokens or check-ins,"
+     " with who (a token's id and role, the command line, or the service), when, before and after (secrets"
+     " only as \"(set)\"); ce_id = audit_id; key <tenant>:<subject>. Kept 400 days; kpi keeps the whole log"
+     " (GET /v1/audit). For a SIEM."),
 ]
 HEADERS_NOTE = (
     "CloudEvents 1.0 Kafka binding, binary mode: headers ce_id (the dedup key), ce_type, ce_source,"

@@ -705,6 +705,40 @@ class TenantUpserted(_Model):
         " in entries from before it existed: no holidays.")
 
 
+AUDIT_RECORDED = "attain.audit.recorded"
+
+
+class AuditActor(_Model):
+    """Who made a change: a token's holder (`token`: its id and role, and the person a rep or manager token
+    speaks for), an operator at a service's command line (`cli`), or the service itself (`system`)."""
+
+    kind: Literal["token", "cli", "system"]
+    token_id: str | None = None
+    role: Role | None = None
+    rep_id: str | None = None
+    manager_id: str | None = None
+    name: str = Field("", description="The token's name, or the operator's login at the command line.")
+
+
+class AuditRecorded(_Model):
+    """`attain.audit.recorded` on `attain.audit.v1` (docs/contract.md, "The audit log"): one change to a
+    tenant's settings, targets, roster, tokens or check-ins, written by the service that made it in the same
+    transaction as the change. `before` and `after` are the subject's values (secrets only as "(set)"); a
+    creation has no `before`, a removal no `after`."""
+
+    audit_id: str = Field(description="Stable: the entry's id, also its CloudEvent id.")
+    tenant: str
+    service: str = Field(description="The service that made the change: ingest, kpi, coaching or recognition.")
+    action: str = Field(description="What was done, `<thing>.<verb>`: e.g. `token.created`, `target.set`,"
+                        " `policy.changed`, `check_in.acknowledged`.")
+    subject: str = Field(description="What it was done to, `<kind>:<id>`: e.g. `token:t-1a2b`, `rep:ana`,"
+                         " `target:rep/ana/won_revenue/2026-Q4`, `policy:tenant`.")
+    actor: AuditActor
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    at: AwareDatetime
+
+
 def json_schemas() -> dict[str, dict[str, Any]]:
     """JSON Schema of every event of the contract, keyed by event type (for docs and consumers)."""
     schemas: dict[str, dict[str, Any]] = {
@@ -720,6 +754,7 @@ def json_schemas() -> dict[str, dict[str, Any]]:
         "recognition.milestone.reached": MilestoneReached.model_json_schema(),
         "recognition.milestone.corrected": MilestoneCorrected.model_json_schema(),
         "tenant.upserted": TenantUpserted.model_json_schema(),
+        AUDIT_RECORDED: AuditRecorded.model_json_schema(),
     }
     for type_, model in CANONICAL_DATA.items():
         schemas[type_] = model.model_json_schema()

@@ -63,8 +63,12 @@ TENANTS = Topic("attain.tenants.v1", 1, "compact")
 # Internal: how far each outbox relay has published, written in the same Kafka transaction as the rows.
 OUTBOX_POSITIONS = Topic("attain.outbox-positions.v1", 1, "compact")
 
+# Ours: the audit log (issue 17): every change to settings, targets, roster, tokens and check-in states, for a
+# SIEM to subscribe to. kpi keeps the whole log in its table (`GET /v1/audit`); the topic keeps 400 days.
+AUDIT = Topic("attain.audit.v1", 3, "delete", 400 * 24 * 3600 * 1000)
+
 ALL: tuple[Topic, ...] = (DEALS, ACTIVITIES, ROSTER, TARGETS, ATTAINMENT, CONTESTS, TASKS, PLANS, REVIEWS,
-                          CELEBRATIONS, TENANTS, OUTBOX_POSITIONS)
+                          CELEBRATIONS, TENANTS, OUTBOX_POSITIONS, AUDIT)
 
 
 # Topics whose records a key's latest value replaces: a record without a value on one of them is a tombstone.

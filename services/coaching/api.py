@@ -26,6 +26,7 @@ from services.coaching.effect import GROUPINGS, summarise
 from services.coaching.handlers import base_policy, close, task_json
 from services.coaching.model import RULES
 from services.coaching.plan_rules import PLAN_METRICS, StepDraft, steps_for_task, title_of
+from shared import audit
 from shared.auth import Admin, People, Reader, allow, reps_visible, see_rep
 from shared.authz import Principal, hidden, may_act_on_check_in
 from shared.db import tenant_tx
@@ -35,6 +36,7 @@ from shared.periods import PeriodError, period_of
 from shared.service import Runtime, runtime_of
 
 router = APIRouter(prefix="/v1", tags=["coaching"])
+SERVICE = "coaching"  # in the audit log (shared/audit.py)
 Rt = Annotated[Runtime, Depends(runtime_of)]
 Actor = Annotated[Principal, Depends(allow("admin", "manager", "rep"))]  # acts on check-ins: then `_may_act`
 Planner = Annotated[Principal, Depends(allow("admin", "manager"))]
@@ -145,6 +147,10 @@ async def acknowledge(rt: Rt, who: Actor, task_id: str) -> dict[str, Any]:
         row = await repo.acknowledge(conn, tenant, key, rt.clock.now())
         if row is None:
             raise await _conflict(conn, tenant, key, "acknowledged")
+        await audit.record(conn, tenant=tenant, who=who, action="check_in.acknowledged", subject=f"check_in:{key}",
+                           before={"status": "open", "rep_id": row["rep_id"]},
+                           after={"status": row["status"], "rep_id": row["rep_id"]}, at=rt.clock.now(),
+                           service=SERVICE)
     return task_json(row)
 
 
@@ -154,9 +160,14 @@ async def complete(rt: Rt, who: Actor, task_id: str, body: Outcome) -> dict[str,
     key, tenant = _task_uuid(task_id), who.tenant
     async with tenant_tx(rt.pool, tenant) as conn:
         await _may_act(conn, who, key)
+        was = await repo.task(conn, tenant, key)
         row = await close(conn, tenant, key, "completed", rt.clock.now(), body.outcome)
         if row is None:
             raise await _conflict(conn, tenant, key, "completed")
+        await audit.record(conn, tenant=tenant, who=who, action="check_in.completed", subject=f"check_in:{key}",
+                           before={"status": was["status"] if was else None, "rep_id": row["rep_id"]},
+                           after={"status": row["status"], "rep_id": row["rep_id"], "outcome": body.outcome},
+                           at=rt.clock.now(), service=SERVICE)
     rt.relay.wake()
     return task_json(row)
 
@@ -213,6 +224,10 @@ async def create_plan(rt: Rt, who: Planner, body: PlanIn) -> dict[str, Any]:
         plan_id = await action_plans.create(conn, tenant, rep_id, title[:200], steps, now,
                                         str(body.task_id) if body.task_id else None)
         plan = (await action_plans.plans(conn, tenant, None, None, plan_id))[0]
+        await audit.record(conn, tenant=tenant, who=who, action="action_plan.created",
+                           subject=f"action_plan:{plan_id}", before=None,
+                           after={"rep_id": rep_id, "title": plan.get("title"), "task_id": plan.get("task_id"),
+                                  "steps": len(steps)}, at=now, service=SERVICE)
     rt.relay.wake()
     return plan
 
@@ -279,6 +294,8 @@ async def remove_holiday(rt: Rt, who: Admin, day: date) -> None:
     tenant = who.tenant
     async with tenant_tx(rt.pool, tenant) as conn:
         await repo.remove_holiday(conn, tenant, day)
+        await audit.record(conn, tenant=tenant, who=who, action="holiday.removed", subject=f"holiday:{day}",
+                           before={"day": day}, after=None, at=rt.clock.now(), service=SERVICE)
 
 
 @router.get("/reps/{rep_id}/time-off")
@@ -313,7 +330,8 @@ async def _own_overrides(rt: Runtime, tenant: str, team_id: str) -> dict[str, An
         return await repo.own_overrides(conn, tenant, team_id)
 
 
-async def _set_policy(rt: Runtime, tenant: str, team_id: str, overrides: dict[str, Any]) -> dict[str, Any]:
+async def _set_policy(rt: Runtime, who: Principal, team_id: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    tenant = who.tenant
     try:  # the layers below must still make a valid policy with these on top
         async with tenant_tx(rt.pool, tenant) as conn:
             below = await repo.policy_layers(conn, tenant, None) if team_id else []
@@ -323,7 +341,11 @@ async def _set_policy(rt: Runtime, tenant: str, team_id: str, overrides: dict[st
                              for e in err.errors())
         raise HTTPException(422, problems) from err
     async with tenant_tx(rt.pool, tenant) as conn:
+        before = await repo.own_overrides(conn, tenant, team_id)
         await repo.set_policy(conn, tenant, team_id, overrides)
+        await audit.record(conn, tenant=tenant, who=who, action="policy.changed",
+                           subject=f"policy:team/{team_id}" if team_id else "policy:tenant", before=before,
+                           after=overrides, at=rt.clock.now(), service=SERVICE)
     return await _policy(rt, tenant, team_id or None)
 
 
@@ -342,7 +364,7 @@ async def get_policy(rt: Rt, who: Reader) -> dict[str, Any]:
 @router.put("/policies")
 async def put_policy(rt: Rt, who: Admin, overrides: dict[str, Any]) -> dict[str, Any]:
     """Replace the tenant's overrides (any subset of the thresholds in `effective`)."""
-    return await _set_policy(rt, who.tenant, "", overrides)
+    return await _set_policy(rt, who, "", overrides)
 
 
 @router.get("/policies/teams/{team_id}")
@@ -353,7 +375,7 @@ async def get_team_policy(rt: Rt, who: Reader, team_id: str) -> dict[str, Any]:
 @router.put("/policies/teams/{team_id}")
 async def put_team_policy(rt: Rt, who: Admin, team_id: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """Replace one team's overrides, on top of the tenant's."""
-    return await _set_policy(rt, who.tenant, team_id, overrides)
+    return await _set_policy(rt, who, team_id, overrides)
 
 
 @router.get("/catalogue")
@@ -373,7 +395,12 @@ async def put_playbook(rt: Rt, who: Admin, rule: str, body: PlaybookIn) -> dict[
     if rule not in RULES:
         raise HTTPException(404, f"no rule {rule!r}; rules: {', '.join(RULES)}")
     async with tenant_tx(rt.pool, tenant) as conn:
+        was = (await repo.catalogue(conn, tenant)).get(rule)
         await repo.set_playbook(conn, tenant, rule, Playbook(tuple(body.suggested_actions), tuple(body.training)))
+        await audit.record(conn, tenant=tenant, who=who, action="playbook.changed", subject=f"playbook:{rule}",
+                           before=None if was is None else {"suggested_actions": list(was.suggested_actions),
+                                                            "training": list(was.training)},
+                           after=body.model_dump(), at=rt.clock.now(), service=SERVICE)
     return {"rule": rule} | body.model_dump()
 
 

@@ -16,6 +16,6 @@ SPEC = ServiceSpec(
                                              topics.ROSTER.name, topics.TENANTS.name], MODELS, make_handler)],
     routers=[router],
     timers=[evaluator, periodic_evaluation],
-    publishes=[topics.TASKS.name, topics.PLANS.name, topics.REVIEWS.name],
+    publishes=[topics.TASKS.name, topics.PLANS.name, topics.REVIEWS.name, topics.AUDIT.name],
     openapi={"description": "Check-in tasks, action plans, reviews and manager scorecards.", "version": "1"},
 )

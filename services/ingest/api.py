@@ -10,11 +10,12 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from services.ingest.auth import Context, Poster
+from services.ingest.auth import Context, Holder, Poster
 from services.ingest.context import IngestContext
 from services.ingest.intake import KafkaUnavailable, Outcome
 from services.ingest.tenants import Tenant
 from services.ingest.validation import NDJSON, BodyError, Verdict, judge, judge_line, parse_body
+from shared.authz import Principal
 
 router = APIRouter(prefix="/v1", tags=["events"])
 EVENT_REF = {"$ref": "#/components/schemas/CanonicalEvent"}
@@ -54,7 +55,7 @@ class TooLarge(Exception):
         "application/json": {"schema": {"oneOf": [EVENT_REF, {"type": "array", "items": EVENT_REF}]}},
         NDJSON: {"schema": {"type": "string", "description": "one canonical event per line"}}}}},
 )
-async def post_events(request: Request, tenant: Poster, ctx: Context) -> Any:
+async def post_events(request: Request, tenant: Poster, who: Holder, ctx: Context) -> Any:
     """Take one event, a JSON array of events, or NDJSON (streamed: up to `MAX_NDJSON_BYTES`).
     Answers after every accepted event is durably in Kafka: 200 when nothing was rejected, 422
     (same body) when something was; the accepted events are published all the same and a retry
@@ -71,14 +72,14 @@ async def post_events(request: Request, tenant: Poster, ctx: Context) -> Any:
         if content_type == NDJSON:
             async for chunk in _ndjson_chunks(request, limit, ctx.settings.ndjson_chunk_events, len(outcomes)):
                 lines.update({v.index: v.line for v in chunk if v.line is not None})
-                outcomes += await _accept(ctx, tenant, chunk)
+                outcomes += await _accept(ctx, tenant, chunk, who)
         else:
             body = await _read(request, limit)
             try:
                 items = parse_body(body, content_type, ctx.settings.max_events_per_request)
             except BodyError as err:
                 raise HTTPException(400, str(err)) from err
-            outcomes = await _accept(ctx, tenant, [judge(i, item) for i, item in enumerate(items)])
+            outcomes = await _accept(ctx, tenant, [judge(i, item) for i, item in enumerate(items)], who)
     except TooLarge as err:
         done = f"; the first {len(outcomes)} events were processed, resend the rest" if outcomes else ""
         raise HTTPException(413, f"body exceeds the limit of {limit} bytes{done}") from err
@@ -89,9 +90,9 @@ async def post_events(request: Request, tenant: Poster, ctx: Context) -> Any:
     return _respond(outcomes, lines)
 
 
-async def _accept(ctx: IngestContext, tenant: Tenant, verdicts: list[Verdict]) -> list[Outcome]:
+async def _accept(ctx: IngestContext, tenant: Tenant, verdicts: list[Verdict], who: Principal) -> list[Outcome]:
     try:
-        outcomes = await ctx.intake.accept(tenant, verdicts)
+        outcomes = await ctx.intake.accept(tenant, verdicts, who=who)
     except KafkaUnavailable as err:
         raise HTTPException(503, f"events could not be stored in Kafka ({err}); retry later",
                             headers={"Retry-After": "5"}) from err

@@ -71,4 +71,5 @@ Poster = Annotated[tenants.Tenant, Depends(tenant_for("admin", "integration"))] 
 ReaderTenant = Annotated[tenants.Tenant, Depends(tenant_for("admin", "integration"))]
 AdminTenant = Annotated[tenants.Tenant, Depends(tenant_for("admin"))]
 AdminPrincipal = Annotated[Principal, Depends(principal_for("admin"))]
+Holder = Annotated[Principal, Depends(_holder)]  # who the caller is, beside a route's role decision (the audit log)
 Context = Annotated[IngestContext, Depends(context_of)]

@@ -12,10 +12,12 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from services.ingest.auth import AdminTenant, Context, ReaderTenant
+from services.ingest.auth import AdminTenant, Context, Holder, ReaderTenant
 from services.ingest.context import context_of
 from services.ingest.crm.pipeline import load_properties, save_properties
 from services.ingest.crm.properties import MAX_PROPERTIES, invalid_names
+from shared import audit
+from shared.authz import Principal
 from shared.db import tenant_tx
 from shared.events import Text
 
@@ -100,9 +102,17 @@ class DeadLetter(BaseModel):
     resolved_at: datetime | None
 
 
+AUDITED = {"crm_stage_map": "stages", "crm_user_map": "users"}  # a mapping's words in the audit log
+
+
 async def _replace(ctx: Context, tenant: AdminTenant, crm: str, table: str, key: str, value: str,
-                   mapping: dict[str, str]) -> Reprocessed:
+                   mapping: dict[str, str], who: Principal) -> Reprocessed:
     async with tenant_tx(ctx.rt.pool, tenant.slug) as conn:
+        before = dict(await conn.fetch(f"SELECT {key}, {value} FROM {table} WHERE tenant = $1 AND crm = $2",
+                                       tenant.slug, crm))
+        await audit.record(conn, tenant=tenant.slug, who=who, action=f"crm.{AUDITED[table]}.changed",
+                           subject=f"crm:{crm}/{AUDITED[table]}", before=before, after=mapping,
+                           at=ctx.rt.clock.now(), service="ingest")
         await conn.execute(f"DELETE FROM {table} WHERE tenant = $1 AND crm = $2", tenant.slug, crm)
         await conn.executemany(f"INSERT INTO {table} (tenant, crm, {key}, {value}) VALUES ($1, $2, $3, $4)",
                                [(tenant.slug, crm, k, v) for k, v in mapping.items()])
@@ -124,10 +134,10 @@ async def get_stages(crm: Crm, tenant: ReaderTenant, ctx: Context) -> StagesOut:
 
 
 @router.put("/{crm}/stages", response_model=StagesOut)
-async def put_stages(crm: Crm, tenant: AdminTenant, ctx: Context,
+async def put_stages(crm: Crm, tenant: AdminTenant, who: Holder, ctx: Context,
                      stages: Annotated[dict[Key, Literal["open", "won", "lost"]], Body()]) -> StagesOut:
     """Replace the stage mapping, then retry every dead-lettered record of this CRM."""
-    done = await _replace(ctx, tenant, crm, "crm_stage_map", "stage", "status", dict(stages))
+    done = await _replace(ctx, tenant, crm, "crm_stage_map", "stage", "status", dict(stages), who)
     return StagesOut(stages=dict(stages), reprocessed=done)
 
 
@@ -138,10 +148,10 @@ async def get_users(crm: Crm, tenant: ReaderTenant, ctx: Context) -> UsersOut:
 
 
 @router.put("/{crm}/users", response_model=UsersOut)
-async def put_users(crm: Crm, tenant: AdminTenant, ctx: Context,
+async def put_users(crm: Crm, tenant: AdminTenant, who: Holder, ctx: Context,
                     users: Annotated[dict[Key, Key], Body()]) -> UsersOut:
     """Replace the user mapping, then retry every dead-lettered record of this CRM."""
-    done = await _replace(ctx, tenant, crm, "crm_user_map", "crm_user_id", "rep_id", dict(users))
+    done = await _replace(ctx, tenant, crm, "crm_user_map", "crm_user_id", "rep_id", dict(users), who)
     return UsersOut(users=dict(users), reprocessed=done)
 
 
@@ -153,11 +163,16 @@ async def get_properties(crm: Crm, tenant: ReaderTenant, ctx: Context) -> Proper
 
 
 @router.put("/{crm}/properties", response_model=PropertiesOut)
-async def put_properties(crm: Crm, tenant: AdminTenant, ctx: Context, body: PropertiesIn) -> PropertiesOut:
+async def put_properties(crm: Crm, tenant: AdminTenant, who: Holder, ctx: Context,
+                         body: PropertiesIn) -> PropertiesOut:
     """Replace the CRM properties to carry (at most 50): each record's next delivery carries them; nothing is
     retried, because no record waits for a property."""
     async with tenant_tx(ctx.rt.pool, tenant.slug) as conn:
+        before = list(await load_properties(conn, tenant.slug, crm))
         await save_properties(conn, tenant.slug, crm, body.properties)
+        await audit.record(conn, tenant=tenant.slug, who=who, action="crm.properties.changed",
+                           subject=f"crm:{crm}/properties", before={"properties": before},
+                           after={"properties": list(body.properties)}, at=ctx.rt.clock.now(), service="ingest")
     return PropertiesOut(properties=body.properties)
 
 

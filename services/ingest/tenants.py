@@ -22,11 +22,11 @@ from pydantic import ValidationError
 
 from services.ingest.crm.model import Secret
 from services.ingest.secret_box import SecretBox, Undecryptable, is_sealed
-from shared import token_store, topics
+from shared import audit, token_store, topics
 from shared.authz import Principal
 from shared.cloudevents import CloudEvent, encode, message_key
 from shared.db import set_tenant, sweep_tx
-from shared.events import ExchangeRate, Holidays, TenantUpserted, TokenGrant
+from shared.events import AuditActor, ExchangeRate, Holidays, TenantUpserted, TokenGrant
 from shared.outbox import enqueue
 from shared.periods import validate_timezone
 from shared.registry_signing import EXTENSION, RegistrySigner
@@ -74,7 +74,8 @@ def new_token() -> str:
 
 async def create(conn: asyncpg.Connection, slug: str, *, token: str | None, timezone: str,
                  currency: str, signer: RegistrySigner, fiscal_start_month: int = 1,
-                 locale: str = DEFAULT_LOCALE, country: str | None = None, subdivision: str | None = None) -> str:
+                 locale: str = DEFAULT_LOCALE, country: str | None = None, subdivision: str | None = None,
+                 actor: AuditActor | None = None) -> str:
     """Create tenant `slug`; return its bearer token (a new random one unless given). With `country` (and
     `subdivision`) its public holidays are days off from the start."""
     if not SLUG.match(slug):
@@ -104,7 +105,7 @@ async def create(conn: asyncpg.Connection, slug: str, *, token: str | None, time
             slug, token_store.INITIAL, token_digest(token), "the token the tenant was created with")
     except asyncpg.UniqueViolationError as err:
         raise TenantError(f"tenant {slug!r} (or that token) already exists") from err
-    await announce(conn, slug, signer)
+    await announce(conn, slug, signer, actor=actor)
     return token
 
 
@@ -117,10 +118,13 @@ def signed(event: CloudEvent, key: bytes, signer: RegistrySigner) -> CloudEvent:
                       data=event.data, extensions=extensions)
 
 
-async def announce(conn: asyncpg.Connection, slug: str, signer: RegistrySigner) -> None:
+async def announce(conn: asyncpg.Connection, slug: str, signer: RegistrySigner, *, actor: AuditActor | None = None,
+                   audited: bool = True) -> None:
     """Put the tenant's current registry entry in the outbox, signed (call inside the changing transaction):
     the other services learn tenants from `attain.tenants.v1`, never from ingest's tables, and apply only
-    entries ingest's key signed."""
+    entries ingest's key signed. A change of the tenant's settings (zone, currency, fiscal year, locale,
+    holidays, rates, active) since the last entry is written in the audit log as `actor`'s (`audited`: not
+    at start-up, when every tenant is announced again as it is)."""
     row = await conn.fetchrow("SELECT slug, timezone, currency, fiscal_start_month, token_sha256, revoked_at,"
                               " locale, holidays FROM tenants WHERE slug = $1", slug)
     if row is None:
@@ -137,10 +141,30 @@ async def announce(conn: asyncpg.Connection, slug: str, signer: RegistrySigner) 
                            fiscal_start_month=row["fiscal_start_month"], token_sha256=row["token_sha256"].hex(),
                            active=row["revoked_at"] is None, rates=rates, locale=row["locale"], tokens=grants,
                            holidays=Holidays.model_validate_json(row["holidays"]) if row["holidays"] else None)
+    if audited:
+        await _audit_settings(conn, slug, entry, actor)
     event = CloudEvent(id=str(uuid.uuid4()), type="tenant.upserted", source="attain/ingest",
                        time=datetime.now(UTC), tenant=slug, data=entry)
     key = message_key(slug)
     await enqueue(conn, topics.TENANTS.name, key, signed(event, key, signer))
+
+
+async def _audit_settings(conn: asyncpg.Connection, slug: str, entry: TenantUpserted,
+                          actor: AuditActor | None) -> None:
+    """The settings of `entry` against the last ones written down (`audit_values`): one audit entry when they
+    differ. Tokens are audited where they change (tokens.py)."""
+    now = entry.model_dump(mode="json", include={"timezone", "currency", "fiscal_start_month", "locale", "active",
+                                                 "holidays", "rates"})
+    raw = await conn.fetchval("SELECT value::text FROM audit_values WHERE tenant = $1 AND subject = 'settings:tenant'",
+                              slug)
+    was = json.loads(raw) if raw else None
+    if was == now:
+        return
+    await conn.execute("INSERT INTO audit_values (tenant, subject, value) VALUES ($1, 'settings:tenant', $2::jsonb)"
+                       " ON CONFLICT (tenant, subject) DO UPDATE SET value = EXCLUDED.value", slug, json.dumps(now))
+    await audit.record(conn, tenant=slug, who=None, action="settings.changed" if was else "tenant.created",
+                       subject="settings:tenant", before=was, after=now, at=datetime.now(UTC), service="ingest",
+                       actor=actor)
 
 
 def _calendar(country: str | None, subdivision: str | None, added: dict[date, str],
@@ -154,7 +178,8 @@ def _calendar(country: str | None, subdivision: str | None, added: dict[date, st
 
 async def set_holidays(conn: asyncpg.Connection, slug: str, *, signer: RegistrySigner, country: str | None = None,
                        subdivision: str | None = None, add: dict[date, str] | None = None,
-                       remove: frozenset[date] = frozenset(), clear: bool = False) -> HolidayCalendar:
+                       remove: frozenset[date] = frozenset(), clear: bool = False,
+                       actor: AuditActor | None = None) -> HolidayCalendar:
     """Change the tenant's holiday calendar and announce it; return the calendar now in force.
 
     ``country`` (with ``subdivision``) replaces the country whose public holidays count; ``add`` adds
@@ -173,12 +198,12 @@ async def set_holidays(conn: asyncpg.Connection, slug: str, *, signer: RegistryS
     calendar = _calendar(country, subdivision, added, removed)
     await conn.execute("UPDATE tenants SET holidays = $2::jsonb WHERE slug = $1", slug,
                        json.dumps(calendar.to_json()) if calendar != NO_CALENDAR else None)
-    await announce(conn, slug, signer)
+    await announce(conn, slug, signer, actor=actor)
     return calendar
 
 
 async def set_rate(conn: asyncpg.Connection, slug: str, currency: str, rate: str, valid_from: date, *,
-                   signer: RegistrySigner) -> None:
+                   signer: RegistrySigner, actor: AuditActor | None = None) -> None:
     """Set the exchange rate of `currency` into the tenant's base currency from `valid_from` on, and
     announce it: kpi recounts the tenant's money figures with it."""
     tenant = await by_slug(conn, slug)
@@ -195,21 +220,23 @@ async def set_rate(conn: asyncpg.Connection, slug: str, currency: str, rate: str
         "INSERT INTO exchange_rates (slug, currency, valid_from, rate) VALUES ($1, $2, $3, $4)"
         " ON CONFLICT (slug, currency, valid_from) DO UPDATE SET rate = EXCLUDED.rate",
         slug, entry.currency, entry.valid_from, entry.rate)
-    await announce(conn, slug, signer)
+    await announce(conn, slug, signer, actor=actor)
 
 
-async def set_locale(conn: asyncpg.Connection, slug: str, locale: str, *, signer: RegistrySigner) -> str:
+async def set_locale(conn: asyncpg.Connection, slug: str, locale: str, *, signer: RegistrySigner,
+                     actor: AuditActor | None = None) -> str:
     """Set the locale the tenant's figures are formatted in and announce it; return it as Babel spells it."""
     locale = normalise_locale(locale)
     status = await conn.execute("UPDATE tenants SET locale = $2 WHERE slug = $1 AND revoked_at IS NULL", slug, locale)
     if status.endswith(" 0"):
         raise TenantError(f"no active tenant {slug!r}")
-    await announce(conn, slug, signer)
+    await announce(conn, slug, signer, actor=actor)
     return locale
 
 
 async def set_secret(conn: asyncpg.Connection, slug: str, crm: str, secret: str, org_id: str | None,
-                     grace: timedelta = timedelta(hours=24), *, box: SecretBox) -> None:
+                     grace: timedelta = timedelta(hours=24), *, box: SecretBox,
+                     actor: AuditActor | None = None) -> None:
     """Set the CRM secret, stored sealed by `box`; the one it replaces stays valid for `grace` (rotation without
     downtime), unless it is the same secret again. Sealed values of one secret differ (Fernet is randomised), so
     the comparison is made on the plain values here, with the tenant's row locked against a concurrent change."""
@@ -220,8 +247,9 @@ async def set_secret(conn: asyncpg.Connection, slug: str, crm: str, secret: str,
     if await conn.fetchval("SELECT 1 FROM tenants WHERE slug = $1 AND revoked_at IS NULL FOR NO KEY UPDATE",
                            slug) is None:
         raise TenantError(f"no active tenant {slug!r}")
-    row = await conn.fetchrow("SELECT secret, previous_secret, previous_valid_until FROM tenant_secrets"
+    row = await conn.fetchrow("SELECT secret, org_id, previous_secret, previous_valid_until FROM tenant_secrets"
                               " WHERE tenant = $1 AND crm = $2", slug, crm)
+    await _audit_secret(conn, slug, crm, row, secret, org_id, box, actor)
     if row is None:
         await conn.execute("INSERT INTO tenant_secrets (tenant, crm, secret, org_id) VALUES ($1, $2, $3, $4)",
                            slug, crm, box.seal(secret), org_id)
@@ -243,6 +271,18 @@ async def set_secret(conn: asyncpg.Connection, slug: str, crm: str, secret: str,
                        " previous_valid_until = now() + $6::interval, updated_at = now()"
                        " WHERE tenant = $1 AND crm = $2",
                        slug, crm, box.seal(secret), org_id, None if current is None else box.seal(current), grace)
+
+
+async def _audit_secret(conn: asyncpg.Connection, slug: str, crm: str, row: asyncpg.Record | None, secret: str,
+                        org_id: str | None, box: SecretBox, actor: AuditActor | None) -> None:
+    """A CRM secret set or replaced, in the audit log: that it was (the log shows "(set)"), never its value."""
+    try:
+        was = None if row is None else {"secret": box.unseal(row["secret"]), "org_id": row["org_id"]}
+    except Undecryptable:
+        was = {"secret": "(undecryptable)", "org_id": row["org_id"] if row else None}
+    await audit.record(conn, tenant=slug, who=None, action="crm.secret.set", subject=f"crm:{crm}/secret", before=was,
+                       after={"secret": secret, "org_id": org_id}, at=datetime.now(UTC), service="ingest",
+                       actor=actor)
 
 
 async def set_api_token(conn: asyncpg.Connection, slug: str, crm: str, token: str, base_url: str, *,
@@ -297,11 +337,12 @@ async def by_slug(conn: asyncpg.Connection, slug: str) -> Tenant | None:
     return Tenant(**dict(row)) if row else None
 
 
-async def revoke(conn: asyncpg.Connection, slug: str, *, signer: RegistrySigner) -> None:
+async def revoke(conn: asyncpg.Connection, slug: str, *, signer: RegistrySigner,
+                 actor: AuditActor | None = None) -> None:
     status = await conn.execute("UPDATE tenants SET revoked_at = now() WHERE slug = $1 AND revoked_at IS NULL", slug)
     if status.endswith(" 0"):
         raise TenantError(f"no active tenant {slug!r}")
-    await announce(conn, slug, signer)
+    await announce(conn, slug, signer, actor=actor)
 
 
 async def authenticate(conn: asyncpg.Connection, token: str) -> tuple[Tenant, Principal] | None:
@@ -326,5 +367,5 @@ async def announce_all(pool: asyncpg.Pool, signer: RegistrySigner) -> int:
         slugs = [r["slug"] for r in await conn.fetch("SELECT slug FROM tenants ORDER BY slug")]  # the registry
         for slug in slugs:  # readable in every scope; its rates in the tenant's own
             await set_tenant(conn, slug)
-            await announce(conn, slug, signer)
+            await announce(conn, slug, signer, audited=False)
     return len(slugs)

@@ -12,6 +12,7 @@ from services.ingest import tokens
 from services.ingest.auth import AdminPrincipal, Context
 from services.ingest.crm_api import LimitedBody
 from services.ingest.tenants import TenantError
+from shared import audit
 from shared.db import tenant_tx
 from shared.events import Role
 
@@ -48,7 +49,7 @@ async def create_token(who: AdminPrincipal, ctx: Context, body: TokenIn) -> dict
         async with tenant_tx(ctx.rt.pool, who.tenant) as conn:
             made = await tokens.create(conn, who.tenant, role=body.role, signer=ctx.signer, now=ctx.rt.clock.now(),
                                        rep_id=body.rep_id, manager_id=body.manager_id, name=body.name,
-                                       expires_days=body.expires_days)
+                                       expires_days=body.expires_days, actor=audit.actor_of(who))
     except TenantError as err:
         raise _unprocessable(err) from err
     ctx.rt.relay.wake()
@@ -67,7 +68,7 @@ async def share_link(who: AdminPrincipal, ctx: Context, body: ShareIn) -> dict[s
     try:
         async with tenant_tx(ctx.rt.pool, who.tenant) as conn:
             made = await tokens.share(conn, who.tenant, signer=ctx.signer, now=ctx.rt.clock.now(), name=body.name,
-                                      expires_days=body.expires_days)
+                                      expires_days=body.expires_days, actor=audit.actor_of(who))
     except TenantError as err:
         raise _unprocessable(err) from err
     ctx.rt.relay.wake()
@@ -79,7 +80,8 @@ async def revoke_token(who: AdminPrincipal, ctx: Context, token_id: str) -> None
     """Revoke one token: every service refuses it once the registry entry arrives (seconds)."""
     try:
         async with tenant_tx(ctx.rt.pool, who.tenant) as conn:
-            await tokens.revoke(conn, who.tenant, token_id, signer=ctx.signer, now=ctx.rt.clock.now())
+            await tokens.revoke(conn, who.tenant, token_id, signer=ctx.signer, now=ctx.rt.clock.now(),
+                                actor=audit.actor_of(who))
     except TenantError as err:
         raise _unprocessable(err) from err
     ctx.rt.relay.wake()
@@ -91,7 +93,7 @@ async def rotate_token(who: AdminPrincipal, ctx: Context, token_id: str, body: R
     try:
         async with tenant_tx(ctx.rt.pool, who.tenant) as conn:
             made = await tokens.rotate(conn, who.tenant, token_id, signer=ctx.signer, now=ctx.rt.clock.now(),
-                                       grace_hours=body.grace_hours)
+                                       grace_hours=body.grace_hours, actor=audit.actor_of(who))
     except TenantError as err:
         raise _unprocessable(err) from err
     ctx.rt.relay.wake()

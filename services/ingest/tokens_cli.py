@@ -24,7 +24,7 @@ from services.ingest import tokens
 from services.ingest.app import SPEC
 from services.ingest.cli import printed
 from services.ingest.settings import IngestSettings, problems
-from shared import db
+from shared import audit, db
 from shared.cli import program
 from shared.events import ROLES
 
@@ -62,22 +62,22 @@ async def _run(args: argparse.Namespace, settings: IngestSettings) -> list[dict[
     try:
         await db.migrate(pool, SPEC.schema, SPEC.migrations)
         async with db.tenant_tx(pool, args.slug) as conn:
-            now = datetime.now(UTC)
+            now, actor = datetime.now(UTC), audit.actor_of(None, cli=True)
             if args.command == "create":
                 made = await tokens.create(conn, args.slug, role=args.role, signer=signer, now=now,
                                            rep_id=args.rep_id, manager_id=args.manager_id, name=args.name,
-                                           expires_days=args.expires_days)
+                                           expires_days=args.expires_days, actor=actor)
                 return [made.as_json()]
             if args.command == "share":
                 return [await tokens.share(conn, args.slug, signer=signer, now=now, name=args.name,
-                                           expires_days=args.expires_days)]
+                                           expires_days=args.expires_days, actor=actor)]
             if args.command == "list":
                 return await tokens.listed(conn, args.slug)
             if args.command == "revoke":
-                await tokens.revoke(conn, args.slug, args.token_id, signer=signer, now=now)
+                await tokens.revoke(conn, args.slug, args.token_id, signer=signer, now=now, actor=actor)
                 return [{"tenant": args.slug, "token_id": args.token_id, "status": "revoked"}]
             made = await tokens.rotate(conn, args.slug, args.token_id, signer=signer, now=now,
-                                       grace_hours=args.grace_hours)
+                                       grace_hours=args.grace_hours, actor=actor)
             return [made.as_json() | {"replaces": args.token_id}]
     finally:
         await pool.close()

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from services.kpi import audit
 from services.kpi.api import router
 from services.kpi.contesting import clock
 from services.kpi.contests_api import router as contests
@@ -19,7 +20,7 @@ SPEC = ServiceSpec(
         Subscription(
             group="kpi",
             topics=[topics.DEALS.name, topics.ACTIVITIES.name, topics.ROSTER.name, topics.TARGETS.name,
-                    topics.TENANTS.name],
+                    topics.TENANTS.name, topics.AUDIT.name],
             models=MODELS,
             handler=make_handler,
             # under backlog a larger batch applies many events per transaction, and each figure it
@@ -28,11 +29,11 @@ SPEC = ServiceSpec(
             linger_s=LINGER_S,
         )
     ],
-    routers=[router, contests, kpis, pages.router],
+    routers=[router, contests, kpis, audit.router, pages.router],
     timers=[live.run, clock],
     context=pages.make_context,
     credential_cookie=pages.COOKIE,  # the dashboard's reads are rate-limited per token too
-    publishes=[topics.ATTAINMENT.name, topics.CONTESTS.name],
+    publishes=[topics.ATTAINMENT.name, topics.CONTESTS.name, topics.AUDIT.name],
     reads=[topics.CELEBRATIONS.name],  # the dashboard's live stream (dashboard/live.py), without a group
     openapi={"description": "Attainment state per rep and team.", "version": "1"},
 )

@@ -23,6 +23,7 @@ from services.kpi.contests import Contest
 from services.kpi.custom import BUILT_IN
 from services.kpi.ports import PgRepository
 from services.kpi.repository import StoredContest
+from shared import audit
 from shared.auth import Admin, Anyone
 from shared.db import tenant_tx
 from shared.events import ContestStanding, ContestStatus, Dec, Id
@@ -147,6 +148,8 @@ async def put_contest(contest_id: ContestId, body: ContestIn, who: Admin, rt: Rt
                                      " new one")
         store = PgRepository(conn)
         await store.enqueue(await refresh(store, tenant, await store.books(tenant), [contest_id], now))
+        await audit.record(conn, tenant=tenant, who=who, action="contest.defined", subject=f"contest:{contest_id}",
+                           before=None, after=body.model_dump(mode="json"), at=now, service="kpi")
     rt.relay.wake()
     return await _one(rt, tenant, contest_id)
 
@@ -160,6 +163,9 @@ async def cancel_contest(contest_id: ContestId, who: Admin, rt: Rt) -> ContestOu
         if await repo.cancel_contest(conn, tenant, contest_id, now):
             store = PgRepository(conn)
             await store.enqueue(await refresh(store, tenant, await store.books(tenant), [contest_id], now))
+            await audit.record(conn, tenant=tenant, who=who, action="contest.cancelled",
+                               subject=f"contest:{contest_id}", before={"status": "open"},
+                               after={"status": "cancelled"}, at=now, service="kpi")
     rt.relay.wake()
     return await _one(rt, tenant, contest_id)
 

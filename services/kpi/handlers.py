@@ -30,6 +30,7 @@ import asyncpg
 from prometheus_client import Counter
 from pydantic import BaseModel
 
+from services.kpi.audit import keep_audit
 from services.kpi.contesting import refresh, touched
 from services.kpi.contributions import WON_REVENUE, Books, Key, Ledger, Vector, zero
 from services.kpi.figures import figures, published, source_time
@@ -44,8 +45,10 @@ from shared.clock import Clock
 from shared.cloudevents import CloudEvent, message_key
 from shared.consumer import Handler, Incoming
 from shared.events import (
+    AUDIT_RECORDED,
     ActivityLogged,
     AttainmentUpdated,
+    AuditRecorded,
     DealDeleted,
     DealUpserted,
     Metric,
@@ -64,7 +67,7 @@ NAMESPACE = uuid.UUID("6f1e9a52-2b7c-4d2e-9d6a-6b0c1f3e8a11")
 MODELS: dict[str, type[BaseModel]] = {
     "deal.upserted": DealUpserted, "deal.deleted": DealDeleted, "activity.logged": ActivityLogged,
     "rep.upserted": RepUpserted, "target.set": TargetSet, "tenant.upserted": TenantUpserted,
-    "team.upserted": TeamUpserted, "time_off.set": TimeOffSet}
+    "team.upserted": TeamUpserted, "time_off.set": TimeOffSet, AUDIT_RECORDED: AuditRecorded}
 
 
 class HasClock(Protocol):
@@ -100,7 +103,11 @@ def make_handler(rt: HasClock, repository: RepositoryFactory = PgRepository) -> 
 
     async def handle(conn: asyncpg.Connection, batch: Sequence[Incoming]) -> None:
         """Apply each tenant's events idempotently, then save the figures they moved and publish the
-        targeted ones, all in the batch's transaction: the batch is the unit of coalescing."""
+        targeted ones, all in the batch's transaction: the batch is the unit of coalescing. The audit log's
+        entries (attain.audit.v1) are kept apart, in the same transaction (services/kpi/audit.py)."""
+        if any(m.event.type == AUDIT_RECORDED for m in batch):
+            await keep_audit(conn, [m for m in batch if m.event.type == AUDIT_RECORDED])
+            batch = [m for m in batch if m.event.type != AUDIT_RECORDED]
         store = repository(conn)
         by_tenant: dict[str, list[Incoming]] = defaultdict(list)
         for msg in batch:

@@ -18,6 +18,7 @@ from services.kpi import repository as repo
 from services.kpi.custom import BUILT_IN, Aggregation, Kpi, KpiDefinition, KpiFilter, Source
 from services.kpi.handlers import republish
 from services.kpi.ports import PgRepository
+from shared import audit
 from shared.auth import Admin, Anyone
 from shared.db import tenant_tx
 from shared.service import Runtime, runtime_of
@@ -51,6 +52,8 @@ async def put_kpi(kpi_id: KpiId, body: KpiDefinition, who: Admin, rt: Rt) -> Kpi
     async with tenant_tx(rt.pool, tenant) as conn:
         await repo.lock_tenant(conn, tenant, exclusive=True)  # no batch counts while it is recounted
         await repo.put_kpi(conn, tenant, kpi_id, body, now)
+        await audit.record(conn, tenant=tenant, who=who, action="kpi.defined", subject=f"kpi:{kpi_id}", before=None,
+                           after=body.model_dump(mode="json"), at=now, service="kpi")
         keys = await repo.recount_kpi(conn, tenant, Kpi.of(kpi_id, body))
         await republish(PgRepository(conn), tenant, keys, now)
     rt.relay.wake()
@@ -76,3 +79,5 @@ async def delete_kpi(kpi_id: KpiId, who: Admin, rt: Rt) -> None:
             raise HTTPException(409, f"kpi {kpi_id!r} ranks contest(s) {', '.join(using)}: cancel them first")
         if not await repo.delete_kpi(conn, tenant, kpi_id):
             raise HTTPException(404, f"no kpi {kpi_id!r}")
+        await audit.record(conn, tenant=tenant, who=who, action="kpi.removed", subject=f"kpi:{kpi_id}",
+                           before={"kpi_id": kpi_id}, after=None, at=rt.clock.now(), service="kpi")

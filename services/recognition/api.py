@@ -14,6 +14,7 @@ from services.recognition.batch import baseline, first_sightings
 from services.recognition.config import ConfigCache
 from services.recognition.model import Entry, Settings
 from services.recognition.repository import PgRepository
+from shared import audit
 from shared.auth import Admin, Anyone, Reader
 from shared.db import tenant_tx
 from shared.events import Scope
@@ -82,7 +83,11 @@ async def put_settings(rt: Rt, who: Admin, overrides: dict[str, Any]) -> dict[st
     tenant = who.tenant
     async with tenant_tx(rt.pool, tenant) as conn:
         repo = PgRepository(conn)
+        before = await repo.overrides(tenant)
         await repo.set_overrides(tenant, overrides)
+        await audit.record(conn, tenant=tenant, who=who, action="recognition_settings.changed",
+                           subject="recognition_settings:tenant", before=before, after=overrides,
+                           at=rt.clock.now(), service="recognition")
         sightings = first_sightings(baseline(await repo.targeted_figures(tenant), fresh))
         created = await repo.record(tenant, [Entry(s.found, BASELINE_HEADLINE, s.metric, "baseline")
                                              for s in sightings])

@@ -18,6 +18,6 @@ SPEC = ServiceSpec(
     routers=[router],
     timers=[period_closer, contest_leads],
     context=lambda rt: ConfigCache(),  # each tenant's settings and calendar, shared by consumer, timer and API
-    publishes=[topics.CELEBRATIONS.name],
+    publishes=[topics.CELEBRATIONS.name, topics.AUDIT.name],
     openapi={"description": "Milestone ledger, celebrations and trophy cases.", "version": "1"},
 )
