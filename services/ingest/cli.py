@@ -26,7 +26,7 @@ from services.ingest import secret_store, tenants
 from services.ingest.app import SPEC
 from services.ingest.secret_box import SecretBox
 from services.ingest.settings import IngestSettings, problems
-from shared import db
+from shared import audit, db
 from shared.cli import program
 from shared.registry_signing import RegistrySigner
 
@@ -142,6 +142,8 @@ def parser() -> argparse.ArgumentParser:
     days.add_argument("--year", type=int, default=None, help="list the holidays of this year (default: this year)")
     revoke = sub.add_parser("revoke", help="revoke a tenant: its token stops working at once")
     revoke.add_argument("slug")
+    sub.add_parser("set-sso", help="single sign-on (OpenID Connect): issuer, client, groups; see set-sso --help",
+                   add_help=False)
     sub.add_parser("reannounce", help="publish every tenant's registry entry again, signed (ingest also does at start)")
     sub.add_parser("rotate-secrets", help="re-encrypt every stored CRM secret and API token under the first key of"
                    " CRM_SECRET_KEYS (then the other keys may be dropped)")
@@ -184,7 +186,8 @@ async def _secrets(conn: asyncpg.Connection, args: argparse.Namespace, settings:
     assert secret is not None
     if args.command == "set-secret":
         hours = settings.secret_rotation_grace_hours if args.grace_hours is None else args.grace_hours
-        await tenants.set_secret(conn, args.slug, args.crm, secret, args.org_id, timedelta(hours=hours), box=box)
+        await tenants.set_secret(conn, args.slug, args.crm, secret, args.org_id, timedelta(hours=hours), box=box,
+                                 actor=audit.actor_of(None, cli=True))
         return {"tenant": args.slug, "crm": args.crm, "status": "secret set"}
     await tenants.set_api_token(conn, args.slug, args.crm, secret, args.base_url, box=box)
     return {"tenant": args.slug, "crm": args.crm, "status": "api token set"}
@@ -193,15 +196,18 @@ async def _secrets(conn: asyncpg.Connection, args: argparse.Namespace, settings:
 async def _calendar(conn: asyncpg.Connection, args: argparse.Namespace, signer: RegistrySigner) -> dict[str, Any]:
     """`set-rate`, `locale` and `holidays`: how the tenant's figures are counted and shown (each announced)."""
     if args.command == "set-rate":
-        await tenants.set_rate(conn, args.slug, args.currency, args.rate, args.valid_from, signer=signer)
+        await tenants.set_rate(conn, args.slug, args.currency, args.rate, args.valid_from, signer=signer,
+                               actor=audit.actor_of(None, cli=True))
         return {"tenant": args.slug, "currency": args.currency, "rate": args.rate,
                 "from": args.valid_from.isoformat(), "status": "rate set"}
     if args.command == "locale":
-        locale = await tenants.set_locale(conn, args.slug, args.locale, signer=signer)
+        locale = await tenants.set_locale(conn, args.slug, args.locale, signer=signer,
+                                          actor=audit.actor_of(None, cli=True))
         return {"tenant": args.slug, "locale": locale, "status": "locale set"}
     calendar = await tenants.set_holidays(conn, args.slug, signer=signer, country=args.country,
                                           subdivision=args.subdivision, add=dict(args.add),
-                                          remove=frozenset(args.remove), clear=args.clear)
+                                          remove=frozenset(args.remove), clear=args.clear,
+                                          actor=audit.actor_of(None, cli=True))
     year = args.year or datetime.now(UTC).year
     listed = sorted(calendar.between(date(year, 1, 1), date(year, 12, 31)).items())
     return {"tenant": args.slug, "status": "holidays set", **calendar.to_json(), "year": year,
@@ -218,7 +224,8 @@ async def _run(args: argparse.Namespace, settings: IngestSettings, secret: str |
                 token = await tenants.create(conn, args.slug, token=secret, timezone=args.timezone,
                                              currency=args.currency, signer=signer,
                                              fiscal_start_month=args.fiscal_year_start_month, locale=args.locale,
-                                             country=args.country, subdivision=args.subdivision)
+                                             country=args.country, subdivision=args.subdivision,
+                                             actor=audit.actor_of(None, cli=True))
                 return {"tenant": args.slug, "token": token}
             if args.command in ("holidays", "set-rate", "locale"):
                 return await _calendar(conn, args, signer)
@@ -226,13 +233,17 @@ async def _run(args: argparse.Namespace, settings: IngestSettings, secret: str |
                 return await _secrets(conn, args, settings, secret)
             if args.command == "reannounce":
                 return {"status": "every tenant announced, signed", "tenants": await tenants.announce_all(pool, signer)}
-            await tenants.revoke(conn, args.slug, signer=signer)
+            await tenants.revoke(conn, args.slug, signer=signer, actor=audit.actor_of(None, cli=True))
             return {"tenant": args.slug, "status": "revoked"}
     finally:
         await pool.close()
 
 
 def main(argv: list[str], stdin: TextIO | None = None) -> int:
+    if argv[:1] == ["set-sso"]:  # single sign-on has a parser of its own (services/ingest/sso_cli.py)
+        from services.ingest.sso_cli import main as sso_main  # noqa: PLC0415 - it imports this module
+
+        return sso_main(argv[1:], stdin)
     args = parser().parse_args(argv)
     try:
         refuse_secret_on_argv(args)

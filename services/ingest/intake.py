@@ -22,14 +22,16 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter, Histogram
 
+from services.ingest import audit_trail, sso_repository
 from services.ingest.publishing import to_record
 from services.ingest.tenants import Tenant
 from services.ingest.validation import Verdict, refuse_future
 from shared import tracing
+from shared.authz import Principal
 from shared.clock import Clock, SystemClock
 from shared.cloudevents import CloudEvent, encode
 from shared.db import tenant_tx
-from shared.events import CanonicalEvent, DealDeletedEvent, DealUpsertedEvent
+from shared.events import CanonicalEvent, DealDeletedEvent, DealUpsertedEvent, RepUpsertedEvent
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,7 @@ class Intake:
         self._clock, self._max_ahead = clock or SystemClock(), max_ahead
 
     async def accept(self, tenant: Tenant, verdicts: Sequence[Verdict],
-                     conn: asyncpg.Connection | None = None) -> list[Outcome]:
+                     conn: asyncpg.Connection | None = None, who: Principal | None = None) -> list[Outcome]:
         """Publish the valid, new events of `verdicts`; the outcome of each, in order. An event dated more
         than `max_ahead` past ingest's clock is rejected here, whichever way it came in (`refuse_future`):
         services order versions by those moments, so one from far ahead would beat every correction.
@@ -69,15 +71,18 @@ class Intake:
         With `conn` (a connection in a transaction scoped to `tenant`, e.g. a CRM delivery's), the ids are
         claimed in that transaction and the caller's commit makes them final; without it, on a connection
         of its own. Never both: a caller that holds a connection passes it, so no request waits for a
-        second connection while it holds one (a pool of N would deadlock under N such requests)."""
+        second connection while it holds one (a pool of N would deadlock under N such requests).
+
+        The accepted events that set the tenant up (targets, roster, time off) are written in the audit log
+        in the same transaction, as `who`'s (audit_trail.py)."""
         verdicts = refuse_future(verdicts, self._clock.now() + self._max_ahead)
         valid = [(v.index, v.event) for v in verdicts if v.event is not None]
         statuses: dict[int, Status] = {}
         if valid and conn is not None:
-            await self._accept_on(conn, tenant, valid, statuses)
+            await self._accept_on(conn, tenant, valid, statuses, who)
         elif valid:
             async with tenant_tx(self._pool, tenant.slug) as own:
-                await self._accept_on(own, tenant, valid, statuses)
+                await self._accept_on(own, tenant, valid, statuses, who)
         outcomes = [Outcome(v.index, v.id, statuses.get(v.index, "rejected"), v.reason) for v in verdicts]
         counted = collections.Counter((o.status, v.event.type if v.event is not None else "unknown")
                                       for o, v in zip(outcomes, verdicts, strict=True))
@@ -86,10 +91,11 @@ class Intake:
         return outcomes
 
     async def _accept_on(self, conn: asyncpg.Connection, tenant: Tenant, valid: list[tuple[int, CanonicalEvent]],
-                         statuses: dict[int, Status]) -> None:
+                         statuses: dict[int, Status], who: Principal | None = None) -> None:
         new = await self._claim(conn, tenant, [event for _, event in valid])
         owners = await self._owners(conn, tenant, [event for _, event in valid])
         to_send: list[tuple[str, bytes, CloudEvent]] = []
+        accepted: list[CanonicalEvent] = []
         for index, event in valid:
             if (event.source, event.id) not in new:
                 statuses[index] = "duplicate"
@@ -101,7 +107,11 @@ class Intake:
             elif isinstance(event, DealDeletedEvent):
                 owner = owners.get(event.data.deal_id)
             to_send.append(to_record(tenant, event, owner))
+            accepted.append(event)
             statuses[index] = "accepted"
+        await audit_trail.record(conn, tenant.slug, accepted, who, self._clock.now())
+        await sso_repository.upsert_people(  # who signs in as whom (services/ingest/sso.py)
+            conn, tenant.slug, [e.data for e in accepted if isinstance(e, RepUpsertedEvent)])
         await self._publish(to_send)
 
     async def _claim(self, conn: asyncpg.Connection, tenant: Tenant,

@@ -82,6 +82,9 @@ REP_ROWS: dict[str, str] = {
     "recognition.reps": _REP,
     "recognition.outbox": _KEY,
     "recognition.outbox_dead": _KEY,
+    # who signs in as whom (single sign-on, services/ingest/sso.py), and their sessions, found by that e-mail
+    "ingest.people": _REP,
+    "ingest.sso_sessions": "email IN (SELECT p.email FROM people p WHERE p.tenant = $1 AND p.rep_id = $2)",
     # a rep's own token, or a manager token that speaks for them (issue 17: tokens and roles)
     **{f"{schema}.tokens": "(rep_id = $2 OR manager_id = $2)" for schema in ("ingest", "kpi", "coaching",
                                                                               "recognition")},
@@ -93,6 +96,7 @@ MENTIONS: dict[str, str] = {
     "coaching.reps": "manager_id = $2",
     "coaching.tasks": "manager_id = $2",
     "coaching.attainment": "manager_id = $2",
+    "ingest.people": "manager_id = $2",
 }
 # Tables with a rep-like column whose rows are nobody's in particular, each with the reason.
 NOT_A_REPS_ROW: dict[str, str] = {
@@ -101,12 +105,14 @@ NOT_A_REPS_ROW: dict[str, str] = {
 }
 # Deleted before the tables their predicate reads (a rep's rows are found through their parent's); the
 # registry last (the other tables of ingest may refer to it).
-FIRST = ("ingest.crm_deals", "coaching.plan_steps")
+FIRST = ("ingest.crm_deals", "coaching.plan_steps", "ingest.sso_sessions")
 LAST = ("ingest.tenants",)
 # Sealed secrets are not exported (a CRM credential is no one's personal data, and is the tenant's to rotate).
 REDACTED: dict[str, frozenset[str]] = {
     "ingest.tenant_secrets": frozenset({"secret", "previous_secret"}),
     "ingest.crm_api_tokens": frozenset({"token"}),
+    "ingest.sso_configs": frozenset({"client_secret"}),  # single sign-on's client secret and refresh tokens
+    "ingest.sso_sessions": frozenset({"refresh_token"}),
     # a token's digest is a credential's stand-in, not personal data: the export says which tokens, not them
     **{f"{schema}.tokens": frozenset({"token_sha256"}) for schema in ("ingest", "kpi", "coaching", "recognition")},
 }

@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from services.ingest import sso_cli
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # (module run by `python -m`, arguments before --help)
@@ -31,8 +33,8 @@ ENTRY_POINTS: list[tuple[str, list[str]]] = [
     ("services.ingest", ["serve"]),
     ("services.ingest", ["tenants"]),
     *[("services.ingest", ["tenants", command]) for command in (
-        "create", "set-secret", "set-api-token", "set-rate", "locale", "holidays", "revoke", "reannounce",
-        "rotate-secrets")],
+        "create", "set-secret", "set-api-token", "set-rate", "locale", "holidays", "revoke", "set-sso",
+        "reannounce", "rotate-secrets")],
     ("services.ingest", ["tokens"]),
     *[("services.ingest", ["tokens", command]) for command in ("create", "share", "list", "revoke", "rotate")],
     ("services.ingest", ["keys"]),
@@ -231,6 +233,7 @@ REFUSED = {
     ("services.ingest", "tenants", "create", "--token"),
     ("services.ingest", "tenants", "set-secret", "secret_on_argv"),
     ("services.ingest", "tenants", "set-api-token", "token_on_argv"),
+    ("services.ingest", "tenants", "set-sso", "--client-secret"),
     ("services.ingest", "import", "--token"),
     ("services.ingest.importer", "--token"),
 }
@@ -281,11 +284,12 @@ def value_options(parser: argparse.ArgumentParser, path: tuple[str, ...]) -> Ite
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_no_option_named_like_a_secret_takes_its_value(monkeypatch: pytest.MonkeyPatch) -> None:
     offending, refused = set(), set()
-    for module, args in ENTRY_POINTS:
-        if len(args) > 1:  # the parser of `tenants create` is the parser of `tenants`, walked below
-            continue
-        parser = parsers_of(module, args, monkeypatch)
-        for where, action in value_options(parser, (module, *args)):
+    walked = [(parsers_of(module, args, monkeypatch), (module, *args)) for module, args in ENTRY_POINTS
+              if len(args) <= 1]  # the parser of `tenants create` is the parser of `tenants`, walked below
+    # ... but `tenants set-sso` has a parser of its own (services/ingest/sso_cli.py), handed its arguments
+    walked.append((sso_cli.parser(), ("services.ingest", "tenants", "set-sso")))
+    for parser, path in walked:
+        for where, action in value_options(parser, path):
             name = where[-1]
             if not SECRET_LIKE.search(name) or WHERE.search(name) or IDENTIFIER.search(name):
                 continue
@@ -313,4 +317,22 @@ def test_a_secret_given_the_old_way_is_refused_naming_the_new_way(module: str, a
     captured = capsys.readouterr()
     assert "not taken on the command line" in captured.err
     assert "-file" in captured.err
+    assert "atn_s3cret" not in captured.out + captured.err
+
+
+def test_a_client_secret_on_the_command_line_of_set_sso_is_refused(monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """`tenants set-sso --client-secret S`: refused (exit 2) naming the ways it is taken, S never repeated, nothing
+    started. (set-sso reads its settings first: with a key unset it says that instead, also exit 2.)"""
+    from deploy.local import crm_keys, registry_keys  # noqa: PLC0415 - the settings' keys, as the local stack's
+    from services.ingest.__main__ import main  # noqa: PLC0415 - the one module these cases run
+
+    monkeypatch.setenv("CRM_SECRET_KEYS", crm_keys.crm_secret_keys())
+    monkeypatch.setenv("REGISTRY_SIGNING_KEY", registry_keys.signing_key())
+    monkeypatch.setattr(asyncio, "run", lambda *_, **__: pytest.fail("set-sso started something"))
+    assert main(["tenants", "set-sso", "acme", "--issuer", "https://login.example.com", "--client-id", "c",
+                 "--client-secret", "atn_s3cret"]) == 2
+    captured = capsys.readouterr()
+    assert "not taken on the command line" in captured.err
+    assert "--client-secret-file" in captured.err and "--client-secret-env" in captured.err
     assert "atn_s3cret" not in captured.out + captured.err
