@@ -263,3 +263,35 @@ async def kpi_definitions(conn: asyncpg.Connection, tenant: str) -> dict[str, Kp
 async def contests(conn: asyncpg.Connection, tenant: str, contest_id: str | None = None) -> list[StoredContest]:
     """The tenant's contests (or one) as last published, newest start first (`repository.contests_of`)."""
     return await repo.contests_of(conn, tenant, contest_id)
+
+
+# --- the control room's core sections (control_core.py) ----------------------------------------------------
+
+
+async def targets_in(conn: asyncpg.Connection, tenant: str, periods: Sequence[str]) -> list[asyncpg.Record]:
+    """Every target kpi holds for `periods` (scope, scope_id, metric, period, value, and `version`: the `time`
+    of the event that set it, which a new one must pass to replace it)."""
+    return list(await conn.fetch(
+        "SELECT scope, scope_id, metric, period, value, version FROM targets WHERE tenant = $1"
+        " AND period = ANY($2::text[])"
+        " ORDER BY scope, scope_id, metric", tenant, list(periods)))
+
+
+async def roster(conn: asyncpg.Connection, tenant: str) -> list[asyncpg.Record]:
+    """Every rep as the roster stands now (active or not), with their team's name and the time of their newest
+    roster version (`version`: a move dated before it would be undone by it)."""
+    return list(await conn.fetch(
+        "SELECT r.rep_id, r.name, r.team_id, t.name AS team_name, r.manager_id, r.timezone, r.active,"
+        " greatest(r.version, (SELECT max(v.at) FROM roster_versions v WHERE v.tenant = r.tenant"
+        "   AND v.rep_id = r.rep_id)) AS version"
+        " FROM reps r LEFT JOIN teams t ON t.tenant = r.tenant AND t.team_id = r.team_id"
+        " WHERE r.tenant = $1 ORDER BY r.active DESC, lower(r.name), r.rep_id", tenant))
+
+
+async def all_teams(conn: asyncpg.Connection, tenant: str) -> list[asyncpg.Record]:
+    """Every team kpi knows: announced with `team.upserted`, or named by a rep's row (then without a name)."""
+    return list(await conn.fetch(
+        "WITH ids AS (SELECT team_id FROM teams WHERE tenant = $1 UNION SELECT team_id FROM reps WHERE tenant = $1)"
+        " SELECT i.team_id, t.name, t.parent_id,"
+        "  (SELECT count(*) FROM reps r WHERE r.tenant = $1 AND r.team_id = i.team_id AND r.active) AS reps"
+        " FROM ids i LEFT JOIN teams t ON t.tenant = $1 AND t.team_id = i.team_id ORDER BY i.team_id", tenant))
