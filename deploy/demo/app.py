@@ -153,6 +153,7 @@ class Demo:
             "COACHING_GRACE_S": str(14 * 86400),
             "DASHBOARD_COACHING_URL": f"http://{HOST}:{ports['coaching']}",
             "DASHBOARD_RECOGNITION_URL": f"http://{HOST}:{ports['recognition']}",
+            "DASHBOARD_INGEST_URL": f"http://{HOST}:{ports['ingest']}",
         }))  # fmt: skip
         self.say(f"stack {'started' if self.stack.started else 'already running'}; tenant {tenant.slug}; "
                  f"services starting (logs in {self.services.all[0].log.parent}) …")

@@ -7,10 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from services.ingest.api import router
+from services.ingest.calendar_api import router as calendar_router
 from services.ingest.context import IngestContext, make_context
 from services.ingest.crm_api import router as crm_router
+from services.ingest.crm_connection_api import router as crm_connection_router
 from services.ingest.retention import prune_forever
 from services.ingest.secret_store import seal_legacy
+from services.ingest.sso_api import router as sso_router
+from services.ingest.tenant_settings_api import router as tenant_settings_router
 from services.ingest.tenants import announce_all
 from services.ingest.tokens_api import router as tokens_router
 from services.ingest.webhooks import router as webhook_router
@@ -61,9 +65,10 @@ SPEC = ServiceSpec(
     name="ingest",
     schema="ingest",
     migrations=Path(__file__).with_name("migrations"),
-    routers=[router, webhook_router, crm_router, tokens_router],
+    routers=[router, webhook_router, crm_router, tokens_router, calendar_router, crm_connection_router, sso_router,
+             tenant_settings_router],
     publishes=[topics.DEALS.name, topics.ACTIVITIES.name, topics.ROSTER.name, topics.TARGETS.name,
-               topics.TENANTS.name],
+               topics.TENANTS.name, topics.AUDIT.name],
     openapi={"description": "The only HTTP write path of Attain: canonical CRM events in, Kafka out.",
              "version": "1"},
     schemas=_schemas,

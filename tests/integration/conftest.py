@@ -113,6 +113,7 @@ def _service_env(name: str) -> dict[str, str]:
         "CRM_API_ALLOWED_HOSTS": "127.0.0.1",
         "DASHBOARD_COACHING_URL": f"http://127.0.0.1:{PORTS['coaching']}",
         "DASHBOARD_RECOGNITION_URL": f"http://127.0.0.1:{PORTS['recognition']}",
+        "DASHBOARD_INGEST_URL": f"http://127.0.0.1:{PORTS['ingest']}",
     }
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import hmac
 import logging
 from collections.abc import Collection
@@ -27,7 +26,19 @@ from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 
 from services.kpi import pace
 from services.kpi.custom import BUILT_IN
-from services.kpi.dashboard import contest_pages, contest_view, forecast_view, live, queries, view
+from services.kpi.dashboard import (
+    contest_pages,
+    contest_view,
+    control,
+    control_audit,
+    control_core,
+    control_settings,
+    forecast_view,
+    live,
+    queries,
+    sso,
+    view,
+)
 from services.kpi.dashboard.web import (
     COOKIE,
     COOKIE_DAYS,
@@ -44,6 +55,7 @@ from services.kpi.dashboard.web import (
     Tenant,
     bar,
     basics,
+    csrf_token,
     holder,
     make_context,
     metric_of,
@@ -77,6 +89,9 @@ ENDED_TREND_WORDS = {"up": ("▲", "ahead of the pace needed in its last week"),
 
 router = APIRouter(include_in_schema=False)
 router.include_router(contest_pages.router)  # /contests, /contests/{contest_id}
+for _section in (control.router, control_core.router, control_settings.router, control_audit.router):
+    router.include_router(_section)  # the control room: /admin/...
+router.include_router(sso.router)  # single sign-on: /signin/sso, /signin/sso/callback
 
 # --- sign-in --------------------------------------------------------------------------------------
 
@@ -105,6 +120,7 @@ async def signin(request: Request, rt: Rt) -> Response:
     secure = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
     response.set_cookie(COOKIE, token, max_age=COOKIE_DAYS * 86400, httponly=True, samesite="lax", secure=secure,
                         path="/")
+    response.delete_cookie(sso.SESSION_COOKIE, path="/")  # a token's session is no single sign-on's to renew
     return response
 
 
@@ -124,11 +140,10 @@ async def open_share_link(request: Request, rt: Rt, link: str) -> Response:
     return response
 
 
-@router.post("/signout", dependencies=[public("signing out: it only clears the cookie")])
-async def signout() -> Response:
-    response = RedirectResponse("/signin", status_code=303)
-    response.delete_cookie(COOKIE, path="/")
-    return response
+@router.post("/signout", dependencies=[public(
+    "signing out: it clears the cookies, and has ingest revoke a single sign-on session's own token")])
+async def signout(request: Request, rt: Rt) -> Response:
+    return await sso.signed_out(request, rt)
 
 
 @router.get("/")
@@ -316,12 +331,6 @@ async def _forecast_panel(rt: Runtime, t: queries.Tenant, fmt: Fmt, scope: str, 
 
 
 # --- check-ins: managers (and reps, for their own) act on them here -------------------------------
-
-
-def csrf_token(session: str) -> str:
-    """The form token of a session: derived from its cookie, which no other site can read (HttpOnly), so a
-    form posted from elsewhere cannot carry it."""
-    return hmac.new(session.encode(), b"attain-dashboard-form", hashlib.sha256).hexdigest()[:32]
 
 
 def _acts(who: Principal) -> dict[str, bool]:

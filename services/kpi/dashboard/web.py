@@ -4,6 +4,8 @@ rendering (a whole page, or its <main> for the live refresh and the TV rotation)
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
@@ -15,6 +17,7 @@ from urllib.parse import quote
 import jinja2
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse
+from starlette.datastructures import Headers
 
 from services.kpi import pace
 from services.kpi.custom import KpiDefinition
@@ -62,6 +65,15 @@ async def session_principal(request: Request, rt: Rt) -> Principal:
     if credential:
         who = await holder(rt, credential)
         if who is not None:
+            if request.method == "GET" and not credential.startswith(SHARED):
+                from services.kpi.dashboard import sso  # noqa: PLC0415 - sso.py imports this module
+
+                cookies = await sso.renewed(request, rt, credential)  # a single sign-on session near its end
+                if cookies is not None:  # the same page again, with the new session's cookies
+                    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                    raise HTTPException(303, "session renewed", headers=Headers(raw=[(b"location", here.encode()),
+                                                                                    *cookies.raw]))
+            request.state.role = who.role  # the page's menu offers the control room to an admin (`render`)
             return who
         ratelimit.note_failed_authentication(request.scope)  # a guessed token counts as a bad bearer token does
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -273,6 +285,7 @@ def metric_of(name: str | None, metrics: Metrics) -> str:
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
     """A whole page, or only its <main> for the live refresh and the TV rotation (`?partial=1`)."""
     partial = request.query_params.get("partial") == "1"
+    context.setdefault("is_admin", getattr(request.state, "role", None) == "admin")
     body = TEMPLATES.get_template(template).render(partial=partial, path=request.url.path,
                                                     query=request.url.query, **context)
     return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store",
@@ -304,3 +317,9 @@ def bar(attainment: Decimal | None, share: Decimal) -> dict[str, Any]:
     return {"fill": width(attainment) if attainment is not None else None, "marker": width(share),
             "state": None if attainment is None else ("ahead" if attainment >= share else "behind"), "share": share}
 
+
+
+def csrf_token(session: str) -> str:
+    """The form token of a session: derived from its cookie, which no other site can read (HttpOnly), so a
+    form posted from elsewhere cannot carry it."""
+    return hmac.new(session.encode(), b"attain-dashboard-form", hashlib.sha256).hexdigest()[:32]

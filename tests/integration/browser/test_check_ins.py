@@ -73,6 +73,7 @@ async def test_a_manager_acts_on_their_reps_check_ins_and_a_rep_on_their_own(ser
     listed = {(await item.locator("a").first.inner_text()).strip() for item in await items.all()}
     assert listed == {"annika", "bertil"}, listed  # mia's reps, and only theirs
     await expect(page.locator("main")).not_to_contain_text("zorro", ignore_case=True)
+    await expect(page.locator("header.top >> text=Control room")).to_have_count(0)  # an admin's alone
     await _accessible(page, "check-ins (manager)")
     await _shoot(page, "check-ins-manager")
 

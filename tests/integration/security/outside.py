@@ -54,7 +54,7 @@ SCHEMAS = ("ingest", "kpi", "coaching", "recognition")
 MAX_BODY_BYTES = 128 * 1024
 MAX_NDJSON_BYTES = 256 * 1024
 CONSUMED = {"kpi": [topics.DEALS.name, topics.ACTIVITIES.name, topics.ROSTER.name, topics.TARGETS.name,
-                    topics.TENANTS.name],
+                    topics.TENANTS.name, topics.AUDIT.name],  # issue 17: kpi keeps every service's audit log
             "coaching": [topics.ATTAINMENT.name, topics.ACTIVITIES.name, topics.DEALS.name, topics.ROSTER.name,
                          topics.TENANTS.name],
             "recognition": [topics.ATTAINMENT.name, topics.DEALS.name, topics.ACTIVITIES.name, topics.ROSTER.name,
@@ -370,7 +370,8 @@ async def start() -> Outside:
                                                      coaching_grace_s=0), clock),
         serve("recognition", RECOGNITION, RecognitionSettings(**common, recognition_interval_s=3600), clock))
     kpi = await serve("kpi", KPI, KpiSettings(**common, dashboard_coaching_url=coaching.url,
-                                              dashboard_recognition_url=recognition.url), clock)
+                                              dashboard_recognition_url=recognition.url,
+                                              dashboard_ingest_url=ingest.url), clock)
     services = {s.name: s for s in (ingest, kpi, coaching, recognition)}
     tracker = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, isolation_level="read_committed",
                                fetch_max_wait_ms=20)

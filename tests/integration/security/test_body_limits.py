@@ -163,9 +163,49 @@ CASES = [
                                         {"content-type": "application/x-www-form-urlencoded"}),
            None)  # the dashboard's check-in forms
       for action in ("ack", "complete", "plan")),
+    # issue 17: the tenant's settings, calendar, CRM connection and single sign-on through ingest's API
+    Case("ingest", "POST", "/v1/calendar/days", _json("/v1/calendar/days", '{"day": "2027-12-24", "name": "PAD"}'),
+         _nested("/v1/calendar/days", '{"day": "2027-12-24", "name": {}}')),
+    Case("ingest", "PUT", "/v1/crm/{crm}/secret", _json("/v1/crm/hubspot/secret", '{"secret": "PAD"}'),
+         _nested("/v1/crm/hubspot/secret", '{"secret": {}}')),
+    Case("ingest", "PUT", "/v1/settings", _json("/v1/settings", '{"locale": "PAD"}'),
+         _nested("/v1/settings", '{"locale": {}}')),
+    Case("ingest", "PUT", "/v1/sso", _json("/v1/sso", '{"issuer": "https://idp.example", "client_id": "PAD"}'),
+         _nested("/v1/sso", '{"issuer": "https://idp.example", "client_id": {}}')),
+    Case("ingest", "POST", "/v1/sessions",  # public: refused before the tenant or the code is looked at
+         _json("/v1/sessions", '{"tenant": "t", "code": "PAD"}'), _nested("/v1/sessions", '{"tenant": {}}')),
+    # the control room's forms (kpi: its body limit covers every route, ServiceSpec.limit_bodies)
+    *(Case("kpi", "POST", route,
+           lambda o, a, path=path: (path, padded("csrf=PAD", MAX_BODY_BYTES + 1),
+                                    {"content-type": "application/x-www-form-urlencoded"}),
+           None)
+      for route, path in (
+          ("/admin/targets", "/admin/targets"), ("/admin/targets/upload", "/admin/targets/upload"),
+          ("/admin/targets/copy", "/admin/targets/copy"), ("/admin/roster/rep", "/admin/roster/rep"),
+          ("/admin/roster/team", "/admin/roster/team"), ("/admin/settings", "/admin/settings"),
+          ("/admin/people/tokens", "/admin/people/tokens"), ("/admin/people/share", "/admin/people/share"),
+          ("/admin/people/tokens/{token_id}/revoke", "/admin/people/tokens/initial/revoke"),
+          ("/admin/people/tokens/{token_id}/rotate", "/admin/people/tokens/initial/rotate"),
+          ("/admin/calendar/holidays", "/admin/calendar/holidays"),
+          ("/admin/calendar/holidays/remove", "/admin/calendar/holidays/remove"),
+          ("/admin/calendar/time-off", "/admin/calendar/time-off"),
+          ("/admin/coaching/policy", "/admin/coaching/policy"),
+          ("/admin/coaching/playbooks/{rule}", "/admin/coaching/playbooks/behind_pace"),
+          ("/admin/recognition", "/admin/recognition"),
+          ("/admin/crm/{crm}/secret", "/admin/crm/hubspot/secret"),
+          ("/admin/crm/{crm}/stages", "/admin/crm/hubspot/stages"),
+          ("/admin/crm/{crm}/users", "/admin/crm/hubspot/users"),
+          ("/admin/crm/{crm}/map", "/admin/crm/hubspot/map"))),
+    Case("kpi", "POST", "/admin/targets/upload",
+         lambda o, a: ("/admin/targets/upload",
+                       b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"t.csv\"\r\n\r\n"
+                       + b"a" * (MAX_BODY_BYTES + 1) + b"\r\n--b--\r\n",
+                       {"content-type": "multipart/form-data; boundary=b"}),
+         None, label="multipart"),
 ]
 # Routes that read no body: nothing to oversize or nest.
-NO_BODY = {("coaching", "POST", "/v1/tasks/{task_id}/ack"), ("kpi", "POST", "/signout")}
+NO_BODY = {("coaching", "POST", "/v1/tasks/{task_id}/ack"), ("kpi", "POST", "/signout"),
+           ("ingest", "POST", "/v1/sessions/refresh")}  # the session token (its header) is all it reads
 def test_every_route_that_reads_a_body_has_a_case() -> None:
     """Every POST and PUT route of the four services is a case here or on the no-body list."""
     for name in SPECS:

@@ -69,6 +69,13 @@ def redirect(to: str) -> Check:
     return check
 
 
+def refused_back() -> Check:
+    """Back to the control-room page (303) saying what went wrong: the owning service found nothing of A's."""
+    def check(r: httpx.Response, a: Org, b: Org) -> None:
+        assert r.status_code == 303 and "error=" in r.headers.get("location", ""), (r.status_code, r.headers)
+    return check
+
+
 def csv_rows(count: int) -> Check:
     def check(r: httpx.Response, a: Org, b: Org) -> None:
         assert r.status_code == 200, r.text
@@ -258,17 +265,133 @@ CASES = [
     Case("ingest", "POST", "/v1/events", lambda a, b, q: "/v1/events",
          json_holds(200, lambda j, a, b: j["accepted"] == 1), own_write=True, label="claiming B in the body",
          body=lambda a, b: factories.rep(f"spy-{a.tag}", team=a.team) | {"tenant": b.slug}),
+    # issue 17: ingest's tenant settings, calendar, CRM connection and single sign-on: A's own, never B's
+    Case("ingest", "GET", "/v1/settings", lambda a, b, q: "/v1/settings",
+         json_holds(200, lambda j, a, b: (j["tenant"], j["timezone"]) == (a.slug, "Europe/Berlin"))),
+    Case("ingest", "PUT", "/v1/settings", lambda a, b, q: "/v1/settings",
+         json_holds(200, lambda j, a, b: (j["tenant"], j["changed"]) == (a.slug, [])),
+         body=lambda a, b: {"timezone": "Europe/Berlin"}, own_write=True),
+    Case("ingest", "GET", "/v1/calendar", lambda a, b, q: f"/v1/calendar?year={b.holiday.year}",
+         json_holds(200, lambda j, a, b: [h["name"] for h in j["holidays"] if h["source"] == "added"]
+                    == ([f"Holiday {a.secret}"] if a.holiday.year == b.holiday.year else []))),
+    Case("ingest", "POST", "/v1/calendar/days", lambda a, b, q: "/v1/calendar/days",  # B's day, in A's calendar
+         json_holds(200, lambda j, a, b: {h["day"]: h["name"] for h in j["holidays"]}.get(b.holiday.isoformat())
+                    == f"Spy {a.tag}"),
+         body=lambda a, b: {"day": b.holiday.isoformat(), "name": f"Spy {a.tag}"}, own_write=True),
+    Case("ingest", "DELETE", "/v1/calendar/days/{day}", lambda a, b, q: f"/v1/calendar/days/{b.holiday.isoformat()}",
+         json_holds(200, lambda j, a, b: b.holiday.isoformat() not in [h["day"] for h in j["holidays"]]),
+         own_write=True),  # takes out of A's calendar the day the case above put in; B's keeps it
+    Case("ingest", "PUT", "/v1/crm/{crm}/secret", lambda a, b, q: "/v1/crm/pipedrive/secret",
+         json_is(200, lambda a, b: {"crm": "pipedrive", "set": True}),
+         body=lambda a, b: {"secret": a.pipedrive_secret}, own_write=True),
+    Case("ingest", "GET", "/v1/crm/{crm}/connection", lambda a, b, q: "/v1/crm/hubspot/connection",
+         json_holds(200, lambda j, a, b: j["secret_set"] and j["webhook_url"].endswith(f"/hubspot/{a.slug}")
+                    and a.hubspot_secret not in str(j))),
+    Case("ingest", "PUT", "/v1/sso", lambda a, b, q: "/v1/sso",
+         json_holds(200, lambda j, a, b: (j["tenant"], j["client_id"]) == (a.slug, f"client-{a.tag}")),
+         body=lambda a, b: {"issuer": "https://login.example.com", "client_id": f"client-{a.tag}",
+                            "client_secret": f"sso-{a.tag}"}, own_write=True),
+    Case("ingest", "GET", "/v1/sso", lambda a, b, q: "/v1/sso",
+         json_holds(200, lambda j, a, b: (j["tenant"], j["client_id"]) == (a.slug, f"client-{a.tag}")
+                    and f"sso-{a.tag}" not in str(j))),
+    Case("ingest", "DELETE", "/v1/sso", lambda a, b, q: "/v1/sso", status(204), own_write=True),
+    # a token not made at sign-in: nothing to renew or end (B's sessions are out of reach by construction)
+    Case("ingest", "POST", "/v1/sessions/refresh", lambda a, b, q: "/v1/sessions/refresh", status(404)),
+    Case("ingest", "DELETE", "/v1/sessions/current", lambda a, b, q: "/v1/sessions/current", status(404)),
+    # kpi's audit log, and the control room (signed in by cookie; each change goes to the owning service with
+    # A's own token, so B's ids land in A's scope or are not found)
+    Case("kpi", "GET", "/v1/audit", lambda a, b, q: "/v1/audit",
+         json_holds(200, lambda j, a, b: f"Holiday {a.secret}" in str(j) and b.slug not in str(j)
+                    and f"rep:{b.rep}" not in [e["subject"] for e in j["entries"]])),  # A's own log
+    Case("kpi", "GET", "/admin/audit", lambda a, b, q: f"/admin/audit?subject={b.rep}",
+         page_shows(lambda a: "Audit log", lambda b: b.slug)),
+    Case("kpi", "GET", "/admin", lambda a, b, q: "/admin", page_shows(lambda a: "Control room", lambda b: b.slug)),
+    Case("kpi", "GET", "/admin/targets", lambda a, b, q: f"/admin/targets?period={q}",
+         page_shows(lambda a: a.rep, lambda b: b.rep)),
+    Case("kpi", "POST", "/admin/targets", lambda a, b, q: "/admin/targets", status(303), form=True,
+         body=lambda a, b: {"csrf": csrf_token(a.token), f"v:rep:won_revenue:{b.rep}": "5",
+                            f"was:rep:won_revenue:{b.rep}": ""}, own_write=True),
+    Case("kpi", "POST", "/admin/targets/upload", lambda a, b, q: "/admin/targets/upload", status(422), form=True,
+         body=lambda a, b: {"csrf": csrf_token(a.token),
+                            "text": f"scope,scope_id,metric,period,value\nrep,{b.rep},won_revenue,2026-Q4,5\n"}),
+    Case("kpi", "POST", "/admin/targets/copy", lambda a, b, q: "/admin/targets/copy", status(303), form=True,
+         body=lambda a, b: {"csrf": csrf_token(a.token)}),
+    Case("kpi", "GET", "/admin/roster", lambda a, b, q: f"/admin/roster?rep={b.rep}&team={b.team}",
+         page_shows(lambda a: a.rep, lambda b: b.name)),
+    Case("kpi", "POST", "/admin/roster/rep", lambda a, b, q: "/admin/roster/rep", status(303), form=True,
+         body=lambda a, b: {"csrf": csrf_token(a.token), "rep_id": b.rep, "name": f"Spy {a.tag}", "team_id": a.team,
+                            "active": "on"}, own_write=True),
+    Case("kpi", "POST", "/admin/roster/team", lambda a, b, q: "/admin/roster/team", status(303), form=True,
+         body=lambda a, b: {"csrf": csrf_token(a.token), "team_id": b.team, "name": f"Spy {a.tag}"}, own_write=True),
+    Case("kpi", "GET", "/admin/settings", lambda a, b, q: "/admin/settings",
+         page_shows(lambda a: "Europe/Berlin", lambda b: b.slug)),
+    Case("kpi", "POST", "/admin/settings", lambda a, b, q: "/admin/settings", status(303), form=True,
+         body=lambda a, b: {"csrf": csrf_token(a.token), "timezone": "Europe/Berlin"}, own_write=True),
+    Case("kpi", "GET", "/admin/people", lambda a, b, q: "/admin/people",
+         page_shows(lambda a: "People and tokens", lambda b: b.slug)),
+    Case("kpi", "POST", "/admin/people/tokens", lambda a, b, q: "/admin/people/tokens", status(201), form=True,
+         body=lambda a, b: {"csrf": csrf_token(a.token), "role": "viewer", "name": f"tv-{a.tag}"}, own_write=True),
+    Case("kpi", "POST", "/admin/people/share", lambda a, b, q: "/admin/people/share", status(201), form=True,
+         body=lambda a, b: {"csrf": csrf_token(a.token), "name": f"tv-{a.tag}"}, own_write=True),
+    Case("kpi", "POST", "/admin/people/tokens/{token_id}/revoke",
+         lambda a, b, q: f"/admin/people/tokens/{b.tag}/revoke", refused_back(), form=True,
+         body=lambda a, b: {"csrf": csrf_token(a.token)}),
+    Case("kpi", "POST", "/admin/people/tokens/{token_id}/rotate",
+         lambda a, b, q: f"/admin/people/tokens/{b.tag}/rotate", refused_back(), form=True,
+         body=lambda a, b: {"csrf": csrf_token(a.token), "grace_hours": "1"}),
+    Case("kpi", "GET", "/admin/calendar", lambda a, b, q: f"/admin/calendar?rep={b.rep}&year={a.holiday.year}",
+         page_shows(lambda a: f"Holiday {a.secret}", lambda b: b.slug)),
+    Case("kpi", "POST", "/admin/calendar/holidays", lambda a, b, q: "/admin/calendar/holidays", status(303),
+         form=True, body=lambda a, b: {"csrf": csrf_token(a.token), "day": b.holiday.isoformat(),
+                                       "name": f"Spy {a.tag}"}, own_write=True),
+    Case("kpi", "POST", "/admin/calendar/holidays/remove", lambda a, b, q: "/admin/calendar/holidays/remove",
+         status(303), form=True, body=lambda a, b: {"csrf": csrf_token(a.token), "day": b.holiday.isoformat()},
+         own_write=True),
+    Case("kpi", "POST", "/admin/calendar/time-off", lambda a, b, q: "/admin/calendar/time-off", status(303),
+         form=True, body=lambda a, b: {"csrf": csrf_token(a.token), "rep_id": b.rep, "time_off_id": f"leave-{b.tag}",
+                                       "first_day": "2027-02-01", "last_day": "2027-02-05", "cancel": "1"},
+         own_write=True, label="cancelling B's leave"),
+    Case("kpi", "GET", "/admin/coaching", lambda a, b, q: f"/admin/coaching?team={b.team}",
+         page_shows(lambda a: f"Call {a.secret}", lambda b: b.slug)),
+    Case("kpi", "POST", "/admin/coaching/policy", lambda a, b, q: "/admin/coaching/policy", status(303), form=True,
+         body=lambda a, b: {"csrf": csrf_token(a.token), "team": b.team, "cooldown_days": "30"}, own_write=True),
+    Case("kpi", "POST", "/admin/coaching/playbooks/{rule}", lambda a, b, q: "/admin/coaching/playbooks/behind_pace",
+         status(303), form=True, body=lambda a, b: {"csrf": csrf_token(a.token),
+                                                    "suggested_actions": f"Call {a.secret}",
+                                                    "training": f"Course {a.secret}"}, own_write=True),
+    Case("kpi", "GET", "/admin/recognition", lambda a, b, q: "/admin/recognition",
+         page_shows(lambda a: "Recognition", lambda b: b.slug)),
+    Case("kpi", "POST", "/admin/recognition", lambda a, b, q: "/admin/recognition", status(303), form=True,
+         body=lambda a, b: {"csrf": csrf_token(a.token), "leaderboard_places": str(a.leaderboard_places)},
+         own_write=True),
+    Case("kpi", "GET", "/admin/crm", lambda a, b, q: "/admin/crm?crm=hubspot",
+         page_shows(lambda a: f"u-{a.secret}", lambda b: b.slug)),
+    Case("kpi", "POST", "/admin/crm/{crm}/secret", lambda a, b, q: "/admin/crm/pipedrive/secret", status(303),
+         form=True, body=lambda a, b: {"csrf": csrf_token(a.token), "secret": a.pipedrive_secret}, own_write=True),
+    Case("kpi", "POST", "/admin/crm/{crm}/stages", lambda a, b, q: "/admin/crm/pipedrive/stages", status(303),
+         form=True, body=lambda a, b: {"csrf": csrf_token(a.token), "stage": f"s-{b.tag}", "status": "won"},
+         own_write=True),
+    Case("kpi", "POST", "/admin/crm/{crm}/users", lambda a, b, q: "/admin/crm/pipedrive/users", status(303),
+         form=True, body=lambda a, b: {"csrf": csrf_token(a.token), "crm_user": f"u-{b.tag}", "rep_id": b.rep},
+         own_write=True),
+    Case("kpi", "POST", "/admin/crm/{crm}/map", lambda a, b, q: "/admin/crm/pipedrive/map", status(303),
+         form=True, body=lambda a, b: {"csrf": csrf_token(a.token), "crm_user": f"m-{b.tag}", "rep_id": b.rep},
+         own_write=True),
 ]
 # Proven by a test of its own below: a server-sent event stream has no end to compare.
 ELSEWHERE = {"kpi": {("GET", "/dashboard/stream")}}
 # Routes anyone may call: nothing in their answer depends on a tenant.
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}  # operations, every service
 PUBLIC_OF = {
-    "ingest": {("POST", "/v1/webhooks/{crm}/{tenant}")},  # the CRM proves the path's tenant with its secret
+    "ingest": {("POST", "/v1/webhooks/{crm}/{tenant}"),  # the CRM proves the path's tenant with its secret
+               ("GET", "/v1/sso/{tenant}/client"),  # single sign-on's first step: the provider and client id only
+               ("POST", "/v1/sessions")},  # single sign-on: the provider proves the code (test_injection.py)
     "kpi": {("GET", "/signin"), ("POST", "/signin"),  # the sign-in form, and the token it checks
             ("POST", "/signout"),  # deletes the caller's own cookie
             ("GET", "/static/{name}"),  # the dashboard's CSS and JavaScript
-            ("GET", "/tv/share/{link}")},  # a TV's share link: signed by ingest's key (authz/test_share_link.py)
+            ("GET", "/tv/share/{link}"),  # a TV's share link: signed by ingest's key (authz/test_share_link.py)
+            ("GET", "/signin/sso"),  # single sign-on's first step: to the organisation's identity provider
+            ("GET", "/signin/sso/callback")},  # its return: the browser's own flow cookie, the code checked by ingest
     "coaching": set(),
     "recognition": set(),
 }

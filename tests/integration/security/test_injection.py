@@ -63,6 +63,21 @@ def unproven(r: httpx.Response, a: Org) -> None:
     assert (r.status_code, r.json()) == (401, {"detail": UNPROVEN})
 
 
+def own_page(r: httpx.Response, a: Org) -> None:
+    """200: A's own page as it is without the parameter (the value picks among A's own ids, and matches none)."""
+    assert r.status_code == 200 and 'id="main"' in r.text and "went wrong" not in r.text, r.text[:300]
+
+
+def refused_back(r: httpx.Response, a: Org) -> None:
+    """303 back to the control-room page saying the owning service refused (found no such object of A's)."""
+    assert r.status_code == 303 and "error=" in r.headers.get("location", ""), (r.status_code, r.headers)
+
+
+def sign_in_refused(r: httpx.Response, a: Org) -> None:
+    """400: the sign-in page saying why single sign-on could not go on; no cookie of a session."""
+    assert r.status_code == 400 and "attain_dashboard=" not in r.headers.get("set-cookie", ""), r.text[:300]
+
+
 @dataclass(frozen=True)
 class Param:
     service: str
@@ -153,6 +168,34 @@ PARAMS = [
     *_routes_params("kpi", "POST", "/check-ins/{task_id}/ack", ("task_id", missing, P)),
     *_routes_params("kpi", "POST", "/check-ins/{task_id}/complete", ("task_id", missing, P)),
     *_routes_params("kpi", "POST", "/check-ins/{task_id}/plan", ("task_id", typed("task_id"), P)),
+    # issue 17: ingest's calendar, CRM connection and single sign-on
+    *_routes_params("ingest", "GET", "/v1/calendar", ("year", typed("year"), Q)),
+    *_routes_params("ingest", "POST", "/v1/calendar/days", ("year", typed("year"), Q)),
+    *_routes_params("ingest", "DELETE", "/v1/calendar/days/{day}", ("day", typed("day"), P),
+                    ("year", typed("year"), Q)),
+    *_routes_params("ingest", "PUT", "/v1/crm/{crm}/secret", ("crm", typed("crm"), P)),
+    *_routes_params("ingest", "GET", "/v1/crm/{crm}/connection", ("crm", typed("crm"), P)),
+    *_routes_params("ingest", "GET", "/v1/sso/{tenant}/client", ("tenant", missing, P)),  # public: no such tenant
+    # kpi's audit log
+    *_routes_params("kpi", "GET", "/v1/audit", ("subject", empty("entries"), Q), ("action", empty("entries"), Q),
+                    ("actor", empty("entries"), Q), ("since", typed("since"), Q), ("until", typed("until"), Q),
+                    ("limit", typed("limit"), Q), ("before_seq", typed("before_seq"), Q)),
+    # the control room: its pages choose among A's own, its forms hand the value to the owning service
+    *_routes_params("kpi", "GET", "/admin/calendar", ("rep", own_page, Q), ("year", typed("year"), Q)),
+    *_routes_params("kpi", "GET", "/admin/roster", ("rep", own_page, Q), ("team", own_page, Q)),
+    *_routes_params("kpi", "GET", "/admin/coaching", ("team", own_page, Q)),
+    *_routes_params("kpi", "GET", "/admin/crm", ("crm", typed("crm"), Q)),
+    *_routes_params("kpi", "GET", "/admin/targets", ("period", typed("period"), Q)),
+    *_routes_params("kpi", "POST", "/admin/coaching/playbooks/{rule}", ("rule", refused_back, P)),
+    *(p for action in ("secret", "stages", "users", "map")
+      for p in _routes_params("kpi", "POST", f"/admin/crm/{{crm}}/{action}", ("crm", typed("crm"), P))),
+    *_routes_params("kpi", "POST", "/admin/people/tokens/{token_id}/revoke", ("token_id", refused_back, P)),
+    *_routes_params("kpi", "POST", "/admin/people/tokens/{token_id}/rotate", ("token_id", refused_back, P)),
+    # single sign-on's public start and return: A has no single sign-on, and no flow was started
+    *_routes_params("kpi", "GET", "/signin/sso", ("tenant", sign_in_refused, Q), ("next", sign_in_refused, Q)),
+    *_routes_params("kpi", "GET", "/signin/sso/callback", ("code", sign_in_refused, Q),
+                    ("state", sign_in_refused, Q), ("error", sign_in_refused, Q),
+                    ("error_description", sign_in_refused, Q)),
 ]
 # Parameters that write what they are given into the caller's own scope: test_injection_bodies.py stores
 # SQL through them and reads it back.
@@ -178,7 +221,10 @@ def _valid(a: Org, quarter: str, route: str) -> dict[str, str]:
             "metric": "won_revenue", "limit": "10", "status": "open", "task_id": a.task_id, "plan_id": a.plan_id,
             "day": a.holiday.isoformat(), "rule": "behind_pace", "crm": "hubspot", "tenant": a.slug,
             "scope_id": a.team if route == "/v1/reviews" else a.rep, "week": "2026-W47", "every": "20",
-            "token_id": "initial", "contest_id": f"c-{a.tag}", "kpi_id": f"k_{a.tag}"}
+            "token_id": "initial", "contest_id": f"c-{a.tag}", "kpi_id": f"k_{a.tag}",
+            "year": str(a.holiday.year), "rep": a.rep, "next": "/leaderboard", "code": "code", "state": "state",
+            "error": "", "error_description": "", "since": "2026-01-01T00:00:00Z", "until": "2027-01-01T00:00:00Z",
+            "before_seq": "1000000"}
 
 
 def _request(param: Param, value: str, a: Org, quarter: str) -> tuple[str, dict[str, str]]:
@@ -202,11 +248,17 @@ BODIES: dict[tuple[str, str], Any] = {  # a valid body where the route needs one
     ("kpi", "/v1/kpis/{kpi_id}"): {"name": "k", "source": "deals"},
     ("kpi", "/v1/contests/{contest_id}"): {"name": "c", "metric": "won_revenue", "participants": "reps",
                                            "participant_ids": ["r"], "starts": "2026-01-01", "ends": "2027-01-01"},
-    ("ingest", "/v1/tokens/{token_id}/rotate"): {"grace_hours": 1}}
+    ("ingest", "/v1/tokens/{token_id}/rotate"): {"grace_hours": 1},
+    ("ingest", "/v1/calendar/days"): {"day": "2027-12-24", "name": "Christmas Eve"},
+    ("ingest", "/v1/crm/{crm}/secret"): {"secret": "never-stored"}}
 # The dashboard's forms: sent as a form, with the session's form token.
 FORMS: dict[tuple[str, str], Callable[[Org], dict[str, str]]] = {
     ("kpi", route): lambda a: {"csrf": csrf_token(a.token), "next": "/check-ins", "outcome": "held"}
-    for route in ("/check-ins/{task_id}/ack", "/check-ins/{task_id}/complete", "/check-ins/{task_id}/plan")}
+    for route in ("/check-ins/{task_id}/ack", "/check-ins/{task_id}/complete", "/check-ins/{task_id}/plan")} | {
+    ("kpi", route): lambda a: {"csrf": csrf_token(a.token), "grace_hours": "1", "suggested_actions": "call"}
+    for route in ("/admin/coaching/playbooks/{rule}", "/admin/people/tokens/{token_id}/revoke",
+                  "/admin/people/tokens/{token_id}/rotate", *(f"/admin/crm/{{crm}}/{action}"
+                                                             for action in ("secret", "stages", "users", "map")))}
 
 
 async def _send(client: httpx.AsyncClient, param: Param, path: str, query: dict[str, str], a: Org) -> httpx.Response:
@@ -249,5 +301,22 @@ async def test_a_nul_in_a_parameter_is_a_client_error(outside: Outside, tenant_a
             if answer.status_code >= 500 or (answer.status_code == 200 and tenant_a.secret in answer.text):
                 failures.append(f"{param}: {answer.status_code} {answer.text[:80]}")
     assert failures == []
+    assert await outside.snapshot() == before
+    assert await records.new() == []
+
+
+async def test_signing_in_with_a_bogus_code_or_tenant_is_a_client_error(outside: Outside, tenant_a: Org,
+                                                                        records: Records) -> None:
+    """`POST /v1/sessions` is public: for a tenant without single sign-on (A's), one that does not exist, or
+    SQL, a LIKE wildcard or a NUL as the tenant or the code, a 4xx, and nothing written or published."""
+    before = await outside.snapshot()
+    async with outside.client("ingest") as client:
+        for tenant, code in [(tenant_a.slug, "bogus"), ("no-such-tenant", "bogus"), (tenant_a.slug, NUL),
+                             *((v, "bogus") for v in (*INJECTIONS, NUL)), *((tenant_a.slug, v) for v in INJECTIONS)]:
+            answer = await client.post("/v1/sessions", json={
+                "tenant": tenant, "code": code, "code_verifier": "v" * 43, "redirect_uri": "http://127.0.0.1/cb",
+                "nonce": "n" * 16})
+            assert 400 <= answer.status_code < 500, (tenant, code, answer.status_code, answer.text)
+            assert tenant_a.secret not in answer.text
     assert await outside.snapshot() == before
     assert await records.new() == []

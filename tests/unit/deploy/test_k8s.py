@@ -45,7 +45,7 @@ from services.recognition.app import SPEC as RECOGNITION
 from services.recognition.settings import RecognitionSettings
 from shared.service import ServiceSpec
 from shared.settings import ServiceSettings
-from shared.topics import TENANTS, all_with_dlq
+from shared.topics import AUDIT, TENANTS, all_with_dlq
 
 pytestmark = [pytest.mark.tools, pytest.mark.timeout(1500)]  # kubeconform: built in the background, run last
 
@@ -64,7 +64,7 @@ SERVICES: dict[str, tuple[ServiceSpec, type[ServiceSettings]]] = {
 CONSUMERS = [name for name, (spec, _) in SERVICES.items() if spec.subscriptions]
 TOPICS = {topic.name: topic for topic in all_with_dlq()}
 # Topics a group reads that neither scale it nor cap its replicas (see deploy/k8s/base/kpi.yaml).
-NOT_SCALED_ON = {TENANTS.name}
+NOT_SCALED_ON = {TENANTS.name, AUDIT.name}  # a trickle: never a reason to scale
 RUN_AS_USER = 10001
 
 # Kubernetes versions the objects must be valid for: an old floor and the newest kubernetes-validate bundles.
@@ -896,7 +896,8 @@ def test_each_service_is_reached_on_its_http_port_by_whom_it_serves_alone(overla
     assert allowed_ports(rules, gateway) == (port if name in EXPOSED else set()), name
     dashboard = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "kpi",
                                                  "app.kubernetes.io/part-of": "attain"}}}
-    assert allowed_ports(rules, dashboard) == (port if name in {"coaching", "recognition"} else set()), name
+    # the dashboard reads coaching and recognition, and writes through ingest (the control room, single sign-on)
+    assert allowed_ports(rules, dashboard) == (port if name in {"coaching", "recognition", "ingest"} else set()), name
     peers = [peer for rule in rules for peer in rule["from"]]
     assert all(peer in (PROMETHEUS, gateway, dashboard) for peer in peers), f"{name}: allows {peers}"
     assert "ipBlock" not in json.dumps(rules)
@@ -924,7 +925,8 @@ def test_pods_reach_dns_kafka_and_postgresql_and_nothing_else(overlay: str) -> N
         if name == "kpi":  # the dashboard reads check-ins and celebrations
             env = {e["name"]: e.get("value", "") for e in container(workload)["env"]}
             for service, url in (("coaching", env["DASHBOARD_COACHING_URL"]),
-                                 ("recognition", env["DASHBOARD_RECOGNITION_URL"])):
+                                 ("recognition", env["DASHBOARD_RECOGNITION_URL"]),
+                                 ("ingest", env["DASHBOARD_INGEST_URL"])):
                 peer = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": service,
                                                         "app.kubernetes.io/part-of": "attain"}}}
                 assert allowed_ports(rules, peer) == {("TCP", int(url.rsplit(":", 1)[1]))}, service
