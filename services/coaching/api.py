@@ -293,9 +293,9 @@ async def remove_holiday(rt: Rt, who: Admin, day: date) -> None:
     `tenants holidays --remove`)."""
     tenant = who.tenant
     async with tenant_tx(rt.pool, tenant) as conn:
-        await repo.remove_holiday(conn, tenant, day)
-        await audit.record(conn, tenant=tenant, who=who, action="holiday.removed", subject=f"holiday:{day}",
-                           before={"day": day}, after=None, at=rt.clock.now(), service=SERVICE)
+        if await repo.remove_holiday(conn, tenant, day):  # nothing removed, nothing to write down
+            await audit.record(conn, tenant=tenant, who=who, action="holiday.removed", subject=f"holiday:{day}",
+                               before={"day": day}, after=None, at=rt.clock.now(), service=SERVICE)
 
 
 @router.get("/reps/{rep_id}/time-off")

@@ -561,8 +561,10 @@ async def holidays(conn: asyncpg.Connection, tenant: str) -> list[asyncpg.Record
     return list(await conn.fetch("SELECT day, name FROM holidays WHERE tenant = $1 ORDER BY day", tenant))
 
 
-async def remove_holiday(conn: asyncpg.Connection, tenant: str, day: date) -> None:
-    await conn.execute("DELETE FROM holidays WHERE tenant = $1 AND day = $2", tenant, day)
+async def remove_holiday(conn: asyncpg.Connection, tenant: str, day: date) -> bool:
+    """Whether there was such a day to remove."""
+    status = await conn.execute("DELETE FROM holidays WHERE tenant = $1 AND day = $2", tenant, day)
+    return not status.endswith(" 0")
 
 
 async def time_off(conn: asyncpg.Connection, tenant: str, rep_id: str) -> list[asyncpg.Record]:
