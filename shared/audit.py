@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from prometheus_client import Counter
 from pydantic_core import to_jsonable_python
 
 from shared import topics
@@ -34,6 +35,9 @@ from shared.events import AUDIT_RECORDED, AuditActor, AuditRecorded
 from shared.outbox import enqueue_many
 
 SET = "(set)"
+# Actions are a fixed set of words (docs/contract.md, "The audit log"): a bounded label. No tenant label (issue 16).
+ENTRIES = Counter("attain_audit_entries_total", "Audit log entries written, by service and action.",
+                  ["service", "action"])
 SECRET_NAMES = frozenset({"secret", "client_secret", "password", "token", "refresh_token", "api_token",
                           "access_token", "signing_key", "private_key"})
 
@@ -114,6 +118,8 @@ async def record_many(conn: asyncpg.Connection, changes: Sequence[Change], *, se
     """Write `changes` down inside the caller's transaction (one outbox statement); how many changed anything."""
     items = [item for item in (entry(c, service=service, actor=actor, at=at) for c in changes) if item]
     await enqueue_many(conn, items)
+    for _, _, event in items:  # counted when written; a rolled-back change's entry is counted all the same
+        ENTRIES.labels(service, event.data.action if isinstance(event.data, AuditRecorded) else "").inc()
     return len(items)
 
 

@@ -9,10 +9,12 @@
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException
+from prometheus_client import Counter
 from pydantic import BaseModel, Field
 
 from services.ingest import sso, sso_flow, sso_repository
@@ -24,6 +26,7 @@ from shared.authz import EVERYONE, Principal, public
 from shared.db import tenant_tx
 
 router = APIRouter(tags=["single sign-on"], route_class=LimitedBody)
+log = logging.getLogger(__name__)
 Session = Annotated[Principal, Depends(principal_for(*EVERYONE))]
 Slug = Annotated[str, Field(min_length=1, max_length=100)]
 
@@ -44,6 +47,24 @@ class SignInIn(BaseModel):
     code_verifier: Annotated[str, Field(min_length=43, max_length=128)]
     redirect_uri: Annotated[str, Field(min_length=1, max_length=2000)]
     nonce: Annotated[str, Field(min_length=16, max_length=200)]
+
+
+# No tenant label: /metrics answers anyone who reaches the port (issue 16); the tenant is in the log line.
+SESSIONS = Counter("attain_ingest_sso_sessions_total",
+                   "Single sign-on steps (sign_in, refresh, sign_out) by outcome (ok, refused, not_configured,"
+                   " provider_error, unreachable, unknown_session).", ["step", "outcome"])
+OUTCOMES: dict[type[SsoError], str] = {NotConfigured: "not_configured", Refused: "refused",
+                                       Unreachable: "unreachable", ProviderError: "provider_error"}
+
+
+def _noted(step: str, tenant: str, outcome: str) -> None:
+    """Count a step's outcome and log it by tenant (never the person's e-mail, nor a token)."""
+    SESSIONS.labels(step, outcome).inc()
+    log.info("single sign-on", extra={"step": step, "tenant": tenant, "outcome": outcome})
+
+
+def _outcome(err: SsoError) -> str:
+    return next((name for kind, name in OUTCOMES.items() if isinstance(err, kind)), "invalid")
 
 
 def _refusal(err: SsoError) -> HTTPException:
@@ -110,7 +131,9 @@ async def sign_in(ctx: Context, body: SignInIn) -> dict[str, Any]:
                                         redirect_uri=body.redirect_uri, nonce=body.nonce, signer=ctx.signer,
                                         box=ctx.box, now=ctx.rt.clock.now(), known=lambda: admit(ctx, body.tenant))
     except SsoError as err:
+        _noted("sign_in", body.tenant, _outcome(err))
         raise _refusal(err) from err
+    _noted("sign_in", body.tenant, "ok")
     ctx.rt.relay.wake()
     return minted.as_json()
 
@@ -124,12 +147,16 @@ async def refresh(who: Session, ctx: Context) -> dict[str, Any]:
         minted = await sso_flow.renew(ctx.rt.pool, who.tenant, who.token_id, signer=ctx.signer, box=ctx.box,
                                       now=ctx.rt.clock.now())
     except LookupError as err:
+        _noted("refresh", who.tenant, "unknown_session")
         raise HTTPException(404, str(err)) from err
     except Refused as err:
+        _noted("refresh", who.tenant, "refused")
         ctx.rt.relay.wake()
         raise _refusal(err) from err
     except SsoError as err:
+        _noted("refresh", who.tenant, _outcome(err))
         raise _refusal(err) from err
+    _noted("refresh", who.tenant, "ok")
     ctx.rt.relay.wake()
     return minted.as_json()
 
@@ -142,6 +169,8 @@ async def sign_out(who: Session, ctx: Context) -> dict[str, Any]:
         where = await sso_flow.sign_out(ctx.rt.pool, who.tenant, who.token_id, signer=ctx.signer,
                                         now=ctx.rt.clock.now())
     except LookupError as err:
+        _noted("sign_out", who.tenant, "unknown_session")
         raise HTTPException(404, str(err)) from err
+    _noted("sign_out", who.tenant, "ok")
     ctx.rt.relay.wake()
     return where

@@ -68,6 +68,11 @@ async def test_an_admin_of_the_providers_group_reaches_the_control_room(services
     # the audit log names who did it
     (entry,) = await _entries(kpi, tenant.auth, 1, subject=f"target:rep/bo/won_revenue/{quarter}")
     assert (entry["actor"]["token_id"], entry["actor"]["role"]) == (mine[0]["token_id"], "admin")
+    async with httpx.AsyncClient(timeout=10) as client:  # counted (no tenant in the labels), audited too
+        metrics = (await client.get(f"{services['ingest']}/metrics")).text
+    assert 'attain_ingest_sso_sessions_total{outcome="ok",step="sign_in"}' in metrics
+    assert 'attain_audit_entries_total{action="target.set",service="ingest"}' in metrics
+    assert tenant.slug not in metrics
     await context.close()
 
 
