@@ -38,7 +38,7 @@ class Query_:
     since: datetime | None = None
     until: datetime | None = None
     limit: int = 100
-    before_seq: int | None = None  # the next page: entries older than this one
+    before_seq: int | None = None  # the next page: entries after this one (by `at`, then `seq`), newest first
 
 
 class AuditStore(Protocol):
@@ -90,12 +90,15 @@ class PgAuditStore:
             where.append(f"at >= {arg(q.since)}")
         if q.until:
             where.append(f"at < {arg(q.until)}")
-        if q.before_seq is not None:
-            where.append(f"seq < {arg(q.before_seq)}")
+        if q.before_seq is not None:  # older than that entry, in the log's order
+            where.append(f"(at, seq) < (SELECT o.at, o.seq FROM audit_log o WHERE o.tenant = $1"
+                         f" AND o.seq = {arg(q.before_seq)})")
+        # newest first by when the change was made (`at`, the writing service's clock); entries of one moment in
+        # the order kpi kept them. Not by `seq` alone: the topic's partitions arrive in any order between them.
         rows = await self.conn.fetch(
             "SELECT seq, audit_id, at, service, action, subject, actor::text AS actor, before::text AS before,"
             " after::text AS after FROM audit_log WHERE " + " AND ".join(where)
-            + f" ORDER BY seq DESC LIMIT {arg(max(1, min(q.limit, MAX_PAGE)))}", *args)
+            + f" ORDER BY at DESC, seq DESC LIMIT {arg(max(1, min(q.limit, MAX_PAGE)))}", *args)
         return [{"seq": r["seq"], "audit_id": r["audit_id"], "at": r["at"], "service": r["service"],
                  "action": r["action"], "subject": r["subject"], "actor": json.loads(r["actor"]),
                  "before": None if r["before"] is None else json.loads(r["before"]),
