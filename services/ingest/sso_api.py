@@ -53,8 +53,11 @@ class SignInIn(BaseModel):
 SESSIONS = Counter("attain_ingest_sso_sessions_total",
                    "Single sign-on steps (sign_in, refresh, sign_out) by outcome (ok, refused, not_configured,"
                    " provider_error, unreachable, unknown_session).", ["step", "outcome"])
-OUTCOMES: dict[type[SsoError], str] = {NotConfigured: "not_configured", Refused: "refused",
-                                       Unreachable: "unreachable", ProviderError: "provider_error"}
+# each refusal's outcome (the counter's label) and status; anything else of SsoError: ("invalid", 422)
+# (Unreachable before ProviderError, of which it is a kind)
+REFUSALS: dict[type[SsoError], tuple[str, int]] = {
+    NotConfigured: ("not_configured", 404), Refused: ("refused", 403), Unreachable: ("unreachable", 502),
+    ProviderError: ("provider_error", 400)}
 
 
 def _noted(step: str, tenant: str, outcome: str) -> None:
@@ -63,18 +66,16 @@ def _noted(step: str, tenant: str, outcome: str) -> None:
     log.info("single sign-on", extra={"step": step, "tenant": tenant, "outcome": outcome})
 
 
+def _classed(err: SsoError) -> tuple[str, int]:
+    return next((found for kind, found in REFUSALS.items() if isinstance(err, kind)), ("invalid", 422))
+
+
 def _outcome(err: SsoError) -> str:
-    return next((name for kind, name in OUTCOMES.items() if isinstance(err, kind)), "invalid")
+    return _classed(err)[0]
 
 
 def _refusal(err: SsoError) -> HTTPException:
-    if isinstance(err, NotConfigured):
-        return HTTPException(404, str(err))
-    if isinstance(err, Refused):
-        return HTTPException(403, str(err))
-    if isinstance(err, Unreachable):
-        return HTTPException(502, str(err))
-    return HTTPException(400 if isinstance(err, ProviderError) else 422, str(err))
+    return HTTPException(_classed(err)[1], str(err))
 
 
 @router.get("/v1/sso")
@@ -149,12 +150,10 @@ async def refresh(who: Session, ctx: Context) -> dict[str, Any]:
     except LookupError as err:
         _noted("refresh", who.tenant, "unknown_session")
         raise HTTPException(404, str(err)) from err
-    except Refused as err:
-        _noted("refresh", who.tenant, "refused")
-        ctx.rt.relay.wake()
-        raise _refusal(err) from err
     except SsoError as err:
         _noted("refresh", who.tenant, _outcome(err))
+        if isinstance(err, Refused):  # the caller's token was revoked: announce it now
+            ctx.rt.relay.wake()
         raise _refusal(err) from err
     _noted("refresh", who.tenant, "ok")
     ctx.rt.relay.wake()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, urlencode
@@ -120,11 +121,22 @@ def field(form: dict[str, list[str]], name: str, default: str = "") -> str:
     return (form.get(name) or [default])[0].strip()
 
 
-def done(path: str, said: str = "", error: str = "") -> RedirectResponse:
-    """Back to a control-room page after a change, with one line saying what happened (or what went wrong)."""
-    query = {k: v for k, v in (("said", said), ("error", error)) if v}
+def back_to(path: str, query: Mapping[str, str] | None = None, said: str = "", error: str = "") -> str:
+    """Where a change sends the browser back to: `path` with its own query and the one line the change left.
+
+    >>> back_to("/admin/calendar", {"year": "2031"}, said="added")
+    '/admin/calendar?year=2031&said=added'
+    >>> back_to("/admin/targets?period=2026-Q4", error="bad")
+    '/admin/targets?period=2026-Q4&error=bad'
+    """
+    params = {k: v for k, v in {**(query or {}), "said": said, "error": error}.items() if v}
     joint = "&" if "?" in path else "?"
-    return RedirectResponse(path + (f"{joint}{urlencode(query)}" if query else ""), status_code=303)
+    return path + (f"{joint}{urlencode(params)}" if params else "")
+
+
+def done(path: str, said: str = "", error: str = "", query: Mapping[str, str] | None = None) -> RedirectResponse:
+    """Back to a control-room page after a change, with one line saying what happened (or what went wrong)."""
+    return RedirectResponse(back_to(path, query, said, error), status_code=303)
 
 
 async def page(request: Request, rt: Runtime, who: Principal, template: str, title: str, status: int = 200,

@@ -24,11 +24,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.kpi.dashboard import control_settings_crm
 from services.kpi.dashboard import control_settings_queries as roster
-from services.kpi.dashboard.control import Admin, Answer, call, field, form_of, page, session_token
+from services.kpi.dashboard.control import Admin, Answer, call, done, field, form_of, page, session_token
 from services.kpi.dashboard.control_settings_forms import (
     POLICY,
     RECOGNITION,
-    back_to,
     field_errors,
     fields_of,
     lines,
@@ -44,7 +43,7 @@ router = APIRouter(include_in_schema=False)
 
 
 def _done(path: str, query: dict[str, str] | None, said: str = "", error: str = "") -> RedirectResponse:
-    return RedirectResponse(back_to(path, query, said, error), status_code=303)
+    return done(path, said, error, query)
 
 
 def _said(answer: Answer, what: str) -> str:

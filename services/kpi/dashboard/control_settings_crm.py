@@ -18,8 +18,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from services.kpi.dashboard import control_settings_queries as roster
-from services.kpi.dashboard.control import Admin, Answer, call, field, form_of, page, session_token
-from services.kpi.dashboard.control_settings_forms import back_to, table_from, unmapped_user
+from services.kpi.dashboard.control import Admin, Answer, call, done, field, form_of, page, session_token
+from services.kpi.dashboard.control_settings_forms import table_from, unmapped_user
 from services.kpi.dashboard.web import Rt
 from shared.db import tenant_tx
 
@@ -38,7 +38,7 @@ def _said(answer: Answer, what: str) -> str:
 
 
 def _back(crm: str, said: str = "", error: str = "") -> RedirectResponse:
-    return RedirectResponse(back_to("/admin/crm", {"crm": crm}, said, error), status_code=303)
+    return done("/admin/crm", said, error, {"crm": crm})
 
 
 @router.get("/admin/crm")

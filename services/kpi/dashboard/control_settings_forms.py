@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
-from urllib.parse import urlencode
 
 Kind = Literal["number", "integer", "list", "bool", "text", "map"]
 
@@ -293,13 +292,3 @@ def time_off_event(*, event_id: str, time_off_id: str, rep_id: str, first_day: s
     if cancelled:
         data["cancelled"] = True
     return {"id": event_id, "source": "control-room", "time": now, "type": "time_off.set", "data": data}
-
-
-def back_to(path: str, query: Mapping[str, str] | None = None, said: str = "", error: str = "") -> str:
-    """Where a change sends the browser back to: `path` with its own query and the one line the change left.
-
-    >>> back_to("/admin/calendar", {"year": "2031"}, said="added")
-    '/admin/calendar?year=2031&said=added'
-    """
-    params = {k: v for k, v in {**(query or {}), "said": said, "error": error}.items() if v}
-    return path + (f"?{urlencode(params)}" if params else "")

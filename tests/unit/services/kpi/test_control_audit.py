@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import doctest
 
-from services.kpi.dashboard import control_audit
+from services.kpi.dashboard import control, control_audit
 from services.kpi.dashboard.control_audit import NONE, changes, shown, who_words
 from shared import audit
 
 
 def test_the_examples_in_the_docstrings_hold() -> None:
-    for module in (control_audit, audit):
+    for module in (control_audit, control, audit):
         assert doctest.testmod(module).failed == 0
 
 
