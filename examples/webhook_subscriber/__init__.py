@@ -6,6 +6,7 @@ event as a Slack-compatible JSON body signed the Standard Webhooks way, retrying
 the receiver takes it. Run it with ``python -m examples.webhook_subscriber --url URL``; README.md
 beside this file says how to run and adapt it.
 
-It is self-contained (aiokafka, httpx, pydantic-settings, standardwebhooks, tenacity and the standard
-library): nothing here imports Attain's own packages, so a team can copy the folder as it is.
+It needs aiokafka, httpx, pydantic-settings, standardwebhooks, tenacity, the standard library and, of
+Attain's own code, only `shared/webhooks.py` (signing, shared with the notify service): a team copies
+the folder and that file.
 """

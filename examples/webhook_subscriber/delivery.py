@@ -1,9 +1,8 @@
 """POSTing one event to the webhook: Standard Webhooks signature, retries with backoff, the outcome.
 
-Signing is the `standardwebhooks` reference library's (https://www.standardwebhooks.com): the signed
-content is ``<webhook-id>.<webhook-timestamp>.<body>``, HMAC-SHA256 with the secret's bytes (``whsec_``
-then base64), sent base64-encoded after ``v1,`` in ``webhook-signature``. Every attempt is signed
-anew with the current time, so a receiver's 5-minute timestamp tolerance holds for late retries too.
+Signing is the `standardwebhooks` reference library's, through `shared.webhooks` (Attain's notify service
+signs the same way): every attempt is signed anew with the current time, so a receiver's 5-minute
+timestamp tolerance holds for late retries too.
 
 Retries are tenacity's: 408, 429, 5xx, timeouts and connection errors are retried with exponential
 backoff and full jitter, capped, and never sooner than the receiver's ``Retry-After``. Any other answer
@@ -18,13 +17,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 import httpx
 from standardwebhooks import Webhook
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, stop_never
 from tenacity.wait import wait_base, wait_random_exponential
+
+from shared.webhooks import retry_after_seconds, signature_headers
 
 log = logging.getLogger("webhook_subscriber.delivery")
 
@@ -50,30 +49,6 @@ class Outcome:
     delivered: bool  # False: rejected for good (a 4xx other than 408/425/429, or a 1xx/3xx)
     http_status: int
     attempts: int
-
-
-def signature_headers(signer: Webhook | None, msg_id: str, body: bytes, timestamp: int) -> dict[str, str]:
-    """The Standard Webhooks headers of one attempt (no `webhook-signature` without a secret)."""
-    headers = {"webhook-id": msg_id, "webhook-timestamp": str(timestamp)}
-    if signer is not None:
-        headers["webhook-signature"] = signer.sign(msg_id, datetime.fromtimestamp(timestamp, UTC), body.decode())
-    return headers
-
-
-def retry_after_seconds(value: str | None, now: float) -> float | None:
-    """`Retry-After` as seconds from `now`: delta-seconds or an HTTP date (RFC 9110, 10.2.3)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now)
 
 
 class _BackoffOrRetryAfter(wait_base):

@@ -20,11 +20,12 @@ from aiokafka import TopicPartition
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from examples.webhook_subscriber.config import parse
-from examples.webhook_subscriber.delivery import GaveUp, WebhookSender, retry_after_seconds, signature_headers
+from examples.webhook_subscriber.delivery import GaveUp, WebhookSender
 from examples.webhook_subscriber.events import Event, InvalidRecord, build_body, decode, text_of
 from examples.webhook_subscriber.store import DeliveryStore, Status
 from examples.webhook_subscriber.subscriber import ShuttingDown, Subscriber, interruptible_sleep
 from shared.cloudevents import CloudEvent, encode
+from shared.webhooks import retry_after_seconds, signature_headers
 
 # The Standard Webhooks reference vector (the spec's libraries test `sign` against it).
 VECTOR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
