@@ -1,0 +1,69 @@
+"""notify's consumer: the registry, the roster and the events people should hear of in; deliveries out.
+
+Per batch (one tenant's records of it, `shared/consumer.py`): registry entries and roster changes are
+stored first (so a rep and their check-in in one batch find each other), then each event notify routes
+(`routing.DATA`) is routed (`routing.route`: who, on which channel, under which idempotency key) and
+scheduled (`schedule.scheduled`: after the recipient's quiet hours), and every delivery is inserted in one
+statement with ON CONFLICT (idempotency_key) DO NOTHING, in the batch's own transaction with its offsets.
+A replayed batch, a duplicate event or a second replica therefore adds no delivery twice: one per
+(event, recipient, channel). Sending is the worker's (`worker.py`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from pydantic import BaseModel
+
+from services.notify.repository import PgRepository, Repository
+from services.notify.routing import DATA, route
+from services.notify.schedule import scheduled
+from shared.consumer import Handler, Incoming
+from shared.events import MilestoneCorrected, RepUpserted, TaskClosed, TeamUpserted, TenantUpserted, TimeOffSet
+from shared.service import Runtime
+
+log = logging.getLogger(__name__)
+
+# Every type the subscribed topics carry (an unexpected type would be dead-lettered): those routed, and those
+# read for state or passed over (a closed check-in, a corrected milestone, teams and time off on the roster).
+MODELS: dict[str, type[BaseModel]] = {
+    **DATA, "coaching.task.closed": TaskClosed, "recognition.milestone.corrected": MilestoneCorrected,
+    "rep.upserted": RepUpserted, "team.upserted": TeamUpserted, "time_off.set": TimeOffSet,
+    "tenant.upserted": TenantUpserted}
+Repositories = Callable[[asyncpg.Connection], Repository]
+
+
+def make_handler(rt: Runtime, repositories: Repositories = PgRepository) -> Handler:
+    async def handle(conn: asyncpg.Connection, batch: Sequence[Incoming]) -> None:
+        await handle_batch(repositories(conn), batch, rt.clock.now())
+
+    return handle
+
+
+async def handle_batch(repo: Repository, batch: Sequence[Incoming], now: datetime) -> int:
+    """One tenant's records in: `tenant.upserted` and `rep.upserted` stored, every routed event's deliveries
+    added once. Returns how many deliveries were created now (none for what was there already)."""
+    tenant = batch[0].event.tenant
+    registry = [m.data for m in batch if isinstance(m.data, TenantUpserted)]
+    reps = [(m.data, m.event.time) for m in batch if isinstance(m.data, RepUpserted)]
+    routed = [m for m in batch if m.event.type in DATA]
+    if registry:
+        await repo.upsert_tenants(registry)
+    if reps:
+        await repo.upsert_people(tenant, reps)
+    if not routed:
+        return 0
+    people, teams, prefs = await repo.people(tenant), await repo.teams(tenant), await repo.preferences(tenant)
+    rows: list[tuple[Any, str, dict[str, Any]]] = []
+    for msg in routed:
+        intents = route(tenant, msg.event.id, msg.event.type, msg.data, people, teams, prefs)
+        data = msg.data.model_dump(mode="json")
+        rows += [(d, msg.event.type, data) for d in scheduled(intents, now, people, prefs)]
+    created = await repo.add(tenant, rows)
+    if created:
+        log.info("deliveries added", extra={"tenant": tenant, "new_deliveries": created, "routed": len(rows)})
+    return created
