@@ -45,7 +45,7 @@ SECRET_NAMES = frozenset({"secret", "client_secret", "password", "token", "refre
 def is_secret(name: str) -> bool:
     """A field whose value never enters the log: its name is a secret's (`token_id` is an id, not a secret)."""
     lowered = name.lower()
-    return lowered in SECRET_NAMES or lowered.endswith(("_secret", "_password"))
+    return lowered in SECRET_NAMES or lowered.endswith(("_secret", "_password", "_token", "_webhook"))
 
 
 def redacted(values: Mapping[str, Any] | None) -> dict[str, Any] | None:

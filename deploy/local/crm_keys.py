@@ -1,6 +1,7 @@
-"""CRM_SECRET_KEYS for local runs: the demo, the tests, the chaos suite and the benchmarks start ingest with it.
+"""CRM_SECRET_KEYS (and notify's NOTIFY_SECRET_KEYS) for local runs: the demo, the tests, the chaos suite and the
+benchmarks start ingest (and notify) with them.
 
-ingest refuses to start without keys to encrypt the tenants' CRM secrets with (services/ingest/secret_box.py).
+ingest refuses to start without keys to encrypt the tenants' CRM secrets with (shared/secret_box.py).
 A local run gets one Fernet key, made the first time into `.local/crm-secret-keys` (git-ignored, readable by its
 owner only) and reused after, so that what one run stored, the next one can still read. It is never printed:
 callers put it in a child's environment (`env()`).
@@ -17,6 +18,8 @@ from deploy.local.procs import LOCAL
 
 KEYS_FILE = LOCAL / "crm-secret-keys"
 VARIABLE = "CRM_SECRET_KEYS"
+NOTIFY_KEYS_FILE = "notify-secret-keys"  # beside KEYS_FILE: notify seals its webhook URLs and Slack token with it
+NOTIFY_VARIABLE = "NOTIFY_SECRET_KEYS"
 
 
 def crm_secret_keys(path: Path | None = None) -> str:
@@ -27,5 +30,7 @@ def crm_secret_keys(path: Path | None = None) -> str:
 
 
 def env(path: Path | None = None) -> dict[str, str]:
-    """`{"CRM_SECRET_KEYS": <the local key>}`, to add to a child's environment."""
-    return {VARIABLE: crm_secret_keys(path)}
+    """`{"CRM_SECRET_KEYS": <the local key>, "NOTIFY_SECRET_KEYS": <another>}`, to add to a child's environment:
+    each service its own key, so neither can read what the other sealed."""
+    notify = (path or KEYS_FILE).with_name(NOTIFY_KEYS_FILE)
+    return {VARIABLE: crm_secret_keys(path), NOTIFY_VARIABLE: crm_secret_keys(notify)}

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from services.ingest import secret_store, tenants
 from services.ingest.app import SPEC
-from services.ingest.secret_box import SecretBox
+from shared.secret_box import SecretBox
 from services.ingest.settings import IngestSettings, problems
 from shared import audit, db
 from shared.cli import program

@@ -11,7 +11,7 @@ from services.ingest.crm.fetch import Fetcher
 from services.ingest.crm.pipeline import CrmPipeline
 from services.ingest.intake import Intake
 from services.ingest.limits import RateLimiter
-from services.ingest.secret_box import SecretBox
+from shared.secret_box import SecretBox
 from services.ingest.settings import IngestSettings
 from shared.registry_signing import RegistrySigner
 from shared.service import Runtime

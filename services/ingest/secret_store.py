@@ -1,5 +1,5 @@
 """The stored CRM secrets and API tokens in bulk: legacy plain text sealed at start-up, everything re-sealed
-under the first key by `tenants rotate-secrets` (services/ingest/secret_box.py says why and how).
+under the first key by `tenants rotate-secrets` (shared/secret_box.py says why and how).
 
 One tenant's values are written and read by tenants.py (`set_secret`, `set_api_token`, `secrets_for`) and
 crm/fetch.py (`load_access`); this module holds the statements that walk them all.
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from services.ingest.secret_box import PREFIX, SETTING, SecretBox, Undecryptable, is_sealed
+from shared.secret_box import PREFIX, SETTING, SecretBox, Undecryptable, is_sealed
 from services.ingest.tenants import TenantError
 from shared.db import set_tenant, sweep_tx
 

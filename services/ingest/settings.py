@@ -4,7 +4,7 @@ from typing import Self
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.ingest import secret_box
+from shared import secret_box
 from shared import registry_signing
 from shared.cli import settings_problems
 from shared.settings import ServiceSettings
@@ -43,7 +43,7 @@ class IngestSettings(ServiceSettings):
     crm_api_timeout_s: float = Field(default=10.0, gt=0)
     crm_api_max_response_bytes: int = Field(default=1024 * 1024, gt=0)
     crm_api_allowed_hosts: str = ""
-    # The Fernet keys tenants' CRM secrets and API tokens are encrypted with at rest (services/ingest/secret_box.py),
+    # The Fernet keys tenants' CRM secrets and API tokens are encrypted with at rest (shared/secret_box.py),
     # comma-separated: the first encrypts, every one decrypts. Required: without it ingest and its CLI refuse to
     # start, saying how to make a key. Empty here only so that the message below, not pydantic's, says so.
     crm_secret_keys: SecretStr = SecretStr("")

@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 
 from services.ingest import sso_oidc, sso_repository, tokens
-from services.ingest.secret_box import SecretBox
+from shared.secret_box import SecretBox
 from services.ingest.sso import REFRESH_GRACE, ProviderError, Refused, SsoConfig, map_person, session_days
 from shared.db import tenant_tx
 from shared.events import AuditActor

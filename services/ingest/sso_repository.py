@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from services.ingest.secret_box import SecretBox
+from shared.secret_box import SecretBox
 from services.ingest.sso import NotConfigured, Person, SsoConfig
 from shared import audit
 from shared.events import AuditActor, RepUpserted

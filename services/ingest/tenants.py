@@ -21,7 +21,7 @@ from babel import Locale, UnknownLocaleError
 from pydantic import ValidationError
 
 from services.ingest.crm.model import Secret
-from services.ingest.secret_box import SecretBox, Undecryptable, is_sealed
+from shared.secret_box import SecretBox, Undecryptable, is_sealed
 from shared import audit, token_store, topics
 from shared.authz import Principal
 from shared.cloudevents import CloudEvent, encode, message_key

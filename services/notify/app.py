@@ -4,7 +4,7 @@ from pathlib import Path
 
 from services.notify.api import router
 from services.notify.handlers import MODELS, make_handler
-from services.notify.worker import delivery_worker
+from services.notify.worker import delivery_worker, digest_worker
 from shared import topics
 from shared.service import ServiceSpec, Subscription
 
@@ -16,7 +16,8 @@ SPEC = ServiceSpec(
                                            topics.CELEBRATIONS.name, topics.ROSTER.name, topics.TENANTS.name],
                                 MODELS, make_handler)],
     routers=[router],
-    timers=[delivery_worker],
+    timers=[delivery_worker, digest_worker],
+    publishes=[topics.AUDIT.name],  # who changed a team's channels, a connection, preferences (shared/audit.py)
     openapi={"description": "Notifications by e-mail, Slack and Teams, each once per recipient and channel.",
              "version": "1"},
 )

@@ -5,6 +5,8 @@ stored first (so a rep and their check-in in one batch find each other), then ea
 (`routing.DATA`) is routed (`routing.route`: who, on which channel, under which idempotency key) and
 scheduled (`schedule.scheduled`: after the recipient's quiet hours), and every delivery is inserted in one
 statement with ON CONFLICT (idempotency_key) DO NOTHING, in the batch's own transaction with its offsets.
+A person's events past their daily cap (their local day, `schedule.capped`) are kept `folded` into one
+digest delivered the next morning. Check-ins opened and closed are kept for the managers' daily digests.
 A replayed batch, a duplicate event or a second replica therefore adds no delivery twice: one per
 (event, recipient, channel). Sending is the worker's (`worker.py`).
 """
@@ -19,11 +21,22 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel
 
-from services.notify.repository import PgRepository, Repository
+from services.notify import digests
+from services.notify.model import Delivery
+from services.notify.repository import OpenCheckIn, PgRepository, Repository
 from services.notify.routing import DATA, route
 from services.notify.schedule import scheduled
 from shared.consumer import Handler, Incoming
-from shared.events import MilestoneCorrected, RepUpserted, TaskClosed, TeamUpserted, TenantUpserted, TimeOffSet
+from shared.events import (
+    MilestoneCorrected,
+    RepUpserted,
+    TaskClosed,
+    TaskCreated,
+    TaskEscalated,
+    TeamUpserted,
+    TenantUpserted,
+    TimeOffSet,
+)
 from shared.service import Runtime
 
 log = logging.getLogger(__name__)
@@ -55,15 +68,25 @@ async def handle_batch(repo: Repository, batch: Sequence[Incoming], now: datetim
         await repo.upsert_tenants(registry)
     if reps:
         await repo.upsert_people(tenant, reps)
+    opened = [OpenCheckIn(m.data.task_id, m.data.rep_id, m.data.manager_id, m.data.summary, m.data.severity,
+                          m.data.due_at, m.event.time)
+              for m in batch if isinstance(m.data, TaskCreated | TaskEscalated)]
+    closed = [m.data.task_id for m in batch if isinstance(m.data, TaskClosed)]
+    if opened or closed:
+        await repo.open_check_ins(tenant, opened, closed)
     if not routed:
         return 0
     people, teams, prefs = await repo.people(tenant), await repo.teams(tenant), await repo.preferences(tenant)
-    rows: list[tuple[Any, str, dict[str, Any]]] = []
+    rows: list[tuple[Delivery, str, dict[str, Any]]] = []
     for msg in routed:
         intents = route(tenant, msg.event.id, msg.event.type, msg.data, people, teams, prefs)
         data = msg.data.model_dump(mode="json")
         rows += [(d, msg.event.type, data) for d in scheduled(intents, now, people, prefs)]
-    created = await repo.add(tenant, rows)
+    plan = await digests.cap(repo, tenant, [d for d, _, _ in rows], people, prefs, teams)
+    created = await repo.add(tenant, rows + plan.digests)
+    for digest_id, keys in plan.folds.items():
+        await repo.fold(tenant, keys, digest_id)
     if created:
-        log.info("deliveries added", extra={"tenant": tenant, "new_deliveries": created, "routed": len(rows)})
+        log.info("deliveries added", extra={"tenant": tenant, "new_deliveries": created, "routed": len(rows),
+                                            "folded": sum(len(k) for k in plan.folds.values())})
     return created

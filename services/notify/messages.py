@@ -68,9 +68,11 @@ class DigestItem:
 
 @dataclass(frozen=True, slots=True)
 class OpenCheckIns:
-    """A manager's digest: their reps' open check-ins (or what a daily cap folded together)."""
+    """A manager's digest: their reps' open check-ins; with `folded`, what a person's daily cap folded
+    together (each item a message's title, `rep_name` empty, `due_at` when it was due to go out)."""
 
     items: tuple[DigestItem, ...]
+    folded: bool = False
 
 
 EventData = TaskCreated | TaskEscalated | MilestoneReached | ReviewPublished | PlanStepSettled | OpenCheckIns
@@ -191,12 +193,24 @@ def _plan(step: PlanStepSettled, words: Words, c: Content, n: Notification) -> C
 def _digest(digest: OpenCheckIns, words: Words, c: Content, n: Notification) -> Content:
     _ = words.gettext
     count = len(digest.items)
-    items = tuple(_("{rep}: {summary} (due {date})").format(rep=i.rep_name, summary=i.summary,
-                                                            date=words.date(i.due_at))
-                  for i in digest.items[:MAX_ITEMS])
+    if digest.folded:
+        items = tuple(_("{summary} ({date})").format(summary=i.summary, date=words.date(i.due_at))
+                      for i in digest.items[:MAX_ITEMS])
+    else:
+        items = tuple(_("{rep}: {summary} (due {date})").format(rep=i.rep_name, summary=i.summary,
+                                                                date=words.date(i.due_at))
+                      for i in digest.items[:MAX_ITEMS])
     more = count - len(items)
-    text = (words.ngettext("{count} more is on the page.", "{count} more are on the page.", more).format(count=more)
-            if more > 0 else _("Your reps' check-ins that are still open."))
+    if more > 0:
+        text = words.ngettext("{count} more is on the page.", "{count} more are on the page.", more).format(
+            count=more)
+    elif digest.folded:
+        text = _("What reached you past your daily limit, in one message.")
+    else:
+        text = _("Your reps' check-ins that are still open.")
+    if digest.folded:
+        return replace(c, title=words.ngettext("{count} more message", "{count} more messages", count).format(
+            count=words.number(count)), text=text, items=items, button=_("Open Attain"))
     return replace(c, title=words.ngettext("{count} open check-in", "{count} open check-ins", count).format(
         count=words.number(count)), text=text, items=items, button=_("Open the check-ins"))
 
@@ -231,5 +245,5 @@ def dashboard_link(base: str, data: EventData) -> str:
             path = f"/{'reps' if data.scope == 'rep' else 'teams'}/{quote(data.scope_id, safe='')}"
             period = data.figures[0].period if data.figures else None
         case OpenCheckIns():
-            path = "/check-ins"
+            path = "/" if data.folded else "/check-ins"
     return root + path + (f"?{urlencode({'period': period})}" if period else "")

@@ -23,7 +23,7 @@ from services.notify.model import Channel, Delivery, Kind, Person, Preferences, 
 from shared import token_store
 from shared.events import RepUpserted, TenantUpserted
 
-__all__ = ["Claimed", "PgRepository", "Repository", "TenantFacts"]
+__all__ = ["Claimed", "OpenCheckIn", "PgRepository", "Repository", "TenantConnection", "TenantFacts"]
 
 Status = str  # pending, sent, failed, dead
 
@@ -51,6 +51,28 @@ class Claimed:
     attempts: int  # this attempt's number (1 for the first)
 
 
+@dataclass(frozen=True, slots=True)
+class TenantConnection:
+    """A tenant's own connections (sealed as stored): a Slack app's bot token, a signed webhook receiver."""
+
+    slack_bot_token: str | None = None
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenCheckIn:
+    """A check-in not yet closed, for its manager's digest."""
+
+    task_id: str
+    rep_id: str
+    manager_id: str | None
+    summary: str
+    severity: str
+    due_at: datetime | None
+    opened_at: datetime
+
+
 class Repository(Protocol):
     """What notify reads and writes, inside the caller's transaction (its tenant already set)."""
 
@@ -67,6 +89,11 @@ class Repository(Protocol):
     async def mark_retry(self, tenant: str, key: str, at: datetime, error: str) -> None: ...
     async def mark_dead(self, tenant: str, key: str, error: str) -> None: ...
     async def deliveries(self, tenant: str, status: str | None, limit: int) -> list[dict[str, Any]]: ...
+    async def connection(self, tenant: str) -> TenantConnection: ...
+    async def open_check_ins(self, tenant: str, opened: Sequence[OpenCheckIn], closed: Sequence[str]) -> None: ...
+    async def events_on_day(self, tenant: str, recipients: Sequence[str],
+                            windows: Sequence[tuple[datetime, datetime]]) -> dict[tuple[str, datetime], set[str]]: ...
+    async def fold(self, tenant: str, keys: Sequence[str], digest_key: str) -> None: ...
 
 
 def preferences_of(row: Any) -> Preferences:
@@ -199,4 +226,115 @@ class PgRepository:
             tenant, status, limit)
         return [dict(r) for r in rows]
 
+    # --- a day's deliveries (the daily cap) and digests -------------------------------------------------
+
+    async def events_on_day(self, tenant: str, recipients: Sequence[str],
+                            windows: Sequence[tuple[datetime, datetime]]) -> dict[tuple[str, datetime], set[str]]:
+        """For each (recipient, window) pair, by (recipient, window start), the events (not digests, not folded)
+        already scheduled to them inside it (their local day, `[start, end)`): what counts against their cap."""
+        if not recipients:
+            return {}
+        rows = await self.conn.fetch(
+            "SELECT w.r, w.a, d.event_id FROM deliveries d JOIN unnest($2::text[], $3::timestamptz[],"
+            " $4::timestamptz[]) AS w(r, a, b) ON d.recipient = w.r AND d.deliver_at >= w.a AND d.deliver_at < w.b"
+            " WHERE d.tenant = $1 AND d.kind <> 'digest' AND d.status <> 'folded'",
+            tenant, list(recipients), [a for a, _ in windows], [b for _, b in windows])
+        out: dict[tuple[str, datetime], set[str]] = {}
+        for r in rows:
+            out.setdefault((r["r"], r["a"]), set()).add(r["event_id"])
+        return out
+
+    async def fold(self, tenant: str, keys: Sequence[str], digest_key: str) -> None:
+        """Deliveries past their recipient's daily cap: kept, folded into the digest `digest_key`."""
+        await self.conn.execute("UPDATE deliveries SET status = 'folded', digest_key = $3 WHERE tenant = $1"
+                                " AND idempotency_key = ANY($2::text[]) AND status = 'pending'", tenant, list(keys),
+                                digest_key)
+
+    async def folded_into(self, tenant: str, digest_key: str) -> list[dict[str, Any]]:
+        """What a digest carries: the events folded into it, oldest first (one row per event)."""
+        rows = await self.conn.fetch(
+            "SELECT DISTINCT ON (event_id) event_id, event_type, data, kind, deliver_at FROM deliveries"
+            " WHERE tenant = $1 AND digest_key = $2 ORDER BY event_id, deliver_at", tenant, digest_key)
+        return sorted(({"event_id": r["event_id"], "event_type": r["event_type"], "data": json.loads(r["data"]),
+                        "kind": r["kind"], "at": r["deliver_at"]} for r in rows), key=lambda x: x["at"])
+
+    async def open_check_ins(self, tenant: str, opened: Sequence[OpenCheckIn], closed: Sequence[str]) -> None:
+        """Check-ins opened (kept) and closed (removed) in one batch; a closed one never reopens here."""
+        if opened:
+            await self.conn.execute(
+                "INSERT INTO open_check_ins (tenant, task_id, rep_id, manager_id, summary, severity, due_at,"
+                " opened_at) SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"
+                " $7::timestamptz[], $8::timestamptz[]) ON CONFLICT (tenant, task_id) DO NOTHING",
+                tenant, [o.task_id for o in opened], [o.rep_id for o in opened], [o.manager_id for o in opened],
+                [o.summary for o in opened], [o.severity for o in opened], [o.due_at for o in opened],
+                [o.opened_at for o in opened])
+        if closed:
+            await self.conn.execute("DELETE FROM open_check_ins WHERE tenant = $1 AND task_id = ANY($2::text[])",
+                                    tenant, list(closed))
+
+    async def open_check_ins_of(self, tenant: str) -> list[OpenCheckIn]:
+        rows = await self.conn.fetch("SELECT task_id, rep_id, manager_id, summary, severity, due_at, opened_at"
+                                     " FROM open_check_ins WHERE tenant = $1 ORDER BY opened_at, task_id", tenant)
+        return [OpenCheckIn(**dict(r)) for r in rows]
+
+    # --- the control room: team channels, the tenant's connection, preferences, retries -----------------
+
+    async def connection(self, tenant: str) -> TenantConnection:
+        row = await self.conn.fetchrow("SELECT slack_bot_token, webhook_url, webhook_secret FROM tenant_channels"
+                                       " WHERE tenant = $1", tenant)
+        return TenantConnection(**dict(row)) if row else TenantConnection()
+
+    async def set_connection(self, tenant: str, conn: TenantConnection) -> None:
+        await self.conn.execute(
+            "INSERT INTO tenant_channels (tenant, slack_bot_token, webhook_url, webhook_secret) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (tenant) DO UPDATE SET slack_bot_token = EXCLUDED.slack_bot_token,"
+            " webhook_url = EXCLUDED.webhook_url, webhook_secret = EXCLUDED.webhook_secret",
+            tenant, conn.slack_bot_token, conn.webhook_url, conn.webhook_secret)
+
+    async def set_team(self, tenant: str, team: TeamChannels) -> None:
+        await self.conn.execute(
+            "INSERT INTO team_channels (tenant, team_id, slack_webhook, slack_channel, teams_webhook)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant, team_id) DO UPDATE SET"
+            " slack_webhook = EXCLUDED.slack_webhook, slack_channel = EXCLUDED.slack_channel,"
+            " teams_webhook = EXCLUDED.teams_webhook",
+            tenant, team.team_id, team.slack_webhook, team.slack_channel, team.teams_webhook)
+
+    async def delete_team(self, tenant: str, team_id: str) -> bool:
+        return await self.conn.fetchval("DELETE FROM team_channels WHERE tenant = $1 AND team_id = $2 RETURNING 1",
+                                        tenant, team_id) is not None
+
+    async def roster_teams(self, tenant: str) -> list[str]:
+        """The teams of the tenant's active people (those a channel can be set for, besides any set already)."""
+        rows = await self.conn.fetch("SELECT DISTINCT team_id FROM people WHERE tenant = $1 AND active"
+                                     " AND team_id IS NOT NULL ORDER BY 1", tenant)
+        return [r["team_id"] for r in rows]
+
+    async def preferences_of(self, tenant: str, person_id: str) -> Preferences | None:
+        row = await self.conn.fetchrow("SELECT * FROM preferences WHERE tenant = $1 AND person_id = $2",
+                                       tenant, person_id)
+        return preferences_of(row) if row else None
+
+    async def set_preferences(self, tenant: str, person_id: str, p: Preferences) -> None:
+        await self.conn.execute(
+            "INSERT INTO preferences (tenant, person_id, channels, public_celebrations, quiet_start, quiet_end,"
+            " weekends_quiet, daily_cap) VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8)"
+            " ON CONFLICT (tenant, person_id) DO UPDATE SET channels = EXCLUDED.channels,"
+            " public_celebrations = EXCLUDED.public_celebrations, quiet_start = EXCLUDED.quiet_start,"
+            " quiet_end = EXCLUDED.quiet_end, weekends_quiet = EXCLUDED.weekends_quiet,"
+            " daily_cap = EXCLUDED.daily_cap",
+            tenant, person_id, json.dumps({k: list(v) for k, v in p.channels.items()}), p.public_celebrations,
+            p.quiet_start, p.quiet_end, p.weekends_quiet, p.daily_cap)
+
+    async def person_exists(self, tenant: str, person_id: str) -> bool:
+        return await self.conn.fetchval("SELECT 1 FROM people WHERE tenant = $1 AND person_id = $2",
+                                        tenant, person_id) is not None
+
+    async def requeue(self, tenant: str, keys: Sequence[str] | None, now: datetime) -> int:
+        """Dead deliveries (those of `keys`, or every one) due again now, their attempts from zero: after the
+        address, the URL or the setting that failed them was fixed."""
+        rows = await self.conn.fetch(
+            "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = $3 WHERE tenant = $1"
+            " AND status = 'dead' AND ($2::text[] IS NULL OR idempotency_key = ANY($2::text[])) RETURNING 1",
+            tenant, None if keys is None else list(keys), now)
+        return len(rows)
 

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from services.notify.model import DEFAULT_PREFERENCES, Delivery, Intent, Person, Preferences
 
-__all__ = ["Capped", "capped", "day_of", "deliver_at", "scheduled"]
+__all__ = ["Capped", "capped", "day_of", "deliver_at", "scheduled", "working_day"]
 
 SATURDAY = 5
 # With weekends quiet and quiet hours on, the longest hold is from Friday's evening to Monday's morning.
@@ -29,9 +29,14 @@ def _at(day: date, wall: time, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, wall, tzinfo=zone).astimezone(UTC).astimezone(zone)
 
 
+def working_day(day: date, prefs: Preferences) -> bool:
+    """Whether the person hears anything on local ``day`` (not their weekend, when weekends are quiet)."""
+    return not (prefs.weekends_quiet and day.weekday() >= SATURDAY)
+
+
 def _windows(day: date, prefs: Preferences, zone: ZoneInfo) -> list[tuple[datetime, datetime]]:
     """The half-open stretches of local ``day`` in which a message may be delivered."""
-    if prefs.weekends_quiet and day.weekday() >= SATURDAY:
+    if not working_day(day, prefs):
         return []
     start, end = prefs.quiet_start, prefs.quiet_end
     midnight, next_midnight = _at(day, time(0), zone), _at(day + timedelta(days=1), time(0), zone)

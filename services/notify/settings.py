@@ -1,6 +1,9 @@
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 
+from shared import secret_box
 from shared.settings import ServiceSettings
+
+SECRET_KEYS_SETTING = "NOTIFY_SECRET_KEYS"  # noqa: S105 - the setting's name, not a secret
 
 
 class NotifySettings(ServiceSettings):
@@ -12,6 +15,7 @@ class NotifySettings(ServiceSettings):
     dashboard_base_url: str = "http://localhost:8002"  # the links in messages point under it
     # how often the delivery worker looks for due deliveries, and how many it takes per tenant and pass
     notify_interval_s: float = Field(default=1.0, gt=0)
+    notify_digest_interval_s: float = Field(default=60.0, gt=0)  # how often the managers' digests are made
     notify_batch: int = Field(default=50, ge=1)
     # how long a claimed delivery is held for its sender before another pass may try it again (a SIGKILL
     # mid-send: the same idempotency key then goes out again once this has passed)
@@ -19,3 +23,24 @@ class NotifySettings(ServiceSettings):
     notify_max_attempts: int = Field(default=10, ge=1)  # transient failures in a row before a delivery is dead
     notify_backoff_s: float = Field(default=30.0, gt=0)  # the first retry's wait; doubled each time
     notify_backoff_max_s: float = Field(default=3600.0, gt=0)
+    notify_paced_s: float = Field(default=1.0, ge=0)  # at most one post per this many seconds to one Slack channel
+    # Slack's Web API (chat.postMessage, users.lookupByEmail) for tenants that connected a Slack app; another
+    # base URL only for a local stand-in in tests
+    slack_api_url: str = "https://slack.com/api/"
+    # The Fernet keys notify seals what it keeps secret with (team channels' webhook URLs, a tenant's Slack bot
+    # token and webhook signing secret; the unsubscribe links' tokens), comma-separated, the first encrypts
+    # (shared/secret_box.py). Unset: notify still sends e-mail, but refuses to store a secret (saying it needs
+    # this setting) and its e-mails carry the preferences page as their unsubscribe link, not one-click.
+    notify_secret_keys: SecretStr = SecretStr("")
+
+    @field_validator("notify_secret_keys")
+    @classmethod
+    def _keys_are_fernet_keys(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value().strip():
+            secret_box.parse_keys(value.get_secret_value(), SECRET_KEYS_SETTING)
+        return value
+
+    def box(self) -> secret_box.SecretBox | None:
+        """The box notify's secrets are sealed with; None when NOTIFY_SECRET_KEYS is unset."""
+        value = self.notify_secret_keys.get_secret_value()
+        return secret_box.SecretBox.from_setting(value, SECRET_KEYS_SETTING) if value.strip() else None

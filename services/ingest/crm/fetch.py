@@ -15,7 +15,7 @@ hosts exempt from the address and https checks: local stand-ins in tests and dev
 
 No database connection is held while the CRM answers: the caller reads the token (`load_access`)
 in a transaction of its own, ends it, fetches, and only then locks what the answer changes. The token is
-stored sealed (services/ingest/secret_box.py); one that no key decrypts counts as no token, logged.
+stored sealed (shared/secret_box.py); one that no key decrypts counts as no token, logged.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from services.ingest.crm import properties as chosen_properties
 from services.ingest.crm.model import ActivityChange, DealChange, DealFields, Forecast, PayloadError
 from services.ingest.crm.pipedrive import close_time_key
 from services.ingest.crm.salesforce_record import status as salesforce_status
-from services.ingest.secret_box import SecretBox, Undecryptable
+from shared.secret_box import SecretBox, Undecryptable
 
 log = logging.getLogger(__name__)
 HUBSPOT_DEAL_PROPERTIES = ("amount,deal_currency_code,dealstage,hubspot_owner_id,closedate,createdate,dealname,"

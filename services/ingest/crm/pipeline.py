@@ -32,7 +32,7 @@ from services.ingest.crm.mapping import TenantMaps, activity_data, deal_data
 from services.ingest.crm.model import ActivityChange, Change, DealChange
 from services.ingest.crm.state import FieldState, merge, view
 from services.ingest.intake import Intake
-from services.ingest.secret_box import SecretBox
+from shared.secret_box import SecretBox
 from services.ingest.tenants import Tenant
 from services.ingest.validation import Verdict
 from shared.db import tenant_tx

@@ -84,8 +84,11 @@ def message_id(idempotency_key: str, domain: str) -> str:
 
 
 def build_message(email: Email, *, sender: str, recipient: str, idempotency_key: str,
-                  unsubscribe_url: str | None, now: datetime, sender_name: str | None = None) -> EmailMessage:
-    """A multipart/alternative message: plain text first, HTML second (the part a client prefers)."""
+                  unsubscribe_url: str | None, now: datetime, sender_name: str | None = None,
+                  one_click: bool = True) -> EmailMessage:
+    """A multipart/alternative message: plain text first, HTML second (the part a client prefers).
+    `one_click`: the unsubscribe URL takes RFC 8058's POST without a sign-in (it carries its own sealed token);
+    False when it is a page behind the sign-in (then no ``List-Unsubscribe-Post``)."""
     message = EmailMessage(policy=SMTP)
     domain = sender.rpartition("@")[2] or "attain.invalid"
     message["From"] = Address(display_name=sender_name or "", addr_spec=sender)
@@ -97,7 +100,8 @@ def build_message(email: Email, *, sender: str, recipient: str, idempotency_key:
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to a notification
     if unsubscribe_url:
         message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        if one_click:
+            message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(email.text, subtype="plain", charset="utf-8")
     message.add_alternative(email.html, subtype="html", charset="utf-8")
     return message

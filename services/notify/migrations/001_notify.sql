@@ -26,14 +26,38 @@ CREATE TABLE IF NOT EXISTS people (
     PRIMARY KEY (tenant, person_id)
 );
 
--- Where a team's public messages go (set in the control room).
+-- Where a team's public messages go (set in the control room). The webhook URLs are credentials (whoever
+-- holds one may post to the channel): sealed with NOTIFY_SECRET_KEYS (`fernet:...`, shared/secret_box.py).
 CREATE TABLE IF NOT EXISTS team_channels (
     tenant        text NOT NULL,
     team_id       text NOT NULL,
-    slack_webhook text,
-    slack_channel text,
-    teams_webhook text,
+    slack_webhook text,  -- sealed
+    slack_channel text,  -- a channel id for chat.postMessage with the tenant's bot token (not a secret)
+    teams_webhook text,  -- sealed
     PRIMARY KEY (tenant, team_id)
+);
+
+-- The tenant's own connections: a Slack app's bot token (direct messages found by e-mail, team channels by
+-- id) and a generic webhook receiver signed the Standard Webhooks way. Token and secret sealed.
+CREATE TABLE IF NOT EXISTS tenant_channels (
+    tenant          text PRIMARY KEY,
+    slack_bot_token text,  -- sealed
+    webhook_url     text,
+    webhook_secret  text   -- sealed (whsec_...)
+);
+
+-- Check-ins still open, for each manager's digest of their reps' open check-ins (created and escalated
+-- add, closed removes), and the days a manager's digest was made for.
+CREATE TABLE IF NOT EXISTS open_check_ins (
+    tenant     text        NOT NULL,
+    task_id    text        NOT NULL,
+    rep_id     text        NOT NULL,
+    manager_id text,
+    summary    text        NOT NULL,
+    severity   text        NOT NULL,
+    due_at     timestamptz,
+    opened_at  timestamptz NOT NULL,
+    PRIMARY KEY (tenant, task_id)
 );
 
 -- Each person's choices (`services.notify.model.Preferences`); absent: the defaults.
@@ -61,7 +85,10 @@ CREATE TABLE IF NOT EXISTS deliveries (
     channel         text        NOT NULL CHECK (channel IN ('email', 'slack', 'teams', 'webhook')),
     kind            text        NOT NULL,
     deliver_at      timestamptz NOT NULL,
-    status          text        NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed', 'dead')),
+    -- folded: past the recipient's daily cap, sent inside their digest (digest_key) instead
+    status          text        NOT NULL DEFAULT 'pending'
+                                CHECK (status IN ('pending', 'sent', 'failed', 'dead', 'folded')),
+    digest_key      text,
     attempts        int         NOT NULL DEFAULT 0,
     next_attempt_at timestamptz NOT NULL,
     last_error      text,
@@ -73,6 +100,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_attempt_at)
     WHERE status IN ('pending', 'failed');
 CREATE INDEX IF NOT EXISTS deliveries_by_status ON deliveries (tenant, status, created_at);
+-- a person's deliveries of a day, for their daily cap
+CREATE INDEX IF NOT EXISTS deliveries_by_recipient ON deliveries (tenant, recipient, deliver_at);
 
 -- The tenants with a due delivery, for the delivery worker (services/notify/worker.py), as the schema's
 -- owner: see shared/db.py and recognition's 007_contests.sql.
@@ -84,5 +113,16 @@ BEGIN
     PERFORM set_config('attain.tenant', '*', true);
     RETURN QUERY SELECT DISTINCT d.tenant FROM deliveries d
                  WHERE d.status IN ('pending', 'failed') AND d.next_attempt_at <= at ORDER BY d.tenant;
+    PERFORM set_config('attain.tenant', coalesce(caller_scope, ''), true);
+END $$;
+
+-- The tenants with a check-in open, for the managers' digests (services/notify/digests.py).
+CREATE OR REPLACE FUNCTION sweep_open_check_ins() RETURNS TABLE (tenant text)
+LANGUAGE plpgsql SECURITY DEFINER AS $$
+DECLARE
+    caller_scope text := current_setting('attain.tenant', true);
+BEGIN
+    PERFORM set_config('attain.tenant', '*', true);
+    RETURN QUERY SELECT DISTINCT o.tenant FROM open_check_ins o ORDER BY o.tenant;
     PERFORM set_config('attain.tenant', coalesce(caller_scope, ''), true);
 END $$;

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from deploy.local import crm_keys
-from services.ingest.secret_box import SecretBox
+from shared.secret_box import SecretBox
 
 
 def test_the_key_is_made_once_into_a_file_only_its_owner_reads_and_then_reused(tmp_path: Path) -> None:
@@ -16,8 +16,11 @@ def test_the_key_is_made_once_into_a_file_only_its_owner_reads_and_then_reused(t
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert crm_keys.crm_secret_keys(path) == key
     assert SecretBox.from_setting(key).unseal(SecretBox.from_setting(key).seal("s")) == "s"
-    assert crm_keys.env(path) == {"CRM_SECRET_KEYS": key}
-    assert [p.name for p in path.parent.iterdir()] == ["crm-secret-keys"]  # no temporary file left
+    local = crm_keys.env(path)
+    assert local["CRM_SECRET_KEYS"] == key
+    assert local["NOTIFY_SECRET_KEYS"] != key  # notify's own key, beside it
+    assert (path.parent / crm_keys.NOTIFY_KEYS_FILE).read_text().strip() == local["NOTIFY_SECRET_KEYS"]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["crm-secret-keys", "notify-secret-keys"]  # no temp file
 
 
 def test_runs_starting_together_agree_on_one_key(tmp_path: Path) -> None:

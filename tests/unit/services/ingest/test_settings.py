@@ -10,7 +10,7 @@ from cryptography.fernet import Fernet
 from pydantic import ValidationError
 
 from services.ingest import __main__ as ingest_main
-from services.ingest.secret_box import MAKE_A_KEY
+from shared.secret_box import MAKE_A_KEY
 from services.ingest.settings import IngestSettings, problems
 from shared import registry_signing as rs
 

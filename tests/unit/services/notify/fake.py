@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from services.notify.model import Delivery, Person, Preferences, TeamChannels
-from services.notify.repository import Claimed, Repository, TenantFacts
+from services.notify.repository import Claimed, OpenCheckIn, Repository, TenantConnection, TenantFacts
 from shared.events import RepUpserted, TenantUpserted
 
 
@@ -19,6 +19,7 @@ class Row:
     event_type: str
     data: dict[str, Any]
     status: str = "pending"
+    digest_key: str | None = None
     attempts: int = 0
     next_attempt_at: datetime | None = None
     last_error: str | None = None
@@ -31,6 +32,8 @@ class FakeRepository:
     team_channels: dict[str, dict[str, TeamChannels]] = field(default_factory=dict)
     prefs: dict[str, dict[str, Preferences]] = field(default_factory=dict)
     rows: dict[str, Row] = field(default_factory=dict)  # by idempotency key (UNIQUE)
+    open: dict[tuple[str, str], OpenCheckIn] = field(default_factory=dict)
+    connections: dict[str, TenantConnection] = field(default_factory=dict)
 
     async def upsert_tenants(self, entries: Sequence[TenantUpserted]) -> None:
         for e in entries:
@@ -98,6 +101,33 @@ class FakeRepository:
     async def deliveries(self, tenant: str, status: str | None, limit: int) -> list[dict[str, Any]]:
         return [{"idempotency_key": k, "status": r.status, "last_error": r.last_error}
                 for k, r in self.rows.items() if r.tenant == tenant and status in (None, r.status)][:limit]
+
+
+    async def connection(self, tenant: str) -> TenantConnection:
+        return self.connections.get(tenant, TenantConnection())
+
+    async def open_check_ins(self, tenant: str, opened: Sequence[OpenCheckIn], closed: Sequence[str]) -> None:
+        for o in opened:
+            self.open.setdefault((tenant, o.task_id), o)
+        for task_id in closed:
+            self.open.pop((tenant, task_id), None)
+
+    async def events_on_day(self, tenant: str, recipients: Sequence[str],
+                            windows: Sequence[tuple[datetime, datetime]]) -> dict[tuple[str, datetime], set[str]]:
+        out: dict[tuple[str, datetime], set[str]] = {}
+        for recipient, (start, end) in zip(recipients, windows, strict=True):
+            for r in self.rows.values():
+                d = r.delivery
+                if (r.tenant == tenant and d.recipient == recipient and start <= d.deliver_at < end
+                        and d.kind != "digest" and r.status != "folded"):
+                    out.setdefault((recipient, start), set()).add(d.event_id)
+        return out
+
+    async def fold(self, tenant: str, keys: Sequence[str], digest_key: str) -> None:
+        for key in keys:
+            row = self.rows[key]
+            if row.status == "pending":
+                row.status, row.digest_key = "folded", digest_key
 
 
 def _honours(repo: FakeRepository) -> Repository:

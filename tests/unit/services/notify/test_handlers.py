@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 from pydantic import BaseModel
 
 from services.notify.channels import PermanentFailure, TransientFailure
@@ -21,10 +22,11 @@ from services.notify.handlers import handle_batch
 from services.notify.model import Preferences, TeamChannels
 from services.notify.repository import Claimed
 from services.notify.settings import NotifySettings
-from services.notify.worker import Channels, Outcome, attempt, backoff
+from services.notify.worker import Channels, Context, Outcome, attempt, backoff
 from shared.cloudevents import CloudEvent
 from shared.consumer import Incoming
 from shared.events import RepUpserted, TaskClosed, TenantUpserted
+from shared.secret_box import SecretBox
 from tests.unit.services.notify.factories import CHECK_IN, WIN
 from tests.unit.services.notify.fake import FakeRepository
 
@@ -147,6 +149,18 @@ class Recorder:
     async def teams(self, url: str, body: dict[str, Any], key: str) -> None:
         self.posts.append(("teams", url, body, key))
 
+    async def slack_post(self, token: str, channel: str, body: dict[str, Any]) -> None:
+        self.posts.append(("slack_post", f"{token}>{channel}", body, ""))
+
+    async def slack_dm(self, token: str, email: str, body: dict[str, Any]) -> None:
+        self.posts.append(("slack_dm", f"{token}>{email}", body, ""))
+
+    async def webhook(self, url: str, payload: dict[str, Any], key: str, secret: str | None) -> None:
+        self.posts.append(("webhook", f"{url}>{secret}", payload, key))
+
+
+BOX = SecretBox([Fernet.generate_key().decode()], "NOTIFY_SECRET_KEYS")
+
 
 async def claimed(repo: FakeRepository, now: datetime = NOW) -> list[Claimed]:
     return await repo.claim(T, now, now + timedelta(seconds=SETTINGS.notify_lease_s), 50)
@@ -157,7 +171,7 @@ async def test_an_attempt_sends_the_rendered_email_with_its_idempotency_key() ->
     await handle_batch(repo, [registry(), *ROSTER, check_in()], NOW)
     facts, people = await repo.tenant_facts(T), await repo.people(T)
     for c in await claimed(repo):
-        assert await attempt(c, facts, people, {}, SETTINGS, sender, NOW) == Outcome("sent")
+        assert await attempt(c, Context(facts, people, {}, SETTINGS), sender, NOW) == Outcome("sent")
     assert sorted(m["To"] for m in sender.mail) == ["ana@example.com", "max@example.com"]
     message = sender.mail[0]
     assert message[IDEMPOTENCY_HEADER] in repo.rows
@@ -174,14 +188,15 @@ async def test_a_transient_failure_retries_with_backoff_honouring_retry_after() 
     await handle_batch(repo, [*ROSTER, check_in()], NOW)
     facts, people = await repo.tenant_facts(T), await repo.people(T)
     c = (await claimed(repo))[0]
-    out = await attempt(c, facts, people, {}, SETTINGS, Recorder(TransientFailure("421 busy")), NOW)
+    out = await attempt(c, Context(facts, people, {}, SETTINGS), Recorder(TransientFailure("421 busy")), NOW)
     assert out == Outcome("retry", "421 busy", NOW + timedelta(seconds=SETTINGS.notify_backoff_s))
-    out = await attempt(c, facts, people, {}, SETTINGS, Recorder(TransientFailure("429", retry_after=900)), NOW)
+    ctx = Context(facts, people, {}, SETTINGS)
+    out = await attempt(c, ctx, Recorder(TransientFailure("429", retry_after=900)), NOW)
     assert out.retry_at == NOW + timedelta(seconds=900)
     assert backoff(3, SETTINGS, None) == SETTINGS.notify_backoff_s * 4
     assert backoff(30, SETTINGS, None) == SETTINGS.notify_backoff_max_s
     last = replace(c, attempts=SETTINGS.notify_max_attempts)
-    out = await attempt(last, facts, people, {}, SETTINGS, Recorder(TransientFailure("421 busy")), NOW)
+    out = await attempt(last, Context(facts, people, {}, SETTINGS), Recorder(TransientFailure("421 busy")), NOW)
     assert out.status == "dead" and "gave up after" in (out.error or "")
 
 
@@ -198,7 +213,7 @@ async def test_what_cannot_be_delivered_is_dead_with_its_reason(case: str) -> No
     if case == "team_without_webhook":
         c, teams = replace(c, recipient="team:north", channel="teams"), {"north": TeamChannels("north")}
     fail = PermanentFailure("550 no such mailbox") if case == "permanent" else None
-    out = await attempt(c, facts, people, teams, SETTINGS, Recorder(fail), NOW)
+    out = await attempt(c, Context(facts, people, teams, SETTINGS), Recorder(fail), NOW)
     assert out.status == "dead" and out.error
     await repo.mark_dead(T, c.idempotency_key, out.error)
     assert [r["status"] for r in await repo.deliveries(T, "dead", 10)] == ["dead"]
@@ -215,15 +230,15 @@ async def test_a_claimed_delivery_is_due_again_once_its_lease_ends() -> None:
 
 
 async def test_a_team_win_is_posted_to_slack_with_the_key() -> None:
-    teams = {"north": TeamChannels("north", slack_webhook="https://hooks.example/x",
-                                   teams_webhook="https://teams.example/y")}
+    teams = {"north": TeamChannels("north", slack_webhook=BOX.seal("https://hooks.example/x"),
+                                   teams_webhook=BOX.seal("https://teams.example/y"))}
     repo, sender = FakeRepository(team_channels={T: teams}), Recorder()
     await handle_batch(repo, [*ROSTER, incoming("recognition.milestone.reached",
                                                 WIN.model_copy(update={"scope_id": "ana"}), event_id="w")], NOW)
     facts, people = await repo.tenant_facts(T), await repo.people(T)
     for c in await claimed(repo):
         if c.recipient.startswith("team:"):
-            assert await attempt(c, facts, people, teams, SETTINGS, sender, NOW) == Outcome("sent")
+            assert await attempt(c, Context(facts, people, teams, SETTINGS, box=BOX), sender, NOW) == Outcome("sent")
     assert {(p[0], p[1]) for p in sender.posts} == {("slack", "https://hooks.example/x"),
                                                    ("teams", "https://teams.example/y")}
     assert all(p[3] in repo.rows for p in sender.posts)

@@ -1,4 +1,4 @@
-"""services/ingest/secret_box.py: CRM secrets sealed with CRM_SECRET_KEYS, opened with any of them, and legacy plain
+"""shared/secret_box.py: CRM secrets sealed with CRM_SECRET_KEYS, opened with any of them, and legacy plain
 text told apart by the prefix alone."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from cryptography.fernet import Fernet
 
-from services.ingest.secret_box import (
+from shared.secret_box import (
     MAKE_A_KEY,
     PREFIX,
     BadKeys,

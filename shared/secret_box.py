@@ -1,4 +1,5 @@
-"""Tenants' CRM secrets and API tokens, encrypted at rest (`tenant_secrets`, `crm_api_tokens`).
+"""Secrets kept by a service, encrypted at rest: ingest's tenants' CRM secrets and API tokens (`tenant_secrets`,
+`crm_api_tokens`, keys in CRM_SECRET_KEYS), notify's webhook URLs and Slack tokens (NOTIFY_SECRET_KEYS).
 
 Why: HMAC verification needs the webhook secret itself, so it cannot be stored as a digest like the bearer
 tokens; and a copy of the database (a backup, a replica, a dump for support) must not hand out what lets
@@ -45,19 +46,21 @@ class Undecryptable(SecretBoxError):
     """A sealed value that no key of CRM_SECRET_KEYS decrypts: sealed under a key no longer listed, or damaged."""
 
 
-def parse_keys(setting: str) -> list[str]:
-    """The keys of a CRM_SECRET_KEYS value, in order (the first encrypts); BadKeys saying what is wrong and how
-    to make a key, naming a bad key by its position only."""
-    keys = [key.strip() for key in setting.split(",") if key.strip()]
+def parse_keys(value: str, setting: str = SETTING) -> list[str]:
+    """The keys of a CRM_SECRET_KEYS value (or another `setting`'s), in order (the first encrypts); BadKeys
+    saying what is wrong and how to make a key, naming a bad key by its position only."""
+    keys = [key.strip() for key in value.split(",") if key.strip()]
+    what = ("ingest encrypts the tenants' CRM secrets and API tokens with it" if setting == SETTING
+            else "the service encrypts the secrets it keeps with it")
     if not keys:
-        raise BadKeys(f"{SETTING} is not set: ingest encrypts the tenants' CRM secrets and API tokens with it."
-                      f" Make a key with `{MAKE_A_KEY}` and set {SETTING} to it (keep it: stored secrets cannot be"
+        raise BadKeys(f"{setting} is not set: {what}."
+                      f" Make a key with `{MAKE_A_KEY}` and set {setting} to it (keep it: stored secrets cannot be"
                       " read without it). Several keys, comma-separated: the first encrypts, all decrypt")
     for position, key in enumerate(keys, 1):
         try:
             Fernet(key)
         except (ValueError, TypeError):  # cryptography's own message holds no part of the key either
-            raise BadKeys(f"{SETTING}: key {position} of {len(keys)} is not a Fernet key (32 url-safe base64-encoded"
+            raise BadKeys(f"{setting}: key {position} of {len(keys)} is not a Fernet key (32 url-safe base64-encoded"
                           f" bytes); make one with `{MAKE_A_KEY}`") from None
     return keys
 
@@ -68,27 +71,28 @@ def is_sealed(stored: str) -> bool:
 
 
 @contextmanager
-def _opening() -> Iterator[None]:
+def _opening(setting: str) -> Iterator[None]:
     """Where a sealed value is decrypted: a value no key opens is Undecryptable, which names no key or value."""
     try:
         yield
     except (InvalidToken, UnicodeError) as err:
-        raise Undecryptable(f"no key of {SETTING} decrypts the stored value (sealed under a key no longer"
+        raise Undecryptable(f"no key of {setting} decrypts the stored value (sealed under a key no longer"
                             " listed, or damaged)") from err
 
 
 class SecretBox:
     """Seals and unseals stored CRM secrets and API tokens with CRM_SECRET_KEYS (see the module's docstring)."""
 
-    def __init__(self, keys: Sequence[str]) -> None:
+    def __init__(self, keys: Sequence[str], setting: str = SETTING) -> None:
         if not keys:
-            raise BadKeys(f"{SETTING}: at least one key is needed")
+            raise BadKeys(f"{setting}: at least one key is needed")
         self._fernet = MultiFernet([Fernet(key) for key in keys])
+        self._setting = setting
 
     @classmethod
-    def from_setting(cls, setting: str) -> SecretBox:
-        """The box of a CRM_SECRET_KEYS value (`parse_keys`)."""
-        return cls(parse_keys(setting))
+    def from_setting(cls, value: str, setting: str = SETTING) -> SecretBox:
+        """The box of a CRM_SECRET_KEYS value, or of another `setting`'s (`parse_keys`)."""
+        return cls(parse_keys(value, setting), setting)
 
     def seal(self, plain: str) -> str:
         """`plain` encrypted under the first key, as stored: `fernet:<token>`."""
@@ -101,7 +105,7 @@ class SecretBox:
         key opens it; Undecryptable when none does."""
         if not is_sealed(stored):
             return stored
-        with _opening():
+        with _opening(self._setting):
             return self._fernet.decrypt(self._token(stored)).decode()
 
     def reseal(self, stored: str) -> str:
@@ -109,7 +113,7 @@ class SecretBox:
         sealed value re-encrypted, whichever key sealed it); Undecryptable when no key opens it."""
         if not is_sealed(stored):
             return self.seal(stored)
-        with _opening():
+        with _opening(self._setting):
             return PREFIX + self._fernet.rotate(self._token(stored)).decode("ascii")
 
     @staticmethod
