@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
+from prometheus_client import Counter
 from pydantic import BaseModel
 
 from services.notify import digests
@@ -26,6 +27,7 @@ from services.notify.model import Delivery
 from services.notify.repository import OpenCheckIn, PgRepository, Repository
 from services.notify.routing import DATA, route
 from services.notify.schedule import scheduled
+from services.notify.settings import NotifySettings
 from shared.consumer import Handler, Incoming
 from shared.events import (
     MilestoneCorrected,
@@ -48,22 +50,36 @@ MODELS: dict[str, type[BaseModel]] = {
     "rep.upserted": RepUpserted, "team.upserted": TeamUpserted, "time_off.set": TimeOffSet,
     "tenant.upserted": TenantUpserted}
 Repositories = Callable[[asyncpg.Connection], Repository]
+STALE = Counter("attain_notify_stale_events_total", "Events older than NOTIFY_MAX_AGE_H when read: nobody told")
 
 
 def make_handler(rt: Runtime, repositories: Repositories = PgRepository) -> Handler:
+    settings = rt.settings
+    max_age = timedelta(hours=settings.notify_max_age_h) if isinstance(settings, NotifySettings) else None
+
     async def handle(conn: asyncpg.Connection, batch: Sequence[Incoming]) -> None:
-        await handle_batch(repositories(conn), batch, rt.clock.now())
+        await handle_batch(repositories(conn), batch, rt.clock.now(), max_age)
 
     return handle
 
 
-async def handle_batch(repo: Repository, batch: Sequence[Incoming], now: datetime) -> int:
+async def handle_batch(repo: Repository, batch: Sequence[Incoming], now: datetime,
+                       max_age: timedelta | None = None) -> int:
     """One tenant's records in: `tenant.upserted` and `rep.upserted` stored, every routed event's deliveries
-    added once. Returns how many deliveries were created now (none for what was there already)."""
+    added once. Returns how many deliveries were created now (none for what was there already).
+
+    An event older than `max_age` (NOTIFY_MAX_AGE_H) is news no more: a new deployment reading the topics from
+    their start, or one back after a long outage, learns the roster from them but tells nobody of last
+    month's check-ins (counted in ``attain_notify_stale_events_total``)."""
     tenant = batch[0].event.tenant
     registry = [m.data for m in batch if isinstance(m.data, TenantUpserted)]
     reps = [(m.data, m.event.time) for m in batch if isinstance(m.data, RepUpserted)]
     routed = [m for m in batch if m.event.type in DATA]
+    if max_age is not None:
+        fresh = [m for m in routed if now - m.event.time <= max_age]
+        if len(fresh) < len(routed):
+            STALE.inc(len(routed) - len(fresh))
+        routed = fresh
     if registry:
         await repo.upsert_tenants(registry)
     if reps:

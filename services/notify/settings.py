@@ -15,6 +15,9 @@ class NotifySettings(ServiceSettings):
     dashboard_base_url: str = "http://localhost:8002"  # the links in messages point under it
     # how often the delivery worker looks for due deliveries, and how many it takes per tenant and pass
     notify_interval_s: float = Field(default=1.0, gt=0)
+    # an event older than this when notify reads it tells nobody (a new deployment reading the topics from their
+    # start learns the roster from them, but does not send last month's check-ins)
+    notify_max_age_h: float = Field(default=24.0, gt=0)
     notify_digest_interval_s: float = Field(default=60.0, gt=0)  # how often the managers' digests are made
     notify_batch: int = Field(default=50, ge=1)
     # how long a claimed delivery is held for its sender before another pass may try it again (a SIGKILL

@@ -1,4 +1,5 @@
-"""The real thing: Kafka and PostgreSQL from deploy/local, the four services as subprocesses.
+"""The real thing: Kafka and PostgreSQL from deploy/local, the five services as subprocesses (and a mail server
+for notify's e-mail, `tests/integration/mailbox.py`).
 
 Every test makes its own tenant, so tests never see each other's data.
 """
@@ -29,12 +30,13 @@ from shared import db, topics
 from shared.cloudevents import decode
 from shared.errors import InvalidMessage
 from shared.kafka import partitions_of
+from tests.integration import mailbox
 from tests.ports import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / ".local" / "test-logs"
 # The suite's services listen on free ports, chosen once per run: never numbers another run may hold.
-PORTS = dict(zip(("ingest", "kpi", "coaching", "recognition"), free_ports(4), strict=True))
+PORTS = dict(zip(("ingest", "kpi", "coaching", "recognition", "notify"), free_ports(5), strict=True))
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 # Tests keep to their own database and consumer groups, so a demo running beside them is not disturbed.
 DATABASE_URL = os.environ.get("ATTAIN_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/attain_test")
@@ -114,6 +116,12 @@ def _service_env(name: str) -> dict[str, str]:
         "DASHBOARD_COACHING_URL": f"http://127.0.0.1:{PORTS['coaching']}",
         "DASHBOARD_RECOGNITION_URL": f"http://127.0.0.1:{PORTS['recognition']}",
         "DASHBOARD_INGEST_URL": f"http://127.0.0.1:{PORTS['ingest']}",
+        "DASHBOARD_NOTIFY_URL": f"http://127.0.0.1:{PORTS['notify']}",
+        # notify's links (the dashboard's pages, the e-mails' unsubscribe) point at the suite's kpi
+        "DASHBOARD_BASE_URL": f"http://127.0.0.1:{PORTS['kpi']}",
+        "NOTIFY_INTERVAL_S": "0.5",
+        # notify's e-mail: to the session's mail server, once the `services` fixture started it
+        **({"SMTP_URL": url} if name == "notify" and (url := mailbox.url()) else {}),
     }
 
 
@@ -159,11 +167,16 @@ def running(ports: dict[str, int], extra_env: dict[str, str] | None = None, log_
 
 @pytest.fixture(scope="session")
 def services(stack: None) -> Iterator[dict[str, str]]:
-    """The four services, started with `python -m services.<name>`, ready and caught up with what the
-    topics held when they started (earlier tests' events) before any test uses them."""
-    with running(PORTS, procs=SESSION_PROCS) as urls:
-        asyncio.run(_caught_up(time.monotonic() + 240))
-        yield urls
+    """The five services, started with `python -m services.<name>`, ready and caught up with what the
+    topics held when they started (earlier tests' events) before any test uses them. notify sends e-mail to
+    the session's mail server (`mailbox`), started first."""
+    mailbox.start()
+    try:
+        with running(PORTS, procs=SESSION_PROCS) as urls:
+            asyncio.run(_caught_up(time.monotonic() + 240))
+            yield urls
+    finally:
+        mailbox.stop()
 
 
 SESSION_PROCS: dict[str, subprocess.Popen[bytes]] = {}  # the session's services (`services`)

@@ -30,7 +30,7 @@ from shared.service import Runtime
 log = logging.getLogger(__name__)
 
 SERVICE_TIMEOUT_S = 5.0
-Service = Literal["ingest", "coaching", "recognition"]
+Service = Literal["ingest", "coaching", "recognition", "notify"]
 
 # (path, words, what it is for): the control room's sections, in its menu's order
 SECTIONS: tuple[tuple[str, str, str], ...] = (
@@ -41,6 +41,8 @@ SECTIONS: tuple[tuple[str, str, str], ...] = (
     ("/admin/calendar", "Holidays and time off", "the tenant's holidays and each rep's time off"),
     ("/admin/coaching", "Coaching policies", "when check-ins are raised and escalated, per team; the playbooks"),
     ("/admin/recognition", "Recognition", "what is celebrated"),
+    ("/admin/notifications", "Notifications", "team Slack and Teams channels, the tenant's connection, what was not"
+                                              " delivered"),
     ("/admin/settings", "Tenant settings", "time zone, currency, fiscal year start, locale, single sign-on"),
     ("/admin/crm", "CRM connections", "secrets, stage and user mappings, records held back"),
     ("/admin/audit", "Audit log", "every change: who, when, before and after"),
@@ -75,14 +77,15 @@ class Answer:
 def _base(rt: Runtime, service: Service) -> str:
     s = rt.settings if isinstance(rt.settings, KpiSettings) else KpiSettings()
     return {"ingest": s.dashboard_ingest_url, "coaching": s.dashboard_coaching_url,
-            "recognition": s.dashboard_recognition_url}[service].rstrip("/")
+            "recognition": s.dashboard_recognition_url, "notify": s.dashboard_notify_url}[service].rstrip("/")
 
 
 async def call(rt: Runtime, service: Service, method: str, path: str, token: str, *, json: Any = None,
                content: bytes | str | None = None, content_type: str | None = None,
                params: dict[str, Any] | None = None) -> Answer:
-    """One request to `service` with the caller's own token; a service that does not answer is a 503 Answer."""
-    headers = {"Authorization": f"Bearer {token}"}
+    """One request to `service` with the caller's own token (none: a public route, such as notify's unsubscribe);
+    a service that does not answer is a 503 Answer."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     if content_type:
         headers["Content-Type"] = content_type
     url = _base(rt, service) + path

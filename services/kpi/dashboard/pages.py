@@ -32,9 +32,11 @@ from services.kpi.dashboard import (
     control,
     control_audit,
     control_core,
+    control_notify,
     control_settings,
     forecast_view,
     live,
+    notify_pages,
     queries,
     sso,
     view,
@@ -89,8 +91,10 @@ ENDED_TREND_WORDS = {"up": ("▲", "ahead of the pace needed in its last week"),
 
 router = APIRouter(include_in_schema=False)
 router.include_router(contest_pages.router)  # /contests, /contests/{contest_id}
-for _section in (control.router, control_core.router, control_settings.router, control_audit.router):
+for _section in (control.router, control_core.router, control_settings.router, control_notify.router,
+                 control_audit.router):
     router.include_router(_section)  # the control room: /admin/...
+router.include_router(notify_pages.router)  # a person's notifications: /me/notifications, /unsubscribe
 router.include_router(sso.router)  # single sign-on: /signin/sso, /signin/sso/callback
 
 # --- sign-in --------------------------------------------------------------------------------------

@@ -74,6 +74,7 @@ async def session_principal(request: Request, rt: Rt) -> Principal:
                     raise HTTPException(303, "session renewed", headers=Headers(raw=[(b"location", here.encode()),
                                                                                     *cookies.raw]))
             request.state.role = who.role  # the page's menu offers the control room to an admin (`render`)
+            request.state.person = who.rep_id or who.manager_id  # and their notification settings to a person
             return who
         ratelimit.note_failed_authentication(request.scope)  # a guessed token counts as a bad bearer token does
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -286,6 +287,7 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
     """A whole page, or only its <main> for the live refresh and the TV rotation (`?partial=1`)."""
     partial = request.query_params.get("partial") == "1"
     context.setdefault("is_admin", getattr(request.state, "role", None) == "admin")
+    context.setdefault("has_person", bool(getattr(request.state, "person", None)))
     body = TEMPLATES.get_template(template).render(partial=partial, path=request.url.path,
                                                     query=request.url.query, **context)
     return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store",

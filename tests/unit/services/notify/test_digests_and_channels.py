@@ -20,7 +20,7 @@ from shared.events import TaskClosed
 from shared.secret_box import SecretBox
 from tests.unit.services.notify.factories import CHECK_IN
 from tests.unit.services.notify.fake import FakeRepository
-from tests.unit.services.notify.test_handlers import NOW, ROSTER, SETTINGS, T, Recorder, claimed, incoming, registry
+from tests.unit.services.notify.test_handlers import NOW, ROSTER, SETTINGS, Recorder, T, claimed, incoming, registry
 
 BOX = SecretBox([Fernet.generate_key().decode()], "NOTIFY_SECRET_KEYS")
 BERLIN_MORNING = datetime(2026, 12, 8, 7, 0, tzinfo=UTC)  # Tuesday 08:00 in Berlin
@@ -149,3 +149,11 @@ def test_an_unsubscribe_token_cannot_be_forged_or_read_under_another_key() -> No
     for bad_box, bad in ((other, token), (BOX, token[:-4] + "AAAA"), (BOX, "not-a-token")):
         with pytest.raises(ValueError, match="not an unsubscribe token"):
             unsubscribe_token(bad_box, bad)
+
+
+async def test_events_older_than_the_max_age_tell_nobody_but_the_roster_is_learned() -> None:
+    repo = FakeRepository()
+    old = incoming("coaching.task.created", CHECK_IN, event_id="old", at=NOW - timedelta(days=3))
+    assert await handle_batch(repo, [*ROSTER, old], NOW, timedelta(hours=24)) == 0
+    assert set(await repo.people(T)) == {"ana", "max", "eva"}
+    assert await handle_batch(repo, check_ins(1), NOW, timedelta(hours=24)) == 2
