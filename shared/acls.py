@@ -16,7 +16,7 @@ A subscriber (`subscriber`) reads the output topics with groups of its own prefi
 KEDA (`keda`) reads the services' groups' lag: Describe on their groups and the topics they read.
 
 `render` writes the principals as Strimzi `KafkaUser` resources (SCRAM-SHA-512, simple authorization);
-`deploy/k8s/base/kafka-users.yaml` is its output for the four services (`python -m deploy.kafka_users`, which
+`deploy/k8s/base/kafka-users.yaml` is its output for the five services (`python -m deploy.kafka_users`, which
 imports them: this module takes their specs and imports none; `tests/unit/shared/test_acls.py` checks the file
 is current). `kafka_acls_args` gives the same grants as `kafka-acls.sh` arguments, for a cluster Strimzi does
 not manage (and the integration test's broker).

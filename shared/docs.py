@@ -62,22 +62,27 @@ CHANNELS: list[tuple[topics.Topic, Any, str]] = [
     (topics.TASKS, TaskCreated | TaskEscalated | TaskClosed,
      "Written by coaching. ce_type coaching.task.created, coaching.task.escalated (unacknowledged past due, raised"
      " to the manager's manager) or coaching.task.closed (reason completed, recovered or superseded); key"
-     " <tenant>:<rep_id>; ce_id stable per fact (a task's id; <task_id>:escalated; <task_id>:closed)."),
+     " <tenant>:<rep_id>; ce_id stable per fact (a task's id; <task_id>:escalated; <task_id>:closed). Read by notify"
+     " (group notify): a check-in privately to the rep and their manager, an escalation to the manager's manager."),
     (topics.PLANS, PlanStepSettled,
      "Written by coaching (beyond the contract's list). ce_type coaching.plan.step.completed or"
-     " coaching.plan.step.missed: an action-plan step reached its target or its due date; key <tenant>:<rep_id>."),
+     " coaching.plan.step.missed: an action-plan step reached its target or its due date; key <tenant>:<rep_id>."
+     " Read by notify (group notify): to the rep and their manager."),
     (topics.REVIEWS, ReviewPublished,
      "Written by coaching (beyond the contract's list). ce_type coaching.review.published: the weekly scorecard"
      " digest of a rep or a team (with its manager's scorecard); key <tenant>:<rep_id or team_id>; one per"
-     " (scope, id, ISO week)."),
+     " (scope, id, ISO week). Read by notify (group notify): a rep's to the rep and their manager, a team's to the"
+     " manager alone."),
     (topics.CELEBRATIONS, MilestoneReached | MilestoneCorrected,
      "Written by recognition. ce_type recognition.milestone.reached (ce_id = celebration_id: once, ever, per"
      " tenant, scope, id, milestone and period) or, for tenants that ask for corrections,"
      " recognition.milestone.corrected (a celebrated quota threshold fell back below; never a second"
-     " celebration); key <tenant>:<scope_id>."),
+     " celebration); key <tenant>:<scope_id>. Read by notify (group notify): a milestone reached to the rep and"
+     " to their team's channel (Slack, Teams) unless the rep opted out of public celebrations."),
     (topics.AUDIT, AuditRecorded,
      "Written by every service (beyond the contract's list), each in the transaction of the change it records."
      " ce_type attain.audit.recorded: one change to a tenant's settings, targets, roster, tokens or check-ins,"
+     " or to notify's team channels, connection and people's preferences (an unsubscribe link's use included),"
      " with who (a token's id and role, the command line, or the service), when, before and after (secrets"
      " only as \"(set)\"); ce_id = audit_id; key <tenant>:<subject>. Kept 400 days; kpi keeps the whole log"
      " (GET /v1/audit). For a SIEM."),
@@ -105,10 +110,12 @@ def openapi() -> dict[str, dict[str, Any]]:
     from services.coaching.app import SPEC as COACHING  # noqa: PLC0415 - services depend on shared, not back
     from services.ingest.app import SPEC as INGEST  # noqa: PLC0415
     from services.kpi.app import SPEC as KPI  # noqa: PLC0415
+    from services.notify.app import SPEC as NOTIFY  # noqa: PLC0415
     from services.recognition.app import SPEC as RECOGNITION  # noqa: PLC0415
     from shared.service import create_app  # noqa: PLC0415
 
-    return {spec.name: create_app(spec, ServiceSettings()).openapi() for spec in (INGEST, KPI, COACHING, RECOGNITION)}
+    return {spec.name: create_app(spec, ServiceSettings()).openapi()
+            for spec in (INGEST, KPI, COACHING, RECOGNITION, NOTIFY)}
 
 
 def render() -> dict[str, str]:

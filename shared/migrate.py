@@ -23,7 +23,7 @@ from shared.cli import program
 from shared.service import ServiceSpec
 from shared.settings import ServiceSettings
 
-SERVICES = ("ingest", "kpi", "coaching", "recognition")
+SERVICES = ("ingest", "kpi", "coaching", "recognition", "notify")
 
 
 def spec_of(name: str) -> ServiceSpec:

@@ -28,7 +28,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser = argparse.ArgumentParser(
         prog="python -m deploy.demo",
         description="Play one simulated sales quarter through Attain and watch attainment, "
-        "check-ins and celebrations live. Starts the local stack and the four services; stops "
+        "check-ins and celebrations live. Starts the local stack and the five services; stops "
         "what it started.",
     )
     parser.add_argument("--seed", type=within(int, 0, 2**31), default=1,
@@ -41,8 +41,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
                         help=f"teams, each with a manager ({MIN_TEAMS}..{MAX_TEAMS}, default 4)")
     parser.add_argument("--quarter", type=quarter_label, default=None,
                         help="the quarter to play, e.g. 2026-Q4 (default: the one running now, in Berlin)")
-    parser.add_argument("--port-base", type=within(int, 1024, 65531), default=PORT_BASE,
-                        help=f"ingest's port; kpi (the dashboard), coaching and recognition take the next three "
+    parser.add_argument("--port-base", type=within(int, 1024, 65530), default=PORT_BASE,
+                        help=f"ingest's port; kpi (the dashboard), coaching, recognition and notify take the next four "
                              f"(default {PORT_BASE})")
     parser.add_argument("--keep-running", action="store_true",
                         help="after the summary, leave the services up at the story's last moment (the dashboard "

@@ -66,7 +66,7 @@ class Options:
     teams: int = 4
     keep_running: bool = False
     quarter: str | None = None  # the quarter to play, e.g. 2026-Q4 (default: the one running now in Berlin)
-    port_base: int = PORT_BASE  # ingest on it, kpi (the dashboard) on +1, coaching +2, recognition +3
+    port_base: int = PORT_BASE  # ingest on it, kpi (the dashboard) on +1, coaching +2, recognition +3, notify +4
 
 
 class Demo:
@@ -154,6 +154,10 @@ class Demo:
             "DASHBOARD_COACHING_URL": f"http://{HOST}:{ports['coaching']}",
             "DASHBOARD_RECOGNITION_URL": f"http://{HOST}:{ports['recognition']}",
             "DASHBOARD_INGEST_URL": f"http://{HOST}:{ports['ingest']}",
+            "DASHBOARD_NOTIFY_URL": f"http://{HOST}:{ports['notify']}",
+            # notify's links point at the demo's dashboard; no SMTP_URL (the demo has no mail server): unless the
+            # shell sets one, e-mail deliveries stay pending, and the control room shows them
+            "DASHBOARD_BASE_URL": f"http://{HOST}:{ports['kpi']}",
         }))  # fmt: skip
         self.say(f"stack {'started' if self.stack.started else 'already running'}; tenant {tenant.slug}; "
                  f"services starting (logs in {self.services.all[0].log.parent}) …")

@@ -1,4 +1,4 @@
-"""The processes the demo runs: the local stack, the tenant CLI and the four services.
+"""The processes the demo runs: the local stack, the tenant CLI and the five services.
 
 Every child runs with the same interpreter, from the repository root, in a session of its own
 (Ctrl-C in the terminal reaches only the demo, which then stops its children in order). Service
@@ -30,6 +30,7 @@ from deploy.demo.org import TENANT_COUNTRY, TENANT_SUBDIVISION
 from deploy.local import crm_keys, registry_keys
 from services.coaching.app import SPEC as COACHING
 from services.kpi.app import SPEC as KPI
+from services.notify.app import SPEC as NOTIFY
 from services.recognition.app import SPEC as RECOGNITION
 
 __all__ = [
@@ -58,12 +59,12 @@ HOST = "127.0.0.1"
 KAFKA_PORT, POSTGRES_PORT = 9092, 5432
 KAFKA_BOOTSTRAP = f"{HOST}:{KAFKA_PORT}"
 DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/attain"
-SERVICES = (("ingest", 8001), ("kpi", 8002), ("coaching", 8003), ("recognition", 8004))
+SERVICES = (("ingest", 8001), ("kpi", 8002), ("coaching", 8003), ("recognition", 8004), ("notify", 8005))
 PORT_BASE = SERVICES[0][1]
 
 
 def service_ports(base: int = PORT_BASE) -> tuple[tuple[str, int], ...]:
-    """The four services on `base`, `base + 1`, ... (ingest, kpi, coaching, recognition)."""
+    """The five services on `base`, `base + 1`, ... (ingest, kpi, coaching, recognition, notify)."""
     return tuple((name, base + i) for i, (name, _) in enumerate(SERVICES))
 STACK_UP_TIMEOUT_S = 600.0  # the first run fetches Kafka's jars from Maven Central
 STACK_DOWN_TIMEOUT_S = 120.0
@@ -187,7 +188,8 @@ class Tenant:
 
 # Which topics each service's consumer group reads (shared/topics.py; the apps' subscriptions).
 # every consumer group of the services and the topics it reads, from the services' own specs
-GROUP_TOPICS = {sub.group: tuple(sub.topics) for spec in (KPI, COACHING, RECOGNITION) for sub in spec.subscriptions}
+GROUP_TOPICS = {sub.group: tuple(sub.topics) for spec in (KPI, COACHING, RECOGNITION, NOTIFY)
+                for sub in spec.subscriptions}
 
 
 async def start_groups_at_end(prefix: str) -> None:
@@ -282,7 +284,7 @@ class Service:
 
 
 class Services:
-    """The four services as child processes: start, wait until ready, watch, stop."""
+    """The five services as child processes: start, wait until ready, watch, stop."""
 
     def __init__(
         self,
@@ -302,7 +304,7 @@ class Services:
             )
 
     def start(self, env: Mapping[str, str]) -> None:
-        """Start all four at once (their scaled clocks start when each has started up)."""
+        """Start all five at once (their scaled clocks start when each has started up)."""
         for service in self.all:
             service.log.parent.mkdir(parents=True, exist_ok=True)
             with service.log.open("wb") as out:

@@ -2,7 +2,7 @@
 
     python -m deploy.demo.tether PARENT_PID -- COMMAND [ARGS...]
 
-The demo starts its four services each in a session of its own (so that a Ctrl-C reaches the demo, which then
+The demo starts its five services each in a session of its own (so that a Ctrl-C reaches the demo, which then
 stops them in order). A demo killed with SIGKILL (a test's last resort, the OOM killer, a closed terminal's
 hang-up escalated) used to leave them running: four services on the demo's ports, consuming every topic with
 a consumer group of their own and acting on tenants created later. Through this tether each service asks the

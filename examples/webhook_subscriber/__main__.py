@@ -1,4 +1,4 @@
-"""`python -m examples.webhook_subscriber --url URL [--secret whsec_...] [...]`: see README.md beside this."""
+"""`python -m examples.webhook_subscriber --url URL --tenants SLUG[,SLUG] [--secret whsec_...] [...]`: see README.md."""
 
 from __future__ import annotations
 

@@ -30,7 +30,11 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: Path | None = None
     kafka_ssl_certfile: Path | None = None
     kafka_ssl_keyfile: Path | None = None
-    webhook_url: str = Field(min_length=1, description="Where every event is POSTed, e.g. a Slack incoming webhook.")
+    webhook_url: str = Field(min_length=1, description="Where the events of WEBHOOK_TENANTS are POSTed.")
+    # Attain's topics carry every tenant's events (a rep's private check-ins among them): only the tenants named
+    # here reach WEBHOOK_URL, and without any the subscriber does not start.
+    webhook_tenants: str = Field(default="", validate_default=True,
+                                 description="Comma-separated tenant slugs whose events go to WEBHOOK_URL.")
     webhook_secret: SecretStr | None = Field(
         default=None, description="whsec_<base64>: signs each delivery; without it no webhook-signature is sent.")
     webhook_topics: str = DEFAULT_TOPICS
@@ -61,6 +65,16 @@ class Settings(BaseSettings):
             raise ValueError("must be whsec_ followed by the base64 of 24 to 64 random bytes")
         return value
 
+    @field_validator("webhook_tenants")
+    @classmethod
+    def _some_tenants(cls, value: str) -> str:
+        """At least one tenant: a URL receives one organisation's events, never every tenant's."""
+        if not [t for t in value.split(",") if t.strip()]:
+            raise ValueError("WEBHOOK_TENANTS is not set: name the tenant(s) whose events go to this URL"
+                             " (comma-separated slugs, e.g. --tenants acme); the topics carry every tenant's events,"
+                             " private check-ins among them, and one URL must receive only its own organisation's")
+        return value
+
     @model_validator(mode="after")
     def _sasl_has_credentials(self) -> Settings:
         if self.kafka_security_protocol.startswith("SASL_") and not (self.kafka_sasl_username
@@ -88,9 +102,15 @@ class Settings(BaseSettings):
     def topics(self) -> list[str]:
         return [t.strip() for t in self.webhook_topics.split(",") if t.strip()]
 
+    @property
+    def tenants(self) -> frozenset[str]:
+        """The tenants whose events are delivered; every other tenant's are skipped (and committed)."""
+        return frozenset(t.strip() for t in self.webhook_tenants.split(",") if t.strip())
+
 
 _OPTIONS = {  # command-line option -> settings field
-    "url": "webhook_url", "secret": "webhook_secret", "topics": "webhook_topics", "group": "webhook_group",
+    "url": "webhook_url", "tenants": "webhook_tenants", "secret": "webhook_secret", "topics": "webhook_topics",
+    "group": "webhook_group",
     "state": "webhook_state", "bootstrap_servers": "kafka_bootstrap_servers", "start_at": "webhook_start_at",
     "max_attempts": "webhook_max_attempts",
 }
@@ -99,14 +119,19 @@ _OPTIONS = {  # command-line option -> settings field
 def parse(argv: Sequence[str] | None = None) -> Settings:
     parser = argparse.ArgumentParser(
         prog="python -m examples.webhook_subscriber",
-        description="Deliver Attain's celebrations and check-in tasks to a webhook, signed (Standard Webhooks).",
-        epilog="Every option can also be set in the environment: WEBHOOK_URL, WEBHOOK_SECRET, WEBHOOK_TOPICS, "
+        description="A reference receiver of Attain's topics for your own integration: one organisation's "
+                    "celebrations and check-in tasks to a webhook, signed (Standard Webhooks). People are notified "
+                    "by Attain's notify service, not by this.",
+        epilog="Every option can also be set in the environment: WEBHOOK_URL, WEBHOOK_TENANTS, WEBHOOK_SECRET, "
+               "WEBHOOK_TOPICS, "
                "WEBHOOK_GROUP, WEBHOOK_STATE, KAFKA_BOOTSTRAP_SERVERS, WEBHOOK_START_AT, WEBHOOK_MAX_ATTEMPTS, "
                "and WEBHOOK_TIMEOUT_S, WEBHOOK_INITIAL_BACKOFF_S, WEBHOOK_MAX_BACKOFF_S, "
                "WEBHOOK_RETRY_AFTER_CAP_S, WEBHOOK_KEEP_DAYS, LOG_LEVEL; a secured cluster: KAFKA_SECURITY_PROTOCOL, "
                "KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD, KAFKA_SSL_CAFILE, "
                "KAFKA_SSL_CERTFILE, KAFKA_SSL_KEYFILE.")
     parser.add_argument("--url", help="the webhook URL (WEBHOOK_URL)")
+    parser.add_argument("--tenants", help="comma-separated tenant slugs whose events go to the URL, and no other's"
+                                          " (WEBHOOK_TENANTS; required)")
     parser.add_argument("--secret", help="whsec_<base64> signing secret (WEBHOOK_SECRET); prefer the environment")
     parser.add_argument("--topics", help=f"comma-separated topics (default {DEFAULT_TOPICS})")
     parser.add_argument("--group", help="Kafka consumer group (default attain-webhooks)")

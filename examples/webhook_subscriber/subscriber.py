@@ -1,6 +1,8 @@
 """The consumer loop: records in partition order, each delivered (or refused) before its offset is committed.
 
-For each record: decode it; skip it if its event id is in the store (delivered or rejected before);
+For each record: decode it; skip it if it is another tenant's than the settings name (the topics carry every
+tenant's events; one URL receives one organisation's) or if its event id is in the store (delivered or rejected
+before);
 otherwise deliver it, retrying as long as the receiver fails transiently (the partition waits: nothing
 after it is sent meanwhile, so the order within a key holds); record the outcome in the store; commit
 the offset. Partitions of one batch are worked on concurrently, each in order.
@@ -49,7 +51,10 @@ def interruptible_sleep(stop: asyncio.Event) -> Callable[[float], Awaitable[None
 
 class Subscriber:
     def __init__(self, consumer: AIOKafkaConsumer, sender: WebhookSender, store: DeliveryStore,
-                 stop: asyncio.Event) -> None:
+                 stop: asyncio.Event, tenants: frozenset[str]) -> None:
+        if not tenants:
+            raise ValueError("a subscriber delivers the events of the tenants it is given, and was given none")
+        self._tenants = tenants
         self._consumer = consumer
         self._sender = sender
         self._store = store
@@ -93,6 +98,10 @@ class Subscriber:
             log.error("record is not an Attain CloudEvent: skipped", extra={**where, "error": str(err)})
             return
         context = {**where, "webhook_id": event.id, "type": event.type, "tenant": event.tenant}
+        if event.tenant not in self._tenants:  # another organisation's: never to this URL
+            self.counts["other_tenant"] += 1
+            log.debug("another tenant's event: skipped", extra=context)
+            return
         previous = self._store.status(event.id)
         if previous is not None:
             self.counts["duplicate"] += 1
@@ -149,10 +158,11 @@ async def serve(settings: Settings, stop: asyncio.Event) -> int:
                 isolation_level="read_committed",  # Attain writes these topics in transactions
                 auto_offset_reset=settings.webhook_start_at,
             )
-            subscriber = Subscriber(consumer, sender, store, stop)
+            subscriber = Subscriber(consumer, sender, store, stop, settings.tenants)
             try:
                 await consumer.start()  # raises when the brokers cannot be reached: exit 1
-                log.info("started", extra={"topics": settings.topics, "group": settings.webhook_group,
+                log.info("started", extra={"topics": settings.topics, "tenants": sorted(settings.tenants),
+                                           "group": settings.webhook_group,
                                            "state": str(settings.webhook_state), "pruned": pruned,
                                            "remembered": store.counts()})
                 exit_code = await subscriber.run()

@@ -24,11 +24,11 @@ from pydantic import ValidationError
 
 from services.ingest import secret_store, tenants
 from services.ingest.app import SPEC
-from shared.secret_box import SecretBox
 from services.ingest.settings import IngestSettings, problems
 from shared import audit, db
 from shared.cli import program
 from shared.registry_signing import RegistrySigner
+from shared.secret_box import SecretBox
 
 NOT_ON_ARGV = "{what} is not taken on the command line, where `ps` shows it: {how}"
 

@@ -11,9 +11,9 @@ from services.ingest.crm.fetch import Fetcher
 from services.ingest.crm.pipeline import CrmPipeline
 from services.ingest.intake import Intake
 from services.ingest.limits import RateLimiter
-from shared.secret_box import SecretBox
 from services.ingest.settings import IngestSettings
 from shared.registry_signing import RegistrySigner
+from shared.secret_box import SecretBox
 from shared.service import Runtime
 
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from shared.secret_box import PREFIX, SETTING, SecretBox, Undecryptable, is_sealed
 from services.ingest.tenants import TenantError
 from shared.db import set_tenant, sweep_tx
+from shared.secret_box import PREFIX, SETTING, SecretBox, Undecryptable, is_sealed
 
 
 class Unreadable(TenantError):

@@ -4,8 +4,7 @@ from typing import Self
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared import secret_box
-from shared import registry_signing
+from shared import registry_signing, secret_box
 from shared.cli import settings_problems
 from shared.settings import ServiceSettings
 

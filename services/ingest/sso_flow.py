@@ -16,11 +16,11 @@ from typing import Any
 import asyncpg
 
 from services.ingest import sso_oidc, sso_repository, tokens
-from shared.secret_box import SecretBox
 from services.ingest.sso import REFRESH_GRACE, ProviderError, Refused, SsoConfig, map_person, session_days
 from shared.db import tenant_tx
 from shared.events import AuditActor
 from shared.registry_signing import RegistrySigner
+from shared.secret_box import SecretBox
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,10 +11,10 @@ from typing import Any
 
 import asyncpg
 
-from shared.secret_box import SecretBox
 from services.ingest.sso import NotConfigured, Person, SsoConfig
 from shared import audit
 from shared.events import AuditActor, RepUpserted
+from shared.secret_box import SecretBox
 
 
 @dataclass(frozen=True, slots=True)

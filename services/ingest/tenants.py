@@ -21,7 +21,6 @@ from babel import Locale, UnknownLocaleError
 from pydantic import ValidationError
 
 from services.ingest.crm.model import Secret
-from shared.secret_box import SecretBox, Undecryptable, is_sealed
 from shared import audit, token_store, topics
 from shared.authz import Principal
 from shared.cloudevents import CloudEvent, encode, message_key
@@ -30,6 +29,7 @@ from shared.events import AuditActor, ExchangeRate, Holidays, TenantUpserted, To
 from shared.outbox import enqueue
 from shared.periods import validate_timezone
 from shared.registry_signing import EXTENSION, RegistrySigner
+from shared.secret_box import SecretBox, Undecryptable, is_sealed
 from shared.workdays import NO_CALENDAR, HolidayCalendar
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ class NotifySettings(ServiceSettings):
     http_port: int = 8005
     # where e-mail goes: smtp://user:pass@host:587 (STARTTLS), smtps://...:465, ?starttls=no for a local server;
     # unset: e-mail deliveries wait (pending) until it is set
-    smtp_url: str | None = None
+    smtp_url: SecretStr | None = None  # its password never in a log or a settings dump
     notify_from: str = "notify@attain.invalid"  # the From address of every e-mail
     dashboard_base_url: str = "http://localhost:8002"  # the links in messages point under it
     # how often the delivery worker looks for due deliveries, and how many it takes per tenant and pass
@@ -35,6 +35,20 @@ class NotifySettings(ServiceSettings):
     # (shared/secret_box.py). Unset: notify still sends e-mail, but refuses to store a secret (saying it needs
     # this setting) and its e-mails carry the preferences page as their unsubscribe link, not one-click.
     notify_secret_keys: SecretStr = SecretStr("")
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url_is_one(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip():
+            from services.notify.channels.smtp import SmtpServer  # noqa: PLC0415 - aiosmtplib only when serving
+
+            SmtpServer.from_url(value.get_secret_value())  # a ValueError saying what is wrong, the URL unsaid
+            return value
+        return None
+
+    def smtp(self) -> str | None:
+        """SMTP_URL in the clear, for the mail channel; None when unset."""
+        return self.smtp_url.get_secret_value() if self.smtp_url is not None else None
 
     @field_validator("notify_secret_keys")
     @classmethod

@@ -350,7 +350,7 @@ async def delivery_worker(rt: Runtime) -> None:
     settings = rt.settings
     assert isinstance(settings, NotifySettings)
     async with httpx.AsyncClient() as client:
-        channels = Channels(settings.smtp_url, client, settings.notify_paced_s, settings.slack_api_url)
+        channels = Channels(settings.smtp(), client, settings.notify_paced_s, settings.slack_api_url)
 
         async def work() -> None:
             if counts := await deliver_due(rt.pool, settings, channels, rt.clock.now()):

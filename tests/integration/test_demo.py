@@ -108,7 +108,7 @@ def _after(lines: list[str], prefix: str) -> str:
 
 async def test_the_demo_tells_its_story_and_leaves_a_dashboard_worth_opening(tmp_path: Path) -> None:
     database = await fresh_database(f"demo_{uuid.uuid4().hex[:8]}")
-    base = free_block(4)  # below the ephemeral range: no outgoing connection takes one of them meanwhile
+    base = free_block(len(SERVICES))  # below the ephemeral range: no outgoing connection takes one of them meanwhile
     args = [sys.executable, "-m", "deploy.demo", "--quarter", QUARTER, "--seed", str(SEED), "--reps", str(REPS),
             "--teams", str(TEAMS), "--duration", str(DURATION_S), "--port-base", str(base), "--keep-running"]
     env = {**os.environ, "DATABASE_URL": database, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}

@@ -61,6 +61,7 @@ class Receiver:
     delivered: list[dict[str, Any]] = field(default_factory=list)  # `attain` of each 2xx, in order
     texts: dict[str, str] = field(default_factory=dict)
     bad: list[str] = field(default_factory=list)
+    other_tenants: list[str] = field(default_factory=list)  # the tenant of each other tenant's event that arrived
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def answer(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str]]:
@@ -71,6 +72,7 @@ class Receiver:
             return 401, {}
         event = payload["attain"]
         if event["tenant"] != self.tenant:
+            self.other_tenants.append(event["tenant"])
             return 204, {}  # another test's event on the shared broker
         msg_id = headers["webhook-id"]
         extra: dict[str, str] = {}
@@ -165,14 +167,14 @@ async def _start_group_at_the_end(group: str) -> None:
         await consumer.stop()
 
 
-def _start(url: str, group: str, state: Path, run: int) -> subprocess.Popen[bytes]:
+def _start(url: str, group: str, state: Path, run: int, tenant: str) -> subprocess.Popen[bytes]:
     LOGS.mkdir(parents=True, exist_ok=True)
     log = (LOGS / f"webhook-subscriber-{run}.log").open("wb")
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP, "WEBHOOK_SECRET": SECRET,
            "WEBHOOK_INITIAL_BACKOFF_S": "0.1", "WEBHOOK_MAX_BACKOFF_S": "0.4", "WEBHOOK_TIMEOUT_S": "5"}
     topic_list = f"{topics.CELEBRATIONS.name},{topics.TASKS.name}"
     return subprocess.Popen([sys.executable, "-m", "examples.webhook_subscriber", "--url", url, "--group", group,
-                             "--state", str(state), "--topics", topic_list],
+                             "--state", str(state), "--topics", topic_list, "--tenants", tenant],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -203,8 +205,9 @@ def _stopped_counts(run: int) -> dict[str, int]:
 
 
 async def test_each_event_is_delivered_once_signed_in_key_order_across_a_restart(stack: None, tmp_path: Path) -> None:
-    tenant = f"t-{uuid.uuid4().hex[:12]}"
+    tenant, neighbour = f"t-{uuid.uuid4().hex[:12]}", f"t-{uuid.uuid4().hex[:12]}"
     reps = ["r0", "r1", "r2"]
+    theirs = [make(neighbour, rep, 0) for rep in reps for make in (_celebration, _task)]  # never to this URL
     first = [make(tenant, rep, n) for rep in reps for n in (0, 1) for make in (_celebration, _task)]
     second = [make(tenant, rep, 2) for rep in reps for make in (_celebration, _task)]
     by_id = {p.id: p for p in first + second}
@@ -217,10 +220,10 @@ async def test_each_event_is_delivered_once_signed_in_key_order_across_a_restart
     group, state = f"attain-test-webhooks-{uuid.uuid4().hex[:8]}", tmp_path / "deliveries.sqlite3"
     try:
         await _start_group_at_the_end(group)
-        await _publish(first)
+        await _publish([*first, *theirs])
 
         # Run 1: stopped while it retries the two events whose receiver is down.
-        proc = _start(url, group, state, 1)
+        proc = _start(url, group, state, 1, tenant)
         try:
             await _until(lambda: len(receiver.delivered_ids()) >= 3
                          and all(len(receiver.attempts[i]) >= 2 for i in receiver.down), "retries of down events", proc)
@@ -234,7 +237,7 @@ async def test_each_event_is_delivered_once_signed_in_key_order_across_a_restart
         receiver.down.clear()
         again = by_id[run1[0]]
         await _publish([second[0], second[0], *second[1:], again])
-        proc = _start(url, group, state, 2)
+        proc = _start(url, group, state, 2, tenant)
         try:
             await _until(lambda: set(receiver.delivered_ids()) == set(by_id), "every event delivered", proc)
             await asyncio.sleep(2)  # time to deliver anything twice, if it would
@@ -246,6 +249,8 @@ async def test_each_event_is_delivered_once_signed_in_key_order_across_a_restart
         server.server_close()
 
     assert receiver.bad == []
+    assert neighbour not in receiver.other_tenants, "another tenant's events reached this tenant's URL"
+    assert _stopped_counts(2).get("other_tenant", 0) + _stopped_counts(1).get("other_tenant", 0) >= len(theirs)
     delivered = receiver.delivered_ids()
     assert sorted(delivered) == sorted(by_id), "each event delivered exactly once"
     for msg_id, attempts in receiver.attempts.items():

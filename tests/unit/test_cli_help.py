@@ -210,8 +210,8 @@ def test_each_console_script_answers_help_under_its_own_name(name: str, answers:
 
 
 def test_every_service_has_a_console_script_and_every_main_module_is_checked() -> None:
-    assert {"attain-ingest", "attain-kpi", "attain-coaching", "attain-recognition", "attain-privacy",
-            "attain-migrate"} <= set(scripts())
+    assert {"attain-ingest", "attain-kpi", "attain-coaching", "attain-recognition", "attain-notify",
+            "attain-privacy", "attain-migrate"} <= set(scripts())
     checked = {module for module, _ in ENTRY_POINTS}
     mains = set()
     for folder in ("services", "shared", "deploy", "benchmarks", "examples", "tests/chaos"):

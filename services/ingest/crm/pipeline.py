@@ -32,7 +32,6 @@ from services.ingest.crm.mapping import TenantMaps, activity_data, deal_data
 from services.ingest.crm.model import ActivityChange, Change, DealChange
 from services.ingest.crm.state import FieldState, merge, view
 from services.ingest.intake import Intake
-from shared.secret_box import SecretBox
 from services.ingest.tenants import Tenant
 from services.ingest.validation import Verdict
 from shared.db import tenant_tx
@@ -44,6 +43,7 @@ from shared.events import (
     DealUpserted,
     DealUpsertedEvent,
 )
+from shared.secret_box import SecretBox
 
 log = logging.getLogger(__name__)
 DEAD_LETTERED = Counter("attain_ingest_crm_dead_letters_total", "CRM objects that could not be mapped yet.", ["crm"])

@@ -82,8 +82,8 @@ async def my_notifications(request: Request, rt: Rt, who: Someone) -> HTMLRespon
 
 @router.post(PATH, response_model=None)
 async def save_my_notifications(request: Request, rt: Rt, who: Someone) -> Response:
+    form = await form_of(request)  # first, as every dashboard POST: the body's limit and the form's CSRF token
     _person(who)
-    form = await form_of(request)
     kinds = [k for k in (form.get("kinds") or [",".join(KINDS)])[0].split(",") if k] or list(KINDS)
     body = preferences_body(form, kinds)
     answer = await call(rt, "notify", "PUT", "/v1/notify/preferences/me", session_token(request), json=body)

@@ -8,7 +8,9 @@ derived from the code under test, and the roles a route declares must be exactly
 
 The tenant: ana and bo report to mia, cy to zed; a `rep` token is ana's, a `manager` token mia's. "Own" is
 ana for the rep, bo for the manager; "other" is cy. Expected answers: `OK` (anything but 401/403, and 404
-only where an admin also gets 404), `403`, or `404` (an object the caller may not learn exists).
+only where an admin also gets 404), `403`, or `404` (an object the caller may not learn exists). A route about
+the caller's own person (`/me`) admits roles whose tokens here speak for no person (the tenant's admin token,
+an integration's): those are the row's `nobody`, and they get `nobody_status`.
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ PLAN = {"admin": (OK, OK), "integration": (FORBIDDEN, FORBIDDEN), "manager": (OK
 COACH = only("admin", "integration", "manager")
 MANAGER_CARD = {"admin": (OK, OK), "integration": (OK, OK), "manager": (OK, HIDDEN),
                 "rep": (FORBIDDEN, FORBIDDEN), "viewer": (FORBIDDEN, FORBIDDEN)}
+# a person's own: a rep's or a manager's token (no own or other: the token names the person)
+OWN_PERSON = {"admin": (HIDDEN, HIDDEN), "integration": (HIDDEN, HIDDEN), "manager": (OK, OK), "rep": (OK, OK),
+              "viewer": (FORBIDDEN, FORBIDDEN)}
+OWN_PAGE = {"admin": (FORBIDDEN, FORBIDDEN), "integration": (FORBIDDEN, FORBIDDEN), "manager": (OK, OK),
+            "rep": (OK, OK), "viewer": (FORBIDDEN, FORBIDDEN)}
 
 
 @dataclass
@@ -92,6 +99,7 @@ class Row:
     body: Callable[[World, str, bool], Any] | None = None
     cookie: bool = False  # the dashboard: the token in its session cookie
     stream: bool = False
+    nobody: tuple[str, ...] = ()  # roles the route admits whose tokens here speak for no person (`expect` says what)
 
 
 def _later(days: int) -> str:
@@ -292,6 +300,44 @@ MATRIX: dict[tuple[str, str, str], Row] = {
                                                             fixed("/v1/recognition/settings")),
     ("recognition", "PUT", "/v1/recognition/settings"): Row(only("admin"), fixed("/v1/recognition/settings"),
                                                             lambda w, role, own: {}),
+    # notify (issue 19): admins set channels and fix deliveries; a rep or a manager chooses their own
+    ("notify", "GET", "/v1/notify/deliveries"): Row(only("admin"), fixed("/v1/notify/deliveries?status=dead")),
+    ("notify", "POST", "/v1/notify/deliveries/retry"): Row(only("admin"), fixed("/v1/notify/deliveries/retry"),
+                                                           lambda w, role, own: {"all_dead": True}),
+    ("notify", "GET", "/v1/notify/teams"): Row(only("admin"), fixed("/v1/notify/teams")),
+    ("notify", "PUT", "/v1/notify/teams/{team_id}"): Row(only("admin"), fixed("/v1/notify/teams/t2"),
+                                                         lambda w, role, own: {"slack_channel": "CMATRIX"}),
+    ("notify", "DELETE", "/v1/notify/teams/{team_id}"): Row(only("admin"), fixed("/v1/notify/teams/t2")),
+    ("notify", "GET", "/v1/notify/connection"): Row(only("admin"), fixed("/v1/notify/connection")),
+    ("notify", "PUT", "/v1/notify/connection"): Row(only("admin"), fixed("/v1/notify/connection"),
+                                                    lambda w, role, own: {}),
+    ("notify", "GET", "/v1/notify/preferences/me"): Row(OWN_PERSON, fixed("/v1/notify/preferences/me"),
+                                                        nobody=("admin", "integration")),
+    ("notify", "PUT", "/v1/notify/preferences/me"): Row(OWN_PERSON, fixed("/v1/notify/preferences/me"),
+                                                        lambda w, role, own: {"daily_cap": 15},
+                                                        nobody=("admin", "integration")),
+    ("notify", "GET", "/v1/notify/preferences/{person_id}"): Row(only("admin"),
+                                                                 rep_path("/v1/notify/preferences/{rep}")),
+    ("notify", "PUT", "/v1/notify/preferences/{person_id}"): Row(only("admin"),
+                                                                 rep_path("/v1/notify/preferences/{rep}"),
+                                                                 lambda w, role, own: {"daily_cap": 12}),
+    # public: RFC 8058 one-click; the sealed token names the tenant, the person and the kind (tests/integration/
+    # security/test_cross_tenant.py)
+    ("notify", "POST", "/v1/notify/unsubscribe"): Row(PUBLIC),
+    # kpi's notification pages: the control room's (admins), a person's own, and the e-mails' unsubscribe
+    ("kpi", "GET", "/admin/notifications"): Row(only("admin"), fixed("/admin/notifications"), cookie=True),
+    ("kpi", "POST", "/admin/notifications/teams/{team_id}"): Row(
+        only("admin"), fixed("/admin/notifications/teams/t2"), cookie=True, body=lambda w, role, own: {}),
+    ("kpi", "POST", "/admin/notifications/connection"): Row(only("admin"), fixed("/admin/notifications/connection"),
+                                                            cookie=True, body=lambda w, role, own: {}),
+    ("kpi", "POST", "/admin/notifications/retry"): Row(only("admin"), fixed("/admin/notifications/retry"),
+                                                       cookie=True, body=lambda w, role, own: {"key": "nope"}),
+    ("kpi", "GET", "/me/notifications"): Row(OWN_PAGE, fixed("/me/notifications"), cookie=True, nobody=("admin",)),
+    ("kpi", "POST", "/me/notifications"): Row(OWN_PAGE, fixed("/me/notifications"), cookie=True, nobody=("admin",),
+                                              body=lambda w, role, own: {"daily_cap": "15"}),
+    # public: the page only shows a button; its POST (and RFC 8058's one-click) carries the sealed token
+    ("kpi", "GET", "/unsubscribe"): Row(PUBLIC),
+    ("kpi", "POST", "/unsubscribe"): Row(PUBLIC),
 }
 for _service in SPECS:
     for _path in ("/healthz", "/readyz", "/metrics"):
@@ -312,7 +358,7 @@ def test_every_route_has_a_decision_and_a_row() -> None:
                 assert isinstance(decided, str) and decided.startswith("public"), (name, key, decided)
             else:
                 assert isinstance(row.expect, dict)
-                admitted = {role for role, (own, _) in row.expect.items() if own != FORBIDDEN}
+                admitted = {role for role, (own, _) in row.expect.items() if own != FORBIDDEN} | set(row.nobody)
                 assert set(decided) == admitted, (name, key, decided, admitted)
 
 
@@ -354,6 +400,9 @@ async def _world(services: dict[str, str]) -> World:
             await _until(client, f"{services['kpi']}/v1/scorecards/{r}?period={quarter}", lambda b: True)
     for token in tokens.values():  # every role's token is known to the read services
         await _known(services, token)
+    async with httpx.AsyncClient(timeout=10, headers=tenant.auth) as client:  # notify has the roster
+        for r in ("ana", "cy"):
+            await _until(client, f"{services['notify']}/v1/notify/preferences/{r}", lambda b: True)
     return World(tenant, quarter, tokens, tasks, plans, spare)
 
 
@@ -362,7 +411,7 @@ async def _known(services: dict[str, str], token: str) -> None:
     async with httpx.AsyncClient(timeout=10, headers={"Authorization": f"Bearer {token}"}) as client:
         while True:
             answers = [await client.get(f"{services[s]}/v1/{p}") for s, p in
-                       (("kpi", "leaderboard"), ("recognition", "celebrations"))]
+                       (("kpi", "leaderboard"), ("recognition", "celebrations"), ("notify", "notify/teams"))]
             if all(a.status_code != 401 for a in answers):
                 return
             assert time.monotonic() < deadline, [a.text for a in answers]
@@ -399,7 +448,7 @@ async def test_every_route_answers_every_role_as_the_contract_says(services: dic
         hides = any(HIDDEN in pair for pair in row.expect.values())
         for own in (True, False):
             admin = await _call(services, world, key, row, "admin", own)
-            if hides and admin == 404:  # a 404 for others would then prove nothing
+            if hides and admin == 404 and "admin" not in row.nobody:  # a 404 for others would then prove nothing
                 wrong.append(f"{key} {'own' if own else 'other'}: the object is missing (admin got 404)")
             for role in ROLES:
                 expected = row.expect[role][0 if own else 1]

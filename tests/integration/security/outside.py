@@ -1,13 +1,13 @@
-"""The four services as an outsider meets them, for the security checks of issue 9.
+"""The five services as an outsider meets them, for the security checks of issue 9.
 
 Each service is one in-process replica (its lifespan: pool, migrations, consumers, outbox relay, timers) on
 the real broker and a PostgreSQL database of this run's own, served by uvicorn on a loopback port of its own,
-so every request of these tests is real HTTP and kpi's dashboard reaches coaching and recognition as it does
-in production. Tenants are made as `ingest tenants create` makes them and reach the read services through the
+so every request of these tests is real HTTP and kpi's dashboard reaches coaching, recognition, ingest and notify as
+it does in production. Tenants are made as `ingest tenants create` makes them and reach the read services through the
 registry topic; their data arrives through ingest as a CRM's would, and through the services' own APIs.
 
 "Nothing written" is checked on two sides: `Outside.snapshot` digests every row the run's tenants own in the
-four schemas, and `records.Records` reads what reached Kafka for them. Both are scoped to the run's tenants, because
+five schemas, and `records.Records` reads what reached Kafka for them. Both are scoped to the run's tenants, because
 the broker is shared: other tests and sessions write to the same topics, and this run's consumers store
 their tenants' rows too.
 """
@@ -39,6 +39,8 @@ from services.ingest.app import SPEC as INGEST
 from services.ingest.settings import IngestSettings
 from services.kpi.app import SPEC as KPI
 from services.kpi.settings import KpiSettings
+from services.notify.app import SPEC as NOTIFY
+from services.notify.settings import NotifySettings
 from services.recognition.app import SPEC as RECOGNITION
 from services.recognition.settings import RecognitionSettings
 from shared import topics
@@ -50,7 +52,7 @@ from tests.integration import inprocess
 from tests.integration.conftest import BOOTSTRAP, end_offsets, fresh_database
 from tests.integration.security.serving import Served, serve
 
-SCHEMAS = ("ingest", "kpi", "coaching", "recognition")
+SCHEMAS = ("ingest", "kpi", "coaching", "recognition", "notify")
 MAX_BODY_BYTES = 128 * 1024
 MAX_NDJSON_BYTES = 256 * 1024
 CONSUMED = {"kpi": [topics.DEALS.name, topics.ACTIVITIES.name, topics.ROSTER.name, topics.TARGETS.name,
@@ -58,7 +60,8 @@ CONSUMED = {"kpi": [topics.DEALS.name, topics.ACTIVITIES.name, topics.ROSTER.nam
             "coaching": [topics.ATTAINMENT.name, topics.ACTIVITIES.name, topics.DEALS.name, topics.ROSTER.name,
                          topics.TENANTS.name],
             "recognition": [topics.ATTAINMENT.name, topics.DEALS.name, topics.ACTIVITIES.name, topics.ROSTER.name,
-                            topics.TENANTS.name]}
+                            topics.TENANTS.name],
+            "notify": [t for sub in NOTIFY.subscriptions for t in sub.topics]}
 # Tables whose rows belong to no tenant: where a consumer group stands and which member owns each partition
 # (they move with every record anyone sends to the shared broker, and every rebalance) and which migrations
 # ran. Every other table is scoped to the run's tenants.
@@ -81,6 +84,7 @@ class Org:
     hubspot_secret: str = field(default_factory=lambda: f"hubspot-{uuid.uuid4().hex}")
     pipedrive_secret: str = field(default_factory=lambda: f"pipedrive-{uuid.uuid4().hex}")
     salesforce_secret: str = field(default_factory=lambda: f"salesforce-{uuid.uuid4().hex}")
+    dead_key: str = ""  # one of notify's deliveries to this tenant's laggard, left dead with a reason, once seeded
 
     @property
     def auth(self) -> dict[str, str]:
@@ -117,6 +121,21 @@ class Org:
         return str(int(self.tag, 16))
 
     @property
+    def slack_channel(self) -> str:
+        """The Slack channel id notify posts this tenant's team's celebrations to."""
+        return f"C{self.tag}"
+
+    @property
+    def webhook_url(self) -> str:
+        """This tenant's own webhook receiver (loopback, a closed port: notify may hold it, never reach it)."""
+        return f"http://127.0.0.1:9/hook-{self.secret}"
+
+    @property
+    def daily_cap(self) -> int:
+        """Its rep's own cap on notify's messages a day (different tenants, different caps)."""
+        return 10 + self.n
+
+    @property
     def pace_threshold(self) -> str:
         return f"0.6{self.n}"
 
@@ -143,7 +162,7 @@ class Outside:
     tracker: AIOKafkaConsumer  # reads the consumed topics from the run's start, for `settle`
     orgs: list[Org] = field(default_factory=list)
     tables: dict[str, str] = field(default_factory=dict)  # "schema.table" -> the condition on the run's tenants
-    initial_tables: set[str] = field(default_factory=set)  # every table of the four schemas, once migrated
+    initial_tables: set[str] = field(default_factory=set)  # every table of the five schemas, once migrated
     since: dict[TopicPartition, int] = field(default_factory=dict)  # where the consumed topics ended at the start
     last_of_run: dict[TopicPartition, int] = field(default_factory=dict)  # the run's tenants' last record in each
 
@@ -172,8 +191,8 @@ class Outside:
                                        add={org.holiday: f"Holiday {org.secret}"})
         self.services["ingest"].replica.wake()
         known = " + ".join(f"(SELECT count(*) FROM {s}.tenants WHERE tenant = $1 AND active)"
-                           for s in ("kpi", "coaching", "recognition"))
-        await self.until(lambda c: c.fetchval(f"SELECT {known} = 3", org.slug))
+                           for s in ("kpi", "coaching", "recognition", "notify"))
+        await self.until(lambda c: c.fetchval(f"SELECT {known} = 4", org.slug))
         self.orgs.append(org)
         return org
 
@@ -192,7 +211,8 @@ class Outside:
         deal (kpi's figures; recognition celebrates the quota), a rep far behind her target (coaching's check-in
         for her), an action plan, a review, a holiday (the tenant calendar's, set by `org`), time off (a
         `time_off.set`), policies, a playbook, recognition settings, CRM mappings and a dead-lettered webhook, a KPI
-        of its own and a contest ranked by it."""
+        of its own and a contest ranked by it; notify's team channels, connection, the rep's preferences and a
+        delivery (the laggard's check-in) left dead with a reason."""
         now = self.clock.now()
         events = [factories.team(org.team, None) | {"data": {"team_id": org.team, "name": f"Team {org.secret}"}},
                   factories.rep(org.rep, team=org.team, manager=org.manager, name=org.name),
@@ -252,6 +272,30 @@ class Outside:
                                                       " AND rep_id = $2 AND status = 'open' ORDER BY created_at"
                                                       " LIMIT 1", org.slug, org.laggard))
         org.task_id, org.task_summary = str(task["task_id"]), task["summary"]
+        await self.seed_notify(org)
+
+    async def seed_notify(self, org: Org) -> None:
+        """notify's side of `seed`: what an admin sets (a team's channels, the tenant's connection, a rep's
+        preferences, each with the tenant's own values) and a delivery left dead with a reason, as the worker leaves
+        one that cannot go out (the worker itself does not run here: its interval is an hour)."""
+        await self.until(lambda c: c.fetchval("SELECT count(*) = 2 FROM notify.people WHERE tenant = $1"
+                                              " AND person_id = ANY($2::text[])", org.slug, [org.rep, org.laggard]))
+        async with self.client("notify", org) as notify:
+            for method, path, body in [
+                    ("PUT", f"/v1/notify/teams/{org.team}",
+                     {"slack_channel": org.slack_channel, "teams_webhook": f"http://127.0.0.1:9/teams-{org.secret}"}),
+                    ("PUT", "/v1/notify/connection",
+                     {"webhook_url": org.webhook_url, "webhook_secret": f"whsec_{org.tag}{org.tag}"}),
+                    ("PUT", f"/v1/notify/preferences/{org.rep}",
+                     {"daily_cap": org.daily_cap, "channels": {"celebration": ["email", "webhook"]}})]:
+                answer = await notify.request(method, path, json=body)
+                assert answer.status_code == 200, (path, answer.text)
+        key = await self.until(lambda c: c.fetchval("SELECT idempotency_key FROM notify.deliveries WHERE tenant = $1"
+                                                    " AND recipient = $2 ORDER BY idempotency_key LIMIT 1",
+                                                    org.slug, org.laggard))
+        await self.conn.execute("UPDATE notify.deliveries SET status = 'dead', last_error = $3 WHERE tenant = $1"
+                                " AND idempotency_key = $2", org.slug, key, f"no address for {org.secret}")
+        org.dead_key = key
 
     def hubspot_headers(self, slug: str, secret: str, body: bytes, timestamp: str | None = None) -> dict[str, str]:
         """The headers HubSpot sends with `body` to `slug`'s webhook, signed with `secret` (v3 signature)."""
@@ -317,7 +361,7 @@ class Outside:
         slugs = [o.slug for o in self.orgs]
         waiting = " + ".join(f"(SELECT count(*) FROM {table} t WHERE {self.tables[table]})" for table in (
             "coaching.owed_evaluations", "ingest.outbox", "kpi.outbox", "coaching.outbox",
-            "recognition.outbox"))
+            "recognition.outbox", "notify.outbox"))
         for _ in range(2):
             last = await self._last_of_run()
             for name, consumed in CONSUMED.items():
@@ -351,7 +395,7 @@ class Outside:
 
 
 async def start() -> Outside:
-    """A database of the run's own, the four services on it, the tables mapped; no tenant yet."""
+    """A database of the run's own, the five services on it, the tables mapped; no tenant yet."""
     db = await fresh_database(f"security_{uuid.uuid4().hex[:8]}")
     prefix = f"attain-sec-{uuid.uuid4().hex[:8]}"
     for name, consumed in CONSUMED.items():
@@ -369,10 +413,14 @@ async def start() -> Outside:
         serve("coaching", COACHING, CoachingSettings(**common, coaching_evaluation_interval_s=3600,
                                                      coaching_grace_s=0), clock),
         serve("recognition", RECOGNITION, RecognitionSettings(**common, recognition_interval_s=3600), clock))
+    # notify's worker and digests do not run (an hour apart): its deliveries stay as the tests leave them
+    notify = await serve("notify", NOTIFY, NotifySettings(
+        **common, notify_secret_keys=crm_keys.env()[crm_keys.NOTIFY_VARIABLE], notify_interval_s=3600,
+        notify_digest_interval_s=3600), clock)
     kpi = await serve("kpi", KPI, KpiSettings(**common, dashboard_coaching_url=coaching.url,
                                               dashboard_recognition_url=recognition.url,
-                                              dashboard_ingest_url=ingest.url), clock)
-    services = {s.name: s for s in (ingest, kpi, coaching, recognition)}
+                                              dashboard_ingest_url=ingest.url, dashboard_notify_url=notify.url), clock)
+    services = {s.name: s for s in (ingest, kpi, coaching, recognition, notify)}
     tracker = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, isolation_level="read_committed",
                                fetch_max_wait_ms=20)
     await tracker.start()

@@ -15,12 +15,14 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from services.coaching.app import SPEC as COACHING
 from services.ingest.app import SPEC as INGEST
 from services.kpi.app import SPEC as KPI
+from services.notify.app import SPEC as NOTIFY
 from services.recognition.app import SPEC as RECOGNITION
 from shared.authz import decision
 from shared.service import ServiceSpec, create_app
 from shared.settings import ServiceSettings
 
-SPECS: dict[str, ServiceSpec] = {"ingest": INGEST, "kpi": KPI, "coaching": COACHING, "recognition": RECOGNITION}
+SPECS: dict[str, ServiceSpec] = {"ingest": INGEST, "kpi": KPI, "coaching": COACHING, "recognition": RECOGNITION,
+                                 "notify": NOTIFY}
 # Small on purpose, so the oversized bodies these tests send stay small; production's default is 16 MiB.
 
 

@@ -196,6 +196,32 @@ CASES = [
           ("/admin/crm/{crm}/stages", "/admin/crm/hubspot/stages"),
           ("/admin/crm/{crm}/users", "/admin/crm/hubspot/users"),
           ("/admin/crm/{crm}/map", "/admin/crm/hubspot/map"))),
+    # notify (issue 19): its API, then kpi's notification pages (forms)
+    Case("notify", "POST", "/v1/notify/deliveries/retry",
+         _json("/v1/notify/deliveries/retry", '{"keys": ["PAD"]}'), _nested("/v1/notify/deliveries/retry",
+                                                                           '{"keys": [{}]}')),
+    Case("notify", "PUT", "/v1/notify/teams/{team_id}",
+         _json("/v1/notify/teams/t", '{"slack_webhook": "https://hooks.example/PAD"}'),
+         _nested("/v1/notify/teams/t", '{"slack_webhook": {}}')),
+    Case("notify", "PUT", "/v1/notify/connection", _json("/v1/notify/connection", '{"webhook_url": "https://x/PAD"}'),
+         _nested("/v1/notify/connection", '{"webhook_url": {}}')),
+    Case("notify", "PUT", "/v1/notify/preferences/me", _json("/v1/notify/preferences/me", '{"channels": {"PAD": []}}'),
+         _nested("/v1/notify/preferences/me", '{"channels": {"review": [{}]}}')),
+    Case("notify", "PUT", "/v1/notify/preferences/{person_id}",
+         _json("/v1/notify/preferences/p", '{"channels": {"PAD": []}}'),
+         _nested("/v1/notify/preferences/p", '{"channels": {"review": [{}]}}')),
+    Case("notify", "POST", "/v1/notify/unsubscribe",  # public: refused before the token is opened
+         _json("/v1/notify/unsubscribe", '{"token": "PAD"}'), _nested("/v1/notify/unsubscribe", '{"token": {}}')),
+    *(Case("kpi", "POST", route,
+           lambda o, a, path=path: (path, padded("csrf=PAD", MAX_BODY_BYTES + 1),
+                                    {"content-type": "application/x-www-form-urlencoded"}),
+           None)
+      for route, path in (
+          ("/admin/notifications/teams/{team_id}", "/admin/notifications/teams/t"),
+          ("/admin/notifications/connection", "/admin/notifications/connection"),
+          ("/admin/notifications/retry", "/admin/notifications/retry"),
+          ("/me/notifications", "/me/notifications"),
+          ("/unsubscribe", "/unsubscribe"))),
     Case("kpi", "POST", "/admin/targets/upload",
          lambda o, a: ("/admin/targets/upload",
                        b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"t.csv\"\r\n\r\n"
@@ -207,7 +233,7 @@ CASES = [
 NO_BODY = {("coaching", "POST", "/v1/tasks/{task_id}/ack"), ("kpi", "POST", "/signout"),
            ("ingest", "POST", "/v1/sessions/refresh")}  # the session token (its header) is all it reads
 def test_every_route_that_reads_a_body_has_a_case() -> None:
-    """Every POST and PUT route of the four services is a case here or on the no-body list."""
+    """Every POST and PUT route of the five services is a case here or on the no-body list."""
     for name in SPECS:
         writes = {(name, r.method, r.path) for r in routes(app_of(name))
                   if r.method in ("POST", "PUT")}

@@ -17,15 +17,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
+from cryptography.fernet import Fernet
 from markupsafe import escape
 
 from services.kpi.dashboard.pages import csrf_token
+from services.notify.settings import NotifySettings
+from services.notify.worker import unsubscribe_link
 from shared import topics
 from shared.cloudevents import CloudEvent, encode
+from shared.secret_box import SecretBox
 from tests import factories
 from tests.integration.conftest import BOOTSTRAP
 from tests.integration.security.outside import Org, Outside
@@ -377,6 +382,51 @@ CASES = [
     Case("kpi", "POST", "/admin/crm/{crm}/map", lambda a, b, q: "/admin/crm/pipedrive/map", status(303),
          form=True, body=lambda a, b: {"csrf": csrf_token(a.token), "crm_user": f"m-{b.tag}", "rep_id": b.rep},
          own_write=True),
+    # notify (issue 19): A's admin reads and changes A's team channels, connection, people's preferences and
+    # deliveries only; B's ids find nothing of B's (404, an empty answer) or land in A's own scope
+    Case("notify", "GET", "/v1/notify/deliveries", lambda a, b, q: "/v1/notify/deliveries?status=dead",
+         json_holds(200, lambda j, a, b: [d["idempotency_key"] for d in j["deliveries"]] == [a.dead_key]
+                    and b.tag not in str(j))),
+    Case("notify", "POST", "/v1/notify/deliveries/retry", lambda a, b, q: "/v1/notify/deliveries/retry",
+         json_is(200, lambda a, b: {"requeued": 0}), body=lambda a, b: {"keys": [b.dead_key]}, label="B's dead one"),
+    Case("notify", "GET", "/v1/notify/teams", lambda a, b, q: "/v1/notify/teams",
+         json_holds(200, lambda j, a, b: {t["team_id"]: t["slack_channel"] for t in j["teams"]}
+                    == {a.team: a.slack_channel})),
+    # first the delete (A has no channels for B's team: 404), then the write that gives A's scope some
+    Case("notify", "DELETE", "/v1/notify/teams/{team_id}", lambda a, b, q: f"/v1/notify/teams/{b.team}", status(404)),
+    Case("notify", "PUT", "/v1/notify/teams/{team_id}", lambda a, b, q: f"/v1/notify/teams/{b.team}",
+         json_holds(200, lambda j, a, b: (j["team_id"], j["slack_channel"]) == (b.team, f"Cspy{a.tag}")),
+         body=lambda a, b: {"slack_channel": f"Cspy{a.tag}"}, own_write=True),
+    Case("notify", "GET", "/v1/notify/connection", lambda a, b, q: "/v1/notify/connection",
+         json_is(200, lambda a, b: {"slack_bot_token": None, "webhook_url": a.webhook_url, "webhook_secret": "(set)"})),
+    Case("notify", "PUT", "/v1/notify/connection", lambda a, b, q: "/v1/notify/connection",
+         json_holds(200, lambda j, a, b: j["webhook_url"] == a.webhook_url),
+         body=lambda a, b: {"webhook_url": a.webhook_url}, own_write=True),
+    # B's laggard: B's rep and team ids are A's own too by now (the control room's roster cases above made them)
+    Case("notify", "GET", "/v1/notify/preferences/{person_id}", lambda a, b, q: f"/v1/notify/preferences/{b.laggard}",
+         status(404)),
+    Case("notify", "GET", "/v1/notify/preferences/{person_id}", lambda a, b, q: f"/v1/notify/preferences/{a.rep}",
+         json_holds(200, lambda j, a, b: j["daily_cap"] == a.daily_cap), label="A's own"),
+    Case("notify", "PUT", "/v1/notify/preferences/{person_id}", lambda a, b, q: f"/v1/notify/preferences/{b.laggard}",
+         status(404), body=lambda a, b: {"daily_cap": 1, "channels": {"celebration": []}}),
+    # an admin's token speaks for no person: no preferences of its own, and none of B's people's
+    Case("notify", "GET", "/v1/notify/preferences/me", lambda a, b, q: "/v1/notify/preferences/me", status(404)),
+    Case("notify", "PUT", "/v1/notify/preferences/me", lambda a, b, q: "/v1/notify/preferences/me", status(404),
+         body=lambda a, b: {"daily_cap": 1}),
+    # kpi's notification pages (signed in by cookie; each change goes to notify with A's own token)
+    Case("kpi", "GET", "/admin/notifications", lambda a, b, q: "/admin/notifications",
+         page_shows(lambda a: a.team, lambda b: b.slug)),
+    Case("kpi", "POST", "/admin/notifications/teams/{team_id}", lambda a, b, q: f"/admin/notifications/teams/{b.team}",
+         status(303), form=True, own_write=True,
+         body=lambda a, b: {"csrf": csrf_token(a.token), "teams_webhook": f"http://127.0.0.1:9/spy-{a.tag}"}),
+    Case("kpi", "POST", "/admin/notifications/connection", lambda a, b, q: "/admin/notifications/connection",
+         status(303), form=True, own_write=True,
+         body=lambda a, b: {"csrf": csrf_token(a.token), "webhook_url": a.webhook_url}),
+    Case("kpi", "POST", "/admin/notifications/retry", lambda a, b, q: "/admin/notifications/retry", status(303),
+         form=True, body=lambda a, b: {"csrf": csrf_token(a.token), "key": b.dead_key}, label="B's dead one"),
+    Case("kpi", "GET", "/me/notifications", lambda a, b, q: "/me/notifications", status(403)),
+    Case("kpi", "POST", "/me/notifications", lambda a, b, q: "/me/notifications", status(403), form=True,
+         body=lambda a, b: {"csrf": csrf_token(a.token), "daily_cap": "1"}),
 ]
 # Proven by a test of its own below: a server-sent event stream has no end to compare.
 ELSEWHERE = {"kpi": {("GET", "/dashboard/stream")}}
@@ -391,9 +441,12 @@ PUBLIC_OF = {
             ("GET", "/static/{name}"),  # the dashboard's CSS and JavaScript
             ("GET", "/tv/share/{link}"),  # a TV's share link: signed by ingest's key (authz/test_share_link.py)
             ("GET", "/signin/sso"),  # single sign-on's first step: to the organisation's identity provider
-            ("GET", "/signin/sso/callback")},  # its return: the browser's own flow cookie, the code checked by ingest
+            ("GET", "/signin/sso/callback"),  # its return: the browser's own flow cookie, the code checked by ingest
+            ("GET", "/unsubscribe"),  # an e-mail's unsubscribe link: a page with a button, nothing changes
+            ("POST", "/unsubscribe")},  # RFC 8058 one-click: the sealed token notify opens is the credential
     "coaching": set(),
     "recognition": set(),
+    "notify": {("POST", "/v1/notify/unsubscribe")},  # the sealed token names tenant, person and kind (test below)
 }
 
 
@@ -460,3 +513,34 @@ async def test_the_live_stream_carries_only_the_signed_in_tenants_updates(outsid
         assert not [s for s in seen if tenant_b.secret in s or tenant_b.rep in s]
     finally:
         await producer.stop()
+    # notify reads the topic too, and dead-letters these hand-made celebrations (they are not whole): done before
+    # the next test counts what reached Kafka
+    await outside.settle()
+
+
+async def test_an_unsubscribe_token_switches_off_one_kind_for_the_one_person_it_was_sealed_for(
+        outside: Outside, tenant_a: Org, tenant_b: Org, records: Records) -> None:
+    """POST /v1/notify/unsubscribe is public: the token is the credential. One sealed under another key, or
+    altered, is refused (400) and changes nothing; a genuine one for A's rep switches off e-mail for that kind for
+    A's rep alone: B's rows (the same kind, the same channels) stay as they were."""
+    await outside.settle()  # what earlier tests left on the topics is applied (and drained below)
+    await records.new()
+    settings = outside.services["notify"].replica.settings
+    assert isinstance(settings, NotifySettings)
+    box = settings.box()
+    assert box is not None
+    link = unsubscribe_link("https://attain.example", box, tenant_a.slug, tenant_a.rep, "celebration")
+    token = parse_qs(urlsplit(link).query)["t"][0]
+    foreign = SecretBox.from_setting(Fernet.generate_key().decode(), "TEST_KEYS").seal(
+        json.dumps([tenant_b.slug, tenant_b.rep, "celebration"])).removeprefix("fernet:")
+    before_b, before_all = await outside.snapshot(tenant_b.slug), await outside.snapshot()
+    async with outside.client("notify") as anyone:
+        for forged in (foreign, token[:-4] + "AAAA", ""):
+            refused = await anyone.post("/v1/notify/unsubscribe", json={"token": forged})
+            assert refused.status_code in (400, 422), refused.text
+        assert await outside.snapshot() == before_all
+        done = await anyone.post("/v1/notify/unsubscribe", json={"token": token})
+    assert done.json() == {"person_id": tenant_a.rep, "kind": "celebration", "channels": ["webhook"]}, done.text
+    assert await outside.snapshot(tenant_b.slug) == before_b
+    assert [r for r in await records.new() if r.tenant == tenant_b.slug] == []
+    await outside.settle()

@@ -1,9 +1,9 @@
 """Kafka is not a credential store (issue 16, item 5): a `tenant.upserted` that ingest did not sign, written
-straight to `attain.tenants.v1` by whoever can, installs nothing. kpi, coaching and recognition go on refusing
-the attacker's token (401) and dead-letter the forged records with the reason, while a tenant made with
-ingest's CLI (signed by its outbox) is accepted by all three.
+straight to `attain.tenants.v1` by whoever can, installs nothing. kpi, coaching, recognition and notify go on
+refusing the attacker's token (401) and dead-letter the forged records with the reason, while a tenant made with
+ingest's CLI (signed by its outbox) is accepted by all four.
 
-The four services run in-process on the real broker, with a database of their own and consumer groups that
+The five services run in-process on the real broker, with a database of their own and consumer groups that
 start at the topics' ends.
 """
 
@@ -31,6 +31,8 @@ from services.ingest.settings import IngestSettings
 from services.ingest.tenants import signed
 from services.kpi.app import SPEC as KPI
 from services.kpi.settings import KpiSettings
+from services.notify.app import SPEC as NOTIFY
+from services.notify.settings import NotifySettings
 from services.recognition.app import SPEC as RECOGNITION
 from services.recognition.settings import RecognitionSettings
 from shared import registry_signing as rs
@@ -45,9 +47,11 @@ CONSUMED = {"kpi": inprocess.KPI_CONSUMES,
             "coaching": [topics.ATTAINMENT.name, topics.ACTIVITIES.name, topics.DEALS.name, topics.ROSTER.name,
                          topics.TENANTS.name],
             "recognition": [topics.ATTAINMENT.name, topics.DEALS.name, topics.ACTIVITIES.name, topics.ROSTER.name,
-                            topics.TENANTS.name]}
+                            topics.TENANTS.name],
+            "notify": [t for sub in NOTIFY.subscriptions for t in sub.topics]}
 # One authenticated read of each service: 200 with a token it knows, 401 without.
-READS = {"kpi": "/v1/leaderboard", "coaching": "/v1/tasks", "recognition": "/v1/celebrations"}
+READS = {"kpi": "/v1/leaderboard", "coaching": "/v1/tasks", "recognition": "/v1/celebrations",
+         "notify": "/v1/notify/deliveries"}
 READERS = tuple(READS)
 
 
@@ -82,7 +86,8 @@ async def readers(stack: None) -> AsyncIterator[Readers]:
         clock).start()}
     specs = {"kpi": (KPI, KpiSettings(**common)),
              "coaching": (COACHING, CoachingSettings(**common, coaching_evaluation_interval_s=3600)),
-             "recognition": (RECOGNITION, RecognitionSettings(**common, recognition_interval_s=3600))}
+             "recognition": (RECOGNITION, RecognitionSettings(**common, recognition_interval_s=3600)),
+             "notify": (NOTIFY, NotifySettings(**common, notify_interval_s=3600, notify_digest_interval_s=3600))}
     try:
         for name, (spec, settings) in specs.items():
             replicas[name] = await inprocess.Replica(spec, settings, clock).start()

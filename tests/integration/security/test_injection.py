@@ -73,6 +73,11 @@ def refused_back(r: httpx.Response, a: Org) -> None:
     assert r.status_code == 303 and "error=" in r.headers.get("location", ""), (r.status_code, r.headers)
 
 
+def shown(r: httpx.Response, a: Org) -> None:
+    """200: a page that only shows what it was given (the unsubscribe page's button; nothing is looked up)."""
+    assert r.status_code == 200 and a.secret not in r.text, r.text[:300]
+
+
 def sign_in_refused(r: httpx.Response, a: Org) -> None:
     """400: the sign-in page saying why single sign-on could not go on; no cookie of a session."""
     assert r.status_code == 400 and "attain_dashboard=" not in r.headers.get("set-cookie", ""), r.text[:300]
@@ -196,17 +201,28 @@ PARAMS = [
     *_routes_params("kpi", "GET", "/signin/sso/callback", ("code", sign_in_refused, Q),
                     ("state", sign_in_refused, Q), ("error", sign_in_refused, Q),
                     ("error_description", sign_in_refused, Q)),
+    # notify (issue 19): ids of A's own people and teams, or nothing; its enum and number typed
+    *_routes_params("notify", "GET", "/v1/notify/deliveries", ("status", typed("status"), Q),
+                    ("limit", typed("limit"), Q)),
+    *_routes_params("notify", "DELETE", "/v1/notify/teams/{team_id}", ("team_id", missing, P)),
+    *_routes_params("notify", "GET", "/v1/notify/preferences/{person_id}", ("person_id", missing, P)),
+    *_routes_params("notify", "PUT", "/v1/notify/preferences/{person_id}", ("person_id", missing, P)),
+    # kpi's notification pages: a team's form with nothing typed changes nothing; the unsubscribe page shows its
+    # button for whatever token it is given (notify opens the token when the button posts it)
+    *_routes_params("kpi", "POST", "/admin/notifications/teams/{team_id}", ("team_id", refused_back, P)),
+    *_routes_params("kpi", "GET", "/unsubscribe", ("t", shown, Q)),
 ]
 # Parameters that write what they are given into the caller's own scope: test_injection_bodies.py stores
 # SQL through them and reads it back.
-STORED = {("coaching", "PUT", "/v1/policies/teams/{team_id}", "team_id")}
+STORED = {("coaching", "PUT", "/v1/policies/teams/{team_id}", "team_id"),
+          ("notify", "PUT", "/v1/notify/teams/{team_id}", "team_id")}  # a team's channels, before the roster has it
 # Parameters that reach no database (the dashboard's static files, the sign-in form's next page).
 INERT = {("kpi", "GET", "/static/{name}", "name"), ("kpi", "GET", "/signin", "next"),
          ("coaching", "POST", "/v1/reps/{rep_id}/time-off", "rep_id")}  # gone (410): time off is an event
 
 
 def test_every_parameter_of_every_route_has_a_case() -> None:
-    """Every query and path parameter of the four services is a case here, stored, or inert."""
+    """Every query and path parameter of the five services is a case here, stored, or inert."""
     for name in SPECS:
         declared = {(name, r.method, r.path, alias) for r in routes(app_of(name))
                     for alias in (*r.parameters(Q), *r.parameters(P))}
@@ -224,7 +240,7 @@ def _valid(a: Org, quarter: str, route: str) -> dict[str, str]:
             "token_id": "initial", "contest_id": f"c-{a.tag}", "kpi_id": f"k_{a.tag}",
             "year": str(a.holiday.year), "rep": a.rep, "next": "/leaderboard", "code": "code", "state": "state",
             "error": "", "error_description": "", "since": "2026-01-01T00:00:00Z", "until": "2027-01-01T00:00:00Z",
-            "before_seq": "1000000"}
+            "before_seq": "1000000", "person_id": a.rep, "t": ""}
 
 
 def _request(param: Param, value: str, a: Org, quarter: str) -> tuple[str, dict[str, str]]:
@@ -250,13 +266,15 @@ BODIES: dict[tuple[str, str], Any] = {  # a valid body where the route needs one
                                            "participant_ids": ["r"], "starts": "2026-01-01", "ends": "2027-01-01"},
     ("ingest", "/v1/tokens/{token_id}/rotate"): {"grace_hours": 1},
     ("ingest", "/v1/calendar/days"): {"day": "2027-12-24", "name": "Christmas Eve"},
-    ("ingest", "/v1/crm/{crm}/secret"): {"secret": "never-stored"}}
+    ("ingest", "/v1/crm/{crm}/secret"): {"secret": "never-stored"},
+    ("notify", "/v1/notify/preferences/{person_id}"): {"daily_cap": 3}}
 # The dashboard's forms: sent as a form, with the session's form token.
 FORMS: dict[tuple[str, str], Callable[[Org], dict[str, str]]] = {
     ("kpi", route): lambda a: {"csrf": csrf_token(a.token), "next": "/check-ins", "outcome": "held"}
     for route in ("/check-ins/{task_id}/ack", "/check-ins/{task_id}/complete", "/check-ins/{task_id}/plan")} | {
     ("kpi", route): lambda a: {"csrf": csrf_token(a.token), "grace_hours": "1", "suggested_actions": "call"}
-    for route in ("/admin/coaching/playbooks/{rule}", "/admin/people/tokens/{token_id}/revoke",
+    for route in ("/admin/coaching/playbooks/{rule}", "/admin/notifications/teams/{team_id}",
+                  "/admin/people/tokens/{token_id}/revoke",
                   "/admin/people/tokens/{token_id}/rotate", *(f"/admin/crm/{{crm}}/{action}"
                                                              for action in ("secret", "stages", "users", "map")))}
 

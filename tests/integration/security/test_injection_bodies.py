@@ -117,6 +117,14 @@ async def test_sql_in_free_text_and_ids_is_stored_and_returned_byte_for_byte(
         assert (await coaching.put("/v1/catalogue/behind_pace", json=playbook)).status_code == 200
         stored = (await coaching.get("/v1/catalogue")).json()["behind_pace"]
         assert {k: stored[k] for k in playbook} == playbook
+    async with outside.client("notify", d) as notify:  # notify: a team's channels under an id that is SQL
+        for n, s in enumerate(INJECTIONS):
+            _, _, team = reps[s]
+            put = await notify.put(f"/v1/notify/teams/{quote(team, safe='')}", json={"slack_channel": f"C{n}"})
+            assert put.status_code == 200, put.text
+            assert (put.json()["team_id"], put.json()["slack_channel"]) == (team, f"C{n}")
+        listed = {t["team_id"]: t["slack_channel"] for t in (await notify.get("/v1/notify/teams")).json()["teams"]}
+        assert {reps[s][2]: f"C{n}" for n, s in enumerate(INJECTIONS)}.items() <= listed.items()
     await outside.settle()
     assert await outside.snapshot(tenant_a.slug, tenant_b.slug) == others
     assert await outside.table_names() == outside.initial_tables
@@ -179,19 +187,38 @@ TYPED_BODIES: list[tuple[str, str, str, Callable[[str], Any], str]] = [
     ("recognition", "PUT", "/v1/recognition/settings", lambda s: {"leaderboard_places": s}, "leaderboard_places"),
     ("recognition", "PUT", "/v1/recognition/settings", lambda s: {"quota_metrics": [s]}, "quota_metrics"),
     ("ingest", "PUT", "/v1/crm/hubspot/stages", lambda s: {"stage": s}, "stage"),
+    ("notify", "PUT", "/v1/notify/connection", lambda s: {"webhook_url": s}, "webhook_url"),
+    ("notify", "PUT", "/v1/notify/connection", lambda s: {"slack_bot_token": s}, "slack_bot_token"),
+    ("notify", "PUT", "/v1/notify/connection", lambda s: {"webhook_secret": s}, "webhook_secret"),
+    ("notify", "PUT", "/v1/notify/teams/t", lambda s: {"teams_webhook": s}, "teams_webhook"),
+    ("notify", "PUT", "/v1/notify/preferences/p", lambda s: {"quiet_start": s}, "quiet_start"),
+    ("notify", "PUT", "/v1/notify/preferences/p", lambda s: {"daily_cap": s}, "daily_cap"),
+    ("notify", "PUT", "/v1/notify/preferences/p", lambda s: {"channels": {"review": [s]}}, "review"),
 ]
 
 
 async def test_typed_body_fields_refuse_sql_naming_the_field(outside: Outside, tenant_a: Org,
                                                             records: Records) -> None:
-    """Each SQL fragment in each typed body field of coaching, recognition and ingest's mappings: 422 naming
-    the field; nothing stored, nothing published."""
+    """Each SQL fragment in each typed body field of coaching, recognition, ingest's mappings and notify's
+    channels and preferences: 422 naming the field; nothing stored, nothing published."""
     before = await outside.snapshot()
     for service, method, path, body, field in TYPED_BODIES:
         async with outside.client(service, tenant_a) as client:
             for value in INJECTIONS:
                 answer = await client.request(method, path, json=body(value))
                 assert answer.status_code == 422 and (field or value) in answer.text, (path, value, answer.text)
+    assert await outside.snapshot() == before
+    assert await records.new() == []
+
+
+async def test_sql_as_an_unsubscribe_token_is_refused_and_changes_nothing(outside: Outside, records: Records) -> None:
+    """`POST /v1/notify/unsubscribe` is public: SQL, a wildcard or a bind marker as the token opens nothing (400,
+    not a token notify sealed); no row of any tenant changes, nothing is published."""
+    before = await outside.snapshot()
+    async with outside.client("notify") as anyone:
+        for value in INJECTIONS:
+            answer = await anyone.post("/v1/notify/unsubscribe", json={"token": value})
+            assert answer.status_code == 400 and "not an unsubscribe token" in answer.text, (value, answer.text)
     assert await outside.snapshot() == before
     assert await records.new() == []
 
@@ -208,6 +235,9 @@ NUL_TEXT = [
     ("recognition", "PUT", "/v1/recognition/settings", {"templates": {"quota": NUL}}),
     ("ingest", "PUT", "/v1/crm/hubspot/users", {NUL: "rep"}),
     ("ingest", "PUT", "/v1/crm/hubspot/stages", {NUL: "won"}),
+    ("notify", "PUT", f"/v1/notify/teams/{quote(NUL)}", {"slack_channel": "C1"}),
+    ("notify", "PUT", f"/v1/notify/preferences/{quote(NUL)}", {"daily_cap": 3}),
+    ("notify", "POST", "/v1/notify/unsubscribe", {"token": NUL}),
 ]
 @pytest.mark.parametrize(("service", "method", "path", "body"), [
     pytest.param(*case, id=f"{case[0]} {case[1]} {case[2]}".replace(quote(NUL), "NUL")) for case in NUL_TEXT])

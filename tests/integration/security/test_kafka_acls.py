@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import (
@@ -230,14 +231,25 @@ async def test_a_subscriber_reads_the_outputs_in_its_groups_and_writes_nothing(w
             await sources.stop()
 
 
-async def test_the_four_services_run_end_to_end_each_as_its_own_principal(with_topics: AclBroker) -> None:
-    """The grants are enough for the real thing: ingest, kpi, coaching and recognition, each with its own SCRAM
-    user and nothing but its ACLs, take a deal from ingest's API to a scorecard, a celebration and a task."""
+async def test_the_five_services_run_end_to_end_each_as_its_own_principal(with_topics: AclBroker) -> None:
+    """The grants are enough for the real thing: ingest, kpi, coaching, recognition and notify, each with its own
+    SCRAM user and nothing but its ACLs, take a deal from ingest's API to a scorecard, a celebration and a task,
+    and notify turns the celebration and the check-in into deliveries."""
     db = f"attain_acl_{uuid.uuid4().hex[:6]}"
     await fresh_database(db)
     common = {"DATABASE_URL": database_url(db)}
     tenant = await asyncio.to_thread(tenant_on, {**common, **with_topics.env(f"{PREFIX}-ingest")})
-    ports = dict(zip(("ingest", "kpi", "coaching", "recognition"), free_ports(4), strict=True))
+    ports = dict(zip(("ingest", "kpi", "coaching", "recognition", "notify"), free_ports(5), strict=True))
     env_of = {name: with_topics.env(f"{PREFIX}-{name}") for name in ports}
     with running(ports, extra_env=common, log_suffix="-acl", env_of=env_of) as urls:
         await deal_to_scorecard_cheer_and_check_in(urls, tenant)
+        async with httpx.AsyncClient(timeout=10, headers=tenant.auth) as client:
+            deadline = asyncio.get_running_loop().time() + 60
+            wanted = {"recognition.milestone.reached", "coaching.task.created"}
+            while True:
+                answer = await client.get(f"{urls['notify']}/v1/notify/deliveries")
+                assert answer.status_code == 200, answer.text
+                if wanted <= {d["event_type"] for d in answer.json()["deliveries"]}:
+                    break
+                assert asyncio.get_running_loop().time() < deadline, answer.text
+                await asyncio.sleep(0.5)

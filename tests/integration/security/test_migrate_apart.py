@@ -50,7 +50,7 @@ async def test_a_service_without_the_owners_credentials_refuses_a_schema_that_is
 async def test_after_the_migration_job_a_service_works_with_its_working_role_alone(stack: None) -> None:
     database = await fresh_database(f"mig_{uuid.uuid4().hex[:8]}")
     report = _migrate(database)
-    assert [line["service"] for line in report] == ["ingest", "kpi", "coaching", "recognition"]
+    assert [line["service"] for line in report] == ["ingest", "kpi", "coaching", "recognition", "notify"]
     assert all(line["applied"] for line in report)
     assert _migrate(database, "recognition")[0]["applied"] == []  # a second run applies nothing
     replica = await inprocess.Replica(RECOGNITION, _settings(database), FixedClock(AT)).start()

@@ -19,20 +19,21 @@ from services.coaching.app import SPEC as COACHING
 from services.coaching.settings import CoachingSettings
 from services.ingest.app import SPEC as INGEST
 from services.kpi.app import SPEC as KPI
+from services.notify.app import SPEC as NOTIFY
 from services.recognition.app import SPEC as RECOGNITION
 from shared import db
 from shared.clock import FixedClock
 from tests.integration import inprocess
 from tests.integration.conftest import fresh_database, owned_by_a_plain_role
 
-SPECS = (INGEST, KPI, COACHING, RECOGNITION)
+SPECS = (INGEST, KPI, COACHING, RECOGNITION, NOTIFY)
 ROLE = "attain_rls_test"  # a working role of this test's own, made the way a service makes its own
 AT = datetime(2026, 11, 2, 9, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
 async def database(stack: None) -> AsyncIterator[str]:
-    """A database with all four schemas migrated and secured, as the services do at start-up."""
+    """A database with all five schemas migrated and secured, as the services do at start-up."""
     url = await fresh_database(f"rls_{uuid.uuid4().hex[:8]}")
     for spec in SPECS:
         owner = await db.create_pool(url, spec.schema, max_size=1)
@@ -64,7 +65,7 @@ async def app(database: str) -> AsyncIterator[asyncpg.Pool]:
 
 async def test_every_table_with_tenant_rows_has_forced_row_level_security_and_the_tenant_policy(
         owner: asyncpg.Connection) -> None:
-    """All four schemas: each table but the bookkeeping ones (outbox, offsets, migrations) is covered."""
+    """All five schemas: each table but the bookkeeping ones (outbox, offsets, migrations) is covered."""
     rows = await owner.fetch(
         "SELECT n.nspname AS schema, c.relname AS name, c.relrowsecurity AS enabled, c.relforcerowsecurity AS forced,"
         " array(SELECT polname FROM pg_policy WHERE polrelid = c.oid) AS policies"
@@ -209,6 +210,7 @@ async def test_every_sweep_runs_and_none_is_open_to_public(database: str, owner:
         "ingest": ["SELECT sweep_expired_ids('3650 days'::interval, 5)"],
         "kpi": ["SELECT count(*) FROM sweep_due_contests(now())"],
         "recognition": ["SELECT count(*) FROM sweep_contest_leads(now())"],
+        "notify": ["SELECT count(*) FROM sweep_due_deliveries(now())", "SELECT count(*) FROM sweep_open_check_ins()"],
     }
     for spec in SPECS:
         pool = await db.create_pool(db.app_dsn(database, ROLE), spec.schema, scope=None, create_schema=False)
@@ -227,8 +229,9 @@ async def test_every_sweep_runs_and_none_is_open_to_public(database: str, owner:
         " FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
         " WHERE n.nspname = ANY($1::text[]) AND p.prosecdef", [s.schema for s in SPECS], ROLE)
     assert {(r["schema"], r["name"]) for r in rows} >= {(s.schema, "sweep_bury_outbox") for s in SPECS}
-    # the shared three in every schema, coaching's seven, ingest's one, kpi's and recognition's contest clocks
-    assert len(rows) == 4 * 3 + 7 + 1 + 2
+    # the shared three in every schema, coaching's seven, ingest's one, kpi's and recognition's contest clocks,
+    # notify's due deliveries and open check-ins
+    assert len(rows) == len(SPECS) * 3 + 7 + 1 + 2 + 2
     for row in rows:
         assert row["name"].startswith("sweep_")
         assert f"search_path={row['schema']}, pg_temp" in row["config"], row

@@ -22,6 +22,7 @@ from deploy.local.kafka_setup import pinned_kafka_version
 from services.coaching.settings import CoachingSettings
 from services.ingest.settings import IngestSettings
 from services.kpi.settings import KpiSettings
+from services.notify.settings import NotifySettings
 from services.recognition.settings import RecognitionSettings
 from shared.registry_signing import encode_private_key, encode_public_key, generate_private_key
 from shared.settings import ServiceSettings
@@ -39,12 +40,14 @@ SETTINGS: dict[str, type[ServiceSettings]] = {
     "kpi": KpiSettings,
     "coaching": CoachingSettings,
     "recognition": RecognitionSettings,
+    "notify": NotifySettings,
 }
 
 # What the operator's shell provides (the file reads it from there and holds no value of its own): compose
 # interpolates `${NAME:-default}` with these.
 _PRIVATE = generate_private_key()
-SHELL = {"CRM_SECRET_KEYS": Fernet.generate_key().decode(), "REGISTRY_SIGNING_KEY": encode_private_key(_PRIVATE),
+SHELL = {"CRM_SECRET_KEYS": Fernet.generate_key().decode(), "NOTIFY_SECRET_KEYS": Fernet.generate_key().decode(),
+         "SMTP_URL": "smtp://user:pass@mail.example.com:587", "REGISTRY_SIGNING_KEY": encode_private_key(_PRIVATE),
          "REGISTRY_VERIFY_KEYS": encode_public_key(_PRIVATE.public_key())}
 
 # Mounted by compose but filled by another change: Grafana's dashboards (deploy/grafana/*.json).
@@ -263,6 +266,28 @@ def test_only_ingest_gets_crm_secret_keys_and_from_the_shell_not_the_file() -> N
     env = {key.lower(): interpolated(value, {}) for key, value in environment(service("ingest")).items()}
     with pytest.raises(ValidationError, match="CRM_SECRET_KEYS is not set"):
         IngestSettings(**env)
+
+
+def test_only_notify_gets_its_secret_keys_and_the_smtp_url_and_from_the_shell_not_the_file() -> None:
+    """notify's keys (webhook URLs, Slack tokens) and SMTP_URL (it carries the mail server's password) are
+    interpolated from the operator's shell, only into notify; unset, notify still starts (e-mail waits, no secret
+    is stored), and its links point at kpi as the host publishes it."""
+    env = environment(service("notify"))
+    assert env["NOTIFY_SECRET_KEYS"] == "${NOTIFY_SECRET_KEYS:-}"
+    assert env["SMTP_URL"] == "${SMTP_URL:-}"
+    for name in ("NOTIFY_SECRET_KEYS", "SMTP_URL"):
+        assert [s for s in SETTINGS if name in environment(service(s))] == ["notify"], name
+    unset = NotifySettings(**{key.lower(): interpolated(value, {}) for key, value in env.items()})
+    assert unset.box() is None and not unset.smtp_url
+    assert unset.dashboard_base_url == f"http://localhost:{published(service('kpi'))[8002]}"
+    assert NotifySettings(**{key.lower(): interpolated(value, SHELL) for key, value in env.items()}).box() is not None
+
+
+def test_kpi_reaches_every_service_it_calls_by_its_compose_name() -> None:
+    env = environment(service("kpi"))
+    for name in ("coaching", "recognition", "ingest", "notify"):
+        port = SETTINGS[name].model_fields["http_port"].default
+        assert env[f"DASHBOARD_{name.upper()}_URL"] == f"http://{name}:{port}", name
 
 
 def test_only_ingest_gets_the_registry_signing_key_and_every_service_the_verify_keys_from_the_shell() -> None:

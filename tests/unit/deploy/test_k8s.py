@@ -41,6 +41,8 @@ from services.ingest.app import SPEC as INGEST
 from services.ingest.settings import IngestSettings
 from services.kpi.app import SPEC as KPI
 from services.kpi.settings import KpiSettings
+from services.notify.app import SPEC as NOTIFY
+from services.notify.settings import NotifySettings
 from services.recognition.app import SPEC as RECOGNITION
 from services.recognition.settings import RecognitionSettings
 from shared.service import ServiceSpec
@@ -60,6 +62,7 @@ SERVICES: dict[str, tuple[ServiceSpec, type[ServiceSettings]]] = {
     "kpi": (KPI, KpiSettings),
     "coaching": (COACHING, CoachingSettings),
     "recognition": (RECOGNITION, RecognitionSettings),
+    "notify": (NOTIFY, NotifySettings),
 }
 CONSUMERS = [name for name, (spec, _) in SERVICES.items() if spec.subscriptions]
 TOPICS = {topic.name: topic for topic in all_with_dlq()}
@@ -853,6 +856,9 @@ GATEWAY_NAMESPACE = {"kubernetes.io/metadata.name": "gateway-system"}
 PROMETHEUS = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
               "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
 EXPOSED = {"ingest", "kpi"}  # reached through the gateway (the HTTPRoute below); the others by kpi's dashboard
+# What a service reaches outside the cluster, anywhere, beyond PostgreSQL: ingest the CRMs' APIs, notify the mail
+# server and the Slack, Teams and tenants' webhook receivers.
+OUT_ANYWHERE = {"ingest": {("TCP", 443)}, "notify": {("TCP", 443), ("TCP", 587), ("TCP", 465), ("TCP", 25)}}
 
 
 def policies_for(overlay: str, labels: dict[str, str], direction: str) -> list[dict[str, Any]]:
@@ -896,8 +902,10 @@ def test_each_service_is_reached_on_its_http_port_by_whom_it_serves_alone(overla
     assert allowed_ports(rules, gateway) == (port if name in EXPOSED else set()), name
     dashboard = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "kpi",
                                                  "app.kubernetes.io/part-of": "attain"}}}
-    # the dashboard reads coaching and recognition, and writes through ingest (the control room, single sign-on)
-    assert allowed_ports(rules, dashboard) == (port if name in {"coaching", "recognition", "ingest"} else set()), name
+    # the dashboard reads coaching and recognition, and writes through ingest (the control room, single sign-on) and
+    # notify (the notification pages, the one-click unsubscribe)
+    assert allowed_ports(rules, dashboard) == (
+        port if name in {"coaching", "recognition", "ingest", "notify"} else set()), name
     peers = [peer for rule in rules for peer in rule["from"]]
     assert all(peer in (PROMETHEUS, gateway, dashboard) for peer in peers), f"{name}: allows {peers}"
     assert "ipBlock" not in json.dumps(rules)
@@ -920,13 +928,15 @@ def test_pods_reach_dns_kafka_and_postgresql_and_nothing_else(overlay: str) -> N
         assert allowed_ports(rules, dns) == {("UDP", 53), ("TCP", 53)}, name
         assert ("TCP", kafka_port) in allowed_ports(rules, kafka), f"{name}: the bootstrap port {kafka_port}"
         anywhere = allowed_ports(rules, None)
-        assert anywhere == ({("TCP", 5432), ("TCP", 443)} if name == "ingest" else {("TCP", 5432)}), name
+        # ingest: the CRMs' APIs over HTTPS; notify: SMTP (25, STARTTLS 587, TLS 465) and HTTPS (Slack, Teams, webhooks)
+        assert anywhere == ({("TCP", 5432)} | OUT_ANYWHERE.get(name, set())), name
         others = [peer for rule in rules for peer in rule.get("to", []) if peer not in (dns, kafka)]
         if name == "kpi":  # the dashboard reads check-ins and celebrations
             env = {e["name"]: e.get("value", "") for e in container(workload)["env"]}
             for service, url in (("coaching", env["DASHBOARD_COACHING_URL"]),
                                  ("recognition", env["DASHBOARD_RECOGNITION_URL"]),
-                                 ("ingest", env["DASHBOARD_INGEST_URL"])):
+                                 ("ingest", env["DASHBOARD_INGEST_URL"]),
+                                 ("notify", env["DASHBOARD_NOTIFY_URL"])):
                 peer = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": service,
                                                         "app.kubernetes.io/part-of": "attain"}}}
                 assert allowed_ports(rules, peer) == {("TCP", int(url.rsplit(":", 1)[1]))}, service

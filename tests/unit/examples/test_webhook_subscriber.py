@@ -266,9 +266,9 @@ class FakeConsumer:
         self.commits.append(offsets)
 
 
-def _record(offset: int, event_id: str, *, partition: int = 0, headline: str = "h") -> Record:
+def _record(offset: int, event_id: str, *, partition: int = 0, headline: str = "h", tenant: str = "acme") -> Record:
     value, headers = encode(CloudEvent(id=event_id, type="recognition.milestone.reached", source="s",
-                                       time=datetime.now(UTC), tenant="acme", data={"headline": headline}))
+                                       time=datetime.now(UTC), tenant=tenant, data={"headline": headline}))
     return Record("recognition.celebrations.v1", partition, offset, headers, value)
 
 
@@ -278,7 +278,7 @@ async def test_the_loop_delivers_in_order_skips_known_ids_and_commits_each_recor
     bad = Record(tp0.topic, 0, 13, [("ce_id", b"x")], b"{}")
     batches = [{tp0: [_record(10, "a"), _record(11, "b"), _record(12, "a")],
                 tp1: [_record(4, "c", partition=1), _record(5, "gone", partition=1)]},
-               {tp0: [bad, _record(14, "b")]}]
+               {tp0: [bad, _record(14, "b"), _record(15, "other", tenant="globex")]}]
     consumer = FakeConsumer(batches, stop)
     store = DeliveryStore(tmp_path / "d.sqlite3")
     receiver = Receiver([], [])
@@ -290,19 +290,59 @@ async def test_the_loop_delivers_in_order_skips_known_ids_and_commits_each_recor
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
         sender = WebhookSender(client, "http://receiver/hook", SECRET, sleep=interruptible_sleep(stop))
-        subscriber = Subscriber(consumer, sender, store, stop)
+        subscriber = Subscriber(consumer, sender, store, stop, frozenset({"acme"}))
         assert await subscriber.run() == 0
     sent = [r.headers["webhook-id"] for r in receiver.requests]
     assert sorted(sent) == ["a", "b", "c", "gone"] and sent.index("a") < sent.index("b")
     assert (store.status("a"), store.status("gone")) == (Status.DELIVERED, Status.REJECTED)
-    assert subscriber.counts == {"delivered": 3, "rejected": 1, "duplicate": 2, "invalid": 1}
-    assert [c[tp0] for c in consumer.commits if tp0 in c] == [11, 12, 13, 14, 15]
+    assert store.status("other") is None  # another tenant's: neither sent nor remembered, but committed
+    assert subscriber.counts == {"delivered": 3, "rejected": 1, "duplicate": 2, "invalid": 1, "other_tenant": 1}
+    assert [c[tp0] for c in consumer.commits if tp0 in c] == [11, 12, 13, 14, 15, 16]
     assert [c[tp1] for c in consumer.commits if tp1 in c] == [5, 6]
+
+
+async def test_only_the_named_tenants_events_reach_the_url(tmp_path: Path) -> None:
+    """The topics carry every tenant's events: one tenant's private check-in never goes to another's URL."""
+    stop = asyncio.Event()
+    tp = TopicPartition("recognition.celebrations.v1", 0)
+    consumer = FakeConsumer([{tp: [_record(0, "acme-1"), _record(1, "globex-1", tenant="globex"),
+                                   _record(2, "initech-1", tenant="initech"), _record(3, "acme-2")]}], stop)
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content)["attain"]["tenant"])
+        return httpx.Response(200)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+        sender = WebhookSender(client, "http://receiver/hook", SECRET, sleep=interruptible_sleep(stop))
+        subscriber = Subscriber(consumer, sender, DeliveryStore(tmp_path / "d.sqlite3"), stop,
+                                frozenset({"acme", "initech"}))
+        assert await subscriber.run() == 0
+    assert seen == ["acme", "initech", "acme"]
+    assert subscriber.counts == {"delivered": 3, "other_tenant": 1}
+    assert consumer.commits[-1] == {tp: 4}
+    with pytest.raises(ValueError, match="given none"):
+        Subscriber(consumer, sender, DeliveryStore(tmp_path / "e.sqlite3"), stop, frozenset())
+
+
+def test_it_refuses_to_start_without_the_tenants_it_delivers_for(monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("WEBHOOK_TENANTS", raising=False)
+    with pytest.raises(SystemExit) as exited:
+        parse(["--url", "http://hook"])
+    assert exited.value.code == 2
+    assert "WEBHOOK_TENANTS is not set" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse(["--url", "http://hook", "--tenants", " , "])
+    monkeypatch.setenv("WEBHOOK_TENANTS", "acme, globex")
+    assert parse(["--url", "http://hook"]).tenants == {"acme", "globex"}
+    assert parse(["--url", "http://hook", "--tenants", "initech"]).tenants == {"initech"}
 
 
 def test_settings_from_options_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WEBHOOK_URL", "http://from-env/hook")
     monkeypatch.setenv("WEBHOOK_GROUP", "env-group")
+    monkeypatch.setenv("WEBHOOK_TENANTS", "acme")
     settings = parse(["--url", "http://from-cli/hook", "--secret", SECRET, "--topics", "a, b,"])
     assert (settings.webhook_url, settings.webhook_group, settings.topics) == ("http://from-cli/hook", "env-group",
                                                                                 ["a", "b"])
@@ -312,6 +352,7 @@ def test_settings_from_options_over_the_environment(monkeypatch: pytest.MonkeyPa
 
 def test_kafka_security_comes_from_the_services_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)  # CI points it at its own broker
+    monkeypatch.setenv("WEBHOOK_TENANTS", "acme")
     assert parse(["--url", "http://hook"]).kafka_options() == {"bootstrap_servers": "127.0.0.1:9092",
                                                               "security_protocol": "PLAINTEXT"}
     monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")

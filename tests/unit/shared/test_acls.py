@@ -13,6 +13,7 @@ from deploy import kafka_users
 from services.coaching.app import SPEC as COACHING
 from services.ingest.app import SPEC as INGEST
 from services.kpi.app import SPEC as KPI
+from services.notify.app import SPEC as NOTIFY
 from services.recognition.app import SPEC as RECOGNITION
 from shared import acls, topics
 from shared.service import ServiceSpec
@@ -83,6 +84,18 @@ def test_the_subscriber_reads_the_outputs_in_its_own_groups_and_writes_nothing()
     assert not subscriber.allowed("group", "attain-kpi", "Read")
 
 
+def test_notify_reads_what_it_delivers_in_its_group_and_writes_only_the_audit_log() -> None:
+    notify = BY_NAME["attain-notify"]
+    for name in [topics.TASKS.name, topics.REVIEWS.name, topics.PLANS.name, topics.CELEBRATIONS.name,
+                 topics.ROSTER.name, topics.TENANTS.name]:
+        assert notify.allowed("topic", name, "Read") and notify.allowed("topic", f"{name}.dlq", "Write"), name
+        assert not notify.allowed("topic", name, "Write"), name
+    assert notify.allowed("group", "attain-notify", "Read") and not notify.allowed("group", "attain-kpi", "Read")
+    assert notify.allowed("transactionalId", "attain-outbox:attain/notify", "Write")
+    assert notify.allowed("topic", topics.AUDIT.name, "Write")
+    assert not notify.allowed("topic", topics.ATTAINMENT.name, "Read")  # nothing it does not deliver
+
+
 def test_keda_only_describes() -> None:
     assert {op for g in BY_NAME["attain-keda"].grants for op in g.operations} == {"Describe"}
 
@@ -99,4 +112,4 @@ def test_the_kafka_acls_arguments_say_the_same_as_the_grants() -> None:
     assert ["--add", "--allow-principal", "User:attain-ingest", "--cluster", "--operation", "IdempotentWrite"] in args
     assert ["--add", "--allow-principal", "User:attain-ingest", "--topic", topics.TENANTS.name,
             "--resource-pattern-type", "literal", "--operation", "Describe", "--operation", "Write"] in args
-    assert {COACHING.name, RECOGNITION.name} <= {s.name for s in kafka_users.SERVICES}
+    assert {COACHING.name, RECOGNITION.name, NOTIFY.name} <= {s.name for s in kafka_users.SERVICES}

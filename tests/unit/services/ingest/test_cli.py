@@ -11,8 +11,8 @@ import pytest
 from cryptography.fernet import Fernet
 
 from services.ingest import cli, tenants
-from shared.secret_box import MAKE_A_KEY
 from shared.registry_signing import MAKE_A_PAIR, RegistrySigner, encode_private_key, generate_private_key
+from shared.secret_box import MAKE_A_KEY
 
 SIGNER = RegistrySigner(generate_private_key())
 

@@ -10,9 +10,9 @@ from cryptography.fernet import Fernet
 from pydantic import ValidationError
 
 from services.ingest import __main__ as ingest_main
-from shared.secret_box import MAKE_A_KEY
 from services.ingest.settings import IngestSettings, problems
 from shared import registry_signing as rs
+from shared.secret_box import MAKE_A_KEY
 
 KEY = Fernet.generate_key().decode()
 SIGNING_KEY = rs.encode_private_key(rs.generate_private_key())
