@@ -9,8 +9,16 @@ from typing import Any
 from services.ingest.api import router
 from services.ingest.calendar_api import router as calendar_router
 from services.ingest.context import IngestContext, make_context
+from services.ingest.crm.backfill import backfill_forever
+from services.ingest.crm.oauth_refresh import oauth_refresher
+from services.ingest.crm.reconcile import reconcile_forever
+from services.ingest.crm.stream_supervisor import salesforce_streams
+from services.ingest.crm.users_sync import crm_users_sync
 from services.ingest.crm_api import router as crm_router
+from services.ingest.crm_backfill_api import router as crm_backfill_router
 from services.ingest.crm_connection_api import router as crm_connection_router
+from services.ingest.crm_oauth_api import router as crm_oauth_router
+from services.ingest.crm_users_api import router as crm_users_router
 from services.ingest.retention import prune_forever
 from services.ingest.secret_store import seal_legacy
 from services.ingest.sso_api import router as sso_router
@@ -66,13 +74,14 @@ SPEC = ServiceSpec(
     schema="ingest",
     migrations=Path(__file__).with_name("migrations"),
     routers=[router, webhook_router, crm_router, tokens_router, calendar_router, crm_connection_router, sso_router,
-             tenant_settings_router],
+             tenant_settings_router, crm_oauth_router, crm_users_router, crm_backfill_router],
     publishes=[topics.DEALS.name, topics.ACTIVITIES.name, topics.ROSTER.name, topics.TARGETS.name,
                topics.TENANTS.name, topics.AUDIT.name],
     openapi={"description": "The only HTTP write path of Attain: canonical CRM events in, Kafka out.",
              "version": "1"},
     schemas=_schemas,
-    timers=[prune_forever, announce_tenants, seal_legacy_secrets],
+    timers=[prune_forever, announce_tenants, seal_legacy_secrets, oauth_refresher, salesforce_streams,
+            crm_users_sync, backfill_forever, reconcile_forever],
     context=make_context,
     limit_bodies=False,  # each route limits its own body (MAX_BODY_BYTES; NDJSON: MAX_NDJSON_BYTES, streamed)
 )

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from services.ingest import secret_store, tenants
 from services.ingest.app import SPEC
+from services.ingest.crm.backfill import BackfillRefused, request_backfill
 from services.ingest.settings import IngestSettings, problems
 from shared import audit, db
 from shared.cli import program
@@ -140,6 +141,7 @@ def parser() -> argparse.ArgumentParser:
                       help="a public holiday the tenant works, or an added day to drop; repeatable")
     days.add_argument("--clear", action="store_true", help="start from no calendar at all")
     days.add_argument("--year", type=int, default=None, help="list the holidays of this year (default: this year)")
+    _backfill_parser(sub)
     revoke = sub.add_parser("revoke", help="revoke a tenant: its token stops working at once")
     revoke.add_argument("slug")
     sub.add_parser("set-sso", help="single sign-on (OpenID Connect): issuer, client, groups; see set-sso --help",
@@ -148,6 +150,16 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("rotate-secrets", help="re-encrypt every stored CRM secret and API token under the first key of"
                    " CRM_SECRET_KEYS (then the other keys may be dropped)")
     return top
+
+
+def _backfill_parser(sub: Any) -> None:
+    fill = sub.add_parser("backfill", help="import the deals and activities changed since the start of the tenant's"
+                          " fiscal year (or --since) through the CRM's API; a running ingest does the work")
+    fill.add_argument("slug")
+    fill.add_argument("crm", choices=tenants.CRMS)
+    fill.add_argument("--since", type=datetime.fromisoformat, metavar="YYYY-MM-DDTHH:MM:SS+00:00",
+                      help="an aware time to read from (default: the start of the tenant's current fiscal year)")
+    fill.add_argument("--resume", action="store_true", help="go on with the failed backfill from where it stopped")
 
 
 def refuse_secret_on_argv(args: argparse.Namespace) -> None:
@@ -182,7 +194,7 @@ async def _secrets(conn: asyncpg.Connection, args: argparse.Namespace, settings:
     if args.command == "rotate-secrets":
         done = await secret_store.reseal(conn, box, legacy_only=False)
         return {"status": "secrets re-encrypted under the first key", "secrets": done.secrets,
-                "api_tokens": done.tokens, "expired_secrets_forgotten": done.expired}
+                "api_tokens": done.tokens, "expired_secrets_forgotten": done.expired, "oauth_values": done.oauth}
     assert secret is not None
     if args.command == "set-secret":
         hours = settings.secret_rotation_grace_hours if args.grace_hours is None else args.grace_hours
@@ -214,6 +226,28 @@ async def _calendar(conn: asyncpg.Connection, args: argparse.Namespace, signer: 
             "holidays": [{"day": d.isoformat(), "name": n} for d, n in listed]}
 
 
+async def _backfill(conn: asyncpg.Connection, args: argparse.Namespace, settings: IngestSettings) -> dict[str, Any]:
+    """`backfill`: the job asked for (crm/backfill.py), written in the audit log; its progress:
+    `GET /v1/crm/{crm}/backfill`."""
+    tenant = await tenants.by_slug(conn, args.slug)
+    if tenant is None:
+        raise tenants.TenantError(f"no active tenant {args.slug!r}")
+    if args.since is not None and args.since.utcoffset() is None:
+        raise tenants.TenantError("--since: give a time with its UTC offset, e.g. 2026-01-01T00:00:00+01:00")
+    now = datetime.now(UTC)
+    try:
+        since = await request_backfill(conn, tenant, args.crm, args.since, args.resume, now,
+                                       settings.crm_secret_box(), "cli")
+    except BackfillRefused as err:
+        raise tenants.TenantError(str(err)) from None
+    await audit.record(conn, tenant=args.slug, who=None, action="crm.backfill.requested",
+                       subject=f"crm:{args.crm}/backfill", before=None,
+                       after={"since": since.isoformat(), "resume": args.resume}, at=now, service="ingest",
+                       actor=audit.actor_of(None, cli=True))
+    return {"tenant": args.slug, "crm": args.crm, "since": since.isoformat(),
+            "status": "backfill resumed" if args.resume else "backfill requested"}
+
+
 async def _run(args: argparse.Namespace, settings: IngestSettings, secret: str | None) -> dict[str, Any]:
     signer = settings.registry_signer()
     pool = await db.create_pool(settings.database_url, SPEC.schema, min_size=1, max_size=2)
@@ -231,6 +265,8 @@ async def _run(args: argparse.Namespace, settings: IngestSettings, secret: str |
                 return await _calendar(conn, args, signer)
             if args.command in ("set-secret", "set-api-token", "rotate-secrets"):
                 return await _secrets(conn, args, settings, secret)
+            if args.command == "backfill":
+                return await _backfill(conn, args, settings)
             if args.command == "reannounce":
                 return {"status": "every tenant announced, signed", "tenants": await tenants.announce_all(pool, signer)}
             await tenants.revoke(conn, args.slug, signer=signer, actor=audit.actor_of(None, cli=True))

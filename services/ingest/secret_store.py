@@ -7,6 +7,7 @@ crm/fetch.py (`load_access`); this module holds the statements that walk them al
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -29,6 +30,7 @@ class Resealed:
     secrets: int = 0
     tokens: int = 0
     expired: int = 0
+    oauth: int = 0  # OAuth client secrets, access and refresh tokens, pending PKCE verifiers (rotation only)
 
 
 async def reseal(conn: asyncpg.Connection, box: SecretBox, *, legacy_only: bool) -> Resealed:
@@ -74,6 +76,7 @@ async def reseal(conn: asyncpg.Connection, box: SecretBox, *, legacy_only: bool)
         secret_updates.append((row["tenant"], row["crm"], secret, previous))
     token_updates = [(row["tenant"], row["crm"], resealed(row["token"], f"tenant {row['tenant']!r} crm {row['crm']}"
                                                                         " (api token)")) for row in token_rows]
+    oauth_updates, pending_updates = await _oauth_resealed(conn, resealed) if everything else ([], [])
     if unreadable:
         raise Unreadable(f"{len(unreadable)} stored value(s) cannot be decrypted with any key of {SETTING}, so"
                          f" nothing was changed: {', '.join(unreadable)}. List the key they were sealed with, or"
@@ -84,7 +87,39 @@ async def reseal(conn: asyncpg.Connection, box: SecretBox, *, legacy_only: bool)
         " WHERE tenant = $1 AND crm = $2", secret_updates)
     await conn.executemany("UPDATE crm_api_tokens SET token = $3 WHERE tenant = $1 AND crm = $2", token_updates)
     tokens = sum(1 for update, row in zip(token_updates, token_rows, strict=True) if update[2] != row["token"])
-    return Resealed(written, tokens, expired)
+    await conn.executemany("UPDATE crm_oauth SET client_secret = $3, access_token = $4, refresh_token = $5"
+                           " WHERE tenant = $1 AND crm = $2", oauth_updates)
+    await conn.executemany("UPDATE crm_oauth_pending SET code_verifier = $4 WHERE tenant = $1 AND crm = $2"
+                           " AND state = $3", pending_updates)
+    oauth = sum(1 for u in oauth_updates for v in u[2:] if v) + len(pending_updates)
+    return Resealed(written, tokens, expired, oauth)
+
+
+OAuthRow = tuple[str, str, str, str | None, str | None]  # tenant, crm, client secret, access and refresh tokens
+PendingRow = tuple[str, str, str, str]  # tenant, crm, state, PKCE verifier
+
+
+async def _oauth_resealed(conn: asyncpg.Connection, resealed: Callable[[str, str], str]
+                          ) -> tuple[list[OAuthRow], list[PendingRow]]:
+    """The OAuth connections' sealed values (crm/oauth_store.py) and the pending authorizations' verifiers,
+    re-sealed by `resealed` (which notes what no key opens), the rows locked."""
+    rows = await conn.fetch("SELECT tenant, crm, client_secret, access_token, refresh_token FROM crm_oauth"
+                            " ORDER BY tenant, crm FOR UPDATE")
+
+    def opt(value: str | None, where: str) -> str | None:
+        return resealed(value, where) if value else value
+
+    updates = [(r["tenant"], r["crm"], resealed(r["client_secret"], f"tenant {r['tenant']!r} crm {r['crm']} (oauth"
+                                                                      " client secret)"),
+                opt(r["access_token"], f"tenant {r['tenant']!r} crm {r['crm']} (oauth access token)"),
+                opt(r["refresh_token"], f"tenant {r['tenant']!r} crm {r['crm']} (oauth refresh token)"))
+               for r in rows]
+    pending = await conn.fetch("SELECT tenant, crm, state, code_verifier FROM crm_oauth_pending"
+                               " ORDER BY tenant, crm, state FOR UPDATE")
+    verifiers = [(r["tenant"], r["crm"], r["state"],
+                  resealed(r["code_verifier"], f"tenant {r['tenant']!r} crm {r['crm']} (pending oauth verifier)"))
+                 for r in pending]
+    return updates, verifiers
 
 
 async def seal_legacy(pool: asyncpg.Pool, box: SecretBox) -> int:

@@ -42,6 +42,31 @@ class IngestSettings(ServiceSettings):
     crm_api_timeout_s: float = Field(default=10.0, gt=0)
     crm_api_max_response_bytes: int = Field(default=1024 * 1024, gt=0)
     crm_api_allowed_hosts: str = ""
+    # OAuth connections to tenants' CRMs (services/ingest/crm/oauth_refresh.py, crm_oauth_api.py): how often the
+    # timer renews access tokens about to expire.
+    crm_oauth_refresh_interval_s: float = Field(default=60.0, gt=0)
+    # Salesforce Change Data Capture over the Streaming API (services/ingest/crm/stream_supervisor.py): on, one
+    # subscription per tenant with a connected Salesforce OAuth connection, checked every interval.
+    salesforce_streaming: bool = False
+    salesforce_streaming_interval_s: float = Field(default=60.0, gt=0)
+    # The CRM user sync (services/ingest/crm/users_sync.py): how often the timer looks for syncs due, how often each
+    # tenant's CRM users are read again (daily), and the debounce: at most one sync per tenant and CRM this often
+    # (a webhook holding back a record for an unknown owner asks for one; a failed one is tried again after it).
+    crm_users_sync_check_s: float = Field(default=60.0, gt=0)
+    crm_users_sync_every_h: float = Field(default=24.0, gt=0)
+    crm_users_sync_retry_s: float = Field(default=600.0, ge=0)
+    # Reading a tenant's CRM through its API (services/ingest/crm/backfill.py, reconcile.py): the longest rate-limit
+    # pause waited in place (a longer one pauses the job until then); how often the backfill timer looks for jobs,
+    # how many it runs at once, and the lease a runner holds on a job (renewed each page; a stopped replica's job is
+    # taken over when it ends); the reconciliation's interval, its overlap with the last pass, and the settle time
+    # (a change newer than this is left for the next pass: its webhook may still be on the way).
+    crm_read_max_wait_s: float = Field(default=60.0, gt=0)
+    crm_backfill_poll_s: float = Field(default=5.0, gt=0)
+    crm_backfill_concurrency: int = Field(default=2, ge=1)
+    crm_backfill_lease_s: float = Field(default=120.0, gt=0)
+    crm_reconcile_interval_s: float = Field(default=900.0, gt=0)
+    crm_reconcile_overlap_s: float = Field(default=300.0, ge=0)
+    crm_reconcile_settle_s: float = Field(default=120.0, ge=0)
     # The Fernet keys tenants' CRM secrets and API tokens are encrypted with at rest (shared/secret_box.py),
     # comma-separated: the first encrypts, every one decrypts. Required: without it ingest and its CLI refuse to
     # start, saying how to make a key. Empty here only so that the message below, not pydantic's, says so.

@@ -117,6 +117,9 @@ async def _handle(crm: str, tenant: str, request: Request, ctx: IngestContext) -
     except PayloadError as err:
         raise _Refusal(400, f"not a valid {crm} webhook body: {err}") from err
     try:
-        return await ctx.crm.deliver(found, crm, changes), len(changes)
+        summary = await ctx.crm.deliver(found, crm, changes)
     except KafkaUnavailable as err:
         raise _Refusal(503, f"events could not be stored in Kafka ({err}); retry later", 5) from err
+    if summary.dead_lettered:  # an owner no mapping names: the CRM's users are read again (crm/users_sync.py)
+        await ctx.users.nudge(found, crm)
+    return summary, len(changes)

@@ -199,7 +199,7 @@ async def test_after_a_new_key_goes_in_front_rotate_secrets_leaves_every_value_r
     rotated = _cli(database_url, f"{NEW_KEY},{OLD_KEY}", "rotate-secrets")  # legacy rows too: sealed on the way
     assert rotated.returncode == 0, rotated.stderr
     assert json.loads(rotated.stdout) == {"status": "secrets re-encrypted under the first key", "secrets": 2,
-                                          "api_tokens": 1, "expired_secrets_forgotten": 0}
+                                          "api_tokens": 1, "expired_secrets_forgotten": 0, "oauth_values": 0}
     values = await _values(database_url, slug)
     assert [_decrypted(v, NEW_KEY) for v in values.values()] == [SECRET, "the-replaced-secret", API_TOKEN]
     for value in values.values():

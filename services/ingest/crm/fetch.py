@@ -1,6 +1,8 @@
 """Fetching a record from the CRM's own API when a webhook left it incomplete.
 
-Only for tenants that gave ingest an API token (`tenants set-api-token`). Each vendor's documented
+Only for tenants that connected the CRM with OAuth (crm/oauth_store.py: a working access token, sent as a Bearer
+token by every vendor) or gave ingest an API token (`tenants set-api-token`), OAuth first. A 401 to an OAuth
+access token marks the connection due for refresh (`Fetcher(on_unauthorized=...)`). Each vendor's documented
 read endpoint is called with a short timeout; any failure means "not fetched" and the record
 waits for later deliveries, as without a token.
 
@@ -25,7 +27,7 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Collection, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
@@ -205,25 +207,45 @@ def _converted(convert: Callable[[str, dict[str, Any]], DealChange], deal_id: st
 
 @dataclass(frozen=True, slots=True)
 class CrmAccess:
-    """What a tenant gave ingest to read its CRM: the API token and the API's base URL."""
+    """What a tenant gave ingest to read its CRM: a token, the API's base URL, and which kind of token it is (an
+    OAuth access token, or an API token the tenant made at the CRM); `tenant` and `crm` say whose, for a 401."""
 
-    token: str
+    token: str = field(repr=False)
     base_url: str
+    kind: Literal["api_token", "oauth"] = "api_token"
+    tenant: str = ""
+    crm: str = ""
 
 
-async def load_access(conn: asyncpg.Connection, tenant: str, crm: str, box: SecretBox) -> CrmAccess | None:
-    """The tenant's API access to `crm`, or None when it gave no token (read in the caller's transaction). A
-    stored token that no key decrypts is None too, logged by tenant and CRM: the record waits, as without one."""
+async def load_access(conn: asyncpg.Connection, tenant: str, crm: str, box: SecretBox,
+                      now: datetime | None = None) -> CrmAccess | None:
+    """The tenant's API access to `crm`: its OAuth connection's access token while it works (at `now`, default
+    the wall clock), else its API token, else None (read in the caller's transaction). A stored token that no
+    key decrypts is None too, logged by tenant and CRM: the record waits, as without one."""
+    from services.ingest.crm import oauth_store  # noqa: PLC0415 - oauth.py imports this module's address checks
+
+    try:
+        oauth = await oauth_store.access(conn, tenant, crm, box, now or datetime.now(UTC))
+    except Undecryptable as err:
+        log.error("a stored crm oauth access token cannot be decrypted with CRM_SECRET_KEYS",
+                  extra={"tenant": tenant, "crm": crm, "error": str(err)})
+        oauth = None
+    if oauth is not None:
+        return CrmAccess(oauth.access_token, oauth.base_url, "oauth", tenant, crm)
     row = await conn.fetchrow("SELECT token, base_url FROM crm_api_tokens WHERE tenant = $1 AND crm = $2",
                               tenant, crm)
     if row is None:
         return None
     try:
-        return CrmAccess(box.unseal(row["token"]), row["base_url"])
+        return CrmAccess(box.unseal(row["token"]), row["base_url"], "api_token", tenant, crm)
     except Undecryptable as err:
         log.error("a stored crm api token cannot be decrypted with CRM_SECRET_KEYS; records are not fetched until"
                   " it is set again or its key is listed", extra={"tenant": tenant, "crm": crm, "error": str(err)})
         return None
+
+
+class _Unauthorized(Exception):
+    """The CRM answered 401: the token no longer works."""
 
 
 class FetchRefused(Exception):
@@ -276,19 +298,35 @@ class Fetcher:
     """Reads records from a tenant's CRM API, when the tenant gave a token."""
 
     def __init__(self, timeout_s: float = 10.0, max_bytes: int = 1024 * 1024,
-                 allowed_hosts: Iterable[str] = (), resolver: Resolver = resolve) -> None:
+                 allowed_hosts: Iterable[str] = (), resolver: Resolver = resolve,
+                 on_unauthorized: Callable[[CrmAccess], Awaitable[None]] | None = None) -> None:
+        """`on_unauthorized(access)`: the CRM answered 401 to an OAuth access token (mark it due for refresh)."""
         self._timeout, self._max_bytes = timeout_s, max_bytes
         self._allowed = frozenset(h.strip().lower() for h in allowed_hosts if h.strip())
         self._resolve = resolver
+        self._on_unauthorized = on_unauthorized
 
     async def _get(self, url: str, headers: dict[str, str], params: dict[str, str] | None = None) -> Any:
-        """The JSON body at `url`, or None (refused, failed, too large, too slow: logged)."""
+        """The JSON body at `url`, or None (refused, failed, too large, too slow: logged); _Unauthorized for a
+        401."""
         try:
             async with asyncio.timeout(self._timeout):  # the whole call: lookup, connect, every byte
                 raw = await self._read(httpx.URL(url, params=params), headers)
             return values.load_json(raw)
         except (httpx.HTTPError, FetchRefused, TimeoutError, OSError, ValueError, RecursionError) as err:
             log.warning("crm api fetch failed", extra={"url": url, "error": repr(err)})
+            if isinstance(err, httpx.HTTPStatusError) and err.response.status_code == 401:
+                raise _Unauthorized from None
+            return None
+
+    async def _call(self, access: CrmAccess, url: str, headers: dict[str, str],
+                    params: dict[str, str] | None = None) -> Any:
+        """`_get`, a 401 to an OAuth access token reported to `on_unauthorized` (then None, as any failure)."""
+        try:
+            return await self._get(url, headers, params)
+        except _Unauthorized:
+            if access.kind == "oauth" and self._on_unauthorized is not None:
+                await self._on_unauthorized(access)
             return None
 
     async def _read(self, url: httpx.URL, headers: dict[str, str]) -> bytes:
@@ -342,16 +380,18 @@ class Fetcher:
             return None
         token, base = access.token, access.base_url
         if crm == "hubspot":
-            body = await self._get(f"{base}/crm/v3/objects/deals/{path}", {"Authorization": f"Bearer {token}"},
-                                   {"properties": asked_for(HUBSPOT_DEAL_PROPERTIES, properties)})
+            body = await self._call(access, f"{base}/crm/v3/objects/deals/{path}",
+                                    {"Authorization": f"Bearer {token}"},
+                                    {"properties": asked_for(HUBSPOT_DEAL_PROPERTIES, properties)})
             return _converted(partial(hubspot_deal, properties=properties), deal_id, body)
         if crm == "pipedrive":
-            body = await self._get(f"{base}/api/v2/deals/{path}", {"x-api-token": token})
+            auth = {"Authorization": f"Bearer {token}"} if access.kind == "oauth" else {"x-api-token": token}
+            body = await self._call(access, f"{base}/api/v2/deals/{path}", auth)
             if not (isinstance(body, dict) and body.get("success")):
                 return None
             return _converted(partial(pipedrive_deal, properties=properties), deal_id, body)
-        body = await self._get(f"{base}/services/data/{SALESFORCE_API}/sobjects/Opportunity/{path}",
-                               {"Authorization": f"Bearer {token}"})
+        body = await self._call(access, f"{base}/services/data/{SALESFORCE_API}/sobjects/Opportunity/{path}",
+                                {"Authorization": f"Bearer {token}"})
         return _converted(partial(salesforce_deal, properties=properties), deal_id, body)
 
     async def activity(self, access: CrmAccess, crm: str, change: ActivityChange,
@@ -366,10 +406,10 @@ class Fetcher:
             log.warning("crm api fetch refused", extra={"activity": change.activity_id, "error": str(err)})
             return None
         objects = HUBSPOT_ENGAGEMENTS[change.kind]
-        body = await self._get(f"{access.base_url}/crm/v3/objects/{objects}/{path}",
-                               {"Authorization": f"Bearer {access.token}"},
-                               {"properties": asked_for(HUBSPOT_ENGAGEMENT_PROPERTIES, properties),
-                                "associations": "deals"})
+        body = await self._call(access, f"{access.base_url}/crm/v3/objects/{objects}/{path}",
+                                {"Authorization": f"Bearer {access.token}"},
+                                {"properties": asked_for(HUBSPOT_ENGAGEMENT_PROPERTIES, properties),
+                                 "associations": "deals"})
         if not isinstance(body, dict):
             return None
         try:

@@ -255,3 +255,11 @@ async def views(conn: asyncpg.Connection, tenant: str) -> list[View]:
         " WHERE tenant = $1 ORDER BY crm", tenant)
     return [View(r["crm"], r["client_id"], r["status"], tuple(r["scopes"]), r["expires_at"], r["connected_at"],
                  r["last_error"], r["error_at"]) for r in rows]
+
+
+async def mark_due(conn: asyncpg.Connection, tenant: str, crm: str, now: datetime) -> None:
+    """The CRM refused the access token (401) before its stated expiry: treat it as expired at `now`, so reads
+    stop using it and the refresh timer renews it on its next pass."""
+    await conn.execute(
+        "UPDATE crm_oauth SET expires_at = $3, updated_at = $3 WHERE tenant = $1 AND crm = $2"
+        " AND status = 'connected' AND expires_at > $3", tenant, crm, now)

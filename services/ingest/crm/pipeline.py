@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -71,6 +72,16 @@ class Fetched:
     activities: dict[str, ActivityChange] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A delivery ready to apply (`CrmPipeline.prepare`): each deal's changes in time order, the activities, and
+    what the CRM's API completed."""
+
+    deals: dict[str, list[DealChange]]
+    activities: list[ActivityChange]
+    fetched: Fetched
+
+
 def needs_fetch(deal_id: str, state: FieldState, maps: TenantMaps) -> bool:
     """A deal that is not deleted and cannot be mapped yet: its record may be completed from the CRM's API."""
     current = view(state)
@@ -106,30 +117,51 @@ class CrmPipeline:
         opens the tenants' stored API tokens."""
         self._pool, self._intake, self._fetcher, self._box = pool, intake, fetcher, box
 
-    async def deliver(self, tenant: Tenant, crm: str, changes: list[Change]) -> Summary:
-        """Apply one delivery; raises `KafkaUnavailable` (nothing committed) when Kafka did not ack."""
+    async def deliver(self, tenant: Tenant, crm: str, changes: list[Change],
+                      also: Callable[[asyncpg.Connection], Awaitable[None]] | None = None) -> Summary:
+        """Apply one delivery; raises `KafkaUnavailable` (nothing committed) when Kafka did not ack. `also(conn)`
+        runs last in the delivery's transaction: a stream's position is stored with what it changed."""
+        prepared = await self.prepare(tenant, crm, changes)
+        async with tenant_tx(self._pool, tenant.slug) as conn:
+            summary = await self.apply(conn, tenant, crm, prepared)
+            if also is not None:
+                await also(conn)
+        return summary
+
+    async def prepare(self, tenant: Tenant, crm: str, changes: list[Change]) -> Prepared:
+        """`changes` ordered, and what the CRM's API must complete fetched (`_prefetch`), holding no connection while
+        it answers: for `apply`, in a transaction the caller opens afterwards."""
         deals: dict[str, list[DealChange]] = defaultdict(list)
         activities = [c for c in changes if isinstance(c, ActivityChange)]
         for change in changes:
             if isinstance(change, DealChange):
                 deals[change.deal_id].append(change)
         ordered = {deal_id: sorted(deals[deal_id], key=lambda c: c.changed_at) for deal_id in sorted(deals)}
-        fetched = await self._prefetch(tenant, crm, ordered, activities)
-        async with tenant_tx(self._pool, tenant.slug) as conn:
-            maps = await load_maps(conn, tenant, crm)
-            summary = Summary()
-            events: list[CanonicalEvent] = []
-            for deal_id, deal_changes in ordered.items():
-                event = await self._deal(conn, tenant, maps, deal_id, deal_changes, deal_changes[-1].event_id,
-                                         summary, fetched.deals.get(deal_id))
-                if event is not None:
-                    events.append(event)
-            for activity in activities:
-                event = await self._activity(conn, tenant, maps, fetched.activities.get(activity.event_id, activity),
-                                             summary)
-                if event is not None:
-                    events.append(event)
-            await self._publish(conn, tenant, events, summary)
+        return Prepared(ordered, activities, await self._prefetch(tenant, crm, ordered, activities))
+
+    async def apply(self, conn: asyncpg.Connection, tenant: Tenant, crm: str, prepared: Prepared, *,
+                    source: str | None = None) -> Summary:
+        """Merge, map and publish `prepared` in the caller's transaction (`conn`, scoped to `tenant`): a caller that
+        stores its own position with the effect (a backfill's cursor) commits both at once. `source`: the changes
+        were read from the CRM's API (backfill, reconciliation): the events say so, and an activity published before
+        (by any way: a webhook's carries the vendor's change id, a reading's its own) is not published again."""
+        maps = await load_maps(conn, tenant, crm)
+        summary = Summary()
+        events: list[CanonicalEvent] = []
+        for deal_id, deal_changes in prepared.deals.items():
+            event = await self._deal(conn, tenant, maps, deal_id, deal_changes, deal_changes[-1].event_id,
+                                     summary, prepared.fetched.deals.get(deal_id))
+            if event is not None:
+                events.append(event)
+        for activity in prepared.activities:
+            event = await self._activity(conn, tenant, maps,
+                                         prepared.fetched.activities.get(activity.event_id, activity), summary,
+                                         read=source is not None)
+            if event is not None:
+                events.append(event)
+        if source is not None:
+            events = [e.model_copy(update={"source": source}) for e in events]
+        await self._publish(conn, tenant, events, summary)
         return summary
 
     async def _prefetch(self, tenant: Tenant, crm: str, deals: dict[str, list[DealChange]],
@@ -281,7 +313,7 @@ class CrmPipeline:
         return event
 
     async def _activity(self, conn: asyncpg.Connection, tenant: Tenant, maps: TenantMaps, change: ActivityChange,
-                        summary: Summary) -> CanonicalEvent | None:
+                        summary: Summary, read: bool = False) -> CanonicalEvent | None:
         data = activity_data(change.activity_id, change.kind, change.owner, change.occurred_at, change.deal_id,
                              change.duration_s, maps, change.properties)
         _report_ignored(tenant, maps.crm, change.activity_id, list(change.ignored), "activity")
@@ -292,6 +324,11 @@ class CrmPipeline:
             summary.dead_lettered += 1
             return None
         await self._resolve(conn, tenant, maps.crm, "activity", change.activity_id)
+        first = await conn.fetchval("INSERT INTO crm_activities (tenant, crm, activity_id) VALUES ($1, $2, $3)"
+                                    " ON CONFLICT DO NOTHING RETURNING true", tenant.slug, maps.crm, change.activity_id)
+        if read and not first:  # read from the API and published before (`apply`; 014_crm_backfill.sql)
+            summary.unchanged += 1
+            return None
         return ActivityLoggedEvent(type="activity.logged", id=change.event_id, source=maps.crm,
                                    time=change.changed_at, data=data)
 

@@ -78,3 +78,10 @@ async def positions(conn: asyncpg.Connection, tenant: str) -> list[StreamPositio
         " WHERE tenant = $1 ORDER BY channel", tenant)
     return [StreamPosition(row["tenant"], row["channel"], row["replay_id"], row["updated_at"], row["last_error"],
                            row["error_at"], row["gap_since"]) for row in rows]  # fmt: skip
+
+
+async def streaming_tenants(conn: asyncpg.Connection) -> list[str]:
+    """Every tenant with a connected Salesforce OAuth connection, through `sweep_crm_streaming_tenants` (a
+    `sweep_tx` connection): the stream supervisor keeps one subscription for each."""
+    rows = await conn.fetch("SELECT tenant FROM sweep_crm_streaming_tenants()")
+    return [row["tenant"] for row in rows]

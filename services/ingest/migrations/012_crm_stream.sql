@@ -17,3 +17,20 @@ CREATE TABLE IF NOT EXISTS crm_streams (
     CHECK ((last_error IS NULL) = (error_at IS NULL)),
     PRIMARY KEY (tenant, channel)
 );
+
+-- The stream supervisor's cross-tenant read, as the schema's owner (SECURITY DEFINER, as 006_sweeps.sql): the
+-- tenants (not revoked) whose Salesforce OAuth connection is connected, so each gets one subscription
+-- (services/ingest/crm/stream_supervisor.py). Returns the tenant only.
+CREATE OR REPLACE FUNCTION sweep_crm_streaming_tenants()
+RETURNS TABLE (tenant text)
+LANGUAGE plpgsql SECURITY DEFINER AS $$
+DECLARE
+    caller_scope text := current_setting('attain.tenant', true);
+BEGIN
+    PERFORM set_config('attain.tenant', '*', true);
+    RETURN QUERY
+        SELECT o.tenant FROM crm_oauth o JOIN tenants t ON t.slug = o.tenant
+        WHERE o.crm = 'salesforce' AND o.status = 'connected' AND t.revoked_at IS NULL
+        ORDER BY o.tenant;
+    PERFORM set_config('attain.tenant', coalesce(caller_scope, ''), true);
+END $$;

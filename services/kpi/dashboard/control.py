@@ -82,14 +82,14 @@ def _base(rt: Runtime, service: Service) -> str:
 
 async def call(rt: Runtime, service: Service, method: str, path: str, token: str, *, json: Any = None,
                content: bytes | str | None = None, content_type: str | None = None,
-               params: dict[str, Any] | None = None) -> Answer:
+               params: dict[str, Any] | None = None, wait_s: float = SERVICE_TIMEOUT_S) -> Answer:
     """One request to `service` with the caller's own token (none: a public route, such as notify's unsubscribe);
-    a service that does not answer is a 503 Answer."""
+    a service that does not answer (each step within `wait_s` seconds) is a 503 Answer."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     if content_type:
         headers["Content-Type"] = content_type
     url = _base(rt, service) + path
-    async with httpx.AsyncClient(timeout=SERVICE_TIMEOUT_S) as client:
+    async with httpx.AsyncClient(timeout=wait_s) as client:
         try:
             response = await client.request(method, url, json=json, content=content, params=params,
                                             headers=headers)

@@ -172,6 +172,20 @@ CASES = [
          _nested("/v1/settings", '{"locale": {}}')),
     Case("ingest", "PUT", "/v1/sso", _json("/v1/sso", '{"issuer": "https://idp.example", "client_id": "PAD"}'),
          _nested("/v1/sso", '{"issuer": "https://idp.example", "client_id": {}}')),
+    # issue 21: the CRM's users, its OAuth connection and its backfill (every route of ingest's CRM routers counts
+    # its body, those that read none too)
+    Case("ingest", "PUT", "/v1/crm/{crm}/user-mapping-mode",
+         _json("/v1/crm/hubspot/user-mapping-mode", '{"mode": "manual", "team_id": "PAD"}'),
+         _nested("/v1/crm/hubspot/user-mapping-mode", '{"mode": "manual", "team_id": {}}')),
+    Case("ingest", "POST", "/v1/crm/{crm}/users/sync", _json("/v1/crm/hubspot/users/sync", '{"x": "PAD"}'),
+         _nested("/v1/crm/hubspot/users/sync")),
+    Case("ingest", "PUT", "/v1/crm/{crm}/oauth/client",
+         _json("/v1/crm/hubspot/oauth/client", '{"client_id": "c", "scopes": ["PAD"]}'),
+         _nested("/v1/crm/hubspot/oauth/client", '{"client_id": "c", "scopes": [{}]}')),
+    Case("ingest", "POST", "/v1/crm/{crm}/oauth/authorize", _json("/v1/crm/hubspot/oauth/authorize", '{"x": "PAD"}'),
+         _nested("/v1/crm/hubspot/oauth/authorize")),
+    Case("ingest", "POST", "/v1/crm/{crm}/backfill", _json("/v1/crm/hubspot/backfill", '{"since": "PAD"}'),
+         _nested("/v1/crm/hubspot/backfill", '{"since": {}}')),
     Case("ingest", "POST", "/v1/sessions",  # public: refused before the tenant or the code is looked at
          _json("/v1/sessions", '{"tenant": "t", "code": "PAD"}'), _nested("/v1/sessions", '{"tenant": {}}')),
     # the control room's forms (kpi: its body limit covers every route, ServiceSpec.limit_bodies)
@@ -195,7 +209,11 @@ CASES = [
           ("/admin/crm/{crm}/secret", "/admin/crm/hubspot/secret"),
           ("/admin/crm/{crm}/stages", "/admin/crm/hubspot/stages"),
           ("/admin/crm/{crm}/users", "/admin/crm/hubspot/users"),
-          ("/admin/crm/{crm}/map", "/admin/crm/hubspot/map"))),
+          ("/admin/crm/{crm}/map", "/admin/crm/hubspot/map"),
+          # issue 21: the OAuth client and connection, the users sync and mode, the backfill
+          *((f"/admin/crm/{{crm}}/{action}", f"/admin/crm/hubspot/{action}")
+            for action in ("oauth/client", "oauth/connect", "oauth/disconnect", "users/sync", "users/mode",
+                           "backfill", "backfill/resume")))),
     # notify (issue 19): its API, then kpi's notification pages (forms)
     Case("notify", "POST", "/v1/notify/deliveries/retry",
          _json("/v1/notify/deliveries/retry", '{"keys": ["PAD"]}'), _nested("/v1/notify/deliveries/retry",

@@ -15,7 +15,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -30,6 +30,7 @@ from services.notify.settings import NotifySettings
 from services.notify.worker import unsubscribe_link
 from shared import topics
 from shared.cloudevents import CloudEvent, encode
+from shared.db import tenant_tx
 from shared.secret_box import SecretBox
 from tests import factories
 from tests.integration.conftest import BOOTSTRAP
@@ -255,6 +256,40 @@ CASES = [
          body=lambda a, b: {f"s-{a.secret}": "won"}, own_write=True),
     Case("ingest", "PUT", "/v1/crm/{crm}/users", lambda a, b, q: "/v1/crm/hubspot/users", status(200),
          body=lambda a, b: {f"u-{a.secret}": a.rep}, own_write=True),
+    # issue 21: the CRM's users, the OAuth connection and the backfill through ingest's API. B has one of each
+    # (`crm_of_b`): a manual user mapping into B's team, a HubSpot OAuth client whose id carries B's secret with an
+    # authorization under way, a finished backfill and a reconciliation whose error names B's secret. A has no API
+    # access to any CRM: what would read one says so (409) and writes nothing.
+    Case("ingest", "GET", "/v1/crm/{crm}/users/proposal", lambda a, b, q: "/v1/crm/hubspot/users/proposal",
+         status(409)),
+    Case("ingest", "POST", "/v1/crm/{crm}/users/sync", lambda a, b, q: "/v1/crm/hubspot/users/sync", status(409)),
+    Case("ingest", "GET", "/v1/crm/{crm}/user-mapping-mode", lambda a, b, q: "/v1/crm/hubspot/user-mapping-mode",
+         json_holds(200, lambda j, a, b: j["mode"] == "automatic")),  # B's is manual
+    Case("ingest", "PUT", "/v1/crm/{crm}/user-mapping-mode", lambda a, b, q: "/v1/crm/hubspot/user-mapping-mode",
+         json_is(200, lambda a, b: {"mode": "automatic", "team_id": b.team}),
+         body=lambda a, b: {"mode": "automatic", "team_id": b.team}, own_write=True),  # B's team id, in A's scope
+    # A's own client, then A's own authorization (A's client, A's callback), A's list, A's disconnection: B's
+    # client, pending authorization and connection stay as they were
+    Case("ingest", "PUT", "/v1/crm/{crm}/oauth/client", lambda a, b, q: "/v1/crm/hubspot/oauth/client",
+         json_holds(200, lambda j, a, b: (j["client_id"], j["client_secret_set"]) == (f"client-{a.tag}", True)
+                    and j["redirect_uri"].endswith(f"/v1/crm/oauth/callback/{a.slug}/hubspot")),
+         body=lambda a, b: {"client_id": f"client-{a.tag}", "client_secret": f"oauth-{a.tag}"}, own_write=True),
+    Case("ingest", "POST", "/v1/crm/{crm}/oauth/authorize", lambda a, b, q: "/v1/crm/hubspot/oauth/authorize",
+         json_holds(200, lambda j, a, b: f"client_id=client-{a.tag}" in j["authorization_url"]
+                    and b.slug not in j["authorization_url"]
+                    and j["redirect_uri"].endswith(f"/v1/crm/oauth/callback/{a.slug}/hubspot")), own_write=True),
+    Case("ingest", "GET", "/v1/crm/oauth", lambda a, b, q: "/v1/crm/oauth",
+         json_holds(200, lambda j, a, b: {c["crm"]: c["client_id"] for c in j["connections"]}["hubspot"]
+                    in (None, f"client-{a.tag}") and b.slug not in str(j)
+                    and all(c["redirect_uri"].endswith(f"/{a.slug}/{c['crm']}") for c in j["connections"]))),
+    Case("ingest", "DELETE", "/v1/crm/{crm}/oauth", lambda a, b, q: "/v1/crm/hubspot/oauth?forget_client=true",
+         json_is(200, lambda a, b: {"crm": "hubspot", "revoked_at_crm": False}), own_write=True, label="A's own"),
+    Case("ingest", "DELETE", "/v1/crm/{crm}/oauth", lambda a, b, q: "/v1/crm/hubspot/oauth", status(404),
+         label="none of A's left, B's there"),
+    Case("ingest", "POST", "/v1/crm/{crm}/backfill", lambda a, b, q: "/v1/crm/hubspot/backfill", status(409),
+         body=lambda a, b: {"since": "2026-01-01T00:00:00Z"}),
+    Case("ingest", "GET", "/v1/crm/{crm}/backfill", lambda a, b, q: "/v1/crm/hubspot/backfill",
+         json_is(200, lambda a, b: {"crm": "hubspot", "jobs": [], "reconciliation": []})),
     # tokens: A's admin lists, makes, revokes and rotates A's own only (each tenant's ids are its own)
     Case("ingest", "GET", "/v1/tokens", lambda a, b, q: "/v1/tokens",
          json_holds(200, lambda j, a, b: {t["tenant"] for t in j["tokens"]} == {a.slug}
@@ -382,6 +417,27 @@ CASES = [
     Case("kpi", "POST", "/admin/crm/{crm}/map", lambda a, b, q: "/admin/crm/pipedrive/map", status(303),
          form=True, body=lambda a, b: {"csrf": csrf_token(a.token), "crm_user": f"m-{b.tag}", "rep_id": b.rep},
          own_write=True),
+    # issue 21: the control room's OAuth forms, A's own client and connection through ingest with A's token
+    Case("kpi", "POST", "/admin/crm/{crm}/oauth/client", lambda a, b, q: "/admin/crm/hubspot/oauth/client",
+         status(303), form=True, own_write=True,
+         body=lambda a, b: {"csrf": csrf_token(a.token), "client_id": f"client-{a.tag}",
+                            "client_secret": f"oauth-{a.tag}"}),
+    Case("kpi", "POST", "/admin/crm/{crm}/oauth/connect", lambda a, b, q: "/admin/crm/hubspot/oauth/connect",
+         page_shows(lambda a: f"client_id=client-{a.tag}", lambda b: b.slug), form=True, own_write=True,
+         body=lambda a, b: {"csrf": csrf_token(a.token)}),
+    Case("kpi", "POST", "/admin/crm/{crm}/oauth/disconnect", lambda a, b, q: "/admin/crm/hubspot/oauth/disconnect",
+         status(303), form=True, own_write=True, body=lambda a, b: {"csrf": csrf_token(a.token)}),
+    # the control room's users and backfill forms: A has no API access, so ingest refuses (back with the error);
+    # the mode lands in A's own scope, B's team id and all
+    Case("kpi", "POST", "/admin/crm/{crm}/users/sync", lambda a, b, q: "/admin/crm/hubspot/users/sync",
+         refused_back(), form=True, body=lambda a, b: {"csrf": csrf_token(a.token)}),
+    Case("kpi", "POST", "/admin/crm/{crm}/users/mode", lambda a, b, q: "/admin/crm/hubspot/users/mode", status(303),
+         form=True, own_write=True,
+         body=lambda a, b: {"csrf": csrf_token(a.token), "mode": "automatic", "team_id": b.team}),
+    Case("kpi", "POST", "/admin/crm/{crm}/backfill", lambda a, b, q: "/admin/crm/hubspot/backfill", refused_back(),
+         form=True, body=lambda a, b: {"csrf": csrf_token(a.token), "since": "2026-01-01"}),
+    Case("kpi", "POST", "/admin/crm/{crm}/backfill/resume", lambda a, b, q: "/admin/crm/hubspot/backfill/resume",
+         refused_back(), form=True, body=lambda a, b: {"csrf": csrf_token(a.token)}),
     # notify (issue 19): A's admin reads and changes A's team channels, connection, people's preferences and
     # deliveries only; B's ids find nothing of B's (404, an empty answer) or land in A's own scope
     Case("notify", "GET", "/v1/notify/deliveries", lambda a, b, q: "/v1/notify/deliveries?status=dead",
@@ -435,7 +491,9 @@ PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}  # opera
 PUBLIC_OF = {
     "ingest": {("POST", "/v1/webhooks/{crm}/{tenant}"),  # the CRM proves the path's tenant with its secret
                ("GET", "/v1/sso/{tenant}/client"),  # single sign-on's first step: the provider and client id only
-               ("POST", "/v1/sessions")},  # single sign-on: the provider proves the code (test_injection.py)
+               ("POST", "/v1/sessions"),  # single sign-on: the provider proves the code (test_injection.py)
+               # an OAuth authorization's return: its one-time state is the credential (test below)
+               ("GET", "/v1/crm/oauth/callback/{tenant}/{crm}")},
     "kpi": {("GET", "/signin"), ("POST", "/signin"),  # the sign-in form, and the token it checks
             ("POST", "/signout"),  # deletes the caller's own cookie
             ("GET", "/static/{name}"),  # the dashboard's CSS and JavaScript
@@ -462,9 +520,38 @@ def test_every_route_is_tenant_scoped_or_public_and_every_scoped_one_has_a_case(
         assert cased == scoped, name
 
 
+@pytest.fixture(scope="module")
+async def crm_of_b(outside: Outside, tenant_b: Org) -> str:
+    """B's CRM state of issue 21, for A's requests to leave alone: HubSpot's users mapped by hand into B's team, an
+    OAuth client whose id carries B's secret with an authorization under way, a finished backfill and a
+    reconciliation whose last error names B's secret (B has no API access: no timer reads its CRM, so none of
+    this moves while the tests compare it). The state of B's authorization."""
+    b, now = tenant_b, outside.clock.now()
+    async with outside.client("ingest", b) as ingest:
+        mode = await ingest.put("/v1/crm/hubspot/user-mapping-mode", json={"mode": "manual", "team_id": b.team})
+        assert mode.status_code == 200, mode.text
+        client = await ingest.put("/v1/crm/hubspot/oauth/client", json={
+            "client_id": f"client-{b.secret}", "client_secret": f"oauth-{b.secret}"})
+        assert client.status_code == 200, client.text
+        started = await ingest.post("/v1/crm/hubspot/oauth/authorize")
+        assert started.status_code == 200, started.text
+    async with tenant_tx(outside.services["ingest"].pool, b.slug) as conn:
+        await conn.execute(
+            "INSERT INTO crm_backfills (tenant, crm, kind, requested_at, requested_by, since, phase, high_water, pages,"
+            " read_count, published, status, started_at, updated_at, finished_at) VALUES ($1, 'hubspot', 'deals',"
+            " $2, 'token:initial', $3, 'finished', $2, 3, 250, 240, 'done', $2, $2, $2)",
+            b.slug, now, now - timedelta(days=90))
+        await conn.execute(
+            "INSERT INTO crm_reconciliations (tenant, crm, kind, watermark, passes, last_pass_at, last_read,"
+            " last_error, error_at) VALUES ($1, 'hubspot', 'deals', $2, 4, $2, 7, $3, $2)",
+            b.slug, now, f"refused for {b.secret}")
+    await outside.settle()
+    return str(parse_qs(urlsplit(started.json()["authorization_url"]).query)["state"][0])
+
+
 @pytest.mark.parametrize("case", CASES, ids=str)
 async def test_a_token_never_reaches_another_tenants_data(outside: Outside, tenant_a: Org, tenant_b: Org,
-                                                          records: Records, case: Case) -> None:
+                                                          crm_of_b: str, records: Records, case: Case) -> None:
     """A's request with B's ids gets exactly what the case expects, nothing of B's in it, and changes none of
     B's rows (nor A's, unless it writes into A's own scope); nothing of B's reaches Kafka."""
     before_b, before_all = await outside.snapshot(tenant_b.slug), await outside.snapshot()
@@ -544,3 +631,37 @@ async def test_an_unsubscribe_token_switches_off_one_kind_for_the_one_person_it_
     assert await outside.snapshot(tenant_b.slug) == before_b
     assert [r for r in await records.new() if r.tenant == tenant_b.slug] == []
     await outside.settle()
+
+
+async def test_an_oauth_callback_takes_only_a_state_its_own_tenant_made(outside: Outside, tenant_a: Org,
+                                                                        tenant_b: Org, crm_of_b: str,
+                                                                        records: Records) -> None:
+    """`GET /v1/crm/oauth/callback/{tenant}/{crm}` is public: the one-time state an admin's authorize stored is the
+    credential. A state A's admin made, sent with B's tenant (or another CRM), is refused (400) and changes nothing:
+    B's client, pending authorization and connection stay as they were, and A's authorization stays A's, still
+    pending. B's state sent with A's tenant is refused the same way."""
+    a, b = tenant_a, tenant_b
+    async with outside.client("ingest", a) as ingest:
+        made = await ingest.put("/v1/crm/hubspot/oauth/client", json={"client_id": f"client-{a.tag}",
+                                                                      "client_secret": f"oauth-{a.tag}"})
+        assert made.status_code == 200, made.text
+        started = await ingest.post("/v1/crm/hubspot/oauth/authorize")
+        assert started.status_code == 200, started.text
+    state = parse_qs(urlsplit(started.json()["authorization_url"]).query)["state"][0]
+    await outside.settle()
+    await records.new()
+    before_b, before_all = await outside.snapshot(b.slug), await outside.snapshot()
+    async with outside.client("ingest") as anyone:
+        for tenant, crm, carried in ((b.slug, "hubspot", state), (b.slug, "pipedrive", state),
+                                     (a.slug, "hubspot", crm_of_b), (a.slug, "pipedrive", crm_of_b),
+                                     (b.slug, "hubspot", ""), (b.slug, "hubspot", f"{crm_of_b}x")):
+            answer = await anyone.get(f"/v1/crm/oauth/callback/{tenant}/{crm}",
+                                      params={"state": carried, "code": f"code-{a.tag}"})
+            assert answer.status_code == 400 and "Not connected" in answer.text, (tenant, crm, answer.text)
+            assert b.secret not in answer.text
+    assert await outside.snapshot(b.slug) == before_b
+    assert await outside.snapshot() == before_all
+    async with outside.client("ingest", b) as ingest:
+        mine = {c["crm"]: c for c in (await ingest.get("/v1/crm/oauth")).json()["connections"]}
+    assert (mine["hubspot"]["client_id"], mine["hubspot"]["status"]) == (f"client-{b.secret}", "pending")
+    assert await records.new() == []

@@ -78,6 +78,11 @@ def shown(r: httpx.Response, a: Org) -> None:
     assert r.status_code == 200 and a.secret not in r.text, r.text[:300]
 
 
+def not_connected(r: httpx.Response, a: Org) -> None:
+    """400: the OAuth callback's page saying the authorization is unknown (no state of that tenant matches)."""
+    assert r.status_code == 400 and "Not connected" in r.text and a.secret not in r.text, r.text[:300]
+
+
 def sign_in_refused(r: httpx.Response, a: Org) -> None:
     """400: the sign-in page saying why single sign-on could not go on; no cookie of a session."""
     assert r.status_code == 400 and "attain_dashboard=" not in r.headers.get("set-cookie", ""), r.text[:300]
@@ -101,6 +106,10 @@ def _routes_params(service: str, method: str, route: str, *params: tuple[str, Ch
 
 
 Q, P = "query", "path"
+# The control room's CRM forms, each under /admin/crm/{crm}/ (issue 21: the OAuth client and connection, the users
+# sync and mode, the backfill)
+CRM_FORMS = ("secret", "stages", "users", "map", "oauth/client", "oauth/connect", "oauth/disconnect", "users/sync",
+             "users/mode", "backfill", "backfill/resume")
 PARAMS = [
     *_routes_params("kpi", "GET", "/v1/scorecards/{rep_id}", ("rep_id", missing, P), ("period", typed("period"), Q)),
     *_routes_params("kpi", "GET", "/v1/teams/{team_id}/scorecard", ("team_id", missing, P),
@@ -181,6 +190,18 @@ PARAMS = [
     *_routes_params("ingest", "PUT", "/v1/crm/{crm}/secret", ("crm", typed("crm"), P)),
     *_routes_params("ingest", "GET", "/v1/crm/{crm}/connection", ("crm", typed("crm"), P)),
     *_routes_params("ingest", "GET", "/v1/sso/{tenant}/client", ("tenant", missing, P)),  # public: no such tenant
+    # issue 21: the CRM's users, its OAuth connection and its backfill (the CRM is a literal)
+    *(p for method, route in (("GET", "/v1/crm/{crm}/users/proposal"), ("POST", "/v1/crm/{crm}/users/sync"),
+                              ("GET", "/v1/crm/{crm}/user-mapping-mode"), ("PUT", "/v1/crm/{crm}/user-mapping-mode"),
+                              ("PUT", "/v1/crm/{crm}/oauth/client"), ("POST", "/v1/crm/{crm}/oauth/authorize"),
+                              ("POST", "/v1/crm/{crm}/backfill"), ("GET", "/v1/crm/{crm}/backfill"))
+      for p in _routes_params("ingest", method, route, ("crm", typed("crm"), P))),
+    *_routes_params("ingest", "DELETE", "/v1/crm/{crm}/oauth", ("crm", typed("crm"), P),
+                    ("forget_client", typed("forget_client"), Q)),
+    # the OAuth callback is public: no state of the path's tenant matches, whatever the tenant, state or code
+    *_routes_params("ingest", "GET", "/v1/crm/oauth/callback/{tenant}/{crm}", ("tenant", not_connected, P),
+                    ("crm", typed("crm"), P), ("state", not_connected, Q), ("code", not_connected, Q),
+                    ("error", not_connected, Q), ("error_description", not_connected, Q)),
     # kpi's audit log
     *_routes_params("kpi", "GET", "/v1/audit", ("subject", empty("entries"), Q), ("action", empty("entries"), Q),
                     ("actor", empty("entries"), Q), ("since", typed("since"), Q), ("until", typed("until"), Q),
@@ -189,10 +210,10 @@ PARAMS = [
     *_routes_params("kpi", "GET", "/admin/calendar", ("rep", own_page, Q), ("year", typed("year"), Q)),
     *_routes_params("kpi", "GET", "/admin/roster", ("rep", own_page, Q), ("team", own_page, Q)),
     *_routes_params("kpi", "GET", "/admin/coaching", ("team", own_page, Q)),
-    *_routes_params("kpi", "GET", "/admin/crm", ("crm", typed("crm"), Q)),
+    *_routes_params("kpi", "GET", "/admin/crm", ("crm", typed("crm"), Q), ("propose", typed("propose"), Q)),
     *_routes_params("kpi", "GET", "/admin/targets", ("period", typed("period"), Q)),
     *_routes_params("kpi", "POST", "/admin/coaching/playbooks/{rule}", ("rule", refused_back, P)),
-    *(p for action in ("secret", "stages", "users", "map")
+    *(p for action in CRM_FORMS
       for p in _routes_params("kpi", "POST", f"/admin/crm/{{crm}}/{action}", ("crm", typed("crm"), P))),
     *_routes_params("kpi", "POST", "/admin/people/tokens/{token_id}/revoke", ("token_id", refused_back, P)),
     *_routes_params("kpi", "POST", "/admin/people/tokens/{token_id}/rotate", ("token_id", refused_back, P)),
@@ -240,7 +261,7 @@ def _valid(a: Org, quarter: str, route: str) -> dict[str, str]:
             "token_id": "initial", "contest_id": f"c-{a.tag}", "kpi_id": f"k_{a.tag}",
             "year": str(a.holiday.year), "rep": a.rep, "next": "/leaderboard", "code": "code", "state": "state",
             "error": "", "error_description": "", "since": "2026-01-01T00:00:00Z", "until": "2027-01-01T00:00:00Z",
-            "before_seq": "1000000", "person_id": a.rep, "t": ""}
+            "before_seq": "1000000", "person_id": a.rep, "t": "", "forget_client": "false", "propose": "false"}
 
 
 def _request(param: Param, value: str, a: Org, quarter: str) -> tuple[str, dict[str, str]]:
@@ -267,6 +288,9 @@ BODIES: dict[tuple[str, str], Any] = {  # a valid body where the route needs one
     ("ingest", "/v1/tokens/{token_id}/rotate"): {"grace_hours": 1},
     ("ingest", "/v1/calendar/days"): {"day": "2027-12-24", "name": "Christmas Eve"},
     ("ingest", "/v1/crm/{crm}/secret"): {"secret": "never-stored"},
+    ("ingest", "/v1/crm/{crm}/user-mapping-mode"): {"mode": "manual"},
+    ("ingest", "/v1/crm/{crm}/oauth/client"): {"client_id": "never-stored"},
+    ("ingest", "/v1/crm/{crm}/backfill"): {},
     ("notify", "/v1/notify/preferences/{person_id}"): {"daily_cap": 3}}
 # The dashboard's forms: sent as a form, with the session's form token.
 FORMS: dict[tuple[str, str], Callable[[Org], dict[str, str]]] = {
@@ -276,7 +300,7 @@ FORMS: dict[tuple[str, str], Callable[[Org], dict[str, str]]] = {
     for route in ("/admin/coaching/playbooks/{rule}", "/admin/notifications/teams/{team_id}",
                   "/admin/people/tokens/{token_id}/revoke",
                   "/admin/people/tokens/{token_id}/rotate", *(f"/admin/crm/{{crm}}/{action}"
-                                                             for action in ("secret", "stages", "users", "map")))}
+                                                             for action in CRM_FORMS))}
 
 
 async def _send(client: httpx.AsyncClient, param: Param, path: str, query: dict[str, str], a: Org) -> httpx.Response:

@@ -58,6 +58,20 @@ async def test_sql_in_free_text_and_ids_is_stored_and_returned_byte_for_byte(
         mapping = {s: f"rep {s}" for s in INJECTIONS}
         assert (await ingest.put("/v1/crm/hubspot/users", json=mapping)).json()["users"] == mapping
         assert (await ingest.get("/v1/crm/hubspot/users")).json()["users"] == mapping
+        # issue 21: the team new reps from the CRM join, the OAuth client's id and its scopes, as sent (an id with
+        # a space in it is no id: refused naming the field)
+        for s in INJECTIONS:
+            mode = await ingest.put("/v1/crm/hubspot/user-mapping-mode", json={"mode": "manual", "team_id": s})
+            assert mode.json() == {"mode": "manual", "team_id": s}, mode.text
+            assert (await ingest.get("/v1/crm/hubspot/user-mapping-mode")).json() == {"mode": "manual", "team_id": s}
+            client = await ingest.put("/v1/crm/hubspot/oauth/client",
+                                      json={"client_id": s, "client_secret": s, "scopes": [s]})
+            if any(c.isspace() for c in s):
+                assert client.status_code == 422 and "client_id" in client.text, client.text
+                continue
+            assert (client.status_code, client.json()["client_id"]) == (200, s), client.text
+            shown = {c["crm"]: c for c in (await ingest.get("/v1/crm/oauth")).json()["connections"]}["hubspot"]
+            assert (shown["client_id"], shown["scopes"]) == (s, [s]), shown
 
     await outside.until(lambda c: c.fetchval("SELECT count(*) = $2 FROM kpi.attainment WHERE tenant = $1 AND"
                                              " scope = 'rep' AND metric = 'won_revenue' AND period = $3",
@@ -187,6 +201,10 @@ TYPED_BODIES: list[tuple[str, str, str, Callable[[str], Any], str]] = [
     ("recognition", "PUT", "/v1/recognition/settings", lambda s: {"leaderboard_places": s}, "leaderboard_places"),
     ("recognition", "PUT", "/v1/recognition/settings", lambda s: {"quota_metrics": [s]}, "quota_metrics"),
     ("ingest", "PUT", "/v1/crm/hubspot/stages", lambda s: {"stage": s}, "stage"),
+    ("ingest", "PUT", "/v1/crm/hubspot/user-mapping-mode", lambda s: {"mode": s}, "mode"),
+    ("ingest", "PUT", "/v1/crm/hubspot/oauth/client", lambda s: {"client_id": "c", "auth_base": s}, "auth_base"),
+    ("ingest", "POST", "/v1/crm/hubspot/backfill", lambda s: {"since": s}, "since"),
+    ("ingest", "POST", "/v1/crm/hubspot/backfill", lambda s: {"resume": s}, "resume"),
     ("notify", "PUT", "/v1/notify/connection", lambda s: {"webhook_url": s}, "webhook_url"),
     ("notify", "PUT", "/v1/notify/connection", lambda s: {"slack_bot_token": s}, "slack_bot_token"),
     ("notify", "PUT", "/v1/notify/connection", lambda s: {"webhook_secret": s}, "webhook_secret"),
@@ -235,6 +253,11 @@ NUL_TEXT = [
     ("recognition", "PUT", "/v1/recognition/settings", {"templates": {"quota": NUL}}),
     ("ingest", "PUT", "/v1/crm/hubspot/users", {NUL: "rep"}),
     ("ingest", "PUT", "/v1/crm/hubspot/stages", {NUL: "won"}),
+    ("ingest", "PUT", "/v1/crm/hubspot/user-mapping-mode", {"mode": "manual", "team_id": NUL}),
+    ("ingest", "PUT", "/v1/crm/hubspot/oauth/client", {"client_id": NUL, "client_secret": "s"}),
+    ("ingest", "PUT", "/v1/crm/hubspot/oauth/client", {"client_id": "c", "client_secret": "s", "scopes": [NUL]}),
+    ("ingest", "PUT", "/v1/crm/hubspot/oauth/client", {"client_id": "c", "auth_base": f"https://{NUL}.example"}),
+    ("ingest", "POST", "/v1/crm/hubspot/backfill", {"since": NUL}),
     ("notify", "PUT", f"/v1/notify/teams/{quote(NUL)}", {"slack_channel": "C1"}),
     ("notify", "PUT", f"/v1/notify/preferences/{quote(NUL)}", {"daily_cap": 3}),
     ("notify", "POST", "/v1/notify/unsubscribe", {"token": NUL}),

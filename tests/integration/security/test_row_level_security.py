@@ -207,7 +207,12 @@ async def test_every_sweep_runs_and_none_is_open_to_public(database: str, owner:
                      "SELECT count(*) FROM sweep_live_tasks_by_rule()", "SELECT count(*) FROM sweep_overdue(now(), 5)",
                      "SELECT count(*) FROM sweep_take_owed(5)", "SELECT count(*) FROM sweep_peek_owed(5)",
                      "SELECT sweep_owed_count()"],
-        "ingest": ["SELECT sweep_expired_ids('3650 days'::interval, 5)"],
+        "ingest": ["SELECT sweep_expired_ids('3650 days'::interval, 5)",
+                   "SELECT count(*) FROM sweep_crm_oauth_due(now(), '5 minutes'::interval)",
+                   "SELECT count(*) FROM sweep_crm_streaming_tenants()",
+                   "SELECT count(*) FROM sweep_crm_users_due(now(), '1 day'::interval, '10 minutes'::interval)",
+                   "SELECT count(*) FROM sweep_crm_backfills_due(now())",
+                   "SELECT count(*) FROM sweep_crm_reconcile_due(now(), '15 minutes'::interval)"],
         "kpi": ["SELECT count(*) FROM sweep_due_contests(now())"],
         "recognition": ["SELECT count(*) FROM sweep_contest_leads(now())"],
         "notify": ["SELECT count(*) FROM sweep_due_deliveries(now())", "SELECT count(*) FROM sweep_open_check_ins()"],
@@ -229,9 +234,10 @@ async def test_every_sweep_runs_and_none_is_open_to_public(database: str, owner:
         " FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
         " WHERE n.nspname = ANY($1::text[]) AND p.prosecdef", [s.schema for s in SPECS], ROLE)
     assert {(r["schema"], r["name"]) for r in rows} >= {(s.schema, "sweep_bury_outbox") for s in SPECS}
-    # the shared three in every schema, coaching's seven, ingest's one, kpi's and recognition's contest clocks,
-    # notify's due deliveries and open check-ins
-    assert len(rows) == len(SPECS) * 3 + 7 + 1 + 2 + 2
+    # the shared three in every schema, coaching's seven, ingest's six (expired ids; the CRM connections' OAuth
+    # refreshes, streams, user syncs, backfills, reconciliation), kpi's and recognition's contest clocks, notify's
+    # due deliveries and open check-ins
+    assert len(rows) == len(SPECS) * 3 + 7 + 6 + 2 + 2
     for row in rows:
         assert row["name"].startswith("sweep_")
         assert f"search_path={row['schema']}, pg_temp" in row["config"], row
