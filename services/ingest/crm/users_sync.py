@@ -232,7 +232,7 @@ def _report(tenant: Tenant, crm: str, proposal: Proposal, republished: Summary |
     SYNCS.labels(crm, "done" if proposal.applies else "manual").inc()
     log.info("crm users synced", extra={
         "tenant": tenant.slug, "crm": crm, "mode": proposal.mode, "users": len(proposal.decisions),
-        "kept": counts["keep"], "mapped": counts["map"], "created": counts["create"], "skipped": counts["skip"],
+        "kept": counts["keep"], "mapped": counts["map"], "reps_created": counts["create"], "skipped": counts["skip"],
         "republished": republished.accepted if republished else 0,
         "still_held_back": republished.dead_lettered if republished else None})
 
