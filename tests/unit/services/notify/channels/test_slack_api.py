@@ -15,6 +15,7 @@ import pytest
 
 from services.notify.channels import PermanentFailure, TransientFailure
 from services.notify.channels.slack_api import SlackApi
+from tests.ports import free_ports
 
 USERS = {"ana@example.com": "U0ANA"}
 
@@ -110,5 +111,6 @@ async def test_a_rate_limit_is_transient_with_slacks_retry_after(slack: Any) -> 
 
 
 async def test_an_unreachable_slack_is_transient() -> None:
+    (closed,) = free_ports(1)  # a port nothing listens on now, not a well-known one that may be taken
     with pytest.raises(TransientFailure, match="unreachable"):
-        await SlackApi("xoxb-good", "http://127.0.0.1:9/api/").post("C0WINS", MESSAGE)
+        await SlackApi("xoxb-good", f"http://127.0.0.1:{closed}/api/").post("C0WINS", MESSAGE)
